@@ -1,0 +1,714 @@
+//! Symbolic dimension expressions for sod2.
+//!
+//! Every tensor dim the compiler reasons about is an [`ExprId`]: a handle into an [`ExprArena`]
+//! that hash-conses nodes in a **canonical form**, so that two expressions that are equal as
+//! polynomials are the *same handle* (equality is handle equality, never an algebraic `==`).
+//!
+//! Canonical form:
+//! - a sum of products with integer coefficients ([`Node::Poly`]); the monomials are sorted lists
+//!   of *atoms* and the terms are sorted by monomial, zero terms dropped, the constant term being
+//!   the empty monomial;
+//! - atoms are symbols and the non-polynomial calls `floordiv`, `ceildiv`, `mod`, `min`, `max`,
+//!   whose arguments are themselves canonical (and sorted, deduplicated and constant-folded for
+//!   `min` / `max`);
+//! - a sum with one term `1*x` is `x` itself, a sum with only a constant is [`Node::Const`].
+//!
+//! Children are always interned before their parents, so the arena read in order is a postfix
+//! program (the plan format stores it that way).
+//!
+//! Symbols carry a declared range `lo..=hi`; [`ExprArena::interval`] bounds any expression by
+//! interval arithmetic and the `prove_*` methods answer [`Truth::True`], [`Truth::False`] or
+//! [`Truth::Unknown`] from those bounds.
+#![forbid(unsafe_code)]
+
+mod display;
+mod interval;
+mod parse;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use interval::{Interval, Truth};
+pub use parse::ParseError;
+
+/// Handle of an expression node inside one [`ExprArena`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct ExprId(u32);
+
+impl ExprId {
+    /// Index of the node in the arena (its position in the postfix program).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Handle of a symbol inside one [`ExprArena`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SymId(u32);
+
+impl SymId {
+    /// Index of the symbol in the arena's symbol table.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One term of a polynomial: `coeff * atoms[0] * atoms[1] * ...`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Term {
+    /// Integer coefficient, never zero in a canonical node.
+    pub coeff: i64,
+    /// Sorted atoms (repeats mean powers); empty for the constant term.
+    pub atoms: Vec<ExprId>,
+}
+
+/// A canonical expression node.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Node {
+    /// An integer constant.
+    Const(i64),
+    /// A symbol.
+    Sym(SymId),
+    /// A sum of terms (see the module doc for the canonical rules).
+    Poly(Vec<Term>),
+    /// `floor(a / b)`.
+    FloorDiv(ExprId, ExprId),
+    /// `ceil(a / b)`.
+    CeilDiv(ExprId, ExprId),
+    /// `a - b * floor(a / b)` (the sign of the result follows `b`).
+    Mod(ExprId, ExprId),
+    /// Minimum of two or more sorted, distinct arguments.
+    Min(Vec<ExprId>),
+    /// Maximum of two or more sorted, distinct arguments.
+    Max(Vec<ExprId>),
+}
+
+/// What is known of a symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// Name, `[A-Za-z_][A-Za-z0-9_]*`.
+    pub name: String,
+    /// Smallest value the symbol may take.
+    pub lo: i64,
+    /// Largest value the symbol may take (`i64::MAX` when unbounded).
+    pub hi: i64,
+    /// Where the symbol comes from: `None` for a model input dim, the node name for a symbol
+    /// introduced for an execution-determined size.
+    pub origin: Option<String>,
+}
+
+/// Errors of evaluating an expression under a binding.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EvalError {
+    /// A symbol had no value in the binding.
+    #[error("symbol `{0}` is not bound")]
+    Unbound(String),
+    /// A division or modulo by zero.
+    #[error("division by zero in `{0}`")]
+    DivByZero(String),
+    /// An intermediate value left the i64 range.
+    #[error("integer overflow in `{0}`")]
+    Overflow(String),
+}
+
+/// Values bound to symbols, indexed by [`SymId`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bindings {
+    values: Vec<Option<i64>>,
+}
+
+impl Bindings {
+    /// An empty binding.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Binds `sym` to `value`.
+    pub fn set(&mut self, sym: SymId, value: i64) {
+        if self.values.len() <= sym.index() {
+            self.values.resize(sym.index() + 1, None);
+        }
+        self.values[sym.index()] = Some(value);
+    }
+    /// The value bound to `sym`, if any.
+    pub fn get(&self, sym: SymId) -> Option<i64> {
+        self.values.get(sym.index()).copied().flatten()
+    }
+}
+
+type PolyMap = BTreeMap<Vec<ExprId>, i64>;
+
+/// The hash-consing arena of canonical expressions, plus the symbol table.
+#[derive(Clone, Debug, Default)]
+pub struct ExprArena {
+    nodes: Vec<Node>,
+    dedup: HashMap<Node, ExprId>,
+    symbols: Vec<Symbol>,
+    by_name: HashMap<String, SymId>,
+}
+
+impl ExprArena {
+    /// A new, empty arena.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of nodes (the length of the postfix program).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the arena holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The node behind a handle.
+    pub fn node(&self, id: ExprId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    /// All nodes in postfix order (children before parents).
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    fn intern(&mut self, node: Node) -> ExprId {
+        if let Some(&id) = self.dedup.get(&node) {
+            return id;
+        }
+        let id = ExprId(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
+        self.nodes.push(node.clone());
+        self.dedup.insert(node, id);
+        id
+    }
+
+    // ----- symbols -------------------------------------------------------------------------
+
+    /// Adds a symbol, or returns the existing one of that name (its range is then narrowed to the
+    /// intersection with `lo..=hi`).
+    pub fn symbol(&mut self, name: &str, lo: i64, hi: i64, origin: Option<String>) -> SymId {
+        if let Some(&s) = self.by_name.get(name) {
+            let sym = &mut self.symbols[s.index()];
+            sym.lo = sym.lo.max(lo);
+            sym.hi = sym.hi.min(hi);
+            return s;
+        }
+        let s = SymId(u32::try_from(self.symbols.len()).unwrap_or(u32::MAX));
+        self.symbols.push(Symbol {
+            name: name.to_string(),
+            lo,
+            hi,
+            origin,
+        });
+        self.by_name.insert(name.to_string(), s);
+        s
+    }
+
+    /// Adds a symbol whose name is `base` or, if taken, `base_1`, `base_2`, ...
+    pub fn fresh_symbol(&mut self, base: &str, lo: i64, hi: i64, origin: Option<String>) -> SymId {
+        let mut name = sanitize_name(base);
+        let mut k = 1;
+        while self.by_name.contains_key(&name) {
+            name = format!("{}_{k}", sanitize_name(base));
+            k += 1;
+        }
+        self.symbol(&name, lo, hi, origin)
+    }
+
+    /// Looks a symbol up by name.
+    pub fn symbol_by_name(&self, name: &str) -> Option<SymId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The symbol table entry.
+    pub fn symbol_info(&self, s: SymId) -> &Symbol {
+        &self.symbols[s.index()]
+    }
+
+    /// All symbols, indexed by [`SymId`].
+    pub fn symbols(&self) -> &[Symbol] {
+        &self.symbols
+    }
+
+    /// Iterates over all symbol handles.
+    pub fn symbol_ids(&self) -> impl Iterator<Item = SymId> {
+        (0..self.symbols.len() as u32).map(SymId)
+    }
+
+    /// Sets the declared range of a symbol.
+    pub fn set_range(&mut self, s: SymId, lo: i64, hi: i64) {
+        let sym = &mut self.symbols[s.index()];
+        sym.lo = lo;
+        sym.hi = hi;
+    }
+
+    // ----- constructors --------------------------------------------------------------------
+
+    /// The constant `c`.
+    pub fn constant(&mut self, c: i64) -> ExprId {
+        self.intern(Node::Const(c))
+    }
+
+    /// The expression `s`.
+    pub fn sym(&mut self, s: SymId) -> ExprId {
+        self.intern(Node::Sym(s))
+    }
+
+    /// The constant value of `id`, if it is a constant.
+    pub fn as_const(&self, id: ExprId) -> Option<i64> {
+        match self.node(id) {
+            Node::Const(c) => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// The symbol `id` is, if it is a plain symbol.
+    pub fn as_sym(&self, id: ExprId) -> Option<SymId> {
+        match self.node(id) {
+            Node::Sym(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    fn to_poly(&self, id: ExprId) -> PolyMap {
+        let mut m = PolyMap::new();
+        match self.node(id) {
+            Node::Const(0) => {}
+            Node::Const(c) => {
+                m.insert(Vec::new(), *c);
+            }
+            Node::Poly(terms) => {
+                for t in terms {
+                    m.insert(t.atoms.clone(), t.coeff);
+                }
+            }
+            _ => {
+                m.insert(vec![id], 1);
+            }
+        }
+        m
+    }
+
+    fn from_poly(&mut self, m: PolyMap) -> ExprId {
+        let terms: Vec<Term> = m
+            .into_iter()
+            .filter(|(_, c)| *c != 0)
+            .map(|(atoms, coeff)| Term { coeff, atoms })
+            .collect();
+        match terms.as_slice() {
+            [] => self.constant(0),
+            [t] if t.atoms.is_empty() => self.constant(t.coeff),
+            [t] if t.coeff == 1 && t.atoms.len() == 1 => t.atoms[0],
+            _ => self.intern(Node::Poly(terms)),
+        }
+    }
+
+    /// `a + b`.
+    pub fn add(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        let mut m = self.to_poly(a);
+        for (k, c) in self.to_poly(b) {
+            let e = m.entry(k).or_insert(0);
+            *e = e.saturating_add(c);
+        }
+        self.from_poly(m)
+    }
+
+    /// `a + c`.
+    pub fn add_const(&mut self, a: ExprId, c: i64) -> ExprId {
+        let b = self.constant(c);
+        self.add(a, b)
+    }
+
+    /// Sum of all `items` (0 when empty).
+    pub fn sum(&mut self, items: &[ExprId]) -> ExprId {
+        let mut acc = self.constant(0);
+        for &x in items {
+            acc = self.add(acc, x);
+        }
+        acc
+    }
+
+    /// `k * a`.
+    pub fn mul_const(&mut self, a: ExprId, k: i64) -> ExprId {
+        let m = self
+            .to_poly(a)
+            .into_iter()
+            .map(|(atoms, c)| (atoms, c.saturating_mul(k)))
+            .collect();
+        self.from_poly(m)
+    }
+
+    /// `-a`.
+    pub fn neg(&mut self, a: ExprId) -> ExprId {
+        self.mul_const(a, -1)
+    }
+
+    /// `a - b`.
+    pub fn sub(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        let nb = self.neg(b);
+        self.add(a, nb)
+    }
+
+    /// `a * b`, expanded into a sum of products.
+    pub fn mul(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        let pa = self.to_poly(a);
+        let pb = self.to_poly(b);
+        let mut m = PolyMap::new();
+        for (ka, ca) in &pa {
+            for (kb, cb) in &pb {
+                let mut atoms = ka.clone();
+                atoms.extend_from_slice(kb);
+                atoms.sort();
+                let e = m.entry(atoms).or_insert(0);
+                *e = e.saturating_add(ca.saturating_mul(*cb));
+            }
+        }
+        self.from_poly(m)
+    }
+
+    /// Product of all `items` (1 when empty).
+    pub fn product(&mut self, items: &[ExprId]) -> ExprId {
+        let mut acc = self.constant(1);
+        for &x in items {
+            acc = self.mul(acc, x);
+        }
+        acc
+    }
+
+    /// Splits `a` as `d * q + r` where `q` collects the terms whose coefficient `d` divides.
+    fn split_by(&mut self, a: ExprId, d: i64) -> (ExprId, ExprId) {
+        let mut q = PolyMap::new();
+        let mut r = PolyMap::new();
+        for (atoms, c) in self.to_poly(a) {
+            if c % d == 0 {
+                q.insert(atoms, c / d);
+            } else {
+                r.insert(atoms, c);
+            }
+        }
+        let q = self.from_poly(q);
+        let r = self.from_poly(r);
+        (q, r)
+    }
+
+    /// `floor(a / b)`.
+    pub fn floordiv(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.division(a, b, DivKind::Floor)
+    }
+
+    /// `ceil(a / b)`.
+    pub fn ceildiv(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.division(a, b, DivKind::Ceil)
+    }
+
+    /// `a mod b` (floor semantics).
+    pub fn modulo(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.division(a, b, DivKind::Mod)
+    }
+
+    fn division(&mut self, a: ExprId, b: ExprId, kind: DivKind) -> ExprId {
+        if let Some(d) = self.as_const(b) {
+            if d < 0 {
+                // floor(a / -d) = floor(-a / d); ceil likewise; mod keeps b's sign: leave it.
+                if kind != DivKind::Mod {
+                    let na = self.neg(a);
+                    let pd = self.constant(-d);
+                    return self.division(na, pd, kind);
+                }
+            } else if d > 0 {
+                if let Some(c) = self.as_const(a) {
+                    return self.constant(kind.apply(c, d));
+                }
+                if d == 1 {
+                    return match kind {
+                        DivKind::Mod => self.constant(0),
+                        _ => a,
+                    };
+                }
+                let (q, r) = self.split_by(a, d);
+                if let Some(rc) = self.as_const(r) {
+                    let rv = kind.apply(rc, d);
+                    if kind == DivKind::Mod {
+                        return self.constant(rv);
+                    }
+                    let rv = self.constant(rv);
+                    return self.add(q, rv);
+                }
+                // Nested floor/ceil divisions by positive constants combine.
+                let inner = match (kind, self.node(r).clone()) {
+                    (DivKind::Floor, Node::FloorDiv(x, y)) | (DivKind::Ceil, Node::CeilDiv(x, y)) => {
+                        self.as_const(y).filter(|&d1| d1 > 0).map(|d1| (x, d1))
+                    }
+                    _ => None,
+                };
+                let rest = if let Some((x, d1)) = inner {
+                    let dd = self.constant(d1.saturating_mul(d));
+                    self.division(x, dd, kind)
+                } else {
+                    self.intern(kind.node(r, b))
+                };
+                if kind == DivKind::Mod {
+                    return rest;
+                }
+                return self.add(q, rest);
+            }
+        } else if a == b && kind != DivKind::Mod {
+            return self.constant(1);
+        } else if a == b {
+            return self.constant(0);
+        }
+        self.intern(kind.node(a, b))
+    }
+
+    /// `min(items...)`.
+    pub fn min(&mut self, items: &[ExprId]) -> ExprId {
+        self.minmax(items, true)
+    }
+
+    /// `max(items...)`.
+    pub fn max(&mut self, items: &[ExprId]) -> ExprId {
+        self.minmax(items, false)
+    }
+
+    fn minmax(&mut self, items: &[ExprId], is_min: bool) -> ExprId {
+        let mut flat: Vec<ExprId> = Vec::new();
+        let mut konst: Option<i64> = None;
+        let mut stack: Vec<ExprId> = items.to_vec();
+        while let Some(x) = stack.pop() {
+            match self.node(x) {
+                Node::Min(args) if is_min => stack.extend(args.iter().copied()),
+                Node::Max(args) if !is_min => stack.extend(args.iter().copied()),
+                Node::Const(c) => {
+                    let c = *c;
+                    konst = Some(match konst {
+                        None => c,
+                        Some(k) if is_min => k.min(c),
+                        Some(k) => k.max(c),
+                    });
+                }
+                _ => flat.push(x),
+            }
+        }
+        if let Some(c) = konst {
+            flat.push(self.constant(c));
+        }
+        flat.sort();
+        flat.dedup();
+        // Drop arguments that differ from another by a constant in the losing direction.
+        let mut keep = vec![true; flat.len()];
+        for i in 0..flat.len() {
+            for j in 0..flat.len() {
+                if i == j || !keep[i] || !keep[j] {
+                    continue;
+                }
+                let diff = self.sub(flat[i], flat[j]);
+                if let Some(c) = self.as_const(diff) {
+                    // flat[i] = flat[j] + c
+                    if (is_min && c > 0) || (!is_min && c < 0) {
+                        keep[i] = false;
+                    }
+                }
+            }
+        }
+        let flat: Vec<ExprId> = flat
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(x, k)| k.then_some(x))
+            .collect();
+        match flat.as_slice() {
+            [] => self.constant(0),
+            [x] => *x,
+            _ => self.intern(if is_min {
+                Node::Min(flat)
+            } else {
+                Node::Max(flat)
+            }),
+        }
+    }
+
+    // ----- evaluation and substitution -----------------------------------------------------
+
+    /// Evaluates `id` under `b`.
+    pub fn eval(&self, id: ExprId, b: &Bindings) -> Result<i64, EvalError> {
+        let err_ctx = |s: &Self| s.display(id).to_string();
+        let ov = |s: &Self| EvalError::Overflow(err_ctx(s));
+        Ok(match self.node(id) {
+            Node::Const(c) => *c,
+            Node::Sym(s) => b
+                .get(*s)
+                .ok_or_else(|| EvalError::Unbound(self.symbols[s.index()].name.clone()))?,
+            Node::Poly(terms) => {
+                let mut acc: i64 = 0;
+                for t in terms {
+                    let mut p = t.coeff;
+                    for &a in &t.atoms {
+                        p = p.checked_mul(self.eval(a, b)?).ok_or_else(|| ov(self))?;
+                    }
+                    acc = acc.checked_add(p).ok_or_else(|| ov(self))?;
+                }
+                acc
+            }
+            Node::FloorDiv(x, y) | Node::CeilDiv(x, y) | Node::Mod(x, y) => {
+                let xv = self.eval(*x, b)?;
+                let yv = self.eval(*y, b)?;
+                if yv == 0 {
+                    return Err(EvalError::DivByZero(err_ctx(self)));
+                }
+                let kind = match self.node(id) {
+                    Node::FloorDiv(..) => DivKind::Floor,
+                    Node::CeilDiv(..) => DivKind::Ceil,
+                    _ => DivKind::Mod,
+                };
+                kind.checked_apply(xv, yv).ok_or_else(|| ov(self))?
+            }
+            Node::Min(args) => {
+                let mut v = i64::MAX;
+                for &a in args {
+                    v = v.min(self.eval(a, b)?);
+                }
+                v
+            }
+            Node::Max(args) => {
+                let mut v = i64::MIN;
+                for &a in args {
+                    v = v.max(self.eval(a, b)?);
+                }
+                v
+            }
+        })
+    }
+
+    /// Replaces symbols by expressions (re-canonicalising on the way).
+    pub fn substitute(&mut self, id: ExprId, map: &HashMap<SymId, ExprId>) -> ExprId {
+        let mut memo = HashMap::new();
+        self.subst_rec(id, map, &mut memo)
+    }
+
+    fn subst_rec(
+        &mut self,
+        id: ExprId,
+        map: &HashMap<SymId, ExprId>,
+        memo: &mut HashMap<ExprId, ExprId>,
+    ) -> ExprId {
+        if let Some(&r) = memo.get(&id) {
+            return r;
+        }
+        let r = match self.node(id).clone() {
+            Node::Const(_) => id,
+            Node::Sym(s) => map.get(&s).copied().unwrap_or(id),
+            Node::Poly(terms) => {
+                let mut acc = self.constant(0);
+                for t in terms {
+                    let mut p = self.constant(t.coeff);
+                    for a in t.atoms {
+                        let sa = self.subst_rec(a, map, memo);
+                        p = self.mul(p, sa);
+                    }
+                    acc = self.add(acc, p);
+                }
+                acc
+            }
+            Node::FloorDiv(x, y) => {
+                let (x, y) = (self.subst_rec(x, map, memo), self.subst_rec(y, map, memo));
+                self.floordiv(x, y)
+            }
+            Node::CeilDiv(x, y) => {
+                let (x, y) = (self.subst_rec(x, map, memo), self.subst_rec(y, map, memo));
+                self.ceildiv(x, y)
+            }
+            Node::Mod(x, y) => {
+                let (x, y) = (self.subst_rec(x, map, memo), self.subst_rec(y, map, memo));
+                self.modulo(x, y)
+            }
+            Node::Min(args) => {
+                let a: Vec<_> = args.into_iter().map(|a| self.subst_rec(a, map, memo)).collect();
+                self.min(&a)
+            }
+            Node::Max(args) => {
+                let a: Vec<_> = args.into_iter().map(|a| self.subst_rec(a, map, memo)).collect();
+                self.max(&a)
+            }
+        };
+        memo.insert(id, r);
+        r
+    }
+
+    /// Symbols that occur in `id`.
+    pub fn free_symbols(&self, id: ExprId) -> Vec<SymId> {
+        let mut out = Vec::new();
+        let mut stack = vec![id];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x) {
+                continue;
+            }
+            match self.node(x) {
+                Node::Const(_) => {}
+                Node::Sym(s) => out.push(*s),
+                Node::Poly(terms) => {
+                    for t in terms {
+                        stack.extend(t.atoms.iter().copied());
+                    }
+                }
+                Node::FloorDiv(a, b) | Node::CeilDiv(a, b) | Node::Mod(a, b) => {
+                    stack.push(*a);
+                    stack.push(*b);
+                }
+                Node::Min(args) | Node::Max(args) => stack.extend(args.iter().copied()),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Replaces characters that are not allowed in a symbol name by `_`.
+pub fn sanitize_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DivKind {
+    Floor,
+    Ceil,
+    Mod,
+}
+
+impl DivKind {
+    fn apply(self, a: i64, d: i64) -> i64 {
+        self.checked_apply(a, d).unwrap_or(i64::MAX)
+    }
+    fn checked_apply(self, a: i64, d: i64) -> Option<i64> {
+        let q = a.checked_div(d)?;
+        let r = a.checked_rem(d)?;
+        let floor = if r != 0 && ((r < 0) != (d < 0)) { q - 1 } else { q };
+        Some(match self {
+            DivKind::Floor => floor,
+            DivKind::Ceil => {
+                if r != 0 && ((r < 0) == (d < 0)) {
+                    q + 1
+                } else {
+                    q
+                }
+            }
+            DivKind::Mod => a.checked_sub(floor.checked_mul(d)?)?,
+        })
+    }
+    fn node(self, a: ExprId, b: ExprId) -> Node {
+        match self {
+            DivKind::Floor => Node::FloorDiv(a, b),
+            DivKind::Ceil => Node::CeilDiv(a, b),
+            DivKind::Mod => Node::Mod(a, b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -525,6 +525,57 @@ impl ExprArena {
         }
     }
 
+    /// `a / b` when the division is exact as polynomials (`b` a constant or a single
+    /// monomial dividing every term of `a`, or `a == b`); `None` otherwise.
+    pub fn div_exact(&mut self, a: ExprId, b: ExprId) -> Option<ExprId> {
+        if a == b {
+            return Some(self.constant(1));
+        }
+        let pb = self.to_poly(b);
+        if pb.len() != 1 {
+            return None;
+        }
+        let (batoms, bc) = pb.into_iter().next()?;
+        if bc == 0 {
+            return None;
+        }
+        let mut q = PolyMap::new();
+        for (atoms, c) in self.to_poly(a) {
+            if c % bc != 0 {
+                return None;
+            }
+            let mut rest = atoms.clone();
+            for x in &batoms {
+                let pos = rest.iter().position(|y| y == x)?;
+                rest.remove(pos);
+            }
+            q.insert(rest, c / bc);
+        }
+        Some(self.from_poly(q))
+    }
+
+    /// `min(a, b)`, dropping an argument the declared ranges prove larger.
+    pub fn min_ranged(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        if self.prove_le(a, b).is_true() {
+            a
+        } else if self.prove_le(b, a).is_true() {
+            b
+        } else {
+            self.min(&[a, b])
+        }
+    }
+
+    /// `max(a, b)`, dropping an argument the declared ranges prove smaller.
+    pub fn max_ranged(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        if self.prove_le(a, b).is_true() {
+            b
+        } else if self.prove_le(b, a).is_true() {
+            a
+        } else {
+            self.max(&[a, b])
+        }
+    }
+
     // ----- evaluation and substitution -----------------------------------------------------
 
     /// Evaluates `id` under `b`.

@@ -74,6 +74,24 @@ fn division_simplifies() {
 }
 
 #[test]
+fn exact_division() {
+    let (mut a, b, s, h) = arena();
+    let num = a.parse("128*batch*seq + 64*batch").unwrap();
+    let den = a.parse("64*batch").unwrap();
+    let q = a.div_exact(num, den).unwrap();
+    assert_eq!(a.display(q).to_string(), "2*seq + 1");
+    let den2 = a.parse("seq + 1").unwrap();
+    assert_eq!(a.div_exact(num, den2), None);
+    let three = a.constant(3);
+    assert_eq!(a.div_exact(h, three), None);
+    let bs = a.mul(b, s);
+    assert_eq!(a.div_exact(bs, s), Some(b));
+    let big = a.constant(4096);
+    assert_eq!(a.min_ranged(s, big), s);
+    assert_eq!(a.max_ranged(s, big), big);
+}
+
+#[test]
 fn ranges_decide_comparisons() {
     let (mut a, b, s, h) = arena();
     assert_eq!(a.prove_eq_const(b, 1), Truth::Unknown);

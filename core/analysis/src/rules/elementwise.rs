@@ -1,0 +1,288 @@
+//! Elementwise ops: unary (same shape), broadcasting binary / variadic, compare and logic, Where,
+//! Cast — with value transfers for shape arithmetic.
+use sod2_expr::{ExprId, Truth};
+use sod2_ir::{DType, OpKind};
+
+use crate::ctx::{Ctx, RuleResult};
+use crate::fact::{Dim, Fact, Shape, VALUE_LIMIT};
+
+fn is_unary(op: &OpKind) -> bool {
+    use OpKind::*;
+    matches!(
+        op,
+        Abs | Neg | Exp | Log | Sqrt | Reciprocal | Relu | Sigmoid | Tanh | Erf | Floor | Ceil
+            | Round | Sign | Sin | Cos | Tan | Asin | Acos | Atan | Sinh | Cosh | Asinh | Acosh
+            | Atanh | Not | IsNaN | IsInf | Softsign | Softplus | Mish | Gelu | HardSigmoid
+            | HardSwish | LeakyRelu | Elu | Selu | Celu | ThresholdedRelu | Identity | Clip
+            | Dropout | Cast | CastLike | BitwiseNot | Trilu | CumSum | EyeLike
+    )
+}
+
+fn is_broadcast(op: &OpKind) -> bool {
+    use OpKind::*;
+    matches!(
+        op,
+        Add | Sub | Mul | Div | Pow | Mod | Min | Max | Sum | Mean | And | Or | Xor | Equal | Less
+            | LessOrEqual | Greater | GreaterOrEqual | BitShift | BitwiseAnd | BitwiseOr
+            | BitwiseXor | PRelu | Where
+    )
+}
+
+fn is_predicate(op: &OpKind) -> bool {
+    use OpKind::*;
+    matches!(op, And | Or | Xor | Equal | Less | LessOrEqual | Greater | GreaterOrEqual | Not | IsNaN | IsInf)
+}
+
+pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
+    let op = ctx.node.op.clone();
+    if is_unary(&op) {
+        return unary(ctx, &op).map(Some);
+    }
+    if is_broadcast(&op) {
+        return broadcast(ctx, &op).map(Some);
+    }
+    Ok(None)
+}
+
+fn unary(ctx: &mut Ctx<'_>, op: &OpKind) -> RuleResult<Vec<Fact>> {
+    let x = ctx.input(0).clone();
+    let dtype = if is_predicate(op) {
+        Some(DType::Bool)
+    } else if *op == OpKind::Cast {
+        let to = ctx.node.attr_int("to", 0).map_err(|e| e.to_string())?;
+        Some(DType::from_onnx(to as i32).ok_or_else(|| format!("Cast to unsupported type {to}"))?)
+    } else if *op == OpKind::CastLike {
+        ctx.dtype(1)
+    } else if *op == OpKind::EyeLike {
+        match ctx.node.attr_int_opt("dtype").map_err(|e| e.to_string())? {
+            Some(d) => DType::from_onnx(d as i32),
+            None => x.dtype,
+        }
+    } else {
+        x.dtype
+    };
+    let shape = if x.shape == Shape::Unknown { Shape::Unknown } else { x.shape.clone() };
+    let value = x.value.as_ref().and_then(|v| unary_value(ctx, op, v, dtype));
+    let mut out = vec![Fact { dtype, shape: shape.clone(), value }];
+    if *op == OpKind::Dropout {
+        out.push(Fact { dtype: Some(DType::Bool), shape, value: None });
+    }
+    Ok(out)
+}
+
+fn unary_value(ctx: &mut Ctx<'_>, op: &OpKind, v: &[ExprId], to: Option<DType>) -> Option<Vec<ExprId>> {
+    use OpKind::*;
+    match op {
+        Identity | Floor | Ceil | Round | CastLike => Some(v.to_vec()),
+        Cast if to == Some(DType::Bool) => v
+            .iter()
+            .map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(i64::from(c != 0))))
+            .collect(),
+        Cast => Some(v.to_vec()),
+        Neg => Some(v.iter().map(|&e| ctx.arena.neg(e)).collect()),
+        Relu => Some(v.iter().map(|&e| {
+            let z = ctx.arena.constant(0);
+            ctx.arena.max(&[e, z])
+        }).collect()),
+        Abs => v.iter().map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(c.abs()))).collect(),
+        Not => v.iter().map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(i64::from(c == 0)))).collect(),
+        Sign => v.iter().map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(c.signum()))).collect(),
+        _ => None,
+    }
+}
+
+fn broadcast(ctx: &mut Ctx<'_>, op: &OpKind) -> RuleResult<Vec<Fact>> {
+    let idx: Vec<usize> = (0..ctx.node.inputs.len()).filter(|&i| ctx.has_input(i)).collect();
+    let dtype = if is_predicate(op) {
+        Some(DType::Bool)
+    } else if *op == OpKind::Where {
+        ctx.dtype(1).or(ctx.dtype(2))
+    } else {
+        idx.iter().find_map(|&i| ctx.dtype(i))
+    };
+    if idx.iter().any(|&i| ctx.input(i).shape == Shape::Unknown) {
+        return Ok(vec![Fact::unknown(dtype)]);
+    }
+    let shapes: Option<Vec<Vec<Dim>>> = idx.iter().map(|&i| ctx.dims(i)).collect();
+    let Some(shapes) = shapes else {
+        return Ok(vec![Fact { dtype, ..Fact::default() }]);
+    };
+    let dims = ctx.broadcast(&shapes);
+    let value = binary_value(ctx, op, &idx, &dims, dtype);
+    Ok(vec![Fact { dtype, shape: Shape::Ranked(dims), value }])
+}
+
+fn binary_value(ctx: &mut Ctx<'_>, op: &OpKind, idx: &[usize], out: &[Dim], dtype: Option<DType>) -> Option<Vec<ExprId>> {
+    use OpKind::*;
+    let vals: Option<Vec<Vec<ExprId>>> = idx.iter().map(|&i| ctx.value(i)).collect();
+    let vals = vals?;
+    let n = vals.iter().map(|v| v.len()).max()?;
+    let out_numel = {
+        let k: Option<Vec<ExprId>> = out.iter().map(|d| d.expr()).collect();
+        let p = ctx.arena.product(&k?);
+        ctx.arena.as_const(p)?
+    };
+    if n > VALUE_LIMIT || out_numel as usize != n || vals.iter().any(|v| v.len() != n && v.len() != 1) {
+        return None;
+    }
+    let at = |v: &Vec<ExprId>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
+    let int_div = dtype.is_some_and(|d| d.is_integer());
+    let mut res = Vec::with_capacity(n);
+    for i in 0..n {
+        let a = at(&vals[0], i);
+        let b = vals.get(1).map(|v| at(v, i));
+        let ar = &mut *ctx.arena;
+        let r = match (op, b) {
+            (Add | Sum, _) => {
+                let mut acc = a;
+                for v in &vals[1..] {
+                    acc = ar.add(acc, at(v, i));
+                }
+                acc
+            }
+            (Sub, Some(b)) => ar.sub(a, b),
+            (Mul, Some(b)) => ar.mul(a, b),
+            (Div, Some(b)) => {
+                let d = ar.as_const(b)?;
+                if d == 0 {
+                    return None;
+                }
+                if let Some(x) = ar.as_const(a) {
+                    if int_div {
+                        ar.constant(x / d)
+                    } else if x % d == 0 {
+                        ar.constant(x / d)
+                    } else {
+                        return None;
+                    }
+                } else {
+                    let q = ar.floordiv(a, b);
+                    let rem = ar.modulo(a, b);
+                    let exact = ar.as_const(rem) == Some(0);
+                    if exact || (int_div && d > 0 && ar.interval(a).lo >= 0) {
+                        q
+                    } else {
+                        return None;
+                    }
+                }
+            }
+            (Mod, Some(b)) if int_div => ar.modulo(a, b),
+            (Min, _) => {
+                let all: Vec<ExprId> = vals.iter().map(|v| at(v, i)).collect();
+                ar.min(&all)
+            }
+            (Max, _) => {
+                let all: Vec<ExprId> = vals.iter().map(|v| at(v, i)).collect();
+                ar.max(&all)
+            }
+            (Pow, Some(b)) => {
+                let (x, y) = (ar.as_const(a)?, ar.as_const(b)?);
+                ar.constant(x.checked_pow(u32::try_from(y).ok()?)?)
+            }
+            (Equal, Some(b)) => {
+                let t = ar.prove_eq(a, b);
+                truth(ar, t)?
+            }
+            (Less, Some(b)) => {
+                let one = ar.add_const(a, 1);
+                let t = ar.prove_le(one, b);
+                truth(ar, t)?
+            }
+            (LessOrEqual, Some(b)) => {
+                let t = ar.prove_le(a, b);
+                truth(ar, t)?
+            }
+            (Greater, Some(b)) => {
+                let one = ar.add_const(b, 1);
+                let t = ar.prove_le(one, a);
+                truth(ar, t)?
+            }
+            (GreaterOrEqual, Some(b)) => {
+                let t = ar.prove_le(b, a);
+                truth(ar, t)?
+            }
+            (And | Or | Xor, Some(b)) => {
+                let (x, y) = (ar.as_const(a)? != 0, ar.as_const(b)? != 0);
+                let r = match op {
+                    And => x && y,
+                    Or => x || y,
+                    _ => x != y,
+                };
+                ar.constant(i64::from(r))
+            }
+            (Where, Some(_)) => {
+                let c = ar.as_const(a)?;
+                let pick = if c != 0 { 1 } else { 2 };
+                at(vals.get(pick)?, i)
+            }
+            _ => return None,
+        };
+        res.push(r);
+    }
+    Some(res)
+}
+
+fn truth(ar: &mut sod2_expr::ExprArena, t: Truth) -> Option<ExprId> {
+    match t {
+        Truth::True => Some(ar.constant(1)),
+        Truth::False => Some(ar.constant(0)),
+        Truth::Unknown => None,
+    }
+}
+
+pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fact>>> {
+    let op = ctx.node.op.clone();
+    let out = outs.first()?.dims()?.to_vec();
+    if is_unary(&op) {
+        if matches!(op, OpKind::Cast | OpKind::CastLike | OpKind::EyeLike) || ctx.rank(0).is_some_and(|r| r != out.len()) {
+            return Some(vec![Some(Fact { dtype: None, shape: Shape::Ranked(out), value: None })]);
+        }
+        let dtype = if is_predicate(&op) { None } else { outs[0].dtype };
+        return Some(vec![Some(Fact { dtype, shape: Shape::Ranked(out), value: None })]);
+    }
+    if !is_broadcast(&op) {
+        return None;
+    }
+    // Undeclared dims of an operand are taken to match the result (exporters write a literal 1
+    // for every dim they broadcast); see docs/rdp.md.
+    let mut res = Vec::new();
+    for i in 0..ctx.node.inputs.len() {
+        let Some(dims) = ctx.dims(i) else {
+            res.push(None);
+            continue;
+        };
+        if dims.len() > out.len() {
+            res.push(None);
+            continue;
+        }
+        let off = out.len() - dims.len();
+        let mut new = dims.clone();
+        for (k, d) in new.iter_mut().enumerate() {
+            if *d != Dim::Undef {
+                continue;
+            }
+            if let Dim::Known(e) = out[k + off] {
+                *d = Dim::Known(e);
+                continue;
+            }
+            for j in 0..ctx.node.inputs.len() {
+                if j == i {
+                    continue;
+                }
+                if let Some(od) = ctx.dims(j) {
+                    let jk = (k + off) as isize - (out.len() - od.len()) as isize;
+                    if jk >= 0 {
+                        if let Dim::Known(e) = od[jk as usize] {
+                            if !ctx.arena.prove_eq_const(e, 1).is_true() {
+                                *d = Dim::Known(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        res.push(Some(Fact { dtype: None, shape: Shape::Ranked(new), value: None }));
+    }
+    Some(res)
+}

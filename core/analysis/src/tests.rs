@@ -1,0 +1,418 @@
+//! Unit tests of RDP on small hand-built models (built as ONNX protobuf, imported for real).
+use prost::Message;
+use proptest::prelude::*;
+use sod2_expr::Bindings;
+use sod2_onnx::proto::*;
+
+use super::*;
+
+/// A tiny ONNX graph builder for tests.
+#[derive(Default)]
+struct G {
+    g: GraphProto,
+}
+
+fn vi(name: &str, elem: i32, dims: Option<&[&str]>) -> ValueInfoProto {
+    use tensor_shape_proto::{dimension::Value as D, Dimension};
+    let shape = dims.map(|dims| TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|d| Dimension {
+                value: match d.parse::<i64>() {
+                    Ok(v) => Some(D::DimValue(v)),
+                    Err(_) if d.is_empty() || *d == "?" => None,
+                    Err(_) => Some(D::DimParam(d.to_string())),
+                },
+                ..Default::default()
+            })
+            .collect(),
+    });
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: Some(elem), shape })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(2), i: Some(v), ..Default::default() }
+}
+
+fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(7), ints: v.to_vec(), ..Default::default() }
+}
+
+fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(5), g: Some(g), ..Default::default() }
+}
+
+impl G {
+    fn input(mut self, name: &str, elem: i32, dims: &[&str]) -> Self {
+        self.g.input.push(vi(name, elem, Some(dims)));
+        self
+    }
+    fn input_untyped(mut self, name: &str) -> Self {
+        self.g.input.push(ValueInfoProto { name: Some(name.into()), ..Default::default() });
+        self
+    }
+    fn init_f32(mut self, name: &str, dims: &[i64]) -> Self {
+        let n: i64 = dims.iter().product();
+        self.g.initializer.push(TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(1),
+            float_data: vec![0.5; n as usize],
+            ..Default::default()
+        });
+        self
+    }
+    fn init_i64(mut self, name: &str, v: &[i64]) -> Self {
+        self.g.initializer.push(TensorProto {
+            name: Some(name.into()),
+            dims: vec![v.len() as i64],
+            data_type: Some(7),
+            int64_data: v.to_vec(),
+            ..Default::default()
+        });
+        self
+    }
+    fn scalar_i64(mut self, name: &str, v: i64) -> Self {
+        self.g.initializer.push(TensorProto { name: Some(name.into()), data_type: Some(7), int64_data: vec![v], ..Default::default() });
+        self
+    }
+    fn node(self, op: &str, ins: &[&str], outs: &[&str]) -> Self {
+        self.node_a(op, ins, outs, vec![])
+    }
+    fn node_a(mut self, op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> Self {
+        self.g.node.push(NodeProto {
+            op_type: Some(op.into()),
+            name: Some(outs[0].to_string()),
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: outs.iter().map(|s| s.to_string()).collect(),
+            attribute: attrs,
+            ..Default::default()
+        });
+        self
+    }
+    fn output(mut self, name: &str) -> Self {
+        self.g.output.push(ValueInfoProto { name: Some(name.into()), ..Default::default() });
+        self
+    }
+    fn build(self) -> GraphProto {
+        self.g
+    }
+    fn model(self) -> Model {
+        let mp = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            graph: Some(self.g),
+            ..Default::default()
+        };
+        sod2_onnx::import_bytes(&mp.encode_to_vec(), None).expect("test model imports")
+    }
+}
+
+fn run(m: &Model, ranges: &[(&str, i64, i64)]) -> Analysis {
+    let ranges = ranges.iter().map(|(n, lo, hi)| DimRange { name: n.to_string(), lo: *lo, hi: *hi }).collect();
+    analyze(m, &Options { ranges, ..Options::default() }).expect("analysis succeeds")
+}
+
+fn shape(m: &Model, a: &Analysis, name: &str) -> Vec<String> {
+    let v = m.values.iter().position(|v| v.name == name).unwrap_or_else(|| panic!("no value {name}"));
+    a.shape_strings(sod2_ir::ValueId(v as u32)).unwrap_or_else(|| panic!("{name} has no rank: {:?}", a.facts[v].shape))
+}
+
+#[test]
+fn backward_recovers_unnamed_input_dims() {
+    // x: [?, ?] only pinned by MatMul (K = 64) and the Add with y: [batch, 32].
+    let m = G::default()
+        .input("x", 1, &["?", "?"])
+        .input("y", 1, &["batch", "32"])
+        .init_f32("w", &[64, 32])
+        .node("MatMul", &["x", "w"], &["z"])
+        .node("Add", &["z", "y"], &["out"])
+        .output("out")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "x"), ["batch", "64"]);
+    assert_eq!(shape(&m, &a, "z"), ["batch", "32"]);
+    assert_eq!(shape(&m, &a, "out"), ["batch", "32"]);
+    assert!(a.fresh.is_empty(), "nothing should need a fresh symbol: {:?}", a.fresh);
+}
+
+#[test]
+fn backward_through_concat_and_transpose() {
+    // t = Transpose(x) with x: [?, 16]; Concat(t, p[16, seq]) along 1 = out; out pinned by a
+    // MatMul with w: [3*seq, 8] (the Concat width), so x's dim 0 = 3*seq - seq = 2*seq.
+    let m = G::default()
+        .input("x", 1, &["?", "16"])
+        .input("p", 1, &["16", "seq"])
+        .input("w", 1, &["3*seq", "8"])
+        .node_a("Transpose", &["x"], &["t"], vec![ints_attr("perm", &[1, 0])])
+        .node_a("Concat", &["t", "p"], &["c"], vec![int_attr("axis", 1)])
+        .node("MatMul", &["c", "w"], &["out"])
+        .output("out")
+        .model();
+    let a = run(&m, &[]);
+    // dim_param "3*seq" is sanitised into its own symbol `_3_seq`.
+    assert_eq!(shape(&m, &a, "x"), ["_3_seq - seq", "16"]);
+    assert_eq!(shape(&m, &a, "c"), ["16", "_3_seq"]);
+}
+
+#[test]
+fn exporter_shape_subgraph_becomes_expressions() {
+    // The pattern torch.onnx.export emits to split heads:
+    // Shape -> Gather(0), Gather(1) -> Unsqueeze -> Concat(b, s, 4, 16) -> Reshape.
+    let m = G::default()
+        .input("x", 1, &["batch", "seq", "64"])
+        .scalar_i64("i0", 0)
+        .scalar_i64("i1", 1)
+        .init_i64("ax", &[0])
+        .init_i64("heads", &[4, 16])
+        .node("Shape", &["x"], &["s"])
+        .node("Gather", &["s", "i0"], &["b"])
+        .node("Gather", &["s", "i1"], &["q"])
+        .node("Unsqueeze", &["b", "ax"], &["bu"])
+        .node("Unsqueeze", &["q", "ax"], &["qu"])
+        .node_a("Concat", &["bu", "qu", "heads"], &["target"], vec![int_attr("axis", 0)])
+        .node("Reshape", &["x", "target"], &["r"])
+        .node_a("Transpose", &["r"], &["t"], vec![ints_attr("perm", &[0, 2, 1, 3])])
+        .init_i64("flat", &[0, -1, 64])
+        .node("Reshape", &["x", "flat"], &["f"])
+        .output("t")
+        .output("f")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "r"), ["batch", "seq", "4", "16"]);
+    assert_eq!(shape(&m, &a, "t"), ["batch", "4", "seq", "16"]);
+    assert_eq!(shape(&m, &a, "f"), ["batch", "seq", "64"]);
+    let s = a.summary(&m);
+    assert_eq!(s.undef + s.unknown, 0);
+}
+
+#[test]
+fn conv_and_pool_dims_are_closed_forms() {
+    let m = G::default()
+        .input("x", 1, &["n", "3", "H", "W"])
+        .init_f32("w", &[8, 3, 3, 3])
+        .node_a("Conv", &["x", "w"], &["c"], vec![ints_attr("strides", &[2, 2]), ints_attr("pads", &[1, 1, 1, 1])])
+        .node_a("MaxPool", &["c"], &["p"], vec![ints_attr("kernel_shape", &[3, 3]), ints_attr("strides", &[2, 2]), int_attr("ceil_mode", 1)])
+        .output("p")
+        .model();
+    let a = run(&m, &[("H", 16, 1024), ("W", 16, 1024)]);
+    assert_eq!(shape(&m, &a, "c"), ["n", "8", "floordiv(H - 1, 2) + 1", "floordiv(W - 1, 2) + 1"]);
+    // ceil_mode: ceil((c - 3) / 2) + 1, limited so the last window starts inside the input.
+    let p = shape(&m, &a, "p");
+    // (ceildiv(c - 3, 2) + 1 canonicalises to ceildiv(c - 1, 2) with c = floordiv(H - 1, 2) + 1.)
+    assert_eq!(p[2], "min(ceildiv(floordiv(H - 1, 2) + 1, 2), ceildiv(floordiv(H - 1, 2), 2))");
+}
+
+#[test]
+fn nonzero_gets_a_bounded_fresh_symbol() {
+    let m = G::default()
+        .input("x", 1, &["H", "W"])
+        .node("NonZero", &["x"], &["nz"])
+        .node_a("Transpose", &["nz"], &["t"], vec![ints_attr("perm", &[1, 0])])
+        .output("t")
+        .model();
+    let a = run(&m, &[("H", 1, 100), ("W", 1, 50)]);
+    assert_eq!(shape(&m, &a, "t"), ["nz_nz", "2"]);
+    assert_eq!(a.fresh.len(), 1);
+    let f = &a.fresh[0];
+    assert_eq!(f.origin, "nz");
+    assert_eq!(a.arena.display(f.bound.unwrap()).to_string(), "H*W");
+    assert_eq!(a.arena.symbol_info(f.sym).hi, 5000);
+}
+
+fn branch(op: &str, input: &str, out: &str, attrs: Vec<AttributeProto>) -> GraphProto {
+    G::default().node_a(op, &[input], &[out], attrs).output(out).build()
+}
+
+#[test]
+fn if_merges_agreeing_dims_and_freshens_the_others() {
+    let then_g = branch("Relu", "x", "a", vec![]);
+    let else_g = G::default()
+        .node_a("Concat", &["x", "x"], &["b"], vec![int_attr("axis", 1)])
+        .output("b")
+        .build();
+    let m = G::default()
+        .input("x", 1, &["n", "seq"])
+        .input("c", 9, &[])
+        .node_a("If", &["c"], &["y"], vec![graph_attr("then_branch", then_g), graph_attr("else_branch", else_g)])
+        .output("y")
+        .model();
+    let a = run(&m, &[("seq", 1, 10)]);
+    let y = shape(&m, &a, "y");
+    assert_eq!(y[0], "n");
+    assert_eq!(y[1], "y_out0_1");
+    let f = a.fresh.iter().find(|f| a.arena.symbol_info(f.sym).name == "y_out0_1").unwrap();
+    assert_eq!(a.arena.display(f.bound.unwrap()).to_string(), "max(2*seq, seq)");
+    assert_eq!(a.arena.symbol_info(f.sym).hi, 20);
+}
+
+#[test]
+fn loop_carried_growth_is_generalised_and_terminates() {
+    // acc grows by one row per iteration (a cycle through the body); x stays [n, 4].
+    let body = G::default()
+        .input("i", 7, &[])
+        .input("cond_in", 9, &[])
+        .input_untyped("acc_in")
+        .input_untyped("x_in")
+        .node_a("Concat", &["acc_in", "row"], &["acc_out"], vec![int_attr("axis", 0)])
+        .node("Identity", &["x_in"], &["x_out"])
+        .node("Identity", &["cond_in"], &["cond_out"])
+        .node("Relu", &["x_in"], &["scan_out"])
+        .output("cond_out")
+        .output("acc_out")
+        .output("x_out")
+        .output("scan_out")
+        .build();
+    let m = G::default()
+        .input("x", 1, &["n", "4"])
+        .input("acc0", 1, &["1", "4"])
+        .init_f32("row", &[1, 4])
+        .scalar_i64("trips", 7)
+        .node_a("Loop", &["trips", "", "acc0", "x"], &["acc", "xf", "stacked"], vec![graph_attr("body", body)])
+        .output("acc")
+        .output("stacked")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "acc"), ["acc_carried0_0", "4"]);
+    assert_eq!(shape(&m, &a, "xf"), ["n", "4"]);
+    // The trip count is M = 7: the condition is passed through unchanged.
+    assert_eq!(shape(&m, &a, "stacked"), ["7", "n", "4"]);
+    assert!(a.iterations < 1000);
+}
+
+#[test]
+fn loop_with_data_dependent_exit_gets_a_trip_symbol() {
+    let body = G::default()
+        .input("i", 7, &[])
+        .input("cond_in", 9, &[])
+        .input_untyped("v_in")
+        .node("ReduceMean", &["v_in"], &["m"])
+        .init_f32("thr", &[])
+        .node("Less", &["m", "thr"], &["cond_out"])
+        .node("Sigmoid", &["v_in"], &["v_out"])
+        .output("cond_out")
+        .output("v_out")
+        .build();
+    let m = G::default()
+        .input("v", 1, &["b", "8"])
+        .input("go", 9, &[])
+        .scalar_i64("maxit", 10)
+        .node_a("Loop", &["maxit", "go", "v"], &["vf"], vec![graph_attr("body", body)])
+        .output("vf")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "vf"), ["b", "8"]);
+    let iters = a.arena.symbol_by_name("vf_iters").expect("trip symbol");
+    assert_eq!(a.arena.symbol_info(iters).hi, 10);
+}
+
+#[test]
+fn unsupported_op_does_not_stop_the_analysis() {
+    let m = G::default()
+        .input("x", 1, &["n", "8"])
+        .node("FancyOp", &["x"], &["f"])
+        .node("Relu", &["f"], &["g"])
+        .node("Abs", &["x"], &["h"])
+        .output("g")
+        .output("h")
+        .model();
+    let a = run(&m, &[]);
+    let idx = |n: &str| m.values.iter().position(|v| v.name == n).unwrap();
+    assert_eq!(a.facts[idx("f")].shape, Shape::Unknown);
+    assert_eq!(a.facts[idx("g")].shape, Shape::Unknown);
+    assert_eq!(shape(&m, &a, "h"), ["n", "8"]);
+    let d = a.diagnostics.iter().find(|d| d.kind == DiagKind::UnsupportedOp).expect("warning");
+    assert_eq!(d.node.as_deref(), Some("f"));
+    assert!(d.message.contains("FancyOp"));
+}
+
+#[test]
+fn iteration_cap_is_an_error_not_a_hang() {
+    let m = G::default().input("x", 1, &["n"]).node("Relu", &["x"], &["a"]).node("Relu", &["a"], &["b"]).output("b").model();
+    let e = analyze(&m, &Options { max_iterations: 1, ..Options::default() }).unwrap_err();
+    assert_eq!(e, AnalysisError::IterationCap(1));
+    let e = analyze(&m, &Options { ranges: vec![DimRange { name: "nope".into(), lo: 1, hi: 2 }], ..Options::default() }).unwrap_err();
+    assert_eq!(e, AnalysisError::UnknownSymbol("nope".into()));
+}
+
+#[test]
+fn unpinned_unnamed_dims_become_input_symbols() {
+    let m = G::default().input("x", 1, &["?", "3"]).node("Relu", &["x"], &["y"]).output("y").model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["x_dim0", "3"]);
+}
+
+/// Direct slice length, by walking the indices as ONNX defines it.
+fn slice_ref(d: i64, start: i64, end: i64, step: i64) -> i64 {
+    let clampi = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
+    let (s, e) = if step > 0 {
+        (clampi(if start < 0 { start + d } else { start }, 0, d), clampi(if end < 0 { end + d } else { end }, 0, d))
+    } else {
+        (clampi(if start < 0 { start + d } else { start }, 0, d - 1), clampi(if end < 0 { end + d } else { end }, -1, d - 1))
+    };
+    let mut n = 0;
+    let mut i = s;
+    while (step > 0 && i < e) || (step < 0 && i > e) {
+        n += 1;
+        i += step;
+    }
+    n
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn slice_lengths_match_onnx_semantics(
+        d in 1i64..40, start in -50i64..50, end in prop_oneof![-50i64..50, Just(i64::MAX), Just(i64::MIN)],
+        step in prop_oneof![1i64..4, -3i64..=-1]
+    ) {
+        let m = G::default()
+            .input("x", 1, &["L"])
+            .init_i64("s", &[start]).init_i64("e", &[end]).init_i64("a", &[0]).init_i64("st", &[step])
+            .node("Slice", &["x", "s", "e", "a", "st"], &["y"])
+            .output("y")
+            .model();
+        let a = run(&m, &[("L", 1, 40)]);
+        let y = m.values.iter().position(|v| v.name == "y").unwrap();
+        let mut b = Bindings::new();
+        b.set(a.arena.symbol_by_name("L").unwrap(), d);
+        let got = a.eval_shape(sod2_ir::ValueId(y as u32), &b).expect("known").expect("evaluates");
+        prop_assert_eq!(got, vec![slice_ref(d, start, end, step)]);
+    }
+
+    #[test]
+    fn pool_dims_match_the_reference_formula(
+        h in 1i64..80, k in 1i64..5, s in 1i64..4, p in 0i64..2, ceil in any::<bool>()
+    ) {
+        prop_assume!(h + 2 * p >= k && p < k);
+        let m = G::default()
+            .input("x", 1, &["1", "1", "H", "4"])
+            .node_a("MaxPool", &["x"], &["y"], vec![
+                ints_attr("kernel_shape", &[k, 1]), ints_attr("strides", &[s, 1]),
+                ints_attr("pads", &[p, 0, p, 0]), int_attr("ceil_mode", i64::from(ceil)),
+            ])
+            .output("y")
+            .model();
+        let a = run(&m, &[("H", 1, 80)]);
+        let y = m.values.iter().position(|v| v.name == "y").unwrap();
+        let mut b = Bindings::new();
+        b.set(a.arena.symbol_by_name("H").unwrap(), h);
+        let got = a.eval_shape(sod2_ir::ValueId(y as u32), &b).expect("known").expect("evaluates");
+        // Reference (PyTorch / ONNX Runtime): out = floor_or_ceil((h + 2p - k) / s) + 1, and in
+        // ceil mode the last window must start inside the input or the left padding.
+        let span = h + 2 * p - k;
+        let mut out = if ceil { (span + s - 1) / s + 1 } else { span / s + 1 };
+        if ceil && (out - 1) * s >= h + p {
+            out -= 1;
+        }
+        prop_assert_eq!(got[2], out);
+    }
+}

@@ -26,6 +26,11 @@ pub struct FreshTable {
 }
 
 impl FreshTable {
+    /// The symbol already made for `(node, slot)`, if any.
+    pub fn lookup(&self, node: NodeId, slot: u32) -> Option<ExprId> {
+        self.map.get(&(node, slot)).copied()
+    }
+
     /// The symbol for `(node, slot)`, created on first use.
     #[allow(clippy::too_many_arguments)]
     pub fn get(

@@ -401,9 +401,42 @@ impl<'m> Engine<'m> {
         let mut outs: Vec<Fact> = seeds;
         for j in 0..body.outputs.len() - 1 - n_carried {
             let f = self.facts[body.outputs[1 + n_carried + j].index()].clone();
+            let f = self.outside_view(n, j, f, iter);
             outs.push(stack(&f, Dim::Known(trips), 0));
         }
         Ok(outs)
+    }
+
+    /// A body output as seen after the loop: dims that mention per-iteration symbols (the
+    /// iteration number or widened carried dims) become their own fresh symbol.
+    fn outside_view(&mut self, n: NodeId, j: usize, mut f: Fact, iter: ExprId) -> Fact {
+        let local: HashSet<ExprId> = self
+            .generalized
+            .iter()
+            .filter(|(g, _, _)| *g == n)
+            .filter_map(|&(_, k, d)| self.fresh_existing(n, (100_000 + k * 64 + d) as u32))
+            .chain([iter])
+            .collect();
+        if let Shape::Ranked(dims) = &mut f.shape {
+            for (k, d) in dims.iter_mut().enumerate() {
+                let Dim::Known(e) = *d else { continue };
+                let uses_local = self.arena.free_symbols(e).into_iter().any(|s| {
+                    let se = self.arena.sym(s);
+                    local.contains(&se)
+                });
+                if uses_local {
+                    let name = self.model.node(n).name.clone();
+                    let fresh = self.fresh.get(&mut self.arena, n, (500_000 + j * 64 + k) as u32, &format!("{name}_scan{j}_{k}"), &name, 0, None);
+                    *d = Dim::Known(fresh);
+                }
+            }
+        }
+        f.value = None;
+        f
+    }
+
+    fn fresh_existing(&self, n: NodeId, slot: u32) -> Option<ExprId> {
+        self.fresh.lookup(n, slot)
     }
 
     fn scan_node(&mut self, n: NodeId, inputs: &[Fact]) -> Result<Vec<Fact>, AnalysisError> {

@@ -3,6 +3,7 @@
 
 mod analyze;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -29,7 +30,15 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Evaluate every shape at these symbol values: `NAME=VALUE`, repeatable (text mode).
+        #[arg(long = "bind", value_name = "NAME=VALUE")]
+        binds: Vec<String>,
+        /// Print only the summary (and the evaluated outputs with --bind), not every tensor.
+        #[arg(long)]
+        brief: bool,
     },
+    /// List the supported operators and their classes.
+    Ops,
 }
 
 /// Parses `NAME=LO..HI` (also `LO..=HI`).
@@ -45,14 +54,39 @@ fn parse_range(s: &str) -> Result<DimRange> {
     Ok(DimRange { name: name.trim().to_string(), lo, hi })
 }
 
+/// Parses `NAME=VALUE`.
+fn parse_bind(s: &str) -> Result<(String, i64)> {
+    let (name, v) = s.split_once('=').with_context(|| format!("--bind `{s}`: expected NAME=VALUE"))?;
+    let v: i64 = v.trim().parse().with_context(|| format!("--bind `{s}`: `{v}` is not an integer"))?;
+    Ok((name.trim().to_string(), v))
+}
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let mut out = String::new();
     let r = match cli.cmd {
-        Cmd::Analyze { model, dims, json } => {
-            dims.iter().map(|d| parse_range(d)).collect::<Result<Vec<_>>>().and_then(|ranges| analyze::run(&model, ranges, json))
+        Cmd::Analyze { model, dims, json, binds, brief } => (|| {
+            let ranges = dims.iter().map(|d| parse_range(d)).collect::<Result<Vec<_>>>()?;
+            let binds = binds.iter().map(|b| parse_bind(b)).collect::<Result<Vec<_>>>()?;
+            analyze::run(&model, ranges, &analyze::Mode { json, brief, binds }, &mut out)
+        })(),
+        Cmd::Ops => {
+            for op in sod2_ir::OpKind::ALL {
+                let class = sod2_analysis::class(op).map(|c| c.to_string()).unwrap_or_default();
+                out.push_str(&format!("{} {class}\n", op.name()));
+            }
+            Ok(())
         }
     };
+    // Whatever was produced is printed, also before an error; a closed pipe is not an error.
+    let written = std::io::stdout().lock().write_all(out.as_bytes());
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing output: {e}");
+            std::process::exit(1);
+        }
+    }
     if let Err(e) = r {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -76,7 +76,14 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
             let axes = if ctx.node.attrs.contains_key("axes") || ctx.has_input(1) {
                 match axes_of(ctx, 1)? {
                     Some(a) => Some(a.iter().map(|&a| ctx.axis(a, d.len())).collect::<RuleResult<Vec<_>>>()?),
-                    None => return Ok(Some(undef(dtype))),
+                    None => {
+                        // Axes only known at run time: the rank is known from their count.
+                        let n = ctx.dims(1).and_then(|s| s.first().and_then(|l| l.expr())).and_then(|e| ctx.arena.as_const(e));
+                        return Ok(Some(match n {
+                            Some(n) if (n as usize) <= d.len() => vec![ranked(dtype, vec![Dim::Undef; d.len() - n as usize])],
+                            _ => undef(dtype),
+                        }));
+                    }
                 }
             } else {
                 None
@@ -102,7 +109,14 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         }
         Unsqueeze => {
             let Some(d) = x else { return Ok(Some(undef(dtype))) };
-            let Some(axes) = axes_of(ctx, 1)? else { return Ok(Some(undef(dtype))) };
+            let Some(axes) = axes_of(ctx, 1)? else {
+                // Axes only known at run time: the rank is known from their count.
+                let n = ctx.dims(1).and_then(|s| s.first().and_then(|l| l.expr())).and_then(|e| ctx.arena.as_const(e));
+                return Ok(Some(match n {
+                    Some(n) if n >= 0 => vec![ranked(dtype, vec![Dim::Undef; d.len() + n as usize])],
+                    _ => undef(dtype),
+                }));
+            };
             let r = d.len() + axes.len();
             let mut ins: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<RuleResult<_>>()?;
             ins.sort_unstable();

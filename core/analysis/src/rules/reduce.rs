@@ -38,8 +38,14 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         Some(vec![])
     };
     let Some(axes) = axes else {
-        // Axes known only at run time: the rank is known when keepdims is set.
-        let shape = if keep { FShape::Ranked(vec![Dim::Undef; d.len()]) } else { FShape::Undef };
+        // Axes known only at run time: the rank still follows from keepdims, or from how many
+        // axes there are (the length of the axes input).
+        let n_axes = ctx.dims(1).and_then(|s| s.first().and_then(|d| d.expr())).and_then(|e| ctx.arena.as_const(e));
+        let shape = match (keep, n_axes) {
+            (true, _) => FShape::Ranked(vec![Dim::Undef; d.len()]),
+            (false, Some(n)) if (n as usize) <= d.len() && n > 0 => FShape::Ranked(vec![Dim::Undef; d.len() - n as usize]),
+            _ => FShape::Undef,
+        };
         return Ok(Some(vec![Fact { dtype, shape, value: None }]));
     };
     let noop = ctx.node.attr_int("noop_with_empty_axes", 0).map_err(e)? != 0;

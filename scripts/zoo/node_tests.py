@@ -1,0 +1,173 @@
+"""Runs ONNX's own backend node tests through sod2 and prints pass / fail / unsupported per op.
+
+The tests ship inside the `onnx` package (1.22: onnx/backend/test/data/node/*/ with model.onnx
+and test_data_set_*/{input,output}_*.pb). A test belongs to the op its name starts with
+(`test_reduce_sum_keepdims` -> ReduceSum). It is *unsupported* when that op is not in sod2's
+registry (`sod2 ops`), or when its data are not plain tensors.
+
+Until the sod2 runtime exists this checks what sod2 computes today, the shape analysis: every
+output's symbolic shape from `sod2 analyze --json`, evaluated with the symbols bound from the
+test's inputs, must equal the expected output's shape, and the dtypes must agree. Outputs whose
+size is execution-determined (a fresh symbol, bound from the expected output itself) are counted
+separately as "runtime-bound".
+
+usage: python node_tests.py --sod2 BIN [--filter REGEX] [--min-pass-rate R] [--verbose]
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures as cf
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from conformance import IDENT, eval_dim  # noqa: E402
+
+DTYPES = {
+    "float32": "f32", "float64": "f64", "float16": "f16", "int8": "i8", "int16": "i16", "int32": "i32",
+    "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64", "bool": "bool",
+}
+
+
+ALIASES = {"tril": "Trilu", "triu": "Trilu", "batchnorm": "BatchNormalization", "scan9": "Scan"}
+
+
+def op_of(test: str, model: onnx.ModelProto, schemas: list[str]) -> str:
+    """The op a test exercises: the single node's op, else the op its name starts with."""
+    nodes = [n for n in model.graph.node if n.op_type != "Constant"]
+    if len(nodes) == 1:
+        n = nodes[0]
+        return n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+    rest = test[len("test_"):]
+    head = rest.split("_")[0]
+    if head in ALIASES:
+        return ALIASES[head]
+    flat = rest.replace("_", "").lower()
+    best = max((name for name in schemas if flat.startswith(name.lower())), key=len, default="")
+    return best or head
+
+
+def load_tensors(d: pathlib.Path, kind: str):
+    out = []
+    for f in sorted(d.glob(f"{kind}_*.pb"), key=lambda p: int(p.stem.split("_")[1])):
+        t = onnx.TensorProto()
+        t.ParseFromString(f.read_bytes())
+        if not t.data_type:
+            raise ValueError("not a tensor")
+        out.append(numpy_helper.to_array(t))
+    return out
+
+
+def run_test(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
+    """Returns (status, detail); status in pass, runtime-bound, fail, unsupported."""
+    model = onnx.load(tdir / "model.onnx", load_external_data=False)
+    data = tdir / "test_data_set_0"
+    try:
+        inputs = load_tensors(data, "input")
+        outputs = load_tensors(data, "output")
+    except Exception as e:  # sequences, optionals, maps
+        return "unsupported", f"non-tensor test data ({e})"
+    odd = [str(a.dtype) for a in inputs + outputs if str(a.dtype) not in DTYPES]
+    if odd:  # float8, int4, strings...: element types sod2 does not model
+        return "unsupported", f"element types {sorted(set(odd))}"
+    proc = subprocess.run([sod2, "analyze", "--json", str(tdir / "model.onnx")], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        return "fail", proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "sod2 failed"
+    facts = json.loads(proc.stdout)
+    shapes = {t["name"]: t for t in facts["tensors"]}
+    fresh = {s["name"] for s in facts["symbols"] if s["origin"]}
+    env: dict[str, int] = {}
+    init_names = {t.name for t in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in init_names]
+    for vi, arr in zip(real_inputs, inputs):
+        sym = shapes.get(vi.name, {}).get("shape")
+        if sym and len(sym) == arr.ndim:
+            for s, v in zip(sym, arr.shape):
+                if IDENT.match(s) and s not in fresh:
+                    env.setdefault(s, v)
+    runtime_bound = False
+    for vo, arr in zip(model.graph.output, outputs):
+        t = shapes.get(vo.name)
+        if t is None or t["shape"] is None:
+            return "fail", f"{vo.name}: no shape ({t and t['state']})"
+        sym = t["shape"]
+        if len(sym) != arr.ndim:
+            return "fail", f"{vo.name}: rank {len(sym)} vs expected {arr.shape}"
+        for s, v in zip(sym, arr.shape):
+            if IDENT.match(s) and s in fresh:
+                env.setdefault(s, v)
+                runtime_bound = True
+        try:
+            got = [eval_dim(s, env) for s in sym]
+        except NameError as e:
+            return "fail", f"{vo.name}: {sym} cannot be evaluated ({e})"
+        if got != list(arr.shape):
+            return "fail", f"{vo.name}: {sym} = {got}, expected {list(arr.shape)}"
+        want = DTYPES.get(str(arr.dtype))
+        if want and t["dtype"] != want:
+            return "fail", f"{vo.name}: dtype {t['dtype']}, expected {want}"
+    return ("runtime-bound" if runtime_bound else "pass"), ""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sod2", required=True)
+    ap.add_argument("--filter", default=None)
+    ap.add_argument("--min-pass-rate", type=float, default=0.0, help="fail when (pass + runtime-bound) / in-registry is lower")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    root = pathlib.Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
+    if not root.exists():
+        print(f"no node tests under {root} (onnx {onnx.__version__} does not ship them)")
+        return 1
+    supported = set(subprocess.run([args.sod2, "ops"], capture_output=True, text=True, check=True).stdout.split()[::2])
+    schemas = sorted({s.name for s in onnx.defs.get_all_schemas() if s.domain == ""})
+    tests = sorted(p for p in root.iterdir() if (p / "model.onnx").exists())
+    if args.filter:
+        tests = [t for t in tests if re.search(args.filter, t.name)]
+    by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    jobs = {}
+    with cf.ThreadPoolExecutor(max_workers=4) as ex:
+        for t in tests:
+            op = op_of(t.name, onnx.load(t / "model.onnx", load_external_data=False), schemas)
+            if op not in supported:
+                by_op[op]["unsupported"] += 1
+                continue
+            jobs[ex.submit(run_test, args.sod2, t)] = (t.name, op)
+        for fut in cf.as_completed(jobs):
+            name, op = jobs[fut]
+            try:
+                status, detail = fut.result()
+            except Exception as e:
+                status, detail = "fail", f"runner error: {e}"
+            by_op[op][status] += 1
+            if status == "fail" and args.verbose:
+                print(f"FAIL {name}: {detail}")
+    total = collections.Counter()
+    print("| op | pass | runtime-bound | fail | unsupported |")
+    print("|---|---|---|---|---|")
+    for op in sorted(by_op):
+        c = by_op[op]
+        total.update(c)
+        print(f"| {op} | {c['pass']} | {c['runtime-bound']} | {c['fail']} | {c['unsupported']} |")
+    in_reg = total["pass"] + total["runtime-bound"] + total["fail"]
+    rate = (total["pass"] + total["runtime-bound"]) / in_reg if in_reg else 0.0
+    print(f"\nnode tests: {len(tests)} total; {in_reg} whose op is in the registry: "
+          f"{total['pass']} pass, {total['runtime-bound']} runtime-bound, {total['fail']} fail "
+          f"({100 * rate:.1f}%); {total['unsupported']} unsupported")
+    if rate < args.min_pass_rate:
+        print(f"pass rate {100 * rate:.1f}% is below the required {100 * args.min_pass_rate:.1f}%")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

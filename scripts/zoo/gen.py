@@ -18,7 +18,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=pathlib.Path)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--bundled", action="store_true", help="write only the small sample model bundled in samples/models")
     args = ap.parse_args()
+    if args.bundled:
+        from models import codebert
+        args.out.mkdir(parents=True, exist_ok=True)
+        onnx.save(codebert(layers=1, D=32, V=100, P=130, name="codebert_tiny"), args.out / "codebert_tiny.onnx")
+        print(f"codebert_tiny -> {args.out / 'codebert_tiny.onnx'}")
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     for spec in SPECS:
         if args.only and spec.name not in args.only:

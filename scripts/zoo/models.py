@@ -254,10 +254,9 @@ def conformer_inputs(d, variant, rng):
 # ------------------------------------------------------------------------------------------
 # 5. CodeBERT (RoBERTa encoder): position ids from the padding mask, extended attention mask
 # ------------------------------------------------------------------------------------------
-def codebert() -> onnx.ModelProto:
-    b = Builder("codebert", 5)
+def codebert(layers: int = 2, D: int = 64, V: int = 1000, P: int = 600, name: str = "codebert") -> onnx.ModelProto:
+    b = Builder(name, 5)
     g = b.main
-    D, V, P = 64, 1000, 600
     ids = g.input("input_ids", I64, ["batch", "seq"])
     am = g.input("attention_mask", I64, ["batch", "seq"])
     notpad = g.op("Cast", [g.op("Not", [g.op("Equal", [ids, g.ci(1, scalar=True)])])], to=I64)
@@ -267,7 +266,7 @@ def codebert() -> onnx.ModelProto:
     x = g.layernorm(g.op("Add", [x, g.op("Gather", [g.w([1, D], 0.02), tt], axis=0)]), D)
     ext = g.op("Cast", [g.op("Unsqueeze", [am, g.ci([1, 2])])], to=F32)
     ext = g.op("Mul", [g.op("Sub", [g.cf(1.0), ext]), g.cf(-1e4)])
-    for _ in range(2):
+    for _ in range(layers):
         x = g.layernorm(g.op("Add", [x, g.attention(x, D, 4, bias=ext)]), D)
         x = g.layernorm(g.op("Add", [x, g.mlp(x, D, 4 * D)]), D)
     g.output(g.op("Identity", [x]), F32, ["batch", "seq", D])
@@ -377,13 +376,13 @@ def _if(g: Graph, cond: str, then_fn, else_fn, name: str) -> str:
     return g.op("If", [cond], then_branch=branches[0], else_branch=branches[1], name=name)
 
 
-def skipnet() -> onnx.ModelProto:
-    b = Builder("skipnet", 7)
+def skipnet(blocks: int = 4, name: str = "skipnet") -> onnx.ModelProto:
+    b = Builder(name, 7)
     g = b.main
     x = g.input("image", F32, ["batch", 3, "H", "W"])
     x = g.op("Relu", [g.conv(x, 3, 16, 3, s=2)])
     c = 16
-    for i in range(4):
+    for i in range(blocks):
         if i == 2:
             x = g.op("Relu", [g.conv(x, 16, 32, 3, s=2)])
             c = 32

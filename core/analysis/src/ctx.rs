@@ -50,7 +50,11 @@ impl FreshTable {
         let s = arena.fresh_symbol(name, lo, hi.max(lo), Some(origin.to_string()));
         let e = arena.sym(s);
         self.map.insert((node, slot), e);
-        self.list.push(FreshSymbol { sym: s, origin: origin.to_string(), bound });
+        self.list.push(FreshSymbol {
+            sym: s,
+            origin: origin.to_string(),
+            bound,
+        });
         e
     }
 }
@@ -77,7 +81,11 @@ pub type RuleResult<T> = Result<T, String>;
 impl Ctx<'_> {
     /// Fact of input `i`.
     pub fn input(&self, i: usize) -> &Fact {
-        static UNDEF: Fact = Fact { dtype: None, shape: Shape::Undef, value: None };
+        static UNDEF: Fact = Fact {
+            dtype: None,
+            shape: Shape::Undef,
+            value: None,
+        };
         self.inputs.get(i).unwrap_or(&UNDEF)
     }
 
@@ -120,7 +128,8 @@ impl Ctx<'_> {
         if let Some(t) = self.const_tensor(i) {
             return t.to_f64();
         }
-        self.const_ints(i).map(|v| v.into_iter().map(|x| x as f64).collect())
+        self.const_ints(i)
+            .map(|v| v.into_iter().map(|x| x as f64).collect())
     }
 
     fn const_tensor(&self, i: usize) -> Option<&sod2_ir::TensorData> {
@@ -144,7 +153,8 @@ impl Ctx<'_> {
     pub fn fresh(&mut self, slot: u32, suffix: &str, lo: i64, bound: Option<ExprId>) -> ExprId {
         let name = format!("{}_{suffix}", self.node.name);
         let origin = self.node.name.clone();
-        self.fresh.get(self.arena, self.id, slot, &name, &origin, lo, bound)
+        self.fresh
+            .get(self.arena, self.id, slot, &name, &origin, lo, bound)
     }
 
     /// The constant `c`.

@@ -77,7 +77,11 @@ impl<'m> Engine<'m> {
     pub fn diag(&mut self, node: Option<&str>, kind: DiagKind, message: String) {
         let key = (node.unwrap_or("").to_string(), message.clone());
         if self.seen.insert(key) {
-            self.diags.push(Diagnostic { node: node.map(str::to_string), kind, message });
+            self.diags.push(Diagnostic {
+                node: node.map(str::to_string),
+                kind,
+                message,
+            });
         }
     }
 
@@ -86,13 +90,19 @@ impl<'m> Engine<'m> {
     pub fn seed_constants(&mut self) {
         for (i, v) in self.model.values.iter().enumerate() {
             if let ValueKind::Const(t) = &v.kind {
-                let dims = t.dims.iter().map(|&d| self.arena.constant(d as i64)).collect();
+                let dims = t
+                    .dims
+                    .iter()
+                    .map(|&d| self.arena.constant(d as i64))
+                    .collect();
                 let mut f = Fact::ranked(Some(t.dtype), dims);
                 if t.numel() <= VALUE_LIMIT {
                     let ints = if t.dtype.is_integer() {
                         t.to_i64()
                     } else {
-                        t.to_f64().filter(|v| v.iter().all(|x| x.fract() == 0.0 && x.abs() < 1e15)).map(|v| v.into_iter().map(|x| x as i64).collect())
+                        t.to_f64()
+                            .filter(|v| v.iter().all(|x| x.fract() == 0.0 && x.abs() < 1e15))
+                            .map(|v| v.into_iter().map(|x| x as i64).collect())
                     };
                     f.value = ints.map(|v| v.into_iter().map(|x| self.arena.constant(x)).collect());
                 }
@@ -108,11 +118,19 @@ impl<'m> Engine<'m> {
             let name = &self.model.value(v).name;
             match n {
                 JoinNote::Conflict(a, b) => {
-                    let m = format!("`{name}`: dim is {} by one rule and {} by another", self.arena.display(a), self.arena.display(b));
+                    let m = format!(
+                        "`{name}`: dim is {} by one rule and {} by another",
+                        self.arena.display(a),
+                        self.arena.display(b)
+                    );
                     self.diag(Some(node), DiagKind::Conflict, m);
                 }
                 JoinNote::Assumed(a, b) => {
-                    let m = format!("`{name}`: assumes {} == {}", self.arena.display(a), self.arena.display(b));
+                    let m = format!(
+                        "`{name}`: assumes {} == {}",
+                        self.arena.display(a),
+                        self.arena.display(b)
+                    );
                     self.diag(Some(node), DiagKind::Assumption, m);
                 }
                 JoinNote::RankMismatch(a, b) => {
@@ -126,7 +144,12 @@ impl<'m> Engine<'m> {
 
     /// Runs one body to its fixpoint.
     pub fn run_body(&mut self, body: &Body) -> Result<(), AnalysisError> {
-        let pos: HashMap<NodeId, usize> = body.nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let pos: HashMap<NodeId, usize> = body
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, i))
+            .collect();
         let mut owned: HashSet<ValueId> = body.inputs.iter().copied().collect();
         for &n in &body.nodes {
             owned.extend(self.model.node(n).outputs.iter().flatten().copied());
@@ -155,7 +178,12 @@ impl<'m> Engine<'m> {
     }
 
     fn input_facts(&self, n: NodeId) -> Vec<Fact> {
-        self.model.node(n).inputs.iter().map(|v| v.map(|v| self.facts[v.index()].clone()).unwrap_or_default()).collect()
+        self.model
+            .node(n)
+            .inputs
+            .iter()
+            .map(|v| v.map(|v| self.facts[v.index()].clone()).unwrap_or_default())
+            .collect()
     }
 
     /// One visit of a node: forward, then backward. Returns the values that changed.
@@ -170,11 +198,22 @@ impl<'m> Engine<'m> {
             OpKind::Other(name) => {
                 let m = format!("op `{name}` is not supported: its outputs are unknown");
                 self.diag(Some(&node.name), DiagKind::UnsupportedOp, m);
-                let dt: Vec<Option<DType>> = node.outputs.iter().map(|o| o.and_then(|o| model.value(o).dtype)).collect();
+                let dt: Vec<Option<DType>> = node
+                    .outputs
+                    .iter()
+                    .map(|o| o.and_then(|o| model.value(o).dtype))
+                    .collect();
                 dt.into_iter().map(Fact::unknown).collect()
             }
             _ => {
-                let mut ctx = Ctx { model, node, id: n, arena: &mut self.arena, inputs, fresh: &mut self.fresh };
+                let mut ctx = Ctx {
+                    model,
+                    node,
+                    id: n,
+                    arena: &mut self.arena,
+                    inputs,
+                    fresh: &mut self.fresh,
+                };
                 match rules::forward(&mut ctx) {
                     Ok(o) => o,
                     Err(m) => {
@@ -206,15 +245,33 @@ impl<'m> Engine<'m> {
             }
         }
         // Backward.
-        if !matches!(node.op, OpKind::If | OpKind::Loop | OpKind::Scan | OpKind::Other(_)) {
-            let out_facts: Vec<Fact> = node.outputs.iter().map(|o| o.map(|v| self.facts[v.index()].clone()).unwrap_or_default()).collect();
+        if !matches!(
+            node.op,
+            OpKind::If | OpKind::Loop | OpKind::Scan | OpKind::Other(_)
+        ) {
+            let out_facts: Vec<Fact> = node
+                .outputs
+                .iter()
+                .map(|o| o.map(|v| self.facts[v.index()].clone()).unwrap_or_default())
+                .collect();
             let inputs = self.input_facts(n);
-            let mut ctx = Ctx { model, node, id: n, arena: &mut self.arena, inputs, fresh: &mut self.fresh };
+            let mut ctx = Ctx {
+                model,
+                node,
+                id: n,
+                arena: &mut self.arena,
+                inputs,
+                fresh: &mut self.fresh,
+            };
             let back = rules::backward(&mut ctx, &out_facts);
             for (i, f) in back.into_iter().enumerate() {
-                let (Some(f), Some(v)) = (f, node.input(i)) else { continue };
+                let (Some(f), Some(v)) = (f, node.input(i)) else {
+                    continue;
+                };
                 let is_model_input = matches!(model.value(v).kind, ValueKind::ModelInput);
-                if !(owned.contains(&v) || is_model_input) || f.rank() != self.facts[v.index()].rank() {
+                if !(owned.contains(&v) || is_model_input)
+                    || f.rank() != self.facts[v.index()].rank()
+                {
                     continue;
                 }
                 if self.join_into(v, &f, &node.name) {
@@ -246,12 +303,19 @@ impl<'m> Engine<'m> {
     fn if_node(&mut self, n: NodeId) -> Result<Vec<Fact>, AnalysisError> {
         let node = self.model.node(n);
         let (Some(tb), Some(eb)) = (node.body("then_branch"), node.body("else_branch")) else {
-            self.diag(Some(&node.name), DiagKind::RuleError, "If without then_branch / else_branch".into());
+            self.diag(
+                Some(&node.name),
+                DiagKind::RuleError,
+                "If without then_branch / else_branch".into(),
+            );
             return Ok(vec![Fact::unknown(None); node.outputs.len()]);
         };
         self.run_body(tb)?;
         self.run_body(eb)?;
-        let cond = node.input(0).and_then(|c| self.facts[c.index()].value.clone()).and_then(|v| v.first().and_then(|&e| self.arena.as_const(e)));
+        let cond = node
+            .input(0)
+            .and_then(|c| self.facts[c.index()].value.clone())
+            .and_then(|v| v.first().and_then(|&e| self.arena.as_const(e)));
         let mut outs = Vec::new();
         for k in 0..node.outputs.len() {
             let (Some(&t), Some(&e)) = (tb.outputs.get(k), eb.outputs.get(k)) else {
@@ -276,7 +340,15 @@ impl<'m> Engine<'m> {
             (Shape::Undef, _) | (_, Shape::Undef) => Shape::Undef,
             (Shape::Ranked(x), Shape::Ranked(y)) if x.len() != y.len() => {
                 let name = self.model.node(n).name.clone();
-                self.diag(Some(&name), DiagKind::RuleError, format!("output {k}: branches have ranks {} and {}", x.len(), y.len()));
+                self.diag(
+                    Some(&name),
+                    DiagKind::RuleError,
+                    format!(
+                        "output {k}: branches have ranks {} and {}",
+                        x.len(),
+                        y.len()
+                    ),
+                );
                 Shape::Unknown
             }
             (Shape::Ranked(x), Shape::Ranked(y)) => Shape::Ranked(
@@ -284,21 +356,44 @@ impl<'m> Engine<'m> {
                     .zip(y)
                     .enumerate()
                     .map(|(j, (p, q))| match (*p, *q) {
-                        (Dim::Known(p), Dim::Known(q)) if self.arena.prove_eq(p, q).is_true() => Dim::Known(p),
+                        (Dim::Known(p), Dim::Known(q)) if self.arena.prove_eq(p, q).is_true() => {
+                            Dim::Known(p)
+                        }
                         (Dim::Known(p), Dim::Known(q)) => {
-                            let lo = self.arena.interval(p).lo.min(self.arena.interval(q).lo).max(0);
+                            let lo = self
+                                .arena
+                                .interval(p)
+                                .lo
+                                .min(self.arena.interval(q).lo)
+                                .max(0);
                             let bound = self.arena.max(&[p, q]);
                             let node = self.model.node(n);
                             let name = node.name.clone();
-                            Dim::Known(self.fresh.get(&mut self.arena, n, (k * 64 + j) as u32, &format!("{name}_out{k}_{j}"), &name, lo, Some(bound)))
+                            Dim::Known(self.fresh.get(
+                                &mut self.arena,
+                                n,
+                                (k * 64 + j) as u32,
+                                &format!("{name}_out{k}_{j}"),
+                                &name,
+                                lo,
+                                Some(bound),
+                            ))
                         }
                         _ => Dim::Undef,
                     })
                     .collect(),
             ),
         };
-        let value = if a.value == b.value { a.value.clone() } else { None };
-        Fact { dtype, shape, value }
+        let value = if a.value == b.value {
+            a.value.clone()
+        } else {
+            None
+        };
+        Fact {
+            dtype,
+            shape,
+            value,
+        }
     }
 
     /// Seeds carried facts for one iteration, applying the generalisations found so far.
@@ -312,7 +407,15 @@ impl<'m> Engine<'m> {
             for (j, dd) in d.iter_mut().enumerate() {
                 if self.generalized.contains(&(n, k, j)) {
                     let name = self.model.node(n).name.clone();
-                    let e = self.fresh.get(&mut self.arena, n, (100_000 + k * 64 + j) as u32, &format!("{name}_carried{k}_{j}"), &name, 0, None);
+                    let e = self.fresh.get(
+                        &mut self.arena,
+                        n,
+                        (100_000 + k * 64 + j) as u32,
+                        &format!("{name}_carried{k}_{j}"),
+                        &name,
+                        0,
+                        None,
+                    );
                     *dd = Dim::Known(e);
                     any = true;
                 }
@@ -328,7 +431,9 @@ impl<'m> Engine<'m> {
     /// anything new varies.
     fn widen_carried(&mut self, n: NodeId, k: usize, before: &Fact, after: &Fact) -> bool {
         match (&before.shape, &after.shape) {
-            (Shape::Ranked(x), Shape::Ranked(y)) if x.len() != y.len() => self.rank_varying.insert((n, k)),
+            (Shape::Ranked(x), Shape::Ranked(y)) if x.len() != y.len() => {
+                self.rank_varying.insert((n, k))
+            }
             (Shape::Ranked(x), Shape::Ranked(y)) => {
                 let mut changed = false;
                 for (j, (p, q)) in x.iter().zip(y).enumerate() {
@@ -347,24 +452,50 @@ impl<'m> Engine<'m> {
     fn loop_node(&mut self, n: NodeId, inputs: &[Fact]) -> Result<Vec<Fact>, AnalysisError> {
         let node = self.model.node(n);
         let Some(body) = node.body("body") else {
-            self.diag(Some(&node.name), DiagKind::RuleError, "Loop without a body".into());
+            self.diag(
+                Some(&node.name),
+                DiagKind::RuleError,
+                "Loop without a body".into(),
+            );
             return Ok(vec![Fact::unknown(None); node.outputs.len()]);
         };
         let n_carried = node.inputs.len().saturating_sub(2);
         if body.inputs.len() != n_carried + 2 || body.outputs.len() < n_carried + 1 {
-            self.diag(Some(&node.name), DiagKind::RuleError, "Loop body inputs / outputs do not match the node".into());
+            self.diag(
+                Some(&node.name),
+                DiagKind::RuleError,
+                "Loop body inputs / outputs do not match the node".into(),
+            );
             return Ok(vec![Fact::unknown(None); node.outputs.len()]);
         }
-        let scalar = |dt| Fact { dtype: Some(dt), shape: Shape::Ranked(vec![]), value: None };
+        let scalar = |dt| Fact {
+            dtype: Some(dt),
+            shape: Shape::Ranked(vec![]),
+            value: None,
+        };
         // The iteration number is a symbol in 0..M-1 (its value feeds Slice/Gather in bodies).
-        let m = inputs.first().and_then(|f| f.value.as_ref()).and_then(|v| v.first().copied());
+        let m = inputs
+            .first()
+            .and_then(|f| f.value.as_ref())
+            .and_then(|v| v.first().copied());
         let last = m.map(|m| self.arena.add_const(m, -1));
         let name = node.name.clone();
-        let iter = self.fresh.get(&mut self.arena, n, 400_000, &format!("{name}_i"), &name, 0, last);
+        let iter = self.fresh.get(
+            &mut self.arena,
+            n,
+            400_000,
+            &format!("{name}_i"),
+            &name,
+            0,
+            last,
+        );
         let mut seeds = Vec::new();
         for _round in 0..=n_carried * 8 + 1 {
             self.clear_body(body);
-            self.facts[body.inputs[0].index()] = Fact { value: Some(vec![iter]), ..scalar(DType::I64) };
+            self.facts[body.inputs[0].index()] = Fact {
+                value: Some(vec![iter]),
+                ..scalar(DType::I64)
+            };
             self.facts[body.inputs[1].index()] = scalar(DType::Bool);
             seeds.clear();
             for k in 0..n_carried {
@@ -374,9 +505,9 @@ impl<'m> Engine<'m> {
             }
             self.run_body(body)?;
             let mut changed = false;
-            for k in 0..n_carried {
+            for (k, seed) in seeds.iter().enumerate() {
                 let after = self.facts[body.outputs[k + 1].index()].clone();
-                changed |= self.widen_carried(n, k, &seeds[k], &after);
+                changed |= self.widen_carried(n, k, seed, &after);
             }
             if !changed {
                 break;
@@ -385,18 +516,38 @@ impl<'m> Engine<'m> {
         // Trip count: M when the condition cannot stop the loop early, else a fresh symbol.
         let cond_in_const = match node.input(1) {
             None => true,
-            Some(_) => inputs[1].value.as_ref().and_then(|v| v.first()).and_then(|&e| self.arena.as_const(e)) == Some(1),
+            Some(_) => {
+                inputs[1]
+                    .value
+                    .as_ref()
+                    .and_then(|v| v.first())
+                    .and_then(|&e| self.arena.as_const(e))
+                    == Some(1)
+            }
         };
         let body_cond = body.outputs[0];
         let body_cond_true = body_cond == body.inputs[1]
-            || self.facts[body_cond.index()].value.as_ref().and_then(|v| v.first()).and_then(|&e| self.arena.as_const(e)) == Some(1)
+            || self.facts[body_cond.index()]
+                .value
+                .as_ref()
+                .and_then(|v| v.first())
+                .and_then(|&e| self.arena.as_const(e))
+                == Some(1)
             || self.producer.get(&body_cond).is_some_and(|p| {
                 let pn = self.model.node(*p);
                 pn.op == OpKind::Identity && pn.input(0) == Some(body.inputs[1])
             });
         let trips = match m {
             Some(m) if cond_in_const && body_cond_true => m,
-            _ => self.fresh.get(&mut self.arena, n, 200_000, &format!("{name}_iters"), &name, 0, m),
+            _ => self.fresh.get(
+                &mut self.arena,
+                n,
+                200_000,
+                &format!("{name}_iters"),
+                &name,
+                0,
+                m,
+            ),
         };
         let mut outs: Vec<Fact> = seeds;
         for j in 0..body.outputs.len() - 1 - n_carried {
@@ -426,7 +577,15 @@ impl<'m> Engine<'m> {
                 });
                 if uses_local {
                     let name = self.model.node(n).name.clone();
-                    let fresh = self.fresh.get(&mut self.arena, n, (500_000 + j * 64 + k) as u32, &format!("{name}_scan{j}_{k}"), &name, 0, None);
+                    let fresh = self.fresh.get(
+                        &mut self.arena,
+                        n,
+                        (500_000 + j * 64 + k) as u32,
+                        &format!("{name}_scan{j}_{k}"),
+                        &name,
+                        0,
+                        None,
+                    );
                     *d = Dim::Known(fresh);
                 }
             }
@@ -445,15 +604,27 @@ impl<'m> Engine<'m> {
             s.diag(Some(&node.name), DiagKind::RuleError, m.to_string());
             Ok(vec![Fact::unknown(None); node.outputs.len()])
         };
-        let Some(body) = node.body("body") else { return bad(self, "Scan without a body") };
-        let Ok(m) = node.attr_int("num_scan_inputs", 0) else { return bad(self, "bad num_scan_inputs") };
+        let Some(body) = node.body("body") else {
+            return bad(self, "Scan without a body");
+        };
+        let Ok(m) = node.attr_int("num_scan_inputs", 0) else {
+            return bad(self, "bad num_scan_inputs");
+        };
         let m = m as usize;
         let n_state = node.inputs.len().saturating_sub(m);
         if body.inputs.len() != node.inputs.len() || body.outputs.len() < n_state {
             return bad(self, "Scan body inputs / outputs do not match the node");
         }
-        let in_axes = node.attr_ints("scan_input_axes").ok().flatten().unwrap_or(vec![0; m]);
-        let out_axes = node.attr_ints("scan_output_axes").ok().flatten().unwrap_or(vec![0; body.outputs.len() - n_state]);
+        let in_axes = node
+            .attr_ints("scan_input_axes")
+            .ok()
+            .flatten()
+            .unwrap_or(vec![0; m]);
+        let out_axes = node
+            .attr_ints("scan_output_axes")
+            .ok()
+            .flatten()
+            .unwrap_or(vec![0; body.outputs.len() - n_state]);
         let mut seq = Dim::Undef;
         let mut slices = Vec::new();
         for j in 0..m {
@@ -471,17 +642,24 @@ impl<'m> Engine<'m> {
                     }
                     let mut s = d.to_vec();
                     s.remove(a);
-                    slices.push(Fact { dtype: f.dtype, shape: Shape::Ranked(s), value: None });
+                    slices.push(Fact {
+                        dtype: f.dtype,
+                        shape: Shape::Ranked(s),
+                        value: None,
+                    });
                 }
-                None => slices.push(Fact { dtype: f.dtype, ..Fact::default() }),
+                None => slices.push(Fact {
+                    dtype: f.dtype,
+                    ..Fact::default()
+                }),
             }
         }
         let mut seeds = Vec::new();
         for _round in 0..=n_state * 8 + 1 {
             self.clear_body(body);
             seeds.clear();
-            for k in 0..n_state {
-                let s = self.carried_seed(n, k, &inputs[k]);
+            for (k, init) in inputs.iter().take(n_state).enumerate() {
+                let s = self.carried_seed(n, k, init);
                 self.facts[body.inputs[k].index()] = s.clone();
                 seeds.push(s);
             }
@@ -490,9 +668,9 @@ impl<'m> Engine<'m> {
             }
             self.run_body(body)?;
             let mut changed = false;
-            for k in 0..n_state {
+            for (k, seed) in seeds.iter().enumerate() {
                 let after = self.facts[body.outputs[k].index()].clone();
-                changed |= self.widen_carried(n, k, &seeds[k], &after);
+                changed |= self.widen_carried(n, k, seed, &after);
             }
             if !changed {
                 break;
@@ -541,11 +719,21 @@ impl<'m> Engine<'m> {
             }
             for (k, o) in node.outputs.iter().enumerate() {
                 let Some(v) = *o else { continue };
-                let Shape::Ranked(d) = &self.facts[v.index()].shape else { continue };
+                let Shape::Ranked(d) = &self.facts[v.index()].shape else {
+                    continue;
+                };
                 let holes: Vec<usize> = (0..d.len()).filter(|&j| d[j] == Dim::Undef).collect();
                 for j in holes {
                     let name = node.name.clone();
-                    let e = self.fresh.get(&mut self.arena, n, (300_000 + k * 64 + j) as u32, &format!("{name}_{k}_{j}"), &name, 0, None);
+                    let e = self.fresh.get(
+                        &mut self.arena,
+                        n,
+                        (300_000 + k * 64 + j) as u32,
+                        &format!("{name}_{k}_{j}"),
+                        &name,
+                        0,
+                        None,
+                    );
                     self.forced.insert((v, j), e);
                     fixed += 1;
                 }
@@ -565,5 +753,9 @@ fn stack(f: &Fact, len: Dim, axis: usize) -> Fact {
         }
         s => s.clone(),
     };
-    Fact { dtype: f.dtype, shape, value: None }
+    Fact {
+        dtype: f.dtype,
+        shape,
+        value: None,
+    }
 }

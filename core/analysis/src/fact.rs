@@ -72,12 +72,20 @@ pub enum JoinNote {
 impl Fact {
     /// A fact with a dtype and fully known dims.
     pub fn ranked(dtype: Option<DType>, dims: Vec<ExprId>) -> Fact {
-        Fact { dtype, shape: Shape::Ranked(dims.into_iter().map(Dim::Known).collect()), value: None }
+        Fact {
+            dtype,
+            shape: Shape::Ranked(dims.into_iter().map(Dim::Known).collect()),
+            value: None,
+        }
     }
 
     /// The unknown ("nac") fact.
     pub fn unknown(dtype: Option<DType>) -> Fact {
-        Fact { dtype, shape: Shape::Unknown, value: None }
+        Fact {
+            dtype,
+            shape: Shape::Unknown,
+            value: None,
+        }
     }
 
     /// Rank, if known.

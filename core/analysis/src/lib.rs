@@ -45,7 +45,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ranges: Vec::new(), max_iterations: 2_000_000 }
+        Options {
+            ranges: Vec::new(),
+            max_iterations: 2_000_000,
+        }
     }
 }
 
@@ -158,9 +161,12 @@ impl Analysis {
                 Shape::Unknown => s.unknown += 1,
                 Shape::Undef => s.undef += 1,
                 Shape::Ranked(d) => {
-                    if d.iter().any(|x| *x == Dim::Undef) {
+                    if d.contains(&Dim::Undef) {
                         s.undef += 1;
-                    } else if d.iter().all(|x| x.expr().is_some_and(|e| self.arena.as_const(e).is_some())) {
+                    } else if d
+                        .iter()
+                        .all(|x| x.expr().is_some_and(|e| self.arena.as_const(e).is_some()))
+                    {
                         s.constant += 1;
                     } else {
                         s.symbolic += 1;
@@ -172,7 +178,11 @@ impl Analysis {
     }
 
     /// Evaluates the dims of `v` under values of the symbols.
-    pub fn eval_shape(&self, v: ValueId, b: &sod2_expr::Bindings) -> Option<Result<Vec<i64>, sod2_expr::EvalError>> {
+    pub fn eval_shape(
+        &self,
+        v: ValueId,
+        b: &sod2_expr::Bindings,
+    ) -> Option<Result<Vec<i64>, sod2_expr::EvalError>> {
         let dims = self.fact(v).known_dims()?;
         Some(dims.iter().map(|&e| self.arena.eval(e, b)).collect())
     }
@@ -211,13 +221,26 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
                     .collect(),
             ),
         };
-        input_facts.push((i, Fact { dtype: v.dtype, shape, value: None }));
+        input_facts.push((
+            i,
+            Fact {
+                dtype: v.dtype,
+                shape,
+                value: None,
+            },
+        ));
     }
     for r in &opts.ranges {
         if r.lo > r.hi {
-            return Err(AnalysisError::EmptyRange { name: r.name.clone(), lo: r.lo, hi: r.hi });
+            return Err(AnalysisError::EmptyRange {
+                name: r.name.clone(),
+                lo: r.lo,
+                hi: r.hi,
+            });
         }
-        let s = arena.symbol_by_name(&r.name).ok_or_else(|| AnalysisError::UnknownSymbol(r.name.clone()))?;
+        let s = arena
+            .symbol_by_name(&r.name)
+            .ok_or_else(|| AnalysisError::UnknownSymbol(r.name.clone()))?;
         arena.set_range(s, r.lo, r.hi);
     }
     let mut eng = engine::Engine::new(model, arena, opts.max_iterations);

@@ -1,6 +1,6 @@
 //! Unit tests of RDP on small hand-built models (built as ONNX protobuf, imported for real).
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use sod2_expr::Bindings;
 use sod2_onnx::proto::*;
 
@@ -30,7 +30,10 @@ fn vi(name: &str, elem: i32, dims: Option<&[&str]>) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: Some(elem), shape })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape,
+            })),
             ..Default::default()
         }),
         ..Default::default()
@@ -38,15 +41,30 @@ fn vi(name: &str, elem: i32, dims: Option<&[&str]>) -> ValueInfoProto {
 }
 
 fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(2), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(2),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(7), ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(7),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(5), g: Some(g), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(5),
+        g: Some(g),
+        ..Default::default()
+    }
 }
 
 impl G {
@@ -55,7 +73,10 @@ impl G {
         self
     }
     fn input_untyped(mut self, name: &str) -> Self {
-        self.g.input.push(ValueInfoProto { name: Some(name.into()), ..Default::default() });
+        self.g.input.push(ValueInfoProto {
+            name: Some(name.into()),
+            ..Default::default()
+        });
         self
     }
     fn init_f32(mut self, name: &str, dims: &[i64]) -> Self {
@@ -80,7 +101,12 @@ impl G {
         self
     }
     fn scalar_i64(mut self, name: &str, v: i64) -> Self {
-        self.g.initializer.push(TensorProto { name: Some(name.into()), data_type: Some(7), int64_data: vec![v], ..Default::default() });
+        self.g.initializer.push(TensorProto {
+            name: Some(name.into()),
+            data_type: Some(7),
+            int64_data: vec![v],
+            ..Default::default()
+        });
         self
     }
     fn node(self, op: &str, ins: &[&str], outs: &[&str]) -> Self {
@@ -98,7 +124,10 @@ impl G {
         self
     }
     fn output(mut self, name: &str) -> Self {
-        self.g.output.push(ValueInfoProto { name: Some(name.into()), ..Default::default() });
+        self.g.output.push(ValueInfoProto {
+            name: Some(name.into()),
+            ..Default::default()
+        });
         self
     }
     fn build(self) -> GraphProto {
@@ -107,7 +136,10 @@ impl G {
     fn model(self) -> Model {
         let mp = ModelProto {
             ir_version: Some(8),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(17),
+            }],
             graph: Some(self.g),
             ..Default::default()
         };
@@ -116,13 +148,32 @@ impl G {
 }
 
 fn run(m: &Model, ranges: &[(&str, i64, i64)]) -> Analysis {
-    let ranges = ranges.iter().map(|(n, lo, hi)| DimRange { name: n.to_string(), lo: *lo, hi: *hi }).collect();
-    analyze(m, &Options { ranges, ..Options::default() }).expect("analysis succeeds")
+    let ranges = ranges
+        .iter()
+        .map(|(n, lo, hi)| DimRange {
+            name: n.to_string(),
+            lo: *lo,
+            hi: *hi,
+        })
+        .collect();
+    analyze(
+        m,
+        &Options {
+            ranges,
+            ..Options::default()
+        },
+    )
+    .expect("analysis succeeds")
 }
 
 fn shape(m: &Model, a: &Analysis, name: &str) -> Vec<String> {
-    let v = m.values.iter().position(|v| v.name == name).unwrap_or_else(|| panic!("no value {name}"));
-    a.shape_strings(sod2_ir::ValueId(v as u32)).unwrap_or_else(|| panic!("{name} has no rank: {:?}", a.facts[v].shape))
+    let v = m
+        .values
+        .iter()
+        .position(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no value {name}"));
+    a.shape_strings(sod2_ir::ValueId(v as u32))
+        .unwrap_or_else(|| panic!("{name} has no rank: {:?}", a.facts[v].shape))
 }
 
 #[test]
@@ -140,7 +191,11 @@ fn backward_recovers_unnamed_input_dims() {
     assert_eq!(shape(&m, &a, "x"), ["batch", "64"]);
     assert_eq!(shape(&m, &a, "z"), ["batch", "32"]);
     assert_eq!(shape(&m, &a, "out"), ["batch", "32"]);
-    assert!(a.fresh.is_empty(), "nothing should need a fresh symbol: {:?}", a.fresh);
+    assert!(
+        a.fresh.is_empty(),
+        "nothing should need a fresh symbol: {:?}",
+        a.fresh
+    );
 }
 
 #[test]
@@ -151,7 +206,12 @@ fn backward_through_concat_and_transpose() {
         .input("x", 1, &["?", "16"])
         .input("p", 1, &["16", "seq"])
         .input("w", 1, &["3*seq", "8"])
-        .node_a("Transpose", &["x"], &["t"], vec![ints_attr("perm", &[1, 0])])
+        .node_a(
+            "Transpose",
+            &["x"],
+            &["t"],
+            vec![ints_attr("perm", &[1, 0])],
+        )
         .node_a("Concat", &["t", "p"], &["c"], vec![int_attr("axis", 1)])
         .node("MatMul", &["c", "w"], &["out"])
         .output("out")
@@ -177,9 +237,19 @@ fn exporter_shape_subgraph_becomes_expressions() {
         .node("Gather", &["s", "i1"], &["q"])
         .node("Unsqueeze", &["b", "ax"], &["bu"])
         .node("Unsqueeze", &["q", "ax"], &["qu"])
-        .node_a("Concat", &["bu", "qu", "heads"], &["target"], vec![int_attr("axis", 0)])
+        .node_a(
+            "Concat",
+            &["bu", "qu", "heads"],
+            &["target"],
+            vec![int_attr("axis", 0)],
+        )
         .node("Reshape", &["x", "target"], &["r"])
-        .node_a("Transpose", &["r"], &["t"], vec![ints_attr("perm", &[0, 2, 1, 3])])
+        .node_a(
+            "Transpose",
+            &["r"],
+            &["t"],
+            vec![ints_attr("perm", &[0, 2, 1, 3])],
+        )
         .init_i64("flat", &[0, -1, 64])
         .node("Reshape", &["x", "flat"], &["f"])
         .output("t")
@@ -198,16 +268,39 @@ fn conv_and_pool_dims_are_closed_forms() {
     let m = G::default()
         .input("x", 1, &["n", "3", "H", "W"])
         .init_f32("w", &[8, 3, 3, 3])
-        .node_a("Conv", &["x", "w"], &["c"], vec![ints_attr("strides", &[2, 2]), ints_attr("pads", &[1, 1, 1, 1])])
-        .node_a("MaxPool", &["c"], &["p"], vec![ints_attr("kernel_shape", &[3, 3]), ints_attr("strides", &[2, 2]), int_attr("ceil_mode", 1)])
+        .node_a(
+            "Conv",
+            &["x", "w"],
+            &["c"],
+            vec![
+                ints_attr("strides", &[2, 2]),
+                ints_attr("pads", &[1, 1, 1, 1]),
+            ],
+        )
+        .node_a(
+            "MaxPool",
+            &["c"],
+            &["p"],
+            vec![
+                ints_attr("kernel_shape", &[3, 3]),
+                ints_attr("strides", &[2, 2]),
+                int_attr("ceil_mode", 1),
+            ],
+        )
         .output("p")
         .model();
     let a = run(&m, &[("H", 16, 1024), ("W", 16, 1024)]);
-    assert_eq!(shape(&m, &a, "c"), ["n", "8", "floordiv(H - 1, 2) + 1", "floordiv(W - 1, 2) + 1"]);
+    assert_eq!(
+        shape(&m, &a, "c"),
+        ["n", "8", "floordiv(H - 1, 2) + 1", "floordiv(W - 1, 2) + 1"]
+    );
     // ceil_mode: ceil((c - 3) / 2) + 1, limited so the last window starts inside the input.
     let p = shape(&m, &a, "p");
     // (ceildiv(c - 3, 2) + 1 canonicalises to ceildiv(c - 1, 2) with c = floordiv(H - 1, 2) + 1.)
-    assert_eq!(p[2], "min(ceildiv(floordiv(H - 1, 2) + 1, 2), ceildiv(floordiv(H - 1, 2), 2))");
+    assert_eq!(
+        p[2],
+        "min(ceildiv(floordiv(H - 1, 2) + 1, 2), ceildiv(floordiv(H - 1, 2), 2))"
+    );
 }
 
 #[test]
@@ -215,7 +308,12 @@ fn nonzero_gets_a_bounded_fresh_symbol() {
     let m = G::default()
         .input("x", 1, &["H", "W"])
         .node("NonZero", &["x"], &["nz"])
-        .node_a("Transpose", &["nz"], &["t"], vec![ints_attr("perm", &[1, 0])])
+        .node_a(
+            "Transpose",
+            &["nz"],
+            &["t"],
+            vec![ints_attr("perm", &[1, 0])],
+        )
         .output("t")
         .model();
     let a = run(&m, &[("H", 1, 100), ("W", 1, 50)]);
@@ -228,7 +326,10 @@ fn nonzero_gets_a_bounded_fresh_symbol() {
 }
 
 fn branch(op: &str, input: &str, out: &str, attrs: Vec<AttributeProto>) -> GraphProto {
-    G::default().node_a(op, &[input], &[out], attrs).output(out).build()
+    G::default()
+        .node_a(op, &[input], &[out], attrs)
+        .output(out)
+        .build()
 }
 
 #[test]
@@ -241,15 +342,30 @@ fn if_merges_agreeing_dims_and_freshens_the_others() {
     let m = G::default()
         .input("x", 1, &["n", "seq"])
         .input("c", 9, &[])
-        .node_a("If", &["c"], &["y"], vec![graph_attr("then_branch", then_g), graph_attr("else_branch", else_g)])
+        .node_a(
+            "If",
+            &["c"],
+            &["y"],
+            vec![
+                graph_attr("then_branch", then_g),
+                graph_attr("else_branch", else_g),
+            ],
+        )
         .output("y")
         .model();
     let a = run(&m, &[("seq", 1, 10)]);
     let y = shape(&m, &a, "y");
     assert_eq!(y[0], "n");
     assert_eq!(y[1], "y_out0_1");
-    let f = a.fresh.iter().find(|f| a.arena.symbol_info(f.sym).name == "y_out0_1").unwrap();
-    assert_eq!(a.arena.display(f.bound.unwrap()).to_string(), "max(2*seq, seq)");
+    let f = a
+        .fresh
+        .iter()
+        .find(|f| a.arena.symbol_info(f.sym).name == "y_out0_1")
+        .unwrap();
+    assert_eq!(
+        a.arena.display(f.bound.unwrap()).to_string(),
+        "max(2*seq, seq)"
+    );
     assert_eq!(a.arena.symbol_info(f.sym).hi, 20);
 }
 
@@ -261,7 +377,12 @@ fn loop_carried_growth_is_generalised_and_terminates() {
         .input("cond_in", 9, &[])
         .input_untyped("acc_in")
         .input_untyped("x_in")
-        .node_a("Concat", &["acc_in", "row"], &["acc_out"], vec![int_attr("axis", 0)])
+        .node_a(
+            "Concat",
+            &["acc_in", "row"],
+            &["acc_out"],
+            vec![int_attr("axis", 0)],
+        )
         .node("Identity", &["x_in"], &["x_out"])
         .node("Identity", &["cond_in"], &["cond_out"])
         .node("Relu", &["x_in"], &["scan_out"])
@@ -275,7 +396,12 @@ fn loop_carried_growth_is_generalised_and_terminates() {
         .input("acc0", 1, &["1", "4"])
         .init_f32("row", &[1, 4])
         .scalar_i64("trips", 7)
-        .node_a("Loop", &["trips", "", "acc0", "x"], &["acc", "xf", "stacked"], vec![graph_attr("body", body)])
+        .node_a(
+            "Loop",
+            &["trips", "", "acc0", "x"],
+            &["acc", "xf", "stacked"],
+            vec![graph_attr("body", body)],
+        )
         .output("acc")
         .output("stacked")
         .model();
@@ -304,7 +430,12 @@ fn loop_with_data_dependent_exit_gets_a_trip_symbol() {
         .input("v", 1, &["b", "8"])
         .input("go", 9, &[])
         .scalar_i64("maxit", 10)
-        .node_a("Loop", &["maxit", "go", "v"], &["vf"], vec![graph_attr("body", body)])
+        .node_a(
+            "Loop",
+            &["maxit", "go", "v"],
+            &["vf"],
+            vec![graph_attr("body", body)],
+        )
         .output("vf")
         .model();
     let a = run(&m, &[]);
@@ -328,23 +459,54 @@ fn unsupported_op_does_not_stop_the_analysis() {
     assert_eq!(a.facts[idx("f")].shape, Shape::Unknown);
     assert_eq!(a.facts[idx("g")].shape, Shape::Unknown);
     assert_eq!(shape(&m, &a, "h"), ["n", "8"]);
-    let d = a.diagnostics.iter().find(|d| d.kind == DiagKind::UnsupportedOp).expect("warning");
+    let d = a
+        .diagnostics
+        .iter()
+        .find(|d| d.kind == DiagKind::UnsupportedOp)
+        .expect("warning");
     assert_eq!(d.node.as_deref(), Some("f"));
     assert!(d.message.contains("FancyOp"));
 }
 
 #[test]
 fn iteration_cap_is_an_error_not_a_hang() {
-    let m = G::default().input("x", 1, &["n"]).node("Relu", &["x"], &["a"]).node("Relu", &["a"], &["b"]).output("b").model();
-    let e = analyze(&m, &Options { max_iterations: 1, ..Options::default() }).unwrap_err();
+    let m = G::default()
+        .input("x", 1, &["n"])
+        .node("Relu", &["x"], &["a"])
+        .node("Relu", &["a"], &["b"])
+        .output("b")
+        .model();
+    let e = analyze(
+        &m,
+        &Options {
+            max_iterations: 1,
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(e, AnalysisError::IterationCap(1));
-    let e = analyze(&m, &Options { ranges: vec![DimRange { name: "nope".into(), lo: 1, hi: 2 }], ..Options::default() }).unwrap_err();
+    let e = analyze(
+        &m,
+        &Options {
+            ranges: vec![DimRange {
+                name: "nope".into(),
+                lo: 1,
+                hi: 2,
+            }],
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(e, AnalysisError::UnknownSymbol("nope".into()));
 }
 
 #[test]
 fn unpinned_unnamed_dims_become_input_symbols() {
-    let m = G::default().input("x", 1, &["?", "3"]).node("Relu", &["x"], &["y"]).output("y").model();
+    let m = G::default()
+        .input("x", 1, &["?", "3"])
+        .node("Relu", &["x"], &["y"])
+        .output("y")
+        .model();
     let a = run(&m, &[]);
     assert_eq!(shape(&m, &a, "y"), ["x_dim0", "3"]);
 }
@@ -353,9 +515,15 @@ fn unpinned_unnamed_dims_become_input_symbols() {
 fn slice_ref(d: i64, start: i64, end: i64, step: i64) -> i64 {
     let clampi = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
     let (s, e) = if step > 0 {
-        (clampi(if start < 0 { start + d } else { start }, 0, d), clampi(if end < 0 { end + d } else { end }, 0, d))
+        (
+            clampi(if start < 0 { start + d } else { start }, 0, d),
+            clampi(if end < 0 { end + d } else { end }, 0, d),
+        )
     } else {
-        (clampi(if start < 0 { start + d } else { start }, 0, d - 1), clampi(if end < 0 { end + d } else { end }, -1, d - 1))
+        (
+            clampi(if start < 0 { start + d } else { start }, 0, d - 1),
+            clampi(if end < 0 { end + d } else { end }, -1, d - 1),
+        )
     };
     let mut n = 0;
     let mut i = s;

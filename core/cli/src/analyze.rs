@@ -21,39 +21,68 @@ pub struct Mode {
     pub json: bool,
     /// Summary only.
     pub brief: bool,
-    /// Symbol values to evaluate the shapes at.
-    pub binds: Vec<(String, i64)>,
+    /// Input shapes (symbol values) to evaluate the shapes at.
+    pub binds: Vec<Vec<(String, i64)>>,
 }
 
 /// Runs the command.
 pub fn run(path: &Path, ranges: Vec<DimRange>, mode: &Mode, out: &mut String) -> Result<()> {
     let model = sod2_onnx::load(path).with_context(|| format!("importing {}", path.display()))?;
-    let a = sod2_analysis::analyze(&model, &Options { ranges, ..Options::default() })?;
+    let a = sod2_analysis::analyze(
+        &model,
+        &Options {
+            ranges,
+            ..Options::default()
+        },
+    )?;
     for d in &a.diagnostics {
         if !matches!(d.kind, sod2_analysis::DiagKind::Assumption) {
-            log::warn!("{}{}", d.node.as_ref().map(|n| format!("node `{n}`: ")).unwrap_or_default(), d.message);
+            log::warn!(
+                "{}{}",
+                d.node
+                    .as_ref()
+                    .map(|n| format!("node `{n}`: "))
+                    .unwrap_or_default(),
+                d.message
+            );
         }
     }
     if mode.json {
-        outln!(out, "{}", serde_json::to_string_pretty(&to_json(&model, &a))?);
+        outln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&to_json(&model, &a))?
+        );
     } else {
         print_text(&model, &a, mode.brief, out);
     }
-    if !mode.binds.is_empty() {
-        print_bound(&model, &a, &mode.binds, out)?;
+    for b in &mode.binds {
+        print_bound(&model, &a, b, out)?;
     }
     Ok(())
 }
 
 /// Evaluates every shape at the given symbol values and prints the outputs and the total size
 /// of the intermediate tensors (no memory plan yet: every intermediate counted once).
-fn print_bound(model: &Model, a: &Analysis, binds: &[(String, i64)], out: &mut String) -> Result<()> {
+fn print_bound(
+    model: &Model,
+    a: &Analysis,
+    binds: &[(String, i64)],
+    out: &mut String,
+) -> Result<()> {
     let mut b = Bindings::new();
     for (name, v) in binds {
-        let s = a.arena.symbol_by_name(name).with_context(|| format!("--bind: the model has no symbol `{name}`"))?;
+        let s = a
+            .arena
+            .symbol_by_name(name)
+            .with_context(|| format!("--bind: the model has no symbol `{name}`"))?;
         let info = a.arena.symbol_info(s);
         if *v < info.lo || *v > info.hi {
-            bail!("--bind {name}={v}: outside the declared range {}..={}", info.lo, info.hi);
+            bail!(
+                "--bind {name}={v}: outside the declared range {}..={}",
+                info.lo,
+                info.hi
+            );
         }
         b.set(s, *v);
     }
@@ -162,7 +191,9 @@ fn print_listing(model: &Model, a: &Analysis, out: &mut String) {
     outln!(out, "nodes:");
     for n in model.all_nodes(&model.main) {
         let node = model.node(n);
-        let class = node_class(model, n).map(|c| c.to_string()).unwrap_or_else(|| "unsupported".into());
+        let class = node_class(model, n)
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "unsupported".into());
         outln!(out, "  {:<40} {:<22} {}", node.name, node.op.name(), class);
     }
     outln!(out, "tensors:");
@@ -179,24 +210,69 @@ fn print_listing(model: &Model, a: &Analysis, out: &mut String) {
     outln!(out, "symbols:");
     for s in a.arena.symbol_ids() {
         let info = a.arena.symbol_info(s);
-        let hi = if info.hi == i64::MAX { "inf".to_string() } else { info.hi.to_string() };
-        let origin = info.origin.as_deref().map(|o| format!("  (bound at run time by `{o}`)")).unwrap_or_default();
-        let bound = a.fresh_info(s).and_then(|f| f.bound).map(|b| format!(" <= {}", a.arena.display(b))).unwrap_or_default();
-        outln!(out, "  {} in {}..={}{}{}", info.name, info.lo, hi, bound, origin);
+        let hi = if info.hi == i64::MAX {
+            "inf".to_string()
+        } else {
+            info.hi.to_string()
+        };
+        let origin = info
+            .origin
+            .as_deref()
+            .map(|o| format!("  (bound at run time by `{o}`)"))
+            .unwrap_or_default();
+        let bound = a
+            .fresh_info(s)
+            .and_then(|f| f.bound)
+            .map(|b| format!(" <= {}", a.arena.display(b)))
+            .unwrap_or_default();
+        outln!(
+            out,
+            "  {} in {}..={}{}{}",
+            info.name,
+            info.lo,
+            hi,
+            bound,
+            origin
+        );
     }
 }
 
 fn print_summary(model: &Model, a: &Analysis, out: &mut String) {
     let s = a.summary(model);
     outln!(out, "summary:");
-    outln!(out, "  tensors: {} constant, {} symbolic, {} unknown, {} undef", s.constant, s.symbolic, s.unknown, s.undef);
+    outln!(
+        out,
+        "  tensors: {} constant, {} symbolic, {} unknown, {} undef",
+        s.constant,
+        s.symbolic,
+        s.unknown,
+        s.undef
+    );
     outln!(out, "  fresh symbols: {}", a.fresh.len());
-    outln!(out, "  fixpoint: {} node visits, {} widening rounds, {:.3} ms", a.iterations, a.rounds, a.elapsed.as_secs_f64() * 1e3);
-    let unknown: Vec<&str> = (0..model.values.len()).filter(|&i| state(a, i) != "known").map(|i| model.values[i].name.as_str()).collect();
+    outln!(
+        out,
+        "  fixpoint: {} node visits, {} widening rounds, {:.3} ms",
+        a.iterations,
+        a.rounds,
+        a.elapsed.as_secs_f64() * 1e3
+    );
+    let unknown: Vec<&str> = (0..model.values.len())
+        .filter(|&i| state(a, i) != "known")
+        .map(|i| model.values[i].name.as_str())
+        .collect();
     if !unknown.is_empty() {
         outln!(out, "  not fully known: {}", unknown.join(", "));
     }
     for d in &a.diagnostics {
-        outln!(out, "  {:?}: {}{}", d.kind, d.node.as_ref().map(|n| format!("`{n}`: ")).unwrap_or_default(), d.message);
+        outln!(
+            out,
+            "  {:?}: {}{}",
+            d.kind,
+            d.node
+                .as_ref()
+                .map(|n| format!("`{n}`: "))
+                .unwrap_or_default(),
+            d.message
+        );
     }
 }

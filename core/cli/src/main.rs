@@ -30,8 +30,9 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Evaluate every shape at these symbol values: `NAME=VALUE`, repeatable (text mode).
-        #[arg(long = "bind", value_name = "NAME=VALUE")]
+        /// Evaluate every shape at one input shape, `NAME=VALUE[,NAME=VALUE...]`; repeat the flag
+        /// for several shapes.
+        #[arg(long = "bind", value_name = "NAME=VALUE,...")]
         binds: Vec<String>,
         /// Print only the summary (and the evaluated outputs with --bind), not every tensor.
         #[arg(long)]
@@ -43,22 +44,45 @@ enum Cmd {
 
 /// Parses `NAME=LO..HI` (also `LO..=HI`).
 fn parse_range(s: &str) -> Result<DimRange> {
-    let (name, range) = s.split_once('=').with_context(|| format!("--dim `{s}`: expected NAME=LO..HI"))?;
-    let (lo, hi) = range.split_once("..").with_context(|| format!("--dim `{s}`: expected LO..HI"))?;
+    let (name, range) = s
+        .split_once('=')
+        .with_context(|| format!("--dim `{s}`: expected NAME=LO..HI"))?;
+    let (lo, hi) = range
+        .split_once("..")
+        .with_context(|| format!("--dim `{s}`: expected LO..HI"))?;
     let hi = hi.strip_prefix('=').unwrap_or(hi);
-    let lo: i64 = lo.trim().parse().with_context(|| format!("--dim `{s}`: `{lo}` is not an integer"))?;
-    let hi: i64 = hi.trim().parse().with_context(|| format!("--dim `{s}`: `{hi}` is not an integer"))?;
+    let lo: i64 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("--dim `{s}`: `{lo}` is not an integer"))?;
+    let hi: i64 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("--dim `{s}`: `{hi}` is not an integer"))?;
     if lo > hi {
         bail!("--dim `{s}`: empty range");
     }
-    Ok(DimRange { name: name.trim().to_string(), lo, hi })
+    Ok(DimRange {
+        name: name.trim().to_string(),
+        lo,
+        hi,
+    })
 }
 
-/// Parses `NAME=VALUE`.
-fn parse_bind(s: &str) -> Result<(String, i64)> {
-    let (name, v) = s.split_once('=').with_context(|| format!("--bind `{s}`: expected NAME=VALUE"))?;
-    let v: i64 = v.trim().parse().with_context(|| format!("--bind `{s}`: `{v}` is not an integer"))?;
-    Ok((name.trim().to_string(), v))
+/// Parses `NAME=VALUE[,NAME=VALUE...]`.
+fn parse_bind(s: &str) -> Result<Vec<(String, i64)>> {
+    s.split(',')
+        .map(|part| {
+            let (name, v) = part
+                .split_once('=')
+                .with_context(|| format!("--bind `{s}`: expected NAME=VALUE"))?;
+            let v: i64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--bind `{s}`: `{v}` is not an integer"))?;
+            Ok((name.trim().to_string(), v))
+        })
+        .collect()
 }
 
 fn main() {
@@ -66,14 +90,33 @@ fn main() {
     let cli = Cli::parse();
     let mut out = String::new();
     let r = match cli.cmd {
-        Cmd::Analyze { model, dims, json, binds, brief } => (|| {
-            let ranges = dims.iter().map(|d| parse_range(d)).collect::<Result<Vec<_>>>()?;
-            let binds = binds.iter().map(|b| parse_bind(b)).collect::<Result<Vec<_>>>()?;
-            analyze::run(&model, ranges, &analyze::Mode { json, brief, binds }, &mut out)
+        Cmd::Analyze {
+            model,
+            dims,
+            json,
+            binds,
+            brief,
+        } => (|| {
+            let ranges = dims
+                .iter()
+                .map(|d| parse_range(d))
+                .collect::<Result<Vec<_>>>()?;
+            let binds = binds
+                .iter()
+                .map(|b| parse_bind(b))
+                .collect::<Result<Vec<_>>>()?;
+            analyze::run(
+                &model,
+                ranges,
+                &analyze::Mode { json, brief, binds },
+                &mut out,
+            )
         })(),
         Cmd::Ops => {
             for op in sod2_ir::OpKind::ALL {
-                let class = sod2_analysis::class(op).map(|c| c.to_string()).unwrap_or_default();
+                let class = sod2_analysis::class(op)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
                 out.push_str(&format!("{} {class}\n", op.name()));
             }
             Ok(())

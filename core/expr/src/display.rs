@@ -70,8 +70,13 @@ impl fmt::Display for ExprDisplay<'_> {
             Node::CeilDiv(x, y) => write!(f, "ceildiv({}, {})", a.display(*x), a.display(*y)),
             Node::Mod(x, y) => write!(f, "mod({}, {})", a.display(*x), a.display(*y)),
             Node::Min(args) | Node::Max(args) => {
-                let name = if matches!(a.node(self.id), Node::Min(_)) { "min" } else { "max" };
-                let mut parts: Vec<String> = args.iter().map(|&x| a.display(x).to_string()).collect();
+                let name = if matches!(a.node(self.id), Node::Min(_)) {
+                    "min"
+                } else {
+                    "max"
+                };
+                let mut parts: Vec<String> =
+                    args.iter().map(|&x| a.display(x).to_string()).collect();
                 parts.sort();
                 write!(f, "{name}({})", parts.join(", "))
             }

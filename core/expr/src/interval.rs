@@ -49,7 +49,11 @@ fn mul_b(a: i64, b: i64) -> i128 {
         return 0;
     }
     if is_inf(a) || is_inf(b) {
-        return if (a > 0) == (b > 0) { i128::from(i64::MAX) } else { i128::from(i64::MIN) };
+        return if (a > 0) == (b > 0) {
+            i128::from(i64::MAX)
+        } else {
+            i128::from(i64::MIN)
+        };
     }
     i128::from(a) * i128::from(b)
 }
@@ -66,17 +70,28 @@ fn add_b(a: i64, b: i64) -> i64 {
 
 impl Interval {
     /// The full integer line.
-    pub const FULL: Interval = Interval { lo: i64::MIN, hi: i64::MAX };
+    pub const FULL: Interval = Interval {
+        lo: i64::MIN,
+        hi: i64::MAX,
+    };
 
     fn mul(self, o: Interval) -> Interval {
-        let c = [mul_b(self.lo, o.lo), mul_b(self.lo, o.hi), mul_b(self.hi, o.lo), mul_b(self.hi, o.hi)];
+        let c = [
+            mul_b(self.lo, o.lo),
+            mul_b(self.lo, o.hi),
+            mul_b(self.hi, o.lo),
+            mul_b(self.hi, o.hi),
+        ];
         Interval {
             lo: clamp(*c.iter().min().unwrap_or(&i128::MIN)),
             hi: clamp(*c.iter().max().unwrap_or(&i128::MAX)),
         }
     }
     fn add(self, o: Interval) -> Interval {
-        Interval { lo: add_b(self.lo, o.lo), hi: add_b(self.hi, o.hi) }
+        Interval {
+            lo: add_b(self.lo, o.lo),
+            hi: add_b(self.hi, o.hi),
+        }
     }
     fn scale(self, k: i64) -> Interval {
         self.mul(Interval { lo: k, hi: k })
@@ -93,9 +108,18 @@ impl Interval {
                 return if a >= 0 { 0 } else { -1 };
             }
             let q = a.div_euclid(b);
-            if ceil && a.rem_euclid(b) != 0 { q + 1 } else { q }
+            if ceil && a.rem_euclid(b) != 0 {
+                q + 1
+            } else {
+                q
+            }
         };
-        let c = [f(self.lo, o.lo), f(self.lo, o.hi), f(self.hi, o.lo), f(self.hi, o.hi)];
+        let c = [
+            f(self.lo, o.lo),
+            f(self.lo, o.hi),
+            f(self.hi, o.lo),
+            f(self.hi, o.hi),
+        ];
         Interval {
             lo: *c.iter().min().unwrap_or(&i64::MIN),
             hi: *c.iter().max().unwrap_or(&i64::MAX),
@@ -123,7 +147,11 @@ impl ExprArena {
                         let ia = self.interval(a);
                         if i + 1 < t.atoms.len() && t.atoms[i + 1] == a {
                             let sq = ia.mul(ia);
-                            let lo = if ia.lo <= 0 && ia.hi >= 0 { 0 } else { sq.lo.max(0) };
+                            let lo = if ia.lo <= 0 && ia.hi >= 0 {
+                                0
+                            } else {
+                                sq.lo.max(0)
+                            };
                             p = p.mul(Interval { lo, hi: sq.hi });
                             i += 2;
                         } else {
@@ -143,19 +171,34 @@ impl ExprArena {
                     if ia.lo >= 0 && ia.hi < ib.lo {
                         ia
                     } else {
-                        Interval { lo: 0, hi: add_b(ib.hi, -1) }
+                        Interval {
+                            lo: 0,
+                            hi: add_b(ib.hi, -1),
+                        }
                     }
                 } else {
                     Interval::FULL
                 }
             }
             Node::Min(args) => args.iter().map(|&x| self.interval(x)).fold(
-                Interval { lo: i64::MAX, hi: i64::MAX },
-                |acc, i| Interval { lo: acc.lo.min(i.lo), hi: acc.hi.min(i.hi) },
+                Interval {
+                    lo: i64::MAX,
+                    hi: i64::MAX,
+                },
+                |acc, i| Interval {
+                    lo: acc.lo.min(i.lo),
+                    hi: acc.hi.min(i.hi),
+                },
             ),
             Node::Max(args) => args.iter().map(|&x| self.interval(x)).fold(
-                Interval { lo: i64::MIN, hi: i64::MIN },
-                |acc, i| Interval { lo: acc.lo.max(i.lo), hi: acc.hi.max(i.hi) },
+                Interval {
+                    lo: i64::MIN,
+                    hi: i64::MIN,
+                },
+                |acc, i| Interval {
+                    lo: acc.lo.max(i.lo),
+                    hi: acc.hi.max(i.hi),
+                },
             ),
         }
     }

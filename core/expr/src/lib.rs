@@ -269,7 +269,7 @@ impl ExprArena {
         }
     }
 
-    fn to_poly(&self, id: ExprId) -> PolyMap {
+    fn poly_of(&self, id: ExprId) -> PolyMap {
         let mut m = PolyMap::new();
         match self.node(id) {
             Node::Const(0) => {}
@@ -288,7 +288,7 @@ impl ExprArena {
         m
     }
 
-    fn from_poly(&mut self, m: PolyMap) -> ExprId {
+    fn intern_poly(&mut self, m: PolyMap) -> ExprId {
         let terms: Vec<Term> = m
             .into_iter()
             .filter(|(_, c)| *c != 0)
@@ -304,12 +304,12 @@ impl ExprArena {
 
     /// `a + b`.
     pub fn add(&mut self, a: ExprId, b: ExprId) -> ExprId {
-        let mut m = self.to_poly(a);
-        for (k, c) in self.to_poly(b) {
+        let mut m = self.poly_of(a);
+        for (k, c) in self.poly_of(b) {
             let e = m.entry(k).or_insert(0);
             *e = e.saturating_add(c);
         }
-        self.from_poly(m)
+        self.intern_poly(m)
     }
 
     /// `a + c`.
@@ -330,11 +330,11 @@ impl ExprArena {
     /// `k * a`.
     pub fn mul_const(&mut self, a: ExprId, k: i64) -> ExprId {
         let m = self
-            .to_poly(a)
+            .poly_of(a)
             .into_iter()
             .map(|(atoms, c)| (atoms, c.saturating_mul(k)))
             .collect();
-        self.from_poly(m)
+        self.intern_poly(m)
     }
 
     /// `-a`.
@@ -350,8 +350,8 @@ impl ExprArena {
 
     /// `a * b`, expanded into a sum of products.
     pub fn mul(&mut self, a: ExprId, b: ExprId) -> ExprId {
-        let pa = self.to_poly(a);
-        let pb = self.to_poly(b);
+        let pa = self.poly_of(a);
+        let pb = self.poly_of(b);
         let mut m = PolyMap::new();
         for (ka, ca) in &pa {
             for (kb, cb) in &pb {
@@ -362,7 +362,7 @@ impl ExprArena {
                 *e = e.saturating_add(ca.saturating_mul(*cb));
             }
         }
-        self.from_poly(m)
+        self.intern_poly(m)
     }
 
     /// Product of all `items` (1 when empty).
@@ -378,15 +378,15 @@ impl ExprArena {
     fn split_by(&mut self, a: ExprId, d: i64) -> (ExprId, ExprId) {
         let mut q = PolyMap::new();
         let mut r = PolyMap::new();
-        for (atoms, c) in self.to_poly(a) {
+        for (atoms, c) in self.poly_of(a) {
             if c % d == 0 {
                 q.insert(atoms, c / d);
             } else {
                 r.insert(atoms, c);
             }
         }
-        let q = self.from_poly(q);
-        let r = self.from_poly(r);
+        let q = self.intern_poly(q);
+        let r = self.intern_poly(r);
         (q, r)
     }
 
@@ -435,7 +435,8 @@ impl ExprArena {
                 }
                 // Nested floor/ceil divisions by positive constants combine.
                 let inner = match (kind, self.node(r).clone()) {
-                    (DivKind::Floor, Node::FloorDiv(x, y)) | (DivKind::Ceil, Node::CeilDiv(x, y)) => {
+                    (DivKind::Floor, Node::FloorDiv(x, y))
+                    | (DivKind::Ceil, Node::CeilDiv(x, y)) => {
                         self.as_const(y).filter(|&d1| d1 > 0).map(|d1| (x, d1))
                     }
                     _ => None,
@@ -531,7 +532,7 @@ impl ExprArena {
         if a == b {
             return Some(self.constant(1));
         }
-        let pb = self.to_poly(b);
+        let pb = self.poly_of(b);
         if pb.len() != 1 {
             return None;
         }
@@ -540,7 +541,7 @@ impl ExprArena {
             return None;
         }
         let mut q = PolyMap::new();
-        for (atoms, c) in self.to_poly(a) {
+        for (atoms, c) in self.poly_of(a) {
             if c % bc != 0 {
                 return None;
             }
@@ -551,7 +552,7 @@ impl ExprArena {
             }
             q.insert(rest, c / bc);
         }
-        Some(self.from_poly(q))
+        Some(self.intern_poly(q))
     }
 
     /// `min(a, b)`, dropping an argument the declared ranges prove larger.
@@ -671,11 +672,17 @@ impl ExprArena {
                 self.modulo(x, y)
             }
             Node::Min(args) => {
-                let a: Vec<_> = args.into_iter().map(|a| self.subst_rec(a, map, memo)).collect();
+                let a: Vec<_> = args
+                    .into_iter()
+                    .map(|a| self.subst_rec(a, map, memo))
+                    .collect();
                 self.min(&a)
             }
             Node::Max(args) => {
-                let a: Vec<_> = args.into_iter().map(|a| self.subst_rec(a, map, memo)).collect();
+                let a: Vec<_> = args
+                    .into_iter()
+                    .map(|a| self.subst_rec(a, map, memo))
+                    .collect();
                 self.max(&a)
             }
         };
@@ -717,7 +724,13 @@ impl ExprArena {
 pub fn sanitize_name(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
@@ -739,7 +752,11 @@ impl DivKind {
     fn checked_apply(self, a: i64, d: i64) -> Option<i64> {
         let q = a.checked_div(d)?;
         let r = a.checked_rem(d)?;
-        let floor = if r != 0 && ((r < 0) != (d < 0)) { q - 1 } else { q };
+        let floor = if r != 0 && ((r < 0) != (d < 0)) {
+            q - 1
+        } else {
+            q
+        };
         Some(match self {
             DivKind::Floor => floor,
             DivKind::Ceil => {

@@ -36,7 +36,12 @@ impl ExprArena {
     }
 
     fn parse_impl(&mut self, text: &str, create: Option<(i64, i64)>) -> Result<ExprId, ParseError> {
-        let mut p = Parser { text, bytes: text.as_bytes(), pos: 0, create };
+        let mut p = Parser {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            create,
+        };
         let e = p.expr(self)?;
         p.skip_ws();
         if p.pos != p.bytes.len() {
@@ -48,7 +53,11 @@ impl ExprArena {
 
 impl Parser<'_> {
     fn err(&self, msg: &str) -> ParseError {
-        ParseError { text: self.text.to_string(), pos: self.pos, msg: msg.to_string() }
+        ParseError {
+            text: self.text.to_string(),
+            pos: self.pos,
+            msg: msg.to_string(),
+        }
     }
     fn skip_ws(&mut self) {
         while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_whitespace() {
@@ -111,15 +120,18 @@ impl Parser<'_> {
                 while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_digit() {
                     self.pos += 1;
                 }
-                let v: i64 = self.text[start..self.pos]
-                    .parse()
-                    .map_err(|_| ParseError { text: self.text.into(), pos: start, msg: "integer out of range".into() })?;
+                let v: i64 = self.text[start..self.pos].parse().map_err(|_| ParseError {
+                    text: self.text.into(),
+                    pos: start,
+                    msg: "integer out of range".into(),
+                })?;
                 Ok(a.constant(v))
             }
             Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = self.pos;
                 while self.pos < self.bytes.len()
-                    && (self.bytes[self.pos].is_ascii_alphanumeric() || self.bytes[self.pos] == b'_')
+                    && (self.bytes[self.pos].is_ascii_alphanumeric()
+                        || self.bytes[self.pos] == b'_')
                 {
                     self.pos += 1;
                 }
@@ -145,7 +157,11 @@ impl Parser<'_> {
                         "mod" => two(self, &args).map(|(x, y)| a.modulo(x, y)),
                         "min" => Ok(a.min(&args)),
                         "max" => Ok(a.max(&args)),
-                        _ => Err(ParseError { text: self.text.into(), pos: start, msg: format!("unknown function `{name}`") }),
+                        _ => Err(ParseError {
+                            text: self.text.into(),
+                            pos: start,
+                            msg: format!("unknown function `{name}`"),
+                        }),
                     };
                 }
                 match (a.symbol_by_name(name), self.create) {
@@ -154,7 +170,11 @@ impl Parser<'_> {
                         let s = a.symbol(name, lo, hi, None);
                         Ok(a.sym(s))
                     }
-                    (None, None) => Err(ParseError { text: self.text.into(), pos: start, msg: format!("unknown symbol `{name}`") }),
+                    (None, None) => Err(ParseError {
+                        text: self.text.into(),
+                        pos: start,
+                        msg: format!("unknown symbol `{name}`"),
+                    }),
                 }
             }
             Some(_) => Err(self.err("unexpected character")),

@@ -41,7 +41,13 @@ fn display_and_parse_round_trip() {
     let fd = a.floordiv(hm1, two);
     let conv = a.add_const(fd, 1);
     assert_eq!(a.display(conv).to_string(), "floordiv(H - 1, 2) + 1");
-    for text in ["2*seq + 1", "floordiv(H - 1, 2) + 1", "min(H, seq)", "-seq + 3", "batch*seq - H"] {
+    for text in [
+        "2*seq + 1",
+        "floordiv(H - 1, 2) + 1",
+        "min(H, seq)",
+        "-seq + 3",
+        "batch*seq - H",
+    ] {
         let e = a.parse(text).unwrap();
         assert_eq!(a.display(e).to_string(), text);
         assert_eq!(a.parse(&a.display(e).to_string()).unwrap(), e);
@@ -113,7 +119,9 @@ fn ranges_decide_comparisons() {
 #[test]
 fn eval_and_substitute() {
     let (mut a, _, s, h) = arena();
-    let e = a.parse("floordiv(H - 1, 2) + 1 + mod(seq, 3)*max(seq, H)").unwrap();
+    let e = a
+        .parse("floordiv(H - 1, 2) + 1 + mod(seq, 3)*max(seq, H)")
+        .unwrap();
     let mut bind = Bindings::new();
     bind.set(a.as_sym(h).unwrap(), 225);
     bind.set(a.as_sym(s).unwrap(), 7);
@@ -122,11 +130,16 @@ fn eval_and_substitute() {
     let two_s = a.mul_const(s, 2);
     map.insert(a.as_sym(h).unwrap(), two_s);
     let sub = a.substitute(e, &map);
-    let expect = a.parse("floordiv(2*seq - 1, 2) + 1 + mod(seq, 3)*max(seq, 2*seq)").unwrap();
+    let expect = a
+        .parse("floordiv(2*seq - 1, 2) + 1 + mod(seq, 3)*max(seq, 2*seq)")
+        .unwrap();
     assert_eq!(sub, expect);
     let zero = a.parse("floordiv(seq, seq - seq)").unwrap();
     assert!(matches!(a.eval(zero, &bind), Err(EvalError::DivByZero(_))));
-    assert!(matches!(a.eval(s, &Bindings::new()), Err(EvalError::Unbound(_))));
+    assert!(matches!(
+        a.eval(s, &Bindings::new()),
+        Err(EvalError::Unbound(_))
+    ));
 }
 
 /// A random expression tree over three symbols, as text and as a closure-free evaluator.

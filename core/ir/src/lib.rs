@@ -211,7 +211,11 @@ impl Node {
     }
 
     fn wrong(&self, attr: &str, expected: &'static str) -> AttrError {
-        AttrError::WrongType { node: self.name.clone(), attr: attr.to_string(), expected }
+        AttrError::WrongType {
+            node: self.name.clone(),
+            attr: attr.to_string(),
+            expected,
+        }
     }
 }
 
@@ -319,13 +323,22 @@ fn verify_body(m: &Model, body: &Body, visible: &mut HashSet<ValueId>) -> Result
         }
     }
     for &n in &body.nodes {
-        let node = m.nodes.get(n.index()).ok_or(VerifyError::BadValue { node: "?".into(), value: n.0 })?;
+        let node = m.nodes.get(n.index()).ok_or(VerifyError::BadValue {
+            node: "?".into(),
+            value: n.0,
+        })?;
         for &v in node.inputs.iter().flatten().chain(&node.implicit_inputs) {
             if v.index() >= m.values.len() {
-                return Err(VerifyError::BadValue { node: node.name.clone(), value: v.0 });
+                return Err(VerifyError::BadValue {
+                    node: node.name.clone(),
+                    value: v.0,
+                });
             }
             if !visible.contains(&v) {
-                return Err(VerifyError::NotDominated { node: node.name.clone(), value: m.value(v).name.clone() });
+                return Err(VerifyError::NotDominated {
+                    node: node.name.clone(),
+                    value: m.value(v).name.clone(),
+                });
             }
         }
         for (_, b) in &node.bodies {
@@ -334,18 +347,25 @@ fn verify_body(m: &Model, body: &Body, visible: &mut HashSet<ValueId>) -> Result
         for (k, &o) in node.outputs.iter().enumerate() {
             let Some(o) = o else { continue };
             if o.index() >= m.values.len() {
-                return Err(VerifyError::BadValue { node: node.name.clone(), value: o.0 });
+                return Err(VerifyError::BadValue {
+                    node: node.name.clone(),
+                    value: o.0,
+                });
             }
             let ok = matches!(m.value(o).kind, ValueKind::NodeOutput { node: p, index } if p == n && index == k);
             if !ok || !visible.insert(o) {
-                return Err(VerifyError::BadProducer { value: m.value(o).name.clone() });
+                return Err(VerifyError::BadProducer {
+                    value: m.value(o).name.clone(),
+                });
             }
             added.push(o);
         }
     }
     for &o in &body.outputs {
         if !visible.contains(&o) {
-            return Err(VerifyError::UndefinedOutput { value: m.value(o).name.clone() });
+            return Err(VerifyError::UndefinedOutput {
+                value: m.value(o).name.clone(),
+            });
         }
     }
     // Values of this body are not visible to its siblings.

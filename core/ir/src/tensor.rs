@@ -88,7 +88,10 @@ impl DType {
 
     /// Whether the type is an integer or bool type.
     pub fn is_integer(self) -> bool {
-        !matches!(self, DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Str)
+        !matches!(
+            self,
+            DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Str
+        )
     }
 }
 
@@ -123,11 +126,25 @@ impl TensorData {
         };
         Some(match self.dtype {
             DType::I64 => (0..n).map(|i| i64::from_le_bytes(get(i, 8))).collect(),
-            DType::U64 => (0..n).map(|i| u64::from_le_bytes(get(i, 8)) as i64).collect(),
-            DType::I32 => (0..n).map(|i| i32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as i64).collect(),
-            DType::U32 => (0..n).map(|i| u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as i64).collect(),
-            DType::I16 => (0..n).map(|i| i16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as i64).collect(),
-            DType::U16 => (0..n).map(|i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as i64).collect(),
+            DType::U64 => (0..n)
+                .map(|i| u64::from_le_bytes(get(i, 8)) as i64)
+                .collect(),
+            DType::I32 => (0..n)
+                .map(|i| {
+                    i32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as i64
+                })
+                .collect(),
+            DType::U32 => (0..n)
+                .map(|i| {
+                    u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as i64
+                })
+                .collect(),
+            DType::I16 => (0..n)
+                .map(|i| i16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as i64)
+                .collect(),
+            DType::U16 => (0..n)
+                .map(|i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as i64)
+                .collect(),
             DType::I8 => b.iter().map(|&x| x as i8 as i64).collect(),
             DType::U8 | DType::Bool => b.iter().map(|&x| x as i64).collect(),
             _ => return None,
@@ -142,11 +159,28 @@ impl TensorData {
             return None;
         }
         Some(match self.dtype {
-            DType::F32 => (0..n).map(|i| f32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as f64).collect(),
-            DType::F64 => (0..n).map(|i| f64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default())).collect(),
-            DType::F16 => (0..n).map(|i| f16_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])) as f64).collect(),
-            DType::BF16 => (0..n).map(|i| f32::from_bits((u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u32) << 16) as f64).collect(),
-            _ => return self.to_i64().map(|v| v.into_iter().map(|x| x as f64).collect()),
+            DType::F32 => (0..n)
+                .map(|i| {
+                    f32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as f64
+                })
+                .collect(),
+            DType::F64 => (0..n)
+                .map(|i| f64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default()))
+                .collect(),
+            DType::F16 => (0..n)
+                .map(|i| f16_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])) as f64)
+                .collect(),
+            DType::BF16 => (0..n)
+                .map(|i| {
+                    f32::from_bits((u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u32) << 16)
+                        as f64
+                })
+                .collect(),
+            _ => {
+                return self
+                    .to_i64()
+                    .map(|v| v.into_iter().map(|x| x as f64).collect())
+            }
         })
     }
 }

@@ -72,7 +72,9 @@ pub enum ImportError {
         reason: String,
     },
     /// A node reads a name that nothing defines.
-    #[error("node `{node}` ({op}): input `{input}` is not defined by any node, input or initializer")]
+    #[error(
+        "node `{node}` ({op}): input `{input}` is not defined by any node, input or initializer"
+    )]
     DanglingInput {
         /// Node name.
         node: String,
@@ -120,15 +122,20 @@ pub enum ImportError {
 
 /// Loads a model file; external data is resolved relative to its folder.
 pub fn load(path: &Path) -> Result<Model, ImportError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ImportError::Io { path: path.display().to_string(), reason: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     import_bytes(&bytes, path.parent())
 }
 
 /// Imports a model from bytes; `base_dir` is where external data files are looked for.
 pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, ImportError> {
     let mp = proto::ModelProto::decode(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
-    let graph = mp.graph.as_ref().ok_or(ImportError::MissingField("ModelProto.graph"))?;
+    let graph = mp
+        .graph
+        .as_ref()
+        .ok_or(ImportError::MissingField("ModelProto.graph"))?;
     let opset = mp
         .opset_import
         .iter()
@@ -140,10 +147,19 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Impo
     }
     let mut functions = HashMap::new();
     for f in &mp.functions {
-        functions.insert((f.domain.clone().unwrap_or_default(), f.name.clone().unwrap_or_default()), f);
+        functions.insert(
+            (
+                f.domain.clone().unwrap_or_default(),
+                f.name.clone().unwrap_or_default(),
+            ),
+            f,
+        );
     }
     let mut imp = Importer {
-        model: Model { opset, ..Model::default() },
+        model: Model {
+            opset,
+            ..Model::default()
+        },
         base_dir,
         functions,
         node_names: HashSet::new(),
@@ -152,7 +168,9 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Impo
     };
     let (main, _) = imp.graph(graph, true)?;
     imp.model.main = main;
-    sod2_ir::verify(&imp.model).map_err(|e| ImportError::Decode(format!("internal: imported graph fails verification: {e}")))?;
+    sod2_ir::verify(&imp.model).map_err(|e| {
+        ImportError::Decode(format!("internal: imported graph fails verification: {e}"))
+    })?;
     Ok(imp.model)
 }
 
@@ -173,7 +191,10 @@ fn value_type(vi: &ValueInfoProto) -> Result<(Option<DType>, Option<Vec<DeclDim>
         return Ok((None, None));
     };
     let T::TensorType(t) = ty else {
-        return Err(ImportError::BadValueInfo { value: name, reason: "only tensor types are supported".into() });
+        return Err(ImportError::BadValueInfo {
+            value: name,
+            reason: "only tensor types are supported".into(),
+        });
     };
     let dtype = t.elem_type.and_then(DType::from_onnx);
     let shape = t.shape.as_ref().map(|s| {
@@ -190,11 +211,24 @@ fn value_type(vi: &ValueInfoProto) -> Result<(Option<DType>, Option<Vec<DeclDim>
 }
 
 impl<'a> Importer<'a> {
-    fn new_value(&mut self, name: &str, kind: ValueKind, node: &str) -> Result<ValueId, ImportError> {
+    fn new_value(
+        &mut self,
+        name: &str,
+        kind: ValueKind,
+        node: &str,
+    ) -> Result<ValueId, ImportError> {
         if self.value_names.contains_key(name) {
-            return Err(ImportError::DuplicateValue { value: name.to_string(), node: node.to_string() });
+            return Err(ImportError::DuplicateValue {
+                value: name.to_string(),
+                node: node.to_string(),
+            });
         }
-        let id = self.model.add_value(Value { name: name.to_string(), dtype: None, decl_shape: None, kind });
+        let id = self.model.add_value(Value {
+            name: name.to_string(),
+            dtype: None,
+            decl_shape: None,
+            kind,
+        });
         self.value_names.insert(name.to_string(), id);
         if let Some(s) = self.scopes.last_mut() {
             s.insert(name.to_string(), id);
@@ -231,7 +265,11 @@ impl<'a> Importer<'a> {
     }
 
     /// Imports a graph as a body. Returns the body and the outer references it makes.
-    fn graph(&mut self, g: &GraphProto, is_main: bool) -> Result<(Body, BTreeSet<(usize, ValueId)>), ImportError> {
+    fn graph(
+        &mut self,
+        g: &GraphProto,
+        is_main: bool,
+    ) -> Result<(Body, BTreeSet<(usize, ValueId)>), ImportError> {
         self.scopes.push(HashMap::new());
         let depth = self.scopes.len() - 1;
         let mut body = Body::default();
@@ -241,20 +279,33 @@ impl<'a> Importer<'a> {
                 infos.insert(n, vi);
             }
         }
-        let init_names: HashSet<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+        let init_names: HashSet<&str> = g
+            .initializer
+            .iter()
+            .filter_map(|t| t.name.as_deref())
+            .collect();
         for t in &g.initializer {
-            let name = t.name.clone().ok_or(ImportError::MissingField("TensorProto.name (initializer)"))?;
+            let name = t
+                .name
+                .clone()
+                .ok_or(ImportError::MissingField("TensorProto.name (initializer)"))?;
             let data = tensor::tensor_data(t, self.base_dir)?;
             let dtype = data.dtype;
             let v = self.new_value(&name, ValueKind::Const(data), "<initializer>")?;
             self.model.values[v.index()].dtype = Some(dtype);
         }
         for vi in &g.input {
-            let name = vi.name.clone().ok_or(ImportError::MissingField("ValueInfoProto.name (graph input)"))?;
+            let name = vi.name.clone().ok_or(ImportError::MissingField(
+                "ValueInfoProto.name (graph input)",
+            ))?;
             if init_names.contains(name.as_str()) {
                 continue; // old-style initializer also listed as an input: a constant
             }
-            let kind = if is_main { ValueKind::ModelInput } else { ValueKind::BodyInput };
+            let kind = if is_main {
+                ValueKind::ModelInput
+            } else {
+                ValueKind::BodyInput
+            };
             let v = self.new_value(&name, kind, "<graph input>")?;
             body.inputs.push(v);
         }
@@ -289,7 +340,11 @@ impl<'a> Importer<'a> {
                 if o.is_empty() {
                     outs.push(None);
                 } else {
-                    outs.push(Some(self.new_value(o, ValueKind::NodeOutput { node: id, index: k }, &name)?));
+                    outs.push(Some(self.new_value(
+                        o,
+                        ValueKind::NodeOutput { node: id, index: k },
+                        &name,
+                    )?));
                 }
             }
             self.model.nodes[id.index()].outputs = outs;
@@ -306,11 +361,13 @@ impl<'a> Importer<'a> {
                     ins.push(None);
                     continue;
                 }
-                let v = self.lookup(i, &mut outer).ok_or_else(|| ImportError::DanglingInput {
-                    node: name.clone(),
-                    op: op_name.clone(),
-                    input: i.clone(),
-                })?;
+                let v = self
+                    .lookup(i, &mut outer)
+                    .ok_or_else(|| ImportError::DanglingInput {
+                        node: name.clone(),
+                        op: op_name.clone(),
+                        input: i.clone(),
+                    })?;
                 ins.push(Some(v));
             }
             let mut attrs = BTreeMap::new();
@@ -339,13 +396,19 @@ impl<'a> Importer<'a> {
         }
         body.nodes = self.toposort(pending.iter().map(|(id, _)| *id).collect())?;
         for vi in &g.output {
-            let name = vi.name.clone().ok_or(ImportError::MissingField("ValueInfoProto.name (graph output)"))?;
-            let v = self.lookup(&name, &mut outer).ok_or_else(|| ImportError::DanglingOutput(name.clone()))?;
+            let name = vi.name.clone().ok_or(ImportError::MissingField(
+                "ValueInfoProto.name (graph output)",
+            ))?;
+            let v = self
+                .lookup(&name, &mut outer)
+                .ok_or_else(|| ImportError::DanglingOutput(name.clone()))?;
             body.outputs.push(v);
         }
         // Declared types and shapes.
-        let scope_names: Vec<(String, ValueId)> =
-            self.scopes[depth].iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let scope_names: Vec<(String, ValueId)> = self.scopes[depth]
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         for (name, v) in scope_names {
             if let Some(vi) = infos.get(name.as_str()) {
                 let (dt, shape) = value_type(vi)?;
@@ -400,15 +463,25 @@ impl<'a> Importer<'a> {
         }
         if order.len() != ids.len() {
             let stuck = (0..ids.len()).find(|&k| indeg[k] > 0).map(|k| ids[k]);
-            let name = stuck.map(|id| self.model.node(id).name.clone()).unwrap_or_default();
+            let name = stuck
+                .map(|id| self.model.node(id).name.clone())
+                .unwrap_or_default();
             return Err(ImportError::Cycle(name));
         }
         Ok(order)
     }
 
-    fn expand_functions(&self, nodes: &[NodeProto], out: &mut Vec<NodeProto>, depth: usize) -> Result<(), ImportError> {
+    fn expand_functions(
+        &self,
+        nodes: &[NodeProto],
+        out: &mut Vec<NodeProto>,
+        depth: usize,
+    ) -> Result<(), ImportError> {
         for n in nodes {
-            let key = (n.domain.clone().unwrap_or_default(), n.op_type.clone().unwrap_or_default());
+            let key = (
+                n.domain.clone().unwrap_or_default(),
+                n.op_type.clone().unwrap_or_default(),
+            );
             let Some(f) = self.functions.get(&key) else {
                 out.push(n.clone());
                 continue;
@@ -416,7 +489,10 @@ impl<'a> Importer<'a> {
             if depth > 32 {
                 return Err(ImportError::FunctionRecursion(key.1));
             }
-            let call = n.name.clone().unwrap_or_else(|| format!("{}_{}", key.1, out.len()));
+            let call = n
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}_{}", key.1, out.len()));
             let mut rename: HashMap<String, String> = HashMap::new();
             for (k, formal) in f.input.iter().enumerate() {
                 rename.insert(formal.clone(), n.input.get(k).cloned().unwrap_or_default());
@@ -438,11 +514,20 @@ impl<'a> Importer<'a> {
                     if s.is_empty() {
                         return String::new();
                     }
-                    rename.entry(s.clone()).or_insert_with(|| format!("{call}/{s}")).clone()
+                    rename
+                        .entry(s.clone())
+                        .or_insert_with(|| format!("{call}/{s}"))
+                        .clone()
                 };
                 c.input = fnode.input.iter().map(|s| map(s, &mut rename)).collect();
                 c.output = fnode.output.iter().map(|s| map(s, &mut rename)).collect();
-                c.name = Some(format!("{call}/{}", fnode.name.clone().unwrap_or_else(|| fnode.op_type.clone().unwrap_or_default())));
+                c.name = Some(format!(
+                    "{call}/{}",
+                    fnode
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| fnode.op_type.clone().unwrap_or_default())
+                ));
                 let mut attrs = Vec::new();
                 for a in &fnode.attribute {
                     match &a.ref_attr_name {
@@ -493,13 +578,23 @@ fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>) {
 
 fn attr_value(a: &AttributeProto, node: &str) -> Result<Option<Attr>, ImportError> {
     let name = a.name.clone().unwrap_or_default();
-    let bad = |reason: &str| ImportError::BadAttribute { node: node.to_string(), attr: name.clone(), reason: reason.to_string() };
+    let bad = |reason: &str| ImportError::BadAttribute {
+        node: node.to_string(),
+        attr: name.clone(),
+        reason: reason.to_string(),
+    };
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     Ok(Some(match a.r#type.unwrap_or(0) {
         1 => Attr::Float(a.f.ok_or_else(|| bad("FLOAT without `f`"))?),
         2 => Attr::Int(a.i.ok_or_else(|| bad("INT without `i`"))?),
-        3 => Attr::Str(s(a.s.as_deref().ok_or_else(|| bad("STRING without `s`"))?)),
-        4 => Attr::Tensor(tensor::tensor_data(a.t.as_ref().ok_or_else(|| bad("TENSOR without `t`"))?, None)?),
+        3 => Attr::Str(s(a
+            .s
+            .as_deref()
+            .ok_or_else(|| bad("STRING without `s`"))?)),
+        4 => Attr::Tensor(tensor::tensor_data(
+            a.t.as_ref().ok_or_else(|| bad("TENSOR without `t`"))?,
+            None,
+        )?),
         5 => return Ok(None),
         6 => Attr::Floats(a.floats.clone()),
         7 => Attr::Ints(a.ints.clone()),
@@ -528,16 +623,42 @@ fn attr_value(a: &AttributeProto, node: &str) -> Result<Option<Attr>, ImportErro
 
 fn constant_value(n: &NodeProto, name: &str) -> Result<sod2_ir::TensorData, ImportError> {
     use sod2_ir::TensorData;
-    let bad = |reason: &str| ImportError::BadAttribute { node: name.to_string(), attr: "value".into(), reason: reason.into() };
-    let a = n.attribute.first().ok_or_else(|| bad("Constant has no value attribute"))?;
+    let bad = |reason: &str| ImportError::BadAttribute {
+        node: name.to_string(),
+        attr: "value".into(),
+        reason: reason.into(),
+    };
+    let a = n
+        .attribute
+        .first()
+        .ok_or_else(|| bad("Constant has no value attribute"))?;
     let aname = a.name.clone().unwrap_or_default();
     let scalar = |dtype: DType, bytes: Vec<u8>, dims: Vec<usize>| TensorData { dtype, dims, bytes };
     Ok(match aname.as_str() {
-        "value" => tensor::tensor_data(a.t.as_ref().ok_or_else(|| bad("`value` is not a tensor"))?, None)?,
-        "value_float" => scalar(DType::F32, a.f.ok_or_else(|| bad("no `f`"))?.to_le_bytes().to_vec(), vec![]),
-        "value_int" => scalar(DType::I64, a.i.ok_or_else(|| bad("no `i`"))?.to_le_bytes().to_vec(), vec![]),
-        "value_floats" => scalar(DType::F32, a.floats.iter().flat_map(|f| f.to_le_bytes()).collect(), vec![a.floats.len()]),
-        "value_ints" => scalar(DType::I64, a.ints.iter().flat_map(|f| f.to_le_bytes()).collect(), vec![a.ints.len()]),
+        "value" => tensor::tensor_data(
+            a.t.as_ref().ok_or_else(|| bad("`value` is not a tensor"))?,
+            None,
+        )?,
+        "value_float" => scalar(
+            DType::F32,
+            a.f.ok_or_else(|| bad("no `f`"))?.to_le_bytes().to_vec(),
+            vec![],
+        ),
+        "value_int" => scalar(
+            DType::I64,
+            a.i.ok_or_else(|| bad("no `i`"))?.to_le_bytes().to_vec(),
+            vec![],
+        ),
+        "value_floats" => scalar(
+            DType::F32,
+            a.floats.iter().flat_map(|f| f.to_le_bytes()).collect(),
+            vec![a.floats.len()],
+        ),
+        "value_ints" => scalar(
+            DType::I64,
+            a.ints.iter().flat_map(|f| f.to_le_bytes()).collect(),
+            vec![a.ints.len()],
+        ),
         other => return Err(bad(&format!("Constant with `{other}` is not supported"))),
     })
 }

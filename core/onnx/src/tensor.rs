@@ -7,14 +7,21 @@ use crate::proto::TensorProto;
 use crate::ImportError;
 
 fn bad(name: &str, reason: impl Into<String>) -> ImportError {
-    ImportError::BadTensor { tensor: name.to_string(), reason: reason.into() }
+    ImportError::BadTensor {
+        tensor: name.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Decodes a tensor; `base_dir` is where external data files are looked for.
-pub(crate) fn tensor_data(t: &TensorProto, base_dir: Option<&Path>) -> Result<TensorData, ImportError> {
+pub(crate) fn tensor_data(
+    t: &TensorProto,
+    base_dir: Option<&Path>,
+) -> Result<TensorData, ImportError> {
     let name = t.name.clone().unwrap_or_default();
     let code = t.data_type.unwrap_or(0);
-    let dtype = DType::from_onnx(code).ok_or_else(|| bad(&name, format!("unsupported data_type {code}")))?;
+    let dtype = DType::from_onnx(code)
+        .ok_or_else(|| bad(&name, format!("unsupported data_type {code}")))?;
     let mut dims = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
         dims.push(usize::try_from(d).map_err(|_| bad(&name, format!("negative dim {d}")))?);
@@ -27,9 +34,15 @@ pub(crate) fn tensor_data(t: &TensorProto, base_dir: Option<&Path>) -> Result<Te
         if t.string_data.len() != numel {
             return Err(bad(&name, "string_data length does not match dims"));
         }
-        return Ok(TensorData { dtype, dims, bytes: Vec::new() });
+        return Ok(TensorData {
+            dtype,
+            dims,
+            bytes: Vec::new(),
+        });
     }
-    let nbytes = numel.checked_mul(dtype.size()).ok_or_else(|| bad(&name, "byte size overflows"))?;
+    let nbytes = numel
+        .checked_mul(dtype.size())
+        .ok_or_else(|| bad(&name, "byte size overflows"))?;
     let bytes = if t.data_location == Some(1) {
         external(t, &name, base_dir, nbytes)?
     } else if let Some(raw) = &t.raw_data {
@@ -38,7 +51,15 @@ pub(crate) fn tensor_data(t: &TensorProto, base_dir: Option<&Path>) -> Result<Te
         typed_fields(t, dtype, &name)?
     };
     if bytes.len() != nbytes {
-        return Err(bad(&name, format!("holds {} bytes, dims {:?} of {} need {nbytes}", bytes.len(), dims, dtype.name())));
+        return Err(bad(
+            &name,
+            format!(
+                "holds {} bytes, dims {:?} of {} need {nbytes}",
+                bytes.len(),
+                dims,
+                dtype.name()
+            ),
+        ));
     }
     Ok(TensorData { dtype, dims, bytes })
 }
@@ -46,9 +67,18 @@ pub(crate) fn tensor_data(t: &TensorProto, base_dir: Option<&Path>) -> Result<Te
 fn typed_fields(t: &TensorProto, dtype: DType, name: &str) -> Result<Vec<u8>, ImportError> {
     let mut out = Vec::new();
     match dtype {
-        DType::F32 => t.float_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::F64 => t.double_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::I64 => t.int64_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F32 => t
+            .float_data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F64 => t
+            .double_data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::I64 => t
+            .int64_data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::U64 | DType::U32 => t.uint64_data.iter().for_each(|v| {
             if dtype == DType::U64 {
                 out.extend_from_slice(&v.to_le_bytes())
@@ -56,17 +86,26 @@ fn typed_fields(t: &TensorProto, dtype: DType, name: &str) -> Result<Vec<u8>, Im
                 out.extend_from_slice(&(*v as u32).to_le_bytes())
             }
         }),
-        DType::I32 => t.int32_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::I16 | DType::U16 | DType::F16 | DType::BF16 => {
-            t.int32_data.iter().for_each(|v| out.extend_from_slice(&(*v as u16).to_le_bytes()))
-        }
+        DType::I32 => t
+            .int32_data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::I16 | DType::U16 | DType::F16 | DType::BF16 => t
+            .int32_data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&(*v as u16).to_le_bytes())),
         DType::I8 | DType::U8 | DType::Bool => t.int32_data.iter().for_each(|v| out.push(*v as u8)),
         DType::Str => return Err(bad(name, "strings have no numeric data")),
     }
     Ok(out)
 }
 
-fn external(t: &TensorProto, name: &str, base_dir: Option<&Path>, nbytes: usize) -> Result<Vec<u8>, ImportError> {
+fn external(
+    t: &TensorProto,
+    name: &str,
+    base_dir: Option<&Path>,
+    nbytes: usize,
+) -> Result<Vec<u8>, ImportError> {
     let mut location = None;
     let mut offset = 0u64;
     let mut length = None;
@@ -74,15 +113,27 @@ fn external(t: &TensorProto, name: &str, base_dir: Option<&Path>, nbytes: usize)
         let v = kv.value.clone().unwrap_or_default();
         match kv.key.as_deref() {
             Some("location") => location = Some(v),
-            Some("offset") => offset = v.parse().map_err(|_| bad(name, format!("external offset `{v}` is not a number")))?,
-            Some("length") => length = Some(v.parse::<u64>().map_err(|_| bad(name, format!("external length `{v}` is not a number")))?),
+            Some("offset") => {
+                offset = v
+                    .parse()
+                    .map_err(|_| bad(name, format!("external offset `{v}` is not a number")))?
+            }
+            Some("length") => {
+                length = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| bad(name, format!("external length `{v}` is not a number")))?,
+                )
+            }
             _ => {}
         }
     }
     let location = location.ok_or_else(|| bad(name, "external data without `location`"))?;
     let rel = Path::new(&location);
     if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(bad(name, format!("external data location `{location}` leaves the model folder")));
+        return Err(bad(
+            name,
+            format!("external data location `{location}` leaves the model folder"),
+        ));
     }
     let base = base_dir.ok_or_else(|| ImportError::MissingExternalData {
         tensor: name.to_string(),
@@ -96,12 +147,17 @@ fn external(t: &TensorProto, name: &str, base_dir: Option<&Path>, nbytes: usize)
         reason: e.to_string(),
     })?;
     let len = length.unwrap_or(nbytes as u64);
-    let end = offset.checked_add(len).ok_or_else(|| bad(name, "external offset + length overflows"))?;
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| bad(name, "external offset + length overflows"))?;
     if end > data.len() as u64 {
         return Err(ImportError::MissingExternalData {
             tensor: name.to_string(),
             path: path.display().to_string(),
-            reason: format!("file has {} bytes, tensor needs bytes {offset}..{end}", data.len()),
+            reason: format!(
+                "file has {} bytes, tensor needs bytes {offset}..{end}",
+                data.len()
+            ),
         });
     }
     Ok(data[offset as usize..end as usize].to_vec())

@@ -42,7 +42,10 @@ fn node(op: &str, name: &str, ins: &[&str], outs: &[&str]) -> NodeProto {
 fn model(g: GraphProto) -> ModelProto {
     ModelProto {
         ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
         graph: Some(g),
         ..Default::default()
     }
@@ -64,7 +67,11 @@ fn imports_symbols_and_unnamed_dims() {
     let x = m.main.inputs[0];
     assert_eq!(
         m.value(x).decl_shape,
-        Some(vec![DeclDim::Param("batch".into()), DeclDim::Unnamed, DeclDim::Fixed(4)])
+        Some(vec![
+            DeclDim::Param("batch".into()),
+            DeclDim::Unnamed,
+            DeclDim::Fixed(4)
+        ])
     );
     assert_eq!(m.node(m.main.nodes[0]).op, OpKind::Relu);
 }
@@ -85,13 +92,19 @@ fn dangling_input_names_the_node() {
     let mut g = relu_graph();
     g.node.push(node("Add", "adder", &["y", "nowhere"], &["z"]));
     let e = import_bytes(&model(g).encode_to_vec(), None).unwrap_err();
-    assert_eq!(e.to_string(), "node `adder` (Add): input `nowhere` is not defined by any node, input or initializer");
+    assert_eq!(
+        e.to_string(),
+        "node `adder` (Add): input `nowhere` is not defined by any node, input or initializer"
+    );
 }
 
 #[test]
 fn cycles_are_reported() {
     let g = GraphProto {
-        node: vec![node("Add", "a", &["x", "q"], &["p"]), node("Relu", "b", &["p"], &["q"])],
+        node: vec![
+            node("Add", "a", &["x", "q"], &["p"]),
+            node("Relu", "b", &["p"], &["q"]),
+        ],
         input: vec![vi("x", 1, &["2"])],
         output: vec![vi("q", 1, &[])],
         ..Default::default()
@@ -103,13 +116,21 @@ fn cycles_are_reported() {
 #[test]
 fn unsorted_nodes_are_sorted() {
     let g = GraphProto {
-        node: vec![node("Relu", "second", &["p"], &["q"]), node("Abs", "first", &["x"], &["p"])],
+        node: vec![
+            node("Relu", "second", &["p"], &["q"]),
+            node("Abs", "first", &["x"], &["p"]),
+        ],
         input: vec![vi("x", 1, &["2"])],
         output: vec![vi("q", 1, &[])],
         ..Default::default()
     };
     let m = import_bytes(&model(g).encode_to_vec(), None).unwrap();
-    let names: Vec<_> = m.main.nodes.iter().map(|&n| m.node(n).name.clone()).collect();
+    let names: Vec<_> = m
+        .main
+        .nodes
+        .iter()
+        .map(|&n| m.node(n).name.clone())
+        .collect();
     assert_eq!(names, ["first", "second"]);
 }
 
@@ -120,8 +141,14 @@ fn external_tensor(location: &str) -> TensorProto {
         data_type: Some(1),
         data_location: Some(1),
         external_data: vec![
-            StringStringEntryProto { key: Some("location".into()), value: Some(location.into()) },
-            StringStringEntryProto { key: Some("offset".into()), value: Some("4".into()) },
+            StringStringEntryProto {
+                key: Some("location".into()),
+                value: Some(location.into()),
+            },
+            StringStringEntryProto {
+                key: Some("offset".into()),
+                value: Some("4".into()),
+            },
         ],
         ..Default::default()
     }
@@ -141,13 +168,19 @@ fn external_data_is_read_and_missing_data_is_an_error() {
     std::fs::write(dir.join("m.onnx"), model(g.clone()).encode_to_vec()).unwrap();
     let m = load(&dir.join("m.onnx")).unwrap();
     let w = m.values.iter().find(|v| v.name == "w").unwrap();
-    let ValueKind::Const(t) = &w.kind else { panic!("w is not constant") };
+    let ValueKind::Const(t) = &w.kind else {
+        panic!("w is not constant")
+    };
     assert_eq!(t.to_f64().unwrap(), vec![1.5, -2.0]);
 
     g.initializer[0] = external_tensor("missing.bin");
     std::fs::write(dir.join("m2.onnx"), model(g.clone()).encode_to_vec()).unwrap();
     let e = load(&dir.join("m2.onnx")).unwrap_err();
-    assert!(e.to_string().contains("tensor `w`: external data") && e.to_string().contains("missing.bin"), "{e}");
+    assert!(
+        e.to_string().contains("tensor `w`: external data")
+            && e.to_string().contains("missing.bin"),
+        "{e}"
+    );
 
     g.initializer[0] = external_tensor("../escape.bin");
     let e = import_bytes(&model(g).encode_to_vec(), Some(&dir)).unwrap_err();
@@ -158,9 +191,18 @@ fn external_data_is_read_and_missing_data_is_an_error() {
 #[test]
 fn bad_tensor_sizes_are_errors() {
     let mut g = relu_graph();
-    g.initializer.push(TensorProto { name: Some("w".into()), dims: vec![3], data_type: Some(1), float_data: vec![1.0], ..Default::default() });
+    g.initializer.push(TensorProto {
+        name: Some("w".into()),
+        dims: vec![3],
+        data_type: Some(1),
+        float_data: vec![1.0],
+        ..Default::default()
+    });
     let e = import_bytes(&model(g).encode_to_vec(), None).unwrap_err();
-    assert!(e.to_string().starts_with("tensor `w`: holds 4 bytes"), "{e}");
+    assert!(
+        e.to_string().starts_with("tensor `w`: holds 4 bytes"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -177,8 +219,18 @@ fn if_bodies_see_outer_values() {
     };
     let mut iff = node("If", "branch", &["c"], &["y"]);
     iff.attribute = vec![
-        AttributeProto { name: Some("then_branch".into()), r#type: Some(5), g: Some(then_g), ..Default::default() },
-        AttributeProto { name: Some("else_branch".into()), r#type: Some(5), g: Some(else_g), ..Default::default() },
+        AttributeProto {
+            name: Some("then_branch".into()),
+            r#type: Some(5),
+            g: Some(then_g),
+            ..Default::default()
+        },
+        AttributeProto {
+            name: Some("else_branch".into()),
+            r#type: Some(5),
+            g: Some(else_g),
+            ..Default::default()
+        },
     ];
     let g = GraphProto {
         node: vec![iff],
@@ -200,23 +252,44 @@ fn local_functions_are_inlined_with_attribute_refs() {
         input: vec!["a".into()],
         output: vec!["b".into()],
         attribute: vec!["alpha".into()],
-        node: vec![{
-            let mut n = node("LeakyRelu", "lr", &["a"], &["t"]);
-            n.attribute.push(AttributeProto { name: Some("alpha".into()), ref_attr_name: Some("alpha".into()), r#type: Some(1), ..Default::default() });
-            n
-        }, node("Abs", "abs", &["t"], &["b"])],
+        node: vec![
+            {
+                let mut n = node("LeakyRelu", "lr", &["a"], &["t"]);
+                n.attribute.push(AttributeProto {
+                    name: Some("alpha".into()),
+                    ref_attr_name: Some("alpha".into()),
+                    r#type: Some(1),
+                    ..Default::default()
+                });
+                n
+            },
+            node("Abs", "abs", &["t"], &["b"]),
+        ],
         ..Default::default()
     };
     let mut call = node("ScaledLeaky", "call", &["x"], &["y"]);
     call.domain = Some("custom".into());
-    call.attribute.push(AttributeProto { name: Some("alpha".into()), r#type: Some(1), f: Some(0.25), ..Default::default() });
-    let g = GraphProto { node: vec![call], input: vec![vi("x", 1, &["n"])], output: vec![vi("y", 1, &[])], ..Default::default() };
+    call.attribute.push(AttributeProto {
+        name: Some("alpha".into()),
+        r#type: Some(1),
+        f: Some(0.25),
+        ..Default::default()
+    });
+    let g = GraphProto {
+        node: vec![call],
+        input: vec![vi("x", 1, &["n"])],
+        output: vec![vi("y", 1, &[])],
+        ..Default::default()
+    };
     let mut mp = model(g);
     mp.functions.push(f);
     let m = import_bytes(&mp.encode_to_vec(), None).unwrap();
     let ops: Vec<_> = m.main.nodes.iter().map(|&n| m.node(n).op.clone()).collect();
     assert_eq!(ops, [OpKind::LeakyRelu, OpKind::Abs]);
-    assert_eq!(m.node(m.main.nodes[0]).attr_float("alpha", 0.0).unwrap(), 0.25);
+    assert_eq!(
+        m.node(m.main.nodes[0]).attr_float("alpha", 0.0).unwrap(),
+        0.25
+    );
     assert_eq!(m.node(m.main.nodes[0]).name, "call/lr");
 }
 

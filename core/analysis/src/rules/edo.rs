@@ -11,22 +11,52 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     if ctx.input(0).shape == Shape::Unknown && !matches!(ctx.node.op, OpKind::NonMaxSuppression) {
         return Ok(Some(vec![Fact::unknown(dtype); ctx.node.outputs.len()]));
     }
-    let i64f = |dims: Vec<Dim>| Fact { dtype: Some(DType::I64), shape: Shape::Ranked(dims), value: None };
+    let i64f = |dims: Vec<Dim>| Fact {
+        dtype: Some(DType::I64),
+        shape: Shape::Ranked(dims),
+        value: None,
+    };
     Ok(Some(match ctx.node.op {
         OpKind::TopK => {
-            let Some(d) = x else { return Ok(Some(vec![Fact { dtype, ..Fact::default() }, Fact { dtype: Some(DType::I64), ..Fact::default() }])) };
-            let axis = ctx.axis(ctx.node.attr_int("axis", -1).map_err(|e| e.to_string())?, d.len())?;
+            let Some(d) = x else {
+                return Ok(Some(vec![
+                    Fact {
+                        dtype,
+                        ..Fact::default()
+                    },
+                    Fact {
+                        dtype: Some(DType::I64),
+                        ..Fact::default()
+                    },
+                ]));
+            };
+            let axis = ctx.axis(
+                ctx.node.attr_int("axis", -1).map_err(|e| e.to_string())?,
+                d.len(),
+            )?;
             let k = if let Some(k) = ctx.node.attr_int_opt("k").map_err(|e| e.to_string())? {
                 Dim::Known(ctx.c(k))
             } else {
-                ctx.value(1).and_then(|v| v.first().copied()).map(Dim::Known).unwrap_or(Dim::Undef)
+                ctx.value(1)
+                    .and_then(|v| v.first().copied())
+                    .map(Dim::Known)
+                    .unwrap_or(Dim::Undef)
             };
             let mut o = d;
             o[axis] = k;
-            vec![Fact { dtype, shape: Shape::Ranked(o.clone()), value: None }, i64f(o)]
+            vec![
+                Fact {
+                    dtype,
+                    shape: Shape::Ranked(o.clone()),
+                    value: None,
+                },
+                i64f(o),
+            ]
         }
         OpKind::NonZero => {
-            let Some(d) = x else { return Ok(Some(vec![i64f(vec![Dim::Undef, Dim::Undef])])) };
+            let Some(d) = x else {
+                return Ok(Some(vec![i64f(vec![Dim::Undef, Dim::Undef])]));
+            };
             let r = ctx.c(d.len() as i64);
             let bound = ctx.numel(&d);
             let nz = ctx.fresh(0, "nz", 0, bound);
@@ -35,7 +65,11 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         OpKind::NonMaxSuppression => {
             // boxes [B, N, 4], scores [B, C, N], max_output_boxes_per_class (optional scalar).
             let s = ctx.dims(1);
-            let per_class = if ctx.has_input(2) { ctx.value(2).and_then(|v| v.first().copied()) } else { Some(ctx.c(0)) };
+            let per_class = if ctx.has_input(2) {
+                ctx.value(2).and_then(|v| v.first().copied())
+            } else {
+                Some(ctx.c(0))
+            };
             let bound = match s {
                 Some(s) if s.len() == 3 => {
                     let (b, c, n) = (s[0].expr(), s[1].expr(), s[2].expr());
@@ -59,7 +93,15 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
             vec![i64f(vec![Dim::Known(sel), Dim::Known(three)])]
         }
         OpKind::Unique => {
-            let Some(d) = x else { return Ok(Some(vec![Fact { dtype, ..Fact::default() }; ctx.node.outputs.len()])) };
+            let Some(d) = x else {
+                return Ok(Some(vec![
+                    Fact {
+                        dtype,
+                        ..Fact::default()
+                    };
+                    ctx.node.outputs.len()
+                ]));
+            };
             let axis = ctx.node.attr_int_opt("axis").map_err(|e| e.to_string())?;
             let numel = ctx.numel(&d);
             match axis {
@@ -67,7 +109,11 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                     let u = ctx.fresh(0, "unique", 0, numel);
                     let n = numel.map(Dim::Known).unwrap_or(Dim::Undef);
                     vec![
-                        Fact { dtype, shape: Shape::Ranked(vec![Dim::Known(u)]), value: None },
+                        Fact {
+                            dtype,
+                            shape: Shape::Ranked(vec![Dim::Known(u)]),
+                            value: None,
+                        },
                         i64f(vec![Dim::Known(u)]),
                         i64f(vec![n]),
                         i64f(vec![Dim::Known(u)]),
@@ -79,7 +125,11 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                     let mut y = d.clone();
                     y[a] = Dim::Known(u);
                     vec![
-                        Fact { dtype, shape: Shape::Ranked(y), value: None },
+                        Fact {
+                            dtype,
+                            shape: Shape::Ranked(y),
+                            value: None,
+                        },
                         i64f(vec![Dim::Known(u)]),
                         i64f(vec![d[a]]),
                         i64f(vec![Dim::Known(u)]),

@@ -10,11 +10,53 @@ fn is_unary(op: &OpKind) -> bool {
     use OpKind::*;
     matches!(
         op,
-        Abs | Neg | Exp | Log | Sqrt | Reciprocal | Relu | Sigmoid | Tanh | Erf | Floor | Ceil
-            | Round | Sign | Sin | Cos | Tan | Asin | Acos | Atan | Sinh | Cosh | Asinh | Acosh
-            | Atanh | Not | IsNaN | IsInf | Softsign | Softplus | Mish | Gelu | HardSigmoid
-            | HardSwish | LeakyRelu | Elu | Selu | Celu | ThresholdedRelu | Identity | Clip
-            | Dropout | Cast | CastLike | BitwiseNot | Trilu | CumSum | EyeLike
+        Abs | Neg
+            | Exp
+            | Log
+            | Sqrt
+            | Reciprocal
+            | Relu
+            | Sigmoid
+            | Tanh
+            | Erf
+            | Floor
+            | Ceil
+            | Round
+            | Sign
+            | Sin
+            | Cos
+            | Tan
+            | Asin
+            | Acos
+            | Atan
+            | Sinh
+            | Cosh
+            | Asinh
+            | Acosh
+            | Atanh
+            | Not
+            | IsNaN
+            | IsInf
+            | Softsign
+            | Softplus
+            | Mish
+            | Gelu
+            | HardSigmoid
+            | HardSwish
+            | LeakyRelu
+            | Elu
+            | Selu
+            | Celu
+            | ThresholdedRelu
+            | Identity
+            | Clip
+            | Dropout
+            | Cast
+            | CastLike
+            | BitwiseNot
+            | Trilu
+            | CumSum
+            | EyeLike
     )
 }
 
@@ -22,15 +64,47 @@ fn is_broadcast(op: &OpKind) -> bool {
     use OpKind::*;
     matches!(
         op,
-        Add | Sub | Mul | Div | Pow | Mod | Min | Max | Sum | Mean | And | Or | Xor | Equal | Less
-            | LessOrEqual | Greater | GreaterOrEqual | BitShift | BitwiseAnd | BitwiseOr
-            | BitwiseXor | PRelu | Where
+        Add | Sub
+            | Mul
+            | Div
+            | Pow
+            | Mod
+            | Min
+            | Max
+            | Sum
+            | Mean
+            | And
+            | Or
+            | Xor
+            | Equal
+            | Less
+            | LessOrEqual
+            | Greater
+            | GreaterOrEqual
+            | BitShift
+            | BitwiseAnd
+            | BitwiseOr
+            | BitwiseXor
+            | PRelu
+            | Where
     )
 }
 
 fn is_predicate(op: &OpKind) -> bool {
     use OpKind::*;
-    matches!(op, And | Or | Xor | Equal | Less | LessOrEqual | Greater | GreaterOrEqual | Not | IsNaN | IsInf)
+    matches!(
+        op,
+        And | Or
+            | Xor
+            | Equal
+            | Less
+            | LessOrEqual
+            | Greater
+            | GreaterOrEqual
+            | Not
+            | IsNaN
+            | IsInf
+    )
 }
 
 pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
@@ -61,38 +135,85 @@ fn unary(ctx: &mut Ctx<'_>, op: &OpKind) -> RuleResult<Vec<Fact>> {
     } else {
         x.dtype
     };
-    let shape = if x.shape == Shape::Unknown { Shape::Unknown } else { x.shape.clone() };
-    let value = x.value.as_ref().and_then(|v| unary_value(ctx, op, v, dtype));
-    let mut out = vec![Fact { dtype, shape: shape.clone(), value }];
+    let shape = if x.shape == Shape::Unknown {
+        Shape::Unknown
+    } else {
+        x.shape.clone()
+    };
+    let value = x
+        .value
+        .as_ref()
+        .and_then(|v| unary_value(ctx, op, v, dtype));
+    let mut out = vec![Fact {
+        dtype,
+        shape: shape.clone(),
+        value,
+    }];
     if *op == OpKind::Dropout {
-        out.push(Fact { dtype: Some(DType::Bool), shape, value: None });
+        out.push(Fact {
+            dtype: Some(DType::Bool),
+            shape,
+            value: None,
+        });
     }
     Ok(out)
 }
 
-fn unary_value(ctx: &mut Ctx<'_>, op: &OpKind, v: &[ExprId], to: Option<DType>) -> Option<Vec<ExprId>> {
+fn unary_value(
+    ctx: &mut Ctx<'_>,
+    op: &OpKind,
+    v: &[ExprId],
+    to: Option<DType>,
+) -> Option<Vec<ExprId>> {
     use OpKind::*;
     match op {
         Identity | Floor | Ceil | Round | CastLike => Some(v.to_vec()),
         Cast if to == Some(DType::Bool) => v
             .iter()
-            .map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(i64::from(c != 0))))
+            .map(|&e| {
+                ctx.arena
+                    .as_const(e)
+                    .map(|c| ctx.arena.constant(i64::from(c != 0)))
+            })
             .collect(),
         Cast => Some(v.to_vec()),
         Neg => Some(v.iter().map(|&e| ctx.arena.neg(e)).collect()),
-        Relu => Some(v.iter().map(|&e| {
-            let z = ctx.arena.constant(0);
-            ctx.arena.max(&[e, z])
-        }).collect()),
-        Abs => v.iter().map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(c.abs()))).collect(),
-        Not => v.iter().map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(i64::from(c == 0)))).collect(),
-        Sign => v.iter().map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(c.signum()))).collect(),
+        Relu => Some(
+            v.iter()
+                .map(|&e| {
+                    let z = ctx.arena.constant(0);
+                    ctx.arena.max(&[e, z])
+                })
+                .collect(),
+        ),
+        Abs => v
+            .iter()
+            .map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(c.abs())))
+            .collect(),
+        Not => v
+            .iter()
+            .map(|&e| {
+                ctx.arena
+                    .as_const(e)
+                    .map(|c| ctx.arena.constant(i64::from(c == 0)))
+            })
+            .collect(),
+        Sign => v
+            .iter()
+            .map(|&e| {
+                ctx.arena
+                    .as_const(e)
+                    .map(|c| ctx.arena.constant(c.signum()))
+            })
+            .collect(),
         _ => None,
     }
 }
 
 fn broadcast(ctx: &mut Ctx<'_>, op: &OpKind) -> RuleResult<Vec<Fact>> {
-    let idx: Vec<usize> = (0..ctx.node.inputs.len()).filter(|&i| ctx.has_input(i)).collect();
+    let idx: Vec<usize> = (0..ctx.node.inputs.len())
+        .filter(|&i| ctx.has_input(i))
+        .collect();
     let dtype = if is_predicate(op) {
         Some(DType::Bool)
     } else if *op == OpKind::Where {
@@ -105,14 +226,27 @@ fn broadcast(ctx: &mut Ctx<'_>, op: &OpKind) -> RuleResult<Vec<Fact>> {
     }
     let shapes: Option<Vec<Vec<Dim>>> = idx.iter().map(|&i| ctx.dims(i)).collect();
     let Some(shapes) = shapes else {
-        return Ok(vec![Fact { dtype, ..Fact::default() }]);
+        return Ok(vec![Fact {
+            dtype,
+            ..Fact::default()
+        }]);
     };
     let dims = ctx.broadcast(&shapes);
     let value = binary_value(ctx, op, &idx, &dims, dtype);
-    Ok(vec![Fact { dtype, shape: Shape::Ranked(dims), value }])
+    Ok(vec![Fact {
+        dtype,
+        shape: Shape::Ranked(dims),
+        value,
+    }])
 }
 
-fn binary_value(ctx: &mut Ctx<'_>, op: &OpKind, idx: &[usize], out: &[Dim], dtype: Option<DType>) -> Option<Vec<ExprId>> {
+fn binary_value(
+    ctx: &mut Ctx<'_>,
+    op: &OpKind,
+    idx: &[usize],
+    out: &[Dim],
+    dtype: Option<DType>,
+) -> Option<Vec<ExprId>> {
     use OpKind::*;
     let vals: Option<Vec<Vec<ExprId>>> = idx.iter().map(|&i| ctx.value(i)).collect();
     let vals = vals?;
@@ -122,7 +256,10 @@ fn binary_value(ctx: &mut Ctx<'_>, op: &OpKind, idx: &[usize], out: &[Dim], dtyp
         let p = ctx.arena.product(&k?);
         ctx.arena.as_const(p)?
     };
-    if n > VALUE_LIMIT || out_numel as usize != n || vals.iter().any(|v| v.len() != n && v.len() != 1) {
+    if n > VALUE_LIMIT
+        || out_numel as usize != n
+        || vals.iter().any(|v| v.len() != n && v.len() != 1)
+    {
         return None;
     }
     let at = |v: &Vec<ExprId>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
@@ -148,9 +285,7 @@ fn binary_value(ctx: &mut Ctx<'_>, op: &OpKind, idx: &[usize], out: &[Dim], dtyp
                     return None;
                 }
                 if let Some(x) = ar.as_const(a) {
-                    if int_div {
-                        ar.constant(x / d)
-                    } else if x % d == 0 {
+                    if int_div || x % d == 0 {
                         ar.constant(x / d)
                     } else {
                         return None;
@@ -234,11 +369,25 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
     let op = ctx.node.op.clone();
     let out = outs.first()?.dims()?.to_vec();
     if is_unary(&op) {
-        if matches!(op, OpKind::Cast | OpKind::CastLike | OpKind::EyeLike) || ctx.rank(0).is_some_and(|r| r != out.len()) {
-            return Some(vec![Some(Fact { dtype: None, shape: Shape::Ranked(out), value: None })]);
+        if matches!(op, OpKind::Cast | OpKind::CastLike | OpKind::EyeLike)
+            || ctx.rank(0).is_some_and(|r| r != out.len())
+        {
+            return Some(vec![Some(Fact {
+                dtype: None,
+                shape: Shape::Ranked(out),
+                value: None,
+            })]);
         }
-        let dtype = if is_predicate(&op) { None } else { outs[0].dtype };
-        return Some(vec![Some(Fact { dtype, shape: Shape::Ranked(out), value: None })]);
+        let dtype = if is_predicate(&op) {
+            None
+        } else {
+            outs[0].dtype
+        };
+        return Some(vec![Some(Fact {
+            dtype,
+            shape: Shape::Ranked(out),
+            value: None,
+        })]);
     }
     if !is_broadcast(&op) {
         return None;
@@ -282,7 +431,11 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
                 }
             }
         }
-        res.push(Some(Fact { dtype: None, shape: Shape::Ranked(new), value: None }));
+        res.push(Some(Fact {
+            dtype: None,
+            shape: Shape::Ranked(new),
+            value: None,
+        }));
     }
     Some(res)
 }

@@ -8,7 +8,11 @@ use crate::ctx::{Ctx, RuleResult};
 use crate::fact::{Dim, Fact, Shape as FShape, VALUE_LIMIT};
 
 fn ranked(dtype: Option<DType>, dims: Vec<Dim>) -> Fact {
-    Fact { dtype, shape: FShape::Ranked(dims), value: None }
+    Fact {
+        dtype,
+        shape: FShape::Ranked(dims),
+        value: None,
+    }
 }
 
 fn known(v: Vec<ExprId>) -> Vec<Dim> {
@@ -24,7 +28,11 @@ fn axes_of(ctx: &Ctx<'_>, i: usize) -> RuleResult<Option<Vec<i64>>> {
     if let Some(a) = ctx.node.attr_ints("axes").map_err(ae)? {
         return Ok(Some(a));
     }
-    Ok(if ctx.has_input(i) { ctx.const_ints(i) } else { None })
+    Ok(if ctx.has_input(i) {
+        ctx.const_ints(i)
+    } else {
+        None
+    })
 }
 
 pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
@@ -32,9 +40,30 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     let op = ctx.node.op.clone();
     let handled = matches!(
         op,
-        Transpose | Reshape | Flatten | Squeeze | Unsqueeze | Concat | Split | Slice | Gather | GatherElements
-            | GatherND | ScatterND | ScatterElements | Expand | Tile | Pad | Resize | DepthToSpace
-            | SpaceToDepth | OneHot | Shape | Size | ConstantOfShape | Range
+        Transpose
+            | Reshape
+            | Flatten
+            | Squeeze
+            | Unsqueeze
+            | Concat
+            | Split
+            | Slice
+            | Gather
+            | GatherElements
+            | GatherND
+            | ScatterND
+            | ScatterElements
+            | Expand
+            | Tile
+            | Pad
+            | Resize
+            | DepthToSpace
+            | SpaceToDepth
+            | OneHot
+            | Shape
+            | Size
+            | ConstantOfShape
+            | Range
     );
     if !handled {
         return Ok(None);
@@ -51,36 +80,64 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     }
     let x = ctx.dims(0);
     let xv = ctx.value(0);
-    let undef = |dtype| vec![Fact { dtype, ..Fact::default() }];
+    let undef = |dtype| {
+        vec![Fact {
+            dtype,
+            ..Fact::default()
+        }]
+    };
     Ok(Some(match op {
         Transpose => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             let perm = perm_of(ctx, d.len())?;
             vec![ranked(dtype, perm.iter().map(|&p| d[p]).collect())]
         }
         Reshape => reshape(ctx, x, xv)?,
         Flatten => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             let axis = ctx.node.attr_int("axis", 1).map_err(ae)?;
-            let axis = if axis < 0 { axis + d.len() as i64 } else { axis };
+            let axis = if axis < 0 {
+                axis + d.len() as i64
+            } else {
+                axis
+            };
             if axis < 0 || axis as usize > d.len() {
                 return Err(format!("Flatten axis {axis} out of range"));
             }
             let (a, b) = d.split_at(axis as usize);
             let a = ctx.numel(a).map(Dim::Known).unwrap_or(Dim::Undef);
             let b = ctx.numel(b).map(Dim::Known).unwrap_or(Dim::Undef);
-            vec![Fact { dtype, shape: FShape::Ranked(vec![a, b]), value: xv }]
+            vec![Fact {
+                dtype,
+                shape: FShape::Ranked(vec![a, b]),
+                value: xv,
+            }]
         }
         Squeeze => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             let axes = if ctx.node.attrs.contains_key("axes") || ctx.has_input(1) {
                 match axes_of(ctx, 1)? {
-                    Some(a) => Some(a.iter().map(|&a| ctx.axis(a, d.len())).collect::<RuleResult<Vec<_>>>()?),
+                    Some(a) => Some(
+                        a.iter()
+                            .map(|&a| ctx.axis(a, d.len()))
+                            .collect::<RuleResult<Vec<_>>>()?,
+                    ),
                     None => {
                         // Axes only known at run time: the rank is known from their count.
-                        let n = ctx.dims(1).and_then(|s| s.first().and_then(|l| l.expr())).and_then(|e| ctx.arena.as_const(e));
+                        let n = ctx
+                            .dims(1)
+                            .and_then(|s| s.first().and_then(|l| l.expr()))
+                            .and_then(|e| ctx.arena.as_const(e));
                         return Ok(Some(match n {
-                            Some(n) if (n as usize) <= d.len() => vec![ranked(dtype, vec![Dim::Undef; d.len() - n as usize])],
+                            Some(n) if (n as usize) <= d.len() => {
+                                vec![ranked(dtype, vec![Dim::Undef; d.len() - n as usize])]
+                            }
                             _ => undef(dtype),
                         }));
                     }
@@ -105,20 +162,34 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                     out.push(*dd);
                 }
             }
-            vec![Fact { dtype, shape: FShape::Ranked(out), value: xv }]
+            vec![Fact {
+                dtype,
+                shape: FShape::Ranked(out),
+                value: xv,
+            }]
         }
         Unsqueeze => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             let Some(axes) = axes_of(ctx, 1)? else {
                 // Axes only known at run time: the rank is known from their count.
-                let n = ctx.dims(1).and_then(|s| s.first().and_then(|l| l.expr())).and_then(|e| ctx.arena.as_const(e));
+                let n = ctx
+                    .dims(1)
+                    .and_then(|s| s.first().and_then(|l| l.expr()))
+                    .and_then(|e| ctx.arena.as_const(e));
                 return Ok(Some(match n {
-                    Some(n) if n >= 0 => vec![ranked(dtype, vec![Dim::Undef; d.len() + n as usize])],
+                    Some(n) if n >= 0 => {
+                        vec![ranked(dtype, vec![Dim::Undef; d.len() + n as usize])]
+                    }
                     _ => undef(dtype),
                 }));
             };
             let r = d.len() + axes.len();
-            let mut ins: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<RuleResult<_>>()?;
+            let mut ins: Vec<usize> = axes
+                .iter()
+                .map(|&a| ctx.axis(a, r))
+                .collect::<RuleResult<_>>()?;
             ins.sort_unstable();
             let one = Dim::Known(ctx.c(1));
             let mut out = Vec::with_capacity(r);
@@ -130,13 +201,19 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                     out.push(*it.next().ok_or("Unsqueeze axes repeat")?);
                 }
             }
-            vec![Fact { dtype, shape: FShape::Ranked(out), value: xv }]
+            vec![Fact {
+                dtype,
+                shape: FShape::Ranked(out),
+                value: xv,
+            }]
         }
         Concat => concat(ctx)?,
         Split => split(ctx, x)?,
         Slice => slice(ctx, x, xv)?,
         Gather => {
-            let (Some(d), Some(idx)) = (x, ctx.dims(1)) else { return Ok(Some(undef(dtype))) };
+            let (Some(d), Some(idx)) = (x, ctx.dims(1)) else {
+                return Ok(Some(undef(dtype)));
+            };
             let axis = ctx.axis(ctx.node.attr_int("axis", 0).map_err(ae)?, d.len())?;
             let mut out = d[..axis].to_vec();
             out.extend(idx.iter().copied());
@@ -151,17 +228,28 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                     .collect(),
                 _ => None,
             };
-            vec![Fact { dtype, shape: FShape::Ranked(out), value }]
+            vec![Fact {
+                dtype,
+                shape: FShape::Ranked(out),
+                value,
+            }]
         }
         GatherElements => match ctx.dims(1) {
             Some(i) => vec![ranked(dtype, i)],
             None => undef(dtype),
         },
         GatherND => {
-            let (Some(d), Some(idx)) = (x, ctx.dims(1)) else { return Ok(Some(undef(dtype))) };
+            let (Some(d), Some(idx)) = (x, ctx.dims(1)) else {
+                return Ok(Some(undef(dtype)));
+            };
             let b = ctx.node.attr_int("batch_dims", 0).map_err(ae)? as usize;
-            let last = idx.last().and_then(|l| l.expr()).and_then(|e| ctx.arena.as_const(e));
-            let Some(last) = last else { return Ok(Some(undef(dtype))) };
+            let last = idx
+                .last()
+                .and_then(|l| l.expr())
+                .and_then(|e| ctx.arena.as_const(e));
+            let Some(last) = last else {
+                return Ok(Some(undef(dtype)));
+            };
             let mut out = idx[..idx.len() - 1].to_vec();
             let from = b + last as usize;
             if from > d.len() {
@@ -175,10 +263,16 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
             None => undef(dtype),
         },
         Expand => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             let target = match ctx.value(1) {
                 Some(v) => known(v),
-                None => match ctx.dims(1).and_then(|s| s.first().and_then(|l| l.expr())).and_then(|e| ctx.arena.as_const(e)) {
+                None => match ctx
+                    .dims(1)
+                    .and_then(|s| s.first().and_then(|l| l.expr()))
+                    .and_then(|e| ctx.arena.as_const(e))
+                {
                     Some(n) => vec![Dim::Undef; n as usize],
                     None => return Ok(Some(undef(dtype))),
                 },
@@ -187,12 +281,18 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
             vec![ranked(dtype, out)]
         }
         Tile => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             let out = match ctx.value(1) {
                 Some(r) if r.len() == d.len() => d
                     .iter()
                     .zip(r)
-                    .map(|(dd, rr)| dd.expr().map(|e| Dim::Known(ctx.arena.mul(e, rr))).unwrap_or(Dim::Undef))
+                    .map(|(dd, rr)| {
+                        dd.expr()
+                            .map(|e| Dim::Known(ctx.arena.mul(e, rr)))
+                            .unwrap_or(Dim::Undef)
+                    })
                     .collect(),
                 Some(_) => return Err("Tile repeats length differs from the rank".into()),
                 None => vec![Dim::Undef; d.len()],
@@ -200,13 +300,22 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
             vec![ranked(dtype, out)]
         }
         Pad => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             let pads: Option<Vec<ExprId>> = match ctx.node.attr_ints("pads").map_err(ae)? {
                 Some(p) => Some(p.iter().map(|&v| ctx.arena.constant(v)).collect()),
                 None => ctx.value(1),
             };
-            let axes: Vec<usize> = match if ctx.has_input(3) { ctx.const_ints(3) } else { None } {
-                Some(a) => a.iter().map(|&a| ctx.axis(a, d.len())).collect::<RuleResult<_>>()?,
+            let axes: Vec<usize> = match if ctx.has_input(3) {
+                ctx.const_ints(3)
+            } else {
+                None
+            } {
+                Some(a) => a
+                    .iter()
+                    .map(|&a| ctx.axis(a, d.len()))
+                    .collect::<RuleResult<_>>()?,
                 None => (0..d.len()).collect(),
             };
             let mut out = d.clone();
@@ -230,7 +339,9 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         }
         Resize => resize(ctx, x)?,
         DepthToSpace | SpaceToDepth => {
-            let Some(d) = x else { return Ok(Some(undef(dtype))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(dtype)));
+            };
             if d.len() != 4 {
                 return Err(format!("{} needs rank 4", op.name()));
             }
@@ -249,31 +360,56 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                 }
             };
             let d2s = op == DepthToSpace;
-            let out = vec![d[0], f(a, d[1], !d2s, bb), f(a, d[2], d2s, bc), f(a, d[3], d2s, bc)];
+            let out = vec![
+                d[0],
+                f(a, d[1], !d2s, bb),
+                f(a, d[2], d2s, bc),
+                f(a, d[3], d2s, bc),
+            ];
             vec![ranked(dtype, out)]
         }
         OneHot => {
-            let Some(d) = x else { return Ok(Some(undef(ctx.dtype(2)))) };
-            let depth = ctx.value(1).and_then(|v| v.first().copied()).map(Dim::Known).unwrap_or(Dim::Undef);
+            let Some(d) = x else {
+                return Ok(Some(undef(ctx.dtype(2))));
+            };
+            let depth = ctx
+                .value(1)
+                .and_then(|v| v.first().copied())
+                .map(Dim::Known)
+                .unwrap_or(Dim::Undef);
             let axis = ctx.axis(ctx.node.attr_int("axis", -1).map_err(ae)?, d.len() + 1)?;
             let mut out = d.clone();
             out.insert(axis, depth);
             vec![ranked(ctx.dtype(2), out)]
         }
         Shape => {
-            let Some(d) = x else { return Ok(Some(undef(Some(DType::I64)))) };
+            let Some(d) = x else {
+                return Ok(Some(undef(Some(DType::I64))));
+            };
             let r = d.len() as i64;
             let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
             let start = clampi(ctx.node.attr_int("start", 0).map_err(ae)?);
             let end = clampi(ctx.node.attr_int_opt("end").map_err(ae)?.unwrap_or(r));
-            let sel = if start < end { d[start..end].to_vec() } else { vec![] };
+            let sel = if start < end {
+                d[start..end].to_vec()
+            } else {
+                vec![]
+            };
             let n = ctx.c(sel.len() as i64);
             let value = sel.iter().map(|x| x.expr()).collect();
-            vec![Fact { dtype: Some(DType::I64), shape: FShape::Ranked(vec![Dim::Known(n)]), value }]
+            vec![Fact {
+                dtype: Some(DType::I64),
+                shape: FShape::Ranked(vec![Dim::Known(n)]),
+                value,
+            }]
         }
         Size => {
             let value = x.as_ref().and_then(|d| ctx.numel(d)).map(|e| vec![e]);
-            vec![Fact { dtype: Some(DType::I64), shape: FShape::Ranked(vec![]), value }]
+            vec![Fact {
+                dtype: Some(DType::I64),
+                shape: FShape::Ranked(vec![]),
+                value,
+            }]
         }
         ConstantOfShape => {
             let fill = match ctx.node.attrs.get("value") {
@@ -283,7 +419,11 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
             let dt = fill.as_ref().map(|t| t.dtype).unwrap_or(DType::F32);
             let dims = match ctx.value(0) {
                 Some(v) => known(v),
-                None => match ctx.dims(0).and_then(|s| s.first().and_then(|l| l.expr())).and_then(|e| ctx.arena.as_const(e)) {
+                None => match ctx
+                    .dims(0)
+                    .and_then(|s| s.first().and_then(|l| l.expr()))
+                    .and_then(|e| ctx.arena.as_const(e))
+                {
                     Some(n) => vec![Dim::Undef; n as usize],
                     None => return Ok(Some(undef(Some(dt)))),
                 },
@@ -293,10 +433,16 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                 (Some(n), Some(f)) if (n as usize) <= VALUE_LIMIT && f.len() == 1 => {
                     Some(vec![ctx.c(f[0]); n as usize])
                 }
-                (Some(n), None) if (n as usize) <= VALUE_LIMIT && fill.is_none() => Some(vec![ctx.c(0); n as usize]),
+                (Some(n), None) if (n as usize) <= VALUE_LIMIT && fill.is_none() => {
+                    Some(vec![ctx.c(0); n as usize])
+                }
                 _ => None,
             };
-            vec![Fact { dtype: Some(dt), shape: FShape::Ranked(dims), value }]
+            vec![Fact {
+                dtype: Some(dt),
+                shape: FShape::Ranked(dims),
+                value,
+            }]
         }
         Range => range(ctx)?,
         _ => return Ok(None),
@@ -305,7 +451,10 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
 
 fn perm_of(ctx: &Ctx<'_>, rank: usize) -> RuleResult<Vec<usize>> {
     let perm = match ctx.node.attr_ints("perm").map_err(ae)? {
-        Some(p) => p.iter().map(|&a| ctx.axis(a, rank)).collect::<RuleResult<Vec<_>>>()?,
+        Some(p) => p
+            .iter()
+            .map(|&a| ctx.axis(a, rank))
+            .collect::<RuleResult<Vec<_>>>()?,
         None => (0..rank).rev().collect(),
     };
     let mut seen = vec![false; rank];
@@ -315,21 +464,39 @@ fn perm_of(ctx: &Ctx<'_>, rank: usize) -> RuleResult<Vec<usize>> {
     Ok(perm)
 }
 
-fn reshape(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> RuleResult<Vec<Fact>> {
+fn reshape(
+    ctx: &mut Ctx<'_>,
+    x: Option<Vec<Dim>>,
+    xv: Option<Vec<ExprId>>,
+) -> RuleResult<Vec<Fact>> {
     let dtype = ctx.dtype(0);
     let allowzero = ctx.node.attr_int("allowzero", 0).map_err(ae)? != 0;
     let Some(target) = ctx.value(1) else {
-        let n = ctx.dims(1).and_then(|s| s.first().and_then(|l| l.expr())).and_then(|e| ctx.arena.as_const(e));
+        let n = ctx
+            .dims(1)
+            .and_then(|s| s.first().and_then(|l| l.expr()))
+            .and_then(|e| ctx.arena.as_const(e));
         return Ok(vec![match n {
-            Some(n) => Fact { dtype, shape: FShape::Ranked(vec![Dim::Undef; n as usize]), value: xv },
-            None => Fact { dtype, ..Fact::default() },
+            Some(n) => Fact {
+                dtype,
+                shape: FShape::Ranked(vec![Dim::Undef; n as usize]),
+                value: xv,
+            },
+            None => Fact {
+                dtype,
+                ..Fact::default()
+            },
         }]);
     };
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
     for (k, &t) in target.iter().enumerate() {
         match ctx.arena.as_const(t) {
-            Some(0) if !allowzero => out.push(x.as_ref().and_then(|d| d.get(k).copied()).unwrap_or(Dim::Undef)),
+            Some(0) if !allowzero => out.push(
+                x.as_ref()
+                    .and_then(|d| d.get(k).copied())
+                    .unwrap_or(Dim::Undef),
+            ),
             Some(-1) => {
                 if infer.replace(k).is_some() {
                     return Err("Reshape shape has two -1 entries".into());
@@ -342,15 +509,26 @@ fn reshape(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> R
     }
     if let Some(k) = infer {
         let total = x.as_ref().and_then(|d| ctx.numel(d));
-        let others: Option<Vec<ExprId>> =
-            out.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, d)| d.expr()).collect();
+        let others: Option<Vec<ExprId>> = out
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .map(|(_, d)| d.expr())
+            .collect();
         if let (Some(total), Some(others)) = (total, others) {
             let p = ctx.arena.product(&others);
-            let q = ctx.arena.div_exact(total, p).unwrap_or_else(|| ctx.arena.floordiv(total, p));
+            let q = ctx
+                .arena
+                .div_exact(total, p)
+                .unwrap_or_else(|| ctx.arena.floordiv(total, p));
             out[k] = Dim::Known(q);
         }
     }
-    Ok(vec![Fact { dtype, shape: FShape::Ranked(out), value: xv }])
+    Ok(vec![Fact {
+        dtype,
+        shape: FShape::Ranked(out),
+        value: xv,
+    }])
 }
 
 fn concat(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
@@ -361,7 +539,13 @@ fn concat(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     }
     let Some(shapes) = (0..n).map(|i| ctx.dims(i)).collect::<Option<Vec<_>>>() else {
         let r = (0..n).find_map(|i| ctx.rank(i));
-        return Ok(vec![Fact { dtype, shape: r.map(|r| FShape::Ranked(vec![Dim::Undef; r])).unwrap_or_default(), value: None }]);
+        return Ok(vec![Fact {
+            dtype,
+            shape: r
+                .map(|r| FShape::Ranked(vec![Dim::Undef; r]))
+                .unwrap_or_default(),
+            value: None,
+        }]);
     };
     let r = shapes[0].len();
     if shapes.iter().any(|s| s.len() != r) {
@@ -372,9 +556,19 @@ fn concat(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     for k in 0..r {
         if k == axis {
             let parts: Option<Vec<ExprId>> = shapes.iter().map(|s| s[k].expr()).collect();
-            out.push(parts.map(|p| Dim::Known(ctx.arena.sum(&p))).unwrap_or(Dim::Undef));
+            out.push(
+                parts
+                    .map(|p| Dim::Known(ctx.arena.sum(&p)))
+                    .unwrap_or(Dim::Undef),
+            );
         } else {
-            out.push(shapes.iter().map(|s| s[k]).find(|d| *d != Dim::Undef).unwrap_or(Dim::Undef));
+            out.push(
+                shapes
+                    .iter()
+                    .map(|s| s[k])
+                    .find(|d| *d != Dim::Undef)
+                    .unwrap_or(Dim::Undef),
+            );
         }
     }
     let value = if r == 1 || r == 0 {
@@ -383,13 +577,25 @@ fn concat(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     } else {
         None
     };
-    Ok(vec![Fact { dtype, shape: FShape::Ranked(out), value }])
+    Ok(vec![Fact {
+        dtype,
+        shape: FShape::Ranked(out),
+        value,
+    }])
 }
 
 fn split(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>) -> RuleResult<Vec<Fact>> {
     let dtype = ctx.dtype(0);
     let n = ctx.node.outputs.len();
-    let Some(d) = x else { return Ok(vec![Fact { dtype, ..Fact::default() }; n]) };
+    let Some(d) = x else {
+        return Ok(vec![
+            Fact {
+                dtype,
+                ..Fact::default()
+            };
+            n
+        ]);
+    };
     let axis = ctx.axis(ctx.node.attr_int("axis", 0).map_err(ae)?, d.len())?;
     let sizes: Option<Vec<ExprId>> = if let Some(s) = ctx.node.attr_ints("split").map_err(ae)? {
         Some(s.iter().map(|&v| ctx.arena.constant(v)).collect())
@@ -414,20 +620,34 @@ fn split(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>) -> RuleResult<Vec<Fact>> {
     let mut outs = Vec::with_capacity(n);
     for j in 0..n {
         let mut o = d.clone();
-        o[axis] = sizes.as_ref().and_then(|s| s.get(j).copied()).map(Dim::Known).unwrap_or(Dim::Undef);
+        o[axis] = sizes
+            .as_ref()
+            .and_then(|s| s.get(j).copied())
+            .map(Dim::Known)
+            .unwrap_or(Dim::Undef);
         outs.push(ranked(dtype, o));
     }
     Ok(outs)
 }
 
 /// Length of `start:end:step` over a dim `d` (ONNX clamping rules).
-fn slice_len(ctx: &mut Ctx<'_>, d: ExprId, start: ExprId, end: ExprId, step: i64) -> Option<ExprId> {
+fn slice_len(
+    ctx: &mut Ctx<'_>,
+    d: ExprId,
+    start: ExprId,
+    end: ExprId,
+    step: i64,
+) -> Option<ExprId> {
     let a = &mut *ctx.arena;
     let big = i64::MAX / 4;
     let zero = a.constant(0);
     let neg_one = a.constant(-1);
     // A symbolic bound is usable when its sign is known.
-    let norm = |a: &mut sod2_expr::ExprArena, v: ExprId, lo_clamp: ExprId, hi_clamp: ExprId| -> Option<ExprId> {
+    let norm = |a: &mut sod2_expr::ExprArena,
+                v: ExprId,
+                lo_clamp: ExprId,
+                hi_clamp: ExprId|
+     -> Option<ExprId> {
         let iv = a.interval(v);
         let shifted = if iv.lo >= 0 {
             v
@@ -465,18 +685,38 @@ fn slice_len(ctx: &mut Ctx<'_>, d: ExprId, start: ExprId, end: ExprId, step: i64
 
 fn slice(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> RuleResult<Vec<Fact>> {
     let dtype = ctx.dtype(0);
-    let Some(d) = x else { return Ok(vec![Fact { dtype, ..Fact::default() }]) };
-    let as_exprs = |ctx: &mut Ctx<'_>, v: Option<Vec<i64>>| v.map(|v| v.iter().map(|&x| ctx.arena.constant(x)).collect::<Vec<_>>());
+    let Some(d) = x else {
+        return Ok(vec![Fact {
+            dtype,
+            ..Fact::default()
+        }]);
+    };
+    let as_exprs = |ctx: &mut Ctx<'_>, v: Option<Vec<i64>>| {
+        v.map(|v| v.iter().map(|&x| ctx.arena.constant(x)).collect::<Vec<_>>())
+    };
     let (starts, ends, axes, steps) = if ctx.node.attrs.contains_key("starts") {
         let s = ctx.node.attr_ints("starts").map_err(ae)?;
         let e = ctx.node.attr_ints("ends").map_err(ae)?;
-        (as_exprs(ctx, s), as_exprs(ctx, e), ctx.node.attr_ints("axes").map_err(ae)?, None)
+        (
+            as_exprs(ctx, s),
+            as_exprs(ctx, e),
+            ctx.node.attr_ints("axes").map_err(ae)?,
+            None,
+        )
     } else {
-        let axes = if ctx.has_input(3) { ctx.const_ints(3).map(Some) } else { Some(None) };
+        let axes = if ctx.has_input(3) {
+            ctx.const_ints(3).map(Some)
+        } else {
+            Some(None)
+        };
         let Some(axes) = axes else {
             return Ok(vec![ranked(dtype, vec![Dim::Undef; d.len()])]);
         };
-        let steps = if ctx.has_input(4) { ctx.const_ints(4) } else { None };
+        let steps = if ctx.has_input(4) {
+            ctx.const_ints(4)
+        } else {
+            None
+        };
         if ctx.has_input(4) && steps.is_none() {
             return Ok(vec![ranked(dtype, vec![Dim::Undef; d.len()])]);
         }
@@ -486,7 +726,10 @@ fn slice(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> Rul
         return Ok(vec![ranked(dtype, vec![Dim::Undef; d.len()])]);
     };
     let axes: Vec<usize> = match axes {
-        Some(a) => a.iter().map(|&a| ctx.axis(a, d.len())).collect::<RuleResult<_>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&a| ctx.axis(a, d.len()))
+            .collect::<RuleResult<_>>()?,
         None => (0..starts.len()).collect(),
     };
     let steps = steps.unwrap_or(vec![1; axes.len()]);
@@ -499,7 +742,9 @@ fn slice(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> Rul
             return Err("Slice step is 0".into());
         }
         out[ax] = match d[ax].expr() {
-            Some(dim) => slice_len(ctx, dim, starts[j], ends[j], steps[j]).map(Dim::Known).unwrap_or(Dim::Undef),
+            Some(dim) => slice_len(ctx, dim, starts[j], ends[j], steps[j])
+                .map(Dim::Known)
+                .unwrap_or(Dim::Undef),
             None => Dim::Undef,
         };
     }
@@ -511,7 +756,8 @@ fn slice(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> Rul
                 (Some(s), Some(e)) => {
                     let n = v.len() as i64;
                     let st = steps[0];
-                    let norm = |x: i64, lo: i64, hi: i64| (if x < 0 { x + n } else { x }).clamp(lo, hi);
+                    let norm =
+                        |x: i64, lo: i64, hi: i64| (if x < 0 { x + n } else { x }).clamp(lo, hi);
                     let mut out = Vec::new();
                     if st > 0 {
                         let (mut i, e) = (norm(s, 0, n), norm(e, 0, n));
@@ -533,7 +779,11 @@ fn slice(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> Rul
         }
         _ => None,
     };
-    Ok(vec![Fact { dtype, shape: FShape::Ranked(out), value }])
+    Ok(vec![Fact {
+        dtype,
+        shape: FShape::Ranked(out),
+        value,
+    }])
 }
 
 /// `p / q` with a small denominator equal to `x` (scales such as 2.0, 0.5, 1.5).
@@ -546,15 +796,34 @@ fn rational(x: f64) -> Option<(i64, i64)> {
 
 fn resize(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>) -> RuleResult<Vec<Fact>> {
     let dtype = ctx.dtype(0);
-    let Some(d) = x else { return Ok(vec![Fact { dtype, ..Fact::default() }]) };
+    let Some(d) = x else {
+        return Ok(vec![Fact {
+            dtype,
+            ..Fact::default()
+        }]);
+    };
     let r = d.len();
     let axes: Vec<usize> = match ctx.node.attr_ints("axes").map_err(ae)? {
-        Some(a) => a.iter().map(|&a| ctx.axis(a, r)).collect::<RuleResult<_>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&a| ctx.axis(a, r))
+            .collect::<RuleResult<_>>()?,
         None => (0..r).collect(),
     };
-    let policy = ctx.node.attr_str("keep_aspect_ratio_policy", "stretch").map_err(ae)?;
-    let (scales_i, sizes_i) = if ctx.node.inputs.len() <= 2 && ctx.model.opset < 11 { (1, usize::MAX) } else { (2, 3) };
-    let sizes = if ctx.has_input(sizes_i) { ctx.value(sizes_i).filter(|v| !v.is_empty()) } else { None };
+    let policy = ctx
+        .node
+        .attr_str("keep_aspect_ratio_policy", "stretch")
+        .map_err(ae)?;
+    let (scales_i, sizes_i) = if ctx.node.inputs.len() <= 2 && ctx.model.opset < 11 {
+        (1, usize::MAX)
+    } else {
+        (2, 3)
+    };
+    let sizes = if ctx.has_input(sizes_i) {
+        ctx.value(sizes_i).filter(|v| !v.is_empty())
+    } else {
+        None
+    };
     let mut out = d.clone();
     if let Some(s) = sizes {
         if s.len() != axes.len() {
@@ -568,7 +837,11 @@ fn resize(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>) -> RuleResult<Vec<Fact>> {
         }
         return Ok(vec![ranked(dtype, out)]);
     }
-    let scales = if ctx.has_input(scales_i) { ctx.const_floats(scales_i) } else { None };
+    let scales = if ctx.has_input(scales_i) {
+        ctx.const_floats(scales_i)
+    } else {
+        None
+    };
     match scales {
         Some(s) if s.len() == axes.len() => {
             for (j, &ax) in axes.iter().enumerate() {
@@ -595,7 +868,11 @@ fn range(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     let len = match (start, limit, delta.and_then(|d| ctx.arena.as_const(d))) {
         (Some(s), Some(l), Some(dl)) if dl != 0 => {
             let a = &mut *ctx.arena;
-            let (num, den) = if dl > 0 { (a.sub(l, s), dl) } else { (a.sub(s, l), -dl) };
+            let (num, den) = if dl > 0 {
+                (a.sub(l, s), dl)
+            } else {
+                (a.sub(s, l), -dl)
+            };
             let den = a.constant(den);
             let q = a.ceildiv(num, den);
             let zero = a.constant(0);
@@ -623,13 +900,23 @@ fn range(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
         ),
         _ => None,
     };
-    Ok(vec![Fact { dtype, shape: FShape::Ranked(vec![len.map(Dim::Known).unwrap_or(Dim::Undef)]), value }])
+    Ok(vec![Fact {
+        dtype,
+        shape: FShape::Ranked(vec![len.map(Dim::Known).unwrap_or(Dim::Undef)]),
+        value,
+    }])
 }
 
 pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fact>>> {
     use OpKind::*;
     let out = outs.first()?.dims()?.to_vec();
-    let fact = |dims: Vec<Dim>| Some(Fact { dtype: None, shape: FShape::Ranked(dims), value: None });
+    let fact = |dims: Vec<Dim>| {
+        Some(Fact {
+            dtype: None,
+            shape: FShape::Ranked(dims),
+            value: None,
+        })
+    };
     match ctx.node.op {
         Transpose => {
             let perm = perm_of(ctx, out.len()).ok()?;
@@ -647,7 +934,12 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
                 return None;
             }
             let total = ctx.numel(&out)?;
-            let rest: Vec<Dim> = x.iter().enumerate().filter(|(k, _)| *k != holes[0]).map(|(_, d)| *d).collect();
+            let rest: Vec<Dim> = x
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != holes[0])
+                .map(|(_, d)| *d)
+                .collect();
             let p = ctx.numel(&rest)?;
             let q = ctx.arena.div_exact(total, p)?;
             let mut x = x;
@@ -656,10 +948,16 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
         }
         Concat => {
             let n = ctx.node.inputs.len();
-            let axis = ctx.axis(ctx.node.attr_int("axis", 0).ok()?, out.len()).ok()?;
+            let axis = ctx
+                .axis(ctx.node.attr_int("axis", 0).ok()?, out.len())
+                .ok()?;
             let shapes: Vec<Option<Vec<Dim>>> = (0..n).map(|i| ctx.dims(i)).collect();
             let holes: Vec<usize> = (0..n)
-                .filter(|&i| shapes[i].as_ref().is_some_and(|s| s.get(axis) == Some(&Dim::Undef)))
+                .filter(|&i| {
+                    shapes[i]
+                        .as_ref()
+                        .is_some_and(|s| s.get(axis) == Some(&Dim::Undef))
+                })
                 .collect();
             let mut res = Vec::with_capacity(n);
             for i in 0..n {
@@ -695,17 +993,36 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
         Unsqueeze => {
             let r = out.len();
             let axes = axes_of(ctx, 1).ok()??;
-            let ins: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<RuleResult<_>>().ok()?;
-            let x: Vec<Dim> = (0..r).filter(|k| !ins.contains(k)).map(|k| out[k]).collect();
+            let ins: Vec<usize> = axes
+                .iter()
+                .map(|&a| ctx.axis(a, r))
+                .collect::<RuleResult<_>>()
+                .ok()?;
+            let x: Vec<Dim> = (0..r)
+                .filter(|k| !ins.contains(k))
+                .map(|k| out[k])
+                .collect();
             Some(vec![fact(x), None])
         }
         Squeeze => {
             let x = ctx.dims(0)?;
             let axes = axes_of(ctx, 1).ok()??;
-            let rm: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, x.len())).collect::<RuleResult<_>>().ok()?;
+            let rm: Vec<usize> = axes
+                .iter()
+                .map(|&a| ctx.axis(a, x.len()))
+                .collect::<RuleResult<_>>()
+                .ok()?;
             let mut it = out.iter();
             let one = Dim::Known(ctx.c(1));
-            let full: Vec<Dim> = (0..x.len()).map(|k| if rm.contains(&k) { one } else { it.next().copied().unwrap_or(Dim::Undef) }).collect();
+            let full: Vec<Dim> = (0..x.len())
+                .map(|k| {
+                    if rm.contains(&k) {
+                        one
+                    } else {
+                        it.next().copied().unwrap_or(Dim::Undef)
+                    }
+                })
+                .collect();
             Some(vec![fact(full), None])
         }
         _ => None,

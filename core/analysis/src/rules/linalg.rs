@@ -11,29 +11,50 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     let dtype = ctx.dtype(0);
     let unknown = (0..ctx.node.inputs.len()).any(|i| ctx.input(i).shape == Shape::Unknown);
     match ctx.node.op {
-        OpKind::MatMul | OpKind::Gemm | OpKind::Einsum if unknown => Ok(Some(vec![Fact::unknown(dtype)])),
+        OpKind::MatMul | OpKind::Gemm | OpKind::Einsum if unknown => {
+            Ok(Some(vec![Fact::unknown(dtype)]))
+        }
         OpKind::MatMul => {
             let (Some(a), Some(b)) = (ctx.dims(0), ctx.dims(1)) else {
-                return Ok(Some(vec![Fact { dtype, ..Fact::default() }]));
+                return Ok(Some(vec![Fact {
+                    dtype,
+                    ..Fact::default()
+                }]));
             };
             if a.is_empty() || b.is_empty() {
                 return Err("MatMul operands must have rank >= 1".into());
             }
             let one = Dim::Known(ctx.c(1));
-            let a2 = if a.len() == 1 { vec![one, a[0]] } else { a.clone() };
-            let b2 = if b.len() == 1 { vec![b[0], one] } else { b.clone() };
-            let mut out = ctx.broadcast(&[a2[..a2.len() - 2].to_vec(), b2[..b2.len() - 2].to_vec()]);
+            let a2 = if a.len() == 1 {
+                vec![one, a[0]]
+            } else {
+                a.clone()
+            };
+            let b2 = if b.len() == 1 {
+                vec![b[0], one]
+            } else {
+                b.clone()
+            };
+            let mut out =
+                ctx.broadcast(&[a2[..a2.len() - 2].to_vec(), b2[..b2.len() - 2].to_vec()]);
             if a.len() > 1 {
                 out.push(a2[a2.len() - 2]);
             }
             if b.len() > 1 {
                 out.push(b2[b2.len() - 1]);
             }
-            Ok(Some(vec![Fact { dtype, shape: Shape::Ranked(out), value: None }]))
+            Ok(Some(vec![Fact {
+                dtype,
+                shape: Shape::Ranked(out),
+                value: None,
+            }]))
         }
         OpKind::Gemm => {
             let (Some(a), Some(b)) = (ctx.dims(0), ctx.dims(1)) else {
-                return Ok(Some(vec![Fact { dtype, ..Fact::default() }]));
+                return Ok(Some(vec![Fact {
+                    dtype,
+                    ..Fact::default()
+                }]));
             };
             if a.len() != 2 || b.len() != 2 {
                 return Err("Gemm operands must have rank 2".into());
@@ -42,7 +63,11 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
             let tb = ctx.node.attr_int("transB", 0).map_err(|e| e.to_string())? != 0;
             let m = if ta { a[1] } else { a[0] };
             let n = if tb { b[0] } else { b[1] };
-            Ok(Some(vec![Fact { dtype, shape: Shape::Ranked(vec![m, n]), value: None }]))
+            Ok(Some(vec![Fact {
+                dtype,
+                shape: Shape::Ranked(vec![m, n]),
+                value: None,
+            }]))
         }
         OpKind::Einsum => einsum(ctx).map(Some),
         _ => Ok(None),
@@ -77,19 +102,28 @@ fn parse_equation(eq: &str) -> RuleResult<(Vec<Term>, Option<Term>)> {
         Some((l, r)) => (l.to_string(), Some(parse_term(r)?)),
         None => (eq.clone(), None),
     };
-    let terms = lhs.split(',').map(parse_term).collect::<RuleResult<Vec<_>>>()?;
+    let terms = lhs
+        .split(',')
+        .map(parse_term)
+        .collect::<RuleResult<Vec<_>>>()?;
     Ok((terms, rhs))
 }
 
 /// Binds letters (and the ellipsis dims) of each input term to its dims.
-fn bind(ctx: &mut Ctx<'_>, terms: &[Term]) -> RuleResult<(HashMap<char, Dim>, Vec<Vec<Dim>>)> {
+/// Letter dims, and the dims each operand's ellipsis stands for.
+type Bound = (HashMap<char, Dim>, Vec<Vec<Dim>>);
+
+fn bind(ctx: &mut Ctx<'_>, terms: &[Term]) -> RuleResult<Bound> {
     let mut letters: HashMap<char, Dim> = HashMap::new();
     let mut ell: Vec<Vec<Dim>> = Vec::new();
     for (i, t) in terms.iter().enumerate() {
         let Some(d) = ctx.dims(i) else { continue };
         let named = t.iter().filter(|x| x.is_some()).count();
         if d.len() < named {
-            return Err(format!("einsum operand {i} has rank {} but term needs {named}", d.len()));
+            return Err(format!(
+                "einsum operand {i} has rank {} but term needs {named}",
+                d.len()
+            ));
         }
         let ne = d.len() - named;
         let mut k = 0;
@@ -119,13 +153,23 @@ fn bind(ctx: &mut Ctx<'_>, terms: &[Term]) -> RuleResult<(HashMap<char, Dim>, Ve
 
 fn einsum(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     let dtype = ctx.dtype(0);
-    let eq = ctx.node.attr_str("equation", "").map_err(|e| e.to_string())?;
+    let eq = ctx
+        .node
+        .attr_str("equation", "")
+        .map_err(|e| e.to_string())?;
     let (terms, rhs) = parse_equation(&eq)?;
     if terms.len() != ctx.node.inputs.len() {
-        return Err(format!("einsum `{eq}` has {} terms for {} inputs", terms.len(), ctx.node.inputs.len()));
+        return Err(format!(
+            "einsum `{eq}` has {} terms for {} inputs",
+            terms.len(),
+            ctx.node.inputs.len()
+        ));
     }
     if (0..terms.len()).any(|i| ctx.rank(i).is_none()) {
-        return Ok(vec![Fact { dtype, ..Fact::default() }]);
+        return Ok(vec![Fact {
+            dtype,
+            ..Fact::default()
+        }]);
     }
     let (letters, ell) = bind(ctx, &terms)?;
     let ell = ctx.broadcast(&ell);
@@ -134,9 +178,17 @@ fn einsum(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
         for c in terms.iter().flatten().flatten() {
             *count.entry(*c).or_default() += 1;
         }
-        let mut once: Vec<char> = count.into_iter().filter(|(_, n)| *n == 1).map(|(c, _)| c).collect();
+        let mut once: Vec<char> = count
+            .into_iter()
+            .filter(|(_, n)| *n == 1)
+            .map(|(c, _)| c)
+            .collect();
         once.sort_unstable();
-        let mut r: Term = if terms.iter().any(|t| t.contains(&None)) { vec![None] } else { vec![] };
+        let mut r: Term = if terms.iter().any(|t| t.contains(&None)) {
+            vec![None]
+        } else {
+            vec![]
+        };
         r.extend(once.into_iter().map(Some));
         r
     });
@@ -144,15 +196,29 @@ fn einsum(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     for x in rhs {
         match x {
             None => out.extend(ell.iter().copied()),
-            Some(c) => out.push(*letters.get(&c).ok_or_else(|| format!("einsum output letter `{c}` is not in any input"))?),
+            Some(c) => out.push(
+                *letters
+                    .get(&c)
+                    .ok_or_else(|| format!("einsum output letter `{c}` is not in any input"))?,
+            ),
         }
     }
-    Ok(vec![Fact { dtype, shape: Shape::Ranked(out), value: None }])
+    Ok(vec![Fact {
+        dtype,
+        shape: Shape::Ranked(out),
+        value: None,
+    }])
 }
 
 pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fact>>> {
     let out = outs.first()?.dims().map(|d| d.to_vec());
-    let fact = |dims: Vec<Dim>| Some(Fact { dtype: None, shape: Shape::Ranked(dims), value: None });
+    let fact = |dims: Vec<Dim>| {
+        Some(Fact {
+            dtype: None,
+            shape: Shape::Ranked(dims),
+            value: None,
+        })
+    };
     match ctx.node.op {
         OpKind::MatMul => {
             let (mut a, mut b) = (ctx.dims(0)?, ctx.dims(1)?);
@@ -179,10 +245,10 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
                     }
                     // Batch dims: undeclared dims follow the result (no hidden broadcast).
                     for (x, nx) in [(&mut a, ra), (&mut b, rb)] {
-                        for k in 0..nx - 2 {
+                        for (k, xk) in x.iter_mut().enumerate().take(nx - 2) {
                             let ok = (ro - 2) as isize - (nx - 2) as isize + k as isize;
-                            if x[k] == Dim::Undef && ok >= 0 {
-                                x[k] = o[ok as usize];
+                            if *xk == Dim::Undef && ok >= 0 {
+                                *xk = o[ok as usize];
                             }
                         }
                     }

@@ -48,8 +48,8 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
     Some(match op {
         Other(_) => return None,
         Shape | Size => OpClass::Isdo,
-        Reshape | Expand | Range | Slice | Tile | Resize | TopK | ConstantOfShape | OneHot | Pad
-        | Squeeze | Unsqueeze | Split | ReduceSum | ReduceMean | ReduceMax | ReduceMin
+        Reshape | Expand | Range | Slice | Tile | Resize | TopK | ConstantOfShape | OneHot
+        | Pad | Squeeze | Unsqueeze | Split | ReduceSum | ReduceMean | ReduceMax | ReduceMin
         | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum | ReduceLogSumExp | ReduceSumSquare => {
             OpClass::Isvdos
         }

@@ -8,15 +8,32 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     use OpKind::*;
     let op = ctx.node.op.clone();
     let x = ctx.input(0).clone();
-    let same = |x: &Fact| Fact { dtype: x.dtype, shape: x.shape.clone(), value: None };
+    let same = |x: &Fact| Fact {
+        dtype: x.dtype,
+        shape: x.shape.clone(),
+        value: None,
+    };
     Ok(Some(match op {
-        BatchNormalization | InstanceNormalization | GroupNormalization | LRN | Softmax | LogSoftmax | Hardmax => {
+        BatchNormalization
+        | InstanceNormalization
+        | GroupNormalization
+        | LRN
+        | Softmax
+        | LogSoftmax
+        | Hardmax => {
             let mut v = vec![same(&x)];
             if op == BatchNormalization {
                 // Training-mode outputs: running mean / var of shape [C].
-                let c = x.dims().and_then(|d| d.get(1).copied()).unwrap_or(Dim::Undef);
+                let c = x
+                    .dims()
+                    .and_then(|d| d.get(1).copied())
+                    .unwrap_or(Dim::Undef);
                 for _ in 1..ctx.node.outputs.len() {
-                    v.push(Fact { dtype: x.dtype, shape: FShape::Ranked(vec![c]), value: None });
+                    v.push(Fact {
+                        dtype: x.dtype,
+                        shape: FShape::Ranked(vec![c]),
+                        value: None,
+                    });
                 }
             }
             v
@@ -24,35 +41,74 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         LayerNormalization => {
             let mut v = vec![same(&x)];
             if let Some(d) = x.dims() {
-                let axis = ctx.axis(ctx.node.attr_int("axis", -1).map_err(|e| e.to_string())?, d.len())?;
+                let axis = ctx.axis(
+                    ctx.node.attr_int("axis", -1).map_err(|e| e.to_string())?,
+                    d.len(),
+                )?;
                 let one = Dim::Known(ctx.c(1));
-                let stat: Vec<Dim> = d.iter().enumerate().map(|(k, &dd)| if k < axis { dd } else { one }).collect();
+                let stat: Vec<Dim> = d
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &dd)| if k < axis { dd } else { one })
+                    .collect();
                 for _ in 1..ctx.node.outputs.len() {
-                    v.push(Fact { dtype: Some(DType::F32), shape: FShape::Ranked(stat.clone()), value: None });
+                    v.push(Fact {
+                        dtype: Some(DType::F32),
+                        shape: FShape::Ranked(stat.clone()),
+                        value: None,
+                    });
                 }
             }
             v
         }
         GlobalAveragePool | GlobalMaxPool | GlobalLpPool => {
-            let Some(d) = x.dims() else { return Ok(Some(vec![Fact { dtype: x.dtype, ..Fact::default() }])) };
+            let Some(d) = x.dims() else {
+                return Ok(Some(vec![Fact {
+                    dtype: x.dtype,
+                    ..Fact::default()
+                }]));
+            };
             let one = Dim::Known(ctx.c(1));
-            let dims = d.iter().enumerate().map(|(k, &dd)| if k < 2 { dd } else { one }).collect();
-            vec![Fact { dtype: x.dtype, shape: FShape::Ranked(dims), value: None }]
+            let dims = d
+                .iter()
+                .enumerate()
+                .map(|(k, &dd)| if k < 2 { dd } else { one })
+                .collect();
+            vec![Fact {
+                dtype: x.dtype,
+                shape: FShape::Ranked(dims),
+                value: None,
+            }]
         }
         Conv | ConvTranspose | MaxPool | AveragePool | LpPool => {
             if x.shape == FShape::Unknown {
                 return Ok(Some(vec![Fact::unknown(x.dtype)]));
             }
             let Some(d) = x.dims().map(|d| d.to_vec()) else {
-                return Ok(Some(vec![Fact { dtype: x.dtype, ..Fact::default() }]));
+                return Ok(Some(vec![Fact {
+                    dtype: x.dtype,
+                    ..Fact::default()
+                }]));
             };
             if d.len() < 3 {
-                return Err(format!("{} needs an input of rank >= 3, got {}", op.name(), d.len()));
+                return Err(format!(
+                    "{} needs an input of rank >= 3, got {}",
+                    op.name(),
+                    d.len()
+                ));
             }
             let dims = window(ctx, &op, &d)?;
-            let mut v = vec![Fact { dtype: x.dtype, shape: FShape::Ranked(dims.clone()), value: None }];
+            let mut v = vec![Fact {
+                dtype: x.dtype,
+                shape: FShape::Ranked(dims.clone()),
+                value: None,
+            }];
             if op == MaxPool && ctx.node.outputs.len() > 1 {
-                v.push(Fact { dtype: Some(DType::I64), shape: FShape::Ranked(dims), value: None });
+                v.push(Fact {
+                    dtype: Some(DType::I64),
+                    shape: FShape::Ranked(dims),
+                    value: None,
+                });
             }
             v
         }
@@ -67,18 +123,32 @@ fn window(ctx: &mut Ctx<'_>, op: &OpKind, d: &[Dim]) -> RuleResult<Vec<Dim>> {
     let ns = d.len() - 2;
     let w = ctx.dims(1);
     let kernel: Vec<Dim> = match node.attr_ints("kernel_shape").map_err(e)? {
-        Some(k) => k.iter().map(|&v| Dim::Known(ctx.arena.constant(v))).collect(),
+        Some(k) => k
+            .iter()
+            .map(|&v| Dim::Known(ctx.arena.constant(v)))
+            .collect(),
         None => match (&w, op) {
-            (Some(w), OpKind::Conv | OpKind::ConvTranspose) if w.len() == d.len() => w[2..].to_vec(),
+            (Some(w), OpKind::Conv | OpKind::ConvTranspose) if w.len() == d.len() => {
+                w[2..].to_vec()
+            }
             _ => vec![Dim::Undef; ns],
         },
     };
     if kernel.len() != ns {
-        return Err(format!("kernel_shape has {} dims, input has {ns} spatial dims", kernel.len()));
+        return Err(format!(
+            "kernel_shape has {} dims, input has {ns} spatial dims",
+            kernel.len()
+        ));
     }
     let strides = node.attr_ints("strides").map_err(e)?.unwrap_or(vec![1; ns]);
-    let dil = node.attr_ints("dilations").map_err(e)?.unwrap_or(vec![1; ns]);
-    let pads = node.attr_ints("pads").map_err(e)?.unwrap_or(vec![0; 2 * ns]);
+    let dil = node
+        .attr_ints("dilations")
+        .map_err(e)?
+        .unwrap_or(vec![1; ns]);
+    let pads = node
+        .attr_ints("pads")
+        .map_err(e)?
+        .unwrap_or(vec![0; 2 * ns]);
     let auto_pad = node.attr_str("auto_pad", "NOTSET").map_err(e)?;
     let ceil_mode = node.attr_int("ceil_mode", 0).map_err(e)? != 0;
     let group = node.attr_int("group", 1).map_err(e)?;
@@ -86,7 +156,10 @@ fn window(ctx: &mut Ctx<'_>, op: &OpKind, d: &[Dim]) -> RuleResult<Vec<Dim>> {
         return Err("strides / dilations / pads do not match the spatial rank".into());
     }
     let channels = match op {
-        OpKind::Conv => w.as_ref().and_then(|w| w.first().copied()).unwrap_or(Dim::Undef),
+        OpKind::Conv => w
+            .as_ref()
+            .and_then(|w| w.first().copied())
+            .unwrap_or(Dim::Undef),
         OpKind::ConvTranspose => match w.as_ref().and_then(|w| w.get(1).and_then(|d| d.expr())) {
             Some(c) => Dim::Known(ctx.arena.mul_const(c, group)),
             None => Dim::Undef,
@@ -95,7 +168,10 @@ fn window(ctx: &mut Ctx<'_>, op: &OpKind, d: &[Dim]) -> RuleResult<Vec<Dim>> {
     };
     let mut out = vec![d[0], channels];
     let output_shape = node.attr_ints("output_shape").map_err(e)?;
-    let output_padding = node.attr_ints("output_padding").map_err(e)?.unwrap_or(vec![0; ns]);
+    let output_padding = node
+        .attr_ints("output_padding")
+        .map_err(e)?
+        .unwrap_or(vec![0; ns]);
     for k in 0..ns {
         let (Some(i), Some(kk)) = (d[k + 2].expr(), kernel[k].expr()) else {
             out.push(Dim::Undef);
@@ -122,7 +198,11 @@ fn window(ctx: &mut Ctx<'_>, op: &OpKind, d: &[Dim]) -> RuleResult<Vec<Dim>> {
         } else if auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER" {
             a.ceildiv(i, sc)
         } else {
-            let (pb, pe) = if auto_pad == "VALID" { (0, 0) } else { (pads[k], pads[k + ns]) };
+            let (pb, pe) = if auto_pad == "VALID" {
+                (0, 0)
+            } else {
+                (pads[k], pads[k + ns])
+            };
             let span = a.add_const(i, pb + pe);
             let span = a.sub(span, ext);
             if ceil_mode {
@@ -147,9 +227,18 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
     let op = ctx.node.op.clone();
     let out = outs.first()?.dims()?.to_vec();
     match op {
-        BatchNormalization | InstanceNormalization | GroupNormalization | LayerNormalization | LRN | Softmax | LogSoftmax | Hardmax => {
-            Some(vec![Some(Fact { dtype: None, shape: FShape::Ranked(out), value: None })])
-        }
+        BatchNormalization
+        | InstanceNormalization
+        | GroupNormalization
+        | LayerNormalization
+        | LRN
+        | Softmax
+        | LogSoftmax
+        | Hardmax => Some(vec![Some(Fact {
+            dtype: None,
+            shape: FShape::Ranked(out),
+            value: None,
+        })]),
         Conv => {
             // X's batch from the output; X's channels from W: C = W[1] * group.
             let r = ctx.rank(0)?;
@@ -159,7 +248,11 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
             if let Some(c) = ctx.dims(1).and_then(|w| w.get(1).and_then(|d| d.expr())) {
                 x[1] = Dim::Known(ctx.arena.mul_const(c, group));
             }
-            Some(vec![Some(Fact { dtype: None, shape: FShape::Ranked(x), value: None })])
+            Some(vec![Some(Fact {
+                dtype: None,
+                shape: FShape::Ranked(x),
+                value: None,
+            })])
         }
         _ => None,
     }

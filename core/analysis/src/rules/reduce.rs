@@ -13,19 +13,35 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     if !is_arg
         && !matches!(
             op,
-            ReduceSum | ReduceMean | ReduceMax | ReduceMin | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum | ReduceLogSumExp | ReduceSumSquare
+            ReduceSum
+                | ReduceMean
+                | ReduceMax
+                | ReduceMin
+                | ReduceProd
+                | ReduceL1
+                | ReduceL2
+                | ReduceLogSum
+                | ReduceLogSumExp
+                | ReduceSumSquare
         )
     {
         return Ok(None);
     }
     let e = |x: sod2_ir::AttrError| x.to_string();
-    let dtype = if is_arg { Some(DType::I64) } else { ctx.dtype(0) };
+    let dtype = if is_arg {
+        Some(DType::I64)
+    } else {
+        ctx.dtype(0)
+    };
     let x = ctx.input(0).clone();
     if x.shape == FShape::Unknown {
         return Ok(Some(vec![Fact::unknown(dtype)]));
     }
     let Some(d) = x.dims().map(|d| d.to_vec()) else {
-        return Ok(Some(vec![Fact { dtype, ..Fact::default() }]));
+        return Ok(Some(vec![Fact {
+            dtype,
+            ..Fact::default()
+        }]));
     };
     let keep = ctx.node.attr_int("keepdims", 1).map_err(e)? != 0;
     let axes: Option<Vec<i64>> = if is_arg {
@@ -40,13 +56,22 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     let Some(axes) = axes else {
         // Axes known only at run time: the rank still follows from keepdims, or from how many
         // axes there are (the length of the axes input).
-        let n_axes = ctx.dims(1).and_then(|s| s.first().and_then(|d| d.expr())).and_then(|e| ctx.arena.as_const(e));
+        let n_axes = ctx
+            .dims(1)
+            .and_then(|s| s.first().and_then(|d| d.expr()))
+            .and_then(|e| ctx.arena.as_const(e));
         let shape = match (keep, n_axes) {
             (true, _) => FShape::Ranked(vec![Dim::Undef; d.len()]),
-            (false, Some(n)) if (n as usize) <= d.len() && n > 0 => FShape::Ranked(vec![Dim::Undef; d.len() - n as usize]),
+            (false, Some(n)) if (n as usize) <= d.len() && n > 0 => {
+                FShape::Ranked(vec![Dim::Undef; d.len() - n as usize])
+            }
             _ => FShape::Undef,
         };
-        return Ok(Some(vec![Fact { dtype, shape, value: None }]));
+        return Ok(Some(vec![Fact {
+            dtype,
+            shape,
+            value: None,
+        }]));
     };
     let noop = ctx.node.attr_int("noop_with_empty_axes", 0).map_err(e)? != 0;
     let mut reduce = vec![false; d.len()];
@@ -82,5 +107,9 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         }
         _ => None,
     };
-    Ok(Some(vec![Fact { dtype, shape: FShape::Ranked(out), value }]))
+    Ok(Some(vec![Fact {
+        dtype,
+        shape: FShape::Ranked(out),
+        value,
+    }]))
 }

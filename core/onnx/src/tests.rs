@@ -300,3 +300,37 @@ fn unknown_ops_import_as_other() {
     let m = import_bytes(&model(g).encode_to_vec(), None).unwrap();
     assert_eq!(m.node(m.main.nodes[1]).op, OpKind::Other("FancyOp".into()));
 }
+
+#[test]
+fn wrong_field_types_are_errors() {
+    // ModelProto.graph (field 7) sent as a varint instead of a message.
+    let e = import_bytes(&[0x38, 0x01], None).unwrap_err();
+    assert!(e.to_string().contains("not a valid ONNX model"), "{e}");
+    // A node's op_type (NodeProto field 4) sent as a varint inside a valid graph.
+    let mut g = relu_graph();
+    g.node[0].op_type = None;
+    let mut bytes = model(g).encode_to_vec();
+    // Append a bogus varint field 4 to the (last) node by re-encoding with raw bytes.
+    let mut node = NodeProto::default().encode_to_vec();
+    node.extend_from_slice(&[0x20, 0x05]);
+    let mut graph = GraphProto::default().encode_to_vec();
+    graph.push(0x0a);
+    graph.push(node.len() as u8);
+    graph.extend_from_slice(&node);
+    bytes.clear();
+    bytes.push(0x3a);
+    bytes.push(graph.len() as u8);
+    bytes.extend_from_slice(&graph);
+    let e = import_bytes(&bytes, None).unwrap_err();
+    assert!(e.to_string().contains("NodeProto.op_type"), "{e}");
+}
+
+#[test]
+fn missing_graph_is_an_error() {
+    let mp = ModelProto {
+        ir_version: Some(8),
+        ..Default::default()
+    };
+    let e = import_bytes(&mp.encode_to_vec(), None).unwrap_err();
+    assert_eq!(e.to_string(), "missing field `ModelProto.graph`");
+}

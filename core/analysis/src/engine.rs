@@ -41,6 +41,8 @@ pub(crate) struct Engine<'m> {
     generalized: HashSet<(NodeId, usize, usize)>,
     /// Loop/Scan carried values whose rank changes across iterations.
     rank_varying: HashSet<(NodeId, usize)>,
+    /// The symbol standing for each Loop's iteration number.
+    pub iteration_symbols: Vec<(NodeId, ExprId)>,
 }
 
 impl<'m> Engine<'m> {
@@ -71,6 +73,7 @@ impl<'m> Engine<'m> {
             forced: HashMap::new(),
             generalized: HashSet::new(),
             rank_varying: HashSet::new(),
+            iteration_symbols: Vec::new(),
         }
     }
 

@@ -127,6 +127,9 @@ pub struct Analysis {
     pub rounds: usize,
     /// Wall time of the analysis.
     pub elapsed: Duration,
+    /// For each Loop node, the symbol standing for its iteration number (bound to the body's
+    /// first input on entry).
+    pub iteration_symbols: Vec<(NodeId, SymId)>,
 }
 
 impl Analysis {
@@ -261,6 +264,7 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
             eng.facts[i].dtype = v.dtype;
         }
     }
+    let iteration_symbols = eng.iteration_symbols.iter().filter_map(|&(n, e)| eng.arena.as_sym(e).map(|s| (n, s))).collect();
     Ok(Analysis {
         arena: eng.arena,
         facts: eng.facts,
@@ -269,6 +273,7 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
         iterations: eng.iterations,
         rounds: eng.rounds,
         elapsed: start.elapsed(),
+        iteration_symbols,
     })
 }
 

@@ -55,3 +55,41 @@ fn div(a: i64, b: i64, i: usize) -> Result<(i64, i64, i64), EvalError> {
     let m = a - floor * b;
     Ok((floor, ceil, m))
 }
+
+/// Renders pool expression `i` in sod2's dim syntax (`2*seq + 1`, `floordiv(H - 1, 2) + 1`).
+pub fn expr_text(exprs: &[Expr], symbols: &[crate::Symbol], i: u32) -> String {
+    fn prec(x: &Expr) -> u8 {
+        match x {
+            Expr::Add(..) => 1,
+            Expr::Mul(..) => 2,
+            _ => 3,
+        }
+    }
+    fn go(exprs: &[Expr], syms: &[crate::Symbol], i: u32, min_prec: u8) -> String {
+        let Some(x) = exprs.get(i as usize) else { return "?".into() };
+        let s = match *x {
+            Expr::Const(c) => c.to_string(),
+            Expr::Sym(s) => syms.get(s as usize).map_or_else(|| format!("s{s}"), |s| s.name.clone()),
+            Expr::Add(a, b) => {
+                let lhs = go(exprs, syms, a, 1);
+                match exprs.get(b as usize) {
+                    Some(Expr::Const(c)) if *c < 0 => format!("{lhs} - {}", -c),
+                    Some(Expr::Mul(m, r)) if matches!(exprs.get(*m as usize), Some(Expr::Const(-1))) => format!("{lhs} - {}", go(exprs, syms, *r, 2)),
+                    _ => format!("{lhs} + {}", go(exprs, syms, b, 1)),
+                }
+            }
+            Expr::Mul(a, b) => format!("{}*{}", go(exprs, syms, a, 2), go(exprs, syms, b, 2)),
+            Expr::FloorDiv(a, b) => format!("floordiv({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
+            Expr::CeilDiv(a, b) => format!("ceildiv({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
+            Expr::Mod(a, b) => format!("mod({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
+            Expr::Min(a, b) => format!("min({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
+            Expr::Max(a, b) => format!("max({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
+        };
+        if prec(x) < min_prec {
+            format!("({s})")
+        } else {
+            s
+        }
+    }
+    go(exprs, symbols, i, 0)
+}

@@ -21,7 +21,7 @@ mod verify;
 
 use codec::{Dec, Enc};
 
-pub use eval::{eval_pool, EvalError};
+pub use eval::{eval_pool, expr_text, EvalError};
 pub use verify::verify;
 
 /// File magic.
@@ -170,7 +170,7 @@ impl DType {
 }
 
 /// One instruction of the expression pool (a postfix program: operands precede their users).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// A constant.
     Const(i64),

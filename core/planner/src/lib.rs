@@ -1,0 +1,347 @@
+//! The planner: `ir::Model` + RDP facts → a [`sod2_format::Plan`] and its weights.
+//!
+//! - Every dim, byte size and arena offset becomes an instruction of the plan's expression pool
+//!   (canonical expressions are lowered to binary postfix instructions, shared where equal).
+//! - Constants become 64-byte-aligned weight segments, used in place by the runtime.
+//! - Main-graph tensors whose sizes depend only on input symbols get an arena offset (an
+//!   expression); this first planner gives each its own range (no reuse yet: the memory plan
+//!   with lifetimes comes with the optimisation passes). Tensors sized by execution-determined
+//!   symbols, and every tensor of a sub-plan, are `Dynamic`.
+//! - Steps after which fresh symbols are known carry rebinding points; Loop bodies bind their
+//!   iteration symbol to the iteration number on entry.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+
+use sod2_analysis::{Analysis, Dim, Shape};
+use sod2_expr::{ExprArena, ExprId, Node as XNode, SymId};
+use sod2_format as fmt;
+use sod2_ir::{Attr, Body, DType, Model, NodeId, OpKind, ValueId, ValueKind};
+
+/// Why a model cannot be planned.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// A tensor's shape is not fully known (an unsupported op upstream).
+    #[error("tensor `{tensor}` has no complete shape ({why}); it is produced by an unsupported or failed op")]
+    UnknownShape {
+        /// Tensor name.
+        tensor: String,
+        /// State of the fact.
+        why: &'static str,
+    },
+    /// An op sod2 cannot run.
+    #[error("node `{node}`: op `{op}` is not supported")]
+    UnsupportedOp {
+        /// Node name.
+        node: String,
+        /// Op type.
+        op: String,
+    },
+    /// A tensor of an unsupported element type.
+    #[error("tensor `{0}`: element type is not supported (strings, or unknown)")]
+    UnsupportedType(String),
+}
+
+/// Options of the planner.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Producer string written into the plan.
+    pub producer: String,
+}
+
+/// The result: plan metadata and the weights section.
+pub struct Planned {
+    /// The plan.
+    pub plan: fmt::Plan,
+    /// Weights section content.
+    pub weights: Vec<u8>,
+}
+
+/// Maps an IR element type to the plan's.
+pub fn dtype(d: DType) -> Option<fmt::DType> {
+    Some(match d {
+        DType::F32 => fmt::DType::F32,
+        DType::F64 => fmt::DType::F64,
+        DType::F16 => fmt::DType::F16,
+        DType::BF16 => fmt::DType::BF16,
+        DType::I8 => fmt::DType::I8,
+        DType::I16 => fmt::DType::I16,
+        DType::I32 => fmt::DType::I32,
+        DType::I64 => fmt::DType::I64,
+        DType::U8 => fmt::DType::U8,
+        DType::U16 => fmt::DType::U16,
+        DType::U32 => fmt::DType::U32,
+        DType::U64 => fmt::DType::U64,
+        DType::Bool => fmt::DType::Bool,
+        DType::Str => return None,
+    })
+}
+
+struct Planner<'a> {
+    model: &'a Model,
+    a: &'a Analysis,
+    arena: ExprArena,
+    plan: fmt::Plan,
+    weights: Vec<u8>,
+    pool: HashMap<fmt::Expr, u32>,
+    lowered: HashMap<ExprId, u32>,
+    tensor_of: HashMap<ValueId, u32>,
+    fresh: std::collections::HashSet<SymId>,
+}
+
+/// Plans a model.
+pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, PlanError> {
+    let mut p = Planner {
+        model,
+        a,
+        arena: a.arena.clone(),
+        plan: fmt::Plan { producer: opts.producer.clone(), ..fmt::Plan::default() },
+        weights: Vec::new(),
+        pool: HashMap::new(),
+        lowered: HashMap::new(),
+        tensor_of: HashMap::new(),
+        fresh: a.fresh.iter().map(|f| f.sym).collect(),
+    };
+    for s in a.arena.symbol_ids() {
+        let info = a.arena.symbol_info(s);
+        p.plan.symbols.push(fmt::Symbol { name: info.name.clone(), lo: info.lo, hi: info.hi, origin: info.origin.clone() });
+    }
+    // Model inputs first, so `Storage::Input(i)` follows the main graph's input order.
+    for (i, &v) in model.main.inputs.iter().enumerate() {
+        p.tensor(v, Some(fmt::Storage::Input(i as u32)))?;
+    }
+    p.plan.graphs.push(fmt::Graph::default());
+    let main = p.graph(&model.main, true)?;
+    p.plan.graphs[0] = main;
+    p.layout_arena()?;
+    Ok(Planned { plan: p.plan, weights: p.weights })
+}
+
+impl Planner<'_> {
+    fn push(&mut self, x: fmt::Expr) -> u32 {
+        if let Some(&i) = self.pool.get(&x) {
+            return i;
+        }
+        let i = self.plan.exprs.len() as u32;
+        self.plan.exprs.push(x);
+        self.pool.insert(x, i);
+        i
+    }
+
+    /// Lowers a canonical expression into the pool.
+    fn lower(&mut self, e: ExprId) -> u32 {
+        if let Some(&i) = self.lowered.get(&e) {
+            return i;
+        }
+        let i = match self.arena.node(e).clone() {
+            XNode::Const(c) => self.push(fmt::Expr::Const(c)),
+            XNode::Sym(s) => self.push(fmt::Expr::Sym(s.index() as u32)),
+            XNode::Poly(terms) => {
+                let mut acc: Option<u32> = None;
+                for t in terms {
+                    let mut prod: Option<u32> = if t.coeff != 1 || t.atoms.is_empty() { Some(self.push(fmt::Expr::Const(t.coeff))) } else { None };
+                    for a in t.atoms {
+                        let ai = self.lower(a);
+                        prod = Some(match prod {
+                            None => ai,
+                            Some(p) => self.push(fmt::Expr::Mul(p, ai)),
+                        });
+                    }
+                    let term = prod.unwrap_or_else(|| self.push(fmt::Expr::Const(1)));
+                    acc = Some(match acc {
+                        None => term,
+                        Some(s) => self.push(fmt::Expr::Add(s, term)),
+                    });
+                }
+                acc.unwrap_or_else(|| self.push(fmt::Expr::Const(0)))
+            }
+            XNode::FloorDiv(x, y) => {
+                let (x, y) = (self.lower(x), self.lower(y));
+                self.push(fmt::Expr::FloorDiv(x, y))
+            }
+            XNode::CeilDiv(x, y) => {
+                let (x, y) = (self.lower(x), self.lower(y));
+                self.push(fmt::Expr::CeilDiv(x, y))
+            }
+            XNode::Mod(x, y) => {
+                let (x, y) = (self.lower(x), self.lower(y));
+                self.push(fmt::Expr::Mod(x, y))
+            }
+            XNode::Min(args) | XNode::Max(args) => {
+                let is_min = matches!(self.arena.node(e), XNode::Min(_));
+                let mut acc = self.lower(args[0]);
+                for &x in &args[1..] {
+                    let xi = self.lower(x);
+                    acc = self.push(if is_min { fmt::Expr::Min(acc, xi) } else { fmt::Expr::Max(acc, xi) });
+                }
+                acc
+            }
+        };
+        self.lowered.insert(e, i);
+        i
+    }
+
+    fn dims_of(&self, v: ValueId) -> Result<Vec<ExprId>, PlanError> {
+        let name = || self.model.value(v).name.clone();
+        match &self.a.fact(v).shape {
+            Shape::Ranked(d) => d
+                .iter()
+                .map(|x| match x {
+                    Dim::Known(e) => Ok(*e),
+                    Dim::Undef => Err(PlanError::UnknownShape { tensor: name(), why: "a dim is undef" }),
+                })
+                .collect(),
+            Shape::Undef => Err(PlanError::UnknownShape { tensor: name(), why: "rank undef" }),
+            Shape::Unknown => Err(PlanError::UnknownShape { tensor: name(), why: "unknown" }),
+        }
+    }
+
+    /// The plan tensor of a value (created on first use). `storage` overrides the default.
+    fn tensor(&mut self, v: ValueId, storage: Option<fmt::Storage>) -> Result<u32, PlanError> {
+        if let Some(&t) = self.tensor_of.get(&v) {
+            return Ok(t);
+        }
+        let val = self.model.value(v);
+        let dt = self.a.fact(v).dtype.or(val.dtype).and_then(dtype).ok_or_else(|| PlanError::UnsupportedType(val.name.clone()))?;
+        let dims = self.dims_of(v)?;
+        let shape = dims.iter().map(|&e| self.lower(e)).collect();
+        let storage = match (storage, &val.kind) {
+            (Some(s), _) => s,
+            (None, ValueKind::Const(t)) => {
+                let off = self.weights.len().div_ceil(fmt::WEIGHT_ALIGN as usize) * fmt::WEIGHT_ALIGN as usize;
+                self.weights.resize(off, 0);
+                self.weights.extend_from_slice(&t.bytes);
+                fmt::Storage::Weight { offset: off as u64, len: t.bytes.len() as u64 }
+            }
+            // Main-graph tensors get arena offsets in `layout_arena`.
+            (None, _) => fmt::Storage::Dynamic,
+        };
+        let t = self.plan.tensors.len() as u32;
+        self.plan.tensors.push(fmt::Tensor { name: val.name.clone(), dtype: dt, shape, storage });
+        self.tensor_of.insert(v, t);
+        Ok(t)
+    }
+
+    fn opt_tensor(&mut self, v: Option<ValueId>) -> Result<Option<u32>, PlanError> {
+        v.map(|v| self.tensor(v, None)).transpose()
+    }
+
+    fn graph(&mut self, body: &Body, is_main: bool) -> Result<fmt::Graph, PlanError> {
+        let mut g = fmt::Graph::default();
+        for &i in &body.inputs {
+            g.inputs.push(self.tensor(i, None)?);
+        }
+        for &n in &body.nodes {
+            let step = self.step(n)?;
+            g.steps.push(step);
+        }
+        for &o in &body.outputs {
+            g.outputs.push(self.tensor(o, None)?);
+        }
+        let _ = is_main;
+        Ok(g)
+    }
+
+    fn step(&mut self, n: NodeId) -> Result<fmt::Step, PlanError> {
+        let node = self.model.node(n);
+        if let OpKind::Other(op) = &node.op {
+            return Err(PlanError::UnsupportedOp { node: node.name.clone(), op: op.clone() });
+        }
+        let mut attrs = Vec::new();
+        for (k, v) in &node.attrs {
+            let av = match v {
+                Attr::Int(i) => fmt::AttrValue::Int(*i),
+                Attr::Float(f) => fmt::AttrValue::Float(*f),
+                Attr::Ints(v) => fmt::AttrValue::Ints(v.clone()),
+                Attr::Floats(v) => fmt::AttrValue::Floats(v.clone()),
+                Attr::Str(s) => fmt::AttrValue::Str(s.clone()),
+                Attr::Strs(v) => fmt::AttrValue::Str(v.join("\u{1f}")),
+                Attr::Tensor(t) => {
+                    let dt = dtype(t.dtype).ok_or_else(|| PlanError::UnsupportedType(format!("{}.{k}", node.name)))?;
+                    let off = self.weights.len().div_ceil(fmt::WEIGHT_ALIGN as usize) * fmt::WEIGHT_ALIGN as usize;
+                    self.weights.resize(off, 0);
+                    self.weights.extend_from_slice(&t.bytes);
+                    let shape = t.dims.iter().map(|&d| self.push(fmt::Expr::Const(d as i64))).collect();
+                    let ti = self.plan.tensors.len() as u32;
+                    self.plan.tensors.push(fmt::Tensor {
+                        name: format!("{}.{k}", node.name),
+                        dtype: dt,
+                        shape,
+                        storage: fmt::Storage::Weight { offset: off as u64, len: t.bytes.len() as u64 },
+                    });
+                    fmt::AttrValue::Tensor(ti)
+                }
+            };
+            attrs.push((k.clone(), av));
+        }
+        let inputs = node.inputs.iter().map(|&v| self.opt_tensor(v)).collect::<Result<Vec<_>, _>>()?;
+        let outputs = node.outputs.iter().map(|&v| self.opt_tensor(v)).collect::<Result<Vec<_>, _>>()?;
+        let mut bodies = Vec::new();
+        for (_, b) in &node.bodies {
+            let gi = self.plan.graphs.len() as u32;
+            self.plan.graphs.push(fmt::Graph::default());
+            let mut g = self.graph(b, false)?;
+            if node.op == OpKind::Loop {
+                if let Some(&(_, s)) = self.a.iteration_symbols.iter().find(|(m, _)| *m == n) {
+                    if let Some(&first) = g.inputs.first() {
+                        g.value_binds.push((s.index() as u32, first));
+                    }
+                }
+            }
+            self.plan.graphs[gi as usize] = g;
+            bodies.push(gi);
+        }
+        // Rebinding points: fresh symbols originating here that stand alone as an output dim.
+        let mut rebinds = Vec::new();
+        for (k, o) in node.outputs.iter().enumerate() {
+            let (Some(v), Some(t)) = (*o, outputs[k]) else { continue };
+            for (j, e) in self.dims_of(v)?.into_iter().enumerate() {
+                if let Some(s) = self.arena.as_sym(e) {
+                    let origin = self.arena.symbol_info(s).origin.as_deref();
+                    if self.fresh.contains(&s) && origin == Some(node.name.as_str()) && !rebinds.iter().any(|r: &fmt::Rebind| r.sym == s.index() as u32) {
+                        rebinds.push(fmt::Rebind { sym: s.index() as u32, tensor: t, dim: j as u32 });
+                    }
+                }
+            }
+        }
+        Ok(fmt::Step {
+            name: node.name.clone(),
+            kernel: node.op.name().to_string(),
+            attrs,
+            inputs,
+            outputs,
+            bodies,
+            versions: vec![fmt::KernelVersion { id: 0, when: vec![] }],
+            rebinds,
+        })
+    }
+
+    /// Gives each main-graph intermediate whose size depends only on input symbols its own
+    /// 64-byte-aligned arena range; the arena size is the sum.
+    fn layout_arena(&mut self) -> Result<(), PlanError> {
+        let mut offset = self.arena.constant(0);
+        let main_nodes = self.model.main.nodes.clone();
+        for n in main_nodes {
+            let outs = self.model.node(n).outputs.clone();
+            for v in outs.into_iter().flatten() {
+                let dims = self.dims_of(v)?;
+                let uses_fresh = dims.iter().any(|&e| self.arena.free_symbols(e).iter().any(|s| self.fresh.contains(s)));
+                if uses_fresh {
+                    continue;
+                }
+                let Some(&t) = self.tensor_of.get(&v) else { continue };
+                let elem = self.plan.tensors[t as usize].dtype.size() as i64;
+                let numel = self.arena.product(&dims);
+                let bytes = self.arena.mul_const(numel, elem);
+                let sixty_four = self.arena.constant(fmt::WEIGHT_ALIGN as i64);
+                let blocks = self.arena.ceildiv(bytes, sixty_four);
+                let padded = self.arena.mul_const(blocks, fmt::WEIGHT_ALIGN as i64);
+                let off = self.lower(offset);
+                self.plan.tensors[t as usize].storage = fmt::Storage::Arena { offset: off };
+                offset = self.arena.add(offset, padded);
+            }
+        }
+        self.plan.arena_size = self.lower(offset);
+        Ok(())
+    }
+}

@@ -7,10 +7,17 @@ values of fresh, execution-determined symbols, read off the oracle), must equal 
 shape ONNX Runtime produced. It also requires full precision (no tensor left undef or unknown)
 and that every control-flow path of every model is exercised by some case.
 
-Prints a table (model, case, dims, tensors checked, mismatches, pass/fail) and the control-flow
-coverage; exits non-zero on any failure.
+With --values it also compiles every model (`sod2 compile`, the spec's declared ranges), runs
+the plan on the oracle's inputs (`sod2 run`) and compares every output with ONNX Runtime's:
+fp32 within |a - b| <= atol + rtol*|b| (rtol 1e-3, atol 1e-4), integers and indices exactly,
+and the outputs of NonMaxSuppression (and rows gathered by them) as sets of rows, since ties
+may order them differently.
 
-usage: python conformance.py --sod2 BIN --zoo ZOO_DIR --oracle ORACLE_DIR [--only NAME ...]
+Prints tables (shapes: model, case, dims, tensors checked, mismatches; values: model, case,
+max abs error, max rel error, pass/fail) and the control-flow coverage; exits non-zero on any
+failure.
+
+usage: python conformance.py --sod2 BIN --zoo ZOO_DIR --oracle ORACLE_DIR [--values] [--only NAME ...]
 """
 from __future__ import annotations
 
@@ -21,6 +28,9 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
+
+import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from models import SPECS  # noqa: E402
@@ -86,12 +96,74 @@ def check_case(facts: dict, case: dict) -> tuple[int, list[str], int]:
     return checked, bad, skipped
 
 
+# Outputs compared as sets of rows (selection order may differ on ties).
+SET_OUTPUTS = {"yolov6": {"NonMaxSuppression_280", "Gather_284"}}
+RTOL, ATOL = 1e-3, 1e-4
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray, as_set: bool) -> tuple[float, float, str | None]:
+    """(max abs error, max rel error, problem or None)."""
+    if got.shape != want.shape:
+        return float("inf"), float("inf"), f"{name}: shape {got.shape}, ONNX Runtime {want.shape}"
+    if got.dtype != want.dtype and not (got.dtype == np.bool_ and want.dtype == np.bool_):
+        return float("inf"), float("inf"), f"{name}: dtype {got.dtype}, ONNX Runtime {want.dtype}"
+    if got.size == 0:
+        return 0.0, 0.0, None
+    if as_set:
+        g = got.reshape(got.shape[0], -1) if got.ndim > 1 else got.reshape(-1, 1)
+        w = want.reshape(want.shape[0], -1) if want.ndim > 1 else want.reshape(-1, 1)
+        if got.ndim == 3:
+            g, w = got.reshape(-1, got.shape[-1]), want.reshape(-1, want.shape[-1])
+        g = g[np.lexsort(g.T[::-1])]
+        w = w[np.lexsort(w.T[::-1])]
+        got, want = g, w
+    if np.issubdtype(want.dtype, np.floating):
+        err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        rel = err / np.maximum(np.abs(want.astype(np.float64)), 1e-12)
+        ok = bool(np.all(err <= ATOL + RTOL * np.abs(want)))
+        return float(err.max()), float(rel.max()), None if ok else f"{name}: max abs error {err.max():.3g} above tolerance"
+    same = np.array_equal(got, want)
+    return (0.0, 0.0, None) if same else (float("inf"), float("inf"), f"{name}: integer values differ")
+
+
+def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path) -> list[tuple]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sod2-conf-") as tmp:
+        plan = pathlib.Path(tmp) / f"{spec.name}.sod2"
+        dims = [f"--dim={k}={lo}..{hi}" for k, (lo, hi) in spec.ranges.items()]
+        r = subprocess.run([sod2, "compile", str(zoo / f"{spec.name}.onnx"), "-o", str(plan), *dims], capture_output=True, text=True)
+        if r.returncode != 0:
+            return [(spec.name, "(compile)", "-", "-", "-", "FAIL: " + r.stderr.strip().splitlines()[-1])]
+        for case in spec.cases():
+            d = oracle / spec.name / case.name
+            out_dir = pathlib.Path(tmp) / case.name
+            args = [f"--input={p.stem}={p}" for p in sorted((d / "inputs").glob("*.npy"))]
+            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir)], capture_output=True, text=True)
+            if r.returncode != 0:
+                rows.append((spec.name, case.name, "-", "-", "-", "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1][:160]))
+                continue
+            worst_abs, worst_rel, problems = 0.0, 0.0, []
+            for ref in sorted((d / "outputs").glob("*.npy")):
+                from plan_names import sanitize  # noqa: PLC0415
+                got_path = out_dir / f"{sanitize(ref.stem)}.npy"
+                if not got_path.exists():
+                    problems.append(f"{ref.stem}: missing output")
+                    continue
+                a, e, p = compare(ref.stem, np.load(got_path), np.load(ref), ref.stem in SET_OUTPUTS.get(spec.name, set()))
+                worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, e)
+                if p:
+                    problems.append(p)
+            rows.append((spec.name, case.name, f"{worst_abs:.2e}", f"{worst_rel:.2e}", len(list((d / 'outputs').glob('*.npy'))), "pass" if not problems else "FAIL: " + "; ".join(problems)[:160]))
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sod2", required=True)
     ap.add_argument("--zoo", type=pathlib.Path, required=True)
     ap.add_argument("--oracle", type=pathlib.Path, required=True)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--values", action="store_true", help="also compile, run and compare outputs")
     args = ap.parse_args()
     failures = 0
     rows = []
@@ -141,6 +213,22 @@ def main() -> int:
             print(f"| {model} | {point} | {sorted(seen)} | {'yes' if full else 'NO'} |")
     total = len(rows)
     passed = sum(1 for r in rows if r[-1] == "pass")
+    if args.values:
+        vrows = []
+        for spec in SPECS:
+            if args.only and spec.name not in args.only:
+                continue
+            vrows.extend(value_check(args.sod2, spec, args.zoo, args.oracle))
+        print("\n## Values: sod2 runtime vs ONNX Runtime (rtol 1e-3, atol 1e-4; integers exact)\n")
+        print("| model | case | max abs error | max rel error | outputs | result |")
+        print("|---|---|---|---|---|---|")
+        for r in vrows:
+            print("| " + " | ".join(str(x) for x in r) + " |")
+        vpass = sum(1 for r in vrows if r[-1] == "pass")
+        failures += len(vrows) - vpass
+        print(f"\nvalues: {vpass} passed, {len(vrows) - vpass} failed")
+        total += len(vrows)
+        passed += vpass
     print(f"\nconformance: {passed} passed, {total - passed} failed")
     return 1 if failures else 0
 

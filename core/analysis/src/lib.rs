@@ -264,7 +264,11 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
             eng.facts[i].dtype = v.dtype;
         }
     }
-    let iteration_symbols = eng.iteration_symbols.iter().filter_map(|&(n, e)| eng.arena.as_sym(e).map(|s| (n, s))).collect();
+    let iteration_symbols = eng
+        .iteration_symbols
+        .iter()
+        .filter_map(|&(n, e)| eng.arena.as_sym(e).map(|s| (n, s)))
+        .collect();
     Ok(Analysis {
         arena: eng.arena,
         facts: eng.facts,

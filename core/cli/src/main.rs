@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod analyze;
+mod npy;
+mod plan_cmds;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -40,6 +42,33 @@ enum Cmd {
     },
     /// List the supported operators and their classes.
     Ops,
+    /// Compile an ONNX model into a plan file.
+    Compile {
+        /// The `.onnx` file.
+        model: PathBuf,
+        /// Output plan file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Declared range of a symbol: `NAME=LO..HI` (inclusive), repeatable.
+        #[arg(long = "dim", value_name = "NAME=LO..HI")]
+        dims: Vec<String>,
+    },
+    /// Run a plan on `.npy` inputs; writes one `.npy` per output.
+    Run {
+        /// The plan file.
+        plan: PathBuf,
+        /// An input: `NAME=FILE.npy`, repeatable.
+        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// Output folder.
+        #[arg(long = "out")]
+        out: PathBuf,
+    },
+    /// Print a plan: symbols, inputs and outputs, tensors with shape expressions, steps.
+    Inspect {
+        /// The plan file.
+        plan: PathBuf,
+    },
 }
 
 /// Parses `NAME=LO..HI` (also `LO..=HI`).
@@ -112,6 +141,23 @@ fn main() {
                 &mut out,
             )
         })(),
+        Cmd::Compile {
+            model,
+            output,
+            dims,
+        } => (|| {
+            let ranges = dims
+                .iter()
+                .map(|d| parse_range(d))
+                .collect::<Result<Vec<_>>>()?;
+            plan_cmds::compile(&model, &output, ranges, &mut out)
+        })(),
+        Cmd::Run {
+            plan,
+            inputs,
+            out: dir,
+        } => plan_cmds::run(&plan, &inputs, &dir, &mut out),
+        Cmd::Inspect { plan } => plan_cmds::inspect(&plan, &mut out),
         Cmd::Ops => {
             for op in sod2_ir::OpKind::ALL {
                 let class = sod2_analysis::class(op)

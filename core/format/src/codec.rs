@@ -44,16 +44,24 @@ pub(crate) struct Dec<'a> {
 
 impl<'a> Dec<'a> {
     pub fn new(buf: &'a [u8], section: &'static str) -> Self {
-        Dec { buf, pos: 0, section }
+        Dec {
+            buf,
+            pos: 0,
+            section,
+        }
     }
     pub fn at_end(&self) -> bool {
         self.pos == self.buf.len()
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(FormatError::Truncated {
-            section: self.section,
-            at: self.pos as u64,
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(FormatError::Truncated {
+                section: self.section,
+                at: self.pos as u64,
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -93,7 +101,10 @@ impl<'a> Dec<'a> {
     pub fn str(&mut self) -> Result<String, FormatError> {
         let n = self.len(1)?;
         let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| FormatError::Invalid { section: self.section, what: "string is not UTF-8".into() })
+        String::from_utf8(b.to_vec()).map_err(|_| FormatError::Invalid {
+            section: self.section,
+            what: "string is not UTF-8".into(),
+        })
     }
     pub fn opt_u32(&mut self) -> Result<Option<u32>, FormatError> {
         let v = self.u32()?;

@@ -15,7 +15,11 @@ pub enum EvalError {
 
 /// Evaluates every expression of the pool into `out` (resized to the pool). A value is `None`
 /// when it depends on a symbol that is not bound yet (`syms[i] == None`).
-pub fn eval_pool(exprs: &[Expr], syms: &[Option<i64>], out: &mut Vec<Option<i64>>) -> Result<(), EvalError> {
+pub fn eval_pool(
+    exprs: &[Expr],
+    syms: &[Option<i64>],
+    out: &mut Vec<Option<i64>>,
+) -> Result<(), EvalError> {
     out.clear();
     out.reserve(exprs.len());
     for (i, x) in exprs.iter().enumerate() {
@@ -23,20 +27,34 @@ pub fn eval_pool(exprs: &[Expr], syms: &[Option<i64>], out: &mut Vec<Option<i64>
         let v = match *x {
             Expr::Const(c) => Some(c),
             Expr::Sym(s) => syms.get(s as usize).copied().flatten(),
-            Expr::Add(a, b) => bin(get(a, out), get(b, out), |a, b| a.checked_add(b).ok_or(EvalError::Overflow(i)))?,
-            Expr::Mul(a, b) => bin(get(a, out), get(b, out), |a, b| a.checked_mul(b).ok_or(EvalError::Overflow(i)))?,
+            Expr::Add(a, b) => bin(get(a, out), get(b, out), |a, b| {
+                a.checked_add(b).ok_or(EvalError::Overflow(i))
+            })?,
+            Expr::Mul(a, b) => bin(get(a, out), get(b, out), |a, b| {
+                a.checked_mul(b).ok_or(EvalError::Overflow(i))
+            })?,
             Expr::Min(a, b) => bin(get(a, out), get(b, out), |a, b| Ok(a.min(b)))?,
             Expr::Max(a, b) => bin(get(a, out), get(b, out), |a, b| Ok(a.max(b)))?,
-            Expr::FloorDiv(a, b) => bin(get(a, out), get(b, out), |a, b| div(a, b, i).map(|(f, _, _)| f))?,
-            Expr::CeilDiv(a, b) => bin(get(a, out), get(b, out), |a, b| div(a, b, i).map(|(_, c, _)| c))?,
-            Expr::Mod(a, b) => bin(get(a, out), get(b, out), |a, b| div(a, b, i).map(|(_, _, m)| m))?,
+            Expr::FloorDiv(a, b) => bin(get(a, out), get(b, out), |a, b| {
+                div(a, b, i).map(|(f, _, _)| f)
+            })?,
+            Expr::CeilDiv(a, b) => bin(get(a, out), get(b, out), |a, b| {
+                div(a, b, i).map(|(_, c, _)| c)
+            })?,
+            Expr::Mod(a, b) => bin(get(a, out), get(b, out), |a, b| {
+                div(a, b, i).map(|(_, _, m)| m)
+            })?,
         };
         out.push(v);
     }
     Ok(())
 }
 
-fn bin(a: Option<i64>, b: Option<i64>, f: impl FnOnce(i64, i64) -> Result<i64, EvalError>) -> Result<Option<i64>, EvalError> {
+fn bin(
+    a: Option<i64>,
+    b: Option<i64>,
+    f: impl FnOnce(i64, i64) -> Result<i64, EvalError>,
+) -> Result<Option<i64>, EvalError> {
     match (a, b) {
         (Some(a), Some(b)) => f(a, b).map(Some),
         _ => Ok(None),
@@ -50,8 +68,16 @@ fn div(a: i64, b: i64, i: usize) -> Result<(i64, i64, i64), EvalError> {
     }
     let q = a.checked_div(b).ok_or(EvalError::Overflow(i))?;
     let r = a % b;
-    let floor = if r != 0 && ((r < 0) != (b < 0)) { q - 1 } else { q };
-    let ceil = if r != 0 && ((r < 0) == (b < 0)) { q + 1 } else { q };
+    let floor = if r != 0 && ((r < 0) != (b < 0)) {
+        q - 1
+    } else {
+        q
+    };
+    let ceil = if r != 0 && ((r < 0) == (b < 0)) {
+        q + 1
+    } else {
+        q
+    };
     let m = a - floor * b;
     Ok((floor, ceil, m))
 }
@@ -66,21 +92,37 @@ pub fn expr_text(exprs: &[Expr], symbols: &[crate::Symbol], i: u32) -> String {
         }
     }
     fn go(exprs: &[Expr], syms: &[crate::Symbol], i: u32, min_prec: u8) -> String {
-        let Some(x) = exprs.get(i as usize) else { return "?".into() };
+        let Some(x) = exprs.get(i as usize) else {
+            return "?".into();
+        };
         let s = match *x {
             Expr::Const(c) => c.to_string(),
-            Expr::Sym(s) => syms.get(s as usize).map_or_else(|| format!("s{s}"), |s| s.name.clone()),
+            Expr::Sym(s) => syms
+                .get(s as usize)
+                .map_or_else(|| format!("s{s}"), |s| s.name.clone()),
             Expr::Add(a, b) => {
                 let lhs = go(exprs, syms, a, 1);
                 match exprs.get(b as usize) {
                     Some(Expr::Const(c)) if *c < 0 => format!("{lhs} - {}", -c),
-                    Some(Expr::Mul(m, r)) if matches!(exprs.get(*m as usize), Some(Expr::Const(-1))) => format!("{lhs} - {}", go(exprs, syms, *r, 2)),
+                    Some(Expr::Mul(m, r))
+                        if matches!(exprs.get(*m as usize), Some(Expr::Const(-1))) =>
+                    {
+                        format!("{lhs} - {}", go(exprs, syms, *r, 2))
+                    }
                     _ => format!("{lhs} + {}", go(exprs, syms, b, 1)),
                 }
             }
             Expr::Mul(a, b) => format!("{}*{}", go(exprs, syms, a, 2), go(exprs, syms, b, 2)),
-            Expr::FloorDiv(a, b) => format!("floordiv({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
-            Expr::CeilDiv(a, b) => format!("ceildiv({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
+            Expr::FloorDiv(a, b) => format!(
+                "floordiv({}, {})",
+                go(exprs, syms, a, 0),
+                go(exprs, syms, b, 0)
+            ),
+            Expr::CeilDiv(a, b) => format!(
+                "ceildiv({}, {})",
+                go(exprs, syms, a, 0),
+                go(exprs, syms, b, 0)
+            ),
             Expr::Mod(a, b) => format!("mod({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
             Expr::Min(a, b) => format!("min({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
             Expr::Max(a, b) => format!("max({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),

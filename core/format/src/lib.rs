@@ -48,7 +48,9 @@ pub enum FormatError {
     #[error("not a sod2 plan (bad magic)")]
     BadMagic,
     /// Written by another format version.
-    #[error("plan format version {found} is not supported (this runtime reads version {supported})")]
+    #[error(
+        "plan format version {found} is not supported (this runtime reads version {supported})"
+    )]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
@@ -82,7 +84,10 @@ pub enum FormatError {
 }
 
 fn invalid(section: &'static str, what: impl Into<String>) -> FormatError {
-    FormatError::Invalid { section, what: what.into() }
+    FormatError::Invalid {
+        section,
+        what: what.into(),
+    }
 }
 
 /// Element types.
@@ -496,16 +501,27 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
         let origin = match d.u8()? {
             0 => None,
             1 => Some(d.str()?),
-            x => return Err(invalid("META", format!("symbol `{name}`: bad origin tag {x}"))),
+            x => {
+                return Err(invalid(
+                    "META",
+                    format!("symbol `{name}`: bad origin tag {x}"),
+                ))
+            }
         };
-        symbols.push(Symbol { name, lo, hi, origin });
+        symbols.push(Symbol {
+            name,
+            lo,
+            hi,
+            origin,
+        });
     }
     let mut exprs = Vec::new();
     for _ in 0..d.len(13)? {
         let op = d.u8()?;
         let a = d.u64()?;
         let b = d.u32()?;
-        let a32 = || u32::try_from(a).map_err(|_| invalid("META", "expression operand out of range"));
+        let a32 =
+            || u32::try_from(a).map_err(|_| invalid("META", "expression operand out of range"));
         exprs.push(match op {
             0 => Expr::Const(a as i64),
             1 => Expr::Sym(a32()?),
@@ -516,26 +532,49 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
             6 => Expr::Mod(a32()?, b),
             7 => Expr::Min(a32()?, b),
             8 => Expr::Max(a32()?, b),
-            x => return Err(invalid("META", format!("expression {}: unknown opcode {x}", exprs.len()))),
+            x => {
+                return Err(invalid(
+                    "META",
+                    format!("expression {}: unknown opcode {x}", exprs.len()),
+                ))
+            }
         });
     }
     let mut tensors = Vec::new();
     for _ in 0..d.len(10)? {
         let name = d.str()?;
         let code = d.u8()?;
-        let dtype = DType::from_code(code).ok_or_else(|| invalid("META", format!("tensor `{name}`: unknown dtype code {code}")))?;
+        let dtype = DType::from_code(code).ok_or_else(|| {
+            invalid(
+                "META",
+                format!("tensor `{name}`: unknown dtype code {code}"),
+            )
+        })?;
         let mut shape = Vec::new();
         for _ in 0..d.len(4)? {
             shape.push(d.u32()?);
         }
         let storage = match d.u8()? {
             0 => Storage::Arena { offset: d.u32()? },
-            1 => Storage::Weight { offset: d.u64()?, len: d.u64()? },
+            1 => Storage::Weight {
+                offset: d.u64()?,
+                len: d.u64()?,
+            },
             2 => Storage::Input(d.u32()?),
             3 => Storage::Dynamic,
-            x => return Err(invalid("META", format!("tensor `{name}`: unknown storage tag {x}"))),
+            x => {
+                return Err(invalid(
+                    "META",
+                    format!("tensor `{name}`: unknown storage tag {x}"),
+                ))
+            }
         };
-        tensors.push(Tensor { name, dtype, shape, storage });
+        tensors.push(Tensor {
+            name,
+            dtype,
+            shape,
+            storage,
+        });
     }
     let mut graphs = Vec::new();
     for _ in 0..d.len(16)? {
@@ -570,7 +609,12 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
                     }
                     4 => AttrValue::Str(d.str()?),
                     5 => AttrValue::Tensor(d.u32()?),
-                    x => return Err(invalid("META", format!("step `{name}`: attribute `{k}` has unknown tag {x}"))),
+                    x => {
+                        return Err(invalid(
+                            "META",
+                            format!("step `{name}`: attribute `{k}` has unknown tag {x}"),
+                        ))
+                    }
                 };
                 attrs.push((k, v));
             }
@@ -594,17 +638,42 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
             }
             let mut rebinds = Vec::new();
             for _ in 0..d.len(12)? {
-                rebinds.push(Rebind { sym: d.u32()?, tensor: d.u32()?, dim: d.u32()? });
+                rebinds.push(Rebind {
+                    sym: d.u32()?,
+                    tensor: d.u32()?,
+                    dim: d.u32()?,
+                });
             }
-            steps.push(Step { name, kernel, attrs, inputs, outputs, bodies, versions, rebinds });
+            steps.push(Step {
+                name,
+                kernel,
+                attrs,
+                inputs,
+                outputs,
+                bodies,
+                versions,
+                rebinds,
+            });
         }
-        graphs.push(Graph { inputs, outputs, steps, value_binds });
+        graphs.push(Graph {
+            inputs,
+            outputs,
+            steps,
+            value_binds,
+        });
     }
     let arena_size = d.u32()?;
     if !d.at_end() {
         return Err(invalid("META", "trailing bytes after the plan"));
     }
-    Ok(Plan { symbols, exprs, tensors, graphs, arena_size, producer })
+    Ok(Plan {
+        symbols,
+        exprs,
+        tensors,
+        graphs,
+        arena_size,
+        producer,
+    })
 }
 
 /// Byte offset of the checksum field in the header.
@@ -633,7 +702,10 @@ pub fn write(plan: &Plan, weights: &[u8], features: u64) -> Vec<u8> {
     let weights_off = align_up(meta_off + meta.len() as u64, WEIGHT_ALIGN);
     let file_size = weights_off + weights.len() as u64;
     let mut table = Enc::default();
-    for (kind, off, size) in [(section::META, meta_off, meta.len() as u64), (section::WEIGHTS, weights_off, weights.len() as u64)] {
+    for (kind, off, size) in [
+        (section::META, meta_off, meta.len() as u64),
+        (section::WEIGHTS, weights_off, weights.len() as u64),
+    ] {
         table.u32(kind);
         table.u32(0);
         table.u64(off);
@@ -672,11 +744,17 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
     }
     let version = d.u32()?;
     if version != VERSION {
-        return Err(FormatError::UnsupportedVersion { found: version, supported: VERSION });
+        return Err(FormatError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
     }
     let header_size = d.u32()?;
     if header_size as usize != HEADER_SIZE {
-        return Err(invalid("header", format!("header size {header_size}, expected {HEADER_SIZE}")));
+        return Err(invalid(
+            "header",
+            format!("header size {header_size}, expected {HEADER_SIZE}"),
+        ));
     }
     let features = d.u64()?;
     let stored = d.u64()?;
@@ -684,16 +762,27 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
     let _reserved = d.u32()?;
     let file_size = d.u64()?;
     if bytes.len() < HEADER_SIZE {
-        return Err(FormatError::Truncated { section: "header", at: bytes.len() as u64 });
+        return Err(FormatError::Truncated {
+            section: "header",
+            at: bytes.len() as u64,
+        });
     }
     if file_size != bytes.len() as u64 {
-        return Err(FormatError::Truncated { section: "file", at: bytes.len() as u64 });
+        return Err(FormatError::Truncated {
+            section: "file",
+            at: bytes.len() as u64,
+        });
     }
     if n == 0 || n > 64 {
         return Err(invalid("section table", format!("{n} sections")));
     }
     let table_end = HEADER_SIZE + 24 * n as usize;
-    let table = bytes.get(HEADER_SIZE..table_end).ok_or(FormatError::Truncated { section: "section table", at: bytes.len() as u64 })?;
+    let table = bytes
+        .get(HEADER_SIZE..table_end)
+        .ok_or(FormatError::Truncated {
+            section: "section table",
+            at: bytes.len() as u64,
+        })?;
     let t = &mut Dec::new(table, "section table");
     let (mut meta, mut weights) = (None, None);
     for _ in 0..n {
@@ -701,15 +790,23 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
         let _ = t.u32()?;
         let off = t.u64()?;
         let size = t.u64()?;
-        let end = off.checked_add(size).filter(|&e| e <= bytes.len() as u64 && off >= table_end as u64);
+        let end = off
+            .checked_add(size)
+            .filter(|&e| e <= bytes.len() as u64 && off >= table_end as u64);
         let Some(end) = end else {
-            return Err(invalid("section table", format!("section {kind} at {off}+{size} lies outside the file")));
+            return Err(invalid(
+                "section table",
+                format!("section {kind} at {off}+{size} lies outside the file"),
+            ));
         };
         match kind {
             section::META => meta = Some(off as usize..end as usize),
             section::WEIGHTS => {
                 if off % WEIGHT_ALIGN != 0 {
-                    return Err(invalid("section table", format!("weights at offset {off} are not {WEIGHT_ALIGN}-byte aligned")));
+                    return Err(invalid(
+                        "section table",
+                        format!("weights at offset {off} are not {WEIGHT_ALIGN}-byte aligned"),
+                    ));
                 }
                 weights = Some(off as usize..end as usize);
             }
@@ -724,7 +821,11 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
     }
     let plan = decode_meta(&bytes[meta])?;
     verify(&plan, (weights.end - weights.start) as u64)?;
-    Ok(PlanFile { plan, weights, features })
+    Ok(PlanFile {
+        plan,
+        weights,
+        features,
+    })
 }
 
 #[cfg(test)]

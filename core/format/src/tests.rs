@@ -6,20 +6,30 @@ use super::*;
 /// sub-plans, a rebinding, a kernel version, every attribute kind.
 fn sample() -> (Plan, Vec<u8>) {
     let exprs = vec![
-        Expr::Sym(0),          // 0: n
-        Expr::Const(4),        // 1
-        Expr::Mul(0, 1),       // 2: 4n  (bytes of [n] f32)
-        Expr::Const(0),        // 3: offset 0
-        Expr::Const(2),        // 4
-        Expr::Sym(1),          // 5: k (fresh)
-        Expr::CeilDiv(2, 1),   // 6
-        Expr::Max(6, 4),       // 7
-        Expr::Const(64),       // 8: arena size
+        Expr::Sym(0),        // 0: n
+        Expr::Const(4),      // 1
+        Expr::Mul(0, 1),     // 2: 4n  (bytes of [n] f32)
+        Expr::Const(0),      // 3: offset 0
+        Expr::Const(2),      // 4
+        Expr::Sym(1),        // 5: k (fresh)
+        Expr::CeilDiv(2, 1), // 6
+        Expr::Max(6, 4),     // 7
+        Expr::Const(64),     // 8: arena size
     ];
-    let t = |name: &str, dtype, shape: Vec<u32>, storage| Tensor { name: name.into(), dtype, shape, storage };
+    let t = |name: &str, dtype, shape: Vec<u32>, storage| Tensor {
+        name: name.into(),
+        dtype,
+        shape,
+        storage,
+    };
     let tensors = vec![
         t("x", DType::F32, vec![0], Storage::Input(0)),
-        t("w", DType::F32, vec![4], Storage::Weight { offset: 0, len: 8 }),
+        t(
+            "w",
+            DType::F32,
+            vec![4],
+            Storage::Weight { offset: 0, len: 8 },
+        ),
         t("y", DType::F32, vec![0], Storage::Arena { offset: 3 }),
         t("nz", DType::I64, vec![4, 5], Storage::Dynamic),
         t("b", DType::F32, vec![0], Storage::Dynamic),
@@ -33,7 +43,10 @@ fn sample() -> (Plan, Vec<u8>) {
         inputs: ins,
         outputs: outs,
         bodies: vec![],
-        versions: vec![KernelVersion { id: 0, when: vec![] }],
+        versions: vec![KernelVersion {
+            id: 0,
+            when: vec![],
+        }],
         rebinds: vec![],
     };
     let mut add = step("add", "Add", vec![Some(0), None], vec![Some(2)]);
@@ -45,22 +58,54 @@ fn sample() -> (Plan, Vec<u8>) {
         ("e".into(), AttrValue::Str("NOTSET".into())),
         ("f".into(), AttrValue::Tensor(1)),
     ];
-    add.versions.push(KernelVersion { id: 1, when: vec![(0, 1, 64)] });
+    add.versions.push(KernelVersion {
+        id: 1,
+        when: vec![(0, 1, 64)],
+    });
     let mut nz = step("nonzero", "NonZero", vec![Some(2)], vec![Some(3)]);
-    nz.rebinds.push(Rebind { sym: 1, tensor: 3, dim: 1 });
+    nz.rebinds.push(Rebind {
+        sym: 1,
+        tensor: 3,
+        dim: 1,
+    });
     let mut iff = step("branch", "If", vec![Some(6)], vec![Some(4)]);
     iff.bodies = vec![1, 2];
     let plan = Plan {
         symbols: vec![
-            Symbol { name: "n".into(), lo: 1, hi: 512, origin: None },
-            Symbol { name: "nonzero_nz".into(), lo: 0, hi: i64::MAX, origin: Some("nonzero".into()) },
+            Symbol {
+                name: "n".into(),
+                lo: 1,
+                hi: 512,
+                origin: None,
+            },
+            Symbol {
+                name: "nonzero_nz".into(),
+                lo: 0,
+                hi: i64::MAX,
+                origin: Some("nonzero".into()),
+            },
         ],
         exprs,
         tensors,
         graphs: vec![
-            Graph { inputs: vec![0], outputs: vec![4], steps: vec![add, nz, iff], value_binds: vec![] },
-            Graph { inputs: vec![], outputs: vec![5], steps: vec![step("t", "Relu", vec![Some(2)], vec![Some(5)])], value_binds: vec![] },
-            Graph { inputs: vec![], outputs: vec![2], steps: vec![], value_binds: vec![] },
+            Graph {
+                inputs: vec![0],
+                outputs: vec![4],
+                steps: vec![add, nz, iff],
+                value_binds: vec![],
+            },
+            Graph {
+                inputs: vec![],
+                outputs: vec![5],
+                steps: vec![step("t", "Relu", vec![Some(2)], vec![Some(5)])],
+                value_binds: vec![],
+            },
+            Graph {
+                inputs: vec![],
+                outputs: vec![2],
+                steps: vec![],
+                value_binds: vec![],
+            },
         ],
         arena_size: 8,
         producer: "test".into(),
@@ -90,7 +135,11 @@ fn round_trip() {
 fn every_truncation_is_rejected() {
     let bytes = file();
     for cut in 0..bytes.len() {
-        assert!(read(&bytes[..cut]).is_err(), "accepted a plan cut at {cut} of {}", bytes.len());
+        assert!(
+            read(&bytes[..cut]).is_err(),
+            "accepted a plan cut at {cut} of {}",
+            bytes.len()
+        );
     }
 }
 
@@ -120,13 +169,25 @@ fn header_errors_are_named() {
     assert_eq!(read(&b), Err(FormatError::BadMagic));
     let mut b = bytes.clone();
     b[8..12].copy_from_slice(&2u32.to_le_bytes());
-    assert_eq!(read(&b), Err(FormatError::UnsupportedVersion { found: 2, supported: 1 }));
+    assert_eq!(
+        read(&b),
+        Err(FormatError::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        })
+    );
     let mut b = bytes.clone();
     b[30] ^= 1; // inside the checksum
     assert!(matches!(read(&b), Err(FormatError::Checksum { .. })));
     let mut b = bytes.clone();
     b.push(0);
-    assert!(matches!(read(&b), Err(FormatError::Truncated { section: "file", .. })));
+    assert!(matches!(
+        read(&b),
+        Err(FormatError::Truncated {
+            section: "file",
+            ..
+        })
+    ));
 }
 
 /// Rewrites the section table entry `k` and fixes the checksum, so the structural check runs.
@@ -139,7 +200,9 @@ fn with_section(bytes: &[u8], k: usize, off: u64, size: u64) -> Vec<u8> {
         let t = &b[HEADER_SIZE..HEADER_SIZE + 24];
         let o = u64::from_le_bytes(t[8..16].try_into().unwrap()) as usize;
         let s = u64::from_le_bytes(t[16..24].try_into().unwrap()) as usize;
-        b.get(o..o.saturating_add(s)).map(|m| m.to_vec()).unwrap_or_default()
+        b.get(o..o.saturating_add(s))
+            .map(|m| m.to_vec())
+            .unwrap_or_default()
     };
     let sum = checksum(&b[..HEADER_SIZE], &b[HEADER_SIZE..HEADER_SIZE + 48], &meta);
     b[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
@@ -150,10 +213,25 @@ fn with_section(bytes: &[u8], k: usize, off: u64, size: u64) -> Vec<u8> {
 fn section_offsets_out_of_bounds_are_rejected() {
     let bytes = file();
     let len = bytes.len() as u64;
-    for (k, off, size) in [(0, len, 10), (0, 10, 10), (1, len - 8, 64), (1, u64::MAX - 3, 8), (1, 65, 0)] {
+    for (k, off, size) in [
+        (0, len, 10),
+        (0, 10, 10),
+        (1, len - 8, 64),
+        (1, u64::MAX - 3, 8),
+        (1, 65, 0),
+    ] {
         let b = with_section(&bytes, k, off, size);
         let e = read(&b).unwrap_err();
-        assert!(matches!(e, FormatError::Invalid { section: "section table", .. } | FormatError::Truncated { .. }), "{k} {off} {size}: {e}");
+        assert!(
+            matches!(
+                e,
+                FormatError::Invalid {
+                    section: "section table",
+                    ..
+                } | FormatError::Truncated { .. }
+            ),
+            "{k} {off} {size}: {e}"
+        );
     }
 }
 
@@ -161,7 +239,10 @@ fn rejects(mutate: impl FnOnce(&mut Plan), expect: &str) {
     let (mut p, w) = sample();
     mutate(&mut p);
     let e = read(&write(&p, &w, 0)).unwrap_err();
-    assert!(e.to_string().contains(expect), "expected `{expect}`, got `{e}`");
+    assert!(
+        e.to_string().contains(expect),
+        "expected `{expect}`, got `{e}`"
+    );
 }
 
 #[test]
@@ -169,24 +250,60 @@ fn invalid_plans_with_valid_checksums_are_rejected() {
     rejects(|p| p.exprs[2] = Expr::Mul(0, 5), "refers forward");
     rejects(|p| p.exprs[0] = Expr::Sym(9), "missing symbol");
     rejects(|p| p.arena_size = 99, "arena size");
-    rejects(|p| p.tensors[0].shape = vec![77], "shape expression out of range");
-    rejects(|p| p.tensors[1].storage = Storage::Weight { offset: 64, len: 8 }, "outside the weights section");
-    rejects(|p| p.tensors[1].storage = Storage::Weight { offset: 4, len: 8 }, "aligned");
-    rejects(|p| p.tensors[1].storage = Storage::Weight { offset: 0, len: 12 }, "12 bytes for 2 elements");
+    rejects(
+        |p| p.tensors[0].shape = vec![77],
+        "shape expression out of range",
+    );
+    rejects(
+        |p| p.tensors[1].storage = Storage::Weight { offset: 64, len: 8 },
+        "outside the weights section",
+    );
+    rejects(
+        |p| p.tensors[1].storage = Storage::Weight { offset: 4, len: 8 },
+        "aligned",
+    );
+    rejects(
+        |p| p.tensors[1].storage = Storage::Weight { offset: 0, len: 12 },
+        "12 bytes for 2 elements",
+    );
     rejects(|p| p.tensors[1].shape = vec![0], "non-constant shape");
-    rejects(|p| p.tensors[2].storage = Storage::Input(3), "model input 3");
-    rejects(|p| p.tensors[2].storage = Storage::Arena { offset: 40 }, "arena offset");
-    rejects(|p| p.graphs[0].steps[0].inputs[0] = Some(100), "tensor 100 does not exist");
-    rejects(|p| p.graphs[0].steps[0].attrs[5].1 = AttrValue::Tensor(2), "not a weight tensor");
+    rejects(
+        |p| p.tensors[2].storage = Storage::Input(3),
+        "model input 3",
+    );
+    rejects(
+        |p| p.tensors[2].storage = Storage::Arena { offset: 40 },
+        "arena offset",
+    );
+    rejects(
+        |p| p.graphs[0].steps[0].inputs[0] = Some(100),
+        "tensor 100 does not exist",
+    );
+    rejects(
+        |p| p.graphs[0].steps[0].attrs[5].1 = AttrValue::Tensor(2),
+        "not a weight tensor",
+    );
     rejects(|p| p.graphs[0].steps[1].rebinds[0].dim = 5, "bad rebinding");
-    rejects(|p| p.graphs[0].steps[1].rebinds[0].tensor = 2, "bad rebinding");
+    rejects(
+        |p| p.graphs[0].steps[1].rebinds[0].tensor = 2,
+        "bad rebinding",
+    );
     rejects(|p| p.graphs[0].steps[2].bodies = vec![1, 1], "used twice");
-    rejects(|p| p.graphs[0].steps[2].bodies = vec![1, 0], "sub-plan 0 does not exist");
+    rejects(
+        |p| p.graphs[0].steps[2].bodies = vec![1, 0],
+        "sub-plan 0 does not exist",
+    );
     rejects(|p| p.graphs[0].steps[2].bodies = vec![1], "not reachable");
     rejects(|p| p.graphs[1].steps[0].bodies = vec![2], "used twice");
-    rejects(|p| p.graphs[0].steps[0].versions[1].when[0] = (0, 9, 1), "bad version condition");
+    rejects(
+        |p| p.graphs[0].steps[0].versions[1].when[0] = (0, 9, 1),
+        "bad version condition",
+    );
     rejects(|p| p.symbols[0].lo = 600, "empty range");
-    rejects(|p| p.graphs[0].value_binds = vec![(0, 5)], "bad value binding");
+    rejects(
+        |p| p.graphs[0].value_binds = vec![(0, 5)],
+        "bad value binding",
+    );
     rejects(
         |p| {
             p.graphs.clear();
@@ -207,7 +324,10 @@ fn eval_pool_binds_progressively() {
     eval_pool(&p.exprs, &[Some(5), Some(3)], &mut out).unwrap();
     assert_eq!(out[5], Some(3));
     let div0 = [Expr::Const(1), Expr::Const(0), Expr::FloorDiv(0, 1)];
-    assert_eq!(eval_pool(&div0, &[], &mut out), Err(EvalError::DivByZero(2)));
+    assert_eq!(
+        eval_pool(&div0, &[], &mut out),
+        Err(EvalError::DivByZero(2))
+    );
 }
 
 proptest! {

@@ -95,7 +95,10 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
         model,
         a,
         arena: a.arena.clone(),
-        plan: fmt::Plan { producer: opts.producer.clone(), ..fmt::Plan::default() },
+        plan: fmt::Plan {
+            producer: opts.producer.clone(),
+            ..fmt::Plan::default()
+        },
         weights: Vec::new(),
         pool: HashMap::new(),
         lowered: HashMap::new(),
@@ -104,7 +107,12 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     };
     for s in a.arena.symbol_ids() {
         let info = a.arena.symbol_info(s);
-        p.plan.symbols.push(fmt::Symbol { name: info.name.clone(), lo: info.lo, hi: info.hi, origin: info.origin.clone() });
+        p.plan.symbols.push(fmt::Symbol {
+            name: info.name.clone(),
+            lo: info.lo,
+            hi: info.hi,
+            origin: info.origin.clone(),
+        });
     }
     // Model inputs first, so `Storage::Input(i)` follows the main graph's input order.
     for (i, &v) in model.main.inputs.iter().enumerate() {
@@ -114,7 +122,10 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     let main = p.graph(&model.main, true)?;
     p.plan.graphs[0] = main;
     p.layout_arena()?;
-    Ok(Planned { plan: p.plan, weights: p.weights })
+    Ok(Planned {
+        plan: p.plan,
+        weights: p.weights,
+    })
 }
 
 impl Planner<'_> {
@@ -139,7 +150,11 @@ impl Planner<'_> {
             XNode::Poly(terms) => {
                 let mut acc: Option<u32> = None;
                 for t in terms {
-                    let mut prod: Option<u32> = if t.coeff != 1 || t.atoms.is_empty() { Some(self.push(fmt::Expr::Const(t.coeff))) } else { None };
+                    let mut prod: Option<u32> = if t.coeff != 1 || t.atoms.is_empty() {
+                        Some(self.push(fmt::Expr::Const(t.coeff)))
+                    } else {
+                        None
+                    };
                     for a in t.atoms {
                         let ai = self.lower(a);
                         prod = Some(match prod {
@@ -172,7 +187,11 @@ impl Planner<'_> {
                 let mut acc = self.lower(args[0]);
                 for &x in &args[1..] {
                     let xi = self.lower(x);
-                    acc = self.push(if is_min { fmt::Expr::Min(acc, xi) } else { fmt::Expr::Max(acc, xi) });
+                    acc = self.push(if is_min {
+                        fmt::Expr::Min(acc, xi)
+                    } else {
+                        fmt::Expr::Max(acc, xi)
+                    });
                 }
                 acc
             }
@@ -188,11 +207,20 @@ impl Planner<'_> {
                 .iter()
                 .map(|x| match x {
                     Dim::Known(e) => Ok(*e),
-                    Dim::Undef => Err(PlanError::UnknownShape { tensor: name(), why: "a dim is undef" }),
+                    Dim::Undef => Err(PlanError::UnknownShape {
+                        tensor: name(),
+                        why: "a dim is undef",
+                    }),
                 })
                 .collect(),
-            Shape::Undef => Err(PlanError::UnknownShape { tensor: name(), why: "rank undef" }),
-            Shape::Unknown => Err(PlanError::UnknownShape { tensor: name(), why: "unknown" }),
+            Shape::Undef => Err(PlanError::UnknownShape {
+                tensor: name(),
+                why: "rank undef",
+            }),
+            Shape::Unknown => Err(PlanError::UnknownShape {
+                tensor: name(),
+                why: "unknown",
+            }),
         }
     }
 
@@ -202,22 +230,37 @@ impl Planner<'_> {
             return Ok(t);
         }
         let val = self.model.value(v);
-        let dt = self.a.fact(v).dtype.or(val.dtype).and_then(dtype).ok_or_else(|| PlanError::UnsupportedType(val.name.clone()))?;
+        let dt = self
+            .a
+            .fact(v)
+            .dtype
+            .or(val.dtype)
+            .and_then(dtype)
+            .ok_or_else(|| PlanError::UnsupportedType(val.name.clone()))?;
         let dims = self.dims_of(v)?;
         let shape = dims.iter().map(|&e| self.lower(e)).collect();
         let storage = match (storage, &val.kind) {
             (Some(s), _) => s,
             (None, ValueKind::Const(t)) => {
-                let off = self.weights.len().div_ceil(fmt::WEIGHT_ALIGN as usize) * fmt::WEIGHT_ALIGN as usize;
+                let off = self.weights.len().div_ceil(fmt::WEIGHT_ALIGN as usize)
+                    * fmt::WEIGHT_ALIGN as usize;
                 self.weights.resize(off, 0);
                 self.weights.extend_from_slice(&t.bytes);
-                fmt::Storage::Weight { offset: off as u64, len: t.bytes.len() as u64 }
+                fmt::Storage::Weight {
+                    offset: off as u64,
+                    len: t.bytes.len() as u64,
+                }
             }
             // Main-graph tensors get arena offsets in `layout_arena`.
             (None, _) => fmt::Storage::Dynamic,
         };
         let t = self.plan.tensors.len() as u32;
-        self.plan.tensors.push(fmt::Tensor { name: val.name.clone(), dtype: dt, shape, storage });
+        self.plan.tensors.push(fmt::Tensor {
+            name: val.name.clone(),
+            dtype: dt,
+            shape,
+            storage,
+        });
         self.tensor_of.insert(v, t);
         Ok(t)
     }
@@ -245,7 +288,10 @@ impl Planner<'_> {
     fn step(&mut self, n: NodeId) -> Result<fmt::Step, PlanError> {
         let node = self.model.node(n);
         if let OpKind::Other(op) = &node.op {
-            return Err(PlanError::UnsupportedOp { node: node.name.clone(), op: op.clone() });
+            return Err(PlanError::UnsupportedOp {
+                node: node.name.clone(),
+                op: op.clone(),
+            });
         }
         let mut attrs = Vec::new();
         for (k, v) in &node.attrs {
@@ -257,27 +303,52 @@ impl Planner<'_> {
                 Attr::Str(s) => fmt::AttrValue::Str(s.clone()),
                 Attr::Strs(v) => fmt::AttrValue::Str(v.join("\u{1f}")),
                 Attr::Tensor(t) => {
-                    let dt = dtype(t.dtype).ok_or_else(|| PlanError::UnsupportedType(format!("{}.{k}", node.name)))?;
-                    let off = self.weights.len().div_ceil(fmt::WEIGHT_ALIGN as usize) * fmt::WEIGHT_ALIGN as usize;
+                    let dt = dtype(t.dtype)
+                        .ok_or_else(|| PlanError::UnsupportedType(format!("{}.{k}", node.name)))?;
+                    let off = self.weights.len().div_ceil(fmt::WEIGHT_ALIGN as usize)
+                        * fmt::WEIGHT_ALIGN as usize;
                     self.weights.resize(off, 0);
                     self.weights.extend_from_slice(&t.bytes);
-                    let shape = t.dims.iter().map(|&d| self.push(fmt::Expr::Const(d as i64))).collect();
+                    let shape = t
+                        .dims
+                        .iter()
+                        .map(|&d| self.push(fmt::Expr::Const(d as i64)))
+                        .collect();
                     let ti = self.plan.tensors.len() as u32;
                     self.plan.tensors.push(fmt::Tensor {
                         name: format!("{}.{k}", node.name),
                         dtype: dt,
                         shape,
-                        storage: fmt::Storage::Weight { offset: off as u64, len: t.bytes.len() as u64 },
+                        storage: fmt::Storage::Weight {
+                            offset: off as u64,
+                            len: t.bytes.len() as u64,
+                        },
                     });
                     fmt::AttrValue::Tensor(ti)
                 }
             };
             attrs.push((k.clone(), av));
         }
-        let inputs = node.inputs.iter().map(|&v| self.opt_tensor(v)).collect::<Result<Vec<_>, _>>()?;
-        let outputs = node.outputs.iter().map(|&v| self.opt_tensor(v)).collect::<Result<Vec<_>, _>>()?;
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|&v| self.opt_tensor(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = node
+            .outputs
+            .iter()
+            .map(|&v| self.opt_tensor(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Sub-plans in a fixed order, whatever the attribute order in the file: If: then, else.
+        let ordered: Vec<&Body> = match node.op {
+            OpKind::If => ["then_branch", "else_branch"]
+                .iter()
+                .filter_map(|n| node.body(n))
+                .collect(),
+            _ => node.bodies.iter().map(|(_, b)| b).collect(),
+        };
         let mut bodies = Vec::new();
-        for (_, b) in &node.bodies {
+        for b in ordered {
             let gi = self.plan.graphs.len() as u32;
             self.plan.graphs.push(fmt::Graph::default());
             let mut g = self.graph(b, false)?;
@@ -294,12 +365,23 @@ impl Planner<'_> {
         // Rebinding points: fresh symbols originating here that stand alone as an output dim.
         let mut rebinds = Vec::new();
         for (k, o) in node.outputs.iter().enumerate() {
-            let (Some(v), Some(t)) = (*o, outputs[k]) else { continue };
+            let (Some(v), Some(t)) = (*o, outputs[k]) else {
+                continue;
+            };
             for (j, e) in self.dims_of(v)?.into_iter().enumerate() {
                 if let Some(s) = self.arena.as_sym(e) {
                     let origin = self.arena.symbol_info(s).origin.as_deref();
-                    if self.fresh.contains(&s) && origin == Some(node.name.as_str()) && !rebinds.iter().any(|r: &fmt::Rebind| r.sym == s.index() as u32) {
-                        rebinds.push(fmt::Rebind { sym: s.index() as u32, tensor: t, dim: j as u32 });
+                    if self.fresh.contains(&s)
+                        && origin == Some(node.name.as_str())
+                        && !rebinds
+                            .iter()
+                            .any(|r: &fmt::Rebind| r.sym == s.index() as u32)
+                    {
+                        rebinds.push(fmt::Rebind {
+                            sym: s.index() as u32,
+                            tensor: t,
+                            dim: j as u32,
+                        });
                     }
                 }
             }
@@ -311,7 +393,10 @@ impl Planner<'_> {
             inputs,
             outputs,
             bodies,
-            versions: vec![fmt::KernelVersion { id: 0, when: vec![] }],
+            versions: vec![fmt::KernelVersion {
+                id: 0,
+                when: vec![],
+            }],
             rebinds,
         })
     }
@@ -325,11 +410,18 @@ impl Planner<'_> {
             let outs = self.model.node(n).outputs.clone();
             for v in outs.into_iter().flatten() {
                 let dims = self.dims_of(v)?;
-                let uses_fresh = dims.iter().any(|&e| self.arena.free_symbols(e).iter().any(|s| self.fresh.contains(s)));
+                let uses_fresh = dims.iter().any(|&e| {
+                    self.arena
+                        .free_symbols(e)
+                        .iter()
+                        .any(|s| self.fresh.contains(s))
+                });
                 if uses_fresh {
                     continue;
                 }
-                let Some(&t) = self.tensor_of.get(&v) else { continue };
+                let Some(&t) = self.tensor_of.get(&v) else {
+                    continue;
+                };
                 let elem = self.plan.tensors[t as usize].dtype.size() as i64;
                 let numel = self.arena.product(&dims);
                 let bytes = self.arena.mul_const(numel, elem);

@@ -1,0 +1,262 @@
+//! `sod2 compile`, `sod2 run`, `sod2 inspect`.
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use sod2_analysis::DimRange;
+use sod2_format::{expr_text, Storage};
+use sod2_runtime::{Plan, Session, TensorIn};
+
+use crate::npy;
+
+/// Compiles an ONNX model into a plan file.
+pub fn compile(model: &Path, out: &Path, ranges: Vec<DimRange>, text: &mut String) -> Result<()> {
+    let m = sod2_onnx::load(model).with_context(|| format!("importing {}", model.display()))?;
+    let a = sod2_analysis::analyze(
+        &m,
+        &sod2_analysis::Options {
+            ranges,
+            ..Default::default()
+        },
+    )?;
+    let producer = format!(
+        "sod2 {} (compile {})",
+        env!("CARGO_PKG_VERSION"),
+        model
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    let planned = sod2_planner::plan(&m, &a, &sod2_planner::Options { producer })?;
+    let bytes = sod2_format::write(&planned.plan, &planned.weights, 0);
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    let _ = writeln!(
+        text,
+        "wrote {} ({} bytes: {} steps, {} tensors, {} expressions, {} bytes of weights)",
+        out.display(),
+        bytes.len(),
+        planned
+            .plan
+            .graphs
+            .iter()
+            .map(|g| g.steps.len())
+            .sum::<usize>(),
+        planned.plan.tensors.len(),
+        planned.plan.exprs.len(),
+        planned.weights.len()
+    );
+    Ok(())
+}
+
+/// Runs a plan on `.npy` inputs, writes one `.npy` per output.
+pub fn run(plan_path: &Path, inputs: &[String], out_dir: &Path, text: &mut String) -> Result<()> {
+    let plan = Plan::load(plan_path)?;
+    let want = plan.inputs();
+    let mut arrays = Vec::new();
+    for spec in inputs {
+        let (name, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--input `{spec}`: expected NAME=FILE.npy"))?;
+        let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+        let arr = npy::parse(&bytes).with_context(|| format!("parsing {file}"))?;
+        arrays.push((name.to_string(), arr));
+    }
+    let mut ordered = Vec::new();
+    for w in &want {
+        let Some((_, a)) = arrays.iter().find(|(n, _)| *n == w.name) else {
+            bail!(
+                "missing --input {}=FILE.npy (the model's inputs: {})",
+                w.name,
+                want.iter()
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        ordered.push(a);
+    }
+    if let Some((n, _)) = arrays
+        .iter()
+        .find(|(n, _)| !want.iter().any(|w| &w.name == n))
+    {
+        bail!("the model has no input `{n}`");
+    }
+    let tensors: Vec<TensorIn<'_>> = ordered
+        .iter()
+        .map(|a| TensorIn::raw(a.dtype, &a.data, &a.dims))
+        .collect();
+    let mut s = Session::new(plan);
+    let shapes: Vec<Vec<usize>> = ordered.iter().map(|a| a.dims.clone()).collect();
+    let t0 = std::time::Instant::now();
+    let arena = s.prepare(&shapes)?;
+    let t_prep = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    let outs = s.run(&tensors)?;
+    let t_run = t1.elapsed();
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    for o in &outs {
+        let file = out_dir.join(format!("{}.npy", sanitize(&o.name)));
+        std::fs::write(&file, npy::write(o.dtype, &o.dims, &o.data))
+            .with_context(|| format!("writing {}", file.display()))?;
+        let _ = writeln!(
+            text,
+            "{} {} {:?} -> {}",
+            o.name,
+            o.dtype.name(),
+            o.dims,
+            file.display()
+        );
+    }
+    let _ = writeln!(
+        text,
+        "prepare {:.1} us, run {:.3} ms, arena {} bytes, dynamic peak {} bytes",
+        t_prep.as_secs_f64() * 1e6,
+        t_run.as_secs_f64() * 1e3,
+        arena,
+        s.peak_dynamic_bytes()
+    );
+    Ok(())
+}
+
+/// File-name-safe version of a tensor name.
+pub fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Prints the plan: symbols, inputs, outputs, arena size, tensors and steps.
+pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
+    let plan = Plan::load(plan_path)?;
+    let p = plan.meta();
+    let e = |i: u32| expr_text(&p.exprs, &p.symbols, i);
+    let _ = writeln!(
+        text,
+        "plan {} (format {}), producer: {}",
+        plan_path.display(),
+        sod2_format::VERSION,
+        p.producer
+    );
+    let _ = writeln!(text, "symbols:");
+    for s in &p.symbols {
+        let hi = if s.hi == i64::MAX {
+            "inf".to_string()
+        } else {
+            s.hi.to_string()
+        };
+        let origin = s
+            .origin
+            .as_ref()
+            .map(|o| format!("  (bound after step `{o}`)"))
+            .unwrap_or_default();
+        let _ = writeln!(text, "  {} in {}..={}{}", s.name, s.lo, hi, origin);
+    }
+    for (label, list) in [("inputs", plan.inputs()), ("outputs", plan.outputs())] {
+        let _ = writeln!(text, "{label}:");
+        for io in list {
+            let _ = writeln!(
+                text,
+                "  {} {} [{}]",
+                io.name,
+                io.dtype.name(),
+                io.dims.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(text, "arena bytes: {}", e(p.arena_size));
+    // The arena at the ends of the declared input ranges.
+    let inputs: Vec<usize> = (0..p.symbols.len())
+        .filter(|&i| p.symbols[i].origin.is_none())
+        .collect();
+    if inputs.iter().all(|&i| p.symbols[i].hi != i64::MAX) {
+        for (label, pick) in [("lo", true), ("hi", false)] {
+            let syms: Vec<Option<i64>> = p
+                .symbols
+                .iter()
+                .map(|s| {
+                    if s.origin.is_none() {
+                        Some(if pick { s.lo } else { s.hi })
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            let mut vals = Vec::new();
+            if sod2_format::eval_pool(&p.exprs, &syms, &mut vals).is_ok() {
+                if let Some(v) = vals[p.arena_size as usize] {
+                    let _ = writeln!(text, "  at every input symbol's {label}: {v} bytes");
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        text,
+        "weights: {} bytes ({})",
+        plan.weight_bytes(),
+        if plan.is_mapped() {
+            "memory-mapped, used in place"
+        } else {
+            "in memory"
+        }
+    );
+    let _ = writeln!(text, "tensors:");
+    for (i, t) in p.tensors.iter().enumerate() {
+        let st = match t.storage {
+            Storage::Arena { offset } => format!("arena @ {}", e(offset)),
+            Storage::Weight { offset, len } => format!("weight @ {offset} ({len} bytes)"),
+            Storage::Input(k) => format!("input {k}"),
+            Storage::Dynamic => "dynamic".to_string(),
+        };
+        let dims: Vec<String> = t.shape.iter().map(|&d| e(d)).collect();
+        let _ = writeln!(
+            text,
+            "  #{i} {} {} [{}] {st}",
+            t.name,
+            t.dtype.name(),
+            dims.join(", ")
+        );
+    }
+    for (gi, g) in p.graphs.iter().enumerate() {
+        let _ = writeln!(text, "graph {gi}{}:", if gi == 0 { " (main)" } else { "" });
+        for s in &g.steps {
+            let io = |v: &[Option<u32>]| {
+                v.iter()
+                    .map(|t| t.map_or("-".into(), |t| format!("#{t}")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let bodies = if s.bodies.is_empty() {
+                String::new()
+            } else {
+                format!(" bodies {:?}", s.bodies)
+            };
+            let rb = if s.rebinds.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " binds {}",
+                    s.rebinds
+                        .iter()
+                        .map(|r| p.symbols[r.sym as usize].name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let _ = writeln!(
+                text,
+                "  {} {}({}) -> {}{bodies}{rb}",
+                s.name,
+                s.kernel,
+                io(&s.inputs),
+                io(&s.outputs)
+            );
+        }
+    }
+    Ok(())
+}

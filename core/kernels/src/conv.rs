@@ -1,0 +1,179 @@
+//! Convolutions (2-D; 1-D runs as 2-D with a unit height) and transposed convolutions.
+
+/// Geometry of a 2-D window op.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Kernel height and width.
+    pub k: [usize; 2],
+    /// Strides.
+    pub s: [usize; 2],
+    /// Dilations.
+    pub d: [usize; 2],
+    /// Padding at the beginning (top, left).
+    pub pb: [usize; 2],
+}
+
+/// Direct convolution: x `[n, c, h, w]`, w `[m, c/g, kh, kw]`, out `[n, m, oh, ow]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let cg = c / g;
+    let mg = m / g;
+    let [kh, kw] = win.k;
+    for b in 0..n {
+        for oc in 0..m {
+            let grp = oc / mg;
+            let bv = bias.map_or(0.0, |bs| bs[oc]);
+            let obase = ((b * m) + oc) * oh * ow;
+            out[obase..obase + oh * ow].fill(bv);
+            for ic in 0..cg {
+                let xc = grp * cg + ic;
+                let xbase = ((b * c) + xc) * h * wi;
+                let wbase = ((oc * cg) + ic) * kh * kw;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wv = w[wbase + ky * kw + kx];
+                        for oy in 0..oh {
+                            let iy = (oy * win.s[0] + ky * win.d[0]) as isize - win.pb[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            let xrow = xbase + iy as usize * wi;
+                            let orow = obase + oy * ow;
+                            for ox in 0..ow {
+                                let ix =
+                                    (ox * win.s[1] + kx * win.d[1]) as isize - win.pb[1] as isize;
+                                if ix >= 0 && ix < wi as isize {
+                                    out[orow + ox] += wv * x[xrow + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Transposed convolution: x `[n, c, h, w]`, w `[c, m/g, kh, kw]`, out `[n, m, oh, ow]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let cg = c / g;
+    let mg = m / g;
+    let [kh, kw] = win.k;
+    for b in 0..n {
+        for oc in 0..m {
+            let bv = bias.map_or(0.0, |bs| bs[oc]);
+            let obase = ((b * m) + oc) * oh * ow;
+            out[obase..obase + oh * ow].fill(bv);
+        }
+        for ic in 0..c {
+            let grp = ic / cg;
+            for ocg in 0..mg {
+                let oc = grp * mg + ocg;
+                let obase = ((b * m) + oc) * oh * ow;
+                let wbase = ((ic * mg) + ocg) * kh * kw;
+                let xbase = ((b * c) + ic) * h * wi;
+                for iy in 0..h {
+                    for ix in 0..wi {
+                        let xv = x[xbase + iy * wi + ix];
+                        for ky in 0..kh {
+                            let oy = (iy * win.s[0] + ky * win.d[0]) as isize - win.pb[0] as isize;
+                            if oy < 0 || oy >= oh as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ox =
+                                    (ix * win.s[1] + kx * win.d[1]) as isize - win.pb[1] as isize;
+                                if ox >= 0 && ox < ow as isize {
+                                    out[obase + oy as usize * ow + ox as usize] +=
+                                        xv * w[wbase + ky * kw + kx];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max or average pooling over `[n, c, h, w]`. `count_pad`: average divides by the full window.
+#[allow(clippy::too_many_arguments)]
+pub fn pool2d_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    win: Window,
+    max: bool,
+    count_pad: bool,
+    out: &mut [f32],
+    od: [usize; 4],
+    pads_end: [usize; 2],
+) {
+    let [n, c, h, w] = xd;
+    let [_, _, oh, ow] = od;
+    for p in 0..n * c {
+        let xb = p * h * w;
+        let ob = p * oh * ow;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
+                let mut cnt = 0usize;
+                let mut cnt_pad = 0usize;
+                for ky in 0..win.k[0] {
+                    let iy = (oy * win.s[0] + ky * win.d[0]) as isize - win.pb[0] as isize;
+                    for kx in 0..win.k[1] {
+                        let ix = (ox * win.s[1] + kx * win.d[1]) as isize - win.pb[1] as isize;
+                        let in_padded =
+                            iy < (h + pads_end[0]) as isize && ix < (w + pads_end[1]) as isize;
+                        if in_padded {
+                            cnt_pad += 1;
+                        }
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        let v = x[xb + iy as usize * w + ix as usize];
+                        if max {
+                            if v > acc || v.is_nan() {
+                                acc = v;
+                            }
+                        } else {
+                            acc += v;
+                        }
+                        cnt += 1;
+                    }
+                }
+                out[ob + oy * ow + ox] = if max {
+                    acc
+                } else if count_pad {
+                    acc / cnt_pad.max(1) as f32
+                } else {
+                    acc / cnt.max(1) as f32
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Data movement, element-size generic (`es` bytes per element).
+use crate::shape::{numel, strides};
+
+/// Transposes `x` (dims `d`) by `perm`.
+pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usize) {
+    let od: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
+    let xs = strides(d);
+    let ps: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+    crate::shape::for_each_offset(&od, [&ps], |o, [i]| {
+        out[o * es..o * es + es].copy_from_slice(&x[i * es..i * es + es])
+    });
+}
+
+/// Strided slice: per axis a start (already clamped) and a step; `od` is the output shape.
+pub fn slice(
+    x: &[u8],
+    d: &[usize],
+    starts: &[i64],
+    steps: &[i64],
+    out: &mut [u8],
+    od: &[usize],
+    es: usize,
+) {
+    let xs = strides(d);
+    let base: i64 = starts.iter().zip(&xs).map(|(&s, &st)| s * st as i64).sum();
+    let ss: Vec<i64> = steps
+        .iter()
+        .zip(&xs)
+        .map(|(&s, &st)| s * st as i64)
+        .collect();
+    let n = numel(od);
+    let os = strides(od);
+    for o in 0..n {
+        let mut rem = o;
+        let mut off = base;
+        for k in 0..od.len() {
+            off += (rem / os[k]) as i64 * ss[k];
+            rem %= os[k];
+        }
+        let i = off as usize;
+        out[o * es..o * es + es].copy_from_slice(&x[i * es..i * es + es]);
+    }
+}
+
+/// Concatenates along `axis`.
+pub fn concat(parts: &[(&[u8], &[usize])], axis: usize, out: &mut [u8], es: usize) {
+    let outer: usize = parts.first().map_or(1, |(_, d)| d[..axis].iter().product());
+    let mut pos = 0;
+    for o in 0..outer {
+        for (data, d) in parts {
+            let chunk = d[axis..].iter().product::<usize>() * es;
+            out[pos..pos + chunk].copy_from_slice(&data[o * chunk..(o + 1) * chunk]);
+            pos += chunk;
+        }
+    }
+}
+
+/// Gather along `axis` with (already normalised, in-range) indices.
+pub fn gather(x: &[u8], d: &[usize], axis: usize, idx: &[usize], out: &mut [u8], es: usize) {
+    let outer: usize = d[..axis].iter().product();
+    let inner: usize = d[axis + 1..].iter().product::<usize>() * es;
+    let n = d[axis];
+    let mut pos = 0;
+    for o in 0..outer {
+        for &i in idx {
+            let src = (o * n + i) * inner;
+            out[pos..pos + inner].copy_from_slice(&x[src..src + inner]);
+            pos += inner;
+        }
+    }
+}
+
+/// Pads with a constant (given as `es` bytes), or by `reflect` / `edge` / `wrap`.
+#[allow(clippy::too_many_arguments)]
+pub fn pad(
+    x: &[u8],
+    d: &[usize],
+    pads_begin: &[i64],
+    out: &mut [u8],
+    od: &[usize],
+    es: usize,
+    mode: &str,
+    value: &[u8],
+) {
+    let xs = strides(d);
+    let os = strides(od);
+    for o in 0..numel(od) {
+        let mut rem = o;
+        let mut off = 0usize;
+        let mut inside = true;
+        for k in 0..od.len() {
+            let oi = (rem / os[k]) as i64;
+            rem %= os[k];
+            let mut i = oi - pads_begin[k];
+            let n = d[k] as i64;
+            if i < 0 || i >= n {
+                match mode {
+                    "edge" => i = i.clamp(0, n - 1),
+                    "reflect" if n > 1 => {
+                        let p = 2 * (n - 1);
+                        i = i.rem_euclid(p);
+                        if i >= n {
+                            i = p - i;
+                        }
+                    }
+                    "reflect" => i = 0,
+                    "wrap" => i = i.rem_euclid(n),
+                    _ => inside = false,
+                }
+            }
+            if !inside {
+                break;
+            }
+            off += i as usize * xs[k];
+        }
+        let dst = &mut out[o * es..o * es + es];
+        if inside {
+            dst.copy_from_slice(&x[off * es..off * es + es]);
+        } else {
+            dst.copy_from_slice(value);
+        }
+    }
+}
+
+/// Tiles `x` by `reps`.
+pub fn tile(x: &[u8], d: &[usize], out: &mut [u8], od: &[usize], es: usize) {
+    let xs = strides(d);
+    let os = strides(od);
+    for o in 0..numel(od) {
+        let mut rem = o;
+        let mut off = 0;
+        for k in 0..od.len() {
+            off += ((rem / os[k]) % d[k]) * xs[k];
+            rem %= os[k];
+        }
+        out[o * es..o * es + es].copy_from_slice(&x[off * es..off * es + es]);
+    }
+}
+
+/// Resize of an N-d f32 tensor. `coord(axis, out_index) -> input coordinate` (float).
+pub fn resize_f32(
+    x: &[f32],
+    d: &[usize],
+    out: &mut [f32],
+    od: &[usize],
+    coord: impl Fn(usize, usize) -> f64,
+    mode: &str,
+    nearest: &str,
+) {
+    let xs = strides(d);
+    let os = strides(od);
+    let r = d.len();
+    for (o, slot) in out.iter_mut().enumerate().take(numel(od)) {
+        let mut rem = o;
+        let mut idx = vec![0usize; r];
+        for k in 0..r {
+            idx[k] = rem / os[k];
+            rem %= os[k];
+        }
+        if mode == "nearest" {
+            let mut off = 0;
+            for k in 0..r {
+                let c = coord(k, idx[k]);
+                let i = match nearest {
+                    "floor" => c.floor(),
+                    "ceil" => c.ceil(),
+                    "round_prefer_ceil" => (c + 0.5).floor(),
+                    _ => {
+                        // round_prefer_floor
+                        if c.fract() == 0.5 {
+                            c.floor()
+                        } else {
+                            c.round()
+                        }
+                    }
+                };
+                off += (i.max(0.0) as usize).min(d[k] - 1) * xs[k];
+            }
+            *slot = x[off];
+        } else {
+            // (multi)linear: interpolate over every axis.
+            let mut corners: Vec<(usize, f64)> = vec![(0, 1.0)];
+            for k in 0..r {
+                let c = coord(k, idx[k]).clamp(0.0, (d[k] - 1) as f64);
+                let lo = c.floor() as usize;
+                let hi = (lo + 1).min(d[k] - 1);
+                let t = c - lo as f64;
+                let mut next = Vec::with_capacity(corners.len() * 2);
+                for &(off, w) in &corners {
+                    next.push((off + lo * xs[k], w * (1.0 - t)));
+                    if t > 0.0 {
+                        next.push((off + hi * xs[k], w * t));
+                    }
+                }
+                corners = next;
+            }
+            *slot = corners
+                .iter()
+                .map(|&(off, w)| f64::from(x[off]) * w)
+                .sum::<f64>() as f32;
+        }
+    }
+}
+
+/// Upper / lower triangle of the last two dims, diagonal offset `k`.
+pub fn trilu(x: &[u8], d: &[usize], k: i64, upper: bool, out: &mut [u8], es: usize) {
+    let r = d.len();
+    let (rows, cols) = (d[r - 2], d[r - 1]);
+    let mats = numel(&d[..r - 2]);
+    for m in 0..mats {
+        for i in 0..rows {
+            for j in 0..cols {
+                let keep = if upper {
+                    j as i64 - i as i64 >= k
+                } else {
+                    j as i64 - i as i64 <= k
+                };
+                let p = ((m * rows + i) * cols + j) * es;
+                if keep {
+                    out[p..p + es].copy_from_slice(&x[p..p + es]);
+                } else {
+                    out[p..p + es].fill(0);
+                }
+            }
+        }
+    }
+}
+
+/// Cumulative sum along `axis`.
+pub fn cumsum<T: Copy + std::ops::Add<Output = T> + Default>(
+    x: &[T],
+    d: &[usize],
+    axis: usize,
+    exclusive: bool,
+    reverse: bool,
+    out: &mut [T],
+) {
+    let outer: usize = d[..axis].iter().product();
+    let n = d[axis];
+    let inner: usize = d[axis + 1..].iter().product();
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut acc = T::default();
+            for s in 0..n {
+                let k = if reverse { n - 1 - s } else { s };
+                let p = (o * n + k) * inner + i;
+                if exclusive {
+                    out[p] = acc;
+                    acc = acc + x[p];
+                } else {
+                    acc = acc + x[p];
+                    out[p] = acc;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Portable reference kernels for sod2.
+//!
+//! Every kernel takes typed (or, for data movement, byte) slices with explicit shapes, and
+//! writes into a caller-provided output. No allocation decisions, no plan knowledge: the runtime
+//! chooses where tensors live. Faster versions (SIMD, threading, fused groups) slot in beside
+//! these with the same signatures and are tested against them.
+#![forbid(unsafe_code)]
+
+pub mod conv;
+pub mod edo;
+pub mod elementwise;
+pub mod layout;
+pub mod linalg;
+pub mod reduce;
+pub mod shape;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! Matrix products.
+use crate::shape::{broadcast_shape, strides};
+
+/// `c[m,n] (+)= alpha * sum_k a[m,k] b[k,n]` for row-major blocks with leading dims.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    ta: bool,
+    b: &[f32],
+    ldb: usize,
+    tb: bool,
+    c: &mut [f32],
+    alpha: f32,
+    accumulate: bool,
+) {
+    if !accumulate {
+        c[..m * n].fill(0.0);
+    }
+    let mut row = vec![0f32; n];
+    for i in 0..m {
+        row.iter_mut().for_each(|x| *x = 0.0);
+        for p in 0..k {
+            let av = if ta { a[p * lda + i] } else { a[i * lda + p] };
+            if av == 0.0 {
+                continue;
+            }
+            if tb {
+                for (j, r) in row.iter_mut().enumerate() {
+                    *r += av * b[j * ldb + p];
+                }
+            } else {
+                let brow = &b[p * ldb..p * ldb + n];
+                for (r, &bv) in row.iter_mut().zip(brow) {
+                    *r += av * bv;
+                }
+            }
+        }
+        for (cv, r) in c[i * n..i * n + n].iter_mut().zip(&row) {
+            *cv += alpha * r;
+        }
+    }
+}
+
+/// numpy `matmul` for f32 with batch broadcasting; returns the output shape.
+pub fn matmul_f32(
+    a: &[f32],
+    ad: &[usize],
+    b: &[f32],
+    bd: &[usize],
+    out: &mut [f32],
+) -> Result<(), String> {
+    let a2: Vec<usize> = if ad.len() == 1 {
+        vec![1, ad[0]]
+    } else {
+        ad.to_vec()
+    };
+    let b2: Vec<usize> = if bd.len() == 1 {
+        vec![bd[0], 1]
+    } else {
+        bd.to_vec()
+    };
+    let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+    if k != k2 {
+        return Err(format!("MatMul: inner dims {k} and {k2} differ"));
+    }
+    let ab = &a2[..a2.len() - 2];
+    let bb = &b2[..b2.len() - 2];
+    let batch = broadcast_shape(&[ab, bb]).ok_or("MatMul: batch dims do not broadcast")?;
+    let nb: usize = batch.iter().product();
+    if out.len() != nb * m * n {
+        return Err("MatMul: output size mismatch".into());
+    }
+    let sa = crate::shape::broadcast_strides(ab, &batch);
+    let sb = crate::shape::broadcast_strides(bb, &batch);
+    let bs = strides(&batch);
+    for bi in 0..nb {
+        let (mut oa, mut ob) = (0, 0);
+        let mut rem = bi;
+        for d in 0..batch.len() {
+            let idx = rem / bs[d];
+            rem %= bs[d];
+            oa += idx * sa[d];
+            ob += idx * sb[d];
+        }
+        gemm_f32(
+            m,
+            n,
+            k,
+            &a[oa * m * k..],
+            k,
+            false,
+            &b[ob * k * n..],
+            n,
+            false,
+            &mut out[bi * m * n..],
+            1.0,
+            false,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Shapes, strides and broadcasting.
+
+/// Number of elements of a shape.
+pub fn numel(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+/// Row-major (contiguous) strides, in elements.
+pub fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; dims.len()];
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * dims[k + 1];
+    }
+    s
+}
+
+/// Strides of `dims` broadcast to `out` (right-aligned; broadcast dims get stride 0).
+pub fn broadcast_strides(dims: &[usize], out: &[usize]) -> Vec<usize> {
+    let s = strides(dims);
+    let off = out.len() - dims.len();
+    (0..out.len())
+        .map(|k| {
+            if k < off || dims[k - off] == 1 {
+                0
+            } else {
+                s[k - off]
+            }
+        })
+        .collect()
+}
+
+/// The broadcast of several shapes (`None` when they are incompatible).
+pub fn broadcast_shape(shapes: &[&[usize]]) -> Option<Vec<usize>> {
+    let r = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = vec![1usize; r];
+    for s in shapes {
+        let off = r - s.len();
+        for (k, &d) in s.iter().enumerate() {
+            let o = &mut out[off + k];
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Calls `f(out_index, [offset in each input])` for every element of `out`, row-major, where
+/// input offsets follow the given strides. The innermost dim is a tight loop.
+pub fn for_each_offset<const N: usize>(
+    out: &[usize],
+    strides: [&[usize]; N],
+    mut f: impl FnMut(usize, [usize; N]),
+) {
+    let n = numel(out);
+    if n == 0 {
+        return;
+    }
+    let r = out.len();
+    if r == 0 {
+        f(0, [0; N]);
+        return;
+    }
+    let mut idx = vec![0usize; r];
+    let mut base = [0usize; N];
+    let inner = out[r - 1];
+    let inner_s: [usize; N] = std::array::from_fn(|i| strides[i][r - 1]);
+    let mut o = 0;
+    loop {
+        let mut off = base;
+        for _ in 0..inner {
+            f(o, off);
+            o += 1;
+            for i in 0..N {
+                off[i] += inner_s[i];
+            }
+        }
+        // advance the outer index
+        let mut k = r - 1;
+        loop {
+            if k == 0 {
+                return;
+            }
+            k -= 1;
+            idx[k] += 1;
+            for i in 0..N {
+                base[i] += strides[i][k];
+            }
+            if idx[k] < out[k] {
+                break;
+            }
+            for i in 0..N {
+                base[i] -= strides[i][k] * out[k];
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Normalises a possibly negative axis.
+pub fn axis(a: i64, rank: usize) -> Option<usize> {
+    let r = rank as i64;
+    let a = if a < 0 { a + r } else { a };
+    (0..r.max(1)).contains(&a).then_some(a as usize)
+}

@@ -1,0 +1,127 @@
+use proptest::prelude::*;
+
+use crate::{conv, edo, elementwise, layout, linalg, reduce, shape};
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+fn bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn broadcast_add_matches_index_arithmetic(a in 1usize..4, b in 1usize..4, c in 1usize..5, bcast in 0usize..8) {
+        let ad = vec![if bcast & 1 == 1 { 1 } else { a }, b, if bcast & 2 == 2 { 1 } else { c }];
+        let bd = if bcast & 4 == 4 { vec![c] } else { vec![a, 1, c] };
+        let out_d = shape::broadcast_shape(&[&ad, &bd]).unwrap();
+        let x: Vec<f32> = (0..shape::numel(&ad)).map(|i| i as f32).collect();
+        let y: Vec<f32> = (0..shape::numel(&bd)).map(|i| 100.0 * i as f32).collect();
+        let mut out = vec![0f32; shape::numel(&out_d)];
+        elementwise::binary(&x, &ad, &y, &bd, &mut out, &out_d, |p, q| p + q);
+        let at = |d: &[usize], idx: &[usize]| -> usize {
+            let off = idx.len() - d.len();
+            let st = shape::strides(d);
+            (0..d.len()).map(|k| if d[k] == 1 { 0 } else { idx[off + k] * st[k] }).sum()
+        };
+        let os = shape::strides(&out_d);
+        for (o, &got) in out.iter().enumerate() {
+            let idx: Vec<usize> = (0..out_d.len()).map(|k| (o / os[k]) % out_d[k]).collect();
+            prop_assert_eq!(got, x[at(&ad, &idx)] + y[at(&bd, &idx)]);
+        }
+    }
+
+    #[test]
+    fn matmul_matches_naive(m in 1usize..6, k in 1usize..6, n in 1usize..6, batch in 1usize..3) {
+        let a: Vec<f32> = (0..batch * m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+        let mut out = vec![0f32; batch * m * n];
+        linalg::matmul_f32(&a, &[batch, m, k], &b, &[k, n], &mut out).unwrap();
+        for bi in 0..batch { for i in 0..m { for j in 0..n {
+            let want: f32 = (0..k).map(|p| a[(bi * m + i) * k + p] * b[p * n + j]).sum();
+            prop_assert!((out[(bi * m + i) * n + j] - want).abs() < 1e-4);
+        }}}
+    }
+
+    #[test]
+    fn conv_matches_naive(h in 3usize..9, w in 3usize..9, s in 1usize..3, p in 0usize..2, g in prop_oneof![Just(1usize), Just(2usize)]) {
+        let (c, m, k) = (2usize, 4usize, 3usize);
+        let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let wt: Vec<f32> = (0..m * (c / g) * k * k).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let oh = (h + 2 * p - k) / s + 1;
+        let ow = (w + 2 * p - k) / s + 1;
+        let mut out = vec![0f32; m * oh * ow];
+        let win = conv::Window { k: [k, k], s: [s, s], d: [1, 1], pb: [p, p] };
+        conv::conv2d_f32(&x, [1, c, h, w], &wt, m, None, g, win, &mut out, [1, m, oh, ow]);
+        for oc in 0..m { for oy in 0..oh { for ox in 0..ow {
+            let grp = oc / (m / g);
+            let mut want = 0f32;
+            for ic in 0..c / g { for ky in 0..k { for kx in 0..k {
+                let (iy, ix) = ((oy * s + ky) as isize - p as isize, (ox * s + kx) as isize - p as isize);
+                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                    want += wt[((oc * (c / g) + ic) * k + ky) * k + kx] * x[((grp * (c / g) + ic) * h + iy as usize) * w + ix as usize];
+                }
+            }}}
+            prop_assert!((out[(oc * oh + oy) * ow + ox] - want).abs() < 1e-3);
+        }}}
+    }
+}
+
+#[test]
+fn transpose_and_slice() {
+    let x: Vec<f32> = (0..24).map(|i| i as f32).collect();
+    let mut out = vec![0u8; 96];
+    layout::transpose(&bytes(&x), &[2, 3, 4], &[2, 0, 1], &mut out, 4);
+    let t = f32s(&out);
+    assert_eq!(t[0..4], [0.0, 4.0, 8.0, 12.0]);
+    assert_eq!(t[6], 1.0);
+    // x[1, ::-1, 1:4:2]
+    let mut o = vec![0u8; 3 * 2 * 4];
+    layout::slice(
+        &bytes(&x),
+        &[2, 3, 4],
+        &[1, 2, 1],
+        &[1, -1, 2],
+        &mut o,
+        &[1, 3, 2],
+        4,
+    );
+    assert_eq!(f32s(&o), vec![21.0, 23.0, 17.0, 19.0, 13.0, 15.0]);
+}
+
+#[test]
+fn reductions_softmax_and_norm() {
+    let x: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    let mut out = vec![0f32; 3];
+    reduce::reduce(&x, &[2, 3], &[0], &mut out, || 0.0, |a, v| a + v);
+    assert_eq!(out, vec![3.0, 5.0, 7.0]);
+    let mut sm = vec![0f32; 6];
+    reduce::softmax_f32(&x, &[2, 3], 1, &mut sm, false);
+    assert!((sm[0..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    assert!((sm[2] - 0.665_240_9).abs() < 1e-6);
+    let mut nb = vec![0f32; 6];
+    reduce::normalize_blocks_f32(&x, 2, 3, 0.0, &mut nb);
+    assert!((nb[0] + 1.224_744_9).abs() < 1e-5 && nb[1].abs() < 1e-6);
+}
+
+#[test]
+fn edo_kernels() {
+    assert_eq!(
+        edo::nonzero(&[false, true, true, false], &[2, 2]),
+        vec![0, 1, 1, 0]
+    );
+    let (v, i) = edo::topk_f32(&[1.0, 3.0, 3.0, 2.0], &[4], 0, 3, true);
+    assert_eq!((v, i), (vec![3.0, 3.0, 2.0], vec![1, 2, 3]));
+    // two overlapping boxes and one apart; the weaker overlapping one is suppressed
+    let boxes = [0.0, 0.0, 1.0, 1.0, 0.0, 0.1, 1.0, 1.1, 0.0, 5.0, 1.0, 6.0];
+    let scores = [0.9, 0.8, 0.7];
+    assert_eq!(
+        edo::nms(&boxes, &scores, 1, 1, 3, 10, 0.5, None, false),
+        vec![0, 0, 0, 0, 0, 2]
+    );
+    assert!((elementwise::erf(0.5) - 0.520_499_9).abs() < 1e-6);
+}

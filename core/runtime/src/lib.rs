@@ -1,0 +1,248 @@
+//! The sod2 device runtime: load a plan, bind input dims, run.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), sod2_runtime::RuntimeError> {
+//! use sod2_runtime::{Plan, Session, TensorIn};
+//! let plan = Plan::load("model.sod2".as_ref())?;          // mmap + verify, shareable (Arc)
+//! let mut s = Session::new(plan.clone());
+//! let ids = vec![0i64; 7];
+//! let arena = s.prepare(&[vec![1, 7]])?;                  // binds symbols, sizes the arena
+//! let out = s.run(&[TensorIn::i64(&ids, &[1, 7])])?;
+//! # let _ = (arena, out); Ok(()) }
+//! ```
+//!
+//! The runtime depends on `sod2-format` (the plan), `sod2-kernels`, `memmap2` and `log` only:
+//! no ONNX, protobuf, analysis or planner code (`scripts/check-deps.sh` checks this in CI).
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod exec;
+mod ops;
+mod plan;
+
+use std::sync::Arc;
+
+pub use plan::{IoInfo, Plan};
+pub use sod2_format::DType;
+
+/// Everything that can go wrong while loading or running a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The plan file could not be read.
+    #[error("cannot read plan `{path}`: {reason}")]
+    Io {
+        /// Path.
+        path: String,
+        /// OS error.
+        reason: String,
+    },
+    /// The plan is malformed, corrupted or of another version.
+    #[error(transparent)]
+    Format(#[from] sod2_format::FormatError),
+    /// The plan needs a kernel this runtime lacks.
+    #[error("step `{step}`: kernel `{kernel}` is not available in this runtime")]
+    UnknownKernel {
+        /// Step name.
+        step: String,
+        /// Kernel name.
+        kernel: String,
+    },
+    /// Wrong number of inputs.
+    #[error("the model takes {expected} inputs, {got} were given")]
+    InputCount {
+        /// Expected.
+        expected: usize,
+        /// Given.
+        got: usize,
+    },
+    /// An input of the wrong rank.
+    #[error("input `{input}`: rank {got}, the model expects rank {expected}")]
+    InputRank {
+        /// Input name.
+        input: String,
+        /// Expected rank.
+        expected: usize,
+        /// Given rank.
+        got: usize,
+    },
+    /// An input of the wrong element type.
+    #[error("input `{input}`: element type {got}, the model expects {expected}")]
+    InputDtype {
+        /// Input name.
+        input: String,
+        /// Expected.
+        expected: &'static str,
+        /// Given.
+        got: &'static str,
+    },
+    /// A fixed dim or a dim tied to an already-bound symbol does not match.
+    #[error("input `{input}`: dim {dim} is {got}, the model needs {expected}")]
+    InputDim {
+        /// Input name.
+        input: String,
+        /// Dim index.
+        dim: usize,
+        /// Required value.
+        expected: i64,
+        /// Given value.
+        got: usize,
+    },
+    /// A dim outside its declared range.
+    #[error(
+        "input `{input}`: dim {dim} ({symbol} = {value}) is outside the declared range {lo}..={hi}"
+    )]
+    OutOfRange {
+        /// Input name.
+        input: String,
+        /// Dim index.
+        dim: usize,
+        /// Symbol name.
+        symbol: String,
+        /// Given value.
+        value: usize,
+        /// Range start.
+        lo: i64,
+        /// Range end.
+        hi: i64,
+    },
+    /// Input data length does not match its dims.
+    #[error("input `{input}`: {got} bytes given, dims {dims:?} of {dtype} need {expected}")]
+    InputSize {
+        /// Input name.
+        input: String,
+        /// Dims.
+        dims: Vec<usize>,
+        /// Element type.
+        dtype: &'static str,
+        /// Needed bytes.
+        expected: usize,
+        /// Given bytes.
+        got: usize,
+    },
+    /// A kernel failed (bad attribute, unsupported case, shape mismatch).
+    #[error("step `{step}` ({kernel}): {msg}")]
+    Kernel {
+        /// Step name.
+        step: String,
+        /// Kernel name.
+        kernel: String,
+        /// What happened.
+        msg: String,
+    },
+    /// An expression of the plan could not be evaluated.
+    #[error("plan expression: {0}")]
+    Eval(#[from] sod2_format::EvalError),
+}
+
+/// A borrowed input tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorIn<'a> {
+    /// Element type.
+    pub dtype: DType,
+    /// Dims.
+    pub dims: &'a [usize],
+    /// Little-endian element bytes (`bool` as one byte).
+    pub data: &'a [u8],
+}
+
+impl<'a> TensorIn<'a> {
+    /// An f32 tensor.
+    pub fn f32(data: &'a [f32], dims: &'a [usize]) -> Self {
+        TensorIn {
+            dtype: DType::F32,
+            dims,
+            data: bytemuck::cast_slice(data),
+        }
+    }
+    /// An i64 tensor.
+    pub fn i64(data: &'a [i64], dims: &'a [usize]) -> Self {
+        TensorIn {
+            dtype: DType::I64,
+            dims,
+            data: bytemuck::cast_slice(data),
+        }
+    }
+    /// A tensor of any type from raw little-endian bytes.
+    pub fn raw(dtype: DType, data: &'a [u8], dims: &'a [usize]) -> Self {
+        TensorIn { dtype, dims, data }
+    }
+}
+
+/// An output tensor (owned).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// Name in the model.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Dims.
+    pub dims: Vec<usize>,
+    /// Little-endian element bytes.
+    pub data: Vec<u8>,
+}
+
+impl Tensor {
+    /// The elements as f32 (`None` for another dtype).
+    pub fn to_f32(&self) -> Option<Vec<f32>> {
+        (self.dtype == DType::F32).then(|| {
+            self.data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+    /// The elements as i64 (`None` for another dtype).
+    pub fn to_i64(&self) -> Option<Vec<i64>> {
+        (self.dtype == DType::I64).then(|| {
+            self.data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect()
+        })
+    }
+}
+
+/// Per-caller execution state over a shared [`Plan`]: bound symbols, evaluated expressions,
+/// the arena. One plan serves any number of sessions, on any threads.
+pub struct Session {
+    plan: Arc<Plan>,
+    state: exec::State,
+}
+
+impl Session {
+    /// A session over a loaded plan.
+    pub fn new(plan: Arc<Plan>) -> Session {
+        let state = exec::State::new(&plan);
+        Session { plan, state }
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// Binds the input dims: checks ranks, fixed dims and declared ranges, evaluates every
+    /// expression that depends only on them, and sizes the arena. Returns the arena size in
+    /// bytes. Cheap: no shape inference, only the plan's precomputed expressions.
+    pub fn prepare(&mut self, shapes: &[Vec<usize>]) -> Result<usize, RuntimeError> {
+        self.state.prepare(&self.plan, shapes)
+    }
+
+    /// Runs the model. Prepares first if the input dims differ from the prepared ones.
+    pub fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<Tensor>, RuntimeError> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.dims.to_vec()).collect();
+        if self.state.prepared_shapes() != Some(&shapes[..]) {
+            self.prepare(&shapes)?;
+        }
+        self.state.run(&self.plan, inputs)
+    }
+
+    /// Bytes the arena holds after the last `prepare`.
+    pub fn arena_bytes(&self) -> usize {
+        self.state.arena_bytes()
+    }
+
+    /// Most bytes held at once by heap-allocated (execution-determined) tensors in the last run.
+    pub fn peak_dynamic_bytes(&self) -> usize {
+        self.state.peak_dynamic_bytes()
+    }
+}

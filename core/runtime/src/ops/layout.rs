@@ -1,0 +1,716 @@
+//! Layout and indexing ops. Output dims come from the plan; where a dim is only known at run
+//! time (a shape given by a graph input, say) the kernel computes it from its value inputs.
+use sod2_kernels::layout;
+use sod2_kernels::shape::{axis, broadcast_shape, numel};
+
+use super::elementwise::{dispatch, Num};
+use super::{floats_of, ints_of, typed, typed_mut, Ctx, Kernel};
+
+pub(crate) fn get(name: &str) -> Option<Kernel> {
+    Some(match name {
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => reshape_like,
+        "Transpose" => transpose,
+        "Concat" => concat,
+        "Split" => split,
+        "Slice" => slice,
+        "Gather" => gather,
+        "GatherElements" => gather_elements,
+        "GatherND" => gather_nd,
+        "ScatterND" => scatter_nd,
+        "ScatterElements" => scatter_elements,
+        "Expand" => expand,
+        "Tile" => tile,
+        "Pad" => pad,
+        "Resize" => resize,
+        "DepthToSpace" | "SpaceToDepth" => depth_space,
+        "Trilu" => trilu,
+        "CumSum" => cumsum,
+        "OneHot" => one_hot,
+        "EyeLike" => eye_like,
+        _ => return None,
+    })
+}
+
+/// Output dims of output `k`: the plan's, else `compute()`.
+fn dims_or(
+    c: &mut Ctx<'_, '_>,
+    k: usize,
+    compute: impl FnOnce(&Ctx<'_, '_>) -> Result<Vec<usize>, String>,
+) -> Result<Vec<usize>, String> {
+    match c.out(k)?.planned.clone() {
+        Some(d) => Ok(d),
+        None => compute(c),
+    }
+}
+
+fn copy_out(c: &mut Ctx<'_, '_>, od: &[usize]) -> Result<(), String> {
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    if numel(x.dims) != numel(od) {
+        return Err(format!("cannot view {:?} as {od:?}", x.dims));
+    }
+    outs[0]
+        .as_mut()
+        .ok_or("no output")?
+        .alloc(od)?
+        .copy_from_slice(x.data);
+    Ok(())
+}
+
+fn reshape_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let op = c.step.kernel.clone();
+    let od = dims_or(c, 0, |c| {
+        let x = c.input(0)?;
+        let d = x.dims;
+        Ok(match op.as_str() {
+            "Reshape" => {
+                let want = ints_of(c.input(1)?)?;
+                let allowzero = c.int("allowzero", 0) != 0;
+                let mut out: Vec<i64> = want
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| {
+                        if v == 0 && !allowzero {
+                            d.get(k).copied().unwrap_or(0) as i64
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                if let Some(p) = out.iter().position(|&v| v == -1) {
+                    let rest: i64 = out
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| *k != p)
+                        .map(|(_, v)| *v)
+                        .product();
+                    out[p] = if rest == 0 { 0 } else { numel(d) as i64 / rest };
+                }
+                out.iter().map(|&v| v.max(0) as usize).collect()
+            }
+            "Flatten" => {
+                let a = c.int("axis", 1);
+                let a = if a < 0 { a + d.len() as i64 } else { a } as usize;
+                vec![d[..a].iter().product(), d[a..].iter().product()]
+            }
+            "Squeeze" => {
+                let axes = match c.ints("axes") {
+                    Some(a) => a,
+                    None => c.opt_input(1).map(ints_of).transpose()?.unwrap_or_default(),
+                };
+                let axes: Vec<usize> = axes.iter().filter_map(|&a| axis(a, d.len())).collect();
+                d.iter()
+                    .enumerate()
+                    .filter(|(k, &n)| {
+                        if axes.is_empty() {
+                            n != 1
+                        } else {
+                            !axes.contains(k)
+                        }
+                    })
+                    .map(|(_, &n)| n)
+                    .collect()
+            }
+            _ => {
+                let axes = match c.ints("axes") {
+                    Some(a) => a,
+                    None => ints_of(c.input(1)?)?,
+                };
+                let r = d.len() + axes.len();
+                let mut ins: Vec<usize> = axes.iter().filter_map(|&a| axis(a, r)).collect();
+                ins.sort_unstable();
+                let mut it = d.iter();
+                (0..r)
+                    .map(|k| {
+                        if ins.contains(&k) {
+                            1
+                        } else {
+                            it.next().copied().unwrap_or(1)
+                        }
+                    })
+                    .collect()
+            }
+        })
+    })?;
+    copy_out(c, &od)
+}
+
+fn transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let (ins, outs) = (&c.ins, &mut c.outs);
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let r = x.dims.len();
+    let perm: Vec<usize> = match attr_perm(c.step) {
+        Some(p) => p
+            .iter()
+            .map(|&a| axis(a, r).ok_or("bad perm"))
+            .collect::<Result<_, _>>()?,
+        None => (0..r).rev().collect(),
+    };
+    let od: Vec<usize> = perm.iter().map(|&p| x.dims[p]).collect();
+    let es = x.dtype.size();
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    layout::transpose(x.data, x.dims, &perm, out, es);
+    Ok(())
+}
+
+fn attr_perm(step: &sod2_format::Step) -> Option<Vec<i64>> {
+    super::attr_ints(step, "perm")
+}
+
+fn concat(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let ax = c.int("axis", 0);
+    let (ins, outs) = c.io();
+    let parts: Vec<(&[u8], &[usize])> = ins.iter().flatten().map(|x| (x.data, x.dims)).collect();
+    let first = parts.first().ok_or("Concat without inputs")?;
+    let a = axis(ax, first.1.len()).ok_or("bad axis")?;
+    let mut od = first.1.to_vec();
+    od[a] = parts.iter().map(|p| p.1[a]).sum();
+    let es = ins.iter().flatten().next().map_or(1, |x| x.dtype.size());
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    layout::concat(&parts, a, out, es);
+    Ok(())
+}
+
+fn split(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let x = c.input(0)?;
+    let a = axis(c.int("axis", 0), x.dims.len()).ok_or("bad axis")?;
+    let n_out = c.outs.len();
+    let d = x.dims.to_vec();
+    let sizes: Vec<usize> = match c.ints("split") {
+        Some(s) => s.iter().map(|&v| v as usize).collect(),
+        None => match c.opt_input(1) {
+            Some(s) => ints_of(s)?.iter().map(|&v| v as usize).collect(),
+            None => {
+                let parts = c.int("num_outputs", n_out as i64) as usize;
+                let chunk = d[a].div_ceil(parts);
+                (0..parts)
+                    .map(|k| chunk.min(d[a].saturating_sub(k * chunk)))
+                    .collect()
+            }
+        },
+    };
+    let es = x.dtype.size();
+    let data = x.data.to_vec();
+    let mut start = 0usize;
+    for (k, &len) in sizes.iter().enumerate().take(n_out) {
+        let mut od = d.clone();
+        od[a] = len;
+        if c.has_out(k) {
+            let mut starts = vec![0i64; d.len()];
+            starts[a] = start as i64;
+            let out = c.out(k)?.alloc(&od)?;
+            layout::slice(&data, &d, &starts, &vec![1; d.len()], out, &od, es);
+        }
+        start += len;
+    }
+    Ok(())
+}
+
+/// Clamped start and length of `start:end:step` over `n` (ONNX semantics).
+fn slice_bounds(n: i64, start: i64, end: i64, step: i64) -> (i64, usize) {
+    let clampv = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
+    if step > 0 {
+        let s = clampv(if start < 0 { start + n } else { start }, 0, n);
+        let e = clampv(if end < 0 { end + n } else { end }, 0, n);
+        (
+            s,
+            if e > s {
+                ((e - s + step - 1) / step) as usize
+            } else {
+                0
+            },
+        )
+    } else {
+        let s = clampv(if start < 0 { start + n } else { start }, 0, n - 1);
+        let e = clampv(if end < 0 { end + n } else { end }, -1, n - 1);
+        (
+            s,
+            if s > e {
+                ((s - e - step - 1) / -step) as usize
+            } else {
+                0
+            },
+        )
+    }
+}
+
+fn slice(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let x = c.input(0)?;
+    let d = x.dims.to_vec();
+    let r = d.len();
+    let (starts, ends, axes, steps) = if let Some(s) = c.ints("starts") {
+        (s, c.ints("ends").ok_or("no ends")?, c.ints("axes"), None)
+    } else {
+        let axes = c.opt_input(3).map(ints_of).transpose()?;
+        let steps = c.opt_input(4).map(ints_of).transpose()?;
+        (ints_of(c.input(1)?)?, ints_of(c.input(2)?)?, axes, steps)
+    };
+    let axes: Vec<usize> = match axes {
+        Some(a) => a
+            .iter()
+            .map(|&v| axis(v, r).ok_or("bad axis"))
+            .collect::<Result<_, _>>()?,
+        None => (0..starts.len()).collect(),
+    };
+    let steps = steps.unwrap_or(vec![1; axes.len()]);
+    let mut st = vec![0i64; r];
+    let mut sp = vec![1i64; r];
+    let mut od = d.clone();
+    for (j, &a) in axes.iter().enumerate() {
+        if steps[j] == 0 {
+            return Err("slice step 0".into());
+        }
+        let (s, len) = slice_bounds(d[a] as i64, starts[j], ends[j], steps[j]);
+        st[a] = s;
+        sp[a] = steps[j];
+        od[a] = len;
+    }
+    let es = x.dtype.size();
+    let data = x.data.to_vec();
+    let out = c.out(0)?.alloc(&od)?;
+    if numel(&od) > 0 {
+        layout::slice(&data, &d, &st, &sp, out, &od, es);
+    }
+    Ok(())
+}
+
+fn norm_index(i: i64, n: usize) -> Result<usize, String> {
+    let j = if i < 0 { i + n as i64 } else { i };
+    if j < 0 || j >= n as i64 {
+        return Err(format!("index {i} out of range for a dim of {n}"));
+    }
+    Ok(j as usize)
+}
+
+fn gather(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let ax = c.int("axis", 0);
+    let (ins, outs) = c.io();
+    let (x, i) = (
+        ins[0].as_ref().ok_or("no data")?,
+        ins[1].as_ref().ok_or("no indices")?,
+    );
+    let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
+    let idx: Vec<usize> = ints_of(i)?
+        .iter()
+        .map(|&v| norm_index(v, x.dims[a]))
+        .collect::<Result<_, _>>()?;
+    let mut od = x.dims[..a].to_vec();
+    od.extend_from_slice(i.dims);
+    od.extend_from_slice(&x.dims[a + 1..]);
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    layout::gather(x.data, x.dims, a, &idx, out, x.dtype.size());
+    Ok(())
+}
+
+fn gather_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let ax = c.int("axis", 0);
+    let (ins, outs) = c.io();
+    let (x, i) = (
+        ins[0].as_ref().ok_or("no data")?,
+        ins[1].as_ref().ok_or("no indices")?,
+    );
+    let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
+    let idx = ints_of(i)?;
+    let es = x.dtype.size();
+    let xs = sod2_kernels::shape::strides(x.dims);
+    let is = sod2_kernels::shape::strides(i.dims);
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(i.dims)?;
+    for (o, &v) in idx.iter().enumerate() {
+        let mut off = 0;
+        let mut rem = o;
+        for k in 0..i.dims.len() {
+            let ik = rem / is[k];
+            rem %= is[k];
+            off += if k == a {
+                norm_index(v, x.dims[a])?
+            } else {
+                ik
+            } * xs[k];
+        }
+        out[o * es..o * es + es].copy_from_slice(&x.data[off * es..off * es + es]);
+    }
+    Ok(())
+}
+
+fn gather_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let b = c.int("batch_dims", 0) as usize;
+    let (ins, outs) = c.io();
+    let (x, i) = (
+        ins[0].as_ref().ok_or("no data")?,
+        ins[1].as_ref().ok_or("no indices")?,
+    );
+    let idx = ints_of(i)?;
+    let last = *i.dims.last().ok_or("indices of rank 0")?;
+    let mut od = i.dims[..i.dims.len() - 1].to_vec();
+    od.extend_from_slice(&x.dims[b + last..]);
+    let es = x.dtype.size();
+    let chunk: usize = x.dims[b + last..].iter().product::<usize>() * es;
+    let xs = sod2_kernels::shape::strides(x.dims);
+    let batch: usize = x.dims[..b].iter().product();
+    let per_batch = numel(&i.dims[b..i.dims.len() - 1]);
+    let xbatch: usize = x.dims[b..].iter().product();
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    for bi in 0..batch {
+        for j in 0..per_batch {
+            let row = &idx[(bi * per_batch + j) * last..(bi * per_batch + j + 1) * last];
+            let mut off = bi * xbatch;
+            for (k, &v) in row.iter().enumerate() {
+                off += norm_index(v, x.dims[b + k])? * xs[b + k];
+            }
+            let dst = (bi * per_batch + j) * chunk;
+            out[dst..dst + chunk].copy_from_slice(&x.data[off * es..off * es + chunk]);
+        }
+    }
+    Ok(())
+}
+
+fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let red = c.string("reduction", "none");
+    if red != "none" {
+        return Err(format!("ScatterND reduction `{red}` is not supported yet"));
+    }
+    let (ins, outs) = c.io();
+    let (x, i, u) = (
+        ins[0].as_ref().ok_or("no data")?,
+        ins[1].as_ref().ok_or("no indices")?,
+        ins[2].as_ref().ok_or("no updates")?,
+    );
+    let idx = ints_of(i)?;
+    let last = *i.dims.last().ok_or("indices of rank 0")?;
+    let es = x.dtype.size();
+    let chunk = x.dims[last..].iter().product::<usize>() * es;
+    let xs = sod2_kernels::shape::strides(x.dims);
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
+    out.copy_from_slice(x.data);
+    for (j, row) in idx.chunks(last.max(1)).enumerate() {
+        let mut off = 0;
+        for (k, &v) in row.iter().enumerate() {
+            off += norm_index(v, x.dims[k])? * xs[k];
+        }
+        out[off * es..off * es + chunk].copy_from_slice(&u.data[j * chunk..(j + 1) * chunk]);
+    }
+    Ok(())
+}
+
+fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let ax = c.int("axis", 0);
+    let red = c.string("reduction", "none");
+    if red != "none" {
+        return Err(format!(
+            "ScatterElements reduction `{red}` is not supported yet"
+        ));
+    }
+    let (ins, outs) = c.io();
+    let (x, i, u) = (
+        ins[0].as_ref().ok_or("no data")?,
+        ins[1].as_ref().ok_or("no indices")?,
+        ins[2].as_ref().ok_or("no updates")?,
+    );
+    let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
+    let idx = ints_of(i)?;
+    let es = x.dtype.size();
+    let xs = sod2_kernels::shape::strides(x.dims);
+    let is = sod2_kernels::shape::strides(i.dims);
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
+    out.copy_from_slice(x.data);
+    for (o, &v) in idx.iter().enumerate() {
+        let mut off = 0;
+        let mut rem = o;
+        for k in 0..i.dims.len() {
+            let ik = rem / is[k];
+            rem %= is[k];
+            off += if k == a {
+                norm_index(v, x.dims[a])?
+            } else {
+                ik
+            } * xs[k];
+        }
+        out[off * es..off * es + es].copy_from_slice(&u.data[o * es..o * es + es]);
+    }
+    Ok(())
+}
+
+fn expand(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = dims_or(c, 0, |c| {
+        let x = c.input(0)?;
+        let s: Vec<usize> = ints_of(c.input(1)?)?.iter().map(|&v| v as usize).collect();
+        broadcast_shape(&[x.dims, &s]).ok_or_else(|| "Expand shapes do not broadcast".into())
+    })?;
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    sod2_kernels::elementwise::expand_bytes(x.data, x.dims, out, &od, x.dtype.size());
+    Ok(())
+}
+
+fn tile(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = dims_or(c, 0, |c| {
+        let x = c.input(0)?;
+        let r = ints_of(c.input(1)?)?;
+        Ok(x.dims
+            .iter()
+            .zip(&r)
+            .map(|(&d, &k)| d * k as usize)
+            .collect())
+    })?;
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    layout::tile(x.data, x.dims, out, &od, x.dtype.size());
+    Ok(())
+}
+
+fn pad(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let mode = c.string("mode", "constant");
+    let x = c.input(0)?;
+    let r = x.dims.len();
+    let pads = match c.ints("pads") {
+        Some(p) => p,
+        None => ints_of(c.input(1)?)?,
+    };
+    let axes: Vec<usize> = match c.opt_input(3) {
+        Some(a) => ints_of(a)?
+            .iter()
+            .map(|&v| axis(v, r).ok_or("bad axis"))
+            .collect::<Result<_, _>>()?,
+        None => (0..r).collect(),
+    };
+    let n = axes.len();
+    let mut begin = vec![0i64; r];
+    let mut od = x.dims.to_vec();
+    for (j, &a) in axes.iter().enumerate() {
+        begin[a] = pads[j];
+        od[a] = (x.dims[a] as i64 + pads[j] + pads[j + n]).max(0) as usize;
+    }
+    let es = x.dtype.size();
+    let value: Vec<u8> = match c.opt_input(2) {
+        Some(v) if !v.data.is_empty() => v.data[..es].to_vec(),
+        _ => {
+            let f = c.float("value", 0.0);
+            match x.dtype {
+                sod2_format::DType::F32 => f.to_le_bytes().to_vec(),
+                _ => vec![0u8; es],
+            }
+        }
+    };
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    layout::pad(x.data, x.dims, &begin, out, &od, es, &mode, &value);
+    Ok(())
+}
+
+fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let mode = c.string("mode", "nearest");
+    if mode == "cubic" {
+        return Err("cubic Resize is not supported yet".into());
+    }
+    let ctm = c.string("coordinate_transformation_mode", "half_pixel");
+    let nearest = c.string("nearest_mode", "round_prefer_floor");
+    if c.int("antialias", 0) != 0 || ctm == "tf_crop_and_resize" {
+        return Err("antialias / tf_crop_and_resize Resize is not supported yet".into());
+    }
+    let x = c.input(0)?;
+    if x.dtype != sod2_format::DType::F32 {
+        return Err("Resize supports f32 only".into());
+    }
+    let r = x.dims.len();
+    let d = x.dims.to_vec();
+    let axes: Vec<usize> = match c.ints("axes") {
+        Some(a) => a
+            .iter()
+            .map(|&v| axis(v, r).ok_or("bad axis"))
+            .collect::<Result<_, _>>()?,
+        None => (0..r).collect(),
+    };
+    let (si, zi) = if c.ins.len() <= 2 {
+        (1, usize::MAX)
+    } else {
+        (2, 3)
+    };
+    let sizes = c
+        .opt_input(zi)
+        .map(ints_of)
+        .transpose()?
+        .filter(|v| !v.is_empty());
+    let scales_in = c
+        .opt_input(si)
+        .map(floats_of)
+        .transpose()?
+        .filter(|v| !v.is_empty());
+    let mut scales = vec![1f64; r];
+    let mut od = d.clone();
+    if let Some(s) = &sizes {
+        for (j, &a) in axes.iter().enumerate() {
+            od[a] = s[j] as usize;
+            scales[a] = s[j] as f64 / d[a] as f64;
+        }
+    } else if let Some(s) = &scales_in {
+        for (j, &a) in axes.iter().enumerate() {
+            scales[a] = s[j];
+            od[a] = (d[a] as f64 * s[j]).floor() as usize;
+        }
+    }
+    if let Some(p) = &c.out(0)?.planned {
+        od = p.clone();
+    }
+    let (ins, outs) = c.io();
+    let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    let coord = |k: usize, i: usize| -> f64 {
+        let (s, n_in, n_out) = (scales[k], d[k] as f64, od[k] as f64);
+        let i = i as f64;
+        match ctm.as_str() {
+            "asymmetric" => i / s,
+            "align_corners" => {
+                if n_out <= 1.0 {
+                    0.0
+                } else {
+                    i * (n_in - 1.0) / (n_out - 1.0)
+                }
+            }
+            "pytorch_half_pixel" => {
+                if n_out > 1.0 {
+                    (i + 0.5) / s - 0.5
+                } else {
+                    0.0
+                }
+            }
+            "half_pixel_symmetric" => {
+                let adj = n_out / (s * n_in);
+                let center = n_in / 2.0;
+                let offset = center * (1.0 - adj);
+                offset + (i + 0.5) / s - 0.5
+            }
+            _ => (i + 0.5) / s - 0.5,
+        }
+    };
+    let m = if mode == "nearest" {
+        "nearest"
+    } else {
+        "linear"
+    };
+    layout::resize_f32(&xs, &d, o, &od, coord, m, &nearest);
+    Ok(())
+}
+
+fn depth_space(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let d2s = c.step.kernel == "DepthToSpace";
+    let b = c.int("blocksize", 1) as usize;
+    let crd = c.string("mode", "DCR") == "CRD";
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let [n, ch, h, w] = [x.dims[0], x.dims[1], x.dims[2], x.dims[3]];
+    let es = x.dtype.size();
+    // Both are a reshape to 6-D, a transpose, and a reshape back.
+    let (d6, perm, od) = if d2s {
+        let c2 = ch / (b * b);
+        if crd {
+            (
+                vec![n, c2, b, b, h, w],
+                vec![0, 1, 4, 2, 5, 3],
+                vec![n, c2, h * b, w * b],
+            )
+        } else {
+            (
+                vec![n, b, b, c2, h, w],
+                vec![0, 3, 4, 1, 5, 2],
+                vec![n, c2, h * b, w * b],
+            )
+        }
+    } else {
+        (
+            vec![n, ch, h / b, b, w / b, b],
+            vec![0, 3, 5, 1, 2, 4],
+            vec![n, ch * b * b, h / b, w / b],
+        )
+    };
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    layout::transpose(x.data, &d6, &perm, out, es);
+    Ok(())
+}
+
+fn trilu(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let upper = c.int("upper", 1) != 0;
+    let k = c
+        .opt_input(1)
+        .map(ints_of)
+        .transpose()?
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0);
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
+    layout::trilu(x.data, x.dims, k, upper, out, x.dtype.size());
+    Ok(())
+}
+
+fn cumsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let (ex, rev) = (c.int("exclusive", 0) != 0, c.int("reverse", 0) != 0);
+    let a = ints_of(c.input(1)?)?.first().copied().ok_or("no axis")?;
+    fn go<T: Num + std::ops::Add<Output = T>>(
+        c: &mut Ctx<'_, '_>,
+        a: i64,
+        ex: bool,
+        rev: bool,
+    ) -> Result<(), String> {
+        let (ins, outs) = c.io();
+        let x = ins[0].as_ref().ok_or("no input")?;
+        let ax = axis(a, x.dims.len()).ok_or("bad axis")?;
+        let xs = typed::<T>(x.data);
+        let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+        layout::cumsum(&xs, x.dims, ax, ex, rev, o);
+        Ok(())
+    }
+    match c.input(0)?.dtype {
+        sod2_format::DType::F32 => go::<f32>(c, a, ex, rev),
+        sod2_format::DType::F64 => go::<f64>(c, a, ex, rev),
+        sod2_format::DType::I32 => go::<i32>(c, a, ex, rev),
+        sod2_format::DType::I64 => go::<i64>(c, a, ex, rev),
+        sod2_format::DType::U32 => go::<u32>(c, a, ex, rev),
+        sod2_format::DType::U64 => go::<u64>(c, a, ex, rev),
+        d => Err(format!("CumSum on {} is not supported", d.name())),
+    }
+}
+
+fn one_hot(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let idx = ints_of(c.input(0)?)?;
+    let id = c.input(0)?.dims.to_vec();
+    let depth = floats_of(c.input(1)?)?.first().copied().ok_or("no depth")? as usize;
+    let vals = c.input(2)?;
+    let es = vals.dtype.size();
+    let (off, on) = (vals.data[..es].to_vec(), vals.data[es..2 * es].to_vec());
+    let a = axis(c.int("axis", -1), id.len() + 1).ok_or("bad axis")?;
+    let mut od = id.clone();
+    od.insert(a, depth);
+    let outer: usize = id[..a].iter().product();
+    let inner: usize = id[a..].iter().product();
+    let out = c.out(0)?.alloc(&od)?;
+    for o in 0..outer {
+        for d in 0..depth {
+            for i in 0..inner {
+                let v = idx[o * inner + i];
+                let v = if v < 0 { v + depth as i64 } else { v };
+                let p = ((o * depth + d) * inner + i) * es;
+                out[p..p + es].copy_from_slice(if v == d as i64 { &on } else { &off });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn eye_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let k = c.int("k", 0);
+    let d = c.input(0)?.dims.to_vec();
+    let out_dt = c.out(0)?.dtype;
+    fn go<T: Num>(c: &mut Ctx<'_, '_>, d: &[usize], k: i64) -> Result<(), String> {
+        let o = typed_mut::<T>(c.out(0)?.alloc(d)?)?;
+        for i in 0..d[0] {
+            for j in 0..d[1] {
+                o[i * d[1] + j] = T::from_i64(i64::from(j as i64 - i as i64 == k));
+            }
+        }
+        Ok(())
+    }
+    dispatch!(out_dt, go(c, &d, k))
+}

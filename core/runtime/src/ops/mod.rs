@@ -1,0 +1,248 @@
+//! The kernel table: ONNX op name → kernel glue. Each kernel reads typed views of its inputs,
+//! takes its output dims from the plan (or, for execution-determined ops, computes them) and
+//! calls the portable kernels of `sod2-kernels`.
+mod elementwise;
+mod layout;
+mod nn;
+mod shape_ops;
+
+use std::borrow::Cow;
+
+use sod2_format::{AttrValue, DType, Step};
+use sod2_kernels::shape::numel;
+
+use crate::Plan;
+
+/// A kernel: reads `ctx.ins`, writes `ctx.outs`.
+pub(crate) type Kernel = fn(&mut Ctx<'_, '_>) -> Result<(), String>;
+
+/// An input view.
+pub(crate) struct In<'a> {
+    pub dtype: DType,
+    pub dims: &'a [usize],
+    pub data: &'a [u8],
+}
+
+/// An output target: an arena range (planned dims) or a reusable heap buffer.
+pub(crate) struct Out<'a> {
+    pub dtype: DType,
+    pub planned: Option<Vec<usize>>,
+    fixed: Option<&'a mut [u8]>,
+    heap: Option<&'a mut Vec<u64>>,
+    pub dims: Option<Vec<usize>>,
+}
+
+impl<'a> Out<'a> {
+    pub fn new(
+        dtype: DType,
+        planned: Option<Vec<usize>>,
+        fixed: Option<&'a mut [u8]>,
+        heap: Option<&'a mut Vec<u64>>,
+    ) -> Self {
+        Out {
+            dtype,
+            planned,
+            fixed,
+            heap,
+            dims: None,
+        }
+    }
+
+    /// The output buffer for `dims` (checked against the plan when it knows them).
+    pub fn alloc(&mut self, dims: &[usize]) -> Result<&mut [u8], String> {
+        if let Some(p) = &self.planned {
+            if p.as_slice() != dims {
+                return Err(format!(
+                    "kernel produced dims {dims:?}, the plan says {p:?}"
+                ));
+            }
+        }
+        let bytes = numel(dims) * self.dtype.size();
+        self.dims = Some(dims.to_vec());
+        if let Some(f) = self.fixed.as_deref_mut() {
+            if f.len() != bytes {
+                return Err(format!("arena range of {} bytes for {bytes}", f.len()));
+            }
+            return Ok(f);
+        }
+        let h = self.heap.as_deref_mut().ok_or("output has no storage")?;
+        h.clear();
+        h.resize(bytes.div_ceil(8), 0);
+        Ok(&mut bytemuck::cast_slice_mut::<u64, u8>(h)[..bytes])
+    }
+
+    /// The planned dims (every non-EDO output has them once its symbols are bound).
+    pub fn planned_dims(&self) -> Result<Vec<usize>, String> {
+        self.planned
+            .clone()
+            .ok_or_else(|| "output dims are not known from the plan".into())
+    }
+}
+
+/// What a kernel sees.
+pub(crate) struct Ctx<'a, 'b> {
+    pub step: &'a Step,
+    pub plan: &'a Plan,
+    pub ins: Vec<Option<In<'b>>>,
+    pub outs: Vec<Option<Out<'b>>>,
+}
+
+/// Integer attribute of a step.
+pub(crate) fn attr_int(step: &Step, name: &str, default: i64) -> i64 {
+    match step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+        Some(AttrValue::Int(i)) => *i,
+        Some(AttrValue::Float(f)) => *f as i64,
+        _ => default,
+    }
+}
+
+/// Integer-list attribute of a step.
+pub(crate) fn attr_ints(step: &Step, name: &str) -> Option<Vec<i64>> {
+    match step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+        Some(AttrValue::Ints(v)) => Some(v.clone()),
+        Some(AttrValue::Int(i)) => Some(vec![*i]),
+        _ => None,
+    }
+}
+
+impl<'a, 'b> Ctx<'a, 'b> {
+    pub fn int(&self, name: &str, default: i64) -> i64 {
+        attr_int(self.step, name, default)
+    }
+    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        attr_ints(self.step, name)
+    }
+    pub fn float(&self, name: &str, default: f32) -> f32 {
+        match self
+            .step
+            .attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+        {
+            Some(AttrValue::Float(f)) => *f,
+            Some(AttrValue::Int(i)) => *i as f32,
+            _ => default,
+        }
+    }
+    pub fn string(&self, name: &str, default: &str) -> String {
+        match self
+            .step
+            .attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+        {
+            Some(AttrValue::Str(s)) => s.clone(),
+            _ => default.to_string(),
+        }
+    }
+    /// A tensor attribute (a weight): dtype, dims, bytes.
+    pub fn tensor_attr(&self, name: &str) -> Option<(DType, Vec<usize>, &'a [u8])> {
+        let Some(AttrValue::Tensor(t)) = self
+            .step
+            .attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+        else {
+            return None;
+        };
+        let p = self.plan.meta();
+        let tensor = &p.tensors[*t as usize];
+        let sod2_format::Storage::Weight { offset, len } = tensor.storage else {
+            return None;
+        };
+        let dims = tensor
+            .shape
+            .iter()
+            .map(|&d| self.plan.is_const_dim(d).unwrap_or(0) as usize)
+            .collect();
+        Some((tensor.dtype, dims, self.plan.weight(offset, len)))
+    }
+    /// Input `i` (required).
+    pub fn input(&self, i: usize) -> Result<&In<'b>, String> {
+        self.ins
+            .get(i)
+            .and_then(|x| x.as_ref())
+            .ok_or_else(|| format!("input {i} is missing"))
+    }
+    /// Input `i` if present.
+    pub fn opt_input(&self, i: usize) -> Option<&In<'b>> {
+        self.ins.get(i).and_then(|x| x.as_ref())
+    }
+    /// Output `k` (required).
+    pub fn out(&mut self, k: usize) -> Result<&mut Out<'b>, String> {
+        self.outs
+            .get_mut(k)
+            .and_then(|x| x.as_mut())
+            .ok_or_else(|| format!("output {k} is missing"))
+    }
+    /// Inputs and outputs at once (disjoint borrows), so kernels read inputs in place.
+    pub fn io(&mut self) -> (&[Option<In<'b>>], &mut [Option<Out<'b>>]) {
+        (&self.ins, &mut self.outs)
+    }
+
+    /// Whether output `k` is wanted.
+    pub fn has_out(&self, k: usize) -> bool {
+        self.outs.get(k).is_some_and(|x| x.is_some())
+    }
+}
+
+/// Typed view of bytes; copies only when the bytes are not aligned for `T`.
+pub(crate) fn typed<T: bytemuck::Pod>(b: &[u8]) -> Cow<'_, [T]> {
+    match bytemuck::try_cast_slice(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => {
+            let n = b.len() / std::mem::size_of::<T>();
+            let mut v = vec![T::zeroed(); n];
+            bytemuck::cast_slice_mut::<T, u8>(&mut v)
+                .copy_from_slice(&b[..n * std::mem::size_of::<T>()]);
+            Cow::Owned(v)
+        }
+    }
+}
+
+/// Mutable typed view of an output buffer (always aligned: arena and heap buffers are).
+pub(crate) fn typed_mut<T: bytemuck::Pod>(b: &mut [u8]) -> Result<&mut [T], String> {
+    bytemuck::try_cast_slice_mut(b).map_err(|e| format!("misaligned output buffer: {e}"))
+}
+
+/// Values of an integer tensor (any integer dtype) as i64.
+pub(crate) fn ints_of(x: &In<'_>) -> Result<Vec<i64>, String> {
+    Ok(match x.dtype {
+        DType::I64 => typed::<i64>(x.data).into_owned(),
+        DType::I32 => typed::<i32>(x.data).iter().map(|&v| i64::from(v)).collect(),
+        DType::I16 => typed::<i16>(x.data).iter().map(|&v| i64::from(v)).collect(),
+        DType::I8 => x.data.iter().map(|&v| i64::from(v as i8)).collect(),
+        DType::U8 | DType::Bool => x.data.iter().map(|&v| i64::from(v)).collect(),
+        DType::U16 => typed::<u16>(x.data).iter().map(|&v| i64::from(v)).collect(),
+        DType::U32 => typed::<u32>(x.data).iter().map(|&v| i64::from(v)).collect(),
+        DType::U64 => typed::<u64>(x.data).iter().map(|&v| v as i64).collect(),
+        DType::F32 => typed::<f32>(x.data).iter().map(|&v| v as i64).collect(),
+        DType::F64 => typed::<f64>(x.data).iter().map(|&v| v as i64).collect(),
+        d => return Err(format!("expected an integer tensor, got {}", d.name())),
+    })
+}
+
+/// Values of a float tensor (f32 or f64, or integers) as f64.
+pub(crate) fn floats_of(x: &In<'_>) -> Result<Vec<f64>, String> {
+    Ok(match x.dtype {
+        DType::F32 => typed::<f32>(x.data).iter().map(|&v| f64::from(v)).collect(),
+        DType::F64 => typed::<f64>(x.data).into_owned(),
+        _ => ints_of(x)?.into_iter().map(|v| v as f64).collect(),
+    })
+}
+
+/// The kernel for an op name.
+pub(crate) fn get(name: &str) -> Option<Kernel> {
+    elementwise::get(name)
+        .or_else(|| nn::get(name))
+        .or_else(|| layout::get(name))
+        .or_else(|| shape_ops::get(name))
+}
+
+/// Whether this runtime can run `name` (control flow is built into the executor).
+pub(crate) fn has_kernel(name: &str) -> bool {
+    matches!(name, "If" | "Loop" | "Scan") || get(name).is_some()
+}

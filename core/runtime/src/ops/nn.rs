@@ -1,0 +1,760 @@
+//! Convolution, pooling, normalisation, matrix products, softmax, reductions.
+use sod2_format::DType;
+use sod2_kernels::conv::{conv2d_f32, conv_transpose2d_f32, pool2d_f32, Window};
+use sod2_kernels::linalg::{gemm_f32, matmul_f32};
+use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
+use sod2_kernels::shape::{axis, numel, strides};
+
+use super::elementwise::{dispatch, Num};
+use super::{ints_of, typed, typed_mut, Ctx, Kernel};
+
+pub(crate) fn get(name: &str) -> Option<Kernel> {
+    Some(match name {
+        "Conv" => conv,
+        "ConvTranspose" => conv_transpose,
+        "MaxPool" | "AveragePool" | "LpPool" => pool,
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => global_pool,
+        "BatchNormalization" => batch_norm,
+        "InstanceNormalization" => instance_norm,
+        "LayerNormalization" => layer_norm,
+        "GroupNormalization" => group_norm,
+        "LRN" => lrn,
+        "MatMul" => matmul,
+        "Gemm" => gemm,
+        "Einsum" => einsum,
+        "Softmax" | "LogSoftmax" | "Hardmax" => softmax,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce_op,
+        "ArgMax" | "ArgMin" => arg_op,
+        _ => return None,
+    })
+}
+
+fn f32_only(dt: DType) -> Result<(), String> {
+    if dt == DType::F32 {
+        Ok(())
+    } else {
+        Err(format!(
+            "only f32 is supported by this kernel, got {}",
+            dt.name()
+        ))
+    }
+}
+
+/// Window geometry from attributes, for 1-D or 2-D ops (1-D runs as 2-D with unit height).
+fn window(
+    c: &Ctx<'_, '_>,
+    xd: &[usize],
+    kernel: &[usize],
+    out_spatial: &[usize],
+) -> Result<(Window, [usize; 2]), String> {
+    let ns = xd.len() - 2;
+    if !(1..=2).contains(&ns) {
+        return Err(format!("{}-D windows are not supported", ns));
+    }
+    let st = c.ints("strides").unwrap_or(vec![1; ns]);
+    let di = c.ints("dilations").unwrap_or(vec![1; ns]);
+    let mut pads = c.ints("pads").unwrap_or(vec![0; 2 * ns]);
+    let auto = c.string("auto_pad", "NOTSET");
+    if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
+        for k in 0..ns {
+            let i = xd[k + 2] as i64;
+            let total = ((out_spatial[k] as i64 - 1) * st[k] + (kernel[k] as i64 - 1) * di[k] + 1
+                - i)
+                .max(0);
+            let small = total / 2;
+            let (b, e) = if auto == "SAME_UPPER" {
+                (small, total - small)
+            } else {
+                (total - small, small)
+            };
+            pads[k] = b;
+            pads[k + ns] = e;
+        }
+    } else if auto == "VALID" {
+        pads = vec![0; 2 * ns];
+    }
+    let two = |v: &[i64], k: usize, d: i64| {
+        if ns == 1 {
+            if k == 0 {
+                d
+            } else {
+                v[0]
+            }
+        } else {
+            v[k]
+        }
+    };
+    let win = Window {
+        k: [
+            if ns == 1 { 1 } else { kernel[0] },
+            if ns == 1 { kernel[0] } else { kernel[1] },
+        ],
+        s: [two(&st, 0, 1) as usize, two(&st, 1, 1) as usize],
+        d: [two(&di, 0, 1) as usize, two(&di, 1, 1) as usize],
+        pb: [
+            two(&pads[..ns], 0, 0) as usize,
+            two(&pads[..ns], 1, 0) as usize,
+        ],
+    };
+    let pe = [
+        two(&pads[ns..], 0, 0) as usize,
+        two(&pads[ns..], 1, 0) as usize,
+    ];
+    Ok((win, pe))
+}
+
+fn as4(d: &[usize]) -> [usize; 4] {
+    if d.len() == 3 {
+        [d[0], d[1], 1, d[2]]
+    } else {
+        [d[0], d[1], d[2], d[3]]
+    }
+}
+
+fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = c.out(0)?.planned_dims()?;
+    let g = c.int("group", 1) as usize;
+    let (win, _) = {
+        let (x, w) = (c.input(0)?, c.input(1)?);
+        f32_only(x.dtype)?;
+        window(c, x.dims, &w.dims[2..], &od[2..])?
+    };
+    let (ins, outs) = c.io();
+    let (x, w) = (
+        ins[0].as_ref().ok_or("no input")?,
+        ins[1].as_ref().ok_or("no weight")?,
+    );
+    let bias = ins
+        .get(2)
+        .and_then(|b| b.as_ref())
+        .map(|b| typed::<f32>(b.data));
+    let m = w.dims[0];
+    let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
+    let out = outs[0].as_mut().ok_or("no output")?;
+    let o = typed_mut::<f32>(out.alloc(&od)?)?;
+    conv2d_f32(
+        &xs,
+        as4(x.dims),
+        &ws,
+        m,
+        bias.as_deref(),
+        g,
+        win,
+        o,
+        as4(&od),
+    );
+    Ok(())
+}
+
+fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = c.out(0)?.planned_dims()?;
+    let g = c.int("group", 1) as usize;
+    let (x, w) = (c.input(0)?, c.input(1)?);
+    f32_only(x.dtype)?;
+    if x.dims.len() != 4 {
+        return Err("only 2-D ConvTranspose is supported".into());
+    }
+    let ns = 2;
+    let st = c.ints("strides").unwrap_or(vec![1; ns]);
+    let di = c.ints("dilations").unwrap_or(vec![1; ns]);
+    let kernel = &w.dims[2..];
+    let mut pads = c.ints("pads").unwrap_or(vec![0; 2 * ns]);
+    let auto = c.string("auto_pad", "NOTSET");
+    if c.ints("output_shape").is_some() || auto == "SAME_UPPER" || auto == "SAME_LOWER" {
+        let op = c.ints("output_padding").unwrap_or(vec![0; ns]);
+        for k in 0..ns {
+            let total =
+                st[k] * (x.dims[k + 2] as i64 - 1) + op[k] + ((kernel[k] as i64 - 1) * di[k] + 1)
+                    - od[k + 2] as i64;
+            let (b, e) = if auto == "SAME_UPPER" {
+                (total / 2, total - total / 2)
+            } else {
+                (total - total / 2, total / 2)
+            };
+            pads[k] = b;
+            pads[k + ns] = e;
+        }
+    }
+    let win = Window {
+        k: [kernel[0], kernel[1]],
+        s: [st[0] as usize, st[1] as usize],
+        d: [di[0] as usize, di[1] as usize],
+        pb: [pads[0] as usize, pads[1] as usize],
+    };
+    let m = od[1];
+    let (ins, outs) = c.io();
+    let (x, w) = (
+        ins[0].as_ref().ok_or("no input")?,
+        ins[1].as_ref().ok_or("no weight")?,
+    );
+    let bias = ins
+        .get(2)
+        .and_then(|b| b.as_ref())
+        .map(|b| typed::<f32>(b.data));
+    let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    conv_transpose2d_f32(
+        &xs,
+        as4(x.dims),
+        &ws,
+        m,
+        bias.as_deref(),
+        g,
+        win,
+        o,
+        as4(&od),
+    );
+    Ok(())
+}
+
+fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let op = c.step.kernel.clone();
+    if op == "LpPool" {
+        return Err("LpPool is not supported yet".into());
+    }
+    let od = c.out(0)?.planned_dims()?;
+    let kernel: Vec<usize> = c
+        .ints("kernel_shape")
+        .ok_or("kernel_shape is required")?
+        .iter()
+        .map(|&k| k as usize)
+        .collect();
+    let count_pad = c.int("count_include_pad", 0) != 0;
+    let x = c.input(0)?;
+    f32_only(x.dtype)?;
+    let (win, pe) = window(c, x.dims, &kernel, &od[2..])?;
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let xs = typed::<f32>(x.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    pool2d_f32(
+        &xs,
+        as4(x.dims),
+        win,
+        op == "MaxPool",
+        count_pad,
+        o,
+        as4(&od),
+        pe,
+    );
+    if outs.len() > 1 && outs[1].is_some() {
+        return Err("MaxPool indices output is not supported yet".into());
+    }
+    Ok(())
+}
+
+fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let max = c.step.kernel == "GlobalMaxPool";
+    let lp = c.step.kernel == "GlobalLpPool";
+    let p = c.int("p", 2) as i32;
+    let x = c.input(0)?;
+    f32_only(x.dtype)?;
+    let (n, ch) = (x.dims[0], x.dims[1]);
+    let sp: usize = x.dims[2..].iter().product();
+    let mut od = vec![n, ch];
+    od.extend(std::iter::repeat_n(1, x.dims.len() - 2));
+    let (ins, outs) = c.io();
+    let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    for (i, slot) in o.iter_mut().enumerate() {
+        let s = &xs[i * sp..(i + 1) * sp];
+        *slot = if max {
+            s.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        } else if lp {
+            s.iter()
+                .map(|v| v.abs().powi(p))
+                .sum::<f32>()
+                .powf(1.0 / p as f32)
+        } else {
+            (s.iter().map(|&v| f64::from(v)).sum::<f64>() / sp as f64) as f32
+        };
+    }
+    Ok(())
+}
+
+fn channel_affine(o: &mut [f32], n: usize, ch: usize, sp: usize, scale: &[f32], bias: &[f32]) {
+    for b in 0..n {
+        for k in 0..ch {
+            let base = (b * ch + k) * sp;
+            for v in &mut o[base..base + sp] {
+                *v = *v * scale[k] + bias[k];
+            }
+        }
+    }
+}
+
+fn batch_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let eps = c.float("epsilon", 1e-5);
+    let (ins, outs) = c.io();
+    let get = |i: usize| {
+        ins.get(i)
+            .and_then(|x| x.as_ref())
+            .ok_or(format!("input {i} is missing"))
+    };
+    let x = get(0)?;
+    f32_only(x.dtype)?;
+    let (scale, b, mean, var) = (
+        typed::<f32>(get(1)?.data),
+        typed::<f32>(get(2)?.data),
+        typed::<f32>(get(3)?.data),
+        typed::<f32>(get(4)?.data),
+    );
+    let (n, ch) = (x.dims[0], x.dims.get(1).copied().unwrap_or(1));
+    let sp: usize = x.dims[2..].iter().product();
+    let xs = typed::<f32>(x.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+    o.copy_from_slice(&xs);
+    let sc: Vec<f32> = (0..ch).map(|k| scale[k] / (var[k] + eps).sqrt()).collect();
+    let bi: Vec<f32> = (0..ch).map(|k| b[k] - mean[k] * sc[k]).collect();
+    channel_affine(o, n, ch, sp, &sc, &bi);
+    Ok(())
+}
+
+fn instance_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let eps = c.float("epsilon", 1e-5);
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    f32_only(x.dtype)?;
+    let (scale, b) = (
+        typed::<f32>(ins[1].as_ref().ok_or("no scale")?.data),
+        typed::<f32>(ins[2].as_ref().ok_or("no bias")?.data),
+    );
+    let (n, ch) = (x.dims[0], x.dims[1]);
+    let sp: usize = x.dims[2..].iter().product();
+    let xs = typed::<f32>(x.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+    normalize_blocks_f32(&xs, n * ch, sp, eps, o);
+    channel_affine(o, n, ch, sp, &scale, &b);
+    Ok(())
+}
+
+fn group_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let eps = c.float("epsilon", 1e-5);
+    let groups = c.int("num_groups", 1) as usize;
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    f32_only(x.dtype)?;
+    let (scale, b) = (
+        typed::<f32>(ins[1].as_ref().ok_or("no scale")?.data),
+        typed::<f32>(ins[2].as_ref().ok_or("no bias")?.data),
+    );
+    let (n, ch) = (x.dims[0], x.dims[1]);
+    let sp: usize = x.dims[2..].iter().product();
+    let xs = typed::<f32>(x.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+    normalize_blocks_f32(&xs, n * groups, ch / groups * sp, eps, o);
+    // scale / bias are per channel (opset 21) or per group (opset 18)
+    let per = |v: &[f32], k: usize| {
+        if v.len() == ch {
+            v[k]
+        } else {
+            v[k / (ch / groups)]
+        }
+    };
+    let sc: Vec<f32> = (0..ch).map(|k| per(&scale, k)).collect();
+    let bi: Vec<f32> = (0..ch).map(|k| per(&b, k)).collect();
+    channel_affine(o, n, ch, sp, &sc, &bi);
+    Ok(())
+}
+
+fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let eps = c.float("epsilon", 1e-5);
+    let ax = c.int("axis", -1);
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    f32_only(x.dtype)?;
+    let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
+    let outer: usize = x.dims[..a].iter().product();
+    let len: usize = x.dims[a..].iter().product();
+    let scale = typed::<f32>(ins[1].as_ref().ok_or("no scale")?.data);
+    let bias = ins
+        .get(2)
+        .and_then(|b| b.as_ref())
+        .map(|b| typed::<f32>(b.data));
+    let xs = typed::<f32>(x.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+    normalize_blocks_f32(&xs, outer, len, eps, o);
+    for r in 0..outer {
+        for k in 0..len {
+            let v = &mut o[r * len + k];
+            *v = *v * scale[k % scale.len()] + bias.as_ref().map_or(0.0, |b| b[k % b.len()]);
+        }
+    }
+    // Mean / InvStdDev outputs
+    let mut stat_d = x.dims[..a].to_vec();
+    stat_d.extend(std::iter::repeat_n(1, x.dims.len() - a));
+    for (k, slot) in outs.iter_mut().enumerate().skip(1) {
+        let Some(out) = slot.as_mut() else { continue };
+        let s = typed_mut::<f32>(out.alloc(&stat_d)?)?;
+        for r in 0..outer {
+            let row = &xs[r * len..(r + 1) * len];
+            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / len as f64;
+            let var = row
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / len as f64;
+            s[r] = if k == 1 {
+                mean as f32
+            } else {
+                (1.0 / (var + f64::from(eps)).sqrt()) as f32
+            };
+        }
+    }
+    Ok(())
+}
+
+fn lrn(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let (alpha, beta, bias) = (
+        c.float("alpha", 1e-4),
+        c.float("beta", 0.75),
+        c.float("bias", 1.0),
+    );
+    let size = c.int("size", 1) as usize;
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let (n, ch) = (x.dims[0], x.dims[1]);
+    let sp: usize = x.dims[2..].iter().product();
+    let xs = typed::<f32>(x.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+    let lo = (size - 1) / 2;
+    let hi = size - 1 - lo;
+    for b in 0..n {
+        for k in 0..ch {
+            for p in 0..sp {
+                let mut sq = 0f32;
+                for j in k.saturating_sub(lo)..=(k + hi).min(ch - 1) {
+                    let v = xs[(b * ch + j) * sp + p];
+                    sq += v * v;
+                }
+                let i = (b * ch + k) * sp + p;
+                o[i] = xs[i] / (bias + alpha / size as f32 * sq).powf(beta);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn matmul(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = c.out(0)?.planned_dims()?;
+    let (ins, outs) = c.io();
+    let (a, b) = (
+        ins[0].as_ref().ok_or("no A")?,
+        ins[1].as_ref().ok_or("no B")?,
+    );
+    if a.dtype != DType::F32 {
+        return int_matmul(a, b, outs[0].as_mut().ok_or("no output")?, &od);
+    }
+    let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    matmul_f32(&av, a.dims, &bv, b.dims, o)
+}
+
+fn int_matmul(
+    a: &super::In<'_>,
+    b: &super::In<'_>,
+    out: &mut super::Out<'_>,
+    od: &[usize],
+) -> Result<(), String> {
+    fn go<T: Num>(
+        a: &super::In<'_>,
+        b: &super::In<'_>,
+        out: &mut super::Out<'_>,
+        od: &[usize],
+    ) -> Result<(), String> {
+        let (av, bv): (Vec<f32>, Vec<f32>) = (
+            typed::<T>(a.data)
+                .iter()
+                .map(|x| x.to_f64() as f32)
+                .collect(),
+            typed::<T>(b.data)
+                .iter()
+                .map(|x| x.to_f64() as f32)
+                .collect(),
+        );
+        let mut tmp = vec![0f32; numel(od)];
+        matmul_f32(&av, a.dims, &bv, b.dims, &mut tmp)?;
+        let o = typed_mut::<T>(out.alloc(od)?)?;
+        for (s, v) in o.iter_mut().zip(tmp) {
+            *s = T::from_f64(f64::from(v));
+        }
+        Ok(())
+    }
+    dispatch!(a.dtype, go(a, b, out, od))
+}
+
+fn gemm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = c.out(0)?.planned_dims()?;
+    let (alpha, beta) = (c.float("alpha", 1.0), c.float("beta", 1.0));
+    let (ta, tb) = (c.int("transA", 0) != 0, c.int("transB", 0) != 0);
+    let (ins, outs) = c.io();
+    let (a, b) = (
+        ins[0].as_ref().ok_or("no A")?,
+        ins[1].as_ref().ok_or("no B")?,
+    );
+    f32_only(a.dtype)?;
+    let (m, n) = (od[0], od[1]);
+    let k = if ta { a.dims[0] } else { a.dims[1] };
+    let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    o.fill(0.0);
+    if let Some(cin) = ins.get(2).and_then(|x| x.as_ref()) {
+        let cv = typed::<f32>(cin.data);
+        sod2_kernels::elementwise::binary(
+            &vec![0f32; m * n],
+            &od,
+            &cv,
+            cin.dims,
+            o,
+            &od,
+            |_, y| beta * y,
+        );
+    }
+    gemm_f32(
+        m, n, k, &av, a.dims[1], ta, &bv, b.dims[1], tb, o, alpha, true,
+    );
+    Ok(())
+}
+
+/// General Einsum by explicit index iteration (reference quality).
+fn einsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = c.out(0)?.planned_dims()?;
+    let eq: String = c
+        .string("equation", "")
+        .chars()
+        .filter(|ch| !ch.is_whitespace())
+        .collect();
+    let (lhs, rhs) = eq
+        .split_once("->")
+        .ok_or("einsum equations without `->` are not supported yet")?;
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if eq.contains("...") {
+        return Err("einsum with `...` is not supported yet".into());
+    }
+    let (ins, outs) = c.io();
+    let xs: Vec<(Vec<f32>, &[usize])> = ins
+        .iter()
+        .flatten()
+        .map(|x| (typed::<f32>(x.data).into_owned(), x.dims))
+        .collect();
+    let mut size = std::collections::BTreeMap::new();
+    for (t, (_, d)) in terms.iter().zip(&xs) {
+        for (ch, &n) in t.chars().zip(d.iter()) {
+            size.insert(ch, n);
+        }
+    }
+    let letters: Vec<char> = size.keys().copied().collect();
+    let dims: Vec<usize> = letters.iter().map(|l| size[l]).collect();
+    let pos = |l: char| letters.iter().position(|&x| x == l).unwrap_or(0);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    o.fill(0.0);
+    let ost = strides(&od);
+    let tst: Vec<Vec<usize>> = xs.iter().map(|(_, d)| strides(d)).collect();
+    let total = numel(&dims);
+    let ls = strides(&dims);
+    for flat in 0..total {
+        let idx: Vec<usize> = (0..dims.len()).map(|k| (flat / ls[k]) % dims[k]).collect();
+        let mut prod = 1f32;
+        for (ti, t) in terms.iter().enumerate() {
+            let off: usize = t
+                .chars()
+                .enumerate()
+                .map(|(k, ch)| idx[pos(ch)] * tst[ti][k])
+                .sum();
+            prod *= xs[ti].0[off];
+        }
+        let oo: usize = rhs
+            .chars()
+            .enumerate()
+            .map(|(k, ch)| idx[pos(ch)] * ost[k])
+            .sum();
+        o[oo] += prod;
+    }
+    Ok(())
+}
+
+fn softmax(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let op = c.step.kernel.clone();
+    let ax = c.int("axis", -1);
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    f32_only(x.dtype)?;
+    let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
+    let xs = typed::<f32>(x.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+    if op == "Hardmax" {
+        let n = x.dims[a];
+        let inner: usize = x.dims[a + 1..].iter().product();
+        let outer: usize = x.dims[..a].iter().product();
+        o.fill(0.0);
+        for p in 0..outer {
+            for i in 0..inner {
+                let best = (0..n).fold(0, |b, k| {
+                    if xs[(p * n + k) * inner + i] > xs[(p * n + b) * inner + i] {
+                        k
+                    } else {
+                        b
+                    }
+                });
+                o[(p * n + best) * inner + i] = 1.0;
+            }
+        }
+        return Ok(());
+    }
+    softmax_f32(&xs, x.dims, a, o, op == "LogSoftmax");
+    Ok(())
+}
+
+fn reduce_axes(c: &Ctx<'_, '_>, rank: usize) -> Result<Vec<usize>, String> {
+    let axes = match c.ints("axes") {
+        Some(a) => a,
+        None => match c.opt_input(1) {
+            Some(a) => ints_of(a)?,
+            None => vec![],
+        },
+    };
+    if axes.is_empty() {
+        return Ok(if c.int("noop_with_empty_axes", 0) != 0 {
+            vec![]
+        } else {
+            (0..rank).collect()
+        });
+    }
+    axes.iter()
+        .map(|&a| axis(a, rank).ok_or_else(|| format!("axis {a} out of range")))
+        .collect()
+}
+
+fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let op = c.step.kernel.clone();
+    let keep = c.int("keepdims", 1) != 0;
+    let x = c.input(0)?;
+    let axes = reduce_axes(c, x.dims.len())?;
+    let od: Vec<usize> = match &c.out(0)?.planned {
+        Some(p) => p.clone(),
+        None => {
+            let x = c.input(0)?;
+            x.dims
+                .iter()
+                .enumerate()
+                .filter_map(|(k, &d)| {
+                    if axes.contains(&k) {
+                        keep.then_some(1)
+                    } else {
+                        Some(d)
+                    }
+                })
+                .collect()
+        }
+    };
+    fn go<T: Num>(
+        c: &mut Ctx<'_, '_>,
+        op: &str,
+        axes: &[usize],
+        od: &[usize],
+    ) -> Result<(), String> {
+        let (ins, outs) = c.io();
+        let x = ins[0].as_ref().ok_or("no input")?;
+        let xs: Vec<f64> = typed::<T>(x.data).iter().map(|v| v.to_f64()).collect();
+        let n: usize = axes.iter().map(|&a| x.dims[a]).product();
+        let mut acc = vec![0f64; numel(od)];
+        let (init, step): (f64, fn(f64, f64) -> f64) = match op {
+            "ReduceSum" | "ReduceMean" | "ReduceLogSum" => (0.0, |a, v| a + v),
+            "ReduceMax" => (
+                f64::NEG_INFINITY,
+                |a: f64, v: f64| if v > a || v.is_nan() { v } else { a },
+            ),
+            "ReduceMin" => (
+                f64::INFINITY,
+                |a: f64, v: f64| if v < a || v.is_nan() { v } else { a },
+            ),
+            "ReduceProd" => (1.0, |a, v| a * v),
+            "ReduceL1" => (0.0, |a, v: f64| a + v.abs()),
+            "ReduceL2" | "ReduceSumSquare" => (0.0, |a, v| a + v * v),
+            _ => (0.0, |a, v| a + v),
+        };
+        if op == "ReduceLogSumExp" {
+            let mut mx = vec![0f64; numel(od)];
+            reduce(
+                &xs,
+                x.dims,
+                axes,
+                &mut mx,
+                || f64::NEG_INFINITY,
+                |a, v| a.max(v),
+            );
+            // sum exp(x - max) per output: recompute with offsets via a second pass
+            let shifted: Vec<f64> = {
+                let kept: Vec<usize> = (0..x.dims.len())
+                    .map(|k| if axes.contains(&k) { 1 } else { x.dims[k] })
+                    .collect();
+                let ks = sod2_kernels::shape::broadcast_strides(&kept, x.dims);
+                let mut s = vec![0f64; xs.len()];
+                sod2_kernels::shape::for_each_offset(x.dims, [&ks], |o, [i]| {
+                    s[o] = (xs[o] - mx[i]).exp()
+                });
+                s
+            };
+            reduce(&shifted, x.dims, axes, &mut acc, || 0.0, |a, v| a + v);
+            for (a, m) in acc.iter_mut().zip(&mx) {
+                *a = a.ln() + m;
+            }
+        } else {
+            reduce(&xs, x.dims, axes, &mut acc, || init, step);
+        }
+        let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(od)?)?;
+        for (s, &v) in o.iter_mut().zip(&acc) {
+            let v = match op {
+                "ReduceMean" => v / n.max(1) as f64,
+                "ReduceL2" => v.sqrt(),
+                "ReduceLogSum" => v.ln(),
+                _ => v,
+            };
+            *s = T::from_f64(v);
+        }
+        Ok(())
+    }
+    let dt = c.input(0)?.dtype;
+    dispatch!(dt, go(c, &op, &axes, &od))
+}
+
+fn arg_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let max = c.step.kernel == "ArgMax";
+    let keep = c.int("keepdims", 1) != 0;
+    let last = c.int("select_last_index", 0) != 0;
+    let x = c.input(0)?;
+    let a = axis(c.int("axis", 0), x.dims.len()).ok_or("bad axis")?;
+    let vals: Vec<f64> = super::floats_of(x)?;
+    let dims = x.dims.to_vec();
+    let od: Vec<usize> = dims
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &d)| if k == a { keep.then_some(1) } else { Some(d) })
+        .collect();
+    let outer: usize = dims[..a].iter().product();
+    let n = dims[a];
+    let inner: usize = dims[a + 1..].iter().product();
+    let o = typed_mut::<i64>(c.out(0)?.alloc(&od)?)?;
+    for p in 0..outer {
+        for i in 0..inner {
+            let mut best = 0;
+            for k in 1..n {
+                let (v, b) = (
+                    vals[(p * n + k) * inner + i],
+                    vals[(p * n + best) * inner + i],
+                );
+                let better = if max {
+                    v > b || (last && v == b)
+                } else {
+                    v < b || (last && v == b)
+                };
+                if better {
+                    best = k;
+                }
+            }
+            o[p * inner + i] = best as i64;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! A loaded, verified plan, shareable across sessions and threads.
+use std::path::Path;
+use std::sync::Arc;
+
+use sod2_format::{Expr, PlanFile, Storage};
+
+use crate::RuntimeError;
+
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u64>, usize),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v, len) => &bytemuck::cast_slice(v)[..*len],
+        }
+    }
+}
+
+/// A plan file, verified once at load; immutable, `Send + Sync`, shared through `Arc`.
+pub struct Plan {
+    bytes: Bytes,
+    file: PlanFile,
+}
+
+/// Name, element type and dims (as text) of a model input or output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoInfo {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub dtype: sod2_format::DType,
+    /// Dims in sod2's syntax (`"batch"`, `"2*seq + 1"`, `"3"`).
+    pub dims: Vec<String>,
+}
+
+impl Plan {
+    /// Memory-maps and verifies a plan file. Cost: proportional to the metadata.
+    pub fn load(path: &Path) -> Result<Arc<Plan>, RuntimeError> {
+        let io = |e: std::io::Error| RuntimeError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let f = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only and private to this process; the plan is verified
+        // before use and every later access is bounds-checked against the mapping's length. A
+        // file truncated by another process while mapped is outside what we can defend against
+        // (as for every mmap-based loader) and is documented in docs/plan-format.md.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
+        let file = sod2_format::read(&map)?;
+        Self::check_kernels(&file)?;
+        Ok(Arc::new(Plan {
+            bytes: Bytes::Mapped(map),
+            file,
+        }))
+    }
+
+    /// Verifies a plan held in memory (e.g. an Android asset); the bytes are copied once into
+    /// 64-byte-aligned storage so weights can be used in place.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Arc<Plan>, RuntimeError> {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        let owned = Bytes::Owned(words, bytes.len());
+        let file = sod2_format::read(owned.as_slice())?;
+        Self::check_kernels(&file)?;
+        Ok(Arc::new(Plan { bytes: owned, file }))
+    }
+
+    fn check_kernels(file: &PlanFile) -> Result<(), RuntimeError> {
+        for g in &file.plan.graphs {
+            for s in &g.steps {
+                if !crate::ops::has_kernel(&s.kernel) {
+                    return Err(RuntimeError::UnknownKernel {
+                        step: s.name.clone(),
+                        kernel: s.kernel.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan metadata.
+    pub fn meta(&self) -> &sod2_format::Plan {
+        &self.file.plan
+    }
+
+    /// The bytes of a weight tensor, in place in the mapping.
+    pub(crate) fn weight(&self, offset: u64, len: u64) -> &[u8] {
+        let w = &self.bytes.as_slice()[self.file.weights.clone()];
+        &w[offset as usize..(offset + len) as usize]
+    }
+
+    /// Whether the weights are used in place from a memory mapping.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.bytes, Bytes::Mapped(_))
+    }
+
+    fn io(&self, tensors: &[u32]) -> Vec<IoInfo> {
+        let p = &self.file.plan;
+        tensors
+            .iter()
+            .map(|&t| {
+                let t = &p.tensors[t as usize];
+                IoInfo {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    dims: t
+                        .shape
+                        .iter()
+                        .map(|&d| sod2_format::expr_text(&p.exprs, &p.symbols, d))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The model inputs.
+    pub fn inputs(&self) -> Vec<IoInfo> {
+        self.io(&self.file.plan.graphs[0].inputs)
+    }
+
+    /// The model outputs.
+    pub fn outputs(&self) -> Vec<IoInfo> {
+        self.io(&self.file.plan.graphs[0].outputs)
+    }
+
+    /// Total bytes of the weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.file.weights.len()
+    }
+
+    pub(crate) fn is_const_dim(&self, e: u32) -> Option<i64> {
+        match self.file.plan.exprs[e as usize] {
+            Expr::Const(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn storage(&self, t: u32) -> Storage {
+        self.file.plan.tensors[t as usize].storage
+    }
+}

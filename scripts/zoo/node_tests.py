@@ -5,13 +5,16 @@ and test_data_set_*/{input,output}_*.pb). A test belongs to the op its name star
 (`test_reduce_sum_keepdims` -> ReduceSum). It is *unsupported* when that op is not in sod2's
 registry (`sod2 ops`), or when its data are not plain tensors.
 
-Until the sod2 runtime exists this checks what sod2 computes today, the shape analysis: every
-output's symbolic shape from `sod2 analyze --json`, evaluated with the symbols bound from the
-test's inputs, must equal the expected output's shape, and the dtypes must agree. Outputs whose
-size is execution-determined (a fresh symbol, bound from the expected output itself) are counted
-separately as "runtime-bound".
+Shape mode (default) checks the analysis: every output's symbolic shape from
+`sod2 analyze --json`, evaluated with the symbols bound from the test's inputs, must equal the
+expected output's shape, and the dtypes must agree. Outputs whose size is execution-determined
+(a fresh symbol, bound from the expected output itself) are counted as "runtime-bound".
 
-usage: python node_tests.py --sod2 BIN [--filter REGEX] [--min-pass-rate R] [--verbose]
+Value mode (--values) executes every test through sod2: `sod2 compile`, then `sod2 run` on
+the test's inputs, and compares every output with the expected one (ONNX's backend tolerances:
+rtol 1e-3, atol 1e-7 for floats; integers and bools exactly).
+
+usage: python node_tests.py --sod2 BIN [--values] [--filter REGEX] [--min-pass-rate R] [--verbose]
 """
 from __future__ import annotations
 
@@ -117,12 +120,63 @@ def run_test(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
     return ("runtime-bound" if runtime_bound else "pass"), ""
 
 
+def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
+    """Compiles and runs one node test through sod2 and compares the outputs."""
+    import tempfile
+
+    from plan_names import sanitize
+
+    model = onnx.load(tdir / "model.onnx", load_external_data=False)
+    data = tdir / "test_data_set_0"
+    try:
+        inputs = load_tensors(data, "input")
+        outputs = load_tensors(data, "output")
+    except Exception as e:
+        return "unsupported", f"non-tensor test data ({e})"
+    odd = [str(a.dtype) for a in inputs + outputs if str(a.dtype) not in DTYPES]
+    if odd:
+        return "unsupported", f"element types {sorted(set(odd))}"
+    init_names = {t.name for t in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in init_names]
+    with tempfile.TemporaryDirectory(prefix="sod2-nt-") as tmp:
+        t = pathlib.Path(tmp)
+        r = subprocess.run([sod2, "compile", str(tdir / "model.onnx"), "-o", str(t / "m.sod2")], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return "fail", "compile: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+        args = []
+        for vi, arr in zip(real_inputs, inputs):
+            f = t / f"in_{len(args)}.npy"
+            np.save(f, arr)
+            args.append(f"--input={vi.name}={f}")
+        r = subprocess.run([sod2, "run", str(t / "m.sod2"), *args, "--out", str(t / "out")], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return "fail", "run: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+        for vo, want in zip(model.graph.output, outputs):
+            f = t / "out" / f"{sanitize(vo.name)}.npy"
+            if not f.exists():
+                return "fail", f"{vo.name}: no output"
+            got = np.load(f)
+            if got.shape != want.shape:
+                return "fail", f"{vo.name}: shape {got.shape}, expected {want.shape}"
+            if got.dtype != want.dtype:
+                return "fail", f"{vo.name}: dtype {got.dtype}, expected {want.dtype}"
+            if np.issubdtype(want.dtype, np.floating):
+                ok = np.allclose(got, want, rtol=1e-3, atol=1e-7, equal_nan=True)
+                if not ok:
+                    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+                    return "fail", f"{vo.name}: max abs error {np.nanmax(err):.3g}"
+            elif not np.array_equal(got, want):
+                return "fail", f"{vo.name}: values differ"
+    return "pass", ""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sod2", required=True)
     ap.add_argument("--filter", default=None)
     ap.add_argument("--min-pass-rate", type=float, default=0.0, help="fail when (pass + runtime-bound) / in-registry is lower")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--values", action="store_true", help="execute the tests through sod2 and compare values")
     args = ap.parse_args()
     root = pathlib.Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
     if not root.exists():
@@ -141,7 +195,7 @@ def main() -> int:
             if op not in supported:
                 by_op[op]["unsupported"] += 1
                 continue
-            jobs[ex.submit(run_test, args.sod2, t)] = (t.name, op)
+            jobs[ex.submit(run_values if args.values else run_test, args.sod2, t)] = (t.name, op)
         for fut in cf.as_completed(jobs):
             name, op = jobs[fut]
             try:
@@ -160,7 +214,8 @@ def main() -> int:
         print(f"| {op} | {c['pass']} | {c['runtime-bound']} | {c['fail']} | {c['unsupported']} |")
     in_reg = total["pass"] + total["runtime-bound"] + total["fail"]
     rate = (total["pass"] + total["runtime-bound"]) / in_reg if in_reg else 0.0
-    print(f"\nnode tests: {len(tests)} total; {in_reg} whose op is in the registry: "
+    mode = "values" if args.values else "shapes"
+    print(f"\nnode tests ({mode}): {len(tests)} total; {in_reg} whose op is in the registry: "
           f"{total['pass']} pass, {total['runtime-bound']} runtime-bound, {total['fail']} fail "
           f"({100 * rate:.1f}%); {total['unsupported']} unsupported")
     if rate < args.min_pass_rate:

@@ -522,7 +522,7 @@ impl State {
                 ins,
                 outs,
             };
-            kernel(&mut ctx).map(|()| {
+            ops::call(kernel, &mut ctx).map(|()| {
                 ctx.outs
                     .into_iter()
                     .map(|o| o.and_then(|o| o.dims))

@@ -452,8 +452,35 @@ fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         }
         Ok(())
     }
-    let (f, i) = dispatch!(src, load(&data))?;
-    let src_float = matches!(src, DType::F32 | DType::F64);
+    use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+    let (f, i) = match src {
+        DType::F16 | DType::BF16 => {
+            let to = if src == DType::F16 {
+                f16_to_f32
+            } else {
+                bf16_to_f32
+            };
+            let f: Vec<f64> = data
+                .chunks_exact(2)
+                .map(|h| f64::from(to(u16::from_le_bytes([h[0], h[1]]))))
+                .collect();
+            let i = f.iter().map(|&v| v as i64).collect();
+            (f, i)
+        }
+        _ => dispatch!(src, load(&data))?,
+    };
+    if matches!(dst, DType::F16 | DType::BF16) {
+        let to = if dst == DType::F16 {
+            f32_to_f16
+        } else {
+            f32_to_bf16
+        };
+        for (o, v) in out.chunks_exact_mut(2).zip(&f) {
+            o.copy_from_slice(&to(*v as f32).to_le_bytes());
+        }
+        return Ok(());
+    }
+    let src_float = matches!(src, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
     if saturate_bool {
         for (o, v) in out.iter_mut().zip(&f) {
             *o = u8::from(*v != 0.0);
@@ -469,12 +496,20 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let left = c.string("direction", "LEFT") == "LEFT";
     fn go<T: Num>(c: &mut Ctx<'_, '_>, op: &str, fmod: bool, left: bool) -> Result<(), String> {
         let n = c.ins.iter().filter(|x| x.is_some()).count();
+        let base = c.input(0)?.dtype;
         let ins: Vec<(Vec<usize>, Vec<T>)> = c
             .ins
             .iter()
             .flatten()
-            .map(|x| (x.dims.to_vec(), typed::<T>(x.data).into_owned()))
-            .collect();
+            .map(|x| -> Result<_, String> {
+                let v = if x.dtype == base {
+                    typed::<T>(x.data).into_owned()
+                } else {
+                    floats_of(x)?.into_iter().map(T::from_f64).collect()
+                };
+                Ok((x.dims.to_vec(), v))
+            })
+            .collect::<Result<_, _>>()?;
         let shapes: Vec<&[usize]> = ins.iter().map(|(d, _)| d.as_slice()).collect();
         let od = broadcast_shape(&shapes)
             .ok_or_else(|| format!("shapes {shapes:?} do not broadcast"))?;

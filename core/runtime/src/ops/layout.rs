@@ -364,11 +364,37 @@ fn gather_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Combines an existing element with an update under a scatter reduction.
+fn combine(dt: sod2_format::DType, red: &str, dst: &mut [u8], upd: &[u8]) -> Result<(), String> {
+    fn go<T: Num>(red: &str, dst: &mut [u8], upd: &[u8]) -> Result<(), String> {
+        let (a, b) = (typed::<T>(dst)[0], typed::<T>(upd)[0]);
+        let r = match red {
+            "add" => a.add(b),
+            "mul" => a.mul(b),
+            "max" => {
+                if b > a {
+                    b
+                } else {
+                    a
+                }
+            }
+            "min" => {
+                if b < a {
+                    b
+                } else {
+                    a
+                }
+            }
+            _ => b,
+        };
+        dst.copy_from_slice(bytemuck::bytes_of(&r));
+        Ok(())
+    }
+    dispatch!(dt, go(red, dst, upd))
+}
+
 fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let red = c.string("reduction", "none");
-    if red != "none" {
-        return Err(format!("ScatterND reduction `{red}` is not supported yet"));
-    }
     let (ins, outs) = c.io();
     let (x, i, u) = (
         ins[0].as_ref().ok_or("no data")?,
@@ -387,7 +413,19 @@ fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         for (k, &v) in row.iter().enumerate() {
             off += norm_index(v, x.dims[k])? * xs[k];
         }
-        out[off * es..off * es + chunk].copy_from_slice(&u.data[j * chunk..(j + 1) * chunk]);
+        if red == "none" {
+            out[off * es..off * es + chunk].copy_from_slice(&u.data[j * chunk..(j + 1) * chunk]);
+        } else {
+            for e in 0..chunk / es {
+                let at = off * es + e * es;
+                combine(
+                    x.dtype,
+                    &red,
+                    &mut out[at..at + es],
+                    &u.data[j * chunk + e * es..j * chunk + e * es + es],
+                )?;
+            }
+        }
     }
     Ok(())
 }
@@ -395,11 +433,6 @@ fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let ax = c.int("axis", 0);
     let red = c.string("reduction", "none");
-    if red != "none" {
-        return Err(format!(
-            "ScatterElements reduction `{red}` is not supported yet"
-        ));
-    }
     let (ins, outs) = c.io();
     let (x, i, u) = (
         ins[0].as_ref().ok_or("no data")?,
@@ -425,7 +458,25 @@ fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 ik
             } * xs[k];
         }
-        out[off * es..off * es + es].copy_from_slice(&u.data[o * es..o * es + es]);
+        if red == "none" {
+            if red == "none" {
+                out[off * es..off * es + es].copy_from_slice(&u.data[o * es..o * es + es]);
+            } else {
+                combine(
+                    x.dtype,
+                    &red,
+                    &mut out[off * es..off * es + es],
+                    &u.data[o * es..o * es + es],
+                )?;
+            }
+        } else {
+            combine(
+                x.dtype,
+                &red,
+                &mut out[off * es..off * es + es],
+                &u.data[o * es..o * es + es],
+            )?;
+        }
     }
     Ok(())
 }
@@ -540,10 +591,28 @@ fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .filter(|v| !v.is_empty());
     let mut scales = vec![1f64; r];
     let mut od = d.clone();
+    let policy = c.string("keep_aspect_ratio_policy", "stretch");
     if let Some(s) = &sizes {
-        for (j, &a) in axes.iter().enumerate() {
-            od[a] = s[j] as usize;
-            scales[a] = s[j] as f64 / d[a] as f64;
+        if policy == "stretch" {
+            for (j, &a) in axes.iter().enumerate() {
+                od[a] = s[j] as usize;
+                scales[a] = s[j] as f64 / d[a] as f64;
+            }
+        } else {
+            // One scale for every resized axis, so the aspect ratio is kept.
+            let ratios = axes
+                .iter()
+                .enumerate()
+                .map(|(j, &a)| s[j] as f64 / d[a] as f64);
+            let scale = if policy == "not_larger" {
+                ratios.fold(f64::INFINITY, f64::min)
+            } else {
+                ratios.fold(0.0, f64::max)
+            };
+            for &a in &axes {
+                scales[a] = scale;
+                od[a] = (d[a] as f64 * scale + 0.5).floor() as usize;
+            }
         }
     } else if let Some(s) = &scales_in {
         for (j, &a) in axes.iter().enumerate() {

@@ -221,7 +221,7 @@ pub(crate) fn ints_of(x: &In<'_>) -> Result<Vec<i64>, String> {
         DType::U64 => typed::<u64>(x.data).iter().map(|&v| v as i64).collect(),
         DType::F32 => typed::<f32>(x.data).iter().map(|&v| v as i64).collect(),
         DType::F64 => typed::<f64>(x.data).iter().map(|&v| v as i64).collect(),
-        d => return Err(format!("expected an integer tensor, got {}", d.name())),
+        DType::F16 | DType::BF16 => floats_of(x)?.into_iter().map(|v| v as i64).collect(),
     })
 }
 
@@ -230,8 +230,116 @@ pub(crate) fn floats_of(x: &In<'_>) -> Result<Vec<f64>, String> {
     Ok(match x.dtype {
         DType::F32 => typed::<f32>(x.data).iter().map(|&v| f64::from(v)).collect(),
         DType::F64 => typed::<f64>(x.data).into_owned(),
+        DType::F16 => x
+            .data
+            .chunks_exact(2)
+            .map(|h| {
+                f64::from(sod2_kernels::elementwise::f16_to_f32(u16::from_le_bytes([
+                    h[0], h[1],
+                ])))
+            })
+            .collect(),
+        DType::BF16 => x
+            .data
+            .chunks_exact(2)
+            .map(|h| {
+                f64::from(sod2_kernels::elementwise::bf16_to_f32(u16::from_le_bytes(
+                    [h[0], h[1]],
+                )))
+            })
+            .collect(),
         _ => ints_of(x)?.into_iter().map(|v| v as f64).collect(),
     })
+}
+
+/// Runs a kernel; tensors of f16 / bf16 (except for Cast) are widened to f32 around it.
+pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let half = |d: DType| matches!(d, DType::F16 | DType::BF16);
+    let any_half = c.ins.iter().flatten().any(|x| half(x.dtype))
+        || c.outs.iter().flatten().any(|o| half(o.dtype));
+    if !any_half || matches!(c.step.kernel.as_str(), "Cast" | "CastLike") {
+        return k(c);
+    }
+    use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+    let widened: Vec<Option<Vec<u8>>> = c
+        .ins
+        .iter()
+        .map(|x| {
+            x.as_ref().filter(|x| half(x.dtype)).map(|x| {
+                let to = if x.dtype == DType::F16 {
+                    f16_to_f32
+                } else {
+                    bf16_to_f32
+                };
+                x.data
+                    .chunks_exact(2)
+                    .flat_map(|h| to(u16::from_le_bytes([h[0], h[1]])).to_le_bytes())
+                    .collect()
+            })
+        })
+        .collect();
+    let ins: Vec<Option<In<'_>>> = c
+        .ins
+        .iter()
+        .zip(&widened)
+        .map(|(x, w)| {
+            x.as_ref().map(|x| In {
+                dtype: if w.is_some() { DType::F32 } else { x.dtype },
+                dims: x.dims,
+                data: w.as_deref().unwrap_or(x.data),
+            })
+        })
+        .collect();
+    let mut bufs: Vec<Vec<u64>> = c.outs.iter().map(|_| Vec::new()).collect();
+    let dtypes: Vec<Option<DType>> = c.outs.iter().map(|o| o.as_ref().map(|o| o.dtype)).collect();
+    let outs: Vec<Option<Out<'_>>> = c
+        .outs
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(o, b)| {
+            o.as_ref().map(|o| {
+                Out::new(
+                    if half(o.dtype) { DType::F32 } else { o.dtype },
+                    o.planned.clone(),
+                    None,
+                    Some(b),
+                )
+            })
+        })
+        .collect();
+    let mut inner = Ctx {
+        step: c.step,
+        plan: c.plan,
+        ins,
+        outs,
+    };
+    k(&mut inner)?;
+    let produced: Vec<Option<Vec<usize>>> = inner
+        .outs
+        .into_iter()
+        .map(|o| o.and_then(|o| o.dims))
+        .collect();
+    for (i, dims) in produced.into_iter().enumerate() {
+        let (Some(dims), Some(dt)) = (dims, dtypes[i]) else {
+            continue;
+        };
+        let n = numel(&dims) * if half(dt) { 4 } else { dt.size() };
+        let src = &bytemuck::cast_slice::<u64, u8>(&bufs[i])[..n];
+        let dst = c.out(i)?.alloc(&dims)?;
+        if half(dt) {
+            let to = if dt == DType::F16 {
+                f32_to_f16
+            } else {
+                f32_to_bf16
+            };
+            for (d, s) in dst.chunks_exact_mut(2).zip(src.chunks_exact(4)) {
+                d.copy_from_slice(&to(f32::from_le_bytes([s[0], s[1], s[2], s[3]])).to_le_bytes());
+            }
+        } else {
+            dst.copy_from_slice(src);
+        }
+    }
+    Ok(())
 }
 
 /// The kernel for an op name.

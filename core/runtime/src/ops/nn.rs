@@ -1,6 +1,6 @@
 //! Convolution, pooling, normalisation, matrix products, softmax, reductions.
 use sod2_format::DType;
-use sod2_kernels::conv::{conv2d_f32, conv_transpose2d_f32, pool2d_f32, Window};
+use sod2_kernels::conv::{conv2d_f32, conv_transpose2d_f32, pool_nd, PoolKind, PoolNd, Window};
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
 use sod2_kernels::shape::{axis, numel, strides};
@@ -210,9 +210,6 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 
 fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let op = c.step.kernel.clone();
-    if op == "LpPool" {
-        return Err("LpPool is not supported yet".into());
-    }
     let od = c.out(0)?.planned_dims()?;
     let kernel: Vec<usize> = c
         .ints("kernel_shape")
@@ -220,28 +217,90 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .iter()
         .map(|&k| k as usize)
         .collect();
-    let count_pad = c.int("count_include_pad", 0) != 0;
     let x = c.input(0)?;
-    f32_only(x.dtype)?;
-    let (win, pe) = window(c, x.dims, &kernel, &od[2..])?;
-    let (ins, outs) = c.io();
-    let x = ins[0].as_ref().ok_or("no input")?;
-    let xs = typed::<f32>(x.data);
-    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    pool2d_f32(
-        &xs,
-        as4(x.dims),
-        win,
-        op == "MaxPool",
-        count_pad,
-        o,
-        as4(&od),
-        pe,
-    );
-    if outs.len() > 1 && outs[1].is_some() {
-        return Err("MaxPool indices output is not supported yet".into());
+    let ns = x.dims.len() - 2;
+    let st: Vec<usize> = c
+        .ints("strides")
+        .unwrap_or(vec![1; ns])
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let di: Vec<usize> = c
+        .ints("dilations")
+        .unwrap_or(vec![1; ns])
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let mut pads: Vec<i64> = c.ints("pads").unwrap_or(vec![0; 2 * ns]);
+    let auto = c.string("auto_pad", "NOTSET");
+    if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
+        for k in 0..ns {
+            let total =
+                ((od[k + 2] as i64 - 1) * st[k] as i64 + (kernel[k] as i64 - 1) * di[k] as i64 + 1
+                    - x.dims[k + 2] as i64)
+                    .max(0);
+            let small = total / 2;
+            let (b, e) = if auto == "SAME_UPPER" {
+                (small, total - small)
+            } else {
+                (total - small, small)
+            };
+            pads[k] = b;
+            pads[k + ns] = e;
+        }
+    } else if auto == "VALID" {
+        pads = vec![0; 2 * ns];
+    }
+    let pb: Vec<usize> = pads[..ns].iter().map(|&v| v as usize).collect();
+    let pe: Vec<usize> = pads[ns..].iter().map(|&v| v as usize).collect();
+    let kind = match op.as_str() {
+        "MaxPool" => PoolKind::Max,
+        "AveragePool" => PoolKind::Avg {
+            count_pad: c.int("count_include_pad", 0) != 0,
+        },
+        _ => PoolKind::Lp(c.int("p", 2) as i32),
+    };
+    if c.int("storage_order", 0) != 0 {
+        return Err("MaxPool storage_order 1 is not supported".into());
+    }
+    let dt = x.dtype;
+    let xs: Vec<f32> = super::floats_of(x)?.into_iter().map(|v| v as f32).collect();
+    let xd = x.dims.to_vec();
+    let g = PoolNd {
+        k: &kernel,
+        s: &st,
+        d: &di,
+        pb: &pb,
+        pe: &pe,
+    };
+    let mut res = vec![0f32; numel(&od)];
+    let mut idx = if c.has_out(1) {
+        Some(vec![0i64; numel(&od)])
+    } else {
+        None
+    };
+    pool_nd(&xs, &xd, &g, kind, &mut res, &od, idx.as_deref_mut());
+    store_f32(c.out(0)?, dt, &od, &res)?;
+    if let Some(ix) = idx {
+        typed_mut::<i64>(c.out(1)?.alloc(&od)?)?.copy_from_slice(&ix);
     }
     Ok(())
+}
+
+/// Writes f32 results into an output of element type `dt` (f32, f64 or an integer type).
+fn store_f32(out: &mut super::Out<'_>, dt: DType, od: &[usize], v: &[f32]) -> Result<(), String> {
+    fn go<T: Num>(out: &mut super::Out<'_>, od: &[usize], v: &[f32]) -> Result<(), String> {
+        let o = typed_mut::<T>(out.alloc(od)?)?;
+        for (s, &x) in o.iter_mut().zip(v) {
+            *s = T::from_f64(f64::from(x));
+        }
+        Ok(())
+    }
+    if dt == DType::F32 {
+        typed_mut::<f32>(out.alloc(od)?)?.copy_from_slice(v);
+        return Ok(());
+    }
+    dispatch!(dt, go(out, od, v))
 }
 
 fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
@@ -286,6 +345,8 @@ fn channel_affine(o: &mut [f32], n: usize, ch: usize, sp: usize, scale: &[f32], 
 
 fn batch_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let eps = c.float("epsilon", 1e-5);
+    let momentum = c.float("momentum", 0.9);
+    let training = c.int("training_mode", 0) != 0;
     let (ins, outs) = c.io();
     let get = |i: usize| {
         ins.get(i)
@@ -303,11 +364,49 @@ fn batch_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (n, ch) = (x.dims[0], x.dims.get(1).copied().unwrap_or(1));
     let sp: usize = x.dims[2..].iter().product();
     let xs = typed::<f32>(x.data);
+    // Statistics: the running ones, or (training) the batch's.
+    let (use_mean, use_var): (Vec<f32>, Vec<f32>) = if training {
+        let cnt = (n * sp) as f64;
+        let bm: Vec<f64> = (0..ch)
+            .map(|k| {
+                (0..n)
+                    .flat_map(|bi| xs[(bi * ch + k) * sp..(bi * ch + k + 1) * sp].iter())
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>()
+                    / cnt
+            })
+            .collect();
+        let bv: Vec<f64> = (0..ch)
+            .map(|k| {
+                (0..n)
+                    .flat_map(|bi| xs[(bi * ch + k) * sp..(bi * ch + k + 1) * sp].iter())
+                    .map(|&v| (f64::from(v) - bm[k]).powi(2))
+                    .sum::<f64>()
+                    / cnt
+            })
+            .collect();
+        (
+            bm.iter().map(|&v| v as f32).collect(),
+            bv.iter().map(|&v| v as f32).collect(),
+        )
+    } else {
+        (mean.to_vec(), var.to_vec())
+    };
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
     o.copy_from_slice(&xs);
-    let sc: Vec<f32> = (0..ch).map(|k| scale[k] / (var[k] + eps).sqrt()).collect();
-    let bi: Vec<f32> = (0..ch).map(|k| b[k] - mean[k] * sc[k]).collect();
+    let sc: Vec<f32> = (0..ch)
+        .map(|k| scale[k] / (use_var[k] + eps).sqrt())
+        .collect();
+    let bi: Vec<f32> = (0..ch).map(|k| b[k] - use_mean[k] * sc[k]).collect();
     channel_affine(o, n, ch, sp, &sc, &bi);
+    for (k, run) in [(1usize, (&mean, &use_mean)), (2, (&var, &use_var))] {
+        if let Some(out) = outs.get_mut(k).and_then(|o| o.as_mut()) {
+            let o = typed_mut::<f32>(out.alloc(&[ch])?)?;
+            for (j, slot) in o.iter_mut().enumerate().take(ch) {
+                *slot = run.0[j] * momentum + run.1[j] * (1.0 - momentum);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -517,61 +616,116 @@ fn gemm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
-/// General Einsum by explicit index iteration (reference quality).
+/// General Einsum by explicit index iteration (reference quality): explicit or implicit output,
+/// `...` (same rank in every operand), any numeric element type (computed in f64).
 fn einsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let od = c.out(0)?.planned_dims()?;
     let eq: String = c
         .string("equation", "")
         .chars()
         .filter(|ch| !ch.is_whitespace())
         .collect();
-    let (lhs, rhs) = eq
-        .split_once("->")
-        .ok_or("einsum equations without `->` are not supported yet")?;
-    let terms: Vec<&str> = lhs.split(',').collect();
-    if eq.contains("...") {
-        return Err("einsum with `...` is not supported yet".into());
-    }
-    let (ins, outs) = c.io();
-    let xs: Vec<(Vec<f32>, &[usize])> = ins
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l.to_string(), Some(r.to_string())),
+        None => (eq.clone(), None),
+    };
+    let xs: Vec<(Vec<f64>, Vec<usize>)> = c
+        .ins
         .iter()
         .flatten()
-        .map(|x| (typed::<f32>(x.data).into_owned(), x.dims))
-        .collect();
+        .map(|x| Ok((super::floats_of(x)?, x.dims.to_vec())))
+        .collect::<Result<_, String>>()?;
+    // Replace `...` by fresh upper-case letters, one per ellipsis dim.
+    let mut terms: Vec<Vec<char>> = Vec::new();
+    let mut ell_len = 0usize;
+    for (t, (_, d)) in lhs.split(',').zip(&xs) {
+        let named = t.replace("...", "").chars().count();
+        let n_ell = if t.contains("...") {
+            d.len().saturating_sub(named)
+        } else {
+            0
+        };
+        ell_len = ell_len.max(n_ell);
+        let ell: String = (0..n_ell)
+            .map(|k| (b'A' + (ell_len - n_ell + k) as u8) as char)
+            .collect();
+        terms.push(t.replace("...", &ell).chars().collect());
+    }
+    let ell_all: String = (0..ell_len).map(|k| (b'A' + k as u8) as char).collect();
+    let out_term: Vec<char> = match rhs {
+        Some(r) => r.replace("...", &ell_all).chars().collect(),
+        None => {
+            let mut cnt = std::collections::BTreeMap::new();
+            for t in &terms {
+                for &ch in t {
+                    if ch.is_ascii_lowercase() {
+                        *cnt.entry(ch).or_insert(0) += 1;
+                    }
+                }
+            }
+            ell_all
+                .chars()
+                .chain(cnt.into_iter().filter(|(_, n)| *n == 1).map(|(ch, _)| ch))
+                .collect()
+        }
+    };
     let mut size = std::collections::BTreeMap::new();
     for (t, (_, d)) in terms.iter().zip(&xs) {
-        for (ch, &n) in t.chars().zip(d.iter()) {
-            size.insert(ch, n);
+        if t.len() != d.len() {
+            return Err(format!(
+                "einsum term {} does not match rank {}",
+                t.iter().collect::<String>(),
+                d.len()
+            ));
+        }
+        for (&ch, &n) in t.iter().zip(d) {
+            let e = size.entry(ch).or_insert(n);
+            if *e == 1 {
+                *e = n;
+            }
         }
     }
+    let od: Vec<usize> = out_term
+        .iter()
+        .map(|ch| size.get(ch).copied().unwrap_or(1))
+        .collect();
     let letters: Vec<char> = size.keys().copied().collect();
     let dims: Vec<usize> = letters.iter().map(|l| size[l]).collect();
     let pos = |l: char| letters.iter().position(|&x| x == l).unwrap_or(0);
-    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    o.fill(0.0);
+    let mut acc = vec![0f64; numel(&od)];
     let ost = strides(&od);
     let tst: Vec<Vec<usize>> = xs.iter().map(|(_, d)| strides(d)).collect();
-    let total = numel(&dims);
     let ls = strides(&dims);
-    for flat in 0..total {
+    for flat in 0..numel(&dims) {
         let idx: Vec<usize> = (0..dims.len()).map(|k| (flat / ls[k]) % dims[k]).collect();
-        let mut prod = 1f32;
+        let mut prod = 1f64;
         for (ti, t) in terms.iter().enumerate() {
             let off: usize = t
-                .chars()
+                .iter()
                 .enumerate()
-                .map(|(k, ch)| idx[pos(ch)] * tst[ti][k])
+                .map(|(k, &ch)| {
+                    if xs[ti].1[k] == 1 {
+                        0
+                    } else {
+                        idx[pos(ch)] * tst[ti][k]
+                    }
+                })
                 .sum();
             prod *= xs[ti].0[off];
         }
-        let oo: usize = rhs
-            .chars()
+        let oo: usize = out_term
+            .iter()
             .enumerate()
-            .map(|(k, ch)| idx[pos(ch)] * ost[k])
+            .map(|(k, &ch)| idx[pos(ch)] * ost[k])
             .sum();
-        o[oo] += prod;
+        acc[oo] += prod;
     }
-    Ok(())
+    let dt = c.out(0)?.dtype;
+    let vals: Vec<f32> = acc.iter().map(|&v| v as f32).collect();
+    if dt == DType::F64 {
+        typed_mut::<f64>(c.out(0)?.alloc(&od)?)?.copy_from_slice(&acc);
+        return Ok(());
+    }
+    store_f32(c.out(0)?, dt, &od, &vals)
 }
 
 fn softmax(c: &mut Ctx<'_, '_>) -> Result<(), String> {

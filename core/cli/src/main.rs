@@ -64,6 +64,20 @@ enum Cmd {
         #[arg(long = "out")]
         out: PathBuf,
     },
+    /// Time a plan at one input shape; the last line is a JSON object.
+    Bench {
+        /// The plan file.
+        plan: PathBuf,
+        /// An input from a file: `NAME=FILE.npy`, repeatable.
+        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// A synthetic input of the given dims: `NAME=1x7`, repeatable.
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+        /// Timed runs after the first.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// Print a plan: symbols, inputs and outputs, tensors with shape expressions, steps.
     Inspect {
         /// The plan file.
@@ -158,6 +172,12 @@ fn main() {
             out: dir,
         } => plan_cmds::run(&plan, &inputs, &dir, &mut out),
         Cmd::Inspect { plan } => plan_cmds::inspect(&plan, &mut out),
+        Cmd::Bench {
+            plan,
+            inputs,
+            shapes,
+            runs,
+        } => plan_cmds::bench(&plan, &inputs, &shapes, runs, &mut out),
         Cmd::Ops => {
             for op in sod2_ir::OpKind::ALL {
                 let class = sod2_analysis::class(op)

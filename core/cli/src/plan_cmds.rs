@@ -260,3 +260,122 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
     }
     Ok(())
 }
+
+/// Deterministic synthetic input: floats in [-1, 1), integers and bools in {0, 1}.
+fn synth(dtype: sod2_runtime::DType, dims: &[usize]) -> Vec<u8> {
+    use sod2_runtime::DType as D;
+    let n: usize = dims.iter().product();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::with_capacity(n * dtype.size());
+    for _ in 0..n {
+        let r = next();
+        match dtype {
+            D::F32 => out.extend_from_slice(
+                &(((r >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0).to_le_bytes(),
+            ),
+            D::F64 => out.extend_from_slice(
+                &(((r >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0).to_le_bytes(),
+            ),
+            _ => {
+                let mut b = vec![0u8; dtype.size()];
+                b[0] = (r & 1) as u8;
+                out.extend_from_slice(&b);
+            }
+        }
+    }
+    out
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Times a plan: `--input NAME=FILE.npy` or `--shape NAME=AxBxC` (synthetic data) per input.
+pub fn bench(
+    plan_path: &Path,
+    inputs: &[String],
+    shapes: &[String],
+    runs: usize,
+    text: &mut String,
+) -> Result<()> {
+    let plan = Plan::load(plan_path)?;
+    let want = plan.inputs();
+    let mut data: Vec<(sod2_runtime::DType, Vec<usize>, Vec<u8>)> = Vec::new();
+    for w in &want {
+        let from_file = inputs.iter().find_map(|s| {
+            s.split_once('=')
+                .filter(|(n, _)| *n == w.name)
+                .map(|(_, f)| f.to_string())
+        });
+        let from_shape = shapes.iter().find_map(|s| {
+            s.split_once('=')
+                .filter(|(n, _)| *n == w.name)
+                .map(|(_, f)| f.to_string())
+        });
+        match (from_file, from_shape) {
+            (Some(f), _) => {
+                let a = npy::parse(&std::fs::read(&f).with_context(|| format!("reading {f}"))?)
+                    .with_context(|| format!("parsing {f}"))?;
+                data.push((a.dtype, a.dims, a.data));
+            }
+            (None, Some(s)) => {
+                let dims: Vec<usize> = s
+                    .split('x')
+                    .map(|d| d.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("--shape {}={s}: expected dims like 1x7", w.name))?;
+                let bytes = synth(w.dtype, &dims);
+                data.push((w.dtype, dims, bytes));
+            }
+            (None, None) => bail!(
+                "give --input {0}=FILE.npy or --shape {0}=DIMS for every input",
+                w.name
+            ),
+        }
+    }
+    let tensors: Vec<TensorIn<'_>> = data
+        .iter()
+        .map(|(d, dims, b)| TensorIn::raw(*d, b, dims))
+        .collect();
+    let mut s = Session::new(plan);
+    let shapes_v: Vec<Vec<usize>> = data.iter().map(|(_, d, _)| d.clone()).collect();
+    let t = std::time::Instant::now();
+    let arena = s.prepare(&shapes_v)?;
+    let prepare_us = t.elapsed().as_secs_f64() * 1e6;
+    let t = std::time::Instant::now();
+    s.run(&tensors)?;
+    let first_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut times = Vec::with_capacity(runs);
+    let mut peak_dyn = s.peak_dynamic_bytes();
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        s.run(&tensors)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        peak_dyn = peak_dyn.max(s.peak_dynamic_bytes());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).clamp(1, times.len()) - 1];
+    let _ = writeln!(text, "prepare {prepare_us:.1} us; first run {first_ms:.3} ms; median {median:.3} ms, p90 {p90:.3} ms over {} runs", times.len());
+    let _ = writeln!(
+        text,
+        "{{\"median_ms\": {median:.4}, \"p90_ms\": {p90:.4}, \"first_run_ms\": {first_ms:.4}, \"prepare_us\": {prepare_us:.2}, \"arena_bytes\": {arena}, \"peak_intermediate_bytes\": {}, \"peak_rss_bytes\": {}}}",
+        arena + peak_dyn,
+        peak_rss_bytes()
+    );
+    Ok(())
+}

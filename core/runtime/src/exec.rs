@@ -157,7 +157,9 @@ impl State {
         self.arena_len = usize::try_from(size).unwrap_or(0);
         let words = self.arena_len.div_ceil(8);
         if self.arena.len() < words {
-            self.arena.resize(words, 0);
+            // A fresh zeroed allocation (calloc: pages arrive zeroed, lazily) rather than a
+            // resize that would write every byte.
+            self.arena = vec![0u64; words];
         }
         self.prepared = Some(shapes.to_vec());
         Ok(self.arena_len)

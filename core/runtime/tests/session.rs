@@ -1,0 +1,193 @@
+//! Runtime behaviour through the public API: errors name what is wrong, plans are shareable.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sod2_analysis::DimRange;
+use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn};
+
+fn plan_bytes() -> Vec<u8> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samples/models/codebert_tiny.onnx");
+    let m = sod2_onnx::load(&path).unwrap();
+    let ranges = vec![
+        DimRange {
+            name: "batch".into(),
+            lo: 1,
+            hi: 8,
+        },
+        DimRange {
+            name: "seq".into(),
+            lo: 1,
+            hi: 128,
+        },
+    ];
+    let a = sod2_analysis::analyze(
+        &m,
+        &sod2_analysis::Options {
+            ranges,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    sod2_format::write(&p.plan, &p.weights, 0)
+}
+
+fn inputs(b: usize, s: usize) -> (Vec<i64>, Vec<i64>, [usize; 2]) {
+    let ids: Vec<i64> = (0..b * s).map(|i| (i as i64 * 7) % 97 + 2).collect();
+    (ids, vec![1; b * s], [b, s])
+}
+
+fn run(sess: &mut Session, b: usize, s: usize) -> Vec<f32> {
+    let (ids, mask, dims) = inputs(b, s);
+    let out = sess
+        .run(&[TensorIn::i64(&ids, &dims), TensorIn::i64(&mask, &dims)])
+        .unwrap();
+    assert_eq!(out[0].dims, vec![b, s, 32]);
+    out[0].to_f32().unwrap()
+}
+
+#[test]
+fn prepare_sizes_the_arena_and_run_is_deterministic_across_shape_changes() {
+    let plan = Plan::from_bytes(&plan_bytes()).unwrap();
+    let mut s = Session::new(plan);
+    let small = s.prepare(&[vec![1, 1], vec![1, 1]]).unwrap();
+    let large = s.prepare(&[vec![8, 128], vec![8, 128]]).unwrap();
+    assert!(small > 0 && large > small * 100, "{small} vs {large}");
+    let a = run(&mut s, 2, 9);
+    let _ = run(&mut s, 3, 17);
+    let b = run(&mut s, 2, 9);
+    assert_eq!(a, b);
+    assert_eq!(
+        s.arena_bytes(),
+        s.prepare(&[vec![2, 9], vec![2, 9]]).unwrap()
+    );
+}
+
+#[test]
+fn input_errors_name_the_input() {
+    let plan = Plan::from_bytes(&plan_bytes()).unwrap();
+    let mut s = Session::new(plan);
+    let (ids, mask, dims) = inputs(2, 5);
+    let e = s.run(&[TensorIn::i64(&ids, &dims)]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RuntimeError::InputCount {
+                expected: 2,
+                got: 1
+            }
+        ),
+        "{e}"
+    );
+    let e = s.prepare(&[vec![2, 5, 1], vec![2, 5]]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "input `input_ids`: rank 3, the model expects rank 2"
+    );
+    let e = s.prepare(&[vec![2, 500], vec![2, 500]]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "input `input_ids`: dim 1 (seq = 500) is outside the declared range 1..=128"
+    );
+    let e = s.prepare(&[vec![2, 5], vec![2, 6]]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "input `attention_mask`: dim 1 is 6, the model needs 5"
+    );
+    let f: Vec<f32> = vec![0.0; 10];
+    let e = s
+        .run(&[TensorIn::f32(&f, &dims), TensorIn::i64(&mask, &dims)])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "input `input_ids`: element type f32, the model expects i64"
+    );
+    let e = s
+        .run(&[TensorIn::i64(&ids[..9], &dims), TensorIn::i64(&mask, &dims)])
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("input `input_ids`: 72 bytes given"),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupted_and_foreign_plans_are_rejected() {
+    let bytes = plan_bytes();
+    let mut v2 = bytes.clone();
+    v2[8..12].copy_from_slice(&7u32.to_le_bytes());
+    let e = Plan::from_bytes(&v2).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "plan format version 7 is not supported (this runtime reads version 1)"
+    );
+    for cut in [0, 10, 63, 64, 100, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            Plan::from_bytes(&bytes[..cut]).is_err(),
+            "accepted a plan cut at {cut}"
+        );
+    }
+    for at in [20, 70, 200, 1000] {
+        let mut b = bytes.clone();
+        b[at] ^= 0x11;
+        let e = Plan::from_bytes(&b).err().unwrap();
+        assert!(matches!(e, RuntimeError::Format(_)), "byte {at}: {e}");
+    }
+    let e = Plan::load(std::path::Path::new("/no/such/plan.sod2"))
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string()
+            .starts_with("cannot read plan `/no/such/plan.sod2`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_plan_needing_an_unknown_kernel_is_rejected_at_load() {
+    let f = sod2_format::read(&plan_bytes()).unwrap();
+    let mut p = f.plan.clone();
+    p.graphs[0].steps[0].kernel = "FancyKernel".into();
+    let bytes = plan_bytes();
+    let weights = &bytes[f.weights.clone()];
+    let e = Plan::from_bytes(&sod2_format::write(&p, weights, 0))
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string()
+            .contains("kernel `FancyKernel` is not available"),
+        "{e}"
+    );
+}
+
+#[test]
+fn one_plan_serves_sessions_on_several_threads() {
+    let dir = std::env::temp_dir().join(format!("sod2-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.sod2");
+    std::fs::write(&path, plan_bytes()).unwrap();
+    let plan: Arc<Plan> = Plan::load(&path).unwrap();
+    assert!(plan.is_mapped());
+    let reference: Vec<Vec<f32>> = (1..=4)
+        .map(|k| run(&mut Session::new(plan.clone()), k, 3 * k + 1))
+        .collect();
+    let handles: Vec<_> = (1..=4)
+        .map(|k| {
+            let plan = plan.clone();
+            std::thread::spawn(move || {
+                let mut s = Session::new(plan);
+                (0..5).map(|_| run(&mut s, k, 3 * k + 1)).last().unwrap()
+            })
+        })
+        .collect();
+    for (k, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), reference[k]);
+    }
+    assert_eq!(
+        plan.inputs()[0].dims,
+        vec!["batch".to_string(), "seq".to_string()]
+    );
+    assert_eq!(plan.inputs()[0].dtype, DType::I64);
+}

@@ -21,7 +21,12 @@ mod plan;
 
 use std::sync::Arc;
 
-pub use plan::{IoInfo, Plan};
+pub use plan::{IoInfo, Plan, SUPPORTED_FEATURES};
+
+/// Whether this runtime has a kernel for an operator (by ONNX op type).
+pub fn kernel_available(op: &str) -> bool {
+    ops::has_kernel(op)
+}
 pub use sod2_format::DType;
 
 /// Everything that can go wrong while loading or running a plan.

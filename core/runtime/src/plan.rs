@@ -20,6 +20,9 @@ impl Bytes {
     }
 }
 
+/// CPU feature bits this runtime can serve (none are defined yet: every plan is portable).
+pub const SUPPORTED_FEATURES: u64 = 0;
+
 /// A plan file, verified once at load; immutable, `Send + Sync`, shared through `Arc`.
 pub struct Plan {
     bytes: Bytes,
@@ -70,6 +73,15 @@ impl Plan {
     }
 
     fn check_kernels(file: &PlanFile) -> Result<(), RuntimeError> {
+        let missing = file.features & !SUPPORTED_FEATURES;
+        if missing != 0 {
+            return Err(RuntimeError::Format(sod2_format::FormatError::Invalid {
+                section: "header",
+                what: format!(
+                    "the plan requires CPU features {missing:#x} this runtime does not provide"
+                ),
+            }));
+        }
         for g in &file.plan.graphs {
             for s in &g.steps {
                 if !crate::ops::has_kernel(&s.kernel) {

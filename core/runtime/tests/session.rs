@@ -191,3 +191,27 @@ fn one_plan_serves_sessions_on_several_threads() {
     );
     assert_eq!(plan.inputs()[0].dtype, DType::I64);
 }
+
+#[test]
+fn every_registry_op_has_a_kernel() {
+    for op in sod2_ir::OpKind::ALL {
+        // Constants are folded into weights at import; they never become steps.
+        if *op == sod2_ir::OpKind::Constant {
+            continue;
+        }
+        assert!(
+            sod2_runtime::kernel_available(op.name()),
+            "no kernel for {}",
+            op.name()
+        );
+    }
+}
+
+#[test]
+fn plans_requiring_unknown_cpu_features_are_rejected() {
+    let f = sod2_format::read(&plan_bytes()).unwrap();
+    let bytes = plan_bytes();
+    let b = sod2_format::write(&f.plan, &bytes[f.weights.clone()], 1 << 5);
+    let e = Plan::from_bytes(&b).err().unwrap();
+    assert!(e.to_string().contains("requires CPU features 0x20"), "{e}");
+}

@@ -69,18 +69,27 @@ def load_tensors(d: pathlib.Path, kind: str):
     return out
 
 
-def run_test(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
-    """Returns (status, detail); status in pass, runtime-bound, fail, unsupported."""
+def load_case(tdir: pathlib.Path):
+    """(model, inputs, outputs), or a string saying why the test is unsupported."""
     model = onnx.load(tdir / "model.onnx", load_external_data=False)
     data = tdir / "test_data_set_0"
     try:
         inputs = load_tensors(data, "input")
         outputs = load_tensors(data, "output")
     except Exception as e:  # sequences, optionals, maps
-        return "unsupported", f"non-tensor test data ({e})"
+        return f"non-tensor test data ({e})"
     odd = [str(a.dtype) for a in inputs + outputs if str(a.dtype) not in DTYPES]
     if odd:  # float8, int4, strings...: element types sod2 does not model
-        return "unsupported", f"element types {sorted(set(odd))}"
+        return f"element types {sorted(set(odd))}"
+    return model, inputs, outputs
+
+
+def run_test(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
+    """Returns (status, detail); status in pass, runtime-bound, fail, unsupported."""
+    case = load_case(tdir)
+    if isinstance(case, str):
+        return "unsupported", case
+    model, inputs, outputs = case
     proc = subprocess.run([sod2, "analyze", "--json", str(tdir / "model.onnx")], capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         return "fail", proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "sod2 failed"
@@ -126,16 +135,10 @@ def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
 
     from plan_names import sanitize
 
-    model = onnx.load(tdir / "model.onnx", load_external_data=False)
-    data = tdir / "test_data_set_0"
-    try:
-        inputs = load_tensors(data, "input")
-        outputs = load_tensors(data, "output")
-    except Exception as e:
-        return "unsupported", f"non-tensor test data ({e})"
-    odd = [str(a.dtype) for a in inputs + outputs if str(a.dtype) not in DTYPES]
-    if odd:
-        return "unsupported", f"element types {sorted(set(odd))}"
+    case = load_case(tdir)
+    if isinstance(case, str):
+        return "unsupported", case
+    model, inputs, outputs = case
     init_names = {t.name for t in model.graph.initializer}
     real_inputs = [i for i in model.graph.input if i.name not in init_names]
     with tempfile.TemporaryDirectory(prefix="sod2-nt-") as tmp:

@@ -302,6 +302,21 @@ fn gather(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Flat offset in a tensor of dims `xd` of element `o` of an index tensor of dims `id`, whose
+/// coordinate along `a` is replaced by `v` (GatherElements / ScatterElements addressing).
+fn element_offset(o: usize, v: i64, a: usize, xd: &[usize], id: &[usize]) -> Result<usize, String> {
+    let xs = sod2_kernels::shape::strides(xd);
+    let is = sod2_kernels::shape::strides(id);
+    let mut off = 0;
+    let mut rem = o;
+    for k in 0..id.len() {
+        let ik = rem / is[k];
+        rem %= is[k];
+        off += if k == a { norm_index(v, xd[a])? } else { ik } * xs[k];
+    }
+    Ok(off)
+}
+
 fn gather_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let ax = c.int("axis", 0);
     let (ins, outs) = c.io();
@@ -312,21 +327,9 @@ fn gather_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
     let idx = ints_of(i)?;
     let es = x.dtype.size();
-    let xs = sod2_kernels::shape::strides(x.dims);
-    let is = sod2_kernels::shape::strides(i.dims);
     let out = outs[0].as_mut().ok_or("no output")?.alloc(i.dims)?;
     for (o, &v) in idx.iter().enumerate() {
-        let mut off = 0;
-        let mut rem = o;
-        for k in 0..i.dims.len() {
-            let ik = rem / is[k];
-            rem %= is[k];
-            off += if k == a {
-                norm_index(v, x.dims[a])?
-            } else {
-                ik
-            } * xs[k];
-        }
+        let off = element_offset(o, v, a, x.dims, i.dims)?;
         out[o * es..o * es + es].copy_from_slice(&x.data[off * es..off * es + es]);
     }
     Ok(())
@@ -442,22 +445,10 @@ fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
     let idx = ints_of(i)?;
     let es = x.dtype.size();
-    let xs = sod2_kernels::shape::strides(x.dims);
-    let is = sod2_kernels::shape::strides(i.dims);
     let out = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
     out.copy_from_slice(x.data);
     for (o, &v) in idx.iter().enumerate() {
-        let mut off = 0;
-        let mut rem = o;
-        for k in 0..i.dims.len() {
-            let ik = rem / is[k];
-            rem %= is[k];
-            off += if k == a {
-                norm_index(v, x.dims[a])?
-            } else {
-                ik
-            } * xs[k];
-        }
+        let off = element_offset(o, v, a, x.dims, i.dims)?;
         if red == "none" {
             if red == "none" {
                 out[off * es..off * es + es].copy_from_slice(&u.data[o * es..o * es + es]);

@@ -41,26 +41,23 @@ fn f32_only(dt: DType) -> Result<(), String> {
     }
 }
 
-/// Window geometry from attributes, for 1-D or 2-D ops (1-D runs as 2-D with unit height).
-fn window(
+/// Pads (begin..., end...) of a window op, resolving `auto_pad` (SAME_UPPER / SAME_LOWER pad so
+/// the output has the planned size; VALID pads nothing).
+fn window_pads(
     c: &Ctx<'_, '_>,
-    xd: &[usize],
-    kernel: &[usize],
+    in_spatial: &[usize],
     out_spatial: &[usize],
-) -> Result<(Window, [usize; 2]), String> {
-    let ns = xd.len() - 2;
-    if !(1..=2).contains(&ns) {
-        return Err(format!("{}-D windows are not supported", ns));
-    }
-    let st = c.ints("strides").unwrap_or(vec![1; ns]);
-    let di = c.ints("dilations").unwrap_or(vec![1; ns]);
+    kernel: &[usize],
+    st: &[i64],
+    di: &[i64],
+) -> Vec<i64> {
+    let ns = in_spatial.len();
     let mut pads = c.ints("pads").unwrap_or(vec![0; 2 * ns]);
     let auto = c.string("auto_pad", "NOTSET");
     if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
         for k in 0..ns {
-            let i = xd[k + 2] as i64;
             let total = ((out_spatial[k] as i64 - 1) * st[k] + (kernel[k] as i64 - 1) * di[k] + 1
-                - i)
+                - in_spatial[k] as i64)
                 .max(0);
             let small = total / 2;
             let (b, e) = if auto == "SAME_UPPER" {
@@ -74,6 +71,23 @@ fn window(
     } else if auto == "VALID" {
         pads = vec![0; 2 * ns];
     }
+    pads
+}
+
+/// Window geometry from attributes, for 1-D or 2-D ops (1-D runs as 2-D with unit height).
+fn window(
+    c: &Ctx<'_, '_>,
+    xd: &[usize],
+    kernel: &[usize],
+    out_spatial: &[usize],
+) -> Result<(Window, [usize; 2]), String> {
+    let ns = xd.len() - 2;
+    if !(1..=2).contains(&ns) {
+        return Err(format!("{}-D windows are not supported", ns));
+    }
+    let st = c.ints("strides").unwrap_or(vec![1; ns]);
+    let di = c.ints("dilations").unwrap_or(vec![1; ns]);
+    let pads = window_pads(c, &xd[2..], out_spatial, kernel, &st, &di);
     let two = |v: &[i64], k: usize, d: i64| {
         if ns == 1 {
             if k == 0 {
@@ -231,26 +245,9 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .iter()
         .map(|&v| v as usize)
         .collect();
-    let mut pads: Vec<i64> = c.ints("pads").unwrap_or(vec![0; 2 * ns]);
-    let auto = c.string("auto_pad", "NOTSET");
-    if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
-        for k in 0..ns {
-            let total =
-                ((od[k + 2] as i64 - 1) * st[k] as i64 + (kernel[k] as i64 - 1) * di[k] as i64 + 1
-                    - x.dims[k + 2] as i64)
-                    .max(0);
-            let small = total / 2;
-            let (b, e) = if auto == "SAME_UPPER" {
-                (small, total - small)
-            } else {
-                (total - small, small)
-            };
-            pads[k] = b;
-            pads[k + ns] = e;
-        }
-    } else if auto == "VALID" {
-        pads = vec![0; 2 * ns];
-    }
+    let st_i: Vec<i64> = st.iter().map(|&v| v as i64).collect();
+    let di_i: Vec<i64> = di.iter().map(|&v| v as i64).collect();
+    let pads = window_pads(c, &x.dims[2..], &od[2..], &kernel, &st_i, &di_i);
     let pb: Vec<usize> = pads[..ns].iter().map(|&v| v as usize).collect();
     let pe: Vec<usize> = pads[ns..].iter().map(|&v| v as usize).collect();
     let kind = match op.as_str() {

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds and runs every binding and sample, and checks each against the CLI on the same inputs:
+# the C header is current (cbindgen), the C sample (also under valgrind and, cross-built, under
+# qemu-aarch64), the C misuse tests, the Kotlin/JVM binding and sample, the uniffi bindings.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+py="$root/.venv/bin/python"
+step() { printf '\n---- %s\n' "$*"; }
+cargo build --quiet --release -p sod2 -p sod2-ffi
+mkdir -p target/samples
+plan=target/samples/codebert_tiny.sod2
+target/release/sod2 compile samples/models/codebert_tiny.onnx -o "$plan" --dim batch=1..8 --dim seq=1..128 >/dev/null
+check() { "$py" scripts/samples/check.py --sod2 target/release/sod2 --plan "$plan" "$1"; }
+
+step "C header is current (cbindgen)"
+scripts/regen-header.sh --check
+
+step "C sample (cc -Wall -Werror), against sod2 run"
+link=(target/release/libsod2.a -lpthread -ldl -lm)
+cc -Wall -Werror -O2 -I ffi/include samples/c/main.c "${link[@]}" -o target/samples/c_sample
+target/samples/c_sample "$plan" > target/samples/c_sample.txt
+check target/samples/c_sample.txt
+
+step "C misuse tests"
+cc -Wall -Werror -O2 -I ffi/include ffi/tests/misuse.c "${link[@]}" -o target/samples/c_misuse
+target/samples/c_misuse "$plan" | tail -n 1
+
+step "valgrind: C sample and misuse tests (no leaks, no errors)"
+for b in c_sample c_misuse; do
+  valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=9 \
+    "target/samples/$b" "$plan" > /dev/null
+  echo "valgrind $b: 0 errors, 0 leaks"
+done
+
+step "C sample cross-built for arm64, run under qemu-aarch64, against sod2 run"
+scripts/cross-arm64.sh "$plan" target/samples/c_sample_arm64.txt > /dev/null 2> target/samples/arm64-build.log || { cat target/samples/arm64-build.log; exit 1; }
+check target/samples/c_sample_arm64.txt

@@ -36,3 +36,17 @@ done
 step "C sample cross-built for arm64, run under qemu-aarch64, against sod2 run"
 scripts/cross-arm64.sh "$plan" target/samples/c_sample_arm64.txt > /dev/null 2> target/samples/arm64-build.log || { cat target/samples/arm64-build.log; exit 1; }
 check target/samples/c_sample_arm64.txt
+
+step "Rust sample, against sod2 run"
+cargo run --quiet --release -p sod2-sample-rust -- "$plan" > target/samples/rust_sample.txt
+check target/samples/rust_sample.txt
+
+step "Kotlin binding on the JVM: JUnit tests against the host libsod2_jni"
+cargo build --quiet --release -p sod2-jni
+mvn_args=(-q -B -Dsod2.lib.dir="$root/target/release" -Dsod2.plan="$root/$plan")
+(cd android/sod2 && mvn "${mvn_args[@]}" install)
+grep -h "Tests run" android/sod2/target/surefire-reports/*.txt
+
+step "Kotlin sample (JVM), against sod2 run"
+(cd samples/kotlin && mvn "${mvn_args[@]}" compile exec:exec) > target/samples/kotlin_sample.txt
+check target/samples/kotlin_sample.txt

@@ -1,0 +1,26 @@
+package dev.sod2
+
+/** JNI entry points of `libsod2_jni` (bindings/jni). Internal: use [Sod2Model] and [Session]. */
+internal object Native {
+    init {
+        System.loadLibrary("sod2_jni")
+        initLogging()
+    }
+
+    @JvmStatic external fun initLogging()
+    @JvmStatic external fun version(): String
+    @JvmStatic external fun modelLoad(path: String): Long
+    @JvmStatic external fun modelFromBytes(bytes: ByteArray): Long
+    @JvmStatic external fun modelClose(handle: Long)
+    @JvmStatic external fun modelNames(handle: Long, outputs: Boolean): Array<String>
+    @JvmStatic external fun sessionCreate(model: Long): Long
+    @JvmStatic external fun sessionClose(handle: Long)
+    @JvmStatic external fun sessionPrepare(handle: Long, shapes: Array<LongArray>): Long
+    @JvmStatic external fun sessionRun(
+        handle: Long,
+        dtypes: IntArray,
+        shapes: Array<LongArray>,
+        buffers: Array<java.nio.ByteBuffer>,
+    ): Array<Any>
+    @JvmStatic external fun sessionArenaBytes(handle: Long): Long
+}

@@ -1,0 +1,87 @@
+package dev.sod2
+
+import java.io.File
+import java.nio.ByteBuffer
+import org.junit.jupiter.api.Assertions.assertArrayEquals
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+
+class Sod2Test {
+    private val planPath: String = System.getProperty("sod2.plan") ?: error("set -Dsod2.plan")
+
+    private fun inputs(batch: Int, seq: Int): List<Tensor> {
+        val n = batch * seq
+        val shape = longArrayOf(batch.toLong(), seq.toLong())
+        return listOf(
+            Tensor.ofLongs(shape, LongArray(n) { (it * 7L) % 97 + 2 }),
+            Tensor.ofLongs(shape, LongArray(n) { 1L }),
+        )
+    }
+
+    @Test
+    fun runsAtTwoShapesFromPathAndFromBytes() {
+        Sod2Model.load(planPath).use { model ->
+            assertEquals(listOf("input_ids", "attention_mask"), model.inputNames)
+            assertEquals(2, model.outputNames.size)
+            model.newSession().use { s ->
+                val a = s.run(inputs(1, 7))
+                assertArrayEquals(longArrayOf(1, 7, 32), a[0].shape)
+                val b = s.run(inputs(2, 16))
+                assertArrayEquals(longArrayOf(2, 16, 32), b[0].shape)
+                assertTrue(s.arenaBytes() > 0)
+                Sod2Model.fromBytes(File(planPath).readBytes()).use { m2 ->
+                    m2.newSession().use { s2 ->
+                        assertArrayEquals(a[0].toFloatArray(), s2.run(inputs(1, 7))[0].toFloatArray())
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    fun prepareReturnsTheArenaSize() {
+        Sod2Model.load(planPath).use { m ->
+            m.newSession().use { s ->
+                val small = s.prepare(listOf(longArrayOf(1, 1), longArrayOf(1, 1)))
+                val large = s.prepare(listOf(longArrayOf(8, 128), longArrayOf(8, 128)))
+                assertTrue(large > small * 100)
+            }
+        }
+    }
+
+    @Test
+    fun misuseRaisesTypedExceptionsWithMessages() {
+        val e1 = assertThrows<PlanException> { Sod2Model.load("/no/such/plan.sod2") }
+        assertTrue(e1.message!!.contains("cannot read plan"), e1.message)
+        val bytes = File(planPath).readBytes()
+        bytes[200] = (bytes[200].toInt() xor 0x20).toByte()
+        val e2 = assertThrows<PlanException> { Sod2Model.fromBytes(bytes) }
+        assertTrue(e2.message!!.contains("checksum"), e2.message)
+
+        val model = Sod2Model.load(planPath)
+        val s = model.newSession()
+        val good = inputs(1, 5)
+        val e3 = assertThrows<InputException> { s.run(listOf(good[0])) }
+        assertTrue(e3.message!!.contains("takes 2 inputs, 1 were given"), e3.message)
+        val floats = Tensor.ofFloats(longArrayOf(1, 5), FloatArray(5))
+        val e4 = assertThrows<InputException> { s.run(listOf(floats, good[1])) }
+        assertEquals("input `input_ids`: element type f32, the model expects i64", e4.message)
+        val tooBig = Tensor.ofLongs(longArrayOf(1, 999), LongArray(999) { 2 })
+        val e5 = assertThrows<InputException> { s.run(listOf(tooBig, tooBig)) }
+        assertTrue(e5.message!!.contains("outside the declared range 1..=128"), e5.message)
+        val short = Tensor(DType.I64, longArrayOf(1, 5), ByteBuffer.allocateDirect(16))
+        val e6 = assertThrows<InputException> { s.run(listOf(short, good[1])) }
+        assertTrue(e6.message!!.contains("16 bytes given"), e6.message)
+        assertThrows<InvalidArgumentException> { Tensor(DType.I64, longArrayOf(1), ByteBuffer.allocate(8)) }
+
+        s.close()
+        val e7 = assertThrows<InvalidHandleException> { s.run(good) }
+        assertEquals("the session is closed", e7.message)
+        s.close() // closing twice is harmless
+        model.close()
+        val e8 = assertThrows<InvalidHandleException> { model.newSession() }
+        assertEquals("the model is closed", e8.message)
+    }
+}

@@ -50,3 +50,8 @@ grep -h "Tests run" android/sod2/target/surefire-reports/*.txt
 step "Kotlin sample (JVM), against sod2 run"
 (cd samples/kotlin && mvn "${mvn_args[@]}" compile exec:exec) > target/samples/kotlin_sample.txt
 check target/samples/kotlin_sample.txt
+
+step "uniffi: Swift bindings are current; end-to-end through the generated Python bindings"
+scripts/regen-uniffi.sh --check
+"$py" scripts/samples/uniffi_test.py target/uniffi-python "$plan" > target/samples/uniffi_sample.txt
+check target/samples/uniffi_sample.txt

@@ -10,7 +10,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use jni::objects::{JByteArray, JByteBuffer, JClass, JIntArray, JLongArray, JObject, JObjectArray, JString};
+use jni::objects::{
+    JByteArray, JByteBuffer, JClass, JIntArray, JLongArray, JObject, JObjectArray, JString,
+};
 use jni::sys::{jlong, jobjectArray};
 use jni::JNIEnv;
 use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn};
@@ -31,13 +33,18 @@ struct Error {
 }
 
 fn err(kind: Kind, msg: impl Into<String>) -> Error {
-    Error { kind, msg: msg.into() }
+    Error {
+        kind,
+        msg: msg.into(),
+    }
 }
 
 impl From<RuntimeError> for Error {
     fn from(e: RuntimeError) -> Self {
         let kind = match &e {
-            RuntimeError::Io { .. } | RuntimeError::Format(_) | RuntimeError::UnknownKernel { .. } => Kind::Plan,
+            RuntimeError::Io { .. }
+            | RuntimeError::Format(_)
+            | RuntimeError::UnknownKernel { .. } => Kind::Plan,
             RuntimeError::InputCount { .. }
             | RuntimeError::InputRank { .. }
             | RuntimeError::InputDtype { .. }
@@ -78,10 +85,18 @@ fn unregister(p: jlong) -> bool {
 }
 
 fn check_live(p: jlong, what: &str) -> Result<(), Error> {
-    if p != 0 && live().lock().unwrap_or_else(|e| e.into_inner()).contains(&(p as usize)) {
+    if p != 0
+        && live()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(p as usize))
+    {
         Ok(())
     } else {
-        Err(err(Kind::InvalidHandle, format!("{what} is closed or invalid")))
+        Err(err(
+            Kind::InvalidHandle,
+            format!("{what} is closed or invalid"),
+        ))
     }
 }
 
@@ -108,7 +123,11 @@ fn throw(env: &mut JNIEnv<'_>, e: Error) {
 }
 
 /// Runs `f`; on error or panic throws and returns `fallback`.
-fn guarded<'l, T>(env: &mut JNIEnv<'l>, fallback: T, f: impl FnOnce(&mut JNIEnv<'l>) -> Result<T, Error>) -> T {
+fn guarded<'l, T>(
+    env: &mut JNIEnv<'l>,
+    fallback: T,
+    f: impl FnOnce(&mut JNIEnv<'l>) -> Result<T, Error>,
+) -> T {
     let r = catch_unwind(AssertUnwindSafe(|| f(env)));
     match r {
         Ok(Ok(v)) => v,
@@ -117,8 +136,18 @@ fn guarded<'l, T>(env: &mut JNIEnv<'l>, fallback: T, f: impl FnOnce(&mut JNIEnv<
             fallback
         }
         Err(p) => {
-            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
-            throw(env, err(Kind::Internal, format!("internal error (caught panic): {what}")));
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            throw(
+                env,
+                err(
+                    Kind::Internal,
+                    format!("internal error (caught panic): {what}"),
+                ),
+            );
             fallback
         }
     }
@@ -142,39 +171,59 @@ fn session<'a>(h: jlong) -> Result<&'a mut SessionHandle, Error> {
 #[no_mangle]
 pub extern "system" fn Java_dev_sod2_Native_initLogging(_env: JNIEnv<'_>, _class: JClass<'_>) {
     #[cfg(target_os = "android")]
-    android_logger::init_once(android_logger::Config::default().with_max_level(log::LevelFilter::Info).with_tag("sod2"));
+    android_logger::init_once(
+        android_logger::Config::default()
+            .with_max_level(log::LevelFilter::Info)
+            .with_tag("sod2"),
+    );
     log::info!("sod2 {} native library loaded", env!("CARGO_PKG_VERSION"));
 }
 
 /// Loads a plan file; returns a model handle.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_modelLoad<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, path: JString<'l>) -> jlong {
+pub extern "system" fn Java_dev_sod2_Native_modelLoad<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    path: JString<'l>,
+) -> jlong {
     guarded(&mut env, 0, |env| {
         if path.is_null() {
             return Err(err(Kind::InvalidArgument, "path is null"));
         }
         let p: String = env.get_string(&path)?.into();
         let plan = Plan::load(std::path::Path::new(&p))?;
-        Ok(register(Box::into_raw(Box::new(ModelHandle { plan })) as usize))
+        Ok(register(
+            Box::into_raw(Box::new(ModelHandle { plan })) as usize
+        ))
     })
 }
 
 /// Loads a plan from bytes (an APK asset); returns a model handle.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_modelFromBytes<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, bytes: JByteArray<'l>) -> jlong {
+pub extern "system" fn Java_dev_sod2_Native_modelFromBytes<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    bytes: JByteArray<'l>,
+) -> jlong {
     guarded(&mut env, 0, |env| {
         if bytes.is_null() {
             return Err(err(Kind::InvalidArgument, "bytes is null"));
         }
         let v = env.convert_byte_array(&bytes)?;
         let plan = Plan::from_bytes(&v)?;
-        Ok(register(Box::into_raw(Box::new(ModelHandle { plan })) as usize))
+        Ok(register(
+            Box::into_raw(Box::new(ModelHandle { plan })) as usize
+        ))
     })
 }
 
 /// Frees a model handle (sessions keep the plan alive).
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_modelClose<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+pub extern "system" fn Java_dev_sod2_Native_modelClose<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) {
     guarded(&mut env, (), |_| {
         if unregister(h) {
             // SAFETY: was live (from Box::into_raw) and is now unregistered.
@@ -186,10 +235,19 @@ pub extern "system" fn Java_dev_sod2_Native_modelClose<'l>(mut env: JNIEnv<'l>, 
 
 /// Input (`outputs` = false) or output names.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_modelNames<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong, outputs: jni::sys::jboolean) -> jobjectArray {
+pub extern "system" fn Java_dev_sod2_Native_modelNames<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    outputs: jni::sys::jboolean,
+) -> jobjectArray {
     guarded(&mut env, std::ptr::null_mut(), |env| {
         let m = model(h)?;
-        let io = if outputs != 0 { m.plan.outputs() } else { m.plan.inputs() };
+        let io = if outputs != 0 {
+            m.plan.outputs()
+        } else {
+            m.plan.inputs()
+        };
         let arr = env.new_object_array(io.len() as i32, "java/lang/String", JObject::null())?;
         for (i, x) in io.iter().enumerate() {
             let s = env.new_string(&x.name)?;
@@ -201,16 +259,26 @@ pub extern "system" fn Java_dev_sod2_Native_modelNames<'l>(mut env: JNIEnv<'l>, 
 
 /// Creates a session over a model.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_sessionCreate<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) -> jlong {
+pub extern "system" fn Java_dev_sod2_Native_sessionCreate<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) -> jlong {
     guarded(&mut env, 0, |_| {
         let m = model(h)?;
-        Ok(register(Box::into_raw(Box::new(SessionHandle { session: Session::new(m.plan.clone()) })) as usize))
+        Ok(register(Box::into_raw(Box::new(SessionHandle {
+            session: Session::new(m.plan.clone()),
+        })) as usize))
     })
 }
 
 /// Frees a session handle.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_sessionClose<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+pub extern "system" fn Java_dev_sod2_Native_sessionClose<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) {
     guarded(&mut env, (), |_| {
         if unregister(h) {
             // SAFETY: was live (from Box::into_raw) and is now unregistered.
@@ -232,7 +300,10 @@ fn shapes_of(env: &mut JNIEnv<'_>, shapes: &JObjectArray<'_>) -> Result<Vec<Vec<
         let mut v = vec![0i64; len as usize];
         env.get_long_array_region(&a, 0, &mut v)?;
         if v.iter().any(|&d| d < 0) {
-            return Err(err(Kind::InvalidArgument, format!("shape {i} has a negative dim")));
+            return Err(err(
+                Kind::InvalidArgument,
+                format!("shape {i} has a negative dim"),
+            ));
         }
         out.push(v.into_iter().map(|d| d as usize).collect());
     }
@@ -241,7 +312,12 @@ fn shapes_of(env: &mut JNIEnv<'_>, shapes: &JObjectArray<'_>) -> Result<Vec<Vec<
 
 /// Binds the symbols for these input shapes; returns the arena size in bytes.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_sessionPrepare<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong, shapes: JObjectArray<'l>) -> jlong {
+pub extern "system" fn Java_dev_sod2_Native_sessionPrepare<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    shapes: JObjectArray<'l>,
+) -> jlong {
     guarded(&mut env, 0, |env| {
         let s = session(h)?;
         let shapes = shapes_of(env, &shapes)?;
@@ -267,23 +343,46 @@ pub extern "system" fn Java_dev_sod2_Native_sessionRun<'l>(
         env.get_int_array_region(&dtypes, 0, &mut codes)?;
         let dims = shapes_of(env, &shapes)?;
         if dims.len() != n || env.get_array_length(&buffers)? as usize != n {
-            return Err(err(Kind::InvalidArgument, "dtypes, shapes and buffers differ in length"));
+            return Err(err(
+                Kind::InvalidArgument,
+                "dtypes, shapes and buffers differ in length",
+            ));
         }
         let mut views: Vec<(DType, &[u8])> = Vec::with_capacity(n);
-        for i in 0..n {
-            let dt = u8::try_from(codes[i]).ok().and_then(DType::from_code).ok_or_else(|| err(Kind::InvalidArgument, format!("input {i}: unknown dtype code {}", codes[i])))?;
+        for (i, &code) in codes.iter().enumerate() {
+            let dt = u8::try_from(code)
+                .ok()
+                .and_then(DType::from_code)
+                .ok_or_else(|| {
+                    err(
+                        Kind::InvalidArgument,
+                        format!("input {i}: unknown dtype code {code}"),
+                    )
+                })?;
             let b: JByteBuffer<'_> = env.get_object_array_element(&buffers, i as i32)?.into();
             if b.is_null() {
-                return Err(err(Kind::InvalidArgument, format!("input {i}: buffer is null")));
+                return Err(err(
+                    Kind::InvalidArgument,
+                    format!("input {i}: buffer is null"),
+                ));
             }
-            let ptr = env.get_direct_buffer_address(&b).map_err(|_| err(Kind::InvalidArgument, format!("input {i}: not a direct ByteBuffer (use ByteBuffer.allocateDirect)")))?;
+            let ptr = env.get_direct_buffer_address(&b).map_err(|_| {
+                err(
+                    Kind::InvalidArgument,
+                    format!("input {i}: not a direct ByteBuffer (use ByteBuffer.allocateDirect)"),
+                )
+            })?;
             let cap = env.get_direct_buffer_capacity(&b)?;
             // SAFETY: the JVM guarantees `cap` bytes at the address of a live direct buffer; the
             // Kotlin caller holds the buffer (it is in `buffers`) for the duration of this call.
             let data = unsafe { std::slice::from_raw_parts(ptr, cap) };
             views.push((dt, data));
         }
-        let tensors: Vec<TensorIn<'_>> = views.iter().zip(&dims).map(|((dt, d), dim)| TensorIn::raw(*dt, d, dim)).collect();
+        let tensors: Vec<TensorIn<'_>> = views
+            .iter()
+            .zip(&dims)
+            .map(|((dt, d), dim)| TensorIn::raw(*dt, d, dim))
+            .collect();
         let outs = s.session.run(&tensors)?;
         // Results: Object[] { int[] dtypes, long[][] shapes, byte[][] data }
         let dt_arr = env.new_int_array(outs.len() as i32)?;
@@ -309,12 +408,23 @@ pub extern "system" fn Java_dev_sod2_Native_sessionRun<'l>(
 
 /// The arena size after the last prepare.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_sessionArenaBytes<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) -> jlong {
-    guarded(&mut env, 0, |_| Ok(session(h)?.session.arena_bytes() as jlong))
+pub extern "system" fn Java_dev_sod2_Native_sessionArenaBytes<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) -> jlong {
+    guarded(&mut env, 0, |_| {
+        Ok(session(h)?.session.arena_bytes() as jlong)
+    })
 }
 
 /// Library version.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_version<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>) -> jni::sys::jstring {
-    guarded(&mut env, std::ptr::null_mut(), |env| Ok(env.new_string(env!("CARGO_PKG_VERSION"))?.into_raw()))
+pub extern "system" fn Java_dev_sod2_Native_version<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) -> jni::sys::jstring {
+    guarded(&mut env, std::ptr::null_mut(), |env| {
+        Ok(env.new_string(env!("CARGO_PKG_VERSION"))?.into_raw())
+    })
 }

@@ -4,9 +4,16 @@
 use sod2_runtime::{Plan, Session, TensorIn};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: sod2-sample-rust MODEL.sod2")?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: sod2-sample-rust MODEL.sod2")?;
     let plan = Plan::load(path.as_ref())?;
-    println!("sod2 {}: {} inputs, {} outputs", env!("CARGO_PKG_VERSION"), plan.inputs().len(), plan.outputs().len());
+    println!(
+        "sod2 {}: {} inputs, {} outputs",
+        env!("CARGO_PKG_VERSION"),
+        plan.inputs().len(),
+        plan.outputs().len()
+    );
     let mut session = Session::new(plan);
     for (batch, seq) in [(1usize, 7usize), (2, 16)] {
         let n = batch * seq;
@@ -21,7 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let sum: f64 = v.iter().map(|&x| f64::from(x)).sum();
             let mean_abs = v.iter().map(|&x| f64::from(x).abs()).sum::<f64>() / v.len() as f64;
             let dims: Vec<String> = t.dims.iter().map(|d| d.to_string()).collect();
-            println!("output {k} dims [{}] sum={sum:.6} mean_abs={mean_abs:.6} first={:.6}", dims.join(", "), v[0]);
+            println!(
+                "output {k} dims [{}] sum={sum:.6} mean_abs={mean_abs:.6} first={:.6}",
+                dims.join(", "),
+                v[0]
+            );
         }
     }
     Ok(())

@@ -1,0 +1,4 @@
+//! The uniffi bindings generator, built from this crate (`--features cli`).
+fn main() {
+    uniffi::uniffi_bindgen_main()
+}

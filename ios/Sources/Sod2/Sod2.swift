@@ -1,0 +1,71 @@
+import Foundation
+@_exported import Sod2UniFFI
+
+/// A tensor: shape and little-endian element bytes.
+public struct Sod2Tensor {
+    public let elementType: ElementType
+    public let shape: [Int]
+    public let data: Data
+
+    public init(elementType: ElementType, shape: [Int], data: Data) {
+        self.elementType = elementType
+        self.shape = shape
+        self.data = data
+    }
+
+    /// An f32 tensor.
+    public init(floats: [Float], shape: [Int]) {
+        self.init(elementType: .f32, shape: shape, data: floats.withUnsafeBufferPointer { Data(buffer: $0) })
+    }
+
+    /// An i64 tensor.
+    public init(int64s: [Int64], shape: [Int]) {
+        self.init(elementType: .i64, shape: shape, data: int64s.withUnsafeBufferPointer { Data(buffer: $0) })
+    }
+
+    /// The elements as floats (f32 tensors).
+    public var floats: [Float] {
+        precondition(elementType == .f32, "tensor is \(elementType), not f32")
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    init(_ t: TensorData) {
+        self.init(elementType: t.elementType, shape: t.shape.map { Int($0) }, data: Data(t.data))
+    }
+
+    var record: TensorData {
+        TensorData(elementType: elementType, shape: shape.map { UInt64($0) }, data: data)
+    }
+}
+
+/// A compiled sod2 plan and a session to run it. Errors are thrown as `Sod2Error`.
+public final class Sod2Model {
+    private let model: Model
+    private let session: Session
+
+    /// Loads and verifies a plan file (memory-mapped).
+    public init(path: String) throws {
+        model = try Model.load(path: path)
+        session = model.newSession()
+    }
+
+    /// Loads and verifies a plan from bytes (e.g. a bundle resource).
+    public init(data: Data) throws {
+        model = try Model.fromBytes(bytes: data)
+        session = model.newSession()
+    }
+
+    public var inputNames: [String] { model.inputNames() }
+    public var outputNames: [String] { model.outputNames() }
+
+    /// Binds the input dims and sizes memory; returns the arena size in bytes.
+    @discardableResult
+    public func prepare(shapes: [[Int]]) throws -> Int {
+        Int(try session.prepare(shapes: shapes.map { $0.map { UInt64($0) } }))
+    }
+
+    /// Runs the model on `inputs` (in the model's input order).
+    public func run(_ inputs: [Sod2Tensor]) throws -> [Sod2Tensor] {
+        try session.run(inputs: inputs.map { $0.record }).map { Sod2Tensor($0) }
+    }
+}

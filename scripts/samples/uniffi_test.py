@@ -1,0 +1,64 @@
+"""End-to-end test of the uniffi bindings (the FFI layer behind the Swift package), through the
+Python bindings uniffi generates from the same library: runs the sample at two shapes (printing
+the summary scripts/samples/check.py compares with `sod2 run`) and checks that misuse raises the
+right error with a clear message.
+
+usage: python uniffi_test.py GENERATED_PYTHON_DIR PLAN
+"""
+import struct
+import sys
+
+sys.path.insert(0, sys.argv[1])
+import sod2_uniffi as s  # noqa: E402
+
+plan = sys.argv[2]
+
+
+def tensor_i64(values, shape):
+    return s.TensorData(element_type=s.ElementType.I64, shape=shape, data=struct.pack(f"<{len(values)}q", *values))
+
+
+model = s.Model.load(plan)
+print(f"sod2 {s.version()}: {len(model.input_names())} inputs, {len(model.output_names())} outputs")
+session = model.new_session()
+for batch, seq in [(1, 7), (2, 16)]:
+    n = batch * seq
+    ids = [(i * 7) % 97 + 2 for i in range(n)]
+    outs = session.run([tensor_i64(ids, [batch, seq]), tensor_i64([1] * n, [batch, seq])])
+    print(f"shape batch={batch} seq={seq} arena_bytes={session.arena_bytes()}")
+    for k, t in enumerate(outs):
+        v = struct.unpack(f"<{len(t.data) // 4}f", t.data)
+        dims = ", ".join(str(d) for d in t.shape)
+        print(f"output {k} dims [{dims}] sum={sum(v):.6f} mean_abs={sum(abs(x) for x in v) / len(v):.6f} first={v[0]:.6f}")
+
+failures = 0
+
+
+def expect(what, fn, err_type, part):
+    global failures
+    try:
+        fn()
+    except err_type as e:
+        if part in str(e):
+            print(f"ok   {what}: {e}", file=sys.stderr)
+            return
+        print(f"FAIL {what}: message {e!r} lacks {part!r}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001
+        print(f"FAIL {what}: {type(e).__name__}: {e}", file=sys.stderr)
+    else:
+        print(f"FAIL {what}: no error", file=sys.stderr)
+    failures += 1
+
+
+raw = bytearray(open(plan, "rb").read())
+raw[200] ^= 0x20
+expect("missing file", lambda: s.Model.load("/no/such.sod2"), s.Sod2Error.Plan, "cannot read plan")
+expect("corrupted plan", lambda: s.Model.from_bytes(bytes(raw)), s.Sod2Error.Plan, "checksum")
+f32 = s.TensorData(element_type=s.ElementType.F32, shape=[1, 3], data=bytes(12))
+expect("wrong dtype", lambda: session.run([f32, f32]), s.Sod2Error.Input, "element type f32, the model expects i64")
+expect("wrong count", lambda: session.run([f32]), s.Sod2Error.Input, "takes 2 inputs, 1 were given")
+short = s.TensorData(element_type=s.ElementType.I64, shape=[1, 3], data=bytes(8))
+expect("wrong size", lambda: session.run([short, short]), s.Sod2Error.Input, "8 bytes given")
+expect("out of range", lambda: session.prepare([[1, 999], [1, 999]]), s.Sod2Error.Input, "outside the declared range")
+print(f"uniffi misuse: {6 - failures} passed, {failures} failed", file=sys.stderr)
+sys.exit(1 if failures else 0)

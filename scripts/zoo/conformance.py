@@ -126,12 +126,12 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, as_set: bool) -> tuple
     return (0.0, 0.0, None) if same else (float("inf"), float("inf"), f"{name}: integer values differ")
 
 
-def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path) -> list[tuple]:
+def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: str = "all") -> list[tuple]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sod2-conf-") as tmp:
         plan = pathlib.Path(tmp) / f"{spec.name}.sod2"
         dims = [f"--dim={k}={lo}..{hi}" for k, (lo, hi) in spec.ranges.items()]
-        r = subprocess.run([sod2, "compile", str(zoo / f"{spec.name}.onnx"), "-o", str(plan), *dims], capture_output=True, text=True)
+        r = subprocess.run([sod2, "compile", str(zoo / f"{spec.name}.onnx"), "-o", str(plan), f"--opt={opt}", *dims], capture_output=True, text=True)
         if r.returncode != 0:
             return [(spec.name, "(compile)", "-", "-", "-", "FAIL: " + r.stderr.strip().splitlines()[-1])]
         for case in spec.cases():
@@ -164,6 +164,7 @@ def main() -> int:
     ap.add_argument("--oracle", type=pathlib.Path, required=True)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--values", action="store_true", help="also compile, run and compare outputs")
+    ap.add_argument("--opt", nargs="+", default=["all"], help="optimisation levels to check in value mode (none sep dmp all)")
     args = ap.parse_args()
     failures = 0
     rows = []
@@ -218,7 +219,8 @@ def main() -> int:
         for spec in SPECS:
             if args.only and spec.name not in args.only:
                 continue
-            vrows.extend(value_check(args.sod2, spec, args.zoo, args.oracle))
+            for opt in args.opt:
+                vrows.extend((f"{r[0]} [{opt}]",) + tuple(r[1:]) for r in value_check(args.sod2, spec, args.zoo, args.oracle, opt))
         print("\n## Values: sod2 runtime vs ONNX Runtime (rtol 1e-3, atol 1e-4; integers exact)\n")
         print("| model | case | max abs error | max rel error | outputs | result |")
         print("|---|---|---|---|---|---|")

@@ -52,6 +52,10 @@ enum Cmd {
         /// Declared range of a symbol: `NAME=LO..HI` (inclusive), repeatable.
         #[arg(long = "dim", value_name = "NAME=LO..HI")]
         dims: Vec<String>,
+        /// Optimisations, cumulative: none | sep | dmp | all (fusion and mvc are not implemented
+        /// yet; `all` is every implemented pass).
+        #[arg(long, default_value = "all")]
+        opt: String,
     },
     /// Run a plan on `.npy` inputs; writes one `.npy` per output.
     Run {
@@ -159,12 +163,20 @@ fn main() {
             model,
             output,
             dims,
+            opt,
         } => (|| {
             let ranges = dims
                 .iter()
                 .map(|d| parse_range(d))
                 .collect::<Result<Vec<_>>>()?;
-            plan_cmds::compile(&model, &output, ranges, &mut out)
+            let opt = match opt.as_str() {
+                "none" => sod2_planner::Opt::None,
+                "sep" => sod2_planner::Opt::Sep,
+                "dmp" | "all" => sod2_planner::Opt::Dmp,
+                "fusion" | "mvc" => bail!("--opt {opt}: this pass is not implemented yet (available: none, sep, dmp, all)"),
+                other => bail!("--opt {other}: expected none, sep, dmp or all"),
+            };
+            plan_cmds::compile(&model, &output, ranges, opt, &mut out)
         })(),
         Cmd::Run {
             plan,

@@ -10,7 +10,13 @@ use sod2_runtime::{Plan, Session, TensorIn};
 use crate::npy;
 
 /// Compiles an ONNX model into a plan file.
-pub fn compile(model: &Path, out: &Path, ranges: Vec<DimRange>, text: &mut String) -> Result<()> {
+pub fn compile(
+    model: &Path,
+    out: &Path,
+    ranges: Vec<DimRange>,
+    opt: sod2_planner::Opt,
+    text: &mut String,
+) -> Result<()> {
     let m = sod2_onnx::load(model).with_context(|| format!("importing {}", model.display()))?;
     let a = sod2_analysis::analyze(
         &m,
@@ -20,14 +26,14 @@ pub fn compile(model: &Path, out: &Path, ranges: Vec<DimRange>, text: &mut Strin
         },
     )?;
     let producer = format!(
-        "sod2 {} (compile {})",
+        "sod2 {} (compile {}, opt {opt:?})",
         env!("CARGO_PKG_VERSION"),
         model
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let planned = sod2_planner::plan(&m, &a, &sod2_planner::Options { producer })?;
+    let planned = sod2_planner::plan(&m, &a, &sod2_planner::Options { producer, opt })?;
     let bytes = sod2_format::write(&planned.plan, &planned.weights, 0);
     std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     let _ = writeln!(
@@ -45,6 +51,17 @@ pub fn compile(model: &Path, out: &Path, ranges: Vec<DimRange>, text: &mut Strin
         planned.plan.exprs.len(),
         planned.weights.len()
     );
+    for (label, (arena, peak)) in ["lo", "hi", "representative"]
+        .iter()
+        .zip(&planned.memory.at)
+    {
+        let ratio = if *peak > 0 {
+            *arena as f64 / *peak as f64
+        } else {
+            1.0
+        };
+        let _ = writeln!(text, "  arena at {label}: {arena} bytes; peak live bytes of the chosen order {peak} (arena / peak = {ratio:.3})");
+    }
     Ok(())
 }
 
@@ -169,7 +186,17 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
             );
         }
     }
-    let _ = writeln!(text, "arena bytes: {}", e(p.arena_size));
+    let arena_text = e(p.arena_size);
+    if arena_text.len() > 400 {
+        let _ = writeln!(
+            text,
+            "arena bytes: {} ... ({} characters; a max over the placed tensors)",
+            &arena_text[..200],
+            arena_text.len()
+        );
+    } else {
+        let _ = writeln!(text, "arena bytes: {arena_text}");
+    }
     // The arena at the ends of the declared input ranges.
     let inputs: Vec<usize> = (0..p.symbols.len())
         .filter(|&i| p.symbols[i].origin.is_none())

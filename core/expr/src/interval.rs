@@ -203,6 +203,72 @@ impl ExprArena {
         }
     }
 
+    /// Extends `cache` (intervals of nodes `0..cache.len()`) to every node, in one forward
+    /// pass (see [`ExprArena::eval_into`]); the same bounds as [`ExprArena::interval`].
+    pub fn interval_into(&self, cache: &mut Vec<Interval>) {
+        for i in cache.len()..self.len() {
+            let id = ExprId(i as u32);
+            let get = |c: &Vec<Interval>, x: ExprId| c[x.index()];
+            let v = match self.node(id) {
+                Node::Const(_) | Node::Sym(_) | Node::Poly(_) => {
+                    // Polynomials: combine the cached atom intervals term by term.
+                    match self.node(id) {
+                        Node::Poly(terms) => {
+                            let mut acc = Interval { lo: 0, hi: 0 };
+                            for t in terms {
+                                let mut p = Interval { lo: 1, hi: 1 };
+                                let mut k = 0;
+                                while k < t.atoms.len() {
+                                    let ia = get(cache, t.atoms[k]);
+                                    if k + 1 < t.atoms.len() && t.atoms[k + 1] == t.atoms[k] {
+                                        let sq = ia.mul(ia);
+                                        let lo = if ia.lo <= 0 && ia.hi >= 0 {
+                                            0
+                                        } else {
+                                            sq.lo.max(0)
+                                        };
+                                        p = p.mul(Interval { lo, hi: sq.hi });
+                                        k += 2;
+                                    } else {
+                                        p = p.mul(ia);
+                                        k += 1;
+                                    }
+                                }
+                                acc = acc.add(p.scale(t.coeff));
+                            }
+                            acc
+                        }
+                        _ => self.interval(id),
+                    }
+                }
+                Node::FloorDiv(a, b) => get(cache, *a).div(get(cache, *b), false),
+                Node::CeilDiv(a, b) => get(cache, *a).div(get(cache, *b), true),
+                Node::Mod(..) => self.interval(id),
+                Node::Min(args) => args.iter().map(|&x| get(cache, x)).fold(
+                    Interval {
+                        lo: i64::MAX,
+                        hi: i64::MAX,
+                    },
+                    |acc, i| Interval {
+                        lo: acc.lo.min(i.lo),
+                        hi: acc.hi.min(i.hi),
+                    },
+                ),
+                Node::Max(args) => args.iter().map(|&x| get(cache, x)).fold(
+                    Interval {
+                        lo: i64::MIN,
+                        hi: i64::MIN,
+                    },
+                    |acc, i| Interval {
+                        lo: acc.lo.max(i.lo),
+                        hi: acc.hi.max(i.hi),
+                    },
+                ),
+            };
+            cache.push(v);
+        }
+    }
+
     /// Decides `e == c`.
     pub fn prove_eq_const(&self, e: ExprId, c: i64) -> Truth {
         if let Some(v) = self.as_const(e) {

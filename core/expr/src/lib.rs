@@ -629,6 +629,55 @@ impl ExprArena {
         })
     }
 
+    /// Extends `cache` (values of nodes `0..cache.len()`) to every node of the arena, in one
+    /// forward pass: children precede parents, so each node is computed once. `None` where a
+    /// symbol is unbound or the arithmetic fails. Linear, unlike repeated [`ExprArena::eval`]
+    /// calls on expressions that share sub-expressions.
+    pub fn eval_into(&self, b: &Bindings, cache: &mut Vec<Option<i64>>) {
+        for i in cache.len()..self.nodes.len() {
+            let get = |c: &Vec<Option<i64>>, x: ExprId| c.get(x.index()).copied().flatten();
+            let v = match &self.nodes[i] {
+                Node::Const(c) => Some(*c),
+                Node::Sym(s) => b.get(*s),
+                Node::Poly(terms) => {
+                    let mut acc: Option<i64> = Some(0);
+                    for t in terms {
+                        let mut p = Some(t.coeff);
+                        for &a in &t.atoms {
+                            p = p.and_then(|p| get(cache, a).and_then(|v| p.checked_mul(v)));
+                        }
+                        acc = acc.and_then(|a| p.and_then(|p| a.checked_add(p)));
+                    }
+                    acc
+                }
+                Node::FloorDiv(x, y) | Node::CeilDiv(x, y) | Node::Mod(x, y) => {
+                    match (get(cache, *x), get(cache, *y)) {
+                        (Some(a), Some(d)) if d != 0 => {
+                            let kind = match &self.nodes[i] {
+                                Node::FloorDiv(..) => DivKind::Floor,
+                                Node::CeilDiv(..) => DivKind::Ceil,
+                                _ => DivKind::Mod,
+                            };
+                            kind.checked_apply(a, d)
+                        }
+                        _ => None,
+                    }
+                }
+                Node::Min(args) => args
+                    .iter()
+                    .map(|&a| get(cache, a))
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|v| v.into_iter().min()),
+                Node::Max(args) => args
+                    .iter()
+                    .map(|&a| get(cache, a))
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|v| v.into_iter().max()),
+            };
+            cache.push(v);
+        }
+    }
+
     /// Replaces symbols by expressions (re-canonicalising on the way).
     pub fn substitute(&mut self, id: ExprId, map: &HashMap<SymId, ExprId>) -> ExprId {
         let mut memo = HashMap::new();

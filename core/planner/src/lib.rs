@@ -11,10 +11,12 @@
 //!   iteration symbol to the iteration number on entry.
 #![forbid(unsafe_code)]
 
+pub mod memory;
+
 use std::collections::HashMap;
 
 use sod2_analysis::{Analysis, Dim, Shape};
-use sod2_expr::{ExprArena, ExprId, Node as XNode, SymId};
+use sod2_expr::{Bindings, ExprArena, ExprId, Node as XNode, SymId};
 use sod2_format as fmt;
 use sod2_ir::{Attr, Body, DType, Model, NodeId, OpKind, ValueId, ValueKind};
 
@@ -40,6 +42,21 @@ pub enum PlanError {
     /// A tensor of an unsupported element type.
     #[error("tensor `{0}`: element type is not supported (strings, or unknown)")]
     UnsupportedType(String),
+    /// The memory plan failed its own check (a planner bug, reported rather than shipped).
+    #[error("memory plan check failed: {0}")]
+    MemoryPlan(String),
+}
+
+/// Optimisation level, cumulative in the order of the method's ablation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Opt {
+    /// Model order; every planned tensor gets its own arena range.
+    None,
+    /// + static execution-order planning (an order that lowers the peak of live bytes).
+    Sep,
+    /// + the memory plan: offsets reused across non-overlapping lifetimes.
+    #[default]
+    Dmp,
 }
 
 /// Options of the planner.
@@ -47,6 +64,15 @@ pub enum PlanError {
 pub struct Options {
     /// Producer string written into the plan.
     pub producer: String,
+    /// Optimisation level.
+    pub opt: Opt,
+}
+
+/// The memory plan measured at the bindings it was checked at (range ends, representative).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryReport {
+    /// (arena bytes, peak live bytes of the chosen order) at each check binding.
+    pub at: Vec<(i64, i64)>,
 }
 
 /// The result: plan metadata and the weights section.
@@ -55,6 +81,8 @@ pub struct Planned {
     pub plan: fmt::Plan,
     /// Weights section content.
     pub weights: Vec<u8>,
+    /// Arena versus peak live bytes.
+    pub memory: MemoryReport,
 }
 
 /// Maps an IR element type to the plan's.
@@ -79,6 +107,10 @@ pub fn dtype(d: DType) -> Option<fmt::DType> {
 
 struct Planner<'a> {
     model: &'a Model,
+    opt: Opt,
+    /// The main graph's execution order.
+    main_order: Vec<NodeId>,
+    report: MemoryReport,
     a: &'a Analysis,
     arena: ExprArena,
     plan: fmt::Plan,
@@ -93,6 +125,9 @@ struct Planner<'a> {
 pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, PlanError> {
     let mut p = Planner {
         model,
+        opt: opts.opt,
+        main_order: model.main.nodes.clone(),
+        report: MemoryReport::default(),
         a,
         arena: a.arena.clone(),
         plan: fmt::Plan {
@@ -118,13 +153,22 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     for (i, &v) in model.main.inputs.iter().enumerate() {
         p.tensor(v, Some(fmt::Storage::Input(i as u32)))?;
     }
+    if p.opt >= Opt::Sep {
+        p.main_order = p.sep_order();
+    }
     p.plan.graphs.push(fmt::Graph::default());
-    let main = p.graph(&model.main, true)?;
+    let main_body = Body {
+        inputs: model.main.inputs.clone(),
+        outputs: model.main.outputs.clone(),
+        nodes: p.main_order.clone(),
+    };
+    let main = p.graph(&main_body, true)?;
     p.plan.graphs[0] = main;
     p.layout_arena()?;
     Ok(Planned {
         plan: p.plan,
         weights: p.weights,
+        memory: p.report,
     })
 }
 
@@ -401,12 +445,147 @@ impl Planner<'_> {
         })
     }
 
-    /// Gives each main-graph intermediate whose size depends only on input symbols its own
-    /// 64-byte-aligned arena range; the arena size is the sum.
+    /// A binding of the input symbols used to rank sizes (the declared upper end where it is
+    /// moderate, else a mid-size value); it never decides validity.
+    fn representative(&self) -> Bindings {
+        let mut b = Bindings::new();
+        for s in self.arena.symbol_ids() {
+            if self.fresh.contains(&s) {
+                continue;
+            }
+            let info = self.arena.symbol_info(s);
+            let v = if info.hi <= 1024 {
+                info.hi
+            } else {
+                info.hi.min(info.lo.max(256))
+            };
+            b.set(s, v);
+        }
+        b
+    }
+
+    /// Bytes of the outputs of a node at a binding (execution-determined sizes count 0).
+    fn out_bytes(&self, n: NodeId, b: &Bindings) -> i64 {
+        let node = self.model.node(n);
+        node.outputs
+            .iter()
+            .flatten()
+            .map(|&v| {
+                let dims = self.a.fact(v).known_dims().unwrap_or_default();
+                let elem = self.a.fact(v).dtype.map_or(4, |d| d.size() as i64);
+                dims.iter()
+                    .map(|&e| self.arena.eval(e, b).unwrap_or(0))
+                    .product::<i64>()
+                    * elem
+            })
+            .sum()
+    }
+
+    /// Static execution-order planning: a greedy topological order that, among the ready
+    /// nodes, runs the one whose outputs minus the inputs it frees is smallest (sizes at the
+    /// representative binding), the model order breaking ties.
+    fn sep_order(&self) -> Vec<NodeId> {
+        let main = &self.model.main.nodes;
+        let rep = self.representative();
+        let reads = |n: NodeId| -> Vec<ValueId> {
+            let node = self.model.node(n);
+            let mut v: Vec<ValueId> = node
+                .inputs
+                .iter()
+                .flatten()
+                .copied()
+                .chain(node.implicit_inputs.iter().copied())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut producer: HashMap<ValueId, usize> = HashMap::new();
+        for (i, &n) in main.iter().enumerate() {
+            for &o in self.model.node(n).outputs.iter().flatten() {
+                producer.insert(o, i);
+            }
+        }
+        let mut remaining_uses: HashMap<ValueId, usize> = HashMap::new();
+        let mut deps = vec![0usize; main.len()];
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); main.len()];
+        for (i, &n) in main.iter().enumerate() {
+            for v in reads(n) {
+                *remaining_uses.entry(v).or_default() += 1;
+                if let Some(&p) = producer.get(&v) {
+                    deps[i] += 1;
+                    users[p].push(i);
+                }
+            }
+        }
+        for o in &self.model.main.outputs {
+            *remaining_uses.entry(*o).or_default() += 1; // outputs stay live
+        }
+        let val_bytes = |v: ValueId| -> i64 {
+            let f = self.a.fact(v);
+            let elem = f.dtype.map_or(4, |d| d.size() as i64);
+            f.known_dims()
+                .unwrap_or_default()
+                .iter()
+                .map(|&e| self.arena.eval(e, &rep).unwrap_or(0))
+                .product::<i64>()
+                * elem
+        };
+        let mut ready: Vec<usize> = (0..main.len()).filter(|&i| deps[i] == 0).collect();
+        let mut order = Vec::with_capacity(main.len());
+        while !ready.is_empty() {
+            let score = |i: usize| -> (i64, usize) {
+                let n = main[i];
+                let freed: i64 = reads(n)
+                    .into_iter()
+                    .filter(|v| producer.contains_key(v) && remaining_uses.get(v) == Some(&1))
+                    .map(val_bytes)
+                    .sum();
+                (self.out_bytes(n, &rep) - freed, i)
+            };
+            let (k, _) = ready
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, &i)| score(i))
+                .map(|(k, &i)| (k, i))
+                .unwrap_or((0, ready[0]));
+            let i = ready.swap_remove(k);
+            order.push(main[i]);
+            for v in reads(main[i]) {
+                if let Some(u) = remaining_uses.get_mut(&v) {
+                    *u -= 1;
+                }
+            }
+            for &u in &users[i] {
+                deps[u] -= 1;
+                if deps[u] == 0 {
+                    ready.push(u);
+                }
+            }
+        }
+        order
+    }
+
+    /// Places every main-graph intermediate whose size depends only on input symbols in the
+    /// arena: with `Opt::Dmp` by the memory plan (reuse across lifetimes), else each in its own
+    /// 64-byte-aligned range.
     fn layout_arena(&mut self) -> Result<(), PlanError> {
-        let mut offset = self.arena.constant(0);
-        let main_nodes = self.model.main.nodes.clone();
-        for n in main_nodes {
+        let order = self.main_order.clone();
+        let n_steps = order.len();
+        // Last use of every value, in step indices of the chosen order.
+        let mut last: HashMap<ValueId, usize> = HashMap::new();
+        for (i, &n) in order.iter().enumerate() {
+            let node = self.model.node(n);
+            for &v in node.inputs.iter().flatten().chain(&node.implicit_inputs) {
+                last.insert(v, i);
+            }
+        }
+        for &o in &self.model.main.outputs {
+            last.insert(o, n_steps);
+        }
+        let mut reqs = Vec::new();
+        let mut owners = Vec::new();
+        for (i, &n) in order.iter().enumerate() {
             let outs = self.model.node(n).outputs.clone();
             for v in outs.into_iter().flatten() {
                 let dims = self.dims_of(v)?;
@@ -428,12 +607,68 @@ impl Planner<'_> {
                 let sixty_four = self.arena.constant(fmt::WEIGHT_ALIGN as i64);
                 let blocks = self.arena.ceildiv(bytes, sixty_four);
                 let padded = self.arena.mul_const(blocks, fmt::WEIGHT_ALIGN as i64);
-                let off = self.lower(offset);
-                self.plan.tensors[t as usize].storage = fmt::Storage::Arena { offset: off };
-                offset = self.arena.add(offset, padded);
+                reqs.push(memory::BufferReq {
+                    size: padded,
+                    first: i,
+                    last: last.get(&v).copied().unwrap_or(i).max(i),
+                });
+                owners.push(t);
             }
         }
-        self.plan.arena_size = self.lower(offset);
+        let rep = self.representative();
+        let mp = if self.opt >= Opt::Dmp {
+            memory::plan_memory(&mut self.arena, &reqs, &rep)
+        } else {
+            let mut offset = self.arena.constant(0);
+            let mut offsets = Vec::with_capacity(reqs.len());
+            for r in &reqs {
+                offsets.push(offset);
+                offset = self.arena.add(offset, r.size);
+            }
+            memory::MemoryPlan {
+                offsets,
+                arena_size: offset,
+            }
+        };
+        // Check the plan at the range ends and the representative binding before shipping it.
+        for b in self.check_bindings(rep) {
+            memory::verify_memory_plan(&self.arena, &reqs, &mp, &b)
+                .map_err(PlanError::MemoryPlan)?;
+            let mut vals = Vec::new();
+            self.arena.eval_into(&b, &mut vals);
+            let total = vals[mp.arena_size.index()].unwrap_or(0);
+            self.report
+                .at
+                .push((total, memory::peak_live(&self.arena, &reqs, &b)));
+        }
+        for (k, &t) in owners.iter().enumerate() {
+            let off = self.lower(mp.offsets[k]);
+            self.plan.tensors[t as usize].storage = fmt::Storage::Arena { offset: off };
+        }
+        self.plan.arena_size = self.lower(mp.arena_size);
         Ok(())
+    }
+
+    /// Bindings at which the memory plan is checked: every input symbol at its lower end, at its
+    /// upper end (where finite and moderate), and the representative binding.
+    fn check_bindings(&self, rep: Bindings) -> Vec<Bindings> {
+        let mut lo = Bindings::new();
+        let mut hi = Bindings::new();
+        for s in self.arena.symbol_ids() {
+            if self.fresh.contains(&s) {
+                continue;
+            }
+            let info = self.arena.symbol_info(s);
+            lo.set(s, info.lo);
+            hi.set(
+                s,
+                if info.hi <= 1 << 16 {
+                    info.hi
+                } else {
+                    info.lo.max(4096)
+                },
+            );
+        }
+        vec![lo, hi, rep]
     }
 }

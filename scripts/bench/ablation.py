@@ -1,0 +1,92 @@
+"""The ablation benchmark (method notes, section 4): for every zoo model and its shape sweep,
+latency (median of N runs, one thread) and peak intermediate memory (arena + run-time
+allocations, weights excluded) for each optimisation level, normalised to `none`, with
+geo-means. Also the arena of the memory plan against the peak of live bytes of the chosen
+order (from `sod2 compile`), and `prepare()` time.
+
+Levels: none, +sep (execution order), +dmp (memory plan). Fusion and multi-version kernels are
+not implemented yet; their columns are absent, not faked.
+
+usage: python ablation.py --sod2 BIN --zoo ZOO --oracle ORACLE [--runs N] [--only NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "zoo"))
+from models import SPECS  # noqa: E402
+
+LEVELS = ["none", "sep", "dmp"]
+
+
+def geo(xs):
+    xs = [x for x in xs if x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sod2", required=True)
+    ap.add_argument("--zoo", type=pathlib.Path, required=True)
+    ap.add_argument("--oracle", type=pathlib.Path, required=True)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--only", nargs="*", default=None)
+    args = ap.parse_args()
+    rows, ratios = [], {lvl: {"t": [], "m": []} for lvl in LEVELS[1:]}
+    arena_vs_peak = []
+    prepare_us = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in SPECS:
+            if args.only and spec.name not in args.only:
+                continue
+            plans = {}
+            for lvl in LEVELS:
+                plan = pathlib.Path(tmp) / f"{spec.name}.{lvl}.sod2"
+                opt = "all" if lvl == "dmp" else lvl
+                dims = [f"--dim={k}={lo}..{hi}" for k, (lo, hi) in spec.ranges.items()]
+                out = subprocess.run([args.sod2, "compile", str(args.zoo / f"{spec.name}.onnx"), "-o", str(plan), f"--opt={opt}", *dims], capture_output=True, text=True, check=True).stdout
+                plans[lvl] = plan
+                if lvl == "dmp":
+                    m = re.search(r"arena at representative: (\d+) bytes; peak live bytes of the chosen order (\d+)", out)
+                    if m:
+                        arena_vs_peak.append((spec.name, int(m.group(1)), int(m.group(2))))
+            for case in spec.sweep:
+                d = args.oracle / spec.name / case.name
+                inputs = [f"--input={p.stem}={p}" for p in sorted((d / "inputs").glob("*.npy"))]
+                res = {}
+                for lvl in LEVELS:
+                    out = subprocess.run([args.sod2, "bench", str(plans[lvl]), *inputs, "--runs", str(args.runs)], capture_output=True, text=True, check=True).stdout
+                    res[lvl] = json.loads(out.strip().splitlines()[-1])
+                base = res["none"]
+                row = [spec.name, case.name, f"{base['median_ms']:.2f}", f"{base['peak_intermediate_bytes'] / 1e6:.2f}"]
+                for lvl in LEVELS[1:]:
+                    t = res[lvl]["median_ms"] / base["median_ms"]
+                    mem = res[lvl]["peak_intermediate_bytes"] / max(base["peak_intermediate_bytes"], 1)
+                    ratios[lvl]["t"].append(t)
+                    ratios[lvl]["m"].append(mem)
+                    row += [f"{t:.2f}", f"{mem:.2f}"]
+                prepare_us.append(res["dmp"]["prepare_us"])
+                row.append(f"{res['dmp']['prepare_us']:.1f}")
+                rows.append(row)
+    print("| model | case | none ms | none peak MB | +sep time | +sep mem | +dmp time | +dmp mem | prepare us (dmp) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print(f"| **geo-mean** | {len(rows)} cases | | | {geo(ratios['sep']['t']):.2f} | {geo(ratios['sep']['m']):.2f} | {geo(ratios['dmp']['t']):.2f} | {geo(ratios['dmp']['m']):.2f} | max {max(prepare_us):.1f} |")
+    print("\nfusion, mvc: not implemented yet (no column).")
+    print("\n| model | arena at the representative binding | peak live bytes of the order | arena / peak |")
+    print("|---|---|---|---|")
+    for name, a, p in arena_vs_peak:
+        print(f"| {name} | {a} | {p} | {a / max(p, 1):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -348,7 +348,7 @@ impl State {
         inputs: &[TensorIn<'_>],
     ) -> Result<(), RuntimeError> {
         let g: &Graph = &plan.meta().graphs[gi as usize];
-        for step in &g.steps {
+        for (si, step) in g.steps.iter().enumerate() {
             match step.kernel.as_str() {
                 "If" => self.run_if(plan, step, inputs)?,
                 "Loop" => self.run_loop(plan, step, inputs)?,
@@ -362,6 +362,13 @@ impl State {
                         .map(|&d| d as i64);
                 }
                 self.eval(plan)?;
+            }
+            // Release heap tensors whose last use this was.
+            for &t in plan.free_after(gi, si) {
+                if let Slot::Heap(_, len) = self.slots[t as usize] {
+                    self.heap_now -= len;
+                    self.slots[t as usize] = Slot::Empty;
+                }
             }
         }
         Ok(())

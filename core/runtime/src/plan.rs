@@ -27,6 +27,60 @@ pub const SUPPORTED_FEATURES: u64 = 0;
 pub struct Plan {
     bytes: Bytes,
     file: PlanFile,
+    /// Per graph, per step: the dynamic (heap) tensors whose last use is that step.
+    free_after: Vec<Vec<Vec<u32>>>,
+}
+
+/// Tensors read by a graph's steps, including inside their sub-plans.
+fn reads(p: &sod2_format::Plan, g: &sod2_format::Graph, out: &mut Vec<u32>) {
+    for s in &g.steps {
+        out.extend(s.inputs.iter().flatten());
+        for &b in &s.bodies {
+            let body = &p.graphs[b as usize];
+            out.extend(&body.outputs);
+            reads(p, body, out);
+        }
+    }
+}
+
+/// For every graph and step, the dynamic tensors whose last use is that step (uses inside a
+/// step's sub-plans count for the step; graph outputs and inputs are never freed early).
+fn free_lists(p: &sod2_format::Plan) -> Vec<Vec<Vec<u32>>> {
+    p.graphs
+        .iter()
+        .map(|g| {
+            let mut last: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+            for (i, s) in g.steps.iter().enumerate() {
+                let mut r: Vec<u32> = s
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .chain(s.outputs.iter().flatten().copied())
+                    .collect();
+                for &b in &s.bodies {
+                    let body = &p.graphs[b as usize];
+                    r.extend(&body.outputs);
+                    reads(p, body, &mut r);
+                }
+                for t in r {
+                    last.insert(t, i);
+                }
+            }
+            let keep: std::collections::HashSet<u32> =
+                g.outputs.iter().chain(&g.inputs).copied().collect();
+            let mut lists = vec![Vec::new(); g.steps.len()];
+            for (t, i) in last {
+                let dynamic = matches!(p.tensors[t as usize].storage, Storage::Dynamic);
+                // only tensors produced in this graph (a body must not free its parent's)
+                let produced_here = g.steps.iter().any(|s| s.outputs.contains(&Some(t)));
+                if dynamic && produced_here && !keep.contains(&t) {
+                    lists[i].push(t);
+                }
+            }
+            lists
+        })
+        .collect()
 }
 
 /// Name, element type and dims (as text) of a model input or output.
@@ -55,9 +109,11 @@ impl Plan {
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
         let file = sod2_format::read(&map)?;
         Self::check_kernels(&file)?;
+        let free_after = free_lists(&file.plan);
         Ok(Arc::new(Plan {
             bytes: Bytes::Mapped(map),
             file,
+            free_after,
         }))
     }
 
@@ -69,7 +125,12 @@ impl Plan {
         let owned = Bytes::Owned(words, bytes.len());
         let file = sod2_format::read(owned.as_slice())?;
         Self::check_kernels(&file)?;
-        Ok(Arc::new(Plan { bytes: owned, file }))
+        let free_after = free_lists(&file.plan);
+        Ok(Arc::new(Plan {
+            bytes: owned,
+            file,
+            free_after,
+        }))
     }
 
     fn check_kernels(file: &PlanFile) -> Result<(), RuntimeError> {
@@ -150,6 +211,11 @@ impl Plan {
             Expr::Const(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// Dynamic tensors to release after step `step` of graph `graph`.
+    pub(crate) fn free_after(&self, graph: u32, step: usize) -> &[u32] {
+        &self.free_after[graph as usize][step]
     }
 
     pub(crate) fn storage(&self, t: u32) -> Storage {

@@ -130,6 +130,11 @@ impl Interval {
 impl ExprArena {
     /// Bounds `id` over the declared ranges of its symbols.
     pub fn interval(&self, id: ExprId) -> Interval {
+        self.node_interval(id, &|x| self.interval(x))
+    }
+
+    /// The bounds of one node, given the bounds of its children.
+    fn node_interval(&self, id: ExprId, child: &dyn Fn(ExprId) -> Interval) -> Interval {
         match self.node(id) {
             Node::Const(c) => Interval { lo: *c, hi: *c },
             Node::Sym(s) => {
@@ -144,7 +149,7 @@ impl ExprArena {
                     let mut i = 0;
                     while i < t.atoms.len() {
                         let a = t.atoms[i];
-                        let ia = self.interval(a);
+                        let ia = child(a);
                         if i + 1 < t.atoms.len() && t.atoms[i + 1] == a {
                             let sq = ia.mul(ia);
                             let lo = if ia.lo <= 0 && ia.hi >= 0 {
@@ -163,10 +168,10 @@ impl ExprArena {
                 }
                 acc
             }
-            Node::FloorDiv(a, b) => self.interval(*a).div(self.interval(*b), false),
-            Node::CeilDiv(a, b) => self.interval(*a).div(self.interval(*b), true),
+            Node::FloorDiv(a, b) => child(*a).div(child(*b), false),
+            Node::CeilDiv(a, b) => child(*a).div(child(*b), true),
             Node::Mod(a, b) => {
-                let (ia, ib) = (self.interval(*a), self.interval(*b));
+                let (ia, ib) = (child(*a), child(*b));
                 if ib.lo > 0 {
                     if ia.lo >= 0 && ia.hi < ib.lo {
                         ia
@@ -180,7 +185,7 @@ impl ExprArena {
                     Interval::FULL
                 }
             }
-            Node::Min(args) => args.iter().map(|&x| self.interval(x)).fold(
+            Node::Min(args) => args.iter().map(|&x| child(x)).fold(
                 Interval {
                     lo: i64::MAX,
                     hi: i64::MAX,
@@ -190,7 +195,7 @@ impl ExprArena {
                     hi: acc.hi.min(i.hi),
                 },
             ),
-            Node::Max(args) => args.iter().map(|&x| self.interval(x)).fold(
+            Node::Max(args) => args.iter().map(|&x| child(x)).fold(
                 Interval {
                     lo: i64::MIN,
                     hi: i64::MIN,
@@ -204,66 +209,13 @@ impl ExprArena {
     }
 
     /// Extends `cache` (intervals of nodes `0..cache.len()`) to every node, in one forward
-    /// pass (see [`ExprArena::eval_into`]); the same bounds as [`ExprArena::interval`].
+    /// pass (children precede parents); the same bounds as [`ExprArena::interval`], in linear
+    /// time on expressions that share sub-expressions.
     pub fn interval_into(&self, cache: &mut Vec<Interval>) {
         for i in cache.len()..self.len() {
-            let id = ExprId(i as u32);
-            let get = |c: &Vec<Interval>, x: ExprId| c[x.index()];
-            let v = match self.node(id) {
-                Node::Const(_) | Node::Sym(_) | Node::Poly(_) => {
-                    // Polynomials: combine the cached atom intervals term by term.
-                    match self.node(id) {
-                        Node::Poly(terms) => {
-                            let mut acc = Interval { lo: 0, hi: 0 };
-                            for t in terms {
-                                let mut p = Interval { lo: 1, hi: 1 };
-                                let mut k = 0;
-                                while k < t.atoms.len() {
-                                    let ia = get(cache, t.atoms[k]);
-                                    if k + 1 < t.atoms.len() && t.atoms[k + 1] == t.atoms[k] {
-                                        let sq = ia.mul(ia);
-                                        let lo = if ia.lo <= 0 && ia.hi >= 0 {
-                                            0
-                                        } else {
-                                            sq.lo.max(0)
-                                        };
-                                        p = p.mul(Interval { lo, hi: sq.hi });
-                                        k += 2;
-                                    } else {
-                                        p = p.mul(ia);
-                                        k += 1;
-                                    }
-                                }
-                                acc = acc.add(p.scale(t.coeff));
-                            }
-                            acc
-                        }
-                        _ => self.interval(id),
-                    }
-                }
-                Node::FloorDiv(a, b) => get(cache, *a).div(get(cache, *b), false),
-                Node::CeilDiv(a, b) => get(cache, *a).div(get(cache, *b), true),
-                Node::Mod(..) => self.interval(id),
-                Node::Min(args) => args.iter().map(|&x| get(cache, x)).fold(
-                    Interval {
-                        lo: i64::MAX,
-                        hi: i64::MAX,
-                    },
-                    |acc, i| Interval {
-                        lo: acc.lo.min(i.lo),
-                        hi: acc.hi.min(i.hi),
-                    },
-                ),
-                Node::Max(args) => args.iter().map(|&x| get(cache, x)).fold(
-                    Interval {
-                        lo: i64::MIN,
-                        hi: i64::MIN,
-                    },
-                    |acc, i| Interval {
-                        lo: acc.lo.max(i.lo),
-                        hi: acc.hi.max(i.hi),
-                    },
-                ),
+            let v = {
+                let c: &Vec<Interval> = cache;
+                self.node_interval(ExprId(i as u32), &|x| c[x.index()])
             };
             cache.push(v);
         }

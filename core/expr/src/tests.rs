@@ -233,6 +233,23 @@ proptest! {
     }
 
     #[test]
+    fn cached_passes_match_the_recursive_ones(t in tree(), u in tree(), v in (0i64..=40, 1i64..=9, -3i64..=3)) {
+        let (mut a, syms) = xyz();
+        let e = a.parse(&t.text()).unwrap();
+        let f = a.parse(&u.text()).unwrap();
+        let g = a.max(&[e, f]);
+        let mut b = Bindings::new();
+        for (s, val) in syms.iter().zip([v.0, v.1, v.2]) { b.set(*s, val); }
+        let (mut vals, mut ivs) = (Vec::new(), Vec::new());
+        a.eval_into(&b, &mut vals);
+        a.interval_into(&mut ivs);
+        for x in [e, f, g] {
+            prop_assert_eq!(vals[x.index()], a.eval(x, &b).ok());
+            prop_assert_eq!(ivs[x.index()], a.interval(x));
+        }
+    }
+
+    #[test]
     fn equal_polynomials_share_a_handle(t in tree(), u in tree()) {
         let (mut a, _) = xyz();
         let (e, f) = (a.parse(&t.text()).unwrap(), a.parse(&u.text()).unwrap());

@@ -7,9 +7,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if ! rustup toolchain list | grep -q '^debian-web'; then
   rustup toolchain link debian-web /usr
 fi
-cargo +debian-web test --quiet --release --manifest-path "$root/Cargo.toml" --target aarch64-unknown-linux-gnu \
-  -p sod2-kernels -p sod2-format -p sod2-runtime 2>&1 | grep -E '^test result|FAILED|panicked|error' || true
-# re-run for the exit status (the build is cached)
-cargo +debian-web test --quiet --release --manifest-path "$root/Cargo.toml" --target aarch64-unknown-linux-gnu \
-  -p sod2-kernels -p sod2-format -p sod2-runtime >/dev/null 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! cargo +debian-web test --quiet --release --manifest-path "$root/Cargo.toml" --target aarch64-unknown-linux-gnu \
+  -p sod2-kernels -p sod2-format -p sod2-runtime > "$log" 2>&1; then
+  cat "$log"
+  exit 1
+fi
+grep -E '^test result: ok\. [1-9]' "$log"
 echo "arm64 (qemu-aarch64): sod2-kernels, sod2-format, sod2-runtime tests passed"

@@ -66,6 +66,77 @@ pub fn conv2d_f32(
     }
 }
 
+/// Convolution as im2col + GEMM (1×1, stride 1, no padding: straight GEMM). Same contract as
+/// [`conv2d_f32`], which stays the reference it is tested against.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_gemm_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let (cg, mg) = (c / g, m / g);
+    let [kh, kw] = win.k;
+    let kk = cg * kh * kw;
+    let sp = oh * ow;
+    let pointwise =
+        kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
+    let mut col = if pointwise {
+        Vec::new()
+    } else {
+        vec![0f32; kk * sp]
+    };
+    for b in 0..n {
+        for grp in 0..g {
+            let xg = &x[((b * c) + grp * cg) * h * wi..((b * c) + (grp + 1) * cg) * h * wi];
+            if !pointwise {
+                for ic in 0..cg {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let row = &mut col[((ic * kh + ky) * kw + kx) * sp
+                                ..((ic * kh + ky) * kw + kx + 1) * sp];
+                            for oy in 0..oh {
+                                let iy =
+                                    (oy * win.s[0] + ky * win.d[0]) as isize - win.pb[0] as isize;
+                                for ox in 0..ow {
+                                    let ix = (ox * win.s[1] + kx * win.d[1]) as isize
+                                        - win.pb[1] as isize;
+                                    row[oy * ow + ox] = if iy >= 0
+                                        && ix >= 0
+                                        && (iy as usize) < h
+                                        && (ix as usize) < wi
+                                    {
+                                        xg[(ic * h + iy as usize) * wi + ix as usize]
+                                    } else {
+                                        0.0
+                                    };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let cols: &[f32] = if pointwise { xg } else { &col };
+            let wg = &w[grp * mg * kk..(grp + 1) * mg * kk];
+            let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
+            crate::linalg::gemm_f32(mg, sp, kk, wg, kk, false, cols, sp, false, og, 1.0, false);
+            if let Some(bs) = bias {
+                for (k, orow) in og.chunks_mut(sp).enumerate() {
+                    let bv = bs[grp * mg + k];
+                    orow.iter_mut().for_each(|v| *v += bv);
+                }
+            }
+        }
+    }
+}
+
 /// Transposed convolution: x `[n, c, h, w]`, w `[c, m/g, kh, kw]`, out `[n, m, oh, ow]`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose2d_f32(

@@ -1,9 +1,31 @@
 //! Matrix products.
 use crate::shape::{broadcast_shape, strides};
 
-/// `c[m,n] (+)= alpha * sum_k a[m,k] b[k,n]` for row-major blocks with leading dims.
+/// `c[m,n] (+)= alpha * sum_k a[m,k] b[k,n]` for row-major blocks with leading dims, through
+/// the packed `gemm` kernels (falls back to the reference loops if the extents are rejected).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    ta: bool,
+    b: &[f32],
+    ldb: usize,
+    tb: bool,
+    c: &mut [f32],
+    alpha: f32,
+    accumulate: bool,
+) {
+    if crate::fast::sgemm(m, n, k, a, lda, ta, b, ldb, tb, c, alpha, accumulate).is_err() {
+        gemm_f32_reference(m, n, k, a, lda, ta, b, ldb, tb, c, alpha, accumulate);
+    }
+}
+
+/// The reference loops of [`gemm_f32`] (the oracle the fast path is tested against).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_reference(
     m: usize,
     n: usize,
     k: usize,

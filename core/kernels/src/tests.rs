@@ -48,6 +48,40 @@ proptest! {
     }
 
     #[test]
+    fn fast_gemm_matches_reference(m in 1usize..40, n in 1usize..40, k in 0usize..40, ta in any::<bool>(), tb in any::<bool>(), acc in any::<bool>()) {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 13) % 17) as f32 - 8.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 7) % 11) as f32 * 0.25).collect();
+        let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
+        let mut c1: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
+        let mut c2 = c1.clone();
+        linalg::gemm_f32(m, n, k, &a, lda.max(1), ta, &b, ldb.max(1), tb, &mut c1, 0.5, acc);
+        linalg::gemm_f32_reference(m, n, k, &a, lda.max(1), ta, &b, ldb.max(1), tb, &mut c2, 0.5, acc);
+        for (x, y) in c1.iter().zip(&c2) {
+            prop_assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{} vs {}", x, y);
+        }
+    }
+
+    #[test]
+    fn gemm_conv_matches_direct(h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, g in prop_oneof![Just(1usize), Just(2usize), Just(4usize)]) {
+        let (c, m) = (4usize, 8usize);
+        let ext = d * (k - 1) + 1;
+        prop_assume!(h + 2 * p >= ext && w + 2 * p >= ext);
+        let x: Vec<f32> = (0..2 * c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let wt: Vec<f32> = (0..m * (c / g) * k * k).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.5).collect();
+        let oh = (h + 2 * p - ext) / s + 1;
+        let ow = (w + 2 * p - ext) / s + 1;
+        let win = conv::Window { k: [k, k], s: [s, s], d: [d, d], pb: [p, p] };
+        let mut o1 = vec![0f32; 2 * m * oh * ow];
+        let mut o2 = o1.clone();
+        conv::conv2d_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o1, [2, m, oh, ow]);
+        conv::conv2d_gemm_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o2, [2, m, oh, ow]);
+        for (a, b) in o1.iter().zip(&o2) {
+            prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
+        }
+    }
+
+    #[test]
     fn conv_matches_naive(h in 3usize..9, w in 3usize..9, s in 1usize..3, p in 0usize..2, g in prop_oneof![Just(1usize), Just(2usize)]) {
         let (c, m, k) = (2usize, 4usize, 3usize);
         let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();

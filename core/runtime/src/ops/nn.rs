@@ -1,6 +1,8 @@
 //! Convolution, pooling, normalisation, matrix products, softmax, reductions.
 use sod2_format::DType;
-use sod2_kernels::conv::{conv2d_f32, conv_transpose2d_f32, pool_nd, PoolKind, PoolNd, Window};
+use sod2_kernels::conv::{
+    conv2d_gemm_f32, conv_transpose2d_f32, pool_nd, PoolKind, PoolNd, Window,
+};
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
 use sod2_kernels::shape::{axis, numel, strides};
@@ -147,7 +149,7 @@ fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
     let out = outs[0].as_mut().ok_or("no output")?;
     let o = typed_mut::<f32>(out.alloc(&od)?)?;
-    conv2d_f32(
+    conv2d_gemm_f32(
         &xs,
         as4(x.dims),
         &ws,

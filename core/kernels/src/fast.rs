@@ -1,0 +1,88 @@
+//! Matrix products through the `gemm` crate (packed, register-blocked, SIMD-dispatched at run
+//! time), behind a bounds-checked safe wrapper. The only `unsafe` of this crate.
+#![allow(unsafe_code)]
+
+/// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `n`;
+/// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
+/// Panics are impossible: extents are checked and a mismatch returns `Err`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    ta: bool,
+    b: &[f32],
+    ldb: usize,
+    tb: bool,
+    c: &mut [f32],
+    alpha: f32,
+    accumulate: bool,
+) -> Result<(), String> {
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let need = |rows: usize, cols: usize, ld: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * ld + cols
+        }
+    };
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    if a.len() < need(ar, ac, lda)
+        || b.len() < need(br, bc, ldb)
+        || c.len() < m * n
+        || (k > 0 && (lda < ac || ldb < bc))
+    {
+        return Err(format!(
+            "sgemm: operand extents do not fit (m={m} n={n} k={k})"
+        ));
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return Ok(());
+    }
+    let (a_rs, a_cs) = if ta {
+        (1isize, lda as isize)
+    } else {
+        (lda as isize, 1isize)
+    };
+    let (b_rs, b_cs) = if tb {
+        (1isize, ldb as isize)
+    } else {
+        (ldb as isize, 1isize)
+    };
+    // SAFETY: every element the product touches lies inside the slices: op(a) spans rows 0..m,
+    // cols 0..k with the strides above, which `need(ar, ac, lda) <= a.len()` bounds (likewise b);
+    // c is m×n with row stride n and `c.len() >= m*n`. `c` is borrowed mutably and does not
+    // alias `a` or `b` (Rust borrows). f32 is a type `gemm` supports, so it does not panic.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
+}

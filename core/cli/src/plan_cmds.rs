@@ -406,6 +406,19 @@ pub fn bench(
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).clamp(1, times.len()) - 1];
+    let prof = s.profile();
+    if !prof.is_empty() {
+        let total: f64 = prof.iter().map(|p| p.1).sum();
+        let _ = writeln!(text, "profile (SOD2_PROFILE), all runs, top kernels:");
+        for (k, t, n) in prof.iter().take(12) {
+            let _ = writeln!(
+                text,
+                "  {k:<22} {:>9.3} ms {:>5.1}%  {n} calls",
+                t * 1e3,
+                100.0 * t / total
+            );
+        }
+    }
     let _ = writeln!(text, "prepare {prepare_us:.1} us; first run {first_ms:.3} ms; median {median:.3} ms, p90 {p90:.3} ms over {} runs", times.len());
     let _ = writeln!(
         text,

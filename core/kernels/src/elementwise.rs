@@ -24,6 +24,38 @@ pub fn binary<T: Copy, U>(
         }
         return;
     }
+    // One operand is a single value.
+    if b.len() == 1 && ad == out_dims {
+        let y = b[0];
+        for (o, &x) in out.iter_mut().zip(a) {
+            *o = f(x, y);
+        }
+        return;
+    }
+    if a.len() == 1 && bd == out_dims {
+        let x = a[0];
+        for (o, &y) in out.iter_mut().zip(b) {
+            *o = f(x, y);
+        }
+        return;
+    }
+    // `b` repeats along the leading dims of `a` (e.g. a bias or a mask over the last dims).
+    let n = out.len();
+    if ad == out_dims
+        && !b.is_empty()
+        && n.is_multiple_of(b.len())
+        && bd
+            .iter()
+            .copied()
+            .eq(out_dims[out_dims.len() - bd.len()..].iter().copied())
+    {
+        for (oc, ac) in out.chunks_mut(b.len()).zip(a.chunks(b.len())) {
+            for ((o, &x), &y) in oc.iter_mut().zip(ac).zip(b) {
+                *o = f(x, y);
+            }
+        }
+        return;
+    }
     let sa = broadcast_strides(ad, out_dims);
     let sb = broadcast_strides(bd, out_dims);
     for_each_offset(out_dims, [&sa, &sb], |o, [ia, ib]| out[o] = f(a[ia], b[ib]));

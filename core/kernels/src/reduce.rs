@@ -53,6 +53,28 @@ pub fn softmax_f32(x: &[f32], dims: &[usize], axis: usize, out: &mut [f32], log:
     let outer: usize = dims[..axis].iter().product();
     let n = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
+    if inner == 1 && n > 0 {
+        // The axis is contiguous: one row at a time.
+        for (xr, or) in x.chunks(n).zip(out.chunks_mut(n)) {
+            let mx = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for (o, &v) in or.iter_mut().zip(xr) {
+                let e = (v - mx).exp();
+                *o = e;
+                sum += e;
+            }
+            if log {
+                let ls = sum.ln();
+                for (o, &v) in or.iter_mut().zip(xr) {
+                    *o = v - mx - ls;
+                }
+            } else {
+                let inv = 1.0 / sum;
+                or.iter_mut().for_each(|o| *o *= inv);
+            }
+        }
+        return;
+    }
     for o in 0..outer {
         for i in 0..inner {
             let at = |k: usize| (o * n + k) * inner + i;

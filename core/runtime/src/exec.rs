@@ -28,6 +28,8 @@ pub(crate) struct State {
     dims: Vec<Vec<usize>>,
     heap_now: usize,
     heap_peak: usize,
+    /// Per-kernel time (seconds) and call counts, when profiling (`SOD2_PROFILE=1`).
+    profile: Option<std::collections::BTreeMap<String, (f64, usize)>>,
 }
 
 fn kerr(step: &Step, msg: impl Into<String>) -> RuntimeError {
@@ -61,6 +63,7 @@ impl State {
             dims,
             heap_now: 0,
             heap_peak: 0,
+            profile: std::env::var_os("SOD2_PROFILE").map(|_| Default::default()),
         }
     }
 
@@ -74,6 +77,17 @@ impl State {
 
     pub fn peak_dynamic_bytes(&self) -> usize {
         self.heap_peak
+    }
+
+    pub fn profile(&self) -> Vec<(String, f64, usize)> {
+        let mut v: Vec<(String, f64, usize)> = self
+            .profile
+            .iter()
+            .flatten()
+            .map(|(k, (t, n))| (k.clone(), *t, *n))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
     }
 
     fn eval(&mut self, plan: &Plan) -> Result<(), RuntimeError> {
@@ -349,6 +363,7 @@ impl State {
     ) -> Result<(), RuntimeError> {
         let g: &Graph = &plan.meta().graphs[gi as usize];
         for (si, step) in g.steps.iter().enumerate() {
+            let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
             match step.kernel.as_str() {
                 "If" => self.run_if(plan, step, inputs)?,
                 "Loop" => self.run_loop(plan, step, inputs)?,
@@ -362,6 +377,13 @@ impl State {
                         .map(|&d| d as i64);
                 }
                 self.eval(plan)?;
+            }
+            if let (Some(t0), Some(p)) = (t0, self.profile.as_mut()) {
+                if !matches!(step.kernel.as_str(), "If" | "Loop" | "Scan") {
+                    let e = p.entry(step.kernel.clone()).or_insert((0.0, 0));
+                    e.0 += t0.elapsed().as_secs_f64();
+                    e.1 += 1;
+                }
             }
             // Release heap tensors whose last use this was.
             for &t in plan.free_after(gi, si) {

@@ -246,6 +246,12 @@ impl Session {
         self.state.arena_bytes()
     }
 
+    /// Per-kernel accumulated time (seconds) and call counts since the session was created, most
+    /// expensive first; empty unless the environment variable `SOD2_PROFILE` is set.
+    pub fn profile(&self) -> Vec<(String, f64, usize)> {
+        self.state.profile()
+    }
+
     /// Most bytes held at once by heap-allocated (execution-determined) tensors in the last run.
     pub fn peak_dynamic_bytes(&self) -> usize {
         self.state.peak_dynamic_bytes()

@@ -572,7 +572,51 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         Ok(())
     }
     let dt = c.input(0)?.dtype;
+    // Two operands of one type: read both in place, write straight into the output.
+    let plain = matches!(
+        op.as_str(),
+        "Add" | "Sub" | "Mul" | "Div" | "Min" | "Max" | "Pow" | "PRelu"
+    );
+    if plain && c.ins.iter().filter(|x| x.is_some()).count() == 2 && c.input(1)?.dtype == dt {
+        return dispatch!(dt, binary_in_place(c, &op));
+    }
     dispatch!(dt, go(c, &op, fmod, left))
+}
+
+fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
+    let f: fn(T, T) -> T = match op {
+        "Add" => T::add,
+        "Sub" => T::sub,
+        "Mul" => T::mul,
+        "Div" => T::div,
+        "Pow" => T::pow,
+        "Min" => |a, b| {
+            if b < a || b.partial_cmp(&b).is_none() {
+                b
+            } else {
+                a
+            }
+        },
+        "Max" => |a, b| {
+            if b > a || b.partial_cmp(&b).is_none() {
+                b
+            } else {
+                a
+            }
+        },
+        _ => |x, s| if x < T::default() { x.mul(s) } else { x },
+    };
+    let (ins, outs) = c.io();
+    let (a, b) = (
+        ins[0].as_ref().ok_or("no A")?,
+        ins[1].as_ref().ok_or("no B")?,
+    );
+    let od = broadcast_shape(&[a.dims, b.dims])
+        .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.dims, b.dims))?;
+    let (av, bv) = (typed::<T>(a.data), typed::<T>(b.data));
+    let out = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    binary(&av, a.dims, &bv, b.dims, out, &od, f);
+    Ok(())
 }
 
 fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {

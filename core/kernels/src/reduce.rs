@@ -59,9 +59,10 @@ pub fn softmax_f32(x: &[f32], dims: &[usize], axis: usize, out: &mut [f32], log:
             let mx = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
             for (o, &v) in or.iter_mut().zip(xr) {
-                let e = (v - mx).exp();
-                *o = e;
-                sum += e;
+                *o = crate::elementwise::exp_fast(v - mx);
+            }
+            for &o in or.iter() {
+                sum += o;
             }
             if log {
                 let ls = sum.ln();

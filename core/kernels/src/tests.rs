@@ -159,3 +159,19 @@ fn edo_kernels() {
     );
     assert!((elementwise::erf(0.5) - 0.520_499_9).abs() < 1e-6);
 }
+
+#[test]
+fn fast_exp_is_accurate() {
+    let mut worst = 0f64;
+    let mut x = -87.0f32;
+    while x < 88.0 {
+        let want = f64::from(x).exp();
+        let got = f64::from(elementwise::exp_fast(x));
+        worst = worst.max(((got - want) / want).abs());
+        x += 0.000_731;
+    }
+    assert!(worst < 3e-7, "worst relative error {worst:e}");
+    assert_eq!(elementwise::exp_fast(-100.0), 0.0);
+    assert_eq!(elementwise::exp_fast(0.0), 1.0);
+    assert!(elementwise::exp_fast(100.0).is_infinite());
+}

@@ -138,6 +138,8 @@ pub fn tile(x: &[u8], d: &[usize], out: &mut [u8], od: &[usize], es: usize) {
 }
 
 /// Resize of an N-d f32 tensor. `coord(axis, out_index) -> input coordinate` (float).
+/// Per-axis tables (source index for nearest; low, high and weight for linear) are computed once,
+/// then the output is walked without allocating.
 pub fn resize_f32(
     x: &[f32],
     d: &[usize],
@@ -148,56 +150,101 @@ pub fn resize_f32(
     nearest: &str,
 ) {
     let xs = strides(d);
-    let os = strides(od);
     let r = d.len();
-    for (o, slot) in out.iter_mut().enumerate().take(numel(od)) {
-        let mut rem = o;
+    if numel(od) == 0 {
+        return;
+    }
+    if mode == "nearest" {
+        // src[k][i]: element offset (already times the stride) along axis k for output index i
+        let src: Vec<Vec<usize>> = (0..r)
+            .map(|k| {
+                (0..od[k])
+                    .map(|i| {
+                        let c = coord(k, i);
+                        let v = match nearest {
+                            "floor" => c.floor(),
+                            "ceil" => c.ceil(),
+                            "round_prefer_ceil" => (c + 0.5).floor(),
+                            _ => {
+                                if c.fract() == 0.5 {
+                                    c.floor()
+                                } else {
+                                    c.round()
+                                }
+                            }
+                        };
+                        (v.max(0.0) as usize).min(d[k] - 1) * xs[k]
+                    })
+                    .collect()
+            })
+            .collect();
+        let last = r - 1;
         let mut idx = vec![0usize; r];
-        for k in 0..r {
-            idx[k] = rem / os[k];
-            rem %= os[k];
-        }
-        if mode == "nearest" {
-            let mut off = 0;
-            for k in 0..r {
-                let c = coord(k, idx[k]);
-                let i = match nearest {
-                    "floor" => c.floor(),
-                    "ceil" => c.ceil(),
-                    "round_prefer_ceil" => (c + 0.5).floor(),
-                    _ => {
-                        // round_prefer_floor
-                        if c.fract() == 0.5 {
-                            c.floor()
-                        } else {
-                            c.round()
-                        }
-                    }
-                };
-                off += (i.max(0.0) as usize).min(d[k] - 1) * xs[k];
+        let mut o = 0;
+        loop {
+            let base: usize = (0..last).map(|k| src[k][idx[k]]).sum();
+            for &sl in &src[last] {
+                out[o] = x[base + sl];
+                o += 1;
             }
-            *slot = x[off];
-        } else {
-            // (multi)linear: interpolate over every axis.
-            let mut corners: Vec<(usize, f64)> = vec![(0, 1.0)];
-            for k in 0..r {
-                let c = coord(k, idx[k]).clamp(0.0, (d[k] - 1) as f64);
-                let lo = c.floor() as usize;
-                let hi = (lo + 1).min(d[k] - 1);
-                let t = c - lo as f64;
-                let mut next = Vec::with_capacity(corners.len() * 2);
-                for &(off, w) in &corners {
-                    next.push((off + lo * xs[k], w * (1.0 - t)));
-                    if t > 0.0 {
-                        next.push((off + hi * xs[k], w * t));
-                    }
+            // advance the outer index
+            let mut k = last;
+            loop {
+                if k == 0 {
+                    return;
                 }
-                corners = next;
+                k -= 1;
+                idx[k] += 1;
+                if idx[k] < od[k] {
+                    break;
+                }
+                idx[k] = 0;
             }
-            *slot = corners
-                .iter()
-                .map(|&(off, w)| f64::from(x[off]) * w)
-                .sum::<f64>() as f32;
+        }
+    }
+    // (multi)linear: per axis (low offset, high offset, weight of high)
+    let tab: Vec<Vec<(usize, usize, f64)>> = (0..r)
+        .map(|k| {
+            (0..od[k])
+                .map(|i| {
+                    let c = coord(k, i).clamp(0.0, (d[k] - 1) as f64);
+                    let lo = c.floor() as usize;
+                    let hi = (lo + 1).min(d[k] - 1);
+                    (lo * xs[k], hi * xs[k], c - lo as f64)
+                })
+                .collect()
+        })
+        .collect();
+    let mut idx = vec![0usize; r];
+    for slot in out.iter_mut().take(numel(od)) {
+        let mut acc = 0f64;
+        for corner in 0..(1usize << r) {
+            let mut off = 0;
+            let mut w = 1.0;
+            for k in 0..r {
+                let (lo, hi, t) = tab[k][idx[k]];
+                if corner >> k & 1 == 1 {
+                    off += hi;
+                    w *= t;
+                } else {
+                    off += lo;
+                    w *= 1.0 - t;
+                }
+                if w == 0.0 {
+                    break;
+                }
+            }
+            if w != 0.0 {
+                acc += f64::from(x[off]) * w;
+            }
+        }
+        *slot = acc as f32;
+        for k in (0..r).rev() {
+            idx[k] += 1;
+            if idx[k] < od[k] {
+                break;
+            }
+            idx[k] = 0;
         }
     }
 }

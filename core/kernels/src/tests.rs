@@ -158,6 +158,22 @@ fn edo_kernels() {
         vec![0, 0, 0, 0, 0, 2]
     );
     assert!((elementwise::erf(0.5) - 0.520_499_9).abs() < 1e-6);
+    // against the series erf(x) = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)), in f64
+    let series = |x: f64| -> f64 {
+        let (mut term, mut sum) = (x, x);
+        for n in 1..80 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    };
+    let mut worst = 0f64;
+    let mut x = -3.0f32;
+    while x <= 3.0 {
+        worst = worst.max((f64::from(elementwise::erf(x)) - series(f64::from(x))).abs());
+        x += 0.001;
+    }
+    assert!(worst < 1e-6, "erf worst absolute error {worst:e}");
 }
 
 #[test]

@@ -272,23 +272,25 @@ fn float_fn(op: &str, c: &Ctx<'_, '_>) -> Result<Box<dyn Fn(f64) -> f64>, String
 
 fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let op = c.step.kernel.clone();
-    let x = c.input(0)?;
-    let (dt, dims) = (x.dtype, x.dims.to_vec());
-    let data = x.data.to_vec();
+    let dt = c.input(0)?.dtype;
     let f = if matches!(dt, DType::F32 | DType::F64) {
         Some(float_fn(&op, c)?)
     } else {
         None
     };
-    let out = c.out(0)?.alloc(&dims)?;
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
     match (dt, f) {
         (DType::F32, Some(f)) => {
             // f32 paths for the hot ops, f64 math for the rest.
-            let xs = typed::<f32>(&data);
+            let xs = typed::<f32>(x.data);
             let o = typed_mut::<f32>(out)?;
             match op.as_str() {
                 "Relu" => unary(&xs, o, |v: f32| if v < 0.0 { 0.0 } else { v }),
-                "Sigmoid" => unary(&xs, o, |v: f32| 1.0 / (1.0 + (-v).exp())),
+                "Sigmoid" => unary(&xs, o, |v: f32| {
+                    1.0 / (1.0 + sod2_kernels::elementwise::exp_fast(-v))
+                }),
                 "Erf" => unary(&xs, o, erf),
                 "Sqrt" => unary(&xs, o, f32::sqrt),
                 "Exp" => unary(&xs, o, f32::exp),
@@ -297,9 +299,9 @@ fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             }
         }
         (DType::F64, Some(f)) => {
-            unary(&typed::<f64>(&data), typed_mut::<f64>(out)?, &*f);
+            unary(&typed::<f64>(x.data), typed_mut::<f64>(out)?, &*f);
         }
-        _ => int_unary(&op, dt, &data, out)?,
+        _ => int_unary(&op, dt, x.data, out)?,
     }
     Ok(())
 }

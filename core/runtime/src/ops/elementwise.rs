@@ -515,29 +515,7 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let shapes: Vec<&[usize]> = ins.iter().map(|(d, _)| d.as_slice()).collect();
         let od = broadcast_shape(&shapes)
             .ok_or_else(|| format!("shapes {shapes:?} do not broadcast"))?;
-        let f: fn(T, T) -> T = match op {
-            "Add" | "Sum" | "Mean" => T::add,
-            "Sub" => T::sub,
-            "Mul" => T::mul,
-            "Div" => T::div,
-            "Pow" => T::pow,
-            "Min" => |a, b| {
-                if b < a || b.partial_cmp(&b).is_none() {
-                    b
-                } else {
-                    a
-                }
-            },
-            "Max" => |a, b| {
-                if b > a || b.partial_cmp(&b).is_none() {
-                    b
-                } else {
-                    a
-                }
-            },
-            "PRelu" => |x, s| if x < T::default() { x.mul(s) } else { x },
-            _ => |a, _| a,
-        };
+        let f: fn(T, T) -> T = binop::<T>(op);
         let mut acc: (Vec<usize>, Vec<T>) = ins[0].clone();
         for (d, v) in &ins[1..] {
             let step_d = broadcast_shape(&[&acc.0, d]).ok_or("shapes do not broadcast")?;
@@ -585,9 +563,11 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     dispatch!(dt, go(c, &op, fmod, left))
 }
 
-fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
-    let f: fn(T, T) -> T = match op {
-        "Add" => T::add,
+/// The combining function of a broadcasting arithmetic op (`Sum` and `Mean` add; others that
+/// need special handling — `Mod`, the bitwise ops — are dealt with by the caller).
+fn binop<T: Num>(op: &str) -> fn(T, T) -> T {
+    match op {
+        "Add" | "Sum" | "Mean" => T::add,
         "Sub" => T::sub,
         "Mul" => T::mul,
         "Div" => T::div,
@@ -606,8 +586,13 @@ fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> 
                 a
             }
         },
-        _ => |x, s| if x < T::default() { x.mul(s) } else { x },
-    };
+        "PRelu" => |x, s| if x < T::default() { x.mul(s) } else { x },
+        _ => |a, _| a,
+    }
+}
+
+fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
+    let f: fn(T, T) -> T = binop::<T>(op);
     let (ins, outs) = c.io();
     let (a, b) = (
         ins[0].as_ref().ok_or("no A")?,

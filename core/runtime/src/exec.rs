@@ -243,12 +243,11 @@ impl State {
             self.dims[t as usize] = x.dims.to_vec();
         }
         // Recompute the pool from the prepared bindings (earlier runs rebound fresh symbols).
-        let n_inputs_syms: Vec<Option<i64>> = self.syms.clone();
-        for (s, sym) in p.symbols.iter().enumerate() {
+        // Symbols bound by execution (fresh, loop-carried, iteration) start unbound; the input
+        // symbols keep the values `prepare` gave them.
+        for (v, sym) in self.syms.iter_mut().zip(&p.symbols) {
             if sym.origin.is_some() {
-                self.syms[s] = None;
-            } else {
-                self.syms[s] = n_inputs_syms[s];
+                *v = None;
             }
         }
         self.eval(plan)?;
@@ -394,6 +393,17 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Runs a sub-plan: binds its entry symbols, then its steps.
+    fn run_body(
+        &mut self,
+        plan: &Plan,
+        body: u32,
+        inputs: &[TensorIn<'_>],
+    ) -> Result<(), RuntimeError> {
+        self.enter(plan, body, inputs)?;
+        self.run_graph(plan, body, inputs)
     }
 
     /// Binds a sub-plan's entry symbols: value bindings, and symbols standing alone as a dim of
@@ -598,8 +608,7 @@ impl State {
             .bodies
             .get(if cond { 0 } else { 1 })
             .ok_or_else(|| kerr(step, "If without branches"))?;
-        self.enter(plan, body, inputs)?;
-        self.run_graph(plan, body, inputs)?;
+        self.run_body(plan, body, inputs)?;
         let outs = plan.meta().graphs[body as usize].outputs.clone();
         for (k, o) in step.outputs.iter().enumerate() {
             let (Some(t), Some(&src)) = (*o, outs.get(k)) else {
@@ -658,8 +667,7 @@ impl State {
             for (k, (d, b)) in carried.iter().enumerate() {
                 self.write(plan, g.inputs[k + 2], d.clone(), b)?;
             }
-            self.enter(plan, body, inputs)?;
-            self.run_graph(plan, body, inputs)?;
+            self.run_body(plan, body, inputs)?;
             cond = self
                 .read(plan, inputs, g.outputs[0])?
                 .0
@@ -769,8 +777,7 @@ impl State {
                 sod2_kernels::layout::slice(b, d, &starts, &vec![1; d.len()], &mut buf, &sd, es);
                 self.write(plan, g.inputs[n_state + j], od, &buf)?;
             }
-            self.enter(plan, body, inputs)?;
-            self.run_graph(plan, body, inputs)?;
+            self.run_body(plan, body, inputs)?;
             for (k, s) in states.iter_mut().enumerate() {
                 *s = self.owned(plan, inputs, g.outputs[k])?;
             }

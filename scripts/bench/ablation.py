@@ -4,8 +4,9 @@ allocations, weights excluded) for each optimisation level, normalised to `none`
 geo-means. Also the arena of the memory plan against the peak of live bytes of the chosen
 order (from `sod2 compile`), and `prepare()` time.
 
-Levels: none, +sep (execution order), +dmp (memory plan). Fusion and multi-version kernels are
-not implemented yet; their columns are absent, not faked.
+Levels (cumulative, in the method's order): none, +fusion, +sep (execution order), +dmp (memory
+plan; this is `all`). Multi-version kernels are not implemented yet; their column is absent,
+not faked.
 
 usage: python ablation.py --sod2 BIN --zoo ZOO --oracle ORACLE [--runs N] [--only NAME ...]
 """
@@ -23,7 +24,7 @@ import tempfile
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "zoo"))
 from models import SPECS  # noqa: E402
 
-LEVELS = ["none", "sep", "dmp"]
+LEVELS = ["none", "fusion", "sep", "dmp"]
 
 
 def geo(xs):
@@ -75,12 +76,13 @@ def main() -> int:
                 prepare_us.append(res["dmp"]["prepare_warm_us"])
                 row.append(f"{res['dmp']['prepare_us']:.1f} / {res['dmp']['prepare_warm_us']:.1f}")
                 rows.append(row)
-    print("| model | case | none ms | none peak MB | +sep time | +sep mem | +dmp time | +dmp mem | prepare us, first / shape change (dmp) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | case | none ms | none peak MB | +fusion time | +fusion mem | +sep time | +sep mem | +dmp time | +dmp mem | prepare us, first / shape change (dmp) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    print(f"| **geo-mean** | {len(rows)} cases | | | {geo(ratios['sep']['t']):.2f} | {geo(ratios['sep']['m']):.2f} | {geo(ratios['dmp']['t']):.2f} | {geo(ratios['dmp']['m']):.2f} | shape change max {max(prepare_us):.1f} |")
-    print("\nfusion, mvc: not implemented yet (no column).")
+    geos = " | ".join(f"{geo(ratios[lvl]['t']):.2f} | {geo(ratios[lvl]['m']):.2f}" for lvl in LEVELS[1:])
+    print(f"| **geo-mean** | {len(rows)} cases | | | {geos} | shape change max {max(prepare_us):.1f} |")
+    print("\nLevels are cumulative (+sep includes fusion; +dmp is `all`). mvc: not implemented yet (no column).")
     print("\n| model | arena at the representative binding | peak live bytes of the order | arena / peak |")
     print("|---|---|---|---|")
     for name, a, p in arena_vs_peak:

@@ -52,8 +52,8 @@ enum Cmd {
         /// Declared range of a symbol: `NAME=LO..HI` (inclusive), repeatable.
         #[arg(long = "dim", value_name = "NAME=LO..HI")]
         dims: Vec<String>,
-        /// Optimisations, cumulative: none | sep | dmp | all (fusion and mvc are not implemented
-        /// yet; `all` is every implemented pass).
+        /// Optimisations, cumulative in this order: none | fusion | sep | dmp | all (mvc is not
+        /// implemented yet; `all` is every implemented pass).
         #[arg(long, default_value = "all")]
         opt: String,
     },
@@ -171,10 +171,11 @@ fn main() {
                 .collect::<Result<Vec<_>>>()?;
             let opt = match opt.as_str() {
                 "none" => sod2_planner::Opt::None,
+                "fusion" => sod2_planner::Opt::Fusion,
                 "sep" => sod2_planner::Opt::Sep,
                 "dmp" | "all" => sod2_planner::Opt::Dmp,
-                "fusion" | "mvc" => bail!("--opt {opt}: this pass is not implemented yet (available: none, sep, dmp, all)"),
-                other => bail!("--opt {other}: expected none, sep, dmp or all"),
+                "mvc" => bail!("--opt mvc: this pass is not implemented yet (available: none, fusion, sep, dmp, all)"),
+                other => bail!("--opt {other}: expected none, fusion, sep, dmp or all"),
             };
             plan_cmds::compile(&model, &output, ranges, opt, &mut out)
         })(),

@@ -51,6 +51,14 @@ pub fn compile(
         planned.plan.exprs.len(),
         planned.weights.len()
     );
+    let f = &planned.fusion;
+    if f.groups > 0 {
+        let _ = writeln!(
+            text,
+            "  fusion: {} fused steps replace {} nodes ({} with a MatMul/Gemm/Conv anchor, {} with a row op)",
+            f.groups, f.nodes, f.anchored, f.rows
+        );
+    }
     for (label, (arena, peak)) in ["lo", "hi", "representative"]
         .iter()
         .zip(&planned.memory.at)

@@ -17,6 +17,7 @@
 
 mod codec;
 mod eval;
+pub mod fused;
 mod verify;
 
 use codec::{Dec, Enc};

@@ -4,7 +4,8 @@
 //! writes into a caller-provided output. No allocation decisions, no plan knowledge: the runtime
 //! chooses where tensors live. Faster versions (SIMD, threading, fused groups) slot in beside
 //! these with the same signatures and are tested against them. `unsafe` is denied except in
-//! `fast`, the bounds-checked wrapper of the `gemm` crate.
+//! `fast`, the bounds-checked wrapper of the `gemm` crate, and in `simd`, the explicit
+//! AVX2/NEON paths behind safe, length-checked entry points.
 #![deny(unsafe_code)]
 
 pub mod conv;
@@ -15,6 +16,7 @@ pub mod layout;
 pub mod linalg;
 pub mod reduce;
 pub mod shape;
+pub mod simd;
 
 #[cfg(test)]
 mod tests;

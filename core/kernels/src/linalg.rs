@@ -67,13 +67,30 @@ pub fn gemm_f32_reference(
     }
 }
 
-/// numpy `matmul` for f32 with batch broadcasting; returns the output shape.
+/// numpy `matmul` for f32 with batch broadcasting.
 pub fn matmul_f32(
     a: &[f32],
     ad: &[usize],
     b: &[f32],
     bd: &[usize],
     out: &mut [f32],
+) -> Result<(), String> {
+    matmul_f32_rows(a, ad, b, bd, out, usize::MAX, |_, _| Ok(()))
+}
+
+/// numpy `matmul` for f32 with batch broadcasting, computed in blocks of at most `block_rows`
+/// rows of one batch matrix; right after a block is written, `on_rows(first_row, rows)` runs on
+/// it while it is still in cache (`first_row` counts rows of the whole output, `rows` holds
+/// whole rows). This is how fused epilogues (bias, scale, mask, softmax) avoid a second pass
+/// over memory.
+pub fn matmul_f32_rows(
+    a: &[f32],
+    ad: &[usize],
+    b: &[f32],
+    bd: &[usize],
+    out: &mut [f32],
+    block_rows: usize,
+    mut on_rows: impl FnMut(usize, &mut [f32]) -> Result<(), String>,
 ) -> Result<(), String> {
     let a2: Vec<usize> = if ad.len() == 1 {
         vec![1, ad[0]]
@@ -85,6 +102,9 @@ pub fn matmul_f32(
     } else {
         bd.to_vec()
     };
+    if a2.len() < 2 || b2.len() < 2 {
+        return Err("MatMul: scalar operand".into());
+    }
     let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
     let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
     if k != k2 {
@@ -94,12 +114,16 @@ pub fn matmul_f32(
     let bb = &b2[..b2.len() - 2];
     let batch = broadcast_shape(&[ab, bb]).ok_or("MatMul: batch dims do not broadcast")?;
     let nb: usize = batch.iter().product();
-    if out.len() != nb * m * n {
-        return Err("MatMul: output size mismatch".into());
+    if out.len() != nb * m * n
+        || a.len() != ab.iter().product::<usize>() * m * k
+        || b.len() != bb.iter().product::<usize>() * k * n
+    {
+        return Err("MatMul: operand or output size mismatch".into());
     }
     let sa = crate::shape::broadcast_strides(ab, &batch);
     let sb = crate::shape::broadcast_strides(bb, &batch);
     let bs = strides(&batch);
+    let block = block_rows.clamp(1, m.max(1));
     for bi in 0..nb {
         let (mut oa, mut ob) = (0, 0);
         let mut rem = bi;
@@ -109,20 +133,27 @@ pub fn matmul_f32(
             oa += idx * sa[d];
             ob += idx * sb[d];
         }
-        gemm_f32(
-            m,
-            n,
-            k,
-            &a[oa * m * k..],
-            k,
-            false,
-            &b[ob * k * n..],
-            n,
-            false,
-            &mut out[bi * m * n..],
-            1.0,
-            false,
-        );
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = block.min(m - r0);
+            let o = &mut out[(bi * m + r0) * n..(bi * m + r0 + rows) * n];
+            gemm_f32(
+                rows,
+                n,
+                k,
+                &a[(oa * m + r0) * k..],
+                k,
+                false,
+                &b[ob * k * n..],
+                n,
+                false,
+                o,
+                1.0,
+                false,
+            );
+            on_rows(bi * m + r0, o)?;
+            r0 += rows;
+        }
     }
     Ok(())
 }

@@ -54,25 +54,11 @@ pub fn softmax_f32(x: &[f32], dims: &[usize], axis: usize, out: &mut [f32], log:
     let n = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
     if inner == 1 && n > 0 {
-        // The axis is contiguous: one row at a time.
-        for (xr, or) in x.chunks(n).zip(out.chunks_mut(n)) {
-            let mx = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for (o, &v) in or.iter_mut().zip(xr) {
-                *o = crate::elementwise::exp_fast(v - mx);
-            }
-            for &o in or.iter() {
-                sum += o;
-            }
-            if log {
-                let ls = sum.ln();
-                for (o, &v) in or.iter_mut().zip(xr) {
-                    *o = v - mx - ls;
-                }
-            } else {
-                let inv = 1.0 / sum;
-                or.iter_mut().for_each(|o| *o *= inv);
-            }
+        // The axis is contiguous: one row at a time, through the SIMD row kernel.
+        let isa = crate::simd::Isa::detect();
+        out[..x.len()].copy_from_slice(x);
+        for or in out.chunks_mut(n) {
+            crate::simd::softmax_row(isa, or, log);
         }
         return;
     }

@@ -11,6 +11,7 @@
 //!   iteration symbol to the iteration number on entry.
 #![forbid(unsafe_code)]
 
+pub mod fusion;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub enum PlanError {
 pub enum Opt {
     /// Model order; every planned tensor gets its own arena range.
     None,
+    /// + fusion: elementwise chains, row ops and MatMul/Gemm/Conv epilogues as fused steps.
+    Fusion,
     /// + static execution-order planning (an order that lowers the peak of live bytes).
     Sep,
     /// + the memory plan: offsets reused across non-overlapping lifetimes.
@@ -83,6 +86,8 @@ pub struct Planned {
     pub weights: Vec<u8>,
     /// Arena versus peak live bytes.
     pub memory: MemoryReport,
+    /// What fusion did (all zero below `Opt::Fusion`).
+    pub fusion: fusion::FusionReport,
 }
 
 /// Maps an IR element type to the plan's.
@@ -123,6 +128,16 @@ struct Planner<'a> {
 
 /// Plans a model.
 pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, PlanError> {
+    let fused;
+    let mut fusion_report = fusion::FusionReport::default();
+    let model = if opts.opt >= Opt::Fusion {
+        let (m, r) = fusion::fuse(model, a);
+        fused = m;
+        fusion_report = r;
+        &fused
+    } else {
+        model
+    };
     let mut p = Planner {
         model,
         opt: opts.opt,
@@ -169,6 +184,7 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
         plan: p.plan,
         weights: p.weights,
         memory: p.report,
+        fusion: fusion_report,
     })
 }
 
@@ -332,10 +348,13 @@ impl Planner<'_> {
     fn step(&mut self, n: NodeId) -> Result<fmt::Step, PlanError> {
         let node = self.model.node(n);
         if let OpKind::Other(op) = &node.op {
-            return Err(PlanError::UnsupportedOp {
-                node: node.name.clone(),
-                op: op.clone(),
-            });
+            // A fused step made by `fusion` is supported; its attributes are plain values.
+            if op != fmt::fused::KERNEL {
+                return Err(PlanError::UnsupportedOp {
+                    node: node.name.clone(),
+                    op: op.clone(),
+                });
+            }
         }
         let mut attrs = Vec::new();
         for (k, v) in &node.attrs {

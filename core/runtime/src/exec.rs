@@ -379,7 +379,11 @@ impl State {
             }
             if let (Some(t0), Some(p)) = (t0, self.profile.as_mut()) {
                 if !matches!(step.kernel.as_str(), "If" | "Loop" | "Scan") {
-                    let e = p.entry(step.kernel.clone()).or_insert((0.0, 0));
+                    let key = match step.attrs.iter().find(|(k, _)| k == "fuse_ops") {
+                        Some((_, sod2_format::AttrValue::Str(ops))) => format!("Fused[{ops}]"),
+                        _ => step.kernel.clone(),
+                    };
+                    let e = p.entry(key).or_insert((0.0, 0));
                     e.0 += t0.elapsed().as_secs_f64();
                     e.1 += 1;
                 }

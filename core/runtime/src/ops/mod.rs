@@ -2,6 +2,7 @@
 //! takes its output dims from the plan (or, for execution-determined ops, computes them) and
 //! calls the portable kernels of `sod2-kernels`.
 mod elementwise;
+mod fused;
 mod layout;
 mod nn;
 mod shape_ops;
@@ -17,6 +18,7 @@ use crate::Plan;
 pub(crate) type Kernel = fn(&mut Ctx<'_, '_>) -> Result<(), String>;
 
 /// An input view.
+#[derive(Clone)]
 pub(crate) struct In<'a> {
     pub dtype: DType,
     pub dims: &'a [usize],
@@ -69,6 +71,16 @@ impl<'a> Out<'a> {
         h.clear();
         h.resize(bytes.div_ceil(8), 0);
         Ok(&mut bytemuck::cast_slice_mut::<u64, u8>(h)[..bytes])
+    }
+
+    /// The buffer a kernel already wrote (its dims in `self.dims`), for in-place follow-ups.
+    pub fn written(&mut self) -> Option<&mut [u8]> {
+        let bytes = numel(self.dims.as_deref()?) * self.dtype.size();
+        match (self.fixed.as_deref_mut(), self.heap.as_deref_mut()) {
+            (Some(f), _) => f.get_mut(..bytes),
+            (None, Some(h)) => bytemuck::cast_slice_mut::<u64, u8>(h).get_mut(..bytes),
+            _ => None,
+        }
     }
 
     /// The planned dims (every non-EDO output has them once its symbols are bound).
@@ -345,6 +357,7 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
 /// The kernel for an op name.
 pub(crate) fn get(name: &str) -> Option<Kernel> {
     elementwise::get(name)
+        .or_else(|| fused::get(name))
         .or_else(|| nn::get(name))
         .or_else(|| layout::get(name))
         .or_else(|| shape_ops::get(name))

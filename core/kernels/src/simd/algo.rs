@@ -1,0 +1,344 @@
+//! The algorithms, written once against [`Vf32`] and instantiated per instruction set. Every
+//! function is `#[inline(always)]` so that it is compiled inside the caller's
+//! `#[target_feature]` entry point (see `mod.rs`).
+#![allow(unsafe_code)]
+
+use super::vector::Vf32;
+use super::{BinOp, Src, UnOp};
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+const EXP_LO: f32 = -87.336_55;
+const EXP_HI: f32 = 88.722_84;
+
+/// `e^x` per lane: Cody-Waite reduction, degree-6 polynomial, `2^n` from the exponent bits (the
+/// same method and constants as the scalar `exp_fast`).
+#[inline(always)]
+pub(crate) unsafe fn exp<V: Vf32>(x: V) -> V {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        let lo = V::splat(EXP_LO);
+        let hi = V::splat(EXP_HI);
+        let xc = x.max(lo).min(hi);
+        let n = xc.mul(V::splat(LOG2E)).round();
+        let r = n.mul_add(V::splat(-LN2_HI), xc);
+        let r = n.mul_add(V::splat(-LN2_LO), r);
+        let mut p = V::splat(0.001_388_982);
+        for c in [0.008_333_452, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
+            p = p.mul_add(r, V::splat(c));
+        }
+        let y = p.mul(n.pow2i());
+        let y = x.select_lt(lo, V::splat(0.0), y);
+        hi.select_lt(x, V::splat(f32::INFINITY), y)
+    }
+}
+
+/// `erf(x)` per lane (Abramowitz & Stegun 7.1.26, as the scalar `erf`).
+#[inline(always)]
+unsafe fn erf<V: Vf32>(x: V) -> V {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        let one = V::splat(1.0);
+        let z = x.abs();
+        let t = one.div(V::splat(0.327_591_1).mul_add(z, one));
+        let mut p = V::splat(1.061_405_4);
+        for c in [-1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
+            p = p.mul_add(t, V::splat(c));
+        }
+        let p = p.mul(t);
+        let zero = V::splat(0.0);
+        let y = one.sub(p.mul(exp(zero.sub(z.mul(z)))));
+        x.select_lt(zero, zero.sub(y), y)
+    }
+}
+
+/// One unary op on a vector.
+#[inline(always)]
+unsafe fn unary_v<V: Vf32>(op: UnOp, x: V) -> V {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        let one = V::splat(1.0);
+        let zero = V::splat(0.0);
+        match op {
+            UnOp::Exp => exp(x),
+            UnOp::Sigmoid => one.div(one.add(exp(zero.sub(x)))),
+            UnOp::Tanh => {
+                let t = exp(V::splat(-2.0).mul(x.abs()));
+                let y = one.sub(t).div(one.add(t));
+                x.select_lt(zero, zero.sub(y), y)
+            }
+            UnOp::Erf => erf(x),
+            UnOp::Relu => x.max(zero),
+            UnOp::Neg => zero.sub(x),
+            UnOp::Abs => x.abs(),
+            UnOp::Sqrt => x.sqrt(),
+            UnOp::Recip => one.div(x),
+            UnOp::Square => x.mul(x),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn binary_v<V: Vf32>(op: BinOp, a: V, b: V) -> V {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        match op {
+            BinOp::Add => a.add(b),
+            BinOp::Sub => a.sub(b),
+            BinOp::Mul => a.mul(b),
+            BinOp::Div => a.div(b),
+            BinOp::Max => a.max(b),
+            BinOp::Min => a.min(b),
+        }
+    }
+}
+
+/// Loads lane block `i` of a source (a broadcast scalar or a slice).
+#[inline(always)]
+unsafe fn load_src<V: Vf32>(s: &Src<'_>, i: usize) -> V {
+    match s {
+        // SAFETY: the dispatcher checked that slices hold at least `out.len()` elements and the
+        // loop only asks for whole blocks inside that length.
+        // SAFETY: in-bounds block accesses (loop condition)
+        Src::Slice(x) => unsafe { V::load(x.as_ptr().add(i)) },
+        // SAFETY: lane arithmetic on a vector type the caller may use.
+        Src::Scalar(v) => unsafe { V::splat(*v) },
+    }
+}
+
+/// Copies a tail (fewer than `LANES` elements) into a padded buffer.
+#[inline(always)]
+fn tail_of(s: &Src<'_>, from: usize, n: usize) -> [f32; 8] {
+    let mut t = [0f32; 8];
+    match s {
+        Src::Slice(x) => t[..n].copy_from_slice(&x[from..from + n]),
+        Src::Scalar(v) => t = [*v; 8],
+    }
+    t
+}
+
+/// `out = a op b`; slices hold at least `out.len()` elements (checked by the caller).
+#[inline(always)]
+pub(crate) unsafe fn binary<V: Vf32>(op: BinOp, a: Src<'_>, b: Src<'_>, out: &mut [f32]) {
+    let n = out.len();
+    let l = V::LANES;
+    let mut i = 0;
+    while i + l <= n {
+        // SAFETY: `i + l <= n`, so loads and stores stay inside the slices.
+        unsafe {
+            let r = binary_v(op, load_src::<V>(&a, i), load_src::<V>(&b, i));
+            r.store(out.as_mut_ptr().add(i));
+        }
+        i += l;
+    }
+    if i < n {
+        let (ta, tb) = (tail_of(&a, i, n - i), tail_of(&b, i, n - i));
+        let mut to = [0f32; 8];
+        // SAFETY: the padded buffers hold 8 >= LANES elements.
+        unsafe { binary_v(op, V::load(ta.as_ptr()), V::load(tb.as_ptr())).store(to.as_mut_ptr()) };
+        out[i..].copy_from_slice(&to[..n - i]);
+    }
+}
+
+/// `x = x op b` (or `b op x`) in place; `b` covers `x.len()` (checked by the caller).
+#[inline(always)]
+pub(crate) unsafe fn binary_in_place<V: Vf32>(
+    op: BinOp,
+    x: &mut [f32],
+    b: Src<'_>,
+    reversed: bool,
+) {
+    let n = x.len();
+    let l = V::LANES;
+    let mut i = 0;
+    while i + l <= n {
+        // SAFETY: `i + l <= n`; each block is read before it is written.
+        unsafe {
+            let p = x.as_mut_ptr().add(i);
+            let (u, v) = (V::load(p), load_src::<V>(&b, i));
+            let r = if reversed {
+                binary_v(op, v, u)
+            } else {
+                binary_v(op, u, v)
+            };
+            r.store(p);
+        }
+        i += l;
+    }
+    if i < n {
+        let tb = tail_of(&b, i, n - i);
+        let mut t = [0f32; 8];
+        t[..n - i].copy_from_slice(&x[i..]);
+        // SAFETY: the padded buffers hold 8 >= LANES elements.
+        unsafe {
+            let (u, v) = (V::load(t.as_ptr()), V::load(tb.as_ptr()));
+            let r = if reversed {
+                binary_v(op, v, u)
+            } else {
+                binary_v(op, u, v)
+            };
+            r.store(t.as_mut_ptr());
+        }
+        x[i..].copy_from_slice(&t[..n - i]);
+    }
+}
+
+/// `out = op(a)`; `a` holds at least `out.len()` elements (checked by the caller).
+#[inline(always)]
+pub(crate) unsafe fn unary<V: Vf32>(op: UnOp, a: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let l = V::LANES;
+    let mut i = 0;
+    while i + l <= n {
+        // SAFETY: `i + l <= n <= a.len()`.
+        unsafe { unary_v(op, V::load(a.as_ptr().add(i))).store(out.as_mut_ptr().add(i)) };
+        i += l;
+    }
+    if i < n {
+        let mut t = [0f32; 8];
+        t[..n - i].copy_from_slice(&a[i..n]);
+        // SAFETY: the padded buffer holds 8 >= LANES elements.
+        unsafe { unary_v(op, V::load(t.as_ptr())).store(t.as_mut_ptr()) };
+        out[i..].copy_from_slice(&t[..n - i]);
+    }
+}
+
+/// Sum of `x`.
+#[inline(always)]
+pub(crate) unsafe fn sum<V: Vf32>(x: &[f32]) -> f32 {
+    let l = V::LANES;
+    let n = x.len();
+    let mut i = 0;
+    // SAFETY: loads stay inside `x` (`i + 2l <= n`, `i + l <= n`).
+    unsafe {
+        let (mut s0, mut s1) = (V::splat(0.0), V::splat(0.0));
+        while i + 2 * l <= n {
+            s0 = s0.add(V::load(x.as_ptr().add(i)));
+            s1 = s1.add(V::load(x.as_ptr().add(i + l)));
+            i += 2 * l;
+        }
+        while i + l <= n {
+            s0 = s0.add(V::load(x.as_ptr().add(i)));
+            i += l;
+        }
+        let mut s = s0.add(s1).hsum();
+        for &v in &x[i..] {
+            s += v;
+        }
+        s
+    }
+}
+
+/// Maximum of `x` (−∞ when empty).
+#[inline(always)]
+pub(crate) unsafe fn max<V: Vf32>(x: &[f32]) -> f32 {
+    let l = V::LANES;
+    let n = x.len();
+    let mut i = 0;
+    // SAFETY: loads stay inside `x`.
+    unsafe {
+        let mut m = V::splat(f32::NEG_INFINITY);
+        while i + l <= n {
+            m = m.max(V::load(x.as_ptr().add(i)));
+            i += l;
+        }
+        let mut s = m.hmax();
+        for &v in &x[i..] {
+            s = s.max(v);
+        }
+        s
+    }
+}
+
+/// `x = x * s + b` in place.
+#[inline(always)]
+unsafe fn scale_shift<V: Vf32>(x: &mut [f32], s: f32, b: f32) {
+    let l = V::LANES;
+    let n = x.len();
+    let mut i = 0;
+    // SAFETY: loads and stores stay inside `x`.
+    unsafe {
+        let (vs, vb) = (V::splat(s), V::splat(b));
+        while i + l <= n {
+            let p = x.as_mut_ptr().add(i);
+            V::load(p).mul_add(vs, vb).store(p);
+            i += l;
+        }
+    }
+    for v in &mut x[i..] {
+        *v = *v * s + b;
+    }
+}
+
+/// Softmax (or log-softmax) of one contiguous row, in place.
+#[inline(always)]
+pub(crate) unsafe fn softmax_row<V: Vf32>(x: &mut [f32], log: bool) {
+    if x.is_empty() {
+        return;
+    }
+    let l = V::LANES;
+    let n = x.len();
+    // SAFETY: loads and stores stay inside `x`; tails go through a padded buffer.
+    unsafe {
+        let mx = max::<V>(x);
+        let vm = V::splat(mx);
+        let mut acc = V::splat(0.0);
+        let mut i = 0;
+        while i + l <= n {
+            let p = x.as_mut_ptr().add(i);
+            let e = exp(V::load(p).sub(vm));
+            if !log {
+                e.store(p);
+            }
+            acc = acc.add(e);
+            i += l;
+        }
+        let mut s = acc.hsum();
+        if i < n {
+            let mut t = [f32::NEG_INFINITY; 8];
+            t[..n - i].copy_from_slice(&x[i..]);
+            let e = exp(V::load(t.as_ptr()).sub(vm));
+            e.store(t.as_mut_ptr());
+            for k in 0..n - i {
+                s += t[k];
+                if !log {
+                    x[i + k] = t[k];
+                }
+            }
+        }
+        if log {
+            scale_shift::<V>(x, 1.0, -mx - s.ln());
+        } else {
+            scale_shift::<V>(x, 1.0 / s, 0.0);
+        }
+    }
+}
+
+/// Layer normalisation of one contiguous row, in place: `(x - mean) / sqrt(var + eps)`.
+#[inline(always)]
+pub(crate) unsafe fn layernorm_row<V: Vf32>(x: &mut [f32], eps: f32) {
+    if x.is_empty() {
+        return;
+    }
+    let l = V::LANES;
+    let n = x.len();
+    // SAFETY: loads stay inside `x`.
+    unsafe {
+        let mean = sum::<V>(x) / n as f32;
+        let vm = V::splat(mean);
+        let mut acc = V::splat(0.0);
+        let mut i = 0;
+        while i + l <= n {
+            let d = V::load(x.as_ptr().add(i)).sub(vm);
+            acc = d.mul_add(d, acc);
+            i += l;
+        }
+        let mut ss = acc.hsum();
+        for &v in &x[i..] {
+            ss += (v - mean) * (v - mean);
+        }
+        let inv = 1.0 / (ss / n as f32 + eps).sqrt();
+        scale_shift::<V>(x, inv, -mean * inv);
+    }
+}

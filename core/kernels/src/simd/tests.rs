@@ -1,0 +1,197 @@
+//! Every available instruction set against the scalar oracle and against the portable path, at
+//! lengths that exercise full blocks, tails and empty slices.
+use proptest::prelude::*;
+
+use super::*;
+
+const LENGTHS: &[usize] = &[0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257, 1000];
+
+fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+        })
+        .collect()
+}
+
+fn close(got: f32, want: f32, abs: f32, rel: f32) -> bool {
+    (got - want).abs() <= abs + rel * want.abs() || (got.is_infinite() && got == want)
+}
+
+#[test]
+fn this_cpu_has_a_vector_path() {
+    let a = Isa::available();
+    assert_eq!(a[0], Isa::Portable);
+    #[cfg(target_arch = "aarch64")]
+    assert!(a.contains(&Isa::Neon), "NEON must be present on aarch64");
+    assert_eq!(Isa::detect(), *a.last().unwrap());
+}
+
+#[test]
+fn binary_ops_are_exact_on_every_path() {
+    let ops = [
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::Mul,
+        BinOp::Div,
+        BinOp::Max,
+        BinOp::Min,
+    ];
+    for isa in Isa::available() {
+        for &n in LENGTHS {
+            let a = data(n, 1, 10.0);
+            let b: Vec<f32> = data(n, 2, 10.0).iter().map(|x| x + 20.5).collect();
+            for op in ops {
+                for (sa, sb) in [
+                    (Src::Slice(&a), Src::Slice(&b)),
+                    (Src::Slice(&a), Src::Scalar(3.25)),
+                    (Src::Scalar(-1.5), Src::Slice(&b)),
+                ] {
+                    let mut out = vec![f32::NAN; n];
+                    binary(isa, op, sa, sb, &mut out).unwrap();
+                    for i in 0..n {
+                        let x = match sa {
+                            Src::Slice(s) => s[i],
+                            Src::Scalar(v) => v,
+                        };
+                        let y = match sb {
+                            Src::Slice(s) => s[i],
+                            Src::Scalar(v) => v,
+                        };
+                        assert_eq!(out[i], op.apply(x, y), "{isa:?} {op:?} n={n} i={i}");
+                    }
+                    if let Src::Slice(s) = sa {
+                        let mut x = s.to_vec();
+                        binary_in_place(isa, op, &mut x, sb, false).unwrap();
+                        assert_eq!(x, out, "{isa:?} {op:?} in place");
+                    }
+                    if let Src::Slice(s) = sb {
+                        let mut x = s.to_vec();
+                        binary_in_place(isa, op, &mut x, sa, true).unwrap();
+                        assert_eq!(x, out, "{isa:?} {op:?} in place, reversed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn short_operands_are_an_error() {
+    let mut out = vec![0f32; 9];
+    let a = vec![0f32; 8];
+    for isa in Isa::available() {
+        assert!(binary(isa, BinOp::Add, Src::Slice(&a), Src::Scalar(1.0), &mut out).is_err());
+        assert!(unary(isa, UnOp::Exp, &a, &mut out).is_err());
+    }
+}
+
+#[test]
+fn unary_ops_match_the_oracle_and_the_portable_path() {
+    let ops = [
+        UnOp::Exp,
+        UnOp::Sigmoid,
+        UnOp::Tanh,
+        UnOp::Erf,
+        UnOp::Relu,
+        UnOp::Neg,
+        UnOp::Abs,
+        UnOp::Sqrt,
+        UnOp::Recip,
+        UnOp::Square,
+    ];
+    for isa in Isa::available() {
+        for &n in LENGTHS {
+            for op in ops {
+                let mut a = data(n, 3, 12.0);
+                if matches!(op, UnOp::Sqrt) {
+                    a.iter_mut().for_each(|x| *x = x.abs());
+                }
+                let mut out = vec![f32::NAN; n];
+                let mut port = vec![f32::NAN; n];
+                unary(isa, op, &a, &mut out).unwrap();
+                unary(Isa::Portable, op, &a, &mut port).unwrap();
+                for i in 0..n {
+                    let want = op.reference(a[i]);
+                    assert!(
+                        close(out[i], want, 2e-6, 2e-6),
+                        "{isa:?} {op:?} x={} got {} want {want}",
+                        a[i],
+                        out[i]
+                    );
+                    assert!(
+                        close(out[i], port[i], 1e-6, 1e-6),
+                        "{isa:?} vs portable {op:?}"
+                    );
+                }
+                let mut inplace = a.clone();
+                unary_in_place(isa, op, &mut inplace);
+                assert_eq!(inplace, out);
+            }
+        }
+    }
+}
+
+#[test]
+fn exp_saturates_like_the_scalar_version() {
+    let x = [
+        -1000.0,
+        -88.0,
+        -87.0,
+        0.0,
+        88.0,
+        89.0,
+        1000.0,
+        f32::NEG_INFINITY,
+    ];
+    for isa in Isa::available() {
+        let mut out = [0f32; 8];
+        unary(isa, UnOp::Exp, &x, &mut out).unwrap();
+        for (o, &v) in out.iter().zip(&x) {
+            let want = crate::elementwise::exp_fast(v);
+            assert!(
+                close(*o, want, 0.0, 1e-6),
+                "{isa:?} exp({v}) = {o}, want {want}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn reductions_and_rows_match_f64(n in 0usize..300, seed in 0u64..1000, scale in 0.1f32..30.0) {
+        let x = data(n, seed, scale);
+        let s64: f64 = x.iter().map(|&v| f64::from(v)).sum();
+        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for isa in Isa::available() {
+            prop_assert!((f64::from(sum(isa, &x)) - s64).abs() <= 1e-4 * (1.0 + s64.abs()) + 1e-5 * n as f64 * f64::from(scale));
+            prop_assert_eq!(max(isa, &x), m);
+            for log in [false, true] {
+                let mut r = x.clone();
+                softmax_row(isa, &mut r, log);
+                let mx = x.iter().copied().fold(f64::NEG_INFINITY, |a, b| a.max(f64::from(b)));
+                let z: f64 = x.iter().map(|&v| (f64::from(v) - mx).exp()).sum();
+                for (g, &v) in r.iter().zip(&x) {
+                    let want = if log { f64::from(v) - mx - z.ln() } else { (f64::from(v) - mx).exp() / z };
+                    prop_assert!((f64::from(*g) - want).abs() <= 1e-5 * (1.0 + want.abs()), "{:?} log={} {} vs {}", isa, log, g, want);
+                }
+            }
+            let mut r = x.clone();
+            layernorm_row(isa, &mut r, 1e-5);
+            if n > 0 {
+                let mean = s64 / n as f64;
+                let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+                for (g, &v) in r.iter().zip(&x) {
+                    let want = (f64::from(v) - mean) / (var + 1e-5).sqrt();
+                    prop_assert!((f64::from(*g) - want).abs() <= 1e-4 * (1.0 + want.abs()), "{:?} {} vs {}", isa, g, want);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! `sod2.Fused`: an anchor kernel, an elementwise prologue, a row op and an epilogue in one step
+//! (encoding in [`sod2_format::fused`]). Programs run tile by tile over registers kept on the
+//! stack, through the SIMD kernels; intermediates never reach memory.
+use sod2_format::fused::{self as fz, Instr, OpCode, Operand};
+use sod2_format::{AttrValue, DType};
+use sod2_kernels::shape::{broadcast_strides, numel};
+use sod2_kernels::simd::{self, BinOp, Isa, Src, UnOp};
+
+use super::{typed, typed_mut, Ctx, Kernel};
+
+/// Elements per tile (one register).
+const TILE: usize = 1024;
+
+/// The kernel for a fused step's name.
+pub(crate) fn get(name: &str) -> Option<Kernel> {
+    (name == fz::KERNEL).then_some(fused as Kernel)
+}
+
+/// The row op of a fused step.
+#[derive(Clone, Copy, PartialEq)]
+enum RowOp {
+    None,
+    Softmax { log: bool },
+    LayerNorm { eps: f32 },
+}
+
+/// A decoded fused step.
+struct Spec {
+    anchor: Option<Kernel>,
+    /// The anchor is a MatMul: computed here in row blocks, each followed by the epilogue.
+    matmul: bool,
+    anchor_inputs: usize,
+    pre: Vec<Instr>,
+    pre_out: Operand,
+    row: RowOp,
+    post: Vec<Instr>,
+    post_out: Operand,
+    consts: Vec<f32>,
+}
+
+fn ints<'a>(c: &'a Ctx<'_, '_>, name: &str) -> &'a [i64] {
+    match c.step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+        Some(AttrValue::Ints(v)) => v,
+        _ => &[],
+    }
+}
+
+fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
+    let anchor_name = c.string(fz::ATTR_ANCHOR, "");
+    let anchor = match anchor_name.as_str() {
+        "" => None,
+        "MatMul" | "Gemm" | "Conv" => super::get(&anchor_name),
+        other => return Err(format!("fused step: anchor `{other}` is not supported")),
+    };
+    let anchor_inputs = usize::try_from(c.int(fz::ATTR_ANCHOR_INPUTS, 0))
+        .map_err(|_| "fused step: negative anchor input count")?;
+    if anchor_inputs > c.ins.len() || (anchor.is_some() && anchor_inputs == 0) {
+        return Err("fused step: anchor input count out of range".into());
+    }
+    let consts = match c.step.attrs.iter().find(|(k, _)| k == fz::ATTR_CONSTS) {
+        Some((_, AttrValue::Floats(v))) => v.clone(),
+        _ => Vec::new(),
+    };
+    let n_in = c.ins.len() - anchor_inputs;
+    let pre = fz::decode_program(ints(c, fz::ATTR_PRE), n_in, consts.len())?;
+    let post = fz::decode_program(ints(c, fz::ATTR_POST), n_in, consts.len())?;
+    let pre_out = fz::check_result(c.int(fz::ATTR_PRE_OUT, fz::BUF), &pre, n_in, consts.len())?;
+    let post_out = fz::check_result(c.int(fz::ATTR_POST_OUT, fz::BUF), &post, n_in, consts.len())?;
+    let row = match c.string(fz::ATTR_ROW, "").as_str() {
+        "" => RowOp::None,
+        "softmax" => RowOp::Softmax { log: false },
+        "logsoftmax" => RowOp::Softmax { log: true },
+        "layernorm" => RowOp::LayerNorm {
+            eps: c.float(fz::ATTR_EPS, 1e-5),
+        },
+        other => return Err(format!("fused step: row op `{other}` is not supported")),
+    };
+    if row == RowOp::None && !post.is_empty() {
+        return Err("fused step: a post program needs a row op".into());
+    }
+    if anchor.is_none() && (pre_out == Operand::Buf || (row == RowOp::None && pre.is_empty())) {
+        return Err("fused step: the buffer is read before anything writes it".into());
+    }
+    Ok(Spec {
+        anchor,
+        matmul: anchor_name == "MatMul",
+        anchor_inputs,
+        pre,
+        pre_out,
+        row,
+        post,
+        post_out,
+        consts,
+    })
+}
+
+/// A program input: its data, broadcast strides over the (collapsed) output dims.
+struct Input<'a> {
+    data: &'a [f32],
+    strides: Vec<usize>,
+}
+
+fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let spec = decode(c)?;
+    let od = c.out(0)?.planned_dims()?;
+    if c.out(0)?.dtype != DType::F32 {
+        return Err("fused step: the output must be f32".into());
+    }
+    if let (Some(k), false) = (spec.anchor, spec.matmul) {
+        let out = c.outs.first_mut().and_then(Option::take);
+        let mut sub = Ctx {
+            step: c.step,
+            plan: c.plan,
+            ins: c.ins[..spec.anchor_inputs].to_vec(),
+            outs: vec![out],
+        };
+        let r = k(&mut sub);
+        if let Some(slot) = c.outs.first_mut() {
+            *slot = sub.outs.pop().flatten();
+        }
+        r?;
+    }
+    let isa = Isa::detect();
+    let (ins, outs) = c.io();
+    let views: Vec<_> = ins[spec.anchor_inputs..]
+        .iter()
+        .map(|x| {
+            let x = x.as_ref().ok_or("fused step: a program input is missing")?;
+            if x.dtype != DType::F32 {
+                return Err(format!("fused step: input of type {}", x.dtype.name()));
+            }
+            let fits = x.dims.len() <= od.len()
+                && x.dims
+                    .iter()
+                    .rev()
+                    .zip(od.iter().rev())
+                    .all(|(&a, &b)| a == b || a == 1);
+            if !fits || numel(x.dims) * 4 != x.data.len() {
+                return Err(format!(
+                    "fused step: input dims {:?} do not broadcast to {od:?}",
+                    x.dims
+                ));
+            }
+            Ok((typed::<f32>(x.data), x.dims))
+        })
+        .collect::<Result<_, String>>()?;
+    let o = outs[0].as_mut().ok_or("fused step: no output")?;
+    let bytes = if spec.anchor.is_some() && !spec.matmul {
+        if o.dims.as_deref() != Some(&od[..]) {
+            return Err("fused step: the anchor produced other dims than the step".into());
+        }
+        o.written().ok_or("fused step: the anchor wrote nothing")?
+    } else {
+        o.alloc(&od)?
+    };
+    let buf = typed_mut::<f32>(bytes)?;
+    let mut dims = od.clone();
+    if dims.is_empty() {
+        dims.push(1);
+    }
+    let inputs: Vec<Input<'_>> = views
+        .iter()
+        .map(|(d, in_dims)| Input {
+            data: d,
+            strides: broadcast_strides(in_dims, &dims),
+        })
+        .collect();
+    // Without an anchor or a row op, rows may span several dims (longer inner loops).
+    let (dims, inputs) = if spec.anchor.is_none() && spec.row == RowOp::None {
+        collapse(&dims, inputs)
+    } else {
+        (dims, inputs)
+    };
+    let w = dims[dims.len() - 1];
+    if w == 0 || buf.is_empty() {
+        return Ok(());
+    }
+    let mut regs = Regs::new();
+    let mut walk = RowWalker::new(&dims, inputs.len());
+    let mut row_fn = |bases: &[usize], row: &mut [f32]| -> Result<(), String> {
+        if spec.pre_out != Operand::Buf {
+            run_tiles(
+                isa,
+                &spec.pre,
+                spec.pre_out,
+                &inputs,
+                bases,
+                &spec.consts,
+                row,
+                &mut regs,
+            )?;
+        }
+        match spec.row {
+            RowOp::Softmax { log } => simd::softmax_row(isa, row, log),
+            RowOp::LayerNorm { eps } => simd::layernorm_row(isa, row, eps),
+            RowOp::None => return Ok(()),
+        }
+        if spec.post_out != Operand::Buf {
+            run_tiles(
+                isa,
+                &spec.post,
+                spec.post_out,
+                &inputs,
+                bases,
+                &spec.consts,
+                row,
+                &mut regs,
+            )?;
+        }
+        Ok(())
+    };
+    if spec.matmul {
+        let a = ins[0].as_ref().ok_or("fused step: no MatMul A")?;
+        let b = ins[1].as_ref().ok_or("fused step: no MatMul B")?;
+        if a.dtype != DType::F32 || b.dtype != DType::F32 {
+            return Err("fused step: MatMul operands must be f32".into());
+        }
+        let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
+        // Blocks of about 64 KiB of output rows: the epilogue runs while they are in cache.
+        let block = (16 * 1024 / w).max(1);
+        sod2_kernels::linalg::matmul_f32_rows(&av, a.dims, &bv, b.dims, buf, block, |_, rows| {
+            for row in rows.chunks_mut(w) {
+                row_fn(&walk.bases, row)?;
+                walk.advance(&dims, &inputs);
+            }
+            Ok(())
+        })
+    } else {
+        for row in buf.chunks_mut(w) {
+            row_fn(&walk.bases, row)?;
+            walk.advance(&dims, &inputs);
+        }
+        Ok(())
+    }
+}
+
+/// Walks the rows of the innermost dim in order, keeping each input's element offset at the
+/// row's start.
+struct RowWalker {
+    idx: Vec<usize>,
+    bases: Vec<usize>,
+}
+
+impl RowWalker {
+    fn new(dims: &[usize], n_inputs: usize) -> RowWalker {
+        RowWalker {
+            idx: vec![0; dims.len().saturating_sub(1)],
+            bases: vec![0; n_inputs],
+        }
+    }
+
+    /// Moves to the next row (an odometer over the outer dims).
+    fn advance(&mut self, dims: &[usize], inputs: &[Input<'_>]) {
+        for j in (0..self.idx.len()).rev() {
+            self.idx[j] += 1;
+            for (b, i) in self.bases.iter_mut().zip(inputs) {
+                *b += i.strides[j];
+            }
+            if self.idx[j] < dims[j] {
+                return;
+            }
+            for (b, i) in self.bases.iter_mut().zip(inputs) {
+                *b -= i.strides[j] * dims[j];
+            }
+            self.idx[j] = 0;
+        }
+    }
+}
+
+/// Drops size-1 dims and merges neighbours every input walks contiguously (or broadcasts
+/// along), so the innermost loop is as long as possible.
+fn collapse<'a>(od: &[usize], inputs: Vec<Input<'a>>) -> (Vec<usize>, Vec<Input<'a>>) {
+    let mut dims: Vec<usize> = Vec::new();
+    let mut st: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
+    for (j, &d) in od.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let merge = !dims.is_empty()
+            && inputs
+                .iter()
+                .zip(&st)
+                .all(|(i, s)| s.last().copied() == Some(i.strides[j] * d));
+        if merge {
+            if let Some(last) = dims.last_mut() {
+                *last *= d;
+            }
+            for (i, s) in inputs.iter().zip(st.iter_mut()) {
+                if let Some(l) = s.last_mut() {
+                    *l = i.strides[j];
+                }
+            }
+        } else {
+            dims.push(d);
+            for (i, s) in inputs.iter().zip(st.iter_mut()) {
+                s.push(i.strides[j]);
+            }
+        }
+    }
+    if dims.is_empty() {
+        dims.push(1);
+        st.iter_mut().for_each(|s| s.push(0));
+    }
+    let inputs = inputs
+        .into_iter()
+        .zip(st)
+        .map(|(i, strides)| Input {
+            data: i.data,
+            strides,
+        })
+        .collect();
+    (dims, inputs)
+}
+
+/// Temporary registers: a tile each, or a single value when every operand was one.
+struct Regs {
+    tiles: [[f32; TILE]; fz::MAX_TEMPS],
+    scalar: [Option<f32>; fz::MAX_TEMPS],
+    scratch: [[f32; TILE]; 2],
+}
+
+impl Regs {
+    fn new() -> Box<Regs> {
+        Box::new(Regs {
+            tiles: [[0.0; TILE]; fz::MAX_TEMPS],
+            scalar: [None; fz::MAX_TEMPS],
+            scratch: [[0.0; TILE]; 2],
+        })
+    }
+}
+
+/// An operand's value for the tile `[off, off + len)` of a row.
+#[allow(clippy::too_many_arguments)]
+fn value<'a>(
+    o: Operand,
+    inputs: &'a [Input<'a>],
+    bases: &[usize],
+    consts: &[f32],
+    buf: &'a [f32],
+    off: usize,
+    len: usize,
+    tile_of: &dyn Fn(usize) -> Option<&'a [f32]>,
+    scalar: &[Option<f32>],
+) -> Src<'a> {
+    match o {
+        Operand::Const(k) => Src::Scalar(consts[k]),
+        Operand::Buf => Src::Slice(&buf[off..off + len]),
+        Operand::Input(k) => {
+            let i = &inputs[k];
+            let b = bases[k];
+            if i.strides.last() == Some(&0) {
+                Src::Scalar(i.data[b])
+            } else {
+                Src::Slice(&i.data[b + off..b + off + len])
+            }
+        }
+        Operand::Temp(t) => match scalar[t] {
+            Some(v) => Src::Scalar(v),
+            None => Src::Slice(tile_of(t).map_or(&[][..], |s| &s[..len])),
+        },
+    }
+}
+
+fn bin_op(op: OpCode) -> Option<BinOp> {
+    Some(match op {
+        OpCode::Add => BinOp::Add,
+        OpCode::Sub => BinOp::Sub,
+        OpCode::Mul => BinOp::Mul,
+        OpCode::Div => BinOp::Div,
+        OpCode::Max => BinOp::Max,
+        OpCode::Min => BinOp::Min,
+        _ => return None,
+    })
+}
+
+fn un_op(op: OpCode) -> Option<UnOp> {
+    Some(match op {
+        OpCode::Exp => UnOp::Exp,
+        OpCode::Sigmoid => UnOp::Sigmoid,
+        OpCode::Tanh => UnOp::Tanh,
+        OpCode::Erf => UnOp::Erf,
+        OpCode::Relu => UnOp::Relu,
+        OpCode::Neg => UnOp::Neg,
+        OpCode::Abs => UnOp::Abs,
+        OpCode::Sqrt => UnOp::Sqrt,
+        OpCode::Recip => UnOp::Recip,
+        OpCode::Square => UnOp::Square,
+        _ => return None,
+    })
+}
+
+/// One op on single values.
+fn scalar_op(op: OpCode, a: f32, b: f32) -> f32 {
+    match op {
+        OpCode::Pow => a.powf(b),
+        OpCode::Log => a.ln(),
+        OpCode::Copy => a,
+        _ => match (bin_op(op), un_op(op)) {
+            (Some(o), _) => o.apply(a, b),
+            (_, Some(o)) => {
+                let mut r = [0f32];
+                let _ = simd::unary(Isa::Portable, o, &[a], &mut r);
+                r[0]
+            }
+            _ => f32::NAN,
+        },
+    }
+}
+
+fn at(s: &Src<'_>, i: usize) -> f32 {
+    match s {
+        Src::Slice(x) => x[i],
+        Src::Scalar(v) => *v,
+    }
+}
+
+/// `out = a op b` for one tile.
+fn apply(isa: Isa, op: OpCode, a: Src<'_>, b: Src<'_>, out: &mut [f32]) -> Result<(), String> {
+    match (bin_op(op), un_op(op), a) {
+        (Some(o), _, _) => simd::binary(isa, o, a, b, out),
+        (_, Some(o), Src::Slice(x)) => simd::unary(isa, o, x, out),
+        _ => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = scalar_op(op, at(&a, i), at(&b, i));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs the result-producing instruction straight into the row's tile (in place where it
+/// reads the buffer). Returns `false` when the operands do not allow it.
+#[allow(clippy::too_many_arguments)]
+fn store_direct(
+    isa: Isa,
+    ins: &Instr,
+    inputs: &[Input<'_>],
+    bases: &[usize],
+    consts: &[f32],
+    row: &mut [f32],
+    off: usize,
+    len: usize,
+    regs: &mut Regs,
+) -> Result<bool, String> {
+    let Regs { tiles, scalar, .. } = &*regs;
+    let tile_of = |t: usize| -> Option<&[f32]> { tiles.get(t).map(|x| &x[..]) };
+    let sc = *scalar;
+    // Temps other than the destination are fine; the destination register is not read.
+    if ins.a == Operand::Temp(ins.dst) || (ins.op.is_binary() && ins.b == Operand::Temp(ins.dst)) {
+        return Ok(false);
+    }
+    let (a_buf, b_buf) = (
+        ins.a == Operand::Buf,
+        ins.op.is_binary() && ins.b == Operand::Buf,
+    );
+    let empty: [f32; 0] = [];
+    let no_buf: &[f32] = &empty;
+    match (a_buf, b_buf, bin_op(ins.op), un_op(ins.op)) {
+        (false, false, _, _) => {
+            let a = value(
+                ins.a, inputs, bases, consts, no_buf, off, len, &tile_of, &sc,
+            );
+            let b = if ins.op.is_binary() {
+                value(
+                    ins.b, inputs, bases, consts, no_buf, off, len, &tile_of, &sc,
+                )
+            } else {
+                Src::Scalar(0.0)
+            };
+            apply(isa, ins.op, a, b, &mut row[off..off + len])?;
+        }
+        (true, false, Some(op), _) => {
+            let b = value(
+                ins.b, inputs, bases, consts, no_buf, off, len, &tile_of, &sc,
+            );
+            simd::binary_in_place(isa, op, &mut row[off..off + len], b, false)?;
+        }
+        (false, true, Some(op), _) => {
+            let a = value(
+                ins.a, inputs, bases, consts, no_buf, off, len, &tile_of, &sc,
+            );
+            simd::binary_in_place(isa, op, &mut row[off..off + len], a, true)?;
+        }
+        (true, false, None, Some(op)) => simd::unary_in_place(isa, op, &mut row[off..off + len]),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Runs `prog` over a row in tiles and stores operand `result` into the row.
+#[allow(clippy::too_many_arguments)]
+fn run_tiles(
+    isa: Isa,
+    prog: &[Instr],
+    result: Operand,
+    inputs: &[Input<'_>],
+    bases: &[usize],
+    consts: &[f32],
+    row: &mut [f32],
+    regs: &mut Regs,
+) -> Result<(), String> {
+    let w = row.len();
+    let mut off = 0;
+    while off < w {
+        let len = TILE.min(w - off);
+        let last = prog.len().saturating_sub(1);
+        let mut stored = false;
+        for (pc, ins) in prog.iter().enumerate() {
+            // The last instruction writes straight into the row when it produces the result.
+            if pc == last && result == Operand::Temp(ins.dst) {
+                stored = store_direct(isa, ins, inputs, bases, consts, row, off, len, regs)?;
+                if stored {
+                    break;
+                }
+            }
+            // Operands that are the destination itself are read from a scratch copy.
+            if ins.a == Operand::Temp(ins.dst) || ins.b == Operand::Temp(ins.dst) {
+                let Regs { tiles, scratch, .. } = &mut *regs;
+                scratch[0][..len].copy_from_slice(&tiles[ins.dst][..len]);
+            }
+            let Regs {
+                tiles,
+                scalar,
+                scratch,
+            } = &mut *regs;
+            let (lo, rest) = tiles.split_at_mut(ins.dst);
+            let (dst, hi) = rest
+                .split_first_mut()
+                .ok_or("fused step: register out of range")?;
+            let scratch: &[f32; TILE] = &scratch[0];
+            let d = ins.dst;
+            let tile_of = |t: usize| -> Option<&[f32]> {
+                if t == d {
+                    Some(&scratch[..])
+                } else if t < d {
+                    lo.get(t).map(|x| &x[..])
+                } else {
+                    hi.get(t - d - 1).map(|x| &x[..])
+                }
+            };
+            let buf: &[f32] = row;
+            let sc = *scalar;
+            let a = value(ins.a, inputs, bases, consts, buf, off, len, &tile_of, &sc);
+            let b = if ins.op.is_binary() {
+                value(ins.b, inputs, bases, consts, buf, off, len, &tile_of, &sc)
+            } else {
+                Src::Scalar(0.0)
+            };
+            if let (Src::Scalar(x), Src::Scalar(y)) = (a, b) {
+                scalar[d] = Some(scalar_op(ins.op, x, y));
+                continue;
+            }
+            scalar[d] = None;
+            apply(isa, ins.op, a, b, &mut dst[..len])?;
+        }
+        if stored {
+            off += len;
+            continue;
+        }
+        // Store the result into the row.
+        let target = &mut row[off..off + len];
+        match result {
+            Operand::Buf => {}
+            Operand::Temp(t) => match regs.scalar[t] {
+                Some(v) => target.fill(v),
+                None => target.copy_from_slice(&regs.tiles[t][..len]),
+            },
+            Operand::Const(k) => target.fill(consts[k]),
+            Operand::Input(k) => {
+                let i = &inputs[k];
+                let b = bases[k];
+                if i.strides.last() == Some(&0) {
+                    target.fill(i.data[b]);
+                } else {
+                    target.copy_from_slice(&i.data[b + off..b + off + len]);
+                }
+            }
+        }
+        off += len;
+    }
+    Ok(())
+}

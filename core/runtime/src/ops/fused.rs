@@ -165,8 +165,9 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             strides: broadcast_strides(in_dims, &dims),
         })
         .collect();
-    // Without an anchor or a row op, rows may span several dims (longer inner loops).
-    let (dims, inputs) = if spec.anchor.is_none() && spec.row == RowOp::None {
+    // Without a row op (and outside MatMul's row blocks), rows may span several dims (longer
+    // inner loops).
+    let (dims, inputs) = if !spec.matmul && spec.row == RowOp::None {
         collapse(&dims, inputs)
     } else {
         (dims, inputs)
@@ -175,19 +176,44 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     if w == 0 || buf.is_empty() {
         return Ok(());
     }
-    let mut regs = Regs::new();
-    let mut walk = RowWalker::new(&dims, inputs.len());
+    REGS.with(|cell| {
+        let mut guard = cell.try_borrow_mut();
+        match guard.as_deref_mut() {
+            Ok(regs) => execute(&spec, isa, ins, &dims, &inputs, buf, regs),
+            // Re-entered on this thread (not expected): use fresh registers.
+            Err(_) => execute(&spec, isa, ins, &dims, &inputs, buf, &mut Regs::new()),
+        }
+    })
+}
+
+thread_local! {
+    /// Registers reused by every fused step run on this thread (no allocation per step).
+    static REGS: std::cell::RefCell<Box<Regs>> = std::cell::RefCell::new(Regs::new());
+}
+
+/// Runs the anchor (MatMul in row blocks), the programs and the row op over the output.
+fn execute(
+    spec: &Spec,
+    isa: Isa,
+    ins: &[Option<super::In<'_>>],
+    dims: &[usize],
+    inputs: &[Input<'_>],
+    buf: &mut [f32],
+    regs: &mut Regs,
+) -> Result<(), String> {
+    let w = dims[dims.len() - 1];
+    let mut walk = RowWalker::new(dims, inputs.len());
     let mut row_fn = |bases: &[usize], row: &mut [f32]| -> Result<(), String> {
         if spec.pre_out != Operand::Buf {
             run_tiles(
                 isa,
                 &spec.pre,
                 spec.pre_out,
-                &inputs,
+                inputs,
                 bases,
                 &spec.consts,
                 row,
-                &mut regs,
+                regs,
             )?;
         }
         match spec.row {
@@ -200,11 +226,11 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 isa,
                 &spec.post,
                 spec.post_out,
-                &inputs,
+                inputs,
                 bases,
                 &spec.consts,
                 row,
-                &mut regs,
+                regs,
             )?;
         }
         Ok(())
@@ -221,14 +247,14 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         sod2_kernels::linalg::matmul_f32_rows(&av, a.dims, &bv, b.dims, buf, block, |_, rows| {
             for row in rows.chunks_mut(w) {
                 row_fn(&walk.bases, row)?;
-                walk.advance(&dims, &inputs);
+                walk.advance(dims, inputs);
             }
             Ok(())
         })
     } else {
         for row in buf.chunks_mut(w) {
             row_fn(&walk.bases, row)?;
-            walk.advance(&dims, &inputs);
+            walk.advance(dims, inputs);
         }
         Ok(())
     }

@@ -9,7 +9,13 @@ use sod2_format::{fused, AttrValue};
 use sod2_planner::{Opt, Options};
 use sod2_runtime::{Plan, Session, TensorIn};
 
-fn compile(opt: Opt) -> (sod2_format::Plan, Vec<u8>, sod2_planner::fusion::FusionReport) {
+fn compile(
+    opt: Opt,
+) -> (
+    sod2_format::Plan,
+    Vec<u8>,
+    sod2_planner::fusion::FusionReport,
+) {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samples/models/codebert_tiny.onnx");
     let m = sod2_onnx::load(&path).unwrap();
@@ -63,22 +69,37 @@ fn run(s: &mut Session, b: usize, n: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn fusion_builds_anchored_and_row_groups() {
     let (plan, _, report) = compile(Opt::Dmp);
-    assert!(report.groups >= 4 && report.anchored >= 2 && report.rows >= 2, "{report:?}");
+    assert!(
+        report.groups >= 4 && report.anchored >= 2 && report.rows >= 2,
+        "{report:?}"
+    );
     let fused: Vec<String> = plan.graphs[0]
         .steps
         .iter()
         .filter(|s| s.kernel == fused::KERNEL)
-        .filter_map(|s| match s.attrs.iter().find(|(k, _)| k == fused::ATTR_OPS) {
-            Some((_, AttrValue::Str(o))) => Some(o.clone()),
-            _ => None,
-        })
+        .filter_map(
+            |s| match s.attrs.iter().find(|(k, _)| k == fused::ATTR_OPS) {
+                Some((_, AttrValue::Str(o))) => Some(o.clone()),
+                _ => None,
+            },
+        )
         .collect();
-    assert!(fused.iter().any(|o| o.starts_with("MatMul") && o.ends_with("Softmax")), "{fused:?}");
-    assert!(fused.iter().any(|o| o.contains("ReduceMean+Sub+Pow")), "{fused:?}");
+    assert!(
+        fused
+            .iter()
+            .any(|o| o.starts_with("MatMul") && o.ends_with("Softmax")),
+        "{fused:?}"
+    );
+    assert!(
+        fused.iter().any(|o| o.contains("ReduceMean+Sub+Pow")),
+        "{fused:?}"
+    );
     assert!(fused.iter().any(|o| o.contains("Erf")), "{fused:?}");
     let (plain, _, none) = compile(Opt::None);
     assert_eq!(none.groups, 0);
-    assert!(plan.graphs[0].steps.len() + report.nodes - report.groups == plain.graphs[0].steps.len());
+    assert!(
+        plan.graphs[0].steps.len() + report.nodes - report.groups == plain.graphs[0].steps.len()
+    );
 }
 
 proptest! {

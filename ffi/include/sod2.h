@@ -209,6 +209,16 @@ sod2_status sod2_session_set_input(sod2_session *session,
 sod2_status sod2_session_prepare(sod2_session *session, size_t *out_arena_bytes);
 
 /*
+ Sets the intra-op thread count of a session (1..=256; 1, the default, runs on the calling
+ thread only). The session owns `threads - 1` worker threads; no two runs share them.
+
+ # Safety
+ `session` must be null or a handle from `sod2_session_create` (checked against the
+ registry of live handles).
+ */
+sod2_status sod2_session_set_threads(sod2_session *session, size_t threads);
+
+/*
  Runs the model on the bound inputs. Outputs stay in the session until the next run.
 
  # Safety

@@ -140,7 +140,9 @@ impl From<RuntimeError> for Error {
             | RuntimeError::InputDim { .. }
             | RuntimeError::OutOfRange { .. }
             | RuntimeError::InputSize { .. } => SOD2_ERR_INPUT,
-            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) => SOD2_ERR_RUN,
+            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
+                SOD2_ERR_RUN
+            }
         };
         err(status, e.to_string())
     }
@@ -527,6 +529,24 @@ pub unsafe extern "C" fn sod2_session_prepare(
             // SAFETY: checked non-null.
             unsafe { *out_arena_bytes = arena };
         }
+        Ok(())
+    })
+}
+
+/// Sets the intra-op thread count of a session (1..=256; 1, the default, runs on the calling
+/// thread only). The session owns `threads - 1` worker threads; no two runs share them.
+///
+/// # Safety
+/// `session` must be null or a handle from `sod2_session_create` (checked against the
+/// registry of live handles).
+#[no_mangle]
+pub unsafe extern "C" fn sod2_session_set_threads(
+    session: *mut sod2_session,
+    threads: usize,
+) -> sod2_status {
+    guard(|| {
+        let s = session_mut(session)?;
+        s.session.set_threads(threads)?;
         Ok(())
     })
 }

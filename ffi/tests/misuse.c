@@ -50,6 +50,8 @@ int main(int argc, char **argv) {
   expect("foreign plan handle", sod2_session_create((sod2_plan *)junk, &s), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
   if (sod2_session_create(plan, &s) != SOD2_OK) return 3;
 
+  expect("zero threads", sod2_session_set_threads(s, 0), SOD2_ERR_RUN, "0 threads: expected 1..=256");
+  expect("threads on a null session", sod2_session_set_threads(NULL, 2), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
   expect("run before inputs", sod2_session_run(s), SOD2_ERR_STATE, "input 0 is not set");
   size_t dims[2] = {1, 5};
   int64_t ids[5] = {2, 3, 4, 5, 6};
@@ -79,6 +81,6 @@ int main(int argc, char **argv) {
   expect("double destroy", sod2_session_destroy(s), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
   if (sod2_plan_destroy(plan) != SOD2_OK) return 3;
   expect("closed plan", sod2_session_create(plan, &s), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
-  printf("%d passed, %d failed\n", 19 - failures, failures);
+  printf("%d passed, %d failed\n", 21 - failures, failures);
   return failures ? 1 : 0;
 }

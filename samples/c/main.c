@@ -67,6 +67,7 @@ int main(int argc, char **argv) {
   printf("sod2 %s: %zu inputs, %zu outputs\n", sod2_version(), n_in, n_out);
   sod2_session *session = NULL;
   CHECK(sod2_session_create(plan, &session));
+  CHECK(sod2_session_set_threads(session, 2)); /* intra-op threads: the caller plus one worker */
   run_shape(session, 1, 7);
   run_shape(session, 2, 16);
   CHECK(sod2_session_destroy(session));

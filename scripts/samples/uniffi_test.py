@@ -21,6 +21,7 @@ def tensor_i64(values, shape):
 model = s.Model.load(plan)
 print(f"sod2 {s.version()}: {len(model.input_names())} inputs, {len(model.output_names())} outputs")
 session = model.new_session()
+session.set_threads(2)  # intra-op threads: the caller plus one worker
 for batch, seq in [(1, 7), (2, 16)]:
     n = batch * seq
     ids = [(i * 7) % 97 + 2 for i in range(n)]
@@ -60,5 +61,6 @@ expect("wrong count", lambda: session.run([f32]), s.Sod2Error.Input, "takes 2 in
 short = s.TensorData(element_type=s.ElementType.I64, shape=[1, 3], data=bytes(8))
 expect("wrong size", lambda: session.run([short, short]), s.Sod2Error.Input, "8 bytes given")
 expect("out of range", lambda: session.prepare([[1, 999], [1, 999]]), s.Sod2Error.Input, "outside the declared range")
-print(f"uniffi misuse: {6 - failures} passed, {failures} failed", file=sys.stderr)
+expect("zero threads", lambda: session.set_threads(0), s.Sod2Error.Run, "0 threads: expected 1..=256")
+print(f"uniffi misuse: {7 - failures} passed, {failures} failed", file=sys.stderr)
 sys.exit(1 if failures else 0)

@@ -51,7 +51,9 @@ impl From<RuntimeError> for Error {
             | RuntimeError::InputDim { .. }
             | RuntimeError::OutOfRange { .. }
             | RuntimeError::InputSize { .. } => Kind::Input,
-            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) => Kind::Run,
+            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
+                Kind::Run
+            }
         };
         err(kind, e.to_string())
     }
@@ -403,6 +405,26 @@ pub extern "system" fn Java_dev_sod2_Native_sessionRun<'l>(
         env.set_object_array_element(&res, 1, sh_arr)?;
         env.set_object_array_element(&res, 2, da_arr)?;
         Ok(res.into_raw())
+    })
+}
+
+/// Sets the session's intra-op thread count.
+#[no_mangle]
+pub extern "system" fn Java_dev_sod2_Native_sessionSetThreads<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    threads: jni::sys::jint,
+) {
+    guarded(&mut env, (), |_| {
+        let n = usize::try_from(threads).map_err(|_| {
+            err(
+                Kind::InvalidArgument,
+                format!("{threads} threads: expected 1..=256"),
+            )
+        })?;
+        session(h)?.session.set_threads(n)?;
+        Ok(())
     })
 }
 

@@ -45,7 +45,9 @@ impl From<RuntimeError> for Sod2Error {
             RuntimeError::Io { .. }
             | RuntimeError::Format(_)
             | RuntimeError::UnknownKernel { .. } => Sod2Error::Plan { msg },
-            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) => Sod2Error::Run { msg },
+            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
+                Sod2Error::Run { msg }
+            }
             _ => Sod2Error::Input { msg },
         }
     }
@@ -202,6 +204,12 @@ impl Session {
                 data: o.data,
             })
             .collect())
+    }
+
+    /// Uses `threads` threads inside each step (1..=256; 1, the default, is the caller only).
+    pub fn set_threads(&self, threads: u32) -> Result<(), Sod2Error> {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(s.set_threads(threads as usize)?)
     }
 
     /// Arena bytes after the last prepare.

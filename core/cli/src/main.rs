@@ -81,6 +81,9 @@ enum Cmd {
         /// Timed runs after the first.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Intra-op threads (the calling thread included).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// Print a plan: symbols, inputs and outputs, tensors with shape expressions, steps.
     Inspect {
@@ -190,7 +193,8 @@ fn main() {
             inputs,
             shapes,
             runs,
-        } => plan_cmds::bench(&plan, &inputs, &shapes, runs, &mut out),
+            threads,
+        } => plan_cmds::bench(&plan, &inputs, &shapes, runs, threads, &mut out),
         Cmd::Ops => {
             for op in sod2_ir::OpKind::ALL {
                 let class = sod2_analysis::class(op)

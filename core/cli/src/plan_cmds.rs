@@ -345,6 +345,7 @@ pub fn bench(
     inputs: &[String],
     shapes: &[String],
     runs: usize,
+    threads: usize,
     text: &mut String,
 ) -> Result<()> {
     let plan = Plan::load(plan_path)?;
@@ -387,6 +388,7 @@ pub fn bench(
         .map(|(d, dims, b)| TensorIn::raw(*d, b, dims))
         .collect();
     let mut s = Session::new(plan);
+    s.set_threads(threads)?;
     let shapes_v: Vec<Vec<usize>> = data.iter().map(|(_, d, _)| d.clone()).collect();
     let t = std::time::Instant::now();
     let arena = s.prepare(&shapes_v)?;

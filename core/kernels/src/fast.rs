@@ -81,7 +81,11 @@ pub fn sgemm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            if crate::par::threads() > 1 && m * n * k >= 1 << 18 {
+                gemm::Parallelism::Rayon(crate::par::threads())
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
     Ok(())

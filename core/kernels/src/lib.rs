@@ -14,6 +14,7 @@ pub mod elementwise;
 pub mod fast;
 pub mod layout;
 pub mod linalg;
+pub mod par;
 pub mod reduce;
 pub mod shape;
 pub mod simd;

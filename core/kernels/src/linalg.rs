@@ -67,7 +67,8 @@ pub fn gemm_f32_reference(
     }
 }
 
-/// numpy `matmul` for f32 with batch broadcasting.
+/// numpy `matmul` for f32 with batch broadcasting; rows are split across threads when
+/// [`crate::par::threads`] allows.
 pub fn matmul_f32(
     a: &[f32],
     ad: &[usize],
@@ -75,20 +76,29 @@ pub fn matmul_f32(
     bd: &[usize],
     out: &mut [f32],
 ) -> Result<(), String> {
-    matmul_f32_rows(a, ad, b, bd, out, usize::MAX, |_, _| Ok(()))
+    let n = if bd.len() == 1 {
+        1
+    } else {
+        bd.last().copied().unwrap_or(0)
+    };
+    crate::par::rows_mut(out, n, 8, &|first, part| {
+        matmul_f32_rows(a, ad, b, bd, part, first, usize::MAX, |_, _| Ok(()))
+    })
 }
 
-/// numpy `matmul` for f32 with batch broadcasting, computed in blocks of at most `block_rows`
-/// rows of one batch matrix; right after a block is written, `on_rows(first_row, rows)` runs on
-/// it while it is still in cache (`first_row` counts rows of the whole output, `rows` holds
-/// whole rows). This is how fused epilogues (bias, scale, mask, softmax) avoid a second pass
-/// over memory.
+/// Rows `first_row ..` of numpy `matmul` (f32, batch broadcasting) into `out` (whole rows of
+/// the flattened output), computed in blocks of at most `block_rows` rows of one batch matrix;
+/// right after a block is written, `on_rows(global_first_row, rows)` runs on it while it is
+/// still in cache. This is how fused epilogues (bias, scale, mask, softmax) avoid a second
+/// pass over memory, and how threads split a product by rows.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul_f32_rows(
     a: &[f32],
     ad: &[usize],
     b: &[f32],
     bd: &[usize],
     out: &mut [f32],
+    first_row: usize,
     block_rows: usize,
     mut on_rows: impl FnMut(usize, &mut [f32]) -> Result<(), String>,
 ) -> Result<(), String> {
@@ -114,17 +124,30 @@ pub fn matmul_f32_rows(
     let bb = &b2[..b2.len() - 2];
     let batch = broadcast_shape(&[ab, bb]).ok_or("MatMul: batch dims do not broadcast")?;
     let nb: usize = batch.iter().product();
-    if out.len() != nb * m * n
-        || a.len() != ab.iter().product::<usize>() * m * k
+    if a.len() != ab.iter().product::<usize>() * m * k
         || b.len() != bb.iter().product::<usize>() * k * n
     {
-        return Err("MatMul: operand or output size mismatch".into());
+        return Err("MatMul: operand size mismatch".into());
+    }
+    if n == 0 || m == 0 {
+        return if out.is_empty() {
+            Ok(())
+        } else {
+            Err("MatMul: output size mismatch".into())
+        };
+    }
+    let end = first_row + out.len() / n;
+    if !out.len().is_multiple_of(n) || end > nb * m {
+        return Err("MatMul: output size mismatch".into());
     }
     let sa = crate::shape::broadcast_strides(ab, &batch);
     let sb = crate::shape::broadcast_strides(bb, &batch);
     let bs = strides(&batch);
-    let block = block_rows.clamp(1, m.max(1));
-    for bi in 0..nb {
+    let block = block_rows.max(1);
+    let (mut g, mut pos) = (first_row, 0);
+    while g < end {
+        let (bi, r0) = (g / m, g % m);
+        let rows = block.min(m - r0).min(end - g);
         let (mut oa, mut ob) = (0, 0);
         let mut rem = bi;
         for d in 0..batch.len() {
@@ -133,27 +156,24 @@ pub fn matmul_f32_rows(
             oa += idx * sa[d];
             ob += idx * sb[d];
         }
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = block.min(m - r0);
-            let o = &mut out[(bi * m + r0) * n..(bi * m + r0 + rows) * n];
-            gemm_f32(
-                rows,
-                n,
-                k,
-                &a[(oa * m + r0) * k..],
-                k,
-                false,
-                &b[ob * k * n..],
-                n,
-                false,
-                o,
-                1.0,
-                false,
-            );
-            on_rows(bi * m + r0, o)?;
-            r0 += rows;
-        }
+        let o = &mut out[pos * n..(pos + rows) * n];
+        gemm_f32(
+            rows,
+            n,
+            k,
+            &a[(oa * m + r0) * k..],
+            k,
+            false,
+            &b[ob * k * n..],
+            n,
+            false,
+            o,
+            1.0,
+            false,
+        );
+        on_rows(g, o)?;
+        g += rows;
+        pos += rows;
     }
     Ok(())
 }

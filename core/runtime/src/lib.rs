@@ -51,6 +51,9 @@ pub enum RuntimeError {
         /// Kernel name.
         kernel: String,
     },
+    /// The intra-op thread pool could not be set up.
+    #[error("thread pool: {0}")]
+    Threads(String),
     /// Wrong number of inputs.
     #[error("the model takes {expected} inputs, {got} were given")]
     InputCount {
@@ -211,13 +214,93 @@ impl Tensor {
 pub struct Session {
     plan: Arc<Plan>,
     state: exec::State,
+    /// The intra-op pool (`None`: one thread, the caller's).
+    pool: Option<Pool>,
+    threads: usize,
+}
+
+/// A rayon pool whose worker threads have all exited when it is dropped (rayon itself only
+/// signals them), so destroying a session never leaves threads behind.
+struct Pool {
+    pool: Option<rayon::ThreadPool>,
+    live: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Result<Pool, RuntimeError> {
+        let live = Arc::new((std::sync::Mutex::new(threads), std::sync::Condvar::new()));
+        let on_exit = Arc::clone(&live);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("sod2-worker-{i}"))
+            .exit_handler(move |_| {
+                let (n, cv) = &*on_exit;
+                if let Ok(mut n) = n.lock() {
+                    *n = n.saturating_sub(1);
+                }
+                cv.notify_all();
+            })
+            .build()
+            .map_err(|e| RuntimeError::Threads(e.to_string()))?;
+        Ok(Pool {
+            pool: Some(pool),
+            live,
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        drop(self.pool.take());
+        let (n, cv) = &*self.live;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        if let Ok(mut g) = n.lock() {
+            while *g > 0 {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match cv.wait_timeout(g, left) {
+                    Ok((ng, _)) => g = ng,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
 }
 
 impl Session {
     /// A session over a loaded plan.
     pub fn new(plan: Arc<Plan>) -> Session {
         let state = exec::State::new(&plan);
-        Session { plan, state }
+        Session {
+            plan,
+            state,
+            pool: None,
+            threads: 1,
+        }
+    }
+
+    /// Uses `threads` threads inside each step (GEMM, convolution, fused steps): `threads - 1`
+    /// pool threads owned by this session, plus the calling thread's share of the work. `1`
+    /// (the default) runs everything on the caller's thread.
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), RuntimeError> {
+        if threads == 0 || threads > 256 {
+            return Err(RuntimeError::Threads(format!(
+                "{threads} threads: expected 1..=256"
+            )));
+        }
+        self.pool = None; // joins the old workers first
+        if threads > 1 {
+            self.pool = Some(Pool::new(threads)?);
+        }
+        self.threads = threads;
+        Ok(())
+    }
+
+    /// The intra-op thread count.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The plan.
@@ -238,7 +321,16 @@ impl Session {
         if self.state.prepared_shapes() != Some(&shapes[..]) {
             self.prepare(&shapes)?;
         }
-        self.state.run(&self.plan, inputs)
+        let (plan, state) = (&self.plan, &mut self.state);
+        match &self.pool {
+            None => state.run(plan, inputs),
+            Some(Pool {
+                pool: Some(pool), ..
+            }) => pool.install(|| {
+                sod2_kernels::par::with_threads(self.threads, || state.run(plan, inputs))
+            }),
+            Some(_) => state.run(plan, inputs),
+        }
     }
 
     /// Bytes the arena holds after the last `prepare`.

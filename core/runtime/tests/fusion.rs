@@ -141,3 +141,25 @@ fn a_fused_step_with_a_bad_program_is_an_error() {
         .to_string();
     assert!(e.contains(&name) && e.contains("opcode 99"), "{e}");
 }
+
+#[test]
+fn threaded_runs_match_single_threaded_runs() {
+    let (p, w, _) = compile(Opt::Dmp);
+    let bytes = sod2_format::write(&p, &w, 0);
+    let mut one = Session::new(Plan::from_bytes(&bytes).unwrap());
+    let mut three = Session::new(Plan::from_bytes(&bytes).unwrap());
+    three.set_threads(3).unwrap();
+    assert_eq!(three.threads(), 3);
+    for (b, n) in [(1, 1), (2, 17), (8, 128), (3, 64)] {
+        let (x, y) = (run(&mut one, b, n, 5), run(&mut three, b, n, 5));
+        for (u, v) in x.iter().zip(&y) {
+            assert!(
+                (u - v).abs() <= 1e-5 * (1.0 + u.abs()),
+                "{b}x{n}: {u} vs {v}"
+            );
+        }
+    }
+    assert!(three.set_threads(0).is_err());
+    three.set_threads(1).unwrap();
+    assert_eq!(run(&mut three, 2, 9, 1), run(&mut one, 2, 9, 1));
+}

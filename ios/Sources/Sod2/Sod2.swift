@@ -58,6 +58,11 @@ public final class Sod2Model {
     public var inputNames: [String] { model.inputNames() }
     public var outputNames: [String] { model.outputNames() }
 
+    /// Uses `threads` threads inside each step (1...256; 1, the default, is the caller only).
+    public func setThreads(_ threads: Int) throws {
+        try session.setThreads(threads: UInt32(clamping: threads))
+    }
+
     /// Binds the input dims and sizes memory; returns the arena size in bytes.
     @discardableResult
     public func prepare(shapes: [[Int]]) throws -> Int {

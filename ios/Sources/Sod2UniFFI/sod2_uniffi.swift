@@ -465,6 +465,22 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -752,6 +768,11 @@ public protocol SessionProtocol: AnyObject, Sendable {
      */
     func run(inputs: [TensorData]) throws  -> [TensorData]
     
+    /**
+     * Uses `threads` threads inside each step (1..=256; 1, the default, is the caller only).
+     */
+    func setThreads(threads: UInt32) throws 
+    
 }
 /**
  * Runs a model; calls are serialised.
@@ -845,6 +866,18 @@ open func run(inputs: [TensorData])throws  -> [TensorData]  {
         FfiConverterSequenceTypeTensorData.lower(inputs),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Uses `threads` threads inside each step (1..=256; 1, the default, is the caller only).
+     */
+open func setThreads(threads: UInt32)throws   {try rustCallWithError(FfiConverterTypeSod2Error_lift) {
+        uniffiCallStatus in
+    uniffi_sod2_uniffi_fn_method_session_set_threads(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(threads),uniffiCallStatus
+    )
+}
 }
     
 
@@ -1434,6 +1467,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sod2_uniffi_checksum_method_session_run() != 49967) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sod2_uniffi_checksum_method_session_set_threads() != 55782) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sod2_uniffi_checksum_constructor_model_from_bytes() != 55168) {

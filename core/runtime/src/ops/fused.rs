@@ -176,33 +176,63 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     if w == 0 || buf.is_empty() {
         return Ok(());
     }
-    REGS.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        match guard.as_deref_mut() {
-            Ok(regs) => execute(&spec, isa, ins, &dims, &inputs, buf, regs),
-            // Re-entered on this thread (not expected): use fresh registers.
-            Err(_) => execute(&spec, isa, ins, &dims, &inputs, buf, &mut Regs::new()),
+    let mm = if spec.matmul {
+        let a = ins[0].as_ref().ok_or("fused step: no MatMul A")?;
+        let b = ins[1].as_ref().ok_or("fused step: no MatMul B")?;
+        if a.dtype != DType::F32 || b.dtype != DType::F32 {
+            return Err("fused step: MatMul operands must be f32".into());
         }
+        Some((typed::<f32>(a.data), a.dims, typed::<f32>(b.data), b.dims))
+    } else {
+        None
+    };
+    let mm = mm.as_ref().map(|(a, ad, b, bd)| (&a[..], *ad, &b[..], *bd));
+    // Parts of at least 16 Ki elements per thread.
+    let min_rows = (16 * 1024 / w).max(1);
+    sod2_kernels::par::rows_mut(buf, w, min_rows, &|first, part| {
+        REGS.with(|cell| {
+            let mut guard = cell.try_borrow_mut();
+            match guard.as_deref_mut() {
+                Ok(regs) => execute(&spec, isa, mm, &dims, &inputs, first, part, regs),
+                // Re-entered on this thread (not expected): use fresh registers.
+                Err(_) => execute(
+                    &spec,
+                    isa,
+                    mm,
+                    &dims,
+                    &inputs,
+                    first,
+                    part,
+                    &mut Regs::new(),
+                ),
+            }
+        })
     })
 }
+
+/// A MatMul anchor's operands: A, its dims, B, its dims.
+type MatMulOperands<'a> = Option<(&'a [f32], &'a [usize], &'a [f32], &'a [usize])>;
 
 thread_local! {
     /// Registers reused by every fused step run on this thread (no allocation per step).
     static REGS: std::cell::RefCell<Box<Regs>> = std::cell::RefCell::new(Regs::new());
 }
 
-/// Runs the anchor (MatMul in row blocks), the programs and the row op over the output.
+/// Runs the anchor (MatMul in row blocks), the programs and the row op over rows
+/// `first ..` of the output (`part` holds whole rows).
+#[allow(clippy::too_many_arguments)]
 fn execute(
     spec: &Spec,
     isa: Isa,
-    ins: &[Option<super::In<'_>>],
+    mm: MatMulOperands<'_>,
     dims: &[usize],
     inputs: &[Input<'_>],
-    buf: &mut [f32],
+    first: usize,
+    part: &mut [f32],
     regs: &mut Regs,
 ) -> Result<(), String> {
     let w = dims[dims.len() - 1];
-    let mut walk = RowWalker::new(dims, inputs.len());
+    let mut walk = RowWalker::at(first, dims, inputs);
     let mut row_fn = |bases: &[usize], row: &mut [f32]| -> Result<(), String> {
         if spec.pre_out != Operand::Buf {
             run_tiles(
@@ -235,16 +265,10 @@ fn execute(
         }
         Ok(())
     };
-    if spec.matmul {
-        let a = ins[0].as_ref().ok_or("fused step: no MatMul A")?;
-        let b = ins[1].as_ref().ok_or("fused step: no MatMul B")?;
-        if a.dtype != DType::F32 || b.dtype != DType::F32 {
-            return Err("fused step: MatMul operands must be f32".into());
-        }
-        let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
+    if let Some((av, ad, bv, bd)) = mm {
         // Blocks of about 64 KiB of output rows: the epilogue runs while they are in cache.
         let block = (16 * 1024 / w).max(1);
-        sod2_kernels::linalg::matmul_f32_rows(&av, a.dims, &bv, b.dims, buf, block, |_, rows| {
+        sod2_kernels::linalg::matmul_f32_rows(av, ad, bv, bd, part, first, block, |_, rows| {
             for row in rows.chunks_mut(w) {
                 row_fn(&walk.bases, row)?;
                 walk.advance(dims, inputs);
@@ -252,7 +276,7 @@ fn execute(
             Ok(())
         })
     } else {
-        for row in buf.chunks_mut(w) {
+        for row in part.chunks_mut(w) {
             row_fn(&walk.bases, row)?;
             walk.advance(dims, inputs);
         }
@@ -268,11 +292,22 @@ struct RowWalker {
 }
 
 impl RowWalker {
-    fn new(dims: &[usize], n_inputs: usize) -> RowWalker {
-        RowWalker {
-            idx: vec![0; dims.len().saturating_sub(1)],
-            bases: vec![0; n_inputs],
+    /// Positioned at row `row` (rows counted over the outer dims, row-major).
+    fn at(row: usize, dims: &[usize], inputs: &[Input<'_>]) -> RowWalker {
+        let outer = dims.len().saturating_sub(1);
+        let mut idx = vec![0; outer];
+        let mut rem = row;
+        for j in (0..outer).rev() {
+            if dims[j] > 0 {
+                idx[j] = rem % dims[j];
+                rem /= dims[j];
+            }
         }
+        let bases = inputs
+            .iter()
+            .map(|i| idx.iter().zip(&i.strides).map(|(x, s)| x * s).sum())
+            .collect();
+        RowWalker { idx, bases }
     }
 
     /// Moves to the next row (an odometer over the outer dims).

@@ -23,4 +23,5 @@ internal object Native {
         buffers: Array<java.nio.ByteBuffer>,
     ): Array<Any>
     @JvmStatic external fun sessionArenaBytes(handle: Long): Long
+    @JvmStatic external fun sessionSetThreads(handle: Long, threads: Int)
 }

@@ -143,6 +143,10 @@ class Session internal constructor(private var handle: Long) : AutoCloseable {
         }
     }
 
+    /** Uses [threads] threads inside each step (1..256; 1, the default, is the calling thread only). */
+    @Synchronized
+    fun setThreads(threads: Int) = Native.sessionSetThreads(live(), threads)
+
     /** Arena bytes after the last [prepare] (or run). */
     @Synchronized
     fun arenaBytes(): Long = Native.sessionArenaBytes(live())

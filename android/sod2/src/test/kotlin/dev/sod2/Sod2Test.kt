@@ -41,6 +41,23 @@ class Sod2Test {
     }
 
     @Test
+    fun threadedSessionsGiveTheSameOutputs() {
+        Sod2Model.load(planPath).use { model ->
+            model.newSession().use { one ->
+                model.newSession().use { two ->
+                    two.setThreads(2)
+                    val a = one.run(inputs(4, 64))[0].toFloatArray()
+                    val b = two.run(inputs(4, 64))[0].toFloatArray()
+                    assertEquals(a.size, b.size)
+                    for (i in a.indices) assertEquals(a[i], b[i], 1e-5f * (1f + Math.abs(a[i])))
+                    val e = assertThrows<RunException> { two.setThreads(0) }
+                    assertTrue(e.message!!.contains("0 threads"), e.message)
+                }
+            }
+        }
+    }
+
+    @Test
     fun prepareReturnsTheArenaSize() {
         Sod2Model.load(planPath).use { m ->
             m.newSession().use { s ->

@@ -84,6 +84,10 @@ enum Cmd {
         /// Intra-op threads (the calling thread included).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Inputs at another shape, run before the timed shape: `first_run_ms` then measures the
+        /// first run after a shape change in a warm session. `NAME=FILE.npy`, repeatable.
+        #[arg(long = "prior", value_name = "NAME=FILE.npy")]
+        prior: Vec<String>,
     },
     /// Print a plan: symbols, inputs and outputs, tensors with shape expressions, steps.
     Inspect {
@@ -194,7 +198,18 @@ fn main() {
             shapes,
             runs,
             threads,
-        } => plan_cmds::bench(&plan, &inputs, &shapes, runs, threads, &mut out),
+            prior,
+        } => plan_cmds::bench(
+            &plan,
+            &plan_cmds::BenchArgs {
+                inputs: &inputs,
+                shapes: &shapes,
+                prior: &prior,
+                runs,
+                threads,
+            },
+            &mut out,
+        ),
         Cmd::Ops => {
             for op in sod2_ir::OpKind::ALL {
                 let class = sod2_analysis::class(op)

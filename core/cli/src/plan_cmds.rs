@@ -339,56 +339,44 @@ fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// What `sod2 bench` runs.
+pub struct BenchArgs<'a> {
+    /// `NAME=FILE.npy` per input.
+    pub inputs: &'a [String],
+    /// `NAME=AxB` (synthetic data) per input.
+    pub shapes: &'a [String],
+    /// `NAME=FILE.npy` inputs run once before the timed shape (so the first timed run follows a
+    /// shape change in a warm session).
+    pub prior: &'a [String],
+    /// Timed runs.
+    pub runs: usize,
+    /// Intra-op threads.
+    pub threads: usize,
+}
+
 /// Times a plan: `--input NAME=FILE.npy` or `--shape NAME=AxBxC` (synthetic data) per input.
-pub fn bench(
-    plan_path: &Path,
-    inputs: &[String],
-    shapes: &[String],
-    runs: usize,
-    threads: usize,
-    text: &mut String,
-) -> Result<()> {
+pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Result<()> {
     let plan = Plan::load(plan_path)?;
-    let want = plan.inputs();
-    let mut data: Vec<(sod2_runtime::DType, Vec<usize>, Vec<u8>)> = Vec::new();
-    for w in &want {
-        let from_file = inputs.iter().find_map(|s| {
-            s.split_once('=')
-                .filter(|(n, _)| *n == w.name)
-                .map(|(_, f)| f.to_string())
-        });
-        let from_shape = shapes.iter().find_map(|s| {
-            s.split_once('=')
-                .filter(|(n, _)| *n == w.name)
-                .map(|(_, f)| f.to_string())
-        });
-        match (from_file, from_shape) {
-            (Some(f), _) => {
-                let a = npy::parse(&std::fs::read(&f).with_context(|| format!("reading {f}"))?)
-                    .with_context(|| format!("parsing {f}"))?;
-                data.push((a.dtype, a.dims, a.data));
-            }
-            (None, Some(s)) => {
-                let dims: Vec<usize> = s
-                    .split('x')
-                    .map(|d| d.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .with_context(|| format!("--shape {}={s}: expected dims like 1x7", w.name))?;
-                let bytes = synth(w.dtype, &dims);
-                data.push((w.dtype, dims, bytes));
-            }
-            (None, None) => bail!(
-                "give --input {0}=FILE.npy or --shape {0}=DIMS for every input",
-                w.name
-            ),
-        }
-    }
+    let (data, runs) = (load_inputs(&plan, args.inputs, args.shapes)?, args.runs);
+    let prior = if args.prior.is_empty() {
+        None
+    } else {
+        Some(load_inputs(&plan, args.prior, &[])?)
+    };
     let tensors: Vec<TensorIn<'_>> = data
         .iter()
         .map(|(d, dims, b)| TensorIn::raw(*d, b, dims))
         .collect();
     let mut s = Session::new(plan);
-    s.set_threads(threads)?;
+    s.set_threads(args.threads)?;
+    if let Some(p) = &prior {
+        let t: Vec<TensorIn<'_>> = p
+            .iter()
+            .map(|(d, dims, b)| TensorIn::raw(*d, b, dims))
+            .collect();
+        s.run(&t)?;
+        s.run(&t)?;
+    }
     let shapes_v: Vec<Vec<usize>> = data.iter().map(|(_, d, _)| d.clone()).collect();
     let t = std::time::Instant::now();
     let arena = s.prepare(&shapes_v)?;
@@ -437,4 +425,46 @@ pub fn bench(
         peak_rss_bytes()
     );
     Ok(())
+}
+
+/// An input tensor read for benchmarking: element type, dims, bytes.
+type BenchInput = (sod2_runtime::DType, Vec<usize>, Vec<u8>);
+
+/// The plan's inputs from `NAME=FILE.npy` or `NAME=AxB` (synthetic) arguments.
+fn load_inputs(plan: &Plan, inputs: &[String], shapes: &[String]) -> Result<Vec<BenchInput>> {
+    let want = plan.inputs();
+    let mut data: Vec<BenchInput> = Vec::new();
+    for w in &want {
+        let from_file = inputs.iter().find_map(|s| {
+            s.split_once('=')
+                .filter(|(n, _)| *n == w.name)
+                .map(|(_, f)| f.to_string())
+        });
+        let from_shape = shapes.iter().find_map(|s| {
+            s.split_once('=')
+                .filter(|(n, _)| *n == w.name)
+                .map(|(_, f)| f.to_string())
+        });
+        match (from_file, from_shape) {
+            (Some(f), _) => {
+                let a = npy::parse(&std::fs::read(&f).with_context(|| format!("reading {f}"))?)
+                    .with_context(|| format!("parsing {f}"))?;
+                data.push((a.dtype, a.dims, a.data));
+            }
+            (None, Some(s)) => {
+                let dims: Vec<usize> = s
+                    .split('x')
+                    .map(|d| d.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("--shape {}={s}: expected dims like 1x7", w.name))?;
+                let bytes = synth(w.dtype, &dims);
+                data.push((w.dtype, dims, bytes));
+            }
+            (None, None) => bail!(
+                "give --input {0}=FILE.npy or --shape {0}=DIMS for every input",
+                w.name
+            ),
+        }
+    }
+    Ok(data)
 }

@@ -86,6 +86,9 @@ pub fn conv2d_gemm_f32(
     let [kh, kw] = win.k;
     let kk = cg * kh * kw;
     let sp = oh * ow;
+    if cg == 1 && mg == 1 && g > 1 {
+        return depthwise_f32(x, xd, w, bias, &win, out, od);
+    }
     let pointwise =
         kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
     let mut col = if pointwise {
@@ -96,32 +99,17 @@ pub fn conv2d_gemm_f32(
     for b in 0..n {
         for grp in 0..g {
             let xg = &x[((b * c) + grp * cg) * h * wi..((b * c) + (grp + 1) * cg) * h * wi];
-            if !pointwise {
-                for ic in 0..cg {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let row = &mut col[((ic * kh + ky) * kw + kx) * sp
-                                ..((ic * kh + ky) * kw + kx + 1) * sp];
-                            for oy in 0..oh {
-                                let iy =
-                                    (oy * win.s[0] + ky * win.d[0]) as isize - win.pb[0] as isize;
-                                for ox in 0..ow {
-                                    let ix = (ox * win.s[1] + kx * win.d[1]) as isize
-                                        - win.pb[1] as isize;
-                                    row[oy * ow + ox] = if iy >= 0
-                                        && ix >= 0
-                                        && (iy as usize) < h
-                                        && (ix as usize) < wi
-                                    {
-                                        xg[(ic * h + iy as usize) * wi + ix as usize]
-                                    } else {
-                                        0.0
-                                    };
-                                }
-                            }
-                        }
+            if !pointwise && sp > 0 {
+                // Rows of the im2col matrix, split across threads when allowed.
+                let _ = crate::par::rows_mut(&mut col, sp, 4, &|first, rows| {
+                    for (j, row) in rows.chunks_mut(sp).enumerate() {
+                        let r = first + j;
+                        let (ic, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+                        let xc = &xg[ic * h * wi..(ic + 1) * h * wi];
+                        im2col_row(xc, h, wi, oh, ow, [ky, kx], &win, row);
                     }
-                }
+                    Ok(())
+                });
             }
             let cols: &[f32] = if pointwise { xg } else { &col };
             let wg = &w[grp * mg * kk..(grp + 1) * mg * kk];
@@ -132,6 +120,119 @@ pub fn conv2d_gemm_f32(
                     let bv = bs[grp * mg + k];
                     orow.iter_mut().for_each(|v| *v += bv);
                 }
+            }
+        }
+    }
+}
+
+/// Output columns `lo..hi` whose input column `ox * s1 + off_x` lies in `0..wi`.
+fn valid_cols(ow: usize, wi: usize, off_x: isize, s1: usize) -> (usize, usize) {
+    let lo = if off_x >= 0 {
+        0
+    } else {
+        (((-off_x) as usize).div_ceil(s1)).min(ow)
+    };
+    let hi = if (wi as isize) <= off_x {
+        lo
+    } else {
+        (((wi as isize - off_x - 1) as usize) / s1 + 1).clamp(lo, ow)
+    };
+    (lo, hi)
+}
+
+/// Depthwise convolution (one input and one output channel per group), direct: each kernel tap
+/// adds a scaled input row segment to the output row, with the valid columns computed once.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    win: &Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let [kh, kw] = win.k;
+    let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
+    let _ = (n, oh);
+    let plane = oh * ow;
+    if plane == 0 {
+        return;
+    }
+    // Channel planes (over all images), split across threads when allowed.
+    let _ = crate::par::rows_mut(out, plane, 2, &|first, planes| {
+        for (j, oc) in planes.chunks_mut(plane).enumerate() {
+            let (b, ch) = ((first + j) / c, (first + j) % c);
+            let xc = &x[(b * c + ch) * h * wi..(b * c + ch + 1) * h * wi];
+            oc.fill(bias.map_or(0.0, |bs| bs[ch]));
+            let wc = &w[ch * kh * kw..(ch + 1) * kh * kw];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let wv = wc[ky * kw + kx];
+                    let off_x = (kx * win.d[1]) as isize - win.pb[1] as isize;
+                    let (lo, hi) = valid_cols(ow, wi, off_x, s1);
+                    if lo >= hi {
+                        continue;
+                    }
+                    for (oy, r) in oc.chunks_mut(ow).enumerate() {
+                        let iy = (oy * s0 + ky * win.d[0]) as isize - win.pb[0] as isize;
+                        if iy < 0 || iy as usize >= h {
+                            continue;
+                        }
+                        let line = &xc[iy as usize * wi..(iy as usize + 1) * wi];
+                        let start = (lo as isize * s1 as isize + off_x) as usize;
+                        if s1 == 1 {
+                            for (o, &v) in r[lo..hi].iter_mut().zip(&line[start..start + hi - lo]) {
+                                *o += wv * v;
+                            }
+                        } else {
+                            for (j, o) in r[lo..hi].iter_mut().enumerate() {
+                                *o += wv * line[start + j * s1];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// One row of the im2col matrix: input channel `xc` (`h × wi`) sampled at kernel offset
+/// `k = [ky, kx]` for every output position, zero outside the image. The valid output columns
+/// of each output row are computed once, so the inner loop has no bounds tests (a plain copy
+/// at stride 1).
+#[allow(clippy::too_many_arguments)]
+fn im2col_row(
+    xc: &[f32],
+    h: usize,
+    wi: usize,
+    oh: usize,
+    ow: usize,
+    k: [usize; 2],
+    win: &Window,
+    row: &mut [f32],
+) {
+    let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
+    let off_x = (k[1] * win.d[1]) as isize - win.pb[1] as isize;
+    let (lo, hi) = valid_cols(ow, wi, off_x, s1);
+    for (oy, r) in row.chunks_mut(ow).take(oh).enumerate() {
+        let iy = (oy * s0 + k[0] * win.d[0]) as isize - win.pb[0] as isize;
+        if iy < 0 || iy as usize >= h || lo >= hi {
+            r.fill(0.0);
+            continue;
+        }
+        let line = &xc[iy as usize * wi..(iy as usize + 1) * wi];
+        r[..lo].fill(0.0);
+        r[hi..].fill(0.0);
+        let start = (lo as isize * s1 as isize + off_x) as usize;
+        if s1 == 1 {
+            r[lo..hi].copy_from_slice(&line[start..start + (hi - lo)]);
+        } else {
+            for (j, v) in r[lo..hi].iter_mut().enumerate() {
+                *v = line[start + j * s1];
             }
         }
     }

@@ -62,8 +62,9 @@ proptest! {
     }
 
     #[test]
-    fn gemm_conv_matches_direct(h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, g in prop_oneof![Just(1usize), Just(2usize), Just(4usize)]) {
-        let (c, m) = (4usize, 8usize);
+    fn gemm_conv_matches_direct(h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, g in prop_oneof![Just(1usize), Just(2usize), Just(4usize), Just(8usize)]) {
+        // g = 8 with c = m = 8 is depthwise (the direct path).
+        let (c, m) = (if g == 8 { 8usize } else { 4 }, 8usize);
         let ext = d * (k - 1) + 1;
         prop_assume!(h + 2 * p >= ext && w + 2 * p >= ext);
         let x: Vec<f32> = (0..2 * c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();

@@ -6,6 +6,9 @@
 use super::vector::Vf32;
 use super::{BinOp, Src, UnOp};
 
+/// Lanes of the widest vector type (tail buffers are this long).
+const MAX_LANES: usize = 16;
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_145_75;
 const LN2_LO: f32 = 1.428_606_8e-6;
@@ -109,11 +112,11 @@ unsafe fn load_src<V: Vf32>(s: &Src<'_>, i: usize) -> V {
 
 /// Copies a tail (fewer than `LANES` elements) into a padded buffer.
 #[inline(always)]
-fn tail_of(s: &Src<'_>, from: usize, n: usize) -> [f32; 8] {
-    let mut t = [0f32; 8];
+fn tail_of(s: &Src<'_>, from: usize, n: usize) -> [f32; MAX_LANES] {
+    let mut t = [0f32; MAX_LANES];
     match s {
         Src::Slice(x) => t[..n].copy_from_slice(&x[from..from + n]),
-        Src::Scalar(v) => t = [*v; 8],
+        Src::Scalar(v) => t = [*v; MAX_LANES],
     }
     t
 }
@@ -134,8 +137,8 @@ pub(crate) unsafe fn binary<V: Vf32>(op: BinOp, a: Src<'_>, b: Src<'_>, out: &mu
     }
     if i < n {
         let (ta, tb) = (tail_of(&a, i, n - i), tail_of(&b, i, n - i));
-        let mut to = [0f32; 8];
-        // SAFETY: the padded buffers hold 8 >= LANES elements.
+        let mut to = [0f32; MAX_LANES];
+        // SAFETY: the padded buffers hold MAX_LANES >= LANES elements.
         unsafe { binary_v(op, V::load(ta.as_ptr()), V::load(tb.as_ptr())).store(to.as_mut_ptr()) };
         out[i..].copy_from_slice(&to[..n - i]);
     }
@@ -168,9 +171,9 @@ pub(crate) unsafe fn binary_in_place<V: Vf32>(
     }
     if i < n {
         let tb = tail_of(&b, i, n - i);
-        let mut t = [0f32; 8];
+        let mut t = [0f32; MAX_LANES];
         t[..n - i].copy_from_slice(&x[i..]);
-        // SAFETY: the padded buffers hold 8 >= LANES elements.
+        // SAFETY: the padded buffers hold MAX_LANES >= LANES elements.
         unsafe {
             let (u, v) = (V::load(t.as_ptr()), V::load(tb.as_ptr()));
             let r = if reversed {
@@ -196,9 +199,9 @@ pub(crate) unsafe fn unary<V: Vf32>(op: UnOp, a: &[f32], out: &mut [f32]) {
         i += l;
     }
     if i < n {
-        let mut t = [0f32; 8];
+        let mut t = [0f32; MAX_LANES];
         t[..n - i].copy_from_slice(&a[i..n]);
-        // SAFETY: the padded buffer holds 8 >= LANES elements.
+        // SAFETY: the padded buffer holds MAX_LANES >= LANES elements.
         unsafe { unary_v(op, V::load(t.as_ptr())).store(t.as_mut_ptr()) };
         out[i..].copy_from_slice(&t[..n - i]);
     }
@@ -296,7 +299,7 @@ pub(crate) unsafe fn softmax_row<V: Vf32>(x: &mut [f32], log: bool) {
         }
         let mut s = acc.hsum();
         if i < n {
-            let mut t = [f32::NEG_INFINITY; 8];
+            let mut t = [f32::NEG_INFINITY; MAX_LANES];
             t[..n - i].copy_from_slice(&x[i..]);
             let e = exp(V::load(t.as_ptr()).sub(vm));
             e.store(t.as_mut_ptr());

@@ -1,5 +1,5 @@
-//! Explicit SIMD for the elementwise, softmax and normalisation hot loops: x86-64 AVX2 + FMA and
-//! aarch64 NEON through `core::arch`, and a portable path, chosen at run time by CPU feature
+//! Explicit SIMD for the elementwise, softmax and normalisation hot loops: x86-64 AVX2 + FMA,
+//! x86-64 AVX-512F and aarch64 NEON through `core::arch`, and a portable path, chosen at run time by CPU feature
 //! detection ([`Isa::detect`]). The algorithms are written once against a small vector trait
 //! and instantiated inside one `#[target_feature]` entry point per instruction set, so every
 //! path runs the same arithmetic; the tests compare each available path with the portable one.
@@ -11,6 +11,8 @@ mod arm;
 mod vector;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_512;
 
 use std::sync::OnceLock;
 
@@ -21,6 +23,8 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 with FMA.
     Avx2Fma,
+    /// x86-64 AVX-512F (sixteen lanes).
+    Avx512,
     /// aarch64 Advanced SIMD.
     Neon,
 }
@@ -42,6 +46,9 @@ impl Isa {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 v.push(Isa::Avx2Fma);
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    v.push(Isa::Avx512);
+                }
             }
             #[cfg(target_arch = "aarch64")]
             if std::arch::is_aarch64_feature_detected!("neon") {
@@ -55,7 +62,11 @@ impl Isa {
     /// `self` if this CPU runs it, else the portable path (so a wrong choice is never unsound).
     #[inline]
     fn checked(self) -> Isa {
-        if self == Isa::Portable || self == Isa::detect() {
+        let best = Isa::detect();
+        // The available sets are ordered: everything up to the best one runs here.
+        let runs =
+            self == Isa::Portable || self == best || (self == Isa::Avx2Fma && best == Isa::Avx512);
+        if runs {
             self
         } else {
             Isa::Portable
@@ -67,6 +78,7 @@ impl Isa {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2Fma => "avx2+fma",
+            Isa::Avx512 => "avx512f",
             Isa::Neon => "neon",
         }
     }
@@ -215,6 +227,8 @@ macro_rules! entry_points {
 entry_points!(portable, super::vector::Portable);
 #[cfg(target_arch = "x86_64")]
 entry_points!(avx2, super::x86::Avx2, "avx2,fma");
+#[cfg(target_arch = "x86_64")]
+entry_points!(avx512, super::x86_512::Avx512, "avx512f");
 #[cfg(target_arch = "aarch64")]
 entry_points!(neon, super::arm::Neon, "neon");
 
@@ -225,6 +239,9 @@ macro_rules! dispatch {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `checked` confirmed that this CPU has AVX2 and FMA.
             Isa::Avx2Fma => unsafe { avx2::$f($($a),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `checked` confirmed that this CPU has AVX-512F.
+            Isa::Avx512 => unsafe { avx512::$f($($a),*) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: `checked` confirmed that this CPU has NEON.
             Isa::Neon => unsafe { neon::$f($($a),*) },

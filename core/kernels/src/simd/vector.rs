@@ -9,7 +9,7 @@
 /// Implementations for an instruction set may only be used after the CPU was checked to have
 /// it (`Isa::detect`); `load`/`store` read/write `LANES` elements at the pointer.
 pub(crate) unsafe trait Vf32: Copy {
-    /// Number of lanes.
+    /// Number of lanes (at most 16).
     const LANES: usize;
     /// Loads `LANES` elements (no alignment needed).
     unsafe fn load(p: *const f32) -> Self;

@@ -48,13 +48,22 @@ fn constant_of_shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .collect(),
     };
     let es = c.out(0)?.dtype.size();
-    let fill: Vec<u8> = c
-        .tensor_attr("value")
-        .map(|(_, _, b)| b[..es].to_vec())
-        .unwrap_or(vec![0u8; es]);
+    let fill: Vec<u8> = match c.tensor_attr("value") {
+        Some((_, _, b)) => b
+            .get(..es)
+            .ok_or("ConstantOfShape: `value` is shorter than one element")?
+            .to_vec(),
+        None => vec![0u8; es],
+    };
     let out = c.out(0)?.alloc(&od)?;
-    for ch in out.chunks_exact_mut(es) {
-        ch.copy_from_slice(&fill);
+    if fill.iter().all(|&b| b == 0) {
+        out.fill(0);
+    } else if let (4, Ok(words)) = (es, bytemuck::try_cast_slice_mut::<u8, u32>(out)) {
+        words.fill(u32::from_le_bytes([fill[0], fill[1], fill[2], fill[3]]));
+    } else {
+        for ch in out.chunks_exact_mut(es) {
+            ch.copy_from_slice(&fill);
+        }
     }
     Ok(())
 }

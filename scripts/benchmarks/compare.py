@@ -43,15 +43,15 @@ o.enable_cpu_mem_arena = True
 s = ort.InferenceSession(model, o, providers=['CPUExecutionProvider'])
 feeds = {k: np.load(v) for k, v in inputs.items()}
 base = hwm()
-s.run(None, feeds)  # cold: the memory this shape needs
-growth = hwm() - base
+s.run(None, feeds)  # cold
+ts = []
+for _ in range(runs):
+    t = time.perf_counter(); s.run(None, feeds); ts.append((time.perf_counter() - t) * 1e3)
+growth = hwm() - base  # the memory this shape needed (before any other shape ran)
 if prior:
     pf = {k: np.load(v) for k, v in prior.items()}
     s.run(None, pf); s.run(None, pf)
 t = time.perf_counter(); s.run(None, feeds); first = (time.perf_counter() - t) * 1e3
-ts = []
-for _ in range(runs):
-    t = time.perf_counter(); s.run(None, feeds); ts.append((time.perf_counter() - t) * 1e3)
 ts.sort()
 print(json.dumps({"median_ms": statistics.median(ts), "p90_ms": ts[int(0.9 * (len(ts) - 1))], "first_run_ms": first, "rss_growth_bytes": growth}))
 """

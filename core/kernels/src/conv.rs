@@ -80,7 +80,7 @@ pub fn conv2d_gemm_f32(
     out: &mut [f32],
     od: [usize; 4],
 ) {
-    let [n, c, h, wi] = xd;
+    let [_, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g, m / g);
     let [kh, kw] = win.k;
@@ -91,27 +91,76 @@ pub fn conv2d_gemm_f32(
     }
     let pointwise =
         kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
-    let mut col = if pointwise {
-        Vec::new()
-    } else {
-        vec![0f32; kk * sp]
-    };
+    let need = if pointwise { 0 } else { kk * sp };
+    // The im2col matrix lives in a per-thread scratch buffer that only grows: after the
+    // largest shape has run once, no convolution allocates or faults in fresh pages again.
+    IM2COL.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < need {
+                buf.resize(need, 0.0);
+            }
+            conv_gemm_body(
+                x,
+                xd,
+                w,
+                m,
+                bias,
+                g,
+                &win,
+                out,
+                od,
+                pointwise,
+                &mut buf[..need],
+            );
+        }
+        Err(_) => {
+            let mut col = vec![0f32; need];
+            conv_gemm_body(x, xd, w, m, bias, g, &win, out, od, pointwise, &mut col);
+        }
+    });
+}
+
+thread_local! {
+    static IM2COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`conv2d_gemm_f32`] with its im2col buffer `col` (`kk * sp` elements, empty for 1×1).
+#[allow(clippy::too_many_arguments)]
+fn conv_gemm_body(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: &Window,
+    out: &mut [f32],
+    od: [usize; 4],
+    pointwise: bool,
+    col: &mut [f32],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let (cg, mg) = (c / g, m / g);
+    let [kh, kw] = win.k;
+    let kk = cg * kh * kw;
+    let sp = oh * ow;
     for b in 0..n {
         for grp in 0..g {
             let xg = &x[((b * c) + grp * cg) * h * wi..((b * c) + (grp + 1) * cg) * h * wi];
             if !pointwise && sp > 0 {
                 // Rows of the im2col matrix, split across threads when allowed.
-                let _ = crate::par::rows_mut(&mut col, sp, 4, &|first, rows| {
+                let _ = crate::par::rows_mut(col, sp, (1 << 15) / sp + 1, &|first, rows| {
                     for (j, row) in rows.chunks_mut(sp).enumerate() {
                         let r = first + j;
                         let (ic, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
                         let xc = &xg[ic * h * wi..(ic + 1) * h * wi];
-                        im2col_row(xc, h, wi, oh, ow, [ky, kx], &win, row);
+                        im2col_row(xc, h, wi, oh, ow, [ky, kx], win, row);
                     }
                     Ok(())
                 });
             }
-            let cols: &[f32] = if pointwise { xg } else { &col };
+            let cols: &[f32] = if pointwise { xg } else { col };
             let wg = &w[grp * mg * kk..(grp + 1) * mg * kk];
             let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
             crate::linalg::gemm_f32(mg, sp, kk, wg, kk, false, cols, sp, false, og, 1.0, false);
@@ -162,7 +211,8 @@ fn depthwise_f32(
         return;
     }
     // Channel planes (over all images), split across threads when allowed.
-    let _ = crate::par::rows_mut(out, plane, 2, &|first, planes| {
+    let min_planes = (1 << 15) / (plane * kh * kw).max(1) + 1;
+    let _ = crate::par::rows_mut(out, plane, min_planes, &|first, planes| {
         for (j, oc) in planes.chunks_mut(plane).enumerate() {
             let (b, ch) = ((first + j) / c, (first + j) % c);
             let xc = &x[(b * c + ch) * h * wi..(b * c + ch + 1) * h * wi];

@@ -3,12 +3,65 @@ use crate::shape::{numel, strides};
 
 /// Transposes `x` (dims `d`) by `perm`.
 pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usize) {
-    let od: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
     let xs = strides(d);
-    let ps: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
-    crate::shape::for_each_offset(&od, [&ps], |o, [i]| {
-        out[o * es..o * es + es].copy_from_slice(&x[i * es..i * es + es])
-    });
+    // Output dims with their input strides; size-1 dims dropped, neighbours that stay
+    // neighbours in the input merged.
+    let mut od: Vec<usize> = Vec::with_capacity(perm.len());
+    let mut ps: Vec<usize> = Vec::with_capacity(perm.len());
+    for &p in perm {
+        let (n, st) = (d[p], xs[p]);
+        if n == 1 {
+            continue;
+        }
+        match (od.last_mut(), ps.last_mut()) {
+            (Some(ln), Some(ls)) if *ls == st * n => {
+                *ln *= n;
+                *ls = st;
+            }
+            _ => {
+                od.push(n);
+                ps.push(st);
+            }
+        }
+    }
+    if od.is_empty() {
+        let k = es.min(out.len()).min(x.len());
+        out[..k].copy_from_slice(&x[..k]);
+        return;
+    }
+    let r = od.len();
+    if ps[r - 1] == 1 {
+        // The innermost output dim is contiguous in the input: copy whole runs.
+        let run = od[r - 1] * es;
+        crate::shape::for_each_offset(&od[..r - 1], [&ps[..r - 1]], |o, [i]| {
+            out[o * run..(o + 1) * run].copy_from_slice(&x[i * es..i * es + run])
+        });
+        return;
+    }
+    fn typed<T: bytemuck::Pod>(x: &[u8], out: &mut [u8], od: &[usize], ps: &[usize]) -> bool {
+        match (
+            bytemuck::try_cast_slice::<u8, T>(x),
+            bytemuck::try_cast_slice_mut::<u8, T>(out),
+        ) {
+            (Ok(xt), Ok(ot)) => {
+                crate::shape::for_each_offset(od, [ps], |o, [i]| ot[o] = xt[i]);
+                true
+            }
+            _ => false,
+        }
+    }
+    let done = match es {
+        1 => typed::<u8>(x, out, &od, &ps),
+        2 => typed::<u16>(x, out, &od, &ps),
+        4 => typed::<u32>(x, out, &od, &ps),
+        8 => typed::<u64>(x, out, &od, &ps),
+        _ => false,
+    };
+    if !done {
+        crate::shape::for_each_offset(&od, [&ps], |o, [i]| {
+            out[o * es..o * es + es].copy_from_slice(&x[i * es..i * es + es])
+        });
+    }
 }
 
 /// Strided slice: per axis a start (already clamped) and a step; `od` is the output shape.

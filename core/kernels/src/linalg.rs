@@ -81,7 +81,14 @@ pub fn matmul_f32(
     } else {
         bd.last().copied().unwrap_or(0)
     };
-    crate::par::rows_mut(out, n, 8, &|first, part| {
+    let k = match bd.len() {
+        0 => 1,
+        1 => bd[0],
+        r => bd[r - 2],
+    };
+    // Parts of at least ~128 Ki multiply-adds, so waking a thread pays off.
+    let min_rows = ((1usize << 17) / (n * k).max(1)).max(1);
+    crate::par::rows_mut(out, n, min_rows, &|first, part| {
         matmul_f32_rows(a, ad, b, bd, part, first, usize::MAX, |_, _| Ok(()))
     })
 }

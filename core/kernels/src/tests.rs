@@ -192,3 +192,32 @@ fn fast_exp_is_accurate() {
     assert_eq!(elementwise::exp_fast(0.0), 1.0);
     assert!(elementwise::exp_fast(100.0).is_infinite());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn transpose_matches_index_arithmetic(dims in proptest::collection::vec(1usize..5, 1..6), seed in 0u64..1000, es in prop_oneof![Just(1usize), Just(2), Just(4), Just(8), Just(3)]) {
+        let r = dims.len();
+        // A permutation from the seed (Fisher-Yates on a small LCG).
+        let mut perm: Vec<usize> = (0..r).collect();
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        for i in (1..r).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            perm.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let n = shape::numel(&dims);
+        let x: Vec<u8> = (0..n * es).map(|i| (i * 31 % 251) as u8).collect();
+        let mut out = vec![0u8; n * es];
+        layout::transpose(&x, &dims, &perm, &mut out, es);
+        let od: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+        let (xs, os) = (shape::strides(&dims), shape::strides(&od));
+        for o in 0..n {
+            let mut i = 0;
+            for k in 0..r {
+                i += ((o / os[k]) % od[k]) * xs[perm[k]];
+            }
+            prop_assert_eq!(&out[o * es..o * es + es], &x[i * es..i * es + es]);
+        }
+    }
+}

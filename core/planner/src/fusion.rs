@@ -1,5 +1,6 @@
 //! Fusion (`--opt fusion`): groups of operators become one `sod2.Fused` step whose
-//! intermediates never reach memory (encoding: [`sod2_format::fused`]).
+//! intermediates never reach memory (encoding: [`sod2_format::fused`]). The main graph and every
+//! If / Loop / Scan body are fused, each on its own (a group never spans bodies).
 //!
 //! What is grouped, and why it is legal:
 //! - **Elementwise chains** (Add, Mul, Div, Pow, Erf, Sigmoid…, any length, with broadcasting):
@@ -270,13 +271,34 @@ fn root(parent: &mut HashMap<NodeId, NodeId>, n: NodeId) -> NodeId {
 
 /// Rewrites the main graph with fused steps. Returns the new model and what was done.
 pub fn fuse(model: &Model, a: &Analysis) -> (Model, FusionReport) {
-    let order = model.main.nodes.clone();
+    let mut out_model = model.clone();
+    let mut report = FusionReport::default();
+    out_model.main.nodes = fuse_body(model, a, &model.main, &mut out_model, &mut report);
+    // Every If / Loop / Scan body, at any depth (the node arena holds the nodes of all bodies).
+    for n in 0..model.nodes.len() {
+        for (bi, (_, body)) in model.nodes[n].bodies.iter().enumerate() {
+            let nodes = fuse_body(model, a, body, &mut out_model, &mut report);
+            out_model.nodes[n].bodies[bi].1.nodes = nodes;
+        }
+    }
+    (out_model, report)
+}
+
+/// Fuses one body; fused nodes are added to `out_model`. Returns the body's new node list.
+fn fuse_body(
+    model: &Model,
+    a: &Analysis,
+    body: &sod2_ir::Body,
+    out_model: &mut Model,
+    report: &mut FusionReport,
+) -> Vec<NodeId> {
+    let order = body.nodes.clone();
     let mut c = Ctx {
         m: model,
         a,
         pos: order.iter().enumerate().map(|(i, &n)| (n, i)).collect(),
         consumers: HashMap::new(),
-        graph_out: model.main.outputs.iter().copied().collect(),
+        graph_out: body.outputs.iter().copied().collect(),
     };
     for &n in &order {
         let node = model.node(n);
@@ -432,10 +454,8 @@ pub fn fuse(model: &Model, a: &Analysis) -> (Model, FusionReport) {
         }
     }
     // Encode; keep only units worth a fused step.
-    let mut out_model = model.clone();
     let mut replace: HashMap<NodeId, NodeId> = HashMap::new();
     let mut removed: HashSet<NodeId> = HashSet::new();
-    let mut report = FusionReport::default();
     for u in units {
         let row = u.row.map(|ri| &rows[ri]);
         let lone_softmax = matches!(row, Some(r) if matches!(r.kind, RowKind::Softmax { .. }))
@@ -468,12 +488,11 @@ pub fn fuse(model: &Model, a: &Analysis) -> (Model, FusionReport) {
         report.anchored += usize::from(u.anchor.is_some());
         report.rows += usize::from(row.is_some());
     }
-    out_model.main.nodes = order
+    order
         .iter()
         .filter(|n| !removed.contains(n))
         .map(|n| replace.get(n).copied().unwrap_or(*n))
-        .collect();
-    (out_model, report)
+        .collect()
 }
 
 /// No path leaves `set` and re-enters it (only nodes before the set's last can re-enter).

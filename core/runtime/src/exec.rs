@@ -171,9 +171,15 @@ impl State {
         self.arena_len = usize::try_from(size).unwrap_or(0);
         let words = self.arena_len.div_ceil(8);
         if self.arena.len() < words {
-            // A fresh zeroed allocation (calloc: pages arrive zeroed, lazily) rather than a
-            // resize that would write every byte.
+            // Grow to the new size and touch every page now, so the runs that follow (the first
+            // one included) never stop on page faults. Only a shape needing a larger arena than
+            // any before pays this, once; with the arena already large enough `prepare` only
+            // evaluates expressions.
             self.arena = vec![0u64; words];
+            for page in self.arena.chunks_mut(512) {
+                page[0] = 0;
+                std::hint::black_box(&page[0]);
+            }
         }
         self.prepared = Some(shapes.to_vec());
         Ok(self.arena_len)

@@ -3,7 +3,7 @@
 //! stack, through the SIMD kernels; intermediates never reach memory.
 use sod2_format::fused::{self as fz, Instr, OpCode, Operand};
 use sod2_format::{AttrValue, DType};
-use sod2_kernels::shape::{broadcast_strides, numel};
+use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel};
 use sod2_kernels::simd::{self, BinOp, Isa, Src, UnOp};
 
 use super::{typed, typed_mut, Ctx, Kernel};
@@ -94,6 +94,31 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
     })
 }
 
+/// numpy `matmul` output dims.
+fn matmul_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
+    if a2.len() < 2 || b2.len() < 2 || a2[a2.len() - 1] != b2[b2.len() - 2] {
+        return None;
+    }
+    let mut d = broadcast_shape(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]])?;
+    if a.len() > 1 {
+        d.push(a2[a2.len() - 2]);
+    }
+    if b.len() > 1 {
+        d.push(b2[b2.len() - 1]);
+    }
+    Some(d)
+}
+
 /// A program input: its data, broadcast strides over the (collapsed) output dims.
 struct Input<'a> {
     data: &'a [f32],
@@ -102,10 +127,10 @@ struct Input<'a> {
 
 fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let spec = decode(c)?;
-    let od = c.out(0)?.planned_dims()?;
     if c.out(0)?.dtype != DType::F32 {
         return Err("fused step: the output must be f32".into());
     }
+    let planned = c.out(0)?.planned.clone();
     if let (Some(k), false) = (spec.anchor, spec.matmul) {
         let out = c.outs.first_mut().and_then(Option::take);
         let mut sub = Ctx {
@@ -120,6 +145,28 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         }
         r?;
     }
+    // The output dims: from the plan, else (inside sub-plans whose dims only execution knows)
+    // from the anchor's result, the MatMul's operands or the broadcast of the program inputs.
+    let od = match planned {
+        Some(p) => p,
+        None if spec.anchor.is_some() && !spec.matmul => c
+            .out(0)?
+            .dims
+            .clone()
+            .ok_or("fused step: the anchor produced no dims")?,
+        None if spec.matmul => {
+            let (a, b) = (c.input(0)?.dims, c.input(1)?.dims);
+            matmul_dims(a, b).ok_or("fused step: MatMul operands do not fit")?
+        }
+        None => {
+            let dims: Vec<&[usize]> = c.ins[spec.anchor_inputs..]
+                .iter()
+                .flatten()
+                .map(|x| x.dims)
+                .collect();
+            broadcast_shape(&dims).ok_or("fused step: inputs do not broadcast")?
+        }
+    };
     let isa = Isa::detect();
     let (ins, outs) = c.io();
     let views: Vec<_> = ins[spec.anchor_inputs..]
@@ -187,8 +234,9 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         None
     };
     let mm = mm.as_ref().map(|(a, ad, b, bd)| (&a[..], *ad, &b[..], *bd));
-    // Parts of at least 16 Ki elements per thread.
-    let min_rows = (16 * 1024 / w).max(1);
+    // Parts of at least 32 Ki elements per thread (and, with a MatMul, ~128 Ki multiply-adds).
+    let k = mm.map_or(1, |(_, ad, _, _)| ad.last().copied().unwrap_or(1));
+    let min_rows = ((32 * 1024) / w).max((1 << 17) / (w * k).max(1)).max(1);
     sod2_kernels::par::rows_mut(buf, w, min_rows, &|first, part| {
         REGS.with(|cell| {
             let mut guard = cell.try_borrow_mut();

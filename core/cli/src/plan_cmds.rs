@@ -55,8 +55,8 @@ pub fn compile(
     if f.groups > 0 {
         let _ = writeln!(
             text,
-            "  fusion: {} fused steps replace {} nodes ({} with a MatMul/Gemm/Conv anchor, {} with a row op)",
-            f.groups, f.nodes, f.anchored, f.rows
+            "  fusion: {} fused steps replace {} nodes ({} with a MatMul/Gemm/Conv anchor, {} with a row op, {} attention without the score matrix)",
+            f.groups, f.nodes, f.anchored, f.rows, f.attention
         );
     }
     for (label, (arena, peak)) in ["lo", "hi", "representative"]

@@ -39,6 +39,9 @@ pub const ATTR_POST: &str = "fuse_post";
 pub const ATTR_POST_OUT: &str = "fuse_post_out";
 /// Attribute: immediate constants (`Floats`).
 pub const ATTR_CONSTS: &str = "fuse_consts";
+/// Attribute: `MatMul` when the row results are multiplied by the step's last input (attention:
+/// `softmax(…) · V`); the output then is that product and the rows live only in a block buffer.
+pub const ATTR_TAIL: &str = "fuse_tail";
 /// Attribute: the fused ONNX ops, for people (`Str`, e.g. `MatMul+Div+Add+Softmax`).
 pub const ATTR_OPS: &str = "fuse_ops";
 

@@ -14,6 +14,10 @@
 //! - **Anchors**: a MatMul / Gemm / Conv whose only consumers are in a group, and whose output
 //!   has the group's shape, runs first into the group's output buffer; the group then works in
 //!   place on it (bias, activation, residual add, scale, softmax).
+//! - **Attention**: a MatMul-anchored softmax group whose only consumer is a MatMul taking it as
+//!   `P` in `P · V` (with `P`'s batch dims and rows) absorbs that MatMul: score rows are computed,
+//!   scaled, masked and normalised in a per-thread block buffer and multiplied by `V` at once;
+//!   the score matrix is never stored.
 //!
 //! Every group is checked to be convex (no path leaves it and comes back), so replacing it by
 //! one step keeps the graph acyclic; a group that needs more registers than the runtime keeps
@@ -36,6 +40,8 @@ pub struct FusionReport {
     pub anchored: usize,
     /// Groups with a row op (softmax, layer normalisation).
     pub rows: usize,
+    /// Attention groups (`softmax(Q Kᵀ …) V` without the score matrix).
+    pub attention: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -59,6 +65,9 @@ struct Unit {
     row: Option<usize>,
     post: Vec<NodeId>,
     output: ValueId,
+    /// Attention: a MatMul taking this unit's softmax rows as its A operand (`P · V`); the
+    /// score rows then live only in a per-thread block buffer.
+    tail: Option<NodeId>,
 }
 
 struct Ctx<'a> {
@@ -256,6 +265,17 @@ fn match_softmax(c: &Ctx<'_>, n: NodeId) -> Option<Row> {
     })
 }
 
+/// The attention output `o = P · V` has P's batch dims and rows: then output row `g` is score
+/// row `g` (the runtime walks both together).
+fn attention_dims_fit(c: &Ctx<'_>, p: ValueId, o: ValueId) -> bool {
+    match (c.dims(p), c.dims(o)) {
+        (Some(pd), Some(od)) => {
+            pd.len() == od.len() && pd.len() >= 2 && pd[..pd.len() - 1] == od[..od.len() - 1]
+        }
+        _ => false,
+    }
+}
+
 /// Union-find root.
 fn root(parent: &mut HashMap<NodeId, NodeId>, n: NodeId) -> NodeId {
     let mut r = n;
@@ -407,6 +427,7 @@ fn fuse_body(
             row: Some(ri),
             post,
             output,
+            tail: None,
         });
     }
     for (out, nodes) in &comp_of_output {
@@ -417,6 +438,7 @@ fn fuse_body(
                 row: None,
                 post: Vec::new(),
                 output: *out,
+                tail: None,
             });
         }
     }
@@ -452,6 +474,32 @@ fn fuse_body(
                 break;
             }
         }
+        // Attention: MatMul anchor → (scale, mask) → softmax → MatMul with V, the score rows
+        // never stored.
+        let softmax = matches!(
+            u.row.map(|ri| rows[ri].kind),
+            Some(RowKind::Softmax { log: false })
+        );
+        let anchored_matmul = u.anchor.is_some_and(|a| c.m.node(a).op == OpKind::MatMul);
+        if softmax && anchored_matmul && u.post.is_empty() {
+            if let [t] = c.users(u.output) {
+                let tn = c.m.node(*t);
+                let ok =
+                    tn.op == OpKind::MatMul
+                        && !c.graph_out.contains(&u.output)
+                        && tn.inputs.first() == Some(&Some(u.output))
+                        && tn.inputs.get(1).copied().flatten().is_some_and(|v| {
+                            c.is_f32(v) && c.dims(v).is_some_and(|d| d.len() >= 2)
+                        })
+                        && tn.outputs.len() == 1
+                        && c.out(*t)
+                            .is_some_and(|o| c.is_f32(o) && attention_dims_fit(&c, u.output, o));
+                if ok {
+                    u.tail = Some(*t);
+                    u.output = c.out(*t).unwrap_or(u.output);
+                }
+            }
+        }
     }
     // Encode; keep only units worth a fused step.
     let mut replace: HashMap<NodeId, NodeId> = HashMap::new();
@@ -471,6 +519,7 @@ fn fuse_body(
             nodes.extend(r.nodes.iter().copied());
         }
         nodes.extend(u.post.iter().copied());
+        nodes.extend(u.tail);
         nodes.sort_by_key(|n| c.pos[n]);
         let set: HashSet<NodeId> = nodes.iter().copied().collect();
         if !convex(&c, &set) {
@@ -487,6 +536,7 @@ fn fuse_body(
         report.nodes += nodes.len();
         report.anchored += usize::from(u.anchor.is_some());
         report.rows += usize::from(row.is_some());
+        report.attention += usize::from(u.tail.is_some());
     }
     order
         .iter()
@@ -653,7 +703,7 @@ fn encode(c: &Ctx<'_>, u: &Unit, row: Option<&Row>, nodes: &[NodeId]) -> Option<
         e.free = (0..e.used).collect();
         e.reg.insert(r.output, Operand::Buf);
         e.program(&u.post, &mut post)?;
-        post_out = e.operand(u.output);
+        post_out = e.operand(if u.tail.is_some() { r.output } else { u.output });
         let (name, eps) = match r.kind {
             RowKind::Softmax { log: false } => ("softmax", 0.0),
             RowKind::Softmax { log: true } => ("logsoftmax", 0.0),
@@ -673,6 +723,11 @@ fn encode(c: &Ctx<'_>, u: &Unit, row: Option<&Row>, nodes: &[NodeId]) -> Option<
     attrs.insert(fz::ATTR_POST.into(), Attr::Ints(post));
     attrs.insert(fz::ATTR_POST_OUT.into(), Attr::Int(post_out.encode()));
     attrs.insert(fz::ATTR_CONSTS.into(), Attr::Floats(e.consts.clone()));
+    let mut tail_input = Vec::new();
+    if let Some(t) = u.tail {
+        attrs.insert(fz::ATTR_TAIL.into(), Attr::Str("MatMul".into()));
+        tail_input.push(c.m.node(t).inputs.get(1).copied().flatten()?);
+    }
     attrs.insert(fz::ATTR_OPS.into(), Attr::Str(ops.join("+")));
     let last = *nodes.last()?;
     Some(Node {
@@ -681,6 +736,7 @@ fn encode(c: &Ctx<'_>, u: &Unit, row: Option<&Row>, nodes: &[NodeId]) -> Option<
         inputs: anchor_inputs
             .into_iter()
             .chain(e.inputs.iter().copied())
+            .chain(tail_input)
             .map(Some)
             .collect(),
         outputs: vec![Some(u.output)],

@@ -29,6 +29,8 @@ struct Spec {
     anchor: Option<Kernel>,
     /// The anchor is a MatMul: computed here in row blocks, each followed by the epilogue.
     matmul: bool,
+    /// Attention: the softmax rows are multiplied by the last input (`P · V`) block by block.
+    tail: bool,
     anchor_inputs: usize,
     pre: Vec<Instr>,
     pre_out: Operand,
@@ -61,7 +63,16 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         Some((_, AttrValue::Floats(v))) => v.clone(),
         _ => Vec::new(),
     };
-    let n_in = c.ins.len() - anchor_inputs;
+    let tail = match c.string(fz::ATTR_TAIL, "").as_str() {
+        "" => false,
+        "MatMul" => true,
+        other => return Err(format!("fused step: tail `{other}` is not supported")),
+    };
+    let n_in = c
+        .ins
+        .len()
+        .checked_sub(anchor_inputs + usize::from(tail))
+        .ok_or("fused step: too few inputs")?;
     let pre = fz::decode_program(ints(c, fz::ATTR_PRE), n_in, consts.len())?;
     let post = fz::decode_program(ints(c, fz::ATTR_POST), n_in, consts.len())?;
     let pre_out = fz::check_result(c.int(fz::ATTR_PRE_OUT, fz::BUF), &pre, n_in, consts.len())?;
@@ -75,6 +86,15 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         },
         other => return Err(format!("fused step: row op `{other}` is not supported")),
     };
+    if tail
+        && (anchor_name != "MatMul"
+            || row != (RowOp::Softmax { log: false })
+            || post_out != Operand::Buf)
+    {
+        return Err(
+            "fused step: attention needs a MatMul anchor, a softmax row and no epilogue".into(),
+        );
+    }
     if row == RowOp::None && !post.is_empty() {
         return Err("fused step: a post program needs a row op".into());
     }
@@ -84,6 +104,7 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
     Ok(Spec {
         anchor,
         matmul: anchor_name == "MatMul",
+        tail,
         anchor_inputs,
         pre,
         pre_out,
@@ -147,8 +168,23 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     }
     // The output dims: from the plan, else (inside sub-plans whose dims only execution knows)
     // from the anchor's result, the MatMul's operands or the broadcast of the program inputs.
+    let prog_end = c.ins.len() - usize::from(spec.tail);
+    // Attention: the program and the softmax walk the score rows `A · B`; the output is `· V`.
+    let sdims = if spec.tail {
+        Some(
+            matmul_dims(c.input(0)?.dims, c.input(1)?.dims)
+                .ok_or("fused step: MatMul operands do not fit")?,
+        )
+    } else {
+        None
+    };
     let od = match planned {
         Some(p) => p,
+        None if spec.tail => {
+            let v = c.input(prog_end)?.dims;
+            matmul_dims(sdims.as_deref().unwrap_or(&[]), v)
+                .ok_or("fused step: V does not fit the scores")?
+        }
         None if spec.anchor.is_some() && !spec.matmul => c
             .out(0)?
             .dims
@@ -169,22 +205,23 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     };
     let isa = Isa::detect();
     let (ins, outs) = c.io();
-    let views: Vec<_> = ins[spec.anchor_inputs..]
+    let rdims: &[usize] = sdims.as_deref().unwrap_or(&od);
+    let views: Vec<_> = ins[spec.anchor_inputs..prog_end]
         .iter()
         .map(|x| {
             let x = x.as_ref().ok_or("fused step: a program input is missing")?;
             if x.dtype != DType::F32 {
                 return Err(format!("fused step: input of type {}", x.dtype.name()));
             }
-            let fits = x.dims.len() <= od.len()
+            let fits = x.dims.len() <= rdims.len()
                 && x.dims
                     .iter()
                     .rev()
-                    .zip(od.iter().rev())
+                    .zip(rdims.iter().rev())
                     .all(|(&a, &b)| a == b || a == 1);
             if !fits || numel(x.dims) * 4 != x.data.len() {
                 return Err(format!(
-                    "fused step: input dims {:?} do not broadcast to {od:?}",
+                    "fused step: input dims {:?} do not broadcast to {rdims:?}",
                     x.dims
                 ));
             }
@@ -201,7 +238,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         o.alloc(&od)?
     };
     let buf = typed_mut::<f32>(bytes)?;
-    let mut dims = od.clone();
+    let mut dims = rdims.to_vec();
     if dims.is_empty() {
         dims.push(1);
     }
@@ -234,6 +271,14 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         None
     };
     let mm = mm.as_ref().map(|(a, ad, b, bd)| (&a[..], *ad, &b[..], *bd));
+    if let (true, Some(mm)) = (spec.tail, mm) {
+        let v = ins[prog_end].as_ref().ok_or("fused step: no V")?;
+        if v.dtype != DType::F32 {
+            return Err("fused step: V must be f32".into());
+        }
+        let vv = typed::<f32>(v.data);
+        return attention(&spec, isa, mm, (&vv, v.dims), &dims, &inputs, buf, &od);
+    }
     // Parts of at least 32 Ki elements per thread (and, with a MatMul, ~128 Ki multiply-adds).
     let k = mm.map_or(1, |(_, ad, _, _)| ad.last().copied().unwrap_or(1));
     let min_rows = ((32 * 1024) / w).max((1 << 17) / (w * k).max(1)).max(1);
@@ -258,12 +303,125 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     })
 }
 
+/// `softmax(prologue(A · B)) · V` by blocks of score rows that live only in a per-thread buffer.
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    spec: &Spec,
+    isa: Isa,
+    (a, ad, b, bd): (&[f32], &[usize], &[f32], &[usize]),
+    (v, vd): (&[f32], &[usize]),
+    sdims: &[usize],
+    inputs: &[Input<'_>],
+    out: &mut [f32],
+    od: &[usize],
+) -> Result<(), String> {
+    let r = sdims.len();
+    if r < 2 || vd.len() < 2 || od.is_empty() {
+        return Err("fused step: attention needs matrices".into());
+    }
+    let (m, n, hd) = (sdims[r - 2], sdims[r - 1], od[od.len() - 1]);
+    let sbatch = &sdims[..r - 2];
+    let vbatch = &vd[..vd.len() - 2];
+    let fits = vd[vd.len() - 2] == n
+        && vd[vd.len() - 1] == hd
+        && broadcast_shape(&[sbatch, vbatch]).as_deref() == Some(sbatch)
+        && numel(vd) == v.len()
+        && out.len() == numel(sbatch) * m * hd;
+    if !fits {
+        return Err(format!(
+            "fused step: V {vd:?} does not fit scores {sdims:?} and output {od:?}"
+        ));
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    let vs = broadcast_strides(vbatch, sbatch);
+    let bs = sod2_kernels::shape::strides(sbatch);
+    let block = (16 * 1024 / n.max(1)).max(1);
+    let min_rows = ((1 << 17) / (n * (hd + ad.last().copied().unwrap_or(1))).max(1)).max(1);
+    sod2_kernels::par::rows_mut(out, hd, min_rows, &|first, part| {
+        SCORES.with(|sc| {
+            REGS.with(|rc| {
+                let (Ok(mut scores), Ok(mut regs)) = (sc.try_borrow_mut(), rc.try_borrow_mut())
+                else {
+                    return Err("fused step: attention re-entered on one thread".to_string());
+                };
+                let total = part.len() / hd;
+                let mut walk = RowWalker::at(first, sdims, inputs);
+                let (mut g, mut done) = (first, 0);
+                while done < total {
+                    let (bi, r0) = (g / m, g % m);
+                    let rows = block.min(m - r0).min(total - done);
+                    if scores.len() < rows * n {
+                        scores.resize(rows * n, 0.0);
+                    }
+                    let sblock = &mut scores[..rows * n];
+                    sod2_kernels::linalg::matmul_f32_rows(
+                        a,
+                        ad,
+                        b,
+                        bd,
+                        sblock,
+                        g,
+                        usize::MAX,
+                        |_, _| Ok(()),
+                    )?;
+                    if n > 0 {
+                        for row in sblock.chunks_mut(n) {
+                            if spec.pre_out != Operand::Buf {
+                                run_tiles(
+                                    isa,
+                                    &spec.pre,
+                                    spec.pre_out,
+                                    inputs,
+                                    &walk.bases,
+                                    &spec.consts,
+                                    row,
+                                    &mut regs,
+                                )?;
+                            }
+                            simd::softmax_row(isa, row, false);
+                            walk.advance(sdims, inputs);
+                        }
+                    }
+                    let mut voff = 0;
+                    let mut rem = bi;
+                    for d in 0..sbatch.len() {
+                        voff += (rem / bs[d]) * vs[d];
+                        rem %= bs[d];
+                    }
+                    let vb = &v[voff * n * hd..(voff + 1) * n * hd];
+                    sod2_kernels::linalg::gemm_f32(
+                        rows,
+                        hd,
+                        n,
+                        sblock,
+                        n.max(1),
+                        false,
+                        vb,
+                        hd.max(1),
+                        false,
+                        &mut part[done * hd..(done + rows) * hd],
+                        1.0,
+                        false,
+                    );
+                    g += rows;
+                    done += rows;
+                }
+                Ok(())
+            })
+        })
+    })
+}
+
 /// A MatMul anchor's operands: A, its dims, B, its dims.
 type MatMulOperands<'a> = Option<(&'a [f32], &'a [usize], &'a [f32], &'a [usize])>;
 
 thread_local! {
     /// Registers reused by every fused step run on this thread (no allocation per step).
     static REGS: std::cell::RefCell<Box<Regs>> = std::cell::RefCell::new(Regs::new());
+    /// Attention's score rows (one block), grow-only.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs the anchor (MatMul in row blocks), the programs and the row op over rows

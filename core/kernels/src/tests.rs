@@ -83,6 +83,27 @@ proptest! {
     }
 
     #[test]
+    fn gemm_conv_transpose_matches_direct(h in 1usize..8, w in 1usize..8, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, g in prop_oneof![Just(1usize), Just(2usize)]) {
+        let (c, m) = (4usize, 6usize);
+        let ext = d * (k - 1) + 1;
+        let oh = (h - 1) * s + ext;
+        let ow = (w - 1) * s + ext;
+        prop_assume!(oh > 2 * p && ow > 2 * p);
+        let (oh, ow) = (oh - 2 * p, ow - 2 * p);
+        let x: Vec<f32> = (0..2 * c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let wt: Vec<f32> = (0..c * (m / g) * k * k).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.5).collect();
+        let win = conv::Window { k: [k, k], s: [s, s], d: [d, d], pb: [p, p] };
+        let mut o1 = vec![0f32; 2 * m * oh * ow];
+        let mut o2 = vec![1f32; 2 * m * oh * ow];
+        conv::conv_transpose2d_reference(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o1, [2, m, oh, ow]);
+        conv::conv_transpose2d_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o2, [2, m, oh, ow]);
+        for (a, b) in o1.iter().zip(&o2) {
+            prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
+        }
+    }
+
+    #[test]
     fn conv_matches_naive(h in 3usize..9, w in 3usize..9, s in 1usize..3, p in 0usize..2, g in prop_oneof![Just(1usize), Just(2usize)]) {
         let (c, m, k) = (2usize, 4usize, 3usize);
         let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();

@@ -31,6 +31,8 @@ struct Spec {
     matmul: bool,
     /// Attention: the softmax rows are multiplied by the last input (`P · V`) block by block.
     tail: bool,
+    /// The pre program reads a program input (else it can run over many rows at once).
+    pre_reads_inputs: bool,
     anchor_inputs: usize,
     pre: Vec<Instr>,
     pre_out: Operand,
@@ -105,6 +107,11 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         anchor,
         matmul: anchor_name == "MatMul",
         tail,
+        pre_reads_inputs: matches!(pre_out, Operand::Input(_))
+            || pre.iter().any(|i| {
+                matches!(i.a, Operand::Input(_))
+                    || (i.op.is_binary() && matches!(i.b, Operand::Input(_)))
+            }),
         anchor_inputs,
         pre,
         pre_out,
@@ -367,8 +374,22 @@ fn attention(
                         |_, _| Ok(()),
                     )?;
                     if n > 0 {
+                        // A prologue reading no input (a scale) runs over the block at once.
+                        let blockwise = spec.pre_out != Operand::Buf && !spec.pre_reads_inputs;
+                        if blockwise {
+                            run_tiles(
+                                isa,
+                                &spec.pre,
+                                spec.pre_out,
+                                inputs,
+                                &walk.bases,
+                                &spec.consts,
+                                sblock,
+                                &mut regs,
+                            )?;
+                        }
                         for row in sblock.chunks_mut(n) {
-                            if spec.pre_out != Operand::Buf {
+                            if spec.pre_out != Operand::Buf && !blockwise {
                                 run_tiles(
                                     isa,
                                     &spec.pre,

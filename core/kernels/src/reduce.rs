@@ -88,17 +88,17 @@ pub fn softmax_f32(x: &[f32], dims: &[usize], axis: usize, out: &mut [f32], log:
 
 /// Normalises each of `groups` contiguous blocks of `len` elements: `(x - mean) / sqrt(var + eps)`.
 pub fn normalize_blocks_f32(x: &[f32], groups: usize, len: usize, eps: f32, out: &mut [f32]) {
-    for g in 0..groups {
-        let s = &x[g * len..(g + 1) * len];
-        let mean = s.iter().map(|&v| f64::from(v)).sum::<f64>() / len as f64;
-        let var = s
-            .iter()
-            .map(|&v| (f64::from(v) - mean).powi(2))
-            .sum::<f64>()
-            / len as f64;
-        let inv = 1.0 / (var + f64::from(eps)).sqrt();
-        for (o, &v) in out[g * len..(g + 1) * len].iter_mut().zip(s) {
-            *o = ((f64::from(v) - mean) * inv) as f32;
-        }
+    let isa = crate::simd::Isa::detect();
+    let n = groups * len;
+    out[..n].copy_from_slice(&x[..n]);
+    if len == 0 {
+        return;
     }
+    // Blocks split across threads when allowed; each block through the SIMD two-pass row kernel.
+    let _ = crate::par::rows_mut(&mut out[..n], len, (1 << 15) / len + 1, &|_, blocks| {
+        for b in blocks.chunks_mut(len) {
+            crate::simd::layernorm_row(isa, b, eps);
+        }
+        Ok(())
+    });
 }

@@ -80,6 +80,11 @@ proptest! {
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
         }
+        let mut o3 = vec![7f32; o1.len()];
+        conv::conv2d_direct_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o3, [2, m, oh, ow]);
+        for (a, b) in o1.iter().zip(&o3) {
+            prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
+        }
     }
 
     #[test]

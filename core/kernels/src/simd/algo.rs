@@ -207,6 +207,26 @@ pub(crate) unsafe fn unary<V: Vf32>(op: UnOp, a: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `y += alpha * x` (`x` covers `y.len()`, checked by the caller).
+#[inline(always)]
+pub(crate) unsafe fn axpy<V: Vf32>(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = y.len();
+    let l = V::LANES;
+    let mut i = 0;
+    // SAFETY: loads and stores stay inside `x` and `y` (`i + l <= n <= x.len()`).
+    unsafe {
+        let va = V::splat(alpha);
+        while i + l <= n {
+            let p = y.as_mut_ptr().add(i);
+            V::load(x.as_ptr().add(i)).mul_add(va, V::load(p)).store(p);
+            i += l;
+        }
+    }
+    for (o, &v) in y[i..].iter_mut().zip(&x[i..n]) {
+        *o += alpha * v;
+    }
+}
+
 /// Sum of `x`.
 #[inline(always)]
 pub(crate) unsafe fn sum<V: Vf32>(x: &[f32]) -> f32 {

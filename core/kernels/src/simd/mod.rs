@@ -201,6 +201,11 @@ macro_rules! entry_points {
                 unsafe { algo::unary::<V>(op, a, out) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::axpy::<V>(alpha, x, y) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn sum(x: &[f32]) -> f32 {
                 // SAFETY: forwarded contract.
                 unsafe { algo::sum::<V>(x) }
@@ -305,6 +310,13 @@ pub fn unary_in_place(isa: Isa, op: UnOp, x: &mut [f32]) {
         t[..n].copy_from_slice(c);
         dispatch!(isa, unary(op, &t[..n], c));
     }
+}
+
+/// `y += alpha * x` (`x` at least as long as `y`; a shorter `x` only updates its length).
+pub fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = y.len().min(x.len());
+    let y = &mut y[..n];
+    dispatch!(isa, axpy(alpha, x, y))
 }
 
 /// Sum of `x`.

@@ -81,6 +81,21 @@ fn binary_ops_are_exact_on_every_path() {
 }
 
 #[test]
+fn axpy_matches_scalar_fma() {
+    for isa in Isa::available() {
+        for &n in LENGTHS {
+            let x = data(n, 5, 3.0);
+            let mut y = data(n, 6, 3.0);
+            let want: Vec<f32> = y.iter().zip(&x).map(|(&b, &a)| b + 0.75 * a).collect();
+            axpy(isa, 0.75, &x, &mut y);
+            for (g, w) in y.iter().zip(&want) {
+                assert!(close(*g, *w, 1e-6, 1e-6), "{isa:?} n={n}");
+            }
+        }
+    }
+}
+
+#[test]
 fn short_operands_are_an_error() {
     let mut out = vec![0f32; 9];
     let a = vec![0f32; 8];

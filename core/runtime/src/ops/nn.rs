@@ -6,6 +6,7 @@ use sod2_kernels::conv::{
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
 use sod2_kernels::shape::{axis, numel, strides};
+use sod2_kernels::simd::{self, BinOp, Src};
 
 use super::elementwise::{dispatch, Num};
 use super::{ints_of, typed, typed_mut, Ctx, Kernel};
@@ -473,10 +474,21 @@ fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let xs = typed::<f32>(x.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
     normalize_blocks_f32(&xs, outer, len, eps, o);
-    for r in 0..outer {
-        for k in 0..len {
-            let v = &mut o[r * len + k];
-            *v = *v * scale[k % scale.len()] + bias.as_ref().map_or(0.0, |b| b[k % b.len()]);
+    let isa = sod2_kernels::simd::Isa::detect();
+    // Scale and bias broadcast over the normalised block (trailing-dims broadcasting).
+    for (op, v) in [
+        (BinOp::Mul, Some(&scale[..])),
+        (BinOp::Add, bias.as_deref()),
+    ] {
+        let Some(v) = v else { continue };
+        let l = v.len();
+        if l == 0 || len % l != 0 {
+            return Err(format!(
+                "LayerNormalization: {l} scale/bias elements for blocks of {len}"
+            ));
+        }
+        for chunk in o.chunks_mut(l) {
+            simd::binary_in_place(isa, op, chunk, Src::Slice(v), false)?;
         }
     }
     // Mean / InvStdDev outputs

@@ -482,7 +482,7 @@ fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     ] {
         let Some(v) = v else { continue };
         let l = v.len();
-        if l == 0 || len % l != 0 {
+        if l == 0 || !len.is_multiple_of(l) {
             return Err(format!(
                 "LayerNormalization: {l} scale/bias elements for blocks of {len}"
             ));

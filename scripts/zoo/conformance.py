@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -126,7 +127,7 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, as_set: bool) -> tuple
     return (0.0, 0.0, None) if same else (float("inf"), float("inf"), f"{name}: integer values differ")
 
 
-def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: str = "all") -> list[tuple]:
+def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: str = "all", tune: bool = False, force_version: int | None = None) -> list[tuple]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sod2-conf-") as tmp:
         plan = pathlib.Path(tmp) / f"{spec.name}.sod2"
@@ -134,11 +135,18 @@ def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: s
         r = subprocess.run([sod2, "compile", str(zoo / f"{spec.name}.onnx"), "-o", str(plan), f"--opt={opt}", *dims], capture_output=True, text=True)
         if r.returncode != 0:
             return [(spec.name, "(compile)", "-", "-", "-", "FAIL: " + r.stderr.strip().splitlines()[-1])]
+        if tune:
+            r = subprocess.run([sod2, "tune", str(plan), "--runs", "1"], capture_output=True, text=True)
+            if r.returncode != 0:
+                return [(spec.name, "(tune)", "-", "-", "-", "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1])]
+        env = dict(os.environ)
+        if force_version is not None:
+            env["SOD2_FORCE_VERSION"] = str(force_version)
         for case in spec.cases():
             d = oracle / spec.name / case.name
             out_dir = pathlib.Path(tmp) / case.name
             args = [f"--input={p.stem}={p}" for p in sorted((d / "inputs").glob("*.npy"))]
-            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir)], capture_output=True, text=True)
+            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir)], capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 rows.append((spec.name, case.name, "-", "-", "-", "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1][:160]))
                 continue
@@ -164,7 +172,9 @@ def main() -> int:
     ap.add_argument("--oracle", type=pathlib.Path, required=True)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--values", action="store_true", help="also compile, run and compare outputs")
-    ap.add_argument("--opt", nargs="+", default=["all"], help="optimisation levels to check in value mode (none sep dmp all)")
+    ap.add_argument("--opt", nargs="+", default=["all"], help="optimisation levels to check in value mode (none fusion sep dmp mvc all)")
+    ap.add_argument("--tune", action="store_true", help="value mode: also check each model's `all` plan after `sod2 tune`")
+    ap.add_argument("--force-version", type=int, default=None, help="value mode: also run each `all` plan with this kernel version forced wherever a step has it")
     args = ap.parse_args()
     failures = 0
     rows = []
@@ -221,6 +231,10 @@ def main() -> int:
                 continue
             for opt in args.opt:
                 vrows.extend((f"{r[0]} [{opt}]",) + tuple(r[1:]) for r in value_check(args.sod2, spec, args.zoo, args.oracle, opt))
+            if args.tune:
+                vrows.extend((f"{r[0]} [all, tuned]",) + tuple(r[1:]) for r in value_check(args.sod2, spec, args.zoo, args.oracle, "all", tune=True))
+            if args.force_version is not None:
+                vrows.extend((f"{r[0]} [all, version {args.force_version}]",) + tuple(r[1:]) for r in value_check(args.sod2, spec, args.zoo, args.oracle, "all", force_version=args.force_version))
         print("\n## Values: sod2 runtime vs ONNX Runtime (rtol 1e-3, atol 1e-4; integers exact)\n")
         print("| model | case | max abs error | max rel error | outputs | result |")
         print("|---|---|---|---|---|---|")

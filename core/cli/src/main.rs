@@ -4,6 +4,7 @@
 mod analyze;
 mod npy;
 mod plan_cmds;
+mod tune;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -52,8 +53,7 @@ enum Cmd {
         /// Declared range of a symbol: `NAME=LO..HI` (inclusive), repeatable.
         #[arg(long = "dim", value_name = "NAME=LO..HI")]
         dims: Vec<String>,
-        /// Optimisations, cumulative in this order: none | fusion | sep | dmp | all (mvc is not
-        /// implemented yet; `all` is every implemented pass).
+        /// Optimisations, cumulative in this order: none | fusion | sep | dmp | mvc (`all`).
         #[arg(long, default_value = "all")]
         opt: String,
     },
@@ -88,6 +88,18 @@ enum Cmd {
         /// first run after a shape change in a warm session. `NAME=FILE.npy`, repeatable.
         #[arg(long = "prior", value_name = "NAME=FILE.npy")]
         prior: Vec<String>,
+    },
+    /// Time each multi-version step's kernel versions on this device across the declared ranges
+    /// and write the dim ranges where each wins into the plan's dispatch tables.
+    Tune {
+        /// The plan file.
+        plan: PathBuf,
+        /// Where to write the tuned plan (default: replace the input).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Timed runs per version and binding.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Print a plan: symbols, inputs and outputs, tensors with shape expressions, steps.
     Inspect {
@@ -180,9 +192,9 @@ fn main() {
                 "none" => sod2_planner::Opt::None,
                 "fusion" => sod2_planner::Opt::Fusion,
                 "sep" => sod2_planner::Opt::Sep,
-                "dmp" | "all" => sod2_planner::Opt::Dmp,
-                "mvc" => bail!("--opt mvc: this pass is not implemented yet (available: none, fusion, sep, dmp, all)"),
-                other => bail!("--opt {other}: expected none, fusion, sep, dmp or all"),
+                "dmp" => sod2_planner::Opt::Dmp,
+                "mvc" | "all" => sod2_planner::Opt::Mvc,
+                other => bail!("--opt {other}: expected none, fusion, sep, dmp, mvc or all"),
             };
             plan_cmds::compile(&model, &output, ranges, opt, &mut out)
         })(),
@@ -210,6 +222,9 @@ fn main() {
             },
             &mut out,
         ),
+        Cmd::Tune { plan, output, runs } => {
+            tune::tune(&plan, output.as_deref().unwrap_or(&plan), runs, &mut out)
+        }
         Cmd::Ops => {
             for op in sod2_ir::OpKind::ALL {
                 let class = sod2_analysis::class(op)

@@ -297,7 +297,7 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
 }
 
 /// Deterministic synthetic input: floats in [-1, 1), integers and bools in {0, 1}.
-fn synth(dtype: sod2_runtime::DType, dims: &[usize]) -> Vec<u8> {
+pub(crate) fn synth(dtype: sod2_runtime::DType, dims: &[usize]) -> Vec<u8> {
     use sod2_runtime::DType as D;
     let n: usize = dims.iter().product();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;

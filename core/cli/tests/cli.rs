@@ -191,3 +191,233 @@ fn bad_files_and_flags_are_clear_errors() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected NAME=LO..HI"));
 }
+
+#[test]
+fn tune_keeps_a_plan_without_multi_version_steps_runnable() {
+    let plan = tmp("tune-in.sod2");
+    let tuned = tmp("tune-out.sod2");
+    let st = sod2()
+        .args([
+            "compile",
+            sample().to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+        ])
+        .args(["--dim", "batch=1..4", "--dim", "seq=1..64", "--opt", "all"])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = sod2()
+        .args([
+            "tune",
+            plan.to_str().unwrap(),
+            "-o",
+            tuned.to_str().unwrap(),
+            "--runs",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no multi-version steps"));
+    assert_eq!(
+        std::fs::read(&plan).unwrap(),
+        std::fs::read(&tuned).unwrap()
+    );
+    let bad = sod2()
+        .args(["tune", "/no/such/plan.sod2"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/no/such/plan.sod2"));
+}
+
+/// `x[1, 3, H, W]` → Conv to 1 channel (+ Sigmoid) and Conv to 8 channels.
+fn conv_model() -> PathBuf {
+    let dim = |v: tensor_shape_proto::dimension::Value| tensor_shape_proto::Dimension {
+        value: Some(v),
+        ..Default::default()
+    };
+    use tensor_shape_proto::dimension::Value::{DimParam, DimValue};
+    let vi = |name: &str, dims: Vec<tensor_shape_proto::Dimension>| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto { dim: dims }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let weight = |name: &str, m: i64| TensorProto {
+        name: Some(name.into()),
+        data_type: Some(1),
+        dims: vec![m, 3, 3, 3],
+        float_data: (0..m * 27)
+            .map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.5)
+            .collect(),
+        ..Default::default()
+    };
+    let ints = |name: &str, v: Vec<i64>| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(7),
+        ints: v,
+        ..Default::default()
+    };
+    let conv = |name: &str, w: &str, o: &str| NodeProto {
+        op_type: Some("Conv".into()),
+        name: Some(name.into()),
+        input: vec!["x".into(), w.into()],
+        output: vec![o.into()],
+        attribute: vec![
+            ints("kernel_shape", vec![3, 3]),
+            ints("pads", vec![1, 1, 1, 1]),
+        ],
+        ..Default::default()
+    };
+    let x_dims = vec![
+        dim(DimValue(1)),
+        dim(DimValue(3)),
+        dim(DimParam("H".into())),
+        dim(DimParam("W".into())),
+    ];
+    let g = GraphProto {
+        node: vec![
+            conv("gate_conv", "w1", "g"),
+            NodeProto {
+                op_type: Some("Sigmoid".into()),
+                name: Some("gate".into()),
+                input: vec!["g".into()],
+                output: vec!["y1".into()],
+                ..Default::default()
+            },
+            conv("features", "w8", "y8"),
+        ],
+        initializer: vec![weight("w1", 1), weight("w8", 8)],
+        input: vec![vi("x", x_dims)],
+        output: vec![vi("y1", vec![]), vi("y8", vec![])],
+        ..Default::default()
+    };
+    let mp = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(g),
+        ..Default::default()
+    };
+    let path = tmp("conv.onnx");
+    std::fs::write(&path, mp.encode_to_vec()).unwrap();
+    path
+}
+
+#[test]
+fn tune_writes_dispatch_ranges_and_every_version_computes_the_same() {
+    let model = conv_model();
+    let plan = tmp("conv.sod2");
+    let tuned = tmp("conv-tuned.sod2");
+    let st = sod2()
+        .args([
+            "compile",
+            model.to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+        ])
+        .args(["--dim", "H=4..96", "--dim", "W=4..96"])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = sod2()
+        .args([
+            "tune",
+            plan.to_str().unwrap(),
+            "-o",
+            tuned.to_str().unwrap(),
+            "--runs",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("gate") && text.contains("features") && text.contains("2 tunable steps"),
+        "{text}"
+    );
+    // An input `.npy` (f32, 1x3x37x53).
+    let n = 3 * 37 * 53;
+    let mut header =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 37, 53), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    for i in 0..n {
+        npy.extend_from_slice(&(((i * 13) % 17) as f32 * 0.1 - 0.8).to_le_bytes());
+    }
+    let input = tmp("conv-x.npy");
+    std::fs::write(&input, npy).unwrap();
+    let input_arg = format!("x={}", input.display());
+    // The same outputs from the untuned plan, the tuned one, and with each version forced.
+    let mut results = Vec::new();
+    for (p, force) in [
+        (&plan, None),
+        (&tuned, None),
+        (&plan, Some("0")),
+        (&plan, Some("1")),
+    ] {
+        let dir = tmp(&format!("conv-out-{}", results.len()));
+        let mut cmd = sod2();
+        cmd.args([
+            "run",
+            p.to_str().unwrap(),
+            "--input",
+            &input_arg,
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        if let Some(v) = force {
+            cmd.env("SOD2_FORCE_VERSION", v);
+        }
+        let r = cmd.output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+        results.push((read("y1.npy"), read("y8.npy")));
+    }
+    // Values after the `.npy` header (v1: 10 bytes + header length at bytes 8..10).
+    let floats = |b: &[u8]| -> Vec<f32> {
+        b[10 + u16::from_le_bytes([b[8], b[9]]) as usize..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    for r in &results[1..] {
+        for (a, b) in [(&results[0].0, &r.0), (&results[0].1, &r.1)] {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in floats(a).iter().zip(floats(b)) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{x} vs {y}");
+            }
+        }
+    }
+}

@@ -58,9 +58,14 @@ pub enum Opt {
     /// + static execution-order planning (an order that lowers the peak of live bytes).
     Sep,
     /// + the memory plan: offsets reused across non-overlapping lifetimes.
-    #[default]
     Dmp,
+    /// + multi-version kernels: dispatch tables keyed on bound dims (tuned by `sod2 tune`).
+    #[default]
+    Mvc,
 }
+
+/// A version condition no binding meets (keys are sizes, never negative).
+pub const NEVER: (i64, i64) = (-1, -1);
 
 /// Options of the planner.
 #[derive(Clone, Debug, Default)]
@@ -456,12 +461,57 @@ impl Planner<'_> {
             inputs,
             outputs,
             bodies,
-            versions: vec![fmt::KernelVersion {
-                id: 0,
-                when: vec![],
-            }],
+            versions: self.versions(n)?,
             rebinds,
         })
+    }
+
+    /// The kernel-version dispatch table of a step. With `Opt::Mvc`, a 2-D convolution (or a
+    /// fused step anchored on one) gets two versions: 1 (direct) for output planes whose size
+    /// lies in a range, else 0 (im2col + GEMM). The default range picks the direct kernel for
+    /// convolutions with at most two output channels (where it measured faster at every size
+    /// here); `sod2 tune` measures both on the device across the declared ranges and rewrites
+    /// the range per step.
+    fn versions(&mut self, n: NodeId) -> Result<Vec<fmt::KernelVersion>, PlanError> {
+        let only = vec![fmt::KernelVersion {
+            id: 0,
+            when: vec![],
+        }];
+        if self.opt < Opt::Mvc {
+            return Ok(only);
+        }
+        let node = self.model.node(n);
+        let anchor_conv = match &node.op {
+            OpKind::Conv => true,
+            OpKind::Other(k) if k == fmt::fused::KERNEL => {
+                matches!(node.attrs.get(fmt::fused::ATTR_ANCHOR), Some(Attr::Str(a)) if a == "Conv")
+            }
+            _ => false,
+        };
+        let (Some(Some(w)), Some(Some(y))) = (node.inputs.get(1), node.outputs.first()) else {
+            return Ok(only);
+        };
+        if !anchor_conv {
+            return Ok(only);
+        }
+        let (wd, yd) = (self.dims_of(*w)?, self.dims_of(*y)?);
+        if wd.len() != 4 || yd.len() != 4 {
+            return Ok(only);
+        }
+        let m = self.arena.as_const(wd[0]).unwrap_or(i64::MAX);
+        let plane = self.arena.product(&yd[2..]);
+        let key = self.lower(plane);
+        let (lo, hi) = if m <= 2 { (0, i64::MAX) } else { NEVER };
+        Ok(vec![
+            fmt::KernelVersion {
+                id: 1,
+                when: vec![(key, lo, hi)],
+            },
+            fmt::KernelVersion {
+                id: 0,
+                when: vec![],
+            },
+        ])
     }
 
     /// A binding of the input symbols used to rank sizes (the declared upper end where it is

@@ -30,6 +30,10 @@ pub(crate) struct State {
     heap_peak: usize,
     /// Per-kernel time (seconds) and call counts, when profiling (`SOD2_PROFILE=1`).
     profile: Option<std::collections::BTreeMap<String, (f64, usize)>>,
+    /// Forces this kernel version on every step that has it (`sod2 tune`).
+    pub version_override: Option<u32>,
+    /// Per-step time (seconds) by (graph, step index), when enabled (`sod2 tune`).
+    pub step_times: Option<std::collections::HashMap<(u32, usize), f64>>,
 }
 
 fn kerr(step: &Step, msg: impl Into<String>) -> RuntimeError {
@@ -64,6 +68,11 @@ impl State {
             heap_now: 0,
             heap_peak: 0,
             profile: std::env::var_os("SOD2_PROFILE").map(|_| Default::default()),
+            // `SOD2_FORCE_VERSION=N` forces kernel version N wherever a step has it (testing).
+            version_override: std::env::var("SOD2_FORCE_VERSION")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            step_times: None,
         }
     }
 
@@ -368,7 +377,8 @@ impl State {
     ) -> Result<(), RuntimeError> {
         let g: &Graph = &plan.meta().graphs[gi as usize];
         for (si, step) in g.steps.iter().enumerate() {
-            let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
+            let t0 =
+                (self.profile.is_some() || self.step_times.is_some()).then(std::time::Instant::now);
             match step.kernel.as_str() {
                 "If" => self.run_if(plan, step, inputs)?,
                 "Loop" => self.run_loop(plan, step, inputs)?,
@@ -382,6 +392,9 @@ impl State {
                         .map(|&d| d as i64);
                 }
                 self.eval(plan)?;
+            }
+            if let (Some(t0), Some(st)) = (t0, self.step_times.as_mut()) {
+                *st.entry((gi, si)).or_insert(0.0) += t0.elapsed().as_secs_f64();
             }
             if let (Some(t0), Some(p)) = (t0, self.profile.as_mut()) {
                 if !matches!(step.kernel.as_str(), "If" | "Loop" | "Scan") {
@@ -567,8 +580,10 @@ impl State {
                     h.as_mut(),
                 )));
             }
+            let version = self.choose_version(step);
             let mut ctx = Ctx {
                 step,
+                version,
                 plan,
                 ins,
                 outs,
@@ -598,6 +613,28 @@ impl State {
             };
         }
         Ok(())
+    }
+
+    /// The first kernel version whose dim conditions hold at the current bindings (the plan's
+    /// dispatch table; `version_override` forces one, for `sod2 tune`).
+    fn choose_version(&self, step: &Step) -> u32 {
+        if let Some(v) = self.version_override {
+            if step.versions.iter().any(|k| k.id == v) {
+                return v;
+            }
+        }
+        step.versions
+            .iter()
+            .find(|k| {
+                k.when.iter().all(|&(e, lo, hi)| {
+                    self.vals
+                        .get(e as usize)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|v| lo <= v && v <= hi)
+                })
+            })
+            .map_or(0, |k| k.id)
     }
 
     fn run_if(

@@ -303,6 +303,30 @@ impl Session {
         self.threads
     }
 
+    /// Forces kernel version `id` on every step whose dispatch table has it (`None`: choose by
+    /// the table's dim ranges, the default). For tuning and tests.
+    pub fn set_version_override(&mut self, id: Option<u32>) {
+        self.state.version_override = id;
+    }
+
+    /// Starts (or stops) timing every step; [`Session::step_times`] returns the sums.
+    pub fn set_step_timing(&mut self, on: bool) {
+        self.state.step_times = on.then(Default::default);
+    }
+
+    /// Seconds spent per step since timing was enabled: `((graph, step index), seconds)`.
+    pub fn step_times(&self) -> Vec<((u32, usize), f64)> {
+        let mut v: Vec<_> = self
+            .state
+            .step_times
+            .iter()
+            .flatten()
+            .map(|(&k, &t)| (k, t))
+            .collect();
+        v.sort_by_key(|a| a.0);
+        v
+    }
+
     /// The plan.
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan

@@ -163,6 +163,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let out = c.outs.first_mut().and_then(Option::take);
         let mut sub = Ctx {
             step: c.step,
+            version: c.version,
             plan: c.plan,
             ins: c.ins[..spec.anchor_inputs].to_vec(),
             outs: vec![out],

@@ -94,6 +94,8 @@ impl<'a> Out<'a> {
 /// What a kernel sees.
 pub(crate) struct Ctx<'a, 'b> {
     pub step: &'a Step,
+    /// The kernel version chosen for this run of the step (the plan's dispatch table).
+    pub version: u32,
     pub plan: &'a Plan,
     pub ins: Vec<Option<In<'b>>>,
     pub outs: Vec<Option<Out<'b>>>,
@@ -321,6 +323,7 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .collect();
     let mut inner = Ctx {
         step: c.step,
+        version: c.version,
         plan: c.plan,
         ins,
         outs,

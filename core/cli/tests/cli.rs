@@ -366,7 +366,7 @@ fn tune_writes_dispatch_ranges_and_every_version_computes_the_same() {
     let n = 3 * 37 * 53;
     let mut header =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 37, 53), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -247,3 +247,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn bilinear_resize_matches_the_formula(n in 1usize..3, c in 1usize..3, h in 1usize..7, w in 1usize..7, oh in 1usize..11, ow in 1usize..11) {
+        let d = [n, c, h, w];
+        let od = [n, c, oh, ow];
+        let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let mut out = vec![0f32; n * c * oh * ow];
+        // asymmetric coordinates: input = output * in / out
+        let coord = |k: usize, i: usize| i as f64 * d[k] as f64 / od[k] as f64;
+        layout::resize_f32(&x, &d, &mut out, &od, coord, "linear", "floor");
+        let at = |b: usize, ch: usize, y: usize, xx: usize| f64::from(x[((b * c + ch) * h + y) * w + xx]);
+        for b in 0..n { for ch in 0..c { for oy in 0..oh { for ox in 0..ow {
+            let cy = coord(2, oy).clamp(0.0, (h - 1) as f64);
+            let cx = coord(3, ox).clamp(0.0, (w - 1) as f64);
+            let (y0, x0) = (cy.floor() as usize, cx.floor() as usize);
+            let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+            let (ty, tx) = (cy - y0 as f64, cx - x0 as f64);
+            let top = at(b, ch, y0, x0) * (1.0 - tx) + at(b, ch, y0, x1) * tx;
+            let bot = at(b, ch, y1, x0) * (1.0 - tx) + at(b, ch, y1, x1) * tx;
+            let want = top * (1.0 - ty) + bot * ty;
+            let got = f64::from(out[((b * c + ch) * oh + oy) * ow + ox]);
+            prop_assert!((got - want).abs() < 1e-4, "{} vs {}", got, want);
+        }}}}
+    }
+}

@@ -40,8 +40,9 @@ fn overlaps(a: &BufferReq, b: &BufferReq) -> bool {
 
 /// Plans offsets with reuse. `rep` is the binding used to rank sizes and candidates (it never
 /// decides validity: that is proven over the declared ranges). Several placement orders are
-/// tried (largest first, earliest first, longest-lived first) and the plan with the smallest
-/// arena at `rep` is kept; each is valid for every binding in range.
+/// tried (largest first, earliest first, longest-lived first, largest area first, last-freed
+/// first) and the plan with the smallest arena at `rep` is kept; each is valid for every
+/// binding in range.
 pub fn plan_memory(arena: &mut ExprArena, reqs: &[BufferReq], rep: &Bindings) -> MemoryPlan {
     let mut vals = Vec::new();
     arena.eval_into(rep, &mut vals);
@@ -63,6 +64,26 @@ pub fn plan_memory(arena: &mut ExprArena, reqs: &[BufferReq], rep: &Bindings) ->
         )
     });
     orders.push(by_life);
+    // Largest area (bytes x steps alive) first.
+    let mut by_area: Vec<usize> = (0..reqs.len()).collect();
+    by_area.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(sizes[i].saturating_mul((reqs[i].last - reqs[i].first + 1) as i64)),
+            i,
+        )
+    });
+    orders.push(by_area);
+    // Longest-lived first, then largest (long-lived buffers at the bottom, short ones above).
+    let mut by_last: Vec<usize> = (0..reqs.len()).collect();
+    by_last.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(reqs[i].last),
+            reqs[i].first,
+            std::cmp::Reverse(sizes[i]),
+            i,
+        )
+    });
+    orders.push(by_last);
     let mut best: Option<(i64, MemoryPlan)> = None;
     for order in orders {
         let p = place(arena, reqs, rep, &order);

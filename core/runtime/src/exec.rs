@@ -46,6 +46,13 @@ fn kerr(step: &Step, msg: impl Into<String>) -> RuntimeError {
 
 impl State {
     pub fn new(plan: &Plan) -> State {
+        // Warm the GEMM library's per-thread packing buffers now (they are allocated on first
+        // use), so that the first run at a new shape does not pay for them.
+        let (a, b) = ([0f32; 64 * 64], [0f32; 64 * 64]);
+        let mut c = vec![0f32; 64 * 64];
+        sod2_kernels::linalg::gemm_f32(
+            64, 64, 64, &a, 64, false, &b, 64, false, &mut c, 1.0, false,
+        );
         let p = plan.meta();
         let mut dims = vec![Vec::new(); p.tensors.len()];
         for (i, t) in p.tensors.iter().enumerate() {
@@ -234,8 +241,16 @@ impl State {
                 got: inputs.len(),
             });
         }
-        self.heap_now = 0;
-        self.heap_peak = 0;
+        // Heap buffers still held from the previous run (graph outputs) count from the start.
+        self.heap_now = self
+            .slots
+            .iter()
+            .map(|s| match s {
+                Slot::Heap(_, len) => *len,
+                _ => 0,
+            })
+            .sum();
+        self.heap_peak = self.heap_now;
         for (&t, x) in g.inputs.iter().zip(inputs) {
             let tensor = &p.tensors[t as usize];
             if x.dtype != tensor.dtype {
@@ -345,7 +360,7 @@ impl State {
         }
         let mut v = match std::mem::replace(&mut self.slots[t as usize], Slot::Empty) {
             Slot::Heap(v, len) => {
-                self.heap_now -= len;
+                self.heap_now = self.heap_now.saturating_sub(len);
                 v
             }
             _ => Vec::new(),
@@ -410,7 +425,7 @@ impl State {
             // Release heap tensors whose last use this was.
             for &t in plan.free_after(gi, si) {
                 if let Slot::Heap(_, len) = self.slots[t as usize] {
-                    self.heap_now -= len;
+                    self.heap_now = self.heap_now.saturating_sub(len);
                     self.slots[t as usize] = Slot::Empty;
                 }
             }
@@ -490,7 +505,7 @@ impl State {
                 Some(
                     match std::mem::replace(&mut self.slots[t as usize], Slot::Empty) {
                         Slot::Heap(v, len) => {
-                            self.heap_now -= len;
+                            self.heap_now = self.heap_now.saturating_sub(len);
                             v
                         }
                         _ => Vec::new(),

@@ -326,17 +326,20 @@ fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (ins, outs) = c.io();
     let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    let isa = simd::Isa::detect();
     for (i, slot) in o.iter_mut().enumerate() {
         let s = &xs[i * sp..(i + 1) * sp];
         *slot = if max {
-            s.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            simd::max(isa, s)
         } else if lp {
             s.iter()
                 .map(|v| v.abs().powi(p))
                 .sum::<f32>()
                 .powf(1.0 / p as f32)
         } else {
-            (s.iter().map(|&v| f64::from(v)).sum::<f64>() / sp as f64) as f32
+            // Sums of blocks in f32 SIMD, accumulated in f64 across blocks.
+            let total: f64 = s.chunks(4096).map(|b| f64::from(simd::sum(isa, b))).sum();
+            (total / sp as f64) as f32
         };
     }
     Ok(())

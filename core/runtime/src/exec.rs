@@ -30,6 +30,8 @@ pub(crate) struct State {
     heap_peak: usize,
     /// Per-kernel time (seconds) and call counts, when profiling (`SOD2_PROFILE=1`).
     profile: Option<std::collections::BTreeMap<String, (f64, usize)>>,
+    /// Freed heap buffers, reused by later dynamic tensors.
+    pool: Vec<Vec<u64>>,
     /// Forces this kernel version on every step that has it (`sod2 tune`).
     pub version_override: Option<u32>,
     /// Per-step time (seconds) by (graph, step index), when enabled (`sod2 tune`).
@@ -75,6 +77,7 @@ impl State {
             heap_now: 0,
             heap_peak: 0,
             profile: std::env::var_os("SOD2_PROFILE").map(|_| Default::default()),
+            pool: Vec::new(),
             // `SOD2_FORCE_VERSION=N` forces kernel version N wherever a step has it (testing).
             version_override: std::env::var("SOD2_FORCE_VERSION")
                 .ok()
@@ -363,7 +366,7 @@ impl State {
                 self.heap_now = self.heap_now.saturating_sub(len);
                 v
             }
-            _ => Vec::new(),
+            _ => self.take_pooled(bytes.len()),
         };
         v.clear();
         v.resize(bytes.len().div_ceil(8), 0);
@@ -424,9 +427,13 @@ impl State {
             }
             // Release heap tensors whose last use this was.
             for &t in plan.free_after(gi, si) {
-                if let Slot::Heap(_, len) = self.slots[t as usize] {
-                    self.heap_now = self.heap_now.saturating_sub(len);
-                    self.slots[t as usize] = Slot::Empty;
+                if let Slot::Heap(..) = self.slots[t as usize] {
+                    if let Slot::Heap(v, len) =
+                        std::mem::replace(&mut self.slots[t as usize], Slot::Empty)
+                    {
+                        self.heap_now = self.heap_now.saturating_sub(len);
+                        self.give_back(v);
+                    }
                 }
             }
         }
@@ -502,13 +509,16 @@ impl State {
                 return Err(kerr(step, "arena range outside the arena"));
             }
             let h = if range.is_none() {
+                let want = pl
+                    .as_ref()
+                    .map_or(0, |d| numel(d) * p.tensors[t as usize].dtype.size());
                 Some(
                     match std::mem::replace(&mut self.slots[t as usize], Slot::Empty) {
                         Slot::Heap(v, len) => {
                             self.heap_now = self.heap_now.saturating_sub(len);
                             v
                         }
-                        _ => Vec::new(),
+                        _ => self.take_pooled(want),
                     },
                 )
             } else {
@@ -628,6 +638,35 @@ impl State {
             };
         }
         Ok(())
+    }
+
+    /// A freed heap buffer for `bytes` bytes (the smallest that holds them, else the largest, which
+    /// the caller grows), so sub-plan and execution-determined tensors stop allocating (and
+    /// faulting in fresh pages) once the largest shape has run.
+    fn take_pooled(&mut self, bytes: usize) -> Vec<u64> {
+        let words = bytes.div_ceil(8);
+        let pick = self
+            .pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= words)
+            .min_by_key(|(_, v)| v.capacity())
+            .or_else(|| {
+                self.pool
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, v)| v.capacity())
+            })
+            .map(|(i, _)| i);
+        pick.map_or_else(Vec::new, |i| self.pool.swap_remove(i))
+    }
+
+    /// Returns a heap buffer to the pool (bounded: the pool never holds more buffers than the
+    /// plan has dynamic tensors).
+    fn give_back(&mut self, v: Vec<u64>) {
+        if v.capacity() > 0 && self.pool.len() < self.slots.len() {
+            self.pool.push(v);
+        }
     }
 
     /// The first kernel version whose dim conditions hold at the current bindings (the plan's

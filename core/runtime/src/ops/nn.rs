@@ -826,6 +826,49 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 .collect()
         }
     };
+    // Fast path: f32 sum / mean / max over trailing axes: each output reduces a contiguous span.
+    let x = c.input(0)?;
+    let r = x.dims.len();
+    let trailing = !axes.is_empty()
+        && axes
+            .iter()
+            .enumerate()
+            .all(|(i, &a)| a == r - axes.len() + i);
+    if x.dtype == DType::F32
+        && trailing
+        && matches!(op.as_str(), "ReduceSum" | "ReduceMean" | "ReduceMax")
+    {
+        let span: usize = axes.iter().map(|&a| x.dims[a]).product();
+        let (ins, outs) = c.io();
+        let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
+        let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+        if span == 0 {
+            o.fill(if op == "ReduceMax" {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            });
+            return Ok(());
+        }
+        let isa = simd::Isa::detect();
+        for (slot, chunk) in o.iter_mut().zip(xs.chunks(span)) {
+            *slot = match op.as_str() {
+                "ReduceMax" => simd::max(isa, chunk),
+                _ => {
+                    let total: f64 = chunk
+                        .chunks(4096)
+                        .map(|b| f64::from(simd::sum(isa, b)))
+                        .sum();
+                    if op == "ReduceMean" {
+                        (total / span as f64) as f32
+                    } else {
+                        total as f32
+                    }
+                }
+            };
+        }
+        return Ok(());
+    }
     fn go<T: Num>(
         c: &mut Ctx<'_, '_>,
         op: &str,

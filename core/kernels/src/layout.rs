@@ -65,6 +65,8 @@ pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usiz
 }
 
 /// Strided slice: per axis a start (already clamped) and a step; `od` is the output shape.
+/// Walks the output with an odometer (no division per element) and copies whole runs where
+/// the innermost step is 1.
 pub fn slice(
     x: &[u8],
     d: &[usize],
@@ -74,6 +76,15 @@ pub fn slice(
     od: &[usize],
     es: usize,
 ) {
+    let n = numel(od);
+    if n == 0 {
+        return;
+    }
+    let r = od.len();
+    if r == 0 {
+        out[..es].copy_from_slice(&x[..es]);
+        return;
+    }
     let xs = strides(d);
     let base: i64 = starts.iter().zip(&xs).map(|(&s, &st)| s * st as i64).sum();
     let ss: Vec<i64> = steps
@@ -81,17 +92,37 @@ pub fn slice(
         .zip(&xs)
         .map(|(&s, &st)| s * st as i64)
         .collect();
-    let n = numel(od);
-    let os = strides(od);
-    for o in 0..n {
-        let mut rem = o;
-        let mut off = base;
-        for k in 0..od.len() {
-            off += (rem / os[k]) as i64 * ss[k];
-            rem %= os[k];
+    let inner = od[r - 1];
+    let s_in = ss[r - 1];
+    let mut idx = vec![0usize; r - 1];
+    let mut off = base;
+    let mut o = 0;
+    loop {
+        if s_in == 1 {
+            let i = off as usize;
+            out[o * es..(o + inner) * es].copy_from_slice(&x[i * es..(i + inner) * es]);
+        } else {
+            for k in 0..inner {
+                let i = (off + k as i64 * s_in) as usize;
+                out[(o + k) * es..(o + k + 1) * es].copy_from_slice(&x[i * es..i * es + es]);
+            }
         }
-        let i = off as usize;
-        out[o * es..o * es + es].copy_from_slice(&x[i * es..i * es + es]);
+        o += inner;
+        // Advance the outer odometer.
+        let mut k = r - 1;
+        loop {
+            if k == 0 {
+                return;
+            }
+            k -= 1;
+            idx[k] += 1;
+            off += ss[k];
+            if idx[k] < od[k] {
+                break;
+            }
+            off -= ss[k] * od[k] as i64;
+            idx[k] = 0;
+        }
     }
 }
 

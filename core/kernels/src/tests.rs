@@ -275,3 +275,37 @@ proptest! {
         }}}}
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn strided_slice_matches_index_arithmetic(dims in proptest::collection::vec(1usize..6, 1..5), seed in 0u64..10_000, es in prop_oneof![Just(1usize), Just(4), Just(8)]) {
+        let r = dims.len();
+        let mut s = seed;
+        let mut next = |m: u64| { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (s >> 33) % m };
+        let (mut starts, mut steps, mut od) = (vec![0i64; r], vec![0i64; r], vec![0usize; r]);
+        for k in 0..r {
+            let n = dims[k] as i64;
+            let step = [1i64, 2, -1, -2][next(4) as usize];
+            let start = next(n as u64) as i64;
+            let avail = if step > 0 { (n - start + step - 1) / step } else { (start + 1 + (-step) - 1) / (-step) };
+            let len = next(avail as u64 + 1) as usize;
+            starts[k] = start; steps[k] = step; od[k] = len;
+        }
+        let n = shape::numel(&dims);
+        let x: Vec<u8> = (0..n * es).map(|i| (i * 29 % 253) as u8).collect();
+        let mut out = vec![0u8; shape::numel(&od) * es];
+        layout::slice(&x, &dims, &starts, &steps, &mut out, &od, es);
+        let (xs, os) = (shape::strides(&dims), shape::strides(&od));
+        for o in 0..shape::numel(&od) {
+            let mut i = 0i64;
+            for k in 0..r {
+                let j = ((o / os[k]) % od[k]) as i64;
+                i += (starts[k] + j * steps[k]) * xs[k] as i64;
+            }
+            let i = i as usize;
+            prop_assert_eq!(&out[o * es..o * es + es], &x[i * es..i * es + es]);
+        }
+    }
+}

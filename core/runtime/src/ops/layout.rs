@@ -190,16 +190,23 @@ fn split(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         },
     };
     let es = x.dtype.size();
-    let data = x.data.to_vec();
+    if sizes.iter().sum::<usize>() > d[a] {
+        return Err(format!(
+            "Split: sizes {sizes:?} exceed the axis length {}",
+            d[a]
+        ));
+    }
+    let (ins, outs) = c.io();
+    let data = ins[0].as_ref().ok_or("no input")?.data;
     let mut start = 0usize;
     for (k, &len) in sizes.iter().enumerate().take(n_out) {
         let mut od = d.clone();
         od[a] = len;
-        if c.has_out(k) {
+        if let Some(o) = outs.get_mut(k).and_then(|o| o.as_mut()) {
             let mut starts = vec![0i64; d.len()];
             starts[a] = start as i64;
-            let out = c.out(k)?.alloc(&od)?;
-            layout::slice(&data, &d, &starts, &vec![1; d.len()], out, &od, es);
+            let out = o.alloc(&od)?;
+            layout::slice(data, &d, &starts, &vec![1; d.len()], out, &od, es);
         }
         start += len;
     }

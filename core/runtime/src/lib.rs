@@ -219,52 +219,47 @@ pub struct Session {
     threads: usize,
 }
 
-/// A rayon pool whose worker threads have all exited when it is dropped (rayon itself only
-/// signals them), so destroying a session never leaves threads behind.
+/// A rayon pool whose worker threads are spawned here and joined when it is dropped (rayon
+/// itself only signals them), so destroying a session never leaves threads behind.
 struct Pool {
     pool: Option<rayon::ThreadPool>,
-    live: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    workers: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 impl Pool {
     fn new(threads: usize) -> Result<Pool, RuntimeError> {
-        let live = Arc::new((std::sync::Mutex::new(threads), std::sync::Condvar::new()));
-        let on_exit = Arc::clone(&live);
+        let workers: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let keep = Arc::clone(&workers);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .thread_name(|i| format!("sod2-worker-{i}"))
-            .exit_handler(move |_| {
-                let (n, cv) = &*on_exit;
-                if let Ok(mut n) = n.lock() {
-                    *n = n.saturating_sub(1);
+            .spawn_handler(move |t| {
+                let h = std::thread::Builder::new()
+                    .name(format!("sod2-worker-{}", t.index()))
+                    .spawn(move || t.run())?;
+                if let Ok(mut w) = keep.lock() {
+                    w.push(h);
                 }
-                cv.notify_all();
+                Ok(())
             })
             .build()
             .map_err(|e| RuntimeError::Threads(e.to_string()))?;
         Ok(Pool {
             pool: Some(pool),
-            live,
+            workers,
         })
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        // Dropping the pool tells the workers to finish; joining waits until they have.
         drop(self.pool.take());
-        let (n, cv) = &*self.live;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        if let Ok(mut g) = n.lock() {
-            while *g > 0 {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match cv.wait_timeout(g, left) {
-                    Ok((ng, _)) => g = ng,
-                    Err(_) => return,
-                }
-            }
+        let handles = match self.workers.lock() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return,
+        };
+        for h in handles {
+            let _ = h.join();
         }
     }
 }

@@ -13,6 +13,29 @@ fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samples/models/codebert_tiny.onnx")
 }
 
+/// A float tensor's value info with the given dims.
+fn value_info(name: &str, dims: Vec<tensor_shape_proto::Dimension>) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto { dim: dims }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A dimension: a number or a symbol.
+fn dim(v: tensor_shape_proto::dimension::Value) -> tensor_shape_proto::Dimension {
+    tensor_shape_proto::Dimension {
+        value: Some(v),
+        ..Default::default()
+    }
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sod2-cli-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -85,21 +108,13 @@ fn bind_evaluates_outputs() {
 
 #[test]
 fn unsupported_op_warns_by_name_and_analysis_goes_on() {
-    let vi = |name: &str| ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto {
-                    dim: vec![tensor_shape_proto::Dimension {
-                        value: Some(tensor_shape_proto::dimension::Value::DimParam("n".into())),
-                        ..Default::default()
-                    }],
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
+    let vi = |name: &str| {
+        value_info(
+            name,
+            vec![dim(tensor_shape_proto::dimension::Value::DimParam(
+                "n".into(),
+            ))],
+        )
     };
     let node = |op: &str, name: &str, i: &str, o: &str| NodeProto {
         op_type: Some(op.into()),
@@ -192,18 +207,24 @@ fn bad_files_and_flags_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected NAME=LO..HI"));
 }
 
-#[test]
-fn tune_keeps_a_plan_without_multi_version_steps_runnable() {
-    let plan = tmp("tune-in.sod2");
-    let tuned = tmp("tune-out.sod2");
+/// `sod2 compile MODEL -o NAME.sod2 ARGS..` then `sod2 tune` into `NAME-tuned.sod2`; returns
+/// both plan paths and what tune printed.
+fn compile_and_tune(
+    model: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    runs: &str,
+) -> (PathBuf, PathBuf, String) {
+    let plan = tmp(&format!("{name}.sod2"));
+    let tuned = tmp(&format!("{name}-tuned.sod2"));
     let st = sod2()
         .args([
             "compile",
-            sample().to_str().unwrap(),
+            model.to_str().unwrap(),
             "-o",
             plan.to_str().unwrap(),
         ])
-        .args(["--dim", "batch=1..4", "--dim", "seq=1..64", "--opt", "all"])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -218,7 +239,7 @@ fn tune_keeps_a_plan_without_multi_version_steps_runnable() {
             "-o",
             tuned.to_str().unwrap(),
             "--runs",
-            "1",
+            runs,
         ])
         .output()
         .unwrap();
@@ -227,7 +248,22 @@ fn tune_keeps_a_plan_without_multi_version_steps_runnable() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no multi-version steps"));
+    (
+        plan,
+        tuned,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn tune_keeps_a_plan_without_multi_version_steps_runnable() {
+    let (plan, tuned, text) = compile_and_tune(
+        &sample(),
+        "tune-sample",
+        &["--dim", "batch=1..4", "--dim", "seq=1..64", "--opt", "all"],
+        "1",
+    );
+    assert!(text.contains("no multi-version steps"), "{text}");
     assert_eq!(
         std::fs::read(&plan).unwrap(),
         std::fs::read(&tuned).unwrap()
@@ -242,22 +278,8 @@ fn tune_keeps_a_plan_without_multi_version_steps_runnable() {
 
 /// `x[1, 3, H, W]` → Conv to 1 channel (+ Sigmoid) and Conv to 8 channels.
 fn conv_model() -> PathBuf {
-    let dim = |v: tensor_shape_proto::dimension::Value| tensor_shape_proto::Dimension {
-        value: Some(v),
-        ..Default::default()
-    };
     use tensor_shape_proto::dimension::Value::{DimParam, DimValue};
-    let vi = |name: &str, dims: Vec<tensor_shape_proto::Dimension>| ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto { dim: dims }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let vi = value_info;
     let weight = |name: &str, m: i64| TensorProto {
         name: Some(name.into()),
         data_type: Some(1),
@@ -324,40 +346,12 @@ fn conv_model() -> PathBuf {
 #[test]
 fn tune_writes_dispatch_ranges_and_every_version_computes_the_same() {
     let model = conv_model();
-    let plan = tmp("conv.sod2");
-    let tuned = tmp("conv-tuned.sod2");
-    let st = sod2()
-        .args([
-            "compile",
-            model.to_str().unwrap(),
-            "-o",
-            plan.to_str().unwrap(),
-        ])
-        .args(["--dim", "H=4..96", "--dim", "W=4..96"])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    let (plan, tuned, text) = compile_and_tune(
+        &model,
+        "conv",
+        &["--dim", "H=4..96", "--dim", "W=4..96"],
+        "2",
     );
-    let out = sod2()
-        .args([
-            "tune",
-            plan.to_str().unwrap(),
-            "-o",
-            tuned.to_str().unwrap(),
-            "--runs",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("gate") && text.contains("features") && text.contains("2 tunable steps"),
         "{text}"

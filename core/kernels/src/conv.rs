@@ -87,7 +87,8 @@ pub fn conv2d_gemm_f32(
     let kk = cg * kh * kw;
     let sp = oh * ow;
     if cg == 1 && mg == 1 && g > 1 {
-        return depthwise_f32(x, xd, w, bias, &win, out, od);
+        // Depthwise: the direct kernel (one input plane per output plane) beats im2col + GEMM.
+        return conv2d_direct_f32(x, xd, w, m, bias, g, win, out, od);
     }
     let pointwise =
         kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
@@ -260,71 +261,6 @@ pub fn conv2d_direct_f32(
         Ok(())
     });
     let _ = n;
-}
-
-/// Depthwise convolution (one input and one output channel per group), direct: each kernel tap
-/// adds a scaled input row segment to the output row, with the valid columns computed once.
-#[allow(clippy::too_many_arguments)]
-fn depthwise_f32(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    win: &Window,
-    out: &mut [f32],
-    od: [usize; 4],
-) {
-    let [n, c, h, wi] = xd;
-    let [_, _, oh, ow] = od;
-    let [kh, kw] = win.k;
-    let isa = crate::simd::Isa::detect();
-    let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
-    let _ = (n, oh);
-    let plane = oh * ow;
-    if plane == 0 {
-        return;
-    }
-    // Channel planes (over all images), split across threads when allowed.
-    let min_planes = (1 << 15) / (plane * kh * kw).max(1) + 1;
-    let _ = crate::par::rows_mut(out, plane, min_planes, &|first, planes| {
-        for (j, oc) in planes.chunks_mut(plane).enumerate() {
-            let (b, ch) = ((first + j) / c, (first + j) % c);
-            let xc = &x[(b * c + ch) * h * wi..(b * c + ch + 1) * h * wi];
-            oc.fill(bias.map_or(0.0, |bs| bs[ch]));
-            let wc = &w[ch * kh * kw..(ch + 1) * kh * kw];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let wv = wc[ky * kw + kx];
-                    let off_x = (kx * win.d[1]) as isize - win.pb[1] as isize;
-                    let (lo, hi) = valid_cols(ow, wi, off_x, s1);
-                    if lo >= hi {
-                        continue;
-                    }
-                    for (oy, r) in oc.chunks_mut(ow).enumerate() {
-                        let iy = (oy * s0 + ky * win.d[0]) as isize - win.pb[0] as isize;
-                        if iy < 0 || iy as usize >= h {
-                            continue;
-                        }
-                        let line = &xc[iy as usize * wi..(iy as usize + 1) * wi];
-                        let start = (lo as isize * s1 as isize + off_x) as usize;
-                        if s1 == 1 {
-                            crate::simd::axpy(
-                                isa,
-                                wv,
-                                &line[start..start + hi - lo],
-                                &mut r[lo..hi],
-                            );
-                        } else {
-                            for (j, o) in r[lo..hi].iter_mut().enumerate() {
-                                *o += wv * line[start + j * s1];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    });
 }
 
 /// One row of the im2col matrix: input channel `xc` (`h × wi`) sampled at kernel offset

@@ -67,6 +67,31 @@ pub fn gemm_f32_reference(
     }
 }
 
+/// numpy `matmul`'s output dims (`None` when the operands do not fit).
+pub fn matmul_out_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
+    if a2.len() < 2 || b2.len() < 2 || a2[a2.len() - 1] != b2[b2.len() - 2] {
+        return None;
+    }
+    let mut d = broadcast_shape(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]])?;
+    if a.len() > 1 {
+        d.push(a2[a2.len() - 2]);
+    }
+    if b.len() > 1 {
+        d.push(b2[b2.len() - 1]);
+    }
+    Some(d)
+}
+
 /// numpy `matmul` for f32 with batch broadcasting; rows are split across threads when
 /// [`crate::par::threads`] allows.
 pub fn matmul_f32(

@@ -1,13 +1,13 @@
 //! Fused plans against unfused ones: the bundled model (LayerNorm, attention with a mask,
 //! GELU, residual adds) compiled with and without fusion gives the same outputs at random
 //! shapes inside the declared ranges; fused steps with bad programs are refused, not run.
-use std::path::PathBuf;
 
 use proptest::prelude::*;
-use sod2_analysis::DimRange;
 use sod2_format::{fused, AttrValue};
-use sod2_planner::{Opt, Options};
+use sod2_planner::Opt;
 use sod2_runtime::{Plan, Session, TensorIn};
+
+mod common;
 
 fn compile(
     opt: Opt,
@@ -16,38 +16,7 @@ fn compile(
     Vec<u8>,
     sod2_planner::fusion::FusionReport,
 ) {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samples/models/codebert_tiny.onnx");
-    let m = sod2_onnx::load(&path).unwrap();
-    let ranges = vec![
-        DimRange {
-            name: "batch".into(),
-            lo: 1,
-            hi: 8,
-        },
-        DimRange {
-            name: "seq".into(),
-            lo: 1,
-            hi: 128,
-        },
-    ];
-    let a = sod2_analysis::analyze(
-        &m,
-        &sod2_analysis::Options {
-            ranges,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let p = sod2_planner::plan(
-        &m,
-        &a,
-        &Options {
-            opt,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let p = common::compile(opt);
     (p.plan, p.weights, p.fusion)
 }
 

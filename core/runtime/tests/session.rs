@@ -1,35 +1,12 @@
 //! Runtime behaviour through the public API: errors name what is wrong, plans are shareable.
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use sod2_analysis::DimRange;
 use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn};
 
+mod common;
+
 fn plan_bytes() -> Vec<u8> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samples/models/codebert_tiny.onnx");
-    let m = sod2_onnx::load(&path).unwrap();
-    let ranges = vec![
-        DimRange {
-            name: "batch".into(),
-            lo: 1,
-            hi: 8,
-        },
-        DimRange {
-            name: "seq".into(),
-            lo: 1,
-            hi: 128,
-        },
-    ];
-    let a = sod2_analysis::analyze(
-        &m,
-        &sod2_analysis::Options {
-            ranges,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    let p = common::compile(sod2_planner::Opt::default());
     sod2_format::write(&p.plan, &p.weights, 0)
 }
 

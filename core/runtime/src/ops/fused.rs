@@ -122,31 +122,6 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
     })
 }
 
-/// numpy `matmul` output dims.
-fn matmul_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
-    let a2: Vec<usize> = if a.len() == 1 {
-        vec![1, a[0]]
-    } else {
-        a.to_vec()
-    };
-    let b2: Vec<usize> = if b.len() == 1 {
-        vec![b[0], 1]
-    } else {
-        b.to_vec()
-    };
-    if a2.len() < 2 || b2.len() < 2 || a2[a2.len() - 1] != b2[b2.len() - 2] {
-        return None;
-    }
-    let mut d = broadcast_shape(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]])?;
-    if a.len() > 1 {
-        d.push(a2[a2.len() - 2]);
-    }
-    if b.len() > 1 {
-        d.push(b2[b2.len() - 1]);
-    }
-    Some(d)
-}
-
 /// A program input: its data, broadcast strides over the (collapsed) output dims.
 struct Input<'a> {
     data: &'a [f32],
@@ -180,7 +155,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     // Attention: the program and the softmax walk the score rows `A · B`; the output is `· V`.
     let sdims = if spec.tail {
         Some(
-            matmul_dims(c.input(0)?.dims, c.input(1)?.dims)
+            sod2_kernels::linalg::matmul_out_dims(c.input(0)?.dims, c.input(1)?.dims)
                 .ok_or("fused step: MatMul operands do not fit")?,
         )
     } else {
@@ -190,7 +165,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         Some(p) => p,
         None if spec.tail => {
             let v = c.input(prog_end)?.dims;
-            matmul_dims(sdims.as_deref().unwrap_or(&[]), v)
+            sod2_kernels::linalg::matmul_out_dims(sdims.as_deref().unwrap_or(&[]), v)
                 .ok_or("fused step: V does not fit the scores")?
         }
         None if spec.anchor.is_some() && !spec.matmul => c
@@ -200,7 +175,8 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .ok_or("fused step: the anchor produced no dims")?,
         None if spec.matmul => {
             let (a, b) = (c.input(0)?.dims, c.input(1)?.dims);
-            matmul_dims(a, b).ok_or("fused step: MatMul operands do not fit")?
+            sod2_kernels::linalg::matmul_out_dims(a, b)
+                .ok_or("fused step: MatMul operands do not fit")?
         }
         None => {
             let dims: Vec<&[usize]> = c.ins[spec.anchor_inputs..]

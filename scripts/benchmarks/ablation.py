@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import re
 import subprocess
@@ -23,12 +22,12 @@ import tempfile
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "zoo"))
 from models import SPECS  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from stats import geo  # noqa: E402
+
 LEVELS = ["none", "fusion", "sep", "dmp", "mvc"]
 
 
-def geo(xs):
-    xs = [x for x in xs if x > 0]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
 def main() -> int:

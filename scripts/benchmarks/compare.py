@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import subprocess
 import sys
@@ -26,6 +25,9 @@ import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "zoo"))
 from models import SPECS  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from stats import geo  # noqa: E402
 
 ORT_CASE = r"""
 import json, sys, time, statistics
@@ -57,9 +59,6 @@ print(json.dumps({"median_ms": statistics.median(ts), "p90_ms": ts[int(0.9 * (le
 """
 
 
-def geo(xs):
-    xs = [x for x in xs if x is not None and x > 0 and math.isfinite(x)]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
 def fmt(x, d=2):

@@ -175,17 +175,19 @@ fn conv_gemm_body(
     }
 }
 
-/// Output columns `lo..hi` whose input column `ox * s1 + off_x` lies in `0..wi`.
-fn valid_cols(ow: usize, wi: usize, off_x: isize, s1: usize) -> (usize, usize) {
-    let lo = if off_x >= 0 {
+/// The indices `lo..hi` of `0..count` whose mapped position `i * s + off` lies in `0..bound`
+/// (output columns reading inside the input for a convolution; input columns landing inside the
+/// output for a transposed one).
+fn valid_cols(count: usize, bound: usize, off: isize, s: usize) -> (usize, usize) {
+    let lo = if off >= 0 {
         0
     } else {
-        (((-off_x) as usize).div_ceil(s1)).min(ow)
+        ((-off) as usize).div_ceil(s).min(count)
     };
-    let hi = if (wi as isize) <= off_x {
+    let hi = if (bound as isize) <= off {
         lo
     } else {
-        (((wi as isize - off_x - 1) as usize) / s1 + 1).clamp(lo, ow)
+        (((bound as isize - off - 1) as usize) / s + 1).clamp(lo, count)
     };
     (lo, hi)
 }
@@ -360,16 +362,7 @@ pub fn conv_transpose2d_f32(
                             let r = &cols[((ocg * kh + ky) * kw + kx) * hw..][..hw];
                             let off_x = (kx * win.d[1]) as isize - win.pb[1] as isize;
                             // Input columns whose output column `ix * s1 + off_x` is in 0..ow.
-                            let lo = if off_x >= 0 {
-                                0
-                            } else {
-                                ((-off_x) as usize).div_ceil(s1).min(wi)
-                            };
-                            let hi = if (ow as isize) <= off_x {
-                                lo
-                            } else {
-                                (((ow as isize - off_x - 1) as usize) / s1 + 1).clamp(lo, wi)
-                            };
+                            let (lo, hi) = valid_cols(wi, ow, off_x, s1);
                             if lo >= hi {
                                 continue;
                             }

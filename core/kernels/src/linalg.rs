@@ -180,14 +180,8 @@ pub fn matmul_f32_rows(
     while g < end {
         let (bi, r0) = (g / m, g % m);
         let rows = block.min(m - r0).min(end - g);
-        let (mut oa, mut ob) = (0, 0);
-        let mut rem = bi;
-        for d in 0..batch.len() {
-            let idx = rem / bs[d];
-            rem %= bs[d];
-            oa += idx * sa[d];
-            ob += idx * sb[d];
-        }
+        let oa = crate::shape::broadcast_offset(bi, &bs, &sa);
+        let ob = crate::shape::broadcast_offset(bi, &bs, &sb);
         let o = &mut out[pos * n..(pos + rows) * n];
         gemm_f32(
             rows,

@@ -29,6 +29,20 @@ pub fn broadcast_strides(dims: &[usize], out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// The element offset, in an operand with broadcast strides `operand`, of flat index `index`
+/// of the broadcast shape whose row-major strides are `out` (batch loops of MatMul, attention).
+pub fn broadcast_offset(index: usize, out: &[usize], operand: &[usize]) -> usize {
+    let mut rem = index;
+    let mut off = 0;
+    for (&o, &s) in out.iter().zip(operand) {
+        if let Some(q) = rem.checked_div(o) {
+            off += q * s;
+            rem %= o;
+        }
+    }
+    off
+}
+
 /// The broadcast of several shapes (`None` when they are incompatible).
 pub fn broadcast_shape(shapes: &[&[usize]]) -> Option<Vec<usize>> {
     let r = shapes.iter().map(|s| s.len()).max().unwrap_or(0);

@@ -43,7 +43,7 @@ struct Spec {
 }
 
 fn ints<'a>(c: &'a Ctx<'_, '_>, name: &str) -> &'a [i64] {
-    match c.step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+    match super::attr(c.step, name) {
         Some(AttrValue::Ints(v)) => v,
         _ => &[],
     }
@@ -61,8 +61,8 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
     if anchor_inputs > c.ins.len() || (anchor.is_some() && anchor_inputs == 0) {
         return Err("fused step: anchor input count out of range".into());
     }
-    let consts = match c.step.attrs.iter().find(|(k, _)| k == fz::ATTR_CONSTS) {
-        Some((_, AttrValue::Floats(v))) => v.clone(),
+    let consts = match super::attr(c.step, fz::ATTR_CONSTS) {
+        Some(AttrValue::Floats(v)) => v.clone(),
         _ => Vec::new(),
     };
     let tail = match c.string(fz::ATTR_TAIL, "").as_str() {
@@ -352,42 +352,32 @@ fn attention(
                     )?;
                     if n > 0 {
                         // A prologue reading no input (a scale) runs over the block at once.
-                        let blockwise = spec.pre_out != Operand::Buf && !spec.pre_reads_inputs;
-                        if blockwise {
+                        let prologue = spec.pre_out != Operand::Buf;
+                        let blockwise = prologue && !spec.pre_reads_inputs;
+                        let pre = |x: &mut [f32], bases: &[usize], regs: &mut Regs| {
                             run_tiles(
                                 isa,
                                 &spec.pre,
                                 spec.pre_out,
                                 inputs,
-                                &walk.bases,
+                                bases,
                                 &spec.consts,
-                                sblock,
-                                &mut regs,
-                            )?;
+                                x,
+                                regs,
+                            )
+                        };
+                        if blockwise {
+                            pre(sblock, &walk.bases, &mut regs)?;
                         }
                         for row in sblock.chunks_mut(n) {
-                            if spec.pre_out != Operand::Buf && !blockwise {
-                                run_tiles(
-                                    isa,
-                                    &spec.pre,
-                                    spec.pre_out,
-                                    inputs,
-                                    &walk.bases,
-                                    &spec.consts,
-                                    row,
-                                    &mut regs,
-                                )?;
+                            if prologue && !blockwise {
+                                pre(row, &walk.bases, &mut regs)?;
                             }
                             simd::softmax_row(isa, row, false);
                             walk.advance(sdims, inputs);
                         }
                     }
-                    let mut voff = 0;
-                    let mut rem = bi;
-                    for d in 0..sbatch.len() {
-                        voff += (rem / bs[d]) * vs[d];
-                        rem %= bs[d];
-                    }
+                    let voff = sod2_kernels::shape::broadcast_offset(bi, &bs, &vs);
                     let vb = &v[voff * n * hd..(voff + 1) * n * hd];
                     sod2_kernels::linalg::gemm_f32(
                         rows,

@@ -101,9 +101,14 @@ pub(crate) struct Ctx<'a, 'b> {
     pub outs: Vec<Option<Out<'b>>>,
 }
 
+/// Attribute `name` of a step.
+pub(crate) fn attr<'s>(step: &'s Step, name: &str) -> Option<&'s AttrValue> {
+    step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
 /// Integer attribute of a step.
 pub(crate) fn attr_int(step: &Step, name: &str, default: i64) -> i64 {
-    match step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+    match attr(step, name) {
         Some(AttrValue::Int(i)) => *i,
         Some(AttrValue::Float(f)) => *f as i64,
         _ => default,
@@ -112,7 +117,7 @@ pub(crate) fn attr_int(step: &Step, name: &str, default: i64) -> i64 {
 
 /// Integer-list attribute of a step.
 pub(crate) fn attr_ints(step: &Step, name: &str) -> Option<Vec<i64>> {
-    match step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+    match attr(step, name) {
         Some(AttrValue::Ints(v)) => Some(v.clone()),
         Some(AttrValue::Int(i)) => Some(vec![*i]),
         _ => None,
@@ -127,39 +132,21 @@ impl<'a, 'b> Ctx<'a, 'b> {
         attr_ints(self.step, name)
     }
     pub fn float(&self, name: &str, default: f32) -> f32 {
-        match self
-            .step
-            .attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-        {
+        match attr(self.step, name) {
             Some(AttrValue::Float(f)) => *f,
             Some(AttrValue::Int(i)) => *i as f32,
             _ => default,
         }
     }
     pub fn string(&self, name: &str, default: &str) -> String {
-        match self
-            .step
-            .attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-        {
+        match attr(self.step, name) {
             Some(AttrValue::Str(s)) => s.clone(),
             _ => default.to_string(),
         }
     }
     /// A tensor attribute (a weight): dtype, dims, bytes.
     pub fn tensor_attr(&self, name: &str) -> Option<(DType, Vec<usize>, &'a [u8])> {
-        let Some(AttrValue::Tensor(t)) = self
-            .step
-            .attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-        else {
+        let Some(AttrValue::Tensor(t)) = attr(self.step, name) else {
             return None;
         };
         let p = self.plan.meta();

@@ -146,7 +146,7 @@ def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: s
             d = oracle / spec.name / case.name
             out_dir = pathlib.Path(tmp) / case.name
             args = [f"--input={p.stem}={p}" for p in sorted((d / "inputs").glob("*.npy"))]
-            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir)], capture_output=True, text=True, env=env)
+            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir), "--check-allocs"], capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 rows.append((spec.name, case.name, "-", "-", "-", "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1][:160]))
                 continue

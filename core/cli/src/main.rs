@@ -13,6 +13,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sod2_analysis::DimRange;
 
+/// Counts heap allocations, so `sod2 run --check-allocs` and `sod2 bench` can report those a
+/// planned run makes (one relaxed atomic add per allocation).
+#[global_allocator]
+static ALLOC: sod2_runtime::alloc_probe::CountingAlloc = sod2_runtime::alloc_probe::CountingAlloc;
+
 /// sod2: static optimisation of dynamic neural networks.
 #[derive(Parser)]
 #[command(name = "sod2", version, about)]
@@ -67,6 +72,10 @@ enum Cmd {
         /// Output folder.
         #[arg(long = "out")]
         out: PathBuf,
+        /// Then run three times more at the same inputs and fail if the last run allocated
+        /// heap memory (a planned run must not).
+        #[arg(long)]
+        check_allocs: bool,
     },
     /// Time a plan at one input shape; the last line is a JSON object.
     Bench {
@@ -202,7 +211,8 @@ fn main() {
             plan,
             inputs,
             out: dir,
-        } => plan_cmds::run(&plan, &inputs, &dir, &mut out),
+            check_allocs,
+        } => plan_cmds::run(&plan, &inputs, &dir, check_allocs, &mut out),
         Cmd::Inspect { plan } => plan_cmds::inspect(&plan, &mut out),
         Cmd::Bench {
             plan,

@@ -74,7 +74,13 @@ pub fn compile(
 }
 
 /// Runs a plan on `.npy` inputs, writes one `.npy` per output.
-pub fn run(plan_path: &Path, inputs: &[String], out_dir: &Path, text: &mut String) -> Result<()> {
+pub fn run(
+    plan_path: &Path,
+    inputs: &[String],
+    out_dir: &Path,
+    check_allocs: bool,
+    text: &mut String,
+) -> Result<()> {
     let plan = Plan::load(plan_path)?;
     let want = plan.inputs();
     let mut arrays = Vec::new();
@@ -140,7 +146,26 @@ pub fn run(plan_path: &Path, inputs: &[String], out_dir: &Path, text: &mut Strin
         arena,
         s.peak_dynamic_bytes()
     );
+    if check_allocs {
+        // Heap buffers of execution-determined tensors pass between tensors through the
+        // session's pool; after a few runs at a shape each has found one that fits.
+        s.run_in_place(&tensors)?;
+        s.run_in_place(&tensors)?;
+        let n = steady_run_allocations(&mut s, &tensors)?;
+        let _ = writeln!(text, "steady-state run: {n} heap allocations");
+        if n > 0 {
+            bail!("a planned run made {n} heap allocations (expected none)");
+        }
+    }
     Ok(())
+}
+
+/// Heap allocations made by one `run_in_place` of `tensors` (0 unless the CLI's counting
+/// allocator is installed, which it is).
+fn steady_run_allocations(s: &mut Session, tensors: &[TensorIn<'_>]) -> Result<u64> {
+    let before = sod2_runtime::alloc_probe::allocations();
+    s.run_in_place(tensors)?;
+    Ok(sod2_runtime::alloc_probe::allocations() - before)
 }
 
 /// File-name-safe version of a tensor name.
@@ -382,16 +407,18 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
     let arena = s.prepare(&shapes_v)?;
     let prepare_us = t.elapsed().as_secs_f64() * 1e6;
     let t = std::time::Instant::now();
-    s.run(&tensors)?;
+    s.run_in_place(&tensors)?;
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
-    let mut times = Vec::with_capacity(runs);
+    let mut times = Vec::with_capacity(runs.max(1));
     let mut peak_dyn = s.peak_dynamic_bytes();
     for _ in 0..runs.max(1) {
         let t = std::time::Instant::now();
-        s.run(&tensors)?;
+        s.run_in_place(&tensors)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         peak_dyn = peak_dyn.max(s.peak_dynamic_bytes());
     }
+    // Allocations of one more run after the timed ones (0 for a planned run).
+    let run_allocs = steady_run_allocations(&mut s, &tensors)?;
     // prepare() again with the arena already allocated: the cost of a shape change.
     let mut preps = Vec::with_capacity(50);
     for _ in 0..50 {
@@ -420,7 +447,7 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
     let _ = writeln!(text, "prepare {prepare_us:.1} us; first run {first_ms:.3} ms; median {median:.3} ms, p90 {p90:.3} ms over {} runs", times.len());
     let _ = writeln!(
         text,
-        "{{\"median_ms\": {median:.4}, \"p90_ms\": {p90:.4}, \"first_run_ms\": {first_ms:.4}, \"prepare_us\": {prepare_us:.2}, \"prepare_warm_us\": {prepare_warm_us:.2}, \"arena_bytes\": {arena}, \"peak_intermediate_bytes\": {}, \"peak_rss_bytes\": {}}}",
+        "{{\"median_ms\": {median:.4}, \"p90_ms\": {p90:.4}, \"first_run_ms\": {first_ms:.4}, \"prepare_us\": {prepare_us:.2}, \"prepare_warm_us\": {prepare_warm_us:.2}, \"arena_bytes\": {arena}, \"peak_intermediate_bytes\": {}, \"peak_rss_bytes\": {}, \"run_allocs\": {run_allocs}}}",
         arena + peak_dyn,
         peak_rss_bytes()
     );

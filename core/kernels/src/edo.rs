@@ -1,61 +1,65 @@
 //! Kernels whose output size is execution-determined.
 
-/// Indices of non-zero elements, as `[rank, count]` row-major.
-pub fn nonzero(nz: &[bool], d: &[usize]) -> Vec<i64> {
+/// Indices of the non-zero elements of a tensor of dims `d` (`is_nz(flat index)`), written as
+/// `[rank, count]` row-major into `out` (`count` = the number of non-zero elements, which the
+/// caller has counted to size `out`).
+pub fn nonzero(is_nz: impl Fn(usize) -> bool, d: &[usize], count: usize, out: &mut [i64]) {
     let st = crate::shape::strides(d);
-    let hits: Vec<usize> = nz
-        .iter()
-        .enumerate()
-        .filter(|(_, &v)| v)
-        .map(|(i, _)| i)
-        .collect();
-    let mut out = vec![0i64; d.len() * hits.len()];
-    for (j, &h) in hits.iter().enumerate() {
+    let n = crate::shape::numel(d);
+    for (j, h) in (0..n).filter(|&h| is_nz(h)).take(count).enumerate() {
         let mut rem = h;
         for k in 0..d.len() {
-            out[k * hits.len() + j] = (rem / st[k]) as i64;
+            out[k * count + j] = (rem / st[k]) as i64;
             rem %= st[k];
         }
     }
-    out
 }
 
-/// Top-k along an axis: (values, indices). Ties keep the lower index first (ONNX).
+/// Top-k along an axis into `vals` (and `idxs` if given), both of dims `d` with `d[axis] = k`.
+/// Ties keep the lower index first (ONNX). `order` is scratch (reused by the caller).
+#[allow(clippy::too_many_arguments)]
 pub fn topk_f32(
     x: &[f32],
     d: &[usize],
     axis: usize,
     k: usize,
     largest: bool,
-) -> (Vec<f32>, Vec<i64>) {
+    vals: &mut [f32],
+    mut idxs: Option<&mut [i64]>,
+    order: &mut Vec<usize>,
+) {
     let outer: usize = d[..axis].iter().product();
     let n = d[axis];
     let inner: usize = d[axis + 1..].iter().product();
-    let mut vals = vec![0f32; outer * k * inner];
-    let mut idxs = vec![0i64; outer * k * inner];
-    let mut order: Vec<usize> = Vec::with_capacity(n);
     for o in 0..outer {
         for i in 0..inner {
             let at = |j: usize| x[(o * n + j) * inner + i];
             order.clear();
             order.extend(0..n);
-            order.sort_by(|&a, &b| {
+            order.sort_unstable_by(|&a, &b| {
                 let (va, vb) = (at(a), at(b));
                 let c = if largest {
-                    vb.partial_cmp(&va)
+                    by_value(vb, va)
                 } else {
-                    va.partial_cmp(&vb)
+                    by_value(va, vb)
                 };
-                c.unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b))
+                c.then(a.cmp(&b))
             });
             for (r, &j) in order.iter().take(k).enumerate() {
                 let p = (o * k + r) * inner + i;
                 vals[p] = at(j);
-                idxs[p] = j as i64;
+                if let Some(ix) = idxs.as_deref_mut() {
+                    ix[p] = j as i64;
+                }
             }
         }
     }
-    (vals, idxs)
+}
+
+/// Orders by value (`-0.0 == 0.0`), NaNs at the ends (by sign), so sorting never sees an
+/// inconsistent order.
+fn by_value(a: f32, b: f32) -> std::cmp::Ordering {
+    a.partial_cmp(&b).unwrap_or_else(|| a.total_cmp(&b))
 }
 
 fn iou(a: &[f32], b: &[f32], center: bool) -> f32 {
@@ -90,33 +94,37 @@ fn iou(a: &[f32], b: &[f32], center: bool) -> f32 {
     }
 }
 
-/// NonMaxSuppression: boxes `[b, n, 4]`, scores `[b, c, n]` → selected `[k, 3]` flattened.
+/// Scratch for [`nms`], reused across calls.
+#[derive(Default)]
+pub struct NmsScratch {
+    cand: Vec<usize>,
+    kept: Vec<usize>,
+}
+
+/// NonMaxSuppression: boxes `[b, n, 4]`, scores `[b, c, n]` → selected `[k, 3]` flattened, into
+/// `out` (cleared first).
 #[allow(clippy::too_many_arguments)]
 pub fn nms(
     boxes: &[f32],
     scores: &[f32],
-    b: usize,
-    c: usize,
-    n: usize,
+    (b, c, n): (usize, usize, usize),
     max_per_class: usize,
     iou_thr: f32,
     score_thr: Option<f32>,
     center: bool,
-) -> Vec<i64> {
-    let mut out = Vec::new();
+    scratch: &mut NmsScratch,
+    out: &mut Vec<i64>,
+) {
+    out.clear();
+    let NmsScratch { cand, kept } = scratch;
     for bi in 0..b {
         for ci in 0..c {
             let s = &scores[(bi * c + ci) * n..(bi * c + ci + 1) * n];
-            let mut cand: Vec<usize> = (0..n)
-                .filter(|&i| score_thr.is_none_or(|t| s[i] > t))
-                .collect();
-            cand.sort_by(|&x, &y| {
-                s[y].partial_cmp(&s[x])
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then(x.cmp(&y))
-            });
-            let mut kept: Vec<usize> = Vec::new();
-            for i in cand {
+            cand.clear();
+            cand.extend((0..n).filter(|&i| score_thr.is_none_or(|t| s[i] > t)));
+            cand.sort_unstable_by(|&x, &y| by_value(s[y], s[x]).then(x.cmp(&y)));
+            kept.clear();
+            for &i in cand.iter() {
                 if kept.len() >= max_per_class {
                     break;
                 }
@@ -127,10 +135,9 @@ pub fn nms(
                     kept.push(i);
                 }
             }
-            for i in kept {
+            for &i in kept.iter() {
                 out.extend_from_slice(&[bi as i64, ci as i64, i as i64]);
             }
         }
     }
-    out
 }

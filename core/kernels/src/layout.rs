@@ -1,13 +1,13 @@
 //! Data movement, element-size generic (`es` bytes per element).
-use crate::shape::{numel, strides};
+use crate::shape::{numel, strides, Dims};
 
 /// Transposes `x` (dims `d`) by `perm`.
 pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usize) {
     let xs = strides(d);
     // Output dims with their input strides; size-1 dims dropped, neighbours that stay
     // neighbours in the input merged.
-    let mut od: Vec<usize> = Vec::with_capacity(perm.len());
-    let mut ps: Vec<usize> = Vec::with_capacity(perm.len());
+    let mut od = Dims::new();
+    let mut ps = Dims::new();
     for &p in perm {
         let (n, st) = (d[p], xs[p]);
         if n == 1 {
@@ -87,14 +87,14 @@ pub fn slice(
     }
     let xs = strides(d);
     let base: i64 = starts.iter().zip(&xs).map(|(&s, &st)| s * st as i64).sum();
-    let ss: Vec<i64> = steps
+    let ss: smallvec::SmallVec<[i64; 8]> = steps
         .iter()
         .zip(&xs)
         .map(|(&s, &st)| s * st as i64)
         .collect();
     let inner = od[r - 1];
     let s_in = ss[r - 1];
-    let mut idx = vec![0usize; r - 1];
+    let mut idx: Dims = smallvec::smallvec![0usize; r - 1];
     let mut off = base;
     let mut o = 0;
     loop {
@@ -140,13 +140,16 @@ pub fn concat(parts: &[(&[u8], &[usize])], axis: usize, out: &mut [u8], es: usiz
 }
 
 /// Gather along `axis` with (already normalised, in-range) indices.
-pub fn gather(x: &[u8], d: &[usize], axis: usize, idx: &[usize], out: &mut [u8], es: usize) {
+/// Indices are taken modulo the axis length from below (`-1` is the last); the caller has
+/// checked they lie in `-n..n`.
+pub fn gather(x: &[u8], d: &[usize], axis: usize, idx: &[i64], out: &mut [u8], es: usize) {
     let outer: usize = d[..axis].iter().product();
     let inner: usize = d[axis + 1..].iter().product::<usize>() * es;
     let n = d[axis];
     let mut pos = 0;
     for o in 0..outer {
         for &i in idx {
+            let i = if i < 0 { i + n as i64 } else { i } as usize;
             let src = (o * n + i) * inner;
             out[pos..pos + inner].copy_from_slice(&x[src..src + inner]);
             pos += inner;
@@ -238,36 +241,41 @@ pub fn resize_f32(
     if numel(od) == 0 {
         return;
     }
+    // Per-axis tables, flattened: axis k's entries start at `at[k]` (one per output index).
+    let mut at: Dims = smallvec::smallvec![0; r + 1];
+    for k in 0..r {
+        at[k + 1] = at[k] + od[k];
+    }
     if mode == "nearest" {
         // src[k][i]: element offset (already times the stride) along axis k for output index i
-        let src: Vec<Vec<usize>> = (0..r)
-            .map(|k| {
-                (0..od[k])
-                    .map(|i| {
-                        let c = coord(k, i);
-                        let v = match nearest {
-                            "floor" => c.floor(),
-                            "ceil" => c.ceil(),
-                            "round_prefer_ceil" => (c + 0.5).floor(),
-                            _ => {
-                                if c.fract() == 0.5 {
-                                    c.floor()
-                                } else {
-                                    c.round()
-                                }
-                            }
-                        };
-                        (v.max(0.0) as usize).min(d[k] - 1) * xs[k]
-                    })
-                    .collect()
+        let mut tab = RESIZE_NEAREST.with(|t| t.take());
+        tab.clear();
+        tab.extend((0..r).flat_map(|k| {
+            let (coord, xs) = (&coord, &xs);
+            (0..od[k]).map(move |i| {
+                let c = coord(k, i);
+                let v = match nearest {
+                    "floor" => c.floor(),
+                    "ceil" => c.ceil(),
+                    "round_prefer_ceil" => (c + 0.5).floor(),
+                    _ => {
+                        if c.fract() == 0.5 {
+                            c.floor()
+                        } else {
+                            c.round()
+                        }
+                    }
+                };
+                (v.max(0.0) as usize).min(d[k] - 1) * xs[k]
             })
-            .collect();
+        }));
+        let src = |k: usize| &tab[at[k]..at[k + 1]];
         let last = r - 1;
-        let mut idx = vec![0usize; r];
+        let mut idx: Dims = smallvec::smallvec![0usize; r];
         let mut o = 0;
-        loop {
-            let base: usize = (0..last).map(|k| src[k][idx[k]]).sum();
-            for &sl in &src[last] {
+        'rows: loop {
+            let base: usize = (0..last).map(|k| src(k)[idx[k]]).sum();
+            for &sl in src(last) {
                 out[o] = x[base + sl];
                 o += 1;
             }
@@ -275,7 +283,7 @@ pub fn resize_f32(
             let mut k = last;
             loop {
                 if k == 0 {
-                    return;
+                    break 'rows;
                 }
                 k -= 1;
                 idx[k] += 1;
@@ -285,25 +293,50 @@ pub fn resize_f32(
                 idx[k] = 0;
             }
         }
+        RESIZE_NEAREST.with(|t| t.set(tab));
+        return;
     }
     // (multi)linear: per axis (low offset, high offset, weight of high)
-    let tab: Vec<Vec<(usize, usize, f64)>> = (0..r)
-        .map(|k| {
-            (0..od[k])
-                .map(|i| {
-                    let c = coord(k, i).clamp(0.0, (d[k] - 1) as f64);
-                    let lo = c.floor() as usize;
-                    let hi = (lo + 1).min(d[k] - 1);
-                    (lo * xs[k], hi * xs[k], c - lo as f64)
-                })
-                .collect()
+    let mut flat = RESIZE_LINEAR.with(|t| t.take());
+    flat.clear();
+    flat.extend((0..r).flat_map(|k| {
+        let (coord, xs) = (&coord, &xs);
+        (0..od[k]).map(move |i| {
+            let c = coord(k, i).clamp(0.0, (d[k] - 1) as f64);
+            let lo = c.floor() as usize;
+            let hi = (lo + 1).min(d[k] - 1);
+            (lo * xs[k], hi * xs[k], c - lo as f64)
         })
-        .collect();
+    }));
+    linear(x, d, out, od, &xs, &flat, &at);
+    RESIZE_LINEAR.with(|t| t.set(flat));
+}
+
+thread_local! {
+    /// Resize's per-axis tables, reused by every call on this thread.
+    static RESIZE_NEAREST: std::cell::Cell<Vec<usize>> = const { std::cell::Cell::new(Vec::new()) };
+    static RESIZE_LINEAR: std::cell::Cell<Vec<(usize, usize, f64)>> =
+        const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// (Multi)linear resize from per-axis (low offset, high offset, weight of high) tables
+/// (axis `k`'s entries at `at[k]..at[k + 1]` of `flat`).
+fn linear(
+    x: &[f32],
+    d: &[usize],
+    out: &mut [f32],
+    od: &[usize],
+    xs: &[usize],
+    flat: &[(usize, usize, f64)],
+    at: &[usize],
+) {
+    let r = d.len();
+    let tab = |k: usize| &flat[at[k]..at[k + 1]];
     // Fast path: only the last two axes are interpolated (NCHW images): per plane, each output
     // row blends two input rows, each output column two input columns (f32 weights).
     let identity = |k: usize| {
         od[k] == d[k]
-            && tab[k]
+            && tab(k)
                 .iter()
                 .enumerate()
                 .all(|(i, &(lo, hi, t))| lo == i * xs[k] && (t == 0.0 || hi == lo))
@@ -311,17 +344,15 @@ pub fn resize_f32(
     if r >= 2 && (0..r - 2).all(identity) {
         let (ih, iw, oh, ow) = (d[r - 2], d[r - 1], od[r - 2], od[r - 1]);
         let planes = numel(&d[..r - 2]);
-        let cols: Vec<(usize, usize, f32)> = tab[r - 1]
-            .iter()
-            .map(|&(lo, hi, t)| (lo, hi, t as f32))
-            .collect();
+        let cols = tab(r - 1);
         for p in 0..planes {
             let xp = &x[p * ih * iw..(p + 1) * ih * iw];
             let op = &mut out[p * oh * ow..(p + 1) * oh * ow];
             for (oy, orow) in op.chunks_mut(ow).enumerate() {
-                let (ylo, yhi, ty) = tab[r - 2][oy];
+                let (ylo, yhi, ty) = tab(r - 2)[oy];
                 let (ty, r0, r1) = (ty as f32, &xp[ylo..ylo + iw], &xp[yhi..yhi + iw]);
-                for (o, &(xlo, xhi, tx)) in orow.iter_mut().zip(&cols) {
+                for (o, &(xlo, xhi, tx)) in orow.iter_mut().zip(cols) {
+                    let tx = tx as f32;
                     let top = r0[xlo] + (r0[xhi] - r0[xlo]) * tx;
                     let bot = r1[xlo] + (r1[xhi] - r1[xlo]) * tx;
                     *o = top + (bot - top) * ty;
@@ -330,14 +361,14 @@ pub fn resize_f32(
         }
         return;
     }
-    let mut idx = vec![0usize; r];
+    let mut idx: Dims = smallvec::smallvec![0usize; r];
     for slot in out.iter_mut().take(numel(od)) {
         let mut acc = 0f64;
         for corner in 0..(1usize << r) {
             let mut off = 0;
             let mut w = 1.0;
             for k in 0..r {
-                let (lo, hi, t) = tab[k][idx[k]];
+                let (lo, hi, t) = tab(k)[idx[k]];
                 if corner >> k & 1 == 1 {
                     off += hi;
                     w *= t;

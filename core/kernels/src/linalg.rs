@@ -1,5 +1,5 @@
 //! Matrix products.
-use crate::shape::{broadcast_shape, strides};
+use crate::shape::{broadcast_shape, strides, Dims};
 
 /// `c[m,n] (+)= alpha * sum_k a[m,k] b[k,n]` for row-major blocks with leading dims, through
 /// the packed `gemm` kernels (falls back to the reference loops if the extents are rejected).
@@ -21,6 +21,16 @@ pub fn gemm_f32(
     if crate::fast::sgemm(m, n, k, a, lda, ta, b, ldb, tb, c, alpha, accumulate).is_err() {
         gemm_f32_reference(m, n, k, a, lda, ta, b, ldb, tb, c, alpha, accumulate);
     }
+}
+
+/// Warms this thread's GEMM state: the library's per-thread packing buffers are allocated on
+/// first use and grow with the blocks they pack, so one product of a typical large size now
+/// means later runs (the first one at a new shape included) neither pay for nor allocate them.
+pub fn warm_up() {
+    let (m, n, k) = (256, 512, 512);
+    let (a, b) = (vec![0f32; m * k], vec![0f32; k * n]);
+    let mut c = vec![0f32; m * n];
+    gemm_f32(m, n, k, &a, k, false, &b, n, false, &mut c, 1.0, false);
 }
 
 /// The reference loops of [`gemm_f32`] (the oracle the fast path is tested against).
@@ -68,16 +78,16 @@ pub fn gemm_f32_reference(
 }
 
 /// numpy `matmul`'s output dims (`None` when the operands do not fit).
-pub fn matmul_out_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
-    let a2: Vec<usize> = if a.len() == 1 {
-        vec![1, a[0]]
+pub fn matmul_out_dims(a: &[usize], b: &[usize]) -> Option<Dims> {
+    let a2: Dims = if a.len() == 1 {
+        smallvec::smallvec![1, a[0]]
     } else {
-        a.to_vec()
+        Dims::from_slice(a)
     };
-    let b2: Vec<usize> = if b.len() == 1 {
-        vec![b[0], 1]
+    let b2: Dims = if b.len() == 1 {
+        smallvec::smallvec![b[0], 1]
     } else {
-        b.to_vec()
+        Dims::from_slice(b)
     };
     if a2.len() < 2 || b2.len() < 2 || a2[a2.len() - 1] != b2[b2.len() - 2] {
         return None;
@@ -134,15 +144,15 @@ pub fn matmul_f32_rows(
     block_rows: usize,
     mut on_rows: impl FnMut(usize, &mut [f32]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let a2: Vec<usize> = if ad.len() == 1 {
-        vec![1, ad[0]]
+    let a2: Dims = if ad.len() == 1 {
+        smallvec::smallvec![1, ad[0]]
     } else {
-        ad.to_vec()
+        Dims::from_slice(ad)
     };
-    let b2: Vec<usize> = if bd.len() == 1 {
-        vec![bd[0], 1]
+    let b2: Dims = if bd.len() == 1 {
+        smallvec::smallvec![bd[0], 1]
     } else {
-        bd.to_vec()
+        Dims::from_slice(bd)
     };
     if a2.len() < 2 || b2.len() < 2 {
         return Err("MatMul: scalar operand".into());

@@ -1,9 +1,10 @@
 //! Reductions over a set of axes, and softmax-style normalisations.
-use crate::shape::{numel, strides};
+use crate::shape::{for_each_offset, numel, strides, Dims};
 
-/// Splits `dims` around reduced `axes` and calls `f(outer_out_index, iterator over reduced
-/// offsets)` — implemented by permuting indices: kept dims outer, reduced dims inner.
-pub fn reduce<T: Copy, A>(
+/// Reduces `x` (dims `dims`) over `axes`: for each output element (row-major over the kept
+/// dims), folds `step` over the reduced elements from `init()` and writes the result to `out`.
+/// Allocation-free: the reduced offsets are walked by an odometer.
+pub fn reduce<T: Copy, A: Copy>(
     x: &[T],
     dims: &[usize],
     axes: &[usize],
@@ -11,41 +12,40 @@ pub fn reduce<T: Copy, A>(
     init: impl Fn() -> A,
     step: impl Fn(A, T) -> A,
 ) {
+    reduce_with(x, dims, axes, init, step, |o, v| {
+        if let Some(slot) = out.get_mut(o) {
+            *slot = v;
+        }
+    });
+}
+
+/// [`reduce`], handing each output element's result to `emit(output index, value)`.
+pub fn reduce_with<T: Copy, A: Copy>(
+    x: &[T],
+    dims: &[usize],
+    axes: &[usize],
+    init: impl Fn() -> A,
+    step: impl Fn(A, T) -> A,
+    mut emit: impl FnMut(usize, A),
+) {
     let st = strides(dims);
-    let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
-    let red: Vec<usize> = (0..dims.len()).filter(|d| axes.contains(d)).collect();
-    let kdims: Vec<usize> = kept.iter().map(|&d| dims[d]).collect();
-    let rdims: Vec<usize> = red.iter().map(|&d| dims[d]).collect();
-    let kst: Vec<usize> = kept.iter().map(|&d| st[d]).collect();
-    let rst: Vec<usize> = red.iter().map(|&d| st[d]).collect();
-    let nk = numel(&kdims);
-    let nr = numel(&rdims);
-    let kstr = strides(&kdims);
-    let rstr = strides(&rdims);
-    let offsets: Vec<usize> = (0..nr)
-        .map(|i| {
-            let mut rem = i;
-            let mut off = 0;
-            for d in 0..rdims.len() {
-                off += (rem / rstr[d]) * rst[d];
-                rem %= rstr[d];
-            }
-            off
-        })
-        .collect();
-    for (o, slot) in out.iter_mut().enumerate().take(nk) {
-        let mut rem = o;
-        let mut base = 0;
-        for d in 0..kdims.len() {
-            base += (rem / kstr[d]) * kst[d];
-            rem %= kstr[d];
+    let kept: Dims = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
+    let red: Dims = (0..dims.len()).filter(|d| axes.contains(d)).collect();
+    let kdims: Dims = kept.iter().map(|&d| dims[d]).collect();
+    let rdims: Dims = red.iter().map(|&d| dims[d]).collect();
+    let kst: Dims = kept.iter().map(|&d| st[d]).collect();
+    let rst: Dims = red.iter().map(|&d| st[d]).collect();
+    if numel(&rdims) == 0 {
+        for o in 0..numel(&kdims) {
+            emit(o, init());
         }
-        let mut acc = init();
-        for &r in &offsets {
-            acc = step(acc, x[base + r]);
-        }
-        *slot = acc;
+        return;
     }
+    for_each_offset(&kdims, [&kst], |o, [base]| {
+        let mut acc = init();
+        for_each_offset(&rdims, [&rst], |_, [r]| acc = step(acc, x[base + r]));
+        emit(o, acc);
+    });
 }
 
 /// Softmax (or log-softmax) over one axis.

@@ -1,13 +1,18 @@
 //! Shapes, strides and broadcasting.
 
+use smallvec::SmallVec;
+
+/// Dims or strides, inline up to rank 8 (so shape arithmetic in the run loop never allocates).
+pub type Dims = SmallVec<[usize; 8]>;
+
 /// Number of elements of a shape.
 pub fn numel(dims: &[usize]) -> usize {
     dims.iter().product()
 }
 
 /// Row-major (contiguous) strides, in elements.
-pub fn strides(dims: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; dims.len()];
+pub fn strides(dims: &[usize]) -> Dims {
+    let mut s: Dims = smallvec::smallvec![1usize; dims.len()];
     for k in (0..dims.len().saturating_sub(1)).rev() {
         s[k] = s[k + 1] * dims[k + 1];
     }
@@ -15,7 +20,7 @@ pub fn strides(dims: &[usize]) -> Vec<usize> {
 }
 
 /// Strides of `dims` broadcast to `out` (right-aligned; broadcast dims get stride 0).
-pub fn broadcast_strides(dims: &[usize], out: &[usize]) -> Vec<usize> {
+pub fn broadcast_strides(dims: &[usize], out: &[usize]) -> Dims {
     let s = strides(dims);
     let off = out.len() - dims.len();
     (0..out.len())
@@ -44,9 +49,9 @@ pub fn broadcast_offset(index: usize, out: &[usize], operand: &[usize]) -> usize
 }
 
 /// The broadcast of several shapes (`None` when they are incompatible).
-pub fn broadcast_shape(shapes: &[&[usize]]) -> Option<Vec<usize>> {
+pub fn broadcast_shape(shapes: &[&[usize]]) -> Option<Dims> {
     let r = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
-    let mut out = vec![1usize; r];
+    let mut out: Dims = smallvec::smallvec![1usize; r];
     for s in shapes {
         let off = r - s.len();
         for (k, &d) in s.iter().enumerate() {
@@ -77,7 +82,7 @@ pub fn for_each_offset<const N: usize>(
         f(0, [0; N]);
         return;
     }
-    let mut idx = vec![0usize; r];
+    let mut idx: Dims = smallvec::smallvec![0usize; r];
     let mut base = [0usize; N];
     let inner = out[r - 1];
     let inner_s: [usize; N] = std::array::from_fn(|i| strides[i][r - 1]);

@@ -171,19 +171,39 @@ fn reductions_softmax_and_norm() {
 
 #[test]
 fn edo_kernels() {
-    assert_eq!(
-        edo::nonzero(&[false, true, true, false], &[2, 2]),
-        vec![0, 1, 1, 0]
+    let nz = [false, true, true, false];
+    let mut idx = vec![0i64; 4];
+    edo::nonzero(|i| nz[i], &[2, 2], 2, &mut idx);
+    assert_eq!(idx, vec![0, 1, 1, 0]);
+    let (mut v, mut i, mut order) = (vec![0f32; 3], vec![0i64; 3], Vec::new());
+    edo::topk_f32(
+        &[1.0, 3.0, 3.0, 2.0],
+        &[4],
+        0,
+        3,
+        true,
+        &mut v,
+        Some(&mut i),
+        &mut order,
     );
-    let (v, i) = edo::topk_f32(&[1.0, 3.0, 3.0, 2.0], &[4], 0, 3, true);
     assert_eq!((v, i), (vec![3.0, 3.0, 2.0], vec![1, 2, 3]));
     // two overlapping boxes and one apart; the weaker overlapping one is suppressed
     let boxes = [0.0, 0.0, 1.0, 1.0, 0.0, 0.1, 1.0, 1.1, 0.0, 5.0, 1.0, 6.0];
     let scores = [0.9, 0.8, 0.7];
-    assert_eq!(
-        edo::nms(&boxes, &scores, 1, 1, 3, 10, 0.5, None, false),
-        vec![0, 0, 0, 0, 0, 2]
+    let mut sel = vec![99];
+    let mut scratch = edo::NmsScratch::default();
+    edo::nms(
+        &boxes,
+        &scores,
+        (1, 1, 3),
+        10,
+        0.5,
+        None,
+        false,
+        &mut scratch,
+        &mut sel,
     );
+    assert_eq!(sel, vec![0, 0, 0, 0, 0, 2]);
     assert!((elementwise::erf(0.5) - 0.520_499_9).abs() < 1e-6);
     // against the series erf(x) = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)), in f64
     let series = |x: f64| -> f64 {

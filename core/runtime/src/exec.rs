@@ -6,7 +6,9 @@
 use sod2_format::{eval_pool, Expr, Graph, Step, Storage};
 use sod2_kernels::shape::numel;
 
-use crate::ops::{self, Ctx, In, Out};
+use smallvec::SmallVec;
+
+use crate::ops::{self, Ctx, Dims, In, Out};
 use crate::{Plan, RuntimeError, Tensor, TensorIn};
 
 /// Where a produced tensor's bytes are.
@@ -32,10 +34,20 @@ pub(crate) struct State {
     profile: Option<std::collections::BTreeMap<String, (f64, usize)>>,
     /// Freed heap buffers, reused by later dynamic tensors.
     pool: Vec<Vec<u64>>,
+    /// Bytes each heap tensor had when last produced: the size asked of the pool for an
+    /// execution-determined output whose dims the plan cannot give.
+    last_len: Vec<usize>,
     /// Forces this kernel version on every step that has it (`sod2 tune`).
     pub version_override: Option<u32>,
     /// Per-step time (seconds) by (graph, step index), when enabled (`sod2 tune`).
     pub step_times: Option<std::collections::HashMap<(u32, usize), f64>>,
+    /// Copies of graph outputs that are model inputs (the caller's buffers end with `run`).
+    out_copies: Vec<Vec<u8>>,
+    /// Reused scratch: dims while a tensor is copied, bytes staged out of the arena.
+    scratch_dims: Vec<usize>,
+    scratch_bytes: Vec<u8>,
+    /// Reused accumulators for Loop scan outputs.
+    scan_bufs: Vec<(Vec<usize>, Vec<u8>)>,
 }
 
 fn kerr(step: &Step, msg: impl Into<String>) -> RuntimeError {
@@ -50,11 +62,7 @@ impl State {
     pub fn new(plan: &Plan) -> State {
         // Warm the GEMM library's per-thread packing buffers now (they are allocated on first
         // use), so that the first run at a new shape does not pay for them.
-        let (a, b) = ([0f32; 64 * 64], [0f32; 64 * 64]);
-        let mut c = vec![0f32; 64 * 64];
-        sod2_kernels::linalg::gemm_f32(
-            64, 64, 64, &a, 64, false, &b, 64, false, &mut c, 1.0, false,
-        );
+        sod2_kernels::linalg::warm_up();
         let p = plan.meta();
         let mut dims = vec![Vec::new(); p.tensors.len()];
         for (i, t) in p.tensors.iter().enumerate() {
@@ -78,16 +86,24 @@ impl State {
             heap_peak: 0,
             profile: std::env::var_os("SOD2_PROFILE").map(|_| Default::default()),
             pool: Vec::new(),
+            last_len: vec![0; p.tensors.len()],
             // `SOD2_FORCE_VERSION=N` forces kernel version N wherever a step has it (testing).
             version_override: std::env::var("SOD2_FORCE_VERSION")
                 .ok()
                 .and_then(|v| v.parse().ok()),
             step_times: None,
+            out_copies: Vec::new(),
+            scratch_dims: Vec::new(),
+            scratch_bytes: Vec::new(),
+            scan_bufs: Vec::new(),
         }
     }
 
-    pub fn prepared_shapes(&self) -> Option<&[Vec<usize>]> {
-        self.prepared.as_deref()
+    /// Whether the last `prepare` bound exactly these input dims (compared in place).
+    pub fn is_prepared_for(&self, inputs: &[TensorIn<'_>]) -> bool {
+        self.prepared.as_ref().is_some_and(|p| {
+            p.len() == inputs.len() && p.iter().zip(inputs).all(|(d, x)| d.as_slice() == x.dims)
+        })
     }
 
     pub fn arena_bytes(&self) -> usize {
@@ -205,7 +221,7 @@ impl State {
     }
 
     /// Planned dims of tensor `t`, if its shape expressions evaluate.
-    fn planned(&self, plan: &Plan, t: u32) -> Option<Vec<usize>> {
+    fn planned(&self, plan: &Plan, t: u32) -> Option<Dims> {
         plan.meta().tensors[t as usize]
             .shape
             .iter()
@@ -231,11 +247,8 @@ impl State {
         }
     }
 
-    pub fn run(
-        &mut self,
-        plan: &Plan,
-        inputs: &[TensorIn<'_>],
-    ) -> Result<Vec<Tensor>, RuntimeError> {
+    /// Runs the plan; the outputs stay in the state ([`State::output`]) until the next run.
+    pub fn run(&mut self, plan: &Plan, inputs: &[TensorIn<'_>]) -> Result<(), RuntimeError> {
         let p = plan.meta();
         let g = &p.graphs[0];
         if inputs.len() != g.inputs.len() {
@@ -273,7 +286,7 @@ impl State {
                     got: x.data.len(),
                 });
             }
-            self.dims[t as usize] = x.dims.to_vec();
+            set_dims(&mut self.dims[t as usize], x.dims);
         }
         // Recompute the pool from the prepared bindings (earlier runs rebound fresh symbols).
         // Symbols bound by execution (fresh, loop-carried, iteration) start unbound; the input
@@ -285,9 +298,49 @@ impl State {
         }
         self.eval(plan)?;
         self.run_graph(plan, 0, inputs)?;
-        let mut outs = Vec::new();
-        for &t in &g.outputs {
-            let (bytes, dims) = self.read(plan, inputs, t)?;
+        // Outputs that are model inputs are copied: the caller's buffers are only borrowed.
+        self.out_copies.resize_with(g.outputs.len(), Vec::new);
+        for (k, &t) in g.outputs.iter().enumerate() {
+            if let Storage::Input(i) = plan.storage(t) {
+                self.out_copies[k].clear();
+                self.out_copies[k].extend_from_slice(inputs[i as usize].data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Output `k` of the last run: bytes and dims, borrowed from the state.
+    pub fn output<'s>(
+        &'s self,
+        plan: &'s Plan,
+        k: usize,
+    ) -> Result<(&'s [u8], &'s [usize]), RuntimeError> {
+        let g = &plan.meta().graphs[0];
+        let &t = g.outputs.get(k).ok_or_else(|| RuntimeError::Kernel {
+            step: "<output>".into(),
+            kernel: "output".into(),
+            msg: format!("output {k} of {}", g.outputs.len()),
+        })?;
+        match plan.storage(t) {
+            Storage::Input(_) => {
+                let b = self.out_copies.get(k).ok_or_else(|| RuntimeError::Kernel {
+                    step: plan.meta().tensors[t as usize].name.clone(),
+                    kernel: "output".into(),
+                    msg: "no run yet".into(),
+                })?;
+                Ok((b, &self.dims[t as usize]))
+            }
+            _ => self.read(plan, &[], t),
+        }
+    }
+
+    /// All outputs of the last run, copied out.
+    pub fn outputs(&self, plan: &Plan) -> Result<Vec<Tensor>, RuntimeError> {
+        let p = plan.meta();
+        let g = &p.graphs[0];
+        let mut outs = Vec::with_capacity(g.outputs.len());
+        for (k, &t) in g.outputs.iter().enumerate() {
+            let (bytes, dims) = self.output(plan, k)?;
             outs.push(Tensor {
                 name: p.tensors[t as usize].name.clone(),
                 dtype: p.tensors[t as usize].dtype,
@@ -339,12 +392,12 @@ impl State {
         &mut self,
         plan: &Plan,
         t: u32,
-        dims: Vec<usize>,
+        dims: &[usize],
         bytes: &[u8],
     ) -> Result<(), RuntimeError> {
         let tensor = &plan.meta().tensors[t as usize];
         if let Some(p) = self.planned(plan, t) {
-            if p != dims {
+            if p.as_slice() != dims {
                 return Err(RuntimeError::Kernel {
                     step: tensor.name.clone(),
                     kernel: "store".into(),
@@ -352,9 +405,16 @@ impl State {
                 });
             }
         }
-        self.dims[t as usize] = dims;
+        set_dims(&mut self.dims[t as usize], dims);
         if let Storage::Arena { .. } = plan.storage(t) {
             if let Some((off, len)) = self.arena_range(plan, t) {
+                if off + len > self.arena_len || len != bytes.len() {
+                    return Err(RuntimeError::Kernel {
+                        step: tensor.name.clone(),
+                        kernel: "store".into(),
+                        msg: format!("{} bytes for an arena range of {len}", bytes.len()),
+                    });
+                }
                 bytemuck::cast_slice_mut::<u64, u8>(&mut self.arena)[off..off + len]
                     .copy_from_slice(bytes);
                 self.slots[t as usize] = Slot::Arena;
@@ -375,6 +435,57 @@ impl State {
         self.heap_peak = self.heap_peak.max(self.heap_now);
         self.slots[t as usize] = Slot::Heap(v, bytes.len());
         Ok(())
+    }
+
+    /// Copies tensor `src` (any storage) into `dst`, reusing `dst`'s buffer or a pooled one, so
+    /// control flow moves values without allocating once the buffers are warm.
+    fn copy_tensor(
+        &mut self,
+        plan: &Plan,
+        inputs: &[TensorIn<'_>],
+        src: u32,
+        dst: u32,
+    ) -> Result<(), RuntimeError> {
+        if src == dst {
+            return Ok(());
+        }
+        let mut dims = std::mem::take(&mut self.scratch_dims);
+        dims.clear();
+        dims.extend_from_slice(&self.dims[src as usize]);
+        let r = match plan.storage(src) {
+            Storage::Weight { offset, len } => {
+                self.write(plan, dst, &dims, plan.weight(offset, len))
+            }
+            Storage::Input(i) => self.write(plan, dst, &dims, inputs[i as usize].data),
+            Storage::Arena { .. } | Storage::Dynamic => {
+                if matches!(self.slots[src as usize], Slot::Heap(..)) {
+                    // Lend the source buffer out of its slot while the destination is written.
+                    let held = std::mem::replace(&mut self.slots[src as usize], Slot::Empty);
+                    let r = match &held {
+                        Slot::Heap(v, len) => {
+                            self.write(plan, dst, &dims, &bytemuck::cast_slice(v)[..*len])
+                        }
+                        _ => Ok(()),
+                    };
+                    self.slots[src as usize] = held;
+                    r
+                } else {
+                    let mut tmp = std::mem::take(&mut self.scratch_bytes);
+                    tmp.clear();
+                    let r = match self.read(plan, inputs, src) {
+                        Ok((b, _)) => {
+                            tmp.extend_from_slice(b);
+                            self.write(plan, dst, &dims, &tmp)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    self.scratch_bytes = tmp;
+                    r
+                }
+            }
+        };
+        self.scratch_dims = dims;
+        r
     }
 
     fn owned(
@@ -401,7 +512,7 @@ impl State {
                 "If" => self.run_if(plan, step, inputs)?,
                 "Loop" => self.run_loop(plan, step, inputs)?,
                 "Scan" => self.run_scan(plan, step, inputs)?,
-                _ => self.run_kernel(plan, step, inputs)?,
+                _ => self.run_kernel(plan, (gi, si), step, inputs)?,
             }
             if !step.rebinds.is_empty() {
                 for r in &step.rebinds {
@@ -476,6 +587,7 @@ impl State {
     fn run_kernel(
         &mut self,
         plan: &Plan,
+        at: (u32, usize),
         step: &Step,
         inputs: &[TensorIn<'_>],
     ) -> Result<(), RuntimeError> {
@@ -485,9 +597,9 @@ impl State {
         })?;
         let p = plan.meta();
         // Output targets: planned dims, arena ranges, reusable heap buffers.
-        let mut planned = Vec::new();
-        let mut heap: Vec<Option<Vec<u64>>> = Vec::new();
-        let mut out_ranges: Vec<Option<(usize, usize)>> = Vec::new();
+        let mut planned: SmallVec<[Option<Dims>; 4]> = SmallVec::new();
+        let mut heap: SmallVec<[Option<Vec<u64>>; 4]> = SmallVec::new();
+        let mut out_ranges: SmallVec<[Option<(usize, usize)>; 4]> = SmallVec::new();
         for o in &step.outputs {
             let Some(t) = *o else {
                 planned.push(None);
@@ -509,9 +621,9 @@ impl State {
                 return Err(kerr(step, "arena range outside the arena"));
             }
             let h = if range.is_none() {
-                let want = pl
-                    .as_ref()
-                    .map_or(0, |d| numel(d) * p.tensors[t as usize].dtype.size());
+                let want = pl.as_ref().map_or(self.last_len[t as usize], |d| {
+                    numel(d) * p.tensors[t as usize].dtype.size()
+                });
                 Some(
                     match std::mem::replace(&mut self.slots[t as usize], Slot::Empty) {
                         Slot::Heap(v, len) => {
@@ -529,7 +641,7 @@ impl State {
             out_ranges.push(range);
         }
         // Input ranges inside the arena, for the disjointness check.
-        let mut in_arena = Vec::new();
+        let mut in_arena: SmallVec<[(usize, usize); 8]> = SmallVec::new();
         for t in step.inputs.iter().flatten() {
             if matches!(self.slots[*t as usize], Slot::Arena) {
                 if let Some(r) = self.arena_range(plan, *t) {
@@ -537,7 +649,7 @@ impl State {
                 }
             }
         }
-        let outs_r: Vec<(usize, usize)> = out_ranges.iter().flatten().copied().collect();
+        let outs_r: SmallVec<[(usize, usize); 4]> = out_ranges.iter().flatten().copied().collect();
         let overlap = |a: (usize, usize), b: (usize, usize)| {
             a.0 < b.0 + b.1 && b.0 < a.0 + a.1 && a.1 > 0 && b.1 > 0
         };
@@ -551,7 +663,7 @@ impl State {
         let result = {
             let base = self.arena.as_mut_ptr().cast::<u8>();
             let arena_bytes = self.arena.len() * 8;
-            let mut ins = Vec::with_capacity(step.inputs.len());
+            let mut ins = SmallVec::with_capacity(step.inputs.len());
             for t in &step.inputs {
                 let Some(t) = *t else {
                     ins.push(None);
@@ -585,7 +697,7 @@ impl State {
                 };
                 ins.push(Some(In { dtype, dims, data }));
             }
-            let mut outs = Vec::with_capacity(step.outputs.len());
+            let mut outs = SmallVec::with_capacity(step.outputs.len());
             for ((k, o), h) in step.outputs.iter().enumerate().zip(heap.iter_mut()) {
                 let Some(t) = *o else {
                     outs.push(None);
@@ -608,6 +720,7 @@ impl State {
             let version = self.choose_version(step);
             let mut ctx = Ctx {
                 step,
+                at,
                 version,
                 plan,
                 ins,
@@ -617,19 +730,20 @@ impl State {
                 ctx.outs
                     .into_iter()
                     .map(|o| o.and_then(|o| o.dims))
-                    .collect::<Vec<_>>()
+                    .collect::<SmallVec<[Option<Dims>; 4]>>()
             })
         };
         let produced = result.map_err(|m| kerr(step, m))?;
         for (k, o) in step.outputs.iter().enumerate() {
             let Some(t) = *o else { continue };
             let dims = produced[k]
-                .clone()
+                .as_ref()
                 .ok_or_else(|| kerr(step, format!("output {k} was not written")))?;
-            let bytes = numel(&dims) * p.tensors[t as usize].dtype.size();
-            self.dims[t as usize] = dims;
+            let bytes = numel(dims) * p.tensors[t as usize].dtype.size();
+            set_dims(&mut self.dims[t as usize], dims);
             self.slots[t as usize] = match heap[k].take() {
                 Some(v) => {
+                    self.last_len[t as usize] = bytes;
                     self.heap_now += bytes;
                     self.heap_peak = self.heap_peak.max(self.heap_now);
                     Slot::Heap(v, bytes)
@@ -710,13 +824,12 @@ impl State {
             .get(if cond { 0 } else { 1 })
             .ok_or_else(|| kerr(step, "If without branches"))?;
         self.run_body(plan, body, inputs)?;
-        let outs = plan.meta().graphs[body as usize].outputs.clone();
+        let outs = &plan.meta().graphs[body as usize].outputs;
         for (k, o) in step.outputs.iter().enumerate() {
             let (Some(t), Some(&src)) = (*o, outs.get(k)) else {
                 continue;
             };
-            let (dims, bytes) = self.owned(plan, inputs, src)?;
-            self.write(plan, t, dims, &bytes)?;
+            self.copy_tensor(plan, inputs, src, t)?;
         }
         Ok(())
     }
@@ -745,7 +858,7 @@ impl State {
             Some(t) => Some(read_i64(self, t)?),
             None => None,
         };
-        let mut cond = match step.inputs.get(1).copied().flatten() {
+        let cond = match step.inputs.get(1).copied().flatten() {
             Some(t) => self.read(plan, inputs, t)?.0.first().copied().unwrap_or(0) != 0,
             None => true,
         };
@@ -755,18 +868,103 @@ impl State {
                 "Loop with neither a trip count nor a condition never ends",
             ));
         }
-        let mut carried = Vec::with_capacity(n_carried);
+        // Loop-carried values go straight into the body's inputs; from the second iteration on
+        // they are copied over from the body's outputs (staged first when an output is itself a
+        // body input, so a permutation of the carried values is not overwritten mid-copy).
+        if g.inputs.len() < 2 + n_carried || g.outputs.len() < 1 + n_carried {
+            return Err(kerr(
+                step,
+                "Loop body has fewer inputs or outputs than the loop",
+            ));
+        }
         for k in 0..n_carried {
             let t = step.inputs[k + 2].ok_or_else(|| kerr(step, "missing loop-carried input"))?;
-            carried.push(self.owned(plan, inputs, t)?);
+            self.copy_tensor(plan, inputs, t, g.inputs[k + 2])?;
         }
-        let mut scans: Vec<(Vec<usize>, Vec<u8>)> = vec![(Vec::new(), Vec::new()); n_scan];
+        let aliased = (0..n_carried).any(|k| {
+            let o = g.outputs[k + 1];
+            o != g.inputs[k + 2] && g.inputs.contains(&o)
+        });
+        let mut scans = std::mem::take(&mut self.scan_bufs);
+        if scans.len() < n_scan {
+            scans.resize_with(n_scan, Default::default);
+        }
+        for (d, b) in scans.iter_mut() {
+            d.clear();
+            b.clear();
+        }
+        let r = self.loop_iterations(
+            plan,
+            step,
+            inputs,
+            body,
+            (max_trips, cond),
+            aliased,
+            &mut scans,
+        );
+        let r = r.and_then(|trips| {
+            for k in 0..n_carried {
+                if let Some(t) = step.outputs.get(k).copied().flatten() {
+                    let src = if trips > 0 {
+                        g.outputs[k + 1]
+                    } else {
+                        g.inputs[k + 2]
+                    };
+                    self.copy_tensor(plan, inputs, src, t)?;
+                }
+            }
+            for (j, (d, b)) in scans.iter().take(n_scan).enumerate() {
+                if let Some(t) = step.outputs.get(n_carried + j).copied().flatten() {
+                    let mut dims: Dims = SmallVec::new();
+                    dims.push(trips as usize);
+                    if trips == 0 {
+                        // No iteration: the element shape comes from the plan where it is known.
+                        if let Some(p) = self.planned(plan, t) {
+                            dims.extend_from_slice(&p[1..]);
+                        }
+                    } else {
+                        dims.extend_from_slice(d);
+                    }
+                    self.write(plan, t, &dims, b)?;
+                }
+            }
+            Ok(())
+        });
+        self.scan_bufs = scans;
+        r
+    }
+
+    /// The iterations of a Loop step; returns the trip count.
+    #[allow(clippy::too_many_arguments)]
+    fn loop_iterations(
+        &mut self,
+        plan: &Plan,
+        step: &Step,
+        inputs: &[TensorIn<'_>],
+        body: u32,
+        (max_trips, mut cond): (Option<i64>, bool),
+        aliased: bool,
+        scans: &mut [(Vec<usize>, Vec<u8>)],
+    ) -> Result<i64, RuntimeError> {
+        let g = &plan.meta().graphs[body as usize];
+        let n_carried = step.inputs.len().saturating_sub(2);
         let mut i: i64 = 0;
         while cond && max_trips.is_none_or(|m| i < m) {
-            self.write(plan, g.inputs[0], vec![], &i.to_le_bytes())?;
-            self.write(plan, g.inputs[1], vec![], &[u8::from(cond)])?;
-            for (k, (d, b)) in carried.iter().enumerate() {
-                self.write(plan, g.inputs[k + 2], d.clone(), b)?;
+            self.write(plan, g.inputs[0], &[], &i.to_le_bytes())?;
+            self.write(plan, g.inputs[1], &[], &[u8::from(cond)])?;
+            if i > 0 {
+                if aliased {
+                    let staged = (0..n_carried)
+                        .map(|k| self.owned(plan, inputs, g.outputs[k + 1]))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for (k, (d, b)) in staged.iter().enumerate() {
+                        self.write(plan, g.inputs[k + 2], d, b)?;
+                    }
+                } else {
+                    for k in 0..n_carried {
+                        self.copy_tensor(plan, inputs, g.outputs[k + 1], g.inputs[k + 2])?;
+                    }
+                }
             }
             self.run_body(plan, body, inputs)?;
             cond = self
@@ -776,12 +974,9 @@ impl State {
                 .copied()
                 .unwrap_or(0)
                 != 0;
-            for (k, c) in carried.iter_mut().enumerate() {
-                *c = self.owned(plan, inputs, g.outputs[k + 1])?;
-            }
             for (j, s) in scans.iter_mut().enumerate() {
-                let (d, b) = self.owned(plan, inputs, g.outputs[1 + n_carried + j])?;
-                if i > 0 && s.0 != d {
+                let (b, d) = self.read(plan, inputs, g.outputs[1 + n_carried + j])?;
+                if i > 0 && s.0.as_slice() != d {
                     return Err(kerr(
                         step,
                         format!(
@@ -790,33 +985,12 @@ impl State {
                         ),
                     ));
                 }
-                s.0 = d;
-                s.1.extend_from_slice(&b);
+                set_dims(&mut s.0, d);
+                s.1.extend_from_slice(b);
             }
             i += 1;
         }
-        for (k, (d, b)) in carried.into_iter().enumerate() {
-            if let Some(t) = step.outputs.get(k).copied().flatten() {
-                self.write(plan, t, d, &b)?;
-            }
-        }
-        for (j, (d, b)) in scans.into_iter().enumerate() {
-            if let Some(t) = step.outputs.get(n_carried + j).copied().flatten() {
-                let mut dims = vec![i as usize];
-                if i == 0 {
-                    // No iteration: the element shape comes from the plan where it is known.
-                    dims.extend(
-                        self.planned(plan, t)
-                            .map(|p| p[1..].to_vec())
-                            .unwrap_or_default(),
-                    );
-                } else {
-                    dims.extend(d);
-                }
-                self.write(plan, t, dims, &b)?;
-            }
-        }
-        Ok(())
+        Ok(i)
     }
 
     fn run_scan(
@@ -836,10 +1010,10 @@ impl State {
         let m = attr_int("num_scan_inputs", 0) as usize;
         let n_state = step.inputs.len().saturating_sub(m);
         let k_out = g.outputs.len().saturating_sub(n_state);
-        let in_axes = attr_ints("scan_input_axes").unwrap_or_else(|| vec![0; m]);
-        let in_dirs = attr_ints("scan_input_directions").unwrap_or_else(|| vec![0; m]);
-        let out_axes = attr_ints("scan_output_axes").unwrap_or_else(|| vec![0; k_out]);
-        let out_dirs = attr_ints("scan_output_directions").unwrap_or_else(|| vec![0; k_out]);
+        let in_axes = attr_ints("scan_input_axes").unwrap_or_else(|| vec![0; m].into());
+        let in_dirs = attr_ints("scan_input_directions").unwrap_or_else(|| vec![0; m].into());
+        let out_axes = attr_ints("scan_output_axes").unwrap_or_else(|| vec![0; k_out].into());
+        let out_dirs = attr_ints("scan_output_directions").unwrap_or_else(|| vec![0; k_out].into());
         let mut states = Vec::new();
         for k in 0..n_state {
             let t = step.inputs[k].ok_or_else(|| kerr(step, "missing scan state"))?;
@@ -859,7 +1033,7 @@ impl State {
         let mut outs: Vec<Vec<(Vec<usize>, Vec<u8>)>> = vec![Vec::new(); k_out];
         for it in 0..len {
             for (k, (d, b)) in states.iter().enumerate() {
-                self.write(plan, g.inputs[k], d.clone(), b)?;
+                self.write(plan, g.inputs[k], d, b)?;
             }
             for (j, (d, b, ax)) in xs.iter().enumerate() {
                 let idx = if in_dirs.get(j).copied().unwrap_or(0) == 1 {
@@ -876,7 +1050,7 @@ impl State {
                 sd[*ax] = 1;
                 let mut buf = vec![0u8; numel(&od) * es];
                 sod2_kernels::layout::slice(b, d, &starts, &vec![1; d.len()], &mut buf, &sd, es);
-                self.write(plan, g.inputs[n_state + j], od, &buf)?;
+                self.write(plan, g.inputs[n_state + j], &od, &buf)?;
             }
             self.run_body(plan, body, inputs)?;
             for (k, s) in states.iter_mut().enumerate() {
@@ -888,7 +1062,7 @@ impl State {
         }
         for (k, (d, b)) in states.into_iter().enumerate() {
             if let Some(t) = step.outputs.get(k).copied().flatten() {
-                self.write(plan, t, d, &b)?;
+                self.write(plan, t, &d, &b)?;
             }
         }
         for (j, mut parts) in outs.into_iter().enumerate() {
@@ -912,8 +1086,14 @@ impl State {
             let od: Vec<usize> = perm.iter().map(|&q| stacked_d[q]).collect();
             let mut out = vec![0u8; stacked.len()];
             sod2_kernels::layout::transpose(&stacked, &stacked_d, &perm, &mut out, es);
-            self.write(plan, t, od, &out)?;
+            self.write(plan, t, &od, &out)?;
         }
         Ok(())
     }
+}
+
+/// Sets `slot` to `dims`, reusing its buffer.
+fn set_dims(slot: &mut Vec<usize>, dims: &[usize]) {
+    slot.clear();
+    slot.extend_from_slice(dims);
 }

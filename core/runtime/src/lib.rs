@@ -15,6 +15,7 @@
 //! no ONNX, protobuf, analysis or planner code (`scripts/check-deps.sh` checks this in CI).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod alloc_probe;
 mod exec;
 mod ops;
 mod plan;
@@ -209,6 +210,31 @@ impl Tensor {
     }
 }
 
+/// An output tensor borrowed from a session ([`Session::output`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TensorView<'a> {
+    /// Name in the model.
+    pub name: &'a str,
+    /// Element type.
+    pub dtype: DType,
+    /// Dims.
+    pub dims: &'a [usize],
+    /// Little-endian element bytes.
+    pub data: &'a [u8],
+}
+
+impl TensorView<'_> {
+    /// An owned copy.
+    pub fn to_tensor(&self) -> Tensor {
+        Tensor {
+            name: self.name.to_string(),
+            dtype: self.dtype,
+            dims: self.dims.to_vec(),
+            data: self.data.to_vec(),
+        }
+    }
+}
+
 /// Per-caller execution state over a shared [`Plan`]: bound symbols, evaluated expressions,
 /// the arena. One plan serves any number of sessions, on any threads.
 pub struct Session {
@@ -243,6 +269,8 @@ impl Pool {
             })
             .build()
             .map_err(|e| RuntimeError::Threads(e.to_string()))?;
+        // Each worker warms its GEMM buffers now rather than inside the first runs.
+        pool.broadcast(|_| sod2_kernels::linalg::warm_up());
         Ok(Pool {
             pool: Some(pool),
             workers,
@@ -334,10 +362,20 @@ impl Session {
         self.state.prepare(&self.plan, shapes)
     }
 
-    /// Runs the model. Prepares first if the input dims differ from the prepared ones.
+    /// Runs the model and returns its outputs (copied out). Prepares first if the input dims
+    /// differ from the prepared ones.
     pub fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<Tensor>, RuntimeError> {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.dims.to_vec()).collect();
-        if self.state.prepared_shapes() != Some(&shapes[..]) {
+        self.run_in_place(inputs)?;
+        self.state.outputs(&self.plan)
+    }
+
+    /// Runs the model and leaves its outputs in the session, to be read with
+    /// [`Session::output`] until the next run. At input dims already prepared this performs no
+    /// heap allocation once the session has run at them (every buffer is planned or reused),
+    /// except for buffers of execution-determined tensors that outgrow all earlier ones.
+    pub fn run_in_place(&mut self, inputs: &[TensorIn<'_>]) -> Result<(), RuntimeError> {
+        if !self.state.is_prepared_for(inputs) {
+            let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.dims.to_vec()).collect();
             self.prepare(&shapes)?;
         }
         let (plan, state) = (&self.plan, &mut self.state);
@@ -350,6 +388,19 @@ impl Session {
             }),
             Some(_) => state.run(plan, inputs),
         }
+    }
+
+    /// Output `k` of the last run, borrowed from the session (valid until the next run).
+    pub fn output(&self, k: usize) -> Result<TensorView<'_>, RuntimeError> {
+        let (data, dims) = self.state.output(&self.plan, k)?;
+        let t = self.plan.meta().graphs[0].outputs[k];
+        let tensor = &self.plan.meta().tensors[t as usize];
+        Ok(TensorView {
+            name: &tensor.name,
+            dtype: tensor.dtype,
+            dims,
+            data,
+        })
     }
 
     /// Bytes the arena holds after the last `prepare`.

@@ -1,6 +1,7 @@
 //! A loaded, verified plan, shareable across sessions and threads.
+use std::any::Any;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sod2_format::{Expr, PlanFile, Storage};
 
@@ -29,6 +30,20 @@ pub struct Plan {
     file: PlanFile,
     /// Per graph, per step: the dynamic (heap) tensors whose last use is that step.
     free_after: Vec<Vec<Vec<u32>>>,
+    /// Per graph, per step: what the step's kernel decoded from its attributes on the first
+    /// call (fused programs), kept for every later run and session.
+    decoded: Vec<Vec<OnceLock<Decoded>>>,
+}
+
+/// A kernel's decoded form of a step's attributes, or why they do not decode.
+type Decoded = Result<Box<dyn Any + Send + Sync>, String>;
+
+/// One empty cache slot per step.
+fn decode_slots(p: &sod2_format::Plan) -> Vec<Vec<OnceLock<Decoded>>> {
+    p.graphs
+        .iter()
+        .map(|g| g.steps.iter().map(|_| OnceLock::new()).collect())
+        .collect()
 }
 
 /// Tensors read by a graph's steps, including inside their sub-plans.
@@ -110,10 +125,12 @@ impl Plan {
         let file = sod2_format::read(&map)?;
         Self::check_kernels(&file)?;
         let free_after = free_lists(&file.plan);
+        let decoded = decode_slots(&file.plan);
         Ok(Arc::new(Plan {
             bytes: Bytes::Mapped(map),
             file,
             free_after,
+            decoded,
         }))
     }
 
@@ -126,10 +143,12 @@ impl Plan {
         let file = sod2_format::read(owned.as_slice())?;
         Self::check_kernels(&file)?;
         let free_after = free_lists(&file.plan);
+        let decoded = decode_slots(&file.plan);
         Ok(Arc::new(Plan {
             bytes: owned,
             file,
             free_after,
+            decoded,
         }))
     }
 
@@ -154,6 +173,27 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// Step `at` = (graph, step)'s attributes as decoded by `decode` on the first call, shared
+    /// by every later call (on any session or thread).
+    pub(crate) fn decoded<T: Any + Send + Sync>(
+        &self,
+        at: (u32, usize),
+        decode: impl FnOnce() -> Result<T, String>,
+    ) -> Result<&T, String> {
+        let slot = self
+            .decoded
+            .get(at.0 as usize)
+            .and_then(|g| g.get(at.1))
+            .ok_or("step outside the plan")?;
+        let d = slot.get_or_init(|| decode().map(|t| Box::new(t) as Box<dyn Any + Send + Sync>));
+        match d {
+            Ok(b) => b
+                .downcast_ref::<T>()
+                .ok_or_else(|| "step decoded by another kernel".into()),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     /// The plan metadata.

@@ -167,9 +167,13 @@ pub(crate) fn get(name: &str) -> Option<Kernel> {
 }
 
 fn identity(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let (dims, data) = (x.dims.to_vec(), x.data.to_vec());
-    c.out(0)?.alloc(&dims)?.copy_from_slice(&data);
+    let (ins, outs) = c.io();
+    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let o = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?;
+    o.alloc(x.dims)?.copy_from_slice(x.data);
     Ok(())
 }
 
@@ -271,10 +275,11 @@ fn float_fn(op: &str, c: &Ctx<'_, '_>) -> Result<Box<dyn Fn(f64) -> f64>, String
 }
 
 fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     let dt = c.input(0)?.dtype;
     let f = if matches!(dt, DType::F32 | DType::F64) {
-        Some(float_fn(&op, c)?)
+        Some(float_fn(op, c)?)
     } else {
         None
     };
@@ -286,7 +291,7 @@ fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             // f32 paths for the hot ops, f64 math for the rest.
             let xs = typed::<f32>(x.data);
             let o = typed_mut::<f32>(out)?;
-            match op.as_str() {
+            match op {
                 "Relu" => unary(&xs, o, |v: f32| if v < 0.0 { 0.0 } else { v }),
                 "Sigmoid" => unary(&xs, o, |v: f32| {
                     1.0 / (1.0 + sod2_kernels::elementwise::exp_fast(-v))
@@ -301,7 +306,7 @@ fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         (DType::F64, Some(f)) => {
             unary(&typed::<f64>(x.data), typed_mut::<f64>(out)?, &*f);
         }
-        _ => int_unary(&op, dt, x.data, out)?,
+        _ => int_unary(op, dt, x.data, out)?,
     }
     Ok(())
 }
@@ -391,10 +396,13 @@ fn clip(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn not(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let (dims, data) = (x.dims.to_vec(), x.data.to_vec());
-    let o = c.out(0)?.alloc(&dims)?;
-    unary(&data, o, |v: u8| u8::from(v == 0));
+    let (ins, outs) = c.io();
+    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let o = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?;
+    unary(x.data, o.alloc(x.dims)?, |v: u8| u8::from(v == 0));
     Ok(())
 }
 
@@ -427,73 +435,100 @@ fn is_special(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let (src, dims, data) = (x.dtype, x.dims.to_vec(), x.data.to_vec());
     let dst = c.out(0)?.dtype;
-    let saturate_bool = dst == DType::Bool;
-    let out = c.out(0)?.alloc(&dims)?;
+    let (ins, outs) = c.io();
+    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?
+        .alloc(x.dims)?;
+    let src = x.dtype;
     if src == dst {
-        out.copy_from_slice(&data);
+        out.copy_from_slice(x.data);
         return Ok(());
     }
-    fn load<T: Num>(b: &[u8]) -> Result<(Vec<f64>, Vec<i64>), String> {
+    let src_float = matches!(src, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
+    /// Element `k` of the source as (f64, i64).
+    type Get<'g> = &'g dyn Fn(usize) -> (f64, i64);
+    fn from<T: Num>(b: &[u8], dst: DType, src_float: bool, out: &mut [u8]) -> Result<(), String> {
         let v = typed::<T>(b);
-        Ok((
-            v.iter().map(|x| x.to_f64()).collect(),
-            v.iter().map(|x| x.to_i64()).collect(),
-        ))
+        into(
+            &|k| (v[k].to_f64(), v[k].to_i64()),
+            v.len(),
+            dst,
+            src_float,
+            out,
+        )
     }
-    fn store<T: Num>(f: &[f64], i: &[i64], src_float: bool, out: &mut [u8]) -> Result<(), String> {
+    fn store<T: Num>(
+        get: Get<'_>,
+        n: usize,
+        src_float: bool,
+        out: &mut [u8],
+    ) -> Result<(), String> {
         let o = typed_mut::<T>(out)?;
-        for (k, slot) in o.iter_mut().enumerate() {
+        for (k, slot) in o.iter_mut().enumerate().take(n) {
+            let (f, i) = get(k);
             *slot = if src_float || T::FLOAT {
-                T::from_f64(f[k])
+                T::from_f64(f)
             } else {
-                T::from_i64(i[k])
+                T::from_i64(i)
             };
         }
         Ok(())
     }
-    use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
-    let (f, i) = match src {
+    fn into(
+        get: Get<'_>,
+        n: usize,
+        dst: DType,
+        src_float: bool,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        use sod2_kernels::elementwise::{f32_to_bf16, f32_to_f16};
+        match dst {
+            DType::F16 | DType::BF16 => {
+                let to = if dst == DType::F16 {
+                    f32_to_f16
+                } else {
+                    f32_to_bf16
+                };
+                for (k, o) in out.chunks_exact_mut(2).enumerate().take(n) {
+                    o.copy_from_slice(&to(get(k).0 as f32).to_le_bytes());
+                }
+                Ok(())
+            }
+            DType::Bool => {
+                for (k, o) in out.iter_mut().enumerate().take(n) {
+                    *o = u8::from(get(k).0 != 0.0);
+                }
+                Ok(())
+            }
+            _ => dispatch!(dst, store(get, n, src_float, out)),
+        }
+    }
+    match src {
         DType::F16 | DType::BF16 => {
+            use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32};
             let to = if src == DType::F16 {
                 f16_to_f32
             } else {
                 bf16_to_f32
             };
-            let f: Vec<f64> = data
-                .chunks_exact(2)
-                .map(|h| f64::from(to(u16::from_le_bytes([h[0], h[1]]))))
-                .collect();
-            let i = f.iter().map(|&v| v as i64).collect();
-            (f, i)
+            let get = |k: usize| {
+                let h = &x.data[2 * k..2 * k + 2];
+                let f = f64::from(to(u16::from_le_bytes([h[0], h[1]])));
+                (f, f as i64)
+            };
+            into(&get, x.data.len() / 2, dst, src_float, out)
         }
-        _ => dispatch!(src, load(&data))?,
-    };
-    if matches!(dst, DType::F16 | DType::BF16) {
-        let to = if dst == DType::F16 {
-            f32_to_f16
-        } else {
-            f32_to_bf16
-        };
-        for (o, v) in out.chunks_exact_mut(2).zip(&f) {
-            o.copy_from_slice(&to(*v as f32).to_le_bytes());
-        }
-        return Ok(());
+        _ => dispatch!(src, from(x.data, dst, src_float, out)),
     }
-    let src_float = matches!(src, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
-    if saturate_bool {
-        for (o, v) in out.iter_mut().zip(&f) {
-            *o = u8::from(*v != 0.0);
-        }
-        return Ok(());
-    }
-    dispatch!(dst, store(&f, &i, src_float, out))
 }
 
 fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     let fmod = c.int("fmod", 0) != 0;
     let left = c.string("direction", "LEFT") == "LEFT";
     fn go<T: Num>(c: &mut Ctx<'_, '_>, op: &str, fmod: bool, left: bool) -> Result<(), String> {
@@ -538,13 +573,13 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 }
                 _ => binary(&acc.1, &acc.0, v, d, &mut o, &step_d, f),
             }
-            acc = (step_d, o);
+            acc = (step_d.to_vec(), o);
         }
         if op == "Mean" {
             let k = T::from_f64(n as f64);
             acc.1.iter_mut().for_each(|x| *x = x.div(k));
         }
-        if acc.0 != od {
+        if acc.0[..] != od[..] {
             return Err("internal: broadcast shape".into());
         }
         let out = typed_mut::<T>(c.out(0)?.alloc(&od)?)?;
@@ -554,7 +589,7 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let dt = c.input(0)?.dtype;
     // Two operands of one type: read both in place, write straight into the output.
     let plain = matches!(
-        op.as_str(),
+        op,
         "Add" | "Sub" | "Mul" | "Div" | "Min" | "Max" | "Pow" | "PRelu"
     );
     if plain && c.ins.iter().filter(|x| x.is_some()).count() == 2 && c.input(1)?.dtype == dt {
@@ -607,15 +642,16 @@ fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> 
 }
 
 fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     fn go<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
-        let (a, b) = (c.input(0)?, c.input(1)?);
+        let (ins, outs) = c.io();
+        let (Some(Some(a)), Some(Some(b))) = (ins.first(), ins.get(1)) else {
+            return Err("two operands expected".into());
+        };
         let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
-        let (ad, bd) = (a.dims.to_vec(), b.dims.to_vec());
-        let (av, bv) = (
-            typed::<T>(a.data).into_owned(),
-            typed::<T>(b.data).into_owned(),
-        );
+        let (ad, bd) = (a.dims, b.dims);
+        let (av, bv) = (typed::<T>(a.data), typed::<T>(b.data));
         let f: fn(T, T) -> u8 = match op {
             "Equal" => |x, y| u8::from(x == y),
             "Less" => |x, y| u8::from(x < y),
@@ -623,8 +659,12 @@ fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             "Greater" => |x, y| u8::from(x > y),
             _ => |x, y| u8::from(x >= y),
         };
-        let out = c.out(0)?.alloc(&od)?;
-        binary(&av, &ad, &bv, &bd, out, &od, f);
+        let out = outs
+            .first_mut()
+            .and_then(Option::as_mut)
+            .ok_or("no output")?
+            .alloc(&od)?;
+        binary(&av, ad, &bv, bd, out, &od, f);
         Ok(())
     }
     let dt = c.input(0)?.dtype;
@@ -632,7 +672,8 @@ fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn logic(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     let (a, b) = (c.input(0)?, c.input(1)?);
     let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
     let (ad, bd, av, bv) = (
@@ -641,7 +682,7 @@ fn logic(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         a.data.to_vec(),
         b.data.to_vec(),
     );
-    let f: fn(u8, u8) -> u8 = match op.as_str() {
+    let f: fn(u8, u8) -> u8 = match op {
         "And" => |x, y| u8::from(x != 0 && y != 0),
         "Or" => |x, y| u8::from(x != 0 || y != 0),
         _ => |x, y| u8::from((x != 0) != (y != 0)),
@@ -652,47 +693,53 @@ fn logic(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn where_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let (cd, x, y) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let (ins, outs) = c.io();
+    let get = |i: usize| {
+        ins.get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| format!("input {i} is missing"))
+    };
+    let (cd, x, y) = (get(0)?, get(1)?, get(2)?);
+    if x.dtype != y.dtype {
+        return Err("Where: the two value inputs differ in type".into());
+    }
     let od = broadcast_shape(&[cd.dims, x.dims, y.dims]).ok_or("shapes do not broadcast")?;
     let es = x.dtype.size();
-    let (cdims, cdata, xd, xv, yd, yv) = (
-        cd.dims.to_vec(),
-        cd.data.to_vec(),
-        x.dims.to_vec(),
-        x.data.to_vec(),
-        y.dims.to_vec(),
-        y.data.to_vec(),
-    );
-    let out = c.out(0)?.alloc(&od)?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?
+        .alloc(&od)?;
+    let (cdata, cdims, xd, yd) = (cd.data, cd.dims, x.dims, y.dims);
     match es {
-        1 => select(&cdata, &cdims, &xv, &xd, &yv, &yd, out, &od),
+        1 => select(cdata, cdims, x.data, xd, y.data, yd, out, &od),
         2 => select(
-            &cdata,
-            &cdims,
-            &typed::<u16>(&xv),
-            &xd,
-            &typed::<u16>(&yv),
-            &yd,
+            cdata,
+            cdims,
+            &typed::<u16>(x.data),
+            xd,
+            &typed::<u16>(y.data),
+            yd,
             typed_mut::<u16>(out)?,
             &od,
         ),
         4 => select(
-            &cdata,
-            &cdims,
-            &typed::<u32>(&xv),
-            &xd,
-            &typed::<u32>(&yv),
-            &yd,
+            cdata,
+            cdims,
+            &typed::<u32>(x.data),
+            xd,
+            &typed::<u32>(y.data),
+            yd,
             typed_mut::<u32>(out)?,
             &od,
         ),
         _ => select(
-            &cdata,
-            &cdims,
-            &typed::<u64>(&xv),
-            &xd,
-            &typed::<u64>(&yv),
-            &yd,
+            cdata,
+            cdims,
+            &typed::<u64>(x.data),
+            xd,
+            &typed::<u64>(y.data),
+            yd,
             typed_mut::<u64>(out)?,
             &od,
         ),

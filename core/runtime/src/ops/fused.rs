@@ -6,7 +6,9 @@ use sod2_format::{AttrValue, DType};
 use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel};
 use sod2_kernels::simd::{self, BinOp, Isa, Src, UnOp};
 
-use super::{typed, typed_mut, Ctx, Kernel};
+use smallvec::SmallVec;
+
+use super::{typed, typed_mut, Ctx, Dims, Kernel};
 
 /// Elements per tile (one register).
 const TILE: usize = 1024;
@@ -51,9 +53,9 @@ fn ints<'a>(c: &'a Ctx<'_, '_>, name: &str) -> &'a [i64] {
 
 fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
     let anchor_name = c.string(fz::ATTR_ANCHOR, "");
-    let anchor = match anchor_name.as_str() {
+    let anchor = match anchor_name {
         "" => None,
-        "MatMul" | "Gemm" | "Conv" => super::get(&anchor_name),
+        "MatMul" | "Gemm" | "Conv" => super::get(anchor_name),
         other => return Err(format!("fused step: anchor `{other}` is not supported")),
     };
     let anchor_inputs = usize::try_from(c.int(fz::ATTR_ANCHOR_INPUTS, 0))
@@ -65,7 +67,7 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         Some(AttrValue::Floats(v)) => v.clone(),
         _ => Vec::new(),
     };
-    let tail = match c.string(fz::ATTR_TAIL, "").as_str() {
+    let tail = match c.string(fz::ATTR_TAIL, "") {
         "" => false,
         "MatMul" => true,
         other => return Err(format!("fused step: tail `{other}` is not supported")),
@@ -79,7 +81,7 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
     let post = fz::decode_program(ints(c, fz::ATTR_POST), n_in, consts.len())?;
     let pre_out = fz::check_result(c.int(fz::ATTR_PRE_OUT, fz::BUF), &pre, n_in, consts.len())?;
     let post_out = fz::check_result(c.int(fz::ATTR_POST_OUT, fz::BUF), &post, n_in, consts.len())?;
-    let row = match c.string(fz::ATTR_ROW, "").as_str() {
+    let row = match c.string(fz::ATTR_ROW, "") {
         "" => RowOp::None,
         "softmax" => RowOp::Softmax { log: false },
         "logsoftmax" => RowOp::Softmax { log: true },
@@ -125,11 +127,14 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
 /// A program input: its data, broadcast strides over the (collapsed) output dims.
 struct Input<'a> {
     data: &'a [f32],
-    strides: Vec<usize>,
+    strides: Dims,
 }
 
+/// A step's program inputs (inline up to 8).
+type Inputs<'a> = SmallVec<[Input<'a>; 8]>;
+
 fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let spec = decode(c)?;
+    let spec: &Spec = c.plan.decoded(c.at, || decode(c))?;
     if c.out(0)?.dtype != DType::F32 {
         return Err("fused step: the output must be f32".into());
     }
@@ -138,10 +143,11 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let out = c.outs.first_mut().and_then(Option::take);
         let mut sub = Ctx {
             step: c.step,
+            at: c.at,
             version: c.version,
             plan: c.plan,
-            ins: c.ins[..spec.anchor_inputs].to_vec(),
-            outs: vec![out],
+            ins: c.ins[..spec.anchor_inputs].iter().cloned().collect(),
+            outs: std::iter::once(out).collect(),
         };
         let r = k(&mut sub);
         if let Some(slot) = c.outs.first_mut() {
@@ -190,7 +196,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let isa = Isa::detect();
     let (ins, outs) = c.io();
     let rdims: &[usize] = sdims.as_deref().unwrap_or(&od);
-    let views: Vec<_> = ins[spec.anchor_inputs..prog_end]
+    let views: SmallVec<[_; 8]> = ins[spec.anchor_inputs..prog_end]
         .iter()
         .map(|x| {
             let x = x.as_ref().ok_or("fused step: a program input is missing")?;
@@ -222,11 +228,11 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         o.alloc(&od)?
     };
     let buf = typed_mut::<f32>(bytes)?;
-    let mut dims = rdims.to_vec();
+    let mut dims = Dims::from_slice(rdims);
     if dims.is_empty() {
         dims.push(1);
     }
-    let inputs: Vec<Input<'_>> = views
+    let inputs: Inputs<'_> = views
         .iter()
         .map(|(d, in_dims)| Input {
             data: d,
@@ -261,7 +267,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             return Err("fused step: V must be f32".into());
         }
         let vv = typed::<f32>(v.data);
-        return attention(&spec, isa, mm, (&vv, v.dims), &dims, &inputs, buf, &od);
+        return attention(spec, isa, mm, (&vv, v.dims), &dims, &inputs, buf, &od);
     }
     // Parts of at least 32 Ki elements per thread (and, with a MatMul, ~128 Ki multiply-adds).
     let k = mm.map_or(1, |(_, ad, _, _)| ad.last().copied().unwrap_or(1));
@@ -270,18 +276,9 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         REGS.with(|cell| {
             let mut guard = cell.try_borrow_mut();
             match guard.as_deref_mut() {
-                Ok(regs) => execute(&spec, isa, mm, &dims, &inputs, first, part, regs),
+                Ok(regs) => execute(spec, isa, mm, &dims, &inputs, first, part, regs),
                 // Re-entered on this thread (not expected): use fresh registers.
-                Err(_) => execute(
-                    &spec,
-                    isa,
-                    mm,
-                    &dims,
-                    &inputs,
-                    first,
-                    part,
-                    &mut Regs::new(),
-                ),
+                Err(_) => execute(spec, isa, mm, &dims, &inputs, first, part, &mut Regs::new()),
             }
         })
     })
@@ -336,8 +333,9 @@ fn attention(
                 while done < total {
                     let (bi, r0) = (g / m, g % m);
                     let rows = block.min(m - r0).min(total - done);
-                    if scores.len() < rows * n {
-                        scores.resize(rows * n, 0.0);
+                    if scores.len() < block * n {
+                        // Sized for a whole block at once (grows only when `n` does).
+                        scores.resize(block * n, 0.0);
                     }
                     let sblock = &mut scores[..rows * n];
                     sod2_kernels::linalg::matmul_f32_rows(
@@ -481,15 +479,15 @@ fn execute(
 /// Walks the rows of the innermost dim in order, keeping each input's element offset at the
 /// row's start.
 struct RowWalker {
-    idx: Vec<usize>,
-    bases: Vec<usize>,
+    idx: Dims,
+    bases: Dims,
 }
 
 impl RowWalker {
     /// Positioned at row `row` (rows counted over the outer dims, row-major).
     fn at(row: usize, dims: &[usize], inputs: &[Input<'_>]) -> RowWalker {
         let outer = dims.len().saturating_sub(1);
-        let mut idx = vec![0; outer];
+        let mut idx: Dims = smallvec::smallvec![0; outer];
         let mut rem = row;
         for j in (0..outer).rev() {
             if dims[j] > 0 {
@@ -524,9 +522,9 @@ impl RowWalker {
 
 /// Drops size-1 dims and merges neighbours every input walks contiguously (or broadcasts
 /// along), so the innermost loop is as long as possible.
-fn collapse<'a>(od: &[usize], inputs: Vec<Input<'a>>) -> (Vec<usize>, Vec<Input<'a>>) {
-    let mut dims: Vec<usize> = Vec::new();
-    let mut st: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
+fn collapse<'a>(od: &[usize], inputs: Inputs<'a>) -> (Dims, Inputs<'a>) {
+    let mut dims = Dims::new();
+    let mut st: SmallVec<[Dims; 8]> = smallvec::smallvec![Dims::new(); inputs.len()];
     for (j, &d) in od.iter().enumerate() {
         if d == 1 {
             continue;

@@ -4,7 +4,7 @@ use sod2_kernels::layout;
 use sod2_kernels::shape::{axis, broadcast_shape, numel};
 
 use super::elementwise::{dispatch, Num};
-use super::{floats_of, ints_of, typed, typed_mut, Ctx, Kernel};
+use super::{floats_of, ints_of, typed, typed_mut, Ctx, Dims, Kernel};
 
 pub(crate) fn get(name: &str) -> Option<Kernel> {
     Some(match name {
@@ -36,10 +36,10 @@ fn dims_or(
     c: &mut Ctx<'_, '_>,
     k: usize,
     compute: impl FnOnce(&Ctx<'_, '_>) -> Result<Vec<usize>, String>,
-) -> Result<Vec<usize>, String> {
+) -> Result<Dims, String> {
     match c.out(k)?.planned.clone() {
         Some(d) => Ok(d),
-        None => compute(c),
+        None => compute(c).map(Dims::from_vec),
     }
 }
 
@@ -58,11 +58,12 @@ fn copy_out(c: &mut Ctx<'_, '_>, od: &[usize]) -> Result<(), String> {
 }
 
 fn reshape_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     let od = dims_or(c, 0, |c| {
         let x = c.input(0)?;
         let d = x.dims;
-        Ok(match op.as_str() {
+        Ok(match op {
             "Reshape" => {
                 let want = ints_of(c.input(1)?)?;
                 let allowzero = c.int("allowzero", 0) != 0;
@@ -139,31 +140,32 @@ fn transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (ins, outs) = (&c.ins, &mut c.outs);
     let x = ins[0].as_ref().ok_or("no input")?;
     let r = x.dims.len();
-    let perm: Vec<usize> = match attr_perm(c.step) {
+    let perm: Dims = match attr_perm(c.step) {
         Some(p) => p
             .iter()
             .map(|&a| axis(a, r).ok_or("bad perm"))
             .collect::<Result<_, _>>()?,
         None => (0..r).rev().collect(),
     };
-    let od: Vec<usize> = perm.iter().map(|&p| x.dims[p]).collect();
+    let od: Dims = perm.iter().map(|&p| x.dims[p]).collect();
     let es = x.dtype.size();
     let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
     layout::transpose(x.data, x.dims, &perm, out, es);
     Ok(())
 }
 
-fn attr_perm(step: &sod2_format::Step) -> Option<Vec<i64>> {
+fn attr_perm(step: &sod2_format::Step) -> Option<std::borrow::Cow<'_, [i64]>> {
     super::attr_ints(step, "perm")
 }
 
 fn concat(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let ax = c.int("axis", 0);
     let (ins, outs) = c.io();
-    let parts: Vec<(&[u8], &[usize])> = ins.iter().flatten().map(|x| (x.data, x.dims)).collect();
+    let parts: smallvec::SmallVec<[(&[u8], &[usize]); 8]> =
+        ins.iter().flatten().map(|x| (x.data, x.dims)).collect();
     let first = parts.first().ok_or("Concat without inputs")?;
     let a = axis(ax, first.1.len()).ok_or("bad axis")?;
-    let mut od = first.1.to_vec();
+    let mut od = Dims::from_slice(first.1);
     od[a] = parts.iter().map(|p| p.1[a]).sum();
     let es = ins.iter().flatten().next().map_or(1, |x| x.dtype.size());
     let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
@@ -172,16 +174,16 @@ fn concat(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn split(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let a = axis(c.int("axis", 0), x.dims.len()).ok_or("bad axis")?;
+    let x = c.input(0)?.clone();
+    let d = x.dims;
+    let a = axis(c.int("axis", 0), d.len()).ok_or("bad axis")?;
     let n_out = c.outs.len();
-    let d = x.dims.to_vec();
-    let sizes: Vec<usize> = match c.ints("split") {
-        Some(s) => s.iter().map(|&v| v as usize).collect(),
+    let sizes: Dims = match c.ints("split") {
+        Some(s) => s.iter().map(|&v| v.max(0) as usize).collect(),
         None => match c.opt_input(1) {
-            Some(s) => ints_of(s)?.iter().map(|&v| v as usize).collect(),
+            Some(s) => ints_of(s)?.iter().map(|&v| v.max(0) as usize).collect(),
             None => {
-                let parts = c.int("num_outputs", n_out as i64) as usize;
+                let parts = (c.int("num_outputs", n_out as i64).max(1)) as usize;
                 let chunk = d[a].div_ceil(parts);
                 (0..parts)
                     .map(|k| chunk.min(d[a].saturating_sub(k * chunk)))
@@ -196,17 +198,17 @@ fn split(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             d[a]
         ));
     }
-    let (ins, outs) = c.io();
-    let data = ins[0].as_ref().ok_or("no input")?.data;
+    let outs = &mut c.outs;
+    let ones: smallvec::SmallVec<[i64; 8]> = smallvec::smallvec![1; d.len()];
     let mut start = 0usize;
     for (k, &len) in sizes.iter().enumerate().take(n_out) {
-        let mut od = d.clone();
+        let mut od = Dims::from_slice(d);
         od[a] = len;
         if let Some(o) = outs.get_mut(k).and_then(|o| o.as_mut()) {
-            let mut starts = vec![0i64; d.len()];
+            let mut starts: smallvec::SmallVec<[i64; 8]> = smallvec::smallvec![0; d.len()];
             starts[a] = start as i64;
             let out = o.alloc(&od)?;
-            layout::slice(data, &d, &starts, &vec![1; d.len()], out, &od, es);
+            layout::slice(x.data, d, &starts, &ones, out, &od, es);
         }
         start += len;
     }
@@ -242,8 +244,8 @@ fn slice_bounds(n: i64, start: i64, end: i64, step: i64) -> (i64, usize) {
 }
 
 fn slice(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let d = x.dims.to_vec();
+    let x = c.input(0)?.clone();
+    let d = x.dims;
     let r = d.len();
     let (starts, ends, axes, steps) = if let Some(s) = c.ints("starts") {
         (s, c.ints("ends").ok_or("no ends")?, c.ints("axes"), None)
@@ -252,31 +254,34 @@ fn slice(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let steps = c.opt_input(4).map(ints_of).transpose()?;
         (ints_of(c.input(1)?)?, ints_of(c.input(2)?)?, axes, steps)
     };
-    let axes: Vec<usize> = match axes {
+    let axes: Dims = match axes {
         Some(a) => a
             .iter()
             .map(|&v| axis(v, r).ok_or("bad axis"))
             .collect::<Result<_, _>>()?,
         None => (0..starts.len()).collect(),
     };
-    let steps = steps.unwrap_or(vec![1; axes.len()]);
-    let mut st = vec![0i64; r];
-    let mut sp = vec![1i64; r];
-    let mut od = d.clone();
+    if starts.len() < axes.len() || ends.len() < axes.len() {
+        return Err("Slice: fewer starts/ends than axes".into());
+    }
+    let step_at = |j: usize| steps.as_ref().map_or(Some(1), |s| s.get(j).copied());
+    let mut st: smallvec::SmallVec<[i64; 8]> = smallvec::smallvec![0; r];
+    let mut sp: smallvec::SmallVec<[i64; 8]> = smallvec::smallvec![1; r];
+    let mut od = Dims::from_slice(d);
     for (j, &a) in axes.iter().enumerate() {
-        if steps[j] == 0 {
+        let step = step_at(j).ok_or("Slice: fewer steps than axes")?;
+        if step == 0 {
             return Err("slice step 0".into());
         }
-        let (s, len) = slice_bounds(d[a] as i64, starts[j], ends[j], steps[j]);
+        let (s, len) = slice_bounds(d[a] as i64, starts[j], ends[j], step);
         st[a] = s;
-        sp[a] = steps[j];
+        sp[a] = step;
         od[a] = len;
     }
     let es = x.dtype.size();
-    let data = x.data.to_vec();
     let out = c.out(0)?.alloc(&od)?;
     if numel(&od) > 0 {
-        layout::slice(&data, &d, &st, &sp, out, &od, es);
+        layout::slice(x.data, d, &st, &sp, out, &od, es);
     }
     Ok(())
 }
@@ -297,11 +302,11 @@ fn gather(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         ins[1].as_ref().ok_or("no indices")?,
     );
     let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
-    let idx: Vec<usize> = ints_of(i)?
-        .iter()
-        .map(|&v| norm_index(v, x.dims[a]))
-        .collect::<Result<_, _>>()?;
-    let mut od = x.dims[..a].to_vec();
+    let idx = ints_of(i)?;
+    for &v in idx.iter() {
+        norm_index(v, x.dims[a])?;
+    }
+    let mut od = Dims::from_slice(&x.dims[..a]);
     od.extend_from_slice(i.dims);
     od.extend_from_slice(&x.dims[a + 1..]);
     let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
@@ -351,7 +356,7 @@ fn gather_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     );
     let idx = ints_of(i)?;
     let last = *i.dims.last().ok_or("indices of rank 0")?;
-    let mut od = i.dims[..i.dims.len() - 1].to_vec();
+    let mut od = Dims::from_slice(&i.dims[..i.dims.len() - 1]);
     od.extend_from_slice(&x.dims[b + last..]);
     let es = x.dtype.size();
     let chunk: usize = x.dims[b + last..].iter().product::<usize>() * es;
@@ -430,7 +435,7 @@ fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 let at = off * es + e * es;
                 combine(
                     x.dtype,
-                    &red,
+                    red,
                     &mut out[at..at + es],
                     &u.data[j * chunk + e * es..j * chunk + e * es + es],
                 )?;
@@ -462,7 +467,7 @@ fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             } else {
                 combine(
                     x.dtype,
-                    &red,
+                    red,
                     &mut out[off * es..off * es + es],
                     &u.data[o * es..o * es + es],
                 )?;
@@ -470,7 +475,7 @@ fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         } else {
             combine(
                 x.dtype,
-                &red,
+                red,
                 &mut out[off * es..off * es + es],
                 &u.data[o * es..o * es + es],
             )?;
@@ -483,7 +488,9 @@ fn expand(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let od = dims_or(c, 0, |c| {
         let x = c.input(0)?;
         let s: Vec<usize> = ints_of(c.input(1)?)?.iter().map(|&v| v as usize).collect();
-        broadcast_shape(&[x.dims, &s]).ok_or_else(|| "Expand shapes do not broadcast".into())
+        broadcast_shape(&[x.dims, &s])
+            .map(|d| d.to_vec())
+            .ok_or_else(|| "Expand shapes do not broadcast".into())
     })?;
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
@@ -498,7 +505,7 @@ fn tile(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let r = ints_of(c.input(1)?)?;
         Ok(x.dims
             .iter()
-            .zip(&r)
+            .zip(r.iter())
             .map(|(&d, &k)| d * k as usize)
             .collect())
     })?;
@@ -545,7 +552,7 @@ fn pad(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
     let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
-    layout::pad(x.data, x.dims, &begin, out, &od, es, &mode, &value);
+    layout::pad(x.data, x.dims, &begin, out, &od, es, mode, &value);
     Ok(())
 }
 
@@ -564,8 +571,8 @@ fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         return Err("Resize supports f32 only".into());
     }
     let r = x.dims.len();
-    let d = x.dims.to_vec();
-    let axes: Vec<usize> = match c.ints("axes") {
+    let d = x.dims;
+    let axes: Dims = match c.ints("axes") {
         Some(a) => a
             .iter()
             .map(|&v| axis(v, r).ok_or("bad axis"))
@@ -584,11 +591,21 @@ fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .filter(|v| !v.is_empty());
     let scales_in = c
         .opt_input(si)
-        .map(floats_of)
-        .transpose()?
-        .filter(|v| !v.is_empty());
-    let mut scales = vec![1f64; r];
-    let mut od = d.clone();
+        .filter(|v| !v.data.is_empty())
+        .map(|v| {
+            (0..numel(v.dims))
+                .map(|j| super::float_at(v, j))
+                .collect::<Option<smallvec::SmallVec<[f64; 8]>>>()
+                .ok_or("Resize: scales must be f32 or f64")
+        })
+        .transpose()?;
+    if sizes.as_ref().is_some_and(|s| s.len() < axes.len())
+        || scales_in.as_ref().is_some_and(|s| s.len() < axes.len())
+    {
+        return Err("Resize: fewer sizes/scales than axes".into());
+    }
+    let mut scales: smallvec::SmallVec<[f64; 8]> = smallvec::smallvec![1f64; r];
+    let mut od = Dims::from_slice(d);
     let policy = c.string("keep_aspect_ratio_policy", "stretch");
     if let Some(s) = &sizes {
         if policy == "stretch" {
@@ -627,7 +644,7 @@ fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let coord = |k: usize, i: usize| -> f64 {
         let (s, n_in, n_out) = (scales[k], d[k] as f64, od[k] as f64);
         let i = i as f64;
-        match ctm.as_str() {
+        match ctm {
             "asymmetric" => i / s,
             "align_corners" => {
                 if n_out <= 1.0 {
@@ -657,7 +674,7 @@ fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     } else {
         "linear"
     };
-    layout::resize_f32(&xs, &d, o, &od, coord, m, &nearest);
+    layout::resize_f32(&xs, d, o, &od, coord, m, nearest);
     Ok(())
 }
 

@@ -9,10 +9,20 @@ mod shape_ops;
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
 use sod2_format::{AttrValue, DType, Step};
 use sod2_kernels::shape::numel;
 
 use crate::Plan;
+
+/// Tensor dims held inline (no heap allocation up to rank 8).
+pub(crate) use sod2_kernels::shape::Dims;
+
+/// The inputs of a step (inline up to 6).
+pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 6]>;
+
+/// The outputs of a step (inline up to 4).
+pub(crate) type Outs<'b> = SmallVec<[Option<Out<'b>>; 4]>;
 
 /// A kernel: reads `ctx.ins`, writes `ctx.outs`.
 pub(crate) type Kernel = fn(&mut Ctx<'_, '_>) -> Result<(), String>;
@@ -28,16 +38,16 @@ pub(crate) struct In<'a> {
 /// An output target: an arena range (planned dims) or a reusable heap buffer.
 pub(crate) struct Out<'a> {
     pub dtype: DType,
-    pub planned: Option<Vec<usize>>,
+    pub planned: Option<Dims>,
     fixed: Option<&'a mut [u8]>,
     heap: Option<&'a mut Vec<u64>>,
-    pub dims: Option<Vec<usize>>,
+    pub dims: Option<Dims>,
 }
 
 impl<'a> Out<'a> {
     pub fn new(
         dtype: DType,
-        planned: Option<Vec<usize>>,
+        planned: Option<Dims>,
         fixed: Option<&'a mut [u8]>,
         heap: Option<&'a mut Vec<u64>>,
     ) -> Self {
@@ -60,7 +70,7 @@ impl<'a> Out<'a> {
             }
         }
         let bytes = numel(dims) * self.dtype.size();
-        self.dims = Some(dims.to_vec());
+        self.dims = Some(Dims::from_slice(dims));
         if let Some(f) = self.fixed.as_deref_mut() {
             if f.len() != bytes {
                 return Err(format!("arena range of {} bytes for {bytes}", f.len()));
@@ -84,7 +94,7 @@ impl<'a> Out<'a> {
     }
 
     /// The planned dims (every non-EDO output has them once its symbols are bound).
-    pub fn planned_dims(&self) -> Result<Vec<usize>, String> {
+    pub fn planned_dims(&self) -> Result<Dims, String> {
         self.planned
             .clone()
             .ok_or_else(|| "output dims are not known from the plan".into())
@@ -94,11 +104,13 @@ impl<'a> Out<'a> {
 /// What a kernel sees.
 pub(crate) struct Ctx<'a, 'b> {
     pub step: &'a Step,
+    /// The step's place in the plan: (graph, step index).
+    pub at: (u32, usize),
     /// The kernel version chosen for this run of the step (the plan's dispatch table).
     pub version: u32,
     pub plan: &'a Plan,
-    pub ins: Vec<Option<In<'b>>>,
-    pub outs: Vec<Option<Out<'b>>>,
+    pub ins: Ins<'b>,
+    pub outs: Outs<'b>,
 }
 
 /// Attribute `name` of a step.
@@ -116,10 +128,10 @@ pub(crate) fn attr_int(step: &Step, name: &str, default: i64) -> i64 {
 }
 
 /// Integer-list attribute of a step.
-pub(crate) fn attr_ints(step: &Step, name: &str) -> Option<Vec<i64>> {
+pub(crate) fn attr_ints<'s>(step: &'s Step, name: &str) -> Option<Cow<'s, [i64]>> {
     match attr(step, name) {
-        Some(AttrValue::Ints(v)) => Some(v.clone()),
-        Some(AttrValue::Int(i)) => Some(vec![*i]),
+        Some(AttrValue::Ints(v)) => Some(Cow::Borrowed(v)),
+        Some(AttrValue::Int(i)) => Some(Cow::Owned(vec![*i])),
         _ => None,
     }
 }
@@ -128,8 +140,15 @@ impl<'a, 'b> Ctx<'a, 'b> {
     pub fn int(&self, name: &str, default: i64) -> i64 {
         attr_int(self.step, name, default)
     }
-    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
+    pub fn ints(&self, name: &str) -> Option<Cow<'a, [i64]>> {
         attr_ints(self.step, name)
+    }
+    /// Integer-list attribute `name`, else `n` copies of `default` (inline up to 8 values).
+    pub fn ints_or(&self, name: &str, default: i64, n: usize) -> SmallVec<[i64; 8]> {
+        match self.ints(name) {
+            Some(v) => SmallVec::from_slice(&v),
+            None => smallvec::smallvec![default; n],
+        }
     }
     pub fn float(&self, name: &str, default: f32) -> f32 {
         match attr(self.step, name) {
@@ -138,14 +157,17 @@ impl<'a, 'b> Ctx<'a, 'b> {
             _ => default,
         }
     }
-    pub fn string(&self, name: &str, default: &str) -> String {
+    pub fn string<'s>(&self, name: &str, default: &'s str) -> &'s str
+    where
+        'a: 's,
+    {
         match attr(self.step, name) {
-            Some(AttrValue::Str(s)) => s.clone(),
-            _ => default.to_string(),
+            Some(AttrValue::Str(s)) => s,
+            _ => default,
         }
     }
     /// A tensor attribute (a weight): dtype, dims, bytes.
-    pub fn tensor_attr(&self, name: &str) -> Option<(DType, Vec<usize>, &'a [u8])> {
+    pub fn tensor_attr(&self, name: &str) -> Option<(DType, Dims, &'a [u8])> {
         let Some(AttrValue::Tensor(t)) = attr(self.step, name) else {
             return None;
         };
@@ -210,9 +232,9 @@ pub(crate) fn typed_mut<T: bytemuck::Pod>(b: &mut [u8]) -> Result<&mut [T], Stri
 }
 
 /// Values of an integer tensor (any integer dtype) as i64.
-pub(crate) fn ints_of(x: &In<'_>) -> Result<Vec<i64>, String> {
+pub(crate) fn ints_of<'x>(x: &In<'x>) -> Result<Cow<'x, [i64]>, String> {
     Ok(match x.dtype {
-        DType::I64 => typed::<i64>(x.data).into_owned(),
+        DType::I64 => typed::<i64>(x.data),
         DType::I32 => typed::<i32>(x.data).iter().map(|&v| i64::from(v)).collect(),
         DType::I16 => typed::<i16>(x.data).iter().map(|&v| i64::from(v)).collect(),
         DType::I8 => x.data.iter().map(|&v| i64::from(v as i8)).collect(),
@@ -222,8 +244,23 @@ pub(crate) fn ints_of(x: &In<'_>) -> Result<Vec<i64>, String> {
         DType::U64 => typed::<u64>(x.data).iter().map(|&v| v as i64).collect(),
         DType::F32 => typed::<f32>(x.data).iter().map(|&v| v as i64).collect(),
         DType::F64 => typed::<f64>(x.data).iter().map(|&v| v as i64).collect(),
-        DType::F16 | DType::BF16 => floats_of(x)?.into_iter().map(|v| v as i64).collect(),
+        DType::F16 | DType::BF16 => floats_of(x)?.iter().map(|&v| v as i64).collect(),
     })
+}
+
+/// Element `j` of an f32 or f64 tensor (`None` for another type or out of range).
+pub(crate) fn float_at(x: &In<'_>, j: usize) -> Option<f64> {
+    match x.dtype {
+        DType::F32 => x
+            .data
+            .get(4 * j..4 * j + 4)
+            .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        DType::F64 => x
+            .data
+            .get(8 * j..8 * j + 8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+        _ => None,
+    }
 }
 
 /// Values of a float tensor (f32 or f64, or integers) as f64.
@@ -249,7 +286,7 @@ pub(crate) fn floats_of(x: &In<'_>) -> Result<Vec<f64>, String> {
                 )))
             })
             .collect(),
-        _ => ints_of(x)?.into_iter().map(|v| v as f64).collect(),
+        _ => ints_of(x)?.iter().map(|&v| v as f64).collect(),
     })
 }
 
@@ -279,48 +316,52 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
             })
         })
         .collect();
-    let ins: Vec<Option<In<'_>>> = c
-        .ins
-        .iter()
-        .zip(&widened)
-        .map(|(x, w)| {
-            x.as_ref().map(|x| In {
-                dtype: if w.is_some() { DType::F32 } else { x.dtype },
-                dims: x.dims,
-                data: w.as_deref().unwrap_or(x.data),
-            })
-        })
-        .collect();
     let mut bufs: Vec<Vec<u64>> = c.outs.iter().map(|_| Vec::new()).collect();
     let dtypes: Vec<Option<DType>> = c.outs.iter().map(|o| o.as_ref().map(|o| o.dtype)).collect();
-    let outs: Vec<Option<Out<'_>>> = c
-        .outs
-        .iter()
-        .zip(bufs.iter_mut())
-        .map(|(o, b)| {
-            o.as_ref().map(|o| {
-                Out::new(
-                    if half(o.dtype) { DType::F32 } else { o.dtype },
-                    o.planned.clone(),
-                    None,
-                    Some(b),
-                )
+    // Scoped, so the inner context's borrows of `bufs` end before `bufs` is read.
+    let produced: SmallVec<[Option<Dims>; 4]> = {
+        let ins: Ins<'_> = c
+            .ins
+            .iter()
+            .zip(&widened)
+            .map(|(x, w)| {
+                x.as_ref().map(|x| In {
+                    dtype: if w.is_some() { DType::F32 } else { x.dtype },
+                    dims: x.dims,
+                    data: w.as_deref().unwrap_or(x.data),
+                })
             })
-        })
-        .collect();
-    let mut inner = Ctx {
-        step: c.step,
-        version: c.version,
-        plan: c.plan,
-        ins,
-        outs,
+            .collect();
+        let outs: Outs<'_> = c
+            .outs
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(o, b)| {
+                o.as_ref().map(|o| {
+                    Out::new(
+                        if half(o.dtype) { DType::F32 } else { o.dtype },
+                        o.planned.clone(),
+                        None,
+                        Some(b),
+                    )
+                })
+            })
+            .collect();
+        let mut inner = Ctx {
+            step: c.step,
+            at: c.at,
+            version: c.version,
+            plan: c.plan,
+            ins,
+            outs,
+        };
+        k(&mut inner)?;
+        inner
+            .outs
+            .into_iter()
+            .map(|o| o.and_then(|o| o.dims))
+            .collect()
     };
-    k(&mut inner)?;
-    let produced: Vec<Option<Vec<usize>>> = inner
-        .outs
-        .into_iter()
-        .map(|o| o.and_then(|o| o.dims))
-        .collect();
     for (i, dims) in produced.into_iter().enumerate() {
         let (Some(dims), Some(dt)) = (dims, dtypes[i]) else {
             continue;

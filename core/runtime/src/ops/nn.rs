@@ -5,7 +5,7 @@ use sod2_kernels::conv::{
 };
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
-use sod2_kernels::shape::{axis, numel, strides};
+use sod2_kernels::shape::{axis, broadcast_shape, broadcast_strides, numel, strides};
 use sod2_kernels::simd::{self, BinOp, Src};
 
 use super::elementwise::{dispatch, Num};
@@ -53,9 +53,9 @@ fn window_pads(
     kernel: &[usize],
     st: &[i64],
     di: &[i64],
-) -> Vec<i64> {
+) -> smallvec::SmallVec<[i64; 8]> {
     let ns = in_spatial.len();
-    let mut pads = c.ints("pads").unwrap_or(vec![0; 2 * ns]);
+    let mut pads = c.ints_or("pads", 0, 2 * ns);
     let auto = c.string("auto_pad", "NOTSET");
     if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
         for k in 0..ns {
@@ -72,7 +72,7 @@ fn window_pads(
             pads[k + ns] = e;
         }
     } else if auto == "VALID" {
-        pads = vec![0; 2 * ns];
+        pads = smallvec::smallvec![0; 2 * ns];
     }
     pads
 }
@@ -88,8 +88,8 @@ fn window(
     if !(1..=2).contains(&ns) {
         return Err(format!("{}-D windows are not supported", ns));
     }
-    let st = c.ints("strides").unwrap_or(vec![1; ns]);
-    let di = c.ints("dilations").unwrap_or(vec![1; ns]);
+    let st = c.ints_or("strides", 1, ns);
+    let di = c.ints_or("dilations", 1, ns);
     let pads = window_pads(c, &xd[2..], out_spatial, kernel, &st, &di);
     let two = |v: &[i64], k: usize, d: i64| {
         if ns == 1 {
@@ -183,13 +183,13 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         return Err("only 2-D ConvTranspose is supported".into());
     }
     let ns = 2;
-    let st = c.ints("strides").unwrap_or(vec![1; ns]);
-    let di = c.ints("dilations").unwrap_or(vec![1; ns]);
+    let st = c.ints_or("strides", 1, ns);
+    let di = c.ints_or("dilations", 1, ns);
     let kernel = &w.dims[2..];
-    let mut pads = c.ints("pads").unwrap_or(vec![0; 2 * ns]);
+    let mut pads = c.ints_or("pads", 0, 2 * ns);
     let auto = c.string("auto_pad", "NOTSET");
     if c.ints("output_shape").is_some() || auto == "SAME_UPPER" || auto == "SAME_LOWER" {
-        let op = c.ints("output_padding").unwrap_or(vec![0; ns]);
+        let op = c.ints_or("output_padding", 0, ns);
         for k in 0..ns {
             let total =
                 st[k] * (x.dims[k + 2] as i64 - 1) + op[k] + ((kernel[k] as i64 - 1) * di[k] + 1)
@@ -236,7 +236,8 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     let od = c.out(0)?.planned_dims()?;
     let kernel: Vec<usize> = c
         .ints("kernel_shape")
@@ -247,14 +248,12 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let x = c.input(0)?;
     let ns = x.dims.len() - 2;
     let st: Vec<usize> = c
-        .ints("strides")
-        .unwrap_or(vec![1; ns])
+        .ints_or("strides", 1, ns)
         .iter()
         .map(|&v| v as usize)
         .collect();
     let di: Vec<usize> = c
-        .ints("dilations")
-        .unwrap_or(vec![1; ns])
+        .ints_or("dilations", 1, ns)
         .iter()
         .map(|&v| v as usize)
         .collect();
@@ -263,7 +262,7 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let pads = window_pads(c, &x.dims[2..], &od[2..], &kernel, &st_i, &di_i);
     let pb: Vec<usize> = pads[..ns].iter().map(|&v| v as usize).collect();
     let pe: Vec<usize> = pads[ns..].iter().map(|&v| v as usize).collect();
-    let kind = match op.as_str() {
+    let kind = match op {
         "MaxPool" => PoolKind::Max,
         "AveragePool" => PoolKind::Avg {
             count_pad: c.int("count_include_pad", 0) != 0,
@@ -321,7 +320,7 @@ fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     f32_only(x.dtype)?;
     let (n, ch) = (x.dims[0], x.dims[1]);
     let sp: usize = x.dims[2..].iter().product();
-    let mut od = vec![n, ch];
+    let mut od: super::Dims = smallvec::smallvec![n, ch];
     od.extend(std::iter::repeat_n(1, x.dims.len() - 2));
     let (ins, outs) = c.io();
     let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
@@ -345,12 +344,20 @@ fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
-fn channel_affine(o: &mut [f32], n: usize, ch: usize, sp: usize, scale: &[f32], bias: &[f32]) {
+/// `o = o · s + b` per channel, `(s, b) = coef(channel)`, over `n × ch` planes of `sp`.
+fn channel_affine(
+    o: &mut [f32],
+    n: usize,
+    ch: usize,
+    sp: usize,
+    coef: impl Fn(usize) -> (f32, f32),
+) {
     for b in 0..n {
         for k in 0..ch {
+            let (s, t) = coef(k);
             let base = (b * ch + k) * sp;
             for v in &mut o[base..base + sp] {
-                *v = *v * scale[k] + bias[k];
+                *v = *v * s + t;
             }
         }
     }
@@ -364,7 +371,7 @@ fn batch_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let get = |i: usize| {
         ins.get(i)
             .and_then(|x| x.as_ref())
-            .ok_or(format!("input {i} is missing"))
+            .ok_or_else(|| format!("input {i} is missing"))
     };
     let x = get(0)?;
     f32_only(x.dtype)?;
@@ -377,8 +384,23 @@ fn batch_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (n, ch) = (x.dims[0], x.dims.get(1).copied().unwrap_or(1));
     let sp: usize = x.dims[2..].iter().product();
     let xs = typed::<f32>(x.data);
-    // Statistics: the running ones, or (training) the batch's.
-    let (use_mean, use_var): (Vec<f32>, Vec<f32>) = if training {
+    if [&scale, &b, &mean, &var].iter().any(|v| v.len() < ch) {
+        return Err(format!(
+            "BatchNormalization: per-channel inputs shorter than {ch}"
+        ));
+    }
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+    o.copy_from_slice(&xs);
+    if !training {
+        // The running statistics: one affine map per channel, computed on the fly.
+        channel_affine(o, n, ch, sp, |k| {
+            let s = scale[k] / (var[k] + eps).sqrt();
+            (s, b[k] - mean[k] * s)
+        });
+        return Ok(());
+    }
+    // Training mode: the batch's statistics (and the updated running ones as outputs).
+    let (use_mean, use_var): (Vec<f32>, Vec<f32>) = {
         let cnt = (n * sp) as f64;
         let bm: Vec<f64> = (0..ch)
             .map(|k| {
@@ -402,16 +424,11 @@ fn batch_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             bm.iter().map(|&v| v as f32).collect(),
             bv.iter().map(|&v| v as f32).collect(),
         )
-    } else {
-        (mean.to_vec(), var.to_vec())
     };
-    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
-    o.copy_from_slice(&xs);
-    let sc: Vec<f32> = (0..ch)
-        .map(|k| scale[k] / (use_var[k] + eps).sqrt())
-        .collect();
-    let bi: Vec<f32> = (0..ch).map(|k| b[k] - use_mean[k] * sc[k]).collect();
-    channel_affine(o, n, ch, sp, &sc, &bi);
+    channel_affine(o, n, ch, sp, |k| {
+        let s = scale[k] / (use_var[k] + eps).sqrt();
+        (s, b[k] - use_mean[k] * s)
+    });
     for (k, run) in [(1usize, (&mean, &use_mean)), (2, (&var, &use_var))] {
         if let Some(out) = outs.get_mut(k).and_then(|o| o.as_mut()) {
             let o = typed_mut::<f32>(out.alloc(&[ch])?)?;
@@ -437,7 +454,12 @@ fn instance_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let xs = typed::<f32>(x.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
     normalize_blocks_f32(&xs, n * ch, sp, eps, o);
-    channel_affine(o, n, ch, sp, &scale, &b);
+    if scale.len() < ch || b.len() < ch {
+        return Err(format!(
+            "InstanceNormalization: scale/bias shorter than {ch}"
+        ));
+    }
+    channel_affine(o, n, ch, sp, |k| (scale[k], b[k]));
     Ok(())
 }
 
@@ -464,9 +486,7 @@ fn group_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             v[k / (ch / groups)]
         }
     };
-    let sc: Vec<f32> = (0..ch).map(|k| per(&scale, k)).collect();
-    let bi: Vec<f32> = (0..ch).map(|k| per(&b, k)).collect();
-    channel_affine(o, n, ch, sp, &sc, &bi);
+    channel_affine(o, n, ch, sp, |k| (per(&scale, k), per(&b, k)));
     Ok(())
 }
 
@@ -505,7 +525,7 @@ fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         }
     }
     // Mean / InvStdDev outputs
-    let mut stat_d = x.dims[..a].to_vec();
+    let mut stat_d = super::Dims::from_slice(&x.dims[..a]);
     stat_d.extend(std::iter::repeat_n(1, x.dims.len() - a));
     for (k, slot) in outs.iter_mut().enumerate().skip(1) {
         let Some(out) = slot.as_mut() else { continue };
@@ -621,21 +641,32 @@ fn gemm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let k = if ta { a.dims[0] } else { a.dims[1] };
     let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    o.fill(0.0);
-    if let Some(cin) = ins.get(2).and_then(|x| x.as_ref()) {
+    // C (broadcast to m×n, times beta) first; the product accumulates onto it.
+    let cin = ins.get(2).and_then(|x| x.as_ref());
+    if let Some(cin) = cin {
         let cv = typed::<f32>(cin.data);
-        sod2_kernels::elementwise::binary(
-            &vec![0f32; m * n],
-            &od,
-            &cv,
-            cin.dims,
-            o,
-            &od,
-            |_, y| beta * y,
-        );
+        if cin.dims.len() > 2 || broadcast_shape(&[cin.dims, &od]).as_deref() != Some(&od[..]) {
+            return Err(format!(
+                "Gemm: C {:?} does not broadcast to {od:?}",
+                cin.dims
+            ));
+        }
+        let cs = broadcast_strides(cin.dims, &od);
+        sod2_kernels::shape::for_each_offset(&od, [&cs], |i, [j]| o[i] = beta * cv[j]);
     }
     gemm_f32(
-        m, n, k, &av, a.dims[1], ta, &bv, b.dims[1], tb, o, alpha, true,
+        m,
+        n,
+        k,
+        &av,
+        a.dims[1],
+        ta,
+        &bv,
+        b.dims[1],
+        tb,
+        o,
+        alpha,
+        cin.is_some(),
     );
     Ok(())
 }
@@ -717,7 +748,7 @@ fn einsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let pos = |l: char| letters.iter().position(|&x| x == l).unwrap_or(0);
     let mut acc = vec![0f64; numel(&od)];
     let ost = strides(&od);
-    let tst: Vec<Vec<usize>> = xs.iter().map(|(_, d)| strides(d)).collect();
+    let tst: Vec<_> = xs.iter().map(|(_, d)| strides(d)).collect();
     let ls = strides(&dims);
     for flat in 0..numel(&dims) {
         let idx: Vec<usize> = (0..dims.len()).map(|k| (flat / ls[k]) % dims[k]).collect();
@@ -753,7 +784,8 @@ fn einsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn softmax(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     let ax = c.int("axis", -1);
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
@@ -784,17 +816,17 @@ fn softmax(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
-fn reduce_axes(c: &Ctx<'_, '_>, rank: usize) -> Result<Vec<usize>, String> {
+fn reduce_axes(c: &Ctx<'_, '_>, rank: usize) -> Result<super::Dims, String> {
     let axes = match c.ints("axes") {
         Some(a) => a,
         None => match c.opt_input(1) {
             Some(a) => ints_of(a)?,
-            None => vec![],
+            None => std::borrow::Cow::Borrowed(&[][..]),
         },
     };
     if axes.is_empty() {
         return Ok(if c.int("noop_with_empty_axes", 0) != 0 {
-            vec![]
+            super::Dims::new()
         } else {
             (0..rank).collect()
         });
@@ -805,11 +837,12 @@ fn reduce_axes(c: &Ctx<'_, '_>, rank: usize) -> Result<Vec<usize>, String> {
 }
 
 fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let op = c.step.kernel.clone();
+    let step = c.step;
+    let op: &str = &step.kernel;
     let keep = c.int("keepdims", 1) != 0;
     let x = c.input(0)?;
     let axes = reduce_axes(c, x.dims.len())?;
-    let od: Vec<usize> = match &c.out(0)?.planned {
+    let od: super::Dims = match &c.out(0)?.planned {
         Some(p) => p.clone(),
         None => {
             let x = c.input(0)?;
@@ -834,10 +867,7 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .iter()
             .enumerate()
             .all(|(i, &a)| a == r - axes.len() + i);
-    if x.dtype == DType::F32
-        && trailing
-        && matches!(op.as_str(), "ReduceSum" | "ReduceMean" | "ReduceMax")
-    {
+    if x.dtype == DType::F32 && trailing && matches!(op, "ReduceSum" | "ReduceMean" | "ReduceMax") {
         let span: usize = axes.iter().map(|&a| x.dims[a]).product();
         let (ins, outs) = c.io();
         let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
@@ -852,7 +882,7 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         }
         let isa = simd::Isa::detect();
         for (slot, chunk) in o.iter_mut().zip(xs.chunks(span)) {
-            *slot = match op.as_str() {
+            *slot = match op {
                 "ReduceMax" => simd::max(isa, chunk),
                 _ => {
                     let total: f64 = chunk
@@ -877,9 +907,8 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     ) -> Result<(), String> {
         let (ins, outs) = c.io();
         let x = ins[0].as_ref().ok_or("no input")?;
-        let xs: Vec<f64> = typed::<T>(x.data).iter().map(|v| v.to_f64()).collect();
+        let xt = typed::<T>(x.data);
         let n: usize = axes.iter().map(|&a| x.dims[a]).product();
-        let mut acc = vec![0f64; numel(od)];
         let (init, step): (f64, fn(f64, f64) -> f64) = match op {
             "ReduceSum" | "ReduceMean" | "ReduceLogSum" => (0.0, |a, v| a + v),
             "ReduceMax" => (
@@ -895,7 +924,17 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             "ReduceL2" | "ReduceSumSquare" => (0.0, |a, v| a + v * v),
             _ => (0.0, |a, v| a + v),
         };
+        let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(od)?)?;
+        let finish = |v: f64| {
+            T::from_f64(match op {
+                "ReduceMean" => v / n.max(1) as f64,
+                "ReduceL2" => v.sqrt(),
+                "ReduceLogSum" => v.ln(),
+                _ => v,
+            })
+        };
         if op == "ReduceLogSumExp" {
+            let xs: Vec<f64> = xt.iter().map(|v| v.to_f64()).collect();
             let mut mx = vec![0f64; numel(od)];
             reduce(
                 &xs,
@@ -917,22 +956,24 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 });
                 s
             };
+            let mut acc = vec![0f64; numel(od)];
             reduce(&shifted, x.dims, axes, &mut acc, || 0.0, |a, v| a + v);
-            for (a, m) in acc.iter_mut().zip(&mx) {
-                *a = a.ln() + m;
+            for ((s, a), m) in o.iter_mut().zip(&acc).zip(&mx) {
+                *s = T::from_f64(a.ln() + m);
             }
         } else {
-            reduce(&xs, x.dims, axes, &mut acc, || init, step);
-        }
-        let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(od)?)?;
-        for (s, &v) in o.iter_mut().zip(&acc) {
-            let v = match op {
-                "ReduceMean" => v / n.max(1) as f64,
-                "ReduceL2" => v.sqrt(),
-                "ReduceLogSum" => v.ln(),
-                _ => v,
-            };
-            *s = T::from_f64(v);
+            sod2_kernels::reduce::reduce_with(
+                &xt,
+                x.dims,
+                axes,
+                || init,
+                |a, v: T| step(a, v.to_f64()),
+                |i, v| {
+                    if let Some(s) = o.get_mut(i) {
+                        *s = finish(v);
+                    }
+                },
+            );
         }
         Ok(())
     }
@@ -944,38 +985,51 @@ fn arg_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let max = c.step.kernel == "ArgMax";
     let keep = c.int("keepdims", 1) != 0;
     let last = c.int("select_last_index", 0) != 0;
-    let x = c.input(0)?;
-    let a = axis(c.int("axis", 0), x.dims.len()).ok_or("bad axis")?;
-    let vals: Vec<f64> = super::floats_of(x)?;
-    let dims = x.dims.to_vec();
-    let od: Vec<usize> = dims
+    let a = axis(c.int("axis", 0), c.input(0)?.dims.len()).ok_or("bad axis")?;
+    let (ins, outs) = c.io();
+    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let dims = x.dims;
+    let od: super::Dims = dims
         .iter()
         .enumerate()
         .filter_map(|(k, &d)| if k == a { keep.then_some(1) } else { Some(d) })
         .collect();
-    let outer: usize = dims[..a].iter().product();
-    let n = dims[a];
+    let (outer, n) = (dims[..a].iter().product::<usize>(), dims[a]);
     let inner: usize = dims[a + 1..].iter().product();
-    let o = typed_mut::<i64>(c.out(0)?.alloc(&od)?)?;
-    for p in 0..outer {
-        for i in 0..inner {
-            let mut best = 0;
-            for k in 1..n {
-                let (v, b) = (
-                    vals[(p * n + k) * inner + i],
-                    vals[(p * n + best) * inner + i],
-                );
-                let better = if max {
-                    v > b || (last && v == b)
-                } else {
-                    v < b || (last && v == b)
-                };
-                if better {
-                    best = k;
+    let o = typed_mut::<i64>(
+        outs.first_mut()
+            .and_then(Option::as_mut)
+            .ok_or("no output")?
+            .alloc(&od)?,
+    )?;
+    fn go<T: Num>(
+        data: &[u8],
+        (outer, n, inner): (usize, usize, usize),
+        (max, last): (bool, bool),
+        o: &mut [i64],
+    ) -> Result<(), String> {
+        let vals = typed::<T>(data);
+        for p in 0..outer {
+            for i in 0..inner {
+                let mut best = 0;
+                for k in 1..n {
+                    let (v, b) = (
+                        vals[(p * n + k) * inner + i].to_f64(),
+                        vals[(p * n + best) * inner + i].to_f64(),
+                    );
+                    let better = if max {
+                        v > b || (last && v == b)
+                    } else {
+                        v < b || (last && v == b)
+                    };
+                    if better {
+                        best = k;
+                    }
                 }
+                o[p * inner + i] = best as i64;
             }
-            o[p * inner + i] = best as i64;
         }
+        Ok(())
     }
-    Ok(())
+    dispatch!(x.dtype, go(x.data, (outer, n, inner), (max, last), o))
 }

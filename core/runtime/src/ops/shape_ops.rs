@@ -4,7 +4,7 @@ use sod2_kernels::edo;
 use sod2_kernels::shape::{axis, numel};
 
 use super::elementwise::{dispatch, Num};
-use super::{floats_of, ints_of, typed, typed_mut, Ctx, Kernel};
+use super::{floats_of, ints_of, typed, typed_mut, Ctx, Dims, Kernel};
 
 pub(crate) fn get(name: &str) -> Option<Kernel> {
     Some(match name {
@@ -26,12 +26,21 @@ fn write_i64(c: &mut Ctx<'_, '_>, k: usize, dims: &[usize], v: &[i64]) -> Result
 }
 
 fn shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let d: Vec<i64> = c.input(0)?.dims.iter().map(|&x| x as i64).collect();
-    let r = d.len() as i64;
+    let r = c.input(0)?.dims.len() as i64;
     let cl = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
     let (s, e) = (cl(c.int("start", 0)), cl(c.int("end", r)));
-    let v = if s < e { d[s..e].to_vec() } else { vec![] };
-    write_i64(c, 0, &[v.len()], &v)
+    let (s, e) = (s, e.max(s));
+    let (ins, outs) = c.io();
+    let d = ins.first().and_then(Option::as_ref).ok_or("no input")?.dims;
+    let o = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?;
+    let v = typed_mut::<i64>(o.alloc(&[e - s])?)?;
+    for (slot, &x) in v.iter_mut().zip(&d[s..e]) {
+        *slot = x as i64;
+    }
+    Ok(())
 }
 
 fn size(c: &mut Ctx<'_, '_>) -> Result<(), String> {
@@ -40,7 +49,7 @@ fn size(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn constant_of_shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let od: Vec<usize> = match c.out(0)?.planned.clone() {
+    let od: Dims = match c.out(0)?.planned.clone() {
         Some(p) => p,
         None => ints_of(c.input(0)?)?
             .iter()
@@ -48,12 +57,14 @@ fn constant_of_shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .collect(),
     };
     let es = c.out(0)?.dtype.size();
-    let fill: Vec<u8> = match c.tensor_attr("value") {
+    let zero = [0u8; 16];
+    let fill: &[u8] = match c.tensor_attr("value") {
         Some((_, _, b)) => b
             .get(..es)
-            .ok_or("ConstantOfShape: `value` is shorter than one element")?
-            .to_vec(),
-        None => vec![0u8; es],
+            .ok_or("ConstantOfShape: `value` is shorter than one element")?,
+        None => zero
+            .get(..es)
+            .ok_or("ConstantOfShape: element type too wide")?,
     };
     let out = c.out(0)?.alloc(&od)?;
     if fill.iter().all(|&b| b == 0) {
@@ -62,7 +73,7 @@ fn constant_of_shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         words.fill(u32::from_le_bytes([fill[0], fill[1], fill[2], fill[3]]));
     } else {
         for ch in out.chunks_exact_mut(es) {
-            ch.copy_from_slice(&fill);
+            ch.copy_from_slice(fill);
         }
     }
     Ok(())
@@ -91,56 +102,115 @@ fn range(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn topk(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let a = axis(c.int("axis", -1), x.dims.len()).ok_or("bad axis")?;
-    let k = ints_of(c.input(1)?)?.first().copied().ok_or("no K")? as usize;
+    let a = axis(c.int("axis", -1), c.input(0)?.dims.len()).ok_or("bad axis")?;
+    let k = ints_of(c.input(1)?)?.first().copied().ok_or("no K")?;
     let largest = c.int("largest", 1) != 0;
-    let d = x.dims.to_vec();
+    let want_idx = c.has_out(1);
+    let (ins, outs) = c.io();
+    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let d = x.dims;
+    let k = usize::try_from(k).map_err(|_| "negative K")?;
     if k > d[a] {
         return Err(format!("K = {k} exceeds the axis length {}", d[a]));
     }
-    let vals: Vec<f32> = floats_of(x)?.iter().map(|&v| v as f32).collect();
-    let (v, i) = edo::topk_f32(&vals, &d, a, k, largest);
-    let mut od = d.clone();
+    let mut od = Dims::from_slice(d);
     od[a] = k;
-    let dt = c.input(0)?.dtype;
-    fn store<T: Num>(c: &mut Ctx<'_, '_>, od: &[usize], v: &[f32]) -> Result<(), String> {
-        let o = typed_mut::<T>(c.out(0)?.alloc(od)?)?;
-        for (s, &x) in o.iter_mut().zip(v) {
-            *s = T::from_f64(f64::from(x));
-        }
-        Ok(())
-    }
-    if dt == DType::F32 {
-        typed_mut::<f32>(c.out(0)?.alloc(&od)?)?.copy_from_slice(&v);
+    // f32 is read in place; other types go through an f32 copy.
+    let vals: std::borrow::Cow<'_, [f32]> = if x.dtype == DType::F32 {
+        typed::<f32>(x.data)
     } else {
-        dispatch!(dt, store(c, &od, &v))?;
-    }
-    if c.has_out(1) {
-        write_i64(c, 1, &od, &i)?;
-    }
-    Ok(())
+        floats_of(x)?.iter().map(|&v| v as f32).collect()
+    };
+    let (o0, rest) = outs.split_first_mut().ok_or("no output")?;
+    let o0 = o0.as_mut().ok_or("no values output")?;
+    let dt = o0.dtype;
+    let mut idx_out = match rest.first_mut().and_then(Option::as_mut) {
+        Some(o) if want_idx => Some(typed_mut::<i64>(o.alloc(&od)?)?),
+        _ => None,
+    };
+    TOPK_ORDER.with(|order| {
+        let mut order = order.take();
+        let r = if dt == DType::F32 {
+            typed_mut::<f32>(o0.alloc(&od)?).map(|v| {
+                edo::topk_f32(
+                    &vals,
+                    d,
+                    a,
+                    k,
+                    largest,
+                    v,
+                    idx_out.as_deref_mut(),
+                    &mut order,
+                );
+            })
+        } else {
+            // Other value types: through an f32 buffer, then converted.
+            let mut v = vec![0f32; numel(&od)];
+            edo::topk_f32(&vals, d, a, k, largest, &mut v, idx_out, &mut order);
+            fn store<T: Num>(o: &mut [u8], v: &[f32]) -> Result<(), String> {
+                for (s, &x) in typed_mut::<T>(o)?.iter_mut().zip(v) {
+                    *s = T::from_f64(f64::from(x));
+                }
+                Ok(())
+            }
+            let o = o0.alloc(&od)?;
+            dispatch!(dt, store(o, &v))
+        };
+        TOPK_ORDER.with(|c| c.set(order));
+        r
+    })
+}
+
+thread_local! {
+    /// TopK's sort order, reused by every call on this thread.
+    static TOPK_ORDER: std::cell::Cell<Vec<usize>> = const { std::cell::Cell::new(Vec::new()) };
+    /// NonMaxSuppression's working lists and selection, reused likewise.
+    static NMS: std::cell::Cell<Option<(edo::NmsScratch, Vec<i64>)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 fn nonzero(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let d = x.dims.to_vec();
-    let nz: Vec<bool> = floats_of(x)?.iter().map(|&v| v != 0.0).collect();
-    let v = edo::nonzero(&nz, &d);
-    let cnt = if d.is_empty() {
-        usize::from(nz.first() == Some(&true))
-    } else {
-        v.len() / d.len()
+    let (ins, outs) = c.io();
+    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let d = x.dims;
+    let es = x.dtype.size();
+    // Non-zero test on the raw bytes (+0.0 and -0.0 both count as zero for floats).
+    let is_nz = |i: usize| {
+        let b = &x.data[i * es..(i + 1) * es];
+        match x.dtype {
+            DType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) != 0.0,
+            DType::F64 => {
+                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) != 0.0
+            }
+            DType::F16 | DType::BF16 => u16::from_le_bytes([b[0], b[1]]) & 0x7fff != 0,
+            _ => b.iter().any(|&v| v != 0),
+        }
     };
-    write_i64(c, 0, &[d.len(), cnt], &v)
+    let n = numel(d);
+    if x.data.len() < n * es {
+        return Err("NonZero: input shorter than its dims".into());
+    }
+    let count = (0..n).filter(|&i| is_nz(i)).count();
+    let o = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?;
+    let out = typed_mut::<i64>(o.alloc(&[d.len(), count])?)?;
+    edo::nonzero(is_nz, d, count, out);
+    Ok(())
 }
 
 fn nms(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let center = c.int("center_point_box", 0) != 0;
     let (b, s) = (c.input(0)?, c.input(1)?);
+    if b.dtype != DType::F32 || s.dtype != DType::F32 || s.dims.len() != 3 {
+        return Err("NonMaxSuppression: f32 boxes [b, n, 4] and scores [b, c, n] expected".into());
+    }
     let (nb, nc, n) = (s.dims[0], s.dims[1], s.dims[2]);
-    let boxes = typed::<f32>(b.data).into_owned();
-    let scores = typed::<f32>(s.data).into_owned();
+    if b.data.len() < nb * n * 16 || s.data.len() < nb * nc * n * 4 {
+        return Err("NonMaxSuppression: boxes or scores shorter than their dims".into());
+    }
+    let (boxes, scores) = (typed::<f32>(b.data), typed::<f32>(s.data));
     let max_out = c
         .opt_input(2)
         .map(ints_of)
@@ -148,20 +218,24 @@ fn nms(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .and_then(|v| v.first().copied())
         .unwrap_or(0)
         .max(0) as usize;
-    let iou = c
-        .opt_input(3)
-        .map(floats_of)
-        .transpose()?
-        .and_then(|v| v.first().copied())
-        .unwrap_or(0.0) as f32;
-    let thr = c
-        .opt_input(4)
-        .map(floats_of)
-        .transpose()?
-        .and_then(|v| v.first().copied())
-        .map(|v| v as f32);
-    let sel = edo::nms(&boxes, &scores, nb, nc, n, max_out, iou, thr, center);
-    write_i64(c, 0, &[sel.len() / 3, 3], &sel)
+    let scalar = |i: usize| c.opt_input(i).and_then(|x| super::float_at(x, 0));
+    let iou = scalar(3).unwrap_or(0.0) as f32;
+    let thr = scalar(4).map(|v| v as f32);
+    let (mut scratch, mut sel) = NMS.with(|c| c.take()).unwrap_or_default();
+    edo::nms(
+        &boxes,
+        &scores,
+        (nb, nc, n),
+        max_out,
+        iou,
+        thr,
+        center,
+        &mut scratch,
+        &mut sel,
+    );
+    let r = write_i64(c, 0, &[sel.len() / 3, 3], &sel);
+    NMS.with(|c| c.set(Some((scratch, sel))));
+    r
 }
 
 fn unique(c: &mut Ctx<'_, '_>) -> Result<(), String> {

@@ -1,0 +1,216 @@
+//! A planned `run` allocates nothing: the bundled model at every optimisation level and many
+//! shapes, one and two threads, counted by a global allocator.
+//!
+//! With `SOD2_ALLOC_TRACE=1` a failing run prints where each allocation came from.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sod2_runtime::alloc_probe::{allocations, CountingAlloc};
+use sod2_runtime::{Plan, Session, TensorIn};
+
+mod common;
+
+/// Counts through [`CountingAlloc`]; records a backtrace per allocation while tracing.
+struct Tracing;
+
+static TRACE: AtomicBool = AtomicBool::new(false);
+static SITES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn record() {
+    if !TRACE.load(Ordering::Relaxed) || IN_TRACE.with(Cell::get) {
+        return;
+    }
+    IN_TRACE.with(|f| f.set(true));
+    let bt = std::backtrace::Backtrace::force_capture().to_string();
+    let frames: Vec<&str> = bt
+        .lines()
+        .filter(|l| l.contains("sod2") && !l.contains("alloc_free") && !l.contains("at "))
+        .take(4)
+        .collect();
+    if let Ok(mut s) = SITES.lock() {
+        s.push(frames.join(" <- "));
+    }
+    IN_TRACE.with(|f| f.set(false));
+}
+
+// SAFETY: forwards every call unchanged to `CountingAlloc` (which forwards to `System`); the
+// backtrace is taken outside the allocation itself and guarded against re-entry.
+unsafe impl GlobalAlloc for Tracing {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record();
+        // SAFETY: forwarded unchanged.
+        unsafe { CountingAlloc.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record();
+        // SAFETY: forwarded unchanged.
+        unsafe { CountingAlloc.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from this allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        record();
+        // SAFETY: forwarded unchanged; `ptr` came from this allocator.
+        unsafe { CountingAlloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Tracing = Tracing;
+
+fn inputs(b: usize, s: usize) -> (Vec<i64>, Vec<i64>, [usize; 2]) {
+    let ids: Vec<i64> = (0..b * s).map(|i| (i as i64 * 7) % 97 + 2).collect();
+    let mask = (0..b * s).map(|i| i64::from(i % 5 != 4)).collect();
+    (ids, mask, [b, s])
+}
+
+/// Allocations made by `run_in_place` at `(b, s)` after the session has run there once.
+fn steady_allocations(sess: &mut Session, b: usize, s: usize) -> u64 {
+    let (ids, mask, dims) = inputs(b, s);
+    let x = [TensorIn::i64(&ids, &dims), TensorIn::i64(&mask, &dims)];
+    // Warm-up at this shape: with several threads, which thread runs which part of a step (and
+    // so which per-thread scratch grows) varies from run to run; two runs settle it.
+    sess.run_in_place(&x).unwrap();
+    sess.run_in_place(&x).unwrap();
+    let trace = std::env::var_os("SOD2_ALLOC_TRACE").is_some();
+    TRACE.store(trace, Ordering::Relaxed);
+    let before = allocations();
+    sess.run_in_place(&x).unwrap();
+    let n = allocations() - before;
+    TRACE.store(false, Ordering::Relaxed);
+    let out = sess.output(0).unwrap();
+    assert_eq!(out.dims, &[b, s, 32]);
+    n
+}
+
+#[test]
+fn a_planned_run_performs_no_heap_allocation() {
+    let shapes = [
+        (1, 1),
+        (1, 7),
+        (2, 9),
+        (3, 17),
+        (1, 64),
+        (4, 33),
+        (8, 128),
+        (2, 5),
+    ];
+    let mut failures = Vec::new();
+    for opt in [
+        sod2_planner::Opt::None,
+        sod2_planner::Opt::Fusion,
+        sod2_planner::Opt::Sep,
+        sod2_planner::Opt::Dmp,
+        sod2_planner::Opt::Mvc,
+    ] {
+        let p = common::compile(opt);
+        let plan: Arc<Plan> =
+            Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap();
+        for threads in [1, 2] {
+            let mut sess = Session::new(plan.clone());
+            sess.set_threads(threads).unwrap();
+            // Largest first, so every later shape fits buffers that exist.
+            let (ids, mask, dims) = inputs(8, 128);
+            sess.run_in_place(&[TensorIn::i64(&ids, &dims), TensorIn::i64(&mask, &dims)])
+                .unwrap();
+            for &(b, s) in &shapes {
+                let n = steady_allocations(&mut sess, b, s);
+                if n > 0 {
+                    failures.push(format!("{opt:?}, {threads} thread(s), b={b} s={s}: {n}"));
+                }
+            }
+        }
+    }
+    let sites = SITES.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for s in sites {
+        *counts.entry(s).or_default() += 1;
+    }
+    let mut by_count: Vec<_> = counts.into_iter().collect();
+    by_count.sort_by_key(|b| std::cmp::Reverse(b.1));
+    for (site, n) in by_count.iter().take(40) {
+        eprintln!("{n:6}  {site}");
+    }
+    assert!(
+        failures.is_empty(),
+        "allocations in steady-state runs (set SOD2_ALLOC_TRACE=1 for their sites):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Diagnosis: where a plan file's steady-state run allocates. Run with
+/// `SOD2_PLAN=model.sod2 SOD2_INPUTS=a.npy,b.npy cargo test --release -p sod2-runtime
+/// --test alloc_free -- --ignored --nocapture` (inputs in the plan's input order, f32/i64/bool
+/// `.npy` files as `sod2 run` takes them).
+#[test]
+#[ignore = "diagnostic: needs SOD2_PLAN and SOD2_INPUTS"]
+fn trace_allocations_of_a_plan_file() {
+    let (Some(plan), Some(inputs)) = (
+        std::env::var_os("SOD2_PLAN"),
+        std::env::var("SOD2_INPUTS").ok(),
+    ) else {
+        return;
+    };
+    let plan = Plan::load(std::path::Path::new(&plan)).unwrap();
+    let arrays: Vec<(sod2_runtime::DType, Vec<usize>, Vec<u8>)> = inputs
+        .split(',')
+        .map(|f| read_npy(&std::fs::read(f).unwrap()))
+        .collect();
+    let x: Vec<TensorIn<'_>> = arrays
+        .iter()
+        .map(|(d, dims, b)| TensorIn::raw(*d, b, dims))
+        .collect();
+    let mut sess = Session::new(plan);
+    for _ in 0..3 {
+        sess.run_in_place(&x).unwrap();
+    }
+    TRACE.store(true, Ordering::Relaxed);
+    sess.run_in_place(&x).unwrap();
+    TRACE.store(false, Ordering::Relaxed);
+    let sites = SITES.lock().map(|s| s.clone()).unwrap_or_default();
+    for s in &sites {
+        eprintln!("{s}");
+    }
+    eprintln!("{} allocations", sites.len());
+}
+
+/// A little-endian `.npy` file (version 1/2 header, C order) as dtype, dims, bytes.
+fn read_npy(b: &[u8]) -> (sod2_runtime::DType, Vec<usize>, Vec<u8>) {
+    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+    let descr = header
+        .split("'descr': '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let dtype = match &descr[1..] {
+        "f4" => sod2_runtime::DType::F32,
+        "i8" => sod2_runtime::DType::I64,
+        "i4" => sod2_runtime::DType::I32,
+        "b1" | "u1" => sod2_runtime::DType::Bool,
+        d => panic!("dtype {d}"),
+    };
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let dims = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    (dtype, dims, b[10 + hlen..].to_vec())
+}

@@ -18,7 +18,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use sod2_runtime::{DType, Plan, RuntimeError, Session, Tensor, TensorIn};
+use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn, TensorView};
 
 /// Status codes.
 #[repr(C)]
@@ -113,7 +113,8 @@ struct BoundInput {
 pub struct sod2_session {
     session: Session,
     inputs: Vec<Option<BoundInput>>,
-    outputs: Vec<Tensor>,
+    /// Whether the last run succeeded (its outputs are then read in place from the session).
+    has_outputs: bool,
 }
 
 struct Error {
@@ -412,7 +413,7 @@ pub unsafe extern "C" fn sod2_session_create(
         let h = Box::into_raw(Box::new(sod2_session {
             session: Session::new(p.plan.clone()),
             inputs: (0..n).map(|_| None).collect(),
-            outputs: Vec::new(),
+            has_outputs: false,
         }));
         register(h as usize);
         // SAFETY: checked non-null.
@@ -561,9 +562,9 @@ pub unsafe extern "C" fn sod2_session_run(session: *mut sod2_session) -> sod2_st
         let sod2_session {
             session,
             inputs,
-            outputs,
+            has_outputs,
         } = session_mut(session)?;
-        outputs.clear();
+        *has_outputs = false;
         let tensors: Vec<TensorIn<'_>> = bound(inputs)?
             .iter()
             .map(|b| {
@@ -576,27 +577,28 @@ pub unsafe extern "C" fn sod2_session_run(session: *mut sod2_session) -> sod2_st
                 TensorIn::raw(b.dtype, data, &b.dims)
             })
             .collect();
-        *outputs = session.run(&tensors)?;
+        // Outputs stay in the session (arena or pooled buffers): no copy until the caller's.
+        session.run_in_place(&tensors)?;
+        *has_outputs = true;
         Ok(())
     })
 }
 
-fn output(s: &sod2_session, index: usize) -> Result<&Tensor, Error> {
-    if s.outputs.is_empty() {
+fn output(s: &sod2_session, index: usize) -> Result<TensorView<'_>, Error> {
+    if !s.has_outputs {
         return Err(err(
             sod2_status::SOD2_ERR_STATE,
             "no outputs yet: call sod2_session_run first",
         ));
     }
-    s.outputs.get(index).ok_or_else(|| {
-        err(
+    let n = s.session.plan().outputs().len();
+    if index >= n {
+        return Err(err(
             sod2_status::SOD2_ERR_INVALID_ARGUMENT,
-            format!(
-                "output index {index} out of range ({} outputs)",
-                s.outputs.len()
-            ),
-        )
-    })
+            format!("output index {index} out of range ({n} outputs)"),
+        ));
+    }
+    Ok(s.session.output(index)?)
 }
 
 /// Describes output `index` of the last run: dtype, dims (valid until the next run) and size.

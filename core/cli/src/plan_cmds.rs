@@ -59,6 +59,14 @@ pub fn compile(
             f.groups, f.nodes, f.anchored, f.rows, f.attention
         );
     }
+    let v = &planned.values;
+    if v.nodes > 0 {
+        let _ = writeln!(
+            text,
+            "  shape subgraphs: {} nodes folded into expressions ({} values steps)",
+            v.nodes, v.tensors
+        );
+    }
     for (label, (arena, peak)) in ["lo", "hi", "representative"]
         .iter()
         .zip(&planned.memory.at)

@@ -161,6 +161,12 @@ impl ExprArena {
         self.nodes.is_empty()
     }
 
+    /// The handle of the node at `index` (`None` past the end), e.g. to rebuild a handle that
+    /// was stored as its index.
+    pub fn expr_at(&self, index: usize) -> Option<ExprId> {
+        (index < self.nodes.len()).then_some(ExprId(index as u32))
+    }
+
     /// The node behind a handle.
     pub fn node(&self, id: ExprId) -> &Node {
         &self.nodes[id.index()]

@@ -20,6 +20,17 @@ mod eval;
 pub mod fused;
 mod verify;
 
+/// The `sod2.Values` step: tensors whose element values are expressions of the pool (shape
+/// subgraphs the planner folded), written by the runtime from the evaluated pool.
+pub mod values {
+    /// Kernel name.
+    pub const KERNEL: &str = "sod2.Values";
+    /// Ints: the number of elements of each output, in output order.
+    pub const ATTR_COUNTS: &str = "counts";
+    /// Ints: the expression-pool index of every element, outputs one after another.
+    pub const ATTR_EXPRS: &str = "exprs";
+}
+
 use codec::{Dec, Enc};
 
 pub use eval::{eval_pool, expr_text, EvalError};

@@ -13,6 +13,7 @@
 
 pub mod fusion;
 pub mod memory;
+pub mod values;
 
 use std::collections::HashMap;
 
@@ -93,6 +94,8 @@ pub struct Planned {
     pub memory: MemoryReport,
     /// What fusion did (all zero below `Opt::Fusion`).
     pub fusion: fusion::FusionReport,
+    /// Shape subgraphs folded into expressions (all zero below `Opt::Fusion`).
+    pub values: values::ValuesReport,
 }
 
 /// Maps an IR element type to the plan's.
@@ -135,10 +138,13 @@ struct Planner<'a> {
 pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, PlanError> {
     let fused;
     let mut fusion_report = fusion::FusionReport::default();
+    let mut values_report = values::ValuesReport::default();
     let model = if opts.opt >= Opt::Fusion {
         let (m, r) = fusion::fuse(model, a);
+        let (m, v) = values::fold(&m, a);
         fused = m;
         fusion_report = r;
+        values_report = v;
         &fused
     } else {
         model
@@ -190,6 +196,7 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
         weights: p.weights,
         memory: p.report,
         fusion: fusion_report,
+        values: values_report,
     })
 }
 
@@ -353,8 +360,8 @@ impl Planner<'_> {
     fn step(&mut self, n: NodeId) -> Result<fmt::Step, PlanError> {
         let node = self.model.node(n);
         if let OpKind::Other(op) = &node.op {
-            // A fused step made by `fusion` is supported; its attributes are plain values.
-            if op != fmt::fused::KERNEL {
+            // A fused step made by `fusion`, or the values step made by `values`, is supported.
+            if op != fmt::fused::KERNEL && op != fmt::values::KERNEL {
                 return Err(PlanError::UnsupportedOp {
                     node: node.name.clone(),
                     op: op.clone(),
@@ -362,8 +369,24 @@ impl Planner<'_> {
             }
         }
         let mut attrs = Vec::new();
+        let values_step = matches!(&node.op, OpKind::Other(op) if op == fmt::values::KERNEL);
         for (k, v) in &node.attrs {
             let av = match v {
+                // The values step names analysis expressions: lower them into the pool.
+                Attr::Ints(ids) if values_step && k == fmt::values::ATTR_EXPRS => {
+                    let mut pool = Vec::with_capacity(ids.len());
+                    for &i in ids {
+                        let e = usize::try_from(i)
+                            .ok()
+                            .and_then(|i| self.arena.expr_at(i))
+                            .ok_or_else(|| PlanError::UnsupportedOp {
+                                node: node.name.clone(),
+                                op: "sod2.Values with a bad expression".into(),
+                            })?;
+                        pool.push(i64::from(self.lower(e)));
+                    }
+                    fmt::AttrValue::Ints(pool)
+                }
                 Attr::Int(i) => fmt::AttrValue::Int(*i),
                 Attr::Float(f) => fmt::AttrValue::Float(*f),
                 Attr::Ints(v) => fmt::AttrValue::Ints(v.clone()),

@@ -722,6 +722,7 @@ impl State {
                 step,
                 at,
                 version,
+                vals: &self.vals,
                 plan,
                 ins,
                 outs,

@@ -66,8 +66,12 @@ fn fusion_builds_anchored_and_row_groups() {
     assert!(fused.iter().any(|o| o.contains("Erf")), "{fused:?}");
     let (plain, _, none) = compile(Opt::None);
     assert_eq!(none.groups, 0);
-    assert!(
-        plan.graphs[0].steps.len() + report.nodes - report.groups == plain.graphs[0].steps.len()
+    // Fused groups replace their nodes; folded shape subgraphs leave one values step per
+    // shape vector still read.
+    let values = common::compile(Opt::Dmp).values;
+    assert_eq!(
+        plan.graphs[0].steps.len() + report.nodes - report.groups + values.nodes - values.tensors,
+        plain.graphs[0].steps.len()
     );
 }
 
@@ -131,4 +135,53 @@ fn threaded_runs_match_single_threaded_runs() {
     assert!(three.set_threads(0).is_err());
     three.set_threads(1).unwrap();
     assert_eq!(run(&mut three, 2, 9, 1), run(&mut one, 2, 9, 1));
+}
+
+/// With fusion on, the bundled model's shape subgraphs (Shape → Gather → Unsqueeze → Concat
+/// feeding Reshape and Expand) are folded: no `Shape` step is left, `sod2.Values` steps produce
+/// the shape vectors from expressions, and every shape's outputs equal the unfolded plan's.
+#[test]
+fn shape_subgraphs_become_expressions() {
+    let none = common::compile(sod2_planner::Opt::None);
+    let all = common::compile(sod2_planner::Opt::default());
+    let kernels = |p: &sod2_planner::Planned, k: &str| {
+        p.plan.graphs[0]
+            .steps
+            .iter()
+            .filter(|s| s.kernel == k)
+            .count()
+    };
+    assert!(kernels(&none, "Shape") > 0);
+    assert_eq!(kernels(&all, "Shape"), 0);
+    assert!(all.values.nodes >= kernels(&none, "Shape"));
+    assert_eq!(
+        kernels(&all, sod2_format::values::KERNEL),
+        all.values.tensors
+    );
+    assert!(all.values.tensors > 0 && all.values.tensors < all.values.nodes);
+    let load = |p: &sod2_planner::Planned| {
+        sod2_runtime::Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
+    };
+    let (mut a, mut b) = (
+        sod2_runtime::Session::new(load(&none)),
+        sod2_runtime::Session::new(load(&all)),
+    );
+    for (bs, s) in [(1, 1), (2, 7), (3, 33), (8, 128), (1, 64)] {
+        let ids: Vec<i64> = (0..bs * s).map(|i| (i as i64 * 13) % 97 + 2).collect();
+        let mask: Vec<i64> = (0..bs * s).map(|i| i64::from(i % 7 != 6)).collect();
+        let dims = [bs, s];
+        let x = [
+            sod2_runtime::TensorIn::i64(&ids, &dims),
+            sod2_runtime::TensorIn::i64(&mask, &dims),
+        ];
+        let (ya, yb) = (a.run(&x).unwrap(), b.run(&x).unwrap());
+        let (fa, fb) = (ya[0].to_f32().unwrap(), yb[0].to_f32().unwrap());
+        assert_eq!(ya[0].dims, yb[0].dims);
+        let worst = fa
+            .iter()
+            .zip(&fb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "b={bs} s={s}: max abs difference {worst}");
+    }
 }

@@ -145,6 +145,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             step: c.step,
             at: c.at,
             version: c.version,
+            vals: c.vals,
             plan: c.plan,
             ins: c.ins[..spec.anchor_inputs].iter().cloned().collect(),
             outs: std::iter::once(out).collect(),

@@ -108,6 +108,8 @@ pub(crate) struct Ctx<'a, 'b> {
     pub at: (u32, usize),
     /// The kernel version chosen for this run of the step (the plan's dispatch table).
     pub version: u32,
+    /// The evaluated expression pool (`None`: not bound yet).
+    pub vals: &'a [Option<i64>],
     pub plan: &'a Plan,
     pub ins: Ins<'b>,
     pub outs: Outs<'b>,
@@ -351,6 +353,7 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
             step: c.step,
             at: c.at,
             version: c.version,
+            vals: c.vals,
             plan: c.plan,
             ins,
             outs,

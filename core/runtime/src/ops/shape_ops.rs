@@ -16,8 +16,59 @@ pub(crate) fn get(name: &str) -> Option<Kernel> {
         "NonZero" => nonzero,
         "NonMaxSuppression" => nms,
         "Unique" => unique,
+        sod2_format::values::KERNEL => values,
         _ => return None,
     })
+}
+
+/// `sod2.Values`: folded shape subgraphs; each output's elements are pool expressions, already
+/// evaluated by `prepare` (and after every rebinding).
+fn values(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    use sod2_format::values::{ATTR_COUNTS, ATTR_EXPRS};
+    let ints = |name: &str| {
+        c.ints(name)
+            .ok_or_else(|| format!("sod2.Values without `{name}`"))
+    };
+    let (counts, exprs) = (ints(ATTR_COUNTS)?, ints(ATTR_EXPRS)?);
+    if counts.len() != c.outs.len() {
+        return Err("sod2.Values: one count per output expected".into());
+    }
+    let vals = c.vals;
+    let mut at = 0usize;
+    for (k, &n) in counts.iter().enumerate() {
+        let n = usize::try_from(n).map_err(|_| "sod2.Values: negative count")?;
+        let ids = exprs
+            .get(at..at + n)
+            .ok_or("sod2.Values: fewer expressions than the counts need")?;
+        at += n;
+        let Some(o) = c.outs.get_mut(k).and_then(Option::as_mut) else {
+            continue;
+        };
+        let dims = o.planned_dims()?;
+        if numel(&dims) != n {
+            return Err(format!("sod2.Values: {n} values for dims {dims:?}"));
+        }
+        let value = |i: &i64| {
+            usize::try_from(*i)
+                .ok()
+                .and_then(|i| vals.get(i).copied().flatten())
+                .ok_or_else(|| format!("sod2.Values: expression {i} is not bound"))
+        };
+        match o.dtype {
+            DType::I64 => {
+                for (s, i) in typed_mut::<i64>(o.alloc(&dims)?)?.iter_mut().zip(ids) {
+                    *s = value(i)?;
+                }
+            }
+            DType::I32 => {
+                for (s, i) in typed_mut::<i32>(o.alloc(&dims)?)?.iter_mut().zip(ids) {
+                    *s = value(i)? as i32;
+                }
+            }
+            d => return Err(format!("sod2.Values: element type {}", d.name())),
+        }
+    }
+    Ok(())
 }
 
 fn write_i64(c: &mut Ctx<'_, '_>, k: usize, dims: &[usize], v: &[i64]) -> Result<(), String> {

@@ -59,6 +59,9 @@ pub fn compile(
             f.groups, f.nodes, f.anchored, f.rows, f.attention
         );
     }
+    if f.identities > 0 {
+        let _ = writeln!(text, "  identities: {} Identity nodes elided", f.identities);
+    }
     let v = &planned.values;
     if v.nodes > 0 {
         let _ = writeln!(

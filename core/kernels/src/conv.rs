@@ -92,7 +92,16 @@ pub fn conv2d_gemm_f32(
     }
     let pointwise =
         kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
-    let need = if pointwise { 0 } else { kk * sp };
+    // On one thread, a large im2col matrix is built and multiplied in bands of output rows
+    // whose columns fit in L2 (never written out whole); with more threads the whole matrix is
+    // built (rows split across threads) and multiplied by the threaded GEMM.
+    let tiled = !pointwise && crate::par::threads() <= 1 && kk * sp > IM2COL_TILE;
+    let tile_rows = if tiled {
+        (IM2COL_TILE / (kk * ow).max(1)).clamp(1, oh.max(1))
+    } else {
+        oh
+    };
+    let need = if pointwise { 0 } else { kk * tile_rows * ow };
     // The im2col matrix lives in a per-thread scratch buffer that only grows: after the
     // largest shape has run once, no convolution allocates or faults in fresh pages again.
     IM2COL.with(|cell| match cell.try_borrow_mut() {
@@ -110,13 +119,25 @@ pub fn conv2d_gemm_f32(
                 &win,
                 out,
                 od,
-                pointwise,
+                (pointwise, tile_rows),
                 &mut buf[..need],
             );
         }
         Err(_) => {
             let mut col = vec![0f32; need];
-            conv_gemm_body(x, xd, w, m, bias, g, &win, out, od, pointwise, &mut col);
+            conv_gemm_body(
+                x,
+                xd,
+                w,
+                m,
+                bias,
+                g,
+                &win,
+                out,
+                od,
+                (pointwise, tile_rows),
+                &mut col,
+            );
         }
     });
 }
@@ -125,7 +146,12 @@ thread_local! {
     static IM2COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// [`conv2d_gemm_f32`] with its im2col buffer `col` (`kk * sp` elements, empty for 1×1).
+/// Elements of an im2col band (256 KiB: it stays in L2 while the GEMM reads it).
+const IM2COL_TILE: usize = 1 << 16;
+
+/// [`conv2d_gemm_f32`] with its im2col buffer `col` (`kk * tile_rows * ow` elements, empty for
+/// 1×1): with `tile_rows < oh`, bands of `tile_rows` output rows are built and multiplied in
+/// turn, each product writing its band of columns of the output in place.
 #[allow(clippy::too_many_arguments)]
 fn conv_gemm_body(
     x: &[f32],
@@ -137,7 +163,7 @@ fn conv_gemm_body(
     win: &Window,
     out: &mut [f32],
     od: [usize; 4],
-    pointwise: bool,
+    (pointwise, tile_rows): (bool, usize),
     col: &mut [f32],
 ) {
     let [n, c, h, wi] = xd;
@@ -149,6 +175,36 @@ fn conv_gemm_body(
     for b in 0..n {
         for grp in 0..g {
             let xg = &x[((b * c) + grp * cg) * h * wi..((b * c) + (grp + 1) * cg) * h * wi];
+            let wg = &w[grp * mg * kk..(grp + 1) * mg * kk];
+            if !pointwise && tile_rows < oh {
+                let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
+                let mut oy0 = 0;
+                while oy0 < oh {
+                    let rows = tile_rows.min(oh - oy0);
+                    let ncols = rows * ow;
+                    let tile = &mut col[..kk * ncols];
+                    for (r, row) in tile.chunks_mut(ncols).enumerate() {
+                        let (ic, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+                        let xc = &xg[ic * h * wi..(ic + 1) * h * wi];
+                        im2col_row(xc, h, wi, (oy0, rows), ow, [ky, kx], win, row);
+                    }
+                    crate::linalg::gemm_f32_ldc(
+                        mg,
+                        ncols,
+                        kk,
+                        wg,
+                        kk,
+                        tile,
+                        ncols,
+                        &mut og[oy0 * ow..],
+                        sp,
+                        false,
+                    );
+                    oy0 += rows;
+                }
+                add_bias(og, sp, bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]));
+                continue;
+            }
             if !pointwise && sp > 0 {
                 // Rows of the im2col matrix, split across threads when allowed.
                 let _ = crate::par::rows_mut(col, sp, (1 << 15) / sp + 1, &|first, rows| {
@@ -156,22 +212,24 @@ fn conv_gemm_body(
                         let r = first + j;
                         let (ic, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
                         let xc = &xg[ic * h * wi..(ic + 1) * h * wi];
-                        im2col_row(xc, h, wi, oh, ow, [ky, kx], win, row);
+                        im2col_row(xc, h, wi, (0, oh), ow, [ky, kx], win, row);
                     }
                     Ok(())
                 });
             }
             let cols: &[f32] = if pointwise { xg } else { col };
-            let wg = &w[grp * mg * kk..(grp + 1) * mg * kk];
             let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
             crate::linalg::gemm_f32(mg, sp, kk, wg, kk, false, cols, sp, false, og, 1.0, false);
-            if let Some(bs) = bias {
-                for (k, orow) in og.chunks_mut(sp).enumerate() {
-                    let bv = bs[grp * mg + k];
-                    orow.iter_mut().for_each(|v| *v += bv);
-                }
-            }
+            add_bias(og, sp, bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]));
         }
+    }
+}
+
+/// Adds `bias[k]` to row `k` (of `sp` elements) of `out`.
+fn add_bias(out: &mut [f32], sp: usize, bias: Option<&[f32]>) {
+    let Some(bs) = bias else { return };
+    for (orow, &bv) in out.chunks_mut(sp.max(1)).zip(bs) {
+        orow.iter_mut().for_each(|v| *v += bv);
     }
 }
 
@@ -266,7 +324,8 @@ pub fn conv2d_direct_f32(
 }
 
 /// One row of the im2col matrix: input channel `xc` (`h × wi`) sampled at kernel offset
-/// `k = [ky, kx]` for every output position, zero outside the image. The valid output columns
+/// `k = [ky, kx]` for the output positions of output rows `oy0 .. oy0 + rows`, zero outside the
+/// image. The valid output columns
 /// of each output row are computed once, so the inner loop has no bounds tests (a plain copy
 /// at stride 1).
 #[allow(clippy::too_many_arguments)]
@@ -274,7 +333,7 @@ fn im2col_row(
     xc: &[f32],
     h: usize,
     wi: usize,
-    oh: usize,
+    (oy0, rows): (usize, usize),
     ow: usize,
     k: [usize; 2],
     win: &Window,
@@ -283,7 +342,8 @@ fn im2col_row(
     let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
     let off_x = (k[1] * win.d[1]) as isize - win.pb[1] as isize;
     let (lo, hi) = valid_cols(ow, wi, off_x, s1);
-    for (oy, r) in row.chunks_mut(ow).take(oh).enumerate() {
+    for (j, r) in row.chunks_mut(ow).take(rows).enumerate() {
+        let oy = oy0 + j;
         let iy = (oy * s0 + k[0] * win.d[0]) as isize - win.pb[0] as isize;
         if iy < 0 || iy as usize >= h || lo >= hi {
             r.fill(0.0);
@@ -293,11 +353,18 @@ fn im2col_row(
         r[..lo].fill(0.0);
         r[hi..].fill(0.0);
         let start = (lo as isize * s1 as isize + off_x) as usize;
-        if s1 == 1 {
-            r[lo..hi].copy_from_slice(&line[start..start + (hi - lo)]);
-        } else {
-            for (j, v) in r[lo..hi].iter_mut().enumerate() {
-                *v = line[start + j * s1];
+        match s1 {
+            1 => r[lo..hi].copy_from_slice(&line[start..start + (hi - lo)]),
+            // Stride 2 (the usual downsampling): pairs, which the compiler turns into shuffles.
+            2 => {
+                for (v, pair) in r[lo..hi].iter_mut().zip(line[start..].chunks(2)) {
+                    *v = pair[0];
+                }
+            }
+            _ => {
+                for (v, &x) in r[lo..hi].iter_mut().zip(line[start..].iter().step_by(s1)) {
+                    *v = x;
+                }
             }
         }
     }

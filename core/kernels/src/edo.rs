@@ -36,15 +36,20 @@ pub fn topk_f32(
             let at = |j: usize| x[(o * n + j) * inner + i];
             order.clear();
             order.extend(0..n);
-            order.sort_unstable_by(|&a, &b| {
-                let (va, vb) = (at(a), at(b));
+            let rank = |a: &usize, b: &usize| {
+                let (va, vb) = (at(*a), at(*b));
                 let c = if largest {
                     by_value(vb, va)
                 } else {
                     by_value(va, vb)
                 };
-                c.then(a.cmp(&b))
-            });
+                c.then(a.cmp(b))
+            };
+            // The k best by selection (linear time), then only those sorted.
+            if k > 0 && k < n {
+                order.select_nth_unstable_by(k - 1, rank);
+            }
+            order[..k.min(n)].sort_unstable_by(rank);
             for (r, &j) in order.iter().take(k).enumerate() {
                 let p = (o * k + r) * inner + i;
                 vals[p] = at(j);

@@ -2,7 +2,7 @@
 //! time), behind a bounds-checked safe wrapper. The only `unsafe` of this crate.
 #![allow(unsafe_code)]
 
-/// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `n`;
+/// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `ldc`;
 /// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
 /// Panics are impossible: extents are checked and a mismatch returns `Err`.
 #[allow(clippy::too_many_arguments)]
@@ -17,6 +17,7 @@ pub fn sgemm(
     ldb: usize,
     tb: bool,
     c: &mut [f32],
+    ldc: usize,
     alpha: f32,
     accumulate: bool,
 ) -> Result<(), String> {
@@ -34,7 +35,8 @@ pub fn sgemm(
     let (br, bc) = if tb { (n, k) } else { (k, n) };
     if a.len() < need(ar, ac, lda)
         || b.len() < need(br, bc, ldb)
-        || c.len() < m * n
+        || c.len() < need(m, n, ldc)
+        || ldc < n
         || (k > 0 && (lda < ac || ldb < bc))
     {
         return Err(format!(
@@ -43,7 +45,9 @@ pub fn sgemm(
     }
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(0.0);
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return Ok(());
     }
@@ -59,7 +63,8 @@ pub fn sgemm(
     };
     // SAFETY: every element the product touches lies inside the slices: op(a) spans rows 0..m,
     // cols 0..k with the strides above, which `need(ar, ac, lda) <= a.len()` bounds (likewise b);
-    // c is m×n with row stride n and `c.len() >= m*n`. `c` is borrowed mutably and does not
+    // c is m×n with row stride `ldc >= n` and `c.len() >= (m-1)*ldc + n` (checked above). `c` is
+    // borrowed mutably and does not
     // alias `a` or `b` (Rust borrows). f32 is a type `gemm` supports, so it does not panic.
     unsafe {
         gemm::gemm(
@@ -68,7 +73,7 @@ pub fn sgemm(
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            ldc as isize,
             accumulate,
             a.as_ptr(),
             a_cs,

@@ -18,8 +18,38 @@ pub fn gemm_f32(
     alpha: f32,
     accumulate: bool,
 ) {
-    if crate::fast::sgemm(m, n, k, a, lda, ta, b, ldb, tb, c, alpha, accumulate).is_err() {
+    if crate::fast::sgemm(m, n, k, a, lda, ta, b, ldb, tb, c, n, alpha, accumulate).is_err() {
         gemm_f32_reference(m, n, k, a, lda, ta, b, ldb, tb, c, alpha, accumulate);
+    }
+}
+
+/// [`gemm_f32`] into a block of a wider matrix: `c`'s rows are `ldc` apart (`ldc >= n`), so a
+/// product can fill a band of columns of its output in place. Non-transposed operands.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_ldc(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if crate::fast::sgemm(
+        m, n, k, a, lda, false, b, ldb, false, c, ldc, 1.0, accumulate,
+    )
+    .is_err()
+    {
+        // Extents the fast path rejects: the reference loops, row by row.
+        for (i, row) in c.chunks_mut(ldc.max(1)).take(m).enumerate() {
+            for (j, v) in row.iter_mut().take(n).enumerate() {
+                let s: f32 = (0..k).map(|p| a[i * lda + p] * b[p * ldb + j]).sum();
+                *v = if accumulate { *v + s } else { s };
+            }
+        }
     }
 }
 

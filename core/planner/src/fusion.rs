@@ -42,6 +42,8 @@ pub struct FusionReport {
     pub rows: usize,
     /// Attention groups (`softmax(Q Kᵀ …) V` without the score matrix).
     pub attention: usize,
+    /// Identity nodes removed before fusion (their readers read the input; `alias.rs`).
+    pub identities: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

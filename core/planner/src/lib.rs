@@ -11,6 +11,7 @@
 //!   iteration symbol to the iteration number on entry.
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod fusion;
 pub mod memory;
 pub mod values;
@@ -140,10 +141,12 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     let mut fusion_report = fusion::FusionReport::default();
     let mut values_report = values::ValuesReport::default();
     let model = if opts.opt >= Opt::Fusion {
-        let (m, r) = fusion::fuse(model, a);
+        let (m, elided) = alias::elide_identities(model);
+        let (m, r) = fusion::fuse(&m, a);
         let (m, v) = values::fold(&m, a);
         fused = m;
         fusion_report = r;
+        fusion_report.identities = elided;
         values_report = v;
         &fused
     } else {

@@ -32,6 +32,8 @@ pub(crate) struct State {
     heap_peak: usize,
     /// Per-kernel time (seconds) and call counts, when profiling (`SOD2_PROFILE=1`).
     profile: Option<std::collections::BTreeMap<String, (f64, usize)>>,
+    /// `SOD2_PROFILE=steps`: one profile entry per step (kernel and step name).
+    profile_steps: bool,
     /// Freed heap buffers, reused by later dynamic tensors.
     pool: Vec<Vec<u64>>,
     /// Bytes each heap tensor had when last produced: the size asked of the pool for an
@@ -85,6 +87,7 @@ impl State {
             heap_now: 0,
             heap_peak: 0,
             profile: std::env::var_os("SOD2_PROFILE").map(|_| Default::default()),
+            profile_steps: std::env::var_os("SOD2_PROFILE").is_some_and(|v| v == "steps"),
             pool: Vec::new(),
             last_len: vec![0; p.tensors.len()],
             // `SOD2_FORCE_VERSION=N` forces kernel version N wherever a step has it (testing).
@@ -527,10 +530,13 @@ impl State {
             }
             if let (Some(t0), Some(p)) = (t0, self.profile.as_mut()) {
                 if !matches!(step.kernel.as_str(), "If" | "Loop" | "Scan") {
-                    let key = match step.attrs.iter().find(|(k, _)| k == "fuse_ops") {
+                    let mut key = match step.attrs.iter().find(|(k, _)| k == "fuse_ops") {
                         Some((_, sod2_format::AttrValue::Str(ops))) => format!("Fused[{ops}]"),
                         _ => step.kernel.clone(),
                     };
+                    if self.profile_steps {
+                        key = format!("{key} {}", step.name);
+                    }
                     let e = p.entry(key).or_insert((0.0, 0));
                     e.0 += t0.elapsed().as_secs_f64();
                     e.1 += 1;

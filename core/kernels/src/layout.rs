@@ -44,10 +44,46 @@ pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usiz
             bytemuck::try_cast_slice_mut::<u8, T>(out),
         ) {
             (Ok(xt), Ok(ot)) => {
-                crate::shape::for_each_offset(od, [ps], |o, [i]| ot[o] = xt[i]);
+                let r = od.len();
+                if (r == 2 && ps[0] == 1) || (r == 3 && ps[1] == 1) {
+                    // A (batched) matrix transpose, e.g. NCHW <-> NHWC: in square blocks, so
+                    // both the reads and the writes stay within a few cache lines.
+                    let (nb, sb) = if r == 3 { (od[0], ps[0]) } else { (1, 0) };
+                    blocked_transpose(xt, ot, nb, sb, od[r - 2], od[r - 1], ps[r - 1]);
+                } else {
+                    crate::shape::for_each_offset(od, [ps], |o, [i]| ot[o] = xt[i]);
+                }
                 true
             }
             _ => false,
+        }
+    }
+    /// `out[b][i][j] = x[b * sb + j * sj + i]` for `b < nb`, `i < rows`, `j < cols`.
+    fn blocked_transpose<T: Copy>(
+        x: &[T],
+        out: &mut [T],
+        nb: usize,
+        sb: usize,
+        rows: usize,
+        cols: usize,
+        sj: usize,
+    ) {
+        const B: usize = 16;
+        for b in 0..nb {
+            let ob = &mut out[b * rows * cols..(b + 1) * rows * cols];
+            let xb = &x[b * sb..];
+            for i0 in (0..rows).step_by(B) {
+                let i1 = (i0 + B).min(rows);
+                for j0 in (0..cols).step_by(B) {
+                    let j1 = (j0 + B).min(cols);
+                    for i in i0..i1 {
+                        let orow = &mut ob[i * cols + j0..i * cols + j1];
+                        for (o, j) in orow.iter_mut().zip(j0..j1) {
+                            *o = xb[j * sj + i];
+                        }
+                    }
+                }
+            }
         }
     }
     let done = match es {

@@ -431,8 +431,7 @@ impl State {
             }
             _ => self.take_pooled(bytes.len()),
         };
-        v.clear();
-        v.resize(bytes.len().div_ceil(8), 0);
+        ops::resize_words(&mut v, bytes.len().div_ceil(8));
         bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..bytes.len()].copy_from_slice(bytes);
         self.heap_now += bytes.len();
         self.heap_peak = self.heap_peak.max(self.heap_now);

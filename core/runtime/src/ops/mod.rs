@@ -78,8 +78,9 @@ impl<'a> Out<'a> {
             return Ok(f);
         }
         let h = self.heap.as_deref_mut().ok_or("output has no storage")?;
-        h.clear();
-        h.resize(bytes.div_ceil(8), 0);
+        // Sized without clearing: kernels write every element of their outputs (as they must
+        // for arena outputs, which hold earlier tensors' bytes), so zero-filling is wasted.
+        resize_words(h, bytes.div_ceil(8));
         Ok(&mut bytemuck::cast_slice_mut::<u64, u8>(h)[..bytes])
     }
 
@@ -98,6 +99,15 @@ impl<'a> Out<'a> {
         self.planned
             .clone()
             .ok_or_else(|| "output dims are not known from the plan".into())
+    }
+}
+
+/// Sets `v`'s length to `words`, zero-filling only elements it never had.
+pub(crate) fn resize_words(v: &mut Vec<u64>, words: usize) {
+    if v.len() >= words {
+        v.truncate(words);
+    } else {
+        v.resize(words, 0);
     }
 }
 

@@ -319,7 +319,9 @@ fn attention(
     }
     let vs = broadcast_strides(vbatch, sbatch);
     let bs = sod2_kernels::shape::strides(sbatch);
-    let block = (16 * 1024 / n.max(1)).max(1);
+    // Blocks of about 256 KiB of scores (L2-resident): fewer, larger products than smaller
+    // blocks (each product re-reads its right-hand operand).
+    let block = (64 * 1024 / n.max(1)).max(1);
     let min_rows = ((1 << 17) / (n * (hd + ad.last().copied().unwrap_or(1))).max(1)).max(1);
     sod2_kernels::par::rows_mut(out, hd, min_rows, &|first, part| {
         SCORES.with(|sc| {

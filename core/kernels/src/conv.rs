@@ -104,41 +104,35 @@ pub fn conv2d_gemm_f32(
     let need = if pointwise { 0 } else { kk * tile_rows * ow };
     // The im2col matrix lives in a per-thread scratch buffer that only grows: after the
     // largest shape has run once, no convolution allocates or faults in fresh pages again.
-    IM2COL.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < need {
-                buf.resize(need, 0.0);
+    IM2COL.with(|cell| {
+        let mut guard = cell.try_borrow_mut();
+        let mut owned = Vec::new();
+        let col: &mut [f32] = match guard.as_deref_mut() {
+            Ok(buf) => {
+                if buf.len() < need {
+                    buf.resize(need, 0.0);
+                }
+                &mut buf[..need]
             }
-            conv_gemm_body(
-                x,
-                xd,
-                w,
-                m,
-                bias,
-                g,
-                &win,
-                out,
-                od,
-                (pointwise, tile_rows),
-                &mut buf[..need],
-            );
-        }
-        Err(_) => {
-            let mut col = vec![0f32; need];
-            conv_gemm_body(
-                x,
-                xd,
-                w,
-                m,
-                bias,
-                g,
-                &win,
-                out,
-                od,
-                (pointwise, tile_rows),
-                &mut col,
-            );
-        }
+            // Re-entered on this thread (not expected): a buffer of its own.
+            Err(_) => {
+                owned.resize(need, 0.0);
+                &mut owned
+            }
+        };
+        conv_gemm_body(
+            x,
+            xd,
+            w,
+            m,
+            bias,
+            g,
+            &win,
+            out,
+            od,
+            (pointwise, tile_rows),
+            col,
+        );
     });
 }
 

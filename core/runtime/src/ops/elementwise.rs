@@ -167,12 +167,7 @@ pub(crate) fn get(name: &str) -> Option<Kernel> {
 }
 
 fn identity(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let (ins, outs) = c.io();
-    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
-    let o = outs
-        .first_mut()
-        .and_then(Option::as_mut)
-        .ok_or("no output")?;
+    let (x, o) = c.first_io()?;
     o.alloc(x.dims)?.copy_from_slice(x.data);
     Ok(())
 }
@@ -396,12 +391,7 @@ fn clip(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn not(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let (ins, outs) = c.io();
-    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
-    let o = outs
-        .first_mut()
-        .and_then(Option::as_mut)
-        .ok_or("no output")?;
+    let (x, o) = c.first_io()?;
     unary(x.data, o.alloc(x.dims)?, |v: u8| u8::from(v == 0));
     Ok(())
 }
@@ -436,13 +426,8 @@ fn is_special(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 
 fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let dst = c.out(0)?.dtype;
-    let (ins, outs) = c.io();
-    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
-    let out = outs
-        .first_mut()
-        .and_then(Option::as_mut)
-        .ok_or("no output")?
-        .alloc(x.dims)?;
+    let (x, o) = c.first_io()?;
+    let out = o.alloc(x.dims)?;
     let src = x.dtype;
     if src == dst {
         out.copy_from_slice(x.data);

@@ -213,6 +213,20 @@ impl<'a, 'b> Ctx<'a, 'b> {
             .and_then(|x| x.as_mut())
             .ok_or_else(|| format!("output {k} is missing"))
     }
+    /// Input 0 and output 0 at once (disjoint borrows), for one-in one-out kernels.
+    pub fn first_io(&mut self) -> Result<(&In<'b>, &mut Out<'b>), String> {
+        let x = self
+            .ins
+            .first()
+            .and_then(Option::as_ref)
+            .ok_or("input 0 is missing")?;
+        let o = self
+            .outs
+            .first_mut()
+            .and_then(Option::as_mut)
+            .ok_or("output 0 is missing")?;
+        Ok((x, o))
+    }
     /// Inputs and outputs at once (disjoint borrows), so kernels read inputs in place.
     pub fn io(&mut self) -> (&[Option<In<'b>>], &mut [Option<Out<'b>>]) {
         (&self.ins, &mut self.outs)

@@ -986,8 +986,7 @@ fn arg_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let keep = c.int("keepdims", 1) != 0;
     let last = c.int("select_last_index", 0) != 0;
     let a = axis(c.int("axis", 0), c.input(0)?.dims.len()).ok_or("bad axis")?;
-    let (ins, outs) = c.io();
-    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let (x, o) = c.first_io()?;
     let dims = x.dims;
     let od: super::Dims = dims
         .iter()
@@ -996,12 +995,7 @@ fn arg_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .collect();
     let (outer, n) = (dims[..a].iter().product::<usize>(), dims[a]);
     let inner: usize = dims[a + 1..].iter().product();
-    let o = typed_mut::<i64>(
-        outs.first_mut()
-            .and_then(Option::as_mut)
-            .ok_or("no output")?
-            .alloc(&od)?,
-    )?;
+    let o = typed_mut::<i64>(o.alloc(&od)?)?;
     fn go<T: Num>(
         data: &[u8],
         (outer, n, inner): (usize, usize, usize),

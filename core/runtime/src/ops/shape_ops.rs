@@ -81,12 +81,8 @@ fn shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let cl = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
     let (s, e) = (cl(c.int("start", 0)), cl(c.int("end", r)));
     let (s, e) = (s, e.max(s));
-    let (ins, outs) = c.io();
-    let d = ins.first().and_then(Option::as_ref).ok_or("no input")?.dims;
-    let o = outs
-        .first_mut()
-        .and_then(Option::as_mut)
-        .ok_or("no output")?;
+    let (x, o) = c.first_io()?;
+    let d = x.dims;
     let v = typed_mut::<i64>(o.alloc(&[e - s])?)?;
     for (slot, &x) in v.iter_mut().zip(&d[s..e]) {
         *slot = x as i64;
@@ -221,8 +217,7 @@ thread_local! {
 }
 
 fn nonzero(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let (ins, outs) = c.io();
-    let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
+    let (x, o) = c.first_io()?;
     let d = x.dims;
     let es = x.dtype.size();
     // Non-zero test on the raw bytes (+0.0 and -0.0 both count as zero for floats).
@@ -242,10 +237,6 @@ fn nonzero(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         return Err("NonZero: input shorter than its dims".into());
     }
     let count = (0..n).filter(|&i| is_nz(i)).count();
-    let o = outs
-        .first_mut()
-        .and_then(Option::as_mut)
-        .ok_or("no output")?;
     let out = typed_mut::<i64>(o.alloc(&[d.len(), count])?)?;
     edo::nonzero(is_nz, d, count, out);
     Ok(())

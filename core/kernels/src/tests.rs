@@ -61,6 +61,26 @@ proptest! {
         }
     }
 
+    /// Large enough for the banded im2col (more than 64 Ki im2col elements), with strides 1
+    /// and 2 (the phase-split rows), odd and even widths.
+    #[test]
+    fn banded_gemm_conv_matches_naive(h in 40usize..72, w in 40usize..72, s in 1usize..3, p in 0usize..2, g in prop_oneof![Just(1usize), Just(2usize)]) {
+        let (c, m, k) = (8usize, 6usize, 3usize);
+        let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let wt: Vec<f32> = (0..m * (c / g) * k * k).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.5).collect();
+        let oh = (h + 2 * p - k) / s + 1;
+        let ow = (w + 2 * p - k) / s + 1;
+        let win = conv::Window { k: [k, k], s: [s, s], d: [1, 1], pb: [p, p] };
+        let mut o1 = vec![0f32; m * oh * ow];
+        let mut o2 = vec![3f32; o1.len()];
+        conv::conv2d_f32(&x, [1, c, h, w], &wt, m, Some(&bias), g, win, &mut o1, [1, m, oh, ow]);
+        conv::conv2d_gemm_f32(&x, [1, c, h, w], &wt, m, Some(&bias), g, win, &mut o2, [1, m, oh, ow]);
+        for (a, b) in o1.iter().zip(&o2) {
+            prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
+        }
+    }
+
     #[test]
     fn gemm_conv_matches_direct(h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, g in prop_oneof![Just(1usize), Just(2usize), Just(4usize), Just(8usize)]) {
         // g = 8 with c = m = 8 is depthwise (the direct path).

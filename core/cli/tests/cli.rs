@@ -132,15 +132,7 @@ fn unsupported_op_warns_by_name_and_analysis_goes_on() {
         output: vec![vi("y"), vi("z")],
         ..Default::default()
     };
-    let mp = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(g),
-        ..Default::default()
-    };
+    let mp = model(g);
     let path = tmp("unknown_op.onnx");
     std::fs::write(&path, mp.encode_to_vec()).unwrap();
     let out = sod2()
@@ -329,15 +321,7 @@ fn conv_model() -> PathBuf {
         output: vec![vi("y1", vec![]), vi("y8", vec![])],
         ..Default::default()
     };
-    let mp = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(g),
-        ..Default::default()
-    };
+    let mp = model(g);
     let path = tmp("conv.onnx");
     std::fs::write(&path, mp.encode_to_vec()).unwrap();
     path
@@ -413,5 +397,18 @@ fn tune_writes_dispatch_ranges_and_every_version_computes_the_same() {
                 assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{x} vs {y}");
             }
         }
+    }
+}
+
+/// A model of opset 17 around graph `g`.
+fn model(g: GraphProto) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(g),
+        ..Default::default()
     }
 }

@@ -107,18 +107,25 @@ pub fn gemm_f32_reference(
     }
 }
 
-/// numpy `matmul`'s output dims (`None` when the operands do not fit).
-pub fn matmul_out_dims(a: &[usize], b: &[usize]) -> Option<Dims> {
-    let a2: Dims = if a.len() == 1 {
+/// numpy `matmul`'s operand dims as matrices (batches of): a 1-D `a` is a row `[1, k]`, a
+/// 1-D `b` a column `[k, 1]`.
+fn as_matrices(a: &[usize], b: &[usize]) -> (Dims, Dims) {
+    let a2 = if a.len() == 1 {
         smallvec::smallvec![1, a[0]]
     } else {
         Dims::from_slice(a)
     };
-    let b2: Dims = if b.len() == 1 {
+    let b2 = if b.len() == 1 {
         smallvec::smallvec![b[0], 1]
     } else {
         Dims::from_slice(b)
     };
+    (a2, b2)
+}
+
+/// numpy `matmul`'s output dims (`None` when the operands do not fit).
+pub fn matmul_out_dims(a: &[usize], b: &[usize]) -> Option<Dims> {
+    let (a2, b2) = as_matrices(a, b);
     if a2.len() < 2 || b2.len() < 2 || a2[a2.len() - 1] != b2[b2.len() - 2] {
         return None;
     }
@@ -174,16 +181,7 @@ pub fn matmul_f32_rows(
     block_rows: usize,
     mut on_rows: impl FnMut(usize, &mut [f32]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let a2: Dims = if ad.len() == 1 {
-        smallvec::smallvec![1, ad[0]]
-    } else {
-        Dims::from_slice(ad)
-    };
-    let b2: Dims = if bd.len() == 1 {
-        smallvec::smallvec![bd[0], 1]
-    } else {
-        Dims::from_slice(bd)
-    };
+    let (a2, b2) = as_matrices(ad, bd);
     if a2.len() < 2 || b2.len() < 2 {
         return Err("MatMul: scalar operand".into());
     }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sod2_analysis::{Analysis, Dim, Shape};
+use sod2_expr::SymId;
 use sod2_ir::{Attr, DType, Model, Node, NodeId, OpKind, ValueId};
 
 /// What the pass did.
@@ -23,7 +24,12 @@ pub struct ValuesReport {
 
 /// The element values of `v` when they are known as expressions over input symbols only (not
 /// execution-determined ones), for an integer tensor of constant shape.
-fn known_values(model: &Model, a: &Analysis, v: ValueId) -> Option<Vec<sod2_expr::ExprId>> {
+fn known_values(
+    model: &Model,
+    a: &Analysis,
+    fresh: &HashSet<SymId>,
+    v: ValueId,
+) -> Option<Vec<sod2_expr::ExprId>> {
     let fact = a.fact(v);
     let dt = fact.dtype.or(model.value(v).dtype)?;
     if !matches!(dt, DType::I64 | DType::I32) {
@@ -41,7 +47,6 @@ fn known_values(model: &Model, a: &Analysis, v: ValueId) -> Option<Vec<sod2_expr
     if numel != values.len() as i64 {
         return None;
     }
-    let fresh: HashSet<_> = a.fresh.iter().map(|f| f.sym).collect();
     let input_only = values.iter().all(|&e| {
         a.arena
             .free_symbols(e)
@@ -58,6 +63,7 @@ pub fn fold(model: &Model, a: &Analysis) -> (Model, ValuesReport) {
     let mut report = ValuesReport::default();
     let mut folded: HashSet<NodeId> = HashSet::new();
     let mut known: BTreeMap<ValueId, Vec<sod2_expr::ExprId>> = BTreeMap::new();
+    let fresh: HashSet<SymId> = a.fresh.iter().map(|f| f.sym).collect();
     for &n in &model.main.nodes {
         let node = model.node(n);
         if !node.bodies.is_empty() || matches!(node.op, OpKind::Other(_)) {
@@ -69,7 +75,7 @@ pub fn fold(model: &Model, a: &Analysis) -> (Model, ValuesReport) {
         }
         let vals: Option<Vec<_>> = outs
             .iter()
-            .map(|&v| known_values(model, a, v).map(|x| (v, x)))
+            .map(|&v| known_values(model, a, &fresh, v).map(|x| (v, x)))
             .collect();
         if let Some(vals) = vals {
             folded.insert(n);

@@ -44,6 +44,30 @@ struct Spec {
     consts: Vec<f32>,
 }
 
+impl Spec {
+    /// Runs the prologue (`post` false) or the epilogue over `x` (rows whose inputs start at
+    /// `bases`); nothing when the step has none.
+    fn program(
+        &self,
+        post: bool,
+        isa: Isa,
+        inputs: &[Input<'_>],
+        bases: &[usize],
+        x: &mut [f32],
+        regs: &mut Regs,
+    ) -> Result<(), String> {
+        let (prog, result) = if post {
+            (&self.post, self.post_out)
+        } else {
+            (&self.pre, self.pre_out)
+        };
+        if result == Operand::Buf {
+            return Ok(());
+        }
+        run_tiles(isa, prog, result, inputs, bases, &self.consts, x, regs)
+    }
+}
+
 fn ints<'a>(c: &'a Ctx<'_, '_>, name: &str) -> &'a [i64] {
     match super::attr(c.step, name) {
         Some(AttrValue::Ints(v)) => v,
@@ -355,24 +379,12 @@ fn attention(
                         // A prologue reading no input (a scale) runs over the block at once.
                         let prologue = spec.pre_out != Operand::Buf;
                         let blockwise = prologue && !spec.pre_reads_inputs;
-                        let pre = |x: &mut [f32], bases: &[usize], regs: &mut Regs| {
-                            run_tiles(
-                                isa,
-                                &spec.pre,
-                                spec.pre_out,
-                                inputs,
-                                bases,
-                                &spec.consts,
-                                x,
-                                regs,
-                            )
-                        };
                         if blockwise {
-                            pre(sblock, &walk.bases, &mut regs)?;
+                            spec.program(false, isa, inputs, &walk.bases, sblock, &mut regs)?;
                         }
                         for row in sblock.chunks_mut(n) {
                             if prologue && !blockwise {
-                                pre(row, &walk.bases, &mut regs)?;
+                                spec.program(false, isa, inputs, &walk.bases, row, &mut regs)?;
                             }
                             simd::softmax_row(isa, row, false);
                             walk.advance(sdims, inputs);
@@ -429,36 +441,13 @@ fn execute(
     let w = dims[dims.len() - 1];
     let mut walk = RowWalker::at(first, dims, inputs);
     let mut row_fn = |bases: &[usize], row: &mut [f32]| -> Result<(), String> {
-        if spec.pre_out != Operand::Buf {
-            run_tiles(
-                isa,
-                &spec.pre,
-                spec.pre_out,
-                inputs,
-                bases,
-                &spec.consts,
-                row,
-                regs,
-            )?;
-        }
+        spec.program(false, isa, inputs, bases, row, regs)?;
         match spec.row {
             RowOp::Softmax { log } => simd::softmax_row(isa, row, log),
             RowOp::LayerNorm { eps } => simd::layernorm_row(isa, row, eps),
             RowOp::None => return Ok(()),
         }
-        if spec.post_out != Operand::Buf {
-            run_tiles(
-                isa,
-                &spec.post,
-                spec.post_out,
-                inputs,
-                bases,
-                &spec.consts,
-                row,
-                regs,
-            )?;
-        }
-        Ok(())
+        spec.program(true, isa, inputs, bases, row, regs)
     };
     if let Some((av, ad, bv, bd)) = mm {
         // Blocks of about 64 KiB of output rows: the epilogue runs while they are in cache.

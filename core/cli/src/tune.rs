@@ -4,9 +4,11 @@
 //!
 //! Method: for a few bindings from each symbol's lower end up to its upper end (geometric
 //! steps, capped to keep tuning short), run the whole plan on synthetic inputs once per version
-//! with that version forced on every step that has it, timing each step. For a step, version 1
-//! gets the key values (the step's dispatch key, e.g. the output plane size) up to the split
-//! that minimises the total measured time; above it, version 0 runs.
+//! with that version forced on every step that has it, timing each step. Each version of a step
+//! then gets one contiguous range of the step's dispatch key (e.g. the output plane size): of
+//! every assignment of versions to the measured key values that gives each version one run of
+//! consecutive values, the one with the least total time is written (a version that wins
+//! nowhere gets the empty range; version 0 also stays the unconditional last entry).
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -17,8 +19,16 @@ use sod2_runtime::{Plan, Session, TensorIn};
 /// Largest symbol value tried while tuning (upper ends above it are not timed).
 const CAP: i64 = 512;
 
-/// One measurement: the step's key value, time with version 0, time with version 1.
-type Sample = (i64, f64, f64);
+/// One measurement: the step's key value and the time of each of its versions (in the order
+/// of the step's tunable version ids).
+type Sample = (i64, Vec<f64>);
+
+/// A tunable step: its index, its dispatch key, its version ids (0 last).
+struct Tunable {
+    step: usize,
+    key: u32,
+    ids: Vec<u32>,
+}
 
 /// Tunes `plan_path`, writes the tuned plan to `out_path`.
 pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -> Result<()> {
@@ -27,17 +37,32 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
     let mut file = sod2_format::read(&bytes)?;
     let plan = Plan::from_bytes(&bytes)?;
     let meta = &file.plan;
-    // Steps of the main graph with two versions and one key.
-    let tunable: Vec<(usize, u32)> = meta.graphs[0]
+    // Steps of the main graph whose versions other than 0 are each keyed on the same one value.
+    let tunable: Vec<Tunable> = meta.graphs[0]
         .steps
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let v1 = s.versions.iter().find(|v| v.id == 1)?;
-            match v1.when.as_slice() {
-                [(key, _, _)] if s.versions.iter().any(|v| v.id == 0) => Some((i, *key)),
-                _ => None,
+            if !s.versions.iter().any(|v| v.id == 0 && v.when.is_empty()) {
+                return None;
             }
+            let mut key = None;
+            let mut ids = Vec::new();
+            for v in s.versions.iter().filter(|v| v.id != 0) {
+                match v.when.as_slice() {
+                    [(k, _, _)] if key.is_none_or(|key| key == *k) => key = Some(*k),
+                    _ => return None,
+                }
+                if !ids.contains(&v.id) {
+                    ids.push(v.id);
+                }
+            }
+            ids.push(0);
+            Some(Tunable {
+                step: i,
+                key: key?,
+                ids,
+            })
         })
         .collect();
     if tunable.is_empty() {
@@ -97,85 +122,96 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             .zip(&data)
             .map(|((&t, d), b)| TensorIn::raw(meta.tensors[t as usize].dtype, b, d))
             .collect();
-        let mut times = [Vec::new(), Vec::new()];
-        for (v, slot) in times.iter_mut().enumerate() {
+        let mut all_ids: Vec<u32> = tunable.iter().flat_map(|t| t.ids.clone()).collect();
+        all_ids.sort_unstable();
+        all_ids.dedup();
+        let mut times = Vec::new();
+        for &v in &all_ids {
             let mut s = Session::new(plan.clone());
-            s.set_version_override(Some(v as u32));
+            s.set_version_override(Some(v));
             s.run(&inputs)?;
             s.set_step_timing(true);
             for _ in 0..runs.max(1) {
                 s.run(&inputs)?;
             }
-            *slot = s.step_times();
+            times.push((v, s.step_times()));
         }
-        for (k, &(si, key)) in tunable.iter().enumerate() {
-            let get = |v: usize| times[v].iter().find(|(id, _)| *id == (0, si)).map(|x| x.1);
-            if let (Some(t0), Some(t1), Some(Some(kv))) = (get(0), get(1), vals.get(key as usize)) {
-                samples[k].push((*kv, t0, t1));
+        for (k, t) in tunable.iter().enumerate() {
+            let get = |v: u32| {
+                let (_, st) = times.iter().find(|(id, _)| *id == v)?;
+                st.iter().find(|(id, _)| *id == (0, t.step)).map(|x| x.1)
+            };
+            let per: Option<Vec<f64>> = t.ids.iter().map(|&v| get(v)).collect();
+            if let (Some(per), Some(Some(kv))) = (per, vals.get(t.key as usize)) {
+                samples[k].push((*kv, per));
             }
         }
     }
-    let _ = writeln!(text, "| step | key values tried | version 0 / version 1 time (us) | version 1 chosen for key in |");
+    let _ = writeln!(
+        text,
+        "| step | key values tried | time per version (us), by key value | chosen version per key range |"
+    );
     let _ = writeln!(text, "|---|---|---|---|");
     let steps = &mut file.plan.graphs[0].steps;
-    for (k, &(si, key)) in tunable.iter().enumerate() {
+    for (k, t) in tunable.iter().enumerate() {
         let mut sm = samples[k].clone();
         sm.sort_by_key(|s| s.0);
         sm.dedup_by_key(|s| s.0);
         if sm.is_empty() {
             continue; // never ran (another control-flow path): keep the default
         }
-        // The split that minimises the total time over the samples: version 1 for the first
-        // `best` key values, version 0 above.
-        let total = |split: usize| -> f64 {
-            sm.iter()
-                .enumerate()
-                .map(|(i, s)| if i < split { s.2 } else { s.1 })
-                .sum()
-        };
-        let best = (0..=sm.len())
-            .min_by(|&a, &b| total(a).total_cmp(&total(b)))
-            .unwrap_or(0);
-        let range = match best {
-            0 => sod2_planner::NEVER,
-            b if b == sm.len() => (0, i64::MAX),
-            b => (0, sm[b - 1].0),
-        };
-        let step = &mut steps[si];
-        step.versions = vec![
-            KernelVersion {
-                id: 1,
-                when: vec![(key, range.0, range.1)],
-            },
-            KernelVersion {
-                id: 0,
-                when: vec![],
-            },
-        ];
+        let owner = best_runs(&sm, t.ids.len());
+        // Each version's range: from just above the previous run's last key value (0 for the
+        // first) to its own last key value (unbounded for the last run).
+        let mut versions = Vec::new();
+        let mut chosen = Vec::new();
+        for (vi, &id) in t.ids.iter().enumerate() {
+            let mine: Vec<usize> = (0..sm.len()).filter(|&i| owner[i] == vi).collect();
+            let range = match (mine.first(), mine.last()) {
+                (Some(&a), Some(&b)) => {
+                    let lo = if a == 0 { 0 } else { sm[a - 1].0 + 1 };
+                    let hi = if b + 1 == sm.len() { i64::MAX } else { sm[b].0 };
+                    chosen.push(if hi == i64::MAX {
+                        format!("{id}: {lo}..")
+                    } else {
+                        format!("{id}: {lo}..={hi}")
+                    });
+                    (lo, hi)
+                }
+                _ => sod2_planner::NEVER,
+            };
+            if id != 0 || range != sod2_planner::NEVER {
+                versions.push(KernelVersion {
+                    id,
+                    when: vec![(t.key, range.0, range.1)],
+                });
+            }
+        }
+        versions.push(KernelVersion {
+            id: 0,
+            when: vec![],
+        });
+        let step = &mut steps[t.step];
+        step.versions = versions;
         let tried: Vec<String> = sm.iter().map(|s| s.0.to_string()).collect();
-        let t: Vec<String> = sm
+        let per: Vec<String> = sm
             .iter()
             .map(|s| {
-                format!(
-                    "{:.0}/{:.0}",
-                    s.1 * 1e6 / runs.max(1) as f64,
-                    s.2 * 1e6 / runs.max(1) as f64
-                )
+                let v: Vec<String> =
+                    s.1.iter()
+                        .zip(&t.ids)
+                        .map(|(x, id)| format!("v{id} {:.0}", x * 1e6 / runs.max(1) as f64))
+                        .collect();
+                v.join("/")
             })
             .collect();
-        let chosen = if range == sod2_planner::NEVER {
-            "never".to_string()
-        } else if range.1 == i64::MAX {
-            "all".to_string()
-        } else {
-            format!("0..={}", range.1)
-        };
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {chosen} |",
+            "| {} | {} | {} | {} |",
             step.name,
             tried.join(", "),
-            t.join(", ")
+            per.join(", "),
+            chosen.join("; ")
         );
     }
     let out = sod2_format::write(&file.plan, &bytes[file.weights.clone()], file.features);
@@ -187,4 +223,34 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
         tunable.len()
     );
     Ok(())
+}
+
+/// For samples sorted by key, the version index (into each sample's times) each sample gets:
+/// the assignment with the least total time among those that give every version one run of
+/// consecutive samples (exhaustive: a step has few samples and versions).
+fn best_runs(sm: &[Sample], versions: usize) -> Vec<usize> {
+    let n = sm.len();
+    let mut best: (f64, Vec<usize>) = (f64::INFINITY, vec![versions - 1; n]);
+    let mut owner = vec![0usize; n];
+    let total = versions.checked_pow(n as u32).unwrap_or(usize::MAX);
+    for code in 0..total.min(1 << 16) {
+        let mut c = code;
+        for o in owner.iter_mut() {
+            *o = c % versions;
+            c /= versions;
+        }
+        // One run per version: a version may not reappear after another took over.
+        let contiguous = (0..versions).all(|v| {
+            let idx: Vec<usize> = (0..n).filter(|&i| owner[i] == v).collect();
+            idx.windows(2).all(|w| w[1] == w[0] + 1)
+        });
+        if !contiguous {
+            continue;
+        }
+        let t: f64 = sm.iter().zip(&owner).map(|(s, &o)| s.1[o]).sum();
+        if t < best.0 {
+            best = (t, owner.clone());
+        }
+    }
+    best.1
 }

@@ -364,6 +364,7 @@ fn tune_writes_dispatch_ranges_and_every_version_computes_the_same() {
         (&tuned, None),
         (&plan, Some("0")),
         (&plan, Some("1")),
+        (&plan, Some("2")),
     ] {
         let dir = tmp(&format!("conv-out-{}", results.len()));
         let mut cmd = sod2();

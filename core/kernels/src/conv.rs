@@ -271,6 +271,9 @@ pub fn conv2d_direct_f32(
     }
     let work = (cg * kh * kw * plane).max(1);
     let isa = crate::simd::Isa::detect();
+    if s1 == 1 {
+        return direct_s1(x, xd, w, m, bias, g, win, out, od);
+    }
     let _ = crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
         for (j, oc_plane) in planes.chunks_mut(plane).enumerate() {
             let (b, oc) = ((first + j) / m, (first + j) % m);
@@ -315,6 +318,179 @@ pub fn conv2d_direct_f32(
         Ok(())
     });
     let _ = n;
+}
+
+/// Direct convolution vectorised across output channels (`simd::conv_block_rows`): the input
+/// is read in place at any stride, each tap's input value is broadcast against a vector of
+/// output channels, and a register tile of pixels × channels is accumulated over every tap.
+/// Weights are repacked per call into channel blocks (a per-thread buffer that only grows).
+/// Same contract as [`conv2d_f32`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_block_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let isa = crate::simd::Isa::detect();
+    conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od);
+}
+
+/// [`conv2d_block_f32`] on a given instruction set (the tests run every one this CPU has).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_block_on(
+    isa: crate::simd::Isa,
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let g = g.max(1);
+    let (cg, mg) = (c / g, m / g);
+    let [kh, kw] = win.k;
+    let taps = cg * kh * kw;
+    let sp = oh * ow;
+    if sp == 0 || mg == 0 {
+        return;
+    }
+    let blocking = crate::simd::ConvBlocking::new(isa, mg);
+    let blk = blocking.block();
+    let nblocks = mg.div_ceil(blk);
+    // Packed weights then biases: block-major, tap-major, channel-minor.
+    let wlen = g * nblocks * taps * blk;
+    let need = wlen + g * nblocks * blk;
+    PACKED.with(|cell| {
+        let mut guard = cell.try_borrow_mut();
+        let mut owned = Vec::new();
+        let buf: &mut Vec<f32> = match guard.as_deref_mut() {
+            Ok(buf) => buf,
+            // Re-entered on this thread (not expected): a buffer of its own.
+            Err(_) => &mut owned,
+        };
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        let (wp, bp) = buf[..need].split_at_mut(wlen);
+        wp.fill(0.0);
+        bp.fill(0.0);
+        for oc in 0..m {
+            let (grp, j) = (oc / mg, oc % mg);
+            let (bi, lane) = (grp * nblocks + j / blk, j % blk);
+            let dst = &mut wp[bi * taps * blk..(bi + 1) * taps * blk];
+            for (t, &v) in w[oc * taps..(oc + 1) * taps].iter().enumerate() {
+                dst[t * blk + lane] = v;
+            }
+            bp[bi * blk + lane] = bias.map_or(0.0, |bs| bs[oc]);
+        }
+        for b in 0..n {
+            for grp in 0..g {
+                let xg = &x[(b * c + grp * cg) * h * wi..(b * c + (grp + 1) * cg) * h * wi];
+                for k in 0..nblocks {
+                    let bi = grp * nblocks + k;
+                    let oc0 = grp * mg + k * blk;
+                    let valid = blk.min(mg - k * blk);
+                    let args = crate::simd::ConvBlockArgs {
+                        x: xg,
+                        wp: &wp[bi * taps * blk..(bi + 1) * taps * blk],
+                        bias: &bp[bi * blk..(bi + 1) * blk],
+                        dims: [cg, h, wi, oh, ow],
+                        win,
+                        valid,
+                    };
+                    let o = &mut out[(b * m + oc0) * sp..(b * m + oc0 + valid) * sp];
+                    // The geometry is consistent by construction; an error here is a bug.
+                    let r = crate::simd::conv_block_rows(blocking, &args, o);
+                    debug_assert!(r.is_ok(), "{r:?}");
+                }
+            }
+        }
+    });
+}
+
+thread_local! {
+    static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`conv2d_direct_f32`] at width stride 1: the input is first copied with its left and right
+/// padding written out as zeros (a per-thread buffer that only grows), so every output column
+/// is an interior one, then each output plane is computed with whole rows in vector registers
+/// (`simd::conv_plane_s1`).
+#[allow(clippy::too_many_arguments)]
+fn direct_s1(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let (cg, mg) = (c / g.max(1), m / g.max(1));
+    let [kh, kw] = win.k;
+    let plane = oh * ow;
+    // Padded width: the columns output columns `0..ow` read.
+    let wp = ow + (kw - 1) * win.d[1];
+    let need = n * c * h * wp;
+    PADDED.with(|cell| {
+        let mut guard = cell.try_borrow_mut();
+        let mut owned = Vec::new();
+        let buf: &mut Vec<f32> = match guard.as_deref_mut() {
+            Ok(buf) => buf,
+            // Re-entered on this thread (not expected): a buffer of its own.
+            Err(_) => &mut owned,
+        };
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        let xp = &mut buf[..need];
+        let pb1 = win.pb[1];
+        for (src, dst) in x.chunks(wi.max(1)).zip(xp.chunks_mut(wp)) {
+            // Padded column `j` holds input column `j - pb1`.
+            let a = pb1.min(wp);
+            let b = (pb1 + wi).min(wp);
+            dst[..a].fill(0.0);
+            dst[a..b].copy_from_slice(&src[..b - a]);
+            dst[b..].fill(0.0);
+        }
+        let xp = &*xp;
+        let win_p = Window {
+            pb: [win.pb[0], 0],
+            ..win
+        };
+        let isa = crate::simd::Isa::detect();
+        let work = (cg * kh * kw * plane).max(1);
+        let _ = crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
+            for (j, oc_plane) in planes.chunks_mut(plane).enumerate() {
+                let (b, oc) = ((first + j) / m, (first + j) % m);
+                let grp = oc / mg;
+                let xg = &xp[(b * c + grp * cg) * h * wp..(b * c + (grp + 1) * cg) * h * wp];
+                let wo = &w[oc * cg * kh * kw..(oc + 1) * cg * kh * kw];
+                let bv = bias.map_or(0.0, |bs| bs[oc]);
+                crate::simd::conv_plane_s1(isa, xg, wo, bv, [cg, h, wp, oh, ow], win_p, oc_plane)?;
+            }
+            Ok(())
+        });
+    });
+}
+
+thread_local! {
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One row of the im2col matrix: input channel `xc` (`h × wi`) sampled at kernel offset

@@ -45,6 +45,28 @@ pub fn rows_mut<T: Send>(
     split(out, row_len, 0, rows, parts, f)
 }
 
+/// Calls `f(lo, hi)` on contiguous parts of `0..n`, in parallel when [`threads`] > 1 and
+/// there are at least `2 * min` items; each part runs with [`threads`] = 1.
+pub fn ranges(n: usize, min: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+    let t = threads();
+    if t <= 1 || n < 2 * min.max(1) {
+        return f(0, n);
+    }
+    split_range(0, n, t.min(n / min.max(1)).max(1), f);
+}
+
+fn split_range(lo: usize, hi: usize, parts: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+    if parts <= 1 {
+        return with_threads(1, || f(lo, hi));
+    }
+    let left = parts / 2;
+    let mid = lo + (hi - lo) * left / parts;
+    rayon::join(
+        || split_range(lo, mid, left, f),
+        || split_range(mid, hi, parts - left, f),
+    );
+}
+
 fn split<T: Send>(
     out: &mut [T],
     row_len: usize,

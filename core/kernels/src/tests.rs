@@ -108,6 +108,49 @@ proptest! {
     }
 
     #[test]
+    fn channel_block_and_row_conv_match_naive_on_every_isa(
+        n in 1usize..3, c in 1usize..6, m in 1usize..40, h in 1usize..14, w in 1usize..40,
+        kh in 1usize..4, kw in 1usize..4, s in 1usize..4, p in 0usize..3, d in 1usize..3,
+        g in prop_oneof![Just(1usize), Just(2usize)],
+    ) {
+        let (c, m) = (c * g, m.div_ceil(g) * g);
+        let (eh, ew) = (d * (kh - 1) + 1, d * (kw - 1) + 1);
+        prop_assume!(h + 2 * p >= eh && w + 2 * p >= ew);
+        let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let wt: Vec<f32> = (0..m * (c / g) * kh * kw).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.5).collect();
+        let (oh, ow) = ((h + 2 * p - eh) / s + 1, (w + 2 * p - ew) / s + 1);
+        let win = conv::Window { k: [kh, kw], s: [s, s], d: [d, d], pb: [p, p] };
+        let (xd, od) = ([n, c, h, w], [n, m, oh, ow]);
+        let mut o1 = vec![0f32; n * m * oh * ow];
+        conv::conv2d_f32(&x, xd, &wt, m, Some(&bias), g, win, &mut o1, od);
+        for isa in crate::simd::Isa::available() {
+            let mut o2 = vec![7f32; o1.len()];
+            conv::conv2d_block_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o2, od);
+            for (a, b) in o1.iter().zip(&o2) {
+                prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?}: {} vs {}", isa, a, b);
+            }
+            // The row-vectorised plane kernel (the direct version at width stride 1).
+            let win1 = conv::Window { s: [s, 1], ..win };
+            let ow1 = w + 2 * p - ew + 1;
+            let mut o3 = vec![0f32; n * m * oh * ow1];
+            let od1 = [n, m, oh, ow1];
+            conv::conv2d_f32(&x, xd, &wt, m, Some(&bias), g, win1, &mut o3, od1);
+            let (cg, mg, taps) = (c / g, m / g, (c / g) * kh * kw);
+            for (pi, want) in o3.chunks(oh * ow1).enumerate() {
+                let (b, oc) = (pi / m, pi % m);
+                let grp = oc / mg;
+                let xg = &x[(b * c + grp * cg) * h * w..(b * c + grp * cg + cg) * h * w];
+                let mut got = vec![7f32; oh * ow1];
+                crate::simd::conv_plane_s1(isa, xg, &wt[oc * taps..(oc + 1) * taps], bias[oc], [cg, h, w, oh, ow1], win1, &mut got).unwrap();
+                for (a, b) in want.iter().zip(&got) {
+                    prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?} plane: {} vs {}", isa, a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn gemm_conv_transpose_matches_direct(h in 1usize..8, w in 1usize..8, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, g in prop_oneof![Just(1usize), Just(2usize)]) {
         let (c, m) = (4usize, 6usize);
         let ext = d * (k - 1) + 1;

@@ -493,11 +493,14 @@ impl Planner<'_> {
     }
 
     /// The kernel-version dispatch table of a step. With `Opt::Mvc`, a 2-D convolution (or a
-    /// fused step anchored on one) gets two versions: 1 (direct) for output planes whose size
-    /// lies in a range, else 0 (im2col + GEMM). The default range picks the direct kernel for
-    /// convolutions with at most two output channels (where it measured faster at every size
-    /// here); `sod2 tune` measures both on the device across the declared ranges and rewrites
-    /// the range per step.
+    /// fused step anchored on one) gets three versions keyed on its output plane size: 1
+    /// (plane-wise direct) and 2 (direct, blocked across output channels) each for a range of
+    /// plane sizes, else 0 (im2col + GEMM). The default ranges (measured with
+    /// `cargo run --release -p sod2-kernels --example conv_versions`) pick version 1 for at
+    /// most two output channels, version 2 for every other window larger than 1×1 with more
+    /// than one input channel per group, and im2col + GEMM for 1×1 and depthwise convolutions;
+    /// `sod2 tune` measures every version on the device across the declared ranges and
+    /// rewrites the ranges per step.
     fn versions(&mut self, n: NodeId) -> Result<Vec<fmt::KernelVersion>, PlanError> {
         let only = vec![fmt::KernelVersion {
             id: 0,
@@ -527,11 +530,24 @@ impl Planner<'_> {
         let m = self.arena.as_const(wd[0]).unwrap_or(i64::MAX);
         let plane = self.arena.product(&yd[2..]);
         let key = self.lower(plane);
-        let (lo, hi) = if m <= 2 { (0, i64::MAX) } else { NEVER };
+        let cg = self.arena.as_const(wd[1]).unwrap_or(1);
+        let taps =
+            self.arena.as_const(wd[2]).unwrap_or(1) * self.arena.as_const(wd[3]).unwrap_or(1);
+        let (direct, blocked) = if m <= 2 {
+            ((0, i64::MAX), NEVER)
+        } else if taps > 1 && cg > 1 {
+            (NEVER, (0, i64::MAX))
+        } else {
+            (NEVER, NEVER)
+        };
         Ok(vec![
             fmt::KernelVersion {
                 id: 1,
-                when: vec![(key, lo, hi)],
+                when: vec![(key, direct.0, direct.1)],
+            },
+            fmt::KernelVersion {
+                id: 2,
+                when: vec![(key, blocked.0, blocked.1)],
             },
             fmt::KernelVersion {
                 id: 0,

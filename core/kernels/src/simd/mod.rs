@@ -8,6 +8,7 @@
 mod algo;
 #[cfg(target_arch = "aarch64")]
 mod arm;
+mod conv_block;
 mod vector;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -237,6 +238,48 @@ entry_points!(avx512, super::x86_512::Avx512, "avx512f");
 #[cfg(target_arch = "aarch64")]
 entry_points!(neon, super::arm::Neon, "neon");
 
+/// The output-channel-vectorised convolution's entry point per instruction set, with the tile
+/// widths (pixels) for 1, 2 and 4 channel vectors, sized to the register file.
+macro_rules! conv_entry {
+    ($m:ident, $v:ty, [$p1:literal, $p2:literal, $p4:literal], $t:literal $(, $feat:literal)?) => {
+        mod $m {
+            #![allow(unsafe_code)]
+            use super::conv_block::{plane, rows, Block, Plane};
+            type V = $v;
+            $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn conv_plane(p: &Plane<'_>, out: &mut [f32]) {
+                // SAFETY: forwarded contract (see `conv_block::plane`).
+                unsafe { plane::<V, 4, $t>(p, out) }
+            }
+            $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn conv_rows(nb: usize, b: &Block<'_>, out: *mut f32, r: std::ops::Range<usize>) {
+                // SAFETY: forwarded contract (see `conv_block::rows`).
+                unsafe {
+                    match nb {
+                        1 => rows::<V, 1, $p1>(b, out, r),
+                        2 => rows::<V, 2, $p2>(b, out, r),
+                        _ => rows::<V, 4, $p4>(b, out, r),
+                    }
+                }
+            }
+        }
+    };
+}
+
+conv_entry!(portable_conv, super::vector::Portable, [4, 4, 2], 1);
+#[cfg(target_arch = "x86_64")]
+conv_entry!(avx2_conv, super::x86::Avx2, [8, 6, 3], 2, "avx2,fma");
+#[cfg(target_arch = "x86_64")]
+conv_entry!(
+    avx512_conv,
+    super::x86_512::Avx512,
+    [16, 12, 6],
+    2,
+    "avx512f"
+);
+#[cfg(target_arch = "aarch64")]
+conv_entry!(neon_conv, super::arm::Neon, [8, 8, 6], 2, "neon");
+
 /// Calls `$f` of the module for `$isa` (checked against the CPU first).
 macro_rules! dispatch {
     ($isa:expr, $f:ident ( $($a:expr),* )) => {
@@ -341,3 +384,185 @@ pub fn layernorm_row(isa: Isa, x: &mut [f32], eps: f32) {
 
 #[cfg(test)]
 mod tests;
+
+/// How the output-channel-vectorised convolution covers a group's output channels: vectors of
+/// `lanes` channels, `nb` of them per block (a block is `lanes × nb` channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvBlocking {
+    /// Instruction set of the vectors.
+    pub isa: Isa,
+    /// Channels per vector.
+    pub lanes: usize,
+    /// Vectors per block (1, 2 or 4).
+    pub nb: usize,
+}
+
+impl ConvBlocking {
+    /// The blocking for a group of `mg` output channels on `isa`: the fewest padded channels,
+    /// narrower vectors where a group has at most eight channels.
+    pub fn new(isa: Isa, mg: usize) -> ConvBlocking {
+        let isa = isa.checked();
+        let (isa, lanes, max_nb) = match isa {
+            Isa::Avx512 if mg <= 8 => (Isa::Avx2Fma, 8, 2),
+            Isa::Avx512 => (Isa::Avx512, 16, 2),
+            Isa::Avx2Fma => (Isa::Avx2Fma, 8, 2),
+            Isa::Neon => (Isa::Neon, 4, 4),
+            Isa::Portable => (Isa::Portable, 8, 2),
+        };
+        let nb = match mg.div_ceil(lanes).clamp(1, max_nb) {
+            3 => 4,
+            n => n,
+        };
+        ConvBlocking { isa, lanes, nb }
+    }
+
+    /// Output channels per block.
+    pub fn block(&self) -> usize {
+        self.lanes * self.nb
+    }
+}
+
+/// One output-channel block of a direct convolution of one image and group (see
+/// [`conv_block_rows`]).
+pub struct ConvBlockArgs<'a> {
+    /// Input planes of the group, `cg × h × wi`.
+    pub x: &'a [f32],
+    /// Packed weights: for each tap `(ic, ky, kx)`, `block` channel values (zero-padded).
+    pub wp: &'a [f32],
+    /// Bias of the block's channels (`block` values, zero-padded).
+    pub bias: &'a [f32],
+    /// `[cg, h, wi, oh, ow]`.
+    pub dims: [usize; 5],
+    /// Window geometry.
+    pub win: crate::conv::Window,
+    /// Channels of the block that exist.
+    pub valid: usize,
+}
+
+/// Computes one output-channel block into `out` (`valid` planes of `oh × ow`), output rows
+/// split across [`crate::par::threads`].
+pub fn conv_block_rows(
+    blocking: ConvBlocking,
+    a: &ConvBlockArgs<'_>,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let [cg, h, wi, oh, ow] = a.dims;
+    let [kh, kw] = a.win.k;
+    let blk = blocking.block();
+    let ok = blk <= conv_block::MAX_BLOCK
+        && matches!(blocking.nb, 1 | 2 | 4)
+        && blocking.lanes * blocking.nb == blk
+        && a.valid <= blk
+        && kh >= 1
+        && kw >= 1
+        && a.win.s.iter().chain(&a.win.d).all(|&v| v >= 1)
+        && a.x.len() >= cg * h * wi
+        && a.wp.len() >= cg * kh * kw * blk
+        && a.bias.len() >= blk
+        && out.len() >= a.valid * oh * ow;
+    if !ok {
+        return Err("simd::conv_block_rows: inconsistent block geometry".into());
+    }
+    let lanes_ok = match blocking.isa.checked() {
+        Isa::Avx512 => blocking.lanes == 16,
+        Isa::Neon => blocking.lanes == 4,
+        _ => blocking.lanes == 8,
+    };
+    if !lanes_ok || blocking.isa.checked() != blocking.isa {
+        return Err("simd::conv_block_rows: blocking not made for this CPU".into());
+    }
+    let b = conv_block::Block {
+        x: a.x,
+        wp: a.wp,
+        bias: a.bias,
+        dims: a.dims,
+        win: a.win,
+        valid: a.valid,
+    };
+    let shared = OutPtr(out.as_mut_ptr());
+    let work = (cg * kh * kw * ow * blk).max(1);
+    crate::par::ranges(oh, (1 << 16) / work + 1, &|r0, r1| {
+        let out = shared.get();
+        match blocking.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the geometry was checked above; the CPU runs AVX2 + FMA (`checked`);
+            // parts write disjoint output rows.
+            Isa::Avx2Fma => unsafe { avx2_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, with AVX-512F.
+            Isa::Avx512 => unsafe { avx512_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: as above, with NEON.
+            Isa::Neon => unsafe { neon_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
+            // SAFETY: plain Rust; the geometry was checked above.
+            _ => unsafe { portable_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
+        }
+    });
+    Ok(())
+}
+
+/// One output plane of a direct convolution whose window moves by 1 along the width:
+/// `out[oy][ox] = bias + Σ w[ic][ky][kx] · x[ic][oy·s0 + ky·d0 − pb0][ox + kx·d1 − pb1]` (taps
+/// outside the input count zero), vectorised along the output rows.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_plane_s1(
+    isa: Isa,
+    x: &[f32],
+    w: &[f32],
+    bias: f32,
+    dims: [usize; 5],
+    win: crate::conv::Window,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let [cg, h, wi, oh, ow] = dims;
+    let [kh, kw] = win.k;
+    let ok = win.s[1] == 1
+        && win.s[0] >= 1
+        && win.d.iter().all(|&v| v >= 1)
+        && x.len() >= cg * h * wi
+        && w.len() >= cg * kh * kw
+        && out.len() >= oh * ow;
+    if !ok {
+        return Err("simd::conv_plane_s1: inconsistent plane geometry".into());
+    }
+    let p = conv_block::Plane {
+        x,
+        w,
+        bias,
+        dims,
+        win,
+    };
+    let out = &mut out[..oh * ow];
+    // Rows narrower than two 16-lane vectors use 8-lane ones (fewer columns left to scalars).
+    let isa = match isa.checked() {
+        Isa::Avx512 if ow < 32 => Isa::Avx2Fma,
+        other => other,
+    };
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the geometry was checked above; the CPU runs AVX2 + FMA (`checked`).
+        Isa::Avx2Fma => unsafe { avx2_conv::conv_plane(&p, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, with AVX-512F.
+        Isa::Avx512 => unsafe { avx512_conv::conv_plane(&p, out) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above, with NEON.
+        Isa::Neon => unsafe { neon_conv::conv_plane(&p, out) },
+        // SAFETY: plain Rust; the geometry was checked above.
+        _ => unsafe { portable_conv::conv_plane(&p, out) },
+    }
+    Ok(())
+}
+
+/// The output pointer shared by the parts of a row split.
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: the parts of `conv_block_rows` write disjoint output rows through the pointer, and
+// the borrow of the output outlives the split.
+unsafe impl Sync for OutPtr {}

@@ -1,7 +1,8 @@
 //! Convolution, pooling, normalisation, matrix products, softmax, reductions.
 use sod2_format::DType;
 use sod2_kernels::conv::{
-    conv2d_direct_f32, conv2d_gemm_f32, conv_transpose2d_f32, pool_nd, PoolKind, PoolNd, Window,
+    conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, conv_transpose2d_f32, pool_nd, PoolKind,
+    PoolNd, Window,
 };
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
@@ -129,8 +130,11 @@ fn as4(d: &[usize]) -> [usize; 4] {
     }
 }
 
-/// Conv's kernel version ids.
+/// Conv's kernel version ids: 0 im2col + GEMM (the default), 1 plane-wise direct, 2 direct
+/// blocked across output channels.
 pub(crate) const CONV_DIRECT: u32 = 1;
+/// See [`CONV_DIRECT`].
+pub(crate) const CONV_BLOCK: u32 = 2;
 
 fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let version = c.version;
@@ -154,11 +158,11 @@ fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
     let out = outs[0].as_mut().ok_or("no output")?;
     let o = typed_mut::<f32>(out.alloc(&od)?)?;
-    // Kernel versions (`sod2 tune` sets the dim ranges): 1 = direct, 0 = im2col + GEMM.
-    let kernel = if version == CONV_DIRECT {
-        conv2d_direct_f32
-    } else {
-        conv2d_gemm_f32
+    // Kernel versions (`sod2 tune` sets the dim ranges).
+    let kernel = match version {
+        CONV_DIRECT => conv2d_direct_f32,
+        CONV_BLOCK => conv2d_block_f32,
+        _ => conv2d_gemm_f32,
     };
     kernel(
         &xs,

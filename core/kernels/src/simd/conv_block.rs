@@ -1,0 +1,424 @@
+//! Direct convolution vectorised across output channels: each vector holds one output pixel of
+//! `LANES` consecutive output channels, each kernel tap broadcasts one input value and
+//! multiply-adds it with a vector of packed weights, and a register tile of `P` pixels ×
+//! `NB` channel vectors is accumulated over every tap before it is written out (transposed
+//! into the NCHW planes). The input is read in place: no im2col matrix, and any stride costs
+//! the same, since input values are broadcast one by one. The better version for the small
+//! channel counts and strided layers of mobile CNNs, where im2col + GEMM spends its time
+//! building the column matrix and the GEMM runs with a small `m`.
+#![allow(unsafe_code)]
+
+use super::vector::Vf32;
+use crate::conv::Window;
+
+/// Widest channel block (`NB × LANES`) any instruction set uses.
+pub(crate) const MAX_BLOCK: usize = 32;
+/// Most pixels in one register tile.
+pub(crate) const MAX_PIXELS: usize = 16;
+
+/// One output-channel block of one image and group.
+pub(crate) struct Block<'a> {
+    /// Input planes of the group, `cg × h × wi`.
+    pub x: &'a [f32],
+    /// Packed weights: for each tap `(ic, ky, kx)` in that order, `NB × LANES` channel values
+    /// (zero beyond the block's valid channels).
+    pub wp: &'a [f32],
+    /// Bias of the block's channels, `NB × LANES` values.
+    pub bias: &'a [f32],
+    /// `[cg, h, wi, oh, ow]`.
+    pub dims: [usize; 5],
+    /// Window geometry.
+    pub win: Window,
+    /// Output channels of the block that exist (the rest of the last block is padding).
+    pub valid: usize,
+}
+
+/// The output columns whose every tap lies inside the input row: `lo..hi`.
+fn interior(b: &Block<'_>) -> (usize, usize) {
+    let [_, _, wi, _, ow] = b.dims;
+    let (s1, d1, pb1) = (b.win.s[1].max(1), b.win.d[1], b.win.pb[1]);
+    let reach = (b.win.k[1].max(1) - 1) * d1;
+    let lo = pb1.div_ceil(s1).min(ow);
+    let hi = if wi + pb1 > reach {
+        ((wi + pb1 - reach - 1) / s1 + 1).clamp(lo, ow)
+    } else {
+        lo
+    };
+    (lo, hi)
+}
+
+/// The kernel rows `ky` whose input row `iy0 + ky * d0` lies inside the input.
+fn valid_ky(iy0: isize, h: usize, kh: usize, d0: usize) -> (usize, usize) {
+    let d0 = d0.max(1);
+    let lo = if iy0 < 0 {
+        ((-iy0) as usize).div_ceil(d0).min(kh)
+    } else {
+        0
+    };
+    let hi = if iy0 >= h as isize {
+        lo
+    } else {
+        ((h as isize - 1 - iy0) as usize / d0 + 1).clamp(lo, kh)
+    };
+    (lo, hi)
+}
+
+/// Output rows `rows` of the block into `out` (the block's `valid` channel planes, each
+/// `oh × ow`).
+///
+/// # Safety
+/// The CPU runs `V`'s instruction set; `x` holds `cg × h × wi` values, `wp` holds
+/// `cg × kh × kw × NB × LANES`, `bias` `NB × LANES`; `out` points at `valid × oh × ow` writable
+/// values; `rows` lies in `0..oh`; `NB × LANES ≤ MAX_BLOCK` and `P ≤ MAX_PIXELS`.
+#[inline(always)]
+pub(crate) unsafe fn rows<V: Vf32, const NB: usize, const P: usize>(
+    b: &Block<'_>,
+    out: *mut f32,
+    rows: std::ops::Range<usize>,
+) {
+    let [_, h, _, _, ow] = b.dims;
+    let [kh, _] = b.win.k;
+    let (lo, hi) = interior(b);
+    for oy in rows {
+        let iy0 = (oy * b.win.s[0]) as isize - b.win.pb[0] as isize;
+        let kys = valid_ky(iy0, h, kh, b.win.d[0]);
+        // SAFETY: forwarded contract; tiles stay inside `lo..hi`.
+        let ox = unsafe { sweep::<V, NB, P>(b, out, (oy, iy0, kys), lo, (lo, hi)) };
+        // Narrow rows and the rest of wide ones: tiles of four pixels.
+        // SAFETY: as above.
+        let ox = unsafe { sweep::<V, NB, 4>(b, out, (oy, iy0, kys), ox, (lo, hi)) };
+        for o in (0..lo).chain(ox..ow) {
+            // SAFETY: forwarded contract; `o < ow`.
+            unsafe { pixel::<V, NB>(b, out, oy, o, iy0, kys) };
+        }
+    }
+}
+
+/// Tiles of `P` interior pixels of one row from column `ox` on; a last partial tile of at
+/// least `P / 2` pixels is shifted left to end at `hi` (recomputing a few pixels). Returns the
+/// first column not covered.
+///
+/// # Safety
+/// As [`rows`]; `lo..hi` are the row's interior columns and `lo <= ox`.
+#[inline(always)]
+unsafe fn sweep<V: Vf32, const NB: usize, const P: usize>(
+    b: &Block<'_>,
+    out: *mut f32,
+    (oy, iy0, kys): (usize, isize, (usize, usize)),
+    mut ox: usize,
+    (lo, hi): (usize, usize),
+) -> usize {
+    // SAFETY: every tile's columns `o0 .. o0 + P` lie inside `lo..hi`.
+    unsafe {
+        while ox + P <= hi {
+            tile::<V, NB, P>(b, out, oy, ox, iy0, kys);
+            ox += P;
+        }
+        if ox < hi && hi - ox >= P / 2 && hi - lo >= P {
+            tile::<V, NB, P>(b, out, oy, hi - P, iy0, kys);
+            ox = hi;
+        }
+    }
+    ox
+}
+
+/// Loads the block's bias into every pixel of a tile.
+#[inline(always)]
+unsafe fn init<V: Vf32, const NB: usize, const P: usize>(bias: &[f32]) -> [[V; NB]; P] {
+    // SAFETY: `bias` holds `NB × LANES` values (caller's contract).
+    unsafe {
+        let mut bv = [V::splat(0.0); NB];
+        for (n, v) in bv.iter_mut().enumerate() {
+            *v = V::load(bias.as_ptr().add(n * V::LANES));
+        }
+        [bv; P]
+    }
+}
+
+/// Writes a tile of `P` pixels starting at column `o0` of row `oy` into the channel planes.
+#[inline(always)]
+unsafe fn store<V: Vf32, const NB: usize, const P: usize>(
+    b: &Block<'_>,
+    acc: &[[V; NB]; P],
+    out: *mut f32,
+    oy: usize,
+    o0: usize,
+) {
+    let [_, _, _, oh, ow] = b.dims;
+    let blk = NB * V::LANES;
+    let mut t = [0f32; MAX_BLOCK * MAX_PIXELS];
+    // SAFETY: the tile holds `P × NB × LANES ≤ MAX_PIXELS × MAX_BLOCK` values; the writes go to
+    // channel `ch < valid`, row `oy < oh`, columns `o0 .. o0 + P ≤ ow` of `out`.
+    unsafe {
+        for (p, a) in acc.iter().enumerate() {
+            for (n, v) in a.iter().enumerate() {
+                v.store(t.as_mut_ptr().add(p * blk + n * V::LANES));
+            }
+        }
+        for ch in 0..b.valid {
+            let dst = out.add(ch * oh * ow + oy * ow + o0);
+            for p in 0..P {
+                *dst.add(p) = t[p * blk + ch];
+            }
+        }
+    }
+}
+
+/// `P` interior pixels of row `oy` from column `o0`.
+#[inline(always)]
+unsafe fn tile<V: Vf32, const NB: usize, const P: usize>(
+    b: &Block<'_>,
+    out: *mut f32,
+    oy: usize,
+    o0: usize,
+    iy0: isize,
+    (ky0, ky1): (usize, usize),
+) {
+    let [cg, h, wi, _, _] = b.dims;
+    let [kh, kw] = b.win.k;
+    let (s1, d0, d1) = (b.win.s[1], b.win.d[0], b.win.d[1]);
+    let blk = NB * V::LANES;
+    // SAFETY: rows `iy0 + ky * d0` for `ky` in `ky0..ky1` and columns `(o0 + p) * s1 + kx * d1
+    // - pb1` of interior pixels lie inside the input plane; weight offsets stay below
+    // `cg × kh × kw × blk`.
+    unsafe {
+        let mut acc = init::<V, NB, P>(b.bias);
+        let x0 = (o0 * s1) as isize - b.win.pb[1] as isize;
+        for ic in 0..cg {
+            for ky in ky0..ky1 {
+                let iy = (iy0 + (ky * d0) as isize) as usize;
+                let row = b.x.as_ptr().add((ic * h + iy) * wi).offset(x0);
+                let wrow = b.wp.as_ptr().add((ic * kh + ky) * kw * blk);
+                for kx in 0..kw {
+                    let xs = row.add(kx * d1);
+                    let mut w = [V::splat(0.0); NB];
+                    for (n, v) in w.iter_mut().enumerate() {
+                        *v = V::load(wrow.add(kx * blk + n * V::LANES));
+                    }
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        let xv = V::splat(*xs.add(p * s1));
+                        for (n, v) in a.iter_mut().enumerate() {
+                            *v = xv.mul_add(w[n], *v);
+                        }
+                    }
+                }
+            }
+        }
+        store::<V, NB, P>(b, &acc, out, oy, o0);
+    }
+}
+
+/// One pixel, any column: taps outside the input row are skipped.
+#[inline(always)]
+unsafe fn pixel<V: Vf32, const NB: usize>(
+    b: &Block<'_>,
+    out: *mut f32,
+    oy: usize,
+    o: usize,
+    iy0: isize,
+    (ky0, ky1): (usize, usize),
+) {
+    let [cg, h, wi, _, _] = b.dims;
+    let [kh, kw] = b.win.k;
+    let (s1, d0, d1) = (b.win.s[1], b.win.d[0], b.win.d[1]);
+    let blk = NB * V::LANES;
+    // SAFETY: as in `tile`, with each column tested against the row.
+    unsafe {
+        let mut acc = init::<V, NB, 1>(b.bias);
+        let x0 = (o * s1) as isize - b.win.pb[1] as isize;
+        for ic in 0..cg {
+            for ky in ky0..ky1 {
+                let iy = (iy0 + (ky * d0) as isize) as usize;
+                let row = b.x.as_ptr().add((ic * h + iy) * wi);
+                let wrow = b.wp.as_ptr().add((ic * kh + ky) * kw * blk);
+                for kx in 0..kw {
+                    let ix = x0 + (kx * d1) as isize;
+                    if ix < 0 || ix >= wi as isize {
+                        continue;
+                    }
+                    let xv = V::splat(*row.add(ix as usize));
+                    for (n, v) in acc[0].iter_mut().enumerate() {
+                        *v = xv.mul_add(V::load(wrow.add(kx * blk + n * V::LANES)), *v);
+                    }
+                }
+            }
+        }
+        store::<V, NB, 1>(b, &acc, out, oy, o);
+    }
+}
+
+/// One output plane of a stride-1 (along the width) direct convolution, vectorised along the
+/// output row: a register tile of `T` vectors of consecutive output pixels accumulates every
+/// tap (`splat(weight) × input row`) before it is stored, so each tap costs one load and one
+/// multiply-add per vector. The version for few output channels (where vectors across
+/// channels would be mostly padding) and depthwise layers.
+pub(crate) struct Plane<'a> {
+    /// Input planes read by this output plane, `cg × h × wi`.
+    pub x: &'a [f32],
+    /// Its weights, `cg × kh × kw`.
+    pub w: &'a [f32],
+    /// Its bias.
+    pub bias: f32,
+    /// `[cg, h, wi, oh, ow]`.
+    pub dims: [usize; 5],
+    /// Window geometry (`s[1] == 1`).
+    pub win: Window,
+}
+
+/// Computes the plane into `out` (`oh × ow`). Rows whose every kernel row is inside the input
+/// go in blocks of `R`, so a tile holds `R × T` independent accumulator chains.
+///
+/// # Safety
+/// The CPU runs `V`'s instruction set; `x` holds `cg × h × wi` values, `w` `cg × kh × kw`,
+/// `out` `oh × ow`; `win.s[1] == 1`.
+#[inline(always)]
+pub(crate) unsafe fn plane<V: Vf32, const R: usize, const T: usize>(
+    p: &Plane<'_>,
+    out: &mut [f32],
+) {
+    let [_, h, _, oh, _] = p.dims;
+    let kh = p.win.k[0];
+    let (s0, d0, pb0) = (p.win.s[0], p.win.d[0], p.win.pb[0]);
+    // Rows `oy` with every kernel row inside the input: `full_lo..full_hi`.
+    let full_lo = pb0.div_ceil(s0).min(oh);
+    let reach = (kh.max(1) - 1) * d0;
+    let full_hi = if h + pb0 > reach {
+        ((h + pb0 - reach - 1) / s0 + 1).clamp(full_lo, oh)
+    } else {
+        full_lo
+    };
+    let mut oy = 0;
+    while oy < oh {
+        // SAFETY: forwarded contract; a block of `R` rows is only formed from rows whose every
+        // kernel row is inside the input.
+        unsafe {
+            if oy >= full_lo && oy + R <= full_hi {
+                plane_rows::<V, R, T>(p, out, oy, (0, kh));
+                oy += R;
+            } else {
+                let iy0 = (oy * s0) as isize - pb0 as isize;
+                plane_rows::<V, 1, T>(p, out, oy, valid_ky(iy0, h, kh, d0));
+                oy += 1;
+            }
+        }
+    }
+}
+
+/// Output rows `oy .. oy + R` of [`plane`], which share the valid kernel rows `ky0..ky1`.
+///
+/// # Safety
+/// As [`plane`]; for every row of the block, input rows `oy·s0 + ky·d0 − pb0` with `ky` in
+/// `ky0..ky1` are inside the input.
+#[inline(always)]
+unsafe fn plane_rows<V: Vf32, const R: usize, const T: usize>(
+    p: &Plane<'_>,
+    out: &mut [f32],
+    oy: usize,
+    kys: (usize, usize),
+) {
+    let [_, _, wi, _, ow] = p.dims;
+    let kw = p.win.k[1];
+    let (d1, pb1) = (p.win.d[1], p.win.pb[1]);
+    let l = V::LANES;
+    // Interior columns at stride 1: every tap inside the row.
+    let reach = (kw.max(1) - 1) * d1;
+    let lo = pb1.min(ow);
+    let hi = if wi + pb1 > reach {
+        (wi + pb1 - reach).clamp(lo, ow)
+    } else {
+        lo
+    };
+    let mut ox = lo;
+    // SAFETY: each tile covers interior columns `ox .. ox + width <= hi <= ow` of rows whose
+    // kernel rows `kys` are inside the input.
+    unsafe {
+        while ox + T * l <= hi {
+            wide_tile::<V, R, T>(p, out, (oy, ox), kys);
+            ox += T * l;
+        }
+        while ox + l <= hi {
+            wide_tile::<V, R, 1>(p, out, (oy, ox), kys);
+            ox += l;
+        }
+        if ox < hi && hi - lo >= l {
+            // The last vector shifted left to end at `hi`.
+            wide_tile::<V, R, 1>(p, out, (oy, hi - l), kys);
+            ox = hi;
+        }
+    }
+    // The columns before the interior and those after the last tile.
+    for r in oy..oy + R {
+        let iy0 = (r * p.win.s[0]) as isize - p.win.pb[0] as isize;
+        for o in (0..lo).chain(ox..ow) {
+            out[r * ow + o] = pixel_sum(p, o, iy0, kys);
+        }
+    }
+}
+
+/// `R` rows × `T` vectors of output pixels from row `oy`, interior column `ox`.
+///
+/// # Safety
+/// As [`plane_rows`]; `ox .. ox + T × LANES` are interior columns.
+#[inline(always)]
+unsafe fn wide_tile<V: Vf32, const R: usize, const T: usize>(
+    p: &Plane<'_>,
+    out: &mut [f32],
+    (oy, ox): (usize, usize),
+    (ky0, ky1): (usize, usize),
+) {
+    let [cg, h, wi, _, ow] = p.dims;
+    let [kh, kw] = p.win.k;
+    let (s0, d0, d1, pb0, pb1) = (p.win.s[0], p.win.d[0], p.win.d[1], p.win.pb[0], p.win.pb[1]);
+    let l = V::LANES;
+    // SAFETY: input rows `(oy + r)·s0 + ky·d0 − pb0` are inside the plane, columns
+    // `ox − pb1 + kx·d1 + i` of the tile's pixels are inside the row, and the stores stay
+    // inside rows `oy .. oy + R` of `out`.
+    unsafe {
+        let mut acc = [[V::splat(p.bias); T]; R];
+        for ic in 0..cg {
+            let xc = p.x.as_ptr().add(ic * h * wi + ox - pb1);
+            for ky in ky0..ky1 {
+                let wr = p.w.as_ptr().add((ic * kh + ky) * kw);
+                for kx in 0..kw {
+                    let wv = V::splat(*wr.add(kx));
+                    for (r, ar) in acc.iter_mut().enumerate() {
+                        let iy = (oy + r) * s0 + ky * d0 - pb0;
+                        let xs = xc.add(iy * wi + kx * d1);
+                        for (t, a) in ar.iter_mut().enumerate() {
+                            *a = V::load(xs.add(t * l)).mul_add(wv, *a);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, ar) in acc.iter().enumerate() {
+            for (t, a) in ar.iter().enumerate() {
+                a.store(out.as_mut_ptr().add((oy + r) * ow + ox + t * l));
+            }
+        }
+    }
+}
+
+/// One output value of [`plane`], any column (taps outside the row skipped).
+#[inline(always)]
+fn pixel_sum(p: &Plane<'_>, o: usize, iy0: isize, (ky0, ky1): (usize, usize)) -> f32 {
+    let [cg, h, wi, _, _] = p.dims;
+    let [kh, kw] = p.win.k;
+    let (d0, d1) = (p.win.d[0], p.win.d[1]);
+    let x0 = o as isize - p.win.pb[1] as isize;
+    let mut s = p.bias;
+    for ic in 0..cg {
+        for ky in ky0..ky1 {
+            let iy = (iy0 + (ky * d0) as isize) as usize;
+            let row = &p.x[(ic * h + iy) * wi..(ic * h + iy + 1) * wi];
+            let wr = &p.w[(ic * kh + ky) * kw..(ic * kh + ky + 1) * kw];
+            for (kx, &wv) in wr.iter().enumerate() {
+                let ix = x0 + (kx * d1) as isize;
+                if ix >= 0 && (ix as usize) < wi {
+                    s += wv * row[ix as usize];
+                }
+            }
+        }
+    }
+    s
+}

@@ -102,4 +102,16 @@ unsafe impl Vf32 for Neon {
         // SAFETY: NEON is present.
         unsafe { vmaxvq_f32(self.0) }
     }
+    #[inline(always)]
+    unsafe fn transpose(v: &mut [Self; 16]) {
+        // SAFETY: NEON is present. Transpose 2×2 blocks, then combine the halves.
+        unsafe {
+            let a = vtrnq_f32(v[0].0, v[1].0);
+            let b = vtrnq_f32(v[2].0, v[3].0);
+            v[0] = Neon(vcombine_f32(vget_low_f32(a.0), vget_low_f32(b.0)));
+            v[1] = Neon(vcombine_f32(vget_low_f32(a.1), vget_low_f32(b.1)));
+            v[2] = Neon(vcombine_f32(vget_high_f32(a.0), vget_high_f32(b.0)));
+            v[3] = Neon(vcombine_f32(vget_high_f32(a.1), vget_high_f32(b.1)));
+        }
+    }
 }

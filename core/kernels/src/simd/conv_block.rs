@@ -13,8 +13,6 @@ use crate::conv::Window;
 
 /// Widest channel block (`NB × LANES`) any instruction set uses.
 pub(crate) const MAX_BLOCK: usize = 32;
-/// Most pixels in one register tile.
-pub(crate) const MAX_PIXELS: usize = 16;
 
 /// One output-channel block of one image and group.
 pub(crate) struct Block<'a> {
@@ -69,7 +67,7 @@ fn valid_ky(iy0: isize, h: usize, kh: usize, d0: usize) -> (usize, usize) {
 /// # Safety
 /// The CPU runs `V`'s instruction set; `x` holds `cg × h × wi` values, `wp` holds
 /// `cg × kh × kw × NB × LANES`, `bias` `NB × LANES`; `out` points at `valid × oh × ow` writable
-/// values; `rows` lies in `0..oh`; `NB × LANES ≤ MAX_BLOCK` and `P ≤ MAX_PIXELS`.
+/// values; `rows` lies in `0..oh`; `NB × LANES ≤ MAX_BLOCK`.
 #[inline(always)]
 pub(crate) unsafe fn rows<V: Vf32, const NB: usize, const P: usize>(
     b: &Block<'_>,
@@ -135,7 +133,9 @@ unsafe fn init<V: Vf32, const NB: usize, const P: usize>(bias: &[f32]) -> [[V; N
     }
 }
 
-/// Writes a tile of `P` pixels starting at column `o0` of row `oy` into the channel planes.
+/// Writes a tile of `P` pixels starting at column `o0` of row `oy` into the channel planes:
+/// each `LANES × LANES` square of (pixels × channels) is transposed in registers, so every
+/// channel's pixels leave as one vector store.
 #[inline(always)]
 unsafe fn store<V: Vf32, const NB: usize, const P: usize>(
     b: &Block<'_>,
@@ -145,20 +145,37 @@ unsafe fn store<V: Vf32, const NB: usize, const P: usize>(
     o0: usize,
 ) {
     let [_, _, _, oh, ow] = b.dims;
-    let blk = NB * V::LANES;
-    let mut t = [0f32; MAX_BLOCK * MAX_PIXELS];
-    // SAFETY: the tile holds `P × NB × LANES ≤ MAX_PIXELS × MAX_BLOCK` values; the writes go to
-    // channel `ch < valid`, row `oy < oh`, columns `o0 .. o0 + P ≤ ow` of `out`.
+    let l = V::LANES;
+    // SAFETY: the writes go to channel `ch < valid`, row `oy < oh`, columns `o0 + p0 ..
+    // o0 + p0 + cnt` with `p0 + cnt <= P` and `o0 + P <= ow` of `out`; `v` holds 16 vectors
+    // and `LANES <= 16`.
     unsafe {
-        for (p, a) in acc.iter().enumerate() {
-            for (n, v) in a.iter().enumerate() {
-                v.store(t.as_mut_ptr().add(p * blk + n * V::LANES));
-            }
-        }
-        for ch in 0..b.valid {
-            let dst = out.add(ch * oh * ow + oy * ow + o0);
-            for p in 0..P {
-                *dst.add(p) = t[p * blk + ch];
+        for n in 0..NB {
+            let mut p0 = 0;
+            while p0 < P {
+                let cnt = (P - p0).min(l);
+                let mut v = [V::splat(0.0); 16];
+                for (i, slot) in v.iter_mut().enumerate().take(cnt) {
+                    *slot = acc[p0 + i][n];
+                }
+                V::transpose(&mut v);
+                for (j, row) in v.iter().enumerate().take(l) {
+                    let ch = n * l + j;
+                    if ch >= b.valid {
+                        break;
+                    }
+                    let dst = out.add(ch * oh * ow + oy * ow + o0 + p0);
+                    if cnt == l {
+                        row.store(dst);
+                    } else {
+                        let mut t = [0f32; 16];
+                        row.store(t.as_mut_ptr());
+                        for (i, &x) in t.iter().enumerate().take(cnt) {
+                            *dst.add(i) = x;
+                        }
+                    }
+                }
+                p0 += l;
             }
         }
     }

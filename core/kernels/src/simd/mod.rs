@@ -554,6 +554,55 @@ pub fn conv_plane_s1(
     Ok(())
 }
 
+/// A `LANES × LANES` square (row `i` holds `i·LANES .. (i+1)·LANES`) transposed by `isa`'s
+/// [`vector::Vf32::transpose`], as rows (tests).
+#[cfg(test)]
+fn transpose_for_test(isa: Isa) -> Vec<Vec<f32>> {
+    use vector::Vf32;
+    fn run<V: Vf32>() -> Vec<Vec<f32>> {
+        let l = V::LANES;
+        let data: Vec<f32> = (0..l * l).map(|v| v as f32).collect();
+        // SAFETY: the callers below run `V` only on a CPU that has its instruction set; every
+        // load and store touches `LANES` elements inside `data` or `row`.
+        unsafe {
+            let mut v = [V::splat(0.0); 16];
+            for (i, slot) in v.iter_mut().enumerate().take(l) {
+                *slot = V::load(data.as_ptr().add(i * l));
+            }
+            V::transpose(&mut v);
+            v.iter()
+                .take(l)
+                .map(|x| {
+                    let mut row = vec![0f32; l];
+                    x.store(row.as_mut_ptr());
+                    row
+                })
+                .collect()
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2() -> Vec<Vec<f32>> {
+        run::<x86::Avx2>()
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512() -> Vec<Vec<f32>> {
+        run::<x86_512::Avx512>()
+    }
+    match isa.checked() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `checked` confirmed AVX2 + FMA.
+        Isa::Avx2Fma => unsafe { avx2() },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `checked` confirmed AVX-512F.
+        Isa::Avx512 => unsafe { avx512() },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => run::<arm::Neon>(),
+        _ => run::<vector::Portable>(),
+    }
+}
+
 /// The output pointer shared by the parts of a row split.
 struct OutPtr(*mut f32);
 

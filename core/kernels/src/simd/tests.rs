@@ -210,3 +210,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn transpose_swaps_rows_and_columns_on_every_isa() {
+    for isa in Isa::available() {
+        let got = super::transpose_for_test(isa);
+        let lanes = got.len();
+        for (i, row) in got.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                assert_eq!(v, (j * lanes + i) as f32, "{isa:?} at ({i}, {j})");
+            }
+        }
+    }
+}

@@ -45,6 +45,9 @@ pub(crate) unsafe trait Vf32: Copy {
     unsafe fn hsum(self) -> f32;
     /// Maximum of the lanes.
     unsafe fn hmax(self) -> f32;
+    /// Transposes the square block held in `v[..LANES]` (vector `i` is row `i`): afterwards
+    /// lane `j` of vector `i` holds what lane `i` of vector `j` held.
+    unsafe fn transpose(v: &mut [Self; 16]);
 }
 
 /// The portable vector: eight lanes in an array; plain loops the compiler vectorises.
@@ -149,5 +152,15 @@ unsafe impl Vf32 for Portable {
     #[inline(always)]
     unsafe fn hmax(self) -> f32 {
         self.0.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+    }
+    #[inline(always)]
+    unsafe fn transpose(v: &mut [Self; 16]) {
+        for i in 0..8 {
+            for j in i + 1..8 {
+                let t = v[i].0[j];
+                v[i].0[j] = v[j].0[i];
+                v[j].0[i] = t;
+            }
+        }
     }
 }

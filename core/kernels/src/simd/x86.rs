@@ -124,4 +124,35 @@ unsafe impl Vf32 for Avx2 {
             _mm_cvtss_f32(s)
         }
     }
+    #[inline(always)]
+    unsafe fn transpose(v: &mut [Self; 16]) {
+        // SAFETY: AVX is present. Unpack pairs of rows, shuffle quads, swap 128-bit halves.
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|i| v[i].0);
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            v[0] = Avx2(_mm256_permute2f128_ps::<0x20>(u0, u4));
+            v[1] = Avx2(_mm256_permute2f128_ps::<0x20>(u1, u5));
+            v[2] = Avx2(_mm256_permute2f128_ps::<0x20>(u2, u6));
+            v[3] = Avx2(_mm256_permute2f128_ps::<0x20>(u3, u7));
+            v[4] = Avx2(_mm256_permute2f128_ps::<0x31>(u0, u4));
+            v[5] = Avx2(_mm256_permute2f128_ps::<0x31>(u1, u5));
+            v[6] = Avx2(_mm256_permute2f128_ps::<0x31>(u2, u6));
+            v[7] = Avx2(_mm256_permute2f128_ps::<0x31>(u3, u7));
+        }
+    }
 }

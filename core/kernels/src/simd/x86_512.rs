@@ -111,4 +111,37 @@ unsafe impl Vf32 for Avx512 {
         // SAFETY: AVX-512F is present.
         unsafe { _mm512_reduce_max_ps(self.0) }
     }
+    #[inline(always)]
+    unsafe fn transpose(v: &mut [Self; 16]) {
+        // SAFETY: AVX-512F is present. Unpack pairs of rows, shuffle quads inside 128-bit
+        // lanes, then exchange 128-bit lanes in two rounds.
+        unsafe {
+            let r: [__m512; 16] = std::array::from_fn(|i| v[i].0);
+            let mut t = [_mm512_setzero_ps(); 16];
+            for k in 0..8 {
+                t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+                t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+            }
+            let mut u = [_mm512_setzero_ps(); 16];
+            for k in 0..4 {
+                let b = 4 * k;
+                u[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
+                u[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
+                u[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+                u[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
+            }
+            // u[4k + j] holds column j of rows 4k..4k+4 in each 128-bit lane.
+            for k in 0..2 {
+                let b = 8 * k;
+                for j in 0..4 {
+                    t[b + j] = _mm512_shuffle_f32x4::<0x88>(u[b + j], u[b + 4 + j]);
+                    t[b + 4 + j] = _mm512_shuffle_f32x4::<0xDD>(u[b + j], u[b + 4 + j]);
+                }
+            }
+            for j in 0..8 {
+                v[j] = Avx512(_mm512_shuffle_f32x4::<0x88>(t[j], t[8 + j]));
+                v[8 + j] = Avx512(_mm512_shuffle_f32x4::<0xDD>(t[j], t[8 + j]));
+            }
+        }
+    }
 }

@@ -137,6 +137,7 @@ unsafe fn init<V: Vf32, const NB: usize, const P: usize>(bias: &[f32]) -> [[V; N
 /// each `LANES × LANES` square of (pixels × channels) is transposed in registers, so every
 /// channel's pixels leave as one vector store.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // `n` indexes the inner dimension of `acc`
 unsafe fn store<V: Vf32, const NB: usize, const P: usize>(
     b: &Block<'_>,
     acc: &[[V; NB]; P],

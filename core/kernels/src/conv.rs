@@ -475,14 +475,27 @@ fn direct_s1(
         };
         let isa = crate::simd::Isa::detect();
         let work = (cg * kh * kw * plane).max(1);
+        let per_tile = crate::simd::conv_planes_per_tile(isa, ow);
+        let taps = cg * kh * kw;
+        let zeros = [0f32; 16];
         let _ = crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
-            for (j, oc_plane) in planes.chunks_mut(plane).enumerate() {
-                let (b, oc) = ((first + j) / m, (first + j) % m);
+            let count = planes.len() / plane;
+            let mut k = 0;
+            while k < count {
+                let (b, oc) = ((first + k) / m, (first + k) % m);
                 let grp = oc / mg;
+                // Several channels of the same image and group together where they fit.
+                let j = if oc % mg + per_tile <= mg && k + per_tile <= count {
+                    per_tile
+                } else {
+                    1
+                };
                 let xg = &xp[(b * c + grp * cg) * h * wp..(b * c + (grp + 1) * cg) * h * wp];
-                let wo = &w[oc * cg * kh * kw..(oc + 1) * cg * kh * kw];
-                let bv = bias.map_or(0.0, |bs| bs[oc]);
-                crate::simd::conv_plane_s1(isa, xg, wo, bv, [cg, h, wp, oh, ow], win_p, oc_plane)?;
+                let wo = &w[oc * taps..(oc + j) * taps];
+                let bs = bias.map_or(&zeros[..j], |bs| &bs[oc..oc + j]);
+                let o = &mut planes[k * plane..(k + j) * plane];
+                crate::simd::conv_plane_s1(isa, xg, wo, bs, [cg, h, wp, oh, ow], win_p, o)?;
+                k += j;
             }
             Ok(())
         });

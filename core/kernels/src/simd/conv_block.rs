@@ -265,32 +265,33 @@ unsafe fn pixel<V: Vf32, const NB: usize>(
     }
 }
 
-/// One output plane of a stride-1 (along the width) direct convolution, vectorised along the
-/// output row: a register tile of `T` vectors of consecutive output pixels accumulates every
-/// tap (`splat(weight) × input row`) before it is stored, so each tap costs one load and one
-/// multiply-add per vector. The version for few output channels (where vectors across
-/// channels would be mostly padding) and depthwise layers.
+/// Output planes of a stride-1 (along the width) direct convolution, vectorised along the
+/// output rows: a register tile of `J` channels × `R` rows × `T` vectors of consecutive output
+/// pixels accumulates every tap before it is stored, each input vector loaded once per tap for
+/// all `J` channels and each weight broadcast once for all `R × T` vectors. Stores are plain
+/// vector stores into the NCHW planes. The version for few output channels (where vectors
+/// across channels would be mostly padding), depthwise layers and wide stride-1 layers.
 pub(crate) struct Plane<'a> {
-    /// Input planes read by this output plane, `cg × h × wi`.
+    /// Input planes read by these output planes, `cg × h × wi`.
     pub x: &'a [f32],
-    /// Its weights, `cg × kh × kw`.
+    /// Their weights, `J × cg × kh × kw` (one output channel after the other).
     pub w: &'a [f32],
-    /// Its bias.
-    pub bias: f32,
+    /// Their biases (`J` values).
+    pub bias: &'a [f32],
     /// `[cg, h, wi, oh, ow]`.
     pub dims: [usize; 5],
     /// Window geometry (`s[1] == 1`).
     pub win: Window,
 }
 
-/// Computes the plane into `out` (`oh × ow`). Rows whose every kernel row is inside the input
-/// go in blocks of `R`, so a tile holds `R × T` independent accumulator chains.
+/// Computes `J` planes into `out` (`J × oh × ow`). Rows whose every kernel row is inside the
+/// input go in blocks of `R`.
 ///
 /// # Safety
-/// The CPU runs `V`'s instruction set; `x` holds `cg × h × wi` values, `w` `cg × kh × kw`,
-/// `out` `oh × ow`; `win.s[1] == 1`.
+/// The CPU runs `V`'s instruction set; `x` holds `cg × h × wi` values, `w` `J × cg × kh × kw`,
+/// `bias` `J`, `out` `J × oh × ow`; `win.s[1] == 1`.
 #[inline(always)]
-pub(crate) unsafe fn plane<V: Vf32, const R: usize, const T: usize>(
+pub(crate) unsafe fn plane<V: Vf32, const J: usize, const R: usize, const T: usize>(
     p: &Plane<'_>,
     out: &mut [f32],
 ) {
@@ -311,11 +312,11 @@ pub(crate) unsafe fn plane<V: Vf32, const R: usize, const T: usize>(
         // kernel row is inside the input.
         unsafe {
             if oy >= full_lo && oy + R <= full_hi {
-                plane_rows::<V, R, T>(p, out, oy, (0, kh));
+                plane_rows::<V, J, R, T>(p, out, oy, (0, kh));
                 oy += R;
             } else {
                 let iy0 = (oy * s0) as isize - pb0 as isize;
-                plane_rows::<V, 1, T>(p, out, oy, valid_ky(iy0, h, kh, d0));
+                plane_rows::<V, J, 1, T>(p, out, oy, valid_ky(iy0, h, kh, d0));
                 oy += 1;
             }
         }
@@ -328,13 +329,13 @@ pub(crate) unsafe fn plane<V: Vf32, const R: usize, const T: usize>(
 /// As [`plane`]; for every row of the block, input rows `oy·s0 + ky·d0 − pb0` with `ky` in
 /// `ky0..ky1` are inside the input.
 #[inline(always)]
-unsafe fn plane_rows<V: Vf32, const R: usize, const T: usize>(
+unsafe fn plane_rows<V: Vf32, const J: usize, const R: usize, const T: usize>(
     p: &Plane<'_>,
     out: &mut [f32],
     oy: usize,
     kys: (usize, usize),
 ) {
-    let [_, _, wi, _, ow] = p.dims;
+    let [_, _, wi, oh, ow] = p.dims;
     let kw = p.win.k[1];
     let (d1, pb1) = (p.win.d[1], p.win.pb[1]);
     let l = V::LANES;
@@ -351,86 +352,103 @@ unsafe fn plane_rows<V: Vf32, const R: usize, const T: usize>(
     // kernel rows `kys` are inside the input.
     unsafe {
         while ox + T * l <= hi {
-            wide_tile::<V, R, T>(p, out, (oy, ox), kys);
+            wide_tile::<V, J, R, T>(p, out, (oy, ox), kys);
             ox += T * l;
         }
         while ox + l <= hi {
-            wide_tile::<V, R, 1>(p, out, (oy, ox), kys);
+            wide_tile::<V, J, R, 1>(p, out, (oy, ox), kys);
             ox += l;
         }
         if ox < hi && hi - lo >= l {
             // The last vector shifted left to end at `hi`.
-            wide_tile::<V, R, 1>(p, out, (oy, hi - l), kys);
+            wide_tile::<V, J, R, 1>(p, out, (oy, hi - l), kys);
             ox = hi;
         }
     }
     // The columns before the interior and those after the last tile.
-    for r in oy..oy + R {
-        let iy0 = (r * p.win.s[0]) as isize - p.win.pb[0] as isize;
-        for o in (0..lo).chain(ox..ow) {
-            out[r * ow + o] = pixel_sum(p, o, iy0, kys);
+    for j in 0..J {
+        for r in oy..oy + R {
+            let iy0 = (r * p.win.s[0]) as isize - p.win.pb[0] as isize;
+            for o in (0..lo).chain(ox..ow) {
+                out[(j * oh + r) * ow + o] = pixel_sum(p, j, o, iy0, kys);
+            }
         }
     }
 }
 
-/// `R` rows × `T` vectors of output pixels from row `oy`, interior column `ox`.
+/// `J` channels × `R` rows × `T` vectors of output pixels from row `oy`, interior column `ox`.
 ///
 /// # Safety
 /// As [`plane_rows`]; `ox .. ox + T × LANES` are interior columns.
 #[inline(always)]
-unsafe fn wide_tile<V: Vf32, const R: usize, const T: usize>(
+unsafe fn wide_tile<V: Vf32, const J: usize, const R: usize, const T: usize>(
     p: &Plane<'_>,
     out: &mut [f32],
     (oy, ox): (usize, usize),
     (ky0, ky1): (usize, usize),
 ) {
-    let [cg, h, wi, _, ow] = p.dims;
+    let [cg, h, wi, oh, ow] = p.dims;
     let [kh, kw] = p.win.k;
     let (s0, d0, d1, pb0, pb1) = (p.win.s[0], p.win.d[0], p.win.d[1], p.win.pb[0], p.win.pb[1]);
     let l = V::LANES;
+    let taps = cg * kh * kw;
     // SAFETY: input rows `(oy + r)·s0 + ky·d0 − pb0` are inside the plane, columns
-    // `ox − pb1 + kx·d1 + i` of the tile's pixels are inside the row, and the stores stay
-    // inside rows `oy .. oy + R` of `out`.
+    // `ox − pb1 + kx·d1 + i` of the tile's pixels are inside the row, weight offsets stay
+    // below `J × taps`, and the stores stay inside rows `oy .. oy + R` of the `J` planes.
     unsafe {
-        let mut acc = [[V::splat(p.bias); T]; R];
+        let mut acc = [[[V::splat(0.0); T]; R]; J];
+        for (j, aj) in acc.iter_mut().enumerate() {
+            *aj = [[V::splat(p.bias[j]); T]; R];
+        }
         for ic in 0..cg {
             let xc = p.x.as_ptr().add(ic * h * wi + ox - pb1);
             for ky in ky0..ky1 {
                 let wr = p.w.as_ptr().add((ic * kh + ky) * kw);
                 for kx in 0..kw {
-                    let wv = V::splat(*wr.add(kx));
-                    for (r, ar) in acc.iter_mut().enumerate() {
+                    let mut xv = [[V::splat(0.0); T]; R];
+                    for (r, xr) in xv.iter_mut().enumerate() {
                         let iy = (oy + r) * s0 + ky * d0 - pb0;
                         let xs = xc.add(iy * wi + kx * d1);
-                        for (t, a) in ar.iter_mut().enumerate() {
-                            *a = V::load(xs.add(t * l)).mul_add(wv, *a);
+                        for (t, v) in xr.iter_mut().enumerate() {
+                            *v = V::load(xs.add(t * l));
+                        }
+                    }
+                    for (j, aj) in acc.iter_mut().enumerate() {
+                        let wv = V::splat(*wr.add(j * taps + kx));
+                        for (ar, xr) in aj.iter_mut().zip(&xv) {
+                            for (a, &x) in ar.iter_mut().zip(xr) {
+                                *a = x.mul_add(wv, *a);
+                            }
                         }
                     }
                 }
             }
         }
-        for (r, ar) in acc.iter().enumerate() {
-            for (t, a) in ar.iter().enumerate() {
-                a.store(out.as_mut_ptr().add((oy + r) * ow + ox + t * l));
+        for (j, aj) in acc.iter().enumerate() {
+            for (r, ar) in aj.iter().enumerate() {
+                for (t, a) in ar.iter().enumerate() {
+                    a.store(out.as_mut_ptr().add((j * oh + oy + r) * ow + ox + t * l));
+                }
             }
         }
     }
 }
 
-/// One output value of [`plane`], any column (taps outside the row skipped).
+/// One output value of [`plane`] (channel `j`), any column (taps outside the row skipped).
 #[inline(always)]
-fn pixel_sum(p: &Plane<'_>, o: usize, iy0: isize, (ky0, ky1): (usize, usize)) -> f32 {
+fn pixel_sum(p: &Plane<'_>, j: usize, o: usize, iy0: isize, (ky0, ky1): (usize, usize)) -> f32 {
     let [cg, h, wi, _, _] = p.dims;
     let [kh, kw] = p.win.k;
     let (d0, d1) = (p.win.d[0], p.win.d[1]);
+    let taps = cg * kh * kw;
     let x0 = o as isize - p.win.pb[1] as isize;
-    let mut s = p.bias;
+    let mut s = p.bias[j];
     for ic in 0..cg {
         for ky in ky0..ky1 {
             let iy = (iy0 + (ky * d0) as isize) as usize;
             let row = &p.x[(ic * h + iy) * wi..(ic * h + iy + 1) * wi];
-            let wr = &p.w[(ic * kh + ky) * kw..(ic * kh + ky + 1) * kw];
-            for (kx, &wv) in wr.iter().enumerate() {
+            let w0 = j * taps + (ic * kh + ky) * kw;
+            for (kx, &wv) in p.w[w0..w0 + kw].iter().enumerate() {
                 let ix = x0 + (kx * d1) as isize;
                 if ix >= 0 && (ix as usize) < wi {
                     s += wv * row[ix as usize];

@@ -238,18 +238,27 @@ entry_points!(avx512, super::x86_512::Avx512, "avx512f");
 #[cfg(target_arch = "aarch64")]
 entry_points!(neon, super::arm::Neon, "neon");
 
-/// The output-channel-vectorised convolution's entry point per instruction set, with the tile
-/// widths (pixels) for 1, 2 and 4 channel vectors, sized to the register file.
+/// The direct convolutions' entry points per instruction set: tile widths (pixels) of the
+/// channel-blocked kernel for 1, 2 and 4 channel vectors, and the channels × rows × vectors
+/// tile of the row-vectorised one, sized to the register file.
 macro_rules! conv_entry {
-    ($m:ident, $v:ty, [$p1:literal, $p2:literal, $p4:literal], $t:literal $(, $feat:literal)?) => {
+    ($m:ident, $v:ty, [$p1:literal, $p2:literal, $p4:literal], [$j:literal, $r:literal, $t:literal] $(, $feat:literal)?) => {
         mod $m {
             #![allow(unsafe_code)]
             use super::conv_block::{plane, rows, Block, Plane};
             type V = $v;
+            /// Output channels per tile of the row-vectorised kernel.
+            pub(super) const PLANES: usize = $j;
             $(#[target_feature(enable = $feat)])?
-            pub(super) unsafe fn conv_plane(p: &Plane<'_>, out: &mut [f32]) {
-                // SAFETY: forwarded contract (see `conv_block::plane`).
-                unsafe { plane::<V, 4, $t>(p, out) }
+            pub(super) unsafe fn conv_plane(p: &Plane<'_>, j: usize, out: &mut [f32]) {
+                // SAFETY: forwarded contract (see `conv_block::plane`); `j` is 1 or `PLANES`.
+                unsafe {
+                    if j == $j {
+                        plane::<V, $j, $r, $t>(p, out)
+                    } else {
+                        plane::<V, 1, 4, $t>(p, out)
+                    }
+                }
             }
             $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn conv_rows(nb: usize, b: &Block<'_>, out: *mut f32, r: std::ops::Range<usize>) {
@@ -266,19 +275,25 @@ macro_rules! conv_entry {
     };
 }
 
-conv_entry!(portable_conv, super::vector::Portable, [4, 4, 2], 1);
+conv_entry!(portable_conv, super::vector::Portable, [4, 4, 2], [2, 1, 1]);
 #[cfg(target_arch = "x86_64")]
-conv_entry!(avx2_conv, super::x86::Avx2, [8, 6, 3], 2, "avx2,fma");
+conv_entry!(
+    avx2_conv,
+    super::x86::Avx2,
+    [8, 6, 3],
+    [2, 2, 2],
+    "avx2,fma"
+);
 #[cfg(target_arch = "x86_64")]
 conv_entry!(
     avx512_conv,
     super::x86_512::Avx512,
     [16, 12, 6],
-    2,
+    [4, 2, 2],
     "avx512f"
 );
 #[cfg(target_arch = "aarch64")]
-conv_entry!(neon_conv, super::arm::Neon, [8, 8, 6], 2, "neon");
+conv_entry!(neon_conv, super::arm::Neon, [8, 8, 6], [4, 2, 2], "neon");
 
 /// Calls `$f` of the module for `$isa` (checked against the CPU first).
 macro_rules! dispatch {
@@ -501,27 +516,54 @@ pub fn conv_block_rows(
     Ok(())
 }
 
-/// One output plane of a direct convolution whose window moves by 1 along the width:
-/// `out[oy][ox] = bias + Σ w[ic][ky][kx] · x[ic][oy·s0 + ky·d0 − pb0][ox + kx·d1 − pb1]` (taps
-/// outside the input count zero), vectorised along the output rows.
+/// Output channels the row-vectorised direct convolution computes together on `isa` (give
+/// [`conv_plane_s1`] this many planes, or one).
+pub fn conv_planes_per_tile(isa: Isa, ow: usize) -> usize {
+    match plane_isa(isa, ow) {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => avx2_conv::PLANES,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512_conv::PLANES,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon_conv::PLANES,
+        _ => portable_conv::PLANES,
+    }
+}
+
+/// The instruction set the row-vectorised kernel uses for rows of `ow` pixels: rows narrower
+/// than two 16-lane vectors use 8-lane ones (fewer columns left to scalar code).
+fn plane_isa(isa: Isa, ow: usize) -> Isa {
+    match isa.checked() {
+        Isa::Avx512 if ow < 32 => Isa::Avx2Fma,
+        other => other,
+    }
+}
+
+/// `j` output planes (1 or [`conv_planes_per_tile`]) of a direct convolution whose window moves
+/// by 1 along the width: `out[c][oy][ox] = bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 −
+/// pb0][ox + kx·d1 − pb1]` (taps outside the input count zero), vectorised along the output
+/// rows.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_plane_s1(
     isa: Isa,
     x: &[f32],
     w: &[f32],
-    bias: f32,
+    bias: &[f32],
     dims: [usize; 5],
     win: crate::conv::Window,
     out: &mut [f32],
 ) -> Result<(), String> {
     let [cg, h, wi, oh, ow] = dims;
     let [kh, kw] = win.k;
+    let j = bias.len();
+    let isa = plane_isa(isa, ow);
     let ok = win.s[1] == 1
         && win.s[0] >= 1
         && win.d.iter().all(|&v| v >= 1)
+        && (j == 1 || j == conv_planes_per_tile(isa, ow))
         && x.len() >= cg * h * wi
-        && w.len() >= cg * kh * kw
-        && out.len() >= oh * ow;
+        && w.len() >= j * cg * kh * kw
+        && out.len() >= j * oh * ow;
     if !ok {
         return Err("simd::conv_plane_s1: inconsistent plane geometry".into());
     }
@@ -532,24 +574,19 @@ pub fn conv_plane_s1(
         dims,
         win,
     };
-    let out = &mut out[..oh * ow];
-    // Rows narrower than two 16-lane vectors use 8-lane ones (fewer columns left to scalars).
-    let isa = match isa.checked() {
-        Isa::Avx512 if ow < 32 => Isa::Avx2Fma,
-        other => other,
-    };
+    let out = &mut out[..j * oh * ow];
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the geometry was checked above; the CPU runs AVX2 + FMA (`checked`).
-        Isa::Avx2Fma => unsafe { avx2_conv::conv_plane(&p, out) },
+        Isa::Avx2Fma => unsafe { avx2_conv::conv_plane(&p, j, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, with AVX-512F.
-        Isa::Avx512 => unsafe { avx512_conv::conv_plane(&p, out) },
+        Isa::Avx512 => unsafe { avx512_conv::conv_plane(&p, j, out) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above, with NEON.
-        Isa::Neon => unsafe { neon_conv::conv_plane(&p, out) },
+        Isa::Neon => unsafe { neon_conv::conv_plane(&p, j, out) },
         // SAFETY: plain Rust; the geometry was checked above.
-        _ => unsafe { portable_conv::conv_plane(&p, out) },
+        _ => unsafe { portable_conv::conv_plane(&p, j, out) },
     }
     Ok(())
 }

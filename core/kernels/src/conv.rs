@@ -244,12 +244,33 @@ fn valid_cols(count: usize, bound: usize, off: isize, s: usize) -> (usize, usize
     (lo, hi)
 }
 
-/// Direct convolution (any groups): each (output channel, input channel, kernel tap) adds a
-/// scaled input row segment to the output row, vectorised along the output width, with the
-/// valid columns computed once. No im2col buffer: the better version for few input channels
-/// or small images (`sod2 tune` measures where). Same contract as [`conv2d_f32`].
+/// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
+/// the input is copied once with its padding (and, at stride 2, split into even and odd
+/// columns) so that every tap of an output row reads consecutive values, and tiles of output
+/// channels × rows × pixel vectors accumulate every tap in registers ([`direct_rows`]). At
+/// other strides each (output channel, input channel, tap) adds a scaled input row segment to
+/// the output row. No im2col buffer: the better version for few output channels or small
+/// images (`sod2 tune` measures where). Same contract as [`conv2d_f32`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let isa = crate::simd::Isa::detect();
+    conv2d_direct_on(isa, x, xd, w, m, bias, g, win, out, od);
+}
+
+/// [`conv2d_direct_f32`] on a given instruction set (the tests run every one this CPU has).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_direct_on(
+    isa: crate::simd::Isa,
     x: &[f32],
     xd: [usize; 4],
     w: &[f32],
@@ -270,9 +291,8 @@ pub fn conv2d_direct_f32(
         return;
     }
     let work = (cg * kh * kw * plane).max(1);
-    let isa = crate::simd::Isa::detect();
-    if s1 == 1 {
-        return direct_s1(x, xd, w, m, bias, g, win, out, od);
+    if s1 <= 2 {
+        return direct_rows(isa, x, xd, w, m, bias, g, win, out, od);
     }
     let _ = crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
         for (j, oc_plane) in planes.chunks_mut(plane).enumerate() {
@@ -423,12 +443,14 @@ thread_local! {
     static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// [`conv2d_direct_f32`] at width stride 1: the input is first copied with its left and right
-/// padding written out as zeros (a per-thread buffer that only grows), so every output column
-/// is an interior one, then each output plane is computed with whole rows in vector registers
-/// (`simd::conv_plane_s1`).
+/// [`conv2d_direct_f32`] at width stride 1 or 2: the input is first copied with its left and
+/// right padding written out as zeros (a per-thread buffer that only grows), so every output
+/// column is an interior one; at stride 2 each padded row is stored as its even columns, then
+/// its odd ones, so the columns an output row reads at one tap are consecutive. Then tiles of
+/// output planes are computed with whole rows in vector registers (`simd::conv_planes`).
 #[allow(clippy::too_many_arguments)]
-fn direct_s1(
+fn direct_rows(
+    isa: crate::simd::Isa,
     x: &[f32],
     xd: [usize; 4],
     w: &[f32],
@@ -444,8 +466,12 @@ fn direct_s1(
     let (cg, mg) = (c / g.max(1), m / g.max(1));
     let [kh, kw] = win.k;
     let plane = oh * ow;
-    // Padded width: the columns output columns `0..ow` read.
-    let wp = ow + (kw - 1) * win.d[1];
+    let s1 = win.s[1];
+    // Padded width: the columns output columns `0..ow` read (at stride 2: two phases of
+    // `phase` columns each).
+    let reach = (kw - 1) * win.d[1];
+    let phase = if s1 == 2 { ow + reach / 2 } else { 0 };
+    let wp = if s1 == 2 { 2 * phase } else { ow + reach };
     let need = n * c * h * wp;
     PADDED.with(|cell| {
         let mut guard = cell.try_borrow_mut();
@@ -461,6 +487,16 @@ fn direct_s1(
         let xp = &mut buf[..need];
         let pb1 = win.pb[1];
         for (src, dst) in x.chunks(wi.max(1)).zip(xp.chunks_mut(wp)) {
+            if s1 == 2 {
+                // Padded column `2k + q` (input column `2k + q - pb1`) goes to `q·phase + k`.
+                let (even, odd) = dst.split_at_mut(phase);
+                for (k, (e, o)) in even.iter_mut().zip(odd.iter_mut()).enumerate() {
+                    let at = |col: usize| col.checked_sub(pb1).and_then(|i| src.get(i)).copied();
+                    *e = at(2 * k).unwrap_or(0.0);
+                    *o = at(2 * k + 1).unwrap_or(0.0);
+                }
+                continue;
+            }
             // Padded column `j` holds input column `j - pb1`.
             let a = pb1.min(wp);
             let b = (pb1 + wi).min(wp);
@@ -473,7 +509,6 @@ fn direct_s1(
             pb: [win.pb[0], 0],
             ..win
         };
-        let isa = crate::simd::Isa::detect();
         let work = (cg * kh * kw * plane).max(1);
         let per_tile = crate::simd::conv_planes_per_tile(isa, ow);
         let taps = cg * kh * kw;
@@ -494,7 +529,8 @@ fn direct_s1(
                 let wo = &w[oc * taps..(oc + j) * taps];
                 let bs = bias.map_or(&zeros[..j], |bs| &bs[oc..oc + j]);
                 let o = &mut planes[k * plane..(k + j) * plane];
-                crate::simd::conv_plane_s1(isa, xg, wo, bs, [cg, h, wp, oh, ow], win_p, o)?;
+                let dims = [cg, h, wp, oh, ow];
+                crate::simd::conv_planes(isa, xg, wo, bs, dims, win_p, phase, o)?;
                 k += j;
             }
             Ok(())

@@ -280,8 +280,25 @@ pub(crate) struct Plane<'a> {
     pub bias: &'a [f32],
     /// `[cg, h, wi, oh, ow]`.
     pub dims: [usize; 5],
-    /// Window geometry (`s[1] == 1`).
+    /// Window geometry (`s[1]` 1, or 2 with `phase`).
     pub win: Window,
+    /// 0: rows of `wi` input columns. Else width stride 2 over a padded, phase-split input
+    /// (`pb[1] == 0`): each row of `wi = 2 × phase` values holds the even columns, then the odd
+    /// ones, so output column `ox` reads column `2·ox + c` at `(c % 2)·phase + ox + c / 2`.
+    pub phase: usize,
+}
+
+impl Plane<'_> {
+    /// Offset inside an input row of the value output column `ox` reads at column offset `c`
+    /// (`c = kx·d1`, before the left padding).
+    #[inline(always)]
+    fn col(&self, ox: usize, c: usize) -> usize {
+        if self.phase == 0 {
+            ox + c
+        } else {
+            (c % 2) * self.phase + ox + c / 2
+        }
+    }
 }
 
 /// Computes `J` planes into `out` (`J × oh × ow`). Rows whose every kernel row is inside the
@@ -339,13 +356,19 @@ unsafe fn plane_rows<V: Vf32, const J: usize, const R: usize, const T: usize>(
     let kw = p.win.k[1];
     let (d1, pb1) = (p.win.d[1], p.win.pb[1]);
     let l = V::LANES;
-    // Interior columns at stride 1: every tap inside the row.
+    // Interior columns at stride 1: every tap inside the row (every column of a phase-split
+    // input, which is padded).
     let reach = (kw.max(1) - 1) * d1;
-    let lo = pb1.min(ow);
-    let hi = if wi + pb1 > reach {
-        (wi + pb1 - reach).clamp(lo, ow)
+    let (lo, hi) = if p.phase > 0 {
+        (0, ow)
     } else {
-        lo
+        let lo = pb1.min(ow);
+        let hi = if wi + pb1 > reach {
+            (wi + pb1 - reach).clamp(lo, ow)
+        } else {
+            lo
+        };
+        (lo, hi)
     };
     let mut ox = lo;
     // SAFETY: each tile covers interior columns `ox .. ox + width <= hi <= ow` of rows whose
@@ -406,9 +429,10 @@ unsafe fn wide_tile<V: Vf32, const J: usize, const R: usize, const T: usize>(
                 let wr = p.w.as_ptr().add((ic * kh + ky) * kw);
                 for kx in 0..kw {
                     let mut xv = [[V::splat(0.0); T]; R];
+                    let off = p.col(0, kx * d1);
                     for (r, xr) in xv.iter_mut().enumerate() {
                         let iy = (oy + r) * s0 + ky * d0 - pb0;
-                        let xs = xc.add(iy * wi + kx * d1);
+                        let xs = xc.add(iy * wi + off);
                         for (t, v) in xr.iter_mut().enumerate() {
                             *v = V::load(xs.add(t * l));
                         }
@@ -449,6 +473,12 @@ fn pixel_sum(p: &Plane<'_>, j: usize, o: usize, iy0: isize, (ky0, ky1): (usize, 
             let row = &p.x[(ic * h + iy) * wi..(ic * h + iy + 1) * wi];
             let w0 = j * taps + (ic * kh + ky) * kw;
             for (kx, &wv) in p.w[w0..w0 + kw].iter().enumerate() {
+                if p.phase > 0 {
+                    // Padded: every tap is inside; `get` keeps a bad geometry from reading
+                    // outside the row.
+                    s += wv * row.get(p.col(o, kx * d1)).copied().unwrap_or(0.0);
+                    continue;
+                }
                 let ix = x0 + (kx * d1) as isize;
                 if ix >= 0 && (ix as usize) < wi {
                     s += wv * row[ix as usize];

@@ -517,7 +517,7 @@ pub fn conv_block_rows(
 }
 
 /// Output channels the row-vectorised direct convolution computes together on `isa` (give
-/// [`conv_plane_s1`] this many planes, or one).
+/// [`conv_planes`] this many planes, or one).
 pub fn conv_planes_per_tile(isa: Isa, ow: usize) -> usize {
     match plane_isa(isa, ow) {
         #[cfg(target_arch = "x86_64")]
@@ -539,25 +539,38 @@ fn plane_isa(isa: Isa, ow: usize) -> Isa {
     }
 }
 
-/// `j` output planes (1 or [`conv_planes_per_tile`]) of a direct convolution whose window moves
-/// by 1 along the width: `out[c][oy][ox] = bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 −
-/// pb0][ox + kx·d1 − pb1]` (taps outside the input count zero), vectorised along the output
-/// rows.
+/// `j` output planes (1 or [`conv_planes_per_tile`]) of a direct convolution, vectorised along
+/// the output rows. With `phase == 0` the window moves by 1 along the width: `out[c][oy][ox] =
+/// bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 − pb0][ox + kx·d1 − pb1]` (taps outside
+/// the input count zero). With `phase > 0` it moves by 2 over a padded input (`pb[1] == 0`)
+/// whose rows (`wi = 2 × phase` values) hold the even columns, then the odd ones.
 #[allow(clippy::too_many_arguments)]
-pub fn conv_plane_s1(
+pub fn conv_planes(
     isa: Isa,
     x: &[f32],
     w: &[f32],
     bias: &[f32],
     dims: [usize; 5],
     win: crate::conv::Window,
+    phase: usize,
     out: &mut [f32],
 ) -> Result<(), String> {
     let [cg, h, wi, oh, ow] = dims;
     let [kh, kw] = win.k;
     let j = bias.len();
     let isa = plane_isa(isa, ow);
-    let ok = win.s[1] == 1
+    // A phase-split row must hold every column an output column reads.
+    let phase_ok = if phase == 0 {
+        win.s[1] == 1
+    } else {
+        win.s[1] == 2
+            && win.pb[1] == 0
+            && wi == 2 * phase
+            && phase >= ow + (kw.max(1) - 1) * win.d[1] / 2
+    };
+    let ok = phase_ok
+        && kh >= 1
+        && kw >= 1
         && win.s[0] >= 1
         && win.d.iter().all(|&v| v >= 1)
         && (j == 1 || j == conv_planes_per_tile(isa, ow))
@@ -565,7 +578,7 @@ pub fn conv_plane_s1(
         && w.len() >= j * cg * kh * kw
         && out.len() >= j * oh * ow;
     if !ok {
-        return Err("simd::conv_plane_s1: inconsistent plane geometry".into());
+        return Err("simd::conv_planes: inconsistent plane geometry".into());
     }
     let p = conv_block::Plane {
         x,
@@ -573,6 +586,7 @@ pub fn conv_plane_s1(
         bias,
         dims,
         win,
+        phase,
     };
     let out = &mut out[..j * oh * ow];
     match isa {

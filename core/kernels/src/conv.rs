@@ -490,10 +490,23 @@ fn direct_rows(
             if s1 == 2 {
                 // Padded column `2k + q` (input column `2k + q - pb1`) goes to `q·phase + k`.
                 let (even, odd) = dst.split_at_mut(phase);
-                for (k, (e, o)) in even.iter_mut().zip(odd.iter_mut()).enumerate() {
-                    let at = |col: usize| col.checked_sub(pb1).and_then(|i| src.get(i)).copied();
-                    *e = at(2 * k).unwrap_or(0.0);
-                    *o = at(2 * k + 1).unwrap_or(0.0);
+                for (q, half) in [even, odd].into_iter().enumerate() {
+                    // Input columns `first, first + 2, ...` fill `half[k0..k0 + count]`.
+                    let k0 = (pb1.saturating_sub(q)).div_ceil(2).min(phase);
+                    let first = 2 * k0 + q - pb1;
+                    let count = if first < wi {
+                        ((wi - first).div_ceil(2)).min(phase - k0)
+                    } else {
+                        0
+                    };
+                    half[..k0].fill(0.0);
+                    for (d, &v) in half[k0..k0 + count]
+                        .iter_mut()
+                        .zip(src[first..].iter().step_by(2))
+                    {
+                        *d = v;
+                    }
+                    half[k0 + count..].fill(0.0);
                 }
                 continue;
             }

@@ -7,7 +7,9 @@
 //! with that version forced on every step that has it, timing each step. Each version of a step
 //! then gets one contiguous range of the step's dispatch key (e.g. the output plane size): of
 //! every assignment of versions to the measured key values that gives each version one run of
-//! consecutive values, the one with the least total time is written (a version that wins
+//! consecutive values, the one with the least total relative time (each value's time over its
+//! fastest version's) is written, with range boundaries at the geometric middle between
+//! measured values (a version that wins
 //! nowhere gets the empty range; version 0 also stays the unconditional last entry).
 use std::fmt::Write as _;
 use std::path::Path;
@@ -161,16 +163,30 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             continue; // never ran (another control-flow path): keep the default
         }
         let owner = best_runs(&sm, t.ids.len());
-        // Each version's range: from just above the previous run's last key value (0 for the
-        // first) to its own last key value (unbounded for the last run).
+        // Each version's range: from the boundary with the previous run (0 for the first) to
+        // just below the boundary with the next (unbounded for the last); a boundary lies at
+        // the geometric middle of the two key values it separates.
+        let boundary = |i: usize| -> i64 {
+            ((sm[i - 1].0.max(1) as f64) * (sm[i].0.max(1) as f64))
+                .sqrt()
+                .ceil() as i64
+        };
         let mut versions = Vec::new();
         let mut chosen = Vec::new();
         for (vi, &id) in t.ids.iter().enumerate() {
             let mine: Vec<usize> = (0..sm.len()).filter(|&i| owner[i] == vi).collect();
             let range = match (mine.first(), mine.last()) {
                 (Some(&a), Some(&b)) => {
-                    let lo = if a == 0 { 0 } else { sm[a - 1].0 + 1 };
-                    let hi = if b + 1 == sm.len() { i64::MAX } else { sm[b].0 };
+                    let lo = if a == 0 {
+                        0
+                    } else {
+                        boundary(a).max(sm[a - 1].0 + 1)
+                    };
+                    let hi = if b + 1 == sm.len() {
+                        i64::MAX
+                    } else {
+                        (boundary(b + 1).max(sm[b].0 + 1) - 1).max(lo)
+                    };
                     chosen.push(if hi == i64::MAX {
                         format!("{id}: {lo}..")
                     } else {
@@ -226,8 +242,9 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
 }
 
 /// For samples sorted by key, the version index (into each sample's times) each sample gets:
-/// the assignment with the least total time among those that give every version one run of
-/// consecutive samples (exhaustive: a step has few samples and versions).
+/// the assignment with the least total relative time (each sample's time over its fastest
+/// version's) among those that give every version one run of consecutive samples (exhaustive:
+/// a step has few samples and versions).
 fn best_runs(sm: &[Sample], versions: usize) -> Vec<usize> {
     let n = sm.len();
     let mut best: (f64, Vec<usize>) = (f64::INFINITY, vec![versions - 1; n]);
@@ -247,10 +264,42 @@ fn best_runs(sm: &[Sample], versions: usize) -> Vec<usize> {
         if !contiguous {
             continue;
         }
-        let t: f64 = sm.iter().zip(&owner).map(|(s, &o)| s.1[o]).sum();
+        // Each sample's time relative to its best version: every measured size counts alike
+        // (an absolute sum would let the largest size decide alone).
+        let t: f64 = sm
+            .iter()
+            .zip(&owner)
+            .map(|(s, &o)| s.1[o] / s.1.iter().copied().fold(f64::INFINITY, f64::min).max(1e-12))
+            .sum();
         if t < best.0 {
             best = (t, owner.clone());
         }
     }
     best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_version_gets_one_run_and_small_sizes_count_as_much_as_large_ones() {
+        // Version a wins at the two small sizes, b at the large ones; an absolute sum would
+        // hand everything to b (its win at 1000 outweighs a's at 1 and 10).
+        let sm: Vec<Sample> = vec![
+            (1, vec![1.0, 3.0]),
+            (10, vec![2.0, 5.0]),
+            (100, vec![50.0, 40.0]),
+            (1000, vec![900.0, 500.0]),
+        ];
+        assert_eq!(best_runs(&sm, 2), vec![0, 0, 1, 1]);
+        // A version may not come back after another took over: a, b, a is not allowed.
+        let sm: Vec<Sample> = vec![
+            (1, vec![1.0, 2.0]),
+            (10, vec![2.0, 1.0]),
+            (100, vec![1.0, 1.5]),
+        ];
+        // (Relative totals: a, b, b = 1 + 1 + 1.5 beats a, a, a = 1 + 2 + 1.)
+        assert_eq!(best_runs(&sm, 2), vec![0, 1, 1]);
+    }
 }

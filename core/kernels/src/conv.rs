@@ -247,9 +247,10 @@ fn valid_cols(count: usize, bound: usize, off: isize, s: usize) -> (usize, usize
 /// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
 /// the input is copied once with its padding (and, at stride 2, split into even and odd
 /// columns) so that every tap of an output row reads consecutive values, and tiles of output
-/// channels × rows × pixel vectors accumulate every tap in registers ([`direct_rows`]). At
-/// other strides each (output channel, input channel, tap) adds a scaled input row segment to
-/// the output row. No im2col buffer: the better version for few output channels or small
+/// channels × rows × pixel vectors accumulate every tap in registers ([`direct_rows`]); output
+/// rows narrower than one vector go to [`conv2d_block_f32`] instead (unless each group has a
+/// single input channel). At other strides each (output channel, input channel, tap) adds a
+/// scaled input row segment to the output row. No im2col buffer: the better version for few output channels or small
 /// images (`sod2 tune` measures where). Same contract as [`conv2d_f32`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct_f32(
@@ -291,6 +292,10 @@ pub fn conv2d_direct_on(
         return;
     }
     let work = (cg * kh * kw * plane).max(1);
+    if s1 <= 2 && ow < crate::simd::conv_row_lanes(isa, ow) && cg > 1 {
+        // Rows narrower than one vector: blocked across output channels instead.
+        return conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od);
+    }
     if s1 <= 2 {
         return direct_rows(isa, x, xd, w, m, bias, g, win, out, od);
     }

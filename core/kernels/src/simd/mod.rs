@@ -530,6 +530,15 @@ pub fn conv_planes_per_tile(isa: Isa, ow: usize) -> usize {
     }
 }
 
+/// Lanes of the vectors the row-vectorised kernel uses for rows of `ow` pixels on `isa`.
+pub fn conv_row_lanes(isa: Isa, ow: usize) -> usize {
+    match plane_isa(isa, ow) {
+        Isa::Avx512 => 16,
+        Isa::Neon => 4,
+        _ => 8,
+    }
+}
+
 /// The instruction set the row-vectorised kernel uses for rows of `ow` pixels: rows narrower
 /// than two 16-lane vectors use 8-lane ones (fewer columns left to scalar code).
 fn plane_isa(isa: Isa, ow: usize) -> Isa {

@@ -419,27 +419,46 @@ pub fn conv2d_block_on(
             }
             bp[bi * blk + lane] = bias.map_or(0.0, |bs| bs[oc]);
         }
-        for b in 0..n {
-            for grp in 0..g {
-                let xg = &x[(b * c + grp * cg) * h * wi..(b * c + (grp + 1) * cg) * h * wi];
-                for k in 0..nblocks {
-                    let bi = grp * nblocks + k;
-                    let oc0 = grp * mg + k * blk;
-                    let valid = blk.min(mg - k * blk);
-                    let args = crate::simd::ConvBlockArgs {
-                        x: xg,
-                        wp: &wp[bi * taps * blk..(bi + 1) * taps * blk],
-                        bias: &bp[bi * blk..(bi + 1) * blk],
-                        dims: [cg, h, wi, oh, ow],
-                        win,
-                        valid,
-                    };
-                    let o = &mut out[(b * m + oc0) * sp..(b * m + oc0 + valid) * sp];
-                    // The geometry is consistent by construction; an error here is a bug.
-                    let r = crate::simd::conv_block_rows(blocking, &args, o);
-                    debug_assert!(r.is_ok(), "{r:?}");
+        let (wp, bp) = (&*wp, &*bp);
+        let mut run = |xs: &[f32], wi: usize, win: Window| {
+            for b in 0..n {
+                for grp in 0..g {
+                    let xg = &xs[(b * c + grp * cg) * h * wi..(b * c + (grp + 1) * cg) * h * wi];
+                    for k in 0..nblocks {
+                        let bi = grp * nblocks + k;
+                        let oc0 = grp * mg + k * blk;
+                        let valid = blk.min(mg - k * blk);
+                        let args = crate::simd::ConvBlockArgs {
+                            x: xg,
+                            wp: &wp[bi * taps * blk..(bi + 1) * taps * blk],
+                            bias: &bp[bi * blk..(bi + 1) * blk],
+                            dims: [cg, h, wi, oh, ow],
+                            win,
+                            valid,
+                        };
+                        let o = &mut out[(b * m + oc0) * sp..(b * m + oc0 + valid) * sp];
+                        // The geometry is consistent by construction; an error here is a bug.
+                        let r = crate::simd::conv_block_rows(blocking, &args, o);
+                        debug_assert!(r.is_ok(), "{r:?}");
+                    }
                 }
             }
+        };
+        // Border pixels (taps partly outside the row) run one pixel at a time; where they
+        // would cost more than copying the input with its padding written out, copy it.
+        if win.pb[1] > 0 && 32 * kh * kw > win.s[0] * wi {
+            with_padded(x, xd, win, ow, false, |xp, wp, _| {
+                run(
+                    xp,
+                    wp,
+                    Window {
+                        pb: [win.pb[0], 0],
+                        ..win
+                    },
+                )
+            });
+        } else {
+            run(x, wi, win);
         }
     });
 }
@@ -466,63 +485,13 @@ fn direct_rows(
     out: &mut [f32],
     od: [usize; 4],
 ) {
-    let [n, c, h, wi] = xd;
+    let [_, c, h, _] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g.max(1), m / g.max(1));
     let [kh, kw] = win.k;
     let plane = oh * ow;
-    let s1 = win.s[1];
-    // Padded width: the columns output columns `0..ow` read (at stride 2: two phases of
-    // `phase` columns each).
-    let reach = (kw - 1) * win.d[1];
-    let phase = if s1 == 2 { ow + reach / 2 } else { 0 };
-    let wp = if s1 == 2 { 2 * phase } else { ow + reach };
-    let need = n * c * h * wp;
-    PADDED.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        let mut owned = Vec::new();
-        let buf: &mut Vec<f32> = match guard.as_deref_mut() {
-            Ok(buf) => buf,
-            // Re-entered on this thread (not expected): a buffer of its own.
-            Err(_) => &mut owned,
-        };
-        if buf.len() < need {
-            buf.resize(need, 0.0);
-        }
-        let xp = &mut buf[..need];
-        let pb1 = win.pb[1];
-        for (src, dst) in x.chunks(wi.max(1)).zip(xp.chunks_mut(wp)) {
-            if s1 == 2 {
-                // Padded column `2k + q` (input column `2k + q - pb1`) goes to `q·phase + k`.
-                let (even, odd) = dst.split_at_mut(phase);
-                for (q, half) in [even, odd].into_iter().enumerate() {
-                    // Input columns `first, first + 2, ...` fill `half[k0..k0 + count]`.
-                    let k0 = (pb1.saturating_sub(q)).div_ceil(2).min(phase);
-                    let first = 2 * k0 + q - pb1;
-                    let count = if first < wi {
-                        ((wi - first).div_ceil(2)).min(phase - k0)
-                    } else {
-                        0
-                    };
-                    half[..k0].fill(0.0);
-                    for (d, &v) in half[k0..k0 + count]
-                        .iter_mut()
-                        .zip(src[first..].iter().step_by(2))
-                    {
-                        *d = v;
-                    }
-                    half[k0 + count..].fill(0.0);
-                }
-                continue;
-            }
-            // Padded column `j` holds input column `j - pb1`.
-            let a = pb1.min(wp);
-            let b = (pb1 + wi).min(wp);
-            dst[..a].fill(0.0);
-            dst[a..b].copy_from_slice(&src[..b - a]);
-            dst[b..].fill(0.0);
-        }
-        let xp = &*xp;
+    let split = win.s[1] == 2;
+    with_padded(x, xd, win, ow, split, |xp, wp, phase| {
         let win_p = Window {
             pb: [win.pb[0], 0],
             ..win
@@ -554,6 +523,76 @@ fn direct_rows(
             Ok(())
         });
     });
+}
+
+/// Runs `f(xp, wp, phase)` on a copy of `x` whose rows have their left and right padding
+/// written out as zeros: `wp` columns per row, padded column `j` holding input column
+/// `j - pb1`, enough for output columns `0..ow`. With `split` (width stride 2) each row is
+/// stored as its even padded columns, then its odd ones (`phase` each, `wp = 2 × phase`);
+/// otherwise `phase` is 0. The copy lives in a per-thread buffer that only grows.
+fn with_padded<R>(
+    x: &[f32],
+    xd: [usize; 4],
+    win: Window,
+    ow: usize,
+    split: bool,
+    f: impl FnOnce(&[f32], usize, usize) -> R,
+) -> R {
+    let [n, c, h, wi] = xd;
+    let s1 = win.s[1].max(1);
+    let reach = (win.k[1].max(1) - 1) * win.d[1];
+    let phase = if split { ow + reach / 2 } else { 0 };
+    let wp = if split {
+        2 * phase
+    } else {
+        (ow.max(1) - 1) * s1 + reach + 1
+    };
+    let need = n * c * h * wp;
+    PADDED.with(|cell| {
+        let mut guard = cell.try_borrow_mut();
+        let mut owned = Vec::new();
+        let buf: &mut Vec<f32> = match guard.as_deref_mut() {
+            Ok(buf) => buf,
+            // Re-entered on this thread (not expected): a buffer of its own.
+            Err(_) => &mut owned,
+        };
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        let xp = &mut buf[..need];
+        let pb1 = win.pb[1];
+        for (src, dst) in x.chunks(wi.max(1)).zip(xp.chunks_mut(wp.max(1))) {
+            if split {
+                // Padded column `2k + q` (input column `2k + q - pb1`) goes to `q·phase + k`.
+                let (even, odd) = dst.split_at_mut(phase);
+                for (q, half) in [even, odd].into_iter().enumerate() {
+                    // Input columns `first, first + 2, ...` fill `half[k0..k0 + count]`.
+                    let k0 = (pb1.saturating_sub(q)).div_ceil(2).min(phase);
+                    let first = 2 * k0 + q - pb1;
+                    let count = if first < wi {
+                        ((wi - first).div_ceil(2)).min(phase - k0)
+                    } else {
+                        0
+                    };
+                    half[..k0].fill(0.0);
+                    for (d, &v) in half[k0..k0 + count]
+                        .iter_mut()
+                        .zip(src[first..].iter().step_by(2))
+                    {
+                        *d = v;
+                    }
+                    half[k0 + count..].fill(0.0);
+                }
+                continue;
+            }
+            let a = pb1.min(wp);
+            let b = (pb1 + wi).min(wp);
+            dst[..a].fill(0.0);
+            dst[a..b].copy_from_slice(&src[..b - a]);
+            dst[b..].fill(0.0);
+        }
+        f(xp, wp, phase)
+    })
 }
 
 thread_local! {

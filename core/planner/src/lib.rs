@@ -497,10 +497,8 @@ impl Planner<'_> {
     /// (direct, rows in vector registers) and 2 (direct, blocked across output channels) each
     /// for a range of plane sizes, else 0 (im2col + GEMM). The default ranges (measured with
     /// `cargo run --release -p sod2-kernels --example conv_versions`) pick version 1 for at
-    /// most two output channels, and for planes of at least 1024 pixels at width stride 1 with
-    /// at most 16 output channels per group; version 2 for the other windows larger than 1×1
-    /// with more than one input channel per group; im2col + GEMM for 1×1 and depthwise
-    /// convolutions. `sod2 tune` measures every version on the device across the declared
+    /// most two output channels, version 2 for the other windows larger than 1×1 with more
+    /// than one input channel per group, and im2col + GEMM for 1×1 and depthwise convolutions. `sod2 tune` measures every version on the device across the declared
     /// ranges and rewrites the ranges per step.
     fn versions(&mut self, n: NodeId) -> Result<Vec<fmt::KernelVersion>, PlanError> {
         let only = vec![fmt::KernelVersion {
@@ -534,22 +532,10 @@ impl Planner<'_> {
         let cg = self.arena.as_const(wd[1]).unwrap_or(1);
         let taps =
             self.arena.as_const(wd[2]).unwrap_or(1) * self.arena.as_const(wd[3]).unwrap_or(1);
-        let groups = match node.attrs.get("group") {
-            Some(Attr::Int(g)) => (*g).max(1),
-            _ => 1,
-        };
-        let width_stride = match node.attrs.get("strides") {
-            Some(Attr::Ints(s)) => s.last().copied().unwrap_or(1),
-            _ => 1,
-        };
         let (direct, blocked) = if m <= 2 {
             ((0, i64::MAX), NEVER)
         } else if taps > 1 && cg > 1 {
-            // At width stride 1 with few channels per group, rows in vector registers win on
-            // planes of at least 32 × 32 (`conv_versions`).
-            let rows = width_stride == 1 && m / groups <= 16;
-            let direct = if rows { (1024, i64::MAX) } else { NEVER };
-            (direct, (0, i64::MAX))
+            (NEVER, (0, i64::MAX))
         } else {
             (NEVER, NEVER)
         };

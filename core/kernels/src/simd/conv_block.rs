@@ -84,7 +84,13 @@ pub(crate) unsafe fn rows<V: Vf32, const NB: usize, const P: usize>(
         let ox = unsafe { sweep::<V, NB, P>(b, out, (oy, iy0, kys), lo, (lo, hi)) };
         // Narrow rows and the rest of wide ones: tiles of four pixels.
         // SAFETY: as above.
-        let ox = unsafe { sweep::<V, NB, 4>(b, out, (oy, iy0, kys), ox, (lo, hi)) };
+        let mut ox = unsafe { sweep::<V, NB, 4>(b, out, (oy, iy0, kys), ox, (lo, hi)) };
+        if ox < hi && hi - lo >= 4 {
+            // The last one to three interior pixels: a four-pixel tile ending at `hi`.
+            // SAFETY: as above (`hi - 4 >= lo`).
+            unsafe { tile::<V, NB, 4>(b, out, oy, hi - 4, iy0, kys) };
+            ox = hi;
+        }
         for o in (0..lo).chain(ox..ow) {
             // SAFETY: forwarded contract; `o < ow`.
             unsafe { pixel::<V, NB>(b, out, oy, o, iy0, kys) };

@@ -2,6 +2,9 @@
 //! time), behind a bounds-checked safe wrapper. The only `unsafe` of this crate.
 #![allow(unsafe_code)]
 
+/// Products of at most this many rows skip the packed GEMM (`simd::small_gemm`).
+pub const SMALL_ROWS: usize = 4;
+
 /// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `ldc`;
 /// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
 /// Panics are impossible: extents are checked and a mismatch returns `Err`.
@@ -50,6 +53,19 @@ pub fn sgemm(
             }
         }
         return Ok(());
+    }
+    if m <= SMALL_ROWS && !ta && !tb {
+        // A few rows: unpacked, straight from the operands.
+        let isa = crate::simd::Isa::detect();
+        return crate::simd::small_gemm(
+            isa,
+            (m, n, k),
+            (a, lda),
+            (b, ldb),
+            (c, ldc),
+            alpha,
+            accumulate,
+        );
     }
     let (a_rs, a_cs) = if ta {
         (1isize, lda as isize)

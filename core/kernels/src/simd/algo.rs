@@ -365,3 +365,73 @@ pub(crate) unsafe fn layernorm_row<V: Vf32>(x: &mut [f32], eps: f32) {
         scale_shift::<V>(x, inv, -mean * inv);
     }
 }
+
+/// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j] (+ c[i][j])` for a few rows: each row of `c` is
+/// built in registers, four vectors of columns at a time, from the rows of `b` scaled by the
+/// broadcast `a[i][p]` (no packing: the product is too small to repay it).
+///
+/// # Safety
+/// The CPU runs `V`'s instruction set; `a` holds rows `0..m` of `k` values `lda` apart, `b`
+/// rows `0..k` of `n` values `ldb` apart, `c` rows `0..m` of `n` values `ldc` apart.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn small_gemm<V: Vf32>(
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    alpha: f32,
+    accumulate: bool,
+) {
+    let l = V::LANES;
+    // SAFETY: every load reads `b[p·ldb + j .. + LANES]` with `j + LANES <= n`, every store
+    // writes `c[i·ldc + j .. + LANES]` likewise (the caller's extents).
+    unsafe {
+        let va = V::splat(alpha);
+        for i in 0..m {
+            let ar = &a[i * lda..i * lda + k];
+            let cr = c.as_mut_ptr().add(i * ldc);
+            let finish = |acc: V, at: *mut f32| {
+                let v = acc.mul(va);
+                let v = if accumulate { v.add(V::load(at)) } else { v };
+                v.store(at);
+            };
+            let mut j = 0;
+            while j + 4 * l <= n {
+                let mut acc = [V::splat(0.0); 4];
+                for (p, &av) in ar.iter().enumerate() {
+                    let bp = b.as_ptr().add(p * ldb + j);
+                    let x = V::splat(av);
+                    for (t, s) in acc.iter_mut().enumerate() {
+                        *s = V::load(bp.add(t * l)).mul_add(x, *s);
+                    }
+                }
+                for (t, s) in acc.iter().enumerate() {
+                    finish(*s, cr.add(j + t * l));
+                }
+                j += 4 * l;
+            }
+            while j + l <= n {
+                let mut acc = V::splat(0.0);
+                for (p, &av) in ar.iter().enumerate() {
+                    acc = V::load(b.as_ptr().add(p * ldb + j)).mul_add(V::splat(av), acc);
+                }
+                finish(acc, cr.add(j));
+                j += l;
+            }
+            for jj in j..n {
+                let s: f32 = ar
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &av)| av * b[p * ldb + jj])
+                    .sum();
+                let at = cr.add(jj);
+                *at = if accumulate {
+                    *at + alpha * s
+                } else {
+                    alpha * s
+                };
+            }
+        }
+    }
+}

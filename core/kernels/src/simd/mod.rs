@@ -222,6 +222,18 @@ macro_rules! entry_points {
                 unsafe { algo::softmax_row::<V>(x, log) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn small_gemm(
+                mnk: (usize, usize, usize),
+                a: (&[f32], usize),
+                b: (&[f32], usize),
+                c: (&mut [f32], usize),
+                alpha: f32,
+                accumulate: bool,
+            ) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::small_gemm::<V>(mnk, a, b, c, alpha, accumulate) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn layernorm_row(x: &mut [f32], eps: f32) {
                 // SAFETY: forwarded contract.
                 unsafe { algo::layernorm_row::<V>(x, eps) }
@@ -390,6 +402,49 @@ pub fn max(isa: Isa, x: &[f32]) -> f32 {
 /// Softmax (`log`: log-softmax) of one contiguous row, in place.
 pub fn softmax_row(isa: Isa, x: &mut [f32], log: bool) {
     dispatch!(isa, softmax_row(x, log))
+}
+
+/// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j]` (`accumulate`: added to `c`) for row-major
+/// operands with leading dims, without packing: the path for products of a few rows, where a
+/// packed GEMM's setup costs more than the arithmetic. Extents that do not fit are an error.
+#[allow(clippy::too_many_arguments)]
+pub fn small_gemm(
+    isa: Isa,
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    alpha: f32,
+    accumulate: bool,
+) -> Result<(), String> {
+    let need = |rows: usize, cols: usize, ld: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * ld + cols
+        }
+    };
+    if m > 0
+        && n > 0
+        && (a.len() < need(m, k, lda)
+            || b.len() < need(k, n, ldb)
+            || c.len() < need(m, n, ldc)
+            || lda < k
+            || ldb < n
+            || ldc < n)
+    {
+        return Err(format!(
+            "simd::small_gemm: extents do not fit (m={m} n={n} k={k})"
+        ));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    dispatch!(
+        isa,
+        small_gemm((m, n, k), (a, lda), (b, ldb), (c, ldc), alpha, accumulate)
+    );
+    Ok(())
 }
 
 /// `(x - mean) / sqrt(var + eps)` over one contiguous row, in place.

@@ -223,3 +223,36 @@ fn transpose_swaps_rows_and_columns_on_every_isa() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn small_gemm_matches_the_reference_on_every_isa(
+        m in 1usize..6, n in 1usize..90, k in 0usize..40, pad in 0usize..3,
+        accumulate in any::<bool>(), seed in 0u64..1000,
+    ) {
+        let (lda, ldb, ldc) = (k + pad, n + pad, n + pad);
+        let a = data(m * lda, seed, 1.0);
+        let b = data(k * ldb, seed + 1, 1.0);
+        let c0 = data(m * ldc, seed + 2, 1.0);
+        for isa in Isa::available() {
+            let mut c = c0.clone();
+            small_gemm(isa, (m, n, k), (&a, lda), (&b, ldb), (&mut c, ldc), 0.5, accumulate).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let s: f64 = (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum();
+                    let want = 0.5 * s + if accumulate { c0[i * ldc + j] as f64 } else { 0.0 };
+                    prop_assert!(close(c[i * ldc + j], want as f32, 1e-4, 1e-4), "{:?} ({}, {}): {} vs {}", isa, i, j, c[i * ldc + j], want);
+                }
+                // Padding columns stay untouched.
+                for j in n..ldc {
+                    prop_assert_eq!(c[i * ldc + j], c0[i * ldc + j]);
+                }
+            }
+        }
+        // Operands too short are an error.
+        let mut c = c0.clone();
+        prop_assert!(small_gemm(Isa::Portable, (m, n, k + 1), (&a, lda), (&b, ldb), (&mut c, ldc), 1.0, false).is_err());
+    }
+}

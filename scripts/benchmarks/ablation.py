@@ -83,6 +83,12 @@ def main() -> int:
     geos = " | ".join(f"{geo(ratios[lvl]['t']):.2f} | {geo(ratios[lvl]['m']):.2f}" for lvl in LEVELS[1:])
     print(f"| **geo-mean** | {len(rows)} cases | | | {geos} | shape change max {max(prepare_us):.1f} |")
     print("\nLevels are cumulative (+sep includes fusion, ...; +mvc is `all`, its dispatch tables tuned by `sod2 tune` on this machine).")
+    t_all, m_all = geo(ratios["mvc"]["t"]), geo(ratios["mvc"]["m"])
+    print(f"\n`all` over `none`, geo-mean of {len(rows)} cases: {1 / t_all:.3f}x faster (time ratio {t_all:.4f}), peak intermediate memory {m_all:.4f}x")
+    per_model = {}
+    for r, t in zip(rows, ratios["mvc"]["t"]):
+        per_model.setdefault(r[0], []).append(t)
+    print("per model, `all` speed-up over `none`: " + ", ".join(f"{k} {1 / geo(v):.2f}x" for k, v in per_model.items()))
     print("\n| model | arena at the representative binding | peak live bytes of the order | arena / peak |")
     print("|---|---|---|---|")
     for name, a, p in arena_vs_peak:

@@ -343,6 +343,14 @@ fn attention(
     }
     let vs = broadcast_strides(vbatch, sbatch);
     let bs = sod2_kernels::shape::strides(sbatch);
+    // Every program input either holds whole score rows one after the other or is one value.
+    let contiguous_rows = inputs.iter().all(|i| {
+        match (i.strides.get(r - 2).copied(), i.strides.get(r - 1).copied()) {
+            (Some(rs), Some(1)) => rs == n,
+            (Some(0), Some(0)) => true,
+            _ => false,
+        }
+    });
     // Blocks of about 256 KiB of scores (L2-resident): fewer, larger products than smaller
     // blocks (each product re-reads its right-hand operand).
     let block = (64 * 1024 / n.max(1)).max(1);
@@ -376,9 +384,12 @@ fn attention(
                         |_, _| Ok(()),
                     )?;
                     if n > 0 {
-                        // A prologue reading no input (a scale) runs over the block at once.
+                        // A prologue runs over the block at once when it reads no input (a
+                        // scale) or when every input it reads walks the block's rows
+                        // contiguously (a mask with full rows) or not at all (a broadcast
+                        // scalar); else row by row.
                         let prologue = spec.pre_out != Operand::Buf;
-                        let blockwise = prologue && !spec.pre_reads_inputs;
+                        let blockwise = prologue && (!spec.pre_reads_inputs || contiguous_rows);
                         if blockwise {
                             spec.program(false, isa, inputs, &walk.bases, sblock, &mut regs)?;
                         }

@@ -245,12 +245,12 @@ fn valid_cols(count: usize, bound: usize, off: isize, s: usize) -> (usize, usize
 }
 
 /// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
-/// the input is copied once with its padding (and, at stride 2, split into even and odd
-/// columns) so that every tap of an output row reads consecutive values, and tiles of output
-/// channels × rows × pixel vectors accumulate every tap in registers ([`direct_rows`]); output
-/// rows narrower than one vector go to [`conv2d_block_f32`] instead (unless each group has a
-/// single input channel). At other strides each (output channel, input channel, tap) adds a
-/// scaled input row segment to the output row. No im2col buffer: the better version for few output channels or small
+/// the input is copied once with its padding written out, and tiles of output channels × rows
+/// × pixel vectors accumulate every tap in registers, loading consecutive input values (at
+/// stride 2: de-interleaving the even ones) ([`direct_rows`]); output rows narrower than one
+/// vector go to [`conv2d_block_f32`] instead (unless each group has a single input channel).
+/// At other strides each (output channel, input channel, tap) adds a scaled input row segment
+/// to the output row. No im2col buffer: the better version for few output channels or small
 /// images (`sod2 tune` measures where). Same contract as [`conv2d_f32`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct_f32(
@@ -447,7 +447,7 @@ pub fn conv2d_block_on(
         // Border pixels (taps partly outside the row) run one pixel at a time; where they
         // would cost more than copying the input with its padding written out, copy it.
         if win.pb[1] > 0 && 32 * kh * kw > win.s[0] * wi {
-            with_padded(x, xd, win, ow, false, |xp, wp, _| {
+            with_padded(x, xd, win, ow, |xp, wp| {
                 run(
                     xp,
                     wp,
@@ -469,9 +469,8 @@ thread_local! {
 
 /// [`conv2d_direct_f32`] at width stride 1 or 2: the input is first copied with its left and
 /// right padding written out as zeros (a per-thread buffer that only grows), so every output
-/// column is an interior one; at stride 2 each padded row is stored as its even columns, then
-/// its odd ones, so the columns an output row reads at one tap are consecutive. Then tiles of
-/// output planes are computed with whole rows in vector registers (`simd::conv_planes`).
+/// column is an interior one. Then tiles of output planes are computed with whole rows in
+/// vector registers (`simd::conv_planes`; at stride 2 by de-interleaving loads).
 #[allow(clippy::too_many_arguments)]
 fn direct_rows(
     isa: crate::simd::Isa,
@@ -490,8 +489,7 @@ fn direct_rows(
     let (cg, mg) = (c / g.max(1), m / g.max(1));
     let [kh, kw] = win.k;
     let plane = oh * ow;
-    let split = win.s[1] == 2;
-    with_padded(x, xd, win, ow, split, |xp, wp, phase| {
+    with_padded(x, xd, win, ow, |xp, wp| {
         let win_p = Window {
             pb: [win.pb[0], 0],
             ..win
@@ -517,7 +515,7 @@ fn direct_rows(
                 let bs = bias.map_or(&zeros[..j], |bs| &bs[oc..oc + j]);
                 let o = &mut planes[k * plane..(k + j) * plane];
                 let dims = [cg, h, wp, oh, ow];
-                crate::simd::conv_planes(isa, xg, wo, bs, dims, win_p, phase, o)?;
+                crate::simd::conv_planes(isa, xg, wo, bs, dims, win_p, o)?;
                 k += j;
             }
             Ok(())
@@ -525,28 +523,21 @@ fn direct_rows(
     });
 }
 
-/// Runs `f(xp, wp, phase)` on a copy of `x` whose rows have their left and right padding
-/// written out as zeros: `wp` columns per row, padded column `j` holding input column
-/// `j - pb1`, enough for output columns `0..ow`. With `split` (width stride 2) each row is
-/// stored as its even padded columns, then its odd ones (`phase` each, `wp = 2 × phase`);
-/// otherwise `phase` is 0. The copy lives in a per-thread buffer that only grows.
+/// Runs `f(xp, wp)` on a copy of `x` whose rows have their left and right padding written out
+/// as zeros: `wp` columns per row, padded column `j` holding input column `j - pb1`, enough for
+/// output columns `0..ow` and one spare column at width stride 2 (for de-interleaving loads).
+/// The copy lives in a per-thread buffer that only grows.
 fn with_padded<R>(
     x: &[f32],
     xd: [usize; 4],
     win: Window,
     ow: usize,
-    split: bool,
-    f: impl FnOnce(&[f32], usize, usize) -> R,
+    f: impl FnOnce(&[f32], usize) -> R,
 ) -> R {
     let [n, c, h, wi] = xd;
     let s1 = win.s[1].max(1);
     let reach = (win.k[1].max(1) - 1) * win.d[1];
-    let phase = if split { ow + reach / 2 } else { 0 };
-    let wp = if split {
-        2 * phase
-    } else {
-        (ow.max(1) - 1) * s1 + reach + 1
-    };
+    let wp = (ow.max(1) - 1) * s1 + reach + s1;
     let need = n * c * h * wp;
     PADDED.with(|cell| {
         let mut guard = cell.try_borrow_mut();
@@ -562,36 +553,13 @@ fn with_padded<R>(
         let xp = &mut buf[..need];
         let pb1 = win.pb[1];
         for (src, dst) in x.chunks(wi.max(1)).zip(xp.chunks_mut(wp.max(1))) {
-            if split {
-                // Padded column `2k + q` (input column `2k + q - pb1`) goes to `q·phase + k`.
-                let (even, odd) = dst.split_at_mut(phase);
-                for (q, half) in [even, odd].into_iter().enumerate() {
-                    // Input columns `first, first + 2, ...` fill `half[k0..k0 + count]`.
-                    let k0 = (pb1.saturating_sub(q)).div_ceil(2).min(phase);
-                    let first = 2 * k0 + q - pb1;
-                    let count = if first < wi {
-                        ((wi - first).div_ceil(2)).min(phase - k0)
-                    } else {
-                        0
-                    };
-                    half[..k0].fill(0.0);
-                    for (d, &v) in half[k0..k0 + count]
-                        .iter_mut()
-                        .zip(src[first..].iter().step_by(2))
-                    {
-                        *d = v;
-                    }
-                    half[k0 + count..].fill(0.0);
-                }
-                continue;
-            }
             let a = pb1.min(wp);
             let b = (pb1 + wi).min(wp);
             dst[..a].fill(0.0);
             dst[a..b].copy_from_slice(&src[..b - a]);
             dst[b..].fill(0.0);
         }
-        f(xp, wp, phase)
+        f(xp, wp)
     })
 }
 

@@ -497,8 +497,9 @@ impl Planner<'_> {
     /// (direct, rows in vector registers) and 2 (direct, blocked across output channels) each
     /// for a range of plane sizes, else 0 (im2col + GEMM). The default ranges (measured with
     /// `cargo run --release -p sod2-kernels --example conv_versions`) pick version 1 for at
-    /// most two output channels, version 2 for the other windows larger than 1×1 with more
-    /// than one input channel per group, and im2col + GEMM for 1×1 and depthwise convolutions. `sod2 tune` measures every version on the device across the declared
+    /// most two output channels and for windows larger than 1×1 with at most eight output
+    /// channels per group, version 2 for the other windows larger than 1×1 with more than one
+    /// input channel per group, and im2col + GEMM for 1×1 and depthwise convolutions. `sod2 tune` measures every version on the device across the declared
     /// ranges and rewrites the ranges per step.
     fn versions(&mut self, n: NodeId) -> Result<Vec<fmt::KernelVersion>, PlanError> {
         let only = vec![fmt::KernelVersion {
@@ -532,7 +533,11 @@ impl Planner<'_> {
         let cg = self.arena.as_const(wd[1]).unwrap_or(1);
         let taps =
             self.arena.as_const(wd[2]).unwrap_or(1) * self.arena.as_const(wd[3]).unwrap_or(1);
-        let (direct, blocked) = if m <= 2 {
+        let groups = match node.attrs.get("group") {
+            Some(Attr::Int(g)) => (*g).max(1),
+            _ => 1,
+        };
+        let (direct, blocked) = if m <= 2 || (m / groups <= 8 && taps > 1 && cg > 1) {
             ((0, i64::MAX), NEVER)
         } else if taps > 1 && cg > 1 {
             (NEVER, (0, i64::MAX))

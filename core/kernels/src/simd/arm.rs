@@ -23,6 +23,11 @@ unsafe impl Vf32 for Neon {
         unsafe { vst1q_f32(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn load_even(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable elements at `p`; `vld2q` de-interleaves.
+        Neon(unsafe { vld2q_f32(p).0 })
+    }
+    #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
         // SAFETY: NEON is present.
         Neon(unsafe { vdupq_n_f32(x) })

@@ -286,25 +286,9 @@ pub(crate) struct Plane<'a> {
     pub bias: &'a [f32],
     /// `[cg, h, wi, oh, ow]`.
     pub dims: [usize; 5],
-    /// Window geometry (`s[1]` 1, or 2 with `phase`).
+    /// Window geometry: width stride 1, or 2 over an input whose padding is written out
+    /// (`pb[1] == 0`, one spare column at the end of each row), read by de-interleaving loads.
     pub win: Window,
-    /// 0: rows of `wi` input columns. Else width stride 2 over a padded, phase-split input
-    /// (`pb[1] == 0`): each row of `wi = 2 × phase` values holds the even columns, then the odd
-    /// ones, so output column `ox` reads column `2·ox + c` at `(c % 2)·phase + ox + c / 2`.
-    pub phase: usize,
-}
-
-impl Plane<'_> {
-    /// Offset inside an input row of the value output column `ox` reads at column offset `c`
-    /// (`c = kx·d1`, before the left padding).
-    #[inline(always)]
-    fn col(&self, ox: usize, c: usize) -> usize {
-        if self.phase == 0 {
-            ox + c
-        } else {
-            (c % 2) * self.phase + ox + c / 2
-        }
-    }
 }
 
 /// Computes `J` planes into `out` (`J × oh × ow`). Rows whose every kernel row is inside the
@@ -362,10 +346,10 @@ unsafe fn plane_rows<V: Vf32, const J: usize, const R: usize, const T: usize>(
     let kw = p.win.k[1];
     let (d1, pb1) = (p.win.d[1], p.win.pb[1]);
     let l = V::LANES;
-    // Interior columns at stride 1: every tap inside the row (every column of a phase-split
-    // input, which is padded).
+    // Interior columns at stride 1: every tap inside the row (every column at stride 2, whose
+    // input is padded).
     let reach = (kw.max(1) - 1) * d1;
-    let (lo, hi) = if p.phase > 0 {
+    let (lo, hi) = if p.win.s[1] == 2 {
         (0, ow)
     } else {
         let lo = pb1.min(ow);
@@ -421,6 +405,7 @@ unsafe fn wide_tile<V: Vf32, const J: usize, const R: usize, const T: usize>(
     let (s0, d0, d1, pb0, pb1) = (p.win.s[0], p.win.d[0], p.win.d[1], p.win.pb[0], p.win.pb[1]);
     let l = V::LANES;
     let taps = cg * kh * kw;
+    let s1 = p.win.s[1];
     // SAFETY: input rows `(oy + r)·s0 + ky·d0 − pb0` are inside the plane, columns
     // `ox − pb1 + kx·d1 + i` of the tile's pixels are inside the row, weight offsets stay
     // below `J × taps`, and the stores stay inside rows `oy .. oy + R` of the `J` planes.
@@ -430,17 +415,20 @@ unsafe fn wide_tile<V: Vf32, const J: usize, const R: usize, const T: usize>(
             *aj = [[V::splat(p.bias[j]); T]; R];
         }
         for ic in 0..cg {
-            let xc = p.x.as_ptr().add(ic * h * wi + ox - pb1);
+            let xc = p.x.as_ptr().add(ic * h * wi + ox * s1 - pb1);
             for ky in ky0..ky1 {
                 let wr = p.w.as_ptr().add((ic * kh + ky) * kw);
                 for kx in 0..kw {
                     let mut xv = [[V::splat(0.0); T]; R];
-                    let off = p.col(0, kx * d1);
                     for (r, xr) in xv.iter_mut().enumerate() {
                         let iy = (oy + r) * s0 + ky * d0 - pb0;
-                        let xs = xc.add(iy * wi + off);
+                        let xs = xc.add(iy * wi + kx * d1);
                         for (t, v) in xr.iter_mut().enumerate() {
-                            *v = V::load(xs.add(t * l));
+                            *v = if s1 == 2 {
+                                V::load_even(xs.add(2 * t * l))
+                            } else {
+                                V::load(xs.add(t * l))
+                            };
                         }
                     }
                     for (j, aj) in acc.iter_mut().enumerate() {
@@ -471,7 +459,7 @@ fn pixel_sum(p: &Plane<'_>, j: usize, o: usize, iy0: isize, (ky0, ky1): (usize, 
     let [kh, kw] = p.win.k;
     let (d0, d1) = (p.win.d[0], p.win.d[1]);
     let taps = cg * kh * kw;
-    let x0 = o as isize - p.win.pb[1] as isize;
+    let x0 = (o * p.win.s[1]) as isize - p.win.pb[1] as isize;
     let mut s = p.bias[j];
     for ic in 0..cg {
         for ky in ky0..ky1 {
@@ -479,12 +467,6 @@ fn pixel_sum(p: &Plane<'_>, j: usize, o: usize, iy0: isize, (ky0, ky1): (usize, 
             let row = &p.x[(ic * h + iy) * wi..(ic * h + iy + 1) * wi];
             let w0 = j * taps + (ic * kh + ky) * kw;
             for (kx, &wv) in p.w[w0..w0 + kw].iter().enumerate() {
-                if p.phase > 0 {
-                    // Padded: every tap is inside; `get` keeps a bad geometry from reading
-                    // outside the row.
-                    s += wv * row.get(p.col(o, kx * d1)).copied().unwrap_or(0.0);
-                    continue;
-                }
                 let ix = x0 + (kx * d1) as isize;
                 if ix >= 0 && (ix as usize) < wi {
                     s += wv * row[ix as usize];

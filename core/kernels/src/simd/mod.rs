@@ -604,10 +604,10 @@ fn plane_isa(isa: Isa, ow: usize) -> Isa {
 }
 
 /// `j` output planes (1 or [`conv_planes_per_tile`]) of a direct convolution, vectorised along
-/// the output rows. With `phase == 0` the window moves by 1 along the width: `out[c][oy][ox] =
-/// bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 − pb0][ox + kx·d1 − pb1]` (taps outside
-/// the input count zero). With `phase > 0` it moves by 2 over a padded input (`pb[1] == 0`)
-/// whose rows (`wi = 2 × phase` values) hold the even columns, then the odd ones.
+/// the output rows: `out[c][oy][ox] = bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 −
+/// pb0][ox·s1 + kx·d1 − pb1]` (taps outside the input count zero). The width stride `s1` is 1,
+/// or 2 over an input whose padding is written out (`pb1 == 0`) with one spare column per row
+/// (`wi ≥ 2·ow + (kw − 1)·d1`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_planes(
     isa: Isa,
@@ -616,23 +616,19 @@ pub fn conv_planes(
     bias: &[f32],
     dims: [usize; 5],
     win: crate::conv::Window,
-    phase: usize,
     out: &mut [f32],
 ) -> Result<(), String> {
     let [cg, h, wi, oh, ow] = dims;
     let [kh, kw] = win.k;
     let j = bias.len();
     let isa = plane_isa(isa, ow);
-    // A phase-split row must hold every column an output column reads.
-    let phase_ok = if phase == 0 {
-        win.s[1] == 1
-    } else {
-        win.s[1] == 2
-            && win.pb[1] == 0
-            && wi == 2 * phase
-            && phase >= ow + (kw.max(1) - 1) * win.d[1] / 2
+    // At stride 2 a row must hold every column an output row's de-interleaving loads read.
+    let stride_ok = match win.s[1] {
+        1 => true,
+        2 => win.pb[1] == 0 && wi >= 2 * ow + (kw.max(1) - 1) * win.d[1],
+        _ => false,
     };
-    let ok = phase_ok
+    let ok = stride_ok
         && kh >= 1
         && kw >= 1
         && win.s[0] >= 1
@@ -650,7 +646,6 @@ pub fn conv_planes(
         bias,
         dims,
         win,
-        phase,
     };
     let out = &mut out[..j * oh * ow];
     match isa {

@@ -15,6 +15,8 @@ pub(crate) unsafe trait Vf32: Copy {
     unsafe fn load(p: *const f32) -> Self;
     /// Stores `LANES` elements (no alignment needed).
     unsafe fn store(self, p: *mut f32);
+    /// Loads the even-indexed ones of the `2 × LANES` elements at `p` (`p[0], p[2], ...`).
+    unsafe fn load_even(p: *const f32) -> Self;
     /// All lanes `x`.
     unsafe fn splat(x: f32) -> Self;
     /// `self + o`.
@@ -78,6 +80,11 @@ unsafe impl Vf32 for Portable {
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: the caller guarantees 8 writable elements at `p`.
         unsafe { p.cast::<[f32; 8]>().write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_even(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 16 readable elements at `p`.
+        Portable(std::array::from_fn(|i| unsafe { *p.add(2 * i) }))
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {

@@ -23,6 +23,18 @@ unsafe impl Vf32 for Avx2 {
         unsafe { _mm256_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn load_even(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 16 readable elements at `p`. Even elements of each
+        // 128-bit half, then the 64-bit pairs put in order.
+        unsafe {
+            let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            let s = _mm256_shuffle_ps::<0x88>(a, b);
+            Avx2(_mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(
+                _mm256_castps_pd(s),
+            )))
+        }
+    }
+    #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
         // SAFETY: AVX is present (see the impl's safety note).
         Avx2(unsafe { _mm256_set1_ps(x) })

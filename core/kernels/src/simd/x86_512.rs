@@ -24,6 +24,16 @@ unsafe impl Vf32 for Avx512 {
         unsafe { _mm512_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn load_even(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 32 readable elements at `p`; lane `i` takes element
+        // `2i` of the pair of vectors (bit 4 of the index picks the second).
+        unsafe {
+            let (a, b) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
+            let idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            Avx512(_mm512_permutex2var_ps(a, idx, b))
+        }
+    }
+    #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
         // SAFETY: AVX-512F is present (see the impl's safety note).
         Avx512(unsafe { _mm512_set1_ps(x) })

@@ -307,14 +307,23 @@ pub fn resize_f32(
         }));
         let src = |k: usize| &tab[at[k]..at[k + 1]];
         let last = r - 1;
+        let w = od[last];
         let mut idx: Dims = smallvec::smallvec![0usize; r];
         let mut o = 0;
+        let mut prev_base = None;
         'rows: loop {
             let base: usize = (0..last).map(|k| src(k)[idx[k]]).sum();
-            for &sl in src(last) {
-                out[o] = x[base + sl];
-                o += 1;
+            if prev_base == Some(base) && o >= w {
+                // The same source row as the output row before (an upsampled row): copy it.
+                out.copy_within(o - w..o, o);
+            } else {
+                let xrow = &x[base..];
+                for (v, &sl) in out[o..o + w].iter_mut().zip(src(last)) {
+                    *v = xrow[sl];
+                }
             }
+            prev_base = Some(base);
+            o += w;
             // advance the outer index
             let mut k = last;
             loop {

@@ -324,6 +324,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
+    fn nearest_resize_matches_the_formula(n in 1usize..3, c in 1usize..3, h in 1usize..9, w in 1usize..9, oh in 1usize..19, ow in 1usize..19) {
+        // Up- and downsampling, including repeated source rows (copied from the row before).
+        let d = [n, c, h, w];
+        let od = [n, c, oh, ow];
+        let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let mut out = vec![f32::NAN; n * c * oh * ow];
+        let coord = |k: usize, i: usize| i as f64 * d[k] as f64 / od[k] as f64;
+        layout::resize_f32(&x, &d, &mut out, &od, coord, "nearest", "floor");
+        for b in 0..n { for ch in 0..c { for oy in 0..oh { for ox in 0..ow {
+            let (y, xx) = ((coord(2, oy).floor() as usize).min(h - 1), (coord(3, ox).floor() as usize).min(w - 1));
+            let want = x[((b * c + ch) * h + y) * w + xx];
+            prop_assert_eq!(out[((b * c + ch) * oh + oy) * ow + ox], want);
+        }}}}
+    }
+
+    #[test]
     fn bilinear_resize_matches_the_formula(n in 1usize..3, c in 1usize..3, h in 1usize..7, w in 1usize..7, oh in 1usize..11, ow in 1usize..11) {
         let d = [n, c, h, w];
         let od = [n, c, oh, ow];

@@ -434,6 +434,8 @@ thread_local! {
     static REGS: std::cell::RefCell<Box<Regs>> = std::cell::RefCell::new(Regs::new());
     /// Attention's score rows (one block), grow-only.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Row-invariant program inputs repeated over a block of rows, grow-only.
+    static EXPANDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs the anchor (MatMul in row blocks), the programs and the row op over rows
@@ -450,6 +452,14 @@ fn execute(
     regs: &mut Regs,
 ) -> Result<(), String> {
     let w = dims[dims.len() - 1];
+    if w > 0 && w < TILE && rows_in_order(dims, inputs) {
+        return EXPANDED.with(|cell| {
+            let Ok(mut scratch) = cell.try_borrow_mut() else {
+                return Err("fused step: re-entered on one thread".to_string());
+            };
+            execute_blocks(spec, isa, mm, dims, inputs, first, part, regs, &mut scratch)
+        });
+    }
     let mut walk = RowWalker::at(first, dims, inputs);
     let mut row_fn = |bases: &[usize], row: &mut [f32]| -> Result<(), String> {
         spec.program(false, isa, inputs, bases, row, regs)?;
@@ -474,6 +484,120 @@ fn execute(
         for row in part.chunks_mut(w) {
             row_fn(&walk.bases, row)?;
             walk.advance(dims, inputs);
+        }
+        Ok(())
+    }
+}
+
+/// Whether every program input either walks the rows like the output does (row `r` of the
+/// input starts at `r · w`) or reads the same values for every row (a bias, a scalar): then a
+/// block of short rows can run as one long row.
+fn rows_in_order(dims: &[usize], inputs: &[Input<'_>]) -> bool {
+    let r = dims.len();
+    if r < 2 {
+        return false;
+    }
+    inputs.iter().all(|i| {
+        let last = i.strides.get(r - 1).copied();
+        let invariant = i.strides[..r - 1].iter().all(|&s| s == 0) && matches!(last, Some(0 | 1));
+        let mut step = dims[r - 1];
+        let like_output = last == Some(1)
+            && (0..r - 1).rev().all(|j| {
+                let ok = i.strides[j] == step || dims[j] == 1;
+                step *= dims[j];
+                ok
+            });
+        invariant || like_output
+    })
+}
+
+/// [`execute`] for short rows whose inputs pass [`rows_in_order`]: the programs run over blocks
+/// of rows at once (one interpretation per block instead of per row), row-invariant vector
+/// inputs repeated once per row in `scratch`; a row op still runs row by row in between.
+#[allow(clippy::too_many_arguments)]
+fn execute_blocks(
+    spec: &Spec,
+    isa: Isa,
+    mm: MatMulOperands<'_>,
+    dims: &[usize],
+    inputs: &[Input<'_>],
+    first: usize,
+    part: &mut [f32],
+    regs: &mut Regs,
+    scratch: &mut Vec<f32>,
+) -> Result<(), String> {
+    let r = dims.len();
+    let w = dims[r - 1];
+    // About 16 Ki values per block, whole rows (also the MatMul's row blocks).
+    let block = (16 * 1024 / w).max(1);
+    let rows = (part.len() / w).min(block);
+    // Row-invariant vectors, each repeated `rows` times.
+    let repeated: SmallVec<[bool; 8]> = inputs
+        .iter()
+        .map(|i| i.strides[..r - 1].iter().all(|&s| s == 0) && i.strides[r - 1] == 1)
+        .collect();
+    let count = repeated.iter().filter(|&&b| b).count();
+    if scratch.len() < count * rows * w {
+        scratch.resize(count * rows * w, 0.0);
+    }
+    let mut slot = 0;
+    for (i, &rep) in inputs.iter().zip(&repeated) {
+        if rep {
+            let dst = &mut scratch[slot * rows * w..(slot + 1) * rows * w];
+            for row in dst.chunks_mut(w) {
+                row.copy_from_slice(&i.data[..w]);
+            }
+            slot += 1;
+        }
+    }
+    let scratch = &scratch[..];
+    let mut slot = 0;
+    let flat: Inputs<'_> = inputs
+        .iter()
+        .zip(&repeated)
+        .map(|(i, &rep)| {
+            let last = i.strides[r - 1];
+            if rep {
+                slot += 1;
+                Input {
+                    data: &scratch[(slot - 1) * rows * w..slot * rows * w],
+                    strides: smallvec::smallvec![1],
+                }
+            } else {
+                Input {
+                    data: i.data,
+                    strides: smallvec::smallvec![last],
+                }
+            }
+        })
+        .collect();
+    // Element offset of row `g` in each input: `g · w` for inputs laid out like the output,
+    // 0 for the others.
+    let mut bases: Dims = smallvec::smallvec![0; inputs.len()];
+    let mut block_fn = |g: usize, buf: &mut [f32]| -> Result<(), String> {
+        for ((b, i), &rep) in bases.iter_mut().zip(inputs).zip(&repeated) {
+            let invariant = rep || i.strides[r - 1] == 0;
+            *b = if invariant { 0 } else { g * w };
+        }
+        spec.program(false, isa, &flat, &bases, buf, regs)?;
+        match spec.row {
+            RowOp::Softmax { log } => buf
+                .chunks_mut(w)
+                .for_each(|row| simd::softmax_row(isa, row, log)),
+            RowOp::LayerNorm { eps } => buf
+                .chunks_mut(w)
+                .for_each(|row| simd::layernorm_row(isa, row, eps)),
+            RowOp::None => return Ok(()),
+        }
+        spec.program(true, isa, &flat, &bases, buf, regs)
+    };
+    if let Some((av, ad, bv, bd)) = mm {
+        sod2_kernels::linalg::matmul_f32_rows(av, ad, bv, bd, part, first, block, |g, buf| {
+            block_fn(g, buf)
+        })
+    } else {
+        for (k, buf) in part.chunks_mut(rows * w).enumerate() {
+            block_fn(first + k * rows, buf)?;
         }
         Ok(())
     }

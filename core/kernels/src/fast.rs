@@ -27,13 +27,7 @@ pub fn sgemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let need = |rows: usize, cols: usize, ld: usize| {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * ld + cols
-        }
-    };
+    let need = crate::shape::strided_len;
     let (ar, ac) = if ta { (k, m) } else { (m, k) };
     let (br, bc) = if tb { (n, k) } else { (k, n) };
     if a.len() < need(ar, ac, lda)

@@ -124,3 +124,13 @@ pub fn axis(a: i64, rank: usize) -> Option<usize> {
     let a = if a < 0 { a + r } else { a };
     (0..r.max(1)).contains(&a).then_some(a as usize)
 }
+
+/// Elements a row-major block of `rows × cols` with rows `ld` apart spans (0 when empty): the
+/// length a slice must have to hold it.
+pub fn strided_len(rows: usize, cols: usize, ld: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
+}

@@ -88,12 +88,12 @@ pub(crate) unsafe fn rows<V: Vf32, const NB: usize, const P: usize>(
         if ox < hi && hi - lo >= 4 {
             // The last one to three interior pixels: a four-pixel tile ending at `hi`.
             // SAFETY: as above (`hi - 4 >= lo`).
-            unsafe { tile::<V, NB, 4>(b, out, oy, hi - 4, iy0, kys) };
+            unsafe { tile::<V, NB, 4, false>(b, out, oy, hi - 4, iy0, kys) };
             ox = hi;
         }
         for o in (0..lo).chain(ox..ow) {
             // SAFETY: forwarded contract; `o < ow`.
-            unsafe { pixel::<V, NB>(b, out, oy, o, iy0, kys) };
+            unsafe { tile::<V, NB, 1, true>(b, out, oy, o, iy0, kys) };
         }
     }
 }
@@ -115,11 +115,11 @@ unsafe fn sweep<V: Vf32, const NB: usize, const P: usize>(
     // SAFETY: every tile's columns `o0 .. o0 + P` lie inside `lo..hi`.
     unsafe {
         while ox + P <= hi {
-            tile::<V, NB, P>(b, out, oy, ox, iy0, kys);
+            tile::<V, NB, P, false>(b, out, oy, ox, iy0, kys);
             ox += P;
         }
         if ox < hi && hi - ox >= P / 2 && hi - lo >= P {
-            tile::<V, NB, P>(b, out, oy, hi - P, iy0, kys);
+            tile::<V, NB, P, false>(b, out, oy, hi - P, iy0, kys);
             ox = hi;
         }
     }
@@ -188,9 +188,10 @@ unsafe fn store<V: Vf32, const NB: usize, const P: usize>(
     }
 }
 
-/// `P` interior pixels of row `oy` from column `o0`.
+/// `P` pixels of row `oy` from column `o0`: interior pixels, or with `EDGE` (and `P == 1`) a
+/// pixel in any column, whose taps outside the input row are skipped.
 #[inline(always)]
-unsafe fn tile<V: Vf32, const NB: usize, const P: usize>(
+unsafe fn tile<V: Vf32, const NB: usize, const P: usize, const EDGE: bool>(
     b: &Block<'_>,
     out: *mut f32,
     oy: usize,
@@ -202,19 +203,23 @@ unsafe fn tile<V: Vf32, const NB: usize, const P: usize>(
     let [kh, kw] = b.win.k;
     let (s1, d0, d1) = (b.win.s[1], b.win.d[0], b.win.d[1]);
     let blk = NB * V::LANES;
-    // SAFETY: rows `iy0 + ky * d0` for `ky` in `ky0..ky1` and columns `(o0 + p) * s1 + kx * d1
-    // - pb1` of interior pixels lie inside the input plane; weight offsets stay below
-    // `cg × kh × kw × blk`.
+    // SAFETY: rows `iy0 + ky * d0` for `ky` in `ky0..ky1` lie inside the input plane; columns
+    // `(o0 + p) * s1 + kx * d1 - pb1` of interior pixels do too, and an edge pixel's are tested
+    // against the row; weight offsets stay below `cg × kh × kw × blk`.
     unsafe {
         let mut acc = init::<V, NB, P>(b.bias);
         let x0 = (o0 * s1) as isize - b.win.pb[1] as isize;
         for ic in 0..cg {
             for ky in ky0..ky1 {
                 let iy = (iy0 + (ky * d0) as isize) as usize;
-                let row = b.x.as_ptr().add((ic * h + iy) * wi).offset(x0);
+                let row = b.x.as_ptr().add((ic * h + iy) * wi);
                 let wrow = b.wp.as_ptr().add((ic * kh + ky) * kw * blk);
                 for kx in 0..kw {
-                    let xs = row.add(kx * d1);
+                    let ix = x0 + (kx * d1) as isize;
+                    if EDGE && (ix < 0 || ix >= wi as isize) {
+                        continue;
+                    }
+                    let xs = row.offset(ix);
                     let mut w = [V::splat(0.0); NB];
                     for (n, v) in w.iter_mut().enumerate() {
                         *v = V::load(wrow.add(kx * blk + n * V::LANES));
@@ -229,45 +234,6 @@ unsafe fn tile<V: Vf32, const NB: usize, const P: usize>(
             }
         }
         store::<V, NB, P>(b, &acc, out, oy, o0);
-    }
-}
-
-/// One pixel, any column: taps outside the input row are skipped.
-#[inline(always)]
-unsafe fn pixel<V: Vf32, const NB: usize>(
-    b: &Block<'_>,
-    out: *mut f32,
-    oy: usize,
-    o: usize,
-    iy0: isize,
-    (ky0, ky1): (usize, usize),
-) {
-    let [cg, h, wi, _, _] = b.dims;
-    let [kh, kw] = b.win.k;
-    let (s1, d0, d1) = (b.win.s[1], b.win.d[0], b.win.d[1]);
-    let blk = NB * V::LANES;
-    // SAFETY: as in `tile`, with each column tested against the row.
-    unsafe {
-        let mut acc = init::<V, NB, 1>(b.bias);
-        let x0 = (o * s1) as isize - b.win.pb[1] as isize;
-        for ic in 0..cg {
-            for ky in ky0..ky1 {
-                let iy = (iy0 + (ky * d0) as isize) as usize;
-                let row = b.x.as_ptr().add((ic * h + iy) * wi);
-                let wrow = b.wp.as_ptr().add((ic * kh + ky) * kw * blk);
-                for kx in 0..kw {
-                    let ix = x0 + (kx * d1) as isize;
-                    if ix < 0 || ix >= wi as isize {
-                        continue;
-                    }
-                    let xv = V::splat(*row.add(ix as usize));
-                    for (n, v) in acc[0].iter_mut().enumerate() {
-                        *v = xv.mul_add(V::load(wrow.add(kx * blk + n * V::LANES)), *v);
-                    }
-                }
-            }
-        }
-        store::<V, NB, 1>(b, &acc, out, oy, o);
     }
 }
 

@@ -417,13 +417,7 @@ pub fn small_gemm(
     alpha: f32,
     accumulate: bool,
 ) -> Result<(), String> {
-    let need = |rows: usize, cols: usize, ld: usize| {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * ld + cols
-        }
-    };
+    let need = crate::shape::strided_len;
     if m > 0
         && n > 0
         && (a.len() < need(m, k, lda)

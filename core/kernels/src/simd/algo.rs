@@ -366,13 +366,14 @@ pub(crate) unsafe fn layernorm_row<V: Vf32>(x: &mut [f32], eps: f32) {
     }
 }
 
-/// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j] (+ c[i][j])` for a few rows: each row of `c` is
-/// built in registers, four vectors of columns at a time, from the rows of `b` scaled by the
-/// broadcast `a[i][p]` (no packing: the product is too small to repay it).
+/// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j] (+ c[i][j])` for a few rows (at most four): the
+/// rows of `c` are built together in registers, up to four vectors of columns at a time, from
+/// the rows of `b` (each loaded once for every row of `c`) scaled by the broadcast `a[i][p]`
+/// (no packing: the product is too small to repay it).
 ///
 /// # Safety
-/// The CPU runs `V`'s instruction set; `a` holds rows `0..m` of `k` values `lda` apart, `b`
-/// rows `0..k` of `n` values `ldb` apart, `c` rows `0..m` of `n` values `ldc` apart.
+/// The CPU runs `V`'s instruction set; `m <= 4`; `a` holds rows `0..m` of `k` values `lda`
+/// apart, `b` rows `0..k` of `n` values `ldb` apart, `c` rows `0..m` of `n` values `ldc` apart.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn small_gemm<V: Vf32>(
@@ -384,53 +385,69 @@ pub(crate) unsafe fn small_gemm<V: Vf32>(
     accumulate: bool,
 ) {
     let l = V::LANES;
-    // SAFETY: every load reads `b[p·ldb + j .. + LANES]` with `j + LANES <= n`, every store
-    // writes `c[i·ldc + j .. + LANES]` likewise (the caller's extents).
+    // SAFETY: loads read `b[p·ldb + j .. + T·LANES]` with `j + T·LANES <= n` and `a[i·lda + p]`
+    // with `i < m`, `p < k`; stores write `c[i·ldc + j ..]` likewise (the caller's extents).
     unsafe {
-        let va = V::splat(alpha);
+        let mut j = 0;
+        while j + 4 * l <= n {
+            cols::<V, 4>((m, k), (a, lda), (b, ldb), (c, ldc), j, (alpha, accumulate));
+            j += 4 * l;
+        }
+        while j + l <= n {
+            cols::<V, 1>((m, k), (a, lda), (b, ldb), (c, ldc), j, (alpha, accumulate));
+            j += l;
+        }
         for i in 0..m {
-            let ar = &a[i * lda..i * lda + k];
-            let cr = c.as_mut_ptr().add(i * ldc);
-            let finish = |acc: V, at: *mut f32| {
-                let v = acc.mul(va);
-                let v = if accumulate { v.add(V::load(at)) } else { v };
-                v.store(at);
-            };
-            let mut j = 0;
-            while j + 4 * l <= n {
-                let mut acc = [V::splat(0.0); 4];
-                for (p, &av) in ar.iter().enumerate() {
-                    let bp = b.as_ptr().add(p * ldb + j);
-                    let x = V::splat(av);
-                    for (t, s) in acc.iter_mut().enumerate() {
-                        *s = V::load(bp.add(t * l)).mul_add(x, *s);
-                    }
-                }
-                for (t, s) in acc.iter().enumerate() {
-                    finish(*s, cr.add(j + t * l));
-                }
-                j += 4 * l;
-            }
-            while j + l <= n {
-                let mut acc = V::splat(0.0);
-                for (p, &av) in ar.iter().enumerate() {
-                    acc = V::load(b.as_ptr().add(p * ldb + j)).mul_add(V::splat(av), acc);
-                }
-                finish(acc, cr.add(j));
-                j += l;
-            }
             for jj in j..n {
-                let s: f32 = ar
-                    .iter()
-                    .enumerate()
-                    .map(|(p, &av)| av * b[p * ldb + jj])
-                    .sum();
-                let at = cr.add(jj);
+                let s: f32 = (0..k).map(|p| a[i * lda + p] * b[p * ldb + jj]).sum();
+                let at = &mut c[i * ldc + jj];
                 *at = if accumulate {
                     *at + alpha * s
                 } else {
                     alpha * s
                 };
+            }
+        }
+    }
+}
+
+/// `T` vectors of columns from `j` of [`small_gemm`], every row of `c` at once.
+///
+/// # Safety
+/// As [`small_gemm`], with `j + T × LANES <= n`.
+#[inline(always)]
+unsafe fn cols<V: Vf32, const T: usize>(
+    (m, k): (usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    j: usize,
+    (alpha, accumulate): (f32, bool),
+) {
+    let l = V::LANES;
+    // SAFETY: as in `small_gemm`.
+    unsafe {
+        let mut acc = [[V::splat(0.0); T]; 4];
+        for p in 0..k {
+            let bp = b.as_ptr().add(p * ldb + j);
+            let mut bv = [V::splat(0.0); T];
+            for (t, v) in bv.iter_mut().enumerate() {
+                *v = V::load(bp.add(t * l));
+            }
+            for (i, ar) in acc.iter_mut().enumerate().take(m) {
+                let x = V::splat(*a.get_unchecked(i * lda + p));
+                for (s, &v) in ar.iter_mut().zip(&bv) {
+                    *s = v.mul_add(x, *s);
+                }
+            }
+        }
+        let va = V::splat(alpha);
+        for (i, ar) in acc.iter().enumerate().take(m) {
+            for (t, s) in ar.iter().enumerate() {
+                let at = c.as_mut_ptr().add(i * ldc + j + t * l);
+                let v = s.mul(va);
+                let v = if accumulate { v.add(V::load(at)) } else { v };
+                v.store(at);
             }
         }
     }

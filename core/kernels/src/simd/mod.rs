@@ -405,8 +405,9 @@ pub fn softmax_row(isa: Isa, x: &mut [f32], log: bool) {
 }
 
 /// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j]` (`accumulate`: added to `c`) for row-major
-/// operands with leading dims, without packing: the path for products of a few rows, where a
-/// packed GEMM's setup costs more than the arithmetic. Extents that do not fit are an error.
+/// operands with leading dims, without packing, four rows of `c` at a time: the path for
+/// products of a few rows, where a packed GEMM's setup costs more than the arithmetic. Extents
+/// that do not fit are an error.
 #[allow(clippy::too_many_arguments)]
 pub fn small_gemm(
     isa: Isa,
@@ -434,10 +435,22 @@ pub fn small_gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    dispatch!(
-        isa,
-        small_gemm((m, n, k), (a, lda), (b, ldb), (c, ldc), alpha, accumulate)
-    );
+    // Four rows at a time (the kernel's register tile).
+    for i0 in (0..m).step_by(4) {
+        let rows = (m - i0).min(4);
+        let (ai, ci) = (&a[i0 * lda..], &mut c[i0 * ldc..]);
+        dispatch!(
+            isa,
+            small_gemm(
+                (rows, n, k),
+                (ai, lda),
+                (b, ldb),
+                (ci, ldc),
+                alpha,
+                accumulate
+            )
+        );
+    }
     Ok(())
 }
 

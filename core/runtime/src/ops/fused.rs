@@ -531,6 +531,9 @@ fn execute_blocks(
     // About 16 Ki values per block, whole rows (also the MatMul's row blocks).
     let block = (16 * 1024 / w).max(1);
     let rows = (part.len() / w).min(block);
+    if rows == 0 {
+        return Ok(());
+    }
     // Row-invariant vectors, each repeated `rows` times.
     let repeated: SmallVec<[bool; 8]> = inputs
         .iter()

@@ -9,8 +9,8 @@
 //! every assignment of versions to the measured key values that gives each version one run of
 //! consecutive values, the one with the least total relative time (each value's time over its
 //! fastest version's) is written, with range boundaries at the geometric middle between
-//! measured values (a version that wins
-//! nowhere gets the empty range; version 0 also stays the unconditional last entry).
+//! measured values (a version that wins nowhere gets the empty range; version 0 also stays the
+//! unconditional last entry).
 use std::fmt::Write as _;
 use std::path::Path;
 

@@ -102,24 +102,8 @@ pub fn conv2d_gemm_f32(
         oh
     };
     let need = if pointwise { 0 } else { kk * tile_rows * ow };
-    // The im2col matrix lives in a per-thread scratch buffer that only grows: after the
-    // largest shape has run once, no convolution allocates or faults in fresh pages again.
-    IM2COL.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        let mut owned = Vec::new();
-        let col: &mut [f32] = match guard.as_deref_mut() {
-            Ok(buf) => {
-                if buf.len() < need {
-                    buf.resize(need, 0.0);
-                }
-                &mut buf[..need]
-            }
-            // Re-entered on this thread (not expected): a buffer of its own.
-            Err(_) => {
-                owned.resize(need, 0.0);
-                &mut owned
-            }
-        };
+    // The im2col matrix lives in a per-thread scratch buffer that only grows.
+    crate::scratch::with(&IM2COL, need, |col| {
         conv_gemm_body(
             x,
             xd,
@@ -396,18 +380,8 @@ pub fn conv2d_block_on(
     // Packed weights then biases: block-major, tap-major, channel-minor.
     let wlen = g * nblocks * taps * blk;
     let need = wlen + g * nblocks * blk;
-    PACKED.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        let mut owned = Vec::new();
-        let buf: &mut Vec<f32> = match guard.as_deref_mut() {
-            Ok(buf) => buf,
-            // Re-entered on this thread (not expected): a buffer of its own.
-            Err(_) => &mut owned,
-        };
-        if buf.len() < need {
-            buf.resize(need, 0.0);
-        }
-        let (wp, bp) = buf[..need].split_at_mut(wlen);
+    crate::scratch::with(&PACKED, need, |buf| {
+        let (wp, bp) = buf.split_at_mut(wlen);
         wp.fill(0.0);
         bp.fill(0.0);
         for oc in 0..m {
@@ -447,16 +421,7 @@ pub fn conv2d_block_on(
         // Border pixels (taps partly outside the row) run one pixel at a time; where they
         // would cost more than copying the input with its padding written out, copy it.
         if win.pb[1] > 0 && 32 * kh * kw > win.s[0] * wi {
-            with_padded(x, xd, win, ow, |xp, wp| {
-                run(
-                    xp,
-                    wp,
-                    Window {
-                        pb: [win.pb[0], 0],
-                        ..win
-                    },
-                )
-            });
+            with_padded(x, xd, win, ow, |xp, wp, win_p| run(xp, wp, win_p));
         } else {
             run(x, wi, win);
         }
@@ -489,11 +454,7 @@ fn direct_rows(
     let (cg, mg) = (c / g.max(1), m / g.max(1));
     let [kh, kw] = win.k;
     let plane = oh * ow;
-    with_padded(x, xd, win, ow, |xp, wp| {
-        let win_p = Window {
-            pb: [win.pb[0], 0],
-            ..win
-        };
+    with_padded(x, xd, win, ow, |xp, wp, win_p| {
         let work = (cg * kh * kw * plane).max(1);
         let per_tile = crate::simd::conv_planes_per_tile(isa, ow);
         let taps = cg * kh * kw;
@@ -523,34 +484,24 @@ fn direct_rows(
     });
 }
 
-/// Runs `f(xp, wp)` on a copy of `x` whose rows have their left and right padding written out
-/// as zeros: `wp` columns per row, padded column `j` holding input column `j - pb1`, enough for
-/// output columns `0..ow` and one spare column at width stride 2 (for de-interleaving loads).
-/// The copy lives in a per-thread buffer that only grows.
+/// Runs `f(xp, wp, win_p)` on a copy of `x` whose rows have their left and right padding
+/// written out as zeros: `wp` columns per row, padded column `j` holding input column
+/// `j - pb1`, enough for output columns `0..ow` and one spare column at width stride 2 (for
+/// de-interleaving loads); `win_p` is `win` without the left padding, for the copy. The copy
+/// lives in a per-thread buffer that only grows.
 fn with_padded<R>(
     x: &[f32],
     xd: [usize; 4],
     win: Window,
     ow: usize,
-    f: impl FnOnce(&[f32], usize) -> R,
+    f: impl FnOnce(&[f32], usize, Window) -> R,
 ) -> R {
     let [n, c, h, wi] = xd;
     let s1 = win.s[1].max(1);
     let reach = (win.k[1].max(1) - 1) * win.d[1];
     let wp = (ow.max(1) - 1) * s1 + reach + s1;
     let need = n * c * h * wp;
-    PADDED.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        let mut owned = Vec::new();
-        let buf: &mut Vec<f32> = match guard.as_deref_mut() {
-            Ok(buf) => buf,
-            // Re-entered on this thread (not expected): a buffer of its own.
-            Err(_) => &mut owned,
-        };
-        if buf.len() < need {
-            buf.resize(need, 0.0);
-        }
-        let xp = &mut buf[..need];
+    crate::scratch::with(&PADDED, need, |xp| {
         let pb1 = win.pb[1];
         for (src, dst) in x.chunks(wi.max(1)).zip(xp.chunks_mut(wp.max(1))) {
             let a = pb1.min(wp);
@@ -559,7 +510,11 @@ fn with_padded<R>(
             dst[a..b].copy_from_slice(&src[..b - a]);
             dst[b..].fill(0.0);
         }
-        f(xp, wp)
+        let win_p = Window {
+            pb: [win.pb[0], 0],
+            ..win
+        };
+        f(xp, wp, win_p)
     })
 }
 
@@ -645,17 +600,7 @@ pub fn conv_transpose2d_f32(
     if hw == 0 || rows == 0 || cg == 0 {
         return;
     }
-    IM2COL.with(|cell| {
-        let mut owned = Vec::new();
-        let mut guard = cell.try_borrow_mut();
-        let cols: &mut Vec<f32> = match guard.as_deref_mut() {
-            Ok(v) => v,
-            Err(_) => &mut owned,
-        };
-        if cols.len() < rows * hw {
-            cols.resize(rows * hw, 0.0);
-        }
-        let cols = &mut cols[..rows * hw];
+    crate::scratch::with(&IM2COL, rows * hw, |cols| {
         let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
         for b in 0..n {
             for grp in 0..g {

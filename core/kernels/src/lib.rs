@@ -16,6 +16,7 @@ pub mod layout;
 pub mod linalg;
 pub mod par;
 pub mod reduce;
+pub mod scratch;
 pub mod shape;
 pub mod simd;
 

@@ -15,7 +15,7 @@ use crate::conv::Window;
 pub(crate) const MAX_BLOCK: usize = 32;
 
 /// One output-channel block of one image and group.
-pub(crate) struct Block<'a> {
+pub struct Block<'a> {
     /// Input planes of the group, `cg × h × wi`.
     pub x: &'a [f32],
     /// Packed weights: for each tap `(ic, ky, kx)` in that order, `NB × LANES` channel values

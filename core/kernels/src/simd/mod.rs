@@ -178,14 +178,41 @@ impl UnOp {
     }
 }
 
-/// One entry point per instruction set: `$isa` module, vector type, `target_feature` string.
+/// One entry point per instruction set: `$isa` module, vector type, the direct convolutions'
+/// tiles (pixels of the channel-blocked kernel for 1, 2 and 4 channel vectors; channels × rows
+/// × vectors of the row-vectorised one, sized to the register file), `target_feature` string.
 macro_rules! entry_points {
-    ($m:ident, $v:ty $(, $feat:literal)?) => {
+    ($m:ident, $v:ty, [$p1:literal, $p2:literal, $p4:literal], [$j:literal, $r:literal, $t:literal] $(, $feat:literal)?) => {
         mod $m {
             #![allow(unsafe_code)]
             use super::algo;
+            use super::conv_block::{plane, rows, Block, Plane};
             use super::{BinOp, Src, UnOp};
             type V = $v;
+            /// Output channels per tile of the row-vectorised convolution.
+            pub(super) const PLANES: usize = $j;
+            $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn conv_plane(p: &Plane<'_>, j: usize, out: &mut [f32]) {
+                // SAFETY: forwarded contract (see `conv_block::plane`); `j` is 1 or `PLANES`.
+                unsafe {
+                    if j == $j {
+                        plane::<V, $j, $r, $t>(p, out)
+                    } else {
+                        plane::<V, 1, 4, $t>(p, out)
+                    }
+                }
+            }
+            $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn conv_rows(nb: usize, b: &Block<'_>, out: *mut f32, r: std::ops::Range<usize>) {
+                // SAFETY: forwarded contract (see `conv_block::rows`).
+                unsafe {
+                    match nb {
+                        1 => rows::<V, 1, $p1>(b, out, r),
+                        2 => rows::<V, 2, $p2>(b, out, r),
+                        _ => rows::<V, 4, $p4>(b, out, r),
+                    }
+                }
+            }
             $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn binary(op: BinOp, a: Src<'_>, b: Src<'_>, out: &mut [f32]) {
                 // SAFETY: forwarded contract (slices cover `out`, the CPU runs this ISA).
@@ -242,70 +269,19 @@ macro_rules! entry_points {
     };
 }
 
-entry_points!(portable, super::vector::Portable);
+entry_points!(portable, super::vector::Portable, [4, 4, 2], [2, 1, 1]);
 #[cfg(target_arch = "x86_64")]
-entry_points!(avx2, super::x86::Avx2, "avx2,fma");
+entry_points!(avx2, super::x86::Avx2, [8, 6, 3], [2, 2, 2], "avx2,fma");
 #[cfg(target_arch = "x86_64")]
-entry_points!(avx512, super::x86_512::Avx512, "avx512f");
-#[cfg(target_arch = "aarch64")]
-entry_points!(neon, super::arm::Neon, "neon");
-
-/// The direct convolutions' entry points per instruction set: tile widths (pixels) of the
-/// channel-blocked kernel for 1, 2 and 4 channel vectors, and the channels × rows × vectors
-/// tile of the row-vectorised one, sized to the register file.
-macro_rules! conv_entry {
-    ($m:ident, $v:ty, [$p1:literal, $p2:literal, $p4:literal], [$j:literal, $r:literal, $t:literal] $(, $feat:literal)?) => {
-        mod $m {
-            #![allow(unsafe_code)]
-            use super::conv_block::{plane, rows, Block, Plane};
-            type V = $v;
-            /// Output channels per tile of the row-vectorised kernel.
-            pub(super) const PLANES: usize = $j;
-            $(#[target_feature(enable = $feat)])?
-            pub(super) unsafe fn conv_plane(p: &Plane<'_>, j: usize, out: &mut [f32]) {
-                // SAFETY: forwarded contract (see `conv_block::plane`); `j` is 1 or `PLANES`.
-                unsafe {
-                    if j == $j {
-                        plane::<V, $j, $r, $t>(p, out)
-                    } else {
-                        plane::<V, 1, 4, $t>(p, out)
-                    }
-                }
-            }
-            $(#[target_feature(enable = $feat)])?
-            pub(super) unsafe fn conv_rows(nb: usize, b: &Block<'_>, out: *mut f32, r: std::ops::Range<usize>) {
-                // SAFETY: forwarded contract (see `conv_block::rows`).
-                unsafe {
-                    match nb {
-                        1 => rows::<V, 1, $p1>(b, out, r),
-                        2 => rows::<V, 2, $p2>(b, out, r),
-                        _ => rows::<V, 4, $p4>(b, out, r),
-                    }
-                }
-            }
-        }
-    };
-}
-
-conv_entry!(portable_conv, super::vector::Portable, [4, 4, 2], [2, 1, 1]);
-#[cfg(target_arch = "x86_64")]
-conv_entry!(
-    avx2_conv,
-    super::x86::Avx2,
-    [8, 6, 3],
-    [2, 2, 2],
-    "avx2,fma"
-);
-#[cfg(target_arch = "x86_64")]
-conv_entry!(
-    avx512_conv,
+entry_points!(
+    avx512,
     super::x86_512::Avx512,
     [16, 12, 6],
     [4, 2, 2],
     "avx512f"
 );
 #[cfg(target_arch = "aarch64")]
-conv_entry!(neon_conv, super::arm::Neon, [8, 8, 6], [4, 2, 2], "neon");
+entry_points!(neon, super::arm::Neon, [8, 8, 6], [4, 2, 2], "neon");
 
 /// Calls `$f` of the module for `$isa` (checked against the CPU first).
 macro_rules! dispatch {
@@ -478,14 +454,11 @@ impl ConvBlocking {
     /// The blocking for a group of `mg` output channels on `isa`: the fewest padded channels,
     /// narrower vectors where a group has at most eight channels.
     pub fn new(isa: Isa, mg: usize) -> ConvBlocking {
-        let isa = isa.checked();
-        let (isa, lanes, max_nb) = match isa {
-            Isa::Avx512 if mg <= 8 => (Isa::Avx2Fma, 8, 2),
-            Isa::Avx512 => (Isa::Avx512, 16, 2),
-            Isa::Avx2Fma => (Isa::Avx2Fma, 8, 2),
-            Isa::Neon => (Isa::Neon, 4, 4),
-            Isa::Portable => (Isa::Portable, 8, 2),
+        let isa = match isa.checked() {
+            Isa::Avx512 if mg <= 8 => Isa::Avx2Fma,
+            other => other,
         };
+        let (lanes, max_nb) = (lanes(isa), if isa == Isa::Neon { 4 } else { 2 });
         let nb = match mg.div_ceil(lanes).clamp(1, max_nb) {
             3 => 4,
             n => n,
@@ -501,20 +474,7 @@ impl ConvBlocking {
 
 /// One output-channel block of a direct convolution of one image and group (see
 /// [`conv_block_rows`]).
-pub struct ConvBlockArgs<'a> {
-    /// Input planes of the group, `cg × h × wi`.
-    pub x: &'a [f32],
-    /// Packed weights: for each tap `(ic, ky, kx)`, `block` channel values (zero-padded).
-    pub wp: &'a [f32],
-    /// Bias of the block's channels (`block` values, zero-padded).
-    pub bias: &'a [f32],
-    /// `[cg, h, wi, oh, ow]`.
-    pub dims: [usize; 5],
-    /// Window geometry.
-    pub win: crate::conv::Window,
-    /// Channels of the block that exist.
-    pub valid: usize,
-}
+pub use conv_block::Block as ConvBlockArgs;
 
 /// Computes one output-channel block into `out` (`valid` planes of `oh × ow`), output rows
 /// split across [`crate::par::threads`].
@@ -540,40 +500,15 @@ pub fn conv_block_rows(
     if !ok {
         return Err("simd::conv_block_rows: inconsistent block geometry".into());
     }
-    let lanes_ok = match blocking.isa.checked() {
-        Isa::Avx512 => blocking.lanes == 16,
-        Isa::Neon => blocking.lanes == 4,
-        _ => blocking.lanes == 8,
-    };
-    if !lanes_ok || blocking.isa.checked() != blocking.isa {
+    if blocking.lanes != lanes(blocking.isa) || blocking.isa.checked() != blocking.isa {
         return Err("simd::conv_block_rows: blocking not made for this CPU".into());
     }
-    let b = conv_block::Block {
-        x: a.x,
-        wp: a.wp,
-        bias: a.bias,
-        dims: a.dims,
-        win: a.win,
-        valid: a.valid,
-    };
     let shared = OutPtr(out.as_mut_ptr());
     let work = (cg * kh * kw * ow * blk).max(1);
     crate::par::ranges(oh, (1 << 16) / work + 1, &|r0, r1| {
         let out = shared.get();
-        match blocking.isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the geometry was checked above; the CPU runs AVX2 + FMA (`checked`);
-            // parts write disjoint output rows.
-            Isa::Avx2Fma => unsafe { avx2_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, with AVX-512F.
-            Isa::Avx512 => unsafe { avx512_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
-            #[cfg(target_arch = "aarch64")]
-            // SAFETY: as above, with NEON.
-            Isa::Neon => unsafe { neon_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
-            // SAFETY: plain Rust; the geometry was checked above.
-            _ => unsafe { portable_conv::conv_rows(blocking.nb, &b, out, r0..r1) },
-        }
+        // The geometry was checked above and parts write disjoint output rows.
+        dispatch!(blocking.isa, conv_rows(blocking.nb, a, out, r0..r1))
     });
     Ok(())
 }
@@ -583,21 +518,26 @@ pub fn conv_block_rows(
 pub fn conv_planes_per_tile(isa: Isa, ow: usize) -> usize {
     match plane_isa(isa, ow) {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => avx2_conv::PLANES,
+        Isa::Avx2Fma => avx2::PLANES,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512_conv::PLANES,
+        Isa::Avx512 => avx512::PLANES,
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon_conv::PLANES,
-        _ => portable_conv::PLANES,
+        Isa::Neon => neon::PLANES,
+        _ => portable::PLANES,
     }
 }
 
 /// Lanes of the vectors the row-vectorised kernel uses for rows of `ow` pixels on `isa`.
 pub fn conv_row_lanes(isa: Isa, ow: usize) -> usize {
-    match plane_isa(isa, ow) {
+    lanes(plane_isa(isa, ow))
+}
+
+/// Lanes of `isa`'s vectors.
+fn lanes(isa: Isa) -> usize {
+    match isa {
         Isa::Avx512 => 16,
         Isa::Neon => 4,
-        _ => 8,
+        Isa::Avx2Fma | Isa::Portable => 8,
     }
 }
 
@@ -655,19 +595,8 @@ pub fn conv_planes(
         win,
     };
     let out = &mut out[..j * oh * ow];
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the geometry was checked above; the CPU runs AVX2 + FMA (`checked`).
-        Isa::Avx2Fma => unsafe { avx2_conv::conv_plane(&p, j, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with AVX-512F.
-        Isa::Avx512 => unsafe { avx512_conv::conv_plane(&p, j, out) },
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: as above, with NEON.
-        Isa::Neon => unsafe { neon_conv::conv_plane(&p, j, out) },
-        // SAFETY: plain Rust; the geometry was checked above.
-        _ => unsafe { portable_conv::conv_plane(&p, j, out) },
-    }
+    // The geometry was checked above.
+    dispatch!(isa, conv_plane(&p, j, out));
     Ok(())
 }
 

@@ -66,6 +66,31 @@ impl Spec {
         }
         run_tiles(isa, prog, result, inputs, bases, &self.consts, x, regs)
     }
+
+    /// Runs the prologue, the row op on each row of `w` values, and the epilogue over `x`
+    /// (whole rows whose inputs start at `bases`).
+    #[allow(clippy::too_many_arguments)]
+    fn rows(
+        &self,
+        isa: Isa,
+        inputs: &[Input<'_>],
+        bases: &[usize],
+        x: &mut [f32],
+        w: usize,
+        regs: &mut Regs,
+    ) -> Result<(), String> {
+        self.program(false, isa, inputs, bases, x, regs)?;
+        match self.row {
+            RowOp::Softmax { log } => x
+                .chunks_mut(w.max(1))
+                .for_each(|row| simd::softmax_row(isa, row, log)),
+            RowOp::LayerNorm { eps } => x
+                .chunks_mut(w.max(1))
+                .for_each(|row| simd::layernorm_row(isa, row, eps)),
+            RowOp::None => return Ok(()),
+        }
+        self.program(true, isa, inputs, bases, x, regs)
+    }
 }
 
 fn ints<'a>(c: &'a Ctx<'_, '_>, name: &str) -> &'a [i64] {
@@ -452,23 +477,18 @@ fn execute(
     regs: &mut Regs,
 ) -> Result<(), String> {
     let w = dims[dims.len() - 1];
-    if w > 0 && w < TILE && rows_in_order(dims, inputs) {
+    if let Some(walks) = row_walks(dims, inputs).filter(|_| w > 0 && w < TILE) {
         return EXPANDED.with(|cell| {
             let Ok(mut scratch) = cell.try_borrow_mut() else {
                 return Err("fused step: re-entered on one thread".to_string());
             };
-            execute_blocks(spec, isa, mm, dims, inputs, first, part, regs, &mut scratch)
+            let ctx = (spec, isa, mm, dims, inputs);
+            execute_blocks(ctx, &walks, first, part, regs, &mut scratch)
         });
     }
     let mut walk = RowWalker::at(first, dims, inputs);
     let mut row_fn = |bases: &[usize], row: &mut [f32]| -> Result<(), String> {
-        spec.program(false, isa, inputs, bases, row, regs)?;
-        match spec.row {
-            RowOp::Softmax { log } => simd::softmax_row(isa, row, log),
-            RowOp::LayerNorm { eps } => simd::layernorm_row(isa, row, eps),
-            RowOp::None => return Ok(()),
-        }
-        spec.program(true, isa, inputs, bases, row, regs)
+        spec.rows(isa, inputs, bases, row, w, regs)
     };
     if let Some((av, ad, bv, bd)) = mm {
         // Blocks of about 64 KiB of output rows: the epilogue runs while they are in cache.
@@ -489,38 +509,54 @@ fn execute(
     }
 }
 
-/// Whether every program input either walks the rows like the output does (row `r` of the
-/// input starts at `r · w`) or reads the same values for every row (a bias, a scalar): then a
-/// block of short rows can run as one long row.
-fn rows_in_order(dims: &[usize], inputs: &[Input<'_>]) -> bool {
+/// For each program input, whether it walks the rows like the output does (`true`: row `r`
+/// starts at `r · w`) or reads the same values for every row (`false`: a bias, a scalar);
+/// `None` when some input does neither. With every input one or the other, a block of short
+/// rows can run as one long row.
+fn row_walks(dims: &[usize], inputs: &[Input<'_>]) -> Option<SmallVec<[bool; 8]>> {
     let r = dims.len();
     if r < 2 {
-        return false;
+        return None;
     }
-    inputs.iter().all(|i| {
-        let last = i.strides.get(r - 1).copied();
-        let invariant = i.strides[..r - 1].iter().all(|&s| s == 0) && matches!(last, Some(0 | 1));
-        let mut step = dims[r - 1];
-        let like_output = last == Some(1)
-            && (0..r - 1).rev().all(|j| {
-                let ok = i.strides[j] == step || dims[j] == 1;
-                step *= dims[j];
-                ok
-            });
-        invariant || like_output
-    })
+    inputs
+        .iter()
+        .map(|i| {
+            let last = i.strides.get(r - 1).copied();
+            let mut step = dims[r - 1];
+            let like_output = last == Some(1)
+                && (0..r - 1).rev().all(|j| {
+                    let ok = i.strides[j] == step || dims[j] == 1;
+                    step *= dims[j];
+                    ok
+                });
+            let same = i.strides[..r - 1].iter().all(|&s| s == 0) && matches!(last, Some(0 | 1));
+            if like_output {
+                Some(true)
+            } else if same {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
-/// [`execute`] for short rows whose inputs pass [`rows_in_order`]: the programs run over blocks
-/// of rows at once (one interpretation per block instead of per row), row-invariant vector
-/// inputs repeated once per row in `scratch`; a row op still runs row by row in between.
-#[allow(clippy::too_many_arguments)]
+/// A fused step's program context: spec, instruction set, MatMul anchor, dims, inputs.
+type StepCtx<'s, 'a> = (
+    &'s Spec,
+    Isa,
+    MatMulOperands<'a>,
+    &'s [usize],
+    &'s [Input<'a>],
+);
+
+/// [`execute`] for short rows whose inputs all walk the rows (`walks`, from [`row_walks`]): the
+/// programs run over blocks of rows at once (one interpretation per block instead of per row),
+/// vectors that are the same for every row repeated once per row in `scratch`; a row op still
+/// runs row by row in between.
 fn execute_blocks(
-    spec: &Spec,
-    isa: Isa,
-    mm: MatMulOperands<'_>,
-    dims: &[usize],
-    inputs: &[Input<'_>],
+    (spec, isa, mm, dims, inputs): StepCtx<'_, '_>,
+    walks: &[bool],
     first: usize,
     part: &mut [f32],
     regs: &mut Regs,
@@ -534,10 +570,11 @@ fn execute_blocks(
     if rows == 0 {
         return Ok(());
     }
-    // Row-invariant vectors, each repeated `rows` times.
+    // Vectors that are the same for every row, each repeated `rows` times.
     let repeated: SmallVec<[bool; 8]> = inputs
         .iter()
-        .map(|i| i.strides[..r - 1].iter().all(|&s| s == 0) && i.strides[r - 1] == 1)
+        .zip(walks)
+        .map(|(i, &walk)| !walk && i.strides[r - 1] == 1)
         .collect();
     let count = repeated.iter().filter(|&&b| b).count();
     if scratch.len() < count * rows * w {
@@ -559,7 +596,6 @@ fn execute_blocks(
         .iter()
         .zip(&repeated)
         .map(|(i, &rep)| {
-            let last = i.strides[r - 1];
             if rep {
                 slot += 1;
                 Input {
@@ -569,7 +605,7 @@ fn execute_blocks(
             } else {
                 Input {
                     data: i.data,
-                    strides: smallvec::smallvec![last],
+                    strides: smallvec::smallvec![i.strides[r - 1]],
                 }
             }
         })
@@ -578,21 +614,10 @@ fn execute_blocks(
     // 0 for the others.
     let mut bases: Dims = smallvec::smallvec![0; inputs.len()];
     let mut block_fn = |g: usize, buf: &mut [f32]| -> Result<(), String> {
-        for ((b, i), &rep) in bases.iter_mut().zip(inputs).zip(&repeated) {
-            let invariant = rep || i.strides[r - 1] == 0;
-            *b = if invariant { 0 } else { g * w };
+        for (b, &walk) in bases.iter_mut().zip(walks) {
+            *b = if walk { g * w } else { 0 };
         }
-        spec.program(false, isa, &flat, &bases, buf, regs)?;
-        match spec.row {
-            RowOp::Softmax { log } => buf
-                .chunks_mut(w)
-                .for_each(|row| simd::softmax_row(isa, row, log)),
-            RowOp::LayerNorm { eps } => buf
-                .chunks_mut(w)
-                .for_each(|row| simd::layernorm_row(isa, row, eps)),
-            RowOp::None => return Ok(()),
-        }
-        spec.program(true, isa, &flat, &bases, buf, regs)
+        spec.rows(isa, &flat, &bases, buf, w, regs)
     };
     if let Some((av, ad, bv, bd)) = mm {
         sod2_kernels::linalg::matmul_f32_rows(av, ad, bv, bd, part, first, block, |g, buf| {

@@ -93,8 +93,11 @@ enum Cmd {
         /// Intra-op threads (the calling thread included).
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Inputs at another shape, run before the timed shape: `first_run_ms` then measures the
-        /// first run after a shape change in a warm session. `NAME=FILE.npy`, repeatable.
+        /// Inputs at another shape, run before the timed shape: `first_run_ms` (and
+        /// `new_shape_ms`, `prepare` included) then measure the first run at a shape the session
+        /// has never run, right after a shape change; `switch_ms` the `prepare` + first run when
+        /// the session switches back to this shape after the prior shape ran again.
+        /// `NAME=FILE.npy`, repeatable.
         #[arg(long = "prior", value_name = "NAME=FILE.npy")]
         prior: Vec<String>,
     },

@@ -405,13 +405,14 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
         .collect();
     let mut s = Session::new(plan);
     s.set_threads(args.threads)?;
-    if let Some(p) = &prior {
-        let t: Vec<TensorIn<'_>> = p
-            .iter()
+    let prior_tensors: Option<Vec<TensorIn<'_>>> = prior.as_ref().map(|p| {
+        p.iter()
             .map(|(d, dims, b)| TensorIn::raw(*d, b, dims))
-            .collect();
-        s.run(&t)?;
-        s.run(&t)?;
+            .collect()
+    });
+    if let Some(t) = &prior_tensors {
+        s.run(t)?;
+        s.run(t)?;
     }
     let shapes_v: Vec<Vec<usize>> = data.iter().map(|(_, d, _)| d.clone()).collect();
     let t = std::time::Instant::now();
@@ -421,7 +422,8 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
     s.run_in_place(&tensors)?;
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut times = Vec::with_capacity(runs.max(1));
-    let mut peak_dyn = s.peak_dynamic_bytes();
+    // Steady-state runs only: the first run still counts the prior shape's held buffers.
+    let mut peak_dyn = 0;
     for _ in 0..runs.max(1) {
         let t = std::time::Instant::now();
         s.run_in_place(&tensors)?;
@@ -439,6 +441,21 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
     }
     preps.sort_by(|a, b| a.total_cmp(b));
     let prepare_warm_us = preps[preps.len() / 2];
+    // Switching back: the prior shape runs twice more, then `prepare` + the first run at this
+    // shape again (seen before, so the arena and scratch buffers already fit it). This is the
+    // situation the other runtimes' first-run figures measure in `scripts/bench`.
+    let switch_ms = match &prior_tensors {
+        Some(t) => {
+            s.run(t)?;
+            s.run(t)?;
+            let t = std::time::Instant::now();
+            s.prepare(&shapes_v)?;
+            s.run_in_place(&tensors)?;
+            Some(t.elapsed().as_secs_f64() * 1e3)
+        }
+        None => None,
+    };
+    let switch_json = switch_ms.map_or("null".to_string(), |v| format!("{v:.4}"));
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).clamp(1, times.len()) - 1];
@@ -458,7 +475,8 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
     let _ = writeln!(text, "prepare {prepare_us:.1} us; first run {first_ms:.3} ms; median {median:.3} ms, p90 {p90:.3} ms over {} runs", times.len());
     let _ = writeln!(
         text,
-        "{{\"median_ms\": {median:.4}, \"p90_ms\": {p90:.4}, \"first_run_ms\": {first_ms:.4}, \"prepare_us\": {prepare_us:.2}, \"prepare_warm_us\": {prepare_warm_us:.2}, \"arena_bytes\": {arena}, \"peak_intermediate_bytes\": {}, \"peak_rss_bytes\": {}, \"run_allocs\": {run_allocs}}}",
+        "{{\"median_ms\": {median:.4}, \"p90_ms\": {p90:.4}, \"first_run_ms\": {first_ms:.4}, \"new_shape_ms\": {:.4}, \"switch_ms\": {switch_json}, \"prepare_us\": {prepare_us:.2}, \"prepare_warm_us\": {prepare_warm_us:.2}, \"arena_bytes\": {arena}, \"peak_intermediate_bytes\": {}, \"peak_rss_bytes\": {}, \"run_allocs\": {run_allocs}}}",
+        prepare_us / 1e3 + first_ms,
         arena + peak_dyn,
         peak_rss_bytes()
     );

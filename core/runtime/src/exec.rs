@@ -209,15 +209,13 @@ impl State {
         self.arena_len = usize::try_from(size).unwrap_or(0);
         let words = self.arena_len.div_ceil(8);
         if self.arena.len() < words {
-            // Grow to the new size and touch every page now, so the runs that follow (the first
-            // one included) never stop on page faults. Only a shape needing a larger arena than
-            // any before pays this, once; with the arena already large enough `prepare` only
-            // evaluates expressions.
-            self.arena = vec![0u64; words];
-            for page in self.arena.chunks_mut(512) {
-                page[0] = 0;
-                std::hint::black_box(&page[0]);
-            }
+            // Grow to the new size, writing the new part now, so the runs that follow (the first
+            // one included) never stop on page faults. Growing in place (`realloc`, which moves a
+            // large block's pages with `mremap`) keeps the pages already faulted in: only the
+            // new tail is touched. Only a shape needing a larger arena than any before pays
+            // this, once; with the arena already large enough `prepare` only evaluates
+            // expressions.
+            self.arena.resize(words, 0);
         }
         self.prepared = Some(shapes.to_vec());
         Ok(self.arena_len)

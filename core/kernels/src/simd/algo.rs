@@ -338,6 +338,95 @@ pub(crate) unsafe fn softmax_row<V: Vf32>(x: &mut [f32], log: bool) {
     }
 }
 
+/// The exponentials of an attention score row, in place and left unnormalised:
+/// `y = x · scale + coef · mask` (the prologue, folded in), then `x = e^(y - max y)`; returns
+/// `Σ x` (the caller divides by it once the row has been multiplied by `V`, so no pass of its
+/// own normalises the row). `mask`, when given, is as long as `x`.
+#[inline(always)]
+pub(crate) unsafe fn softmax_exp_row<V: Vf32>(
+    x: &mut [f32],
+    scale: f32,
+    mask: Option<(&[f32], f32)>,
+) -> f32 {
+    let l = V::LANES;
+    let n = x.len();
+    if n == 0 {
+        return 0.0;
+    }
+    // SAFETY: loads and stores stay inside `x` (and `mask`, as long as `x`); tails go through
+    // padded buffers.
+    unsafe {
+        let p = x.as_mut_ptr();
+        let vs = V::splat(scale);
+        // Pass 1: the prologue, stored, and the row's maximum over four accumulators.
+        let ninf = V::splat(f32::NEG_INFINITY);
+        let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+        let y = |i: usize| -> V {
+            let v = V::load(p.add(i)).mul(vs);
+            match mask {
+                Some((m, c)) => V::load(m.as_ptr().add(i)).mul_add(V::splat(c), v),
+                None => v,
+            }
+        };
+        let mut i = 0;
+        while i + 4 * l <= n {
+            let (a, b, c, d) = (y(i), y(i + l), y(i + 2 * l), y(i + 3 * l));
+            a.store(p.add(i));
+            b.store(p.add(i + l));
+            c.store(p.add(i + 2 * l));
+            d.store(p.add(i + 3 * l));
+            m0 = m0.max(a);
+            m1 = m1.max(b);
+            m2 = m2.max(c);
+            m3 = m3.max(d);
+            i += 4 * l;
+        }
+        while i + l <= n {
+            let a = y(i);
+            a.store(p.add(i));
+            m0 = m0.max(a);
+            i += l;
+        }
+        let mut mx = m0.max(m1).max(m2.max(m3)).hmax();
+        for k in i..n {
+            let v = x[k] * scale + mask.map_or(0.0, |(m, c)| c * m[k]);
+            x[k] = v;
+            mx = mx.max(v);
+        }
+        // Pass 2: the exponentials and their sum over two accumulators.
+        let vm = V::splat(mx);
+        let (mut s0, mut s1) = (V::splat(0.0), V::splat(0.0));
+        let mut i = 0;
+        while i + 2 * l <= n {
+            let a = exp(V::load(p.add(i)).sub(vm));
+            let b = exp(V::load(p.add(i + l)).sub(vm));
+            a.store(p.add(i));
+            b.store(p.add(i + l));
+            s0 = s0.add(a);
+            s1 = s1.add(b);
+            i += 2 * l;
+        }
+        if i + l <= n {
+            let a = exp(V::load(p.add(i)).sub(vm));
+            a.store(p.add(i));
+            s0 = s0.add(a);
+            i += l;
+        }
+        let mut s = s0.add(s1).hsum();
+        if i < n {
+            let mut t = [f32::NEG_INFINITY; MAX_LANES];
+            t[..n - i].copy_from_slice(&x[i..]);
+            let e = exp(V::load(t.as_ptr()).sub(vm));
+            e.store(t.as_mut_ptr());
+            for k in 0..n - i {
+                s += t[k];
+                x[i + k] = t[k];
+            }
+        }
+        s
+    }
+}
+
 /// Layer normalisation of one contiguous row, in place: `(x - mean) / sqrt(var + eps)`.
 #[inline(always)]
 pub(crate) unsafe fn layernorm_row<V: Vf32>(x: &mut [f32], eps: f32) {

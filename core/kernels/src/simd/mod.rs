@@ -261,6 +261,15 @@ macro_rules! entry_points {
                 unsafe { algo::small_gemm::<V>(mnk, a, b, c, alpha, accumulate) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn softmax_exp_row(
+                x: &mut [f32],
+                scale: f32,
+                mask: Option<(&[f32], f32)>,
+            ) -> f32 {
+                // SAFETY: forwarded contract.
+                unsafe { algo::softmax_exp_row::<V>(x, scale, mask) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn layernorm_row(x: &mut [f32], eps: f32) {
                 // SAFETY: forwarded contract.
                 unsafe { algo::layernorm_row::<V>(x, eps) }
@@ -378,6 +387,28 @@ pub fn max(isa: Isa, x: &[f32]) -> f32 {
 /// Softmax (`log`: log-softmax) of one contiguous row, in place.
 pub fn softmax_row(isa: Isa, x: &mut [f32], log: bool) {
     dispatch!(isa, softmax_row(x, log))
+}
+
+/// The unnormalised softmax of one attention score row with its prologue folded in:
+/// `x = e^(y - max y)` for `y = x · scale + coef · mask`; returns `Σ x`. Dividing the row (or
+/// its product with `V`) by the sum gives the softmax of `y`. A `mask` that is not as long as
+/// `x` is an error.
+pub fn softmax_exp_row(
+    isa: Isa,
+    x: &mut [f32],
+    scale: f32,
+    mask: Option<(&[f32], f32)>,
+) -> Result<f32, String> {
+    if let Some((m, _)) = mask {
+        if m.len() != x.len() {
+            return Err(format!(
+                "softmax: mask of {} values for a row of {}",
+                m.len(),
+                x.len()
+            ));
+        }
+    }
+    Ok(dispatch!(isa, softmax_exp_row(x, scale, mask)))
 }
 
 /// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j]` (`accumulate`: added to `c`) for row-major

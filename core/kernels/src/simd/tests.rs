@@ -211,6 +211,38 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The attention softmax (prologue folded in, left unnormalised) against f64 math: the
+    /// returned sum divides the row into the softmax of `x · scale + coef · mask`.
+    #[test]
+    fn folded_softmax_rows_match_f64(n in 0usize..300, seed in 0u64..1000, scale in 0.05f32..4.0, masked in any::<bool>()) {
+        let x = data(n, seed, 20.0);
+        // A mask of zeros and large negatives (padding), as attention masks are.
+        let mask: Vec<f32> = data(n, seed + 7, 1.0).iter().map(|&v| if v < -0.6 { -10_000.0 } else { 0.0 }).collect();
+        let coef = 0.5f32;
+        let y: Vec<f64> = x.iter().enumerate().map(|(i, &v)| {
+            f64::from(v) * f64::from(scale) + if masked { f64::from(coef) * f64::from(mask[i]) } else { 0.0 }
+        }).collect();
+        let mx = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = y.iter().map(|&v| (v - mx).exp()).sum();
+        for isa in Isa::available() {
+            let mut r = x.clone();
+            let s = softmax_exp_row(isa, &mut r, scale, masked.then_some((&mask[..], coef))).unwrap();
+            prop_assert!((f64::from(s) - z).abs() <= 1e-5 * z.max(1.0), "{:?} sum {} vs {}", isa, s, z);
+            for (g, &v) in r.iter().zip(&y) {
+                let want = (v - mx).exp();
+                prop_assert!((f64::from(*g) - want).abs() <= 1e-5 * (1.0 + want), "{:?} {} vs {}", isa, g, want);
+            }
+        }
+        if n > 0 {
+            let mut r = x.clone();
+            prop_assert!(softmax_exp_row(Isa::Portable, &mut r, scale, Some((&mask[1..], coef))).is_err());
+        }
+    }
+}
+
 #[test]
 fn transpose_swaps_rows_and_columns_on_every_isa() {
     for isa in Isa::available() {

@@ -42,6 +42,53 @@ struct Spec {
     post: Vec<Instr>,
     post_out: Operand,
     consts: Vec<f32>,
+    /// Attention's prologue as `x · scale + coef · input`, when it has that form.
+    affine: Option<Affine>,
+}
+
+/// A prologue of the form `x · scale + coef · mask` (`mask` a program input), which attention
+/// folds into its softmax passes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Affine {
+    scale: f32,
+    mask: Option<(usize, f32)>,
+}
+
+impl Affine {
+    /// The affine form of the program `prog` (result `out`) over the buffer, if it is a chain
+    /// of products and quotients by constants and at most one added or subtracted input.
+    fn of(prog: &[Instr], out: Operand, consts: &[f32]) -> Option<Affine> {
+        use OpCode::{Add, Div, Mul, Sub};
+        let mut f = Affine {
+            scale: 1.0,
+            mask: None,
+        };
+        // The operand holding the value so far: the buffer, then each instruction's result.
+        let mut cur = Operand::Buf;
+        for i in prog {
+            let other = match (i.op, i.a, i.b) {
+                (_, a, b) if a == cur => b,
+                (Add | Mul, a, b) if b == cur => a,
+                _ => return None,
+            };
+            match (i.op, other) {
+                (Mul | Div, Operand::Const(k)) => {
+                    let k = *consts.get(k)?;
+                    let k = if i.op == Mul { k } else { 1.0 / k };
+                    f.scale *= k;
+                    if let Some((_, c)) = &mut f.mask {
+                        *c *= k;
+                    }
+                }
+                (Add | Sub, Operand::Input(j)) if f.mask.is_none() => {
+                    f.mask = Some((j, if i.op == Add { 1.0 } else { -1.0 }));
+                }
+                _ => return None,
+            }
+            cur = Operand::Temp(i.dst);
+        }
+        (cur == out || (prog.is_empty() && out == Operand::Buf)).then_some(f)
+    }
 }
 
 impl Spec {
@@ -154,6 +201,7 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
     if anchor.is_none() && (pre_out == Operand::Buf || (row == RowOp::None && pre.is_empty())) {
         return Err("fused step: the buffer is read before anything writes it".into());
     }
+    let affine = Affine::of(&pre, pre_out, &consts);
     Ok(Spec {
         anchor,
         matmul: anchor_name == "MatMul",
@@ -169,6 +217,7 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         row,
         post,
         post_out,
+        affine,
         consts,
     })
 }
@@ -376,6 +425,15 @@ fn attention(
             _ => false,
         }
     });
+    // The prologue folds into the softmax when it is affine in the scores and its input (a
+    // mask) holds whole rows: each in-bounds by the broadcast check of the inputs.
+    let folded = spec.affine.filter(|f| {
+        f.mask.is_none_or(|(j, _)| {
+            inputs
+                .get(j)
+                .is_some_and(|i| i.strides.get(r - 1) == Some(&1))
+        })
+    });
     // Blocks of about 256 KiB of scores (L2-resident): fewer, larger products than smaller
     // blocks (each product re-reads its right-hand operand).
     let block = (64 * 1024 / n.max(1)).max(1);
@@ -393,11 +451,13 @@ fn attention(
                 while done < total {
                     let (bi, r0) = (g / m, g % m);
                     let rows = block.min(m - r0).min(total - done);
-                    if scores.len() < block * n {
-                        // Sized for a whole block at once (grows only when `n` does).
-                        scores.resize(block * n, 0.0);
+                    if scores.len() < block * (n + 1) {
+                        // Sized for a whole block at once, and its rows' sums (grows only when
+                        // `n` does).
+                        scores.resize(block * (n + 1), 0.0);
                     }
-                    let sblock = &mut scores[..rows * n];
+                    let (sblock, sums) = scores.split_at_mut(block * n);
+                    let sblock = &mut sblock[..rows * n];
                     sod2_kernels::linalg::matmul_f32_rows(
                         a,
                         ad,
@@ -408,7 +468,18 @@ fn attention(
                         usize::MAX,
                         |_, _| Ok(()),
                     )?;
-                    if n > 0 {
+                    if let (Some(f), true) = (folded, n > 0) {
+                        // The prologue folded into the softmax; the rows stay unnormalised
+                        // until their product with V.
+                        for (row, sum) in sblock.chunks_mut(n).zip(sums.iter_mut()) {
+                            let mask = f.mask.map(|(j, c)| {
+                                let at = walk.bases[j];
+                                (&inputs[j].data[at..at + n], c)
+                            });
+                            *sum = simd::softmax_exp_row(isa, row, f.scale, mask)?;
+                            walk.advance(sdims, inputs);
+                        }
+                    } else if n > 0 {
                         // A prologue runs over the block at once when it reads no input (a
                         // scale) or when every input it reads walks the block's rows
                         // contiguously (a mask with full rows) or not at all (a broadcast
@@ -442,6 +513,18 @@ fn attention(
                         1.0,
                         false,
                     );
+                    if folded.is_some() && n > 0 {
+                        let out_rows = part[done * hd..(done + rows) * hd].chunks_mut(hd.max(1));
+                        for (o, &sum) in out_rows.zip(sums.iter()) {
+                            simd::binary_in_place(
+                                isa,
+                                BinOp::Mul,
+                                o,
+                                Src::Scalar(1.0 / sum),
+                                false,
+                            )?;
+                        }
+                    }
                     g += rows;
                     done += rows;
                 }
@@ -987,4 +1070,74 @@ fn run_tiles(
         off += len;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ins(op: OpCode, dst: usize, a: Operand, b: Operand) -> Instr {
+        Instr { op, dst, a, b }
+    }
+
+    #[test]
+    fn affine_prologues_are_recognised() {
+        use Operand::{Buf, Const, Input, Temp};
+        let consts = [4.0, 0.5];
+        // (x / 4) + mask
+        let p = [
+            ins(OpCode::Div, 0, Buf, Const(0)),
+            ins(OpCode::Add, 1, Input(0), Temp(0)),
+        ];
+        assert_eq!(
+            Affine::of(&p, Temp(1), &consts),
+            Some(Affine {
+                scale: 0.25,
+                mask: Some((0, 1.0))
+            })
+        );
+        // (x - mask) * 0.5: the coefficient follows the later product.
+        let p = [
+            ins(OpCode::Sub, 0, Buf, Input(1)),
+            ins(OpCode::Mul, 1, Const(1), Temp(0)),
+        ];
+        assert_eq!(
+            Affine::of(&p, Temp(1), &consts),
+            Some(Affine {
+                scale: 0.5,
+                mask: Some((1, -0.5))
+            })
+        );
+        // No prologue at all.
+        assert_eq!(
+            Affine::of(&[], Buf, &consts),
+            Some(Affine {
+                scale: 1.0,
+                mask: None
+            })
+        );
+        // Not affine in x, or not one chain: left to the program.
+        let not = [
+            vec![ins(OpCode::Exp, 0, Buf, Buf)],
+            vec![ins(OpCode::Div, 0, Const(0), Buf)],
+            vec![ins(OpCode::Sub, 0, Input(0), Buf)],
+            vec![ins(OpCode::Add, 0, Buf, Const(0))],
+            vec![ins(OpCode::Mul, 0, Buf, Input(0))],
+            vec![
+                ins(OpCode::Add, 0, Buf, Input(0)),
+                ins(OpCode::Add, 1, Temp(0), Input(1)),
+            ],
+            vec![
+                ins(OpCode::Div, 0, Buf, Const(0)),
+                ins(OpCode::Add, 1, Buf, Input(0)),
+            ],
+        ];
+        for p in &not {
+            let out = Temp(p.last().map_or(0, |i| i.dst));
+            assert_eq!(Affine::of(p, out, &consts), None, "{p:?}");
+        }
+        // The chain's last value must be the result.
+        let p = [ins(OpCode::Div, 0, Buf, Const(0))];
+        assert_eq!(Affine::of(&p, Temp(3), &consts), None);
+    }
 }

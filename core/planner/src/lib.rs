@@ -66,6 +66,9 @@ pub enum Opt {
     Mvc,
 }
 
+/// A tensor placed by a buffer request: (request index, tensor).
+type ReqOwner = (usize, u32);
+
 /// A version condition no binding meets (keys are sizes, never negative).
 pub const NEVER: (i64, i64) = (-1, -1);
 
@@ -733,7 +736,7 @@ impl Planner<'_> {
                 .at
                 .push((total, memory::peak_live(&self.arena, &reqs, &b)));
         }
-        for (k, &t) in owners.iter().enumerate() {
+        for &(k, t) in &owners {
             let off = self.lower(mp.offsets[k]);
             self.plan.tensors[t as usize].storage = fmt::Storage::Arena { offset: off };
         }
@@ -742,11 +745,14 @@ impl Planner<'_> {
     }
 
     /// One buffer request per arena tensor of the main graph in step order `order` (tensors
-    /// sized by execution-determined symbols stay on the heap), and the tensor of each.
+    /// sized by execution-determined symbols stay on the heap), and the tensors of each as
+    /// (request, tensor) pairs. With the memory plan on, a reshape (`Reshape`, `Flatten`,
+    /// `Squeeze`, `Unsqueeze`) of an arena tensor is a *view*: it shares its input's request,
+    /// whose lifetime grows to cover both, and the runtime skips the copy.
     fn buffer_reqs(
         &mut self,
         order: &[NodeId],
-    ) -> Result<(Vec<memory::BufferReq>, Vec<u32>), PlanError> {
+    ) -> Result<(Vec<memory::BufferReq>, Vec<ReqOwner>), PlanError> {
         let n_steps = order.len();
         // Last use of every value, in step indices of the chosen order.
         let mut last: HashMap<ValueId, usize> = HashMap::new();
@@ -759,10 +765,22 @@ impl Planner<'_> {
         for &o in &self.model.main.outputs {
             last.insert(o, n_steps);
         }
-        let mut reqs = Vec::new();
+        let mut reqs: Vec<memory::BufferReq> = Vec::new();
         let mut owners = Vec::new();
+        // The request holding each value placed so far.
+        let mut req_of: HashMap<ValueId, usize> = HashMap::new();
+        let views = self.opt >= Opt::Dmp;
         for (i, &n) in order.iter().enumerate() {
-            let outs = self.model.node(n).outputs.clone();
+            let node = self.model.node(n);
+            let view_of = match node.op {
+                OpKind::Reshape | OpKind::Flatten | OpKind::Squeeze | OpKind::Unsqueeze
+                    if views =>
+                {
+                    node.input(0).and_then(|x| req_of.get(&x).copied())
+                }
+                _ => None,
+            };
+            let outs = node.outputs.clone();
             for v in outs.into_iter().flatten() {
                 let dims = self.dims_of(v)?;
                 let uses_fresh = dims.iter().any(|&e| {
@@ -777,18 +795,26 @@ impl Planner<'_> {
                 let Some(&t) = self.tensor_of.get(&v) else {
                     continue;
                 };
+                let last_use = last.get(&v).copied().unwrap_or(i).max(i);
+                if let Some(k) = view_of {
+                    reqs[k].last = reqs[k].last.max(last_use);
+                    req_of.insert(v, k);
+                    owners.push((k, t));
+                    continue;
+                }
                 let elem = self.plan.tensors[t as usize].dtype.size() as i64;
                 let numel = self.arena.product(&dims);
                 let bytes = self.arena.mul_const(numel, elem);
                 let sixty_four = self.arena.constant(fmt::WEIGHT_ALIGN as i64);
                 let blocks = self.arena.ceildiv(bytes, sixty_four);
                 let padded = self.arena.mul_const(blocks, fmt::WEIGHT_ALIGN as i64);
+                req_of.insert(v, reqs.len());
+                owners.push((reqs.len(), t));
                 reqs.push(memory::BufferReq {
                     size: padded,
                     first: i,
-                    last: last.get(&v).copied().unwrap_or(i).max(i),
+                    last: last_use,
                 });
-                owners.push(t);
             }
         }
         Ok((reqs, owners))

@@ -88,6 +88,27 @@ fn check(p: &Plan, batch: i64, seq: i64) -> Result<(), String> {
     for &o in &main.outputs {
         last.insert(o, n);
     }
+    // Views: a reshape's output may lie exactly on its input (the runtime copies nothing);
+    // such tensors share bytes by design. Each tensor maps to the tensor it views, if any.
+    let mut view_of: HashMap<u32, u32> = HashMap::new();
+    for s in &main.steps {
+        if let (true, Some(Some(x)), Some(Some(y))) = (
+            matches!(
+                s.kernel.as_str(),
+                "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
+            ),
+            s.inputs.first(),
+            s.outputs.first(),
+        ) {
+            view_of.insert(*y, *x);
+        }
+    }
+    let root = |mut t: u32| {
+        while let Some(&x) = view_of.get(&t) {
+            t = x;
+        }
+        t
+    };
     let arena = vals[p.arena_size as usize].ok_or("arena size does not evaluate")?;
     let mut live = Vec::new();
     for (t, tensor) in p.tensors.iter().enumerate() {
@@ -113,14 +134,15 @@ fn check(p: &Plan, batch: i64, seq: i64) -> Result<(), String> {
             .copied()
             .ok_or("arena tensor without producer")?;
         let l = last.get(&(t as u32)).copied().unwrap_or(f).max(f);
-        live.push((tensor.name.clone(), off, off + size, f, l));
+        live.push((tensor.name.clone(), off, off + size, f, l, root(t as u32)));
     }
     for i in 0..live.len() {
         for j in i + 1..live.len() {
             let (a, b) = (&live[i], &live[j]);
             let together = a.3 <= b.4 && b.3 <= a.4;
             let share = a.1 < b.2 && b.1 < a.2;
-            if together && share {
+            let same_view = a.5 == b.5 && a.1 == b.1 && a.2 == b.2;
+            if together && share && !same_view {
                 return Err(format!(
                     "{} and {} are live together and share bytes",
                     a.0, b.0
@@ -148,4 +170,31 @@ proptest! {
         let p = compile(Opt::Dmp);
         prop_assert_eq!(check(&p, batch, seq), Ok(()));
     }
+}
+
+/// With the memory plan, reshapes of arena tensors are views (output placed on the input);
+/// without it, every tensor keeps its own range.
+#[test]
+fn reshapes_of_arena_tensors_are_views_with_the_memory_plan() {
+    let views = |p: &Plan| {
+        p.graphs[0]
+            .steps
+            .iter()
+            .filter(|s| s.kernel == "Reshape")
+            .filter(|s| {
+                let (Some(Some(x)), Some(Some(y))) = (s.inputs.first(), s.outputs.first()) else {
+                    return false;
+                };
+                match (
+                    &p.tensors[*x as usize].storage,
+                    &p.tensors[*y as usize].storage,
+                ) {
+                    (Storage::Arena { offset: a }, Storage::Arena { offset: b }) => a == b,
+                    _ => false,
+                }
+            })
+            .count()
+    };
+    assert!(views(&compile(Opt::Dmp)) > 0);
+    assert_eq!(views(&compile(Opt::Sep)), 0);
 }

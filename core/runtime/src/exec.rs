@@ -643,6 +643,24 @@ impl State {
             heap.push(h);
             out_ranges.push(range);
         }
+        // A view: a reshape whose output the plan placed exactly on its input (same offset,
+        // same bytes) has nothing to copy; it only takes its dims.
+        if ops::is_view(&step.kernel) {
+            if let (Some(Some(x)), Some(Some(y)), Some(Some(r)), Some(Some(d))) = (
+                step.inputs.first(),
+                step.outputs.first(),
+                out_ranges.first(),
+                planned.first(),
+            ) {
+                if matches!(self.slots[*x as usize], Slot::Arena)
+                    && self.arena_range(plan, *x) == Some(*r)
+                {
+                    set_dims(&mut self.dims[*y as usize], d);
+                    self.slots[*y as usize] = Slot::Arena;
+                    return Ok(());
+                }
+            }
+        }
         // Input ranges inside the arena, for the disjointness check.
         let mut in_arena: SmallVec<[(usize, usize); 8]> = SmallVec::new();
         for t in step.inputs.iter().flatten() {

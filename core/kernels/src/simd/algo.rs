@@ -500,6 +500,94 @@ pub(crate) unsafe fn small_gemm<V: Vf32>(
     }
 }
 
+/// `c = a · b` for a narrow `b` of `n = T × LANES` columns (`T` ≤ 4) and any number of rows:
+/// register tiles of `R` rows × `T` vectors (as many accumulators as the registers hold), each
+/// row of `b` loaded once per tile and each value of `a` broadcast against it. The product of
+/// attention's probabilities and `V` (a head's few columns) has this shape.
+///
+/// # Safety
+/// Row-major operands with leading dims: `a` holds `m × k` (`lda`), `b` `k × n` (`ldb`), `c`
+/// `m × n` (`ldc`), all in bounds; `n` is 1–4 vectors.
+#[inline(always)]
+pub(crate) unsafe fn narrow_gemm<V: Vf32>(
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+) {
+    let big = V::REGS >= 32;
+    // SAFETY: forwarded contract.
+    unsafe {
+        let done = match n / V::LANES {
+            1 if big => narrow_rows::<V, 12, 1>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            1 => narrow_rows::<V, 8, 1>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            2 if big => narrow_rows::<V, 8, 2>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            2 => narrow_rows::<V, 6, 2>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            3 if big => narrow_rows::<V, 6, 3>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            3 => narrow_rows::<V, 4, 3>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            4 if big => narrow_rows::<V, 6, 4>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            _ => narrow_rows::<V, 3, 4>((m, k), (a, lda), (b, ldb), (c, ldc)),
+        };
+        // The rows left over, four at a time.
+        let mut i = done;
+        while i < m {
+            let r = (m - i).min(4);
+            small_gemm::<V>(
+                (r, n, k),
+                (&a[i * lda..], lda),
+                (b, ldb),
+                (&mut c[i * ldc..], ldc),
+                1.0,
+                false,
+            );
+            i += r;
+        }
+    }
+}
+
+/// The whole tiles of [`narrow_gemm`]: rows `0 ..` (returned) in tiles of `R`.
+///
+/// # Safety
+/// As [`narrow_gemm`], with `n = T × LANES`.
+#[inline(always)]
+unsafe fn narrow_rows<V: Vf32, const R: usize, const T: usize>(
+    (m, k): (usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+) -> usize {
+    let l = V::LANES;
+    let mut i = 0;
+    // SAFETY: loads read `b[p·ldb .. + T·LANES]` for `p < k` and `a[(i + r)·lda + p]` for
+    // `i + r < m`; stores write `c[(i + r)·ldc .. + T·LANES]` (the caller's extents).
+    unsafe {
+        while i + R <= m {
+            let mut acc = [[V::splat(0.0); T]; R];
+            let ap = a.as_ptr().add(i * lda);
+            for p in 0..k {
+                let bp = b.as_ptr().add(p * ldb);
+                let mut bv = [V::splat(0.0); T];
+                for (t, v) in bv.iter_mut().enumerate() {
+                    *v = V::load(bp.add(t * l));
+                }
+                for (r, ar) in acc.iter_mut().enumerate() {
+                    let x = V::splat(*ap.add(r * lda + p));
+                    for (s, &v) in ar.iter_mut().zip(&bv) {
+                        *s = v.mul_add(x, *s);
+                    }
+                }
+            }
+            for (r, ar) in acc.iter().enumerate() {
+                for (t, s) in ar.iter().enumerate() {
+                    s.store(c.as_mut_ptr().add((i + r) * ldc + t * l));
+                }
+            }
+            i += R;
+        }
+    }
+    i
+}
+
 /// `T` vectors of columns from `j` of [`small_gemm`], every row of `c` at once.
 ///
 /// # Safety

@@ -12,6 +12,7 @@ pub(crate) struct Neon(float32x4_t);
 // below is available; load/store touch exactly 4 elements, which the callers keep in bounds.
 unsafe impl Vf32 for Neon {
     const LANES: usize = 4;
+    const REGS: usize = 32;
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 4 readable elements at `p`.

@@ -270,6 +270,16 @@ macro_rules! entry_points {
                 unsafe { algo::softmax_exp_row::<V>(x, scale, mask) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn narrow_gemm(
+                mnk: (usize, usize, usize),
+                a: (&[f32], usize),
+                b: (&[f32], usize),
+                c: (&mut [f32], usize),
+            ) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::narrow_gemm::<V>(mnk, a, b, c) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn layernorm_row(x: &mut [f32], eps: f32) {
                 // SAFETY: forwarded contract.
                 unsafe { algo::layernorm_row::<V>(x, eps) }
@@ -409,6 +419,40 @@ pub fn softmax_exp_row(
         }
     }
     Ok(dispatch!(isa, softmax_exp_row(x, scale, mask)))
+}
+
+/// `c = a · b` for row-major operands with leading dims when `b` is narrow: `n` one to four
+/// whole vectors of `isa` (attention's `P · V`, a head's columns); returns `false` (and leaves
+/// `c`) for other widths. Register tiles of many rows, no packing. Extents that do not fit are
+/// an error.
+pub fn narrow_gemm(
+    isa: Isa,
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+) -> Result<bool, String> {
+    let l = lanes(isa.checked());
+    if n == 0 || !n.is_multiple_of(l) || n / l > 4 {
+        return Ok(false);
+    }
+    let need = crate::shape::strided_len;
+    if m > 0
+        && (a.len() < need(m, k, lda)
+            || b.len() < need(k, n, ldb)
+            || c.len() < need(m, n, ldc)
+            || lda < k
+            || ldb < n
+            || ldc < n)
+    {
+        return Err(format!(
+            "narrow_gemm: operand extents do not fit (m={m} n={n} k={k})"
+        ));
+    }
+    if m > 0 {
+        dispatch!(isa, narrow_gemm((m, n, k), (a, lda), (b, ldb), (c, ldc)));
+    }
+    Ok(true)
 }
 
 /// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j]` (`accumulate`: added to `c`) for row-major

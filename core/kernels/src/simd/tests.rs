@@ -287,4 +287,35 @@ proptest! {
         let mut c = c0.clone();
         prop_assert!(small_gemm(Isa::Portable, (m, n, k + 1), (&a, lda), (&b, ldb), (&mut c, ldc), 1.0, false).is_err());
     }
+
+    /// The narrow product (`n` one to four vectors, any rows: attention's `P · V`) against f64
+    /// sums on every instruction set; other widths are declined, leaving `c` alone.
+    #[test]
+    fn narrow_gemm_matches_the_reference_on_every_isa(
+        m in 0usize..40, vectors in 1usize..=5, k in 0usize..70, pad in 0usize..3, seed in 0u64..1000,
+    ) {
+        for isa in Isa::available() {
+            let n = vectors * lanes(isa);
+            let (lda, ldb, ldc) = (k + pad, n + pad, n + pad);
+            let a = data(m * lda, seed, 1.0);
+            let b = data(k * ldb, seed + 1, 1.0);
+            let c0 = data(m * ldc, seed + 2, 1.0);
+            let mut c = c0.clone();
+            let done = narrow_gemm(isa, (m, n, k), (&a, lda), (&b, ldb), (&mut c, ldc)).unwrap();
+            prop_assert_eq!(done, vectors <= 4);
+            for i in 0..m {
+                for j in 0..ldc {
+                    let want = if done && j < n {
+                        (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum::<f64>() as f32
+                    } else {
+                        c0[i * ldc + j]
+                    };
+                    prop_assert!(close(c[i * ldc + j], want, 1e-4, 1e-4), "{:?} ({}, {}): {} vs {}", isa, i, j, c[i * ldc + j], want);
+                }
+            }
+            if m > 0 && done {
+                prop_assert!(narrow_gemm(isa, (m, n, k + 1), (&a, lda), (&b, ldb), (&mut c, ldc)).is_err());
+            }
+        }
+    }
 }

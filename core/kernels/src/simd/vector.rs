@@ -11,6 +11,8 @@
 pub(crate) unsafe trait Vf32: Copy {
     /// Number of lanes (at most 16).
     const LANES: usize;
+    /// Architectural vector registers (register tiles are sized to leave no spills).
+    const REGS: usize;
     /// Loads `LANES` elements (no alignment needed).
     unsafe fn load(p: *const f32) -> Self;
     /// Stores `LANES` elements (no alignment needed).
@@ -71,6 +73,7 @@ macro_rules! lanes {
 // callers guarantee are in bounds.
 unsafe impl Vf32 for Portable {
     const LANES: usize = 8;
+    const REGS: usize = 16;
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 8 readable elements at `p`.

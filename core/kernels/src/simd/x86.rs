@@ -12,6 +12,7 @@ pub(crate) struct Avx2(__m256);
 // the dispatcher calls only after `is_x86_feature_detected!` confirmed AVX2 and FMA.
 unsafe impl Vf32 for Avx2 {
     const LANES: usize = 8;
+    const REGS: usize = 16;
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 8 readable elements at `p`; loadu needs no alignment.

@@ -13,6 +13,7 @@ pub(crate) struct Avx512(__m512);
 // 16 elements, which the callers keep in bounds (tails go through 16-element buffers).
 unsafe impl Vf32 for Avx512 {
     const LANES: usize = 16;
+    const REGS: usize = 32;
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 16 readable elements at `p`.

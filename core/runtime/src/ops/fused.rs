@@ -499,20 +499,24 @@ fn attention(
                     }
                     let voff = sod2_kernels::shape::broadcast_offset(bi, &bs, &vs);
                     let vb = &v[voff * n * hd..(voff + 1) * n * hd];
-                    sod2_kernels::linalg::gemm_f32(
-                        rows,
-                        hd,
-                        n,
-                        sblock,
-                        n.max(1),
-                        false,
-                        vb,
-                        hd.max(1),
-                        false,
-                        &mut part[done * hd..(done + rows) * hd],
-                        1.0,
-                        false,
-                    );
+                    let ob = &mut part[done * hd..(done + rows) * hd];
+                    let (mnk, pa, vbm) = ((rows, hd, n), (&sblock[..], n.max(1)), (vb, hd.max(1)));
+                    if !simd::narrow_gemm(isa, mnk, pa, vbm, (&mut ob[..], hd.max(1)))? {
+                        sod2_kernels::linalg::gemm_f32(
+                            rows,
+                            hd,
+                            n,
+                            sblock,
+                            n.max(1),
+                            false,
+                            vb,
+                            hd.max(1),
+                            false,
+                            ob,
+                            1.0,
+                            false,
+                        );
+                    }
                     if folded.is_some() && n > 0 {
                         let out_rows = part[done * hd..(done + rows) * hd].chunks_mut(hd.max(1));
                         for (o, &sum) in out_rows.zip(sums.iter()) {

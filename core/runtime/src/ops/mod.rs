@@ -412,6 +412,12 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a kernel only reinterprets its input's bytes under other dims (a reshape): when the
+/// plan places its output on its input, the runtime runs nothing for it.
+pub(crate) fn is_view(name: &str) -> bool {
+    matches!(name, "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze")
+}
+
 /// The kernel for an op name.
 pub(crate) fn get(name: &str) -> Option<Kernel> {
     elementwise::get(name)

@@ -364,68 +364,166 @@ pub fn conv2d_block_on(
     out: &mut [f32],
     od: [usize; 4],
 ) {
-    let [n, c, h, wi] = xd;
-    let [_, _, oh, ow] = od;
-    let g = g.max(1);
-    let (cg, mg) = (c / g, m / g);
-    let [kh, kw] = win.k;
-    let taps = cg * kh * kw;
-    let sp = oh * ow;
-    if sp == 0 || mg == 0 {
+    let Some(shape) = BlockPacking::new(isa, xd, m, g, win) else {
         return;
+    };
+    crate::scratch::with(&PACKED, shape.len(), |buf| {
+        shape.pack(w, bias, buf);
+        block_run(&shape, x, xd, buf, win, out, od);
+    });
+}
+
+/// The layout of [`conv2d_block_on`]'s packed weights: per group and block of output channels,
+/// tap-major and channel-minor, then the biases per block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockPacking {
+    blocking: crate::simd::ConvBlocking,
+    m: usize,
+    g: usize,
+    taps: usize,
+    nblocks: usize,
+}
+
+impl BlockPacking {
+    /// The packing for `m` output channels in `g` groups over input `xd` and window `win`, on
+    /// `isa`; `None` when there is nothing to compute (no output channels).
+    pub fn new(
+        isa: crate::simd::Isa,
+        xd: [usize; 4],
+        m: usize,
+        g: usize,
+        win: Window,
+    ) -> Option<BlockPacking> {
+        let g = g.max(1);
+        let mg = m / g;
+        if mg == 0 {
+            return None;
+        }
+        let blocking = crate::simd::ConvBlocking::new(isa, mg);
+        Some(BlockPacking {
+            blocking,
+            m,
+            g,
+            taps: xd[1] / g * win.k[0] * win.k[1],
+            nblocks: mg.div_ceil(blocking.block()),
+        })
     }
-    let blocking = crate::simd::ConvBlocking::new(isa, mg);
-    let blk = blocking.block();
-    let nblocks = mg.div_ceil(blk);
-    // Packed weights then biases: block-major, tap-major, channel-minor.
-    let wlen = g * nblocks * taps * blk;
-    let need = wlen + g * nblocks * blk;
-    crate::scratch::with(&PACKED, need, |buf| {
+
+    /// Floats of the packed weights and biases.
+    pub fn len(&self) -> usize {
+        let blk = self.blocking.block();
+        self.g * self.nblocks * blk * (self.taps + 1)
+    }
+
+    /// Whether the packing holds no floats.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Packs weights `w` (`m × taps`) and biases into `buf` (`len()` floats).
+    pub fn pack(&self, w: &[f32], bias: Option<&[f32]>, buf: &mut [f32]) {
+        let blk = self.blocking.block();
+        let (taps, mg) = (self.taps, self.m / self.g);
+        let wlen = self.g * self.nblocks * taps * blk;
         let (wp, bp) = buf.split_at_mut(wlen);
         wp.fill(0.0);
         bp.fill(0.0);
-        for oc in 0..m {
+        for oc in 0..self.m {
             let (grp, j) = (oc / mg, oc % mg);
-            let (bi, lane) = (grp * nblocks + j / blk, j % blk);
+            let (bi, lane) = (grp * self.nblocks + j / blk, j % blk);
             let dst = &mut wp[bi * taps * blk..(bi + 1) * taps * blk];
             for (t, &v) in w[oc * taps..(oc + 1) * taps].iter().enumerate() {
                 dst[t * blk + lane] = v;
             }
             bp[bi * blk + lane] = bias.map_or(0.0, |bs| bs[oc]);
         }
-        let (wp, bp) = (&*wp, &*bp);
-        let mut run = |xs: &[f32], wi: usize, win: Window| {
-            for b in 0..n {
-                for grp in 0..g {
-                    let xg = &xs[(b * c + grp * cg) * h * wi..(b * c + (grp + 1) * cg) * h * wi];
-                    for k in 0..nblocks {
-                        let bi = grp * nblocks + k;
-                        let oc0 = grp * mg + k * blk;
-                        let valid = blk.min(mg - k * blk);
-                        let args = crate::simd::ConvBlockArgs {
-                            x: xg,
-                            wp: &wp[bi * taps * blk..(bi + 1) * taps * blk],
-                            bias: &bp[bi * blk..(bi + 1) * blk],
-                            dims: [cg, h, wi, oh, ow],
-                            win,
-                            valid,
-                        };
-                        let o = &mut out[(b * m + oc0) * sp..(b * m + oc0 + valid) * sp];
-                        // The geometry is consistent by construction; an error here is a bug.
-                        let r = crate::simd::conv_block_rows(blocking, &args, o);
-                        debug_assert!(r.is_ok(), "{r:?}");
-                    }
+    }
+
+    /// The packed weights and biases of `w` (for a cache that keeps them across runs).
+    pub fn packed(&self, w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let mut buf = vec![0.0; self.len()];
+        self.pack(w, bias, &mut buf);
+        buf
+    }
+}
+
+/// [`conv2d_block_on`] with weights packed beforehand by `shape` (`BlockPacking::packed`, for
+/// the same instruction set, input channels, output channels, groups and window). A packing
+/// that does not fit is an error.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_block_prepacked(
+    shape: &BlockPacking,
+    x: &[f32],
+    xd: [usize; 4],
+    packed: &[f32],
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) -> Result<(), String> {
+    let isa = shape.blocking.isa;
+    if BlockPacking::new(isa, xd, shape.m, shape.g, win).as_ref() != Some(shape)
+        || packed.len() != shape.len()
+        || od[1] != shape.m
+    {
+        return Err("conv: the packed weights do not fit this convolution".into());
+    }
+    block_run(shape, x, xd, packed, win, out, od);
+    Ok(())
+}
+
+/// The channel-blocked direct convolution over packed weights and biases (`buf`).
+fn block_run(
+    shape: &BlockPacking,
+    x: &[f32],
+    xd: [usize; 4],
+    buf: &[f32],
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let (g, m, taps, nblocks) = (shape.g, shape.m, shape.taps, shape.nblocks);
+    let (cg, mg) = (c / g, m / g);
+    let [kh, kw] = win.k;
+    let sp = oh * ow;
+    if sp == 0 {
+        return;
+    }
+    let blocking = shape.blocking;
+    let blk = blocking.block();
+    let (wp, bp) = buf.split_at(g * nblocks * taps * blk);
+    let run = |xs: &[f32], wi: usize, win: Window, out: &mut [f32]| {
+        for b in 0..n {
+            for grp in 0..g {
+                let xg = &xs[(b * c + grp * cg) * h * wi..(b * c + (grp + 1) * cg) * h * wi];
+                for k in 0..nblocks {
+                    let bi = grp * nblocks + k;
+                    let oc0 = grp * mg + k * blk;
+                    let valid = blk.min(mg - k * blk);
+                    let args = crate::simd::ConvBlockArgs {
+                        x: xg,
+                        wp: &wp[bi * taps * blk..(bi + 1) * taps * blk],
+                        bias: &bp[bi * blk..(bi + 1) * blk],
+                        dims: [cg, h, wi, oh, ow],
+                        win,
+                        valid,
+                    };
+                    let o = &mut out[(b * m + oc0) * sp..(b * m + oc0 + valid) * sp];
+                    // The geometry is consistent by construction; an error here is a bug.
+                    let r = crate::simd::conv_block_rows(blocking, &args, o);
+                    debug_assert!(r.is_ok(), "{r:?}");
                 }
             }
-        };
-        // Border pixels (taps partly outside the row) run one pixel at a time; where they
-        // would cost more than copying the input with its padding written out, copy it.
-        if win.pb[1] > 0 && 32 * kh * kw > win.s[0] * wi {
-            with_padded(x, xd, win, ow, |xp, wp, win_p| run(xp, wp, win_p));
-        } else {
-            run(x, wi, win);
         }
-    });
+    };
+    // Border pixels (taps partly outside the row) run one pixel at a time; where they
+    // would cost more than copying the input with its padding written out, copy it.
+    if win.pb[1] > 0 && 32 * kh * kw > win.s[0] * wi {
+        with_padded(x, xd, win, ow, |xp, wp, win_p| run(xp, wp, win_p, out));
+    } else {
+        run(x, wi, win, out);
+    }
 }
 
 thread_local! {

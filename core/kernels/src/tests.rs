@@ -130,6 +130,16 @@ proptest! {
             for (a, b) in o1.iter().zip(&o2) {
                 prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?}: {} vs {}", isa, a, b);
             }
+            // The same with the weights packed beforehand (the runtime's per-step cache).
+            let shape = conv::BlockPacking::new(isa, xd, m, g, win).unwrap();
+            let packed = shape.packed(&wt, Some(&bias));
+            let mut o4 = vec![7f32; o1.len()];
+            conv::conv2d_block_prepacked(&shape, &x, xd, &packed, win, &mut o4, od).unwrap();
+            prop_assert_eq!(&o2, &o4);
+            // A packing for another convolution is refused.
+            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed[1..], win, &mut o4, od).is_err());
+            let other = conv::Window { k: [kh + 1, kw], ..win };
+            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed, other, &mut o4, od).is_err());
             // The direct version (rows in vector registers at width strides 1 and 2).
             let mut o3 = vec![7f32; o1.len()];
             conv::conv2d_direct_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o3, od);

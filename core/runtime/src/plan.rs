@@ -33,6 +33,9 @@ pub struct Plan {
     /// Per graph, per step: what the step's kernel decoded from its attributes on the first
     /// call (fused programs), kept for every later run and session.
     decoded: Vec<Vec<OnceLock<Decoded>>>,
+    /// Per graph, per step: constant weights the step's kernel repacked for its layout on the
+    /// first call (channel-blocked convolution), kept for every later run and session.
+    packed: Vec<Vec<OnceLock<Decoded>>>,
 }
 
 /// A kernel's decoded form of a step's attributes, or why they do not decode.
@@ -44,6 +47,25 @@ fn decode_slots(p: &sod2_format::Plan) -> Vec<Vec<OnceLock<Decoded>>> {
         .iter()
         .map(|g| g.steps.iter().map(|_| OnceLock::new()).collect())
         .collect()
+}
+
+/// The value in step `at`'s slot of `slots`, made by `make` on the first call.
+fn cached<T: Any + Send + Sync>(
+    slots: &[Vec<OnceLock<Decoded>>],
+    at: (u32, usize),
+    make: impl FnOnce() -> Result<T, String>,
+) -> Result<&T, String> {
+    let slot = slots
+        .get(at.0 as usize)
+        .and_then(|g| g.get(at.1))
+        .ok_or("step outside the plan")?;
+    let d = slot.get_or_init(|| make().map(|t| Box::new(t) as Box<dyn Any + Send + Sync>));
+    match d {
+        Ok(b) => b
+            .downcast_ref::<T>()
+            .ok_or_else(|| "step decoded by another kernel".into()),
+        Err(e) => Err(e.clone()),
+    }
 }
 
 /// Tensors read by a graph's steps, including inside their sub-plans.
@@ -125,12 +147,13 @@ impl Plan {
         let file = sod2_format::read(&map)?;
         Self::check_kernels(&file)?;
         let free_after = free_lists(&file.plan);
-        let decoded = decode_slots(&file.plan);
+        let (decoded, packed) = (decode_slots(&file.plan), decode_slots(&file.plan));
         Ok(Arc::new(Plan {
             bytes: Bytes::Mapped(map),
             file,
             free_after,
             decoded,
+            packed,
         }))
     }
 
@@ -143,12 +166,13 @@ impl Plan {
         let file = sod2_format::read(owned.as_slice())?;
         Self::check_kernels(&file)?;
         let free_after = free_lists(&file.plan);
-        let decoded = decode_slots(&file.plan);
+        let (decoded, packed) = (decode_slots(&file.plan), decode_slots(&file.plan));
         Ok(Arc::new(Plan {
             bytes: owned,
             file,
             free_after,
             decoded,
+            packed,
         }))
     }
 
@@ -182,18 +206,17 @@ impl Plan {
         at: (u32, usize),
         decode: impl FnOnce() -> Result<T, String>,
     ) -> Result<&T, String> {
-        let slot = self
-            .decoded
-            .get(at.0 as usize)
-            .and_then(|g| g.get(at.1))
-            .ok_or("step outside the plan")?;
-        let d = slot.get_or_init(|| decode().map(|t| Box::new(t) as Box<dyn Any + Send + Sync>));
-        match d {
-            Ok(b) => b
-                .downcast_ref::<T>()
-                .ok_or_else(|| "step decoded by another kernel".into()),
-            Err(e) => Err(e.clone()),
-        }
+        cached(&self.decoded, at, decode)
+    }
+
+    /// Step `at`'s constant weights as repacked by `pack` on the first call, shared by every
+    /// later call (on any session or thread). Costs the memory of the packed copy, once.
+    pub(crate) fn packed<T: Any + Send + Sync>(
+        &self,
+        at: (u32, usize),
+        pack: impl FnOnce() -> Result<T, String>,
+    ) -> Result<&T, String> {
+        cached(&self.packed, at, pack)
     }
 
     /// The plan metadata.

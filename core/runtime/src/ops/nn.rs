@@ -1,8 +1,8 @@
 //! Convolution, pooling, normalisation, matrix products, softmax, reductions.
-use sod2_format::DType;
+use sod2_format::{DType, Storage};
 use sod2_kernels::conv::{
-    conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, conv_transpose2d_f32, pool_nd, PoolKind,
-    PoolNd, Window,
+    conv2d_block_f32, conv2d_block_prepacked, conv2d_direct_f32, conv2d_gemm_f32,
+    conv_transpose2d_f32, pool_nd, BlockPacking, PoolKind, PoolNd, Window,
 };
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
@@ -145,6 +145,16 @@ fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         f32_only(x.dtype)?;
         window(c, x.dims, &w.dims[2..], &od[2..])?
     };
+    // Constant weights (and bias) of the channel-blocked version are packed once per step.
+    let (plan, at, step) = (c.plan, c.at, c.step);
+    let constant = |k: usize| {
+        step.inputs
+            .get(k)
+            .copied()
+            .flatten()
+            .is_some_and(|t| matches!(plan.storage(t), Storage::Weight { .. }))
+    };
+    let prepack = version == CONV_BLOCK && constant(1) && (c.ins.len() < 3 || constant(2));
     let (ins, outs) = c.io();
     let (x, w) = (
         ins[0].as_ref().ok_or("no input")?,
@@ -158,6 +168,14 @@ fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
     let out = outs[0].as_mut().ok_or("no output")?;
     let o = typed_mut::<f32>(out.alloc(&od)?)?;
+    if prepack {
+        let isa = sod2_kernels::simd::Isa::detect();
+        if let Some(shape) = BlockPacking::new(isa, as4(x.dims), m, g, win) {
+            let (shape, packed) =
+                plan.packed(at, || Ok((shape, shape.packed(&ws, bias.as_deref()))))?;
+            return conv2d_block_prepacked(shape, &xs, as4(x.dims), packed, win, o, as4(&od));
+        }
+    }
     // Kernel versions (`sod2 tune` sets the dim ranges).
     let kernel = match version {
         CONV_DIRECT => conv2d_direct_f32,

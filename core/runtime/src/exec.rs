@@ -23,6 +23,9 @@ enum Slot {
 pub(crate) struct State {
     syms: Vec<Option<i64>>,
     vals: Vec<Option<i64>>,
+    /// The bindings `vals` was last evaluated under, when that evaluation succeeded.
+    evaluated_syms: Vec<Option<i64>>,
+    evaluated_valid: bool,
     arena: Vec<u64>,
     arena_len: usize,
     prepared: Option<Vec<Vec<usize>>>,
@@ -78,6 +81,8 @@ impl State {
         }
         State {
             syms: vec![None; p.symbols.len()],
+            evaluated_syms: vec![None; p.symbols.len()],
+            evaluated_valid: false,
             vals: Vec::new(),
             arena: Vec::new(),
             arena_len: 0,
@@ -128,10 +133,20 @@ impl State {
         v
     }
 
+    /// Evaluates the expression pool under the current symbol bindings; nothing to do when
+    /// they are the ones of the last evaluation (the pool is a function of them alone), as on
+    /// entering an If branch whose entry dims did not change or on a steady-state run.
     fn eval(&mut self, plan: &Plan) -> Result<(), RuntimeError> {
+        if self.evaluated_valid && self.evaluated_syms == self.syms {
+            return Ok(());
+        }
         let mut vals = std::mem::take(&mut self.vals);
         let r = eval_pool(&plan.meta().exprs, &self.syms, &mut vals);
         self.vals = vals;
+        self.evaluated_valid = r.is_ok();
+        if r.is_ok() {
+            self.evaluated_syms.clone_from(&self.syms);
+        }
         Ok(r?)
     }
 

@@ -353,14 +353,47 @@ pub(crate) unsafe fn softmax_exp_row<V: Vf32>(
     if n == 0 {
         return 0.0;
     }
-    // SAFETY: loads and stores stay inside `x` (and `mask`, as long as `x`); tails go through
-    // padded buffers.
+    if n < l {
+        // Shorter than a vector: through a padded copy (the mask's padding is zeros).
+        let mut t = [0.0f32; MAX_LANES];
+        let mut mt = [0.0f32; MAX_LANES];
+        t[..n].copy_from_slice(x);
+        let mask = mask.map(|(m, c)| {
+            mt[..n].copy_from_slice(m);
+            (&mt[..l], c)
+        });
+        // SAFETY: the padded row is one whole vector; its padding is left out of the maximum
+        // and the sum (`valid`).
+        let s = unsafe { softmax_exp_full::<V>(&mut t[..l], scale, mask, n) };
+        x.copy_from_slice(&t[..n]);
+        return s;
+    }
+    // SAFETY: `n >= LANES`.
+    unsafe { softmax_exp_full::<V>(x, scale, mask, n) }
+}
+
+/// [`softmax_exp_row`] over a row of at least one vector whose first `valid` values count
+/// (the rest is padding, left out of the maximum and the sum). A last partial vector is
+/// handled by one more vector ending at the row's end, overlapping the one before: it is
+/// computed from the values before the pass stores anything, so the overlap gets the same
+/// values twice.
+///
+/// # Safety
+/// `x.len() >= LANES`; `mask`, when given, is as long as `x`.
+#[inline(always)]
+unsafe fn softmax_exp_full<V: Vf32>(
+    x: &mut [f32],
+    scale: f32,
+    mask: Option<(&[f32], f32)>,
+    valid: usize,
+) -> f32 {
+    let l = V::LANES;
+    let n = x.len();
+    let last = n - l;
+    // SAFETY: every load and store covers `[i, i + LANES)` with `i + LANES <= n`.
     unsafe {
         let p = x.as_mut_ptr();
         let vs = V::splat(scale);
-        // Pass 1: the prologue, stored, and the row's maximum over four accumulators.
-        let ninf = V::splat(f32::NEG_INFINITY);
-        let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
         let y = |i: usize| -> V {
             let v = V::load(p.add(i)).mul(vs);
             match mask {
@@ -368,6 +401,10 @@ pub(crate) unsafe fn softmax_exp_row<V: Vf32>(
                 None => v,
             }
         };
+        // Pass 1: the prologue, stored, and the row's maximum over four accumulators.
+        let ninf = V::splat(f32::NEG_INFINITY);
+        let ylast = y(last);
+        let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
         let mut i = 0;
         while i + 4 * l <= n {
             let (a, b, c, d) = (y(i), y(i + l), y(i + 2 * l), y(i + 3 * l));
@@ -387,14 +424,18 @@ pub(crate) unsafe fn softmax_exp_row<V: Vf32>(
             m0 = m0.max(a);
             i += l;
         }
+        ylast.store(p.add(last));
         let mut mx = m0.max(m1).max(m2.max(m3)).hmax();
-        for k in i..n {
-            let v = x[k] * scale + mask.map_or(0.0, |(m, c)| c * m[k]);
-            x[k] = v;
-            mx = mx.max(v);
+        if valid == n {
+            mx = mx.max(ylast.hmax());
+        } else {
+            for &v in &x[..valid] {
+                mx = mx.max(v);
+            }
         }
         // Pass 2: the exponentials and their sum over two accumulators.
         let vm = V::splat(mx);
+        let elast = exp(V::load(p.add(last)).sub(vm));
         let (mut s0, mut s1) = (V::splat(0.0), V::splat(0.0));
         let mut i = 0;
         while i + 2 * l <= n {
@@ -412,16 +453,15 @@ pub(crate) unsafe fn softmax_exp_row<V: Vf32>(
             s0 = s0.add(a);
             i += l;
         }
+        elast.store(p.add(last));
+        if valid < n {
+            // A padded row (one vector): only its values count.
+            return x[..valid].iter().sum();
+        }
         let mut s = s0.add(s1).hsum();
-        if i < n {
-            let mut t = [f32::NEG_INFINITY; MAX_LANES];
-            t[..n - i].copy_from_slice(&x[i..]);
-            let e = exp(V::load(t.as_ptr()).sub(vm));
-            e.store(t.as_mut_ptr());
-            for k in 0..n - i {
-                s += t[k];
-                x[i + k] = t[k];
-            }
+        // The values after the whole vectors (the last, overlapping vector wrote them).
+        for &v in &x[i..] {
+            s += v;
         }
         s
     }
@@ -502,31 +542,33 @@ pub(crate) unsafe fn small_gemm<V: Vf32>(
 
 /// `c = a · b` for a narrow `b` of `n = T × LANES` columns (`T` ≤ 4) and any number of rows:
 /// register tiles of `R` rows × `T` vectors (as many accumulators as the registers hold), each
-/// row of `b` loaded once per tile and each value of `a` broadcast against it. The product of
-/// attention's probabilities and `V` (a head's few columns) has this shape.
+/// row of `b` loaded once per tile and each value of `a` broadcast against it; row `i` of `c`
+/// is multiplied by `scale[i]` when given. The product of attention's (unnormalised)
+/// probabilities and `V` (a head's few columns) has this shape.
 ///
 /// # Safety
 /// Row-major operands with leading dims: `a` holds `m × k` (`lda`), `b` `k × n` (`ldb`), `c`
-/// `m × n` (`ldc`), all in bounds; `n` is 1–4 vectors.
+/// `m × n` (`ldc`), all in bounds; `n` is 1–4 vectors; `scale`, when given, holds `m` values.
 #[inline(always)]
 pub(crate) unsafe fn narrow_gemm<V: Vf32>(
     (m, n, k): (usize, usize, usize),
     (a, lda): (&[f32], usize),
     (b, ldb): (&[f32], usize),
     (c, ldc): (&mut [f32], usize),
+    scale: Option<&[f32]>,
 ) {
     let big = V::REGS >= 32;
     // SAFETY: forwarded contract.
     unsafe {
         let done = match n / V::LANES {
-            1 if big => narrow_rows::<V, 12, 1>((m, k), (a, lda), (b, ldb), (c, ldc)),
-            1 => narrow_rows::<V, 8, 1>((m, k), (a, lda), (b, ldb), (c, ldc)),
-            2 if big => narrow_rows::<V, 8, 2>((m, k), (a, lda), (b, ldb), (c, ldc)),
-            2 => narrow_rows::<V, 6, 2>((m, k), (a, lda), (b, ldb), (c, ldc)),
-            3 if big => narrow_rows::<V, 6, 3>((m, k), (a, lda), (b, ldb), (c, ldc)),
-            3 => narrow_rows::<V, 4, 3>((m, k), (a, lda), (b, ldb), (c, ldc)),
-            4 if big => narrow_rows::<V, 6, 4>((m, k), (a, lda), (b, ldb), (c, ldc)),
-            _ => narrow_rows::<V, 3, 4>((m, k), (a, lda), (b, ldb), (c, ldc)),
+            1 if big => narrow_rows::<V, 12, 1>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
+            1 => narrow_rows::<V, 8, 1>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
+            2 if big => narrow_rows::<V, 8, 2>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
+            2 => narrow_rows::<V, 6, 2>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
+            3 if big => narrow_rows::<V, 6, 3>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
+            3 => narrow_rows::<V, 4, 3>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
+            4 if big => narrow_rows::<V, 6, 4>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
+            _ => narrow_rows::<V, 3, 4>((m, k), (a, lda), (b, ldb), (c, ldc), scale),
         };
         // The rows left over, four at a time.
         let mut i = done;
@@ -540,6 +582,11 @@ pub(crate) unsafe fn narrow_gemm<V: Vf32>(
                 1.0,
                 false,
             );
+            if let Some(sc) = scale {
+                for q in i..i + r {
+                    c[q * ldc..q * ldc + n].iter_mut().for_each(|v| *v *= sc[q]);
+                }
+            }
             i += r;
         }
     }
@@ -555,6 +602,7 @@ unsafe fn narrow_rows<V: Vf32, const R: usize, const T: usize>(
     (a, lda): (&[f32], usize),
     (b, ldb): (&[f32], usize),
     (c, ldc): (&mut [f32], usize),
+    scale: Option<&[f32]>,
 ) -> usize {
     let l = V::LANES;
     let mut i = 0;
@@ -578,8 +626,9 @@ unsafe fn narrow_rows<V: Vf32, const R: usize, const T: usize>(
                 }
             }
             for (r, ar) in acc.iter().enumerate() {
+                let f = V::splat(scale.map_or(1.0, |sc| *sc.get_unchecked(i + r)));
                 for (t, s) in ar.iter().enumerate() {
-                    s.store(c.as_mut_ptr().add((i + r) * ldc + t * l));
+                    s.mul(f).store(c.as_mut_ptr().add((i + r) * ldc + t * l));
                 }
             }
             i += R;

@@ -275,9 +275,10 @@ macro_rules! entry_points {
                 a: (&[f32], usize),
                 b: (&[f32], usize),
                 c: (&mut [f32], usize),
+                scale: Option<&[f32]>,
             ) {
                 // SAFETY: forwarded contract.
-                unsafe { algo::narrow_gemm::<V>(mnk, a, b, c) }
+                unsafe { algo::narrow_gemm::<V>(mnk, a, b, c, scale) }
             }
             $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn layernorm_row(x: &mut [f32], eps: f32) {
@@ -422,8 +423,8 @@ pub fn softmax_exp_row(
 }
 
 /// `c = a · b` for row-major operands with leading dims when `b` is narrow: `n` one to four
-/// whole vectors of `isa` (attention's `P · V`, a head's columns); returns `false` (and leaves
-/// `c`) for other widths. Register tiles of many rows, no packing. Extents that do not fit are
+/// whole vectors of `isa` (attention's `P · V`, a head's columns), row `i` of `c` multiplied by
+/// `scale[i]` when given; returns `false` (and leaves `c`) for other widths. Register tiles of many rows, no packing. Extents that do not fit are
 /// an error.
 pub fn narrow_gemm(
     isa: Isa,
@@ -431,7 +432,13 @@ pub fn narrow_gemm(
     (a, lda): (&[f32], usize),
     (b, ldb): (&[f32], usize),
     (c, ldc): (&mut [f32], usize),
+    scale: Option<&[f32]>,
 ) -> Result<bool, String> {
+    // 16-lane vectors for widths they divide, else 8-lane ones (AVX-512 CPUs have AVX2).
+    let isa = match isa.checked() {
+        Isa::Avx512 if !n.is_multiple_of(16) => Isa::Avx2Fma,
+        other => other,
+    };
     let l = lanes(isa.checked());
     if n == 0 || !n.is_multiple_of(l) || n / l > 4 {
         return Ok(false);
@@ -443,14 +450,18 @@ pub fn narrow_gemm(
             || c.len() < need(m, n, ldc)
             || lda < k
             || ldb < n
-            || ldc < n)
+            || ldc < n
+            || scale.is_some_and(|sc| sc.len() < m))
     {
         return Err(format!(
             "narrow_gemm: operand extents do not fit (m={m} n={n} k={k})"
         ));
     }
     if m > 0 {
-        dispatch!(isa, narrow_gemm((m, n, k), (a, lda), (b, ldb), (c, ldc)));
+        dispatch!(
+            isa,
+            narrow_gemm((m, n, k), (a, lda), (b, ldb), (c, ldc), scale)
+        );
     }
     Ok(true)
 }

@@ -292,21 +292,34 @@ proptest! {
     /// sums on every instruction set; other widths are declined, leaving `c` alone.
     #[test]
     fn narrow_gemm_matches_the_reference_on_every_isa(
-        m in 0usize..40, vectors in 1usize..=5, k in 0usize..70, pad in 0usize..3, seed in 0u64..1000,
+        m in 0usize..40, vectors in 1usize..=5, half in any::<bool>(), scaled in any::<bool>(), k in 0usize..70, pad in 0usize..3, seed in 0u64..1000,
     ) {
         for isa in Isa::available() {
-            let n = vectors * lanes(isa);
+            // Whole vectors of this instruction set, or (`half`) of half its width: AVX-512
+            // takes 8-lane widths through AVX2.
+            let n = if half { vectors * lanes(isa) / 2 } else { vectors * lanes(isa) };
             let (lda, ldb, ldc) = (k + pad, n + pad, n + pad);
             let a = data(m * lda, seed, 1.0);
             let b = data(k * ldb, seed + 1, 1.0);
             let c0 = data(m * ldc, seed + 2, 1.0);
             let mut c = c0.clone();
-            let done = narrow_gemm(isa, (m, n, k), (&a, lda), (&b, ldb), (&mut c, ldc)).unwrap();
-            prop_assert_eq!(done, vectors <= 4);
+            let scale = data(m, seed + 3, 2.0);
+            let sc = scaled.then_some(&scale[..]);
+            let done = narrow_gemm(isa, (m, n, k), (&a, lda), (&b, ldb), (&mut c, ldc), sc).unwrap();
+            // Half widths are whole vectors when `vectors` is even; an odd count on AVX-512
+            // is whole 8-lane vectors (at most four of them).
+            let want_done = match (half, vectors % 2 == 0, isa) {
+                (false, _, _) => vectors <= 4,
+                (true, true, _) => true,
+                (true, false, Isa::Avx512) => vectors <= 4,
+                (true, false, _) => false,
+            };
+            prop_assert_eq!(done, want_done, "{:?} n={}", isa, n);
             for i in 0..m {
                 for j in 0..ldc {
                     let want = if done && j < n {
-                        (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum::<f64>() as f32
+                        let f = if scaled { scale[i] as f64 } else { 1.0 };
+                        (f * (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum::<f64>()) as f32
                     } else {
                         c0[i * ldc + j]
                     };
@@ -314,7 +327,8 @@ proptest! {
                 }
             }
             if m > 0 && done {
-                prop_assert!(narrow_gemm(isa, (m, n, k + 1), (&a, lda), (&b, ldb), (&mut c, ldc)).is_err());
+                prop_assert!(narrow_gemm(isa, (m, n, k + 1), (&a, lda), (&b, ldb), (&mut c, ldc), None).is_err());
+                prop_assert!(narrow_gemm(isa, (m, n, k), (&a, lda), (&b, ldb), (&mut c, ldc), Some(&scale[1..])).is_err());
             }
         }
     }

@@ -501,7 +501,13 @@ fn attention(
                     let vb = &v[voff * n * hd..(voff + 1) * n * hd];
                     let ob = &mut part[done * hd..(done + rows) * hd];
                     let (mnk, pa, vbm) = ((rows, hd, n), (&sblock[..], n.max(1)), (vb, hd.max(1)));
-                    if !simd::narrow_gemm(isa, mnk, pa, vbm, (&mut ob[..], hd.max(1)))? {
+                    // The softmax's division by the row sums, folded into the product.
+                    let inv = folded.is_some() && n > 0;
+                    if inv {
+                        sums[..rows].iter_mut().for_each(|s| *s = 1.0 / *s);
+                    }
+                    let scale = inv.then_some(&sums[..rows]);
+                    if !simd::narrow_gemm(isa, mnk, pa, vbm, (&mut ob[..], hd.max(1)), scale)? {
                         sod2_kernels::linalg::gemm_f32(
                             rows,
                             hd,
@@ -516,17 +522,10 @@ fn attention(
                             1.0,
                             false,
                         );
-                    }
-                    if folded.is_some() && n > 0 {
-                        let out_rows = part[done * hd..(done + rows) * hd].chunks_mut(hd.max(1));
-                        for (o, &sum) in out_rows.zip(sums.iter()) {
-                            simd::binary_in_place(
-                                isa,
-                                BinOp::Mul,
-                                o,
-                                Src::Scalar(1.0 / sum),
-                                false,
-                            )?;
+                        if let Some(sc) = scale {
+                            for (o, &f) in ob.chunks_mut(hd.max(1)).zip(sc) {
+                                o.iter_mut().for_each(|v| *v *= f);
+                            }
                         }
                     }
                     g += rows;

@@ -52,7 +52,7 @@ def main() -> int:
                 out = subprocess.run([args.sod2, "compile", str(args.zoo / f"{spec.name}.onnx"), "-o", str(plan), f"--opt={lvl}", *dims], capture_output=True, text=True, check=True).stdout
                 if lvl == "mvc":
                     # The dispatch tables as `sod2 tune` measures them on this machine.
-                    subprocess.run([args.sod2, "tune", str(plan), "--runs", "3"], capture_output=True, text=True, check=True)
+                    subprocess.run([args.sod2, "tune", str(plan), "--runs", "5"], capture_output=True, text=True, check=True)
                 plans[lvl] = plan
                 if lvl == "dmp":
                     m = re.search(r"arena at representative: (\d+) bytes; peak live bytes of the chosen order (\d+)", out)

@@ -108,7 +108,7 @@ def main() -> int:
             dims = [f"--dim={k}={lo}..{hi}" for k, (lo, hi) in spec.ranges.items()]
             subprocess.run([args.sod2, "compile", onnx, "-o", str(plan), *dims], check=True, capture_output=True)
             # Kernel-version dispatch tables measured on this machine, as a user would deploy.
-            subprocess.run([args.sod2, "tune", str(plan), "--runs", "3"], check=True, capture_output=True)
+            subprocess.run([args.sod2, "tune", str(plan), "--runs", "5"], check=True, capture_output=True)
             for ci, case in enumerate(spec.sweep):
                 d = args.oracle / spec.name / case.name
                 ins = {p.stem: str(p) for p in sorted((d / "inputs").glob("*.npy"))}

@@ -3,8 +3,9 @@
 //! into the plan's dispatch tables.
 //!
 //! Method: for a few bindings from each symbol's lower end up to its upper end (geometric
-//! steps, capped to keep tuning short), run the whole plan on synthetic inputs once per version
-//! with that version forced on every step that has it, timing each step. Each version of a step
+//! steps, capped to keep tuning short), run the whole plan on synthetic inputs with each version
+//! forced on every step that has it, in rounds that run every version once in turn, keeping
+//! each step's fastest time per version. Each version of a step
 //! then gets one contiguous range of the step's dispatch key (e.g. the output plane size): of
 //! every assignment of versions to the measured key values that gives each version one run of
 //! consecutive values, the one with the least total relative time (each value's time over its
@@ -127,16 +128,29 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
         let mut all_ids: Vec<u32> = tunable.iter().flat_map(|t| t.ids.clone()).collect();
         all_ids.sort_unstable();
         all_ids.dedup();
-        let mut times = Vec::new();
+        // One session per version, warmed up; then rounds that run every version once, in
+        // turn, keeping each step's fastest time: a slow spell of a shared machine during one
+        // version's runs does not decide for it.
+        let mut sessions = Vec::with_capacity(all_ids.len());
         for &v in &all_ids {
             let mut s = Session::new(plan.clone());
             s.set_version_override(Some(v));
             s.run(&inputs)?;
-            s.set_step_timing(true);
-            for _ in 0..runs.max(1) {
+            sessions.push(s);
+        }
+        let mut times: Vec<(u32, Vec<((u32, usize), f64)>)> =
+            all_ids.iter().map(|&v| (v, Vec::new())).collect();
+        for _ in 0..runs.max(1) {
+            for (s, (_, best)) in sessions.iter_mut().zip(times.iter_mut()) {
+                s.set_step_timing(true);
                 s.run(&inputs)?;
+                for (at, t) in s.step_times() {
+                    match best.iter_mut().find(|(k, _)| *k == at) {
+                        Some((_, b)) => *b = b.min(t),
+                        None => best.push((at, t)),
+                    }
+                }
             }
-            times.push((v, s.step_times()));
         }
         for (k, t) in tunable.iter().enumerate() {
             let get = |v: u32| {
@@ -216,7 +230,7 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
                 let v: Vec<String> =
                     s.1.iter()
                         .zip(&t.ids)
-                        .map(|(x, id)| format!("v{id} {:.0}", x * 1e6 / runs.max(1) as f64))
+                        .map(|(x, id)| format!("v{id} {:.0}", x * 1e6))
                         .collect();
                 v.join("/")
             })

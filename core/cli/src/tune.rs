@@ -26,6 +26,9 @@ const CAP: i64 = 512;
 /// of the step's tunable version ids).
 type Sample = (i64, Vec<f64>);
 
+/// Each step's time: ((graph, step index), seconds).
+type StepTimes = Vec<((u32, usize), f64)>;
+
 /// A tunable step: its index, its dispatch key, its version ids (0 last).
 struct Tunable {
     step: usize,
@@ -138,8 +141,7 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             s.run(&inputs)?;
             sessions.push(s);
         }
-        let mut times: Vec<(u32, Vec<((u32, usize), f64)>)> =
-            all_ids.iter().map(|&v| (v, Vec::new())).collect();
+        let mut times: Vec<(u32, StepTimes)> = all_ids.iter().map(|&v| (v, Vec::new())).collect();
         for _ in 0..runs.max(1) {
             for (s, (_, best)) in sessions.iter_mut().zip(times.iter_mut()) {
                 s.set_step_timing(true);

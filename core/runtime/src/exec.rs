@@ -609,7 +609,8 @@ impl State {
         step: &Step,
         inputs: &[TensorIn<'_>],
     ) -> Result<(), RuntimeError> {
-        let kernel = ops::get(&step.kernel).ok_or_else(|| RuntimeError::UnknownKernel {
+        let (kernel, view) = plan.kernel(at);
+        let kernel = kernel.ok_or_else(|| RuntimeError::UnknownKernel {
             step: step.name.clone(),
             kernel: step.kernel.clone(),
         })?;
@@ -660,7 +661,7 @@ impl State {
         }
         // A view: a reshape whose output the plan placed exactly on its input (same offset,
         // same bytes) has nothing to copy; it only takes its dims.
-        if ops::is_view(&step.kernel) {
+        if view {
             if let (Some(Some(x)), Some(Some(y)), Some(Some(r)), Some(Some(d))) = (
                 step.inputs.first(),
                 step.outputs.first(),

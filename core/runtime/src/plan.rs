@@ -30,6 +30,9 @@ pub struct Plan {
     file: PlanFile,
     /// Per graph, per step: the dynamic (heap) tensors whose last use is that step.
     free_after: Vec<Vec<Vec<u32>>>,
+    /// Per graph, per step: the kernel function (`None` for If/Loop/Scan, which the executor
+    /// runs) and whether it is a reshape that may be a view, resolved once at load.
+    kernels: Vec<Vec<StepKernel>>,
     /// Per graph, per step: what the step's kernel decoded from its attributes on the first
     /// call (fused programs), kept for every later run and session.
     decoded: Vec<Vec<OnceLock<Decoded>>>,
@@ -46,6 +49,22 @@ fn decode_slots(p: &sod2_format::Plan) -> Vec<Vec<OnceLock<Decoded>>> {
     p.graphs
         .iter()
         .map(|g| g.steps.iter().map(|_| OnceLock::new()).collect())
+        .collect()
+}
+
+/// A step's kernel function (`None`: control flow) and whether it may be a view.
+pub(crate) type StepKernel = (Option<crate::ops::Kernel>, bool);
+
+/// Every step's kernel function and view flag (names checked by `check_kernels`).
+fn kernel_table(p: &sod2_format::Plan) -> Vec<Vec<StepKernel>> {
+    p.graphs
+        .iter()
+        .map(|g| {
+            g.steps
+                .iter()
+                .map(|s| (crate::ops::get(&s.kernel), crate::ops::is_view(&s.kernel)))
+                .collect()
+        })
         .collect()
 }
 
@@ -147,11 +166,13 @@ impl Plan {
         let file = sod2_format::read(&map)?;
         Self::check_kernels(&file)?;
         let free_after = free_lists(&file.plan);
+        let kernels = kernel_table(&file.plan);
         let (decoded, packed) = (decode_slots(&file.plan), decode_slots(&file.plan));
         Ok(Arc::new(Plan {
             bytes: Bytes::Mapped(map),
             file,
             free_after,
+            kernels,
             decoded,
             packed,
         }))
@@ -166,11 +187,13 @@ impl Plan {
         let file = sod2_format::read(owned.as_slice())?;
         Self::check_kernels(&file)?;
         let free_after = free_lists(&file.plan);
+        let kernels = kernel_table(&file.plan);
         let (decoded, packed) = (decode_slots(&file.plan), decode_slots(&file.plan));
         Ok(Arc::new(Plan {
             bytes: owned,
             file,
             free_after,
+            kernels,
             decoded,
             packed,
         }))
@@ -277,6 +300,15 @@ impl Plan {
     }
 
     /// Dynamic tensors to release after step `step` of graph `graph`.
+    /// Step `at`'s kernel function (`None` for control flow) and whether it may be a view.
+    pub(crate) fn kernel(&self, at: (u32, usize)) -> StepKernel {
+        self.kernels
+            .get(at.0 as usize)
+            .and_then(|g| g.get(at.1))
+            .copied()
+            .unwrap_or((None, false))
+    }
+
     pub(crate) fn free_after(&self, graph: u32, step: usize) -> &[u32] {
         &self.free_after[graph as usize][step]
     }

@@ -233,19 +233,24 @@ pub(crate) unsafe fn sum<V: Vf32>(x: &[f32]) -> f32 {
     let l = V::LANES;
     let n = x.len();
     let mut i = 0;
-    // SAFETY: loads stay inside `x` (`i + 2l <= n`, `i + l <= n`).
+    // SAFETY: loads stay inside `x` (`i + 4l <= n`, `i + l <= n`).
     unsafe {
-        let (mut s0, mut s1) = (V::splat(0.0), V::splat(0.0));
-        while i + 2 * l <= n {
-            s0 = s0.add(V::load(x.as_ptr().add(i)));
-            s1 = s1.add(V::load(x.as_ptr().add(i + l)));
-            i += 2 * l;
+        // Four accumulators: the adds' latency, not the loads, would bound one chain.
+        let z = V::splat(0.0);
+        let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
+        let p = x.as_ptr();
+        while i + 4 * l <= n {
+            s0 = s0.add(V::load(p.add(i)));
+            s1 = s1.add(V::load(p.add(i + l)));
+            s2 = s2.add(V::load(p.add(i + 2 * l)));
+            s3 = s3.add(V::load(p.add(i + 3 * l)));
+            i += 4 * l;
         }
         while i + l <= n {
-            s0 = s0.add(V::load(x.as_ptr().add(i)));
+            s0 = s0.add(V::load(p.add(i)));
             i += l;
         }
-        let mut s = s0.add(s1).hsum();
+        let mut s = s0.add(s1).add(s2.add(s3)).hsum();
         for &v in &x[i..] {
             s += v;
         }
@@ -261,12 +266,21 @@ pub(crate) unsafe fn max<V: Vf32>(x: &[f32]) -> f32 {
     let mut i = 0;
     // SAFETY: loads stay inside `x`.
     unsafe {
-        let mut m = V::splat(f32::NEG_INFINITY);
+        let ninf = V::splat(f32::NEG_INFINITY);
+        let (mut m, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+        let p = x.as_ptr();
+        while i + 4 * l <= n {
+            m = m.max(V::load(p.add(i)));
+            m1 = m1.max(V::load(p.add(i + l)));
+            m2 = m2.max(V::load(p.add(i + 2 * l)));
+            m3 = m3.max(V::load(p.add(i + 3 * l)));
+            i += 4 * l;
+        }
         while i + l <= n {
-            m = m.max(V::load(x.as_ptr().add(i)));
+            m = m.max(V::load(p.add(i)));
             i += l;
         }
-        let mut s = m.hmax();
+        let mut s = m.max(m1).max(m2.max(m3)).hmax();
         for &v in &x[i..] {
             s = s.max(v);
         }
@@ -425,14 +439,12 @@ unsafe fn softmax_exp_full<V: Vf32>(
             i += l;
         }
         ylast.store(p.add(last));
-        let mut mx = m0.max(m1).max(m2.max(m3)).hmax();
-        if valid == n {
-            mx = mx.max(ylast.hmax());
+        let mx = if valid == n {
+            m0.max(m1).max(m2.max(m3)).max(ylast).hmax()
         } else {
-            for &v in &x[..valid] {
-                mx = mx.max(v);
-            }
-        }
+            // A padded row: only its values count.
+            x[..valid].iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        };
         // Pass 2: the exponentials and their sum over two accumulators.
         let vm = V::splat(mx);
         let elast = exp(V::load(p.add(last)).sub(vm));

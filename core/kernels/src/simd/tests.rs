@@ -243,6 +243,32 @@ proptest! {
     }
 }
 
+/// Rows shorter than a vector, and rows with a partial last vector, whose values are all
+/// negative (the padding must not count in the maximum or the sum).
+#[test]
+fn folded_softmax_short_and_ragged_negative_rows() {
+    for n in 1..40 {
+        let x: Vec<f32> = (0..n).map(|i| -3.0 - i as f32 * 0.25).collect();
+        let mx = f64::from(x[0]);
+        let z: f64 = x.iter().map(|&v| (f64::from(v) - mx).exp()).sum();
+        for isa in Isa::available() {
+            let mut r = x.clone();
+            let s = softmax_exp_row(isa, &mut r, 1.0, None).unwrap();
+            assert!(
+                (f64::from(s) - z).abs() <= 1e-5 * z,
+                "{isa:?} n={n}: sum {s} vs {z}"
+            );
+            for (g, &v) in r.iter().zip(&x) {
+                let want = (f64::from(v) - mx).exp();
+                assert!(
+                    (f64::from(*g) - want).abs() <= 1e-5,
+                    "{isa:?} n={n}: {g} vs {want}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn transpose_swaps_rows_and_columns_on_every_isa() {
     for isa in Isa::available() {

@@ -56,6 +56,22 @@ fn known_values(
     input_only.then(|| values.clone())
 }
 
+/// Whether every dim of `v` is an expression over the input symbols alone (the plan gives it
+/// before the run).
+fn known_dims(a: &Analysis, fresh: &HashSet<SymId>, v: ValueId) -> bool {
+    let Shape::Ranked(dims) = &a.fact(v).shape else {
+        return false;
+    };
+    dims.iter().all(|d| match d {
+        Dim::Known(e) => a
+            .arena
+            .free_symbols(*e)
+            .iter()
+            .all(|s| !fresh.contains(s) && a.arena.symbol_info(*s).origin.is_none()),
+        _ => false,
+    })
+}
+
 /// Removes the main-graph nodes whose outputs are all known values and adds a `sod2.Values`
 /// node for each such value still read. Returns the model unchanged (and an
 /// empty report) when no node qualifies.
@@ -93,12 +109,35 @@ pub fn fold(model: &Model, a: &Analysis) -> (Model, ValuesReport) {
             needed.push(v);
         }
     };
+    // A main-graph Reshape whose output dims are known over the input symbols takes them from
+    // the plan and never reads its shape input: that read does not keep a value alive (and
+    // the input is dropped from the node below).
+    let main: HashSet<NodeId> = model.main.nodes.iter().copied().collect();
+    let planned_reshape = |n: NodeId| {
+        let node = model.node(n);
+        node.op == OpKind::Reshape
+            && main.contains(&n)
+            && node.output(0).is_some_and(|o| known_dims(a, &fresh, o))
+    };
+    let mut unread_shapes: Vec<NodeId> = Vec::new();
     for n in model.all_nodes(&model.main) {
         if folded.contains(&n) {
             continue;
         }
         let node = model.node(n);
-        for &v in node.inputs.iter().flatten().chain(&node.implicit_inputs) {
+        let skip_shape =
+            planned_reshape(n) && node.input(1).is_some_and(|v| known.contains_key(&v));
+        if skip_shape {
+            unread_shapes.push(n);
+        }
+        for (k, &v) in node.inputs.iter().enumerate() {
+            if let Some(v) = v {
+                if !(skip_shape && k == 1) {
+                    need(v);
+                }
+            }
+        }
+        for &v in &node.implicit_inputs {
             need(v);
         }
     }
@@ -108,6 +147,11 @@ pub fn fold(model: &Model, a: &Analysis) -> (Model, ValuesReport) {
     // One values step per tensor (each a single output, so the executor's per-step lists stay
     // inline), first in the graph; SEP may move each next to its readers.
     let mut out = model.clone();
+    for &n in &unread_shapes {
+        if let Some(slot) = out.nodes[n.index()].inputs.get_mut(1) {
+            *slot = None;
+        }
+    }
     let mut kept: Vec<NodeId> = Vec::new();
     for &v in &needed {
         let vals = &known[&v];

@@ -198,3 +198,25 @@ fn reshapes_of_arena_tensors_are_views_with_the_memory_plan() {
     assert!(views(&compile(Opt::Dmp)) > 0);
     assert_eq!(views(&compile(Opt::Sep)), 0);
 }
+
+/// Main-graph reshapes whose dims the plan knows read no shape tensor, so no step computes
+/// one for them (the bundled model's reshapes all have planned dims).
+#[test]
+fn planned_reshapes_read_no_shape_tensor() {
+    let p = compile(Opt::Fusion);
+    let reshapes: Vec<_> = p.graphs[0]
+        .steps
+        .iter()
+        .filter(|s| s.kernel == "Reshape")
+        .collect();
+    assert!(!reshapes.is_empty());
+    for s in &reshapes {
+        assert_eq!(s.inputs.get(1).copied().flatten(), None, "{}", s.name);
+    }
+    // Without fusion (no shape folding) they keep it.
+    let p = compile(Opt::None);
+    assert!(p.graphs[0]
+        .steps
+        .iter()
+        .any(|s| s.kernel == "Reshape" && s.inputs.get(1).copied().flatten().is_some()));
+}

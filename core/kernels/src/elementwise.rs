@@ -61,6 +61,50 @@ pub fn binary<T: Copy, U>(
     for_each_offset(out_dims, [&sa, &sb], |o, [ia, ib]| out[o] = f(a[ia], b[ib]));
 }
 
+/// [`binary`] for f32 through the SIMD kernels (`simd::binary`), when the broadcast is one of
+/// the common forms: equal dims, one operand a single value, or one operand repeating over the
+/// other's leading dims (a bias, a mask). Returns `false`, writing nothing, for other forms.
+pub fn binary_f32_simd(
+    op: crate::simd::BinOp,
+    a: &[f32],
+    ad: &[usize],
+    b: &[f32],
+    bd: &[usize],
+    out: &mut [f32],
+    out_dims: &[usize],
+) -> bool {
+    use crate::simd::{binary as vbin, Isa, Src};
+    let isa = Isa::detect();
+    let n = out.len();
+    let suffix = |d: &[usize]| {
+        d.len() <= out_dims.len()
+            && d.iter()
+                .copied()
+                .eq(out_dims[out_dims.len() - d.len()..].iter().copied())
+    };
+    let full = |x: &[f32], d: &[usize]| d == out_dims && x.len() == n;
+    let r = if full(a, ad) && full(b, bd) {
+        vbin(isa, op, Src::Slice(a), Src::Slice(b), out)
+    } else if full(a, ad) && b.len() == 1 {
+        vbin(isa, op, Src::Slice(a), Src::Scalar(b[0]), out)
+    } else if full(b, bd) && a.len() == 1 {
+        vbin(isa, op, Src::Scalar(a[0]), Src::Slice(b), out)
+    } else if full(a, ad) && !b.is_empty() && n.is_multiple_of(b.len()) && suffix(bd) {
+        out.chunks_mut(b.len())
+            .zip(a.chunks(b.len()))
+            .try_for_each(|(o, x)| vbin(isa, op, Src::Slice(x), Src::Slice(b), o))
+    } else if full(b, bd) && !a.is_empty() && n.is_multiple_of(a.len()) && suffix(ad) {
+        out.chunks_mut(a.len())
+            .zip(b.chunks(a.len()))
+            .try_for_each(|(o, y)| vbin(isa, op, Src::Slice(a), Src::Slice(y), o))
+    } else {
+        return false;
+    };
+    // The extents were checked above; an error here is a bug.
+    debug_assert!(r.is_ok(), "{r:?}");
+    r.is_ok()
+}
+
 /// `out = c ? x : y` with broadcasting.
 #[allow(clippy::too_many_arguments)]
 pub fn select<T: Copy>(

@@ -1,7 +1,8 @@
 //! Elementwise ops: unary math, broadcasting binary arithmetic, compare and logic, Where, Cast.
 use sod2_format::DType;
-use sod2_kernels::elementwise::{binary, erf, select, unary};
+use sod2_kernels::elementwise::{binary, binary_f32_simd, erf, select, unary};
 use sod2_kernels::shape::broadcast_shape;
+use sod2_kernels::simd::BinOp;
 
 use super::{floats_of, typed, typed_mut, Ctx, Kernel};
 
@@ -612,6 +613,32 @@ fn binop<T: Num>(op: &str) -> fn(T, T) -> T {
 }
 
 fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // f32 add, sub, mul, div (exact IEEE operations, as in the scalar loop) through SIMD.
+        let vop = match op {
+            "Add" => Some(BinOp::Add),
+            "Sub" => Some(BinOp::Sub),
+            "Mul" => Some(BinOp::Mul),
+            "Div" => Some(BinOp::Div),
+            _ => None,
+        };
+        if let Some(vop) = vop {
+            let (ins, outs) = c.io();
+            let (a, b) = (
+                ins[0].as_ref().ok_or("no A")?,
+                ins[1].as_ref().ok_or("no B")?,
+            );
+            let od = broadcast_shape(&[a.dims, b.dims])
+                .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.dims, b.dims))?;
+            let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
+            let out = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+            if binary_f32_simd(vop, &av, a.dims, &bv, b.dims, out, &od) {
+                return Ok(());
+            }
+            binary(&av, a.dims, &bv, b.dims, out, &od, binop::<f32>(op));
+            return Ok(());
+        }
+    }
     let f: fn(T, T) -> T = binop::<T>(op);
     let (ins, outs) = c.io();
     let (a, b) = (

@@ -445,21 +445,21 @@ pub fn trilu(x: &[u8], d: &[usize], k: i64, upper: bool, out: &mut [u8], es: usi
     let r = d.len();
     let (rows, cols) = (d[r - 2], d[r - 1]);
     let mats = numel(&d[..r - 2]);
+    // Per row, the kept columns are one contiguous run: `j >= i + k` (upper) or `j <= i + k`.
+    let clamp = |v: i64| v.clamp(0, cols as i64) as usize;
     for m in 0..mats {
         for i in 0..rows {
-            for j in 0..cols {
-                let keep = if upper {
-                    j as i64 - i as i64 >= k
-                } else {
-                    j as i64 - i as i64 <= k
-                };
-                let p = ((m * rows + i) * cols + j) * es;
-                if keep {
-                    out[p..p + es].copy_from_slice(&x[p..p + es]);
-                } else {
-                    out[p..p + es].fill(0);
-                }
-            }
+            let (keep_from, keep_to) = if upper {
+                (clamp(i as i64 + k), cols)
+            } else {
+                (0, clamp(i as i64 + k + 1))
+            };
+            let row = (m * rows + i) * cols * es;
+            let (o, xr) = (&mut out[row..row + cols * es], &x[row..row + cols * es]);
+            let (a, b) = (keep_from * es, keep_to.max(keep_from) * es);
+            o[..a].fill(0);
+            o[a..b].copy_from_slice(&xr[a..b]);
+            o[b..].fill(0);
         }
     }
 }

@@ -449,3 +449,23 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Trilu against its definition, element by element, for both triangles and any diagonal.
+    #[test]
+    fn trilu_matches_its_definition(b in 1usize..3, rows in 0usize..9, cols in 0usize..9, k in -10i64..10, upper in any::<bool>()) {
+        let d = [b, rows, cols];
+        let x: Vec<f32> = (0..b * rows * cols).map(|i| i as f32 + 1.0).collect();
+        let mut out = vec![-1f32; x.len()];
+        crate::layout::trilu(bytemuck::cast_slice(&x), &d, k, upper, bytemuck::cast_slice_mut(&mut out), 4);
+        for m in 0..b {
+            for i in 0..rows {
+                for j in 0..cols {
+                    let p = (m * rows + i) * cols + j;
+                    let keep = if upper { j as i64 - i as i64 >= k } else { j as i64 - i as i64 <= k };
+                    prop_assert_eq!(out[p], if keep { x[p] } else { 0.0 });
+                }
+            }
+        }
+    }
+}

@@ -31,11 +31,27 @@ pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usiz
     }
     let r = od.len();
     if ps[r - 1] == 1 {
-        // The innermost output dim is contiguous in the input: copy whole runs.
+        // The innermost output dim is contiguous in the input: copy whole runs (short runs,
+        // such as an attention head's columns, as fixed-size moves rather than memcpy calls).
         let run = od[r - 1] * es;
-        crate::shape::for_each_offset(&od[..r - 1], [&ps[..r - 1]], |o, [i]| {
-            out[o * run..(o + 1) * run].copy_from_slice(&x[i * es..i * es + run])
-        });
+        fn runs<const B: usize>(x: &[u8], out: &mut [u8], od: &[usize], ps: &[usize], es: usize) {
+            let r = od.len();
+            crate::shape::for_each_offset(&od[..r - 1], [&ps[..r - 1]], |o, [i]| {
+                let src: &[u8; B] = x[i * es..i * es + B].try_into().unwrap_or(&[0; B]);
+                if let Ok(dst) = <&mut [u8; B]>::try_from(&mut out[o * B..(o + 1) * B]) {
+                    *dst = *src;
+                }
+            });
+        }
+        match run {
+            16 => runs::<16>(x, out, &od, &ps, es),
+            32 => runs::<32>(x, out, &od, &ps, es),
+            64 => runs::<64>(x, out, &od, &ps, es),
+            128 => runs::<128>(x, out, &od, &ps, es),
+            _ => crate::shape::for_each_offset(&od[..r - 1], [&ps[..r - 1]], |o, [i]| {
+                out[o * run..(o + 1) * run].copy_from_slice(&x[i * es..i * es + run])
+            }),
+        }
         return;
     }
     fn typed<T: bytemuck::Pod>(x: &[u8], out: &mut [u8], od: &[usize], ps: &[usize]) -> bool {

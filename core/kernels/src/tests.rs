@@ -330,6 +330,36 @@ proptest! {
     }
 }
 
+/// Head splits (`[b, s, h, d] -> [b, h, s, d]`) copy runs of `d` values: the fixed-size run
+/// copies (16 to 128 bytes) and the general one.
+#[test]
+fn head_split_transposes_copy_whole_runs() {
+    for d in [3usize, 4, 8, 16, 32] {
+        let dims = [2usize, 5, 3, d];
+        let n = shape::numel(&dims);
+        let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let mut out = vec![0f32; n];
+        layout::transpose(
+            bytemuck::cast_slice(&x),
+            &dims,
+            &[0, 2, 1, 3],
+            bytemuck::cast_slice_mut(&mut out),
+            4,
+        );
+        for b in 0..2 {
+            for h in 0..3 {
+                for s in 0..5 {
+                    for k in 0..d {
+                        let o = ((b * 3 + h) * 5 + s) * d + k;
+                        let i = ((b * 5 + s) * 3 + h) * d + k;
+                        assert_eq!(out[o], x[i], "d={d}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

@@ -613,33 +613,16 @@ fn binop<T: Num>(op: &str) -> fn(T, T) -> T {
 }
 
 fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        // f32 add, sub, mul, div (exact IEEE operations, as in the scalar loop) through SIMD.
-        let vop = match op {
-            "Add" => Some(BinOp::Add),
-            "Sub" => Some(BinOp::Sub),
-            "Mul" => Some(BinOp::Mul),
-            "Div" => Some(BinOp::Div),
-            _ => None,
-        };
-        if let Some(vop) = vop {
-            let (ins, outs) = c.io();
-            let (a, b) = (
-                ins[0].as_ref().ok_or("no A")?,
-                ins[1].as_ref().ok_or("no B")?,
-            );
-            let od = broadcast_shape(&[a.dims, b.dims])
-                .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.dims, b.dims))?;
-            let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
-            let out = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-            if binary_f32_simd(vop, &av, a.dims, &bv, b.dims, out, &od) {
-                return Ok(());
-            }
-            binary(&av, a.dims, &bv, b.dims, out, &od, binop::<f32>(op));
-            return Ok(());
-        }
-    }
-    let f: fn(T, T) -> T = binop::<T>(op);
+    // f32 add, sub, mul, div (exact IEEE operations, as in the scalar loop) go through SIMD
+    // where the broadcast has a vector form.
+    let simd_op = match op {
+        _ if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() => None,
+        "Add" => Some(BinOp::Add),
+        "Sub" => Some(BinOp::Sub),
+        "Mul" => Some(BinOp::Mul),
+        "Div" => Some(BinOp::Div),
+        _ => None,
+    };
     let (ins, outs) = c.io();
     let (a, b) = (
         ins[0].as_ref().ok_or("no A")?,
@@ -647,9 +630,24 @@ fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> 
     );
     let od = broadcast_shape(&[a.dims, b.dims])
         .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.dims, b.dims))?;
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    if let Some(vop) = simd_op {
+        let (av, bv) = (typed::<f32>(a.data), typed::<f32>(b.data));
+        let o = typed_mut::<f32>(out)?;
+        if binary_f32_simd(vop, &av, a.dims, &bv, b.dims, o, &od) {
+            return Ok(());
+        }
+    }
     let (av, bv) = (typed::<T>(a.data), typed::<T>(b.data));
-    let out = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    binary(&av, a.dims, &bv, b.dims, out, &od, f);
+    binary(
+        &av,
+        a.dims,
+        &bv,
+        b.dims,
+        typed_mut::<T>(out)?,
+        &od,
+        binop::<T>(op),
+    );
     Ok(())
 }
 

@@ -479,9 +479,14 @@ unsafe fn softmax_exp_full<V: Vf32>(
     }
 }
 
-/// Layer normalisation of one contiguous row, in place: `(x - mean) / sqrt(var + eps)`.
+/// Layer normalisation of one contiguous row, in place: `(x - mean) / sqrt(var + eps)`, then
+/// (`affine`: scale `s`, bias `b`, as long as `x`) `· s + b` in the same last pass.
 #[inline(always)]
-pub(crate) unsafe fn layernorm_row<V: Vf32>(x: &mut [f32], eps: f32) {
+pub(crate) unsafe fn layernorm_row<V: Vf32>(
+    x: &mut [f32],
+    eps: f32,
+    affine: Option<(&[f32], Option<&[f32]>)>,
+) {
     if x.is_empty() {
         return;
     }
@@ -503,7 +508,30 @@ pub(crate) unsafe fn layernorm_row<V: Vf32>(x: &mut [f32], eps: f32) {
             ss += (v - mean) * (v - mean);
         }
         let inv = 1.0 / (ss / n as f32 + eps).sqrt();
-        scale_shift::<V>(x, inv, -mean * inv);
+        match affine {
+            None => scale_shift::<V>(x, inv, -mean * inv),
+            Some((s, b)) => {
+                // `((x - mean) · inv) · s + b` in the same pass.
+                let (vi, vsh) = (V::splat(inv), V::splat(-mean * inv));
+                let p = x.as_mut_ptr();
+                let mut i = 0;
+                while i + l <= n {
+                    let y = V::load(p.add(i)).mul_add(vi, vsh);
+                    let y = match b {
+                        Some(b) => {
+                            y.mul_add(V::load(s.as_ptr().add(i)), V::load(b.as_ptr().add(i)))
+                        }
+                        None => y.mul(V::load(s.as_ptr().add(i))),
+                    };
+                    y.store(p.add(i));
+                    i += l;
+                }
+                for k in i..n {
+                    let y = (x[k] * inv - mean * inv) * s[k];
+                    x[k] = b.map_or(y, |b| y + b[k]);
+                }
+            }
+        }
     }
 }
 

@@ -281,9 +281,13 @@ macro_rules! entry_points {
                 unsafe { algo::narrow_gemm::<V>(mnk, a, b, c, scale) }
             }
             $(#[target_feature(enable = $feat)])?
-            pub(super) unsafe fn layernorm_row(x: &mut [f32], eps: f32) {
+            pub(super) unsafe fn layernorm_row(
+                x: &mut [f32],
+                eps: f32,
+                affine: Option<(&[f32], Option<&[f32]>)>,
+            ) {
                 // SAFETY: forwarded contract.
-                unsafe { algo::layernorm_row::<V>(x, eps) }
+                unsafe { algo::layernorm_row::<V>(x, eps, affine) }
             }
         }
     };
@@ -518,7 +522,27 @@ pub fn small_gemm(
 
 /// `(x - mean) / sqrt(var + eps)` over one contiguous row, in place.
 pub fn layernorm_row(isa: Isa, x: &mut [f32], eps: f32) {
-    dispatch!(isa, layernorm_row(x, eps))
+    dispatch!(isa, layernorm_row(x, eps, None))
+}
+
+/// [`layernorm_row`] followed by `· scale + bias` (elementwise, as long as the row), in the
+/// same last pass. Lengths that differ from the row's are an error.
+pub fn layernorm_row_affine(
+    isa: Isa,
+    x: &mut [f32],
+    eps: f32,
+    scale: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<(), String> {
+    if scale.len() != x.len() || bias.is_some_and(|b| b.len() != x.len()) {
+        return Err(format!(
+            "layernorm: scale/bias of {} values for rows of {}",
+            scale.len(),
+            x.len()
+        ));
+    }
+    dispatch!(isa, layernorm_row(x, eps, Some((scale, bias))));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -243,6 +243,30 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Layer normalisation with scale and bias in the same pass, against f64 math.
+    #[test]
+    fn affine_layernorm_rows_match_f64(n in 1usize..300, seed in 0u64..1000, with_bias in any::<bool>()) {
+        let x = data(n, seed, 5.0);
+        let s = data(n, seed + 1, 2.0);
+        let b = data(n, seed + 2, 1.0);
+        let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+        let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+        for isa in Isa::available() {
+            let mut r = x.clone();
+            layernorm_row_affine(isa, &mut r, 1e-5, &s, with_bias.then_some(&b[..])).unwrap();
+            for (k, g) in r.iter().enumerate() {
+                let want = (f64::from(x[k]) - mean) / (var + 1e-5).sqrt() * f64::from(s[k])
+                    + if with_bias { f64::from(b[k]) } else { 0.0 };
+                prop_assert!((f64::from(*g) - want).abs() <= 1e-4 * (1.0 + want.abs()), "{:?} {} vs {}", isa, g, want);
+            }
+            prop_assert!(layernorm_row_affine(isa, &mut r, 1e-5, &s[1..], None).is_err());
+        }
+    }
+}
+
 /// Rows shorter than a vector, and rows with a partial last vector, whose values are all
 /// negative (the padding must not count in the maximum or the sum).
 #[test]

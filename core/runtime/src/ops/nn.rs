@@ -528,8 +528,18 @@ fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .map(|b| typed::<f32>(b.data));
     let xs = typed::<f32>(x.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
-    normalize_blocks_f32(&xs, outer, len, eps, o);
     let isa = sod2_kernels::simd::Isa::detect();
+    if scale.len() == len && bias.as_ref().is_none_or(|b| b.len() == len) && len > 0 {
+        // Scale and bias over the whole block: applied in the normalising pass, per row.
+        o.copy_from_slice(&xs);
+        let (s, b) = (&scale[..], bias.as_deref());
+        sod2_kernels::par::rows_mut(o, len, (1 << 15) / len + 1, &|_, rows| {
+            rows.chunks_mut(len)
+                .try_for_each(|r| simd::layernorm_row_affine(isa, r, eps, s, b))
+        })?;
+        return layer_norm_stats(&xs, x.dims, a, outer, len, eps, outs);
+    }
+    normalize_blocks_f32(&xs, outer, len, eps, o);
     // Scale and bias broadcast over the normalised block (trailing-dims broadcasting).
     for (op, v) in [
         (BinOp::Mul, Some(&scale[..])),
@@ -546,9 +556,22 @@ fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             simd::binary_in_place(isa, op, chunk, Src::Slice(v), false)?;
         }
     }
-    // Mean / InvStdDev outputs
-    let mut stat_d = super::Dims::from_slice(&x.dims[..a]);
-    stat_d.extend(std::iter::repeat_n(1, x.dims.len() - a));
+    layer_norm_stats(&xs, x.dims, a, outer, len, eps, outs)
+}
+
+/// LayerNormalization's optional Mean and InvStdDev outputs (`outs[1..]`).
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_stats(
+    xs: &[f32],
+    dims: &[usize],
+    a: usize,
+    outer: usize,
+    len: usize,
+    eps: f32,
+    outs: &mut [Option<super::Out<'_>>],
+) -> Result<(), String> {
+    let mut stat_d = super::Dims::from_slice(&dims[..a]);
+    stat_d.extend(std::iter::repeat_n(1, dims.len() - a));
     for (k, slot) in outs.iter_mut().enumerate().skip(1) {
         let Some(out) = slot.as_mut() else { continue };
         let s = typed_mut::<f32>(out.alloc(&stat_d)?)?;

@@ -472,10 +472,17 @@ fn attention(
                         // The prologue folded into the softmax; the rows stay unnormalised
                         // until their product with V.
                         for (row, sum) in sblock.chunks_mut(n).zip(sums.iter_mut()) {
-                            let mask = f.mask.map(|(j, c)| {
-                                let at = walk.bases[j];
-                                (&inputs[j].data[at..at + n], c)
-                            });
+                            let mask = match f.mask {
+                                Some((j, c)) => {
+                                    let at = walk.bases[j];
+                                    let m = inputs[j].data.get(at..at + n).ok_or_else(|| {
+                                        "fused step: attention mask row outside its input"
+                                            .to_string()
+                                    })?;
+                                    Some((m, c))
+                                }
+                                None => None,
+                            };
                             *sum = simd::softmax_exp_row(isa, row, f.scale, mask)?;
                             walk.advance(sdims, inputs);
                         }

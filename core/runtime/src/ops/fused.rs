@@ -383,6 +383,11 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     })
 }
 
+/// Attention score rows shorter than this run their folded prologue per row and their
+/// exponentials over the whole block at once (one vector of AVX-512; a padded vector per row
+/// cost more than the row's work).
+const SHORT_ROW: usize = 16;
+
 /// `softmax(prologue(A · B)) · V` by blocks of score rows that live only in a per-thread buffer.
 #[allow(clippy::too_many_arguments)]
 fn attention(
@@ -434,6 +439,18 @@ fn attention(
                 .is_some_and(|i| i.strides.get(r - 1) == Some(&1))
         })
     });
+    // The mask row (and its coefficient) of a folded prologue for the row at `bases`.
+    let mask_row = |f: Affine, bases: &[usize]| -> Result<Option<(&[f32], f32)>, String> {
+        let Some((j, c)) = f.mask else {
+            return Ok(None);
+        };
+        let at = bases[j];
+        let m = inputs[j]
+            .data
+            .get(at..at + n)
+            .ok_or("fused step: attention mask row outside its input")?;
+        Ok(Some((m, c)))
+    };
     // Blocks of about 256 KiB of scores (L2-resident): fewer, larger products than smaller
     // blocks (each product re-reads its right-hand operand).
     let block = (64 * 1024 / n.max(1)).max(1);
@@ -468,21 +485,29 @@ fn attention(
                         usize::MAX,
                         |_, _| Ok(()),
                     )?;
-                    if let (Some(f), true) = (folded, n > 0) {
+                    if let (Some(f), true) = (folded, n > 0 && n < SHORT_ROW) {
+                        // Rows shorter than a vector (a few keys, e.g. a prompt's tokens): the
+                        // prologue and the maximum row by row, then one vector pass of
+                        // exponentials over the whole block, then the sums.
+                        for row in sblock.chunks_mut(n) {
+                            let mask = mask_row(f, &walk.bases)?;
+                            let mut mx = f32::NEG_INFINITY;
+                            for (k, v) in row.iter_mut().enumerate() {
+                                *v = *v * f.scale + mask.map_or(0.0, |(m, c)| c * m[k]);
+                                mx = mx.max(*v);
+                            }
+                            row.iter_mut().for_each(|v| *v -= mx);
+                            walk.advance(sdims, inputs);
+                        }
+                        simd::unary_in_place(isa, UnOp::Exp, sblock);
+                        for (row, sum) in sblock.chunks(n).zip(sums.iter_mut()) {
+                            *sum = row.iter().sum();
+                        }
+                    } else if let (Some(f), true) = (folded, n > 0) {
                         // The prologue folded into the softmax; the rows stay unnormalised
                         // until their product with V.
                         for (row, sum) in sblock.chunks_mut(n).zip(sums.iter_mut()) {
-                            let mask = match f.mask {
-                                Some((j, c)) => {
-                                    let at = walk.bases[j];
-                                    let m = inputs[j].data.get(at..at + n).ok_or_else(|| {
-                                        "fused step: attention mask row outside its input"
-                                            .to_string()
-                                    })?;
-                                    Some((m, c))
-                                }
-                                None => None,
-                            };
+                            let mask = mask_row(f, &walk.bases)?;
                             *sum = simd::softmax_exp_row(isa, row, f.scale, mask)?;
                             walk.advance(sdims, inputs);
                         }

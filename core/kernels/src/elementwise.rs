@@ -8,6 +8,45 @@ pub fn unary<T: Copy, U>(a: &[T], out: &mut [U], f: impl Fn(T) -> U) {
     }
 }
 
+/// How the two operands of a binary op map onto its output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Broadcast {
+    /// Both have the output's dims.
+    Same,
+    /// `a` has the output's dims; `b` is one value.
+    ScalarB,
+    /// `b` has the output's dims; `a` is one value.
+    ScalarA,
+    /// `a` has the output's dims; `b` repeats along its leading dims (a bias, a mask).
+    RepeatB,
+    /// `b` has the output's dims; `a` repeats along its leading dims.
+    RepeatA,
+    /// Anything else: stride-0 views.
+    Strided,
+}
+
+impl Broadcast {
+    fn of(a_len: usize, ad: &[usize], b_len: usize, bd: &[usize], out_dims: &[usize]) -> Self {
+        let n: usize = out_dims.iter().product();
+        let suffix = |d: &[usize]| {
+            d.len() <= out_dims.len()
+                && d.iter()
+                    .copied()
+                    .eq(out_dims[out_dims.len() - d.len()..].iter().copied())
+        };
+        let repeats = |len: usize, d: &[usize]| len > 0 && n.is_multiple_of(len) && suffix(d);
+        let (a_full, b_full) = (ad == out_dims, bd == out_dims);
+        match () {
+            _ if a_full && b_full => Broadcast::Same,
+            _ if a_full && b_len == 1 => Broadcast::ScalarB,
+            _ if b_full && a_len == 1 => Broadcast::ScalarA,
+            _ if a_full && repeats(b_len, bd) => Broadcast::RepeatB,
+            _ if b_full && repeats(a_len, ad) => Broadcast::RepeatA,
+            _ => Broadcast::Strided,
+        }
+    }
+}
+
 /// `out = f(a, b)` with `a`, `b` broadcast to `out_dims`.
 pub fn binary<T: Copy, U>(
     a: &[T],
@@ -18,52 +57,49 @@ pub fn binary<T: Copy, U>(
     out_dims: &[usize],
     f: impl Fn(T, T) -> U,
 ) {
-    if ad == out_dims && bd == out_dims {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = f(x, y);
-        }
-        return;
-    }
-    // One operand is a single value.
-    if b.len() == 1 && ad == out_dims {
-        let y = b[0];
-        for (o, &x) in out.iter_mut().zip(a) {
-            *o = f(x, y);
-        }
-        return;
-    }
-    if a.len() == 1 && bd == out_dims {
-        let x = a[0];
-        for (o, &y) in out.iter_mut().zip(b) {
-            *o = f(x, y);
-        }
-        return;
-    }
-    // `b` repeats along the leading dims of `a` (e.g. a bias or a mask over the last dims).
-    let n = out.len();
-    if ad == out_dims
-        && !b.is_empty()
-        && n.is_multiple_of(b.len())
-        && bd
-            .iter()
-            .copied()
-            .eq(out_dims[out_dims.len() - bd.len()..].iter().copied())
-    {
-        for (oc, ac) in out.chunks_mut(b.len()).zip(a.chunks(b.len())) {
-            for ((o, &x), &y) in oc.iter_mut().zip(ac).zip(b) {
+    match Broadcast::of(a.len(), ad, b.len(), bd, out_dims) {
+        Broadcast::Same => {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
                 *o = f(x, y);
             }
         }
-        return;
+        Broadcast::ScalarB => {
+            let y = b[0];
+            for (o, &x) in out.iter_mut().zip(a) {
+                *o = f(x, y);
+            }
+        }
+        Broadcast::ScalarA => {
+            let x = a[0];
+            for (o, &y) in out.iter_mut().zip(b) {
+                *o = f(x, y);
+            }
+        }
+        Broadcast::RepeatB => {
+            for (oc, ac) in out.chunks_mut(b.len()).zip(a.chunks(b.len())) {
+                for ((o, &x), &y) in oc.iter_mut().zip(ac).zip(b) {
+                    *o = f(x, y);
+                }
+            }
+        }
+        Broadcast::RepeatA => {
+            for (oc, bc) in out.chunks_mut(a.len()).zip(b.chunks(a.len())) {
+                for ((o, &x), &y) in oc.iter_mut().zip(a).zip(bc) {
+                    *o = f(x, y);
+                }
+            }
+        }
+        Broadcast::Strided => {
+            let sa = broadcast_strides(ad, out_dims);
+            let sb = broadcast_strides(bd, out_dims);
+            for_each_offset(out_dims, [&sa, &sb], |o, [ia, ib]| out[o] = f(a[ia], b[ib]));
+        }
     }
-    let sa = broadcast_strides(ad, out_dims);
-    let sb = broadcast_strides(bd, out_dims);
-    for_each_offset(out_dims, [&sa, &sb], |o, [ia, ib]| out[o] = f(a[ia], b[ib]));
 }
 
-/// [`binary`] for f32 through the SIMD kernels (`simd::binary`), when the broadcast is one of
-/// the common forms: equal dims, one operand a single value, or one operand repeating over the
-/// other's leading dims (a bias, a mask). Returns `false`, writing nothing, for other forms.
+/// [`binary`] for f32 through the SIMD kernels (`simd::binary`), for every broadcast form but
+/// stride-0 views. Returns `false`, leaving the rest to [`binary`], for those (or for operands
+/// shorter than their dims say).
 pub fn binary_f32_simd(
     op: crate::simd::BinOp,
     a: &[f32],
@@ -75,33 +111,20 @@ pub fn binary_f32_simd(
 ) -> bool {
     use crate::simd::{binary as vbin, Isa, Src};
     let isa = Isa::detect();
-    let n = out.len();
-    let suffix = |d: &[usize]| {
-        d.len() <= out_dims.len()
-            && d.iter()
-                .copied()
-                .eq(out_dims[out_dims.len() - d.len()..].iter().copied())
-    };
-    let full = |x: &[f32], d: &[usize]| d == out_dims && x.len() == n;
-    let r = if full(a, ad) && full(b, bd) {
-        vbin(isa, op, Src::Slice(a), Src::Slice(b), out)
-    } else if full(a, ad) && b.len() == 1 {
-        vbin(isa, op, Src::Slice(a), Src::Scalar(b[0]), out)
-    } else if full(b, bd) && a.len() == 1 {
-        vbin(isa, op, Src::Scalar(a[0]), Src::Slice(b), out)
-    } else if full(a, ad) && !b.is_empty() && n.is_multiple_of(b.len()) && suffix(bd) {
-        out.chunks_mut(b.len())
+    let r = match Broadcast::of(a.len(), ad, b.len(), bd, out_dims) {
+        Broadcast::Same => vbin(isa, op, Src::Slice(a), Src::Slice(b), out),
+        Broadcast::ScalarB => vbin(isa, op, Src::Slice(a), Src::Scalar(b[0]), out),
+        Broadcast::ScalarA => vbin(isa, op, Src::Scalar(a[0]), Src::Slice(b), out),
+        Broadcast::RepeatB => out
+            .chunks_mut(b.len())
             .zip(a.chunks(b.len()))
-            .try_for_each(|(o, x)| vbin(isa, op, Src::Slice(x), Src::Slice(b), o))
-    } else if full(b, bd) && !a.is_empty() && n.is_multiple_of(a.len()) && suffix(ad) {
-        out.chunks_mut(a.len())
+            .try_for_each(|(o, x)| vbin(isa, op, Src::Slice(x), Src::Slice(b), o)),
+        Broadcast::RepeatA => out
+            .chunks_mut(a.len())
             .zip(b.chunks(a.len()))
-            .try_for_each(|(o, y)| vbin(isa, op, Src::Slice(a), Src::Slice(y), o))
-    } else {
-        return false;
+            .try_for_each(|(o, y)| vbin(isa, op, Src::Slice(a), Src::Slice(y), o)),
+        Broadcast::Strided => return false,
     };
-    // The extents were checked above; an error here is a bug.
-    debug_assert!(r.is_ok(), "{r:?}");
     r.is_ok()
 }
 

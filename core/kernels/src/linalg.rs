@@ -53,6 +53,36 @@ pub fn gemm_f32_ldc(
     }
 }
 
+/// `c = a · b` with row `i` of `c` then multiplied by `scale[i]` (when given), for row-major
+/// operands with leading dims: through the narrow register-tiled product when `b` is a few
+/// vectors wide (attention's `P · V`), else the packed GEMM and a scaling pass. Extents that
+/// do not fit are an error.
+pub fn gemm_f32_row_scaled(
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    scale: Option<&[f32]>,
+) -> Result<(), String> {
+    let isa = crate::simd::Isa::detect();
+    if crate::simd::narrow_gemm(isa, (m, n, k), (a, lda), (b, ldb), (&mut c[..], ldc), scale)? {
+        return Ok(());
+    }
+    if scale.is_some_and(|s| s.len() < m) {
+        return Err(format!(
+            "gemm: {m} rows to scale, {} scales",
+            scale.map_or(0, <[f32]>::len)
+        ));
+    }
+    gemm_f32_ldc(m, n, k, a, lda, b, ldb, c, ldc, false);
+    if let Some(sc) = scale {
+        for (row, &f) in c.chunks_mut(ldc.max(1)).zip(sc).take(m) {
+            row.iter_mut().take(n).for_each(|v| *v *= f);
+        }
+    }
+    Ok(())
+}
+
 /// Warms this thread's GEMM state: the library's per-thread packing buffers are allocated on
 /// first use and grow with the blocks they pack, so one product of a typical large size now
 /// means later runs (the first one at a new shape included) neither pay for nor allocate them.

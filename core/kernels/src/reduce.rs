@@ -86,19 +86,31 @@ pub fn softmax_f32(x: &[f32], dims: &[usize], axis: usize, out: &mut [f32], log:
     }
 }
 
-/// Normalises each of `groups` contiguous blocks of `len` elements: `(x - mean) / sqrt(var + eps)`.
-pub fn normalize_blocks_f32(x: &[f32], groups: usize, len: usize, eps: f32, out: &mut [f32]) {
+/// Normalises each of `groups` contiguous blocks of `len` elements: `(x - mean) / sqrt(var + eps)`,
+/// then (`affine`: a scale and an optional bias of `len` values each) `· scale + bias` in the
+/// same pass. An affine of another length is an error.
+pub fn normalize_blocks_f32(
+    x: &[f32],
+    groups: usize,
+    len: usize,
+    eps: f32,
+    affine: Option<(&[f32], Option<&[f32]>)>,
+    out: &mut [f32],
+) -> Result<(), String> {
     let isa = crate::simd::Isa::detect();
     let n = groups * len;
     out[..n].copy_from_slice(&x[..n]);
     if len == 0 {
-        return;
+        return Ok(());
     }
     // Blocks split across threads when allowed; each block through the SIMD two-pass row kernel.
-    let _ = crate::par::rows_mut(&mut out[..n], len, (1 << 15) / len + 1, &|_, blocks| {
-        for b in blocks.chunks_mut(len) {
-            crate::simd::layernorm_row(isa, b, eps);
-        }
-        Ok(())
-    });
+    crate::par::rows_mut(&mut out[..n], len, (1 << 15) / len + 1, &|_, blocks| {
+        blocks.chunks_mut(len).try_for_each(|b| match affine {
+            Some((s, bias)) => crate::simd::layernorm_row_affine(isa, b, eps, s, bias),
+            None => {
+                crate::simd::layernorm_row(isa, b, eps);
+                Ok(())
+            }
+        })
+    })
 }

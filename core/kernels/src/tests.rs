@@ -227,7 +227,7 @@ fn reductions_softmax_and_norm() {
     assert!((sm[0..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
     assert!((sm[2] - 0.665_240_9).abs() < 1e-6);
     let mut nb = vec![0f32; 6];
-    reduce::normalize_blocks_f32(&x, 2, 3, 0.0, &mut nb);
+    reduce::normalize_blocks_f32(&x, 2, 3, 0.0, None, &mut nb).unwrap();
     assert!((nb[0] + 1.224_744_9).abs() < 1e-5 && nb[1].abs() < 1e-6);
 }
 
@@ -497,5 +497,42 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// The row-scaled product, on the narrow path (16 columns) and the packed one (other widths),
+/// against the naive sums.
+#[test]
+fn row_scaled_products_match_the_naive_sums() {
+    for (m, n, k) in [
+        (7usize, 16usize, 9usize),
+        (13, 5, 20),
+        (30, 37, 3),
+        (4, 32, 0),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.3).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.7).cos()).collect();
+        let s: Vec<f32> = (0..m).map(|i| 0.5 + i as f32 * 0.1).collect();
+        for scale in [None, Some(&s[..])] {
+            let mut c = vec![9f32; m * n];
+            linalg::gemm_f32_row_scaled((m, n, k), (&a, k.max(1)), (&b, n), (&mut c, n), scale)
+                .unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let sum: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                    let want = sum * scale.map_or(1.0, |s| s[i]);
+                    assert!(
+                        (c[i * n + j] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{m}x{n}x{k}"
+                    );
+                }
+            }
+        }
+        let mut c = vec![0f32; m * n];
+        let few = Some(&s[..m - 1]);
+        assert!(
+            linalg::gemm_f32_row_scaled((m, n, k), (&a, k.max(1)), (&b, n), (&mut c, n), few)
+                .is_err()
+        );
     }
 }

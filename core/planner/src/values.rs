@@ -47,13 +47,19 @@ fn known_values(
     if numel != values.len() as i64 {
         return None;
     }
-    let input_only = values.iter().all(|&e| {
-        a.arena
-            .free_symbols(e)
-            .iter()
-            .all(|s| !fresh.contains(s) && a.arena.symbol_info(*s).origin.is_none())
-    });
-    input_only.then(|| values.clone())
+    values
+        .iter()
+        .all(|&e| input_only(a, fresh, e))
+        .then(|| values.clone())
+}
+
+/// Whether `e` is an expression over the input symbols alone (no execution-determined or
+/// otherwise bound-at-run-time symbol): its value is known once `prepare` has run.
+fn input_only(a: &Analysis, fresh: &HashSet<SymId>, e: sod2_expr::ExprId) -> bool {
+    a.arena
+        .free_symbols(e)
+        .iter()
+        .all(|s| !fresh.contains(s) && a.arena.symbol_info(*s).origin.is_none())
 }
 
 /// Whether every dim of `v` is an expression over the input symbols alone (the plan gives it
@@ -62,14 +68,8 @@ fn known_dims(a: &Analysis, fresh: &HashSet<SymId>, v: ValueId) -> bool {
     let Shape::Ranked(dims) = &a.fact(v).shape else {
         return false;
     };
-    dims.iter().all(|d| match d {
-        Dim::Known(e) => a
-            .arena
-            .free_symbols(*e)
-            .iter()
-            .all(|s| !fresh.contains(s) && a.arena.symbol_info(*s).origin.is_none()),
-        _ => false,
-    })
+    dims.iter()
+        .all(|d| matches!(d, Dim::Known(e) if input_only(a, fresh, *e)))
 }
 
 /// Removes the main-graph nodes whose outputs are all known values and adds a `sod2.Values`

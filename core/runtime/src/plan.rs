@@ -165,17 +165,7 @@ impl Plan {
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
         let file = sod2_format::read(&map)?;
         Self::check_kernels(&file)?;
-        let free_after = free_lists(&file.plan);
-        let kernels = kernel_table(&file.plan);
-        let (decoded, packed) = (decode_slots(&file.plan), decode_slots(&file.plan));
-        Ok(Arc::new(Plan {
-            bytes: Bytes::Mapped(map),
-            file,
-            free_after,
-            kernels,
-            decoded,
-            packed,
-        }))
+        Ok(Arc::new(Plan::with_tables(Bytes::Mapped(map), file)))
     }
 
     /// Verifies a plan held in memory (e.g. an Android asset); the bytes are copied once into
@@ -186,17 +176,19 @@ impl Plan {
         let owned = Bytes::Owned(words, bytes.len());
         let file = sod2_format::read(owned.as_slice())?;
         Self::check_kernels(&file)?;
-        let free_after = free_lists(&file.plan);
-        let kernels = kernel_table(&file.plan);
-        let (decoded, packed) = (decode_slots(&file.plan), decode_slots(&file.plan));
-        Ok(Arc::new(Plan {
-            bytes: owned,
+        Ok(Arc::new(Plan::with_tables(owned, file)))
+    }
+
+    /// The plan with its per-step tables: release lists, kernel functions, empty caches.
+    fn with_tables(bytes: Bytes, file: PlanFile) -> Plan {
+        Plan {
+            free_after: free_lists(&file.plan),
+            kernels: kernel_table(&file.plan),
+            decoded: decode_slots(&file.plan),
+            packed: decode_slots(&file.plan),
+            bytes,
             file,
-            free_after,
-            kernels,
-            decoded,
-            packed,
-        }))
+        }
     }
 
     fn check_kernels(file: &PlanFile) -> Result<(), RuntimeError> {
@@ -299,7 +291,6 @@ impl Plan {
         }
     }
 
-    /// Dynamic tensors to release after step `step` of graph `graph`.
     /// Step `at`'s kernel function (`None` for control flow) and whether it may be a view.
     pub(crate) fn kernel(&self, at: (u32, usize)) -> StepKernel {
         self.kernels
@@ -309,6 +300,7 @@ impl Plan {
             .unwrap_or((None, false))
     }
 
+    /// Dynamic tensors to release after step `step` of graph `graph`.
     pub(crate) fn free_after(&self, graph: u32, step: usize) -> &[u32] {
         &self.free_after[graph as usize][step]
     }

@@ -227,64 +227,53 @@ pub(crate) unsafe fn axpy<V: Vf32>(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Sum of `x`.
+/// `x` folded by `op` into one vector (four accumulators: the op's latency, not the loads,
+/// would bound one chain), and the index where the values left for scalar code start.
+///
+/// # Safety
+/// The CPU runs `V`'s instruction set (`op` may use it).
 #[inline(always)]
-pub(crate) unsafe fn sum<V: Vf32>(x: &[f32]) -> f32 {
+unsafe fn fold<V: Vf32>(x: &[f32], init: f32, op: impl Fn(V, V) -> V) -> (V, usize) {
     let l = V::LANES;
     let n = x.len();
     let mut i = 0;
     // SAFETY: loads stay inside `x` (`i + 4l <= n`, `i + l <= n`).
     unsafe {
-        // Four accumulators: the adds' latency, not the loads, would bound one chain.
-        let z = V::splat(0.0);
+        let z = V::splat(init);
         let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
         let p = x.as_ptr();
         while i + 4 * l <= n {
-            s0 = s0.add(V::load(p.add(i)));
-            s1 = s1.add(V::load(p.add(i + l)));
-            s2 = s2.add(V::load(p.add(i + 2 * l)));
-            s3 = s3.add(V::load(p.add(i + 3 * l)));
+            s0 = op(s0, V::load(p.add(i)));
+            s1 = op(s1, V::load(p.add(i + l)));
+            s2 = op(s2, V::load(p.add(i + 2 * l)));
+            s3 = op(s3, V::load(p.add(i + 3 * l)));
             i += 4 * l;
         }
         while i + l <= n {
-            s0 = s0.add(V::load(p.add(i)));
+            s0 = op(s0, V::load(p.add(i)));
             i += l;
         }
-        let mut s = s0.add(s1).add(s2.add(s3)).hsum();
-        for &v in &x[i..] {
-            s += v;
-        }
-        s
+        (op(op(s0, s1), op(s2, s3)), i)
+    }
+}
+
+/// Sum of `x`.
+#[inline(always)]
+pub(crate) unsafe fn sum<V: Vf32>(x: &[f32]) -> f32 {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        let (v, i) = fold::<V>(x, 0.0, |a, b| a.add(b));
+        x[i..].iter().fold(v.hsum(), |s, &v| s + v)
     }
 }
 
 /// Maximum of `x` (−∞ when empty).
 #[inline(always)]
 pub(crate) unsafe fn max<V: Vf32>(x: &[f32]) -> f32 {
-    let l = V::LANES;
-    let n = x.len();
-    let mut i = 0;
-    // SAFETY: loads stay inside `x`.
+    // SAFETY: lane arithmetic on a vector type the caller may use.
     unsafe {
-        let ninf = V::splat(f32::NEG_INFINITY);
-        let (mut m, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
-        let p = x.as_ptr();
-        while i + 4 * l <= n {
-            m = m.max(V::load(p.add(i)));
-            m1 = m1.max(V::load(p.add(i + l)));
-            m2 = m2.max(V::load(p.add(i + 2 * l)));
-            m3 = m3.max(V::load(p.add(i + 3 * l)));
-            i += 4 * l;
-        }
-        while i + l <= n {
-            m = m.max(V::load(p.add(i)));
-            i += l;
-        }
-        let mut s = m.max(m1).max(m2.max(m3)).hmax();
-        for &v in &x[i..] {
-            s = s.max(v);
-        }
-        s
+        let (v, i) = fold::<V>(x, f32::NEG_INFINITY, |a, b| a.max(b));
+        x[i..].iter().fold(v.hmax(), |s, &v| s.max(v))
     }
 }
 

@@ -426,10 +426,74 @@ pub fn softmax_exp_row(
     Ok(dispatch!(isa, softmax_exp_row(x, scale, mask)))
 }
 
+/// Score rows shorter than this take [`softmax_exp_rows`]' block path: one vector pass of
+/// exponentials over the whole block instead of a padded vector per row (one AVX-512 vector).
+const SHORT_ROW: usize = 16;
+
+/// [`softmax_exp_row`] over a block of rows of `n` values each: row `r`'s mask is `mask(r)`
+/// (called once per row, in order) and its sum goes to `sums[r]`. Rows shorter than a vector
+/// take the prologue and the maximum row by row and their exponentials in one pass over the
+/// block. A mask that is not `n` long, or too few sums, is an error.
+pub fn softmax_exp_rows<'m>(
+    isa: Isa,
+    block: &mut [f32],
+    n: usize,
+    scale: f32,
+    mut mask: impl FnMut(usize) -> Result<Option<(&'m [f32], f32)>, String>,
+    sums: &mut [f32],
+) -> Result<(), String> {
+    if n == 0 {
+        return Ok(());
+    }
+    if sums.len() < block.len() / n {
+        return Err("softmax: fewer sums than rows".into());
+    }
+    if n >= SHORT_ROW {
+        for (r, (row, sum)) in block.chunks_mut(n).zip(sums.iter_mut()).enumerate() {
+            *sum = softmax_exp_row(isa, row, scale, mask(r)?)?;
+        }
+        return Ok(());
+    }
+    for (r, row) in block.chunks_mut(n).enumerate() {
+        let m = mask(r)?;
+        if m.is_some_and(|(m, _)| m.len() != n) {
+            return Err(format!("softmax: a mask row for rows of {n}"));
+        }
+        let mut mx = f32::NEG_INFINITY;
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = *v * scale + m.map_or(0.0, |(m, c)| c * m[k]);
+            mx = mx.max(*v);
+        }
+        row.iter_mut().for_each(|v| *v -= mx);
+    }
+    unary_in_place(isa, UnOp::Exp, block);
+    for (row, sum) in block.chunks(n).zip(sums.iter_mut()) {
+        *sum = row.iter().sum();
+    }
+    Ok(())
+}
+
+/// Whether row-major operands with leading dims hold an `m × k` by `k × n` product into
+/// `m × n` (each leading dim at least its row's length).
+fn extents_fit(
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&[f32], usize),
+) -> bool {
+    let need = crate::shape::strided_len;
+    a.len() >= need(m, k, lda)
+        && b.len() >= need(k, n, ldb)
+        && c.len() >= need(m, n, ldc)
+        && lda >= k
+        && ldb >= n
+        && ldc >= n
+}
+
 /// `c = a · b` for row-major operands with leading dims when `b` is narrow: `n` one to four
 /// whole vectors of `isa` (attention's `P · V`, a head's columns), row `i` of `c` multiplied by
-/// `scale[i]` when given; returns `false` (and leaves `c`) for other widths. Register tiles of many rows, no packing. Extents that do not fit are
-/// an error.
+/// `scale[i]` when given; returns `false` (and leaves `c`) for other widths. Register tiles of
+/// many rows, no packing. Extents that do not fit are an error.
 pub fn narrow_gemm(
     isa: Isa,
     (m, n, k): (usize, usize, usize),
@@ -447,14 +511,8 @@ pub fn narrow_gemm(
     if n == 0 || !n.is_multiple_of(l) || n / l > 4 {
         return Ok(false);
     }
-    let need = crate::shape::strided_len;
     if m > 0
-        && (a.len() < need(m, k, lda)
-            || b.len() < need(k, n, ldb)
-            || c.len() < need(m, n, ldc)
-            || lda < k
-            || ldb < n
-            || ldc < n
+        && (!extents_fit((m, n, k), (a, lda), (b, ldb), (c, ldc))
             || scale.is_some_and(|sc| sc.len() < m))
     {
         return Err(format!(
@@ -484,16 +542,7 @@ pub fn small_gemm(
     alpha: f32,
     accumulate: bool,
 ) -> Result<(), String> {
-    let need = crate::shape::strided_len;
-    if m > 0
-        && n > 0
-        && (a.len() < need(m, k, lda)
-            || b.len() < need(k, n, ldb)
-            || c.len() < need(m, n, ldc)
-            || lda < k
-            || ldb < n
-            || ldc < n)
-    {
+    if m > 0 && n > 0 && !extents_fit((m, n, k), (a, lda), (b, ldb), (c, ldc)) {
         return Err(format!(
             "simd::small_gemm: extents do not fit (m={m} n={n} k={k})"
         ));

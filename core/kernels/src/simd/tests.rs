@@ -293,6 +293,47 @@ fn folded_softmax_short_and_ragged_negative_rows() {
     }
 }
 
+/// A block of rows (short ones through the block path, longer ones row by row), each with its
+/// own mask row, against f64 math; a mask of another length is an error.
+#[test]
+fn folded_softmax_blocks_match_f64() {
+    for n in 1..40 {
+        let rows = 5;
+        let x = data(rows * n, n as u64, 6.0);
+        let masks = data(rows * n, n as u64 + 9, 1.0);
+        let (scale, coef) = (0.7f32, 2.0f32);
+        for isa in Isa::available() {
+            let mut r = x.clone();
+            let mut sums = vec![0f32; rows];
+            let mask = |k: usize| Ok(Some((&masks[k * n..(k + 1) * n], coef)));
+            softmax_exp_rows(isa, &mut r, n, scale, mask, &mut sums).unwrap();
+            for k in 0..rows {
+                let y: Vec<f64> = (0..n)
+                    .map(|i| {
+                        f64::from(x[k * n + i]) * f64::from(scale)
+                            + f64::from(coef) * f64::from(masks[k * n + i])
+                    })
+                    .collect();
+                let mx = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = y.iter().map(|&v| (v - mx).exp()).sum();
+                assert!(
+                    (f64::from(sums[k]) - z).abs() <= 1e-5 * z,
+                    "{isa:?} n={n} row {k}"
+                );
+                for i in 0..n {
+                    let want = (y[i] - mx).exp();
+                    assert!(
+                        (f64::from(r[k * n + i]) - want).abs() <= 1e-5 * (1.0 + want),
+                        "{isa:?} n={n}"
+                    );
+                }
+            }
+            let short = |_| Ok(Some((&masks[..n - 1], coef)));
+            assert!(softmax_exp_rows(isa, &mut r, n, scale, short, &mut sums).is_err());
+        }
+    }
+}
+
 #[test]
 fn transpose_swaps_rows_and_columns_on_every_isa() {
     for isa in Isa::available() {

@@ -383,11 +383,6 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     })
 }
 
-/// Attention score rows shorter than this run their folded prologue per row and their
-/// exponentials over the whole block at once (one vector of AVX-512; a padded vector per row
-/// cost more than the row's work).
-const SHORT_ROW: usize = 16;
-
 /// `softmax(prologue(A · B)) · V` by blocks of score rows that live only in a per-thread buffer.
 #[allow(clippy::too_many_arguments)]
 fn attention(
@@ -439,18 +434,6 @@ fn attention(
                 .is_some_and(|i| i.strides.get(r - 1) == Some(&1))
         })
     });
-    // The mask row (and its coefficient) of a folded prologue for the row at `bases`.
-    let mask_row = |f: Affine, bases: &[usize]| -> Result<Option<(&[f32], f32)>, String> {
-        let Some((j, c)) = f.mask else {
-            return Ok(None);
-        };
-        let at = bases[j];
-        let m = inputs[j]
-            .data
-            .get(at..at + n)
-            .ok_or("fused step: attention mask row outside its input")?;
-        Ok(Some((m, c)))
-    };
     // Blocks of about 256 KiB of scores (L2-resident): fewer, larger products than smaller
     // blocks (each product re-reads its right-hand operand).
     let block = (64 * 1024 / n.max(1)).max(1);
@@ -485,32 +468,15 @@ fn attention(
                         usize::MAX,
                         |_, _| Ok(()),
                     )?;
-                    if let (Some(f), true) = (folded, n > 0 && n < SHORT_ROW) {
-                        // Rows shorter than a vector (a few keys, e.g. a prompt's tokens): the
-                        // prologue and the maximum row by row, then one vector pass of
-                        // exponentials over the whole block, then the sums.
-                        for row in sblock.chunks_mut(n) {
-                            let mask = mask_row(f, &walk.bases)?;
-                            let mut mx = f32::NEG_INFINITY;
-                            for (k, v) in row.iter_mut().enumerate() {
-                                *v = *v * f.scale + mask.map_or(0.0, |(m, c)| c * m[k]);
-                                mx = mx.max(*v);
-                            }
-                            row.iter_mut().for_each(|v| *v -= mx);
-                            walk.advance(sdims, inputs);
-                        }
-                        simd::unary_in_place(isa, UnOp::Exp, sblock);
-                        for (row, sum) in sblock.chunks(n).zip(sums.iter_mut()) {
-                            *sum = row.iter().sum();
-                        }
-                    } else if let (Some(f), true) = (folded, n > 0) {
+                    if let (Some(f), true) = (folded, n > 0) {
                         // The prologue folded into the softmax; the rows stay unnormalised
                         // until their product with V.
-                        for (row, sum) in sblock.chunks_mut(n).zip(sums.iter_mut()) {
-                            let mask = mask_row(f, &walk.bases)?;
-                            *sum = simd::softmax_exp_row(isa, row, f.scale, mask)?;
+                        let mask = |_| {
+                            let m = mask_row(f, inputs, &walk.bases, n);
                             walk.advance(sdims, inputs);
-                        }
+                            m
+                        };
+                        simd::softmax_exp_rows(isa, sblock, n, f.scale, mask, &mut sums[..rows])?;
                     } else if n > 0 {
                         // A prologue runs over the block at once when it reads no input (a
                         // scale) or when every input it reads walks the block's rows
@@ -532,34 +498,18 @@ fn attention(
                     let voff = sod2_kernels::shape::broadcast_offset(bi, &bs, &vs);
                     let vb = &v[voff * n * hd..(voff + 1) * n * hd];
                     let ob = &mut part[done * hd..(done + rows) * hd];
-                    let (mnk, pa, vbm) = ((rows, hd, n), (&sblock[..], n.max(1)), (vb, hd.max(1)));
                     // The softmax's division by the row sums, folded into the product.
                     let inv = folded.is_some() && n > 0;
                     if inv {
                         sums[..rows].iter_mut().for_each(|s| *s = 1.0 / *s);
                     }
-                    let scale = inv.then_some(&sums[..rows]);
-                    if !simd::narrow_gemm(isa, mnk, pa, vbm, (&mut ob[..], hd.max(1)), scale)? {
-                        sod2_kernels::linalg::gemm_f32(
-                            rows,
-                            hd,
-                            n,
-                            sblock,
-                            n.max(1),
-                            false,
-                            vb,
-                            hd.max(1),
-                            false,
-                            ob,
-                            1.0,
-                            false,
-                        );
-                        if let Some(sc) = scale {
-                            for (o, &f) in ob.chunks_mut(hd.max(1)).zip(sc) {
-                                o.iter_mut().for_each(|v| *v *= f);
-                            }
-                        }
-                    }
+                    sod2_kernels::linalg::gemm_f32_row_scaled(
+                        (rows, hd, n),
+                        (&sblock[..], n.max(1)),
+                        (vb, hd.max(1)),
+                        (ob, hd.max(1)),
+                        inv.then_some(&sums[..rows]),
+                    )?;
                     g += rows;
                     done += rows;
                 }
@@ -567,6 +517,25 @@ fn attention(
             })
         })
     })
+}
+
+/// The mask row (and its coefficient) of a folded attention prologue for the score row whose
+/// inputs start at `bases`; rows of `n` values.
+fn mask_row<'a>(
+    f: Affine,
+    inputs: &[Input<'a>],
+    bases: &[usize],
+    n: usize,
+) -> Result<Option<(&'a [f32], f32)>, String> {
+    let Some((j, c)) = f.mask else {
+        return Ok(None);
+    };
+    let at = bases[j];
+    let m = inputs[j]
+        .data
+        .get(at..at + n)
+        .ok_or("fused step: attention mask row outside its input")?;
+    Ok(Some((m, c)))
 }
 
 /// A MatMul anchor's operands: A, its dims, B, its dims.

@@ -475,7 +475,7 @@ fn instance_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let sp: usize = x.dims[2..].iter().product();
     let xs = typed::<f32>(x.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
-    normalize_blocks_f32(&xs, n * ch, sp, eps, o);
+    normalize_blocks_f32(&xs, n * ch, sp, eps, None, o)?;
     if scale.len() < ch || b.len() < ch {
         return Err(format!(
             "InstanceNormalization: scale/bias shorter than {ch}"
@@ -499,7 +499,7 @@ fn group_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let sp: usize = x.dims[2..].iter().product();
     let xs = typed::<f32>(x.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
-    normalize_blocks_f32(&xs, n * groups, ch / groups * sp, eps, o);
+    normalize_blocks_f32(&xs, n * groups, ch / groups * sp, eps, None, o)?;
     // scale / bias are per channel (opset 21) or per group (opset 18)
     let per = |v: &[f32], k: usize| {
         if v.len() == ch {
@@ -529,22 +529,20 @@ fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let xs = typed::<f32>(x.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
     let isa = sod2_kernels::simd::Isa::detect();
-    if scale.len() == len && bias.as_ref().is_none_or(|b| b.len() == len) && len > 0 {
-        // Scale and bias over the whole block: applied in the normalising pass, per row.
-        o.copy_from_slice(&xs);
-        let (s, b) = (&scale[..], bias.as_deref());
-        sod2_kernels::par::rows_mut(o, len, (1 << 15) / len + 1, &|_, rows| {
-            rows.chunks_mut(len)
-                .try_for_each(|r| simd::layernorm_row_affine(isa, r, eps, s, b))
-        })?;
-        return layer_norm_stats(&xs, x.dims, a, outer, len, eps, outs);
-    }
-    normalize_blocks_f32(&xs, outer, len, eps, o);
-    // Scale and bias broadcast over the normalised block (trailing-dims broadcasting).
-    for (op, v) in [
-        (BinOp::Mul, Some(&scale[..])),
-        (BinOp::Add, bias.as_deref()),
-    ] {
+    // Scale and bias over the whole block are applied in the normalising pass; shorter ones
+    // (trailing-dims broadcasting) after it.
+    let whole = scale.len() == len && bias.as_ref().is_none_or(|b| b.len() == len);
+    let affine = whole.then(|| (&scale[..], bias.as_deref()));
+    normalize_blocks_f32(&xs, outer, len, eps, affine, o)?;
+    let later = if whole {
+        [(BinOp::Mul, None), (BinOp::Add, None)]
+    } else {
+        [
+            (BinOp::Mul, Some(&scale[..])),
+            (BinOp::Add, bias.as_deref()),
+        ]
+    };
+    for (op, v) in later {
         let Some(v) = v else { continue };
         let l = v.len();
         if l == 0 || !len.is_multiple_of(l) {
@@ -556,22 +554,9 @@ fn layer_norm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             simd::binary_in_place(isa, op, chunk, Src::Slice(v), false)?;
         }
     }
-    layer_norm_stats(&xs, x.dims, a, outer, len, eps, outs)
-}
-
-/// LayerNormalization's optional Mean and InvStdDev outputs (`outs[1..]`).
-#[allow(clippy::too_many_arguments)]
-fn layer_norm_stats(
-    xs: &[f32],
-    dims: &[usize],
-    a: usize,
-    outer: usize,
-    len: usize,
-    eps: f32,
-    outs: &mut [Option<super::Out<'_>>],
-) -> Result<(), String> {
-    let mut stat_d = super::Dims::from_slice(&dims[..a]);
-    stat_d.extend(std::iter::repeat_n(1, dims.len() - a));
+    // Mean / InvStdDev outputs
+    let mut stat_d = super::Dims::from_slice(&x.dims[..a]);
+    stat_d.extend(std::iter::repeat_n(1, x.dims.len() - a));
     for (k, slot) in outs.iter_mut().enumerate().skip(1) {
         let Some(out) = slot.as_mut() else { continue };
         let s = typed_mut::<f32>(out.alloc(&stat_d)?)?;

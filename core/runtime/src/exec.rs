@@ -523,11 +523,16 @@ impl State {
         for (si, step) in g.steps.iter().enumerate() {
             let t0 =
                 (self.profile.is_some() || self.step_times.is_some()).then(std::time::Instant::now);
-            match step.kernel.as_str() {
-                "If" => self.run_if(plan, step, inputs)?,
-                "Loop" => self.run_loop(plan, step, inputs)?,
-                "Scan" => self.run_scan(plan, step, inputs)?,
-                _ => self.run_kernel(plan, (gi, si), step, inputs)?,
+            // Kernel steps (resolved at load) first; only control flow matches on the name.
+            if plan.kernel((gi, si)).0.is_some() {
+                self.run_kernel(plan, (gi, si), step, inputs)?;
+            } else {
+                match step.kernel.as_str() {
+                    "If" => self.run_if(plan, step, inputs)?,
+                    "Loop" => self.run_loop(plan, step, inputs)?,
+                    "Scan" => self.run_scan(plan, step, inputs)?,
+                    _ => self.run_kernel(plan, (gi, si), step, inputs)?,
+                }
             }
             if !step.rebinds.is_empty() {
                 for r in &step.rebinds {
@@ -686,24 +691,36 @@ impl State {
                 }
             }
         }
-        let outs_r: SmallVec<[(usize, usize); 4]> = out_ranges.iter().flatten().copied().collect();
         let overlap = |a: (usize, usize), b: (usize, usize)| {
             a.0 < b.0 + b.1 && b.0 < a.0 + a.1 && a.1 > 0 && b.1 > 0
         };
-        for (i, &a) in outs_r.iter().enumerate() {
+        for (i, a) in out_ranges.iter().enumerate() {
+            let Some(a) = *a else { continue };
             if in_arena.iter().any(|&b| overlap(a, b))
-                || outs_r[i + 1..].iter().any(|&b| overlap(a, b))
+                || out_ranges[i + 1..].iter().flatten().any(|&b| overlap(a, b))
             {
                 return Err(kerr(step, "arena ranges of this step overlap"));
             }
         }
+        let version = self.choose_version(step);
+        // The kernel's context is built in place (its input and output lists are pushed into,
+        // never moved), and the produced dims are copied out before it is dropped.
+        let mut produced: SmallVec<[Option<Dims>; 4]> = SmallVec::new();
         let result = {
             let base = self.arena.as_mut_ptr().cast::<u8>();
             let arena_bytes = self.arena.len() * 8;
-            let mut ins = SmallVec::with_capacity(step.inputs.len());
+            let mut ctx = Ctx {
+                step,
+                at,
+                version,
+                vals: &self.vals,
+                plan,
+                ins: SmallVec::new(),
+                outs: SmallVec::new(),
+            };
             for t in &step.inputs {
                 let Some(t) = *t else {
-                    ins.push(None);
+                    ctx.ins.push(None);
                     continue;
                 };
                 let dtype = p.tensors[t as usize].dtype;
@@ -732,46 +749,44 @@ impl State {
                         ))
                     }
                 };
-                ins.push(Some(In { dtype, dims, data }));
+                ctx.ins.push(Some(In { dtype, dims, data }));
             }
-            let mut outs = SmallVec::with_capacity(step.outputs.len());
-            for ((k, o), h) in step.outputs.iter().enumerate().zip(heap.iter_mut()) {
+            for (((o, pl), range), h) in step
+                .outputs
+                .iter()
+                .zip(&planned)
+                .zip(&out_ranges)
+                .zip(heap.iter_mut())
+            {
                 let Some(t) = *o else {
-                    outs.push(None);
+                    ctx.outs.push(None);
                     continue;
                 };
-                let fixed = out_ranges[k].map(|(off, len)| {
+                let fixed = range.map(|(off, len)| {
                     // SAFETY: the range lies inside the arena (checked against `arena_len`, which
                     // is at most the allocation), is disjoint from every input view and from the
                     // other outputs of this step (checked above), and the arena is not touched
                     // through any other path while the kernel runs.
                     unsafe { std::slice::from_raw_parts_mut(base.add(off), len) }
                 });
-                outs.push(Some(Out::new(
+                ctx.outs.push(Some(Out::new(
                     p.tensors[t as usize].dtype,
-                    planned[k].clone(),
+                    pl.as_deref(),
                     fixed,
                     h.as_mut(),
                 )));
             }
-            let version = self.choose_version(step);
-            let mut ctx = Ctx {
-                step,
-                at,
-                version,
-                vals: &self.vals,
-                plan,
-                ins,
-                outs,
-            };
-            ops::call(kernel, &mut ctx).map(|()| {
-                ctx.outs
-                    .into_iter()
-                    .map(|o| o.and_then(|o| o.dims))
-                    .collect::<SmallVec<[Option<Dims>; 4]>>()
-            })
+            let r = ops::call(kernel, &mut ctx);
+            if r.is_ok() {
+                produced.extend(
+                    ctx.outs
+                        .iter_mut()
+                        .map(|o| o.as_mut().and_then(|o| o.dims.take())),
+                );
+            }
+            r
         };
-        let produced = result.map_err(|m| kerr(step, m))?;
+        result.map_err(|m| kerr(step, m))?;
         for (k, o) in step.outputs.iter().enumerate() {
             let Some(t) = *o else { continue };
             let dims = produced[k]

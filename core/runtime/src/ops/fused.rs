@@ -236,7 +236,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     if c.out(0)?.dtype != DType::F32 {
         return Err("fused step: the output must be f32".into());
     }
-    let planned = c.out(0)?.planned.clone();
+    let planned = c.out(0)?.planned;
     if let (Some(k), false) = (spec.anchor, spec.matmul) {
         let out = c.outs.first_mut().and_then(Option::take);
         let mut sub = Ctx {
@@ -267,7 +267,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         None
     };
     let od = match planned {
-        Some(p) => p,
+        Some(p) => Dims::from_slice(p),
         None if spec.tail => {
             let v = c.input(prog_end)?.dims;
             sod2_kernels::linalg::matmul_out_dims(sdims.as_deref().unwrap_or(&[]), v)

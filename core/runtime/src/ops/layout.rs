@@ -37,8 +37,8 @@ fn dims_or(
     k: usize,
     compute: impl FnOnce(&Ctx<'_, '_>) -> Result<Vec<usize>, String>,
 ) -> Result<Dims, String> {
-    match c.out(k)?.planned.clone() {
-        Some(d) => Ok(d),
+    match c.out(k)?.planned {
+        Some(d) => Ok(Dims::from_slice(d)),
         None => compute(c).map(Dims::from_vec),
     }
 }
@@ -635,8 +635,8 @@ fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             od[a] = (d[a] as f64 * s[j]).floor() as usize;
         }
     }
-    if let Some(p) = &c.out(0)?.planned {
-        od = p.clone();
+    if let Some(p) = c.out(0)?.planned {
+        od = Dims::from_slice(p);
     }
     let (ins, outs) = c.io();
     let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);

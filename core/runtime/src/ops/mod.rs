@@ -38,7 +38,8 @@ pub(crate) struct In<'a> {
 /// An output target: an arena range (planned dims) or a reusable heap buffer.
 pub(crate) struct Out<'a> {
     pub dtype: DType,
-    pub planned: Option<Dims>,
+    /// The dims the plan gives this output (`None`: only execution knows them).
+    pub planned: Option<&'a [usize]>,
     fixed: Option<&'a mut [u8]>,
     heap: Option<&'a mut Vec<u64>>,
     pub dims: Option<Dims>,
@@ -47,7 +48,7 @@ pub(crate) struct Out<'a> {
 impl<'a> Out<'a> {
     pub fn new(
         dtype: DType,
-        planned: Option<Dims>,
+        planned: Option<&'a [usize]>,
         fixed: Option<&'a mut [u8]>,
         heap: Option<&'a mut Vec<u64>>,
     ) -> Self {
@@ -63,7 +64,7 @@ impl<'a> Out<'a> {
     /// The output buffer for `dims` (checked against the plan when it knows them).
     pub fn alloc(&mut self, dims: &[usize]) -> Result<&mut [u8], String> {
         if let Some(p) = &self.planned {
-            if p.as_slice() != dims {
+            if *p != dims {
                 return Err(format!(
                     "kernel produced dims {dims:?}, the plan says {p:?}"
                 ));
@@ -97,7 +98,7 @@ impl<'a> Out<'a> {
     /// The planned dims (every non-EDO output has them once its symbols are bound).
     pub fn planned_dims(&self) -> Result<Dims, String> {
         self.planned
-            .clone()
+            .map(Dims::from_slice)
             .ok_or_else(|| "output dims are not known from the plan".into())
     }
 }
@@ -366,7 +367,7 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 o.as_ref().map(|o| {
                     Out::new(
                         if half(o.dtype) { DType::F32 } else { o.dtype },
-                        o.planned.clone(),
+                        o.planned,
                         None,
                         Some(b),
                     )

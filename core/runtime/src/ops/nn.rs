@@ -872,8 +872,8 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let keep = c.int("keepdims", 1) != 0;
     let x = c.input(0)?;
     let axes = reduce_axes(c, x.dims.len())?;
-    let od: super::Dims = match &c.out(0)?.planned {
-        Some(p) => p.clone(),
+    let od: super::Dims = match c.out(0)?.planned {
+        Some(p) => super::Dims::from_slice(p),
         None => {
             let x = c.input(0)?;
             x.dims

@@ -96,8 +96,8 @@ fn size(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn constant_of_shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let od: Dims = match c.out(0)?.planned.clone() {
-        Some(p) => p,
+    let od: Dims = match c.out(0)?.planned {
+        Some(p) => Dims::from_slice(p),
         None => ints_of(c.input(0)?)?
             .iter()
             .map(|&v| v.max(0) as usize)

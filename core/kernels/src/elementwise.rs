@@ -1,5 +1,5 @@
 //! Elementwise kernels with numpy broadcasting (stride-0 views).
-use crate::shape::{broadcast_strides, for_each_offset};
+use crate::shape::{broadcast_strides, for_each_offset, same_dims};
 
 /// `out[i] = f(a[i])`.
 pub fn unary<T: Copy, U>(a: &[T], out: &mut [U], f: impl Fn(T) -> U) {
@@ -35,7 +35,7 @@ impl Broadcast {
                     .eq(out_dims[out_dims.len() - d.len()..].iter().copied())
         };
         let repeats = |len: usize, d: &[usize]| len > 0 && n.is_multiple_of(len) && suffix(d);
-        let (a_full, b_full) = (ad == out_dims, bd == out_dims);
+        let (a_full, b_full) = (same_dims(ad, out_dims), same_dims(bd, out_dims));
         match () {
             _ if a_full && b_full => Broadcast::Same,
             _ if a_full && b_len == 1 => Broadcast::ScalarB,

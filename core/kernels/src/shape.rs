@@ -6,36 +6,55 @@ use smallvec::SmallVec;
 pub type Dims = SmallVec<[usize; 8]>;
 
 /// Number of elements of a shape.
+#[inline]
 pub fn numel(dims: &[usize]) -> usize {
     dims.iter().product()
 }
 
+/// Whether two shapes are equal, compared inline (a slice `==` on `usize` calls `memcmp`, whose
+/// call costs more than comparing the few dims of a shape).
+#[inline]
+pub fn same_dims(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Row-major (contiguous) strides, in elements.
+#[inline]
 pub fn strides(dims: &[usize]) -> Dims {
-    let mut s: Dims = smallvec::smallvec![1usize; dims.len()];
-    for k in (0..dims.len().saturating_sub(1)).rev() {
+    let n = dims.len();
+    if n > 8 {
+        let mut s: Dims = smallvec::smallvec![1usize; n];
+        for k in (0..n - 1).rev() {
+            s[k] = s[k + 1] * dims[k + 1];
+        }
+        return s;
+    }
+    // Rank ≤ 8 (every run-loop case): filled in a plain array, copied once.
+    let mut s = [1usize; 8];
+    for k in (0..n.saturating_sub(1)).rev() {
         s[k] = s[k + 1] * dims[k + 1];
+    }
+    Dims::from_slice(&s[..n])
+}
+
+/// Strides of `dims` broadcast to `out` (right-aligned; broadcast dims get stride 0).
+#[inline]
+pub fn broadcast_strides(dims: &[usize], out: &[usize]) -> Dims {
+    let off = out.len() - dims.len();
+    let mut s: Dims = smallvec::smallvec![0usize; out.len()];
+    let mut acc = 1;
+    for k in (0..dims.len()).rev() {
+        if dims[k] != 1 {
+            s[off + k] = acc;
+        }
+        acc *= dims[k];
     }
     s
 }
 
-/// Strides of `dims` broadcast to `out` (right-aligned; broadcast dims get stride 0).
-pub fn broadcast_strides(dims: &[usize], out: &[usize]) -> Dims {
-    let s = strides(dims);
-    let off = out.len() - dims.len();
-    (0..out.len())
-        .map(|k| {
-            if k < off || dims[k - off] == 1 {
-                0
-            } else {
-                s[k - off]
-            }
-        })
-        .collect()
-}
-
 /// The element offset, in an operand with broadcast strides `operand`, of flat index `index`
 /// of the broadcast shape whose row-major strides are `out` (batch loops of MatMul, attention).
+#[inline]
 pub fn broadcast_offset(index: usize, out: &[usize], operand: &[usize]) -> usize {
     let mut rem = index;
     let mut off = 0;

@@ -536,3 +536,32 @@ fn row_scaled_products_match_the_naive_sums() {
         );
     }
 }
+
+proptest! {
+    /// Strides (plain and broadcast) and the inline shape comparison, against their definitions.
+    #[test]
+    fn strides_match_their_definition(
+        dims in prop::collection::vec(1usize..5, 0..10),
+        keep in prop::collection::vec(any::<bool>(), 10),
+        lead in 0usize..3,
+    ) {
+        let s = shape::strides(&dims);
+        for k in 0..dims.len() {
+            prop_assert_eq!(s[k], dims[k + 1..].iter().product::<usize>());
+        }
+        // An operand right-aligned under `lead` more output dims, broadcast where `keep` clears.
+        let operand: Vec<usize> =
+            dims.iter().zip(&keep).map(|(&d, &k)| if k { d } else { 1 }).collect();
+        let out: Vec<usize> = std::iter::repeat_n(3, lead).chain(dims.iter().copied()).collect();
+        let b = shape::broadcast_strides(&operand, &out);
+        let plain = shape::strides(&operand);
+        prop_assert_eq!(b.len(), out.len());
+        for k in 0..out.len() {
+            let want = if k < lead || operand[k - lead] == 1 { 0 } else { plain[k - lead] };
+            prop_assert_eq!(b[k], want);
+        }
+        prop_assert!(shape::same_dims(&dims, &dims));
+        prop_assert_eq!(shape::same_dims(&operand, &dims), operand == dims);
+        prop_assert!(!shape::same_dims(&out, &dims) || lead == 0);
+    }
+}

@@ -331,7 +331,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     if dims.is_empty() {
         dims.push(1);
     }
-    let inputs: Inputs<'_> = views
+    let mut inputs: Inputs<'_> = views
         .iter()
         .map(|(d, in_dims)| Input {
             data: d,
@@ -340,11 +340,9 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .collect();
     // Without a row op (and outside MatMul's row blocks), rows may span several dims (longer
     // inner loops).
-    let (dims, inputs) = if !spec.matmul && spec.row == RowOp::None {
-        collapse(&dims, inputs)
-    } else {
-        (dims, inputs)
-    };
+    if !spec.matmul && spec.row == RowOp::None {
+        collapse(&mut dims, &mut inputs);
+    }
     let w = dims[dims.len() - 1];
     if w == 0 || buf.is_empty() {
         return Ok(());
@@ -763,48 +761,42 @@ impl RowWalker {
 }
 
 /// Drops size-1 dims and merges neighbours every input walks contiguously (or broadcasts
-/// along), so the innermost loop is as long as possible.
-fn collapse<'a>(od: &[usize], inputs: Inputs<'a>) -> (Dims, Inputs<'a>) {
-    let mut dims = Dims::new();
-    let mut st: SmallVec<[Dims; 8]> = smallvec::smallvec![Dims::new(); inputs.len()];
-    for (j, &d) in od.iter().enumerate() {
+/// along), so the innermost loop is as long as possible. In place: the kept dims (and each
+/// input's strides) move down to the front, so nothing is copied or allocated.
+fn collapse(dims: &mut Dims, inputs: &mut [Input<'_>]) {
+    let mut n = 0;
+    for j in 0..dims.len() {
+        let d = dims[j];
         if d == 1 {
             continue;
         }
-        let merge = !dims.is_empty()
-            && inputs
-                .iter()
-                .zip(&st)
-                .all(|(i, s)| s.last().copied() == Some(i.strides[j] * d));
-        if merge {
-            if let Some(last) = dims.last_mut() {
-                *last *= d;
-            }
-            for (i, s) in inputs.iter().zip(st.iter_mut()) {
-                if let Some(l) = s.last_mut() {
-                    *l = i.strides[j];
-                }
+        if n > 0 && inputs.iter().all(|i| i.strides[n - 1] == i.strides[j] * d) {
+            dims[n - 1] *= d;
+            for i in inputs.iter_mut() {
+                i.strides[n - 1] = i.strides[j];
             }
         } else {
-            dims.push(d);
-            for (i, s) in inputs.iter().zip(st.iter_mut()) {
-                s.push(i.strides[j]);
+            dims[n] = d;
+            for i in inputs.iter_mut() {
+                i.strides[n] = i.strides[j];
             }
+            n += 1;
         }
     }
-    if dims.is_empty() {
-        dims.push(1);
-        st.iter_mut().for_each(|s| s.push(0));
+    if n == 0 {
+        // Every dim was 1 (there is at least one): a single element.
+        dims.truncate(1);
+        dims[0] = 1;
+        for i in inputs.iter_mut() {
+            i.strides.truncate(1);
+            i.strides[0] = 0;
+        }
+        return;
     }
-    let inputs = inputs
-        .into_iter()
-        .zip(st)
-        .map(|(i, strides)| Input {
-            data: i.data,
-            strides,
-        })
-        .collect();
-    (dims, inputs)
+    dims.truncate(n);
+    for i in inputs.iter_mut() {
+        i.strides.truncate(n);
+    }
 }
 
 /// Temporary registers: a tile each, or a single value when every operand was one.
@@ -1079,6 +1071,45 @@ fn run_tiles(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The element offsets each input reads, in output order, over `dims`.
+    fn offsets(dims: &[usize], inputs: &[Input<'_>]) -> Vec<Vec<usize>> {
+        inputs
+            .iter()
+            .map(|i| {
+                let mut v = Vec::new();
+                sod2_kernels::shape::for_each_offset(dims, [&i.strides], |_, [o]| v.push(o));
+                v
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Collapsing dims keeps every input's offset sequence (so the same elements meet).
+        #[test]
+        fn collapsed_dims_read_the_same_elements(
+            dims in prop::collection::vec(1usize..4, 1..6),
+            masks in prop::collection::vec(prop::collection::vec(any::<bool>(), 6), 1..4),
+        ) {
+            let data = [0.0f32; 1];
+            let mut inputs: Inputs<'_> = masks
+                .iter()
+                .map(|m| {
+                    // An input broadcast along the dims its mask clears.
+                    let in_dims: Vec<usize> =
+                        dims.iter().zip(m).map(|(&d, &keep)| if keep { d } else { 1 }).collect();
+                    Input { data: &data, strides: broadcast_strides(&in_dims, &dims) }
+                })
+                .collect();
+            let want = offsets(&dims, &inputs);
+            let mut cd = Dims::from_slice(&dims);
+            collapse(&mut cd, &mut inputs);
+            prop_assert_eq!(numel(&cd), numel(&dims));
+            prop_assert!(cd.len() <= dims.len());
+            prop_assert_eq!(offsets(&cd, &inputs), want);
+        }
+    }
 
     fn ins(op: OpCode, dst: usize, a: Operand, b: Operand) -> Instr {
         Instr { op, dst, a, b }

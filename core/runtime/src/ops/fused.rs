@@ -594,11 +594,20 @@ fn execute(
     }
 }
 
-/// For each program input, whether it walks the rows like the output does (`true`: row `r`
-/// starts at `r · w`) or reads the same values for every row (`false`: a bias, a scalar);
-/// `None` when some input does neither. With every input one or the other, a block of short
-/// rows can run as one long row.
-fn row_walks(dims: &[usize], inputs: &[Input<'_>]) -> Option<SmallVec<[bool; 8]>> {
+/// How a program input meets the rows of the output (see [`row_walks`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Walk {
+    /// Laid out like the output: row `r` starts at `r · w`.
+    Rows,
+    /// The same values for every row (a bias along the row, a scalar).
+    Same,
+    /// One value per row, repeated along it (a per-channel scale over pixel rows).
+    RowScalar,
+}
+
+/// For each program input, how it walks the rows; `None` when some input does none of the
+/// three. With every input one of them, a block of short rows can run as one long row.
+fn row_walks(dims: &[usize], inputs: &[Input<'_>]) -> Option<SmallVec<[Walk; 8]>> {
     let r = dims.len();
     if r < 2 {
         return None;
@@ -616,9 +625,11 @@ fn row_walks(dims: &[usize], inputs: &[Input<'_>]) -> Option<SmallVec<[bool; 8]>
                 });
             let same = i.strides[..r - 1].iter().all(|&s| s == 0) && matches!(last, Some(0 | 1));
             if like_output {
-                Some(true)
+                Some(Walk::Rows)
             } else if same {
-                Some(false)
+                Some(Walk::Same)
+            } else if last == Some(0) {
+                Some(Walk::RowScalar)
             } else {
                 None
             }
@@ -636,12 +647,13 @@ type StepCtx<'s, 'a> = (
 );
 
 /// [`execute`] for short rows whose inputs all walk the rows (`walks`, from [`row_walks`]): the
-/// programs run over blocks of rows at once (one interpretation per block instead of per row),
-/// vectors that are the same for every row repeated once per row in `scratch`; a row op still
-/// runs row by row in between.
+/// programs run over blocks of rows at once (one interpretation per block instead of per row).
+/// In `scratch`, vectors that are the same for every row are repeated once per row (once per
+/// step), and per-row values are spread along their rows (once per block); a row op still runs
+/// row by row in between.
 fn execute_blocks(
     (spec, isa, mm, dims, inputs): StepCtx<'_, '_>,
-    walks: &[bool],
+    walks: &[Walk],
     first: usize,
     part: &mut [f32],
     regs: &mut Regs,
@@ -655,52 +667,81 @@ fn execute_blocks(
     if rows == 0 {
         return Ok(());
     }
-    // Vectors that are the same for every row, each repeated `rows` times.
-    let repeated: SmallVec<[bool; 8]> = inputs
+    let span = rows * w;
+    // Scratch slots: first the vectors repeated for every row, then the per-row values.
+    let repeated = |i: &Input<'_>, walk: Walk| walk == Walk::Same && i.strides[r - 1] == 1;
+    let count = inputs
         .iter()
         .zip(walks)
-        .map(|(i, &walk)| !walk && i.strides[r - 1] == 1)
-        .collect();
-    let count = repeated.iter().filter(|&&b| b).count();
-    if scratch.len() < count * rows * w {
-        scratch.resize(count * rows * w, 0.0);
+        .filter(|&(i, &walk)| repeated(i, walk) || walk == Walk::RowScalar)
+        .count();
+    if scratch.len() < count * span {
+        scratch.resize(count * span, 0.0);
     }
+    let n_rep = inputs
+        .iter()
+        .zip(walks)
+        .filter(|&(i, &walk)| repeated(i, walk))
+        .count();
+    let (rep_part, row_part) = scratch[..count * span].split_at_mut(n_rep * span);
     let mut slot = 0;
-    for (i, &rep) in inputs.iter().zip(&repeated) {
-        if rep {
-            let dst = &mut scratch[slot * rows * w..(slot + 1) * rows * w];
-            for row in dst.chunks_mut(w) {
+    for (i, &walk) in inputs.iter().zip(walks) {
+        if repeated(i, walk) {
+            for row in rep_part[slot * span..(slot + 1) * span].chunks_mut(w) {
                 row.copy_from_slice(&i.data[..w]);
             }
             slot += 1;
         }
     }
-    let scratch = &scratch[..];
-    let mut slot = 0;
-    let flat: Inputs<'_> = inputs
-        .iter()
-        .zip(&repeated)
-        .map(|(i, &rep)| {
-            if rep {
-                slot += 1;
-                Input {
-                    data: &scratch[(slot - 1) * rows * w..slot * rows * w],
-                    strides: smallvec::smallvec![1],
-                }
-            } else {
-                Input {
-                    data: i.data,
-                    strides: smallvec::smallvec![i.strides[r - 1]],
-                }
-            }
-        })
-        .collect();
+    let rep_part = &*rep_part;
+    let any_row_scalar = walks.contains(&Walk::RowScalar);
     // Element offset of row `g` in each input: `g · w` for inputs laid out like the output,
-    // 0 for the others.
+    // 0 for the others (the scratch slots start at the block's first row).
     let mut bases: Dims = smallvec::smallvec![0; inputs.len()];
     let mut block_fn = |g: usize, buf: &mut [f32]| -> Result<(), String> {
+        let n = buf.len() / w;
+        if any_row_scalar {
+            // Spread each per-row value of rows `g .. g + n` along its row.
+            let mut walk = RowWalker::at(g, dims, inputs);
+            for k in 0..n {
+                let mut slot = 0;
+                for ((i, &wk), &base) in inputs.iter().zip(walks).zip(&walk.bases) {
+                    if wk == Walk::RowScalar {
+                        let v = *i.data.get(base).ok_or("fused step: input row outside")?;
+                        row_part[slot * span + k * w..slot * span + (k + 1) * w].fill(v);
+                        slot += 1;
+                    }
+                }
+                walk.advance(dims, inputs);
+            }
+        }
+        let (mut rep_slot, mut row_slot) = (0, 0);
+        let flat: Inputs<'_> = inputs
+            .iter()
+            .zip(walks)
+            .map(|(i, &walk)| {
+                if repeated(i, walk) {
+                    rep_slot += 1;
+                    Input {
+                        data: &rep_part[(rep_slot - 1) * span..rep_slot * span],
+                        strides: smallvec::smallvec![1],
+                    }
+                } else if walk == Walk::RowScalar {
+                    row_slot += 1;
+                    Input {
+                        data: &row_part[(row_slot - 1) * span..row_slot * span],
+                        strides: smallvec::smallvec![1],
+                    }
+                } else {
+                    Input {
+                        data: i.data,
+                        strides: smallvec::smallvec![i.strides[r - 1]],
+                    }
+                }
+            })
+            .collect();
         for (b, &walk) in bases.iter_mut().zip(walks) {
-            *b = if walk { g * w } else { 0 };
+            *b = if walk == Walk::Rows { g * w } else { 0 };
         }
         spec.rows(isa, &flat, &bases, buf, w, regs)
     };
@@ -709,7 +750,7 @@ fn execute_blocks(
             block_fn(g, buf)
         })
     } else {
-        for (k, buf) in part.chunks_mut(rows * w).enumerate() {
+        for (k, buf) in part.chunks_mut(span).enumerate() {
             block_fn(first + k * rows, buf)?;
         }
         Ok(())

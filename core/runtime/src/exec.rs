@@ -523,15 +523,19 @@ impl State {
         for (si, step) in g.steps.iter().enumerate() {
             let t0 =
                 (self.profile.is_some() || self.step_times.is_some()).then(std::time::Instant::now);
-            // Kernel steps (resolved at load) first; only control flow matches on the name.
-            if plan.kernel((gi, si)).0.is_some() {
-                self.run_kernel(plan, (gi, si), step, inputs)?;
-            } else {
-                match step.kernel.as_str() {
-                    "If" => self.run_if(plan, step, inputs)?,
-                    "Loop" => self.run_loop(plan, step, inputs)?,
-                    "Scan" => self.run_scan(plan, step, inputs)?,
-                    _ => self.run_kernel(plan, (gi, si), step, inputs)?,
+            // Kernel functions were resolved at load; only control flow matches on the name.
+            match (plan.kernel((gi, si)), step.kernel.as_str()) {
+                ((Some(kernel), view), _) => {
+                    self.run_kernel(plan, (gi, si), step, (kernel, view), inputs)?
+                }
+                (_, "If") => self.run_if(plan, step, inputs)?,
+                (_, "Loop") => self.run_loop(plan, step, inputs)?,
+                (_, "Scan") => self.run_scan(plan, step, inputs)?,
+                _ => {
+                    return Err(RuntimeError::UnknownKernel {
+                        step: step.name.clone(),
+                        kernel: step.kernel.clone(),
+                    })
                 }
             }
             if !step.rebinds.is_empty() {
@@ -612,13 +616,9 @@ impl State {
         plan: &Plan,
         at: (u32, usize),
         step: &Step,
+        (kernel, view): (ops::Kernel, bool),
         inputs: &[TensorIn<'_>],
     ) -> Result<(), RuntimeError> {
-        let (kernel, view) = plan.kernel(at);
-        let kernel = kernel.ok_or_else(|| RuntimeError::UnknownKernel {
-            step: step.name.clone(),
-            kernel: step.kernel.clone(),
-        })?;
         let p = plan.meta();
         // Output targets: planned dims, arena ranges, reusable heap buffers.
         let mut planned: SmallVec<[Option<Dims>; 4]> = SmallVec::new();

@@ -668,76 +668,65 @@ fn execute_blocks(
         return Ok(());
     }
     let span = rows * w;
-    // Scratch slots: first the vectors repeated for every row, then the per-row values.
-    let repeated = |i: &Input<'_>, walk: Walk| walk == Walk::Same && i.strides[r - 1] == 1;
-    let count = inputs
+    // Each input's scratch slot of `span` values, if it reads one: vectors that are the same
+    // for every row (repeated `rows` times, once per step) and per-row values (spread along
+    // their rows, once per block).
+    let mut slots = 0;
+    let slot_of: SmallVec<[Option<usize>; 8]> = inputs
         .iter()
         .zip(walks)
-        .filter(|&(i, &walk)| repeated(i, walk) || walk == Walk::RowScalar)
-        .count();
-    if scratch.len() < count * span {
-        scratch.resize(count * span, 0.0);
+        .map(|(i, &walk)| {
+            let own = walk == Walk::RowScalar || (walk == Walk::Same && i.strides[r - 1] == 1);
+            own.then(|| {
+                slots += 1;
+                slots - 1
+            })
+        })
+        .collect();
+    if scratch.len() < slots * span {
+        scratch.resize(slots * span, 0.0);
     }
-    let n_rep = inputs
-        .iter()
-        .zip(walks)
-        .filter(|&(i, &walk)| repeated(i, walk))
-        .count();
-    let (rep_part, row_part) = scratch[..count * span].split_at_mut(n_rep * span);
-    let mut slot = 0;
-    for (i, &walk) in inputs.iter().zip(walks) {
-        if repeated(i, walk) {
-            for row in rep_part[slot * span..(slot + 1) * span].chunks_mut(w) {
+    let scratch = &mut scratch[..slots * span];
+    for ((i, &walk), slot) in inputs.iter().zip(walks).zip(&slot_of) {
+        if let (Walk::Same, Some(k)) = (walk, slot) {
+            for row in scratch[k * span..(k + 1) * span].chunks_mut(w) {
                 row.copy_from_slice(&i.data[..w]);
             }
-            slot += 1;
         }
     }
-    let rep_part = &*rep_part;
     let any_row_scalar = walks.contains(&Walk::RowScalar);
     // Element offset of row `g` in each input: `g · w` for inputs laid out like the output,
     // 0 for the others (the scratch slots start at the block's first row).
     let mut bases: Dims = smallvec::smallvec![0; inputs.len()];
     let mut block_fn = |g: usize, buf: &mut [f32]| -> Result<(), String> {
-        let n = buf.len() / w;
         if any_row_scalar {
-            // Spread each per-row value of rows `g .. g + n` along its row.
+            // Spread each per-row value of rows `g .. g + buf.len() / w` along its row.
             let mut walk = RowWalker::at(g, dims, inputs);
-            for k in 0..n {
-                let mut slot = 0;
-                for ((i, &wk), &base) in inputs.iter().zip(walks).zip(&walk.bases) {
-                    if wk == Walk::RowScalar {
+            for k in 0..buf.len() / w {
+                for (((i, &wk), slot), &base) in
+                    inputs.iter().zip(walks).zip(&slot_of).zip(&walk.bases)
+                {
+                    if let (Walk::RowScalar, Some(s)) = (wk, slot) {
                         let v = *i.data.get(base).ok_or("fused step: input row outside")?;
-                        row_part[slot * span + k * w..slot * span + (k + 1) * w].fill(v);
-                        slot += 1;
+                        scratch[s * span + k * w..s * span + (k + 1) * w].fill(v);
                     }
                 }
                 walk.advance(dims, inputs);
             }
         }
-        let (mut rep_slot, mut row_slot) = (0, 0);
+        let scratch = &*scratch;
         let flat: Inputs<'_> = inputs
             .iter()
-            .zip(walks)
-            .map(|(i, &walk)| {
-                if repeated(i, walk) {
-                    rep_slot += 1;
-                    Input {
-                        data: &rep_part[(rep_slot - 1) * span..rep_slot * span],
-                        strides: smallvec::smallvec![1],
-                    }
-                } else if walk == Walk::RowScalar {
-                    row_slot += 1;
-                    Input {
-                        data: &row_part[(row_slot - 1) * span..row_slot * span],
-                        strides: smallvec::smallvec![1],
-                    }
-                } else {
-                    Input {
-                        data: i.data,
-                        strides: smallvec::smallvec![i.strides[r - 1]],
-                    }
-                }
+            .zip(&slot_of)
+            .map(|(i, slot)| match slot {
+                Some(k) => Input {
+                    data: &scratch[k * span..(k + 1) * span],
+                    strides: smallvec::smallvec![1],
+                },
+                None => Input {
+                    data: i.data,
+                    strides: smallvec::smallvec![i.strides[r - 1]],
+                },
             })
             .collect();
         for (b, &walk) in bases.iter_mut().zip(walks) {

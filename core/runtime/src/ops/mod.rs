@@ -63,7 +63,7 @@ impl<'a> Out<'a> {
 
     /// The output buffer for `dims` (checked against the plan when it knows them).
     pub fn alloc(&mut self, dims: &[usize]) -> Result<&mut [u8], String> {
-        if let Some(p) = &self.planned {
+        if let Some(p) = self.planned {
             if !sod2_kernels::shape::same_dims(p, dims) {
                 return Err(format!(
                     "kernel produced dims {dims:?}, the plan says {p:?}"

@@ -26,6 +26,8 @@ fn main() {
     // (c, m, k, stride, h, w): input channels, output channels, kernel, stride, input size.
     let layers: &[(usize, usize, usize, usize, usize, usize)] = &[
         (3, 8, 3, 2, 320, 320),
+        (3, 8, 3, 2, 225, 303),
+        (8, 16, 3, 2, 113, 152),
         (8, 16, 3, 2, 160, 160),
         (16, 16, 3, 2, 80, 80),
         (16, 32, 3, 2, 40, 40),

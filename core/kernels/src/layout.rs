@@ -102,6 +102,22 @@ pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usiz
             }
         }
     }
+    let r = od.len();
+    if es == 4 && ((r == 2 && ps[0] == 1) || (r == 3 && ps[1] == 1)) {
+        // A (batched) matrix of 4-byte values: squares transposed in vector registers (moves
+        // and shuffles only, so any bit pattern passes through unchanged).
+        if let (Ok(xf), Ok(of)) = (
+            bytemuck::try_cast_slice::<u8, f32>(x),
+            bytemuck::try_cast_slice_mut::<u8, f32>(out),
+        ) {
+            let (nb, sb) = if r == 3 { (od[0], ps[0]) } else { (1, 0) };
+            let isa = crate::simd::Isa::detect();
+            let mat = (od[r - 2], od[r - 1], ps[r - 1]);
+            if crate::simd::transpose(isa, xf, of, (nb, sb), mat).is_ok() {
+                return;
+            }
+        }
+    }
     let done = match es {
         1 => typed::<u8>(x, out, &od, &ps),
         2 => typed::<u16>(x, out, &od, &ps),

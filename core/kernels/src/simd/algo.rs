@@ -707,3 +707,56 @@ unsafe fn cols<V: Vf32, const T: usize>(
         }
     }
 }
+
+/// Batched matrix transpose `out[b][i][j] = x[b·sb + j·sj + i]` (`b < nb`, `i < rows`,
+/// `j < cols`) in `LANES × LANES` squares transposed in registers; the ragged right and bottom
+/// edges element by element.
+///
+/// # Safety
+/// `x` holds every element read (`(nb − 1)·sb + (cols − 1)·sj + rows` when all are non-zero),
+/// `out` holds `nb · rows · cols`.
+#[inline(always)]
+pub(crate) unsafe fn transpose<V: Vf32>(
+    x: &[f32],
+    out: &mut [f32],
+    (nb, sb): (usize, usize),
+    (rows, cols, sj): (usize, usize, usize),
+) {
+    let l = V::LANES;
+    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+    // SAFETY: every read is at `b·sb + j·sj + i` and every write at `(b·rows + i)·cols + j`
+    // with `b < nb`, `i < rows`, `j < cols` (caller's contract); `v` holds 16 vectors and
+    // `LANES <= 16`.
+    unsafe {
+        for b in 0..nb {
+            let (xb, ob) = (xp.add(b * sb), op.add(b * rows * cols));
+            let (fi, fj) = (rows - rows % l, cols - cols % l);
+            let mut i0 = 0;
+            while i0 < fi {
+                let mut j0 = 0;
+                while j0 < fj {
+                    let mut v = [V::splat(0.0); 16];
+                    for (jj, slot) in v.iter_mut().enumerate().take(l) {
+                        *slot = V::load(xb.add((j0 + jj) * sj + i0));
+                    }
+                    V::transpose(&mut v);
+                    for (ii, row) in v.iter().enumerate().take(l) {
+                        row.store(ob.add((i0 + ii) * cols + j0));
+                    }
+                    j0 += l;
+                }
+                for i in i0..i0 + l {
+                    for j in fj..cols {
+                        *ob.add(i * cols + j) = *xb.add(j * sj + i);
+                    }
+                }
+                i0 += l;
+            }
+            for i in fi..rows {
+                for j in 0..cols {
+                    *ob.add(i * cols + j) = *xb.add(j * sj + i);
+                }
+            }
+        }
+    }
+}

@@ -281,6 +281,16 @@ macro_rules! entry_points {
                 unsafe { algo::narrow_gemm::<V>(mnk, a, b, c, scale) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn transpose(
+                x: &[f32],
+                out: &mut [f32],
+                batch: (usize, usize),
+                mat: (usize, usize, usize),
+            ) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::transpose::<V>(x, out, batch, mat) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn layernorm_row(
                 x: &mut [f32],
                 eps: f32,
@@ -380,6 +390,34 @@ pub fn unary_in_place(isa: Isa, op: UnOp, x: &mut [f32]) {
         t[..n].copy_from_slice(c);
         dispatch!(isa, unary(op, &t[..n], c));
     }
+}
+
+/// Batched matrix transpose: `out[b][i][j] = x[b·sb + j·sj + i]` for `b < nb`, `i < rows`,
+/// `j < cols` (e.g. NCHW ↔ NHWC), in register-transposed squares of the widest vectors both
+/// sides of the matrix fill. An `x` or `out` too short for that geometry is an error.
+pub fn transpose(
+    isa: Isa,
+    x: &[f32],
+    out: &mut [f32],
+    (nb, sb): (usize, usize),
+    (rows, cols, sj): (usize, usize, usize),
+) -> Result<(), String> {
+    if nb == 0 || rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let reach = (nb - 1) * sb + (cols - 1) * sj + rows;
+    if x.len() < reach || out.len() < nb * rows * cols {
+        return Err(format!(
+            "simd::transpose: {nb} × {rows} × {cols} matrices do not fit their buffers"
+        ));
+    }
+    // Matrices narrower than a 16-lane square either way use 8-lane ones.
+    let isa = match isa.checked() {
+        Isa::Avx512 if rows.min(cols) < 16 => Isa::Avx2Fma,
+        other => other,
+    };
+    dispatch!(isa, transpose(x, out, (nb, sb), (rows, cols, sj)));
+    Ok(())
 }
 
 /// `y += alpha * x` (`x` at least as long as `y`; a shorter `x` only updates its length).

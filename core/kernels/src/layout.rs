@@ -340,6 +340,7 @@ pub fn resize_f32(
         let src = |k: usize| &tab[at[k]..at[k + 1]];
         let last = r - 1;
         let w = od[last];
+        let cols = RowPattern::of(src(last));
         let mut idx: Dims = smallvec::smallvec![0usize; r];
         let mut o = 0;
         let mut prev_base = None;
@@ -350,8 +351,28 @@ pub fn resize_f32(
                 out.copy_within(o - w..o, o);
             } else {
                 let xrow = &x[base..];
-                for (v, &sl) in out[o..o + w].iter_mut().zip(src(last)) {
-                    *v = xrow[sl];
+                let orow = &mut out[o..o + w];
+                match cols {
+                    RowPattern::Every(f) => {
+                        for (v, &xv) in orow.iter_mut().zip(xrow.iter().step_by(f)) {
+                            *v = xv;
+                        }
+                    }
+                    RowPattern::Repeat(f) => {
+                        let mut chunks = orow.chunks_exact_mut(f);
+                        for (vs, &xv) in (&mut chunks).zip(xrow) {
+                            vs.fill(xv);
+                        }
+                        let tail = chunks.into_remainder();
+                        if let Some(&xv) = xrow.get(w / f) {
+                            tail.fill(xv);
+                        }
+                    }
+                    RowPattern::Table => {
+                        for (v, &sl) in orow.iter_mut().zip(src(last)) {
+                            *v = xrow[sl];
+                        }
+                    }
                 }
             }
             prev_base = Some(base);
@@ -387,6 +408,33 @@ pub fn resize_f32(
     }));
     linear(x, d, out, od, &xs, &flat, &at);
     RESIZE_LINEAR.with(|t| t.set(flat));
+}
+
+/// How a nearest resize's output row reads its input row, from the last axis' source
+/// offsets: every `f`-th input value (downsampling by an integer factor, `f = 1` a copy), each
+/// input value `f` times over (upsampling by an integer factor), or any other table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RowPattern {
+    /// `src[i] = i · f`.
+    Every(usize),
+    /// `src[i] = ⌊i / f⌋` (the last repeat may be cut short).
+    Repeat(usize),
+    /// Anything else: read through the table.
+    Table,
+}
+
+impl RowPattern {
+    fn of(src: &[usize]) -> RowPattern {
+        let f = src.get(1).copied().unwrap_or(1).max(1);
+        if src.iter().enumerate().all(|(i, &s)| s == i * f) {
+            return RowPattern::Every(f);
+        }
+        let f = src.iter().take_while(|&&s| s == 0).count();
+        if f > 1 && src.iter().enumerate().all(|(i, &s)| s == i / f) {
+            return RowPattern::Repeat(f);
+        }
+        RowPattern::Table
+    }
 }
 
 thread_local! {
@@ -523,5 +571,25 @@ pub fn cumsum<T: Copy + std::ops::Add<Output = T> + Default>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod row_pattern_tests {
+    use super::RowPattern;
+
+    #[test]
+    fn integer_factors_are_recognised_and_others_read_the_table() {
+        assert_eq!(RowPattern::of(&[0, 1, 2, 3]), RowPattern::Every(1));
+        assert_eq!(RowPattern::of(&[0, 2, 4]), RowPattern::Every(2));
+        assert_eq!(RowPattern::of(&[0]), RowPattern::Every(1));
+        assert_eq!(RowPattern::of(&[0, 0, 1, 1, 2, 2]), RowPattern::Repeat(2));
+        assert_eq!(RowPattern::of(&[0, 0, 0, 1, 1, 1]), RowPattern::Repeat(3));
+        assert_eq!(RowPattern::of(&[0, 0, 1, 1, 2]), RowPattern::Repeat(2));
+        // A non-integer factor, an offset start: the table.
+        assert_eq!(RowPattern::of(&[0, 1, 3, 4]), RowPattern::Table);
+        assert_eq!(RowPattern::of(&[1]), RowPattern::Table);
+        assert_eq!(RowPattern::of(&[0, 0, 0]), RowPattern::Repeat(3));
+        assert_eq!(RowPattern::of(&[0, 0, 1, 2]), RowPattern::Table);
     }
 }

@@ -375,6 +375,18 @@ pub(crate) unsafe fn softmax_exp_row<V: Vf32>(
     unsafe { softmax_exp_full::<V>(x, scale, mask, n) }
 }
 
+/// Sixteen zeros, then sixteen ones: loaded from `16 − LANES + t` it gives a vector whose
+/// last `t` lanes are one (`t < LANES`).
+static TAIL_MASK: [f32; 32] = {
+    let mut m = [0.0; 32];
+    let mut k = 16;
+    while k < 32 {
+        m[k] = 1.0;
+        k += 1;
+    }
+    m
+};
+
 /// [`softmax_exp_row`] over a row of at least one vector whose first `valid` values count
 /// (the rest is padding, left out of the maximum and the sum). A last partial vector is
 /// handled by one more vector ending at the row's end, overlapping the one before: it is
@@ -393,7 +405,8 @@ unsafe fn softmax_exp_full<V: Vf32>(
     let l = V::LANES;
     let n = x.len();
     let last = n - l;
-    // SAFETY: every load and store covers `[i, i + LANES)` with `i + LANES <= n`.
+    // SAFETY: every load and store covers `[i, i + LANES)` with `i + LANES <= n`; the mask
+    // load reads `TAIL_MASK[16 − LANES + t ..][..LANES]` with `t < LANES <= 16`, inside its 32.
     unsafe {
         let p = x.as_mut_ptr();
         let vs = V::splat(scale);
@@ -459,12 +472,11 @@ unsafe fn softmax_exp_full<V: Vf32>(
             // A padded row (one vector): only its values count.
             return x[..valid].iter().sum();
         }
-        let mut s = s0.add(s1).hsum();
-        // The values after the whole vectors (the last, overlapping vector wrote them).
-        for &v in &x[i..] {
-            s += v;
-        }
-        s
+        // The values after the whole vectors: the last `n - i` lanes of the last, overlapping
+        // vector, added under a 0/1 mask (`TAIL_MASK` from `16 - LANES + (n - i)` holds
+        // zeros for the lanes the whole vectors covered).
+        let mask = V::load(TAIL_MASK.as_ptr().add(16 - l + (n - i)));
+        s0.add(s1).add(elast.mul(mask)).hsum()
     }
 }
 

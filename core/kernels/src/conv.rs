@@ -13,6 +13,23 @@ pub struct Window {
     pub pb: [usize; 2],
 }
 
+/// What a convolution applies to its outputs as it writes them (an epilogue fused into the
+/// kernel, so the output is not read back in a second pass).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// The convolution (plus bias) itself.
+    #[default]
+    None,
+    /// `max(0, ·)`.
+    Relu,
+}
+
+impl Activation {
+    fn relu(self) -> bool {
+        self == Activation::Relu
+    }
+}
+
 /// Direct convolution: x `[n, c, h, w]`, w `[m, c/g, kh, kw]`, out `[n, m, oh, ow]`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_f32(
@@ -80,6 +97,23 @@ pub fn conv2d_gemm_f32(
     out: &mut [f32],
     od: [usize; 4],
 ) {
+    conv2d_gemm_act(x, xd, w, m, bias, g, win, out, od, Activation::None);
+}
+
+/// [`conv2d_gemm_f32`] followed by `act` (applied with the bias, band by band).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_gemm_act(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+    act: Activation,
+) {
     let [_, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g, m / g);
@@ -88,7 +122,8 @@ pub fn conv2d_gemm_f32(
     let sp = oh * ow;
     if cg == 1 && mg == 1 && g > 1 {
         // Depthwise: the direct kernel (one input plane per output plane) beats im2col + GEMM.
-        return conv2d_direct_f32(x, xd, w, m, bias, g, win, out, od);
+        let isa = crate::simd::Isa::detect();
+        return conv2d_direct_on(isa, x, xd, w, m, bias, g, win, out, od, act);
     }
     let pointwise =
         kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
@@ -116,6 +151,7 @@ pub fn conv2d_gemm_f32(
             od,
             (pointwise, tile_rows),
             col,
+            act.relu(),
         );
     });
 }
@@ -143,6 +179,7 @@ fn conv_gemm_body(
     od: [usize; 4],
     (pointwise, tile_rows): (bool, usize),
     col: &mut [f32],
+    relu: bool,
 ) {
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
@@ -178,9 +215,12 @@ fn conv_gemm_body(
                         sp,
                         false,
                     );
+                    // The band's bias (and activation) while it is still in cache.
+                    let band = &mut og[oy0 * ow..];
+                    let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
+                    bias_act(band, (sp, ncols), bs, mg, relu);
                     oy0 += rows;
                 }
-                add_bias(og, sp, bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]));
                 continue;
             }
             if !pointwise && sp > 0 {
@@ -198,16 +238,33 @@ fn conv_gemm_body(
             let cols: &[f32] = if pointwise { xg } else { col };
             let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
             crate::linalg::gemm_f32(mg, sp, kk, wg, kk, false, cols, sp, false, og, 1.0, false);
-            add_bias(og, sp, bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]));
+            let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
+            bias_act(og, (sp, sp), bs, mg, relu);
         }
     }
 }
 
-/// Adds `bias[k]` to row `k` (of `sp` elements) of `out`.
-fn add_bias(out: &mut [f32], sp: usize, bias: Option<&[f32]>) {
-    let Some(bs) = bias else { return };
-    for (orow, &bv) in out.chunks_mut(sp.max(1)).zip(bs) {
-        orow.iter_mut().for_each(|v| *v += bv);
+/// Adds `bias[k]` to the first `cols` elements of row `k` (rows `sp` apart, `rows` of them) of
+/// `out`, then clamps them at zero with `relu`: one pass.
+fn bias_act(
+    out: &mut [f32],
+    (sp, cols): (usize, usize),
+    bias: Option<&[f32]>,
+    rows: usize,
+    relu: bool,
+) {
+    if bias.is_none() && !relu {
+        return;
+    }
+    for (k, orow) in out.chunks_mut(sp.max(1)).take(rows).enumerate() {
+        let bv = bias.and_then(|bs| bs.get(k)).copied().unwrap_or(0.0);
+        let n = cols.min(orow.len());
+        let seg = &mut orow[..n];
+        if relu {
+            seg.iter_mut().for_each(|v| *v = (*v + bv).max(0.0));
+        } else {
+            seg.iter_mut().for_each(|v| *v += bv);
+        }
     }
 }
 
@@ -249,10 +306,11 @@ pub fn conv2d_direct_f32(
     od: [usize; 4],
 ) {
     let isa = crate::simd::Isa::detect();
-    conv2d_direct_on(isa, x, xd, w, m, bias, g, win, out, od);
+    conv2d_direct_on(isa, x, xd, w, m, bias, g, win, out, od, Activation::None);
 }
 
-/// [`conv2d_direct_f32`] on a given instruction set (the tests run every one this CPU has).
+/// [`conv2d_direct_f32`] on a given instruction set (the tests run every one this CPU has),
+/// followed by `act` (applied as the outputs are stored).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct_on(
     isa: crate::simd::Isa,
@@ -265,6 +323,7 @@ pub fn conv2d_direct_on(
     win: Window,
     out: &mut [f32],
     od: [usize; 4],
+    act: Activation,
 ) {
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
@@ -278,10 +337,10 @@ pub fn conv2d_direct_on(
     let work = (cg * kh * kw * plane).max(1);
     if s1 <= 2 && ow < crate::simd::conv_row_lanes(isa, ow) && cg > 1 {
         // Rows narrower than one vector: blocked across output channels instead.
-        return conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od);
+        return conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od, act);
     }
     if s1 <= 2 {
-        return direct_rows(isa, x, xd, w, m, bias, g, win, out, od);
+        return direct_rows(isa, x, xd, w, m, bias, g, win, out, od, act.relu());
     }
     let _ = crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
         for (j, oc_plane) in planes.chunks_mut(plane).enumerate() {
@@ -323,6 +382,9 @@ pub fn conv2d_direct_on(
                     }
                 }
             }
+            if act.relu() {
+                oc_plane.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
         }
         Ok(())
     });
@@ -347,10 +409,11 @@ pub fn conv2d_block_f32(
     od: [usize; 4],
 ) {
     let isa = crate::simd::Isa::detect();
-    conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od);
+    conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od, Activation::None);
 }
 
-/// [`conv2d_block_f32`] on a given instruction set (the tests run every one this CPU has).
+/// [`conv2d_block_f32`] on a given instruction set (the tests run every one this CPU has),
+/// followed by `act` (applied as the outputs are stored).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_block_on(
     isa: crate::simd::Isa,
@@ -363,13 +426,14 @@ pub fn conv2d_block_on(
     win: Window,
     out: &mut [f32],
     od: [usize; 4],
+    act: Activation,
 ) {
     let Some(shape) = BlockPacking::new(isa, xd, m, g, win) else {
         return;
     };
     crate::scratch::with(&PACKED, shape.len(), |buf| {
         shape.pack(w, bias, buf);
-        block_run(&shape, x, xd, buf, win, out, od);
+        block_run(&shape, x, xd, buf, win, out, od, act);
     });
 }
 
@@ -448,8 +512,8 @@ impl BlockPacking {
 }
 
 /// [`conv2d_block_on`] with weights packed beforehand by `shape` (`BlockPacking::packed`, for
-/// the same instruction set, input channels, output channels, groups and window). A packing
-/// that does not fit is an error.
+/// the same instruction set, input channels, output channels, groups and window), followed by
+/// `act`. A packing that does not fit is an error.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_block_prepacked(
     shape: &BlockPacking,
@@ -459,6 +523,7 @@ pub fn conv2d_block_prepacked(
     win: Window,
     out: &mut [f32],
     od: [usize; 4],
+    act: Activation,
 ) -> Result<(), String> {
     let isa = shape.blocking.isa;
     if BlockPacking::new(isa, xd, shape.m, shape.g, win).as_ref() != Some(shape)
@@ -467,11 +532,12 @@ pub fn conv2d_block_prepacked(
     {
         return Err("conv: the packed weights do not fit this convolution".into());
     }
-    block_run(shape, x, xd, packed, win, out, od);
+    block_run(shape, x, xd, packed, win, out, od, act);
     Ok(())
 }
 
-/// The channel-blocked direct convolution over packed weights and biases (`buf`).
+/// The channel-blocked direct convolution over packed weights and biases (`buf`), then `act`.
+#[allow(clippy::too_many_arguments)]
 fn block_run(
     shape: &BlockPacking,
     x: &[f32],
@@ -480,6 +546,7 @@ fn block_run(
     win: Window,
     out: &mut [f32],
     od: [usize; 4],
+    act: Activation,
 ) {
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
@@ -508,6 +575,7 @@ fn block_run(
                         dims: [cg, h, wi, oh, ow],
                         win,
                         valid,
+                        relu: act.relu(),
                     };
                     let o = &mut out[(b * m + oc0) * sp..(b * m + oc0 + valid) * sp];
                     // The geometry is consistent by construction; an error here is a bug.
@@ -546,6 +614,7 @@ fn direct_rows(
     win: Window,
     out: &mut [f32],
     od: [usize; 4],
+    relu: bool,
 ) {
     let [_, c, h, _] = xd;
     let [_, _, oh, ow] = od;
@@ -574,7 +643,7 @@ fn direct_rows(
                 let bs = bias.map_or(&zeros[..j], |bs| &bs[oc..oc + j]);
                 let o = &mut planes[k * plane..(k + j) * plane];
                 let dims = [cg, h, wp, oh, ow];
-                crate::simd::conv_planes(isa, xg, wo, bs, dims, win_p, o)?;
+                crate::simd::conv_planes(isa, xg, wo, bs, dims, win_p, relu, o)?;
                 k += j;
             }
             Ok(())

@@ -105,13 +105,21 @@ proptest! {
         for (a, b) in o1.iter().zip(&o3) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
         }
+        // With a fused ReLU (applied band by band with the bias, or as the direct kernels
+        // store): the reference, clamped.
+        let mut o5 = vec![7f32; o1.len()];
+        let act = conv::Activation::Relu;
+        conv::conv2d_gemm_act(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o5, [2, m, oh, ow], act);
+        for (a, b) in o1.iter().zip(&o5) {
+            prop_assert!((a.max(0.0) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
+        }
     }
 
     #[test]
     fn channel_block_and_row_conv_match_naive_on_every_isa(
         n in 1usize..3, c in 1usize..6, m in 1usize..40, h in 1usize..14, w in 1usize..40,
         kh in 1usize..4, kw in 1usize..4, s in 1usize..4, p in 0usize..3, d in 1usize..3,
-        g in prop_oneof![Just(1usize), Just(2usize)],
+        g in prop_oneof![Just(1usize), Just(2usize)], relu in any::<bool>(),
     ) {
         let (c, m) = (c * g, m.div_ceil(g) * g);
         let (eh, ew) = (d * (kh - 1) + 1, d * (kw - 1) + 1);
@@ -124,9 +132,14 @@ proptest! {
         let (xd, od) = ([n, c, h, w], [n, m, oh, ow]);
         let mut o1 = vec![0f32; n * m * oh * ow];
         conv::conv2d_f32(&x, xd, &wt, m, Some(&bias), g, win, &mut o1, od);
+        // A fused ReLU: the reference, clamped (the kernels apply it as they store).
+        let act = if relu { conv::Activation::Relu } else { conv::Activation::None };
+        if relu {
+            o1.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
         for isa in crate::simd::Isa::available() {
             let mut o2 = vec![7f32; o1.len()];
-            conv::conv2d_block_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o2, od);
+            conv::conv2d_block_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o2, od, act);
             for (a, b) in o1.iter().zip(&o2) {
                 prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?}: {} vs {}", isa, a, b);
             }
@@ -134,15 +147,15 @@ proptest! {
             let shape = conv::BlockPacking::new(isa, xd, m, g, win).unwrap();
             let packed = shape.packed(&wt, Some(&bias));
             let mut o4 = vec![7f32; o1.len()];
-            conv::conv2d_block_prepacked(&shape, &x, xd, &packed, win, &mut o4, od).unwrap();
+            conv::conv2d_block_prepacked(&shape, &x, xd, &packed, win, &mut o4, od, act).unwrap();
             prop_assert_eq!(&o2, &o4);
             // A packing for another convolution is refused.
-            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed[1..], win, &mut o4, od).is_err());
+            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed[1..], win, &mut o4, od, act).is_err());
             let other = conv::Window { k: [kh + 1, kw], ..win };
-            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed, other, &mut o4, od).is_err());
+            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed, other, &mut o4, od, act).is_err());
             // The direct version (rows in vector registers at width strides 1 and 2).
             let mut o3 = vec![7f32; o1.len()];
-            conv::conv2d_direct_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o3, od);
+            conv::conv2d_direct_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o3, od, act);
             for (a, b) in o1.iter().zip(&o3) {
                 prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?} direct: {} vs {}", isa, a, b);
             }

@@ -29,6 +29,8 @@ pub struct Block<'a> {
     pub win: Window,
     /// Output channels of the block that exist (the rest of the last block is padding).
     pub valid: usize,
+    /// Whether the outputs are clamped at zero as they are stored (a fused ReLU).
+    pub relu: bool,
 }
 
 /// The output columns whose every tap lies inside the input row: `lo..hi`.
@@ -157,13 +159,18 @@ unsafe fn store<V: Vf32, const NB: usize, const P: usize>(
     // o0 + p0 + cnt` with `p0 + cnt <= P` and `o0 + P <= ow` of `out`; `v` holds 16 vectors
     // and `LANES <= 16`.
     unsafe {
+        let zero = V::splat(0.0);
         for n in 0..NB {
             let mut p0 = 0;
             while p0 < P {
                 let cnt = (P - p0).min(l);
                 let mut v = [V::splat(0.0); 16];
                 for (i, slot) in v.iter_mut().enumerate().take(cnt) {
-                    *slot = acc[p0 + i][n];
+                    *slot = if b.relu {
+                        acc[p0 + i][n].max(zero)
+                    } else {
+                        acc[p0 + i][n]
+                    };
                 }
                 V::transpose(&mut v);
                 for (j, row) in v.iter().enumerate().take(l) {
@@ -255,6 +262,8 @@ pub(crate) struct Plane<'a> {
     /// Window geometry: width stride 1, or 2 over an input whose padding is written out
     /// (`pb[1] == 0`, one spare column at the end of each row), read by de-interleaving loads.
     pub win: Window,
+    /// Whether the outputs are clamped at zero as they are stored (a fused ReLU).
+    pub relu: bool,
 }
 
 /// Computes `J` planes into `out` (`J × oh × ow`). Rows whose every kernel row is inside the
@@ -349,7 +358,8 @@ unsafe fn plane_rows<V: Vf32, const J: usize, const R: usize, const T: usize>(
         for r in oy..oy + R {
             let iy0 = (r * p.win.s[0]) as isize - p.win.pb[0] as isize;
             for o in (0..lo).chain(ox..ow) {
-                out[(j * oh + r) * ow + o] = pixel_sum(p, j, o, iy0, kys);
+                let v = pixel_sum(p, j, o, iy0, kys);
+                out[(j * oh + r) * ow + o] = if p.relu { v.max(0.0) } else { v };
             }
         }
     }
@@ -408,9 +418,11 @@ unsafe fn wide_tile<V: Vf32, const J: usize, const R: usize, const T: usize>(
                 }
             }
         }
+        let zero = V::splat(0.0);
         for (j, aj) in acc.iter().enumerate() {
             for (r, ar) in aj.iter().enumerate() {
-                for (t, a) in ar.iter().enumerate() {
+                for (t, &a) in ar.iter().enumerate() {
+                    let a = if p.relu { a.max(zero) } else { a };
                     a.store(out.as_mut_ptr().add((j * oh + oy + r) * ow + ox + t * l));
                 }
             }

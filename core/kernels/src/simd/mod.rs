@@ -751,7 +751,7 @@ fn plane_isa(isa: Isa, ow: usize) -> Isa {
 /// the output rows: `out[c][oy][ox] = bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 −
 /// pb0][ox·s1 + kx·d1 − pb1]` (taps outside the input count zero). The width stride `s1` is 1,
 /// or 2 over an input whose padding is written out (`pb1 == 0`) with one spare column per row
-/// (`wi ≥ 2·ow + (kw − 1)·d1`).
+/// (`wi ≥ 2·ow + (kw − 1)·d1`). With `relu` the outputs are clamped at zero as they are stored.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_planes(
     isa: Isa,
@@ -760,6 +760,7 @@ pub fn conv_planes(
     bias: &[f32],
     dims: [usize; 5],
     win: crate::conv::Window,
+    relu: bool,
     out: &mut [f32],
 ) -> Result<(), String> {
     let [cg, h, wi, oh, ow] = dims;
@@ -790,6 +791,7 @@ pub fn conv_planes(
         bias,
         dims,
         win,
+        relu,
     };
     let out = &mut out[..j * oh * ow];
     // The geometry was checked above.

@@ -3,6 +3,7 @@
 //! stack, through the SIMD kernels; intermediates never reach memory.
 use sod2_format::fused::{self as fz, Instr, OpCode, Operand};
 use sod2_format::{AttrValue, DType};
+use sod2_kernels::conv::Activation;
 use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel};
 use sod2_kernels::simd::{self, BinOp, Isa, Src, UnOp};
 
@@ -44,6 +45,9 @@ struct Spec {
     consts: Vec<f32>,
     /// Attention's prologue as `x · scale + coef · input`, when it has that form.
     affine: Option<Affine>,
+    /// A Conv anchor whose whole epilogue is `max(0, ·)`: the convolution applies it as it
+    /// stores its outputs, and nothing runs after it.
+    conv_relu: bool,
 }
 
 /// A prologue of the form `x · scale + coef · mask` (`mask` a program input), which attention
@@ -202,6 +206,13 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         return Err("fused step: the buffer is read before anything writes it".into());
     }
     let affine = Affine::of(&pre, pre_out, &consts);
+    let conv_relu = anchor_name == "Conv"
+        && n_in == 0
+        && row == RowOp::None
+        && post.is_empty()
+        && matches!(pre.as_slice(), [i] if i.op == OpCode::Relu
+            && i.a == Operand::Buf
+            && pre_out == Operand::Temp(i.dst));
     Ok(Spec {
         anchor,
         matmul: anchor_name == "MatMul",
@@ -219,6 +230,7 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         post_out,
         affine,
         consts,
+        conv_relu,
     })
 }
 
@@ -248,11 +260,18 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             ins: c.ins[..spec.anchor_inputs].iter().cloned().collect(),
             outs: std::iter::once(out).collect(),
         };
-        let r = k(&mut sub);
+        let r = if spec.conv_relu {
+            super::nn::conv_with(&mut sub, Activation::Relu)
+        } else {
+            k(&mut sub)
+        };
         if let Some(slot) = c.outs.first_mut() {
             *slot = sub.outs.pop().flatten();
         }
         r?;
+        if spec.conv_relu {
+            return Ok(());
+        }
     }
     // The output dims: from the plan, else (inside sub-plans whose dims only execution knows)
     // from the anchor's result, the MatMul's operands or the broadcast of the program inputs.

@@ -1,8 +1,8 @@
 //! Convolution, pooling, normalisation, matrix products, softmax, reductions.
 use sod2_format::{DType, Storage};
 use sod2_kernels::conv::{
-    conv2d_block_f32, conv2d_block_prepacked, conv2d_direct_f32, conv2d_gemm_f32,
-    conv_transpose2d_f32, pool_nd, BlockPacking, PoolKind, PoolNd, Window,
+    conv2d_block_on, conv2d_block_prepacked, conv2d_direct_on, conv2d_gemm_act,
+    conv_transpose2d_f32, pool_nd, Activation, BlockPacking, PoolKind, PoolNd, Window,
 };
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
@@ -137,6 +137,12 @@ pub(crate) const CONV_DIRECT: u32 = 1;
 pub(crate) const CONV_BLOCK: u32 = 2;
 
 fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    conv_with(c, Activation::None)
+}
+
+/// Conv followed by `act`, which the kernels apply as they store the outputs (a fused step
+/// whose epilogue is exactly that activation).
+pub(crate) fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
     let version = c.version;
     let od = c.out(0)?.planned_dims()?;
     let g = c.int("group", 1) as usize;
@@ -173,26 +179,18 @@ fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         if let Some(shape) = BlockPacking::new(isa, as4(x.dims), m, g, win) {
             let (shape, packed) =
                 plan.packed(at, || Ok((shape, shape.packed(&ws, bias.as_deref()))))?;
-            return conv2d_block_prepacked(shape, &xs, as4(x.dims), packed, win, o, as4(&od));
+            let (xd, od) = (as4(x.dims), as4(&od));
+            return conv2d_block_prepacked(shape, &xs, xd, packed, win, o, od, act);
         }
     }
     // Kernel versions (`sod2 tune` sets the dim ranges).
-    let kernel = match version {
-        CONV_DIRECT => conv2d_direct_f32,
-        CONV_BLOCK => conv2d_block_f32,
-        _ => conv2d_gemm_f32,
-    };
-    kernel(
-        &xs,
-        as4(x.dims),
-        &ws,
-        m,
-        bias.as_deref(),
-        g,
-        win,
-        o,
-        as4(&od),
-    );
+    let isa = sod2_kernels::simd::Isa::detect();
+    let (xd, od, bias) = (as4(x.dims), as4(&od), bias.as_deref());
+    match version {
+        CONV_DIRECT => conv2d_direct_on(isa, &xs, xd, &ws, m, bias, g, win, o, od, act),
+        CONV_BLOCK => conv2d_block_on(isa, &xs, xd, &ws, m, bias, g, win, o, od, act),
+        _ => conv2d_gemm_act(&xs, xd, &ws, m, bias, g, win, o, od, act),
+    }
     Ok(())
 }
 

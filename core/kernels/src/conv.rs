@@ -633,11 +633,8 @@ fn direct_rows(
                 let (b, oc) = ((first + k) / m, (first + k) % m);
                 let grp = oc / mg;
                 // Several channels of the same image and group together where they fit.
-                let j = if oc % mg + per_tile <= mg && k + per_tile <= count {
-                    per_tile
-                } else {
-                    1
-                };
+                let fits = |j: usize| oc % mg + j <= mg && k + j <= count;
+                let j = [per_tile, 4, 1].into_iter().find(|&j| fits(j)).unwrap_or(1);
                 let xg = &xp[(b * c + grp * cg) * h * wp..(b * c + (grp + 1) * cg) * h * wp];
                 let wo = &w[oc * taps..(oc + j) * taps];
                 let bs = bias.map_or(&zeros[..j], |bs| &bs[oc..oc + j]);

@@ -180,9 +180,10 @@ impl UnOp {
 
 /// One entry point per instruction set: `$isa` module, vector type, the direct convolutions'
 /// tiles (pixels of the channel-blocked kernel for 1, 2 and 4 channel vectors; channels × rows
-/// × vectors of the row-vectorised one, sized to the register file), `target_feature` string.
+/// × vectors of the row-vectorised one, then its rows when it computes four channels, sized to
+/// the register file), `target_feature` string.
 macro_rules! entry_points {
-    ($m:ident, $v:ty, [$p1:literal, $p2:literal, $p4:literal], [$j:literal, $r:literal, $t:literal] $(, $feat:literal)?) => {
+    ($m:ident, $v:ty, [$p1:literal, $p2:literal, $p4:literal], [$j:literal, $r:literal, $t:literal, $r4:literal] $(, $feat:literal)?) => {
         mod $m {
             #![allow(unsafe_code)]
             use super::algo;
@@ -193,10 +194,12 @@ macro_rules! entry_points {
             pub(super) const PLANES: usize = $j;
             $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn conv_plane(p: &Plane<'_>, j: usize, out: &mut [f32]) {
-                // SAFETY: forwarded contract (see `conv_block::plane`); `j` is 1 or `PLANES`.
+                // SAFETY: forwarded contract (see `conv_block::plane`); `j` is 1, 4 or `PLANES`.
                 unsafe {
                     if j == $j {
                         plane::<V, $j, $r, $t>(p, out)
+                    } else if j == 4 {
+                        plane::<V, 4, $r4, $t>(p, out)
                     } else {
                         plane::<V, 1, 4, $t>(p, out)
                     }
@@ -303,19 +306,19 @@ macro_rules! entry_points {
     };
 }
 
-entry_points!(portable, super::vector::Portable, [4, 4, 2], [2, 1, 1]);
+entry_points!(portable, super::vector::Portable, [4, 4, 2], [2, 1, 1, 1]);
 #[cfg(target_arch = "x86_64")]
-entry_points!(avx2, super::x86::Avx2, [8, 6, 3], [2, 2, 2], "avx2,fma");
+entry_points!(avx2, super::x86::Avx2, [8, 6, 3], [2, 2, 2, 1], "avx2,fma");
 #[cfg(target_arch = "x86_64")]
 entry_points!(
     avx512,
     super::x86_512::Avx512,
     [16, 12, 6],
-    [4, 2, 2],
+    [8, 1, 2, 2],
     "avx512f"
 );
 #[cfg(target_arch = "aarch64")]
-entry_points!(neon, super::arm::Neon, [8, 8, 6], [4, 2, 2], "neon");
+entry_points!(neon, super::arm::Neon, [8, 8, 6], [4, 2, 2, 2], "neon");
 
 /// Calls `$f` of the module for `$isa` (checked against the CPU first).
 macro_rules! dispatch {
@@ -711,7 +714,7 @@ pub fn conv_block_rows(
 }
 
 /// Output channels the row-vectorised direct convolution computes together on `isa` (give
-/// [`conv_planes`] this many planes, or one).
+/// [`conv_planes`] this many planes, four or one).
 pub fn conv_planes_per_tile(isa: Isa, ow: usize) -> usize {
     match plane_isa(isa, ow) {
         #[cfg(target_arch = "x86_64")]
@@ -747,7 +750,7 @@ fn plane_isa(isa: Isa, ow: usize) -> Isa {
     }
 }
 
-/// `j` output planes (1 or [`conv_planes_per_tile`]) of a direct convolution, vectorised along
+/// `j` output planes (1, 4 or [`conv_planes_per_tile`]) of a direct convolution, vectorised along
 /// the output rows: `out[c][oy][ox] = bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 −
 /// pb0][ox·s1 + kx·d1 − pb1]` (taps outside the input count zero). The width stride `s1` is 1,
 /// or 2 over an input whose padding is written out (`pb1 == 0`) with one spare column per row
@@ -778,7 +781,7 @@ pub fn conv_planes(
         && kw >= 1
         && win.s[0] >= 1
         && win.d.iter().all(|&v| v >= 1)
-        && (j == 1 || j == conv_planes_per_tile(isa, ow))
+        && (j == 1 || j == 4 || j == conv_planes_per_tile(isa, ow))
         && x.len() >= cg * h * wi
         && w.len() >= j * cg * kh * kw
         && out.len() >= j * oh * ow;

@@ -1,8 +1,21 @@
 //! The packed GEMM (`linalg::gemm_f32`) on the transformer-sized products of the zoo (one
-//! thread): rows × columns × depth, median µs and GFLOP/s. Prints a Markdown table.
+//! thread), beside the unpacked four-row kernel (`simd::small_gemm`) run over all rows: rows ×
+//! columns × depth, median µs and GFLOP/s of each. Prints a Markdown table.
 use std::time::Instant;
 
 use sod2_kernels::linalg::gemm_f32;
+use sod2_kernels::simd::{small_gemm, Isa};
+
+fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut t = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
 
 fn main() {
     let shapes: &[(usize, usize, usize)] = &[
@@ -28,24 +41,30 @@ fn main() {
         (128, 128, 12),
         (257, 257, 16),
     ];
-    println!("| m×n×k | µs | GFLOP/s |");
-    println!("|---|---|---|");
+    println!("| m×n×k | packed µs | GFLOP/s | 4-row µs | GFLOP/s | 4-row/packed |");
+    println!("|---|---|---|---|---|---|");
+    let isa = Isa::detect();
     for &(m, n, k) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut c = vec![0f32; m * n];
         let runs = (2e8 / (2.0 * (m * n * k) as f64)).clamp(20.0, 5000.0) as usize;
-        let mut t = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let s = Instant::now();
-            gemm_f32(m, n, k, &a, k, false, &b, n, false, &mut c, 1.0, false);
-            t.push(s.elapsed().as_secs_f64() * 1e6);
-        }
-        t.sort_by(f64::total_cmp);
-        let us = t[t.len() / 2];
+        let us = median_us(runs, || {
+            gemm_f32(m, n, k, &a, k, false, &b, n, false, &mut c, 1.0, false)
+        });
+        let us4 = median_us(runs, || {
+            for (i, rows) in c.chunks_mut(4 * n).enumerate() {
+                let r = rows.len() / n;
+                let a4 = &a[i * 4 * k..];
+                let _ = small_gemm(isa, (r, n, k), (a4, k), (&b, n), (rows, n), 1.0, false);
+            }
+        });
+        let gf = |us: f64| 2.0 * (m * n * k) as f64 / us / 1e3;
         println!(
-            "| {m}×{n}×{k} | {us:.2} | {:.0} |",
-            2.0 * (m * n * k) as f64 / us / 1e3
+            "| {m}×{n}×{k} | {us:.2} | {:.0} | {us4:.2} | {:.0} | {:.2} |",
+            gf(us),
+            gf(us4),
+            us4 / us
         );
     }
 }

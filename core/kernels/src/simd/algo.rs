@@ -388,10 +388,7 @@ static TAIL_MASK: [f32; 32] = {
 };
 
 /// [`softmax_exp_row`] over a row of at least one vector whose first `valid` values count
-/// (the rest is padding, left out of the maximum and the sum). A last partial vector is
-/// handled by one more vector ending at the row's end, overlapping the one before: it is
-/// computed from the values before the pass stores anything, so the overlap gets the same
-/// values twice.
+/// (the rest is padding, left out of the maximum and the sum).
 ///
 /// # Safety
 /// `x.len() >= LANES`; `mask`, when given, is as long as `x`.
@@ -402,11 +399,32 @@ unsafe fn softmax_exp_full<V: Vf32>(
     mask: Option<(&[f32], f32)>,
     valid: usize,
 ) -> f32 {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let mx = prologue_max::<V>(x, scale, mask);
+        if valid < x.len() {
+            // A padded row (one vector): only its values count.
+            let mx = x[..valid].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            exp_sum::<V>(x, mx);
+            return x[..valid].iter().sum();
+        }
+        exp_sum::<V>(x, mx)
+    }
+}
+
+/// Pass 1 of an attention row's softmax: `x = x · scale + coef · mask`, stored; returns the
+/// row's maximum. A last partial vector is handled by one more vector ending at the row's end,
+/// overlapping the one before: it is computed from the values before the pass stores anything,
+/// so the overlap gets the same values twice.
+///
+/// # Safety
+/// `x.len() >= LANES`; `mask`, when given, is as long as `x`.
+#[inline(always)]
+unsafe fn prologue_max<V: Vf32>(x: &mut [f32], scale: f32, mask: Option<(&[f32], f32)>) -> f32 {
     let l = V::LANES;
     let n = x.len();
     let last = n - l;
-    // SAFETY: every load and store covers `[i, i + LANES)` with `i + LANES <= n`; the mask
-    // load reads `TAIL_MASK[16 − LANES + t ..][..LANES]` with `t < LANES <= 16`, inside its 32.
+    // SAFETY: every load and store covers `[i, i + LANES)` with `i + LANES <= n`.
     unsafe {
         let p = x.as_mut_ptr();
         let vs = V::splat(scale);
@@ -417,7 +435,7 @@ unsafe fn softmax_exp_full<V: Vf32>(
                 None => v,
             }
         };
-        // Pass 1: the prologue, stored, and the row's maximum over four accumulators.
+        // Four accumulators of the maximum.
         let ninf = V::splat(f32::NEG_INFINITY);
         let ylast = y(last);
         let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
@@ -441,14 +459,25 @@ unsafe fn softmax_exp_full<V: Vf32>(
             i += l;
         }
         ylast.store(p.add(last));
-        let mx = if valid == n {
-            m0.max(m1).max(m2.max(m3)).max(ylast).hmax()
-        } else {
-            // A padded row: only its values count.
-            x[..valid].iter().copied().fold(f32::NEG_INFINITY, f32::max)
-        };
-        // Pass 2: the exponentials and their sum over two accumulators.
+        m0.max(m1).max(m2.max(m3)).max(ylast).hmax()
+    }
+}
+
+/// Pass 2 of an attention row's softmax: `x = e^(x − mx)`; returns `Σ x`.
+///
+/// # Safety
+/// `x.len() >= LANES`.
+#[inline(always)]
+unsafe fn exp_sum<V: Vf32>(x: &mut [f32], mx: f32) -> f32 {
+    let l = V::LANES;
+    let n = x.len();
+    let last = n - l;
+    // SAFETY: every load and store covers `[i, i + LANES)` with `i + LANES <= n`; the mask
+    // load reads `TAIL_MASK[16 − LANES + t ..][..LANES]` with `t < LANES <= 16`, inside its 32.
+    unsafe {
+        let p = x.as_mut_ptr();
         let vm = V::splat(mx);
+        // The last (overlapping) vector is computed before anything is stored.
         let elast = exp(V::load(p.add(last)).sub(vm));
         let (mut s0, mut s1) = (V::splat(0.0), V::splat(0.0));
         let mut i = 0;
@@ -468,15 +497,42 @@ unsafe fn softmax_exp_full<V: Vf32>(
             i += l;
         }
         elast.store(p.add(last));
-        if valid < n {
-            // A padded row (one vector): only its values count.
-            return x[..valid].iter().sum();
-        }
         // The values after the whole vectors: the last `n - i` lanes of the last, overlapping
         // vector, added under a 0/1 mask (`TAIL_MASK` from `16 - LANES + (n - i)` holds
         // zeros for the lanes the whole vectors covered).
         let mask = V::load(TAIL_MASK.as_ptr().add(16 - l + (n - i)));
         s0.add(s1).add(elast.mul(mask)).hsum()
+    }
+}
+
+/// Rows of attention scores at most [`SOFTMAX_BLOCK`] at a time.
+pub(crate) const SOFTMAX_BLOCK: usize = 16;
+
+/// [`softmax_exp_row`] over `masks.len()` consecutive rows of `n` values of `block` (row `r`'s
+/// mask `masks[r]`, its sum to `sums[r]`), in two passes over the rows: every row's prologue and
+/// maximum, then every row's exponentials and sum. The rows' dependency chains (maximum, then
+/// exponentials, then sum) are independent of each other, so the passes overlap them.
+///
+/// # Safety
+/// `n >= LANES`; `block` holds `masks.len() · n` values, `sums` `masks.len()`; each mask is `n`
+/// long; `masks.len() <= SOFTMAX_BLOCK`.
+#[inline(always)]
+pub(crate) unsafe fn softmax_exp_block<V: Vf32>(
+    block: &mut [f32],
+    n: usize,
+    scale: f32,
+    masks: &[Option<(&[f32], f32)>],
+    sums: &mut [f32],
+) {
+    let mut mx = [0f32; SOFTMAX_BLOCK];
+    // SAFETY: forwarded contract; each row is `n >= LANES` long.
+    unsafe {
+        for ((row, m), &mask) in block.chunks_exact_mut(n).zip(mx.iter_mut()).zip(masks) {
+            *m = prologue_max::<V>(row, scale, mask);
+        }
+        for ((row, &m), s) in block.chunks_exact_mut(n).zip(&mx).zip(sums.iter_mut()) {
+            *s = exp_sum::<V>(row, m);
+        }
     }
 }
 

@@ -273,6 +273,17 @@ macro_rules! entry_points {
                 unsafe { algo::softmax_exp_row::<V>(x, scale, mask) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn softmax_exp_block(
+                block: &mut [f32],
+                n: usize,
+                scale: f32,
+                masks: &[Option<(&[f32], f32)>],
+                sums: &mut [f32],
+            ) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::softmax_exp_block::<V>(block, n, scale, masks, sums) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn narrow_gemm(
                 mnk: (usize, usize, usize),
                 a: (&[f32], usize),
@@ -490,8 +501,24 @@ pub fn softmax_exp_rows<'m>(
         return Err("softmax: fewer sums than rows".into());
     }
     if n >= SHORT_ROW {
-        for (r, (row, sum)) in block.chunks_mut(n).zip(sums.iter_mut()).enumerate() {
-            *sum = softmax_exp_row(isa, row, scale, mask(r)?)?;
+        // Chunks of rows whose passes overlap (`algo::softmax_exp_block`), their masks checked.
+        let rows = block.len() / n;
+        let chunk = algo::SOFTMAX_BLOCK;
+        for (c, (part, sums)) in block[..rows * n]
+            .chunks_mut(chunk * n)
+            .zip(sums.chunks_mut(chunk))
+            .enumerate()
+        {
+            let k = part.len() / n;
+            let mut masks = [None; algo::SOFTMAX_BLOCK];
+            for (r, m) in masks.iter_mut().enumerate().take(k) {
+                *m = mask(c * chunk + r)?;
+                if m.is_some_and(|(m, _)| m.len() != n) {
+                    return Err(format!("softmax: mask of the wrong length for rows of {n}"));
+                }
+            }
+            let masks = &masks[..k];
+            dispatch!(isa, softmax_exp_block(part, n, scale, masks, &mut sums[..k]));
         }
         return Ok(());
     }

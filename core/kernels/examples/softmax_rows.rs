@@ -8,10 +8,20 @@ fn main() {
     let isa = Isa::detect();
     println!("| rows × n | masked | ns/row | ns/value |");
     println!("|---|---|---|---|");
-    for &(rows, n) in &[(77, 77), (63, 63), (192, 192), (33, 33), (128, 128), (48, 48), (7, 7)] {
+    for &(rows, n) in &[
+        (77, 77),
+        (63, 63),
+        (192, 192),
+        (33, 33),
+        (128, 128),
+        (48, 48),
+        (7, 7),
+    ] {
         for masked in [false, true] {
             let base: Vec<f32> = (0..rows * n).map(|i| ((i * 7) % 13) as f32 * 0.3).collect();
-            let maskv: Vec<f32> = (0..n).map(|i| if i % 5 == 0 { -1.0 } else { 0.0 }).collect();
+            let maskv: Vec<f32> = (0..n)
+                .map(|i| if i % 5 == 0 { -1.0 } else { 0.0 })
+                .collect();
             let mut block = base.clone();
             let mut sums = vec![0f32; rows];
             let reps = (2_000_000 / (rows * n)).max(10);

@@ -104,13 +104,18 @@ pub fn normalize_blocks_f32(
         return Ok(());
     }
     // Blocks split across threads when allowed; each block through the SIMD two-pass row kernel.
-    crate::par::rows_mut(&mut out[..n], len, (1 << 15) / len + 1, &|_, blocks| {
-        blocks.chunks_mut(len).try_for_each(|b| match affine {
-            Some((s, bias)) => crate::simd::layernorm_row_affine(isa, b, eps, s, bias),
+    crate::par::rows_mut(
+        &mut out[..n],
+        len,
+        (1 << 15) / len + 1,
+        &|_, blocks| match affine {
+            Some((s, bias)) => blocks
+                .chunks_mut(len)
+                .try_for_each(|b| crate::simd::layernorm_row_affine(isa, b, eps, s, bias)),
             None => {
-                crate::simd::layernorm_row(isa, b, eps);
+                crate::simd::layernorm_rows(isa, blocks, len, eps);
                 Ok(())
             }
-        })
-    })
+        },
+    )
 }

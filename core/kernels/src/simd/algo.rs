@@ -552,19 +552,7 @@ pub(crate) unsafe fn layernorm_row<V: Vf32>(
     // SAFETY: loads stay inside `x`.
     unsafe {
         let mean = sum::<V>(x) / n as f32;
-        let vm = V::splat(mean);
-        let mut acc = V::splat(0.0);
-        let mut i = 0;
-        while i + l <= n {
-            let d = V::load(x.as_ptr().add(i)).sub(vm);
-            acc = d.mul_add(d, acc);
-            i += l;
-        }
-        let mut ss = acc.hsum();
-        for &v in &x[i..] {
-            ss += (v - mean) * (v - mean);
-        }
-        let inv = 1.0 / (ss / n as f32 + eps).sqrt();
+        let inv = 1.0 / (sq_dev_sum::<V>(x, mean) / n as f32 + eps).sqrt();
         match affine {
             None => scale_shift::<V>(x, inv, -mean * inv),
             Some((s, b)) => {
@@ -588,6 +576,64 @@ pub(crate) unsafe fn layernorm_row<V: Vf32>(
                     x[k] = b.map_or(y, |b| y + b[k]);
                 }
             }
+        }
+    }
+}
+
+/// `Σ (x − mean)²`.
+#[inline(always)]
+unsafe fn sq_dev_sum<V: Vf32>(x: &[f32], mean: f32) -> f32 {
+    let l = V::LANES;
+    let n = x.len();
+    // SAFETY: loads cover `[i, i + LANES)` with `i + LANES <= n`.
+    unsafe {
+        let vm = V::splat(mean);
+        let (mut a0, mut a1) = (V::splat(0.0), V::splat(0.0));
+        let mut i = 0;
+        while i + 2 * l <= n {
+            let d0 = V::load(x.as_ptr().add(i)).sub(vm);
+            let d1 = V::load(x.as_ptr().add(i + l)).sub(vm);
+            a0 = d0.mul_add(d0, a0);
+            a1 = d1.mul_add(d1, a1);
+            i += 2 * l;
+        }
+        if i + l <= n {
+            let d = V::load(x.as_ptr().add(i)).sub(vm);
+            a0 = d.mul_add(d, a0);
+            i += l;
+        }
+        let mut ss = a0.add(a1).hsum();
+        for &v in &x[i..] {
+            ss += (v - mean) * (v - mean);
+        }
+        ss
+    }
+}
+
+/// Rows of a layer normalisation at most this many at a time ([`layernorm_block`]).
+pub(crate) const LAYERNORM_BLOCK: usize = 16;
+
+/// [`layernorm_row`] (no affine) over the rows of `n` values of `block` (at most
+/// [`LAYERNORM_BLOCK`] of them) in three passes over the rows: every mean, every variance, then
+/// every row normalised. The rows' dependency chains are independent of each other, so the
+/// passes overlap them.
+///
+/// # Safety
+/// `n >= 1`; `block` holds at most `LAYERNORM_BLOCK` whole rows.
+#[inline(always)]
+pub(crate) unsafe fn layernorm_block<V: Vf32>(block: &mut [f32], n: usize, eps: f32) {
+    let mut mean = [0f32; LAYERNORM_BLOCK];
+    let mut inv = [0f32; LAYERNORM_BLOCK];
+    // SAFETY: forwarded contract; every row is a whole slice of `block`.
+    unsafe {
+        for (row, m) in block.chunks_exact(n).zip(mean.iter_mut()) {
+            *m = sum::<V>(row) / n as f32;
+        }
+        for ((row, &m), v) in block.chunks_exact(n).zip(&mean).zip(inv.iter_mut()) {
+            *v = 1.0 / (sq_dev_sum::<V>(row, m) / n as f32 + eps).sqrt();
+        }
+        for ((row, &m), &v) in block.chunks_exact_mut(n).zip(&mean).zip(&inv) {
+            scale_shift::<V>(row, v, -m * v);
         }
     }
 }

@@ -305,6 +305,11 @@ macro_rules! entry_points {
                 unsafe { algo::transpose::<V>(x, out, batch, mat) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn layernorm_block(block: &mut [f32], n: usize, eps: f32) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::layernorm_block::<V>(block, n, eps) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn layernorm_row(
                 x: &mut [f32],
                 eps: f32,
@@ -518,7 +523,10 @@ pub fn softmax_exp_rows<'m>(
                 }
             }
             let masks = &masks[..k];
-            dispatch!(isa, softmax_exp_block(part, n, scale, masks, &mut sums[..k]));
+            dispatch!(
+                isa,
+                softmax_exp_block(part, n, scale, masks, &mut sums[..k])
+            );
         }
         return Ok(());
     }
@@ -640,6 +648,22 @@ pub fn small_gemm(
 /// `(x - mean) / sqrt(var + eps)` over one contiguous row, in place.
 pub fn layernorm_row(isa: Isa, x: &mut [f32], eps: f32) {
     dispatch!(isa, layernorm_row(x, eps, None))
+}
+
+/// [`layernorm_row`] on every row of `n` values of `x` (a last partial row is normalised on
+/// its own), in chunks of rows whose passes overlap (`algo::layernorm_block`).
+pub fn layernorm_rows(isa: Isa, x: &mut [f32], n: usize, eps: f32) {
+    if n == 0 {
+        return;
+    }
+    let whole = x.len() / n * n;
+    let (rows, rest) = x.split_at_mut(whole);
+    for part in rows.chunks_mut(algo::LAYERNORM_BLOCK * n) {
+        dispatch!(isa, layernorm_block(part, n, eps));
+    }
+    if !rest.is_empty() {
+        layernorm_row(isa, rest, eps);
+    }
 }
 
 /// [`layernorm_row`] followed by `· scale + bias` (elementwise, as long as the row), in the

@@ -471,3 +471,26 @@ fn transpose_refuses_buffers_too_short() {
     assert!(transpose(Isa::detect(), &x, &mut out[..15], (1, 0), (4, 4, 4)).is_err());
     assert!(transpose(Isa::detect(), &x, &mut out, (1, 0), (4, 4, 4)).is_ok());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Rows normalised in overlapping chunks (`layernorm_rows`) equal rows normalised one by
+    /// one, on every path, for whole chunks, ragged last chunks and a last partial row.
+    #[test]
+    fn layernorm_rows_equal_row_by_row(rows in 0usize..40, n in 1usize..80, extra in 0usize..3, seed in 0u64..1000) {
+        let len = rows * n + extra.min(n - 1);
+        let x = data(len, seed, 3.0);
+        for isa in Isa::available() {
+            let mut want = x.clone();
+            for r in want.chunks_mut(n) {
+                layernorm_row(isa, r, 1e-5);
+            }
+            let mut got = x.clone();
+            layernorm_rows(isa, &mut got, n, 1e-5);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                prop_assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{:?} {}: {} vs {}", isa, i, g, w);
+            }
+        }
+    }
+}

@@ -135,9 +135,7 @@ impl Spec {
             RowOp::Softmax { log } => x
                 .chunks_mut(w.max(1))
                 .for_each(|row| simd::softmax_row(isa, row, log)),
-            RowOp::LayerNorm { eps } => x
-                .chunks_mut(w.max(1))
-                .for_each(|row| simd::layernorm_row(isa, row, eps)),
+            RowOp::LayerNorm { eps } => simd::layernorm_rows(isa, x, w, eps),
             RowOp::None => return Ok(()),
         }
         self.program(true, isa, inputs, bases, x, regs)

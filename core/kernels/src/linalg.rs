@@ -68,6 +68,36 @@ pub fn gemm_f32_row_scaled(
     if crate::simd::narrow_gemm(isa, (m, n, k), (a, lda), (b, ldb), (&mut c[..], ldc), scale)? {
         return Ok(());
     }
+    // A few columns that fill no whole vectors (a 12-wide attention head): `b` padded with
+    // zero columns to a whole number of 16-lane vectors, the narrow product into a padded
+    // copy of `c`, its first `n` columns copied out.
+    let np = n.next_multiple_of(16);
+    if n > 0 && np <= 64 && m > 0 && k > 0 {
+        let need = crate::shape::strided_len;
+        if ldb < n || ldc < n || b.len() < need(k, n, ldb) || c.len() < need(m, n, ldc) {
+            return Err(format!(
+                "gemm: operand extents do not fit (m={m} n={n} k={k})"
+            ));
+        }
+        let done = crate::scratch::with(&NARROW_PAD, (k + m) * np, |buf| {
+            let (bp, cp) = buf.split_at_mut(k * np);
+            for (dst, src) in bp.chunks_exact_mut(np).zip(b.chunks(ldb.max(1))) {
+                dst[..n].copy_from_slice(&src[..n]);
+                dst[n..].fill(0.0);
+            }
+            let ok =
+                crate::simd::narrow_gemm(isa, (m, np, k), (a, lda), (bp, np), (cp, np), scale)?;
+            if ok {
+                for (dst, src) in c.chunks_mut(ldc.max(1)).zip(cp.chunks_exact(np)) {
+                    dst[..n].copy_from_slice(&src[..n]);
+                }
+            }
+            Ok::<bool, String>(ok)
+        })?;
+        if done {
+            return Ok(());
+        }
+    }
     if scale.is_some_and(|s| s.len() < m) {
         return Err(format!(
             "gemm: {m} rows to scale, {} scales",
@@ -81,6 +111,11 @@ pub fn gemm_f32_row_scaled(
         }
     }
     Ok(())
+}
+
+thread_local! {
+    /// [`gemm_f32_row_scaled`]'s padded operands, grow-only.
+    static NARROW_PAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Warms this thread's GEMM state: the library's per-thread packing buffers are allocated on

@@ -513,8 +513,9 @@ proptest! {
     }
 }
 
-/// The row-scaled product, on the narrow path (16 columns) and the packed one (other widths),
-/// against the naive sums.
+/// The row-scaled product, on the narrow path (whole vectors of columns), through padded
+/// operands (other widths up to 64: 12-wide heads) and the packed one (wider), against the
+/// naive sums.
 #[test]
 fn row_scaled_products_match_the_naive_sums() {
     for (m, n, k) in [
@@ -522,6 +523,10 @@ fn row_scaled_products_match_the_naive_sums() {
         (13, 5, 20),
         (30, 37, 3),
         (4, 32, 0),
+        (127, 12, 127),
+        (2, 1, 5),
+        (11, 63, 9),
+        (6, 70, 4),
     ] {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.3).sin()).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.7).cos()).collect();

@@ -15,8 +15,10 @@ process per case); tract's latency (one thread; tract-onnx from crates.io, built
 symbolic or needed them pinned. Ratios sod2 / ORT and sod2 / tract, geo-means at the bottom.
 Markdown to stdout, JSON to --json.
 
-Each case runs in --rounds alternating rounds (sod2, ONNX Runtime, sod2, ...), each round a
-fresh process per runtime; each runtime keeps its round with the lowest median.
+Timing runs in --rounds rounds (3 by default) over the whole sweep, each round alternating the
+runtimes case by case (sod2, ONNX Runtime, ...), a fresh process per runtime and case; each
+runtime keeps its round with the lowest median. A case's rounds are a whole sweep apart, so a
+slow spell of a shared machine lasting seconds or minutes hits one round, not the ratio.
 
 usage: python compare.py --sod2 BIN --zoo ZOO --oracle ORACLE [--tract BIN] [--gemm BIN]
                          [--runs N] [--rounds R] [--threads 1 2] [--only NAME ...] [--json OUT]
@@ -93,13 +95,15 @@ def main() -> int:
     ap.add_argument("--tract", default=None, help="the sod2-tract-runner binary (omit to skip tract)")
     ap.add_argument("--gemm", default=None, help="the gemm_gflops example binary (omit to skip)")
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per runtime and case; the lowest median is kept")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over the whole sweep, alternating the runtimes case by case; each keeps its lowest median")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--json", type=pathlib.Path, default=None)
     ap.add_argument("--only", nargs="*", default=None)
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        # Every model compiled and tuned, every case listed (with tract's run), before timing.
+        cases = []
         for spec in SPECS:
             if args.only and spec.name not in args.only:
                 continue
@@ -127,30 +131,35 @@ def main() -> int:
                     except (ValueError, subprocess.TimeoutExpired) as e:
                         tr = {"error": f"tract runner: {e}"[:300]}
                 for t in args.threads:
-                    # Rounds alternate the runtimes (sod2, ORT, sod2, ORT, ...); each keeps its
-                    # round with the lowest median, so a slow spell of this shared machine
-                    # during one runtime's round does not decide the ratio.
-                    s = o = None
-                    for _ in range(args.rounds):
-                        out = subprocess.run([args.sod2, "bench", str(plan), *[f"--input={k}={v}" for k, v in ins.items()], *[f"--prior={k}={v}" for k, v in prior.items()], "--runs", str(args.runs), "--threads", str(t)], check=True, capture_output=True, text=True).stdout
-                        s = min([x for x in (s, last_json(out)) if x], key=lambda x: x["median_ms"])
-                        out = subprocess.run([sys.executable, "-c", ORT_CASE, onnx, json.dumps(ins), str(args.runs), str(t), json.dumps(prior)], check=True, capture_output=True, text=True).stdout
-                        o = min([x for x in (o, last_json(out)) if x], key=lambda x: x["median_ms"])
-                    tr_t = tr if (t == 1 and tr and "median_ms" in tr) else None
-                    results.append({
-                        "model": spec.name, "case": case.name, "threads": t, "sod2": s, "ort": o,
-                        "tract": tr if t == 1 else None,
-                        "time_ratio": s["median_ms"] / o["median_ms"],
-                        "tract_ratio": s["median_ms"] / tr_t["median_ms"] if tr_t else None,
-                        "mem_ratio": s["peak_intermediate_bytes"] / max(o["rss_growth_bytes"], 1),
-                        # Switching back to a shape the session ran before (every runtime).
-                        "sod2_first_over_steady": s["switch_ms"] / s["median_ms"],
-                        "ort_first_over_steady": o["first_run_ms"] / o["median_ms"],
-                        # The first result at a shape the session never ran (sod2: prepare + run).
-                        "sod2_new_over_steady": s["new_shape_ms"] / s["median_ms"],
-                        "ort_new_over_steady": o["first_new_ms"] / o["median_ms"],
-                        "tract_first_over_steady": tr_t["first_run_ms"] / tr_t["median_ms"] if tr_t else None,
-                    })
+                    cases.append({"spec": spec, "case": case, "onnx": onnx, "plan": plan, "ins": ins, "prior": prior, "tract": tr, "threads": t, "sod2": None, "ort": None})
+        # Rounds over the whole sweep, each alternating the runtimes case by case (sod2, ORT);
+        # each runtime keeps its round with the lowest median. A case's rounds lie a whole sweep
+        # apart, so a slow spell of this shared machine (seconds to minutes) during one round
+        # does not decide a ratio.
+        for _ in range(args.rounds):
+            for c in cases:
+                ins, prior, t = c["ins"], c["prior"], c["threads"]
+                out = subprocess.run([args.sod2, "bench", str(c["plan"]), *[f"--input={k}={v}" for k, v in ins.items()], *[f"--prior={k}={v}" for k, v in prior.items()], "--runs", str(args.runs), "--threads", str(t)], check=True, capture_output=True, text=True).stdout
+                c["sod2"] = min([x for x in (c["sod2"], last_json(out)) if x], key=lambda x: x["median_ms"])
+                out = subprocess.run([sys.executable, "-c", ORT_CASE, c["onnx"], json.dumps(ins), str(args.runs), str(t), json.dumps(prior)], check=True, capture_output=True, text=True).stdout
+                c["ort"] = min([x for x in (c["ort"], last_json(out)) if x], key=lambda x: x["median_ms"])
+        for c in cases:
+            s, o, tr, t = c["sod2"], c["ort"], c["tract"], c["threads"]
+            tr_t = tr if (t == 1 and tr and "median_ms" in tr) else None
+            results.append({
+                "model": c["spec"].name, "case": c["case"].name, "threads": t, "sod2": s, "ort": o,
+                "tract": tr if t == 1 else None,
+                "time_ratio": s["median_ms"] / o["median_ms"],
+                "tract_ratio": s["median_ms"] / tr_t["median_ms"] if tr_t else None,
+                "mem_ratio": s["peak_intermediate_bytes"] / max(o["rss_growth_bytes"], 1),
+                # Switching back to a shape the session ran before (every runtime).
+                "sod2_first_over_steady": s["switch_ms"] / s["median_ms"],
+                "ort_first_over_steady": o["first_run_ms"] / o["median_ms"],
+                # The first result at a shape the session never ran (sod2: prepare + run).
+                "sod2_new_over_steady": s["new_shape_ms"] / s["median_ms"],
+                "ort_new_over_steady": o["first_new_ms"] / o["median_ms"],
+                "tract_first_over_steady": tr_t["first_run_ms"] / tr_t["median_ms"] if tr_t else None,
+            })
     for t in args.threads:
         rows = [r for r in results if r["threads"] == t]
         print(f"\n### {t} thread{'s' if t > 1 else ''}\n")

@@ -26,13 +26,23 @@ fn main() {
     let mut o = vec![0f32; n];
     println!("| kernel | ns per 1024 | ns/value |");
     println!("|---|---|---|");
-    for (name, op) in [("exp", UnOp::Exp), ("sigmoid", UnOp::Sigmoid), ("tanh", UnOp::Tanh), ("erf", UnOp::Erf), ("relu", UnOp::Relu)] {
+    for (name, op) in [
+        ("exp", UnOp::Exp),
+        ("sigmoid", UnOp::Sigmoid),
+        ("tanh", UnOp::Tanh),
+        ("erf", UnOp::Erf),
+        ("relu", UnOp::Relu),
+    ] {
         let ns = time(|| {
             let _ = unary(isa, op, &x, &mut o);
         });
         println!("| {name} | {ns:.0} | {:.3} |", ns / n as f64);
     }
-    for (name, op) in [("add", BinOp::Add), ("mul", BinOp::Mul), ("div", BinOp::Div)] {
+    for (name, op) in [
+        ("add", BinOp::Add),
+        ("mul", BinOp::Mul),
+        ("div", BinOp::Div),
+    ] {
         let ns = time(|| {
             let _ = binary(isa, op, Src::Slice(&x), Src::Slice(&y), &mut o);
         });

@@ -84,7 +84,16 @@ pub(crate) unsafe fn rows<V: Vf32, const NB: usize, const P: usize>(
         let kys = valid_ky(iy0, h, kh, b.win.d[0]);
         // SAFETY: forwarded contract; tiles stay inside `lo..hi`.
         let ox = unsafe { sweep::<V, NB, P>(b, out, (oy, iy0, kys), lo, (lo, hi)) };
-        // Narrow rows and the rest of wide ones: tiles of four pixels.
+        // Rows narrower than a wide tile and the rest of wide ones: tiles of eight pixels
+        // (enough independent accumulators to keep the multiply-adds busy), where the wide
+        // tile is wider.
+        let ox = if P > 8 {
+            // SAFETY: as above.
+            unsafe { sweep::<V, NB, 8>(b, out, (oy, iy0, kys), ox, (lo, hi)) }
+        } else {
+            ox
+        };
+        // The rest: tiles of four pixels.
         // SAFETY: as above.
         let mut ox = unsafe { sweep::<V, NB, 4>(b, out, (oy, iy0, kys), ox, (lo, hi)) };
         if ox < hi && hi - lo >= 4 {

@@ -55,6 +55,9 @@ pub(crate) struct State {
     scan_bufs: Vec<(Vec<usize>, Vec<u8>)>,
 }
 
+/// Heap tensors at least this large move between control-flow values instead of being copied.
+const MOVE_MIN_BYTES: usize = 16 << 10;
+
 fn kerr(step: &Step, msg: impl Into<String>) -> RuntimeError {
     RuntimeError::Kernel {
         step: step.name.clone(),
@@ -528,7 +531,7 @@ impl State {
                 ((Some(kernel), view), _) => {
                     self.run_kernel(plan, (gi, si), step, (kernel, view), inputs)?
                 }
-                (_, "If") => self.run_if(plan, step, inputs)?,
+                (_, "If") => self.run_if(plan, (gi, si), step, inputs)?,
                 (_, "Loop") => self.run_loop(plan, step, inputs)?,
                 (_, "Scan") => self.run_scan(plan, step, inputs)?,
                 _ => {
@@ -861,6 +864,7 @@ impl State {
     fn run_if(
         &mut self,
         plan: &Plan,
+        (gi, si): (u32, usize),
         step: &Step,
         inputs: &[TensorIn<'_>],
     ) -> Result<(), RuntimeError> {
@@ -882,9 +886,53 @@ impl State {
             let (Some(t), Some(&src)) = (*o, outs.get(k)) else {
                 continue;
             };
-            self.copy_tensor(plan, inputs, src, t)?;
+            // A branch result nothing reads after this step is handed on, not copied.
+            if !(plan.movable_after(gi, si, src) && self.move_tensor(plan, src, t)?) {
+                self.copy_tensor(plan, inputs, src, t)?;
+            }
         }
         Ok(())
+    }
+
+    /// Moves heap tensor `src`'s buffer and dims to `dst` (both dynamic); `false` (nothing
+    /// done) where either is planned elsewhere or `src` holds no heap buffer of at least
+    /// [`MOVE_MIN_BYTES`]. The caller guarantees nothing reads `src` before it is produced again.
+    fn move_tensor(&mut self, plan: &Plan, src: u32, dst: u32) -> Result<bool, RuntimeError> {
+        let dynamic = |t: u32| matches!(plan.storage(t), Storage::Dynamic);
+        // Small tensors are copied: a copy costs next to nothing, and a small tensor holding
+        // on to a large pooled buffer would leave the pool short.
+        let large = matches!(self.slots[src as usize], Slot::Heap(_, len) if len >= MOVE_MIN_BYTES);
+        if src == dst || !dynamic(src) || !dynamic(dst) || !large {
+            return Ok(false);
+        }
+        if let Some(p) = self.planned(plan, dst) {
+            if p.as_slice() != self.dims[src as usize].as_slice() {
+                return Err(RuntimeError::Kernel {
+                    step: plan.meta().tensors[dst as usize].name.clone(),
+                    kernel: "store".into(),
+                    msg: format!(
+                        "produced dims {:?}, the plan says {p:?}",
+                        self.dims[src as usize]
+                    ),
+                });
+            }
+        }
+        // `dst`'s old buffer stays with `src` (holding nothing) for its next production: the
+        // two trade buffers, so warm runs keep the same buffers and allocate nothing.
+        let moved = std::mem::replace(&mut self.slots[src as usize], Slot::Empty);
+        if let Slot::Heap(v, len) = std::mem::replace(&mut self.slots[dst as usize], moved) {
+            self.heap_now = self.heap_now.saturating_sub(len);
+            self.slots[src as usize] = Slot::Heap(v, 0);
+        }
+        let (a, b) = if src < dst {
+            let (lo, hi) = self.dims.split_at_mut(dst as usize);
+            (&lo[src as usize], &mut hi[0])
+        } else {
+            let (lo, hi) = self.dims.split_at_mut(src as usize);
+            (&hi[0], &mut lo[dst as usize])
+        };
+        set_dims(b, a);
+        Ok(true)
     }
 
     fn run_loop(
@@ -938,6 +986,16 @@ impl State {
             let o = g.outputs[k + 1];
             o != g.inputs[k + 2] && g.inputs.contains(&o)
         });
+        // Carried results the body's own steps produce (each iteration makes them anew, and
+        // no other carried value is the same tensor) trade buffers with the body's inputs
+        // between iterations instead of being copied.
+        let movable: SmallVec<[bool; 8]> = (0..n_carried)
+            .map(|k| {
+                let o = g.outputs[k + 1];
+                let once = (0..n_carried).filter(|&j| g.outputs[j + 1] == o).count() == 1;
+                once && g.steps.iter().any(|s| s.outputs.contains(&Some(o)))
+            })
+            .collect();
         let mut scans = std::mem::take(&mut self.scan_bufs);
         if scans.len() < n_scan {
             scans.resize_with(n_scan, Default::default);
@@ -952,7 +1010,7 @@ impl State {
             inputs,
             body,
             (max_trips, cond),
-            aliased,
+            (aliased, &movable),
             &mut scans,
         );
         let r = r.and_then(|trips| {
@@ -996,7 +1054,7 @@ impl State {
         inputs: &[TensorIn<'_>],
         body: u32,
         (max_trips, mut cond): (Option<i64>, bool),
-        aliased: bool,
+        (aliased, movable): (bool, &[bool]),
         scans: &mut [(Vec<usize>, Vec<u8>)],
     ) -> Result<i64, RuntimeError> {
         let g = &plan.meta().graphs[body as usize];
@@ -1014,8 +1072,11 @@ impl State {
                         self.write(plan, g.inputs[k + 2], d, b)?;
                     }
                 } else {
-                    for k in 0..n_carried {
-                        self.copy_tensor(plan, inputs, g.outputs[k + 1], g.inputs[k + 2])?;
+                    for (k, &mv) in movable.iter().enumerate().take(n_carried) {
+                        let (src, dst) = (g.outputs[k + 1], g.inputs[k + 2]);
+                        if !(mv && self.move_tensor(plan, src, dst)?) {
+                            self.copy_tensor(plan, inputs, src, dst)?;
+                        }
                     }
                 }
             }

@@ -30,6 +30,10 @@ pub struct Plan {
     file: PlanFile,
     /// Per graph, per step: the dynamic (heap) tensors whose last use is that step.
     free_after: Vec<Vec<Vec<u32>>>,
+    /// Per graph, per step: the dynamic tensors the graph owns but does not release (its
+    /// inputs, what its steps' sub-plans produce) whose last use in the graph is that step and
+    /// that are not its outputs: control flow at that step may move them instead of copying.
+    movable_after: Vec<Vec<Vec<u32>>>,
     /// Per graph, per step: the kernel function (`None` for If/Loop/Scan, which the executor
     /// runs) and whether it is a reshape that may be a view, resolved once at load.
     kernels: Vec<Vec<StepKernel>>,
@@ -139,6 +143,63 @@ fn free_lists(p: &sod2_format::Plan) -> Vec<Vec<Vec<u32>>> {
         .collect()
 }
 
+/// Tensors produced by a graph's steps, including inside their sub-plans.
+fn produced(p: &sod2_format::Plan, g: &sod2_format::Graph, out: &mut Vec<u32>) {
+    for s in &g.steps {
+        out.extend(s.outputs.iter().flatten());
+        for &b in &s.bodies {
+            produced(p, &p.graphs[b as usize], out);
+        }
+    }
+}
+
+/// For every graph and step, the dynamic tensors the graph owns but never releases (its inputs
+/// and what its steps' sub-plans produce; never a tensor captured from an enclosing graph, nor
+/// one its own steps produce, which `free_lists` hands back to the pool) whose last use in the
+/// graph is that step and that are not outputs of the graph: nothing reads them after the step,
+/// so a control-flow step may trade buffers with them instead of copying (each keeps the other's
+/// buffer, so warm runs allocate nothing).
+fn movable_lists(p: &sod2_format::Plan) -> Vec<Vec<Vec<u32>>> {
+    p.graphs
+        .iter()
+        .map(|g| {
+            let mut owned: Vec<u32> = g.inputs.clone();
+            for s in &g.steps {
+                for &b in &s.bodies {
+                    produced(p, &p.graphs[b as usize], &mut owned);
+                }
+            }
+            let mine: std::collections::HashSet<u32> = g
+                .steps
+                .iter()
+                .flat_map(|s| s.outputs.iter().flatten().copied())
+                .collect();
+            let owned: std::collections::HashSet<u32> =
+                owned.into_iter().filter(|t| !mine.contains(t)).collect();
+            let mut last: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+            for (i, s) in g.steps.iter().enumerate() {
+                let mut r: Vec<u32> = s.inputs.iter().flatten().copied().collect();
+                for &b in &s.bodies {
+                    let body = &p.graphs[b as usize];
+                    r.extend(&body.outputs);
+                    reads(p, body, &mut r);
+                }
+                for t in r {
+                    last.insert(t, i);
+                }
+            }
+            let mut lists = vec![Vec::new(); g.steps.len()];
+            for (t, i) in last {
+                let dynamic = matches!(p.tensors[t as usize].storage, Storage::Dynamic);
+                if dynamic && owned.contains(&t) && !g.outputs.contains(&t) {
+                    lists[i].push(t);
+                }
+            }
+            lists
+        })
+        .collect()
+}
+
 /// Name, element type and dims (as text) of a model input or output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IoInfo {
@@ -183,6 +244,7 @@ impl Plan {
     fn with_tables(bytes: Bytes, file: PlanFile) -> Plan {
         Plan {
             free_after: free_lists(&file.plan),
+            movable_after: movable_lists(&file.plan),
             kernels: kernel_table(&file.plan),
             decoded: decode_slots(&file.plan),
             packed: decode_slots(&file.plan),
@@ -303,6 +365,12 @@ impl Plan {
     /// Dynamic tensors to release after step `step` of graph `graph`.
     pub(crate) fn free_after(&self, graph: u32, step: usize) -> &[u32] {
         &self.free_after[graph as usize][step]
+    }
+
+    /// Whether control flow at step `step` of `graph` may move tensor `t` (see
+    /// `movable_lists`).
+    pub(crate) fn movable_after(&self, graph: u32, step: usize, t: u32) -> bool {
+        self.movable_after[graph as usize][step].contains(&t)
     }
 
     pub(crate) fn storage(&self, t: u32) -> Storage {

@@ -684,6 +684,30 @@ impl State {
                     return Ok(());
                 }
             }
+            // A large heap input whose last use this is: its buffer becomes the output's.
+            if let (Some(Some(x)), Some(Some(y)), Some(Some(d))) =
+                (step.inputs.first(), step.outputs.first(), planned.first())
+            {
+                let bytes = numel(d) * p.tensors[*y as usize].dtype.size();
+                // Large buffers only (see `MOVE_MIN_BYTES`).
+                let whole = bytes >= MOVE_MIN_BYTES
+                    && matches!(self.slots[*x as usize], Slot::Heap(_, len) if len == bytes);
+                if whole
+                    && out_ranges.first() == Some(&None)
+                    && p.tensors[*x as usize].dtype == p.tensors[*y as usize].dtype
+                    && plan.free_after(at.0, at.1).contains(x)
+                {
+                    if let Some(Some(v)) = heap.first_mut().map(Option::take) {
+                        // The output's own (unused) buffer goes back to the pool.
+                        self.give_back(v);
+                    }
+                    let moved = std::mem::replace(&mut self.slots[*x as usize], Slot::Empty);
+                    self.slots[*y as usize] = moved;
+                    set_dims(&mut self.dims[*y as usize], d);
+                    self.last_len[*y as usize] = bytes;
+                    return Ok(());
+                }
+            }
         }
         // Input ranges inside the arena, for the disjointness check.
         let mut in_arena: SmallVec<[(usize, usize); 8]> = SmallVec::new();

@@ -748,7 +748,11 @@ impl Planner<'_> {
     /// sized by execution-determined symbols stay on the heap), and the tensors of each as
     /// (request, tensor) pairs. With the memory plan on, a reshape (`Reshape`, `Flatten`,
     /// `Squeeze`, `Unsqueeze`) of an arena tensor is a *view*: it shares its input's request,
-    /// whose lifetime grows to cover both, and the runtime skips the copy.
+    /// whose lifetime grows to cover both, and the runtime skips the copy. Likewise an If
+    /// output that a branch passes through unchanged from an outer arena tensor of the same
+    /// dims whose request ends at the If: the output takes that request, so the pass-through
+    /// branch copies nothing (the other branch's result is copied in after the branch has run,
+    /// when the outer tensor is no longer read).
     fn buffer_reqs(
         &mut self,
         order: &[NodeId],
@@ -781,7 +785,13 @@ impl Planner<'_> {
                 _ => None,
             };
             let outs = node.outputs.clone();
-            for v in outs.into_iter().flatten() {
+            let bodies: Vec<Vec<ValueId>> = if views && node.op == OpKind::If {
+                node.bodies.iter().map(|(_, b)| b.outputs.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            for (k, v) in outs.into_iter().enumerate() {
+                let Some(v) = v else { continue };
                 let dims = self.dims_of(v)?;
                 let uses_fresh = dims.iter().any(|&e| {
                     self.arena
@@ -796,7 +806,32 @@ impl Planner<'_> {
                     continue;
                 };
                 let last_use = last.get(&v).copied().unwrap_or(i).max(i);
-                if let Some(k) = view_of {
+                // An If output passed through by a branch from an outer arena tensor of the same
+                // dims and type whose request ends here.
+                let mut pass = None;
+                for outs in &bodies {
+                    let Some(&x) = outs.get(k) else { continue };
+                    let Some(&r) = req_of.get(&x) else { continue };
+                    // No branch returns `x` as another output too (copied after this one has
+                    // overwritten it).
+                    let elsewhere = bodies
+                        .iter()
+                        .any(|o| o.iter().enumerate().any(|(j, &y)| j != k && y == x));
+                    if elsewhere {
+                        continue;
+                    }
+                    let same = self.dims_of(x)? == dims
+                        && self
+                            .tensor_of
+                            .get(&x)
+                            .map(|&tx| self.plan.tensors[tx as usize].dtype)
+                            == Some(self.plan.tensors[t as usize].dtype);
+                    if same && reqs[r].last == i {
+                        pass = Some(r);
+                        break;
+                    }
+                }
+                if let Some(k) = view_of.or(pass) {
                     reqs[k].last = reqs[k].last.max(last_use);
                     req_of.insert(v, k);
                     owners.push((k, t));

@@ -475,6 +475,12 @@ impl State {
                 self.write(plan, dst, &dims, plan.weight(offset, len))
             }
             Storage::Input(i) => self.write(plan, dst, &dims, inputs[i as usize].data),
+            Storage::Arena { .. } | Storage::Dynamic
+                if matches!(self.slots[src as usize], Slot::Arena)
+                    && matches!(plan.storage(dst), Storage::Arena { .. }) =>
+            {
+                self.arena_to_arena(plan, src, dst, &dims)
+            }
             Storage::Arena { .. } | Storage::Dynamic => {
                 if matches!(self.slots[src as usize], Slot::Heap(..)) {
                     // Lend the source buffer out of its slot while the destination is written.
@@ -504,6 +510,49 @@ impl State {
         };
         self.scratch_dims = dims;
         r
+    }
+
+    /// [`Self::copy_tensor`] between two arena tensors: one move inside the arena, none where
+    /// the plan placed both on the same range (a pass-through If output).
+    fn arena_to_arena(
+        &mut self,
+        plan: &Plan,
+        src: u32,
+        dst: u32,
+        dims: &[usize],
+    ) -> Result<(), RuntimeError> {
+        let name = || plan.meta().tensors[dst as usize].name.clone();
+        if let Some(p) = self.planned(plan, dst) {
+            if p.as_slice() != dims {
+                return Err(RuntimeError::Kernel {
+                    step: name(),
+                    kernel: "store".into(),
+                    msg: format!("produced dims {dims:?}, the plan says {p:?}"),
+                });
+            }
+        }
+        set_dims(&mut self.dims[dst as usize], dims);
+        let (Some((so, sl)), Some((d, dl))) =
+            (self.arena_range(plan, src), self.arena_range(plan, dst))
+        else {
+            return Err(RuntimeError::Kernel {
+                step: name(),
+                kernel: "store".into(),
+                msg: "arena offset unknown".into(),
+            });
+        };
+        if sl != dl || so + sl > self.arena_len || d + dl > self.arena_len {
+            return Err(RuntimeError::Kernel {
+                step: name(),
+                kernel: "store".into(),
+                msg: format!("{sl} bytes for an arena range of {dl}"),
+            });
+        }
+        if so != d {
+            bytemuck::cast_slice_mut::<u64, u8>(&mut self.arena).copy_within(so..so + sl, d);
+        }
+        self.slots[dst as usize] = Slot::Arena;
+        Ok(())
     }
 
     fn owned(

@@ -2,7 +2,7 @@
 use sod2_format::DType;
 use sod2_kernels::elementwise::{binary, binary_f32_simd, erf, select, unary};
 use sod2_kernels::shape::broadcast_shape;
-use sod2_kernels::simd::BinOp;
+use sod2_kernels::simd::{self, BinOp, Isa, UnOp};
 
 use super::{floats_of, typed, typed_mut, Ctx, Kernel};
 
@@ -287,16 +287,22 @@ fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             // f32 paths for the hot ops, f64 math for the rest.
             let xs = typed::<f32>(x.data);
             let o = typed_mut::<f32>(out)?;
-            match op {
-                "Relu" => unary(&xs, o, |v: f32| if v < 0.0 { 0.0 } else { v }),
-                "Sigmoid" => unary(&xs, o, |v: f32| {
-                    1.0 / (1.0 + sod2_kernels::elementwise::exp_fast(-v))
-                }),
-                "Erf" => unary(&xs, o, erf),
-                "Sqrt" => unary(&xs, o, f32::sqrt),
-                "Exp" => unary(&xs, o, f32::exp),
-                "Tanh" => unary(&xs, o, f32::tanh),
-                _ => unary(&xs, o, |v: f32| f(f64::from(v)) as f32),
+            // The ops the SIMD kernels have (the fused programs' own), else f64 math.
+            let simd_op = match op {
+                "Relu" => Some(UnOp::Relu),
+                "Sigmoid" => Some(UnOp::Sigmoid),
+                "Erf" => Some(UnOp::Erf),
+                "Sqrt" => Some(UnOp::Sqrt),
+                "Exp" => Some(UnOp::Exp),
+                "Tanh" => Some(UnOp::Tanh),
+                "Neg" => Some(UnOp::Neg),
+                "Abs" => Some(UnOp::Abs),
+                "Reciprocal" => Some(UnOp::Recip),
+                _ => None,
+            };
+            match simd_op {
+                Some(u) => simd::unary(Isa::detect(), u, &xs, o)?,
+                None => unary(&xs, o, |v: f32| f(f64::from(v)) as f32),
             }
         }
         (DType::F64, Some(f)) => {

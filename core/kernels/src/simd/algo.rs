@@ -37,6 +37,26 @@ pub(crate) unsafe fn exp<V: Vf32>(x: V) -> V {
     }
 }
 
+/// `e^x` per lane for the arguments of a softmax (`x − max`, never positive): [`exp`] without
+/// its upper clamp and overflow select (two operations fewer per vector), the same values
+/// (0 below `EXP_LO`, so no denormal reaches the sums and products that follow).
+#[inline(always)]
+unsafe fn exp_nonpos<V: Vf32>(x: V) -> V {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        let lo = V::splat(EXP_LO);
+        let xc = x.max(lo);
+        let n = xc.mul(V::splat(LOG2E)).round();
+        let r = n.mul_add(V::splat(-LN2_HI), xc);
+        let r = n.mul_add(V::splat(-LN2_LO), r);
+        let mut p = V::splat(0.001_388_982);
+        for c in [0.008_333_452, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
+            p = p.mul_add(r, V::splat(c));
+        }
+        x.select_lt(lo, V::splat(0.0), p.mul(n.pow2i()))
+    }
+}
+
 /// `erf(x)` per lane (Abramowitz & Stegun 7.1.26, as the scalar `erf`).
 #[inline(always)]
 unsafe fn erf<V: Vf32>(x: V) -> V {
@@ -313,7 +333,7 @@ pub(crate) unsafe fn softmax_row<V: Vf32>(x: &mut [f32], log: bool) {
         let mut i = 0;
         while i + l <= n {
             let p = x.as_mut_ptr().add(i);
-            let e = exp(V::load(p).sub(vm));
+            let e = exp_nonpos(V::load(p).sub(vm));
             if !log {
                 e.store(p);
             }
@@ -324,7 +344,7 @@ pub(crate) unsafe fn softmax_row<V: Vf32>(x: &mut [f32], log: bool) {
         if i < n {
             let mut t = [f32::NEG_INFINITY; MAX_LANES];
             t[..n - i].copy_from_slice(&x[i..]);
-            let e = exp(V::load(t.as_ptr()).sub(vm));
+            let e = exp_nonpos(V::load(t.as_ptr()).sub(vm));
             e.store(t.as_mut_ptr());
             for k in 0..n - i {
                 s += t[k];
@@ -478,12 +498,12 @@ unsafe fn exp_sum<V: Vf32>(x: &mut [f32], mx: f32) -> f32 {
         let p = x.as_mut_ptr();
         let vm = V::splat(mx);
         // The last (overlapping) vector is computed before anything is stored.
-        let elast = exp(V::load(p.add(last)).sub(vm));
+        let elast = exp_nonpos(V::load(p.add(last)).sub(vm));
         let (mut s0, mut s1) = (V::splat(0.0), V::splat(0.0));
         let mut i = 0;
         while i + 2 * l <= n {
-            let a = exp(V::load(p.add(i)).sub(vm));
-            let b = exp(V::load(p.add(i + l)).sub(vm));
+            let a = exp_nonpos(V::load(p.add(i)).sub(vm));
+            let b = exp_nonpos(V::load(p.add(i + l)).sub(vm));
             a.store(p.add(i));
             b.store(p.add(i + l));
             s0 = s0.add(a);
@@ -491,7 +511,7 @@ unsafe fn exp_sum<V: Vf32>(x: &mut [f32], mx: f32) -> f32 {
             i += 2 * l;
         }
         if i + l <= n {
-            let a = exp(V::load(p.add(i)).sub(vm));
+            let a = exp_nonpos(V::load(p.add(i)).sub(vm));
             a.store(p.add(i));
             s0 = s0.add(a);
             i += l;

@@ -103,30 +103,40 @@ fn reads(p: &sod2_format::Plan, g: &sod2_format::Graph, out: &mut Vec<u32>) {
     }
 }
 
+/// The step of `g` that last uses each tensor (reads or writes it, or reads it inside the
+/// step's sub-plans).
+fn last_uses(
+    p: &sod2_format::Plan,
+    g: &sod2_format::Graph,
+) -> std::collections::HashMap<u32, usize> {
+    let mut last = std::collections::HashMap::new();
+    for (i, s) in g.steps.iter().enumerate() {
+        let mut r: Vec<u32> = s
+            .inputs
+            .iter()
+            .flatten()
+            .chain(s.outputs.iter().flatten())
+            .copied()
+            .collect();
+        for &b in &s.bodies {
+            let body = &p.graphs[b as usize];
+            r.extend(&body.outputs);
+            reads(p, body, &mut r);
+        }
+        for t in r {
+            last.insert(t, i);
+        }
+    }
+    last
+}
+
 /// For every graph and step, the dynamic tensors whose last use is that step (uses inside a
 /// step's sub-plans count for the step; graph outputs and inputs are never freed early).
 fn free_lists(p: &sod2_format::Plan) -> Vec<Vec<Vec<u32>>> {
     p.graphs
         .iter()
         .map(|g| {
-            let mut last: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-            for (i, s) in g.steps.iter().enumerate() {
-                let mut r: Vec<u32> = s
-                    .inputs
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .chain(s.outputs.iter().flatten().copied())
-                    .collect();
-                for &b in &s.bodies {
-                    let body = &p.graphs[b as usize];
-                    r.extend(&body.outputs);
-                    reads(p, body, &mut r);
-                }
-                for t in r {
-                    last.insert(t, i);
-                }
-            }
+            let last = last_uses(p, g);
             let keep: std::collections::HashSet<u32> =
                 g.outputs.iter().chain(&g.inputs).copied().collect();
             let mut lists = vec![Vec::new(); g.steps.len()];
@@ -176,18 +186,7 @@ fn movable_lists(p: &sod2_format::Plan) -> Vec<Vec<Vec<u32>>> {
                 .collect();
             let owned: std::collections::HashSet<u32> =
                 owned.into_iter().filter(|t| !mine.contains(t)).collect();
-            let mut last: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-            for (i, s) in g.steps.iter().enumerate() {
-                let mut r: Vec<u32> = s.inputs.iter().flatten().copied().collect();
-                for &b in &s.bodies {
-                    let body = &p.graphs[b as usize];
-                    r.extend(&body.outputs);
-                    reads(p, body, &mut r);
-                }
-                for t in r {
-                    last.insert(t, i);
-                }
-            }
+            let last = last_uses(p, g);
             let mut lists = vec![Vec::new(); g.steps.len()];
             for (t, i) in last {
                 let dynamic = matches!(p.tensors[t as usize].storage, Storage::Dynamic);

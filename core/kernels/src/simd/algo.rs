@@ -23,17 +23,26 @@ pub(crate) unsafe fn exp<V: Vf32>(x: V) -> V {
     unsafe {
         let lo = V::splat(EXP_LO);
         let hi = V::splat(EXP_HI);
-        let xc = x.max(lo).min(hi);
-        let n = xc.mul(V::splat(LOG2E)).round();
-        let r = n.mul_add(V::splat(-LN2_HI), xc);
+        let y = exp_in_range(x.max(lo).min(hi));
+        let y = x.select_lt(lo, V::splat(0.0), y);
+        hi.select_lt(x, V::splat(f32::INFINITY), y)
+    }
+}
+
+/// `e^x` per lane for `x` in `[EXP_LO, EXP_HI]`: `x = n·ln 2 + r` (Cody-Waite), a degree-6
+/// polynomial in `r`, times `2^n` from the exponent bits.
+#[inline(always)]
+unsafe fn exp_in_range<V: Vf32>(x: V) -> V {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        let n = x.mul(V::splat(LOG2E)).round();
+        let r = n.mul_add(V::splat(-LN2_HI), x);
         let r = n.mul_add(V::splat(-LN2_LO), r);
         let mut p = V::splat(0.001_388_982);
         for c in [0.008_333_452, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
             p = p.mul_add(r, V::splat(c));
         }
-        let y = p.mul(n.pow2i());
-        let y = x.select_lt(lo, V::splat(0.0), y);
-        hi.select_lt(x, V::splat(f32::INFINITY), y)
+        p.mul(n.pow2i())
     }
 }
 
@@ -45,15 +54,7 @@ unsafe fn exp_nonpos<V: Vf32>(x: V) -> V {
     // SAFETY: lane arithmetic on a vector type the caller may use.
     unsafe {
         let lo = V::splat(EXP_LO);
-        let xc = x.max(lo);
-        let n = xc.mul(V::splat(LOG2E)).round();
-        let r = n.mul_add(V::splat(-LN2_HI), xc);
-        let r = n.mul_add(V::splat(-LN2_LO), r);
-        let mut p = V::splat(0.001_388_982);
-        for c in [0.008_333_452, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
-            p = p.mul_add(r, V::splat(c));
-        }
-        x.select_lt(lo, V::splat(0.0), p.mul(n.pow2i()))
+        x.select_lt(lo, V::splat(0.0), exp_in_range(x.max(lo)))
     }
 }
 

@@ -54,20 +54,32 @@ pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usiz
         }
         return;
     }
-    fn typed<T: bytemuck::Pod>(x: &[u8], out: &mut [u8], od: &[usize], ps: &[usize]) -> bool {
+    // A (batched) matrix transpose, e.g. NCHW <-> NHWC: `((batches, batch stride), (rows,
+    // columns, column stride))`.
+    type Matrix = ((usize, usize), (usize, usize, usize));
+    let matrix: Option<Matrix> = ((r == 2 && ps[0] == 1) || (r == 3 && ps[1] == 1)).then(|| {
+        let batch = if r == 3 { (od[0], ps[0]) } else { (1, 0) };
+        (batch, (od[r - 2], od[r - 1], ps[r - 1]))
+    });
+    fn typed<T: bytemuck::Pod>(
+        x: &[u8],
+        out: &mut [u8],
+        od: &[usize],
+        ps: &[usize],
+        matrix: Option<Matrix>,
+    ) -> bool {
         match (
             bytemuck::try_cast_slice::<u8, T>(x),
             bytemuck::try_cast_slice_mut::<u8, T>(out),
         ) {
             (Ok(xt), Ok(ot)) => {
-                let r = od.len();
-                if (r == 2 && ps[0] == 1) || (r == 3 && ps[1] == 1) {
-                    // A (batched) matrix transpose, e.g. NCHW <-> NHWC: in square blocks, so
-                    // both the reads and the writes stay within a few cache lines.
-                    let (nb, sb) = if r == 3 { (od[0], ps[0]) } else { (1, 0) };
-                    blocked_transpose(xt, ot, nb, sb, od[r - 2], od[r - 1], ps[r - 1]);
-                } else {
-                    crate::shape::for_each_offset(od, [ps], |o, [i]| ot[o] = xt[i]);
+                match matrix {
+                    // In square blocks, so both the reads and the writes stay within a few
+                    // cache lines.
+                    Some(((nb, sb), (rows, cols, sj))) => {
+                        blocked_transpose(xt, ot, nb, sb, rows, cols, sj)
+                    }
+                    None => crate::shape::for_each_offset(od, [ps], |o, [i]| ot[o] = xt[i]),
                 }
                 true
             }
@@ -102,27 +114,24 @@ pub fn transpose(x: &[u8], d: &[usize], perm: &[usize], out: &mut [u8], es: usiz
             }
         }
     }
-    let r = od.len();
-    if es == 4 && ((r == 2 && ps[0] == 1) || (r == 3 && ps[1] == 1)) {
-        // A (batched) matrix of 4-byte values: squares transposed in vector registers (moves
-        // and shuffles only, so any bit pattern passes through unchanged).
+    if let (4, Some((batch, mat))) = (es, matrix) {
+        // A matrix of 4-byte values: squares transposed in vector registers (moves and
+        // shuffles only, so any bit pattern passes through unchanged).
         if let (Ok(xf), Ok(of)) = (
             bytemuck::try_cast_slice::<u8, f32>(x),
             bytemuck::try_cast_slice_mut::<u8, f32>(out),
         ) {
-            let (nb, sb) = if r == 3 { (od[0], ps[0]) } else { (1, 0) };
             let isa = crate::simd::Isa::detect();
-            let mat = (od[r - 2], od[r - 1], ps[r - 1]);
-            if crate::simd::transpose(isa, xf, of, (nb, sb), mat).is_ok() {
+            if crate::simd::transpose(isa, xf, of, batch, mat).is_ok() {
                 return;
             }
         }
     }
     let done = match es {
-        1 => typed::<u8>(x, out, &od, &ps),
-        2 => typed::<u16>(x, out, &od, &ps),
-        4 => typed::<u32>(x, out, &od, &ps),
-        8 => typed::<u64>(x, out, &od, &ps),
+        1 => typed::<u8>(x, out, &od, &ps, matrix),
+        2 => typed::<u16>(x, out, &od, &ps, matrix),
+        4 => typed::<u32>(x, out, &od, &ps, matrix),
+        8 => typed::<u64>(x, out, &od, &ps, matrix),
         _ => false,
     };
     if !done {

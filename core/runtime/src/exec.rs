@@ -415,15 +415,7 @@ impl State {
         bytes: &[u8],
     ) -> Result<(), RuntimeError> {
         let tensor = &plan.meta().tensors[t as usize];
-        if let Some(p) = self.planned(plan, t) {
-            if p.as_slice() != dims {
-                return Err(RuntimeError::Kernel {
-                    step: tensor.name.clone(),
-                    kernel: "store".into(),
-                    msg: format!("produced dims {dims:?}, the plan says {p:?}"),
-                });
-            }
-        }
+        self.check_planned(plan, t, dims)?;
         set_dims(&mut self.dims[t as usize], dims);
         if let Storage::Arena { .. } = plan.storage(t) {
             if let Some((off, len)) = self.arena_range(plan, t) {
@@ -453,6 +445,34 @@ impl State {
         self.heap_peak = self.heap_peak.max(self.heap_now);
         self.slots[t as usize] = Slot::Heap(v, bytes.len());
         Ok(())
+    }
+
+    /// Checks dims about to be stored in `t` (outside a kernel) against the plan's, where it
+    /// knows them.
+    fn check_planned(&self, plan: &Plan, t: u32, dims: &[usize]) -> Result<(), RuntimeError> {
+        match self.planned(plan, t) {
+            Some(p) if p.as_slice() != dims => Err(RuntimeError::Kernel {
+                step: plan.meta().tensors[t as usize].name.clone(),
+                kernel: "store".into(),
+                msg: format!("produced dims {dims:?}, the plan says {p:?}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands heap tensor `src`'s buffer and `dims` to `dst`; `dst`'s old buffer stays with
+    /// `src` (holding nothing) for its next production, so the two trade buffers and warm runs
+    /// allocate nothing. The caller guarantees nothing reads `src` before it is produced again.
+    fn hand_over(&mut self, src: u32, dst: u32, dims: &[usize]) {
+        let moved = std::mem::replace(&mut self.slots[src as usize], Slot::Empty);
+        if let Slot::Heap(_, len) = moved {
+            self.last_len[dst as usize] = len;
+        }
+        if let Slot::Heap(v, len) = std::mem::replace(&mut self.slots[dst as usize], moved) {
+            self.heap_now = self.heap_now.saturating_sub(len);
+            self.slots[src as usize] = Slot::Heap(v, 0);
+        }
+        set_dims(&mut self.dims[dst as usize], dims);
     }
 
     /// Copies tensor `src` (any storage) into `dst`, reusing `dst`'s buffer or a pooled one, so
@@ -522,15 +542,7 @@ impl State {
         dims: &[usize],
     ) -> Result<(), RuntimeError> {
         let name = || plan.meta().tensors[dst as usize].name.clone();
-        if let Some(p) = self.planned(plan, dst) {
-            if p.as_slice() != dims {
-                return Err(RuntimeError::Kernel {
-                    step: name(),
-                    kernel: "store".into(),
-                    msg: format!("produced dims {dims:?}, the plan says {p:?}"),
-                });
-            }
-        }
+        self.check_planned(plan, dst, dims)?;
         set_dims(&mut self.dims[dst as usize], dims);
         let (Some((so, sl)), Some((d, dl))) =
             (self.arena_range(plan, src), self.arena_range(plan, dst))
@@ -581,7 +593,7 @@ impl State {
                     self.run_kernel(plan, (gi, si), step, (kernel, view), inputs)?
                 }
                 (_, "If") => self.run_if(plan, (gi, si), step, inputs)?,
-                (_, "Loop") => self.run_loop(plan, step, inputs)?,
+                (_, "Loop") => self.run_loop(plan, (gi, si), step, inputs)?,
                 (_, "Scan") => self.run_scan(plan, step, inputs)?,
                 _ => {
                     return Err(RuntimeError::UnknownKernel {
@@ -746,14 +758,12 @@ impl State {
                     && p.tensors[*x as usize].dtype == p.tensors[*y as usize].dtype
                     && plan.free_after(at.0, at.1).contains(x)
                 {
+                    // The output's own buffer (taken out above) goes to the input, which
+                    // hands it to the pool when it is released after this step.
                     if let Some(Some(v)) = heap.first_mut().map(Option::take) {
-                        // The output's own (unused) buffer goes back to the pool.
-                        self.give_back(v);
+                        self.slots[*y as usize] = Slot::Heap(v, 0);
                     }
-                    let moved = std::mem::replace(&mut self.slots[*x as usize], Slot::Empty);
-                    self.slots[*y as usize] = moved;
-                    set_dims(&mut self.dims[*y as usize], d);
-                    self.last_len[*y as usize] = bytes;
+                    self.hand_over(*x, *y, d);
                     return Ok(());
                 }
             }
@@ -978,39 +988,19 @@ impl State {
         if src == dst || !dynamic(src) || !dynamic(dst) || !large {
             return Ok(false);
         }
-        if let Some(p) = self.planned(plan, dst) {
-            if p.as_slice() != self.dims[src as usize].as_slice() {
-                return Err(RuntimeError::Kernel {
-                    step: plan.meta().tensors[dst as usize].name.clone(),
-                    kernel: "store".into(),
-                    msg: format!(
-                        "produced dims {:?}, the plan says {p:?}",
-                        self.dims[src as usize]
-                    ),
-                });
-            }
+        let dims = std::mem::take(&mut self.dims[src as usize]);
+        let checked = self.check_planned(plan, dst, &dims);
+        if checked.is_ok() {
+            self.hand_over(src, dst, &dims);
         }
-        // `dst`'s old buffer stays with `src` (holding nothing) for its next production: the
-        // two trade buffers, so warm runs keep the same buffers and allocate nothing.
-        let moved = std::mem::replace(&mut self.slots[src as usize], Slot::Empty);
-        if let Slot::Heap(v, len) = std::mem::replace(&mut self.slots[dst as usize], moved) {
-            self.heap_now = self.heap_now.saturating_sub(len);
-            self.slots[src as usize] = Slot::Heap(v, 0);
-        }
-        let (a, b) = if src < dst {
-            let (lo, hi) = self.dims.split_at_mut(dst as usize);
-            (&lo[src as usize], &mut hi[0])
-        } else {
-            let (lo, hi) = self.dims.split_at_mut(src as usize);
-            (&hi[0], &mut lo[dst as usize])
-        };
-        set_dims(b, a);
-        Ok(true)
+        self.dims[src as usize] = dims;
+        checked.map(|()| true)
     }
 
     fn run_loop(
         &mut self,
         plan: &Plan,
+        at: (u32, usize),
         step: &Step,
         inputs: &[TensorIn<'_>],
     ) -> Result<(), RuntimeError> {
@@ -1059,16 +1049,9 @@ impl State {
             let o = g.outputs[k + 1];
             o != g.inputs[k + 2] && g.inputs.contains(&o)
         });
-        // Carried results the body's own steps produce (each iteration makes them anew, and
-        // no other carried value is the same tensor) trade buffers with the body's inputs
+        // Carried results the body's own steps produce trade buffers with the body's inputs
         // between iterations instead of being copied.
-        let movable: SmallVec<[bool; 8]> = (0..n_carried)
-            .map(|k| {
-                let o = g.outputs[k + 1];
-                let once = (0..n_carried).filter(|&j| g.outputs[j + 1] == o).count() == 1;
-                once && g.steps.iter().any(|s| s.outputs.contains(&Some(o)))
-            })
-            .collect();
+        let movable = plan.carried_movable(at.0, at.1);
         let mut scans = std::mem::take(&mut self.scan_bufs);
         if scans.len() < n_scan {
             scans.resize_with(n_scan, Default::default);
@@ -1083,7 +1066,7 @@ impl State {
             inputs,
             body,
             (max_trips, cond),
-            (aliased, &movable),
+            (aliased, movable),
             &mut scans,
         );
         let r = r.and_then(|trips| {
@@ -1145,8 +1128,9 @@ impl State {
                         self.write(plan, g.inputs[k + 2], d, b)?;
                     }
                 } else {
-                    for (k, &mv) in movable.iter().enumerate().take(n_carried) {
+                    for k in 0..n_carried {
                         let (src, dst) = (g.outputs[k + 1], g.inputs[k + 2]);
+                        let mv = movable.get(k).copied().unwrap_or(false);
                         if !(mv && self.move_tensor(plan, src, dst)?) {
                             self.copy_tensor(plan, inputs, src, dst)?;
                         }

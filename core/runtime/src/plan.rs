@@ -34,6 +34,10 @@ pub struct Plan {
     /// inputs, what its steps' sub-plans produce) whose last use in the graph is that step and
     /// that are not its outputs: control flow at that step may move them instead of copying.
     movable_after: Vec<Vec<Vec<u32>>>,
+    /// Per graph, per step: for a Loop, which carried results the body's own steps produce
+    /// (made anew every iteration, and no other carried value is the same tensor), so they may
+    /// trade buffers with the body inputs they feed instead of being copied; empty otherwise.
+    carried_movable: Vec<Vec<Vec<bool>>>,
     /// Per graph, per step: the kernel function (`None` for If/Loop/Scan, which the executor
     /// runs) and whether it is a reshape that may be a view, resolved once at load.
     kernels: Vec<Vec<StepKernel>>,
@@ -199,6 +203,34 @@ fn movable_lists(p: &sod2_format::Plan) -> Vec<Vec<Vec<u32>>> {
         .collect()
 }
 
+/// For every graph and step: for a Loop step, per carried value, whether the body's own steps
+/// produce its result and no other carried value is the same tensor (see `carried_movable`).
+fn carried_lists(p: &sod2_format::Plan) -> Vec<Vec<Vec<bool>>> {
+    p.graphs
+        .iter()
+        .map(|g| {
+            g.steps
+                .iter()
+                .map(|s| {
+                    let body = match (s.kernel.as_str(), s.bodies.first()) {
+                        ("Loop", Some(&b)) => &p.graphs[b as usize],
+                        _ => return Vec::new(),
+                    };
+                    let carried = s.inputs.len().saturating_sub(2);
+                    let outs = body.outputs.get(1..).unwrap_or(&[]);
+                    let outs = &outs[..carried.min(outs.len())];
+                    outs.iter()
+                        .map(|&o| {
+                            let once = outs.iter().filter(|&&x| x == o).count() == 1;
+                            once && body.steps.iter().any(|b| b.outputs.contains(&Some(o)))
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Name, element type and dims (as text) of a model input or output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IoInfo {
@@ -244,6 +276,7 @@ impl Plan {
         Plan {
             free_after: free_lists(&file.plan),
             movable_after: movable_lists(&file.plan),
+            carried_movable: carried_lists(&file.plan),
             kernels: kernel_table(&file.plan),
             decoded: decode_slots(&file.plan),
             packed: decode_slots(&file.plan),
@@ -370,6 +403,12 @@ impl Plan {
     /// `movable_lists`).
     pub(crate) fn movable_after(&self, graph: u32, step: usize, t: u32) -> bool {
         self.movable_after[graph as usize][step].contains(&t)
+    }
+
+    /// For Loop step `step` of `graph`: per carried value, whether its result may trade
+    /// buffers with the body input it feeds (see `carried_lists`).
+    pub(crate) fn carried_movable(&self, graph: u32, step: usize) -> &[bool] {
+        &self.carried_movable[graph as usize][step]
     }
 
     pub(crate) fn storage(&self, t: u32) -> Storage {

@@ -3,7 +3,6 @@
 //! stack, through the SIMD kernels; intermediates never reach memory.
 use sod2_format::fused::{self as fz, Instr, OpCode, Operand};
 use sod2_format::{AttrValue, DType};
-use sod2_kernels::conv::Activation;
 use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel};
 use sod2_kernels::simd::{self, BinOp, Isa, Src, UnOp};
 
@@ -45,9 +44,9 @@ struct Spec {
     consts: Vec<f32>,
     /// Attention's prologue as `x · scale + coef · input`, when it has that form.
     affine: Option<Affine>,
-    /// A Conv anchor whose whole epilogue is `max(0, ·)`: the convolution applies it as it
-    /// stores its outputs, and nothing runs after it.
-    conv_relu: bool,
+    /// The anchor applies the whole epilogue itself (a Conv whose epilogue is `max(0, ·)`,
+    /// clamped as the convolution stores its outputs): nothing runs after it.
+    anchor_only: bool,
 }
 
 /// A prologue of the form `x · scale + coef · mask` (`mask` a program input), which attention
@@ -212,7 +211,11 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
             && i.a == Operand::Buf
             && pre_out == Operand::Temp(i.dst));
     Ok(Spec {
-        anchor,
+        anchor: if conv_relu {
+            Some(super::nn::conv_relu as Kernel)
+        } else {
+            anchor
+        },
         matmul: anchor_name == "MatMul",
         tail,
         pre_reads_inputs: matches!(pre_out, Operand::Input(_))
@@ -228,7 +231,7 @@ fn decode(c: &Ctx<'_, '_>) -> Result<Spec, String> {
         post_out,
         affine,
         consts,
-        conv_relu,
+        anchor_only: conv_relu,
     })
 }
 
@@ -258,16 +261,12 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             ins: c.ins[..spec.anchor_inputs].iter().cloned().collect(),
             outs: std::iter::once(out).collect(),
         };
-        let r = if spec.conv_relu {
-            super::nn::conv_with(&mut sub, Activation::Relu)
-        } else {
-            k(&mut sub)
-        };
+        let r = k(&mut sub);
         if let Some(slot) = c.outs.first_mut() {
             *slot = sub.outs.pop().flatten();
         }
         r?;
-        if spec.conv_relu {
+        if spec.anchor_only {
             return Ok(());
         }
     }

@@ -140,9 +140,14 @@ fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     conv_with(c, Activation::None)
 }
 
-/// Conv followed by `act`, which the kernels apply as they store the outputs (a fused step
-/// whose epilogue is exactly that activation).
-pub(crate) fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
+/// Conv then `max(0, ·)`, clamped as the kernels store the outputs (the anchor of a fused step
+/// whose epilogue is exactly that).
+pub(crate) fn conv_relu(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    conv_with(c, Activation::Relu)
+}
+
+/// Conv followed by `act`, which the kernels apply as they store the outputs.
+fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
     let version = c.version;
     let od = c.out(0)?.planned_dims()?;
     let g = c.int("group", 1) as usize;

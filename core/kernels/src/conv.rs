@@ -1,17 +1,6 @@
 //! Convolutions (2-D; 1-D runs as 2-D with a unit height) and transposed convolutions.
 
-/// Geometry of a 2-D window op.
-#[derive(Clone, Copy, Debug)]
-pub struct Window {
-    /// Kernel height and width.
-    pub k: [usize; 2],
-    /// Strides.
-    pub s: [usize; 2],
-    /// Dilations.
-    pub d: [usize; 2],
-    /// Padding at the beginning (top, left).
-    pub pb: [usize; 2],
-}
+pub use crate::geom::Window;
 
 /// What a convolution applies to its outputs as it writes them (an epilogue fused into the
 /// kernel, so the output is not read back in a second pass).
@@ -268,23 +257,6 @@ fn bias_act(
     }
 }
 
-/// The indices `lo..hi` of `0..count` whose mapped position `i * s + off` lies in `0..bound`
-/// (output columns reading inside the input for a convolution; input columns landing inside the
-/// output for a transposed one).
-fn valid_cols(count: usize, bound: usize, off: isize, s: usize) -> (usize, usize) {
-    let lo = if off >= 0 {
-        0
-    } else {
-        ((-off) as usize).div_ceil(s).min(count)
-    };
-    let hi = if (bound as isize) <= off {
-        lo
-    } else {
-        (((bound as isize - off - 1) as usize) / s + 1).clamp(lo, count)
-    };
-    (lo, hi)
-}
-
 /// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
 /// the input is copied once with its padding written out, and tiles of output channels × rows
 /// × pixel vectors accumulate every tap in registers, loading consecutive input values (at
@@ -355,7 +327,7 @@ pub fn conv2d_direct_on(
                     for kx in 0..kw {
                         let wv = wc[ky * kw + kx];
                         let off_x = (kx * win.d[1]) as isize - win.pb[1] as isize;
-                        let (lo, hi) = valid_cols(ow, wi, off_x, s1);
+                        let (lo, hi) = crate::geom::valid_cols(ow, wi, off_x, s1);
                         if lo >= hi {
                             continue;
                         }
@@ -708,7 +680,7 @@ fn im2col_row(
 ) {
     let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
     let off_x = (k[1] * win.d[1]) as isize - win.pb[1] as isize;
-    let (lo, hi) = valid_cols(ow, wi, off_x, s1);
+    let (lo, hi) = crate::geom::valid_cols(ow, wi, off_x, s1);
     for (j, r) in row.chunks_mut(ow).take(rows).enumerate() {
         let oy = oy0 + j;
         let iy = (oy * s0 + k[0] * win.d[0]) as isize - win.pb[0] as isize;
@@ -786,7 +758,7 @@ pub fn conv_transpose2d_f32(
                             let r = &cols[((ocg * kh + ky) * kw + kx) * hw..][..hw];
                             let off_x = (kx * win.d[1]) as isize - win.pb[1] as isize;
                             // Input columns whose output column `ix * s1 + off_x` is in 0..ow.
-                            let (lo, hi) = valid_cols(wi, ow, off_x, s1);
+                            let (lo, hi) = crate::geom::valid_cols(wi, ow, off_x, s1);
                             if lo >= hi {
                                 continue;
                             }

@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use super::vector::Vf32;
-use crate::conv::Window;
+use crate::geom::Window;
 
 /// Widest channel block (`NB × LANES`) any instruction set uses.
 pub(crate) const MAX_BLOCK: usize = 32;

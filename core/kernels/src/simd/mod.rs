@@ -167,7 +167,7 @@ impl UnOp {
             UnOp::Exp => d.exp(),
             UnOp::Sigmoid => 1.0 / (1.0 + (-d).exp()),
             UnOp::Tanh => d.tanh(),
-            UnOp::Erf => crate::elementwise::erf(x) as f64,
+            UnOp::Erf => crate::math::erf(x) as f64,
             UnOp::Relu => d.max(0.0),
             UnOp::Neg => -d,
             UnOp::Abs => d.abs(),
@@ -813,7 +813,7 @@ pub fn conv_planes(
     w: &[f32],
     bias: &[f32],
     dims: [usize; 5],
-    win: crate::conv::Window,
+    win: crate::geom::Window,
     relu: bool,
     out: &mut [f32],
 ) -> Result<(), String> {

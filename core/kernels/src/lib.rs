@@ -17,6 +17,7 @@ pub mod layout;
 pub mod linalg;
 pub mod math;
 pub mod par;
+pub mod pool;
 pub mod reduce;
 pub mod scratch;
 pub mod shape;

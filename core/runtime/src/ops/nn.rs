@@ -2,9 +2,10 @@
 use sod2_format::{DType, Storage};
 use sod2_kernels::conv::{
     conv2d_block_on, conv2d_block_prepacked, conv2d_direct_on, conv2d_gemm_act,
-    conv_transpose2d_f32, pool_nd, Activation, BlockPacking, PoolKind, PoolNd, Window,
+    conv_transpose2d_f32, Activation, BlockPacking, Window,
 };
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
+use sod2_kernels::pool::{pool_nd, PoolKind, PoolNd};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
 use sod2_kernels::shape::{axis, broadcast_shape, broadcast_strides, numel, strides};
 use sod2_kernels::simd::{self, BinOp, Src};

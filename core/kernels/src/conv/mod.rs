@@ -1,0 +1,97 @@
+//! Convolutions (2-D; 1-D runs as 2-D with a unit height) and transposed convolutions, in
+//! several versions with one contract (tested against the reference loops [`conv2d_f32`] and
+//! [`conv_transpose2d_reference`]):
+//!
+//! - `gemm`: im2col + GEMM (the default; 1×1 convolutions are a straight GEMM);
+//! - `direct`: direct rows vectorised along the output rows;
+//! - `block`: direct, vectorised across output channels over packed weights;
+//! - `packing`: the layouts those two read (packed weight blocks, inputs with their padding
+//!   written out) and the blocking decisions behind them;
+//! - `transpose`: transposed convolutions (GEMM + col2im).
+//!
+//! Above `linalg` (the GEMM) and `simd` (the register tiles), which know nothing of it.
+
+mod block;
+mod direct;
+mod gemm;
+mod packing;
+mod transpose;
+
+pub use block::{conv2d_block_f32, conv2d_block_on, conv2d_block_prepacked};
+pub use direct::{conv2d_direct_f32, conv2d_direct_on};
+pub use gemm::{conv2d_gemm_act, conv2d_gemm_f32};
+pub use packing::BlockPacking;
+pub use transpose::{conv_transpose2d_f32, conv_transpose2d_reference};
+
+pub use crate::geom::Window;
+
+/// What a convolution applies to its outputs as it writes them (an epilogue fused into the
+/// kernel, so the output is not read back in a second pass).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// The convolution (plus bias) itself.
+    #[default]
+    None,
+    /// `max(0, ·)`.
+    Relu,
+}
+
+impl Activation {
+    #[inline]
+    pub(crate) fn relu(self) -> bool {
+        self == Activation::Relu
+    }
+}
+
+/// Direct convolution: x `[n, c, h, w]`, w `[m, c/g, kh, kw]`, out `[n, m, oh, ow]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_f32(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    g: usize,
+    win: Window,
+    out: &mut [f32],
+    od: [usize; 4],
+) {
+    let [n, c, h, wi] = xd;
+    let [_, _, oh, ow] = od;
+    let cg = c / g;
+    let mg = m / g;
+    let [kh, kw] = win.k;
+    for b in 0..n {
+        for oc in 0..m {
+            let grp = oc / mg;
+            let bv = bias.map_or(0.0, |bs| bs[oc]);
+            let obase = ((b * m) + oc) * oh * ow;
+            out[obase..obase + oh * ow].fill(bv);
+            for ic in 0..cg {
+                let xc = grp * cg + ic;
+                let xbase = ((b * c) + xc) * h * wi;
+                let wbase = ((oc * cg) + ic) * kh * kw;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wv = w[wbase + ky * kw + kx];
+                        for oy in 0..oh {
+                            let iy = (oy * win.s[0] + ky * win.d[0]) as isize - win.pb[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            let xrow = xbase + iy as usize * wi;
+                            let orow = obase + oy * ow;
+                            for ox in 0..ow {
+                                let ix =
+                                    (ox * win.s[1] + kx * win.d[1]) as isize - win.pb[1] as isize;
+                                if ix >= 0 && ix < wi as isize {
+                                    out[orow + ox] += wv * x[xrow + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

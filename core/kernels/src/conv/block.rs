@@ -117,7 +117,7 @@ fn block_run(
                     };
                     let o = &mut out[(b * m + oc0) * sp..(b * m + oc0 + valid) * sp];
                     // The geometry is consistent by construction; an error here is a bug.
-                    let r = crate::simd::conv_block_rows(blocking, &args, o);
+                    let r = crate::simd::conv_block_rows(blocking.isa, blocking.nb, &args, o);
                     debug_assert!(r.is_ok(), "{r:?}");
                 }
             }

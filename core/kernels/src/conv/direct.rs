@@ -2,15 +2,17 @@
 //! row-segment fallback at width strides above 2.
 use super::packing::with_padded;
 use super::{conv2d_block_on, Activation, Window};
+use crate::simd::Isa;
 
 /// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
 /// the input is copied once with its padding written out, and tiles of output channels × rows
 /// × pixel vectors accumulate every tap in registers, loading consecutive input values (at
 /// stride 2: de-interleaving the even ones) ([`direct_rows`]); output rows narrower than one
 /// vector go to [`conv2d_block_f32`](super::conv2d_block_f32) instead (unless each group has a
-/// single input channel). At other strides each (output channel, input channel, tap) adds a scaled input row segment
-/// to the output row. No im2col buffer: the better version for few output channels or small
-/// images (`sod2 tune` measures where). Same contract as [`conv2d_f32`](super::conv2d_f32).
+/// single input channel). At other strides each (output channel, input channel, tap) adds a
+/// scaled input row segment to the output row. No im2col buffer: the better version for few
+/// output channels or small images (`sod2 tune` measures where). Same contract as
+/// [`conv2d_f32`](super::conv2d_f32).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct_f32(
     x: &[f32],
@@ -23,7 +25,7 @@ pub fn conv2d_direct_f32(
     out: &mut [f32],
     od: [usize; 4],
 ) {
-    let isa = crate::simd::Isa::detect();
+    let isa = Isa::detect();
     conv2d_direct_on(isa, x, xd, w, m, bias, g, win, out, od, Activation::None);
 }
 
@@ -31,7 +33,7 @@ pub fn conv2d_direct_f32(
 /// followed by `act` (applied as the outputs are stored).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct_on(
-    isa: crate::simd::Isa,
+    isa: Isa,
     x: &[f32],
     xd: [usize; 4],
     w: &[f32],
@@ -53,7 +55,7 @@ pub fn conv2d_direct_on(
         return;
     }
     let work = (cg * kh * kw * plane).max(1);
-    if s1 <= 2 && ow < crate::simd::conv_row_lanes(isa, ow) && cg > 1 {
+    if s1 <= 2 && ow < row_lanes(isa, ow) && cg > 1 {
         // Rows narrower than one vector: blocked across output channels instead.
         return conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od, act);
     }
@@ -115,7 +117,7 @@ pub fn conv2d_direct_on(
 /// vector registers (`simd::conv_planes`; at stride 2 by de-interleaving loads).
 #[allow(clippy::too_many_arguments)]
 fn direct_rows(
-    isa: crate::simd::Isa,
+    isa: Isa,
     x: &[f32],
     xd: [usize; 4],
     w: &[f32],
@@ -134,7 +136,8 @@ fn direct_rows(
     let plane = oh * ow;
     with_padded(x, xd, win, ow, |xp, wp, win_p| {
         let work = (cg * kh * kw * plane).max(1);
-        let per_tile = crate::simd::conv_planes_per_tile(isa, ow);
+        let plane_isa = plane_isa(isa, ow);
+        let per_tile = crate::simd::conv_plane_channels(plane_isa);
         let taps = cg * kh * kw;
         let zeros = [0f32; 16];
         let _ = crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
@@ -150,11 +153,32 @@ fn direct_rows(
                 let wo = &w[oc * taps..(oc + j) * taps];
                 let bs = bias.map_or(&zeros[..j], |bs| &bs[oc..oc + j]);
                 let o = &mut planes[k * plane..(k + j) * plane];
-                let dims = [cg, h, wp, oh, ow];
-                crate::simd::conv_planes(isa, xg, wo, bs, dims, win_p, relu, o)?;
+                let p = crate::simd::ConvPlaneArgs {
+                    x: xg,
+                    w: wo,
+                    bias: bs,
+                    dims: [cg, h, wp, oh, ow],
+                    win: win_p,
+                    relu,
+                };
+                crate::simd::conv_planes(plane_isa, &p, o)?;
                 k += j;
             }
             Ok(())
         });
     });
+}
+
+/// Lanes of the vectors the row-vectorised kernel uses for rows of `ow` pixels on `isa`.
+fn row_lanes(isa: Isa, ow: usize) -> usize {
+    crate::simd::lanes(plane_isa(isa, ow))
+}
+
+/// The instruction set the row-vectorised kernel uses for rows of `ow` pixels: rows narrower
+/// than two 16-lane vectors use 8-lane ones (fewer columns left to scalar code).
+fn plane_isa(isa: Isa, ow: usize) -> Isa {
+    match isa.checked() {
+        Isa::Avx512 if ow < 32 => Isa::Avx2Fma,
+        other => other,
+    }
 }

@@ -1,12 +1,47 @@
 //! The layouts the direct convolutions read: weights packed into output-channel blocks
 //! ([`BlockPacking`]) and inputs copied with their padding written out ([`with_padded`]).
 use super::Window;
+use crate::simd::{self, Isa};
+
+/// How the output-channel-vectorised convolution covers a group's output channels: vectors of
+/// `lanes` channels, `nb` of them per block (a block is `lanes × nb` channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ConvBlocking {
+    /// Instruction set of the vectors.
+    pub(super) isa: Isa,
+    /// Channels per vector.
+    pub(super) lanes: usize,
+    /// Vectors per block (1, 2 or 4).
+    pub(super) nb: usize,
+}
+
+impl ConvBlocking {
+    /// The blocking for a group of `mg` output channels on `isa`: the fewest padded channels,
+    /// narrower vectors where a group has at most eight channels.
+    pub(super) fn new(isa: Isa, mg: usize) -> ConvBlocking {
+        let isa = match isa.checked() {
+            Isa::Avx512 if mg <= 8 => Isa::Avx2Fma,
+            other => other,
+        };
+        let (lanes, max_nb) = (simd::lanes(isa), if isa == Isa::Neon { 4 } else { 2 });
+        let nb = match mg.div_ceil(lanes).clamp(1, max_nb) {
+            3 => 4,
+            n => n,
+        };
+        ConvBlocking { isa, lanes, nb }
+    }
+
+    /// Output channels per block.
+    pub(super) fn block(&self) -> usize {
+        self.lanes * self.nb
+    }
+}
 
 /// The layout of [`conv2d_block_on`](super::conv2d_block_on)'s packed weights: per group and
 /// block of output channels, tap-major and channel-minor, then the biases per block.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BlockPacking {
-    pub(super) blocking: crate::simd::ConvBlocking,
+    pub(super) blocking: ConvBlocking,
     pub(super) m: usize,
     pub(super) g: usize,
     pub(super) taps: usize,
@@ -16,19 +51,13 @@ pub struct BlockPacking {
 impl BlockPacking {
     /// The packing for `m` output channels in `g` groups over input `xd` and window `win`, on
     /// `isa`; `None` when there is nothing to compute (no output channels).
-    pub fn new(
-        isa: crate::simd::Isa,
-        xd: [usize; 4],
-        m: usize,
-        g: usize,
-        win: Window,
-    ) -> Option<BlockPacking> {
+    pub fn new(isa: Isa, xd: [usize; 4], m: usize, g: usize, win: Window) -> Option<BlockPacking> {
         let g = g.max(1);
         let mg = m / g;
         if mg == 0 {
             return None;
         }
-        let blocking = crate::simd::ConvBlocking::new(isa, mg);
+        let blocking = ConvBlocking::new(isa, mg);
         Some(BlockPacking {
             blocking,
             m,

@@ -259,7 +259,7 @@ unsafe fn tile<V: Vf32, const NB: usize, const P: usize, const EDGE: bool>(
 /// all `J` channels and each weight broadcast once for all `R × T` vectors. Stores are plain
 /// vector stores into the NCHW planes. The version for few output channels (where vectors
 /// across channels would be mostly padding), depthwise layers and wide stride-1 layers.
-pub(crate) struct Plane<'a> {
+pub struct Plane<'a> {
     /// Input planes read by these output planes, `cg × h × wi`.
     pub x: &'a [f32],
     /// Their weights, `J × cg × kh × kw` (one output channel after the other).

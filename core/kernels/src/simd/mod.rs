@@ -62,7 +62,7 @@ impl Isa {
 
     /// `self` if this CPU runs it, else the portable path (so a wrong choice is never unsound).
     #[inline]
-    fn checked(self) -> Isa {
+    pub fn checked(self) -> Isa {
         let best = Isa::detect();
         // The available sets are ordered: everything up to the best one runs here.
         let runs =
@@ -689,57 +689,29 @@ pub fn layernorm_row_affine(
 #[cfg(test)]
 mod tests;
 
-/// How the output-channel-vectorised convolution covers a group's output channels: vectors of
-/// `lanes` channels, `nb` of them per block (a block is `lanes × nb` channels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvBlocking {
-    /// Instruction set of the vectors.
-    pub isa: Isa,
-    /// Channels per vector.
-    pub lanes: usize,
-    /// Vectors per block (1, 2 or 4).
-    pub nb: usize,
-}
-
-impl ConvBlocking {
-    /// The blocking for a group of `mg` output channels on `isa`: the fewest padded channels,
-    /// narrower vectors where a group has at most eight channels.
-    pub fn new(isa: Isa, mg: usize) -> ConvBlocking {
-        let isa = match isa.checked() {
-            Isa::Avx512 if mg <= 8 => Isa::Avx2Fma,
-            other => other,
-        };
-        let (lanes, max_nb) = (lanes(isa), if isa == Isa::Neon { 4 } else { 2 });
-        let nb = match mg.div_ceil(lanes).clamp(1, max_nb) {
-            3 => 4,
-            n => n,
-        };
-        ConvBlocking { isa, lanes, nb }
-    }
-
-    /// Output channels per block.
-    pub fn block(&self) -> usize {
-        self.lanes * self.nb
-    }
-}
-
 /// One output-channel block of a direct convolution of one image and group (see
 /// [`conv_block_rows`]).
 pub use conv_block::Block as ConvBlockArgs;
 
-/// Computes one output-channel block into `out` (`valid` planes of `oh × ow`), output rows
-/// split across [`crate::par::threads`].
+/// Output planes of a direct convolution vectorised along the output rows (see
+/// [`conv_planes`]).
+pub use conv_block::Plane as ConvPlaneArgs;
+
+/// Computes one output-channel block into `out` (`valid` planes of `oh × ow`) in vectors of
+/// `isa`, `nb` of them (1, 2 or 4) per block of `nb × lanes(isa)` channels, output rows split
+/// across [`crate::par::threads`]. A geometry that does not fit, or an `isa` this CPU does not
+/// run, is an error.
 pub fn conv_block_rows(
-    blocking: ConvBlocking,
+    isa: Isa,
+    nb: usize,
     a: &ConvBlockArgs<'_>,
     out: &mut [f32],
 ) -> Result<(), String> {
     let [cg, h, wi, oh, ow] = a.dims;
     let [kh, kw] = a.win.k;
-    let blk = blocking.block();
+    let blk = lanes(isa) * nb;
     let ok = blk <= conv_block::MAX_BLOCK
-        && matches!(blocking.nb, 1 | 2 | 4)
-        && blocking.lanes * blocking.nb == blk
+        && matches!(nb, 1 | 2 | 4)
         && a.valid <= blk
         && kh >= 1
         && kw >= 1
@@ -751,23 +723,23 @@ pub fn conv_block_rows(
     if !ok {
         return Err("simd::conv_block_rows: inconsistent block geometry".into());
     }
-    if blocking.lanes != lanes(blocking.isa) || blocking.isa.checked() != blocking.isa {
-        return Err("simd::conv_block_rows: blocking not made for this CPU".into());
+    if isa.checked() != isa {
+        return Err("simd::conv_block_rows: an instruction set this CPU does not run".into());
     }
     let shared = OutPtr(out.as_mut_ptr());
     let work = (cg * kh * kw * ow * blk).max(1);
     crate::par::ranges(oh, (1 << 16) / work + 1, &|r0, r1| {
         let out = shared.get();
         // The geometry was checked above and parts write disjoint output rows.
-        dispatch!(blocking.isa, conv_rows(blocking.nb, a, out, r0..r1))
+        dispatch!(isa, conv_rows(nb, a, out, r0..r1))
     });
     Ok(())
 }
 
-/// Output channels the row-vectorised direct convolution computes together on `isa` (give
-/// [`conv_planes`] this many planes, four or one).
-pub fn conv_planes_per_tile(isa: Isa, ow: usize) -> usize {
-    match plane_isa(isa, ow) {
+/// Output channels [`conv_planes`] computes together in one register tile on `isa` (give it
+/// this many planes, four or one).
+pub fn conv_plane_channels(isa: Isa) -> usize {
+    match isa.checked() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => avx2::PLANES,
         #[cfg(target_arch = "x86_64")]
@@ -778,13 +750,8 @@ pub fn conv_planes_per_tile(isa: Isa, ow: usize) -> usize {
     }
 }
 
-/// Lanes of the vectors the row-vectorised kernel uses for rows of `ow` pixels on `isa`.
-pub fn conv_row_lanes(isa: Isa, ow: usize) -> usize {
-    lanes(plane_isa(isa, ow))
-}
-
 /// Lanes of `isa`'s vectors.
-fn lanes(isa: Isa) -> usize {
+pub fn lanes(isa: Isa) -> usize {
     match isa {
         Isa::Avx512 => 16,
         Isa::Neon => 4,
@@ -792,64 +759,37 @@ fn lanes(isa: Isa) -> usize {
     }
 }
 
-/// The instruction set the row-vectorised kernel uses for rows of `ow` pixels: rows narrower
-/// than two 16-lane vectors use 8-lane ones (fewer columns left to scalar code).
-fn plane_isa(isa: Isa, ow: usize) -> Isa {
-    match isa.checked() {
-        Isa::Avx512 if ow < 32 => Isa::Avx2Fma,
-        other => other,
-    }
-}
-
-/// `j` output planes (1, 4 or [`conv_planes_per_tile`]) of a direct convolution, vectorised along
-/// the output rows: `out[c][oy][ox] = bias[c] + Σ w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 −
-/// pb0][ox·s1 + kx·d1 − pb1]` (taps outside the input count zero). The width stride `s1` is 1,
-/// or 2 over an input whose padding is written out (`pb1 == 0`) with one spare column per row
-/// (`wi ≥ 2·ow + (kw − 1)·d1`). With `relu` the outputs are clamped at zero as they are stored.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_planes(
-    isa: Isa,
-    x: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    dims: [usize; 5],
-    win: crate::geom::Window,
-    relu: bool,
-    out: &mut [f32],
-) -> Result<(), String> {
-    let [cg, h, wi, oh, ow] = dims;
-    let [kh, kw] = win.k;
-    let j = bias.len();
-    let isa = plane_isa(isa, ow);
+/// `j = p.bias.len()` output planes (1, 4 or [`conv_plane_channels`]) of a direct convolution in
+/// vectors of `isa`, vectorised along the output rows: `out[c][oy][ox] = bias[c] + Σ
+/// w[c][ic][ky][kx] · x[ic][oy·s0 + ky·d0 − pb0][ox·s1 + kx·d1 − pb1]` (taps outside the input
+/// count zero). The width stride `s1` is 1, or 2 over an input whose padding is written out
+/// (`pb1 == 0`) with one spare column per row (`wi ≥ 2·ow + (kw − 1)·d1`). With `relu` the
+/// outputs are clamped at zero as they are stored. A geometry that does not fit is an error.
+pub fn conv_planes(isa: Isa, p: &ConvPlaneArgs<'_>, out: &mut [f32]) -> Result<(), String> {
+    let [cg, h, wi, oh, ow] = p.dims;
+    let [kh, kw] = p.win.k;
+    let j = p.bias.len();
     // At stride 2 a row must hold every column an output row's de-interleaving loads read.
-    let stride_ok = match win.s[1] {
+    let stride_ok = match p.win.s[1] {
         1 => true,
-        2 => win.pb[1] == 0 && wi >= 2 * ow + (kw.max(1) - 1) * win.d[1],
+        2 => p.win.pb[1] == 0 && wi >= 2 * ow + (kw.max(1) - 1) * p.win.d[1],
         _ => false,
     };
     let ok = stride_ok
         && kh >= 1
         && kw >= 1
-        && win.s[0] >= 1
-        && win.d.iter().all(|&v| v >= 1)
-        && (j == 1 || j == 4 || j == conv_planes_per_tile(isa, ow))
-        && x.len() >= cg * h * wi
-        && w.len() >= j * cg * kh * kw
+        && p.win.s[0] >= 1
+        && p.win.d.iter().all(|&v| v >= 1)
+        && (j == 1 || j == 4 || j == conv_plane_channels(isa))
+        && p.x.len() >= cg * h * wi
+        && p.w.len() >= j * cg * kh * kw
         && out.len() >= j * oh * ow;
     if !ok {
         return Err("simd::conv_planes: inconsistent plane geometry".into());
     }
-    let p = conv_block::Plane {
-        x,
-        w,
-        bias,
-        dims,
-        win,
-        relu,
-    };
     let out = &mut out[..j * oh * ow];
     // The geometry was checked above.
-    dispatch!(isa, conv_plane(&p, j, out));
+    dispatch!(isa, conv_plane(p, j, out));
     Ok(())
 }
 

@@ -2,7 +2,9 @@
 //! (version 0 im2col + GEMM, 1 direct rows, 2 channel-blocked); prints the median µs.
 use std::time::Instant;
 
-use sod2_kernels::conv::{conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, Window};
+use sod2_kernels::conv::{
+    conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, Activation, ConvProblem, Window,
+};
 
 fn main() {
     let a: Vec<usize> = std::env::args()
@@ -28,22 +30,23 @@ fn main() {
         d: [1, 1],
         pb: [p, p],
     };
+    let p = ConvProblem {
+        x: &x,
+        x_dims: [1, c, h, w],
+        w: &wt,
+        m,
+        bias: Some(&bias),
+        group: 1,
+        window: win,
+        out_dims: [1, m, oh, ow],
+        act: Activation::None,
+    };
     let mut o = vec![0f32; m * oh * ow];
     let f = [conv2d_gemm_f32, conv2d_direct_f32, conv2d_block_f32][v.min(2)];
     let mut t = Vec::new();
     for _ in 0..runs.max(1) {
         let st = Instant::now();
-        f(
-            &x,
-            [1, c, h, w],
-            &wt,
-            m,
-            Some(&bias),
-            1,
-            win,
-            &mut o,
-            [1, m, oh, ow],
-        );
+        f(&p, &mut o);
         t.push(st.elapsed().as_secs_f64() * 1e6);
     }
     t.sort_by(f64::total_cmp);

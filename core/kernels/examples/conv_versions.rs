@@ -4,10 +4,11 @@
 //! GFLOP/s and each version's time over im2col + GEMM's, and checks that the versions agree.
 use std::time::Instant;
 
-use sod2_kernels::conv::{conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, Window};
+use sod2_kernels::conv::{
+    conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, Activation, ConvProblem, Window,
+};
 
-type Kernel =
-    fn(&[f32], [usize; 4], &[f32], usize, Option<&[f32]>, usize, Window, &mut [f32], [usize; 4]);
+type Kernel = fn(&ConvProblem<'_>, &mut [f32]);
 
 fn median_us(f: &mut dyn FnMut(), runs: usize) -> f64 {
     f();
@@ -75,16 +76,23 @@ fn main() {
             d: [1, 1],
             pb: [p, p],
         };
-        let (xd, od) = ([1, c, h, w], [1, m, oh, ow]);
+        let p = ConvProblem {
+            x: &x,
+            x_dims: [1, c, h, w],
+            w: &wt,
+            m,
+            bias: Some(&bias),
+            group: 1,
+            window: win,
+            out_dims: [1, m, oh, ow],
+            act: Activation::None,
+        };
         let runs = (2e8 / (2.0 * (m * c * k * k * oh * ow) as f64)).clamp(10.0, 2000.0) as usize;
         let mut times = [0f64; 3];
         let mut outs: Vec<Vec<f32>> = Vec::new();
         for (i, (_, kernel)) in versions.iter().enumerate() {
             let mut o = vec![0f32; m * oh * ow];
-            times[i] = median_us(
-                &mut || kernel(&x, xd, &wt, m, Some(&bias), 1, win, &mut o, od),
-                runs,
-            );
+            times[i] = median_us(&mut || kernel(&p, &mut o), runs);
             outs.push(o);
         }
         for o in &outs[1..] {

@@ -74,8 +74,12 @@ proptest! {
         let win = conv::Window { k: [k, k], s: [s, s], d: [1, 1], pb: [p, p] };
         let mut o1 = vec![0f32; m * oh * ow];
         let mut o2 = vec![3f32; o1.len()];
-        conv::conv2d_f32(&x, [1, c, h, w], &wt, m, Some(&bias), g, win, &mut o1, [1, m, oh, ow]);
-        conv::conv2d_gemm_f32(&x, [1, c, h, w], &wt, m, Some(&bias), g, win, &mut o2, [1, m, oh, ow]);
+        let p = conv::ConvProblem {
+            x: &x, x_dims: [1, c, h, w], w: &wt, m, bias: Some(&bias), group: g, window: win,
+            out_dims: [1, m, oh, ow], act: conv::Activation::None,
+        };
+        conv::conv2d_f32(&p, &mut o1);
+        conv::conv2d_gemm_f32(&p, &mut o2);
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
@@ -95,21 +99,25 @@ proptest! {
         let win = conv::Window { k: [k, k], s: [s, s], d: [d, d], pb: [p, p] };
         let mut o1 = vec![0f32; 2 * m * oh * ow];
         let mut o2 = o1.clone();
-        conv::conv2d_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o1, [2, m, oh, ow]);
-        conv::conv2d_gemm_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o2, [2, m, oh, ow]);
+        let p = conv::ConvProblem {
+            x: &x, x_dims: [2, c, h, w], w: &wt, m, bias: Some(&bias), group: g, window: win,
+            out_dims: [2, m, oh, ow], act: conv::Activation::None,
+        };
+        conv::conv2d_f32(&p, &mut o1);
+        conv::conv2d_gemm_f32(&p, &mut o2);
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
         }
         let mut o3 = vec![7f32; o1.len()];
-        conv::conv2d_direct_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o3, [2, m, oh, ow]);
+        conv::conv2d_direct_f32(&p, &mut o3);
         for (a, b) in o1.iter().zip(&o3) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
         }
         // With a fused ReLU (applied band by band with the bias, or as the direct kernels
         // store): the reference, clamped.
         let mut o5 = vec![7f32; o1.len()];
-        let act = conv::Activation::Relu;
-        conv::conv2d_gemm_act(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o5, [2, m, oh, ow], act);
+        let relu = conv::ConvProblem { act: conv::Activation::Relu, ..p };
+        conv::conv2d_gemm_f32(&relu, &mut o5);
         for (a, b) in o1.iter().zip(&o5) {
             prop_assert!((a.max(0.0) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
@@ -131,15 +139,21 @@ proptest! {
         let win = conv::Window { k: [kh, kw], s: [s, s], d: [d, d], pb: [p, p] };
         let (xd, od) = ([n, c, h, w], [n, m, oh, ow]);
         let mut o1 = vec![0f32; n * m * oh * ow];
-        conv::conv2d_f32(&x, xd, &wt, m, Some(&bias), g, win, &mut o1, od);
         // A fused ReLU: the reference, clamped (the kernels apply it as they store).
         let act = if relu { conv::Activation::Relu } else { conv::Activation::None };
+        let p = conv::ConvProblem {
+            x: &x, x_dims: xd, w: &wt, m, bias: Some(&bias), group: g, window: win, out_dims: od, act,
+        };
+        conv::conv2d_f32(&conv::ConvProblem { act: conv::Activation::None, ..p }, &mut o1);
         if relu {
             o1.iter_mut().for_each(|v| *v = v.max(0.0));
         }
+        let mut o0 = vec![7f32; o1.len()];
+        conv::conv2d_f32(&p, &mut o0);
+        prop_assert_eq!(&o0, &o1);
         for isa in crate::simd::Isa::available() {
             let mut o2 = vec![7f32; o1.len()];
-            conv::conv2d_block_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o2, od, act);
+            conv::conv2d_block_on(isa, &p, &mut o2);
             for (a, b) in o1.iter().zip(&o2) {
                 prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?}: {} vs {}", isa, a, b);
             }
@@ -147,15 +161,15 @@ proptest! {
             let shape = conv::BlockPacking::new(isa, xd, m, g, win).unwrap();
             let packed = shape.packed(&wt, Some(&bias));
             let mut o4 = vec![7f32; o1.len()];
-            conv::conv2d_block_prepacked(&shape, &x, xd, &packed, win, &mut o4, od, act).unwrap();
+            conv::conv2d_block_prepacked(&shape, &p, &packed, &mut o4).unwrap();
             prop_assert_eq!(&o2, &o4);
             // A packing for another convolution is refused.
-            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed[1..], win, &mut o4, od, act).is_err());
-            let other = conv::Window { k: [kh + 1, kw], ..win };
-            prop_assert!(conv::conv2d_block_prepacked(&shape, &x, xd, &packed, other, &mut o4, od, act).is_err());
+            prop_assert!(conv::conv2d_block_prepacked(&shape, &p, &packed[1..], &mut o4).is_err());
+            let other = conv::ConvProblem { window: conv::Window { k: [kh + 1, kw], ..win }, ..p };
+            prop_assert!(conv::conv2d_block_prepacked(&shape, &other, &packed, &mut o4).is_err());
             // The direct version (rows in vector registers at width strides 1 and 2).
             let mut o3 = vec![7f32; o1.len()];
-            conv::conv2d_direct_on(isa, &x, xd, &wt, m, Some(&bias), g, win, &mut o3, od, act);
+            conv::conv2d_direct_on(isa, &p, &mut o3);
             for (a, b) in o1.iter().zip(&o3) {
                 prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?} direct: {} vs {}", isa, a, b);
             }
@@ -176,8 +190,12 @@ proptest! {
         let win = conv::Window { k: [k, k], s: [s, s], d: [d, d], pb: [p, p] };
         let mut o1 = vec![0f32; 2 * m * oh * ow];
         let mut o2 = vec![1f32; 2 * m * oh * ow];
-        conv::conv_transpose2d_reference(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o1, [2, m, oh, ow]);
-        conv::conv_transpose2d_f32(&x, [2, c, h, w], &wt, m, Some(&bias), g, win, &mut o2, [2, m, oh, ow]);
+        let p = conv::ConvProblem {
+            x: &x, x_dims: [2, c, h, w], w: &wt, m, bias: Some(&bias), group: g, window: win,
+            out_dims: [2, m, oh, ow], act: conv::Activation::None,
+        };
+        conv::conv_transpose2d_reference(&p, &mut o1);
+        conv::conv_transpose2d_f32(&p, &mut o2);
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
@@ -192,7 +210,11 @@ proptest! {
         let ow = (w + 2 * p - k) / s + 1;
         let mut out = vec![0f32; m * oh * ow];
         let win = conv::Window { k: [k, k], s: [s, s], d: [1, 1], pb: [p, p] };
-        conv::conv2d_f32(&x, [1, c, h, w], &wt, m, None, g, win, &mut out, [1, m, oh, ow]);
+        let prob = conv::ConvProblem {
+            x: &x, x_dims: [1, c, h, w], w: &wt, m, bias: None, group: g, window: win,
+            out_dims: [1, m, oh, ow], act: conv::Activation::None,
+        };
+        conv::conv2d_f32(&prob, &mut out);
         for oc in 0..m { for oy in 0..oh { for ox in 0..ow {
             let grp = oc / (m / g);
             let mut want = 0f32;

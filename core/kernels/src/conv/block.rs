@@ -1,91 +1,63 @@
 //! Direct convolution vectorised across output channels (`simd::conv_block_rows`) over weights
 //! packed into channel blocks ([`BlockPacking`]).
 use super::packing::{with_padded, BlockPacking};
-use super::{Activation, Window};
+use super::{ConvProblem, Window};
+use crate::simd::Isa;
 
 /// Direct convolution vectorised across output channels (`simd::conv_block_rows`): the input
 /// is read in place at any stride, each tap's input value is broadcast against a vector of
 /// output channels, and a register tile of pixels × channels is accumulated over every tap.
 /// Weights are repacked per call into channel blocks (a per-thread buffer that only grows).
-/// Same contract as [`conv2d_f32`](super::conv2d_f32).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_block_f32(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-) {
-    let isa = crate::simd::Isa::detect();
-    conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od, Activation::None);
+/// Same contract as [`conv2d_f32`](super::conv2d_f32) (`act` applied as the outputs are
+/// stored).
+pub fn conv2d_block_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
+    let isa = Isa::detect();
+    conv2d_block_on(isa, p, out);
 }
 
-/// [`conv2d_block_f32`] on a given instruction set (the tests run every one this CPU has),
-/// followed by `act` (applied as the outputs are stored).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_block_on(
-    isa: crate::simd::Isa,
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-    act: Activation,
-) {
-    let Some(shape) = BlockPacking::new(isa, xd, m, g, win) else {
+/// [`conv2d_block_f32`] on a given instruction set (the tests run every one this CPU has).
+pub fn conv2d_block_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
+    let Some(shape) = BlockPacking::new(isa, p.x_dims, p.m, p.group, p.window) else {
         return;
     };
     crate::scratch::with(&PACKED, shape.len(), |buf| {
-        shape.pack(w, bias, buf);
-        block_run(&shape, x, xd, buf, win, out, od, act);
+        shape.pack(p.w, p.bias, buf);
+        block_run(&shape, p, buf, out);
     });
 }
 
 /// [`conv2d_block_on`] with weights packed beforehand by `shape` (`BlockPacking::packed`, for
-/// the same instruction set, input channels, output channels, groups and window), followed by
-/// `act`. A packing that does not fit is an error.
-#[allow(clippy::too_many_arguments)]
+/// the same instruction set, input channels, output channels, groups and window): `p`'s
+/// weights and bias are not read, `packed` holds them. A packing that does not fit `p` is an
+/// error.
 pub fn conv2d_block_prepacked(
     shape: &BlockPacking,
-    x: &[f32],
-    xd: [usize; 4],
+    p: &ConvProblem<'_>,
     packed: &[f32],
-    win: Window,
     out: &mut [f32],
-    od: [usize; 4],
-    act: Activation,
 ) -> Result<(), String> {
     let isa = shape.blocking.isa;
-    if BlockPacking::new(isa, xd, shape.m, shape.g, win).as_ref() != Some(shape)
+    if BlockPacking::new(isa, p.x_dims, p.m, p.group, p.window).as_ref() != Some(shape)
         || packed.len() != shape.len()
-        || od[1] != shape.m
+        || p.out_dims[1] != shape.m
     {
         return Err("conv: the packed weights do not fit this convolution".into());
     }
-    block_run(shape, x, xd, packed, win, out, od, act);
+    block_run(shape, p, packed, out);
     Ok(())
 }
 
-/// The channel-blocked direct convolution over packed weights and biases (`buf`), then `act`.
-#[allow(clippy::too_many_arguments)]
-fn block_run(
-    shape: &BlockPacking,
-    x: &[f32],
-    xd: [usize; 4],
-    buf: &[f32],
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-    act: Activation,
-) {
+/// The channel-blocked direct convolution of `p` over packed weights and biases (`buf`, in
+/// place of `p`'s), then `act`.
+fn block_run(shape: &BlockPacking, p: &ConvProblem<'_>, buf: &[f32], out: &mut [f32]) {
+    let ConvProblem {
+        x,
+        x_dims: xd,
+        window: win,
+        out_dims: od,
+        act,
+        ..
+    } = *p;
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (g, m, taps, nblocks) = (shape.g, shape.m, shape.taps, shape.nblocks);

@@ -1,7 +1,7 @@
 //! Direct convolution vectorised along the output rows (`simd::conv_planes`), with a scaled
 //! row-segment fallback at width strides above 2.
 use super::packing::with_padded;
-use super::{conv2d_block_on, Activation, Window};
+use super::{conv2d_block_on, ConvProblem};
 use crate::simd::Isa;
 
 /// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
@@ -12,39 +12,25 @@ use crate::simd::Isa;
 /// single input channel). At other strides each (output channel, input channel, tap) adds a
 /// scaled input row segment to the output row. No im2col buffer: the better version for few
 /// output channels or small images (`sod2 tune` measures where). Same contract as
-/// [`conv2d_f32`](super::conv2d_f32).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_direct_f32(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-) {
+/// [`conv2d_f32`](super::conv2d_f32) (`act` applied as the outputs are stored).
+pub fn conv2d_direct_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
     let isa = Isa::detect();
-    conv2d_direct_on(isa, x, xd, w, m, bias, g, win, out, od, Activation::None);
+    conv2d_direct_on(isa, p, out);
 }
 
-/// [`conv2d_direct_f32`] on a given instruction set (the tests run every one this CPU has),
-/// followed by `act` (applied as the outputs are stored).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_direct_on(
-    isa: Isa,
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-    act: Activation,
-) {
+/// [`conv2d_direct_f32`] on a given instruction set (the tests run every one this CPU has).
+pub fn conv2d_direct_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
+    let ConvProblem {
+        x,
+        x_dims: xd,
+        w,
+        m,
+        bias,
+        group: g,
+        window: win,
+        out_dims: od,
+        act,
+    } = *p;
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g.max(1), m / g.max(1));
@@ -57,10 +43,10 @@ pub fn conv2d_direct_on(
     let work = (cg * kh * kw * plane).max(1);
     if s1 <= 2 && ow < row_lanes(isa, ow) && cg > 1 {
         // Rows narrower than one vector: blocked across output channels instead.
-        return conv2d_block_on(isa, x, xd, w, m, bias, g, win, out, od, act);
+        return conv2d_block_on(isa, p, out);
     }
     if s1 <= 2 {
-        return direct_rows(isa, x, xd, w, m, bias, g, win, out, od, act.relu());
+        return direct_rows(isa, p, out);
     }
     let _ = crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
         for (j, oc_plane) in planes.chunks_mut(plane).enumerate() {
@@ -115,20 +101,19 @@ pub fn conv2d_direct_on(
 /// right padding written out as zeros (a per-thread buffer that only grows), so every output
 /// column is an interior one. Then tiles of output planes are computed with whole rows in
 /// vector registers (`simd::conv_planes`; at stride 2 by de-interleaving loads).
-#[allow(clippy::too_many_arguments)]
-fn direct_rows(
-    isa: Isa,
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-    relu: bool,
-) {
+fn direct_rows(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
+    let ConvProblem {
+        x,
+        x_dims: xd,
+        w,
+        m,
+        bias,
+        group: g,
+        window: win,
+        out_dims: od,
+        act,
+    } = *p;
+    let relu = act.relu();
     let [_, c, h, _] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g.max(1), m / g.max(1));

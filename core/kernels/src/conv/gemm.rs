@@ -1,39 +1,20 @@
 //! Convolution as im2col + GEMM: the im2col matrix built in L2-sized bands of output rows on
 //! one thread (or whole, rows split across threads), multiplied by the packed GEMM, bias and
 //! activation applied band by band.
-use super::{conv2d_direct_on, Activation, Window};
+use super::{conv2d_direct_on, ConvProblem, Window};
 
-/// Convolution as im2col + GEMM (1×1, stride 1, no padding: straight GEMM). Same contract as
-/// [`conv2d_f32`](super::conv2d_f32), which stays the reference it is tested against.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_gemm_f32(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-) {
-    conv2d_gemm_act(x, xd, w, m, bias, g, win, out, od, Activation::None);
-}
-
-/// [`conv2d_gemm_f32`] followed by `act` (applied with the bias, band by band).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_gemm_act(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-    act: Activation,
-) {
+/// Convolution as im2col + GEMM (1×1, stride 1, no padding: straight GEMM), `act` applied
+/// with the bias, band by band. Same contract as [`conv2d_f32`](super::conv2d_f32), which stays
+/// the reference it is tested against.
+pub fn conv2d_gemm_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
+    let ConvProblem {
+        x_dims: xd,
+        m,
+        group: g,
+        window: win,
+        out_dims: od,
+        ..
+    } = *p;
     let [_, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g, m / g);
@@ -43,7 +24,7 @@ pub fn conv2d_gemm_act(
     if cg == 1 && mg == 1 && g > 1 {
         // Depthwise: the direct kernel (one input plane per output plane) beats im2col + GEMM.
         let isa = crate::simd::Isa::detect();
-        return conv2d_direct_on(isa, x, xd, w, m, bias, g, win, out, od, act);
+        return conv2d_direct_on(isa, p, out);
     }
     let pointwise =
         kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
@@ -59,20 +40,7 @@ pub fn conv2d_gemm_act(
     let need = if pointwise { 0 } else { kk * tile_rows * ow };
     // The im2col matrix lives in a per-thread scratch buffer that only grows.
     crate::scratch::with(&IM2COL, need, |col| {
-        conv_gemm_body(
-            x,
-            xd,
-            w,
-            m,
-            bias,
-            g,
-            &win,
-            out,
-            od,
-            (pointwise, tile_rows),
-            col,
-            act.relu(),
-        );
+        conv_gemm_body(p, out, (pointwise, tile_rows), col);
     });
 }
 
@@ -88,21 +56,24 @@ const IM2COL_TILE: usize = 1 << 16;
 /// [`conv2d_gemm_f32`] with its im2col buffer `col` (`kk * tile_rows * ow` elements, empty for
 /// 1×1): with `tile_rows < oh`, bands of `tile_rows` output rows are built and multiplied in
 /// turn, each product writing its band of columns of the output in place.
-#[allow(clippy::too_many_arguments)]
 fn conv_gemm_body(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: &Window,
+    p: &ConvProblem<'_>,
     out: &mut [f32],
-    od: [usize; 4],
     (pointwise, tile_rows): (bool, usize),
     col: &mut [f32],
-    relu: bool,
 ) {
+    let ConvProblem {
+        x,
+        x_dims: xd,
+        w,
+        m,
+        bias,
+        group: g,
+        window: ref win,
+        out_dims: od,
+        act,
+    } = *p;
+    let relu = act.relu();
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g, m / g);
@@ -123,7 +94,7 @@ fn conv_gemm_body(
                     for (r, row) in tile.chunks_mut(ncols).enumerate() {
                         let (ic, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
                         let xc = &xg[ic * h * wi..(ic + 1) * h * wi];
-                        im2col_row(xc, h, wi, (oy0, rows), ow, [ky, kx], win, row);
+                        im2col_row(xc, (h, wi), (oy0, rows), ow, [ky, kx], win, row);
                     }
                     crate::linalg::gemm_f32_ldc(
                         mg,
@@ -152,7 +123,7 @@ fn conv_gemm_body(
                         let r = first + j;
                         let (ic, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
                         let xc = &xg[ic * h * wi..(ic + 1) * h * wi];
-                        im2col_row(xc, h, wi, (0, oh), ow, [ky, kx], win, row);
+                        im2col_row(xc, (h, wi), (0, oh), ow, [ky, kx], win, row);
                     }
                     Ok(())
                 });
@@ -195,11 +166,9 @@ fn bias_act(
 /// image. The valid output columns
 /// of each output row are computed once, so the inner loop has no bounds tests (a plain copy
 /// at stride 1).
-#[allow(clippy::too_many_arguments)]
 fn im2col_row(
     xc: &[f32],
-    h: usize,
-    wi: usize,
+    (h, wi): (usize, usize),
     (oy0, rows): (usize, usize),
     ow: usize,
     k: [usize; 2],

@@ -19,7 +19,7 @@ mod transpose;
 
 pub use block::{conv2d_block_f32, conv2d_block_on, conv2d_block_prepacked};
 pub use direct::{conv2d_direct_f32, conv2d_direct_on};
-pub use gemm::{conv2d_gemm_act, conv2d_gemm_f32};
+pub use gemm::conv2d_gemm_f32;
 pub use packing::BlockPacking;
 pub use transpose::{conv_transpose2d_f32, conv_transpose2d_reference};
 
@@ -43,19 +43,46 @@ impl Activation {
     }
 }
 
-/// Direct convolution: x `[n, c, h, w]`, w `[m, c/g, kh, kw]`, out `[n, m, oh, ow]`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_f32(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-) {
+/// A 2-D convolution, the problem every version solves: `out[b][oc][oy][ox] = act(bias[oc] +
+/// Σ w[oc][ic][ky][kx] · x[b][grp · c/g + ic][oy·s0 + ky·d0 − pb0][ox·s1 + kx·d1 − pb1])` over
+/// the input channels of output channel `oc`'s group and the taps inside the input.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvProblem<'a> {
+    /// The input, `x_dims` row-major.
+    pub x: &'a [f32],
+    /// Input dims `[n, c, h, w]`.
+    pub x_dims: [usize; 4],
+    /// The weights: `[m, c / group, kh, kw]` (a transposed convolution's: `[c, m / group, kh,
+    /// kw]`).
+    pub w: &'a [f32],
+    /// Output channels.
+    pub m: usize,
+    /// One value per output channel, added to its outputs.
+    pub bias: Option<&'a [f32]>,
+    /// Groups: input and output channels split into this many independent convolutions.
+    pub group: usize,
+    /// Kernel extent, strides, dilations and leading padding.
+    pub window: Window,
+    /// Output dims `[n, m, oh, ow]`.
+    pub out_dims: [usize; 4],
+    /// Applied to the outputs as they are written.
+    pub act: Activation,
+}
+
+/// Direct convolution (the reference loops): x `[n, c, h, w]`, w `[m, c/g, kh, kw]`, out
+/// `[n, m, oh, ow]`; `act` in a last pass.
+pub fn conv2d_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
+    let ConvProblem {
+        x,
+        x_dims: xd,
+        w,
+        m,
+        bias,
+        group: g,
+        window: win,
+        out_dims: od,
+        ..
+    } = *p;
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let cg = c / g;
@@ -93,5 +120,15 @@ pub fn conv2d_f32(
                 }
             }
         }
+    }
+    act_pass(p, out);
+}
+
+/// Applies `p.act` to the output of `p` in a pass of its own (the reference loops and the
+/// transposed convolutions, whose kernels do not fuse it).
+fn act_pass(p: &ConvProblem<'_>, out: &mut [f32]) {
+    if p.act.relu() {
+        let len = p.out_dims.iter().product::<usize>();
+        out[..len].iter_mut().for_each(|v| *v = v.max(0.0));
     }
 }

@@ -1,23 +1,30 @@
 //! Transposed convolutions: GEMM + col2im, and the reference loops.
 use super::gemm::IM2COL;
-use super::Window;
+use super::{act_pass, ConvProblem};
 
 /// Transposed convolution as GEMM + col2im: per image and group, `Wᵀ · X` gives every
 /// (output channel, kernel tap) row over the input positions, which are then added into the
 /// output at their strided, dilated, padded places. Same contract as
-/// [`conv_transpose2d_reference`], the direct loops it is tested against.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_transpose2d_f32(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-) {
+/// [`conv_transpose2d_reference`], the direct loops it is tested against (`act` in a last
+/// pass).
+pub fn conv_transpose2d_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
+    transpose_gemm(p, out);
+    act_pass(p, out);
+}
+
+/// [`conv_transpose2d_f32`] before its activation.
+fn transpose_gemm(p: &ConvProblem<'_>, out: &mut [f32]) {
+    let ConvProblem {
+        x,
+        x_dims: xd,
+        w,
+        m,
+        bias,
+        group: g,
+        window: win,
+        out_dims: od,
+        ..
+    } = *p;
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g.max(1), m / g.max(1));
@@ -83,19 +90,26 @@ pub fn conv_transpose2d_f32(
     });
 }
 
-/// Transposed convolution: x `[n, c, h, w]`, w `[c, m/g, kh, kw]`, out `[n, m, oh, ow]`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_transpose2d_reference(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    g: usize,
-    win: Window,
-    out: &mut [f32],
-    od: [usize; 4],
-) {
+/// Transposed convolution (the reference loops): x `[n, c, h, w]`, w `[c, m/g, kh, kw]`, out
+/// `[n, m, oh, ow]`; `act` in a last pass.
+pub fn conv_transpose2d_reference(p: &ConvProblem<'_>, out: &mut [f32]) {
+    transpose_loops(p, out);
+    act_pass(p, out);
+}
+
+/// [`conv_transpose2d_reference`] before its activation.
+fn transpose_loops(p: &ConvProblem<'_>, out: &mut [f32]) {
+    let ConvProblem {
+        x,
+        x_dims: xd,
+        w,
+        m,
+        bias,
+        group: g,
+        window: win,
+        out_dims: od,
+        ..
+    } = *p;
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let cg = c / g;

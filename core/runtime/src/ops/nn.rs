@@ -1,8 +1,8 @@
 //! Convolution, pooling, normalisation, matrix products, softmax, reductions.
 use sod2_format::{DType, Storage};
 use sod2_kernels::conv::{
-    conv2d_block_on, conv2d_block_prepacked, conv2d_direct_on, conv2d_gemm_act,
-    conv_transpose2d_f32, Activation, BlockPacking, Window,
+    conv2d_block_on, conv2d_block_prepacked, conv2d_direct_on, conv2d_gemm_f32,
+    conv_transpose2d_f32, Activation, BlockPacking, ConvProblem, Window,
 };
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::pool::{pool_nd, PoolKind, PoolNd};
@@ -180,22 +180,30 @@ fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
     let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
     let out = outs[0].as_mut().ok_or("no output")?;
     let o = typed_mut::<f32>(out.alloc(&od)?)?;
+    let p = ConvProblem {
+        x: &xs,
+        x_dims: as4(x.dims),
+        w: &ws,
+        m,
+        bias: bias.as_deref(),
+        group: g,
+        window: win,
+        out_dims: as4(&od),
+        act,
+    };
     if prepack {
         let isa = sod2_kernels::simd::Isa::detect();
-        if let Some(shape) = BlockPacking::new(isa, as4(x.dims), m, g, win) {
-            let (shape, packed) =
-                plan.packed(at, || Ok((shape, shape.packed(&ws, bias.as_deref()))))?;
-            let (xd, od) = (as4(x.dims), as4(&od));
-            return conv2d_block_prepacked(shape, &xs, xd, packed, win, o, od, act);
+        if let Some(shape) = BlockPacking::new(isa, p.x_dims, m, g, win) {
+            let (shape, packed) = plan.packed(at, || Ok((shape, shape.packed(&ws, p.bias))))?;
+            return conv2d_block_prepacked(shape, &p, packed, o);
         }
     }
     // Kernel versions (`sod2 tune` sets the dim ranges).
     let isa = sod2_kernels::simd::Isa::detect();
-    let (xd, od, bias) = (as4(x.dims), as4(&od), bias.as_deref());
     match version {
-        CONV_DIRECT => conv2d_direct_on(isa, &xs, xd, &ws, m, bias, g, win, o, od, act),
-        CONV_BLOCK => conv2d_block_on(isa, &xs, xd, &ws, m, bias, g, win, o, od, act),
-        _ => conv2d_gemm_act(&xs, xd, &ws, m, bias, g, win, o, od, act),
+        CONV_DIRECT => conv2d_direct_on(isa, &p, o),
+        CONV_BLOCK => conv2d_block_on(isa, &p, o),
+        _ => conv2d_gemm_f32(&p, o),
     }
     Ok(())
 }
@@ -247,17 +255,18 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .map(|b| typed::<f32>(b.data));
     let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    conv_transpose2d_f32(
-        &xs,
-        as4(x.dims),
-        &ws,
+    let p = ConvProblem {
+        x: &xs,
+        x_dims: as4(x.dims),
+        w: &ws,
         m,
-        bias.as_deref(),
-        g,
-        win,
-        o,
-        as4(&od),
-    );
+        bias: bias.as_deref(),
+        group: g,
+        window: win,
+        out_dims: as4(&od),
+        act: Activation::None,
+    };
+    conv_transpose2d_f32(&p, o);
     Ok(())
 }
 

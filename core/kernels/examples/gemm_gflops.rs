@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use sod2_kernels::linalg::gemm_f32;
+use sod2_kernels::mat::{Gemm, MatRef};
 
 /// FMA peak (GFLOP/s, one core) and the instruction set it was measured with.
 fn fma_peak() -> (f64, &'static str) {
@@ -95,12 +96,21 @@ fn main() {
         let mut c = vec![0f32; s * s];
         let flops = 2.0 * (s * s * s) as f64;
         let reps = ((4e9 / flops) as usize).max(3);
-        gemm_f32(s, s, s, &a, s, false, &b, s, false, &mut c, 1.0, false);
+        let product = Gemm {
+            m: s,
+            n: s,
+            k: s,
+            a: MatRef::new(&a, s),
+            b: MatRef::new(&b, s),
+            alpha: 1.0,
+            accumulate: false,
+        };
+        gemm_f32(&product, &mut c);
         let mut best = f64::INFINITY;
         for _ in 0..3 {
             let t = Instant::now();
             for _ in 0..reps {
-                gemm_f32(s, s, s, &a, s, false, &b, s, false, &mut c, 1.0, false);
+                gemm_f32(&product, &mut c);
             }
             best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use sod2_kernels::linalg::gemm_f32;
+use sod2_kernels::mat::{Gemm, MatMut, MatRef};
 use sod2_kernels::simd::{small_gemm, Isa};
 
 fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -49,14 +50,26 @@ fn main() {
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut c = vec![0f32; m * n];
         let runs = (2e8 / (2.0 * (m * n * k) as f64)).clamp(20.0, 5000.0) as usize;
-        let us = median_us(runs, || {
-            gemm_f32(m, n, k, &a, k, false, &b, n, false, &mut c, 1.0, false)
-        });
+        let product = Gemm {
+            m,
+            n,
+            k,
+            a: MatRef::new(&a, k),
+            b: MatRef::new(&b, n),
+            alpha: 1.0,
+            accumulate: false,
+        };
+        let us = median_us(runs, || gemm_f32(&product, &mut c));
         let us4 = median_us(runs, || {
             for (i, rows) in c.chunks_mut(4 * n).enumerate() {
                 let r = rows.len() / n;
-                let a4 = &a[i * 4 * k..];
-                let _ = small_gemm(isa, (r, n, k), (a4, k), (&b, n), (rows, n), 1.0, false);
+                let a4 = MatRef::new(&a[i * 4 * k..], k);
+                let g = Gemm {
+                    m: r,
+                    a: a4,
+                    ..product
+                };
+                let _ = small_gemm(isa, &g, MatMut { data: rows, ld: n });
             }
         });
         let gf = |us: f64| 2.0 * (m * n * k) as f64 / us / 1e3;

@@ -2,6 +2,8 @@
 //! time), behind a bounds-checked safe wrapper. The only `unsafe` of this crate.
 #![allow(unsafe_code)]
 
+use crate::mat::{Gemm, MatMut, MatRef};
+
 /// Products of at most this many rows skip the packed GEMM (`simd::small_gemm`). More rows
 /// measured slower than the packed GEMM on convolution-sized operands (16 rows, k = 144:
 /// 2.2x slower), though slightly faster on transformer-sized ones.
@@ -10,22 +12,25 @@ pub const SMALL_ROWS: usize = 4;
 /// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `ldc`;
 /// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
 /// Panics are impossible: extents are checked and a mismatch returns `Err`.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    ta: bool,
-    b: &[f32],
-    ldb: usize,
-    tb: bool,
-    c: &mut [f32],
-    ldc: usize,
-    alpha: f32,
-    accumulate: bool,
-) -> Result<(), String> {
+pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
+    let Gemm {
+        m,
+        n,
+        k,
+        a: MatRef {
+            data: a,
+            ld: lda,
+            trans: ta,
+        },
+        b: MatRef {
+            data: b,
+            ld: ldb,
+            trans: tb,
+        },
+        alpha,
+        accumulate,
+    } = *g;
+    let MatMut { data: c, ld: ldc } = c;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -53,15 +58,7 @@ pub fn sgemm(
     if m <= SMALL_ROWS && !ta && !tb {
         // A few rows: unpacked, straight from the operands.
         let isa = crate::simd::Isa::detect();
-        return crate::simd::small_gemm(
-            isa,
-            (m, n, k),
-            (a, lda),
-            (b, ldb),
-            (c, ldc),
-            alpha,
-            accumulate,
-        );
+        return crate::simd::small_gemm(isa, g, MatMut { data: c, ld: ldc });
     }
     let (a_rs, a_cs) = if ta {
         (1isize, lda as isize)

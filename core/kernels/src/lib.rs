@@ -15,6 +15,7 @@ pub mod fast;
 pub mod geom;
 pub mod layout;
 pub mod linalg;
+pub mod mat;
 pub mod math;
 pub mod par;
 pub mod pool;

@@ -1,52 +1,49 @@
 //! Matrix products.
+use crate::mat::{Gemm, MatMut, MatRef};
 use crate::shape::{broadcast_shape, strides, Dims};
 
-/// `c[m,n] (+)= alpha * sum_k a[m,k] b[k,n]` for row-major blocks with leading dims, through
-/// the packed `gemm` kernels (falls back to the reference loops if the extents are rejected).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_f32(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    ta: bool,
-    b: &[f32],
-    ldb: usize,
-    tb: bool,
-    c: &mut [f32],
-    alpha: f32,
-    accumulate: bool,
-) {
-    if crate::fast::sgemm(m, n, k, a, lda, ta, b, ldb, tb, c, n, alpha, accumulate).is_err() {
-        gemm_f32_reference(m, n, k, a, lda, ta, b, ldb, tb, c, alpha, accumulate);
+/// The product `g` into `c` (`m × n`, rows `n` apart) through the packed `gemm` kernels (falls
+/// back to the reference loops if the extents are rejected).
+pub fn gemm_f32(g: &Gemm<'_>, c: &mut [f32]) {
+    if crate::fast::sgemm(g, MatMut { data: c, ld: g.n }).is_err() {
+        gemm_f32_reference(g, c);
     }
 }
 
-/// [`gemm_f32`] into a block of a wider matrix: `c`'s rows are `ldc` apart (`ldc >= n`), so a
-/// product can fill a band of columns of its output in place. Non-transposed operands.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_f32_ldc(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
-    if crate::fast::sgemm(
-        m, n, k, a, lda, false, b, ldb, false, c, ldc, 1.0, accumulate,
-    )
-    .is_err()
-    {
+/// [`gemm_f32`] into a block of a wider matrix: `c`'s rows are `c.ld` apart (`c.ld >= n`), so a
+/// product can fill a band of columns of its output in place.
+pub fn gemm_f32_ldc(g: &Gemm<'_>, c: MatMut<'_>) {
+    let ldc = c.ld;
+    let c = c.data;
+    if crate::fast::sgemm(g, MatMut { data: c, ld: ldc }).is_err() {
         // Extents the fast path rejects: the reference loops, row by row.
+        let Gemm {
+            m,
+            n,
+            k,
+            a,
+            b,
+            alpha,
+            accumulate,
+        } = *g;
+        let at = |i: usize, p: usize| {
+            if a.trans {
+                a.data[p * a.ld + i]
+            } else {
+                a.data[i * a.ld + p]
+            }
+        };
+        let bt = |p: usize, j: usize| {
+            if b.trans {
+                b.data[j * b.ld + p]
+            } else {
+                b.data[p * b.ld + j]
+            }
+        };
         for (i, row) in c.chunks_mut(ldc.max(1)).take(m).enumerate() {
             for (j, v) in row.iter_mut().take(n).enumerate() {
-                let s: f32 = (0..k).map(|p| a[i * lda + p] * b[p * ldb + j]).sum();
+                let s: f32 = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+                let s = alpha * s;
                 *v = if accumulate { *v + s } else { s };
             }
         }
@@ -104,7 +101,16 @@ pub fn gemm_f32_row_scaled(
             scale.map_or(0, <[f32]>::len)
         ));
     }
-    gemm_f32_ldc(m, n, k, a, lda, b, ldb, c, ldc, false);
+    let g = Gemm {
+        m,
+        n,
+        k,
+        a: MatRef::new(a, lda),
+        b: MatRef::new(b, ldb),
+        alpha: 1.0,
+        accumulate: false,
+    };
+    gemm_f32_ldc(&g, MatMut { data: c, ld: ldc });
     if let Some(sc) = scale {
         for (row, &f) in c.chunks_mut(ldc.max(1)).zip(sc).take(m) {
             row.iter_mut().take(n).for_each(|v| *v *= f);
@@ -125,25 +131,37 @@ pub fn warm_up() {
     let (m, n, k) = (256, 512, 512);
     let (a, b) = (vec![0f32; m * k], vec![0f32; k * n]);
     let mut c = vec![0f32; m * n];
-    gemm_f32(m, n, k, &a, k, false, &b, n, false, &mut c, 1.0, false);
+    let g = Gemm {
+        m,
+        n,
+        k,
+        a: MatRef::new(&a, k),
+        b: MatRef::new(&b, n),
+        alpha: 1.0,
+        accumulate: false,
+    };
+    gemm_f32(&g, &mut c);
 }
 
 /// The reference loops of [`gemm_f32`] (the oracle the fast path is tested against).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_f32_reference(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    ta: bool,
-    b: &[f32],
-    ldb: usize,
-    tb: bool,
-    c: &mut [f32],
-    alpha: f32,
-    accumulate: bool,
-) {
+pub fn gemm_f32_reference(g: &Gemm<'_>, c: &mut [f32]) {
+    let Gemm {
+        m,
+        n,
+        k,
+        a: MatRef {
+            data: a,
+            ld: lda,
+            trans: ta,
+        },
+        b: MatRef {
+            data: b,
+            ld: ldb,
+            trans: tb,
+        },
+        alpha,
+        accumulate,
+    } = *g;
     if !accumulate {
         c[..m * n].fill(0.0);
     }
@@ -225,9 +243,28 @@ pub fn matmul_f32(
     };
     // Parts of at least ~128 Ki multiply-adds, so waking a thread pays off.
     let min_rows = ((1usize << 17) / (n * k).max(1)).max(1);
+    let mm = MatMul {
+        a,
+        a_dims: ad,
+        b,
+        b_dims: bd,
+    };
     crate::par::rows_mut(out, n, min_rows, &|first, part| {
-        matmul_f32_rows(a, ad, b, bd, part, first, usize::MAX, |_, _| Ok(()))
+        matmul_f32_rows(&mm, part, first, usize::MAX, |_, _| Ok(()))
     })
+}
+
+/// The operands of numpy `matmul` (f32, batch broadcasting): `a` and `b` with their dims.
+#[derive(Clone, Copy, Debug)]
+pub struct MatMul<'a> {
+    /// The left operand.
+    pub a: &'a [f32],
+    /// Its dims (1-D: a row).
+    pub a_dims: &'a [usize],
+    /// The right operand.
+    pub b: &'a [f32],
+    /// Its dims (1-D: a column).
+    pub b_dims: &'a [usize],
 }
 
 /// Rows `first_row ..` of numpy `matmul` (f32, batch broadcasting) into `out` (whole rows of
@@ -235,17 +272,19 @@ pub fn matmul_f32(
 /// right after a block is written, `on_rows(global_first_row, rows)` runs on it while it is
 /// still in cache. This is how fused epilogues (bias, scale, mask, softmax) avoid a second
 /// pass over memory, and how threads split a product by rows.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul_f32_rows(
-    a: &[f32],
-    ad: &[usize],
-    b: &[f32],
-    bd: &[usize],
+    mm: &MatMul<'_>,
     out: &mut [f32],
     first_row: usize,
     block_rows: usize,
     mut on_rows: impl FnMut(usize, &mut [f32]) -> Result<(), String>,
 ) -> Result<(), String> {
+    let MatMul {
+        a,
+        a_dims: ad,
+        b,
+        b_dims: bd,
+    } = *mm;
     let (a2, b2) = as_matrices(ad, bd);
     if a2.len() < 2 || b2.len() < 2 {
         return Err("MatMul: scalar operand".into());
@@ -286,20 +325,16 @@ pub fn matmul_f32_rows(
         let oa = crate::shape::broadcast_offset(bi, &bs, &sa);
         let ob = crate::shape::broadcast_offset(bi, &bs, &sb);
         let o = &mut out[pos * n..(pos + rows) * n];
-        gemm_f32(
-            rows,
+        let product = Gemm {
+            m: rows,
             n,
             k,
-            &a[(oa * m + r0) * k..],
-            k,
-            false,
-            &b[ob * k * n..],
-            n,
-            false,
-            o,
-            1.0,
-            false,
-        );
+            a: MatRef::new(&a[(oa * m + r0) * k..], k),
+            b: MatRef::new(&b[ob * k * n..], n),
+            alpha: 1.0,
+            accumulate: false,
+        };
+        gemm_f32(&product, o);
         on_rows(g, o)?;
         g += rows;
         pos += rows;

@@ -1,6 +1,6 @@
 use proptest::prelude::*;
 
-use crate::{conv, edo, elementwise, layout, linalg, math, reduce, shape};
+use crate::{conv, edo, elementwise, layout, linalg, mat, math, reduce, shape};
 
 fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks(4)
@@ -54,8 +54,14 @@ proptest! {
         let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
         let mut c1: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
         let mut c2 = c1.clone();
-        linalg::gemm_f32(m, n, k, &a, lda.max(1), ta, &b, ldb.max(1), tb, &mut c1, 0.5, acc);
-        linalg::gemm_f32_reference(m, n, k, &a, lda.max(1), ta, &b, ldb.max(1), tb, &mut c2, 0.5, acc);
+        let g = mat::Gemm {
+            m, n, k,
+            a: mat::MatRef { data: &a, ld: lda.max(1), trans: ta },
+            b: mat::MatRef { data: &b, ld: ldb.max(1), trans: tb },
+            alpha: 0.5, accumulate: acc,
+        };
+        linalg::gemm_f32(&g, &mut c1);
+        linalg::gemm_f32_reference(&g, &mut c2);
         for (x, y) in c1.iter().zip(&c2) {
             prop_assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{} vs {}", x, y);
         }

@@ -2,6 +2,7 @@
 //! one thread (or whole, rows split across threads), multiplied by the packed GEMM, bias and
 //! activation applied band by band.
 use super::{conv2d_direct_on, ConvProblem, Window};
+use crate::mat::{Gemm, MatMut, MatRef};
 
 /// Convolution as im2col + GEMM (1×1, stride 1, no padding: straight GEMM), `act` applied
 /// with the bias, band by band. Same contract as [`conv2d_f32`](super::conv2d_f32), which stays
@@ -96,18 +97,20 @@ fn conv_gemm_body(
                         let xc = &xg[ic * h * wi..(ic + 1) * h * wi];
                         im2col_row(xc, (h, wi), (oy0, rows), ow, [ky, kx], win, row);
                     }
-                    crate::linalg::gemm_f32_ldc(
-                        mg,
-                        ncols,
-                        kk,
-                        wg,
-                        kk,
-                        tile,
-                        ncols,
-                        &mut og[oy0 * ow..],
-                        sp,
-                        false,
-                    );
+                    let gm = Gemm {
+                        m: mg,
+                        n: ncols,
+                        k: kk,
+                        a: MatRef::new(wg, kk),
+                        b: MatRef::new(tile, ncols),
+                        alpha: 1.0,
+                        accumulate: false,
+                    };
+                    let band = MatMut {
+                        data: &mut og[oy0 * ow..],
+                        ld: sp,
+                    };
+                    crate::linalg::gemm_f32_ldc(&gm, band);
                     // The band's bias (and activation) while it is still in cache.
                     let band = &mut og[oy0 * ow..];
                     let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
@@ -130,7 +133,16 @@ fn conv_gemm_body(
             }
             let cols: &[f32] = if pointwise { xg } else { col };
             let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
-            crate::linalg::gemm_f32(mg, sp, kk, wg, kk, false, cols, sp, false, og, 1.0, false);
+            let gm = Gemm {
+                m: mg,
+                n: sp,
+                k: kk,
+                a: MatRef::new(wg, kk),
+                b: MatRef::new(cols, sp),
+                alpha: 1.0,
+                accumulate: false,
+            };
+            crate::linalg::gemm_f32(&gm, og);
             let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
             bias_act(og, (sp, sp), bs, mg, relu);
         }

@@ -1,6 +1,7 @@
 //! Transposed convolutions: GEMM + col2im, and the reference loops.
 use super::gemm::IM2COL;
 use super::{act_pass, ConvProblem};
+use crate::mat::{Gemm, MatRef};
 
 /// Transposed convolution as GEMM + col2im: per image and group, `Wᵀ · X` gives every
 /// (output channel, kernel tap) row over the input positions, which are then added into the
@@ -47,9 +48,16 @@ fn transpose_gemm(p: &ConvProblem<'_>, out: &mut [f32]) {
                 let xg = &x[(b * c + grp * cg) * hw..(b * c + (grp + 1) * cg) * hw];
                 let wg = &w[grp * cg * rows..(grp + 1) * cg * rows];
                 // cols[rows × hw] = wgᵀ (wg is cg × rows) · xg (cg × hw)
-                crate::linalg::gemm_f32(
-                    rows, hw, cg, wg, rows, true, xg, hw, false, cols, 1.0, false,
-                );
+                let gm = Gemm {
+                    m: rows,
+                    n: hw,
+                    k: cg,
+                    a: MatRef::transposed(wg, rows),
+                    b: MatRef::new(xg, hw),
+                    alpha: 1.0,
+                    accumulate: false,
+                };
+                crate::linalg::gemm_f32(&gm, cols);
                 for ocg in 0..mg {
                     let oc = grp * mg + ocg;
                     let o = &mut out[(b * m + oc) * oh * ow..(b * m + oc + 1) * oh * ow];

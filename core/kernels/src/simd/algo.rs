@@ -668,7 +668,6 @@ pub(crate) unsafe fn layernorm_block<V: Vf32>(block: &mut [f32], n: usize, eps: 
 /// The CPU runs `V`'s instruction set; `m <= 4`; `a` holds rows `0..m` of `k` values `lda`
 /// apart, `b` rows `0..k` of `n` values `ldb` apart, `c` rows `0..m` of `n` values `ldc` apart.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn small_gemm<V: Vf32>(
     (m, n, k): (usize, usize, usize),
     (a, lda): (&[f32], usize),

@@ -17,6 +17,8 @@ mod x86_512;
 
 use std::sync::OnceLock;
 
+use crate::mat::{Gemm, MatMut};
+
 /// An instruction set the SIMD kernels can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -607,17 +609,22 @@ pub fn narrow_gemm(
 /// `c[i][j] = alpha · Σ_p a[i][p] · b[p][j]` (`accumulate`: added to `c`) for row-major
 /// operands with leading dims, without packing, four rows of `c` at a time: the path for
 /// products of a few rows, where a packed GEMM's setup costs more than the arithmetic. Extents
-/// that do not fit are an error.
-#[allow(clippy::too_many_arguments)]
-pub fn small_gemm(
-    isa: Isa,
-    (m, n, k): (usize, usize, usize),
-    (a, lda): (&[f32], usize),
-    (b, ldb): (&[f32], usize),
-    (c, ldc): (&mut [f32], usize),
-    alpha: f32,
-    accumulate: bool,
-) -> Result<(), String> {
+/// that do not fit, or a transposed operand, are an error.
+pub fn small_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
+    let Gemm {
+        m,
+        n,
+        k,
+        a,
+        b,
+        alpha,
+        accumulate,
+    } = *g;
+    let (a, lda, b, ldb) = (a.data, a.ld, b.data, b.ld);
+    let (c, ldc) = (c.data, c.ld);
+    if g.a.trans || g.b.trans {
+        return Err("simd::small_gemm: transposed operands are not supported".into());
+    }
     if m > 0 && n > 0 && !extents_fit((m, n, k), (a, lda), (b, ldb), (c, ldc)) {
         return Err(format!(
             "simd::small_gemm: extents do not fit (m={m} n={n} k={k})"

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::mat::MatRef;
 
 const LENGTHS: &[usize] = &[0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257, 1000];
 
@@ -361,7 +362,8 @@ proptest! {
         let c0 = data(m * ldc, seed + 2, 1.0);
         for isa in Isa::available() {
             let mut c = c0.clone();
-            small_gemm(isa, (m, n, k), (&a, lda), (&b, ldb), (&mut c, ldc), 0.5, accumulate).unwrap();
+            let g = Gemm { m, n, k, a: MatRef::new(&a, lda), b: MatRef::new(&b, ldb), alpha: 0.5, accumulate };
+            small_gemm(isa, &g, MatMut { data: &mut c, ld: ldc }).unwrap();
             for i in 0..m {
                 for j in 0..n {
                     let s: f64 = (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum();
@@ -374,9 +376,14 @@ proptest! {
                 }
             }
         }
-        // Operands too short are an error.
+        // Operands too short are an error, and so is a transposed one.
         let mut c = c0.clone();
-        prop_assert!(small_gemm(Isa::Portable, (m, n, k + 1), (&a, lda), (&b, ldb), (&mut c, ldc), 1.0, false).is_err());
+        let g = Gemm { m, n, k: k + 1, a: MatRef::new(&a, lda), b: MatRef::new(&b, ldb), alpha: 1.0, accumulate: false };
+        let r = small_gemm(Isa::Portable, &g, MatMut { data: &mut c, ld: ldc });
+        prop_assert!(r.is_err());
+        let g = Gemm { k, a: MatRef::transposed(&a, lda), ..g };
+        let r = small_gemm(Isa::Portable, &g, MatMut { data: &mut c, ld: ldc });
+        prop_assert!(r.is_err());
     }
 
     /// The narrow product (`n` one to four vectors, any rows: attention's `P · V`) against f64

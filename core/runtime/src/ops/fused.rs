@@ -3,6 +3,7 @@
 //! stack, through the SIMD kernels; intermediates never reach memory.
 use sod2_format::fused::{self as fz, Instr, OpCode, Operand};
 use sod2_format::{AttrValue, DType};
+use sod2_kernels::linalg::MatMul;
 use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel};
 use sod2_kernels::simd::{self, BinOp, Isa, Src, UnOp};
 
@@ -472,16 +473,15 @@ fn attention(
                     }
                     let (sblock, sums) = scores.split_at_mut(block * n);
                     let sblock = &mut sblock[..rows * n];
-                    sod2_kernels::linalg::matmul_f32_rows(
+                    let mm = MatMul {
                         a,
-                        ad,
+                        a_dims: ad,
                         b,
-                        bd,
-                        sblock,
-                        g,
-                        usize::MAX,
-                        |_, _| Ok(()),
-                    )?;
+                        b_dims: bd,
+                    };
+                    sod2_kernels::linalg::matmul_f32_rows(&mm, sblock, g, usize::MAX, |_, _| {
+                        Ok(())
+                    })?;
                     if let (Some(f), true) = (folded, n > 0) {
                         // The prologue folded into the softmax; the rows stay unnormalised
                         // until their product with V.
@@ -594,7 +594,13 @@ fn execute(
     if let Some((av, ad, bv, bd)) = mm {
         // Blocks of about 64 KiB of output rows: the epilogue runs while they are in cache.
         let block = (16 * 1024 / w).max(1);
-        sod2_kernels::linalg::matmul_f32_rows(av, ad, bv, bd, part, first, block, |_, rows| {
+        let mm = MatMul {
+            a: av,
+            a_dims: ad,
+            b: bv,
+            b_dims: bd,
+        };
+        sod2_kernels::linalg::matmul_f32_rows(&mm, part, first, block, |_, rows| {
             for row in rows.chunks_mut(w) {
                 row_fn(&walk.bases, row)?;
                 walk.advance(dims, inputs);
@@ -751,9 +757,13 @@ fn execute_blocks(
         spec.rows(isa, &flat, &bases, buf, w, regs)
     };
     if let Some((av, ad, bv, bd)) = mm {
-        sod2_kernels::linalg::matmul_f32_rows(av, ad, bv, bd, part, first, block, |g, buf| {
-            block_fn(g, buf)
-        })
+        let mm = MatMul {
+            a: av,
+            a_dims: ad,
+            b: bv,
+            b_dims: bd,
+        };
+        sod2_kernels::linalg::matmul_f32_rows(&mm, part, first, block, |g, buf| block_fn(g, buf))
     } else {
         for (k, buf) in part.chunks_mut(span).enumerate() {
             block_fn(first + k * rows, buf)?;

@@ -5,6 +5,7 @@ use sod2_kernels::conv::{
     conv_transpose2d_f32, Activation, BlockPacking, ConvProblem, Window,
 };
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
+use sod2_kernels::mat::{Gemm, MatRef};
 use sod2_kernels::pool::{pool_nd, PoolKind, PoolNd};
 use sod2_kernels::reduce::{normalize_blocks_f32, reduce, softmax_f32};
 use sod2_kernels::shape::{axis, broadcast_shape, broadcast_strides, numel, strides};
@@ -697,20 +698,24 @@ fn gemm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let cs = broadcast_strides(cin.dims, &od);
         sod2_kernels::shape::for_each_offset(&od, [&cs], |i, [j]| o[i] = beta * cv[j]);
     }
-    gemm_f32(
+    let product = Gemm {
         m,
         n,
         k,
-        &av,
-        a.dims[1],
-        ta,
-        &bv,
-        b.dims[1],
-        tb,
-        o,
+        a: MatRef {
+            data: &av,
+            ld: a.dims[1],
+            trans: ta,
+        },
+        b: MatRef {
+            data: &bv,
+            ld: b.dims[1],
+            trans: tb,
+        },
         alpha,
-        cin.is_some(),
-    );
+        accumulate: cin.is_some(),
+    };
+    gemm_f32(&product, o);
     Ok(())
 }
 

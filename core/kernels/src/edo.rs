@@ -15,19 +15,29 @@ pub fn nonzero(is_nz: impl Fn(usize) -> bool, d: &[usize], count: usize, out: &m
     }
 }
 
-/// Top-k along an axis into `vals` (and `idxs` if given), both of dims `d` with `d[axis] = k`.
-/// Ties keep the lower index first (ONNX). `order` is scratch (reused by the caller).
-#[allow(clippy::too_many_arguments)]
+/// What [`topk_f32`] selects.
+#[derive(Clone, Copy, Debug)]
+pub struct TopK {
+    /// The axis the values are ranked along.
+    pub axis: usize,
+    /// How many to keep.
+    pub k: usize,
+    /// The largest (else the smallest).
+    pub largest: bool,
+}
+
+/// Top-k along an axis of `x` (dims `d`) into `vals` (and `idxs` if given), both of dims `d`
+/// with `d[axis] = k`. Ties keep the lower index first (ONNX). `order` is scratch (reused by the
+/// caller).
 pub fn topk_f32(
     x: &[f32],
     d: &[usize],
-    axis: usize,
-    k: usize,
-    largest: bool,
+    sel: &TopK,
     vals: &mut [f32],
     mut idxs: Option<&mut [i64]>,
     order: &mut Vec<usize>,
 ) {
+    let TopK { axis, k, largest } = *sel;
     let outer: usize = d[..axis].iter().product();
     let n = d[axis];
     let inner: usize = d[axis + 1..].iter().product();
@@ -106,20 +116,31 @@ pub struct NmsScratch {
     kept: Vec<usize>,
 }
 
+/// A NonMaxSuppression's sizes and thresholds.
+#[derive(Clone, Copy, Debug)]
+pub struct Nms {
+    /// Batches, classes and boxes per batch: boxes are `[b, n, 4]`, scores `[b, c, n]`.
+    pub dims: (usize, usize, usize),
+    /// Boxes kept per batch and class at most.
+    pub max_per_class: usize,
+    /// A box overlapping a kept one by more than this (intersection over union) is dropped.
+    pub iou_threshold: f32,
+    /// Only boxes scoring above this are candidates.
+    pub score_threshold: Option<f32>,
+    /// Boxes are `[xc, yc, w, h]` (else two corners `[y1, x1, y2, x2]`).
+    pub center: bool,
+}
+
 /// NonMaxSuppression: boxes `[b, n, 4]`, scores `[b, c, n]` → selected `[k, 3]` flattened, into
 /// `out` (cleared first).
-#[allow(clippy::too_many_arguments)]
-pub fn nms(
-    boxes: &[f32],
-    scores: &[f32],
-    (b, c, n): (usize, usize, usize),
-    max_per_class: usize,
-    iou_thr: f32,
-    score_thr: Option<f32>,
-    center: bool,
-    scratch: &mut NmsScratch,
-    out: &mut Vec<i64>,
-) {
+pub fn nms(boxes: &[f32], scores: &[f32], p: &Nms, scratch: &mut NmsScratch, out: &mut Vec<i64>) {
+    let Nms {
+        dims: (b, c, n),
+        max_per_class,
+        iou_threshold: iou_thr,
+        score_threshold: score_thr,
+        center,
+    } = *p;
     out.clear();
     let NmsScratch { cand, kept } = scratch;
     for bi in 0..b {

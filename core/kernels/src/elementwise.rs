@@ -132,15 +132,11 @@ pub fn binary_f32_simd(
     r.is_ok()
 }
 
-/// `out = c ? x : y` with broadcasting.
-#[allow(clippy::too_many_arguments)]
+/// `out = c ? x : y` with `c`, `x`, `y` (each with its dims) broadcast to `out_dims`.
 pub fn select<T: Copy>(
-    c: &[u8],
-    cd: &[usize],
-    x: &[T],
-    xd: &[usize],
-    y: &[T],
-    yd: &[usize],
+    (c, cd): (&[u8], &[usize]),
+    (x, xd): (&[T], &[usize]),
+    (y, yd): (&[T], &[usize]),
     out: &mut [T],
     out_dims: &[usize],
 ) {

@@ -234,18 +234,25 @@ pub fn gather(x: &[u8], d: &[usize], axis: usize, idx: &[i64], out: &mut [u8], e
     }
 }
 
-/// Pads with a constant (given as `es` bytes), or by `reflect` / `edge` / `wrap`.
-#[allow(clippy::too_many_arguments)]
-pub fn pad(
-    x: &[u8],
-    d: &[usize],
-    pads_begin: &[i64],
-    out: &mut [u8],
-    od: &[usize],
-    es: usize,
-    mode: &str,
-    value: &[u8],
-) {
+/// How [`pad`] pads.
+#[derive(Clone, Copy, Debug)]
+pub struct Pad<'a> {
+    /// Padding at the beginning of each axis (the end's follows from the output dims).
+    pub begin: &'a [i64],
+    /// `constant`, `reflect`, `edge` or `wrap`.
+    pub mode: &'a str,
+    /// The constant (`es` bytes).
+    pub value: &'a [u8],
+}
+
+/// Pads `x` (dims `d`) into `out` (dims `od`, elements of `es` bytes) with a constant, or by
+/// `reflect` / `edge` / `wrap`.
+pub fn pad(x: &[u8], d: &[usize], p: &Pad<'_>, out: &mut [u8], od: &[usize], es: usize) {
+    let Pad {
+        begin: pads_begin,
+        mode,
+        value,
+    } = *p;
     let xs = strides(d);
     let os = strides(od);
     for o in 0..numel(od) {

@@ -1,18 +1,27 @@
 //! Pooling over windows: 2-D max / average and N-d max (with argmax) / average / Lp.
 use crate::geom::Window;
 
-/// Max or average pooling over `[n, c, h, w]`. `count_pad`: average divides by the full window.
-#[allow(clippy::too_many_arguments)]
-pub fn pool2d_f32(
-    x: &[f32],
-    xd: [usize; 4],
-    win: Window,
-    max: bool,
-    count_pad: bool,
-    out: &mut [f32],
-    od: [usize; 4],
-    pads_end: [usize; 2],
-) {
+/// A 2-D max or average pool's window and kind.
+#[derive(Clone, Copy, Debug)]
+pub struct Pool2d {
+    /// Kernel extent, strides, dilations and leading padding.
+    pub window: Window,
+    /// Padding at the end (bottom, right).
+    pub pads_end: [usize; 2],
+    /// Maximum (else average).
+    pub max: bool,
+    /// Average: divide by the full window, padding included (else by the taps inside).
+    pub count_pad: bool,
+}
+
+/// Max or average pooling over `[n, c, h, w]` (`xd`) into `[n, c, oh, ow]` (`od`).
+pub fn pool2d_f32(x: &[f32], xd: [usize; 4], pool: &Pool2d, out: &mut [f32], od: [usize; 4]) {
+    let Pool2d {
+        window: win,
+        pads_end,
+        max,
+        count_pad,
+    } = *pool;
     let [n, c, h, w] = xd;
     let [_, _, oh, ow] = od;
     for p in 0..n * c {

@@ -279,12 +279,15 @@ fn edo_kernels() {
     edo::nonzero(|i| nz[i], &[2, 2], 2, &mut idx);
     assert_eq!(idx, vec![0, 1, 1, 0]);
     let (mut v, mut i, mut order) = (vec![0f32; 3], vec![0i64; 3], Vec::new());
+    let sel = edo::TopK {
+        axis: 0,
+        k: 3,
+        largest: true,
+    };
     edo::topk_f32(
         &[1.0, 3.0, 3.0, 2.0],
         &[4],
-        0,
-        3,
-        true,
+        &sel,
         &mut v,
         Some(&mut i),
         &mut order,
@@ -295,17 +298,14 @@ fn edo_kernels() {
     let scores = [0.9, 0.8, 0.7];
     let mut sel = vec![99];
     let mut scratch = edo::NmsScratch::default();
-    edo::nms(
-        &boxes,
-        &scores,
-        (1, 1, 3),
-        10,
-        0.5,
-        None,
-        false,
-        &mut scratch,
-        &mut sel,
-    );
+    let p = edo::Nms {
+        dims: (1, 1, 3),
+        max_per_class: 10,
+        iou_threshold: 0.5,
+        score_threshold: None,
+        center: false,
+    };
+    edo::nms(&boxes, &scores, &p, &mut scratch, &mut sel);
     assert_eq!(sel, vec![0, 0, 0, 0, 0, 2]);
     assert!((math::erf(0.5) - 0.520_499_9).abs() < 1e-6);
     // against the series erf(x) = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)), in f64

@@ -552,7 +552,12 @@ fn pad(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
     let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
-    layout::pad(x.data, x.dims, &begin, out, &od, es, mode, &value);
+    let p = layout::Pad {
+        begin: &begin,
+        mode,
+        value: &value,
+    };
+    layout::pad(x.data, x.dims, &p, out, &od, es);
     Ok(())
 }
 

@@ -175,25 +175,21 @@ fn topk(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         Some(o) if want_idx => Some(typed_mut::<i64>(o.alloc(&od)?)?),
         _ => None,
     };
+    let sel = edo::TopK {
+        axis: a,
+        k,
+        largest,
+    };
     TOPK_ORDER.with(|order| {
         let mut order = order.take();
         let r = if dt == DType::F32 {
             typed_mut::<f32>(o0.alloc(&od)?).map(|v| {
-                edo::topk_f32(
-                    &vals,
-                    d,
-                    a,
-                    k,
-                    largest,
-                    v,
-                    idx_out.as_deref_mut(),
-                    &mut order,
-                );
+                edo::topk_f32(&vals, d, &sel, v, idx_out.as_deref_mut(), &mut order);
             })
         } else {
             // Other value types: through an f32 buffer, then converted.
             let mut v = vec![0f32; numel(&od)];
-            edo::topk_f32(&vals, d, a, k, largest, &mut v, idx_out, &mut order);
+            edo::topk_f32(&vals, d, &sel, &mut v, idx_out, &mut order);
             fn store<T: Num>(o: &mut [u8], v: &[f32]) -> Result<(), String> {
                 for (s, &x) in typed_mut::<T>(o)?.iter_mut().zip(v) {
                     *s = T::from_f64(f64::from(x));
@@ -264,17 +260,14 @@ fn nms(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let iou = scalar(3).unwrap_or(0.0) as f32;
     let thr = scalar(4).map(|v| v as f32);
     let (mut scratch, mut sel) = NMS.with(|c| c.take()).unwrap_or_default();
-    edo::nms(
-        &boxes,
-        &scores,
-        (nb, nc, n),
-        max_out,
-        iou,
-        thr,
+    let p = edo::Nms {
+        dims: (nb, nc, n),
+        max_per_class: max_out,
+        iou_threshold: iou,
+        score_threshold: thr,
         center,
-        &mut scratch,
-        &mut sel,
-    );
+    };
+    edo::nms(&boxes, &scores, &p, &mut scratch, &mut sel);
     let r = write_i64(c, 0, &[sel.len() / 3, 3], &sel);
     NMS.with(|c| c.set(Some((scratch, sel))));
     r

@@ -8,6 +8,7 @@
 //! AVX2/NEON paths behind safe, length-checked entry points.
 #![deny(unsafe_code)]
 
+pub mod attention;
 pub mod conv;
 pub mod edo;
 pub mod elementwise;

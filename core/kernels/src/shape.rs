@@ -153,3 +153,52 @@ pub fn strided_len(rows: usize, cols: usize, ld: usize) -> usize {
         (rows - 1) * ld + cols
     }
 }
+
+/// Walks the rows of `dims` (runs of its innermost dim) in order, keeping each strided
+/// operand's element offset at the row's start (operands with strides over `dims`, 0 along
+/// broadcast dims): how row kernels with broadcast inputs (attention's mask, a fused
+/// program's inputs) find each row's values without a division per row.
+#[derive(Clone, Debug)]
+pub struct RowWalker {
+    idx: Dims,
+    /// Each operand's element offset at the current row's start.
+    pub bases: Dims,
+}
+
+impl RowWalker {
+    /// Positioned at row `row` (rows counted over the outer dims, row-major), for operands
+    /// with `strides` (each at least as long as the outer dims).
+    pub fn at(row: usize, dims: &[usize], strides: &[&[usize]]) -> RowWalker {
+        let outer = dims.len().saturating_sub(1);
+        let mut idx: Dims = smallvec::smallvec![0; outer];
+        let mut rem = row;
+        for j in (0..outer).rev() {
+            if dims[j] > 0 {
+                idx[j] = rem % dims[j];
+                rem /= dims[j];
+            }
+        }
+        let bases = strides
+            .iter()
+            .map(|s| idx.iter().zip(s.iter()).map(|(x, s)| x * s).sum())
+            .collect();
+        RowWalker { idx, bases }
+    }
+
+    /// Moves to the next row (an odometer over the outer dims).
+    pub fn advance(&mut self, dims: &[usize], strides: &[&[usize]]) {
+        for j in (0..self.idx.len()).rev() {
+            self.idx[j] += 1;
+            for (b, s) in self.bases.iter_mut().zip(strides) {
+                *b += s[j];
+            }
+            if self.idx[j] < dims[j] {
+                return;
+            }
+            for (b, s) in self.bases.iter_mut().zip(strides) {
+                *b -= s[j] * dims[j];
+            }
+            self.idx[j] = 0;
+        }
+    }
+}

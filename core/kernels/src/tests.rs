@@ -611,3 +611,165 @@ proptest! {
         prop_assert!(!shape::same_dims(&out, &dims) || lead == 0);
     }
 }
+
+/// Attention against the naive sums in f64: no prologue, a folded affine prologue (with and
+/// without a mask broadcast over the heads), and a caller's program run by blocks and row by
+/// row; several blocks per part (wide rows), narrow and padded heads, threads splitting the rows
+/// mid-batch.
+#[test]
+fn attention_matches_the_naive_sums() {
+    use crate::attention::{attention_f32, Attention, Mask, Prologue, RowProgram};
+    /// A prologue in f64: `(score, mask value) -> value`.
+    type Scores = fn(f64, f64) -> f64;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    for (bh, m, k, n, hd, threads) in [
+        ([2usize, 3usize], 5usize, 8usize, 7usize, 8usize, 1usize),
+        ([1, 2], 9, 16, 33, 12, 1),
+        ([2, 2], 13, 4, 20, 16, 3),
+        ([1, 1], 70, 8, 2048, 4, 1),
+        ([2, 1], 40, 8, 1500, 32, 3),
+    ] {
+        let [b, h] = bh;
+        let a: Vec<f32> = (0..b * h * m * k)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let bm: Vec<f32> = (0..b * h * k * n)
+            .map(|i| (i as f32 * 0.11).cos())
+            .collect();
+        // V broadcast over the batch: one per head.
+        let v: Vec<f32> = (0..h * n * hd).map(|i| (i as f32 * 0.23).sin()).collect();
+        // The mask: one per batch, broadcast over the heads, whole rows.
+        let mask: Vec<f32> = (0..b * m * n)
+            .map(|i| {
+                if i % 7 == 3 {
+                    -30.0
+                } else {
+                    (i as f32 * 0.05).cos()
+                }
+            })
+            .collect();
+        let (ad, bd, vd) = ([b, h, m, k], [b, h, k, n], [h, n, hd]);
+        let od = [b, h, m, hd];
+        let mstrides = [m * n, 0, n, 1];
+        // Scores in f64, then the prologue `f`, the softmax and the product with V.
+        let naive = |f: Scores| -> Vec<f64> {
+            let mut out = vec![0f64; b * h * m * hd];
+            for bi in 0..b {
+                for hi in 0..h {
+                    for i in 0..m {
+                        let mut s: Vec<f64> = (0..n)
+                            .map(|j| {
+                                let dot: f64 = (0..k)
+                                    .map(|p| {
+                                        f64::from(a[((bi * h + hi) * m + i) * k + p])
+                                            * f64::from(bm[((bi * h + hi) * k + p) * n + j])
+                                    })
+                                    .sum();
+                                f(dot, f64::from(mask[(bi * m + i) * n + j]))
+                            })
+                            .collect();
+                        let mx = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        s.iter_mut().for_each(|x| *x = (*x - mx).exp());
+                        let sum: f64 = s.iter().sum();
+                        for c in 0..hd {
+                            let o: f64 = (0..n)
+                                .map(|j| s[j] / sum * f64::from(v[(hi * n + j) * hd + c]))
+                                .sum();
+                            out[((bi * h + hi) * m + i) * hd + c] = o;
+                        }
+                    }
+                }
+            }
+            out
+        };
+        let program = |bases: &[usize], rows: &mut [f32]| -> Result<(), String> {
+            for (q, row) in rows.chunks_mut(n).enumerate() {
+                let mrow = &mask[bases[0] + q * n..bases[0] + (q + 1) * n];
+                for (x, &mv) in row.iter_mut().zip(mrow) {
+                    *x = (*x * 0.5).max(mv);
+                }
+            }
+            Ok(())
+        };
+        let walked: [&[usize]; 1] = [&mstrides];
+        let cases: [(Prologue<'_>, Scores); 5] = [
+            (Prologue::None, |x, _| x),
+            (
+                Prologue::Affine {
+                    scale: 0.25,
+                    mask: None,
+                },
+                |x, _| x * 0.25,
+            ),
+            (
+                Prologue::Affine {
+                    scale: 0.25,
+                    mask: Some(Mask {
+                        data: &mask,
+                        strides: &mstrides,
+                        coef: -2.0,
+                    }),
+                },
+                |x, mv| x * 0.25 - 2.0 * mv,
+            ),
+            (
+                Prologue::Rows(RowProgram {
+                    strides: &walked,
+                    blockwise: true,
+                    run: &program,
+                }),
+                |x, mv| (x * 0.5).max(mv),
+            ),
+            (
+                Prologue::Rows(RowProgram {
+                    strides: &walked,
+                    blockwise: false,
+                    run: &program,
+                }),
+                |x, mv| (x * 0.5).max(mv),
+            ),
+        ];
+        for (prologue, f) in &cases {
+            let p = Attention {
+                scores: linalg::MatMul {
+                    a: &a,
+                    a_dims: &ad,
+                    b: &bm,
+                    b_dims: &bd,
+                },
+                v: &v,
+                v_dims: &vd,
+                out_dims: &od,
+                prologue: *prologue,
+            };
+            let mut out = vec![f32::NAN; b * h * m * hd];
+            pool.install(|| crate::par::with_threads(threads, || attention_f32(&p, &mut out)))
+                .unwrap();
+            let want = naive(*f);
+            for (i, (&got, &w)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(got) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{bh:?} m={m} n={n} hd={hd} at {i}: {got} vs {w}"
+                );
+            }
+        }
+        // V that does not fit the scores is an error.
+        let p = Attention {
+            scores: linalg::MatMul {
+                a: &a,
+                a_dims: &ad,
+                b: &bm,
+                b_dims: &bd,
+            },
+            v: &v[1..],
+            v_dims: &vd,
+            out_dims: &od,
+            prologue: Prologue::None,
+        };
+        let mut out = vec![0f32; b * h * m * hd];
+        assert!(attention_f32(&p, &mut out).is_err());
+    }
+}

@@ -3,6 +3,7 @@
 //! stack, through the SIMD kernels; intermediates never reach memory.
 use sod2_format::fused::{self as fz, Instr, OpCode, Operand};
 use sod2_format::{AttrValue, DType};
+use sod2_kernels::attention::{attention_f32, Attention, Mask, Prologue, RowProgram};
 use sod2_kernels::linalg::MatMul;
 use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel};
 use sod2_kernels::simd::{self, BinOp, Isa, Src, UnOp};
@@ -375,13 +376,25 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         None
     };
     let mm = mm.as_ref().map(|(a, ad, b, bd)| (&a[..], *ad, &b[..], *bd));
-    if let (true, Some(mm)) = (spec.tail, mm) {
+    if let (true, Some((a, ad, b, bd))) = (spec.tail, mm) {
         let v = ins[prog_end].as_ref().ok_or("fused step: no V")?;
         if v.dtype != DType::F32 {
             return Err("fused step: V must be f32".into());
         }
         let vv = typed::<f32>(v.data);
-        return attention(spec, isa, mm, (&vv, v.dims), &dims, &inputs, buf, &od);
+        let problem = Attention {
+            scores: MatMul {
+                a,
+                a_dims: ad,
+                b,
+                b_dims: bd,
+            },
+            v: &vv,
+            v_dims: v.dims,
+            out_dims: &od,
+            prologue: Prologue::None,
+        };
+        return attention(spec, isa, problem, &dims, &inputs, buf);
     }
     // Parts of at least 32 Ki elements per thread (and, with a MatMul, ~128 Ki multiply-adds).
     let k = mm.map_or(1, |(_, ad, _, _)| ad.last().copied().unwrap_or(1));
@@ -398,40 +411,22 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     })
 }
 
-/// `softmax(prologue(A · B)) · V` by blocks of score rows that live only in a per-thread buffer.
-#[allow(clippy::too_many_arguments)]
+/// Attention, `softmax(prologue(A · B)) · V` (the kernel [`attention_f32`]): the prologue
+/// folds into the kernel's softmax when it is affine in the scores and its input (a mask) holds
+/// whole rows; else the kernel runs it through [`Spec::program`] on the score rows.
 fn attention(
     spec: &Spec,
     isa: Isa,
-    (a, ad, b, bd): (&[f32], &[usize], &[f32], &[usize]),
-    (v, vd): (&[f32], &[usize]),
+    problem: Attention<'_>,
     sdims: &[usize],
     inputs: &[Input<'_>],
     out: &mut [f32],
-    od: &[usize],
 ) -> Result<(), String> {
     let r = sdims.len();
-    if r < 2 || vd.len() < 2 || od.is_empty() {
+    if r < 2 {
         return Err("fused step: attention needs matrices".into());
     }
-    let (m, n, hd) = (sdims[r - 2], sdims[r - 1], od[od.len() - 1]);
-    let sbatch = &sdims[..r - 2];
-    let vbatch = &vd[..vd.len() - 2];
-    let fits = vd[vd.len() - 2] == n
-        && vd[vd.len() - 1] == hd
-        && broadcast_shape(&[sbatch, vbatch]).as_deref() == Some(sbatch)
-        && numel(vd) == v.len()
-        && out.len() == numel(sbatch) * m * hd;
-    if !fits {
-        return Err(format!(
-            "fused step: V {vd:?} does not fit scores {sdims:?} and output {od:?}"
-        ));
-    }
-    if out.is_empty() {
-        return Ok(());
-    }
-    let vs = broadcast_strides(vbatch, sbatch);
-    let bs = sod2_kernels::shape::strides(sbatch);
+    let n = sdims[r - 1];
     // Every program input either holds whole score rows one after the other or is one value.
     let contiguous_rows = inputs.iter().all(|i| {
         match (i.strides.get(r - 2).copied(), i.strides.get(r - 1).copied()) {
@@ -449,107 +444,41 @@ fn attention(
                 .is_some_and(|i| i.strides.get(r - 1) == Some(&1))
         })
     });
-    // Blocks of about 256 KiB of scores (L2-resident): fewer, larger products than smaller
-    // blocks (each product re-reads its right-hand operand).
-    let block = (64 * 1024 / n.max(1)).max(1);
-    let min_rows = ((1 << 17) / (n * (hd + ad.last().copied().unwrap_or(1))).max(1)).max(1);
-    sod2_kernels::par::rows_mut(out, hd, min_rows, &|first, part| {
-        SCORES.with(|sc| {
-            REGS.with(|rc| {
-                let (Ok(mut scores), Ok(mut regs)) = (sc.try_borrow_mut(), rc.try_borrow_mut())
-                else {
-                    return Err("fused step: attention re-entered on one thread".to_string());
-                };
-                let total = part.len() / hd;
-                let mut walk = RowWalker::at(first, sdims, inputs);
-                let (mut g, mut done) = (first, 0);
-                while done < total {
-                    let (bi, r0) = (g / m, g % m);
-                    let rows = block.min(m - r0).min(total - done);
-                    if scores.len() < block * (n + 1) {
-                        // Sized for a whole block at once, and its rows' sums (grows only when
-                        // `n` does).
-                        scores.resize(block * (n + 1), 0.0);
-                    }
-                    let (sblock, sums) = scores.split_at_mut(block * n);
-                    let sblock = &mut sblock[..rows * n];
-                    let mm = MatMul {
-                        a,
-                        a_dims: ad,
-                        b,
-                        b_dims: bd,
-                    };
-                    sod2_kernels::linalg::matmul_f32_rows(&mm, sblock, g, usize::MAX, |_, _| {
-                        Ok(())
-                    })?;
-                    if let (Some(f), true) = (folded, n > 0) {
-                        // The prologue folded into the softmax; the rows stay unnormalised
-                        // until their product with V.
-                        let mask = |_| {
-                            let m = mask_row(f, inputs, &walk.bases, n);
-                            walk.advance(sdims, inputs);
-                            m
-                        };
-                        simd::softmax_exp_rows(isa, sblock, n, f.scale, mask, &mut sums[..rows])?;
-                    } else if n > 0 {
-                        // A prologue runs over the block at once when it reads no input (a
-                        // scale) or when every input it reads walks the block's rows
-                        // contiguously (a mask with full rows) or not at all (a broadcast
-                        // scalar); else row by row.
-                        let prologue = spec.pre_out != Operand::Buf;
-                        let blockwise = prologue && (!spec.pre_reads_inputs || contiguous_rows);
-                        if blockwise {
-                            spec.program(false, isa, inputs, &walk.bases, sblock, &mut regs)?;
-                        }
-                        for row in sblock.chunks_mut(n) {
-                            if prologue && !blockwise {
-                                spec.program(false, isa, inputs, &walk.bases, row, &mut regs)?;
-                            }
-                            simd::softmax_row(isa, row, false);
-                            walk.advance(sdims, inputs);
-                        }
-                    }
-                    let voff = sod2_kernels::shape::broadcast_offset(bi, &bs, &vs);
-                    let vb = &v[voff * n * hd..(voff + 1) * n * hd];
-                    let ob = &mut part[done * hd..(done + rows) * hd];
-                    // The softmax's division by the row sums, folded into the product.
-                    let inv = folded.is_some() && n > 0;
-                    if inv {
-                        sums[..rows].iter_mut().for_each(|s| *s = 1.0 / *s);
-                    }
-                    sod2_kernels::linalg::gemm_f32_row_scaled(
-                        (rows, hd, n),
-                        (&sblock[..], n.max(1)),
-                        (vb, hd.max(1)),
-                        (ob, hd.max(1)),
-                        inv.then_some(&sums[..rows]),
-                    )?;
-                    g += rows;
-                    done += rows;
-                }
-                Ok(())
-            })
+    let strides: SmallVec<[&[usize]; 8]> = inputs.iter().map(|i| &i.strides[..]).collect();
+    let run = |bases: &[usize], rows: &mut [f32]| {
+        REGS.with(|rc| {
+            let Ok(mut regs) = rc.try_borrow_mut() else {
+                return Err("fused step: attention re-entered on one thread".to_string());
+            };
+            spec.program(false, isa, inputs, bases, rows, &mut regs)
         })
-    })
-}
-
-/// The mask row (and its coefficient) of a folded attention prologue for the score row whose
-/// inputs start at `bases`; rows of `n` values.
-fn mask_row<'a>(
-    f: Affine,
-    inputs: &[Input<'a>],
-    bases: &[usize],
-    n: usize,
-) -> Result<Option<(&'a [f32], f32)>, String> {
-    let Some((j, c)) = f.mask else {
-        return Ok(None);
     };
-    let at = bases[j];
-    let m = inputs[j]
-        .data
-        .get(at..at + n)
-        .ok_or("fused step: attention mask row outside its input")?;
-    Ok(Some((m, c)))
+    let prologue = match folded {
+        Some(f) => Prologue::Affine {
+            scale: f.scale,
+            mask: f.mask.map(|(j, coef)| Mask {
+                data: inputs[j].data,
+                strides: &inputs[j].strides,
+                coef,
+            }),
+        },
+        // A prologue runs over a block of rows at once when it reads no input (a scale) or
+        // when every input it reads walks the block's rows contiguously (a mask with full
+        // rows) or not at all (a broadcast scalar); else row by row.
+        None if spec.pre_out != Operand::Buf => Prologue::Rows(RowProgram {
+            strides: &strides,
+            blockwise: !spec.pre_reads_inputs || contiguous_rows,
+            run: &run,
+        }),
+        None => Prologue::None,
+    };
+    attention_f32(
+        &Attention {
+            prologue,
+            ..problem
+        },
+        out,
+    )
 }
 
 /// A MatMul anchor's operands: A, its dims, B, its dims.
@@ -558,8 +487,6 @@ type MatMulOperands<'a> = Option<(&'a [f32], &'a [usize], &'a [f32], &'a [usize]
 thread_local! {
     /// Registers reused by every fused step run on this thread (no allocation per step).
     static REGS: std::cell::RefCell<Box<Regs>> = std::cell::RefCell::new(Regs::new());
-    /// Attention's score rows (one block), grow-only.
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Row-invariant program inputs repeated over a block of rows, grow-only.
     static EXPANDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

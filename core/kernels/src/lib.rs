@@ -6,6 +6,25 @@
 //! these with the same signatures and are tested against them. `unsafe` is denied except in
 //! `fast`, the bounds-checked wrapper of the `gemm` crate, and in `simd`, the explicit
 //! AVX2/NEON paths behind safe, length-checked entry points.
+//!
+//! # Layers
+//!
+//! A module imports only from the layers below its own, so the crate has no module cycle:
+//!
+//! ```text
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool
+//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
+//! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
+//!            tiles; knows no operator)
+//! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
+//!            mat (matrix operands, the GEMM problem) · math (scalar erf, exp, f16/bf16)
+//!            par (intra-op threads) · scratch (per-thread grow-only buffers)
+//! ```
+//!
+//! Leaves import nothing from the crate; `simd` imports only leaves; the middle layer imports
+//! leaves and `simd` (`linalg` also `fast`); the operators import anything below them.
+//! Kernels with many operands take a problem struct (`conv::ConvProblem`, `mat::Gemm`,
+//! `attention::Attention`, ...) instead of a long argument list.
 #![deny(unsafe_code)]
 
 pub mod attention;

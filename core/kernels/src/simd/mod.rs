@@ -1,8 +1,13 @@
 //! Explicit SIMD for the elementwise, softmax and normalisation hot loops: x86-64 AVX2 + FMA,
-//! x86-64 AVX-512F and aarch64 NEON through `core::arch`, and a portable path, chosen at run time by CPU feature
-//! detection ([`Isa::detect`]). The algorithms are written once against a small vector trait
-//! and instantiated inside one `#[target_feature]` entry point per instruction set, so every
-//! path runs the same arithmetic; the tests compare each available path with the portable one.
+//! x86-64 AVX-512F and aarch64 NEON through `core::arch`, and a portable path, chosen at run
+//! time by CPU feature detection ([`Isa::detect`]). The algorithms are written once against a
+//! small vector trait and instantiated inside one `#[target_feature]` entry point per
+//! instruction set, so every path runs the same arithmetic; the tests compare each available
+//! path with the portable one.
+//!
+//! It knows no operator and imports only the crate's leaves (`shape`, `geom`, `mat`, `math`,
+//! `par`): the convolution tiles take plain geometry and counts, and the decisions of which
+//! tile and how many channels per block belong to `conv`.
 #![allow(unsafe_code)]
 
 mod algo;

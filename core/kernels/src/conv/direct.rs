@@ -7,7 +7,7 @@ use crate::simd::Isa;
 /// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
 /// the input is copied once with its padding written out, and tiles of output channels × rows
 /// × pixel vectors accumulate every tap in registers, loading consecutive input values (at
-/// stride 2: de-interleaving the even ones) ([`direct_rows`]); output rows narrower than one
+/// stride 2: de-interleaving the even ones) (`direct_rows`); output rows narrower than one
 /// vector go to [`conv2d_block_f32`](super::conv2d_block_f32) instead (unless each group has a
 /// single input channel). At other strides each (output channel, input channel, tap) adds a
 /// scaled input row segment to the output row. No im2col buffer: the better version for few

@@ -10,7 +10,8 @@
 #include <stdlib.h>
 
 /*
- Status codes.
+ Status codes. The error codes are the C column of the error table shared by the three
+ bindings (`sod2_bindings_common::KINDS`; a test checks this header against it).
  */
 typedef enum {
   /*
@@ -38,7 +39,8 @@ typedef enum {
    */
   SOD2_ERR_INPUT = 5,
   /*
-   A kernel failed while running.
+   Running failed: a kernel, a plan expression at the bound dims, or the thread pool
+   (including a thread count outside 1..=256).
    */
   SOD2_ERR_RUN = 6,
   /*

@@ -5,8 +5,11 @@
 //! message of the last failure on the calling thread. No panic crosses this boundary: every
 //! entry point runs under `catch_unwind` and reports `SOD2_ERR_PANIC`.
 //!
-//! Handles are checked against a registry of live handles, so a null, destroyed or foreign
-//! pointer is reported as `SOD2_ERR_INVALID_HANDLE` instead of being dereferenced.
+//! Handles are checked against a registry of live handles (one per handle type, from
+//! `sod2-bindings-common`), so a null, destroyed, foreign or wrong-typed pointer is reported as
+//! `SOD2_ERR_INVALID_HANDLE` instead of being dereferenced. Errors map to status codes through
+//! the table shared with the Kotlin and Swift bindings (`sod2_bindings_common::KINDS`); the
+//! tests check the header against it.
 //!
 //! Thread safety: a `sod2_plan` is immutable and may be used from any number of threads at
 //! once (create one session per thread). A `sod2_session` must be used by one thread at a time.
@@ -15,12 +18,13 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn, TensorView};
+use sod2_bindings_common::{catch_panics, Error, ErrorKind, Registry};
+use sod2_runtime::{DType, Plan, Session, TensorIn, TensorView};
 
-/// Status codes.
+/// Status codes. The error codes are the C column of the error table shared by the three
+/// bindings (`sod2_bindings_common::KINDS`; a test checks this header against it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum sod2_status {
@@ -36,7 +40,8 @@ pub enum sod2_status {
     SOD2_ERR_PLAN = 4,
     /// Inputs of the wrong count, dtype, rank, dims or size.
     SOD2_ERR_INPUT = 5,
-    /// A kernel failed while running.
+    /// Running failed: a kernel, a plan expression at the bound dims, or the thread pool
+    /// (including a thread count outside 1..=256).
     SOD2_ERR_RUN = 6,
     /// A call in the wrong order (e.g. reading outputs before `run`).
     SOD2_ERR_STATE = 7,
@@ -117,35 +122,32 @@ pub struct sod2_session {
     has_outputs: bool,
 }
 
-struct Error {
-    status: sod2_status,
-    msg: String,
+// SAFETY: the only non-`Send` fields are the bound inputs' pointers to caller-owned buffers,
+// which the session never dereferences except inside `sod2_session_run` on the calling thread;
+// the C contract lets a session move between threads (one thread at a time).
+unsafe impl Send for sod2_session {}
+
+/// Live plan handles.
+static PLANS: Registry<sod2_plan> = Registry::new();
+/// Live session handles.
+static SESSIONS: Registry<sod2_session> = Registry::new();
+
+fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
+    Error::new(kind, msg)
 }
 
-fn err(status: sod2_status, msg: impl Into<String>) -> Error {
-    Error {
-        status,
-        msg: msg.into(),
-    }
-}
-
-impl From<RuntimeError> for Error {
-    fn from(e: RuntimeError) -> Self {
-        use sod2_status::*;
-        let status = match &e {
-            RuntimeError::Io { .. } => SOD2_ERR_IO,
-            RuntimeError::Format(_) | RuntimeError::UnknownKernel { .. } => SOD2_ERR_PLAN,
-            RuntimeError::InputCount { .. }
-            | RuntimeError::InputRank { .. }
-            | RuntimeError::InputDtype { .. }
-            | RuntimeError::InputDim { .. }
-            | RuntimeError::OutOfRange { .. }
-            | RuntimeError::InputSize { .. } => SOD2_ERR_INPUT,
-            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
-                SOD2_ERR_RUN
-            }
-        };
-        err(status, e.to_string())
+/// The C status of an error kind (the C column of `sod2_bindings_common::KINDS`).
+fn status(kind: ErrorKind) -> sod2_status {
+    use sod2_status::*;
+    match kind {
+        ErrorKind::InvalidArgument => SOD2_ERR_INVALID_ARGUMENT,
+        ErrorKind::InvalidHandle => SOD2_ERR_INVALID_HANDLE,
+        ErrorKind::Io => SOD2_ERR_IO,
+        ErrorKind::Plan => SOD2_ERR_PLAN,
+        ErrorKind::Input => SOD2_ERR_INPUT,
+        ErrorKind::Run => SOD2_ERR_RUN,
+        ErrorKind::State => SOD2_ERR_STATE,
+        ErrorKind::Internal => SOD2_ERR_PANIC,
     }
 }
 
@@ -158,90 +160,39 @@ fn set_last_error(msg: &str) {
     LAST_ERROR.with(|l| *l.borrow_mut() = c);
 }
 
-/// Addresses of live handles. A plain vector (few handles, linear scan) keeps the allocation's
-/// start pointer in the static, so leak checkers see it as reachable, not lost.
-fn live() -> &'static Mutex<Vec<usize>> {
-    static LIVE: OnceLock<Mutex<Vec<usize>>> = OnceLock::new();
-    LIVE.get_or_init(|| Mutex::new(Vec::new()))
-}
-
-fn register(p: usize) {
-    live().lock().unwrap_or_else(|e| e.into_inner()).push(p);
-}
-
-fn unregister(p: usize) -> bool {
-    let mut l = live().lock().unwrap_or_else(|e| e.into_inner());
-    match l.iter().position(|&x| x == p) {
-        Some(i) => {
-            l.swap_remove(i);
-            true
-        }
-        None => false,
-    }
-}
-
-fn is_live(p: usize) -> bool {
-    p != 0
-        && live()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&p)
-}
-
 /// Runs `f`, turning errors and panics into a status and the thread's last error.
 fn guard(f: impl FnOnce() -> Result<(), Error>) -> sod2_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => {
+    match catch_panics(f) {
+        Ok(()) => {
             set_last_error("");
             sod2_status::SOD2_OK
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             set_last_error(&e.msg);
-            e.status
-        }
-        Err(p) => {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            set_last_error(&format!("internal error (caught panic): {what}"));
-            sod2_status::SOD2_ERR_PANIC
+            status(e.kind)
         }
     }
 }
 
+const BAD_PLAN: &str = "invalid plan handle (null, destroyed, or not from sod2_plan_load)";
+const BAD_SESSION: &str =
+    "invalid session handle (null, destroyed, or not from sod2_session_create)";
+
 fn plan_ref<'a>(p: *const sod2_plan) -> Result<&'a sod2_plan, Error> {
-    if !is_live(p as usize) {
-        return Err(err(
-            sod2_status::SOD2_ERR_INVALID_HANDLE,
-            "invalid plan handle (null, destroyed, or not from sod2_plan_load)",
-        ));
-    }
-    // SAFETY: `p` is in the live registry: it was produced by `Box::into_raw` in a load
-    // function and has not been destroyed; plans are immutable, so a shared reference is sound
-    // even while other threads hold one.
-    Ok(unsafe { &*p })
+    // SAFETY: plans are immutable, so a shared reference is sound while other threads hold
+    // one; the C contract forbids destroying a plan while a call on it is in progress.
+    unsafe { PLANS.get(p) }.ok_or_else(|| err(ErrorKind::InvalidHandle, BAD_PLAN))
 }
 
 fn session_mut<'a>(s: *mut sod2_session) -> Result<&'a mut sod2_session, Error> {
-    if !is_live(s as usize) {
-        return Err(err(
-            sod2_status::SOD2_ERR_INVALID_HANDLE,
-            "invalid session handle (null, destroyed, or not from sod2_session_create)",
-        ));
-    }
-    // SAFETY: `s` is live (created by `sod2_session_create`, not destroyed); the documented
-    // contract is one thread at a time per session, so this is the only reference in use.
-    Ok(unsafe { &mut *s })
+    // SAFETY: the documented contract is one thread at a time per session (and no destroy
+    // during a call), so this is the only reference in use.
+    unsafe { SESSIONS.get_mut(s) }.ok_or_else(|| err(ErrorKind::InvalidHandle, BAD_SESSION))
 }
 
 fn out_ptr<T>(p: *mut T, what: &str) -> Result<*mut T, Error> {
     if p.is_null() {
-        Err(err(
-            sod2_status::SOD2_ERR_INVALID_ARGUMENT,
-            format!("`{what}` is null"),
-        ))
+        Err(err(ErrorKind::InvalidArgument, format!("`{what}` is null")))
     } else {
         Ok(p)
     }
@@ -253,13 +204,11 @@ fn new_plan(plan: Arc<Plan>) -> *mut sod2_plan {
             .map(|i| CString::new(i.name).unwrap_or_default())
             .collect()
     };
-    let h = Box::into_raw(Box::new(sod2_plan {
+    PLANS.insert(sod2_plan {
         input_names: names(plan.inputs()),
         output_names: names(plan.outputs()),
         plan,
-    }));
-    register(h as usize);
-    h
+    })
 }
 
 /// Loads and verifies a plan file (memory-mapped; weights are used in place).
@@ -274,18 +223,12 @@ pub unsafe extern "C" fn sod2_plan_load(
     guard(|| {
         let out = out_ptr(out_plan, "out_plan")?;
         if path.is_null() {
-            return Err(err(
-                sod2_status::SOD2_ERR_INVALID_ARGUMENT,
-                "`path` is null",
-            ));
+            return Err(err(ErrorKind::InvalidArgument, "`path` is null"));
         }
         // SAFETY: non-null and NUL-terminated per the contract.
-        let p = unsafe { CStr::from_ptr(path) }.to_str().map_err(|_| {
-            err(
-                sod2_status::SOD2_ERR_INVALID_ARGUMENT,
-                "`path` is not UTF-8",
-            )
-        })?;
+        let p = unsafe { CStr::from_ptr(path) }
+            .to_str()
+            .map_err(|_| err(ErrorKind::InvalidArgument, "`path` is not UTF-8"))?;
         let plan = Plan::load(std::path::Path::new(p))?;
         // SAFETY: checked non-null above; the caller provides writable storage.
         unsafe { *out = new_plan(plan) };
@@ -306,10 +249,7 @@ pub unsafe extern "C" fn sod2_plan_load_bytes(
     guard(|| {
         let out = out_ptr(out_plan, "out_plan")?;
         if data.is_null() {
-            return Err(err(
-                sod2_status::SOD2_ERR_INVALID_ARGUMENT,
-                "`data` is null",
-            ));
+            return Err(err(ErrorKind::InvalidArgument, "`data` is null"));
         }
         // SAFETY: the caller guarantees `len` readable bytes at `data`.
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
@@ -327,15 +267,10 @@ pub unsafe extern "C" fn sod2_plan_load_bytes(
 #[no_mangle]
 pub unsafe extern "C" fn sod2_plan_destroy(plan: *mut sod2_plan) -> sod2_status {
     guard(|| {
-        if !unregister(plan as usize) {
-            return Err(err(
-                sod2_status::SOD2_ERR_INVALID_HANDLE,
-                "invalid plan handle (null, destroyed, or not from sod2_plan_load)",
-            ));
-        }
-        // SAFETY: it was live (so created by Box::into_raw) and is now unregistered, so no other
-        // call can reach it again.
-        drop(unsafe { Box::from_raw(plan) });
+        let p = PLANS
+            .remove(plan)
+            .ok_or_else(|| err(ErrorKind::InvalidHandle, BAD_PLAN))?;
+        drop(p);
         Ok(())
     })
 }
@@ -387,7 +322,7 @@ pub unsafe extern "C" fn sod2_plan_io_name(
         };
         let s = list.get(index).ok_or_else(|| {
             err(
-                sod2_status::SOD2_ERR_INVALID_ARGUMENT,
+                ErrorKind::InvalidArgument,
                 format!("index {index} out of range ({} entries)", list.len()),
             )
         })?;
@@ -410,12 +345,11 @@ pub unsafe extern "C" fn sod2_session_create(
         let p = plan_ref(plan)?;
         let out = out_ptr(out_session, "out_session")?;
         let n = p.input_names.len();
-        let h = Box::into_raw(Box::new(sod2_session {
+        let h = SESSIONS.insert(sod2_session {
             session: Session::new(p.plan.clone()),
             inputs: (0..n).map(|_| None).collect(),
             has_outputs: false,
-        }));
-        register(h as usize);
+        });
         // SAFETY: checked non-null.
         unsafe { *out = h };
         Ok(())
@@ -429,14 +363,10 @@ pub unsafe extern "C" fn sod2_session_create(
 #[no_mangle]
 pub unsafe extern "C" fn sod2_session_destroy(session: *mut sod2_session) -> sod2_status {
     guard(|| {
-        if !unregister(session as usize) {
-            return Err(err(
-                sod2_status::SOD2_ERR_INVALID_HANDLE,
-                "invalid session handle (null, destroyed, or not from sod2_session_create)",
-            ));
-        }
-        // SAFETY: it was live (created by Box::into_raw) and is now unregistered.
-        drop(unsafe { Box::from_raw(session) });
+        let s = SESSIONS
+            .remove(session)
+            .ok_or_else(|| err(ErrorKind::InvalidHandle, BAD_SESSION))?;
+        drop(s);
         Ok(())
     })
 }
@@ -462,22 +392,19 @@ pub unsafe extern "C" fn sod2_session_set_input(
         let n = s.inputs.len();
         let slot = s.inputs.get_mut(index).ok_or_else(|| {
             err(
-                sod2_status::SOD2_ERR_INVALID_ARGUMENT,
+                ErrorKind::InvalidArgument,
                 format!("input index {index} out of range (the model has {n} inputs)"),
             )
         })?;
         if (dims.is_null() && rank > 0) || (data.is_null() && byte_len > 0) {
-            return Err(err(
-                sod2_status::SOD2_ERR_INVALID_ARGUMENT,
-                "`dims` or `data` is null",
-            ));
+            return Err(err(ErrorKind::InvalidArgument, "`dims` or `data` is null"));
         }
         let dt = u8::try_from(dtype)
             .ok()
             .and_then(DType::from_code)
             .ok_or_else(|| {
                 err(
-                    sod2_status::SOD2_ERR_INVALID_ARGUMENT,
+                    ErrorKind::InvalidArgument,
                     format!("unknown dtype code {dtype}"),
                 )
             })?;
@@ -504,7 +431,7 @@ fn bound(inputs: &[Option<BoundInput>]) -> Result<Vec<&BoundInput>, Error> {
         .map(|(i, b)| {
             b.as_ref().ok_or_else(|| {
                 err(
-                    sod2_status::SOD2_ERR_STATE,
+                    ErrorKind::State,
                     format!("input {i} is not set (sod2_session_set_input)"),
                 )
             })
@@ -587,14 +514,14 @@ pub unsafe extern "C" fn sod2_session_run(session: *mut sod2_session) -> sod2_st
 fn output(s: &sod2_session, index: usize) -> Result<TensorView<'_>, Error> {
     if !s.has_outputs {
         return Err(err(
-            sod2_status::SOD2_ERR_STATE,
+            ErrorKind::State,
             "no outputs yet: call sod2_session_run first",
         ));
     }
     let n = s.session.plan().outputs().len();
     if index >= n {
         return Err(err(
-            sod2_status::SOD2_ERR_INVALID_ARGUMENT,
+            ErrorKind::InvalidArgument,
             format!("output index {index} out of range ({n} outputs)"),
         ));
     }
@@ -650,7 +577,7 @@ pub unsafe extern "C" fn sod2_session_copy_output(
         let t = output(s, index)?;
         if dst_len != t.data.len() {
             return Err(err(
-                sod2_status::SOD2_ERR_INVALID_ARGUMENT,
+                ErrorKind::InvalidArgument,
                 format!(
                     "output {index} has {} bytes, the buffer has {dst_len}",
                     t.data.len()
@@ -658,7 +585,7 @@ pub unsafe extern "C" fn sod2_session_copy_output(
             ));
         }
         if dst.is_null() && dst_len > 0 {
-            return Err(err(sod2_status::SOD2_ERR_INVALID_ARGUMENT, "`dst` is null"));
+            return Err(err(ErrorKind::InvalidArgument, "`dst` is null"));
         }
         // SAFETY: `dst` has `dst_len` writable bytes per the contract; the source is our own.
         unsafe { std::ptr::copy_nonoverlapping(t.data.as_ptr(), dst.cast::<u8>(), dst_len) };
@@ -678,4 +605,103 @@ pub extern "C" fn sod2_last_error() -> *const c_char {
 pub extern "C" fn sod2_version() -> *const c_char {
     static V: &[u8] = concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes();
     V.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sod2_bindings_common::{kind, sample_errors, variant_name, KINDS};
+
+    /// `(name, value)` of every constant of `typedef enum { ... } sod2_status;` in the header.
+    fn header_statuses() -> Vec<(String, i32)> {
+        let h = include_str!("../include/sod2.h");
+        let end = h.find("} sod2_status;").expect("sod2_status in the header");
+        let start = h[..end].rfind("typedef enum {").expect("its typedef");
+        h[start..end]
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("SOD2_"))
+            .map(|l| {
+                let (name, value) = l.trim_end_matches(',').split_once('=').expect("NAME = N");
+                (
+                    name.trim().to_string(),
+                    value.trim().parse().expect("a number"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_header_status_codes_are_the_table() {
+        let mut want: Vec<(String, i32)> = vec![("SOD2_OK".into(), 0)];
+        want.extend(KINDS.iter().map(|r| (r.c_name.to_string(), r.c_status)));
+        let mut got = header_statuses();
+        want.sort();
+        got.sort();
+        assert_eq!(
+            got, want,
+            "ffi/include/sod2.h vs sod2_bindings_common::KINDS"
+        );
+    }
+
+    #[test]
+    fn every_kind_has_its_table_status() {
+        for r in KINDS {
+            let s = status(r.kind);
+            assert_eq!(s as i32, r.c_status, "{:?}", r.kind);
+            assert_eq!(format!("{s:?}"), r.c_name, "{:?}", r.kind);
+        }
+    }
+
+    #[test]
+    fn every_runtime_error_reports_its_table_status_through_guard() {
+        for e in sample_errors() {
+            let (name, row, msg) = (variant_name(&e), kind(&e).names(), e.to_string());
+            let got = guard(|| Err(e.into()));
+            assert_eq!(got as i32, row.c_status, "RuntimeError::{name}");
+            assert_eq!(format!("{got:?}"), row.c_name, "RuntimeError::{name}");
+            // SAFETY: `sod2_last_error` returns a NUL-terminated string valid until the next
+            // sod2 call on this thread.
+            let last = unsafe { CStr::from_ptr(sod2_last_error()) };
+            assert_eq!(last.to_str().unwrap(), msg);
+        }
+        assert_eq!(guard(|| Ok(())), sod2_status::SOD2_OK);
+    }
+
+    #[test]
+    fn a_panic_is_sod2_err_panic() {
+        let got = guard(|| panic!("boom"));
+        assert_eq!(got, sod2_status::SOD2_ERR_PANIC);
+        // SAFETY: as above.
+        let last = unsafe { CStr::from_ptr(sod2_last_error()) };
+        assert_eq!(
+            last.to_str().unwrap(),
+            "internal error (caught panic): boom"
+        );
+    }
+
+    #[test]
+    fn null_and_forged_handles_are_invalid() {
+        use sod2_status::*;
+        let mut forged = [0u64; 16];
+        let fp = forged.as_mut_ptr().cast::<sod2_plan>();
+        let mut out: *mut sod2_session = std::ptr::null_mut();
+        // SAFETY: every handle below is checked against the registries before any use; the
+        // out-pointer is valid.
+        unsafe {
+            assert_eq!(
+                sod2_session_create(std::ptr::null(), &mut out),
+                SOD2_ERR_INVALID_HANDLE
+            );
+            assert_eq!(sod2_session_create(fp, &mut out), SOD2_ERR_INVALID_HANDLE);
+            assert_eq!(sod2_plan_destroy(fp), SOD2_ERR_INVALID_HANDLE);
+            assert_eq!(
+                sod2_plan_destroy(std::ptr::null_mut()),
+                SOD2_ERR_INVALID_HANDLE
+            );
+            let s = fp.cast::<sod2_session>();
+            assert_eq!(sod2_session_run(s), SOD2_ERR_INVALID_HANDLE);
+            assert_eq!(sod2_session_destroy(s), SOD2_ERR_INVALID_HANDLE);
+        }
+    }
 }

@@ -49,6 +49,10 @@ int main(int argc, char **argv) {
   expect("null plan handle", sod2_session_create(NULL, &s), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
   expect("foreign plan handle", sod2_session_create((sod2_plan *)junk, &s), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
   if (sod2_session_create(plan, &s) != SOD2_OK) return 3;
+  /* each handle type has its own registry: a live handle of the other type is rejected */
+  sod2_session *s2 = NULL;
+  expect("session handle as a plan", sod2_session_create((sod2_plan *)s, &s2), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
+  expect("plan handle as a session", sod2_session_run((sod2_session *)plan), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
 
   expect("zero threads", sod2_session_set_threads(s, 0), SOD2_ERR_RUN, "0 threads: expected 1..=256");
   expect("threads on a null session", sod2_session_set_threads(NULL, 2), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
@@ -81,6 +85,6 @@ int main(int argc, char **argv) {
   expect("double destroy", sod2_session_destroy(s), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
   if (sod2_plan_destroy(plan) != SOD2_OK) return 3;
   expect("closed plan", sod2_session_create(plan, &s), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
-  printf("%d passed, %d failed\n", 21 - failures, failures);
+  printf("%d passed, %d failed\n", 23 - failures, failures);
   return failures ? 1 : 0;
 }

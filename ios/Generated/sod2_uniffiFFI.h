@@ -308,6 +308,12 @@ RustBuffer uniffi_sod2_uniffi_fn_method_session_run(uint64_t ptr, RustBuffer inp
 void uniffi_sod2_uniffi_fn_method_session_set_threads(uint64_t ptr, uint32_t threads, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_ERROR_CASES
+#define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_ERROR_CASES
+RustBuffer uniffi_sod2_uniffi_fn_func_error_cases(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_VERSION
 RustBuffer uniffi_sod2_uniffi_fn_func_version(RustCallStatus *_Nonnull out_status
@@ -572,6 +578,12 @@ void ffi_sod2_uniffi_rust_future_free_void(uint64_t handle
 #ifndef UNIFFI_FFIDEF_FFI_SOD2_UNIFFI_RUST_FUTURE_COMPLETE_VOID
 #define UNIFFI_FFIDEF_FFI_SOD2_UNIFFI_RUST_FUTURE_COMPLETE_VOID
 void ffi_sod2_uniffi_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_FUNC_ERROR_CASES
+#define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_FUNC_ERROR_CASES
+uint16_t uniffi_sod2_uniffi_checksum_func_error_cases(void
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_FUNC_VERSION

@@ -1,7 +1,8 @@
 """End-to-end test of the uniffi bindings (the FFI layer behind the Swift package), through the
 Python bindings uniffi generates from the same library: runs the sample at two shapes (printing
 the summary scripts/samples/check.py compares with `sod2 run`) and checks that misuse raises the
-right error with a clear message.
+right error with a clear message, and that the generated `Sod2Error` has exactly the cases of the
+error table shared with the C and Kotlin bindings (`error_cases()`, from that table).
 
 usage: python uniffi_test.py GENERATED_PYTHON_DIR PLAN
 """
@@ -53,7 +54,7 @@ def expect(what, fn, err_type, part):
 
 raw = bytearray(open(plan, "rb").read())
 raw[200] ^= 0x20
-expect("missing file", lambda: s.Model.load("/no/such.sod2"), s.Sod2Error.Plan, "cannot read plan")
+expect("missing file", lambda: s.Model.load("/no/such.sod2"), s.Sod2Error.Io, "cannot read plan")
 expect("corrupted plan", lambda: s.Model.from_bytes(bytes(raw)), s.Sod2Error.Plan, "checksum")
 f32 = s.TensorData(element_type=s.ElementType.F32, shape=[1, 3], data=bytes(12))
 expect("wrong dtype", lambda: session.run([f32, f32]), s.Sod2Error.Input, "element type f32, the model expects i64")
@@ -62,5 +63,23 @@ short = s.TensorData(element_type=s.ElementType.I64, shape=[1, 3], data=bytes(8)
 expect("wrong size", lambda: session.run([short, short]), s.Sod2Error.Input, "8 bytes given")
 expect("out of range", lambda: session.prepare([[1, 999], [1, 999]]), s.Sod2Error.Input, "outside the declared range")
 expect("zero threads", lambda: session.set_threads(0), s.Sod2Error.Run, "0 threads: expected 1..=256")
-print(f"uniffi misuse: {7 - failures} passed, {failures} failed", file=sys.stderr)
+
+# The error table's Swift column: every case exists in the generated bindings as a subclass of
+# Sod2Error, and the bindings have no other case.
+cases = s.error_cases()
+generated = {c.__name__ for c in s.Sod2Error.__subclasses__()}
+
+
+def is_case(name):
+    cls = getattr(s.Sod2Error, name, None)
+    return isinstance(cls, type) and issubclass(cls, s.Sod2Error)
+
+
+missing = [c for c in cases if not is_case(c)]
+if missing or generated != set(cases):
+    print(f"FAIL Sod2Error cases {sorted(generated)} vs the table's {cases} (missing: {missing})", file=sys.stderr)
+    failures += 1
+else:
+    print(f"ok   Sod2Error cases = the table's {len(cases)}: {', '.join(cases)}", file=sys.stderr)
+print(f"uniffi misuse and error cases: {8 - failures} passed, {failures} failed", file=sys.stderr)
 sys.exit(1 if failures else 0)

@@ -1,105 +1,55 @@
 //! JNI glue for the Kotlin binding (`android/sod2`, package `dev.sod2`).
 //!
-//! Handles are `jlong`s from `Box::into_raw`, checked against a registry of live handles, so a
-//! closed or forged handle raises `InvalidHandleException` instead of being dereferenced. Every
-//! entry point runs under `catch_unwind`; errors and panics become Kotlin exceptions
-//! (`dev.sod2.*Exception`), never a crash. On Android, `log` goes to logcat through
-//! `android_logger`.
+//! Handles are `jlong`s from the live-handle registries of `sod2-bindings-common` (one per
+//! handle type), so a closed, forged or wrong-typed handle raises `InvalidHandleException`
+//! instead of being dereferenced. Every entry point runs under `catch_unwind`; errors and
+//! panics become Kotlin exceptions, never a crash: the class is the Kotlin column of the error
+//! table shared with the C and Swift bindings (`sod2_bindings_common::KINDS`), and
+//! `Native.errorClasses` hands that column to the Kotlin tests. On Android, `log` goes to
+//! logcat through `android_logger`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use jni::objects::{
     JByteArray, JByteBuffer, JClass, JIntArray, JLongArray, JObject, JObjectArray, JString,
 };
 use jni::sys::{jlong, jobjectArray};
 use jni::JNIEnv;
+use sod2_bindings_common::{catch_panics, ErrorKind, Registry};
 use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn};
 
-/// Which Kotlin exception a failure raises.
-enum Kind {
-    InvalidArgument,
-    InvalidHandle,
-    Plan,
-    Input,
-    Run,
-    Internal,
+/// A failure: its kind (which selects the Kotlin exception) and message.
+struct Error(sod2_bindings_common::Error);
+
+fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
+    Error(sod2_bindings_common::Error::new(kind, msg))
 }
 
-struct Error {
-    kind: Kind,
-    msg: String,
-}
-
-fn err(kind: Kind, msg: impl Into<String>) -> Error {
-    Error {
-        kind,
-        msg: msg.into(),
+impl From<sod2_bindings_common::Error> for Error {
+    fn from(e: sod2_bindings_common::Error) -> Self {
+        Error(e)
     }
 }
 
 impl From<RuntimeError> for Error {
     fn from(e: RuntimeError) -> Self {
-        let kind = match &e {
-            RuntimeError::Io { .. }
-            | RuntimeError::Format(_)
-            | RuntimeError::UnknownKernel { .. } => Kind::Plan,
-            RuntimeError::InputCount { .. }
-            | RuntimeError::InputRank { .. }
-            | RuntimeError::InputDtype { .. }
-            | RuntimeError::InputDim { .. }
-            | RuntimeError::OutOfRange { .. }
-            | RuntimeError::InputSize { .. } => Kind::Input,
-            RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
-                Kind::Run
-            }
-        };
-        err(kind, e.to_string())
+        Error(e.into())
     }
 }
 
 impl From<jni::errors::Error> for Error {
     fn from(e: jni::errors::Error) -> Self {
-        err(Kind::InvalidArgument, format!("JNI: {e}"))
+        err(ErrorKind::InvalidArgument, format!("JNI: {e}"))
     }
 }
 
-fn live() -> &'static Mutex<Vec<usize>> {
-    static LIVE: OnceLock<Mutex<Vec<usize>>> = OnceLock::new();
-    LIVE.get_or_init(|| Mutex::new(Vec::new()))
-}
+/// The Kotlin package of the exception classes, as a JNI class path prefix.
+const PACKAGE: &str = "dev/sod2/";
 
-fn register(p: usize) -> jlong {
-    live().lock().unwrap_or_else(|e| e.into_inner()).push(p);
-    p as jlong
-}
-
-fn unregister(p: jlong) -> bool {
-    let mut l = live().lock().unwrap_or_else(|e| e.into_inner());
-    match l.iter().position(|&x| x == p as usize) {
-        Some(i) => {
-            l.swap_remove(i);
-            true
-        }
-        None => false,
-    }
-}
-
-fn check_live(p: jlong, what: &str) -> Result<(), Error> {
-    if p != 0
-        && live()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(p as usize))
-    {
-        Ok(())
-    } else {
-        Err(err(
-            Kind::InvalidHandle,
-            format!("{what} is closed or invalid"),
-        ))
-    }
+/// The JNI class path of the exception an error kind raises (`dev/sod2/<kotlin_class>`).
+fn exception_class(kind: ErrorKind) -> String {
+    format!("{PACKAGE}{}", kind.names().kotlin_class)
 }
 
 struct ModelHandle {
@@ -110,16 +60,14 @@ struct SessionHandle {
     session: Session,
 }
 
+/// Live model handles.
+static MODELS: Registry<ModelHandle> = Registry::new();
+/// Live session handles.
+static SESSIONS: Registry<SessionHandle> = Registry::new();
+
 fn throw(env: &mut JNIEnv<'_>, e: Error) {
-    let class = match e.kind {
-        Kind::InvalidArgument => "dev/sod2/InvalidArgumentException",
-        Kind::InvalidHandle => "dev/sod2/InvalidHandleException",
-        Kind::Plan => "dev/sod2/PlanException",
-        Kind::Input => "dev/sod2/InputException",
-        Kind::Run => "dev/sod2/RunException",
-        Kind::Internal => "dev/sod2/Sod2Exception",
-    };
-    if env.throw_new(class, &e.msg).is_err() {
+    let Error(e) = e;
+    if env.throw_new(exception_class(e.kind), &e.msg).is_err() {
         let _ = env.throw_new("java/lang/RuntimeException", &e.msg);
     }
 }
@@ -130,43 +78,31 @@ fn guarded<'l, T>(
     fallback: T,
     f: impl FnOnce(&mut JNIEnv<'l>) -> Result<T, Error>,
 ) -> T {
-    let r = catch_unwind(AssertUnwindSafe(|| f(env)));
-    match r {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
+    match catch_panics(|| f(env)) {
+        Ok(v) => v,
+        Err(e) => {
             throw(env, e);
-            fallback
-        }
-        Err(p) => {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            throw(
-                env,
-                err(
-                    Kind::Internal,
-                    format!("internal error (caught panic): {what}"),
-                ),
-            );
             fallback
         }
     }
 }
 
+fn handle<T>(p: *mut T) -> jlong {
+    p as jlong
+}
+
 fn model<'a>(h: jlong) -> Result<&'a ModelHandle, Error> {
-    check_live(h, "the model")?;
-    // SAFETY: live handles come from Box::into_raw in `Native.modelLoad*` and are unregistered
-    // before being freed; models are immutable, so shared access from any thread is sound.
-    Ok(unsafe { &*(h as *const ModelHandle) })
+    // SAFETY: models are immutable, so shared access from any thread is sound; the Kotlin
+    // `Sod2Model` frees its handle only in `close`, which is synchronized with `newSession`.
+    unsafe { MODELS.get(h as *const ModelHandle) }
+        .ok_or_else(|| err(ErrorKind::InvalidHandle, "the model is closed or invalid"))
 }
 
 fn session<'a>(h: jlong) -> Result<&'a mut SessionHandle, Error> {
-    check_live(h, "the session")?;
-    // SAFETY: live (see `model`); the Kotlin `Session` is documented as single-threaded and its
-    // methods are synchronized, so no other reference is in use.
-    Ok(unsafe { &mut *(h as *mut SessionHandle) })
+    // SAFETY: the Kotlin `Session` is documented as single-threaded and its methods (close
+    // included) are synchronized, so no other reference is in use.
+    unsafe { SESSIONS.get_mut(h as *mut SessionHandle) }
+        .ok_or_else(|| err(ErrorKind::InvalidHandle, "the session is closed or invalid"))
 }
 
 /// Sets up logging (logcat on Android).
@@ -190,13 +126,11 @@ pub extern "system" fn Java_dev_sod2_Native_modelLoad<'l>(
 ) -> jlong {
     guarded(&mut env, 0, |env| {
         if path.is_null() {
-            return Err(err(Kind::InvalidArgument, "path is null"));
+            return Err(err(ErrorKind::InvalidArgument, "path is null"));
         }
         let p: String = env.get_string(&path)?.into();
         let plan = Plan::load(std::path::Path::new(&p))?;
-        Ok(register(
-            Box::into_raw(Box::new(ModelHandle { plan })) as usize
-        ))
+        Ok(handle(MODELS.insert(ModelHandle { plan })))
     })
 }
 
@@ -209,13 +143,11 @@ pub extern "system" fn Java_dev_sod2_Native_modelFromBytes<'l>(
 ) -> jlong {
     guarded(&mut env, 0, |env| {
         if bytes.is_null() {
-            return Err(err(Kind::InvalidArgument, "bytes is null"));
+            return Err(err(ErrorKind::InvalidArgument, "bytes is null"));
         }
         let v = env.convert_byte_array(&bytes)?;
         let plan = Plan::from_bytes(&v)?;
-        Ok(register(
-            Box::into_raw(Box::new(ModelHandle { plan })) as usize
-        ))
+        Ok(handle(MODELS.insert(ModelHandle { plan })))
     })
 }
 
@@ -227,10 +159,8 @@ pub extern "system" fn Java_dev_sod2_Native_modelClose<'l>(
     h: jlong,
 ) {
     guarded(&mut env, (), |_| {
-        if unregister(h) {
-            // SAFETY: was live (from Box::into_raw) and is now unregistered.
-            drop(unsafe { Box::from_raw(h as *mut ModelHandle) });
-        }
+        // Closing a closed handle is harmless (Kotlin zeroes its handle on close anyway).
+        drop(MODELS.remove(h as *mut ModelHandle));
         Ok(())
     })
 }
@@ -268,9 +198,9 @@ pub extern "system" fn Java_dev_sod2_Native_sessionCreate<'l>(
 ) -> jlong {
     guarded(&mut env, 0, |_| {
         let m = model(h)?;
-        Ok(register(Box::into_raw(Box::new(SessionHandle {
+        Ok(handle(SESSIONS.insert(SessionHandle {
             session: Session::new(m.plan.clone()),
-        })) as usize))
+        })))
     })
 }
 
@@ -282,10 +212,7 @@ pub extern "system" fn Java_dev_sod2_Native_sessionClose<'l>(
     h: jlong,
 ) {
     guarded(&mut env, (), |_| {
-        if unregister(h) {
-            // SAFETY: was live (from Box::into_raw) and is now unregistered.
-            drop(unsafe { Box::from_raw(h as *mut SessionHandle) });
-        }
+        drop(SESSIONS.remove(h as *mut SessionHandle));
         Ok(())
     })
 }
@@ -296,14 +223,17 @@ fn shapes_of(env: &mut JNIEnv<'_>, shapes: &JObjectArray<'_>) -> Result<Vec<Vec<
     for i in 0..n {
         let a: JLongArray<'_> = env.get_object_array_element(shapes, i)?.into();
         if a.is_null() {
-            return Err(err(Kind::InvalidArgument, format!("shape {i} is null")));
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("shape {i} is null"),
+            ));
         }
         let len = env.get_array_length(&a)?;
         let mut v = vec![0i64; len as usize];
         env.get_long_array_region(&a, 0, &mut v)?;
         if v.iter().any(|&d| d < 0) {
             return Err(err(
-                Kind::InvalidArgument,
+                ErrorKind::InvalidArgument,
                 format!("shape {i} has a negative dim"),
             ));
         }
@@ -346,7 +276,7 @@ pub extern "system" fn Java_dev_sod2_Native_sessionRun<'l>(
         let dims = shapes_of(env, &shapes)?;
         if dims.len() != n || env.get_array_length(&buffers)? as usize != n {
             return Err(err(
-                Kind::InvalidArgument,
+                ErrorKind::InvalidArgument,
                 "dtypes, shapes and buffers differ in length",
             ));
         }
@@ -357,20 +287,20 @@ pub extern "system" fn Java_dev_sod2_Native_sessionRun<'l>(
                 .and_then(DType::from_code)
                 .ok_or_else(|| {
                     err(
-                        Kind::InvalidArgument,
+                        ErrorKind::InvalidArgument,
                         format!("input {i}: unknown dtype code {code}"),
                     )
                 })?;
             let b: JByteBuffer<'_> = env.get_object_array_element(&buffers, i as i32)?.into();
             if b.is_null() {
                 return Err(err(
-                    Kind::InvalidArgument,
+                    ErrorKind::InvalidArgument,
                     format!("input {i}: buffer is null"),
                 ));
             }
             let ptr = env.get_direct_buffer_address(&b).map_err(|_| {
                 err(
-                    Kind::InvalidArgument,
+                    ErrorKind::InvalidArgument,
                     format!("input {i}: not a direct ByteBuffer (use ByteBuffer.allocateDirect)"),
                 )
             })?;
@@ -419,7 +349,7 @@ pub extern "system" fn Java_dev_sod2_Native_sessionSetThreads<'l>(
     guarded(&mut env, (), |_| {
         let n = usize::try_from(threads).map_err(|_| {
             err(
-                Kind::InvalidArgument,
+                ErrorKind::InvalidArgument,
                 format!("{threads} threads: expected 1..=256"),
             )
         })?;
@@ -449,4 +379,102 @@ pub extern "system" fn Java_dev_sod2_Native_version<'l>(
     guarded(&mut env, std::ptr::null_mut(), |env| {
         Ok(env.new_string(env!("CARGO_PKG_VERSION"))?.into_raw())
     })
+}
+
+/// The exception class of every error kind, in the order of `sod2_bindings_common::KINDS`, as
+/// JNI class paths (`dev/sod2/PlanException`): the Kotlin tests check each one exists and
+/// extends `Sod2Exception`.
+#[no_mangle]
+pub extern "system" fn Java_dev_sod2_Native_errorClasses<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) -> jobjectArray {
+    guarded(&mut env, std::ptr::null_mut(), |env| {
+        let kinds: Vec<ErrorKind> = ErrorKind::all().collect();
+        let arr = env.new_object_array(kinds.len() as i32, "java/lang/String", JObject::null())?;
+        for (i, k) in kinds.into_iter().enumerate() {
+            let s = env.new_string(exception_class(k))?;
+            env.set_object_array_element(&arr, i as i32, s)?;
+        }
+        Ok(arr.into_raw())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sod2_bindings_common::{kind, sample_errors, variant_name, KINDS};
+
+    #[test]
+    fn every_runtime_error_raises_its_table_exception() {
+        let want = [
+            ("Io", "dev/sod2/IoException"),
+            ("Format", "dev/sod2/PlanException"),
+            ("UnknownKernel", "dev/sod2/PlanException"),
+            ("Threads", "dev/sod2/RunException"),
+            ("InputCount", "dev/sod2/InputException"),
+            ("InputRank", "dev/sod2/InputException"),
+            ("InputDtype", "dev/sod2/InputException"),
+            ("InputDim", "dev/sod2/InputException"),
+            ("OutOfRange", "dev/sod2/InputException"),
+            ("InputSize", "dev/sod2/InputException"),
+            ("Kernel", "dev/sod2/RunException"),
+            ("Eval", "dev/sod2/RunException"),
+        ];
+        let mut got = Vec::new();
+        for e in sample_errors() {
+            let (name, row, msg) = (variant_name(&e), kind(&e).names(), e.to_string());
+            // The path `throw` takes: RuntimeError -> Error (via `?`) -> class and message.
+            let Error(x) = Error::from(e);
+            let class = exception_class(x.kind);
+            assert_eq!(class, format!("dev/sod2/{}", row.kotlin_class), "{name}");
+            assert_eq!(x.msg, msg);
+            got.push((name, class));
+        }
+        let want: Vec<(&str, String)> = want.iter().map(|&(v, c)| (v, c.to_string())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_panic_raises_internal_exception() {
+        let r: Result<(), Error> = catch_panics(|| panic!("boom"));
+        let Err(Error(e)) = r else { panic!("no error") };
+        assert_eq!(exception_class(e.kind), "dev/sod2/InternalException");
+        assert_eq!(e.msg, "internal error (caught panic): boom");
+    }
+
+    /// The Kotlin sources define every class of the table as a `Sod2Exception` (the JUnit test
+    /// checks the compiled classes; this catches a missing one without Maven).
+    #[test]
+    fn the_kotlin_sources_define_every_table_exception() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../android/sod2/src/main/kotlin/dev/sod2"
+        );
+        let mut src = String::new();
+        for f in std::fs::read_dir(dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|x| x == "kt") {
+                src += &std::fs::read_to_string(p).unwrap();
+            }
+        }
+        for r in KINDS {
+            let decl = format!(
+                "class {}(message: String) : Sod2Exception(message)",
+                r.kotlin_class
+            );
+            assert!(src.contains(&decl), "missing in {dir}: {decl}");
+        }
+    }
+
+    #[test]
+    fn handles_are_checked() {
+        assert!(model(0).is_err());
+        assert!(session(0).is_err());
+        let mut forged = [0u64; 16];
+        let h = forged.as_mut_ptr() as jlong;
+        assert!(model(h).is_err());
+        assert!(session(h).is_err());
+        assert!(MODELS.remove(h as *mut ModelHandle).is_none());
+    }
 }

@@ -1193,7 +1193,8 @@ public func FfiConverterTypeElementType_lower(_ value: ElementType) -> RustBuffe
 
 
 /**
- * Errors, by cause.
+ * Errors, by kind: one case per row of the error table shared with the C ABI (`SOD2_ERR_*`)
+ * and Kotlin (`dev.sod2.*Exception`).
  */
 public 
 enum Sod2Error: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -1201,7 +1202,32 @@ enum Sod2Error: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * The plan cannot be read: missing file, corrupted, another version, unknown kernel.
+     * A bad argument (e.g. an unknown element type).
+     */
+    case InvalidArgument(
+        /**
+         * Message.
+         */msg: String
+    )
+    /**
+     * An invalid handle (C and Kotlin only: uniffi objects are reference-counted and never
+     * invalid, so Swift never sees this case).
+     */
+    case InvalidHandle(
+        /**
+         * Message.
+         */msg: String
+    )
+    /**
+     * The plan file could not be read (missing, unreadable).
+     */
+    case Io(
+        /**
+         * Message.
+         */msg: String
+    )
+    /**
+     * The plan is corrupted, of another version, or needs a kernel this runtime lacks.
      */
     case Plan(
         /**
@@ -1217,7 +1243,8 @@ enum Sod2Error: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */msg: String
     )
     /**
-     * A kernel failed while running.
+     * Running failed: a kernel, a plan expression at the bound dims, or the thread pool
+     * (including a thread count outside 1...256).
      */
     case Run(
         /**
@@ -1225,9 +1252,17 @@ enum Sod2Error: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */msg: String
     )
     /**
-     * A bad argument (e.g. an unknown element type).
+     * A call in the wrong order (C only: this API has no call order to get wrong).
      */
-    case InvalidArgument(
+    case State(
+        /**
+         * Message.
+         */msg: String
+    )
+    /**
+     * A caught panic: a bug in sod2 (the message says where).
+     */
+    case Internal(
         /**
          * Message.
          */msg: String
@@ -1261,16 +1296,28 @@ public struct FfiConverterTypeSod2Error: FfiConverterRustBuffer {
         
 
         
-        case 1: return .Plan(
+        case 1: return .InvalidArgument(
             msg: try FfiConverterString.read(from: &buf)
             )
-        case 2: return .Input(
+        case 2: return .InvalidHandle(
             msg: try FfiConverterString.read(from: &buf)
             )
-        case 3: return .Run(
+        case 3: return .Io(
             msg: try FfiConverterString.read(from: &buf)
             )
-        case 4: return .InvalidArgument(
+        case 4: return .Plan(
+            msg: try FfiConverterString.read(from: &buf)
+            )
+        case 5: return .Input(
+            msg: try FfiConverterString.read(from: &buf)
+            )
+        case 6: return .Run(
+            msg: try FfiConverterString.read(from: &buf)
+            )
+        case 7: return .State(
+            msg: try FfiConverterString.read(from: &buf)
+            )
+        case 8: return .Internal(
             msg: try FfiConverterString.read(from: &buf)
             )
 
@@ -1285,23 +1332,43 @@ public struct FfiConverterTypeSod2Error: FfiConverterRustBuffer {
 
         
         
-        case let .Plan(msg):
+        case let .InvalidArgument(msg):
             writeInt(&buf, Int32(1))
             FfiConverterString.write(msg, into: &buf)
             
         
-        case let .Input(msg):
+        case let .InvalidHandle(msg):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(msg, into: &buf)
             
         
-        case let .Run(msg):
+        case let .Io(msg):
             writeInt(&buf, Int32(3))
             FfiConverterString.write(msg, into: &buf)
             
         
-        case let .InvalidArgument(msg):
+        case let .Plan(msg):
             writeInt(&buf, Int32(4))
+            FfiConverterString.write(msg, into: &buf)
+            
+        
+        case let .Input(msg):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(msg, into: &buf)
+            
+        
+        case let .Run(msg):
+            writeInt(&buf, Int32(6))
+            FfiConverterString.write(msg, into: &buf)
+            
+        
+        case let .State(msg):
+            writeInt(&buf, Int32(7))
+            FfiConverterString.write(msg, into: &buf)
+            
+        
+        case let .Internal(msg):
+            writeInt(&buf, Int32(8))
             FfiConverterString.write(msg, into: &buf)
             
         }
@@ -1423,6 +1490,17 @@ fileprivate struct FfiConverterSequenceSequenceUInt64: FfiConverterRustBuffer {
     }
 }
 /**
+ * The `Sod2Error` case of every error kind, in the order of the table shared with the C and
+ * Kotlin bindings (the end-to-end tests check each case exists in the generated bindings).
+ */
+public func errorCases() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sod2_uniffi_fn_func_error_cases(uniffiCallStatus
+    )
+})
+}
+/**
  * The library version.
  */
 public func version() -> String  {
@@ -1447,6 +1525,9 @@ private let initializationResult: InitializationResult = {
     let scaffolding_contract_version = ffi_sod2_uniffi_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
+    }
+    if (uniffi_sod2_uniffi_checksum_func_error_cases() != 6124) {
+        return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sod2_uniffi_checksum_func_version() != 57923) {
         return InitializationResult.apiChecksumMismatch

@@ -22,7 +22,10 @@ final class Sod2Tests: XCTestCase {
     }
 
     func testMisuseThrows() throws {
-        XCTAssertThrowsError(try Sod2Model(path: "/no/such.sod2"))
+        XCTAssertThrowsError(try Sod2Model(path: "/no/such.sod2")) { error in
+            guard case Sod2Error.Io(let msg) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(msg.contains("cannot read plan"))
+        }
         let model = try Sod2Model(path: try planPath())
         let wrong = Sod2Tensor(floats: [0, 0, 0], shape: [1, 3])
         XCTAssertThrowsError(try model.run([wrong, wrong])) { error in

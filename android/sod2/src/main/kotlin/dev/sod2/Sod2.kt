@@ -14,24 +14,6 @@ enum class DType(val code: Int, val size: Int) {
     }
 }
 
-/** Base of every sod2 error. */
-open class Sod2Exception(message: String) : RuntimeException(message)
-
-/** A bad argument: a null, a negative dim, a buffer that is not direct. */
-class InvalidArgumentException(message: String) : Sod2Exception(message)
-
-/** A model or session used after [AutoCloseable.close]. */
-class InvalidHandleException(message: String) : Sod2Exception(message)
-
-/** The plan cannot be read: missing file, corrupted, another format version, unknown kernel. */
-class PlanException(message: String) : Sod2Exception(message)
-
-/** Inputs of the wrong count, element type, rank, dims or size. */
-class InputException(message: String) : Sod2Exception(message)
-
-/** A kernel failed while running. */
-class RunException(message: String) : Sod2Exception(message)
-
 /** A tensor: element type, shape and little-endian data in a direct [ByteBuffer]. */
 class Tensor(val dtype: DType, val shape: LongArray, val data: ByteBuffer) {
     init {

@@ -70,7 +70,7 @@ class Sod2Test {
 
     @Test
     fun misuseRaisesTypedExceptionsWithMessages() {
-        val e1 = assertThrows<PlanException> { Sod2Model.load("/no/such/plan.sod2") }
+        val e1 = assertThrows<IoException> { Sod2Model.load("/no/such/plan.sod2") }
         assertTrue(e1.message!!.contains("cannot read plan"), e1.message)
         val bytes = File(planPath).readBytes()
         bytes[200] = (bytes[200].toInt() xor 0x20).toByte()
@@ -100,5 +100,21 @@ class Sod2Test {
         model.close()
         val e8 = assertThrows<InvalidHandleException> { model.newSession() }
         assertEquals("the model is closed", e8.message)
+    }
+
+    @Test
+    fun everyErrorKindOfTheSharedTableHasItsExceptionClass() {
+        // The table's Kotlin column, from the native library that raises these exceptions.
+        val classes = Native.errorClasses()
+        assertTrue(classes.isNotEmpty())
+        assertEquals(classes.size, classes.toSet().size, classes.joinToString())
+        for (path in classes) {
+            val cls = Class.forName(path.replace('/', '.'))
+            assertTrue(Sod2Exception::class.java.isAssignableFrom(cls), "$path extends Sod2Exception")
+            assertTrue(cls != Sod2Exception::class.java, "$path is a kind, not the base class")
+            // JNI's ThrowNew needs a (String) constructor.
+            val e = cls.getConstructor(String::class.java).newInstance("msg") as Sod2Exception
+            assertEquals("msg", e.message)
+        }
     }
 }

@@ -139,14 +139,12 @@ def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: s
             r = subprocess.run([sod2, "tune", str(plan), "--runs", "1"], capture_output=True, text=True)
             if r.returncode != 0:
                 return [(spec.name, "(tune)", "-", "-", "-", "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1])]
-        env = dict(os.environ)
-        if force_version is not None:
-            env["SOD2_FORCE_VERSION"] = str(force_version)
+        forced = [] if force_version is None else ["--force-version", str(force_version)]
         for case in spec.cases():
             d = oracle / spec.name / case.name
             out_dir = pathlib.Path(tmp) / case.name
             args = [f"--input={p.stem}={p}" for p in sorted((d / "inputs").glob("*.npy"))]
-            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir), "--check-allocs"], capture_output=True, text=True, env=env)
+            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir), "--check-allocs", *forced], capture_output=True, text=True)
             if r.returncode != 0:
                 rows.append((spec.name, case.name, "-", "-", "-", "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1][:160]))
                 continue

@@ -76,6 +76,10 @@ enum Cmd {
         /// heap memory (a planned run must not).
         #[arg(long)]
         check_allocs: bool,
+        /// Run kernel version N wherever a step's dispatch table lists it (testing; `sod2
+        /// inspect` shows the tables).
+        #[arg(long, value_name = "N")]
+        force_version: Option<u32>,
     },
     /// Time a plan at one input shape; the last line is a JSON object.
     Bench {
@@ -100,6 +104,13 @@ enum Cmd {
         /// `NAME=FILE.npy`, repeatable.
         #[arg(long = "prior", value_name = "NAME=FILE.npy")]
         prior: Vec<String>,
+        /// Print the time per operator (`ops`; fused steps named by the operators they fuse)
+        /// or per step (`steps`) over all runs.
+        #[arg(long, value_enum)]
+        profile: Option<plan_cmds::ProfileBy>,
+        /// Run kernel version N wherever a step's dispatch table lists it.
+        #[arg(long, value_name = "N")]
+        force_version: Option<u32>,
     },
     /// Time each multi-version step's kernel versions on this device across the declared ranges
     /// and write the dim ranges where each wins into the plan's dispatch tables.
@@ -215,7 +226,17 @@ fn main() {
             inputs,
             out: dir,
             check_allocs,
-        } => plan_cmds::run(&plan, &inputs, &dir, check_allocs, &mut out),
+            force_version,
+        } => plan_cmds::run(
+            &plan,
+            &inputs,
+            &dir,
+            plan_cmds::RunChecks {
+                check_allocs,
+                force_version,
+            },
+            &mut out,
+        ),
         Cmd::Inspect { plan } => plan_cmds::inspect(&plan, &mut out),
         Cmd::Bench {
             plan,
@@ -224,6 +245,8 @@ fn main() {
             runs,
             threads,
             prior,
+            profile,
+            force_version,
         } => plan_cmds::bench(
             &plan,
             &plan_cmds::BenchArgs {
@@ -232,6 +255,8 @@ fn main() {
                 prior: &prior,
                 runs,
                 threads,
+                profile,
+                force_version,
             },
             &mut out,
         ),

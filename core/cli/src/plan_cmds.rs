@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use sod2_analysis::DimRange;
 use sod2_format::{expr_text, Storage};
-use sod2_runtime::{Plan, Session, TensorIn};
+use sod2_runtime::{Plan, RunOptions, Session, TensorIn, VersionId};
 
 use crate::npy;
 
@@ -85,13 +85,52 @@ pub fn compile(
 }
 
 /// Runs a plan on `.npy` inputs, writes one `.npy` per output.
+/// What `sod2 run` checks or forces besides running.
+pub struct RunChecks {
+    /// Run three more times and fail if the last run allocated.
+    pub check_allocs: bool,
+    /// Force this kernel version (by code) wherever a step lists it.
+    pub force_version: Option<u32>,
+}
+
+/// Session options forcing kernel version `code` (checked: an unknown code is an error).
+fn forced(code: Option<u32>) -> Result<RunOptions> {
+    let force_version = match code {
+        None => None,
+        Some(c) => Some(VersionId::from_code(c).with_context(|| {
+            let known: Vec<String> = VersionId::ALL
+                .iter()
+                .map(|v| format!("{} ({})", v.code(), v.name()))
+                .collect();
+            format!(
+                "--force-version {c}: no such kernel version (known: {})",
+                known.join(", ")
+            )
+        })?),
+    };
+    Ok(RunOptions {
+        force_version,
+        ..RunOptions::default()
+    })
+}
+
+/// How `sod2 bench --profile` groups its times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileBy {
+    /// Per operator (fused steps by the operators they fuse).
+    Ops,
+    /// Per step.
+    Steps,
+}
+
 pub fn run(
     plan_path: &Path,
     inputs: &[String],
     out_dir: &Path,
-    check_allocs: bool,
+    checks: RunChecks,
     text: &mut String,
 ) -> Result<()> {
+    let check_allocs = checks.check_allocs;
     let plan = Plan::load(plan_path)?;
     let want = plan.inputs();
     let mut arrays = Vec::new();
@@ -128,6 +167,7 @@ pub fn run(
         .map(|a| TensorIn::raw(a.dtype, &a.data, &a.dims))
         .collect();
     let mut s = Session::new(plan);
+    s.set_options(forced(checks.force_version)?);
     let shapes: Vec<Vec<usize>> = ordered.iter().map(|a| a.dims.clone()).collect();
     let t0 = std::time::Instant::now();
     let arena = s.prepare(&shapes)?;
@@ -323,7 +363,7 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
                 text,
                 "  {} {}({}) -> {}{bodies}{rb}",
                 s.name,
-                s.kernel,
+                s.op,
                 io(&s.inputs),
                 io(&s.outputs)
             );
@@ -388,6 +428,10 @@ pub struct BenchArgs<'a> {
     pub runs: usize,
     /// Intra-op threads.
     pub threads: usize,
+    /// Print a profile, grouped so.
+    pub profile: Option<ProfileBy>,
+    /// Force this kernel version (by code).
+    pub force_version: Option<u32>,
 }
 
 /// Times a plan: `--input NAME=FILE.npy` or `--shape NAME=AxBxC` (synthetic data) per input.
@@ -405,6 +449,10 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
         .collect();
     let mut s = Session::new(plan);
     s.set_threads(args.threads)?;
+    s.set_options(RunOptions {
+        profile: args.profile.is_some(),
+        ..forced(args.force_version)?
+    });
     let prior_tensors: Option<Vec<TensorIn<'_>>> = prior.as_ref().map(|p| {
         p.iter()
             .map(|(d, dims, b)| TensorIn::raw(*d, b, dims))
@@ -459,10 +507,10 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).clamp(1, times.len()) - 1];
-    let prof = s.profile();
+    let prof = s.profile(args.profile == Some(ProfileBy::Steps));
     if !prof.is_empty() {
         let total: f64 = prof.iter().map(|p| p.1).sum();
-        let _ = writeln!(text, "profile (SOD2_PROFILE), all runs, top kernels:");
+        let _ = writeln!(text, "profile (--profile), all runs, most expensive first:");
         for (k, t, n) in prof.iter().take(12) {
             let _ = writeln!(
                 text,

@@ -10,14 +10,14 @@
 //! every assignment of versions to the measured key values that gives each version one run of
 //! consecutive values, the one with the least total relative time (each value's time over its
 //! fastest version's) is written, with range boundaries at the geometric middle between
-//! measured values (a version that wins nowhere gets the empty range; version 0 also stays the
-//! unconditional last entry).
+//! measured values (a version that wins nowhere gets the empty range; the step's default version,
+//! the unconditional last entry of its table, stays last).
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use sod2_format::{eval_pool, KernelVersion};
-use sod2_runtime::{Plan, Session, TensorIn};
+use sod2_format::{eval_pool, KernelVersion, VersionId};
+use sod2_runtime::{Plan, RunOptions, Session, TensorIn};
 
 /// Largest symbol value tried while tuning (upper ends above it are not timed).
 const CAP: i64 = 512;
@@ -29,11 +29,11 @@ type Sample = (i64, Vec<f64>);
 /// Each step's time: ((graph, step index), seconds).
 type StepTimes = Vec<((u32, usize), f64)>;
 
-/// A tunable step: its index, its dispatch key, its version ids (0 last).
+/// A tunable step: its index, its dispatch key, its version ids (its default last).
 struct Tunable {
     step: usize,
     key: u32,
-    ids: Vec<u32>,
+    ids: Vec<VersionId>,
 }
 
 /// Tunes `plan_path`, writes the tuned plan to `out_path`.
@@ -43,18 +43,20 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
     let mut file = sod2_format::read(&bytes)?;
     let plan = Plan::from_bytes(&bytes)?;
     let meta = &file.plan;
-    // Steps of the main graph whose versions other than 0 are each keyed on the same one value.
+    // Steps of the main graph whose table ends with an unconditional default and whose other
+    // versions are each keyed on the same one value.
     let tunable: Vec<Tunable> = meta.graphs[0]
         .steps
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            if !s.versions.iter().any(|v| v.id == 0 && v.when.is_empty()) {
+            let (default, rest) = s.versions.split_last()?;
+            if !default.when.is_empty() {
                 return None;
             }
             let mut key = None;
             let mut ids = Vec::new();
-            for v in s.versions.iter().filter(|v| v.id != 0) {
+            for v in rest.iter().filter(|v| v.id != default.id) {
                 match v.when.as_slice() {
                     [(k, _, _)] if key.is_none_or(|key| key == *k) => key = Some(*k),
                     _ => return None,
@@ -63,7 +65,7 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
                     ids.push(v.id);
                 }
             }
-            ids.push(0);
+            ids.push(default.id);
             Some(Tunable {
                 step: i,
                 key: key?,
@@ -131,8 +133,8 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             .zip(&data)
             .map(|((&t, d), b)| TensorIn::raw(meta.tensors[t as usize].dtype, b, d))
             .collect();
-        let mut all_ids: Vec<u32> = tunable.iter().flat_map(|t| t.ids.clone()).collect();
-        all_ids.sort_unstable();
+        let mut all_ids: Vec<VersionId> = tunable.iter().flat_map(|t| t.ids.clone()).collect();
+        all_ids.sort_unstable_by_key(|v| v.code());
         all_ids.dedup();
         // One session per version, warmed up; then rounds that run every version once, in
         // turn, keeping each step's fastest time: a slow spell of a shared machine during one
@@ -140,14 +142,22 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
         let mut sessions = Vec::with_capacity(all_ids.len());
         for &v in &all_ids {
             let mut s = Session::new(plan.clone());
-            s.set_version_override(Some(v));
+            s.set_options(RunOptions {
+                force_version: Some(v),
+                ..RunOptions::default()
+            });
             s.run(&inputs)?;
             sessions.push(s);
         }
-        let mut times: Vec<(u32, StepTimes)> = all_ids.iter().map(|&v| (v, Vec::new())).collect();
+        let mut times: Vec<(VersionId, StepTimes)> =
+            all_ids.iter().map(|&v| (v, Vec::new())).collect();
         for _ in 0..runs.max(1) {
             for (s, (_, best)) in sessions.iter_mut().zip(times.iter_mut()) {
-                s.set_step_timing(true);
+                // Each round times one run from a fresh profile.
+                s.set_options(RunOptions {
+                    profile: true,
+                    ..s.options().clone()
+                });
                 s.run(&inputs)?;
                 for (at, t) in s.step_times() {
                     match best.iter_mut().find(|(k, _)| *k == at) {
@@ -158,7 +168,7 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             }
         }
         for (k, t) in tunable.iter().enumerate() {
-            let get = |v: u32| {
+            let get = |v: VersionId| {
                 let (_, st) = times.iter().find(|(id, _)| *id == v)?;
                 st.iter().find(|(id, _)| *id == (0, t.step)).map(|x| x.1)
             };
@@ -192,7 +202,9 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
         };
         let mut versions = Vec::new();
         let mut chosen = Vec::new();
+        let default = t.ids[t.ids.len() - 1];
         for (vi, &id) in t.ids.iter().enumerate() {
+            let code = id.code();
             let mine: Vec<usize> = (0..sm.len()).filter(|&i| owner[i] == vi).collect();
             let range = match (mine.first(), mine.last()) {
                 (Some(&a), Some(&b)) => {
@@ -207,15 +219,15 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
                         (boundary(b + 1).max(sm[b].0 + 1) - 1).max(lo)
                     };
                     chosen.push(if hi == i64::MAX {
-                        format!("{id}: {lo}..")
+                        format!("{code}: {lo}..")
                     } else {
-                        format!("{id}: {lo}..={hi}")
+                        format!("{code}: {lo}..={hi}")
                     });
                     (lo, hi)
                 }
                 _ => sod2_planner::NEVER,
             };
-            if id != 0 || range != sod2_planner::NEVER {
+            if id != default || range != sod2_planner::NEVER {
                 versions.push(KernelVersion {
                     id,
                     when: vec![(t.key, range.0, range.1)],
@@ -223,7 +235,7 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             }
         }
         versions.push(KernelVersion {
-            id: 0,
+            id: default,
             when: vec![],
         });
         let step = &mut steps[t.step];
@@ -235,7 +247,7 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
                 let v: Vec<String> =
                     s.1.iter()
                         .zip(&t.ids)
-                        .map(|(x, id)| format!("v{id} {:.0}", x * 1e6))
+                        .map(|(x, id)| format!("v{} {:.0}", id.code(), x * 1e6))
                         .collect();
                 v.join("/")
             })
@@ -249,7 +261,12 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             chosen.join("; ")
         );
     }
-    let out = sod2_format::write(&file.plan, &bytes[file.weights.clone()], file.features);
+    let out = sod2_format::write_with_sections(
+        &file.plan,
+        &bytes[file.weights.clone()],
+        file.features,
+        &file.extra_sections(&bytes),
+    );
     std::fs::write(out_path, &out).with_context(|| format!("writing {}", out_path.display()))?;
     let _ = writeln!(
         text,

@@ -377,7 +377,7 @@ fn tune_writes_dispatch_ranges_and_every_version_computes_the_same() {
             dir.to_str().unwrap(),
         ]);
         if let Some(v) = force {
-            cmd.env("SOD2_FORCE_VERSION", v);
+            cmd.args(["--force-version", v]);
         }
         let r = cmd.output().unwrap();
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));

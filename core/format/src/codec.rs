@@ -11,6 +11,9 @@ impl Enc {
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
+    pub fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
     pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
@@ -68,6 +71,10 @@ impl<'a> Dec<'a> {
     }
     pub fn u8(&mut self) -> Result<u8, FormatError> {
         Ok(self.take(1)?[0])
+    }
+    pub fn u16(&mut self) -> Result<u16, FormatError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
     }
     pub fn u32(&mut self) -> Result<u32, FormatError> {
         let b = self.take(4)?;

@@ -13,8 +13,11 @@
 //!
 //! Intermediates never reach memory beyond a tile of registers. Programs are lists of
 //! instructions `[opcode, dst, a, b]` (four integers each); `dst` is a temporary register and
-//! operands are encoded as below. The attributes are named `fuse_*`; an anchor's own
-//! attributes (Gemm's `transB`, Conv's `pads`…) are kept under their ONNX names.
+//! operands are tagged integers (see [`Operand::encode`]). The attributes are named `fuse_*`; an
+//! anchor's own attributes (Gemm's `transB`, Conv's `pads`…) are kept under their ONNX names.
+//! [`decode_attrs`] checks all of it once, at load, into [`FusedAttrs`].
+use crate::attrs::{OpAttrs, Reader};
+use crate::{DType, FormatError, OpCode};
 
 /// Kernel name of a fused step.
 pub const KERNEL: &str = "sod2.Fused";
@@ -45,21 +48,32 @@ pub const ATTR_TAIL: &str = "fuse_tail";
 /// Attribute: the fused ONNX ops, for people (`Str`, e.g. `MatMul+Div+Add+Softmax`).
 pub const ATTR_OPS: &str = "fuse_ops";
 
-/// Operand: temporary register `t` is `TEMP + t`.
-pub const TEMP: i64 = 0;
-/// Operand: program input `k` (step input `anchor_inputs + k`) is `INPUT + k`.
-pub const INPUT: i64 = 1000;
-/// Operand: the output buffer at this position (the anchor's result, or the row op's).
-pub const BUF: i64 = 2000;
-/// Operand: immediate constant `c` is `CONST + c`.
-pub const CONST: i64 = 3000;
+/// An operand's kind, stored in the bits above [`OPERAND_TAG_SHIFT`] of its encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum OperandTag {
+    /// A temporary register.
+    Temp = 0,
+    /// A program input.
+    Input = 1,
+    /// The output buffer.
+    Buf = 2,
+    /// An immediate constant.
+    Const = 3,
+}
+
+/// Bit position of an operand's tag; the index lives in the bits below.
+pub const OPERAND_TAG_SHIFT: u32 = 32;
+
+/// The encoding of [`Operand::Buf`] (the default result of an empty program).
+pub const BUF: i64 = (OperandTag::Buf as i64) << OPERAND_TAG_SHIFT;
 
 /// A decoded operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operand {
     /// Temporary register.
     Temp(usize),
-    /// Program input.
+    /// Program input `k`: step input `anchor_inputs + k`.
     Input(usize),
     /// The output buffer.
     Buf,
@@ -68,32 +82,37 @@ pub enum Operand {
 }
 
 impl Operand {
-    /// Decodes an operand.
+    /// Decodes an operand: its tag above [`OPERAND_TAG_SHIFT`], its index below.
     pub fn decode(x: i64) -> Option<Operand> {
-        Some(match x {
-            _ if (TEMP..TEMP + MAX_TEMPS as i64).contains(&x) => Operand::Temp((x - TEMP) as usize),
-            _ if (INPUT..BUF).contains(&x) => Operand::Input((x - INPUT) as usize),
-            BUF => Operand::Buf,
-            _ if (CONST..CONST + 1_000_000).contains(&x) => Operand::Const((x - CONST) as usize),
+        if x < 0 {
+            return None;
+        }
+        let (tag, index) = (x >> OPERAND_TAG_SHIFT, (x & 0xffff_ffff) as usize);
+        Some(match tag {
+            t if t == OperandTag::Temp as i64 && index < MAX_TEMPS => Operand::Temp(index),
+            t if t == OperandTag::Input as i64 => Operand::Input(index),
+            t if t == OperandTag::Buf as i64 && index == 0 => Operand::Buf,
+            t if t == OperandTag::Const as i64 => Operand::Const(index),
             _ => return None,
         })
     }
 
-    /// Encodes an operand.
+    /// Encodes an operand (`tag << 32 | index`).
     pub fn encode(self) -> i64 {
-        match self {
-            Operand::Temp(t) => TEMP + t as i64,
-            Operand::Input(k) => INPUT + k as i64,
-            Operand::Buf => BUF,
-            Operand::Const(c) => CONST + c as i64,
-        }
+        let (tag, index) = match self {
+            Operand::Temp(t) => (OperandTag::Temp, t),
+            Operand::Input(k) => (OperandTag::Input, k),
+            Operand::Buf => (OperandTag::Buf, 0),
+            Operand::Const(c) => (OperandTag::Const, c),
+        };
+        ((tag as i64) << OPERAND_TAG_SHIFT) | (index as i64 & 0xffff_ffff)
     }
 }
 
-/// Instruction opcodes: binary ops below 16, unary ops from 16.
+/// Instruction operations: binary ops below 16, unary ops from 16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i64)]
-pub enum OpCode {
+pub enum InstrOp {
     /// `a + b`.
     Add = 1,
     /// `a - b`.
@@ -134,33 +153,33 @@ pub enum OpCode {
     Copy = 27,
 }
 
-impl OpCode {
-    /// Every opcode.
-    pub const ALL: [OpCode; 19] = [
-        OpCode::Add,
-        OpCode::Sub,
-        OpCode::Mul,
-        OpCode::Div,
-        OpCode::Max,
-        OpCode::Min,
-        OpCode::Pow,
-        OpCode::Exp,
-        OpCode::Sigmoid,
-        OpCode::Tanh,
-        OpCode::Erf,
-        OpCode::Relu,
-        OpCode::Neg,
-        OpCode::Abs,
-        OpCode::Sqrt,
-        OpCode::Recip,
-        OpCode::Square,
-        OpCode::Log,
-        OpCode::Copy,
+impl InstrOp {
+    /// Every operation.
+    pub const ALL: [InstrOp; 19] = [
+        InstrOp::Add,
+        InstrOp::Sub,
+        InstrOp::Mul,
+        InstrOp::Div,
+        InstrOp::Max,
+        InstrOp::Min,
+        InstrOp::Pow,
+        InstrOp::Exp,
+        InstrOp::Sigmoid,
+        InstrOp::Tanh,
+        InstrOp::Erf,
+        InstrOp::Relu,
+        InstrOp::Neg,
+        InstrOp::Abs,
+        InstrOp::Sqrt,
+        InstrOp::Recip,
+        InstrOp::Square,
+        InstrOp::Log,
+        InstrOp::Copy,
     ];
 
-    /// Decodes an opcode.
-    pub fn decode(x: i64) -> Option<OpCode> {
-        OpCode::ALL.iter().copied().find(|o| *o as i64 == x)
+    /// Decodes an operation.
+    pub fn decode(x: i64) -> Option<InstrOp> {
+        InstrOp::ALL.iter().copied().find(|o| *o as i64 == x)
     }
 
     /// Whether the op reads operand `b`.
@@ -172,8 +191,8 @@ impl OpCode {
 /// One decoded instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instr {
-    /// The op.
-    pub op: OpCode,
+    /// The operation.
+    pub op: InstrOp,
     /// Destination temporary.
     pub dst: usize,
     /// First operand.
@@ -198,7 +217,8 @@ pub fn decode_program(
     let mut written = [false; MAX_TEMPS];
     let mut out = Vec::with_capacity(code.len() / 4);
     for (i, q) in code.chunks_exact(4).enumerate() {
-        let op = OpCode::decode(q[0]).ok_or_else(|| format!("instruction {i}: opcode {}", q[0]))?;
+        let op =
+            InstrOp::decode(q[0]).ok_or_else(|| format!("instruction {i}: opcode {}", q[0]))?;
         let dst = match Operand::decode(q[1]) {
             Some(Operand::Temp(t)) => t,
             _ => {
@@ -254,4 +274,141 @@ pub fn check_result(
         Operand::Const(c) if c >= n_consts => Err(format!("result constant {c} of {n_consts}")),
         o => Ok(o),
     }
+}
+
+/// The row op of a fused step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowOp {
+    /// None: the programs only.
+    None,
+    /// Softmax (or log-softmax) over each row.
+    Softmax {
+        /// Log-softmax.
+        log: bool,
+    },
+    /// Layer normalisation of each row (no scale or shift: the post program applies them).
+    LayerNorm {
+        /// ε.
+        eps: f32,
+    },
+}
+
+/// A fused step, decoded and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusedAttrs {
+    /// The anchor kernel (MatMul, Gemm or Conv), if any.
+    pub anchor: Option<OpCode>,
+    /// The anchor's own attributes (its ONNX ones, decoded as for a standalone step).
+    pub anchor_attrs: OpAttrs,
+    /// How many of the step's first inputs are the anchor's.
+    pub anchor_inputs: usize,
+    /// Attention: the softmax rows are multiplied by the step's last input (`P · V`).
+    pub tail: bool,
+    /// The pre program.
+    pub pre: Vec<Instr>,
+    /// Where the pre program's result is.
+    pub pre_out: Operand,
+    /// The row op.
+    pub row: RowOp,
+    /// The post program.
+    pub post: Vec<Instr>,
+    /// Where the post program's result is.
+    pub post_out: Operand,
+    /// Immediate constants.
+    pub consts: Vec<f32>,
+    /// The fused ONNX ops, for people (profiles, `inspect`).
+    pub label: String,
+    /// Program inputs (the step's inputs after the anchor's, before the tail's).
+    pub program_inputs: usize,
+}
+
+/// Decodes and checks a fused step's attributes (see the module doc).
+pub(crate) fn decode_attrs(r: &Reader<'_>) -> Result<FusedAttrs, FormatError> {
+    let err = |what: String| r.error(format_args!("fused step: {what}"));
+    let anchor = match r.opt_str(ATTR_ANCHOR)?.unwrap_or("") {
+        "" => None,
+        "MatMul" => Some(OpCode::MatMul),
+        "Gemm" => Some(OpCode::Gemm),
+        "Conv" => Some(OpCode::Conv),
+        other => return Err(err(format!("anchor `{other}` is not supported"))),
+    };
+    let anchor_attrs = match anchor {
+        Some(op) => crate::attrs::decode_as(r, op)?,
+        None => OpAttrs::None,
+    };
+    let n_inputs = r.step.inputs.len();
+    let anchor_inputs = r.non_negative(ATTR_ANCHOR_INPUTS, 0)?;
+    if anchor_inputs > n_inputs || (anchor.is_some() && anchor_inputs == 0) {
+        return Err(err(format!(
+            "anchor input count {anchor_inputs} out of range for {n_inputs} inputs"
+        )));
+    }
+    let consts = r.opt_floats(ATTR_CONSTS)?.unwrap_or_default();
+    let tail = match r.opt_str(ATTR_TAIL)?.unwrap_or("") {
+        "" => false,
+        "MatMul" => true,
+        other => return Err(err(format!("tail `{other}` is not supported"))),
+    };
+    let program_inputs = n_inputs
+        .checked_sub(anchor_inputs + usize::from(tail))
+        .ok_or_else(|| err("too few inputs".into()))?;
+    let program = |name: &str| -> Result<Vec<Instr>, FormatError> {
+        let code = r.opt_ints(name)?.unwrap_or_default();
+        decode_program(&code, program_inputs, consts.len()).map_err(|e| r.bad(name, e))
+    };
+    let (pre, post) = (program(ATTR_PRE)?, program(ATTR_POST)?);
+    let result = |name: &str, prog: &[Instr]| -> Result<Operand, FormatError> {
+        check_result(r.int(name, BUF)?, prog, program_inputs, consts.len())
+            .map_err(|e| r.bad(name, e))
+    };
+    let pre_out = result(ATTR_PRE_OUT, &pre)?;
+    let post_out = result(ATTR_POST_OUT, &post)?;
+    let row = match r.opt_str(ATTR_ROW)?.unwrap_or("") {
+        "" => RowOp::None,
+        "softmax" => RowOp::Softmax { log: false },
+        "logsoftmax" => RowOp::Softmax { log: true },
+        "layernorm" => RowOp::LayerNorm {
+            eps: r.float(ATTR_EPS, 1e-5)?,
+        },
+        other => return Err(err(format!("row op `{other}` is not supported"))),
+    };
+    if tail
+        && (anchor != Some(OpCode::MatMul)
+            || row != (RowOp::Softmax { log: false })
+            || post_out != Operand::Buf)
+    {
+        return Err(err(
+            "attention needs a MatMul anchor, a softmax row and no epilogue".into(),
+        ));
+    }
+    if row == RowOp::None && !post.is_empty() {
+        return Err(err("a post program needs a row op".into()));
+    }
+    if anchor.is_none() && (pre_out == Operand::Buf || (row == RowOp::None && pre.is_empty())) {
+        return Err(err("the buffer is read before anything writes it".into()));
+    }
+    let out = r.step.outputs.first().copied().flatten();
+    if r.step.outputs.len() != 1 || out.is_none() {
+        return Err(err("one output expected".into()));
+    }
+    if let Some(t) = out {
+        let dt = r.plan.tensors[t as usize].dtype;
+        if dt != DType::F32 {
+            return Err(err(format!("the output is {}, not f32", dt.name())));
+        }
+    }
+    Ok(FusedAttrs {
+        anchor,
+        anchor_attrs,
+        anchor_inputs,
+        tail,
+        pre,
+        pre_out,
+        row,
+        post,
+        post_out,
+        consts,
+        label: r.opt_str(ATTR_OPS)?.unwrap_or("").to_string(),
+        program_inputs,
+    })
 }

@@ -8,16 +8,22 @@
 //!            META    the plan metadata (symbols, expression pool, tensors, graphs, steps)
 //!            WEIGHTS constant tensors, every segment 64-byte aligned (file offset too), used in
 //!                    place from the memory mapping
+//!            other   sections of other kinds (a backend's own data, later versions' additions):
+//!                    64-byte aligned, kept by readers that do not know them
 //! ```
 //! All integers little-endian; every offset and size is u64. The checksum covers the header
-//! (its own field zeroed), the section table and META, not the weights, so loading costs time proportional to the metadata.
-//! [`read`] decodes and [`verify`]s untrusted bytes once; the runtime only accepts the
-//! resulting [`Plan`]. See `docs/plan-format.md` for the compatibility rules.
+//! (its own field zeroed), the section table and every section but WEIGHTS, so loading costs
+//! time proportional to the metadata. [`read`] decodes and [`verify`]s untrusted bytes once,
+//! including every step's attributes, decoded into typed per-operator structs ([`attrs`]); the
+//! runtime only accepts the resulting [`PlanFile`]. See `docs/plan-format.md` for the
+//! compatibility rules.
 #![forbid(unsafe_code)]
 
+pub mod attrs;
 mod codec;
 mod eval;
 pub mod fused;
+mod op;
 mod verify;
 
 /// The `sod2.Values` step: tensors whose element values are expressions of the pool (shape
@@ -33,13 +39,16 @@ pub mod values {
 
 use codec::{Dec, Enc};
 
+pub use attrs::OpAttrs;
 pub use eval::{eval_pool, expr_text, EvalError};
+pub use op::{BackendKind, OpCode, VersionId};
 pub use verify::verify;
 
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"SOD2PLAN";
-/// Format version this crate writes and reads.
-pub const VERSION: u32 = 1;
+/// Format version this crate writes and reads (2: operator codes instead of names, a backend per
+/// step, typed kernel versions, tagged fused operands, extra sections kept and checksummed).
+pub const VERSION: u32 = 2;
 /// Header size in bytes.
 pub const HEADER_SIZE: usize = 64;
 /// Alignment of the weights section and of every weight segment.
@@ -51,6 +60,18 @@ pub mod section {
     pub const META: u32 = 1;
     /// Constant tensors.
     pub const WEIGHTS: u32 = 2;
+    /// The first kind free for other sections (a backend's own data): kinds from here on are
+    /// never interpreted by this crate, only kept.
+    pub const FIRST_EXTRA: u32 = 0x100;
+}
+
+/// A section of a plan file: its kind and its byte range in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    /// Kind ([`section`]).
+    pub kind: u32,
+    /// Byte range within the file.
+    pub range: std::ops::Range<usize>,
 }
 
 /// Everything that can be wrong with a plan file.
@@ -273,12 +294,12 @@ pub enum AttrValue {
     Tensor(u32),
 }
 
-/// A kernel version and the dim ranges it is chosen for (filled by the optimiser; one version
-/// with no condition for now).
+/// A kernel version and the dim ranges it is chosen for (filled by the optimiser; a step with a
+/// single implementation has no versions).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelVersion {
-    /// Version id (kernel-specific).
-    pub id: u32,
+    /// Which implementation.
+    pub id: VersionId,
     /// Conditions: expression index, inclusive range.
     pub when: Vec<(u32, i64, i64)>,
 }
@@ -299,9 +320,11 @@ pub struct Rebind {
 pub struct Step {
     /// Name (from the model).
     pub name: String,
-    /// Kernel name (the ONNX op type).
-    pub kernel: String,
-    /// Attributes, sorted by name.
+    /// The operator.
+    pub op: OpCode,
+    /// Which backend runs it.
+    pub backend: BackendKind,
+    /// Attributes, sorted by name (decoded into [`OpAttrs`] by [`read`]).
     pub attrs: Vec<(String, AttrValue)>,
     /// Input tensors (`None`: omitted optional input).
     pub inputs: Vec<Option<u32>>,
@@ -309,7 +332,8 @@ pub struct Step {
     pub outputs: Vec<Option<u32>>,
     /// Sub-plans (graph indices): If branches (then, else), Loop / Scan body.
     pub bodies: Vec<u32>,
-    /// Kernel versions.
+    /// Kernel versions: the first whose conditions hold at the bound dims runs (none: the
+    /// operator's only implementation).
     pub versions: Vec<KernelVersion>,
     /// Symbols bound from this step's outputs once it has run.
     pub rebinds: Vec<Rebind>,
@@ -345,15 +369,32 @@ pub struct Plan {
     pub producer: String,
 }
 
-/// A verified plan file: metadata decoded, weights located (not copied).
+/// A verified plan file: metadata decoded, attributes decoded per step, weights located (not
+/// copied), every section listed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanFile {
     /// The metadata.
     pub plan: Plan,
+    /// Per graph, per step: the step's attributes decoded and checked for its operator.
+    pub attrs: Vec<Vec<OpAttrs>>,
     /// Byte range of the weights section within the file.
     pub weights: std::ops::Range<usize>,
     /// Required CPU features.
     pub features: u64,
+    /// Every section of the file, in table order (META and WEIGHTS included).
+    pub sections: Vec<Section>,
+}
+
+impl PlanFile {
+    /// The sections other than META and WEIGHTS, as `(kind, bytes)` of `file` (the bytes this
+    /// plan was read from), so that a tool rewriting the plan keeps them.
+    pub fn extra_sections<'b>(&self, file: &'b [u8]) -> Vec<(u32, &'b [u8])> {
+        self.sections
+            .iter()
+            .filter(|s| s.kind != section::META && s.kind != section::WEIGHTS)
+            .filter_map(|s| Some((s.kind, file.get(s.range.clone())?)))
+            .collect()
+    }
 }
 
 /// FNV-1a 64-bit hash.
@@ -440,7 +481,8 @@ fn encode_meta(p: &Plan) -> Vec<u8> {
         e.len(g.steps.len());
         for s in &g.steps {
             e.str(&s.name);
-            e.str(&s.kernel);
+            e.u16(s.op.code());
+            e.u8(s.backend as u8);
             e.len(s.attrs.len());
             for (k, v) in &s.attrs {
                 e.str(k);
@@ -483,7 +525,7 @@ fn encode_meta(p: &Plan) -> Vec<u8> {
             s.bodies.iter().for_each(|&b| e.u32(b));
             e.len(s.versions.len());
             for v in &s.versions {
-                e.u32(v.id);
+                e.u32(v.id.code());
                 e.len(v.when.len());
                 for &(x, lo, hi) in &v.when {
                     e.u32(x);
@@ -602,9 +644,25 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
             value_binds.push((d.u32()?, d.u32()?));
         }
         let mut steps = Vec::new();
-        for _ in 0..d.len(28)? {
+        for _ in 0..d.len(31)? {
             let name = d.str()?;
-            let kernel = d.str()?;
+            let code = d.u16()?;
+            let op = OpCode::from_code(code).ok_or_else(|| {
+                invalid(
+                    "META",
+                    format!(
+                        "step `{name}`: operator code {code} is unknown to this runtime \
+                         (compiled by a newer sod2? rebuild the plan with this version's compiler)"
+                    ),
+                )
+            })?;
+            let bcode = d.u8()?;
+            let backend = BackendKind::from_code(bcode).ok_or_else(|| {
+                invalid(
+                    "META",
+                    format!("step `{name}`: backend code {bcode} is unknown to this runtime"),
+                )
+            })?;
             let mut attrs = Vec::new();
             for _ in 0..d.len(5)? {
                 let k = d.str()?;
@@ -641,7 +699,13 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
             let bodies = (0..n).map(|_| d.u32()).collect::<Result<_, _>>()?;
             let mut versions = Vec::new();
             for _ in 0..d.len(8)? {
-                let id = d.u32()?;
+                let code = d.u32()?;
+                let id = VersionId::from_code(code).ok_or_else(|| {
+                    invalid(
+                        "META",
+                        format!("step `{name}`: kernel version {code} is unknown"),
+                    )
+                })?;
                 let mut when = Vec::new();
                 for _ in 0..d.len(20)? {
                     when.push((d.u32()?, d.i64()?, d.i64()?));
@@ -658,7 +722,8 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
             }
             steps.push(Step {
                 name,
-                kernel,
+                op,
+                backend,
                 attrs,
                 inputs,
                 outputs,
@@ -691,12 +756,15 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
 /// Byte offset of the checksum field in the header.
 const CHECKSUM_AT: usize = 24;
 
-/// FNV-1a over the header (checksum field zeroed), the section table and the metadata.
-fn checksum(header: &[u8], table: &[u8], meta: &[u8]) -> u64 {
+/// FNV-1a over the header (checksum field zeroed), the section table and `covered` (every
+/// section but the weights, in table order).
+fn checksum(header: &[u8], table: &[u8], covered: &[&[u8]]) -> u64 {
     let mut h = header[..HEADER_SIZE].to_vec();
     h[CHECKSUM_AT..CHECKSUM_AT + 8].fill(0);
     h.extend_from_slice(table);
-    h.extend_from_slice(meta);
+    for c in covered {
+        h.extend_from_slice(c);
+    }
     fnv1a(&h)
 }
 
@@ -707,21 +775,38 @@ fn align_up(x: u64, a: u64) -> u64 {
 /// Serialises a plan and its weights. `weights` is the weights section's content; the
 /// `Storage::Weight` offsets in `plan` are relative to its start (and must be 64-aligned).
 pub fn write(plan: &Plan, weights: &[u8], features: u64) -> Vec<u8> {
+    write_with_sections(plan, weights, features, &[])
+}
+
+/// [`write`] with extra sections (`(kind, bytes)`, kinds from [`section::FIRST_EXTRA`]): each is
+/// placed 64-byte aligned between the metadata and the weights and covered by the checksum.
+pub fn write_with_sections(
+    plan: &Plan,
+    weights: &[u8],
+    features: u64,
+    extra: &[(u32, &[u8])],
+) -> Vec<u8> {
     let meta = encode_meta(plan);
-    let n_sections = 2u32;
-    let table_len = 24 * n_sections as u64;
+    let n_sections = 2 + extra.len() as u32;
+    let table_len = 24 * u64::from(n_sections);
     let meta_off = HEADER_SIZE as u64 + table_len;
-    let weights_off = align_up(meta_off + meta.len() as u64, WEIGHT_ALIGN);
+    // Layout: META, the extra sections (aligned), WEIGHTS (aligned) last.
+    let mut entries: Vec<(u32, u64, &[u8])> = vec![(section::META, meta_off, &meta)];
+    let mut end = meta_off + meta.len() as u64;
+    for &(kind, bytes) in extra {
+        let off = align_up(end, WEIGHT_ALIGN);
+        entries.push((kind, off, bytes));
+        end = off + bytes.len() as u64;
+    }
+    let weights_off = align_up(end, WEIGHT_ALIGN);
+    entries.push((section::WEIGHTS, weights_off, weights));
     let file_size = weights_off + weights.len() as u64;
     let mut table = Enc::default();
-    for (kind, off, size) in [
-        (section::META, meta_off, meta.len() as u64),
-        (section::WEIGHTS, weights_off, weights.len() as u64),
-    ] {
+    for &(kind, off, bytes) in &entries {
         table.u32(kind);
         table.u32(0);
         table.u64(off);
-        table.u64(size);
+        table.u64(bytes.len() as u64);
     }
     let mut h = Enc::default();
     h.buf.extend_from_slice(&MAGIC);
@@ -733,13 +818,19 @@ pub fn write(plan: &Plan, weights: &[u8], features: u64) -> Vec<u8> {
     h.u32(0);
     h.u64(file_size);
     h.buf.resize(HEADER_SIZE, 0);
-    let sum = checksum(&h.buf, &table.buf, &meta);
+    let covered: Vec<&[u8]> = entries
+        .iter()
+        .filter(|e| e.0 != section::WEIGHTS)
+        .map(|e| e.2)
+        .collect();
+    let sum = checksum(&h.buf, &table.buf, &covered);
     h.buf[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
     let mut out = h.buf;
     out.extend_from_slice(&table.buf);
-    out.extend_from_slice(&meta);
-    out.resize(weights_off as usize, 0);
-    out.extend_from_slice(weights);
+    for &(_, off, bytes) in &entries {
+        out.resize(off as usize, 0);
+        out.extend_from_slice(bytes);
+    }
     out
 }
 
@@ -796,7 +887,7 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
             at: bytes.len() as u64,
         })?;
     let t = &mut Dec::new(table, "section table");
-    let (mut meta, mut weights) = (None, None);
+    let mut sections: Vec<Section> = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let kind = t.u32()?;
         let _ = t.u32()?;
@@ -811,32 +902,50 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
                 format!("section {kind} at {off}+{size} lies outside the file"),
             ));
         };
-        match kind {
-            section::META => meta = Some(off as usize..end as usize),
-            section::WEIGHTS => {
-                if off % WEIGHT_ALIGN != 0 {
-                    return Err(invalid(
-                        "section table",
-                        format!("weights at offset {off} are not {WEIGHT_ALIGN}-byte aligned"),
-                    ));
-                }
-                weights = Some(off as usize..end as usize);
-            }
-            _ => {} // sections of later versions or other backends: skipped
+        if sections.iter().any(|s| s.kind == kind) {
+            return Err(invalid(
+                "section table",
+                format!("section kind {kind} appears twice"),
+            ));
         }
+        if kind != section::META && off % WEIGHT_ALIGN != 0 {
+            return Err(invalid(
+                "section table",
+                format!("section {kind} at offset {off} is not {WEIGHT_ALIGN}-byte aligned"),
+            ));
+        }
+        sections.push(Section {
+            kind,
+            range: off as usize..end as usize,
+        });
     }
-    let meta = meta.ok_or_else(|| invalid("section table", "no META section"))?;
-    let weights = weights.ok_or_else(|| invalid("section table", "no WEIGHTS section"))?;
-    let computed = checksum(&bytes[..HEADER_SIZE], table, &bytes[meta.clone()]);
+    let find = |kind: u32, name: &str| {
+        sections
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.range.clone())
+            .ok_or_else(|| invalid("section table", format!("no {name} section")))
+    };
+    let meta = find(section::META, "META")?;
+    let weights = find(section::WEIGHTS, "WEIGHTS")?;
+    let covered: Vec<&[u8]> = sections
+        .iter()
+        .filter(|s| s.kind != section::WEIGHTS)
+        .map(|s| &bytes[s.range.clone()])
+        .collect();
+    let computed = checksum(&bytes[..HEADER_SIZE], table, &covered);
     if computed != stored {
         return Err(FormatError::Checksum { stored, computed });
     }
     let plan = decode_meta(&bytes[meta])?;
     verify(&plan, (weights.end - weights.start) as u64)?;
+    let attrs = attrs::decode_plan(&plan)?;
     Ok(PlanFile {
         plan,
+        attrs,
         weights,
         features,
+        sections,
     })
 }
 

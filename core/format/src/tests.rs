@@ -35,21 +35,21 @@ fn sample() -> (Plan, Vec<u8>) {
         t("b", DType::F32, vec![0], Storage::Dynamic),
         t("c", DType::F32, vec![0], Storage::Dynamic),
         t("cond", DType::Bool, vec![], Storage::Dynamic),
+        t("img", DType::F32, vec![0, 1, 1, 1], Storage::Dynamic),
+        t("img_out", DType::F32, vec![0, 1, 1, 1], Storage::Dynamic),
     ];
-    let step = |name: &str, kernel: &str, ins: Vec<Option<u32>>, outs: Vec<Option<u32>>| Step {
+    let step = |name: &str, op: OpCode, ins: Vec<Option<u32>>, outs: Vec<Option<u32>>| Step {
         name: name.into(),
-        kernel: kernel.into(),
+        op,
+        backend: BackendKind::Cpu,
         attrs: vec![],
         inputs: ins,
         outputs: outs,
         bodies: vec![],
-        versions: vec![KernelVersion {
-            id: 0,
-            when: vec![],
-        }],
+        versions: vec![],
         rebinds: vec![],
     };
-    let mut add = step("add", "Add", vec![Some(0), None], vec![Some(2)]);
+    let mut add = step("add", OpCode::Add, vec![Some(0), None], vec![Some(2)]);
     add.attrs = vec![
         ("a".into(), AttrValue::Int(-3)),
         ("b".into(), AttrValue::Float(0.5)),
@@ -58,17 +58,25 @@ fn sample() -> (Plan, Vec<u8>) {
         ("e".into(), AttrValue::Str("NOTSET".into())),
         ("f".into(), AttrValue::Tensor(1)),
     ];
-    add.versions.push(KernelVersion {
-        id: 1,
-        when: vec![(0, 1, 64)],
-    });
-    let mut nz = step("nonzero", "NonZero", vec![Some(2)], vec![Some(3)]);
+    let mut conv = step("conv", OpCode::Conv, vec![Some(7), Some(1)], vec![Some(8)]);
+    conv.attrs = vec![("group".into(), AttrValue::Int(1))];
+    conv.versions = vec![
+        KernelVersion {
+            id: VersionId::ConvDirectRows,
+            when: vec![(0, 1, 64)],
+        },
+        KernelVersion {
+            id: VersionId::ConvIm2colGemm,
+            when: vec![],
+        },
+    ];
+    let mut nz = step("nonzero", OpCode::NonZero, vec![Some(2)], vec![Some(3)]);
     nz.rebinds.push(Rebind {
         sym: 1,
         tensor: 3,
         dim: 1,
     });
-    let mut iff = step("branch", "If", vec![Some(6)], vec![Some(4)]);
+    let mut iff = step("branch", OpCode::If, vec![Some(6)], vec![Some(4)]);
     iff.bodies = vec![1, 2];
     let plan = Plan {
         symbols: vec![
@@ -91,13 +99,13 @@ fn sample() -> (Plan, Vec<u8>) {
             Graph {
                 inputs: vec![0],
                 outputs: vec![4],
-                steps: vec![add, nz, iff],
+                steps: vec![add, nz, iff, conv],
                 value_binds: vec![],
             },
             Graph {
                 inputs: vec![],
                 outputs: vec![5],
-                steps: vec![step("t", "Relu", vec![Some(2)], vec![Some(5)])],
+                steps: vec![step("t", OpCode::Relu, vec![Some(2)], vec![Some(5)])],
                 value_binds: vec![],
             },
             Graph {
@@ -168,12 +176,12 @@ fn header_errors_are_named() {
     b[0] = b'X';
     assert_eq!(read(&b), Err(FormatError::BadMagic));
     let mut b = bytes.clone();
-    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    b[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
     assert_eq!(
         read(&b),
         Err(FormatError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: VERSION + 1,
+            supported: VERSION
         })
     );
     let mut b = bytes.clone();
@@ -204,7 +212,11 @@ fn with_section(bytes: &[u8], k: usize, off: u64, size: u64) -> Vec<u8> {
             .map(|m| m.to_vec())
             .unwrap_or_default()
     };
-    let sum = checksum(&b[..HEADER_SIZE], &b[HEADER_SIZE..HEADER_SIZE + 48], &meta);
+    let sum = checksum(
+        &b[..HEADER_SIZE],
+        &b[HEADER_SIZE..HEADER_SIZE + 48],
+        &[&meta],
+    );
     b[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
     b
 }
@@ -296,8 +308,21 @@ fn invalid_plans_with_valid_checksums_are_rejected() {
     rejects(|p| p.graphs[0].steps[2].bodies = vec![1], "not reachable");
     rejects(|p| p.graphs[1].steps[0].bodies = vec![2], "used twice");
     rejects(
-        |p| p.graphs[0].steps[0].versions[1].when[0] = (0, 9, 1),
+        |p| p.graphs[0].steps[3].versions[0].when[0] = (0, 9, 1),
         "bad version condition",
+    );
+    rejects(
+        |p| {
+            p.graphs[0].steps[0].versions = vec![KernelVersion {
+                id: VersionId::ConvChannelBlocked,
+                when: vec![],
+            }]
+        },
+        "step `add` (Add): kernel version 2 (conv-channel-blocked) does not apply",
+    );
+    rejects(
+        |p| p.graphs[0].steps[3].attrs = vec![("group".into(), AttrValue::Int(0))],
+        "step `conv` (Conv): attribute `group` is 0, must be at least 1",
     );
     rejects(|p| p.symbols[0].lo = 600, "empty range");
     rejects(
@@ -311,6 +336,97 @@ fn invalid_plans_with_valid_checksums_are_rejected() {
         },
         "no main graph",
     );
+}
+
+#[test]
+fn unknown_extra_sections_round_trip_intact() {
+    let (p, w) = sample();
+    let blob: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let extra = [
+        (section::FIRST_EXTRA + 7, &blob[..]),
+        (0x9999, &b"spirv"[..]),
+    ];
+    let bytes = write_with_sections(&p, &w, 3, &extra);
+    let f = read(&bytes).unwrap();
+    assert_eq!(f.plan, p);
+    assert_eq!(&bytes[f.weights.clone()], &w[..]);
+    let kept = f.extra_sections(&bytes);
+    assert_eq!(kept, extra.to_vec());
+    for s in &f.sections {
+        if s.kind != section::META {
+            assert_eq!(s.range.start % 64, 0, "section {} not aligned", s.kind);
+        }
+    }
+    // A tool that rewrites the plan with what it read writes the same file.
+    assert_eq!(write_with_sections(&f.plan, &w, f.features, &kept), bytes);
+    // Extra sections are covered by the checksum.
+    let at = f
+        .sections
+        .iter()
+        .find(|s| s.kind == 0x9999)
+        .unwrap()
+        .range
+        .start;
+    let mut b = bytes.clone();
+    b[at] ^= 1;
+    assert!(matches!(read(&b), Err(FormatError::Checksum { .. })));
+}
+
+#[test]
+fn unknown_codes_are_named() {
+    let (p, w) = sample();
+    let bytes = write(&p, &w, 0);
+    // The add step's operator code follows its name in META: find it and corrupt it.
+    let meta = read(&bytes).unwrap().sections[0].range.clone();
+    let name = b"\x03\0\0\0add";
+    let at = meta.start
+        + bytes[meta.clone()]
+            .windows(name.len())
+            .position(|x| x == name)
+            .unwrap()
+        + name.len();
+    assert_eq!(
+        u16::from_le_bytes([bytes[at], bytes[at + 1]]),
+        OpCode::Add.code()
+    );
+    let reseal = |mut b: Vec<u8>| {
+        let covered = [&b[meta.clone()]].map(|m| m.to_vec());
+        let sum = checksum(
+            &b[..HEADER_SIZE],
+            &b[HEADER_SIZE..HEADER_SIZE + 48],
+            &[&covered[0]],
+        );
+        b[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+        b
+    };
+    let mut b = bytes.clone();
+    b[at..at + 2].copy_from_slice(&0x3fffu16.to_le_bytes());
+    let e = read(&reseal(b)).unwrap_err().to_string();
+    assert!(
+        e.contains("step `add`: operator code 16383 is unknown"),
+        "{e}"
+    );
+    let mut b = bytes.clone();
+    b[at + 2] = 9;
+    let e = read(&reseal(b)).unwrap_err().to_string();
+    assert!(e.contains("step `add`: backend code 9 is unknown"), "{e}");
+}
+
+#[test]
+fn op_codes_are_stable_and_names_round_trip() {
+    for &op in OpCode::ALL {
+        assert_eq!(OpCode::from_code(op.code()), Some(op));
+        assert_eq!(OpCode::from_name(op.name()), Some(op));
+    }
+    // Codes stored in plans never change.
+    assert_eq!(OpCode::Abs.code(), 1);
+    assert_eq!(OpCode::Conv.code(), 70);
+    assert_eq!(OpCode::Scan.code(), 135);
+    assert_eq!(OpCode::Fused.name(), "sod2.Fused");
+    assert_eq!(OpCode::Values.name(), "sod2.Values");
+    for &v in VersionId::ALL {
+        assert_eq!(VersionId::from_code(v.code()), Some(v));
+    }
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! The closed set of operators sod2 knows, by ONNX name.
+//! The closed set of operators sod2 knows, by ONNX name (the list is `sod2-format`'s
+//! [`sod2_format::with_onnx_ops!`]).
 //!
 //! Anything else imports as [`OpKind::Other`]: the analysis marks its outputs unknown with a
 //! warning naming the node, and the compiler keeps going.
 
 macro_rules! ops {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident = $code:literal),* $(,)?) => {
         /// An operator kind. ONNX op names map one to one onto variants (domain `ai.onnx`).
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
         pub enum OpKind {
@@ -42,30 +43,14 @@ macro_rules! ops {
     };
 }
 
-ops! {
-    // elementwise unary
-    Abs, Neg, Exp, Log, Sqrt, Reciprocal, Relu, Sigmoid, Tanh, Erf, Floor, Ceil, Round, Sign,
-    Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh, Not, IsNaN, IsInf,
-    Softsign, Softplus, Mish, Gelu, HardSigmoid, HardSwish, LeakyRelu, Elu, Selu, Celu,
-    ThresholdedRelu, Identity, Clip, Dropout, Cast, CastLike, BitwiseNot,
-    // elementwise with broadcast
-    Add, Sub, Mul, Div, Pow, Mod, Min, Max, Sum, Mean, And, Or, Xor, Equal, Less, LessOrEqual,
-    Greater, GreaterOrEqual, BitShift, BitwiseAnd, BitwiseOr, BitwiseXor, PRelu, Where,
-    // neural-network ops
-    Conv, ConvTranspose, MaxPool, AveragePool, LpPool, GlobalAveragePool, GlobalMaxPool,
-    GlobalLpPool, BatchNormalization, InstanceNormalization, LayerNormalization,
-    GroupNormalization, LRN, MatMul, Gemm, Einsum, Softmax, LogSoftmax, Hardmax,
-    // reductions
-    ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceLogSum,
-    ReduceLogSumExp, ReduceSumSquare, ArgMax, ArgMin,
-    // layout and indexing
-    Transpose, Reshape, Flatten, Squeeze, Unsqueeze, Concat, Split, Slice, Gather,
-    GatherElements, GatherND, ScatterND, ScatterElements, Expand, Tile, Pad, Resize,
-    DepthToSpace, SpaceToDepth, Trilu, CumSum, OneHot, EyeLike,
-    // shape-valued and generators
-    Shape, Size, ConstantOfShape, Range, Constant,
-    // execution-determined
-    TopK, NonZero, NonMaxSuppression, Unique,
-    // control flow
-    If, Loop, Scan,
+// The one operator list lives in `sod2-format` (with each operator's stable plan code), so the
+// compiler's `OpKind` and the runtime's `OpCode` cannot drift apart.
+sod2_format::with_onnx_ops!(ops);
+
+impl OpKind {
+    /// The plan's operator code of this kind (`None` for [`OpKind::Other`] unless it names one
+    /// of sod2's own steps, such as `sod2.Fused`).
+    pub fn code(&self) -> Option<sod2_format::OpCode> {
+        sod2_format::OpCode::from_name(self.name())
+    }
 }

@@ -154,6 +154,20 @@ pub fn strided_len(rows: usize, cols: usize, ld: usize) -> usize {
     }
 }
 
+/// An operand walked by a [`RowWalker`]: its element strides over the walked dims (0 along
+/// broadcast dims).
+pub trait Strided {
+    /// The strides, at least as many as the walked dims' outer ones.
+    fn strides(&self) -> &[usize];
+}
+
+impl Strided for &[usize] {
+    #[inline]
+    fn strides(&self) -> &[usize] {
+        self
+    }
+}
+
 /// Walks the rows of `dims` (runs of its innermost dim) in order, keeping each strided
 /// operand's element offset at the row's start (operands with strides over `dims`, 0 along
 /// broadcast dims): how row kernels with broadcast inputs (attention's mask, a fused
@@ -168,7 +182,7 @@ pub struct RowWalker {
 impl RowWalker {
     /// Positioned at row `row` (rows counted over the outer dims, row-major), for operands
     /// with `strides` (each at least as long as the outer dims).
-    pub fn at(row: usize, dims: &[usize], strides: &[&[usize]]) -> RowWalker {
+    pub fn at<S: Strided>(row: usize, dims: &[usize], operands: &[S]) -> RowWalker {
         let outer = dims.len().saturating_sub(1);
         let mut idx: Dims = smallvec::smallvec![0; outer];
         let mut rem = row;
@@ -178,25 +192,25 @@ impl RowWalker {
                 rem /= dims[j];
             }
         }
-        let bases = strides
+        let bases = operands
             .iter()
-            .map(|s| idx.iter().zip(s.iter()).map(|(x, s)| x * s).sum())
+            .map(|s| idx.iter().zip(s.strides()).map(|(x, s)| x * s).sum())
             .collect();
         RowWalker { idx, bases }
     }
 
     /// Moves to the next row (an odometer over the outer dims).
-    pub fn advance(&mut self, dims: &[usize], strides: &[&[usize]]) {
+    pub fn advance<S: Strided>(&mut self, dims: &[usize], operands: &[S]) {
         for j in (0..self.idx.len()).rev() {
             self.idx[j] += 1;
-            for (b, s) in self.bases.iter_mut().zip(strides) {
-                *b += s[j];
+            for (b, s) in self.bases.iter_mut().zip(operands) {
+                *b += s.strides()[j];
             }
             if self.idx[j] < dims[j] {
                 return;
             }
-            for (b, s) in self.bases.iter_mut().zip(strides) {
-                *b -= s[j] * dims[j];
+            for (b, s) in self.bases.iter_mut().zip(operands) {
+                *b -= s.strides()[j] * dims[j];
             }
             self.idx[j] = 0;
         }

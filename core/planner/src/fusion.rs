@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use sod2_analysis::Analysis;
 use sod2_expr::ExprId;
-use sod2_format::fused::{self as fz, OpCode, Operand};
+use sod2_format::fused::{self as fz, InstrOp, Operand};
 use sod2_ir::{Attr, DType, Model, Node, NodeId, OpKind, ValueId, ValueKind};
 
 /// What fusion did, for the compile report.
@@ -116,27 +116,27 @@ impl Ctx<'_> {
 }
 
 /// The elementwise op of a node, if it can join a group (f32, one output, known shape).
-fn elementwise_op(c: &Ctx<'_>, n: NodeId) -> Option<OpCode> {
+fn elementwise_op(c: &Ctx<'_>, n: NodeId) -> Option<InstrOp> {
     let node = c.m.node(n);
     let op = match node.op {
-        OpKind::Add => OpCode::Add,
-        OpKind::Sub => OpCode::Sub,
-        OpKind::Mul => OpCode::Mul,
-        OpKind::Div => OpCode::Div,
-        OpKind::Max => OpCode::Max,
-        OpKind::Min => OpCode::Min,
-        OpKind::Pow => OpCode::Pow,
-        OpKind::Exp => OpCode::Exp,
-        OpKind::Sigmoid => OpCode::Sigmoid,
-        OpKind::Tanh => OpCode::Tanh,
-        OpKind::Erf => OpCode::Erf,
-        OpKind::Relu => OpCode::Relu,
-        OpKind::Neg => OpCode::Neg,
-        OpKind::Abs => OpCode::Abs,
-        OpKind::Sqrt => OpCode::Sqrt,
-        OpKind::Reciprocal => OpCode::Recip,
-        OpKind::Log => OpCode::Log,
-        OpKind::Identity => OpCode::Copy,
+        OpKind::Add => InstrOp::Add,
+        OpKind::Sub => InstrOp::Sub,
+        OpKind::Mul => InstrOp::Mul,
+        OpKind::Div => InstrOp::Div,
+        OpKind::Max => InstrOp::Max,
+        OpKind::Min => InstrOp::Min,
+        OpKind::Pow => InstrOp::Pow,
+        OpKind::Exp => InstrOp::Exp,
+        OpKind::Sigmoid => InstrOp::Sigmoid,
+        OpKind::Tanh => InstrOp::Tanh,
+        OpKind::Erf => InstrOp::Erf,
+        OpKind::Relu => InstrOp::Relu,
+        OpKind::Neg => InstrOp::Neg,
+        OpKind::Abs => InstrOp::Abs,
+        OpKind::Sqrt => InstrOp::Sqrt,
+        OpKind::Reciprocal => InstrOp::Recip,
+        OpKind::Log => InstrOp::Log,
+        OpKind::Identity => InstrOp::Copy,
         _ => return None,
     };
     let arity = if op.is_binary() { 2 } else { 1 };
@@ -346,7 +346,7 @@ fn fuse_body(
         }
     }
     // Elementwise components over fusable edges.
-    let ew: HashMap<NodeId, OpCode> = order
+    let ew: HashMap<NodeId, InstrOp> = order
         .iter()
         .filter(|n| !taken.contains(n))
         .filter_map(|&n| elementwise_op(&c, n).map(|op| (n, op)))
@@ -628,9 +628,9 @@ impl Encoder<'_> {
             let ins: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
             let a = self.operand(ins[0]);
             let (op, b) = match (op, ins.get(1).and_then(|&v| self.c.scalar_const(v))) {
-                (OpCode::Pow, Some(2.0)) => (OpCode::Square, None),
-                (OpCode::Pow, Some(0.5)) => (OpCode::Sqrt, None),
-                (OpCode::Pow, Some(1.0)) => (OpCode::Copy, None),
+                (InstrOp::Pow, Some(2.0)) => (InstrOp::Square, None),
+                (InstrOp::Pow, Some(0.5)) => (InstrOp::Sqrt, None),
+                (InstrOp::Pow, Some(1.0)) => (InstrOp::Copy, None),
                 (op, _) if op.is_binary() => (op, Some(self.operand(ins[1]))),
                 (op, _) => (op, None),
             };

@@ -48,6 +48,9 @@ pub enum PlanError {
     /// The memory plan failed its own check (a planner bug, reported rather than shipped).
     #[error("memory plan check failed: {0}")]
     MemoryPlan(String),
+    /// A node's attributes are malformed, or ask for something the runtime does not support.
+    #[error("{0}")]
+    Attributes(String),
 }
 
 /// Optimisation level, cumulative in the order of the method's ablation.
@@ -197,6 +200,9 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     let main = p.graph(&main_body, true)?;
     p.plan.graphs[0] = main;
     p.layout_best()?;
+    // The runtime decodes every step's attributes at load and rejects what it cannot run;
+    // checking here tells the user at compile time, naming the node and the attribute.
+    fmt::attrs::decode_plan(&p.plan).map_err(|e| PlanError::Attributes(e.to_string()))?;
     Ok(Planned {
         plan: p.plan,
         weights: p.weights,
@@ -483,9 +489,14 @@ impl Planner<'_> {
                 }
             }
         }
+        let op = node.op.code().ok_or_else(|| PlanError::UnsupportedOp {
+            node: node.name.clone(),
+            op: node.op.name().to_string(),
+        })?;
         Ok(fmt::Step {
             name: node.name.clone(),
-            kernel: node.op.name().to_string(),
+            op,
+            backend: fmt::BackendKind::Cpu,
             attrs,
             inputs,
             outputs,
@@ -505,10 +516,8 @@ impl Planner<'_> {
     /// input channel per group, and im2col + GEMM for 1×1 and depthwise convolutions. `sod2 tune` measures every version on the device across the declared
     /// ranges and rewrites the ranges per step.
     fn versions(&mut self, n: NodeId) -> Result<Vec<fmt::KernelVersion>, PlanError> {
-        let only = vec![fmt::KernelVersion {
-            id: 0,
-            when: vec![],
-        }];
+        // One implementation: no dispatch table.
+        let only = Vec::new();
         if self.opt < Opt::Mvc {
             return Ok(only);
         }
@@ -549,15 +558,15 @@ impl Planner<'_> {
         };
         Ok(vec![
             fmt::KernelVersion {
-                id: 1,
+                id: fmt::VersionId::ConvDirectRows,
                 when: vec![(key, direct.0, direct.1)],
             },
             fmt::KernelVersion {
-                id: 2,
+                id: fmt::VersionId::ConvChannelBlocked,
                 when: vec![(key, blocked.0, blocked.1)],
             },
             fmt::KernelVersion {
-                id: 0,
+                id: fmt::VersionId::ConvIm2colGemm,
                 when: vec![],
             },
         ])

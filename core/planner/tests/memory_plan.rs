@@ -92,14 +92,9 @@ fn check(p: &Plan, batch: i64, seq: i64) -> Result<(), String> {
     // such tensors share bytes by design. Each tensor maps to the tensor it views, if any.
     let mut view_of: HashMap<u32, u32> = HashMap::new();
     for s in &main.steps {
-        if let (true, Some(Some(x)), Some(Some(y))) = (
-            matches!(
-                s.kernel.as_str(),
-                "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
-            ),
-            s.inputs.first(),
-            s.outputs.first(),
-        ) {
+        if let (true, Some(Some(x)), Some(Some(y))) =
+            (s.op.is_view(), s.inputs.first(), s.outputs.first())
+        {
             view_of.insert(*y, *x);
         }
     }
@@ -180,7 +175,7 @@ fn reshapes_of_arena_tensors_are_views_with_the_memory_plan() {
         p.graphs[0]
             .steps
             .iter()
-            .filter(|s| s.kernel == "Reshape")
+            .filter(|s| s.op == sod2_format::OpCode::Reshape)
             .filter(|s| {
                 let (Some(Some(x)), Some(Some(y))) = (s.inputs.first(), s.outputs.first()) else {
                     return false;
@@ -207,7 +202,7 @@ fn planned_reshapes_read_no_shape_tensor() {
     let reshapes: Vec<_> = p.graphs[0]
         .steps
         .iter()
-        .filter(|s| s.kernel == "Reshape")
+        .filter(|s| s.op == sod2_format::OpCode::Reshape)
         .collect();
     assert!(!reshapes.is_empty());
     for s in &reshapes {
@@ -218,5 +213,6 @@ fn planned_reshapes_read_no_shape_tensor() {
     assert!(p.graphs[0]
         .steps
         .iter()
-        .any(|s| s.kernel == "Reshape" && s.inputs.get(1).copied().flatten().is_some()));
+        .any(|s| s.op == sod2_format::OpCode::Reshape
+            && s.inputs.get(1).copied().flatten().is_some()));
 }

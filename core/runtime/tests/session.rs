@@ -1,7 +1,7 @@
 //! Runtime behaviour through the public API: errors name what is wrong, plans are shareable.
 use std::sync::Arc;
 
-use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn};
+use sod2_runtime::{DType, Plan, RunOptions, RuntimeError, Session, TensorIn};
 
 mod common;
 
@@ -98,7 +98,7 @@ fn corrupted_and_foreign_plans_are_rejected() {
     let e = Plan::from_bytes(&v2).err().unwrap();
     assert_eq!(
         e.to_string(),
-        "plan format version 7 is not supported (this runtime reads version 1)"
+        "plan format version 7 is not supported (this runtime reads version 2)"
     );
     for cut in [0, 10, 63, 64, 100, bytes.len() / 2, bytes.len() - 1] {
         assert!(
@@ -126,15 +126,55 @@ fn corrupted_and_foreign_plans_are_rejected() {
 fn a_plan_needing_an_unknown_kernel_is_rejected_at_load() {
     let f = sod2_format::read(&plan_bytes()).unwrap();
     let mut p = f.plan.clone();
-    p.graphs[0].steps[0].kernel = "FancyKernel".into();
+    let name = p.graphs[0].steps[0].name.clone();
+    // Constants are folded into weights at compile time: the runtime has no kernel for them.
+    p.graphs[0].steps[0].op = sod2_format::OpCode::Constant;
+    p.graphs[0].steps[0].versions.clear();
     let bytes = plan_bytes();
     let weights = &bytes[f.weights.clone()];
     let e = Plan::from_bytes(&sod2_format::write(&p, weights, 0))
         .err()
         .unwrap();
     assert!(
-        e.to_string()
-            .contains("kernel `FancyKernel` is not available"),
+        e.to_string().contains(&format!(
+            "step `{name}`: kernel `Constant on cpu` is not available"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn malformed_attributes_are_rejected_at_load_naming_the_step() {
+    let f = sod2_format::read(&plan_bytes()).unwrap();
+    let bytes = plan_bytes();
+    let weights = &bytes[f.weights.clone()];
+    // Find a step with an `axis` attribute and make it out of range for its input.
+    let (gi, si) = f
+        .plan
+        .graphs
+        .iter()
+        .enumerate()
+        .find_map(|(g, gr)| {
+            gr.steps
+                .iter()
+                .position(|s| s.attrs.iter().any(|(k, _)| k == "axis"))
+                .map(|i| (g, i))
+        })
+        .expect("the bundled model has a step with an axis");
+    let mut p = f.plan.clone();
+    let step = &mut p.graphs[gi].steps[si];
+    let name = step.name.clone();
+    for (k, v) in &mut step.attrs {
+        if k == "axis" {
+            *v = sod2_format::AttrValue::Int(99);
+        }
+    }
+    let e = Plan::from_bytes(&sod2_format::write(&p, weights, 0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!("step `{name}`")) && e.contains("attribute `axis` is 99"),
         "{e}"
     );
 }
@@ -176,8 +216,9 @@ fn every_registry_op_has_a_kernel() {
         if *op == sod2_ir::OpKind::Constant {
             continue;
         }
+        let code = op.code().expect("every registry op has a plan code");
         assert!(
-            sod2_runtime::kernel_available(op.name()),
+            sod2_runtime::kernel_available(code),
             "no kernel for {}",
             op.name()
         );
@@ -191,4 +232,57 @@ fn plans_requiring_unknown_cpu_features_are_rejected() {
     let b = sod2_format::write(&f.plan, &bytes[f.weights.clone()], 1 << 5);
     let e = Plan::from_bytes(&b).err().unwrap();
     assert!(e.to_string().contains("requires CPU features 0x20"), "{e}");
+}
+
+#[test]
+fn profiling_is_a_session_option_and_times_every_step_once_per_run() {
+    let plan = Plan::from_bytes(&plan_bytes()).unwrap();
+    let steps = plan.meta().graphs[0].steps.len();
+    let mut s = Session::new(plan.clone());
+    let _ = run(&mut s, 2, 9);
+    assert!(s.profile(false).is_empty(), "profiling is off by default");
+    assert!(s.step_times().is_empty());
+    s.set_options(RunOptions {
+        profile: true,
+        ..RunOptions::default()
+    });
+    let _ = run(&mut s, 2, 9);
+    let _ = run(&mut s, 2, 9);
+    assert_eq!(s.step_times().len(), steps);
+    let by_op = s.profile(false);
+    let calls: usize = by_op.iter().map(|e| e.2).sum();
+    assert_eq!(calls, 2 * steps, "{by_op:?}");
+    assert!(
+        by_op.iter().any(|e| e.0.starts_with("Fused[")),
+        "fused steps are labelled by their operators: {by_op:?}"
+    );
+    assert!(
+        by_op.windows(2).all(|w| w[0].1 >= w[1].1),
+        "most expensive first"
+    );
+    let by_step = s.profile(true);
+    assert_eq!(by_step.len(), steps);
+    // Another session on the same plan is not affected; switching off clears.
+    let mut other = Session::new(plan);
+    let _ = run(&mut other, 1, 3);
+    assert!(other.profile(false).is_empty());
+    s.set_options(RunOptions::default());
+    assert!(s.step_times().is_empty());
+    assert_eq!(s.options(), &RunOptions::default());
+}
+
+#[test]
+fn a_plan_with_a_section_this_runtime_does_not_know_loads_and_runs() {
+    let bytes = plan_bytes();
+    let f = sod2_format::read(&bytes).unwrap();
+    let blob = vec![7u8; 300];
+    let with = sod2_format::write_with_sections(
+        &f.plan,
+        &bytes[f.weights.clone()],
+        0,
+        &[(sod2_format::section::FIRST_EXTRA, &blob)],
+    );
+    let mut a = Session::new(Plan::from_bytes(&bytes).unwrap());
+    let mut b = Session::new(Plan::from_bytes(&with).unwrap());
+    assert_eq!(run(&mut a, 2, 5), run(&mut b, 2, 5));
 }

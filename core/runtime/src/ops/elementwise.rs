@@ -1,168 +1,77 @@
 //! Elementwise ops: unary math, broadcasting binary arithmetic, compare and logic, Where, Cast.
-use sod2_format::DType;
+use sod2_format::attrs::UnaryFn;
+use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::elementwise::{binary, binary_f32_simd, erf, select, unary};
 use sod2_kernels::shape::broadcast_shape;
 use sod2_kernels::simd::{self, BinOp, Isa, UnOp};
 
-use super::{floats_of, typed, typed_mut, Ctx, Kernel};
+use super::num::{dispatch, Num};
+use super::{floats_of, typed, typed_mut, wrong_attrs, Ctx, Kernel};
 
-/// Numeric element types.
-pub(crate) trait Num: bytemuck::Pod + PartialOrd + Default {
-    fn add(self, o: Self) -> Self;
-    fn sub(self, o: Self) -> Self;
-    fn mul(self, o: Self) -> Self;
-    fn div(self, o: Self) -> Self;
-    fn rem(self, o: Self, fmod: bool) -> Self;
-    fn pow(self, o: Self) -> Self;
-    fn to_f64(self) -> f64;
-    fn from_f64(v: f64) -> Self;
-    fn from_i64(v: i64) -> Self;
-    fn to_i64(self) -> i64;
-    const FLOAT: bool;
-}
-
-macro_rules! num_float {
-    ($t:ty) => {
-        impl Num for $t {
-            fn add(self, o: Self) -> Self {
-                self + o
-            }
-            fn sub(self, o: Self) -> Self {
-                self - o
-            }
-            fn mul(self, o: Self) -> Self {
-                self * o
-            }
-            fn div(self, o: Self) -> Self {
-                self / o
-            }
-            fn rem(self, o: Self, fmod: bool) -> Self {
-                let r = self % o;
-                if fmod || r == 0.0 || (r < 0.0) == (o < 0.0) {
-                    r
-                } else {
-                    r + o
-                }
-            }
-            fn pow(self, o: Self) -> Self {
-                self.powf(o)
-            }
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            fn from_i64(v: i64) -> Self {
-                v as $t
-            }
-            fn to_i64(self) -> i64 {
-                self as i64
-            }
-            const FLOAT: bool = true;
-        }
-    };
-}
-macro_rules! num_int {
-    ($t:ty) => {
-        impl Num for $t {
-            fn add(self, o: Self) -> Self {
-                self.wrapping_add(o)
-            }
-            fn sub(self, o: Self) -> Self {
-                self.wrapping_sub(o)
-            }
-            fn mul(self, o: Self) -> Self {
-                self.wrapping_mul(o)
-            }
-            fn div(self, o: Self) -> Self {
-                if o == 0 {
-                    0
-                } else {
-                    self.wrapping_div(o)
-                }
-            }
-            #[allow(unused_comparisons)]
-            fn rem(self, o: Self, fmod: bool) -> Self {
-                if o == 0 {
-                    return 0;
-                }
-                let r = self.wrapping_rem(o);
-                if fmod || r == 0 || (r < 0) == (o < 0) {
-                    r
-                } else {
-                    r.wrapping_add(o)
-                }
-            }
-            fn pow(self, o: Self) -> Self {
-                (self as f64).powf(o as f64) as $t
-            }
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            fn from_i64(v: i64) -> Self {
-                v as $t
-            }
-            fn to_i64(self) -> i64 {
-                self as i64
-            }
-            const FLOAT: bool = false;
-        }
-    };
-}
-num_float!(f32);
-num_float!(f64);
-num_int!(i8);
-num_int!(i16);
-num_int!(i32);
-num_int!(i64);
-num_int!(u8);
-num_int!(u16);
-num_int!(u32);
-num_int!(u64);
-
-/// Calls `$f::<T>($args)` for the numeric type of `$dt`.
-macro_rules! dispatch {
-    ($dt:expr, $f:ident ( $($a:expr),* )) => {
-        match $dt {
-            sod2_format::DType::F32 => $f::<f32>($($a),*),
-            sod2_format::DType::F64 => $f::<f64>($($a),*),
-            sod2_format::DType::I8 => $f::<i8>($($a),*),
-            sod2_format::DType::I16 => $f::<i16>($($a),*),
-            sod2_format::DType::I32 => $f::<i32>($($a),*),
-            sod2_format::DType::I64 => $f::<i64>($($a),*),
-            sod2_format::DType::U8 | sod2_format::DType::Bool => $f::<u8>($($a),*),
-            sod2_format::DType::U16 => $f::<u16>($($a),*),
-            sod2_format::DType::U32 => $f::<u32>($($a),*),
-            sod2_format::DType::U64 => $f::<u64>($($a),*),
-            d => Err(format!("element type {} is not supported by this kernel", d.name())),
-        }
-    };
-}
-pub(crate) use dispatch;
-
-pub(crate) fn get(name: &str) -> Option<Kernel> {
-    Some(match name {
-        "Abs" | "Neg" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Relu" | "Sigmoid" | "Tanh"
-        | "Erf" | "Floor" | "Ceil" | "Round" | "Sign" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos"
-        | "Atan" | "Sinh" | "Cosh" | "Asinh" | "Acosh" | "Atanh" | "Softsign" | "Softplus"
-        | "Mish" | "Gelu" | "HardSigmoid" | "HardSwish" | "LeakyRelu" | "Elu" | "Selu" | "Celu"
-        | "ThresholdedRelu" => unary_op,
-        "Identity" => identity,
-        "Dropout" => dropout,
-        "Clip" => clip,
-        "Not" => not,
-        "IsNaN" | "IsInf" => is_special,
-        "Cast" | "CastLike" => cast,
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Min" | "Max" | "Sum" | "Mean"
-        | "PRelu" | "BitShift" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" => arith,
-        "BitwiseNot" => bitwise_not,
-        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => compare,
-        "And" | "Or" | "Xor" => logic,
-        "Where" => where_op,
+pub(crate) fn get(op: OpCode) -> Option<Kernel> {
+    use OpCode as O;
+    Some(match op {
+        O::Abs
+        | O::Neg
+        | O::Exp
+        | O::Log
+        | O::Sqrt
+        | O::Reciprocal
+        | O::Relu
+        | O::Sigmoid
+        | O::Tanh
+        | O::Erf
+        | O::Floor
+        | O::Ceil
+        | O::Round
+        | O::Sign
+        | O::Sin
+        | O::Cos
+        | O::Tan
+        | O::Asin
+        | O::Acos
+        | O::Atan
+        | O::Sinh
+        | O::Cosh
+        | O::Asinh
+        | O::Acosh
+        | O::Atanh
+        | O::Softsign
+        | O::Softplus
+        | O::Mish
+        | O::Gelu
+        | O::HardSigmoid
+        | O::HardSwish
+        | O::LeakyRelu
+        | O::Elu
+        | O::Selu
+        | O::Celu
+        | O::ThresholdedRelu => unary_op,
+        O::Identity => identity,
+        O::Dropout => dropout,
+        O::Clip => clip,
+        O::Not => not,
+        O::IsNaN | O::IsInf => is_special,
+        O::Cast | O::CastLike => cast,
+        O::Add
+        | O::Sub
+        | O::Mul
+        | O::Div
+        | O::Pow
+        | O::Mod
+        | O::Min
+        | O::Max
+        | O::Sum
+        | O::Mean
+        | O::PRelu
+        | O::BitShift
+        | O::BitwiseAnd
+        | O::BitwiseOr
+        | O::BitwiseXor => arith,
+        O::BitwiseNot => bitwise_not,
+        O::Equal | O::Less | O::LessOrEqual | O::Greater | O::GreaterOrEqual => compare,
+        O::And | O::Or | O::Xor => logic,
+        O::Where => where_op,
         _ => return None,
     })
 }
@@ -182,23 +91,31 @@ fn dropout(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
-fn float_fn(op: &str, c: &Ctx<'_, '_>) -> Result<Box<dyn Fn(f64) -> f64>, String> {
-    let alpha = |d| f64::from(c.float("alpha", d));
-    Ok(match op {
-        "Abs" => Box::new(f64::abs),
-        "Neg" => Box::new(|x: f64| -x),
-        "Exp" => Box::new(f64::exp),
-        "Log" => Box::new(f64::ln),
-        "Sqrt" => Box::new(f64::sqrt),
-        "Reciprocal" => Box::new(|x: f64| 1.0 / x),
-        "Relu" => Box::new(|x: f64| if x < 0.0 { 0.0 } else { x }),
-        "Sigmoid" => Box::new(|x: f64| 1.0 / (1.0 + (-x).exp())),
-        "Tanh" => Box::new(f64::tanh),
-        "Erf" => Box::new(|x: f64| f64::from(erf(x as f32))),
-        "Floor" => Box::new(f64::floor),
-        "Ceil" => Box::new(f64::ceil),
-        "Round" => Box::new(f64::round_ties_even),
-        "Sign" => Box::new(|x: f64| {
+/// `f(x)` in f64 (the portable path; the common f32 functions have SIMD kernels).
+fn eval_unary(f: UnaryFn, x: f64) -> f64 {
+    use std::f64::consts::{PI, SQRT_2};
+    let softplus = |x: f64| if x > 20.0 { x } else { x.exp().ln_1p() };
+    match f {
+        UnaryFn::Abs => x.abs(),
+        UnaryFn::Neg => -x,
+        UnaryFn::Exp => x.exp(),
+        UnaryFn::Log => x.ln(),
+        UnaryFn::Sqrt => x.sqrt(),
+        UnaryFn::Reciprocal => 1.0 / x,
+        UnaryFn::Relu => {
+            if x < 0.0 {
+                0.0
+            } else {
+                x
+            }
+        }
+        UnaryFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryFn::Tanh => x.tanh(),
+        UnaryFn::Erf => f64::from(erf(x as f32)),
+        UnaryFn::Floor => x.floor(),
+        UnaryFn::Ceil => x.ceil(),
+        UnaryFn::Round => x.round_ties_even(),
+        UnaryFn::Sign => {
             if x > 0.0 {
                 1.0
             } else if x < 0.0 {
@@ -206,125 +123,122 @@ fn float_fn(op: &str, c: &Ctx<'_, '_>) -> Result<Box<dyn Fn(f64) -> f64>, String
             } else {
                 0.0
             }
-        }),
-        "Sin" => Box::new(f64::sin),
-        "Cos" => Box::new(f64::cos),
-        "Tan" => Box::new(f64::tan),
-        "Asin" => Box::new(f64::asin),
-        "Acos" => Box::new(f64::acos),
-        "Atan" => Box::new(f64::atan),
-        "Sinh" => Box::new(f64::sinh),
-        "Cosh" => Box::new(f64::cosh),
-        "Asinh" => Box::new(f64::asinh),
-        "Acosh" => Box::new(f64::acosh),
-        "Atanh" => Box::new(f64::atanh),
-        "Softsign" => Box::new(|x: f64| x / (1.0 + x.abs())),
-        "Softplus" => Box::new(|x: f64| if x > 20.0 { x } else { x.exp().ln_1p() }),
-        "Mish" => Box::new(|x: f64| x * (if x > 20.0 { x } else { x.exp().ln_1p() }).tanh()),
-        "Gelu" => {
-            if c.string("approximate", "none") == "tanh" {
-                Box::new(|x: f64| {
-                    0.5 * x
-                        * (1.0
-                            + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x))
-                                .tanh())
-                })
+        }
+        UnaryFn::Sin => x.sin(),
+        UnaryFn::Cos => x.cos(),
+        UnaryFn::Tan => x.tan(),
+        UnaryFn::Asin => x.asin(),
+        UnaryFn::Acos => x.acos(),
+        UnaryFn::Atan => x.atan(),
+        UnaryFn::Sinh => x.sinh(),
+        UnaryFn::Cosh => x.cosh(),
+        UnaryFn::Asinh => x.asinh(),
+        UnaryFn::Acosh => x.acosh(),
+        UnaryFn::Atanh => x.atanh(),
+        UnaryFn::Softsign => x / (1.0 + x.abs()),
+        UnaryFn::Softplus => softplus(x),
+        UnaryFn::Mish => x * softplus(x).tanh(),
+        UnaryFn::Gelu { tanh: true } => {
+            0.5 * x * (1.0 + ((2.0 / PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+        }
+        UnaryFn::Gelu { tanh: false } => 0.5 * x * (1.0 + f64::from(erf((x / SQRT_2) as f32))),
+        UnaryFn::HardSigmoid { alpha, beta } => {
+            (f64::from(alpha) * x + f64::from(beta)).clamp(0.0, 1.0)
+        }
+        UnaryFn::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        UnaryFn::LeakyRelu { alpha } => {
+            if x < 0.0 {
+                f64::from(alpha) * x
             } else {
-                Box::new(|x: f64| {
-                    0.5 * x * (1.0 + f64::from(erf((x / std::f64::consts::SQRT_2) as f32)))
-                })
+                x
             }
         }
-        "HardSigmoid" => {
-            let (a, b) = (alpha(0.2), f64::from(c.float("beta", 0.5)));
-            Box::new(move |x: f64| (a * x + b).clamp(0.0, 1.0))
+        UnaryFn::Elu { alpha } => {
+            if x < 0.0 {
+                f64::from(alpha) * (x.exp() - 1.0)
+            } else {
+                x
+            }
         }
-        "HardSwish" => Box::new(|x: f64| x * (x / 6.0 + 0.5).clamp(0.0, 1.0)),
-        "LeakyRelu" => {
-            let a = alpha(0.01);
-            Box::new(move |x: f64| if x < 0.0 { a * x } else { x })
+        UnaryFn::Selu { alpha, gamma } => {
+            let (a, g) = (f64::from(alpha), f64::from(gamma));
+            if x <= 0.0 {
+                g * (a * x.exp() - a)
+            } else {
+                g * x
+            }
         }
-        "Elu" => {
-            let a = alpha(1.0);
-            Box::new(move |x: f64| if x < 0.0 { a * (x.exp() - 1.0) } else { x })
+        UnaryFn::Celu { alpha } => {
+            let a = f64::from(alpha);
+            x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0)
         }
-        "Selu" => {
-            let (a, g) = (alpha(1.673_263_2), f64::from(c.float("gamma", 1.050_701)));
-            Box::new(move |x: f64| {
-                if x <= 0.0 {
-                    g * (a * x.exp() - a)
-                } else {
-                    g * x
-                }
-            })
+        UnaryFn::ThresholdedRelu { alpha } => {
+            if x > f64::from(alpha) {
+                x
+            } else {
+                0.0
+            }
         }
-        "Celu" => {
-            let a = alpha(1.0);
-            Box::new(move |x: f64| x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0))
-        }
-        "ThresholdedRelu" => {
-            let a = alpha(1.0);
-            Box::new(move |x: f64| if x > a { x } else { 0.0 })
-        }
-        _ => return Err(format!("no unary function {op}")),
+    }
+}
+
+/// The SIMD kernel of `f` on f32, where there is one (the fused programs' own).
+fn simd_unary(f: UnaryFn) -> Option<UnOp> {
+    Some(match f {
+        UnaryFn::Relu => UnOp::Relu,
+        UnaryFn::Sigmoid => UnOp::Sigmoid,
+        UnaryFn::Erf => UnOp::Erf,
+        UnaryFn::Sqrt => UnOp::Sqrt,
+        UnaryFn::Exp => UnOp::Exp,
+        UnaryFn::Tanh => UnOp::Tanh,
+        UnaryFn::Neg => UnOp::Neg,
+        UnaryFn::Abs => UnOp::Abs,
+        UnaryFn::Reciprocal => UnOp::Recip,
+        _ => return None,
     })
 }
 
 fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let step = c.step;
-    let op: &str = &step.kernel;
-    let dt = c.input(0)?.dtype;
-    let f = if matches!(dt, DType::F32 | DType::F64) {
-        Some(float_fn(op, c)?)
-    } else {
-        None
+    let OpAttrs::Unary(f) = *c.attrs else {
+        return Err(wrong_attrs(c));
     };
+    let dt = c.input(0)?.dtype;
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
     let out = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
-    match (dt, f) {
-        (DType::F32, Some(f)) => {
-            // f32 paths for the hot ops, f64 math for the rest.
+    match dt {
+        DType::F32 => {
+            // The SIMD kernels for the hot functions, f64 math for the rest.
             let xs = typed::<f32>(x.data);
             let o = typed_mut::<f32>(out)?;
-            // The ops the SIMD kernels have (the fused programs' own), else f64 math.
-            let simd_op = match op {
-                "Relu" => Some(UnOp::Relu),
-                "Sigmoid" => Some(UnOp::Sigmoid),
-                "Erf" => Some(UnOp::Erf),
-                "Sqrt" => Some(UnOp::Sqrt),
-                "Exp" => Some(UnOp::Exp),
-                "Tanh" => Some(UnOp::Tanh),
-                "Neg" => Some(UnOp::Neg),
-                "Abs" => Some(UnOp::Abs),
-                "Reciprocal" => Some(UnOp::Recip),
-                _ => None,
-            };
-            match simd_op {
+            match simd_unary(f) {
                 Some(u) => simd::unary(Isa::detect(), u, &xs, o)?,
-                None => unary(&xs, o, |v: f32| f(f64::from(v)) as f32),
+                None => unary(&xs, o, |v: f32| eval_unary(f, f64::from(v)) as f32),
             }
         }
-        (DType::F64, Some(f)) => {
-            unary(&typed::<f64>(x.data), typed_mut::<f64>(out)?, &*f);
+        DType::F64 => {
+            unary(&typed::<f64>(x.data), typed_mut::<f64>(out)?, |v| {
+                eval_unary(f, v)
+            });
         }
-        _ => int_unary(op, dt, x.data, out)?,
+        _ => int_unary(f, dt, x.data, out)?,
     }
     Ok(())
 }
 
-fn int_unary(op: &str, dt: DType, data: &[u8], out: &mut [u8]) -> Result<(), String> {
+fn int_unary(f: UnaryFn, dt: DType, data: &[u8], out: &mut [u8]) -> Result<(), String> {
     fn go<T: Num + std::ops::Neg<Output = T>>(
-        op: &str,
+        f: UnaryFn,
         data: &[u8],
         out: &mut [u8],
     ) -> Result<(), String> {
         let z = T::default();
-        let f: Box<dyn Fn(T) -> T> = match op {
-            "Abs" => Box::new(move |v: T| if v < z { -v } else { v }),
-            "Neg" => Box::new(|v: T| -v),
-            "Relu" => Box::new(move |v: T| if v < z { z } else { v }),
-            "Sign" => Box::new(move |v: T| {
+        let (x, o) = (typed::<T>(data), typed_mut::<T>(out)?);
+        match f {
+            UnaryFn::Abs => unary(&x, o, |v: T| if v < z { -v } else { v }),
+            UnaryFn::Neg => unary(&x, o, |v: T| -v),
+            UnaryFn::Relu => unary(&x, o, |v: T| if v < z { z } else { v }),
+            UnaryFn::Sign => unary(&x, o, |v: T| {
                 T::from_i64(if v > z {
                     1
                 } else if v < z {
@@ -333,26 +247,25 @@ fn int_unary(op: &str, dt: DType, data: &[u8], out: &mut [u8]) -> Result<(), Str
                     0
                 })
             }),
-            _ => return Err(format!("{op} is not defined for integer tensors")),
-        };
-        unary(&typed::<T>(data), typed_mut::<T>(out)?, f);
+            _ => return Err(format!("{f:?} is not defined for integer tensors")),
+        }
         Ok(())
     }
     match dt {
-        DType::I8 => go::<i8>(op, data, out),
-        DType::I16 => go::<i16>(op, data, out),
-        DType::I32 => go::<i32>(op, data, out),
-        DType::I64 => go::<i64>(op, data, out),
+        DType::I8 => go::<i8>(f, data, out),
+        DType::I16 => go::<i16>(f, data, out),
+        DType::I32 => go::<i32>(f, data, out),
+        DType::I64 => go::<i64>(f, data, out),
         DType::F32 | DType::F64 => unreachable_float(),
         d => {
             // unsigned: Abs and Relu are identities, Sign is 0/1
             let _ = d;
-            match op {
-                "Abs" | "Relu" => {
+            match f {
+                UnaryFn::Abs | UnaryFn::Relu => {
                     out.copy_from_slice(data);
                     Ok(())
                 }
-                _ => Err(format!("{op} on unsigned tensors is not supported")),
+                _ => Err(format!("{f:?} on unsigned tensors is not supported")),
             }
         }
     }
@@ -372,9 +285,13 @@ fn clip(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .opt_input(2)
             .and_then(|m| typed::<T>(m.data).first().copied());
         let (lo, hi) = if c.opt_input(1).is_none() && c.opt_input(2).is_none() && T::FLOAT {
+            // Opset 6: the bounds are attributes.
+            let OpAttrs::Clip { min, max } = *c.attrs else {
+                return Err(wrong_attrs(c));
+            };
             (
-                Some(T::from_f64(f64::from(c.float("min", f32::MIN)))),
-                Some(T::from_f64(f64::from(c.float("max", f32::MAX)))),
+                Some(T::from_f64(f64::from(min.unwrap_or(f32::MIN)))),
+                Some(T::from_f64(f64::from(max.unwrap_or(f32::MAX)))),
             )
         } else {
             (lo, hi)
@@ -415,11 +332,11 @@ fn is_special(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let x = c.input(0)?;
     let dims = x.dims.to_vec();
     let vals = floats_of(x)?;
-    let nan = c.step.kernel == "IsNaN";
-    let (pos, neg) = (
-        c.int("detect_positive", 1) != 0,
-        c.int("detect_negative", 1) != 0,
-    );
+    let nan = c.op() == OpCode::IsNaN;
+    let (pos, neg) = match *c.attrs {
+        OpAttrs::IsInf { positive, negative } => (positive, negative),
+        _ => (true, true),
+    };
     let o = c.out(0)?.alloc(&dims)?;
     for (o, v) in o.iter_mut().zip(vals) {
         *o = u8::from(if nan {
@@ -519,11 +436,10 @@ fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let step = c.step;
-    let op: &str = &step.kernel;
-    let fmod = c.int("fmod", 0) != 0;
-    let left = c.string("direction", "LEFT") == "LEFT";
-    fn go<T: Num>(c: &mut Ctx<'_, '_>, op: &str, fmod: bool, left: bool) -> Result<(), String> {
+    let op = c.op();
+    let fmod = matches!(*c.attrs, OpAttrs::Mod { fmod: true });
+    let left = !matches!(*c.attrs, OpAttrs::BitShift { left: false });
+    fn go<T: Num>(c: &mut Ctx<'_, '_>, op: OpCode, fmod: bool, left: bool) -> Result<(), String> {
         let n = c.ins.iter().filter(|x| x.is_some()).count();
         let base = c.input(0)?.dtype;
         let ins: Vec<(Vec<usize>, Vec<T>)> = c
@@ -548,15 +464,15 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             let step_d = broadcast_shape(&[&acc.0, d]).ok_or("shapes do not broadcast")?;
             let mut o = vec![T::default(); sod2_kernels::shape::numel(&step_d)];
             match op {
-                "Mod" => binary(&acc.1, &acc.0, v, d, &mut o, &step_d, |a, b| a.rem(b, fmod)),
-                "BitShift" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" => {
+                OpCode::Mod => binary(&acc.1, &acc.0, v, d, &mut o, &step_d, |a, b| a.rem(b, fmod)),
+                OpCode::BitShift | OpCode::BitwiseAnd | OpCode::BitwiseOr | OpCode::BitwiseXor => {
                     let g = |a: T, b: T| {
                         let (x, y) = (a.to_i64() as u64, b.to_i64() as u64);
                         let r = match op {
-                            "BitShift" if left => x.checked_shl(y as u32).unwrap_or(0),
-                            "BitShift" => x.checked_shr(y as u32).unwrap_or(0),
-                            "BitwiseAnd" => x & y,
-                            "BitwiseOr" => x | y,
+                            OpCode::BitShift if left => x.checked_shl(y as u32).unwrap_or(0),
+                            OpCode::BitShift => x.checked_shr(y as u32).unwrap_or(0),
+                            OpCode::BitwiseAnd => x & y,
+                            OpCode::BitwiseOr => x | y,
                             _ => x ^ y,
                         };
                         T::from_i64(r as i64)
@@ -567,7 +483,7 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             }
             acc = (step_d.to_vec(), o);
         }
-        if op == "Mean" {
+        if op == OpCode::Mean {
             let k = T::from_f64(n as f64);
             acc.1.iter_mut().for_each(|x| *x = x.div(k));
         }
@@ -582,51 +498,58 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     // Two operands of one type: read both in place, write straight into the output.
     let plain = matches!(
         op,
-        "Add" | "Sub" | "Mul" | "Div" | "Min" | "Max" | "Pow" | "PRelu"
+        OpCode::Add
+            | OpCode::Sub
+            | OpCode::Mul
+            | OpCode::Div
+            | OpCode::Min
+            | OpCode::Max
+            | OpCode::Pow
+            | OpCode::PRelu
     );
     if plain && c.ins.iter().filter(|x| x.is_some()).count() == 2 && c.input(1)?.dtype == dt {
-        return dispatch!(dt, binary_in_place(c, &op));
+        return dispatch!(dt, binary_in_place(c, op));
     }
-    dispatch!(dt, go(c, &op, fmod, left))
+    dispatch!(dt, go(c, op, fmod, left))
 }
 
 /// The combining function of a broadcasting arithmetic op (`Sum` and `Mean` add; others that
 /// need special handling — `Mod`, the bitwise ops — are dealt with by the caller).
-fn binop<T: Num>(op: &str) -> fn(T, T) -> T {
+fn binop<T: Num>(op: OpCode) -> fn(T, T) -> T {
     match op {
-        "Add" | "Sum" | "Mean" => T::add,
-        "Sub" => T::sub,
-        "Mul" => T::mul,
-        "Div" => T::div,
-        "Pow" => T::pow,
-        "Min" => |a, b| {
+        OpCode::Add | OpCode::Sum | OpCode::Mean => T::add,
+        OpCode::Sub => T::sub,
+        OpCode::Mul => T::mul,
+        OpCode::Div => T::div,
+        OpCode::Pow => T::pow,
+        OpCode::Min => |a, b| {
             if b < a || b.partial_cmp(&b).is_none() {
                 b
             } else {
                 a
             }
         },
-        "Max" => |a, b| {
+        OpCode::Max => |a, b| {
             if b > a || b.partial_cmp(&b).is_none() {
                 b
             } else {
                 a
             }
         },
-        "PRelu" => |x, s| if x < T::default() { x.mul(s) } else { x },
+        OpCode::PRelu => |x, s| if x < T::default() { x.mul(s) } else { x },
         _ => |a, _| a,
     }
 }
 
-fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
+fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: OpCode) -> Result<(), String> {
     // f32 add, sub, mul, div (exact IEEE operations, as in the scalar loop) go through SIMD
     // where the broadcast has a vector form.
     let simd_op = match op {
         _ if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() => None,
-        "Add" => Some(BinOp::Add),
-        "Sub" => Some(BinOp::Sub),
-        "Mul" => Some(BinOp::Mul),
-        "Div" => Some(BinOp::Div),
+        OpCode::Add => Some(BinOp::Add),
+        OpCode::Sub => Some(BinOp::Sub),
+        OpCode::Mul => Some(BinOp::Mul),
+        OpCode::Div => Some(BinOp::Div),
         _ => None,
     };
     let (ins, outs) = c.io();
@@ -658,9 +581,8 @@ fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> 
 }
 
 fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let step = c.step;
-    let op: &str = &step.kernel;
-    fn go<T: Num>(c: &mut Ctx<'_, '_>, op: &str) -> Result<(), String> {
+    let op = c.op();
+    fn go<T: Num>(c: &mut Ctx<'_, '_>, op: OpCode) -> Result<(), String> {
         let (ins, outs) = c.io();
         let (Some(Some(a)), Some(Some(b))) = (ins.first(), ins.get(1)) else {
             return Err("two operands expected".into());
@@ -669,10 +591,10 @@ fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let (ad, bd) = (a.dims, b.dims);
         let (av, bv) = (typed::<T>(a.data), typed::<T>(b.data));
         let f: fn(T, T) -> u8 = match op {
-            "Equal" => |x, y| u8::from(x == y),
-            "Less" => |x, y| u8::from(x < y),
-            "LessOrEqual" => |x, y| u8::from(x <= y),
-            "Greater" => |x, y| u8::from(x > y),
+            OpCode::Equal => |x, y| u8::from(x == y),
+            OpCode::Less => |x, y| u8::from(x < y),
+            OpCode::LessOrEqual => |x, y| u8::from(x <= y),
+            OpCode::Greater => |x, y| u8::from(x > y),
             _ => |x, y| u8::from(x >= y),
         };
         let out = outs
@@ -684,12 +606,11 @@ fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         Ok(())
     }
     let dt = c.input(0)?.dtype;
-    dispatch!(dt, go(c, &op))
+    dispatch!(dt, go(c, op))
 }
 
 fn logic(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let step = c.step;
-    let op: &str = &step.kernel;
+    let op = c.op();
     let (a, b) = (c.input(0)?, c.input(1)?);
     let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
     let (ad, bd, av, bv) = (
@@ -699,8 +620,8 @@ fn logic(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         b.data.to_vec(),
     );
     let f: fn(u8, u8) -> u8 = match op {
-        "And" => |x, y| u8::from(x != 0 && y != 0),
-        "Or" => |x, y| u8::from(x != 0 || y != 0),
+        OpCode::And => |x, y| u8::from(x != 0 && y != 0),
+        OpCode::Or => |x, y| u8::from(x != 0 || y != 0),
         _ => |x, y| u8::from((x != 0) != (y != 0)),
     };
     let out = c.out(0)?.alloc(&od)?;

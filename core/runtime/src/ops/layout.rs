@@ -1,34 +1,45 @@
 //! Layout and indexing ops. Output dims come from the plan; where a dim is only known at run
 //! time (a shape given by a graph input, say) the kernel computes it from its value inputs.
+use sod2_format::attrs::Reduction;
+use sod2_format::{OpAttrs, OpCode};
 use sod2_kernels::layout;
 use sod2_kernels::shape::{axis, broadcast_shape, numel};
 
-use super::elementwise::{dispatch, Num};
-use super::{floats_of, ints_of, typed, typed_mut, Ctx, Dims, Kernel};
+use super::num::{dispatch, Num};
+use super::{floats_of, ints_of, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
 
-pub(crate) fn get(name: &str) -> Option<Kernel> {
-    Some(match name {
-        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => reshape_like,
-        "Transpose" => transpose,
-        "Concat" => concat,
-        "Split" => split,
-        "Slice" => slice,
-        "Gather" => gather,
-        "GatherElements" => gather_elements,
-        "GatherND" => gather_nd,
-        "ScatterND" => scatter_nd,
-        "ScatterElements" => scatter_elements,
-        "Expand" => expand,
-        "Tile" => tile,
-        "Pad" => pad,
-        "Resize" => resize,
-        "DepthToSpace" | "SpaceToDepth" => depth_space,
-        "Trilu" => trilu,
-        "CumSum" => cumsum,
-        "OneHot" => one_hot,
-        "EyeLike" => eye_like,
+pub(crate) fn get(op: OpCode) -> Option<Kernel> {
+    use OpCode as O;
+    Some(match op {
+        O::Reshape | O::Flatten | O::Squeeze | O::Unsqueeze => reshape_like,
+        O::Transpose => transpose,
+        O::Concat => concat,
+        O::Split => split,
+        O::Slice => slice,
+        O::Gather => gather,
+        O::GatherElements => gather_elements,
+        O::GatherND => gather_nd,
+        O::ScatterND => scatter_nd,
+        O::ScatterElements => scatter_elements,
+        O::Expand => expand,
+        O::Tile => tile,
+        O::Pad => pad,
+        O::Resize => super::resize::resize,
+        O::DepthToSpace | O::SpaceToDepth => depth_space,
+        O::Trilu => trilu,
+        O::CumSum => cumsum,
+        O::OneHot => one_hot,
+        O::EyeLike => eye_like,
         _ => return None,
     })
+}
+
+/// The `axis` of an op whose attributes are just that (Concat, Gather, Flatten, OneHot…).
+fn axis_attr(c: &Ctx<'_, '_>) -> Result<i64, String> {
+    match *c.attrs {
+        OpAttrs::Axis { axis } => Ok(axis),
+        _ => Err(wrong_attrs(c)),
+    }
 }
 
 /// Output dims of output `k`: the plan's, else `compute()`.
@@ -58,15 +69,14 @@ fn copy_out(c: &mut Ctx<'_, '_>, od: &[usize]) -> Result<(), String> {
 }
 
 fn reshape_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let step = c.step;
-    let op: &str = &step.kernel;
+    let op = c.op();
     let od = dims_or(c, 0, |c| {
         let x = c.input(0)?;
         let d = x.dims;
         Ok(match op {
-            "Reshape" => {
+            OpCode::Reshape => {
                 let want = ints_of(c.input(1)?)?;
-                let allowzero = c.int("allowzero", 0) != 0;
+                let allowzero = matches!(*c.attrs, OpAttrs::Reshape { allowzero: true });
                 let mut out: Vec<i64> = want
                     .iter()
                     .enumerate()
@@ -89,15 +99,15 @@ fn reshape_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 }
                 out.iter().map(|&v| v.max(0) as usize).collect()
             }
-            "Flatten" => {
-                let a = c.int("axis", 1);
+            OpCode::Flatten => {
+                let a = axis_attr(c)?;
                 let a = if a < 0 { a + d.len() as i64 } else { a } as usize;
                 vec![d[..a].iter().product(), d[a..].iter().product()]
             }
-            "Squeeze" => {
-                let axes = match c.ints("axes") {
-                    Some(a) => a,
-                    None => c.opt_input(1).map(ints_of).transpose()?.unwrap_or_default(),
+            OpCode::Squeeze => {
+                let axes = match c.attrs {
+                    OpAttrs::Axes { axes: Some(a) } => std::borrow::Cow::Borrowed(&a[..]),
+                    _ => c.opt_input(1).map(ints_of).transpose()?.unwrap_or_default(),
                 };
                 let axes: Vec<usize> = axes.iter().filter_map(|&a| axis(a, d.len())).collect();
                 d.iter()
@@ -113,9 +123,9 @@ fn reshape_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                     .collect()
             }
             _ => {
-                let axes = match c.ints("axes") {
-                    Some(a) => a,
-                    None => ints_of(c.input(1)?)?,
+                let axes = match c.attrs {
+                    OpAttrs::Axes { axes: Some(a) } => std::borrow::Cow::Borrowed(&a[..]),
+                    _ => ints_of(c.input(1)?)?,
                 };
                 let r = d.len() + axes.len();
                 let mut ins: Vec<usize> = axes.iter().filter_map(|&a| axis(a, r)).collect();
@@ -137,14 +147,15 @@ fn reshape_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::Transpose { perm } = c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let (ins, outs) = (&c.ins, &mut c.outs);
     let x = ins[0].as_ref().ok_or("no input")?;
     let r = x.dims.len();
-    let perm: Dims = match attr_perm(c.step) {
-        Some(p) => p
-            .iter()
-            .map(|&a| axis(a, r).ok_or("bad perm"))
-            .collect::<Result<_, _>>()?,
+    let perm: Dims = match perm {
+        Some(p) if p.len() == r => Dims::from_slice(p),
+        Some(p) => return Err(format!("perm {p:?} for rank {r}")),
         None => (0..r).rev().collect(),
     };
     let od: Dims = perm.iter().map(|&p| x.dims[p]).collect();
@@ -154,12 +165,8 @@ fn transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
-fn attr_perm(step: &sod2_format::Step) -> Option<std::borrow::Cow<'_, [i64]>> {
-    super::attr_ints(step, "perm")
-}
-
 fn concat(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let ax = c.int("axis", 0);
+    let ax = axis_attr(c)?;
     let (ins, outs) = c.io();
     let parts: smallvec::SmallVec<[(&[u8], &[usize]); 8]> =
         ins.iter().flatten().map(|x| (x.data, x.dims)).collect();
@@ -174,16 +181,19 @@ fn concat(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn split(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::Split(attrs) = c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let x = c.input(0)?.clone();
     let d = x.dims;
-    let a = axis(c.int("axis", 0), d.len()).ok_or("bad axis")?;
+    let a = axis(attrs.axis, d.len()).ok_or("bad axis")?;
     let n_out = c.outs.len();
-    let sizes: Dims = match c.ints("split") {
-        Some(s) => s.iter().map(|&v| v.max(0) as usize).collect(),
+    let sizes: Dims = match &attrs.split {
+        Some(s) => Dims::from_slice(s),
         None => match c.opt_input(1) {
             Some(s) => ints_of(s)?.iter().map(|&v| v.max(0) as usize).collect(),
             None => {
-                let parts = (c.int("num_outputs", n_out as i64).max(1)) as usize;
+                let parts = attrs.num_outputs.unwrap_or(n_out).max(1);
                 let chunk = d[a].div_ceil(parts);
                 (0..parts)
                     .map(|k| chunk.min(d[a].saturating_sub(k * chunk)))
@@ -247,8 +257,10 @@ fn slice(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let x = c.input(0)?.clone();
     let d = x.dims;
     let r = d.len();
-    let (starts, ends, axes, steps) = if let Some(s) = c.ints("starts") {
-        (s, c.ints("ends").ok_or("no ends")?, c.ints("axes"), None)
+    let (starts, ends, axes, steps) = if let OpAttrs::Slice(Some(s)) = c.attrs {
+        use std::borrow::Cow::Borrowed;
+        let axes = s.axes.as_deref().map(Borrowed);
+        (Borrowed(&s.starts[..]), Borrowed(&s.ends[..]), axes, None)
     } else {
         let axes = c.opt_input(3).map(ints_of).transpose()?;
         let steps = c.opt_input(4).map(ints_of).transpose()?;
@@ -295,7 +307,7 @@ fn norm_index(i: i64, n: usize) -> Result<usize, String> {
 }
 
 fn gather(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let ax = c.int("axis", 0);
+    let ax = axis_attr(c)?;
     let (ins, outs) = c.io();
     let (x, i) = (
         ins[0].as_ref().ok_or("no data")?,
@@ -330,7 +342,7 @@ fn element_offset(o: usize, v: i64, a: usize, xd: &[usize], id: &[usize]) -> Res
 }
 
 fn gather_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let ax = c.int("axis", 0);
+    let ax = axis_attr(c)?;
     let (ins, outs) = c.io();
     let (x, i) = (
         ins[0].as_ref().ok_or("no data")?,
@@ -348,7 +360,9 @@ fn gather_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn gather_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let b = c.int("batch_dims", 0) as usize;
+    let OpAttrs::GatherNd { batch_dims: b } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let (ins, outs) = c.io();
     let (x, i) = (
         ins[0].as_ref().ok_or("no data")?,
@@ -380,27 +394,32 @@ fn gather_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 /// Combines an existing element with an update under a scatter reduction.
-fn combine(dt: sod2_format::DType, red: &str, dst: &mut [u8], upd: &[u8]) -> Result<(), String> {
-    fn go<T: Num>(red: &str, dst: &mut [u8], upd: &[u8]) -> Result<(), String> {
+fn combine(
+    dt: sod2_format::DType,
+    red: Reduction,
+    dst: &mut [u8],
+    upd: &[u8],
+) -> Result<(), String> {
+    fn go<T: Num>(red: Reduction, dst: &mut [u8], upd: &[u8]) -> Result<(), String> {
         let (a, b) = (typed::<T>(dst)[0], typed::<T>(upd)[0]);
         let r = match red {
-            "add" => a.add(b),
-            "mul" => a.mul(b),
-            "max" => {
+            Reduction::Add => a.add(b),
+            Reduction::Mul => a.mul(b),
+            Reduction::Max => {
                 if b > a {
                     b
                 } else {
                     a
                 }
             }
-            "min" => {
+            Reduction::Min => {
                 if b < a {
                     b
                 } else {
                     a
                 }
             }
-            _ => b,
+            Reduction::None => b,
         };
         dst.copy_from_slice(bytemuck::bytes_of(&r));
         Ok(())
@@ -409,7 +428,9 @@ fn combine(dt: sod2_format::DType, red: &str, dst: &mut [u8], upd: &[u8]) -> Res
 }
 
 fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let red = c.string("reduction", "none");
+    let OpAttrs::Scatter { reduction: red, .. } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let (ins, outs) = c.io();
     let (x, i, u) = (
         ins[0].as_ref().ok_or("no data")?,
@@ -428,7 +449,7 @@ fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         for (k, &v) in row.iter().enumerate() {
             off += norm_index(v, x.dims[k])? * xs[k];
         }
-        if red == "none" {
+        if red == Reduction::None {
             out[off * es..off * es + chunk].copy_from_slice(&u.data[j * chunk..(j + 1) * chunk]);
         } else {
             for e in 0..chunk / es {
@@ -446,8 +467,13 @@ fn scatter_nd(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let ax = c.int("axis", 0);
-    let red = c.string("reduction", "none");
+    let OpAttrs::Scatter {
+        axis: ax,
+        reduction: red,
+    } = *c.attrs
+    else {
+        return Err(wrong_attrs(c));
+    };
     let (ins, outs) = c.io();
     let (x, i, u) = (
         ins[0].as_ref().ok_or("no data")?,
@@ -461,17 +487,8 @@ fn scatter_elements(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     out.copy_from_slice(x.data);
     for (o, &v) in idx.iter().enumerate() {
         let off = element_offset(o, v, a, x.dims, i.dims)?;
-        if red == "none" {
-            if red == "none" {
-                out[off * es..off * es + es].copy_from_slice(&u.data[o * es..o * es + es]);
-            } else {
-                combine(
-                    x.dtype,
-                    red,
-                    &mut out[off * es..off * es + es],
-                    &u.data[o * es..o * es + es],
-                )?;
-            }
+        if red == Reduction::None {
+            out[off * es..off * es + es].copy_from_slice(&u.data[o * es..o * es + es]);
         } else {
             combine(
                 x.dtype,
@@ -517,11 +534,14 @@ fn tile(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn pad(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let mode = c.string("mode", "constant");
+    let OpAttrs::Pad(attrs) = c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let mode = attrs.mode.name();
     let x = c.input(0)?;
     let r = x.dims.len();
-    let pads = match c.ints("pads") {
-        Some(p) => p,
+    let pads = match &attrs.pads {
+        Some(p) => std::borrow::Cow::Borrowed(&p[..]),
         None => ints_of(c.input(1)?)?,
     };
     let axes: Vec<usize> = match c.opt_input(3) {
@@ -542,7 +562,7 @@ fn pad(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let value: Vec<u8> = match c.opt_input(2) {
         Some(v) if !v.data.is_empty() => v.data[..es].to_vec(),
         _ => {
-            let f = c.float("value", 0.0);
+            let f = attrs.value;
             match x.dtype {
                 sod2_format::DType::F32 => f.to_le_bytes().to_vec(),
                 _ => vec![0u8; es],
@@ -561,132 +581,11 @@ fn pad(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
-fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let mode = c.string("mode", "nearest");
-    if mode == "cubic" {
-        return Err("cubic Resize is not supported yet".into());
-    }
-    let ctm = c.string("coordinate_transformation_mode", "half_pixel");
-    let nearest = c.string("nearest_mode", "round_prefer_floor");
-    if c.int("antialias", 0) != 0 || ctm == "tf_crop_and_resize" {
-        return Err("antialias / tf_crop_and_resize Resize is not supported yet".into());
-    }
-    let x = c.input(0)?;
-    if x.dtype != sod2_format::DType::F32 {
-        return Err("Resize supports f32 only".into());
-    }
-    let r = x.dims.len();
-    let d = x.dims;
-    let axes: Dims = match c.ints("axes") {
-        Some(a) => a
-            .iter()
-            .map(|&v| axis(v, r).ok_or("bad axis"))
-            .collect::<Result<_, _>>()?,
-        None => (0..r).collect(),
-    };
-    let (si, zi) = if c.ins.len() <= 2 {
-        (1, usize::MAX)
-    } else {
-        (2, 3)
-    };
-    let sizes = c
-        .opt_input(zi)
-        .map(ints_of)
-        .transpose()?
-        .filter(|v| !v.is_empty());
-    let scales_in = c
-        .opt_input(si)
-        .filter(|v| !v.data.is_empty())
-        .map(|v| {
-            (0..numel(v.dims))
-                .map(|j| super::float_at(v, j))
-                .collect::<Option<smallvec::SmallVec<[f64; 8]>>>()
-                .ok_or("Resize: scales must be f32 or f64")
-        })
-        .transpose()?;
-    if sizes.as_ref().is_some_and(|s| s.len() < axes.len())
-        || scales_in.as_ref().is_some_and(|s| s.len() < axes.len())
-    {
-        return Err("Resize: fewer sizes/scales than axes".into());
-    }
-    let mut scales: smallvec::SmallVec<[f64; 8]> = smallvec::smallvec![1f64; r];
-    let mut od = Dims::from_slice(d);
-    let policy = c.string("keep_aspect_ratio_policy", "stretch");
-    if let Some(s) = &sizes {
-        if policy == "stretch" {
-            for (j, &a) in axes.iter().enumerate() {
-                od[a] = s[j] as usize;
-                scales[a] = s[j] as f64 / d[a] as f64;
-            }
-        } else {
-            // One scale for every resized axis, so the aspect ratio is kept.
-            let ratios = axes
-                .iter()
-                .enumerate()
-                .map(|(j, &a)| s[j] as f64 / d[a] as f64);
-            let scale = if policy == "not_larger" {
-                ratios.fold(f64::INFINITY, f64::min)
-            } else {
-                ratios.fold(0.0, f64::max)
-            };
-            for &a in &axes {
-                scales[a] = scale;
-                od[a] = (d[a] as f64 * scale + 0.5).floor() as usize;
-            }
-        }
-    } else if let Some(s) = &scales_in {
-        for (j, &a) in axes.iter().enumerate() {
-            scales[a] = s[j];
-            od[a] = (d[a] as f64 * s[j]).floor() as usize;
-        }
-    }
-    if let Some(p) = c.out(0)?.planned {
-        od = Dims::from_slice(p);
-    }
-    let (ins, outs) = c.io();
-    let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
-    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    let coord = |k: usize, i: usize| -> f64 {
-        let (s, n_in, n_out) = (scales[k], d[k] as f64, od[k] as f64);
-        let i = i as f64;
-        match ctm {
-            "asymmetric" => i / s,
-            "align_corners" => {
-                if n_out <= 1.0 {
-                    0.0
-                } else {
-                    i * (n_in - 1.0) / (n_out - 1.0)
-                }
-            }
-            "pytorch_half_pixel" => {
-                if n_out > 1.0 {
-                    (i + 0.5) / s - 0.5
-                } else {
-                    0.0
-                }
-            }
-            "half_pixel_symmetric" => {
-                let adj = n_out / (s * n_in);
-                let center = n_in / 2.0;
-                let offset = center * (1.0 - adj);
-                offset + (i + 0.5) / s - 0.5
-            }
-            _ => (i + 0.5) / s - 0.5,
-        }
-    };
-    let m = if mode == "nearest" {
-        "nearest"
-    } else {
-        "linear"
-    };
-    layout::resize_f32(&xs, d, o, &od, coord, m, nearest);
-    Ok(())
-}
-
 fn depth_space(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let d2s = c.step.kernel == "DepthToSpace";
-    let b = c.int("blocksize", 1) as usize;
-    let crd = c.string("mode", "DCR") == "CRD";
+    let d2s = c.op() == OpCode::DepthToSpace;
+    let OpAttrs::DepthSpace { blocksize: b, crd } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
     let [n, ch, h, w] = [x.dims[0], x.dims[1], x.dims[2], x.dims[3]];
@@ -720,7 +619,9 @@ fn depth_space(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn trilu(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let upper = c.int("upper", 1) != 0;
+    let OpAttrs::Trilu { upper } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let k = c
         .opt_input(1)
         .map(ints_of)
@@ -735,7 +636,13 @@ fn trilu(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn cumsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let (ex, rev) = (c.int("exclusive", 0) != 0, c.int("reverse", 0) != 0);
+    let OpAttrs::CumSum {
+        exclusive: ex,
+        reverse: rev,
+    } = *c.attrs
+    else {
+        return Err(wrong_attrs(c));
+    };
     let a = ints_of(c.input(1)?)?.first().copied().ok_or("no axis")?;
     fn go<T: Num + std::ops::Add<Output = T>>(
         c: &mut Ctx<'_, '_>,
@@ -769,7 +676,7 @@ fn one_hot(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let vals = c.input(2)?;
     let es = vals.dtype.size();
     let (off, on) = (vals.data[..es].to_vec(), vals.data[es..2 * es].to_vec());
-    let a = axis(c.int("axis", -1), id.len() + 1).ok_or("bad axis")?;
+    let a = axis(axis_attr(c)?, id.len() + 1).ok_or("bad axis")?;
     let mut od = id.clone();
     od.insert(a, depth);
     let outer: usize = id[..a].iter().product();
@@ -789,7 +696,9 @@ fn one_hot(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn eye_like(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let k = c.int("k", 0);
+    let OpAttrs::EyeLike { k } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let d = c.input(0)?.dims.to_vec();
     let out_dt = c.out(0)?.dtype;
     fn go<T: Num>(c: &mut Ctx<'_, '_>, d: &[usize], k: i64) -> Result<(), String> {

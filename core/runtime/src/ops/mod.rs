@@ -1,19 +1,27 @@
-//! The kernel table: ONNX op name → kernel glue. Each kernel reads typed views of its inputs,
-//! takes its output dims from the plan (or, for execution-determined ops, computes them) and
-//! calls the portable kernels of `sod2-kernels`.
+//! The CPU backend's kernel glue: operator → kernel function, resolved once per step at load
+//! ([`resolve`]). Each kernel reads typed views of its inputs and its attributes as decoded at
+//! load ([`OpAttrs`]), takes its output dims from the plan (or, for execution-determined ops,
+//! computes them) and calls the kernels of `sod2-kernels`.
+mod conv;
 mod elementwise;
 mod fused;
 mod layout;
 mod nn;
+mod norm;
+mod num;
+mod reduce;
+mod resize;
 mod shape_ops;
 
 use std::borrow::Cow;
 
 use smallvec::SmallVec;
-use sod2_format::{AttrValue, DType, Step};
+use sod2_format::{DType, OpAttrs, OpCode, Step, VersionId};
 use sod2_kernels::shape::numel;
 
 use crate::Plan;
+
+pub(crate) use conv::PackedWeights;
 
 /// Tensor dims held inline (no heap allocation up to rank 8).
 pub(crate) use sod2_kernels::shape::Dims;
@@ -26,6 +34,24 @@ pub(crate) type Outs<'b> = SmallVec<[Option<Out<'b>>; 4]>;
 
 /// A kernel: reads `ctx.ins`, writes `ctx.outs`.
 pub(crate) type Kernel = fn(&mut Ctx<'_, '_>) -> Result<(), String>;
+
+/// A step resolved for the CPU at load: its kernel and what the kernel prepared from the step.
+pub(crate) struct CpuStep {
+    /// The kernel.
+    pub run: Kernel,
+    /// A reshape that may be a view (nothing runs when the plan puts its output on its input).
+    pub view: bool,
+    /// The kernel's own form of the step.
+    pub prepared: Prepared,
+}
+
+/// What a kernel prepares from a step once, at load.
+pub(crate) enum Prepared {
+    /// Nothing: the decoded attributes are enough.
+    None,
+    /// A fused step's programs, ready to interpret.
+    Fused(Box<fused::Spec>),
+}
 
 /// An input view.
 #[derive(Clone)]
@@ -117,8 +143,13 @@ pub(crate) struct Ctx<'a, 'b> {
     pub step: &'a Step,
     /// The step's place in the plan: (graph, step index).
     pub at: (u32, usize),
-    /// The kernel version chosen for this run of the step (the plan's dispatch table).
-    pub version: u32,
+    /// The step's attributes, decoded at load.
+    pub attrs: &'a OpAttrs,
+    /// What the kernel prepared from the step at load.
+    pub prepared: &'a Prepared,
+    /// The kernel version chosen for this run of the step (the plan's dispatch table; `None`:
+    /// the operator's only implementation).
+    pub version: Option<VersionId>,
     /// The evaluated expression pool (`None`: not bound yet).
     pub vals: &'a [Option<i64>],
     pub plan: &'a Plan,
@@ -126,66 +157,24 @@ pub(crate) struct Ctx<'a, 'b> {
     pub outs: Outs<'b>,
 }
 
-/// Attribute `name` of a step.
-pub(crate) fn attr<'s>(step: &'s Step, name: &str) -> Option<&'s AttrValue> {
-    step.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
-
-/// Integer attribute of a step.
-pub(crate) fn attr_int(step: &Step, name: &str, default: i64) -> i64 {
-    match attr(step, name) {
-        Some(AttrValue::Int(i)) => *i,
-        Some(AttrValue::Float(f)) => *f as i64,
-        _ => default,
-    }
-}
-
-/// Integer-list attribute of a step.
-pub(crate) fn attr_ints<'s>(step: &'s Step, name: &str) -> Option<Cow<'s, [i64]>> {
-    match attr(step, name) {
-        Some(AttrValue::Ints(v)) => Some(Cow::Borrowed(v)),
-        Some(AttrValue::Int(i)) => Some(Cow::Owned(vec![*i])),
-        _ => None,
-    }
+/// The error of a kernel handed another operator's attributes (a dispatch bug, reported rather
+/// than panicking).
+pub(crate) fn wrong_attrs(c: &Ctx<'_, '_>) -> String {
+    format!(
+        "internal: a {} kernel got attributes it does not read",
+        c.step.op
+    )
 }
 
 impl<'a, 'b> Ctx<'a, 'b> {
-    pub fn int(&self, name: &str, default: i64) -> i64 {
-        attr_int(self.step, name, default)
+    /// The step's operator.
+    pub fn op(&self) -> OpCode {
+        self.step.op
     }
-    pub fn ints(&self, name: &str) -> Option<Cow<'a, [i64]>> {
-        attr_ints(self.step, name)
-    }
-    /// Integer-list attribute `name`, else `n` copies of `default` (inline up to 8 values).
-    pub fn ints_or(&self, name: &str, default: i64, n: usize) -> SmallVec<[i64; 8]> {
-        match self.ints(name) {
-            Some(v) => SmallVec::from_slice(&v),
-            None => smallvec::smallvec![default; n],
-        }
-    }
-    pub fn float(&self, name: &str, default: f32) -> f32 {
-        match attr(self.step, name) {
-            Some(AttrValue::Float(f)) => *f,
-            Some(AttrValue::Int(i)) => *i as f32,
-            _ => default,
-        }
-    }
-    pub fn string<'s>(&self, name: &str, default: &'s str) -> &'s str
-    where
-        'a: 's,
-    {
-        match attr(self.step, name) {
-            Some(AttrValue::Str(s)) => s,
-            _ => default,
-        }
-    }
-    /// A tensor attribute (a weight): dtype, dims, bytes.
-    pub fn tensor_attr(&self, name: &str) -> Option<(DType, Dims, &'a [u8])> {
-        let Some(AttrValue::Tensor(t)) = attr(self.step, name) else {
-            return None;
-        };
+    /// Weight tensor `t` (a tensor attribute): dtype, dims, bytes.
+    pub fn weight_tensor(&self, t: u32) -> Option<(DType, Dims, &'a [u8])> {
         let p = self.plan.meta();
-        let tensor = &p.tensors[*t as usize];
+        let tensor = p.tensors.get(t as usize)?;
         let sod2_format::Storage::Weight { offset, len } = tensor.storage else {
             return None;
         };
@@ -322,7 +311,7 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let half = |d: DType| matches!(d, DType::F16 | DType::BF16);
     let any_half = c.ins.iter().flatten().any(|x| half(x.dtype))
         || c.outs.iter().flatten().any(|o| half(o.dtype));
-    if !any_half || matches!(c.step.kernel.as_str(), "Cast" | "CastLike") {
+    if !any_half || matches!(c.step.op, OpCode::Cast | OpCode::CastLike) {
         return k(c);
     }
     use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
@@ -377,6 +366,8 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let mut inner = Ctx {
             step: c.step,
             at: c.at,
+            attrs: c.attrs,
+            prepared: c.prepared,
             version: c.version,
             vals: c.vals,
             plan: c.plan,
@@ -413,22 +404,48 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a kernel only reinterprets its input's bytes under other dims (a reshape): when the
-/// plan places its output on its input, the runtime runs nothing for it.
-pub(crate) fn is_view(name: &str) -> bool {
-    matches!(name, "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze")
+/// The CPU kernel of an operator (`None`: none; control flow is run by the executor).
+pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
+    elementwise::get(op)
+        .or_else(|| fused::get(op))
+        .or_else(|| conv::get(op))
+        .or_else(|| norm::get(op))
+        .or_else(|| nn::get(op))
+        .or_else(|| reduce::get(op))
+        .or_else(|| layout::get(op))
+        .or_else(|| shape_ops::get(op))
 }
 
-/// The kernel for an op name.
-pub(crate) fn get(name: &str) -> Option<Kernel> {
-    elementwise::get(name)
-        .or_else(|| fused::get(name))
-        .or_else(|| nn::get(name))
-        .or_else(|| layout::get(name))
-        .or_else(|| shape_ops::get(name))
+/// An error unless `dt` is f32 (kernels that only have an f32 implementation).
+pub(crate) fn f32_only(dt: DType) -> Result<(), String> {
+    if dt == DType::F32 {
+        Ok(())
+    } else {
+        Err(format!(
+            "only f32 is supported by this kernel, got {}",
+            dt.name()
+        ))
+    }
 }
 
-/// Whether this runtime can run `name` (control flow is built into the executor).
-pub(crate) fn has_kernel(name: &str) -> bool {
-    matches!(name, "If" | "Loop" | "Scan") || get(name).is_some()
+/// Resolves a step for the CPU: its kernel and what the kernel prepares from it (`None`: no
+/// CPU kernel for the operator).
+pub(crate) fn resolve(
+    op: OpCode,
+    attrs: &OpAttrs,
+    _step: &Step,
+) -> Option<Result<CpuStep, String>> {
+    let run = kernel(op)?;
+    let prepared = match attrs {
+        OpAttrs::Fused(f) => match fused::prepare(f) {
+            Ok(spec) => Prepared::Fused(Box::new(spec)),
+            Err(e) => return Some(Err(e)),
+        },
+        _ => Prepared::None,
+    };
+    Some(Ok(CpuStep {
+        run,
+        view: op.is_view(),
+        prepared,
+    }))
 }

@@ -1,22 +1,22 @@
 //! Shape-valued ops and execution-determined ops.
-use sod2_format::DType;
+use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::edo;
 use sod2_kernels::shape::{axis, numel};
 
-use super::elementwise::{dispatch, Num};
-use super::{floats_of, ints_of, typed, typed_mut, Ctx, Dims, Kernel};
+use super::num::{dispatch, Num};
+use super::{floats_of, ints_of, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
 
-pub(crate) fn get(name: &str) -> Option<Kernel> {
-    Some(match name {
-        "Shape" => shape,
-        "Size" => size,
-        "ConstantOfShape" => constant_of_shape,
-        "Range" => range,
-        "TopK" => topk,
-        "NonZero" => nonzero,
-        "NonMaxSuppression" => nms,
-        "Unique" => unique,
-        sod2_format::values::KERNEL => values,
+pub(crate) fn get(op: OpCode) -> Option<Kernel> {
+    Some(match op {
+        OpCode::Shape => shape,
+        OpCode::Size => size,
+        OpCode::ConstantOfShape => constant_of_shape,
+        OpCode::Range => range,
+        OpCode::TopK => topk,
+        OpCode::NonZero => nonzero,
+        OpCode::NonMaxSuppression => nms,
+        OpCode::Unique => unique,
+        OpCode::Values => values,
         _ => return None,
     })
 }
@@ -24,34 +24,25 @@ pub(crate) fn get(name: &str) -> Option<Kernel> {
 /// `sod2.Values`: folded shape subgraphs; each output's elements are pool expressions, already
 /// evaluated by `prepare` (and after every rebinding).
 fn values(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    use sod2_format::values::{ATTR_COUNTS, ATTR_EXPRS};
-    let ints = |name: &str| {
-        c.ints(name)
-            .ok_or_else(|| format!("sod2.Values without `{name}`"))
+    let OpAttrs::Values(v) = c.attrs else {
+        return Err(wrong_attrs(c));
     };
-    let (counts, exprs) = (ints(ATTR_COUNTS)?, ints(ATTR_EXPRS)?);
-    if counts.len() != c.outs.len() {
-        return Err("sod2.Values: one count per output expected".into());
-    }
     let vals = c.vals;
-    let mut at = 0usize;
-    for (k, &n) in counts.iter().enumerate() {
-        let n = usize::try_from(n).map_err(|_| "sod2.Values: negative count")?;
-        let ids = exprs
-            .get(at..at + n)
-            .ok_or("sod2.Values: fewer expressions than the counts need")?;
-        at += n;
+    for (k, ids) in v.outputs.iter().enumerate() {
         let Some(o) = c.outs.get_mut(k).and_then(Option::as_mut) else {
             continue;
         };
         let dims = o.planned_dims()?;
-        if numel(&dims) != n {
-            return Err(format!("sod2.Values: {n} values for dims {dims:?}"));
+        if numel(&dims) != ids.len() {
+            return Err(format!(
+                "sod2.Values: {} values for dims {dims:?}",
+                ids.len()
+            ));
         }
-        let value = |i: &i64| {
-            usize::try_from(*i)
-                .ok()
-                .and_then(|i| vals.get(i).copied().flatten())
+        let value = |i: &u32| {
+            vals.get(*i as usize)
+                .copied()
+                .flatten()
                 .ok_or_else(|| format!("sod2.Values: expression {i} is not bound"))
         };
         match o.dtype {
@@ -79,7 +70,11 @@ fn write_i64(c: &mut Ctx<'_, '_>, k: usize, dims: &[usize], v: &[i64]) -> Result
 fn shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let r = c.input(0)?.dims.len() as i64;
     let cl = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-    let (s, e) = (cl(c.int("start", 0)), cl(c.int("end", r)));
+    let (start, end) = match *c.attrs {
+        OpAttrs::Shape { start, end } => (start, end.unwrap_or(r)),
+        _ => (0, r),
+    };
+    let (s, e) = (cl(start), cl(end));
     let (s, e) = (s, e.max(s));
     let (x, o) = c.first_io()?;
     let d = x.dims;
@@ -105,7 +100,11 @@ fn constant_of_shape(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     };
     let es = c.out(0)?.dtype.size();
     let zero = [0u8; 16];
-    let fill: &[u8] = match c.tensor_attr("value") {
+    let value = match *c.attrs {
+        OpAttrs::ConstantOfShape { value } => value,
+        _ => None,
+    };
+    let fill: &[u8] = match value.and_then(|t| c.weight_tensor(t)) {
         Some((_, _, b)) => b
             .get(..es)
             .ok_or("ConstantOfShape: `value` is shorter than one element")?,
@@ -149,9 +148,11 @@ fn range(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn topk(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let a = axis(c.int("axis", -1), c.input(0)?.dims.len()).ok_or("bad axis")?;
+    let OpAttrs::TopK { axis: ax, largest } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let a = axis(ax, c.input(0)?.dims.len()).ok_or("bad axis")?;
     let k = ints_of(c.input(1)?)?.first().copied().ok_or("no K")?;
-    let largest = c.int("largest", 1) != 0;
     let want_idx = c.has_out(1);
     let (ins, outs) = c.io();
     let x = ins.first().and_then(Option::as_ref).ok_or("no input")?;
@@ -239,7 +240,12 @@ fn nonzero(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn nms(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let center = c.int("center_point_box", 0) != 0;
+    let OpAttrs::Nms {
+        center_point_box: center,
+    } = *c.attrs
+    else {
+        return Err(wrong_attrs(c));
+    };
     let (b, s) = (c.input(0)?, c.input(1)?);
     if b.dtype != DType::F32 || s.dtype != DType::F32 || s.dims.len() != 3 {
         return Err("NonMaxSuppression: f32 boxes [b, n, 4] and scores [b, c, n] expected".into());
@@ -274,10 +280,10 @@ fn nms(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn unique(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    if c.ints("axis").is_some() {
-        return Err("Unique with an axis is not supported yet".into());
-    }
-    let sorted = c.int("sorted", 1) != 0;
+    // Unique along an axis is refused at load (`OpAttrs::Unique` has none).
+    let OpAttrs::Unique { sorted } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
     let x = c.input(0)?;
     let es = x.dtype.size();
     let vals: Vec<f64> = floats_of(x)?;

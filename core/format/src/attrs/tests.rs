@@ -1,0 +1,449 @@
+use super::*;
+use crate::fused::{Operand, RowOp};
+use crate::{BackendKind, Expr, Graph, KernelVersion, Tensor, VersionId};
+
+/// A plan whose one step runs `op` on inputs of the given ranks (f32), with `attrs`.
+fn plan(op: OpCode, ranks: &[usize], attrs: Vec<(&str, AttrValue)>) -> Plan {
+    let mut tensors: Vec<Tensor> = ranks
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| Tensor {
+            name: format!("x{i}"),
+            dtype: DType::F32,
+            shape: vec![0; r],
+            storage: Storage::Dynamic,
+        })
+        .collect();
+    tensors.push(Tensor {
+        name: "y".into(),
+        dtype: DType::F32,
+        shape: vec![0],
+        storage: Storage::Dynamic,
+    });
+    let y = tensors.len() as u32 - 1;
+    Plan {
+        exprs: vec![Expr::Const(1)],
+        graphs: vec![Graph {
+            steps: vec![Step {
+                name: "s".into(),
+                op,
+                backend: BackendKind::Cpu,
+                attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                inputs: (0..ranks.len() as u32).map(Some).collect(),
+                outputs: vec![Some(y)],
+                bodies: vec![],
+                versions: vec![],
+                rebinds: vec![],
+            }],
+            ..Graph::default()
+        }],
+        tensors,
+        ..Plan::default()
+    }
+}
+
+fn decode(op: OpCode, ranks: &[usize], attrs: Vec<(&str, AttrValue)>) -> Result<OpAttrs, String> {
+    let p = plan(op, ranks, attrs);
+    decode_step(&p, &p.graphs[0].steps[0]).map_err(|e| e.to_string())
+}
+
+fn err(op: OpCode, ranks: &[usize], attrs: Vec<(&str, AttrValue)>, expect: &str) {
+    match decode(op, ranks, attrs) {
+        Ok(a) => panic!("{op}: expected `{expect}`, decoded {a:?}"),
+        Err(e) => assert!(e.contains(expect), "{op}: expected `{expect}`, got `{e}`"),
+    }
+}
+
+fn ints(v: &[i64]) -> AttrValue {
+    AttrValue::Ints(v.to_vec())
+}
+
+fn s(v: &str) -> AttrValue {
+    AttrValue::Str(v.into())
+}
+
+#[test]
+fn conv_defaults_fill_every_spatial_dim() {
+    let Ok(OpAttrs::Conv(c)) = decode(OpCode::Conv, &[4, 4], vec![]) else {
+        panic!()
+    };
+    assert_eq!(c.group, 1);
+    assert_eq!(c.window.spatial, 2);
+    assert_eq!(c.window.strides, vec![1, 1]);
+    assert_eq!(c.window.dilations, vec![1, 1]);
+    assert_eq!(c.window.pads, vec![0, 0, 0, 0]);
+    assert_eq!(c.window.auto_pad, AutoPad::NotSet);
+    assert_eq!(c.window.kernel, None);
+    let Ok(OpAttrs::Conv(c)) = decode(
+        OpCode::Conv,
+        &[3, 3],
+        vec![
+            ("strides", ints(&[2])),
+            ("pads", ints(&[1, 0])),
+            ("group", AttrValue::Int(4)),
+            ("auto_pad", s("NOTSET")),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (c.group, c.window.strides, c.window.pads),
+        (4, vec![2], vec![1, 0])
+    );
+}
+
+#[test]
+fn window_attributes_are_checked_against_the_rank() {
+    err(
+        OpCode::Conv,
+        &[4, 4],
+        vec![("strides", ints(&[1]))],
+        "step `s` (Conv): attribute `strides` has 1 values, expected 2 for 2 spatial dims",
+    );
+    err(
+        OpCode::Conv,
+        &[4, 4],
+        vec![("dilations", ints(&[1, 0]))],
+        "attribute `dilations` holds 0, must be ≥ 1",
+    );
+    err(
+        OpCode::Conv,
+        &[4, 4],
+        vec![("pads", ints(&[0, 0, -1, 0]))],
+        "attribute `pads` holds -1",
+    );
+    err(
+        OpCode::Conv,
+        &[4, 4],
+        vec![("auto_pad", s("SAME"))],
+        "attribute `auto_pad` is `SAME`, expected one of NOTSET, SAME_UPPER, SAME_LOWER, VALID",
+    );
+    err(
+        OpCode::Conv,
+        &[2, 2],
+        vec![],
+        "has rank 2; a window op needs at least 3",
+    );
+    err(
+        OpCode::MaxPool,
+        &[4],
+        vec![],
+        "step `s` (MaxPool): attribute `kernel_shape` is required",
+    );
+    err(
+        OpCode::MaxPool,
+        &[4],
+        vec![
+            ("kernel_shape", ints(&[3, 3])),
+            ("storage_order", AttrValue::Int(1)),
+        ],
+        "storage_order 1) is not supported yet",
+    );
+    err(
+        OpCode::Conv,
+        &[4, 4],
+        vec![("group", s("2"))],
+        "attribute `group` is a string, not an integer",
+    );
+}
+
+#[test]
+fn same_padding_resolves_to_the_planned_output() {
+    let Ok(OpAttrs::Pool(p)) = decode(
+        OpCode::MaxPool,
+        &[4],
+        vec![
+            ("kernel_shape", ints(&[3, 2])),
+            ("strides", ints(&[2, 2])),
+            ("auto_pad", s("SAME_UPPER")),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!(p.kind, PoolKind::Max);
+    let mut pads = [0; 4];
+    // in 7 → out 4 at stride 2 with 3 taps: total pad 2; in 6 → out 3 with 2 taps: total 0.
+    p.window.resolved_pads(&[7, 6], &[4, 3], &[3, 2], &mut pads);
+    assert_eq!(pads, [1, 0, 1, 0]);
+}
+
+#[test]
+fn enumerations_and_flags_are_parsed_once() {
+    assert_eq!(
+        decode(OpCode::Gelu, &[2], vec![("approximate", s("tanh"))]),
+        Ok(OpAttrs::Unary(UnaryFn::Gelu { tanh: true }))
+    );
+    err(
+        OpCode::Gelu,
+        &[2],
+        vec![("approximate", s("fast"))],
+        "attribute `approximate` is `fast`",
+    );
+    assert_eq!(
+        decode(OpCode::LeakyRelu, &[2], vec![]),
+        Ok(OpAttrs::Unary(UnaryFn::LeakyRelu { alpha: 0.01 }))
+    );
+    err(
+        OpCode::ReduceSum,
+        &[3],
+        vec![("keepdims", AttrValue::Int(2))],
+        "attribute `keepdims` is 2, not 0 or 1",
+    );
+    assert_eq!(
+        decode(OpCode::BitShift, &[1, 1], vec![("direction", s("RIGHT"))]),
+        Ok(OpAttrs::BitShift { left: false })
+    );
+    err(
+        OpCode::Resize,
+        &[4],
+        vec![("mode", s("cubic"))],
+        "cubic Resize is not supported yet",
+    );
+    err(
+        OpCode::Resize,
+        &[4],
+        vec![("coordinate_transformation_mode", s("tf_crop_and_resize"))],
+        "tf_crop_and_resize Resize is not supported yet",
+    );
+    err(
+        OpCode::Unique,
+        &[2],
+        vec![("axis", AttrValue::Int(0))],
+        "Unique along an axis is not supported yet",
+    );
+    assert!(matches!(
+        decode(
+            OpCode::Pad,
+            &[2],
+            vec![("mode", s("reflect")), ("pads", ints(&[1, 1, 0, 0]))]
+        ),
+        Ok(OpAttrs::Pad(PadAttrs {
+            mode: PadMode::Reflect,
+            ..
+        }))
+    ));
+    err(
+        OpCode::Pad,
+        &[2],
+        vec![("pads", ints(&[1, 1]))],
+        "attribute `pads` has 2 values, expected 4 for rank 2",
+    );
+}
+
+#[test]
+fn axes_and_permutations_are_checked_against_ranks() {
+    assert_eq!(
+        decode(OpCode::Concat, &[3, 3], vec![("axis", AttrValue::Int(-3))]),
+        Ok(OpAttrs::Axis { axis: -3 })
+    );
+    err(
+        OpCode::Concat,
+        &[3, 3],
+        vec![("axis", AttrValue::Int(3))],
+        "attribute `axis` is 3, outside -3..=2 for an input of rank 3",
+    );
+    // Flatten's axis may be the rank; OneHot's counts in the one-larger output.
+    assert!(decode(OpCode::Flatten, &[3], vec![("axis", AttrValue::Int(3))]).is_ok());
+    assert!(decode(
+        OpCode::OneHot,
+        &[2, 0, 1],
+        vec![("axis", AttrValue::Int(-3))]
+    )
+    .is_ok());
+    err(
+        OpCode::OneHot,
+        &[2, 0, 1],
+        vec![("axis", AttrValue::Int(3))],
+        "outside -3..=2",
+    );
+    assert_eq!(
+        decode(OpCode::Transpose, &[3], vec![("perm", ints(&[2, 0, -2]))]),
+        Ok(OpAttrs::Transpose {
+            perm: Some(vec![2, 0, 1])
+        })
+    );
+    err(
+        OpCode::Transpose,
+        &[3],
+        vec![("perm", ints(&[0, 0, 1]))],
+        "is not a permutation of 3 dims",
+    );
+    err(
+        OpCode::Transpose,
+        &[3],
+        vec![("perm", ints(&[1, 0]))],
+        "is not a permutation of 3 dims",
+    );
+}
+
+#[test]
+fn fused_steps_decode_their_programs_and_anchor() {
+    use crate::fused::*;
+    let instr = |op: InstrOp, dst: usize, a: Operand, b: Operand| {
+        [
+            op as i64,
+            Operand::Temp(dst).encode(),
+            a.encode(),
+            b.encode(),
+        ]
+    };
+    let pre: Vec<i64> = instr(InstrOp::Add, 0, Operand::Buf, Operand::Input(0))
+        .into_iter()
+        .chain(instr(InstrOp::Relu, 1, Operand::Temp(0), Operand::Temp(0)).map(|x| x))
+        .collect();
+    // Unary ops take no second operand: encode it as 0.
+    let mut pre = pre;
+    pre[7] = 0;
+    let attrs = vec![
+        (ATTR_ANCHOR, s("Conv")),
+        (ATTR_ANCHOR_INPUTS, AttrValue::Int(2)),
+        (ATTR_PRE, ints(&pre)),
+        (ATTR_PRE_OUT, AttrValue::Int(Operand::Temp(1).encode())),
+        (ATTR_OPS, s("Conv+Add+Relu")),
+        ("group", AttrValue::Int(1)),
+        ("strides", ints(&[2, 2])),
+    ];
+    let Ok(OpAttrs::Fused(f)) = decode(OpCode::Fused, &[4, 4, 4], attrs.clone()) else {
+        panic!("{:?}", decode(OpCode::Fused, &[4, 4, 4], attrs))
+    };
+    assert_eq!(f.anchor, Some(OpCode::Conv));
+    assert_eq!((f.anchor_inputs, f.program_inputs, f.tail), (2, 1, false));
+    assert_eq!(f.pre.len(), 2);
+    assert_eq!(f.pre_out, Operand::Temp(1));
+    assert_eq!(f.row, RowOp::None);
+    assert_eq!(f.label, "Conv+Add+Relu");
+    let OpAttrs::Conv(c) = &f.anchor_attrs else {
+        panic!()
+    };
+    assert_eq!(c.window.strides, vec![2, 2]);
+    // The anchor's own attributes are checked as a standalone step's would be.
+    let mut bad = attrs.clone();
+    bad.push(("auto_pad", s("NOPE")));
+    err(
+        OpCode::Fused,
+        &[4, 4, 4],
+        bad,
+        "step `s` (sod2.Fused anchored on Conv): attribute `auto_pad` is `NOPE`",
+    );
+    // Programs that read a register before writing it, or an input that does not exist.
+    let mut bad = attrs.clone();
+    bad[2].1 = ints(&instr(InstrOp::Add, 0, Operand::Temp(3), Operand::Input(0)));
+    err(
+        OpCode::Fused,
+        &[4, 4, 4],
+        bad,
+        "register 3 read before it is written",
+    );
+    let mut bad = attrs.clone();
+    bad[2].1 = ints(&instr(InstrOp::Add, 0, Operand::Buf, Operand::Input(1)));
+    bad[3].1 = AttrValue::Int(Operand::Temp(0).encode());
+    err(OpCode::Fused, &[4, 4, 4], bad, "input 1 of 1");
+    let mut bad = attrs;
+    bad[0].1 = s("Softmax");
+    err(
+        OpCode::Fused,
+        &[4, 4, 4],
+        bad,
+        "anchor `Softmax` is not supported",
+    );
+}
+
+#[test]
+fn operands_round_trip_through_their_tags() {
+    for o in [
+        Operand::Temp(0),
+        Operand::Temp(11),
+        Operand::Input(0),
+        Operand::Input(70_000),
+        Operand::Buf,
+        Operand::Const(5),
+    ] {
+        assert_eq!(Operand::decode(o.encode()), Some(o));
+    }
+    assert_eq!(Operand::decode(Operand::Temp(12).encode()), None);
+    assert_eq!(Operand::decode(-1), None);
+    assert_eq!(Operand::decode(4 << 32), None);
+    assert_eq!(Operand::decode(crate::fused::BUF + 1), None);
+}
+
+#[test]
+fn values_steps_check_their_expressions() {
+    let mut p = plan(
+        OpCode::Values,
+        &[],
+        vec![("counts", ints(&[1])), ("exprs", ints(&[0]))],
+    );
+    let y = p.graphs[0].steps[0].outputs[0].unwrap() as usize;
+    p.tensors[y].dtype = DType::I64;
+    let step = p.graphs[0].steps[0].clone();
+    assert_eq!(
+        decode_step(&p, &step),
+        Ok(OpAttrs::Values(ValuesAttrs {
+            outputs: vec![vec![0]]
+        }))
+    );
+    let mut bad = step.clone();
+    bad.attrs[1].1 = ints(&[3]);
+    assert!(decode_step(&p, &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("refers to expression 3, out of range"));
+    let mut bad = step;
+    bad.attrs[0].1 = ints(&[2]);
+    assert!(decode_step(&p, &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("fewer expressions than the counts need"));
+}
+
+#[test]
+fn versions_belong_to_their_operator() {
+    let mut p = plan(OpCode::Conv, &[4, 4], vec![]);
+    p.graphs[0].steps[0].versions = vec![KernelVersion {
+        id: VersionId::ConvChannelBlocked,
+        when: vec![],
+    }];
+    assert!(decode_plan(&p).is_ok());
+    p.graphs[0].steps[0].op = OpCode::MatMul;
+    assert!(decode_plan(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("step `s` (MatMul): kernel version 2 (conv-channel-blocked) does not apply"));
+}
+
+#[test]
+fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
+    // Operators whose attributes are all optional decode with none given; the others name
+    // the required attribute.
+    for &op in OpCode::ALL {
+        let ranks: &[usize] = match op {
+            OpCode::Conv
+            | OpCode::ConvTranspose
+            | OpCode::MaxPool
+            | OpCode::AveragePool
+            | OpCode::LpPool => &[4, 4],
+            OpCode::Scan => &[2, 2],
+            _ => &[3, 3, 3],
+        };
+        match decode(op, ranks, vec![]) {
+            Ok(_) => {}
+            Err(e) => {
+                let required = [
+                    "`kernel_shape` is required",
+                    "`num_groups` is required",
+                    "`size` is required",
+                    "`blocksize` is required",
+                    "`equation` is required",
+                    "`num_scan_inputs` is 0",
+                    "the buffer is read before anything writes it",
+                    "`counts` is required",
+                ];
+                assert!(
+                    required.iter().any(|r| e.contains(r)),
+                    "{op}: unexpected error `{e}`"
+                );
+            }
+        }
+    }
+    let _ = RowOp::None;
+}

@@ -1,0 +1,334 @@
+//! Convolution and pooling: geometry from the attributes decoded at load, the kernels of
+//! `sod2_kernels::{conv, pool}`, the kernel version chosen for the run.
+use sod2_format::attrs::{AutoPad, PoolKind as AttrPoolKind, WindowAttrs};
+use sod2_format::{DType, OpAttrs, OpCode, Storage, VersionId};
+use sod2_kernels::conv::{
+    conv2d_block_on, conv2d_block_prepacked, conv2d_direct_on, conv2d_gemm_f32,
+    conv_transpose2d_f32, Activation, BlockPacking, ConvProblem, Window,
+};
+use sod2_kernels::pool::{pool_nd, PoolKind, PoolNd};
+use sod2_kernels::shape::numel;
+use sod2_kernels::simd;
+
+use super::num::{dispatch, Num};
+use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
+
+/// A convolution's constant weights packed for the channel-blocked kernel (with their
+/// packing), kept by the plan once made.
+pub(crate) type PackedWeights = (BlockPacking, Vec<f32>);
+
+pub(crate) fn get(op: OpCode) -> Option<Kernel> {
+    Some(match op {
+        OpCode::Conv => conv,
+        OpCode::ConvTranspose => conv_transpose,
+        OpCode::MaxPool | OpCode::AveragePool | OpCode::LpPool => pool,
+        OpCode::GlobalAveragePool | OpCode::GlobalMaxPool | OpCode::GlobalLpPool => global_pool,
+        _ => return None,
+    })
+}
+
+/// A convolution's geometry over input dims `xd`, a kernel of `kernel` taps and output dims
+/// `od`, for 1-D or 2-D windows (1-D runs as 2-D with unit height); also the end pads.
+fn window(
+    a: &WindowAttrs,
+    xd: &[usize],
+    kernel: &[usize],
+    od: &[usize],
+) -> Result<(Window, [usize; 2]), String> {
+    let ns = xd.len().saturating_sub(2);
+    if !(1..=2).contains(&ns) {
+        return Err(format!("{ns}-D windows are not supported"));
+    }
+    if a.spatial != ns || kernel.len() != ns || od.len() != ns + 2 {
+        return Err(format!(
+            "a {}-D window over an input of rank {}",
+            a.spatial,
+            xd.len()
+        ));
+    }
+    let mut pads = [0usize; 4];
+    a.resolved_pads(&xd[2..], &od[2..], kernel, &mut pads[..2 * ns]);
+    // 1-D: height 1, the one spatial dim as the width.
+    let two = |v: &[usize], k: usize, d: usize| {
+        if ns == 1 {
+            if k == 0 {
+                d
+            } else {
+                v[0]
+            }
+        } else {
+            v[k]
+        }
+    };
+    let win = Window {
+        k: [two(kernel, 0, 1), two(kernel, 1, 1)],
+        s: [two(&a.strides, 0, 1), two(&a.strides, 1, 1)],
+        d: [two(&a.dilations, 0, 1), two(&a.dilations, 1, 1)],
+        pb: [two(&pads[..ns], 0, 0), two(&pads[..ns], 1, 0)],
+    };
+    let pe = [two(&pads[ns..2 * ns], 0, 0), two(&pads[ns..2 * ns], 1, 0)];
+    Ok((win, pe))
+}
+
+fn as4(d: &[usize]) -> [usize; 4] {
+    if d.len() == 3 {
+        [d[0], d[1], 1, d[2]]
+    } else {
+        [d[0], d[1], d[2], d[3]]
+    }
+}
+
+fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    conv_with(c, Activation::None)
+}
+
+/// Conv then `max(0, ·)`, clamped as the kernels store the outputs (the anchor of a fused step
+/// whose epilogue is exactly that).
+pub(crate) fn conv_relu(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    conv_with(c, Activation::Relu)
+}
+
+/// Conv followed by `act`, which the kernels apply as they store the outputs.
+fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
+    let a = match c.attrs {
+        OpAttrs::Conv(a) => a,
+        OpAttrs::Fused(f) => match &f.anchor_attrs {
+            OpAttrs::Conv(a) => a,
+            _ => return Err(wrong_attrs(c)),
+        },
+        _ => return Err(wrong_attrs(c)),
+    };
+    let version = c.version;
+    let od = c.out(0)?.planned_dims()?;
+    let g = a.group;
+    let (win, _) = {
+        let (x, w) = (c.input(0)?, c.input(1)?);
+        f32_only(x.dtype)?;
+        window(&a.window, x.dims, w.dims.get(2..).unwrap_or(&[]), &od)?
+    };
+    // Constant weights (and bias) of the channel-blocked version are packed once per step.
+    let (plan, at, step) = (c.plan, c.at, c.step);
+    let constant = |k: usize| {
+        step.inputs
+            .get(k)
+            .copied()
+            .flatten()
+            .is_some_and(|t| matches!(plan.storage(t), Storage::Weight { .. }))
+    };
+    let prepack = version == Some(VersionId::ConvChannelBlocked)
+        && constant(1)
+        && (c.ins.len() < 3 || constant(2));
+    let (ins, outs) = c.io();
+    let (x, w) = (
+        ins[0].as_ref().ok_or("no input")?,
+        ins[1].as_ref().ok_or("no weight")?,
+    );
+    let bias = ins
+        .get(2)
+        .and_then(|b| b.as_ref())
+        .map(|b| typed::<f32>(b.data));
+    let m = w.dims[0];
+    let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
+    let out = outs[0].as_mut().ok_or("no output")?;
+    let o = typed_mut::<f32>(out.alloc(&od)?)?;
+    let p = ConvProblem {
+        x: &xs,
+        x_dims: as4(x.dims),
+        w: &ws,
+        m,
+        bias: bias.as_deref(),
+        group: g,
+        window: win,
+        out_dims: as4(&od),
+        act,
+    };
+    if prepack {
+        let isa = sod2_kernels::simd::Isa::detect();
+        if let Some(shape) = BlockPacking::new(isa, p.x_dims, m, g, win) {
+            let (shape, packed) = plan.packed(at, || Ok((shape, shape.packed(&ws, p.bias))))?;
+            return conv2d_block_prepacked(shape, &p, packed, o);
+        }
+    }
+    // Kernel versions (`sod2 tune` sets the dim ranges).
+    let isa = sod2_kernels::simd::Isa::detect();
+    match version {
+        Some(VersionId::ConvDirectRows) => conv2d_direct_on(isa, &p, o),
+        Some(VersionId::ConvChannelBlocked) => conv2d_block_on(isa, &p, o),
+        Some(VersionId::ConvIm2colGemm) | None => conv2d_gemm_f32(&p, o),
+    }
+    Ok(())
+}
+
+fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::ConvTranspose(a) = c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let od = c.out(0)?.planned_dims()?;
+    let g = a.group;
+    let (x, w) = (c.input(0)?, c.input(1)?);
+    f32_only(x.dtype)?;
+    let wa = &a.window;
+    if x.dims.len() != 4 || w.dims.len() != 4 || od.len() != 4 || wa.spatial != 2 {
+        return Err("only 2-D ConvTranspose is supported".into());
+    }
+    let ns = 2;
+    let kernel = &w.dims[2..];
+    let mut pads = [0i64; 4];
+    for (p, &v) in pads.iter_mut().zip(&wa.pads) {
+        *p = v as i64;
+    }
+    let same = matches!(wa.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
+    if a.output_shape || same {
+        // The pads follow from the planned output.
+        for k in 0..ns {
+            let (st, di) = (wa.strides[k] as i64, wa.dilations[k] as i64);
+            let total = st * (x.dims[k + 2] as i64 - 1)
+                + a.output_padding[k] as i64
+                + ((kernel[k] as i64 - 1) * di + 1)
+                - od[k + 2] as i64;
+            let (b, e) = if wa.auto_pad == AutoPad::SameUpper {
+                (total / 2, total - total / 2)
+            } else {
+                (total - total / 2, total / 2)
+            };
+            pads[k] = b;
+            pads[k + ns] = e;
+        }
+    }
+    let win = Window {
+        k: [kernel[0], kernel[1]],
+        s: [wa.strides[0], wa.strides[1]],
+        d: [wa.dilations[0], wa.dilations[1]],
+        pb: [pads[0].max(0) as usize, pads[1].max(0) as usize],
+    };
+    let m = od[1];
+    let (ins, outs) = c.io();
+    let (x, w) = (
+        ins[0].as_ref().ok_or("no input")?,
+        ins[1].as_ref().ok_or("no weight")?,
+    );
+    let bias = ins
+        .get(2)
+        .and_then(|b| b.as_ref())
+        .map(|b| typed::<f32>(b.data));
+    let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    let p = ConvProblem {
+        x: &xs,
+        x_dims: as4(x.dims),
+        w: &ws,
+        m,
+        bias: bias.as_deref(),
+        group: g,
+        window: win,
+        out_dims: as4(&od),
+        act: Activation::None,
+    };
+    conv_transpose2d_f32(&p, o);
+    Ok(())
+}
+
+fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::Pool(a) = c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let od = c.out(0)?.planned_dims()?;
+    let w = &a.window;
+    let kernel = w.kernel.as_deref().ok_or("kernel_shape is required")?;
+    let x = c.input(0)?;
+    let ns = w.spatial;
+    if x.dims.len() != ns + 2 || od.len() != ns + 2 || kernel.len() != ns {
+        return Err(format!(
+            "a {ns}-D window over an input of rank {}",
+            x.dims.len()
+        ));
+    }
+    let mut pads: Dims = smallvec::smallvec![0; 2 * ns];
+    w.resolved_pads(&x.dims[2..], &od[2..], kernel, &mut pads);
+    let (pb, pe) = pads.split_at(ns);
+    // ONNX's storage_order 1 (column-major indices) is refused at load.
+    let kind = match a.kind {
+        AttrPoolKind::Max => PoolKind::Max,
+        AttrPoolKind::Avg { count_include_pad } => PoolKind::Avg {
+            count_pad: count_include_pad,
+        },
+        AttrPoolKind::Lp { p } => PoolKind::Lp(p),
+    };
+    let dt = x.dtype;
+    let xs: Vec<f32> = super::floats_of(x)?.into_iter().map(|v| v as f32).collect();
+    let xd = x.dims.to_vec();
+    let g = PoolNd {
+        k: kernel,
+        s: &w.strides,
+        d: &w.dilations,
+        pb,
+        pe,
+    };
+    let mut res = vec![0f32; numel(&od)];
+    let mut idx = if c.has_out(1) {
+        Some(vec![0i64; numel(&od)])
+    } else {
+        None
+    };
+    pool_nd(&xs, &xd, &g, kind, &mut res, &od, idx.as_deref_mut());
+    store_f32(c.out(0)?, dt, &od, &res)?;
+    if let Some(ix) = idx {
+        typed_mut::<i64>(c.out(1)?.alloc(&od)?)?.copy_from_slice(&ix);
+    }
+    Ok(())
+}
+
+/// Writes f32 results into an output of element type `dt` (f32, f64 or an integer type).
+pub(super) fn store_f32(
+    out: &mut super::Out<'_>,
+    dt: DType,
+    od: &[usize],
+    v: &[f32],
+) -> Result<(), String> {
+    fn go<T: Num>(out: &mut super::Out<'_>, od: &[usize], v: &[f32]) -> Result<(), String> {
+        let o = typed_mut::<T>(out.alloc(od)?)?;
+        for (s, &x) in o.iter_mut().zip(v) {
+            *s = T::from_f64(f64::from(x));
+        }
+        Ok(())
+    }
+    if dt == DType::F32 {
+        typed_mut::<f32>(out.alloc(od)?)?.copy_from_slice(v);
+        return Ok(());
+    }
+    dispatch!(dt, go(out, od, v))
+}
+
+fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let max = c.op() == OpCode::GlobalMaxPool;
+    let (lp, p) = match *c.attrs {
+        OpAttrs::GlobalLpPool { p } => (true, p),
+        _ => (false, 2),
+    };
+    let x = c.input(0)?;
+    f32_only(x.dtype)?;
+    let (n, ch) = (x.dims[0], x.dims[1]);
+    let sp: usize = x.dims[2..].iter().product();
+    let mut od: Dims = smallvec::smallvec![n, ch];
+    od.extend(std::iter::repeat_n(1, x.dims.len() - 2));
+    let (ins, outs) = c.io();
+    let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    let isa = simd::Isa::detect();
+    for (i, slot) in o.iter_mut().enumerate() {
+        let s = &xs[i * sp..(i + 1) * sp];
+        *slot = if max {
+            simd::max(isa, s)
+        } else if lp {
+            s.iter()
+                .map(|v| v.abs().powi(p))
+                .sum::<f32>()
+                .powf(1.0 / p as f32)
+        } else {
+            // Sums of blocks in f32 SIMD, accumulated in f64 across blocks.
+            let total: f64 = s.chunks(4096).map(|b| f64::from(simd::sum(isa, b))).sum();
+            (total / sp as f64) as f32
+        };
+    }
+    Ok(())
+}

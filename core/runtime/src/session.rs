@@ -1,0 +1,197 @@
+//! The public session API: per-caller state over a shared plan, options, the thread pool.
+use std::sync::Arc;
+
+use crate::exec::Executor;
+use crate::{Plan, RuntimeError, Tensor, TensorIn, TensorView, VersionId};
+
+/// How a session runs: settings a caller (or a tool such as `sod2 tune`) chooses per session.
+/// Nothing is read from the environment: a library embedded in an app takes its settings from
+/// the app.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Time every step (a clock read before and after each); read with
+    /// [`Session::profile`] and [`Session::step_times`]. Off by default.
+    pub profile: bool,
+    /// Run this kernel version wherever a step's dispatch table lists it, instead of choosing
+    /// by the table's dim ranges (tuning and tests).
+    pub force_version: Option<VersionId>,
+}
+
+/// Per-caller execution state over a shared [`Plan`]: bound symbols, evaluated expressions,
+/// the arena. One plan serves any number of sessions, on any threads.
+pub struct Session {
+    plan: Arc<Plan>,
+    state: Executor,
+    /// The intra-op pool (`None`: one thread, the caller's).
+    pool: Option<Pool>,
+    threads: usize,
+}
+
+/// A rayon pool whose worker threads are spawned here and joined when it is dropped (rayon
+/// itself only signals them), so destroying a session never leaves threads behind.
+struct Pool {
+    pool: Option<rayon::ThreadPool>,
+    workers: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Result<Pool, RuntimeError> {
+        let workers: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let keep = Arc::clone(&workers);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .spawn_handler(move |t| {
+                let h = std::thread::Builder::new()
+                    .name(format!("sod2-worker-{}", t.index()))
+                    .spawn(move || t.run())?;
+                if let Ok(mut w) = keep.lock() {
+                    w.push(h);
+                }
+                Ok(())
+            })
+            .build()
+            .map_err(|e| RuntimeError::Threads(e.to_string()))?;
+        // Each worker warms its GEMM buffers now rather than inside the first runs.
+        pool.broadcast(|_| sod2_kernels::linalg::warm_up());
+        Ok(Pool {
+            pool: Some(pool),
+            workers,
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Dropping the pool tells the workers to finish; joining waits until they have.
+        drop(self.pool.take());
+        let handles = match self.workers.lock() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return,
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Session {
+    /// A session over a loaded plan.
+    pub fn new(plan: Arc<Plan>) -> Session {
+        let state = Executor::new(&plan);
+        Session {
+            plan,
+            state,
+            pool: None,
+            threads: 1,
+        }
+    }
+
+    /// Uses `threads` threads inside each step (GEMM, convolution, fused steps): `threads - 1`
+    /// pool threads owned by this session, plus the calling thread's share of the work. `1`
+    /// (the default) runs everything on the caller's thread.
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), RuntimeError> {
+        if threads == 0 || threads > 256 {
+            return Err(RuntimeError::Threads(format!(
+                "{threads} threads: expected 1..=256"
+            )));
+        }
+        self.pool = None; // joins the old workers first
+        if threads > 1 {
+            self.pool = Some(Pool::new(threads)?);
+        }
+        self.threads = threads;
+        Ok(())
+    }
+
+    /// The intra-op thread count.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Sets how the session runs (profiling, forced kernel versions); clears the profile.
+    pub fn set_options(&mut self, options: RunOptions) {
+        self.state.set_options(options);
+    }
+
+    /// The session's options.
+    pub fn options(&self) -> &RunOptions {
+        self.state.options()
+    }
+
+    /// Seconds spent per step since profiling was switched on: `((graph, step index),
+    /// seconds)`, in plan order.
+    pub fn step_times(&self) -> Vec<((u32, usize), f64)> {
+        self.state.profiler().step_times()
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// Binds the input dims: checks ranks, fixed dims and declared ranges, evaluates every
+    /// expression that depends only on them, and sizes the arena. Returns the arena size in
+    /// bytes. Cheap: no shape inference, only the plan's precomputed expressions.
+    pub fn prepare(&mut self, shapes: &[Vec<usize>]) -> Result<usize, RuntimeError> {
+        self.state.prepare(&self.plan, shapes)
+    }
+
+    /// Runs the model and returns its outputs (copied out). Prepares first if the input dims
+    /// differ from the prepared ones.
+    pub fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.run_in_place(inputs)?;
+        self.state.outputs(&self.plan)
+    }
+
+    /// Runs the model and leaves its outputs in the session, to be read with
+    /// [`Session::output`] until the next run. At input dims already prepared this performs no
+    /// heap allocation once the session has run at them (every buffer is planned or reused),
+    /// except for buffers of execution-determined tensors that outgrow all earlier ones.
+    pub fn run_in_place(&mut self, inputs: &[TensorIn<'_>]) -> Result<(), RuntimeError> {
+        if !self.state.is_prepared_for(inputs) {
+            let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.dims.to_vec()).collect();
+            self.prepare(&shapes)?;
+        }
+        let (plan, state) = (&self.plan, &mut self.state);
+        match &self.pool {
+            None => state.run(plan, inputs),
+            Some(Pool {
+                pool: Some(pool), ..
+            }) => pool.install(|| {
+                sod2_kernels::par::with_threads(self.threads, || state.run(plan, inputs))
+            }),
+            Some(_) => state.run(plan, inputs),
+        }
+    }
+
+    /// Output `k` of the last run, borrowed from the session (valid until the next run).
+    pub fn output(&self, k: usize) -> Result<TensorView<'_>, RuntimeError> {
+        let (data, dims) = self.state.output(&self.plan, k)?;
+        let t = self.plan.meta().graphs[0].outputs[k];
+        let tensor = &self.plan.meta().tensors[t as usize];
+        Ok(TensorView {
+            name: &tensor.name,
+            dtype: tensor.dtype,
+            dims,
+            data,
+        })
+    }
+
+    /// Bytes the arena holds after the last `prepare`.
+    pub fn arena_bytes(&self) -> usize {
+        self.state.arena_bytes()
+    }
+
+    /// Accumulated time (seconds) and run counts per operator since profiling was switched on
+    /// ([`RunOptions::profile`]), most expensive first; fused steps are labelled by the
+    /// operators they fuse (`Fused[MatMul+Add]`), and with `per_step` every step is its own
+    /// entry (its label and name). Control-flow steps are left out (their bodies' steps count).
+    pub fn profile(&self, per_step: bool) -> Vec<(String, f64, usize)> {
+        self.state.profiler().by_label(&self.plan, per_step)
+    }
+
+    /// Most bytes held at once by heap-allocated (execution-determined) tensors in the last run.
+    pub fn peak_dynamic_bytes(&self) -> usize {
+        self.state.peak_dynamic_bytes()
+    }
+}

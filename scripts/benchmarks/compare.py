@@ -20,8 +20,14 @@ runtimes case by case (sod2, ONNX Runtime, ...), a fresh process per runtime and
 runtime keeps its round with the lowest median. A case's rounds are a whole sweep apart, so a
 slow spell of a shared machine lasting seconds or minutes hits one round, not the ratio.
 
+With --baseline BIN, another sod2 build (e.g. the last commit's) compiles, tunes and runs every
+case too, in the same rounds (sod2, baseline, ONNX Runtime, case by case): the tables gain
+sod2/baseline, and a summary gives both builds' geo-means over ONNX Runtime. This is how a
+change is checked for speed: side by side, in one run, on the same machine.
+
 usage: python compare.py --sod2 BIN --zoo ZOO --oracle ORACLE [--tract BIN] [--gemm BIN]
-                         [--runs N] [--rounds R] [--threads 1 2] [--only NAME ...] [--json OUT]
+                         [--baseline BIN] [--runs N] [--rounds R] [--threads 1 2]
+                         [--only NAME ...] [--json OUT]
 """
 from __future__ import annotations
 
@@ -99,6 +105,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--json", type=pathlib.Path, default=None)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--baseline", default=None, help="another sod2 binary, run side by side in the same rounds")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +120,12 @@ def main() -> int:
             subprocess.run([args.sod2, "compile", onnx, "-o", str(plan), *dims], check=True, capture_output=True)
             # Kernel-version dispatch tables measured on this machine, as a user would deploy.
             subprocess.run([args.sod2, "tune", str(plan), "--runs", "5"], check=True, capture_output=True)
+            base_plan = None
+            if args.baseline:
+                # The baseline compiles its own plan (its plan format may differ).
+                base_plan = pathlib.Path(tmp) / f"{spec.name}.baseline.sod2"
+                subprocess.run([args.baseline, "compile", onnx, "-o", str(base_plan), *dims], check=True, capture_output=True)
+                subprocess.run([args.baseline, "tune", str(base_plan), "--runs", "5"], check=True, capture_output=True)
             for ci, case in enumerate(spec.sweep):
                 d = args.oracle / spec.name / case.name
                 ins = {p.stem: str(p) for p in sorted((d / "inputs").glob("*.npy"))}
@@ -131,7 +144,7 @@ def main() -> int:
                     except (ValueError, subprocess.TimeoutExpired) as e:
                         tr = {"error": f"tract runner: {e}"[:300]}
                 for t in args.threads:
-                    cases.append({"spec": spec, "case": case, "onnx": onnx, "plan": plan, "ins": ins, "prior": prior, "tract": tr, "threads": t, "sod2": None, "ort": None})
+                    cases.append({"spec": spec, "case": case, "onnx": onnx, "plan": plan, "base_plan": base_plan, "ins": ins, "prior": prior, "tract": tr, "threads": t, "sod2": None, "base": None, "ort": None})
         # Rounds over the whole sweep, each alternating the runtimes case by case (sod2, ORT);
         # each runtime keeps its round with the lowest median. A case's rounds lie a whole sweep
         # apart, so a slow spell of this shared machine (seconds to minutes) during one round
@@ -139,8 +152,12 @@ def main() -> int:
         for _ in range(args.rounds):
             for c in cases:
                 ins, prior, t = c["ins"], c["prior"], c["threads"]
-                out = subprocess.run([args.sod2, "bench", str(c["plan"]), *[f"--input={k}={v}" for k, v in ins.items()], *[f"--prior={k}={v}" for k, v in prior.items()], "--runs", str(args.runs), "--threads", str(t)], check=True, capture_output=True, text=True).stdout
+                bench_args = [*[f"--input={k}={v}" for k, v in ins.items()], *[f"--prior={k}={v}" for k, v in prior.items()], "--runs", str(args.runs), "--threads", str(t)]
+                out = subprocess.run([args.sod2, "bench", str(c["plan"]), *bench_args], check=True, capture_output=True, text=True).stdout
                 c["sod2"] = min([x for x in (c["sod2"], last_json(out)) if x], key=lambda x: x["median_ms"])
+                if args.baseline:
+                    out = subprocess.run([args.baseline, "bench", str(c["base_plan"]), *bench_args], check=True, capture_output=True, text=True).stdout
+                    c["base"] = min([x for x in (c["base"], last_json(out)) if x], key=lambda x: x["median_ms"])
                 out = subprocess.run([sys.executable, "-c", ORT_CASE, c["onnx"], json.dumps(ins), str(args.runs), str(t), json.dumps(prior)], check=True, capture_output=True, text=True).stdout
                 c["ort"] = min([x for x in (c["ort"], last_json(out)) if x], key=lambda x: x["median_ms"])
         for c in cases:
@@ -159,6 +176,8 @@ def main() -> int:
                 "sod2_new_over_steady": s["new_shape_ms"] / s["median_ms"],
                 "ort_new_over_steady": o["first_new_ms"] / o["median_ms"],
                 "tract_first_over_steady": tr_t["first_run_ms"] / tr_t["median_ms"] if tr_t else None,
+                "baseline": c["base"],
+                "baseline_ratio": s["median_ms"] / c["base"]["median_ms"] if c["base"] else None,
             })
     for t in args.threads:
         rows = [r for r in results if r["threads"] == t]
@@ -170,6 +189,14 @@ def main() -> int:
             trm = f"{tr['median_ms']:.2f} ({tr['mode']})" if tr and "median_ms" in tr else ("fails" if tr else "—")
             print(f"| {r['model']} | {r['case']} | {s['median_ms']:.2f} ({s['p90_ms']:.2f}) | {o['median_ms']:.2f} ({o['p90_ms']:.2f}) | {r['time_ratio']:.2f} | {trm} | {fmt(r['tract_ratio'])} | "
                   f"{s['peak_intermediate_bytes'] / 1e6:.2f} | {o['rss_growth_bytes'] / 1e6:.2f} | {r['mem_ratio']:.2f} | {r['sod2_first_over_steady']:.2f} | {r['ort_first_over_steady']:.2f} | {fmt(r['tract_first_over_steady'])} | {r['sod2_new_over_steady']:.2f} | {r['ort_new_over_steady']:.2f} |")
+        if args.baseline:
+            print(f"\n#### sod2 against the baseline build ({args.baseline}), {t} thread{'s' if t > 1 else ''}\n")
+            print("| model | case | sod2 ms | baseline ms | sod2/baseline | sod2/ORT | baseline/ORT |")
+            print("|---|---|---|---|---|---|---|")
+            for r in rows:
+                b = r["baseline"]
+                print(f"| {r['model']} | {r['case']} | {r['sod2']['median_ms']:.3f} | {b['median_ms']:.3f} | {r['baseline_ratio']:.3f} | {r['time_ratio']:.3f} | {b['median_ms'] / r['ort']['median_ms']:.3f} |")
+            print(f"| **geo-mean** | {len(rows)} cases | | | {geo([r['baseline_ratio'] for r in rows]):.3f} | {geo([r['time_ratio'] for r in rows]):.3f} | {geo([r['baseline']['median_ms'] / r['ort']['median_ms'] for r in rows]):.3f} |\n")
         tr_rows = [r for r in rows if r["tract_ratio"] is not None]
         print(f"| **geo-mean** | {len(rows)} cases | | | {geo([r['time_ratio'] for r in rows]):.2f} | {len(tr_rows)} run by tract | {geo([r['tract_ratio'] for r in tr_rows]):.2f} | | | "
               f"{geo([r['mem_ratio'] for r in rows]):.2f} | {geo([r['sod2_first_over_steady'] for r in rows]):.2f} | {geo([r['ort_first_over_steady'] for r in rows]):.2f} | {geo([r['tract_first_over_steady'] for r in tr_rows]):.2f} | {geo([r['sod2_new_over_steady'] for r in rows]):.2f} | {geo([r['ort_new_over_steady'] for r in rows]):.2f} |")

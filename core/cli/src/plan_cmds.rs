@@ -367,6 +367,34 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
                 io(&s.inputs),
                 io(&s.outputs)
             );
+            if !s.versions.is_empty() {
+                // The dispatch table: the first version whose conditions hold runs.
+                let table: Vec<String> = s
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        let when: Vec<String> = v
+                            .when
+                            .iter()
+                            .map(|&(x, lo, hi)| {
+                                let hi = if hi == i64::MAX {
+                                    String::new()
+                                } else {
+                                    format!("={hi}")
+                                };
+                                format!("{} in {lo}..{hi}", e(x))
+                            })
+                            .collect();
+                        let id = format!("{} {}", v.id.code(), v.id.name());
+                        if when.is_empty() {
+                            id
+                        } else {
+                            format!("{id} if {}", when.join(" and "))
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(text, "    versions: {}", table.join("; "));
+            }
         }
     }
     Ok(())

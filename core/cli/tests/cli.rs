@@ -399,6 +399,46 @@ fn tune_writes_dispatch_ranges_and_every_version_computes_the_same() {
             }
         }
     }
+    // `inspect` shows each multi-version step's dispatch table, by version code and name.
+    let r = sod2()
+        .args(["inspect", tuned.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{text}");
+    assert!(
+        text.contains("versions: 1 conv-direct-rows if ")
+            && text.contains("0 conv-im2col-gemm")
+            && text.contains("Conv("),
+        "{text}"
+    );
+    // An unknown version is a clear error listing the known ones.
+    let r = sod2()
+        .args(["run", plan.to_str().unwrap(), "--input", &input_arg])
+        .args(["--out", tmp("conv-out-bad").to_str().unwrap()])
+        .args(["--force-version", "9"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success()
+            && err.contains("--force-version 9: no such kernel version")
+            && err.contains("2 (conv-channel-blocked)"),
+        "{err}"
+    );
+    // `bench --profile` prints the time per operator (and per step) over the runs.
+    for (by, expect) in [("ops", "Conv"), ("steps", "features")] {
+        let r = sod2()
+            .args(["bench", tuned.to_str().unwrap(), "--input", &input_arg])
+            .args(["--runs", "3", "--profile", by])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            r.status.success() && text.contains("profile (--profile)") && text.contains(expect),
+            "{by}: {text}"
+        );
+    }
 }
 
 /// A model of opset 17 around graph `g`.

@@ -250,8 +250,20 @@ impl Executor {
             .range(plan, src)
             .ok_or_else(|| store_error(plan, src, "arena offset unknown"))?;
         tmp.clear();
-        tmp.resize(len, 0);
-        self.cpu.download(off, tmp)
+        match self.cpu.host_arena() {
+            // Host memory: one copy (no zero-fill first: this runs in warm control flow).
+            Some(arena) => {
+                let bytes = arena
+                    .get(off..off + len)
+                    .ok_or_else(|| store_error(plan, src, "arena range outside the arena"))?;
+                tmp.extend_from_slice(bytes);
+                Ok(())
+            }
+            None => {
+                tmp.resize(len, 0);
+                self.cpu.download(off, tmp)
+            }
+        }
     }
 
     /// [`Self::copy_tensor`] between two arena tensors: one move inside the arena, none where

@@ -129,11 +129,12 @@ impl<'a> Out<'a> {
     }
 }
 
-/// Sets `v`'s length to `words`, zero-filling only elements it never had.
+/// Makes `v` hold at least `words` words, zero-filling only words it never had. A buffer
+/// never shrinks: its slot records how many bytes are in use, so a pooled buffer that once
+/// held a larger tensor serves a smaller one and then a larger one again without refilling
+/// (a warm run writes no zeros it does not need).
 pub(crate) fn resize_words(v: &mut Vec<u64>, words: usize) {
-    if v.len() >= words {
-        v.truncate(words);
-    } else {
+    if v.len() < words {
         v.resize(words, 0);
     }
 }

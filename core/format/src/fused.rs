@@ -15,7 +15,7 @@
 //! instructions `[opcode, dst, a, b]` (four integers each); `dst` is a temporary register and
 //! operands are tagged integers (see [`Operand::encode`]). The attributes are named `fuse_*`; an
 //! anchor's own attributes (Gemm's `transB`, Conv's `pads`…) are kept under their ONNX names.
-//! [`decode_attrs`] checks all of it once, at load, into [`FusedAttrs`].
+//! Decoding (`decode_attrs`, run by [`crate::read`]) checks all of it once, at load, into [`FusedAttrs`].
 use crate::attrs::{OpAttrs, Reader};
 use crate::{DType, FormatError, OpCode};
 

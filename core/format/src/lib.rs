@@ -778,7 +778,7 @@ pub fn write(plan: &Plan, weights: &[u8], features: u64) -> Vec<u8> {
     write_with_sections(plan, weights, features, &[])
 }
 
-/// [`write`] with extra sections (`(kind, bytes)`, kinds from [`section::FIRST_EXTRA`]): each is
+/// [`write()`] with extra sections (`(kind, bytes)`, kinds from [`section::FIRST_EXTRA`]): each is
 /// placed 64-byte aligned between the metadata and the weights and covered by the checksum.
 pub fn write_with_sections(
     plan: &Plan,

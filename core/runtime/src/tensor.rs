@@ -69,7 +69,7 @@ impl Tensor {
     }
 }
 
-/// An output tensor borrowed from a session ([`Session::output`]).
+/// An output tensor borrowed from a session ([`crate::Session::output`]).
 #[derive(Clone, Copy, Debug)]
 pub struct TensorView<'a> {
     /// Name in the model.

@@ -161,6 +161,56 @@ fn unsupported_op_warns_by_name_and_analysis_goes_on() {
 }
 
 #[test]
+fn compile_names_every_unsupported_op_type_at_once() {
+    let vi = |name: &str| {
+        value_info(
+            name,
+            vec![dim(tensor_shape_proto::dimension::Value::DimParam(
+                "n".into(),
+            ))],
+        )
+    };
+    let node = |op: &str, domain: &str, name: &str, i: &str, o: &str| NodeProto {
+        op_type: Some(op.into()),
+        domain: Some(domain.into()),
+        name: Some(name.into()),
+        input: vec![i.into()],
+        output: vec![o.into()],
+        ..Default::default()
+    };
+    let g = GraphProto {
+        node: vec![
+            node("Frobnicate", "", "first_frob", "x", "a"),
+            node("Relu", "", "fine", "a", "b"),
+            node("Frobnicate", "", "second_frob", "b", "c"),
+            node("Twiddle", "com.example", "the_twiddle", "c", "y"),
+        ],
+        input: vec![vi("x")],
+        output: vec![vi("y")],
+        ..Default::default()
+    };
+    let path = tmp("two_unknown_ops.onnx");
+    std::fs::write(&path, model(g).encode_to_vec()).unwrap();
+    let out = sod2()
+        .arg("compile")
+        .arg(&path)
+        .arg("-o")
+        .arg(tmp("two_unknown_ops.sod2"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "2 operator types",
+        "Frobnicate (2 nodes, first `first_frob`)",
+        "com.example::Twiddle (1 node, first `the_twiddle`)",
+        "Re-export",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in: {stderr}");
+    }
+}
+
+#[test]
 fn bad_files_and_flags_are_clear_errors() {
     let bytes = std::fs::read(sample()).unwrap();
     let path = tmp("truncated.onnx");

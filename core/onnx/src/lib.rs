@@ -183,6 +183,21 @@ struct Importer<'a> {
     scopes: Vec<HashMap<String, ValueId>>,
 }
 
+/// Whether a `dim_param` is a converter's way of writing "unknown" rather than a name.
+///
+/// PaddlePaddle's exporter writes `'?'` for every dynamic dim, others write `''`, `-1`, `None`
+/// or `*`. Two occurrences of such a marker are unrelated dims: each becomes its own symbol
+/// (like a dim with neither value nor name), never one symbol shared by both, which would claim
+/// they are equal (an unsound fact: a `[-1, 3, '?', '?']` classifier is not square-only).
+pub fn is_unknown_marker(dim_param: &str) -> bool {
+    let p = dim_param.trim();
+    p.is_empty()
+        || matches!(
+            p,
+            "?" | "-1" | "*" | "None" | "none" | "null" | "unk" | "unknown" | "dynamic"
+        )
+}
+
 fn value_type(vi: &ValueInfoProto) -> Result<(Option<DType>, Option<Vec<DeclDim>>), ImportError> {
     use proto::tensor_shape_proto::dimension::Value as D;
     use proto::type_proto::Value as T;
@@ -202,7 +217,7 @@ fn value_type(vi: &ValueInfoProto) -> Result<(Option<DType>, Option<Vec<DeclDim>
             .iter()
             .map(|d| match &d.value {
                 Some(D::DimValue(v)) if *v >= 0 => DeclDim::Fixed(*v),
-                Some(D::DimParam(p)) if !p.is_empty() => DeclDim::Param(p.clone()),
+                Some(D::DimParam(p)) if !is_unknown_marker(p) => DeclDim::Param(p.clone()),
                 _ => DeclDim::Unnamed,
             })
             .collect()

@@ -77,6 +77,33 @@ fn imports_symbols_and_unnamed_dims() {
 }
 
 #[test]
+fn unknown_markers_are_unnamed_dims_not_one_shared_symbol() {
+    // Paddle's classifiers declare [-1, 3, '?', '?']: the two '?' are unrelated dims.
+    for marker in ["?", "-1", "*", "None", "unknown", " ? "] {
+        let g = GraphProto {
+            node: vec![node("Relu", "r", &["x"], &["y"])],
+            input: vec![vi("x", 1, &["batch", marker, marker, "3"])],
+            output: vec![vi("y", 1, &[])],
+            ..Default::default()
+        };
+        let m = import_bytes(&model(g).encode_to_vec(), None).unwrap();
+        assert_eq!(
+            m.value(m.main.inputs[0]).decl_shape,
+            Some(vec![
+                DeclDim::Param("batch".into()),
+                DeclDim::Unnamed,
+                DeclDim::Unnamed,
+                DeclDim::Fixed(3)
+            ]),
+            "marker {marker:?}"
+        );
+    }
+    for name in ["N", "height", "unk__156", "DynamicDimension.0"] {
+        assert!(!is_unknown_marker(name), "{name}");
+    }
+}
+
+#[test]
 fn truncated_and_garbage_files_are_errors() {
     let bytes = model(relu_graph()).encode_to_vec();
     for cut in [1, bytes.len() / 2, bytes.len() - 1] {

@@ -42,6 +42,15 @@ pub enum PlanError {
         /// Op type.
         op: String,
     },
+    /// Ops sod2 cannot run, every type at once (see [`unsupported_ops`]).
+    #[error(
+        "the model uses {} operator type{} sod2 cannot run: {}. Re-export the model without them \
+         (for example a newer exporter or opset may write them as supported standard ops), or \
+         report them at the sod2 issue tracker with the model's source",
+        .0.len(), if .0.len() == 1 { "" } else { "s" },
+        .0.iter().map(|u| u.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    UnsupportedOps(Vec<UnsupportedOps>),
     /// A tensor of an unsupported element type.
     #[error("tensor `{0}`: element type is not supported (strings, or unknown)")]
     UnsupportedType(String),
@@ -51,6 +60,51 @@ pub enum PlanError {
     /// A node's attributes are malformed, or ask for something the runtime does not support.
     #[error("{0}")]
     Attributes(String),
+}
+
+/// One operator type the runtime cannot run, with how often and where it first occurs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsupportedOps {
+    /// The op type (`domain::Type` outside the default domain).
+    pub op: String,
+    /// Nodes of this type, in every graph (control-flow bodies included).
+    pub count: usize,
+    /// The first such node, in import order.
+    pub first_node: String,
+}
+
+impl std::fmt::Display for UnsupportedOps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.count == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} ({} node{s}, first `{}`)",
+            self.op, self.count, self.first_node
+        )
+    }
+}
+
+/// Every operator type in `model` (all graphs, bodies included) that sod2 has no kernel for, in
+/// order of first occurrence, so a user learns all of them from one `sod2 compile`.
+pub fn unsupported_ops(model: &Model) -> Vec<UnsupportedOps> {
+    let mut out: Vec<UnsupportedOps> = Vec::new();
+    for node in &model.nodes {
+        let OpKind::Other(op) = &node.op else {
+            continue;
+        };
+        if op == fmt::fused::KERNEL || op == fmt::values::KERNEL {
+            continue;
+        }
+        match out.iter_mut().find(|u| &u.op == op) {
+            Some(u) => u.count += 1,
+            None => out.push(UnsupportedOps {
+                op: op.clone(),
+                count: 1,
+                first_node: node.name.clone(),
+            }),
+        }
+    }
+    out
 }
 
 /// Optimisation level, cumulative in the order of the method's ablation.
@@ -143,6 +197,10 @@ struct Planner<'a> {
 
 /// Plans a model.
 pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, PlanError> {
+    let unsupported = unsupported_ops(model);
+    if !unsupported.is_empty() {
+        return Err(PlanError::UnsupportedOps(unsupported));
+    }
     let fused;
     let mut fusion_report = fusion::FusionReport::default();
     let mut values_report = values::ValuesReport::default();

@@ -168,10 +168,18 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (x, w) = (c.input(0)?, c.input(1)?);
     f32_only(x.dtype)?;
     let wa = &a.window;
-    if x.dims.len() != 4 || w.dims.len() != 4 || od.len() != 4 || wa.spatial != 2 {
-        return Err("only 2-D ConvTranspose is supported".into());
+    let ns = wa.spatial;
+    // 1-D runs as 2-D over a height of 1 (the kernels' layout is the same).
+    if !((ns == 1 || ns == 2)
+        && x.dims.len() == ns + 2
+        && w.dims.len() == ns + 2
+        && od.len() == ns + 2)
+    {
+        return Err(format!(
+            "only 1-D and 2-D ConvTranspose are supported (a {ns}-D window over an input of rank {})",
+            x.dims.len()
+        ));
     }
-    let ns = 2;
     let kernel = &w.dims[2..];
     let mut pads = [0i64; 4];
     for (p, &v) in pads.iter_mut().zip(&wa.pads) {
@@ -195,11 +203,14 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             pads[k + ns] = e;
         }
     }
+    // Per-axis values as (height, width); a 1-D window is the width.
+    let hw = |v: &[usize], unit: usize| if ns == 1 { [unit, v[0]] } else { [v[0], v[1]] };
+    let begin: Vec<usize> = pads[..ns].iter().map(|&p| p.max(0) as usize).collect();
     let win = Window {
-        k: [kernel[0], kernel[1]],
-        s: [wa.strides[0], wa.strides[1]],
-        d: [wa.dilations[0], wa.dilations[1]],
-        pb: [pads[0].max(0) as usize, pads[1].max(0) as usize],
+        k: hw(kernel, 1),
+        s: hw(&wa.strides, 1),
+        d: hw(&wa.dilations, 1),
+        pb: hw(&begin, 0),
     };
     let m = od[1];
     let (ins, outs) = c.io();

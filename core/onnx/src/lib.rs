@@ -27,6 +27,7 @@ pub mod proto {
     include!("proto/onnx.rs");
 }
 
+pub mod contrib;
 mod tensor;
 
 use proto::{AttributeProto, FunctionProto, GraphProto, NodeProto, ValueInfoProto};
@@ -497,6 +498,10 @@ impl<'a> Importer<'a> {
                 n.domain.clone().unwrap_or_default(),
                 n.op_type.clone().unwrap_or_default(),
             );
+            if let Some(expanded) = contrib::expand(n, n.name.as_deref().unwrap_or(&key.1)) {
+                self.expand_functions(&expanded, out, depth + 1)?;
+                continue;
+            }
             let Some(f) = self.functions.get(&key) else {
                 out.push(n.clone());
                 continue;

@@ -1,0 +1,279 @@
+//! ONNX Runtime's float contrib ops (`com.microsoft`) that exporters and ORT's own optimisers
+//! write into shipped models, expanded at import into the standard ops they stand for.
+//!
+//! Each expansion is exact (the contrib op's definition, not an approximation of it), and the
+//! planner's fusion puts the pieces back together where it pays (elementwise chains, MatMul/Conv
+//! epilogues). An attribute combination an expansion does not cover leaves the node as it is, so
+//! the compiler reports it as unsupported by name instead of guessing.
+//!
+//! Covered: `Gelu`, `FastGelu`, `BiasGelu`, `QuickGelu`, `SkipLayerNormalization` (without its
+//! training-time mean and inverse-std outputs), `FusedMatMul` (without `transBatchA/B`),
+//! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip).
+use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
+
+/// The contrib domain.
+pub const MS_DOMAIN: &str = "com.microsoft";
+
+/// The standard-op expansion of `n` if it is a covered contrib op with supported attributes;
+/// `None` otherwise (the node is kept as written). `call` is a unique prefix for new names.
+pub fn expand(n: &NodeProto, call: &str) -> Option<Vec<NodeProto>> {
+    if n.domain.as_deref() != Some(MS_DOMAIN) {
+        return None;
+    }
+    let b = Builder {
+        call,
+        nodes: Vec::new(),
+        k: 0,
+    };
+    match n.op_type.as_deref()? {
+        "Gelu" => b.gelu(n, false),
+        "FastGelu" => b.gelu(n, true),
+        "BiasGelu" => b.gelu(n, false),
+        "QuickGelu" => b.quick_gelu(n),
+        "SkipLayerNormalization" => b.skip_layer_norm(n),
+        "FusedMatMul" => b.fused_matmul(n),
+        "FusedConv" => b.fused_conv(n),
+        _ => None,
+    }
+}
+
+struct Builder<'a> {
+    call: &'a str,
+    nodes: Vec<NodeProto>,
+    k: usize,
+}
+
+fn input(n: &NodeProto, i: usize) -> Option<&str> {
+    n.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn output(n: &NodeProto, i: usize) -> Option<&str> {
+    n.output
+        .get(i)
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+    n.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+}
+
+fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(n, name).and_then(|a| a.f).unwrap_or(default)
+}
+
+fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(n, name).and_then(|a| a.i).unwrap_or(default)
+}
+
+fn float_attr(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(v),
+        r#type: Some(attribute_proto::AttributeType::Float as i32),
+        ..Default::default()
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(attribute_proto::AttributeType::Int as i32),
+        ..Default::default()
+    }
+}
+
+fn str_attr(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        s: Some(v.as_bytes().to_vec()),
+        r#type: Some(attribute_proto::AttributeType::String as i32),
+        ..Default::default()
+    }
+}
+
+impl Builder<'_> {
+    fn fresh(&mut self, what: &str) -> String {
+        self.k += 1;
+        format!("{}/{what}_{}", self.call, self.k)
+    }
+
+    /// Appends a standard node; returns its first output.
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        out: Option<&str>,
+        attrs: Vec<AttributeProto>,
+    ) -> String {
+        let out = out.map_or_else(|| self.fresh(op), str::to_string);
+        let name = self.fresh(op);
+        self.nodes.push(NodeProto {
+            op_type: Some(op.into()),
+            domain: Some(String::new()),
+            name: Some(name),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            attribute: attrs,
+            ..Default::default()
+        });
+        out
+    }
+
+    /// A float scalar constant.
+    fn scalar(&mut self, v: f32) -> String {
+        let t = TensorProto {
+            data_type: Some(1),
+            float_data: vec![v],
+            ..Default::default()
+        };
+        let a = AttributeProto {
+            name: Some("value".into()),
+            t: Some(t),
+            r#type: Some(attribute_proto::AttributeType::Tensor as i32),
+            ..Default::default()
+        };
+        self.node("Constant", &[], None, vec![a])
+    }
+
+    /// `Gelu`, `BiasGelu` (exact erf form) and `FastGelu` (tanh form), each with an optional
+    /// bias added first.
+    fn gelu(mut self, n: &NodeProto, tanh: bool) -> Option<Vec<NodeProto>> {
+        let x = input(n, 0)?;
+        let y = output(n, 0)?;
+        let x = match input(n, 1) {
+            Some(bias) => self.node("Add", &[x, bias], None, vec![]),
+            None => x.to_string(),
+        };
+        let approx = if tanh { "tanh" } else { "none" };
+        self.node(
+            "Gelu",
+            &[&x],
+            Some(y),
+            vec![str_attr("approximate", approx)],
+        );
+        Some(self.nodes)
+    }
+
+    /// `x * sigmoid(alpha * x)`.
+    fn quick_gelu(mut self, n: &NodeProto) -> Option<Vec<NodeProto>> {
+        let (x, y) = (input(n, 0)?, output(n, 0)?);
+        let alpha = attr_f(n, "alpha", 1.702);
+        let a = self.scalar(alpha);
+        let ax = self.node("Mul", &[x, &a], None, vec![]);
+        let s = self.node("Sigmoid", &[&ax], None, vec![]);
+        self.node("Mul", &[x, &s], Some(y), vec![]);
+        Some(self.nodes)
+    }
+
+    /// `LayerNormalization(input + skip (+ bias))` over the last axis; the optional fourth
+    /// output is the sum.
+    fn skip_layer_norm(mut self, n: &NodeProto) -> Option<Vec<NodeProto>> {
+        let (x, skip, gamma) = (input(n, 0)?, input(n, 1)?, input(n, 2)?);
+        let y = output(n, 0)?;
+        // Mean and inverse std (outputs 1, 2) are training-time extras; not expanded.
+        if output(n, 1).is_some() || output(n, 2).is_some() {
+            return None;
+        }
+        let eps = attr_f(n, "epsilon", 1e-12);
+        let sum_out = output(n, 3);
+        let mut sum = match input(n, 4) {
+            Some(_) => self.node("Add", &[x, skip], None, vec![]),
+            None => self.node("Add", &[x, skip], sum_out, vec![]),
+        };
+        if let Some(bias) = input(n, 4) {
+            sum = self.node("Add", &[&sum, bias], sum_out, vec![]);
+        }
+        let mut ins = vec![sum.as_str(), gamma];
+        if let Some(beta) = input(n, 3) {
+            ins.push(beta);
+        }
+        let attrs = vec![int_attr("axis", -1), float_attr("epsilon", eps)];
+        self.node("LayerNormalization", &ins, Some(y), attrs);
+        Some(self.nodes)
+    }
+
+    /// `alpha * op(A) @ op(B)` where op transposes the last two axes when asked: one Einsum.
+    fn fused_matmul(mut self, n: &NodeProto) -> Option<Vec<NodeProto>> {
+        let (a, b, y) = (input(n, 0)?, input(n, 1)?, output(n, 0)?);
+        if attr_i(n, "transBatchA", 0) != 0 || attr_i(n, "transBatchB", 0) != 0 {
+            return None;
+        }
+        let alpha = attr_f(n, "alpha", 1.0);
+        let (ta, tb) = (attr_i(n, "transA", 0) != 0, attr_i(n, "transB", 0) != 0);
+        let lhs = if ta { "...ki" } else { "...ik" };
+        let rhs = if tb { "...jk" } else { "...kj" };
+        let plain = !ta && !tb;
+        let out = (alpha == 1.0).then_some(y);
+        let prod = if plain {
+            self.node("MatMul", &[a, b], out, vec![])
+        } else {
+            let eq = format!("{lhs},{rhs}->...ij");
+            self.node("Einsum", &[a, b], out, vec![str_attr("equation", &eq)])
+        };
+        if alpha != 1.0 {
+            let s = self.scalar(alpha);
+            self.node("Mul", &[&prod, &s], Some(y), vec![]);
+        }
+        Some(self.nodes)
+    }
+
+    /// `activation(Conv(X, W, B) + Z)`.
+    fn fused_conv(mut self, n: &NodeProto) -> Option<Vec<NodeProto>> {
+        let (x, w, y) = (input(n, 0)?, input(n, 1)?, output(n, 0)?);
+        let act = attr(n, "activation")
+            .and_then(|a| a.s.as_deref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .unwrap_or_default();
+        let params: Vec<f32> = attr(n, "activation_params")
+            .map(|a| a.floats.clone())
+            .unwrap_or_default();
+        let p = |i: usize, d: f32| params.get(i).copied().unwrap_or(d);
+        let conv_attrs: Vec<AttributeProto> = n
+            .attribute
+            .iter()
+            .filter(|a| !matches!(a.name.as_deref(), Some("activation" | "activation_params")))
+            .cloned()
+            .collect();
+        let mut ins = vec![x, w];
+        if let Some(bias) = input(n, 2) {
+            ins.push(bias);
+        }
+        let z = input(n, 3);
+        let plain = act.is_empty() || act == "Identity";
+        let conv_out = (plain && z.is_none()).then_some(y);
+        let mut t = self.node("Conv", &ins, conv_out, conv_attrs);
+        if let Some(z) = z {
+            t = self.node("Add", &[&t, z], plain.then_some(y), vec![]);
+        }
+        match act.as_str() {
+            "" | "Identity" => {}
+            "Relu" | "Tanh" | "Sigmoid" => {
+                self.node(&act, &[&t], Some(y), vec![]);
+            }
+            "LeakyRelu" => {
+                self.node(
+                    "LeakyRelu",
+                    &[&t],
+                    Some(y),
+                    vec![float_attr("alpha", p(0, 0.01))],
+                );
+            }
+            "HardSigmoid" => {
+                let attrs = vec![
+                    float_attr("alpha", p(0, 0.2)),
+                    float_attr("beta", p(1, 0.5)),
+                ];
+                self.node("HardSigmoid", &[&t], Some(y), attrs);
+            }
+            "Clip" => {
+                let lo = self.scalar(p(0, f32::MIN));
+                let hi = self.scalar(p(1, f32::MAX));
+                self.node("Clip", &[&t, &lo, &hi], Some(y), vec![]);
+            }
+            _ => return None,
+        }
+        Some(self.nodes)
+    }
+}

@@ -11,6 +11,7 @@ android {
     compileSdk = 35
     defaultConfig {
         minSdk = 24
+        consumerProguardFiles("consumer-rules.pro")
         ndk { abiFilters += listOf("arm64-v8a", "armeabi-v7a", "x86_64") }
     }
     sourceSets["main"].java.srcDirs("src/main/kotlin")

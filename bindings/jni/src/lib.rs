@@ -6,15 +6,16 @@
 //! panics become Kotlin exceptions, never a crash: the class is the Kotlin column of the error
 //! table shared with the C and Swift bindings (`sod2_bindings_common::KINDS`), and
 //! `Native.errorClasses` hands that column to the Kotlin tests. On Android, `log` goes to
-//! logcat through `android_logger`.
+//! logcat (tag `sod2`) through `android_logger`, installed once by `JNI_OnLoad`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use std::sync::Arc;
+use std::ffi::c_void;
+use std::sync::{Arc, Once};
 
 use jni::objects::{
     JByteArray, JByteBuffer, JClass, JIntArray, JLongArray, JObject, JObjectArray, JString,
 };
-use jni::sys::{jlong, jobjectArray};
+use jni::sys::{jint, jlong, jobjectArray, JNI_VERSION_1_6};
 use jni::JNIEnv;
 use sod2_bindings_common::{catch_panics, ErrorKind, Registry};
 use sod2_runtime::{DType, Plan, RuntimeError, Session, TensorIn};
@@ -105,16 +106,30 @@ fn session<'a>(h: jlong) -> Result<&'a mut SessionHandle, Error> {
         .ok_or_else(|| err(ErrorKind::InvalidHandle, "the session is closed or invalid"))
 }
 
-/// Sets up logging (logcat on Android).
+/// Set once the logger is installed (or, off Android, once the load message is logged).
+static LOGGING: Once = Once::new();
+
+/// Routes `log` to logcat under the tag `sod2` (Android only; elsewhere `log` stays a no-op
+/// unless the host installs a logger), once per process however often it is called.
+fn init_logging() {
+    LOGGING.call_once(|| {
+        #[cfg(target_os = "android")]
+        android_logger::init_once(
+            android_logger::Config::default()
+                .with_max_level(log::LevelFilter::Info)
+                .with_tag("sod2"),
+        );
+        log::info!("sod2 {} native library loaded", env!("CARGO_PKG_VERSION"));
+    });
+}
+
+/// Called by the JVM (ART on Android) when `System.loadLibrary("sod2_jni")` loads this library,
+/// before any other entry point: installs the logger. A panic is caught (it must not unwind
+/// into the VM) and only costs the logger.
 #[no_mangle]
-pub extern "system" fn Java_dev_sod2_Native_initLogging(_env: JNIEnv<'_>, _class: JClass<'_>) {
-    #[cfg(target_os = "android")]
-    android_logger::init_once(
-        android_logger::Config::default()
-            .with_max_level(log::LevelFilter::Info)
-            .with_tag("sod2"),
-    );
-    log::info!("sod2 {} native library loaded", env!("CARGO_PKG_VERSION"));
+pub extern "system" fn JNI_OnLoad(_vm: *mut jni::sys::JavaVM, _reserved: *mut c_void) -> jint {
+    let _ = std::panic::catch_unwind(init_logging);
+    JNI_VERSION_1_6
 }
 
 /// Loads a plan file; returns a model handle.
@@ -465,6 +480,20 @@ mod tests {
             );
             assert!(src.contains(&decl), "missing in {dir}: {decl}");
         }
+    }
+
+    #[test]
+    fn jni_on_load_installs_logging_once_and_returns_a_supported_version() {
+        assert_eq!(
+            JNI_OnLoad(std::ptr::null_mut(), std::ptr::null_mut()),
+            JNI_VERSION_1_6
+        );
+        assert!(LOGGING.is_completed());
+        // A second load (another class loader) is harmless: `call_once` does not run again.
+        assert_eq!(
+            JNI_OnLoad(std::ptr::null_mut(), std::ptr::null_mut()),
+            JNI_VERSION_1_6
+        );
     }
 
     #[test]

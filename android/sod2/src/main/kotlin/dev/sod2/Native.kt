@@ -3,11 +3,10 @@ package dev.sod2
 /** JNI entry points of `libsod2_jni` (bindings/jni). Internal: use [Sod2Model] and [Session]. */
 internal object Native {
     init {
+        // Its JNI_OnLoad installs the logger once (logcat, tag "sod2", on Android).
         System.loadLibrary("sod2_jni")
-        initLogging()
     }
 
-    @JvmStatic external fun initLogging()
     @JvmStatic external fun version(): String
     @JvmStatic external fun modelLoad(path: String): Long
     @JvmStatic external fun modelFromBytes(bytes: ByteArray): Long

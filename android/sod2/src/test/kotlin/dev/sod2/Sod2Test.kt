@@ -5,6 +5,7 @@ import java.nio.ByteBuffer
 import org.junit.jupiter.api.Assertions.assertArrayEquals
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Assumptions.assumeTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 
@@ -116,5 +117,34 @@ class Sod2Test {
             val e = cls.getConstructor(String::class.java).newInstance("msg") as Sod2Exception
             assertEquals("msg", e.message)
         }
+    }
+
+    /** The arm64 profile (`mvn -Parm64`) sets `sod2.expect.arch`: prove the tests ran on that JVM. */
+    @Test
+    fun runsOnTheArchitectureTheProfileAskedFor() {
+        val want = System.getProperty("sod2.expect.arch")
+        assumeTrue(!want.isNullOrEmpty(), "sod2.expect.arch is not set (only -Parm64 sets it)")
+        assertEquals(want, System.getProperty("os.arch"))
+    }
+
+    /** The libsod2_jni this JVM mapped comes from java.library.path and is built for its arch. */
+    @Test
+    fun theLoadedNativeLibraryIsTheOneForThisJvm() {
+        assertTrue(Sod2Model.version.isNotEmpty()) // loads the library
+        val maps = File("/proc/self/maps")
+        assumeTrue(maps.canRead(), "no /proc/self/maps (not Linux)")
+        val mapped = maps.readLines()
+            .filter { it.endsWith("/libsod2_jni.so") }
+            .map { File(it.substring(it.indexOf('/'))) }
+            .toSet()
+        assertEquals(1, mapped.size, mapped.toString())
+        val lib = mapped.first()
+        val dir = File(System.getProperty("java.library.path")).canonicalFile
+        assertEquals(dir, lib.canonicalFile.parentFile)
+        val header = lib.inputStream().use { it.readNBytes(20) }
+        assertEquals(listOf<Byte>(0x7f, 'E'.code.toByte(), 'L'.code.toByte(), 'F'.code.toByte()), header.take(4))
+        val machine = (header[18].toInt() and 0xff) or ((header[19].toInt() and 0xff) shl 8)
+        val elfArch = mapOf(62 to "amd64", 183 to "aarch64")[machine] ?: "ELF machine $machine"
+        assertEquals(System.getProperty("os.arch"), elfArch)
     }
 }

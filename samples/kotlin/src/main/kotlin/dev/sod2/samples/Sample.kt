@@ -13,7 +13,8 @@ import kotlin.math.abs
 fun main(args: Array<String>) {
     require(args.size == 1) { "usage: Sample MODEL.sod2" }
     Sod2Model.load(args[0]).use { model ->
-        println("sod2 ${Sod2Model.version}: ${model.inputNames.size} inputs, ${model.outputNames.size} outputs")
+        val arch = System.getProperty("os.arch")
+        println("sod2 ${Sod2Model.version} on $arch: ${model.inputNames.size} inputs, ${model.outputNames.size} outputs")
         model.newSession().use { session ->
             for ((batch, seq) in listOf(1 to 7, 2 to 16)) {
                 val n = batch * seq

@@ -22,7 +22,9 @@ fn is_rnn(op: &OpKind) -> bool {
     matches!(op, OpKind::LSTM | OpKind::GRU | OpKind::RNN)
 }
 
-/// (dirs, batch_first) from the attributes.
+/// (dirs, batch_first) from the attributes. A value outside the operator's definition reads as
+/// the default here: the planner's attribute decoding (`sod2_format::attrs`) refuses it with an
+/// error naming the node and the attribute, which is clearer than a shape left unknown.
 fn geometry(ctx: &Ctx<'_>) -> RuleResult<(i64, bool)> {
     let e = |x: sod2_ir::AttrError| x.to_string();
     let dirs = match ctx
@@ -31,19 +33,10 @@ fn geometry(ctx: &Ctx<'_>) -> RuleResult<(i64, bool)> {
         .map_err(e)?
         .as_str()
     {
-        "forward" | "reverse" => 1,
         "bidirectional" => 2,
-        d => {
-            return Err(format!(
-                "direction `{d}` is not forward, reverse or bidirectional"
-            ))
-        }
+        _ => 1,
     };
-    let batch_first = match ctx.node.attr_int("layout", 0).map_err(e)? {
-        0 => false,
-        1 => true,
-        l => return Err(format!("layout {l} is not 0 or 1")),
-    };
+    let batch_first = ctx.node.attr_int("layout", 0).map_err(e)? == 1;
     Ok((dirs, batch_first))
 }
 

@@ -318,6 +318,25 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Batches of at most this many sequences run their per-step products unpacked
+/// (`simd::small_gemm`, four rows at a time straight from `Rᵀ`): packing `Rᵀ` anew every step
+/// costs more than the product at these sizes.
+const STEP_SMALL_ROWS: usize = 16;
+
+/// A per-step product (`b` row-major, never transposed): unpacked for small batches on one
+/// thread, else the packed GEMM (which splits large products across the session's threads).
+fn step_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) {
+    if g.m <= STEP_SMALL_ROWS && crate::par::threads() == 1 {
+        let ld = c.ld;
+        if simd::small_gemm(isa, g, MatMut { data: c.data, ld }).is_ok() {
+            return;
+        }
+        gemm_f32_ldc(g, MatMut { data: c.data, ld });
+        return;
+    }
+    gemm_f32_ldc(g, c);
+}
+
 /// Clamps `x` to `[-clip, clip]` and applies `act`.
 fn activate(act: Act, clip: Option<f32>, isa: Isa, x: &mut [f32]) {
     if let Some(c) = clip {
@@ -421,9 +440,12 @@ fn direction(
     let acts = &p.acts[d * na..(d + 1) * na];
     // Rᵀ of this direction, [hidden, G·hidden], so the step products read it row-major.
     let rd = &p.r[d * gh * h..(d + 1) * gh * h];
-    for (j, row) in rd.chunks_exact(h).enumerate() {
-        for (k, &v) in row.iter().enumerate() {
-            rt[k * gh + j] = v;
+    if simd::transpose(isa, rd, rt, (1, 0), (h, gh, h)).is_err() {
+        // Not reached (the lengths are checked); the scalar transpose keeps it correct anyway.
+        for (j, row) in rd.chunks_exact(h).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                rt[k * gh + j] = v;
+            }
         }
     }
     for b in 0..batch {
@@ -460,7 +482,8 @@ fn direction(
     );
     let n_first = if gru_late { 2 * h } else { gh };
     for s in 0..max_len {
-        gemm_f32_ldc(
+        step_gemm(
+            isa,
             &Gemm {
                 m: batch,
                 n: n_first,
@@ -555,7 +578,8 @@ fn direction(
                             tmp[b * h + k] = r[k] * hb[k];
                         }
                     }
-                    gemm_f32_ldc(
+                    step_gemm(
+                        isa,
                         &Gemm {
                             m: batch,
                             n: h,
@@ -890,10 +914,13 @@ mod tests {
 
     #[test]
     fn larger_shapes_match_the_reference() {
-        // Wide enough for the packed GEMM and the vector activations' full tiles.
+        // Wide enough for the packed GEMM and the vector activations' full tiles; batches on
+        // both sides of STEP_SMALL_ROWS (unpacked and packed step products).
         for (kind, seed) in [(0, 1), (1, 2), (2, 3)] {
-            for opts in [0, 0b1011_1111, 0b0000_0111] {
-                compare(kind, 2, opts & 1 == 0, (7, 9, 33, 40), opts, seed);
+            for opts in [0, 0b1011_1111, 0b0000_0111, 0b1000_0011] {
+                for batch in [9, STEP_SMALL_ROWS + 3] {
+                    compare(kind, 2, opts & 1 == 0, (7, batch, 33, 40), opts, seed);
+                }
             }
         }
     }

@@ -584,3 +584,89 @@ proptest! {
         prop_assert_eq!(got[2], out);
     }
 }
+
+fn str_attr(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(3),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn recurrent_outputs_follow_layout_and_direction() {
+    // PyTorch's export: bidirectional LSTM, then Transpose(0, 2, 1, 3) and Reshape(0, 0, -1).
+    let m = G::default()
+        .input("x", 1, &["seq", "batch", "10"])
+        .input("h0", 1, &["2", "batch", "6"])
+        .input("c0", 1, &["2", "batch", "6"])
+        .init_f32("w", &[2, 24, 10])
+        .init_f32("r", &[2, 24, 6])
+        .init_f32("b", &[2, 48])
+        .init_i64("s", &[0, 0, -1])
+        .node_a(
+            "LSTM",
+            &["x", "w", "r", "b", "", "h0", "c0"],
+            &["y", "y_h", "y_c"],
+            vec![
+                int_attr("hidden_size", 6),
+                str_attr("direction", "bidirectional"),
+            ],
+        )
+        .node_a(
+            "Transpose",
+            &["y"],
+            &["t"],
+            vec![ints_attr("perm", &[0, 2, 1, 3])],
+        )
+        .node("Reshape", &["t", "s"], &["out"])
+        .output("out")
+        .output("y_h")
+        .output("y_c")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["seq", "2", "batch", "6"]);
+    assert_eq!(shape(&m, &a, "y_h"), ["2", "batch", "6"]);
+    assert_eq!(shape(&m, &a, "y_c"), ["2", "batch", "6"]);
+    assert_eq!(shape(&m, &a, "out"), ["seq", "batch", "12"]);
+    assert!(a.fresh.is_empty(), "{:?}", a.fresh);
+
+    // Batch-first GRU, hidden size from R, Y left out: Y_h is [batch, dirs, hidden].
+    let m = G::default()
+        .input("x", 1, &["batch", "seq", "3"])
+        .init_f32("w", &[1, 12, 3])
+        .init_f32("r", &[1, 12, 4])
+        .node_a(
+            "GRU",
+            &["x", "w", "r"],
+            &["", "y_h"],
+            vec![int_attr("layout", 1), str_attr("direction", "reverse")],
+        )
+        .output("y_h")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y_h"), ["batch", "1", "4"]);
+}
+
+#[test]
+fn recurrent_backward_names_the_input_dims() {
+    // X's seq and batch are undeclared; Y meets a declared tensor in an Add.
+    let m = G::default()
+        .input("x", 1, &["?", "?", "3"])
+        .input("z", 1, &["seq", "1", "batch", "4"])
+        .init_f32("w", &[1, 4, 3])
+        .init_f32("r", &[1, 4, 4])
+        .node_a(
+            "RNN",
+            &["x", "w", "r"],
+            &["y"],
+            vec![int_attr("hidden_size", 4)],
+        )
+        .node("Add", &["y", "z"], &["out"])
+        .output("out")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "x"), ["seq", "batch", "3"]);
+    assert_eq!(shape(&m, &a, "out"), ["seq", "1", "batch", "4"]);
+}

@@ -503,3 +503,97 @@ fn model(g: GraphProto) -> ModelProto {
         ..Default::default()
     }
 }
+
+/// A one-node LSTM model (`X: [seq, batch, 3]`, hidden size 2, weights as initializers) with
+/// string attributes `attrs`.
+fn lstm_model(attrs: &[(&str, &str)]) -> ModelProto {
+    use tensor_shape_proto::dimension::Value as D;
+    let weights = |name: &str, dims: Vec<i64>| TensorProto {
+        name: Some(name.into()),
+        float_data: vec![0.1; dims.iter().product::<i64>() as usize],
+        dims,
+        data_type: Some(1),
+        ..Default::default()
+    };
+    let mut attribute = vec![AttributeProto {
+        name: Some("hidden_size".into()),
+        r#type: Some(2),
+        i: Some(2),
+        ..Default::default()
+    }];
+    for (k, v) in attrs {
+        attribute.push(AttributeProto {
+            name: Some(k.to_string()),
+            r#type: Some(3),
+            s: Some(v.as_bytes().to_vec()),
+            ..Default::default()
+        });
+    }
+    let graph = GraphProto {
+        node: vec![NodeProto {
+            op_type: Some("LSTM".into()),
+            name: Some("encoder_lstm".into()),
+            input: vec!["x".into(), "w".into(), "r".into()],
+            output: vec!["".into(), "y_h".into()],
+            attribute,
+            ..Default::default()
+        }],
+        input: vec![value_info(
+            "x",
+            vec![
+                dim(D::DimParam("seq".into())),
+                dim(D::DimParam("batch".into())),
+                dim(D::DimValue(3)),
+            ],
+        )],
+        output: vec![ValueInfoProto {
+            name: Some("y_h".into()),
+            ..Default::default()
+        }],
+        initializer: vec![weights("w", vec![1, 8, 3]), weights("r", vec![1, 8, 2])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn recurrent_attributes_are_checked_at_compile_time() {
+    let compile = |name: &str, m: ModelProto| {
+        let path = tmp(&format!("{name}.onnx"));
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        sod2()
+            .args(["compile", path.to_str().unwrap(), "-o"])
+            .arg(tmp(&format!("{name}.sod2")))
+            .output()
+            .unwrap()
+    };
+    let ok = compile("lstm_ok", lstm_model(&[("direction", "reverse")]));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for (attrs, expect) in [
+        (
+            vec![("direction", "sideways")],
+            "step `encoder_lstm` (LSTM): attribute `direction` is `sideways`",
+        ),
+        (
+            vec![("activations", "Sigmoid")],
+            "step `encoder_lstm` (LSTM): attribute `activations` has 1 functions, expected 3",
+        ),
+    ] {
+        let out = compile("lstm_bad", lstm_model(&attrs));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(expect), "expected `{expect}` in: {err}");
+    }
+}

@@ -47,6 +47,8 @@ macro_rules! with_onnx_ops {
             TopK = 129, NonZero = 130, NonMaxSuppression = 131, Unique = 132,
             // control flow
             If = 133, Loop = 134, Scan = 135,
+            // recurrent
+            LSTM = 136, GRU = 137, RNN = 138,
         }
     };
 }

@@ -422,6 +422,9 @@ fn op_codes_are_stable_and_names_round_trip() {
     assert_eq!(OpCode::Abs.code(), 1);
     assert_eq!(OpCode::Conv.code(), 70);
     assert_eq!(OpCode::Scan.code(), 135);
+    assert_eq!(OpCode::LSTM.code(), 136);
+    assert_eq!(OpCode::GRU.code(), 137);
+    assert_eq!(OpCode::RNN.code(), 138);
     assert_eq!(OpCode::Fused.name(), "sod2.Fused");
     assert_eq!(OpCode::Values.name(), "sod2.Values");
     for &v in VersionId::ALL {

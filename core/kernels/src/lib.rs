@@ -12,7 +12,7 @@
 //! A module imports only from the layers below its own, so the crate has no module cycle:
 //!
 //! ```text
-//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn
 //! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
@@ -40,6 +40,7 @@ pub mod math;
 pub mod par;
 pub mod pool;
 pub mod reduce;
+pub mod rnn;
 pub mod scratch;
 pub mod shape;
 pub mod simd;

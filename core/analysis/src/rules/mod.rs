@@ -10,6 +10,7 @@ mod layout;
 mod linalg;
 mod nn;
 mod reduce;
+mod rnn;
 
 use std::fmt;
 
@@ -73,6 +74,8 @@ pub fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
         f
     } else if let Some(f) = edo::forward(ctx)? {
         f
+    } else if let Some(f) = rnn::forward(ctx)? {
+        f
     } else {
         return Err(format!("no shape rule for {}", ctx.node.op.name()));
     };
@@ -86,6 +89,7 @@ pub fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Vec<Option<Fact>> {
         .or_else(|| linalg::backward(ctx, outs))
         .or_else(|| layout::backward(ctx, outs))
         .or_else(|| nn::backward(ctx, outs))
+        .or_else(|| rnn::backward(ctx, outs))
         .unwrap_or_default();
     r.resize(ctx.node.inputs.len(), None);
     r

@@ -10,12 +10,14 @@
 //! Unknown attribute names are ignored (exporters add their own, and some ONNX attributes do
 //! not affect inference, e.g. Dropout's `seed`).
 mod nn;
+mod rnn;
 mod tensor;
 
 pub use nn::{
     AutoPad, BatchNormAttrs, ConvAttrs, ConvTransposeAttrs, GemmAttrs, LayerNormAttrs, LrnAttrs,
     PoolAttrs, PoolKind, WindowAttrs,
 };
+pub use rnn::{RnnActivation, RnnAttrs, RnnCell, RnnDirection};
 pub use tensor::{
     AspectPolicy, CoordTransform, NearestMode, PadAttrs, PadMode, ReduceAttrs, Reduction,
     ResizeAttrs, ResizeMode, ScanAttrs, SliceAttrs, SplitAttrs,
@@ -307,6 +309,8 @@ pub enum OpAttrs {
     },
     /// Scan.
     Scan(ScanAttrs),
+    /// LSTM, GRU, RNN.
+    Rnn(RnnAttrs),
     /// `sod2.Fused`.
     Fused(Box<FusedAttrs>),
     /// `sod2.Values`.
@@ -526,6 +530,7 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
             }
         }
         O::Scan => OpAttrs::Scan(tensor::scan(r)?),
+        O::LSTM | O::GRU | O::RNN => OpAttrs::Rnn(rnn::rnn(r)?),
         O::Fused => OpAttrs::Fused(Box::new(fused::decode_attrs(r)?)),
         O::Values => OpAttrs::Values(values(r)?),
         O::Not

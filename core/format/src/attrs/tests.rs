@@ -447,3 +447,189 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
     }
     let _ = RowOp::None;
 }
+
+fn rnn_attrs(op: OpCode, attrs: Vec<(&str, AttrValue)>) -> RnnAttrs {
+    match decode(op, &[3, 3, 3], attrs) {
+        Ok(OpAttrs::Rnn(a)) => a,
+        other => panic!("{op}: {other:?}"),
+    }
+}
+
+#[test]
+fn recurrent_defaults() {
+    use RnnActivation::{Sigmoid, Tanh};
+    let a = rnn_attrs(OpCode::LSTM, vec![]);
+    assert_eq!(
+        a,
+        RnnAttrs {
+            cell: RnnCell::Lstm {
+                input_forget: false
+            },
+            direction: RnnDirection::Forward,
+            hidden_size: None,
+            batch_first: false,
+            activations: vec![Sigmoid, Tanh, Tanh],
+            clip: None,
+        }
+    );
+    let a = rnn_attrs(
+        OpCode::GRU,
+        vec![
+            ("direction", s("bidirectional")),
+            ("hidden_size", AttrValue::Int(7)),
+        ],
+    );
+    assert_eq!(
+        a.cell,
+        RnnCell::Gru {
+            linear_before_reset: false
+        }
+    );
+    assert_eq!(a.hidden_size, Some(7));
+    assert_eq!(a.activations, vec![Sigmoid, Tanh, Sigmoid, Tanh]);
+    let a = rnn_attrs(
+        OpCode::RNN,
+        vec![("direction", s("reverse")), ("layout", AttrValue::Int(1))],
+    );
+    assert_eq!(a.cell, RnnCell::Simple);
+    assert_eq!(a.direction, RnnDirection::Reverse);
+    assert!(a.batch_first);
+    assert_eq!(a.activations, vec![Tanh]);
+}
+
+#[test]
+fn recurrent_activations_take_alpha_and_beta_in_order() {
+    use RnnActivation as A;
+    // The planner joins ONNX string lists with U+001F.
+    let a = rnn_attrs(
+        OpCode::LSTM,
+        vec![
+            (
+                "activations",
+                s("HardSigmoid\u{1f}leakyrelu\u{1f}Affine\u{1f}HardSigmoid\u{1f}leakyrelu\u{1f}Affine"),
+            ),
+            (
+                "activation_alpha",
+                AttrValue::Floats(vec![0.3, 0.05, 2.0, 0.3, 0.05]),
+            ),
+            ("activation_beta", AttrValue::Floats(vec![0.4, 0.5, 0.4])),
+            ("direction", s("bidirectional")),
+            ("input_forget", AttrValue::Int(1)),
+            ("clip", AttrValue::Float(2.5)),
+        ],
+    );
+    let (hs, lr) = (
+        A::HardSigmoid {
+            alpha: 0.3,
+            beta: 0.4,
+        },
+        A::LeakyRelu { alpha: 0.05 },
+    );
+    let affine = |alpha, beta| A::Affine { alpha, beta };
+    // Values are consumed in order, across directions; once they run out, the ONNX
+    // operator's defaults.
+    assert_eq!(
+        a.activations,
+        vec![hs, lr, affine(2.0, 0.5), hs, lr, affine(1.0, 0.0)]
+    );
+    assert_eq!(a.cell, RnnCell::Lstm { input_forget: true });
+    assert_eq!(a.clip, Some(2.5));
+    let a = rnn_attrs(
+        OpCode::GRU,
+        vec![
+            (
+                "activations",
+                s("Sigmoid\u{1f}Tanh\u{1f}Elu\u{1f}ScaledTanh"),
+            ),
+            ("direction", s("bidirectional")),
+            ("linear_before_reset", AttrValue::Int(1)),
+        ],
+    );
+    assert_eq!(
+        a.activations,
+        vec![
+            A::Sigmoid,
+            A::Tanh,
+            A::Elu { alpha: 1.0 },
+            A::ScaledTanh {
+                alpha: 1.0,
+                beta: 1.0
+            }
+        ]
+    );
+    assert_eq!(
+        a.cell,
+        RnnCell::Gru {
+            linear_before_reset: true
+        }
+    );
+}
+
+#[test]
+fn recurrent_attribute_errors_name_the_attribute() {
+    let f = |v: f32| AttrValue::Float(v);
+    let i = AttrValue::Int;
+    err(
+        OpCode::LSTM,
+        &[3],
+        vec![("direction", s("up"))],
+        "`direction` is `up`",
+    );
+    err(OpCode::GRU, &[3], vec![("layout", i(2))], "`layout` is 2");
+    err(
+        OpCode::RNN,
+        &[3],
+        vec![("hidden_size", i(0))],
+        "`hidden_size` is 0",
+    );
+    err(OpCode::RNN, &[3], vec![("clip", f(0.0))], "`clip` is 0");
+    err(
+        OpCode::LSTM,
+        &[3],
+        vec![("input_forget", i(2))],
+        "`input_forget` is 2",
+    );
+    err(
+        OpCode::GRU,
+        &[3],
+        vec![("linear_before_reset", i(3))],
+        "`linear_before_reset` is 3",
+    );
+    err(
+        OpCode::RNN,
+        &[3],
+        vec![("activations", s("Gelu"))],
+        "`activations` names `Gelu`",
+    );
+    err(
+        OpCode::GRU,
+        &[3],
+        vec![("activations", s("Sigmoid\u{1f}Tanh\u{1f}Tanh"))],
+        "`activations` has 3 functions, expected 2",
+    );
+    // Bidirectional cells list both directions' functions.
+    err(
+        OpCode::RNN,
+        &[3],
+        vec![
+            ("activations", s("Tanh")),
+            ("direction", s("bidirectional")),
+        ],
+        "`activations` has 1 functions, expected 2",
+    );
+    err(
+        OpCode::RNN,
+        &[3],
+        vec![
+            ("activations", s("Tanh")),
+            ("activation_alpha", AttrValue::Floats(vec![1.0])),
+        ],
+        "`activation_alpha` holds more values",
+    );
+    err(
+        OpCode::RNN,
+        &[3],
+        vec![("activation_beta", AttrValue::Floats(vec![1.0]))],
+        "without `activations`",
+    );
+}

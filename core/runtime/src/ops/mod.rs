@@ -11,6 +11,7 @@ mod norm;
 mod num;
 mod reduce;
 mod resize;
+mod rnn;
 mod shape_ops;
 
 use std::borrow::Cow;
@@ -26,8 +27,8 @@ pub(crate) use conv::PackedWeights;
 /// Tensor dims held inline (no heap allocation up to rank 8).
 pub(crate) use sod2_kernels::shape::Dims;
 
-/// The inputs of a step (inline up to 6).
-pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 6]>;
+/// The inputs of a step (inline up to 8: LSTM has 8).
+pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 8]>;
 
 /// The outputs of a step (inline up to 4).
 pub(crate) type Outs<'b> = SmallVec<[Option<Out<'b>>; 4]>;
@@ -415,6 +416,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| reduce::get(op))
         .or_else(|| layout::get(op))
         .or_else(|| shape_ops::get(op))
+        .or_else(|| rnn::get(op))
 }
 
 /// An error unless `dt` is f32 (kernels that only have an f32 implementation).

@@ -168,7 +168,6 @@ MODELS: list[Model] = [
         "OCR recognition: CNN + bidirectional LSTM over a variable image width",
         [{"input1": (1, 1, 64, 64)}, {"input1": (1, 1, 64, 160)}, {"input1": (1, 1, 64, 257)}],
         lambda s, r: unit_image(s, r, "input1"),
-        expect="LSTM",
     ),
     Model(
         "ddddocr_crnn_int8", DDDDOCR, "ddddocr/common_old.onnx",
@@ -234,7 +233,6 @@ MODELS: list[Model] = [
         "seq2seq encoder: embedding, bidirectional GRU, masks",
         [{"src": (1, 5)}, {"src": (2, 9)}, {"src": (3, 16)}],
         romanizer_encoder,
-        expect="GRU",
     ),
     Model(
         "romanizer_decoder", ROMANIZER, "arabic_name_romanizer/resources/decoder.onnx",
@@ -257,7 +255,8 @@ MODELS: list[Model] = [
         [{"input": (1, 512)}, {"input": (2, 512)}, {"input": (3, 512)}],
         silero,
         chain={"stateN": "state"},
-        expect="LSTM (inside an If branch)",
+        expect=("an If whose branches return different ranks (a Squeeze taken when the encoded length is 1): its condition depends on "
+                "a Pad whose amounts RDP does not track (they become execution-determined symbols), so the If stays undecided"),
     ),
     Model(
         "silero_vad_seq", SILERO, "silero_vad/data/silero_vad_16k_sequence.onnx",
@@ -267,7 +266,6 @@ MODELS: list[Model] = [
         [{"input": (1, 576)}, {"input": (4, 576)}, {"input": (9, 576)}],
         silero_lstm_seq,
         chain={"hn": "h", "cn": "c"},
-        expect="LSTM",
     ),
     Model(
         "eeg_seizure", EEG, "brainmaze_eeg_models/seizure/_models/modelA_paper.onnx",
@@ -276,7 +274,6 @@ MODELS: list[Model] = [
         "EEG seizure model: Conv1d front end and two LSTMs over a symbolic time axis",
         [{"x": (1, 100, 30)}, {"x": (2, 100, 64)}, {"x": (1, 100, 100)}],
         eeg,
-        expect="LSTM",
     ),
     Model(
         "eeg_spindles", EEG, "brainmaze_eeg_models/spindles/_models/spindle-detector-eeg.onnx",

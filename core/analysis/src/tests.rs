@@ -670,3 +670,55 @@ fn recurrent_backward_names_the_input_dims() {
     assert_eq!(shape(&m, &a, "x"), ["seq", "batch", "3"]);
     assert_eq!(shape(&m, &a, "out"), ["seq", "1", "batch", "4"]);
 }
+
+#[test]
+fn torch_pad_tables_keep_their_values_through_transpose_and_reversed_slices() {
+    // PyTorch's F.pad(x, (0, 64)) export: the [last-axis-first] pad list is reshaped to [n, 2],
+    // reversed along its rows, transposed and flattened into ONNX's [begins, ends].
+    let m = G::default()
+        .input("x", 1, &["batch", "seq"])
+        .init_i64("pairs", &[0, 64, 0, 0])
+        .init_i64("table", &[-1, 2])
+        .init_i64("starts", &[-1])
+        .init_i64("ends", &[-9_223_372_036_854_775_807])
+        .init_i64("axes", &[0])
+        .init_i64("steps", &[-1])
+        .init_i64("flat", &[-1])
+        .node("Reshape", &["pairs", "table"], &["t"])
+        .node("Slice", &["t", "starts", "ends", "axes", "steps"], &["r"])
+        .node_a(
+            "Transpose",
+            &["r"],
+            &["rt"],
+            vec![ints_attr("perm", &[1, 0])],
+        )
+        .node("Reshape", &["rt", "flat"], &["pads"])
+        .node("Pad", &["x", "pads"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["batch", "seq + 64"]);
+}
+
+#[test]
+fn slices_of_matrices_keep_their_values() {
+    // A [3, 2] value sliced to rows 2..0 backwards and column 1: [v[2][1], v[1][1]].
+    let m = G::default()
+        .input("x", 1, &["n"])
+        .init_i64("v", &[0, 1, 2, 3, 4, 5])
+        .init_i64("dims", &[3, 2])
+        .init_i64("starts", &[2, 1])
+        .init_i64("ends", &[0, 2])
+        .init_i64("axes", &[0, 1])
+        .init_i64("steps", &[-1, 1])
+        .init_i64("flat", &[-1])
+        .node("Reshape", &["v", "dims"], &["m"])
+        .node("Slice", &["m", "starts", "ends", "axes", "steps"], &["s"])
+        .node("Reshape", &["s", "flat"], &["pads"])
+        .node("Pad", &["x", "pads"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    // pads [5, 3]: begin 5, end 3.
+    assert_eq!(shape(&m, &a, "y"), ["n + 8"]);
+}

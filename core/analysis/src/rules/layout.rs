@@ -92,7 +92,22 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                 return Ok(Some(undef(dtype)));
             };
             let perm = perm_of(ctx, d.len())?;
-            vec![ranked(dtype, perm.iter().map(|&p| d[p]).collect())]
+            // Small constant-shaped values move with their elements (PyTorch's F.pad export
+            // transposes its [n, 2] pad table).
+            let value = match (xv, const_dims(ctx, &d)) {
+                (Some(v), Some(n)) => {
+                    let picks: Vec<Vec<usize>> =
+                        perm.iter().map(|&p| (0..n[p]).collect()).collect();
+                    let axes: Vec<usize> = perm.clone();
+                    pick_value(&v, &n, &axes, &picks)
+                }
+                _ => None,
+            };
+            vec![Fact {
+                dtype,
+                shape: FShape::Ranked(perm.iter().map(|&p| d[p]).collect()),
+                value,
+            }]
         }
         Reshape => reshape(ctx, x, xv)?,
         Flatten => {
@@ -748,33 +763,22 @@ fn slice(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> Rul
             None => Dim::Undef,
         };
     }
-    // Value transfer on 1-D shape vectors with constant bounds.
-    let value = match (xv, d.len()) {
-        (Some(v), 1) => {
-            let (s, e) = (ctx.arena.as_const(starts[0]), ctx.arena.as_const(ends[0]));
-            match (s, e) {
-                (Some(s), Some(e)) => {
-                    let n = v.len() as i64;
-                    let st = steps[0];
-                    let norm =
-                        |x: i64, lo: i64, hi: i64| (if x < 0 { x + n } else { x }).clamp(lo, hi);
-                    let mut out = Vec::new();
-                    if st > 0 {
-                        let (mut i, e) = (norm(s, 0, n), norm(e, 0, n));
-                        while i < e {
-                            out.push(v[i as usize]);
-                            i += st;
-                        }
-                    } else {
-                        let (mut i, e) = (norm(s, 0, n - 1), norm(e, -1, n - 1));
-                        while i > e {
-                            out.push(v[i as usize]);
-                            i += st;
-                        }
-                    }
-                    Some(out)
+    // Value transfer on small values of constant shape with constant bounds.
+    let value = match (xv, const_dims(ctx, &d)) {
+        (Some(v), Some(n)) => {
+            let mut picks: Vec<Vec<usize>> = n.iter().map(|&k| (0..k).collect()).collect();
+            let mut ok = true;
+            for (j, &ax) in axes.iter().enumerate() {
+                match (ctx.arena.as_const(starts[j]), ctx.arena.as_const(ends[j])) {
+                    (Some(s), Some(e)) => picks[ax] = slice_indices(n[ax] as i64, s, e, steps[j]),
+                    _ => ok = false,
                 }
-                _ => None,
+            }
+            let order: Vec<usize> = (0..n.len()).collect();
+            if ok {
+                pick_value(&v, &n, &order, &picks)
+            } else {
+                None
             }
         }
         _ => None,
@@ -784,6 +788,73 @@ fn slice(ctx: &mut Ctx<'_>, x: Option<Vec<Dim>>, xv: Option<Vec<ExprId>>) -> Rul
         shape: FShape::Ranked(out),
         value,
     }])
+}
+
+/// The dims of `d` when all are constants.
+fn const_dims(ctx: &Ctx<'_>, d: &[Dim]) -> Option<Vec<usize>> {
+    d.iter()
+        .map(|x| x.expr().and_then(|e| ctx.arena.as_const(e)))
+        .map(|c| c.and_then(|c| usize::try_from(c).ok()))
+        .collect()
+}
+
+/// The indices ONNX's Slice takes along an axis of length `n` (negative bounds count from the
+/// end, then clamp; a negative step walks backwards).
+fn slice_indices(n: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
+    let norm =
+        |x: i64, lo: i64, hi: i64| (if x < 0 { x.saturating_add(n) } else { x }).clamp(lo, hi);
+    let mut out = Vec::new();
+    if step > 0 {
+        let (mut i, e) = (norm(start, 0, n), norm(end, 0, n));
+        while i < e {
+            out.push(i as usize);
+            i += step;
+        }
+    } else if step < 0 {
+        let (mut i, e) = (norm(start, 0, n - 1), norm(end, -1, n - 1));
+        while i > e && i >= 0 {
+            out.push(i as usize);
+            i += step;
+        }
+    }
+    out
+}
+
+/// The row-major elements of a value of dims `n` taken at `picks`: output axis `k` walks input
+/// axis `axes[k]` through the indices `picks[k]` (a transpose when `axes` is a permutation).
+/// `None` when the value does not have `n`'s element count.
+fn pick_value(
+    v: &[ExprId],
+    n: &[usize],
+    axes: &[usize],
+    picks: &[Vec<usize>],
+) -> Option<Vec<ExprId>> {
+    if v.len() != n.iter().product::<usize>() || axes.len() != n.len() {
+        return None;
+    }
+    let mut strides = vec![1usize; n.len()];
+    for k in (0..n.len().saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * n[k + 1];
+    }
+    let total: usize = picks.iter().map(Vec::len).product();
+    let mut out = Vec::with_capacity(total);
+    let mut idx = vec![0usize; picks.len()];
+    for _ in 0..total {
+        let at: usize = idx
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| picks[k][i] * strides[axes[k]])
+            .sum();
+        out.push(*v.get(at)?);
+        for k in (0..idx.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < picks[k].len() {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    Some(out)
 }
 
 /// `p / q` with a small denominator equal to `x` (scales such as 2.0, 0.5, 1.5).

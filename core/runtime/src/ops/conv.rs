@@ -205,12 +205,13 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     }
     // Per-axis values as (height, width); a 1-D window is the width.
     let hw = |v: &[usize], unit: usize| if ns == 1 { [unit, v[0]] } else { [v[0], v[1]] };
-    let begin: Vec<usize> = pads[..ns].iter().map(|&p| p.max(0) as usize).collect();
+    // (No allocation: planned runs are allocation-free.)
+    let begin = [pads[0].max(0) as usize, pads[1].max(0) as usize];
     let win = Window {
         k: hw(kernel, 1),
         s: hw(&wa.strides, 1),
         d: hw(&wa.dilations, 1),
-        pb: hw(&begin, 0),
+        pb: hw(&begin[..ns], 0),
     };
     let m = od[1];
     let (ins, outs) = c.io();

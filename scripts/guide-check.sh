@@ -42,7 +42,11 @@ for src in "$out"/c/*.c; do
 done
 echo "C: $n_c blocks compiled with cc -Wall -Werror and linked against libsod2.a ($ran run on $plan)"
 
-(cd scripts/guide && mvn -q -B -Dstyle.color=never compile) || { echo "$guide: a kotlin block does not compile (files: $out/kotlin)"; exit 1; }
+(cd scripts/guide && mvn -q -B -Dstyle.color=never compile) > "$out/kotlin.log" 2>&1 || {
+  grep -E '^\[ERROR\] file:|^e: ' "$out/kotlin.log" || cat "$out/kotlin.log"
+  echo "$guide: a kotlin block does not compile (files: $out/kotlin/guide/lineN/Snippet.kt, N the block's line in the guide)"
+  exit 1
+}
 echo "Kotlin: $n_kt blocks compiled with kotlinc (warnings are errors) against dev.sod2:sod2 and the Android API"
 
 if [ "${n_swift:-0}" -gt 0 ]; then

@@ -65,7 +65,7 @@ def excluded(op: str, model: onnx.ModelProto) -> str | None:
     return None
 
 
-ALIASES = {"tril": "Trilu", "triu": "Trilu", "batchnorm": "BatchNormalization", "scan9": "Scan"}
+ALIASES = {"mvn": "MeanVarianceNormalization", "tril": "Trilu", "triu": "Trilu", "batchnorm": "BatchNormalization", "scan9": "Scan"}
 
 
 def op_of(test: str, model: onnx.ModelProto, schemas: list[str]) -> str:

@@ -270,6 +270,10 @@ fn main() {
                     .unwrap_or_default();
                 out.push_str(&format!("{} {class}\n", op.name()));
             }
+            // Ops rewritten into the ones above when a model is imported.
+            for op in sod2_onnx::contrib::EXPANDED {
+                out.push_str(&format!("{op} expanded\n"));
+            }
             Ok(())
         }
     };

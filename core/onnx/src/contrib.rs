@@ -8,8 +8,46 @@
 //!
 //! Covered: `Gelu`, `FastGelu`, `BiasGelu`, `QuickGelu`, `SkipLayerNormalization` (without its
 //! training-time mean and inverse-std outputs), `FusedMatMul` (without `transBatchA/B`),
-//! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip).
+//! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip); and the standard
+//! ops ONNX defines as functions that have no kernel here: `Swish`, `MeanVarianceNormalization`,
+//! `LpNormalization` (see [`expand_standard`]).
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
+
+/// The ops this module expands at import (`domain::Type` outside the default domain), for
+/// `sod2 ops`.
+pub const EXPANDED: &[&str] = &[
+    "Swish",
+    "MeanVarianceNormalization",
+    "LpNormalization",
+    "com.microsoft::Gelu",
+    "com.microsoft::FastGelu",
+    "com.microsoft::BiasGelu",
+    "com.microsoft::QuickGelu",
+    "com.microsoft::SkipLayerNormalization",
+    "com.microsoft::FusedMatMul",
+    "com.microsoft::FusedConv",
+];
+
+/// The standard-op expansion of a default-domain op that ONNX defines as a function of other
+/// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
+/// `LpNormalization`), written for the model's default-domain `opset` (Reduce axes as an
+/// attribute before 18, as an input from 18). `None` for any other node.
+pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<NodeProto>> {
+    if !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
+        return None;
+    }
+    let b = Builder {
+        call,
+        nodes: Vec::new(),
+        k: 0,
+    };
+    match n.op_type.as_deref()? {
+        "Swish" => b.swish(n),
+        "MeanVarianceNormalization" => b.mvn(n, opset),
+        "LpNormalization" => b.lp_norm(n, opset),
+        _ => None,
+    }
+}
 
 /// The contrib domain.
 pub const MS_DOMAIN: &str = "com.microsoft";
@@ -153,6 +191,82 @@ impl Builder<'_> {
             Some(y),
             vec![str_attr("approximate", approx)],
         );
+        Some(self.nodes)
+    }
+
+    /// `Swish`: `x * sigmoid(alpha * x)` (alpha 1 by default).
+    fn swish(mut self, n: &NodeProto) -> Option<Vec<NodeProto>> {
+        let (x, y) = (input(n, 0)?, output(n, 0)?);
+        let a = self.scalar(attr_f(n, "alpha", 1.0));
+        let ax = self.node("Mul", &[x, &a], None, vec![]);
+        let s = self.node("Sigmoid", &[&ax], None, vec![]);
+        self.node("Mul", &[x, &s], Some(y), vec![]);
+        Some(self.nodes)
+    }
+
+    /// A reduction over `axes` (kept), in the form `opset` expects.
+    fn reduce(&mut self, op: &str, x: &str, axes: &[i64], opset: i64) -> String {
+        let keep = int_attr("keepdims", 1);
+        let by_input = opset >= 18 || op == "ReduceSum";
+        if by_input {
+            let t = TensorProto {
+                data_type: Some(7),
+                dims: vec![axes.len() as i64],
+                int64_data: axes.to_vec(),
+                ..Default::default()
+            };
+            let a = AttributeProto {
+                name: Some("value".into()),
+                t: Some(t),
+                r#type: Some(attribute_proto::AttributeType::Tensor as i32),
+                ..Default::default()
+            };
+            let ax = self.node("Constant", &[], None, vec![a]);
+            self.node(op, &[x, &ax], None, vec![keep])
+        } else {
+            let a = AttributeProto {
+                name: Some("axes".into()),
+                ints: axes.to_vec(),
+                r#type: Some(attribute_proto::AttributeType::Ints as i32),
+                ..Default::default()
+            };
+            self.node(op, &[x], None, vec![a, keep])
+        }
+    }
+
+    /// `MeanVarianceNormalization` as ONNX's function body defines it:
+    /// `(X - E[X]) / (sqrt(E[X^2] - E[X]^2) + 1e-9)` over `axes` (default `[0, 2, 3]`).
+    fn mvn(mut self, n: &NodeProto, opset: i64) -> Option<Vec<NodeProto>> {
+        let (x, y) = (input(n, 0)?, output(n, 0)?);
+        let axes = attr(n, "axes").map_or_else(|| vec![0, 2, 3], |a| a.ints.clone());
+        let mean = self.reduce("ReduceMean", x, &axes, opset);
+        let two = self.scalar(2.0);
+        let mean_sq = self.node("Pow", &[&mean, &two], None, vec![]);
+        let x_sq = self.node("Pow", &[x, &two], None, vec![]);
+        let e_x_sq = self.reduce("ReduceMean", &x_sq, &axes, opset);
+        let var = self.node("Sub", &[&e_x_sq, &mean_sq], None, vec![]);
+        let std = self.node("Sqrt", &[&var], None, vec![]);
+        let eps = self.scalar(1e-9);
+        let den = self.node("Add", &[&std, &eps], None, vec![]);
+        let num = self.node("Sub", &[x, &mean], None, vec![]);
+        self.node("Div", &[&num, &den], Some(y), vec![]);
+        Some(self.nodes)
+    }
+
+    /// `LpNormalization`: `x / ||x||_p` along `axis` (p 1 or 2), 0 where the norm is 0.
+    fn lp_norm(mut self, n: &NodeProto, opset: i64) -> Option<Vec<NodeProto>> {
+        let (x, y) = (input(n, 0)?, output(n, 0)?);
+        let axis = attr_i(n, "axis", -1);
+        let op = match attr_i(n, "p", 2) {
+            1 => "ReduceL1",
+            2 => "ReduceL2",
+            _ => return None,
+        };
+        let norm = self.reduce(op, x, &[axis], opset);
+        // A zero norm gives 0, not 0/0 (ONNX's reference and test data).
+        let tiny = self.scalar(f32::MIN_POSITIVE);
+        let safe = self.node("Max", &[&norm, &tiny], None, vec![]);
+        self.node("Div", &[x, &safe], Some(y), vec![]);
         Some(self.nodes)
     }
 

@@ -499,7 +499,10 @@ impl<'a> Importer<'a> {
                 n.domain.clone().unwrap_or_default(),
                 n.op_type.clone().unwrap_or_default(),
             );
-            if let Some(expanded) = contrib::expand(n, n.name.as_deref().unwrap_or(&key.1)) {
+            let call = n.name.as_deref().unwrap_or(&key.1);
+            let expanded = contrib::expand(n, call)
+                .or_else(|| contrib::expand_standard(n, call, self.model.opset));
+            if let Some(expanded) = expanded {
                 self.expand_functions(&expanded, out, depth + 1)?;
                 continue;
             }

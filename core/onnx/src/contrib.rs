@@ -9,8 +9,8 @@
 //! Covered: `Gelu`, `FastGelu`, `BiasGelu`, `QuickGelu`, `SkipLayerNormalization` (without its
 //! training-time mean and inverse-std outputs), `FusedMatMul` (without `transBatchA/B`),
 //! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip); and the standard
-//! ops ONNX defines as functions that have no kernel here: `Swish`, `MeanVarianceNormalization`,
-//! `LpNormalization` (see [`expand_standard`]).
+//! ops that have no kernel here and are defined by other ops: `Swish`, `MeanVarianceNormalization`,
+//! `LpNormalization`, `RMSNormalization` (see [`expand_standard`]).
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
 
 /// The ops this module expands at import (`domain::Type` outside the default domain), for
@@ -19,6 +19,7 @@ pub const EXPANDED: &[&str] = &[
     "Swish",
     "MeanVarianceNormalization",
     "LpNormalization",
+    "RMSNormalization",
     "com.microsoft::Gelu",
     "com.microsoft::FastGelu",
     "com.microsoft::BiasGelu",
@@ -30,7 +31,7 @@ pub const EXPANDED: &[&str] = &[
 
 /// The standard-op expansion of a default-domain op that ONNX defines as a function of other
 /// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
-/// `LpNormalization`), written for the model's default-domain `opset` (Reduce axes as an
+/// `LpNormalization`, `RMSNormalization`), written for the model's default-domain `opset` (Reduce axes as an
 /// attribute before 18, as an input from 18). `None` for any other node.
 pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<NodeProto>> {
     if !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
@@ -45,6 +46,7 @@ pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<Node
         "Swish" => b.swish(n),
         "MeanVarianceNormalization" => b.mvn(n, opset),
         "LpNormalization" => b.lp_norm(n, opset),
+        "RMSNormalization" => b.rms_norm(n),
         _ => None,
     }
 }
@@ -267,6 +269,59 @@ impl Builder<'_> {
         let tiny = self.scalar(f32::MIN_POSITIVE);
         let safe = self.node("Max", &[&norm, &tiny], None, vec![]);
         self.node("Div", &[x, &safe], Some(y), vec![]);
+        Some(self.nodes)
+    }
+
+    /// `RMSNormalization` (opset 23): `X / sqrt(mean(X^2 over axis..) + epsilon) * scale`,
+    /// computed in the input's type (`stash_type` is not applied: for f32 models it is the
+    /// same; an f16 model computes in f16 here).
+    fn rms_norm(mut self, n: &NodeProto) -> Option<Vec<NodeProto>> {
+        let (x, scale, y) = (input(n, 0)?, input(n, 1)?, output(n, 0)?);
+        let axis = attr_i(n, "axis", -1);
+        let eps = attr_f(n, "epsilon", 1e-5);
+        let keep = int_attr("keepdims", 1);
+        let axes = if axis < 0 {
+            let list: Vec<i64> = (axis..0).collect();
+            let t = TensorProto {
+                data_type: Some(7),
+                dims: vec![list.len() as i64],
+                int64_data: list,
+                ..Default::default()
+            };
+            let a = AttributeProto {
+                name: Some("value".into()),
+                t: Some(t),
+                r#type: Some(attribute_proto::AttributeType::Tensor as i32),
+                ..Default::default()
+            };
+            self.node("Constant", &[], None, vec![a])
+        } else {
+            // axis..rank: the rank is Size(Shape(X)), a constant to the analysis.
+            let int = |v: i64| TensorProto {
+                data_type: Some(7),
+                int64_data: vec![v],
+                ..Default::default()
+            };
+            let konst = |t: TensorProto| AttributeProto {
+                name: Some("value".into()),
+                t: Some(t),
+                r#type: Some(attribute_proto::AttributeType::Tensor as i32),
+                ..Default::default()
+            };
+            let start = self.node("Constant", &[], None, vec![konst(int(axis))]);
+            let one = self.node("Constant", &[], None, vec![konst(int(1))]);
+            let shape = self.node("Shape", &[x], None, vec![]);
+            let rank = self.node("Size", &[&shape], None, vec![]);
+            self.node("Range", &[&start, &rank, &one], None, vec![])
+        };
+        let two = self.scalar(2.0);
+        let sq = self.node("Pow", &[x, &two], None, vec![]);
+        let mean = self.node("ReduceMean", &[&sq, &axes], None, vec![keep]);
+        let e = self.scalar(eps);
+        let var = self.node("Add", &[&mean, &e], None, vec![]);
+        let rms = self.node("Sqrt", &[&var], None, vec![]);
+        let normed = self.node("Div", &[x, &rms], None, vec![]);
+        self.node("Mul", &[&normed, scale], Some(y), vec![]);
         Some(self.nodes)
     }
 

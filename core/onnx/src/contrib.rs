@@ -10,7 +10,8 @@
 //! training-time mean and inverse-std outputs), `FusedMatMul` (without `transBatchA/B`),
 //! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip); and the standard
 //! ops that have no kernel here and are defined by other ops: `Swish`, `MeanVarianceNormalization`,
-//! `LpNormalization`, `RMSNormalization` (see [`expand_standard`]).
+//! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows (see
+//! [`expand_standard`]).
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
 
 /// The ops this module expands at import (`domain::Type` outside the default domain), for
@@ -20,6 +21,9 @@ pub const EXPANDED: &[&str] = &[
     "MeanVarianceNormalization",
     "LpNormalization",
     "RMSNormalization",
+    "HannWindow",
+    "HammingWindow",
+    "BlackmanWindow",
     "com.microsoft::Gelu",
     "com.microsoft::FastGelu",
     "com.microsoft::BiasGelu",
@@ -31,7 +35,7 @@ pub const EXPANDED: &[&str] = &[
 
 /// The standard-op expansion of a default-domain op that ONNX defines as a function of other
 /// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
-/// `LpNormalization`, `RMSNormalization`), written for the model's default-domain `opset` (Reduce axes as an
+/// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`), written for the model's default-domain `opset` (Reduce axes as an
 /// attribute before 18, as an input from 18). `None` for any other node.
 pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<NodeProto>> {
     if !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
@@ -47,6 +51,9 @@ pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<Node
         "MeanVarianceNormalization" => b.mvn(n, opset),
         "LpNormalization" => b.lp_norm(n, opset),
         "RMSNormalization" => b.rms_norm(n),
+        "HannWindow" => b.window(n, [0.5, 0.5, 0.0]),
+        "HammingWindow" => b.window(n, [25.0 / 46.0, 21.0 / 46.0, 0.0]),
+        "BlackmanWindow" => b.window(n, [0.42, 0.5, 0.08]),
         _ => None,
     }
 }
@@ -322,6 +329,56 @@ impl Builder<'_> {
         let rms = self.node("Sqrt", &[&var], None, vec![]);
         let normed = self.node("Div", &[x, &rms], None, vec![]);
         self.node("Mul", &[&normed, scale], Some(y), vec![]);
+        Some(self.nodes)
+    }
+
+    /// The cosine-sum windows (opset 17) as ONNX's function bodies define them:
+    /// `a0 - a1 cos(2 pi n / N) + a2 cos(4 pi n / N)` for `n` in `0..size`, with `N = size`
+    /// (periodic, the default) or `size - 1` (symmetric), cast to `output_datatype`.
+    fn window(mut self, n: &NodeProto, a: [f32; 3]) -> Option<Vec<NodeProto>> {
+        let (size, y) = (input(n, 0)?, output(n, 0)?);
+        let periodic = attr_i(n, "periodic", 1) != 0;
+        let to = attr_i(n, "output_datatype", 1);
+        let int = |v: i64| TensorProto {
+            data_type: Some(7),
+            int64_data: vec![v],
+            ..Default::default()
+        };
+        let konst = |t: TensorProto| AttributeProto {
+            name: Some("value".into()),
+            t: Some(t),
+            r#type: Some(attribute_proto::AttributeType::Tensor as i32),
+            ..Default::default()
+        };
+        let size64 = self.node("Cast", &[size], None, vec![int_attr("to", 7)]);
+        let zero = self.node("Constant", &[], None, vec![konst(int(0))]);
+        let one = self.node("Constant", &[], None, vec![konst(int(1))]);
+        let idx = self.node("Range", &[&zero, &size64, &one], None, vec![]);
+        let idx_f = self.node("Cast", &[&idx], None, vec![int_attr("to", 1)]);
+        let size_f = self.node("Cast", &[size], None, vec![int_attr("to", 1)]);
+        let big_n = if periodic {
+            size_f
+        } else {
+            let onef = self.scalar(1.0);
+            self.node("Sub", &[&size_f, &onef], None, vec![])
+        };
+        let tau = self.scalar(std::f32::consts::TAU);
+        let inc = self.node("Div", &[&tau, &big_n], None, vec![]);
+        let angle = self.node("Mul", &[&idx_f, &inc], None, vec![]);
+        let cos1 = self.node("Cos", &[&angle], None, vec![]);
+        let a1 = self.scalar(a[1]);
+        let t1 = self.node("Mul", &[&a1, &cos1], None, vec![]);
+        let a0 = self.scalar(a[0]);
+        let mut w = self.node("Sub", &[&a0, &t1], None, vec![]);
+        if a[2] != 0.0 {
+            let two = self.scalar(2.0);
+            let angle2 = self.node("Mul", &[&angle, &two], None, vec![]);
+            let cos2 = self.node("Cos", &[&angle2], None, vec![]);
+            let a2 = self.scalar(a[2]);
+            let t2 = self.node("Mul", &[&a2, &cos2], None, vec![]);
+            w = self.node("Add", &[&w, &t2], None, vec![]);
+        }
+        self.node("Cast", &[&w], Some(y), vec![int_attr("to", to)]);
         Some(self.nodes)
     }
 

@@ -141,13 +141,13 @@ def check_model(sod2: str, m: Model, path: pathlib.Path, tmp: pathlib.Path) -> t
             summary["unsound"] += len(wrong)
             for b in wrong[:3]:
                 print(f"  UNSOUND {m.name} case {i}: {b}")
-        want = oracle.run(feeds)
-        steps = [("", feeds, want)]
         if summary["compile"] != "ok":
             rows.append((i, dims, "-", "compile failed"))
             continue
+        want = oracle.run(feeds)
         try:
             got = sod2_run(sod2, plan, feeds, tmp / f"{m.name}-{i}", oracle.outputs)
+            steps = [("", got, want)]
             if m.chain:  # second step: each runtime fed its own state
                 feeds2 = dict(feeds)
                 feeds2.update({inp: want[out] for out, inp in m.chain.items()})
@@ -155,9 +155,7 @@ def check_model(sod2: str, m: Model, path: pathlib.Path, tmp: pathlib.Path) -> t
                 mine.update({inp: got[out] for out, inp in m.chain.items()})
                 want2 = oracle.run(feeds2)
                 got2 = sod2_run(sod2, plan, mine, tmp / f"{m.name}-{i}-step2", oracle.outputs)
-                steps = [("", got, want), (" (step 2)", got2, want2)]
-            else:
-                steps = [("", got, want)]
+                steps.append((" (step 2)", got2, want2))
         except RuntimeError as e:
             rows.append((i, dims, "-", str(e)))
             continue

@@ -245,10 +245,10 @@ def main() -> int:
     ap.add_argument("--filter", default=None)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
-    todo = [c for c in cases() if not args.filter or re.search(args.filter, c[0])]
+    selected = [c for c in cases() if not args.filter or re.search(args.filter, c[0])]
     failed = 0
     with tempfile.TemporaryDirectory(prefix="sod2-rnn-") as tmp:
-        for name, model, copts, oracle in todo:
+        for name, model, copts, oracle in selected:
             fails = run_case(args.sod2, name, model, copts, oracle, pathlib.Path(tmp))
             if fails:
                 failed += 1
@@ -257,7 +257,7 @@ def main() -> int:
                     print(f"    {f}")
             elif args.verbose:
                 print(f"ok   {name}")
-    print(f"recurrent ops vs ONNX Runtime: {len(todo) - failed} of {len(todo)} models pass "
+    print(f"recurrent ops vs ONNX Runtime: {len(selected) - failed} of {len(selected)} models pass "
           f"at {len(SHAPES)} shapes each")
     return 1 if failed else 0
 

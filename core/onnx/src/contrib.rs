@@ -168,13 +168,8 @@ impl Builder<'_> {
         out
     }
 
-    /// A float scalar constant.
-    fn scalar(&mut self, v: f32) -> String {
-        let t = TensorProto {
-            data_type: Some(1),
-            float_data: vec![v],
-            ..Default::default()
-        };
+    /// A `Constant` node holding `t`.
+    fn constant(&mut self, t: TensorProto) -> String {
         let a = AttributeProto {
             name: Some("value".into()),
             t: Some(t),
@@ -182,6 +177,34 @@ impl Builder<'_> {
             ..Default::default()
         };
         self.node("Constant", &[], None, vec![a])
+    }
+
+    /// A float scalar constant.
+    fn scalar(&mut self, v: f32) -> String {
+        self.constant(TensorProto {
+            data_type: Some(1),
+            float_data: vec![v],
+            ..Default::default()
+        })
+    }
+
+    /// An int64 scalar constant.
+    fn int_scalar(&mut self, v: i64) -> String {
+        self.constant(TensorProto {
+            data_type: Some(7),
+            int64_data: vec![v],
+            ..Default::default()
+        })
+    }
+
+    /// A 1-D int64 constant.
+    fn ints(&mut self, v: &[i64]) -> String {
+        self.constant(TensorProto {
+            data_type: Some(7),
+            dims: vec![v.len() as i64],
+            int64_data: v.to_vec(),
+            ..Default::default()
+        })
     }
 
     /// `Gelu`, `BiasGelu` (exact erf form) and `FastGelu` (tanh form), each with an optional
@@ -218,19 +241,7 @@ impl Builder<'_> {
         let keep = int_attr("keepdims", 1);
         let by_input = opset >= 18 || op == "ReduceSum";
         if by_input {
-            let t = TensorProto {
-                data_type: Some(7),
-                dims: vec![axes.len() as i64],
-                int64_data: axes.to_vec(),
-                ..Default::default()
-            };
-            let a = AttributeProto {
-                name: Some("value".into()),
-                t: Some(t),
-                r#type: Some(attribute_proto::AttributeType::Tensor as i32),
-                ..Default::default()
-            };
-            let ax = self.node("Constant", &[], None, vec![a]);
+            let ax = self.ints(axes);
             self.node(op, &[x, &ax], None, vec![keep])
         } else {
             let a = AttributeProto {
@@ -289,34 +300,11 @@ impl Builder<'_> {
         let keep = int_attr("keepdims", 1);
         let axes = if axis < 0 {
             let list: Vec<i64> = (axis..0).collect();
-            let t = TensorProto {
-                data_type: Some(7),
-                dims: vec![list.len() as i64],
-                int64_data: list,
-                ..Default::default()
-            };
-            let a = AttributeProto {
-                name: Some("value".into()),
-                t: Some(t),
-                r#type: Some(attribute_proto::AttributeType::Tensor as i32),
-                ..Default::default()
-            };
-            self.node("Constant", &[], None, vec![a])
+            self.ints(&list)
         } else {
             // axis..rank: the rank is Size(Shape(X)), a constant to the analysis.
-            let int = |v: i64| TensorProto {
-                data_type: Some(7),
-                int64_data: vec![v],
-                ..Default::default()
-            };
-            let konst = |t: TensorProto| AttributeProto {
-                name: Some("value".into()),
-                t: Some(t),
-                r#type: Some(attribute_proto::AttributeType::Tensor as i32),
-                ..Default::default()
-            };
-            let start = self.node("Constant", &[], None, vec![konst(int(axis))]);
-            let one = self.node("Constant", &[], None, vec![konst(int(1))]);
+            let start = self.int_scalar(axis);
+            let one = self.int_scalar(1);
             let shape = self.node("Shape", &[x], None, vec![]);
             let rank = self.node("Size", &[&shape], None, vec![]);
             self.node("Range", &[&start, &rank, &one], None, vec![])
@@ -339,20 +327,9 @@ impl Builder<'_> {
         let (size, y) = (input(n, 0)?, output(n, 0)?);
         let periodic = attr_i(n, "periodic", 1) != 0;
         let to = attr_i(n, "output_datatype", 1);
-        let int = |v: i64| TensorProto {
-            data_type: Some(7),
-            int64_data: vec![v],
-            ..Default::default()
-        };
-        let konst = |t: TensorProto| AttributeProto {
-            name: Some("value".into()),
-            t: Some(t),
-            r#type: Some(attribute_proto::AttributeType::Tensor as i32),
-            ..Default::default()
-        };
         let size64 = self.node("Cast", &[size], None, vec![int_attr("to", 7)]);
-        let zero = self.node("Constant", &[], None, vec![konst(int(0))]);
-        let one = self.node("Constant", &[], None, vec![konst(int(1))]);
+        let zero = self.int_scalar(0);
+        let one = self.int_scalar(1);
         let idx = self.node("Range", &[&zero, &size64, &one], None, vec![]);
         let idx_f = self.node("Cast", &[&idx], None, vec![int_attr("to", 1)]);
         let size_f = self.node("Cast", &[size], None, vec![int_attr("to", 1)]);

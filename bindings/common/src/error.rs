@@ -101,6 +101,7 @@ pub fn kind(e: &RuntimeError) -> ErrorKind {
         | RuntimeError::InputDtype { .. }
         | RuntimeError::InputDim { .. }
         | RuntimeError::OutOfRange { .. }
+        | RuntimeError::OutsideDomain { .. }
         | RuntimeError::InputSize { .. } => ErrorKind::Input,
         RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
             ErrorKind::Run
@@ -189,6 +190,7 @@ variants!(
     InputDtype,
     InputDim,
     OutOfRange,
+    OutsideDomain,
     InputSize,
     Kernel,
     Eval,
@@ -236,6 +238,10 @@ pub fn sample_errors() -> Vec<RuntimeError> {
             value: 999,
             lo: 1,
             hi: 128,
+        },
+        RuntimeError::OutsideDomain {
+            bindings: "seq = 999".into(),
+            message: "If `i` must take its then branch".into(),
         },
         RuntimeError::InputSize {
             input: "x".into(),
@@ -305,6 +311,7 @@ mod tests {
             ("InputDtype", ErrorKind::Input),
             ("InputDim", ErrorKind::Input),
             ("OutOfRange", ErrorKind::Input),
+            ("OutsideDomain", ErrorKind::Input),
             ("InputSize", ErrorKind::Input),
             ("Kernel", ErrorKind::Run),
             ("Eval", ErrorKind::Run),

@@ -432,6 +432,7 @@ mod tests {
             ("InputDtype", "dev/sod2/InputException"),
             ("InputDim", "dev/sod2/InputException"),
             ("OutOfRange", "dev/sod2/InputException"),
+            ("OutsideDomain", "dev/sod2/InputException"),
             ("InputSize", "dev/sod2/InputException"),
             ("Kernel", "dev/sod2/RunException"),
             ("Eval", "dev/sod2/RunException"),

@@ -306,6 +306,7 @@ mod tests {
             ("InputDtype", "Input"),
             ("InputDim", "Input"),
             ("OutOfRange", "Input"),
+            ("OutsideDomain", "Input"),
             ("InputSize", "Input"),
             ("Kernel", "Run"),
             ("Eval", "Run"),

@@ -43,6 +43,18 @@ pub(crate) struct Engine<'m> {
     rank_varying: HashSet<(NodeId, usize)>,
     /// The symbol standing for each Loop's iteration number.
     pub iteration_symbols: Vec<(NodeId, ExprId)>,
+    /// If nodes whose condition is undecided and whose branches return different ranks.
+    pub rank_split_ifs: Vec<NodeId>,
+    /// If nodes whose condition is decided (a constant, or assumed by an enclosing branch):
+    /// (node, takes the then branch).
+    pub decided_ifs: Vec<(NodeId, bool)>,
+    /// Conditions assumed by the If branches being analysed (expression, its value there).
+    assumed: Vec<(ExprId, i64)>,
+    /// Nodes whose rule rejected their inputs at the last visit, with the rule's message.
+    failed: HashMap<NodeId, String>,
+    /// If nodes with an undecided condition (an expression of the symbols) one of whose
+    /// branches holds a node that rejects its inputs: (node, keeps the then branch, why).
+    pub one_valid_branch: Vec<(NodeId, bool, String)>,
 }
 
 impl<'m> Engine<'m> {
@@ -74,6 +86,11 @@ impl<'m> Engine<'m> {
             generalized: HashSet::new(),
             rank_varying: HashSet::new(),
             iteration_symbols: Vec::new(),
+            rank_split_ifs: Vec::new(),
+            assumed: Vec::new(),
+            decided_ifs: Vec::new(),
+            failed: HashMap::new(),
+            one_valid_branch: Vec::new(),
         }
     }
 
@@ -218,8 +235,12 @@ impl<'m> Engine<'m> {
                     fresh: &mut self.fresh,
                 };
                 match rules::forward(&mut ctx) {
-                    Ok(o) => o,
+                    Ok(o) => {
+                        self.failed.remove(&n);
+                        o
+                    }
                     Err(m) => {
+                        self.failed.insert(n, m.clone());
                         self.diag(Some(&node.name), DiagKind::RuleError, m);
                         vec![Fact::unknown(None); node.outputs.len()]
                     }
@@ -313,12 +334,59 @@ impl<'m> Engine<'m> {
             );
             return Ok(vec![Fact::unknown(None); node.outputs.len()]);
         };
-        self.run_body(tb)?;
-        self.run_body(eb)?;
-        let cond = node
+        let cond_expr = node
             .input(0)
             .and_then(|c| self.facts[c.index()].value.clone())
-            .and_then(|v| v.first().and_then(|&e| self.arena.as_const(e)));
+            .and_then(|v| v.first().copied());
+        // Path sensitivity: inside a branch of an If on condition `c`, an If on the same
+        // expression `c` is decided.
+        let assumed = cond_expr.and_then(|e| {
+            self.assumed
+                .iter()
+                .rev()
+                .find(|(x, _)| *x == e)
+                .map(|&(_, v)| v)
+        });
+        let symbolic = cond_expr.filter(|&e| self.arena.as_const(e).is_none() && assumed.is_none());
+        for (body, truth) in [(tb, 1), (eb, 0)] {
+            if let Some(e) = symbolic {
+                self.assumed.push((e, truth));
+            }
+            let r = self.run_body(body);
+            if symbolic.is_some() {
+                self.assumed.pop();
+            }
+            r?;
+        }
+        let mut cond = cond_expr.and_then(|e| self.arena.as_const(e)).or(assumed);
+        self.decided_ifs.retain(|(y, _)| *y != n);
+        if let Some(c) = cond {
+            self.decided_ifs.push((n, c != 0));
+        }
+        if cond.is_none() && cond_expr.is_some() {
+            // A branch holding a node that rejects its inputs cannot run: the condition must
+            // pick the other one (a guard checks it at run time, see `analyze_specializing`).
+            let failure = |b: &sod2_ir::Body| {
+                self.model
+                    .all_nodes(b)
+                    .into_iter()
+                    .find_map(|x| self.failed.get(&x).map(|m| (x, m.clone())))
+            };
+            let (ft, fe) = (failure(tb), failure(eb));
+            let keep = match (&ft, &fe) {
+                (None, Some((x, m))) => Some((true, x, m)),
+                (Some((x, m)), None) => Some((false, x, m)),
+                _ => None,
+            };
+            if let Some((then, &x, m)) = keep {
+                let why = format!("node `{}`: {m}", self.model.node(x).name);
+                self.one_valid_branch.retain(|(y, _, _)| *y != n);
+                self.one_valid_branch.push((n, then, why));
+                cond = Some(i64::from(then));
+            } else {
+                self.one_valid_branch.retain(|(y, _, _)| *y != n);
+            }
+        }
         let mut outs = Vec::new();
         for k in 0..node.outputs.len() {
             let (Some(&t), Some(&e)) = (tb.outputs.get(k), eb.outputs.get(k)) else {
@@ -342,6 +410,9 @@ impl<'m> Engine<'m> {
             (Shape::Unknown, _) | (_, Shape::Unknown) => Shape::Unknown,
             (Shape::Undef, _) | (_, Shape::Undef) => Shape::Undef,
             (Shape::Ranked(x), Shape::Ranked(y)) if x.len() != y.len() => {
+                if !self.rank_split_ifs.contains(&n) {
+                    self.rank_split_ifs.push(n);
+                }
                 let name = self.model.node(n).name.clone();
                 self.diag(
                     Some(&name),

@@ -61,6 +61,9 @@ pub enum AnalysisError {
     /// A range names no symbol of the model.
     #[error("--dim {0}: the model has no dim called `{0}`")]
     UnknownSymbol(String),
+    /// A run-time condition the compiler relied on has no value computable from the shapes.
+    #[error("cannot check at run time that {0}")]
+    UncheckableGuard(String),
     /// A range is empty.
     #[error("--dim {name}: empty range {lo}..{hi}")]
     EmptyRange {
@@ -130,6 +133,28 @@ pub struct Analysis {
     /// For each Loop node, the symbol standing for its iteration number (bound to the body's
     /// first input on entry).
     pub iteration_symbols: Vec<(NodeId, SymId)>,
+    /// If nodes whose condition the analysis could not decide and whose branches return
+    /// tensors of different ranks (their outputs are unknown; see [`analyze_specializing`]).
+    pub rank_split_ifs: Vec<NodeId>,
+    /// If nodes with an undecided condition one of whose branches cannot run: (node, keeps the
+    /// then branch, why the other cannot run). Their outputs are the runnable branch's.
+    pub one_valid_branch: Vec<(NodeId, bool, String)>,
+    /// The model's run-time guards ([`sod2_ir::Guard`]) as conditions on the symbols.
+    pub guards: Vec<GuardFact>,
+    /// If nodes whose condition is decided (a constant, or the same condition as an enclosing
+    /// branch's): (node, takes the then branch).
+    pub decided_ifs: Vec<(NodeId, bool)>,
+}
+
+/// A run-time guard as an expression: `expr` must be nonzero (`nonzero`) or zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuardFact {
+    /// The condition's value, an expression of the model-input symbols.
+    pub expr: ExprId,
+    /// Whether it must be nonzero (else zero).
+    pub nonzero: bool,
+    /// Why the model needs it.
+    pub message: String,
 }
 
 impl Analysis {
@@ -264,6 +289,22 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
             eng.facts[i].dtype = v.dtype;
         }
     }
+    let mut guards = Vec::new();
+    for g in &model.guards {
+        let e = eng.facts[g.value.index()]
+            .value
+            .as_ref()
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| AnalysisError::UncheckableGuard(g.message.clone()))?;
+        match eng.arena.as_const(e) {
+            Some(c) if (c != 0) == g.expect => {} // proven for every binding
+            _ => guards.push(GuardFact {
+                expr: e,
+                nonzero: g.expect,
+                message: g.message.clone(),
+            }),
+        }
+    }
     let iteration_symbols = eng
         .iteration_symbols
         .iter()
@@ -278,7 +319,187 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
         rounds: eng.rounds,
         elapsed: start.elapsed(),
         iteration_symbols,
+        rank_split_ifs: eng.rank_split_ifs,
+        one_valid_branch: eng.one_valid_branch,
+        guards,
+        decided_ifs: eng.decided_ifs,
     })
+}
+
+/// What [`analyze_specializing`] rewrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Specialized {
+    /// Each `If` whose continuation moved into its branches, with the number of nodes moved.
+    pub ifs: Vec<(String, usize)>,
+    /// Set when the rewriting stopped at its growth cap with rank-varying `If`s left.
+    pub capped: bool,
+    /// Each `If` replaced by its one runnable branch, with its run-time guard's message.
+    pub pruned: Vec<String>,
+    /// Symbols whose range a guard narrowed: (name, lo, hi, the guard's message).
+    pub narrowed: Vec<(String, i64, i64, String)>,
+}
+
+/// How far [`guard_range`] scans a symbol's values.
+const GUARD_SCAN: i64 = 1 << 16;
+
+/// The values of the one symbol a guard depends on where it holds, as a range: the first value
+/// from the symbol's lower end where it holds, to the last one before it stops holding
+/// (scanning [`GUARD_SCAN`] values past that for any other value where it holds; if one
+/// exists the upper end stays). `None` when the guard depends on no symbol or on several, or
+/// holds nowhere in the scanned values.
+pub fn guard_range(arena: &ExprArena, g: &GuardFact) -> Option<(SymId, i64, i64)> {
+    let [s] = arena.free_symbols(g.expr)[..] else {
+        return None;
+    };
+    let info = arena.symbol_info(s);
+    let holds = |v: i64| {
+        let mut b = sod2_expr::Bindings::new();
+        b.set(s, v);
+        arena.eval(g.expr, &b).is_ok_and(|x| (x != 0) == g.nonzero)
+    };
+    let end = info.hi.min(info.lo.saturating_add(GUARD_SCAN));
+    let lo = (info.lo..=end).find(|&v| holds(v))?;
+    let mut hi = lo;
+    while hi < info.hi && holds(hi + 1) {
+        hi += 1;
+        if hi - lo > GUARD_SCAN {
+            return Some((s, lo, info.hi));
+        }
+    }
+    let beyond = info.hi.min(hi.saturating_add(GUARD_SCAN));
+    if ((hi + 1)..=beyond).any(holds) {
+        hi = info.hi;
+    }
+    Some((s, lo, hi))
+}
+
+/// Narrows every symbol a guard bounds (see [`guard_range`]) and analyses again with those
+/// ranges when any changed.
+fn narrow_to_guards(
+    model: &Model,
+    opts: &Options,
+    a: Analysis,
+    mut done: Specialized,
+) -> Result<(Analysis, Specialized), AnalysisError> {
+    let mut ranges = opts.ranges.clone();
+    for g in &a.guards {
+        let Some((s, lo, hi)) = guard_range(&a.arena, g) else {
+            continue;
+        };
+        let info = a.arena.symbol_info(s);
+        if (lo, hi) == (info.lo, info.hi) {
+            continue;
+        }
+        ranges.retain(|r| r.name != info.name);
+        ranges.push(DimRange {
+            name: info.name.clone(),
+            lo,
+            hi,
+        });
+        done.narrowed
+            .push((info.name.clone(), lo, hi, g.message.clone()));
+    }
+    if done.narrowed.is_empty() {
+        return Ok((a, done));
+    }
+    let narrowed = Options {
+        ranges,
+        ..opts.clone()
+    };
+    Ok((analyze(model, &narrowed)?, done))
+}
+
+/// Largest model, as a multiple of the imported node count, that [`analyze_specializing`]
+/// grows to by copying continuations.
+pub const SPECIALIZE_GROWTH_CAP: usize = 8;
+
+/// Runs [`analyze`], and where an `If` with an undecided condition returns tensors of different
+/// ranks from its two branches, moves the nodes that depend on it into both branches
+/// ([`sod2_ir::rewrite::sink_into_branches`]) and analyses again, until no such `If` is left
+/// (or the model has grown [`SPECIALIZE_GROWTH_CAP`] times). Each branch then has static ranks;
+/// the runtime runs the one the condition picks. `model` is rewritten in place.
+pub fn analyze_specializing(
+    model: &mut Model,
+    opts: &Options,
+) -> Result<(Analysis, Specialized), AnalysisError> {
+    let base = model.nodes.len().max(1);
+    let mut done = Specialized::default();
+    loop {
+        let a = analyze(model, opts)?;
+        // An If whose condition is decided is its live branch (only when some If needs a
+        // rewrite: a model without rank-varying Ifs keeps its Ifs as they are).
+        if !a.rank_split_ifs.is_empty() || !a.one_valid_branch.is_empty() {
+            if let Some(&(n, then)) = a.decided_ifs.first() {
+                if sod2_ir::rewrite::inline_branch(model, n, then, None).is_ok() {
+                    sod2_ir::rewrite::compact(model);
+                    continue;
+                }
+            }
+        }
+        // An If of the main graph one of whose branches cannot run, decided by the input
+        // shapes alone: keep the other branch, guarded at `prepare`.
+        let main: Vec<NodeId> = model.main.nodes.clone();
+        let prunable = a.one_valid_branch.iter().find(|(n, _, _)| {
+            main.contains(n)
+                && model.node(*n).input(0).is_some_and(|c| {
+                    a.fact(c)
+                        .value
+                        .as_ref()
+                        .and_then(|v| v.first())
+                        .is_some_and(|&e| {
+                            a.arena
+                                .free_symbols(e)
+                                .iter()
+                                .all(|&s| a.arena.symbol_info(s).origin.is_none())
+                        })
+                })
+        });
+        if let Some((n, then, why)) = prunable.cloned() {
+            let node = model.node(n);
+            let message = format!(
+                "If `{}` must take its {} branch: the {} branch cannot run ({why})",
+                node.name,
+                if then { "then" } else { "else" },
+                if then { "else" } else { "then" },
+            );
+            if sod2_ir::rewrite::inline_branch(model, n, then, Some(message.clone())).is_ok() {
+                sod2_ir::rewrite::compact(model);
+                done.pruned.push(message);
+                continue;
+            }
+        }
+        if a.rank_split_ifs.is_empty() {
+            return narrow_to_guards(model, opts, a, done);
+        }
+        if model.nodes.len() > SPECIALIZE_GROWTH_CAP * base {
+            done.capped = true;
+            return narrow_to_guards(model, opts, a, done);
+        }
+        // The first that has a continuation to move (an If whose outputs only leave its body
+        // has none: it stays as it is).
+        let mut sunk = false;
+        'ifs: for &first in &a.rank_split_ifs {
+            // An If whose outputs leave its body as they are has nothing after it to move: the
+            // If (or Loop) owning that body gets the varying rank, so its continuation moves.
+            let mut n = first;
+            loop {
+                let name = model.node(n).name.clone();
+                if let Ok(moved @ 1..) = sod2_ir::rewrite::sink_into_branches(model, n) {
+                    sod2_ir::rewrite::compact(model);
+                    done.ifs.push((name, moved));
+                    sunk = true;
+                    break 'ifs;
+                }
+                match sod2_ir::rewrite::parent(model, n) {
+                    Some(p) if model.node(p).op == sod2_ir::OpKind::If => n = p,
+                    _ => break,
+                }
+            }
+        }
+        if !sunk {
+            return narrow_to_guards(model, opts, a, done);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,14 +27,18 @@ pub struct Mode {
 
 /// Runs the command.
 pub fn run(path: &Path, ranges: Vec<DimRange>, mode: &Mode, out: &mut String) -> Result<()> {
-    let model = sod2_onnx::load(path).with_context(|| format!("importing {}", path.display()))?;
-    let a = sod2_analysis::analyze(
-        &model,
+    let mut model =
+        sod2_onnx::load(path).with_context(|| format!("importing {}", path.display()))?;
+    let (a, specialized) = sod2_analysis::analyze_specializing(
+        &mut model,
         &Options {
             ranges,
             ..Options::default()
         },
     )?;
+    for (name, moved) in &specialized.ifs {
+        log::info!("If `{name}`: branches of different ranks; {moved} dependent nodes copied into both branches");
+    }
     for d in &a.diagnostics {
         if !matches!(d.kind, sod2_analysis::DiagKind::Assumption) {
             log::warn!(

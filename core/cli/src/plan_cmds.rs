@@ -17,14 +17,35 @@ pub fn compile(
     opt: sod2_planner::Opt,
     text: &mut String,
 ) -> Result<()> {
-    let m = sod2_onnx::load(model).with_context(|| format!("importing {}", model.display()))?;
-    let a = sod2_analysis::analyze(
-        &m,
+    let mut m = sod2_onnx::load(model).with_context(|| format!("importing {}", model.display()))?;
+    let (a, specialized) = sod2_analysis::analyze_specializing(
+        &mut m,
         &sod2_analysis::Options {
             ranges,
             ..Default::default()
         },
     )?;
+    for (name, moved) in &specialized.ifs {
+        let _ = writeln!(
+            text,
+            "If `{name}`: tensors after it have a rank that depends on a condition known only at run time; the {moved} nodes that depend on it were copied into both branches"
+        );
+    }
+    for message in &specialized.pruned {
+        let _ = writeln!(text, "guard: {message}");
+    }
+    for (name, lo, hi, _) in &specialized.narrowed {
+        let _ = writeln!(
+            text,
+            "domain: {name} = {lo}..={hi} (outside it a branch the model needs cannot run; `sod2 run` refuses such inputs)"
+        );
+    }
+    if specialized.capped {
+        log::warn!(
+            "stopped copying the nodes after rank-varying Ifs at {}x the model's size",
+            sod2_analysis::SPECIALIZE_GROWTH_CAP
+        );
+    }
     let producer = format!(
         "sod2 {} (compile {}, opt {opt:?})",
         env!("CARGO_PKG_VERSION"),

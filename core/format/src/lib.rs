@@ -47,8 +47,9 @@ pub use verify::verify;
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"SOD2PLAN";
 /// Format version this crate writes and reads (2: operator codes instead of names, a backend per
-/// step, typed kernel versions, tagged fused operands, extra sections kept and checksummed).
-pub const VERSION: u32 = 2;
+/// step, typed kernel versions, tagged fused operands, extra sections kept and checksummed;
+/// 3: run-time guards).
+pub const VERSION: u32 = 3;
 /// Header size in bytes.
 pub const HEADER_SIZE: usize = 64;
 /// Alignment of the weights section and of every weight segment.
@@ -367,6 +368,21 @@ pub struct Plan {
     pub arena_size: u32,
     /// Producer string (compiler version, options).
     pub producer: String,
+    /// Conditions on the symbols that `prepare` checks (see [`Guard`]).
+    pub guards: Vec<Guard>,
+}
+
+/// A condition on the input symbols the compiler relied on: expression `expr` of the pool must
+/// be nonzero (`nonzero`) or zero at every binding the plan runs at. `prepare` evaluates it and
+/// refuses the inputs with `message` when it fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guard {
+    /// The condition (a pool index).
+    pub expr: u32,
+    /// Whether it must be nonzero (else zero).
+    pub nonzero: bool,
+    /// Why the model needs it.
+    pub message: String,
 }
 
 /// A verified plan file: metadata decoded, attributes decoded per step, weights located (not
@@ -542,6 +558,12 @@ fn encode_meta(p: &Plan) -> Vec<u8> {
         }
     }
     e.u32(p.arena_size);
+    e.len(p.guards.len());
+    for g in &p.guards {
+        e.u32(g.expr);
+        e.u8(u8::from(g.nonzero));
+        e.str(&g.message);
+    }
     e.buf
 }
 
@@ -740,6 +762,25 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
         });
     }
     let arena_size = d.u32()?;
+    let mut guards = Vec::new();
+    for _ in 0..d.len(9)? {
+        let expr = d.u32()?;
+        let nonzero = match d.u8()? {
+            0 => false,
+            1 => true,
+            x => {
+                return Err(invalid(
+                    "META",
+                    format!("guard flag {x} is neither 0 nor 1"),
+                ))
+            }
+        };
+        guards.push(Guard {
+            expr,
+            nonzero,
+            message: d.str()?,
+        });
+    }
     if !d.at_end() {
         return Err(invalid("META", "trailing bytes after the plan"));
     }
@@ -750,6 +791,7 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
         graphs,
         arena_size,
         producer,
+        guards,
     })
 }
 

@@ -117,6 +117,11 @@ fn sample() -> (Plan, Vec<u8>) {
         ],
         arena_size: 8,
         producer: "test".into(),
+        guards: vec![Guard {
+            expr: 2,
+            nonzero: true,
+            message: "a test guard".into(),
+        }],
     };
     let mut weights = vec![0u8; 64];
     weights[..4].copy_from_slice(&1.0f32.to_le_bytes());
@@ -262,6 +267,10 @@ fn invalid_plans_with_valid_checksums_are_rejected() {
     rejects(|p| p.exprs[2] = Expr::Mul(0, 5), "refers forward");
     rejects(|p| p.exprs[0] = Expr::Sym(9), "missing symbol");
     rejects(|p| p.arena_size = 99, "arena size");
+    rejects(
+        |p| p.guards[0].expr = 99,
+        "guard `a test guard`: expression out of range",
+    );
     rejects(
         |p| p.tensors[0].shape = vec![77],
         "shape expression out of range",

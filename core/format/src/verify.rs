@@ -46,6 +46,11 @@ pub fn verify(plan: &Plan, weights_len: u64) -> Result<(), FormatError> {
     check(plan.arena_size < nx, "plan", || {
         "arena size expression out of range".into()
     })?;
+    for g in &plan.guards {
+        check(g.expr < nx, "plan", || {
+            format!("guard `{}`: expression out of range", g.message)
+        })?;
+    }
     let main_inputs = plan
         .graphs
         .first()

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod op;
+pub mod rewrite;
 mod tensor;
 
 use std::collections::{BTreeMap, HashSet};
@@ -230,6 +231,23 @@ pub struct Model {
     pub main: Body,
     /// Opset of the default domain.
     pub opset: i64,
+    /// Conditions the model needs at run time that the compiler relied on (see [`Guard`]).
+    pub guards: Vec<Guard>,
+}
+
+/// A run-time condition: the first element of `value` (a boolean or integer tensor computed
+/// from the input shapes) must be nonzero (`expect`) or zero (`!expect`). The compiler adds one
+/// when it drops an `If` branch that cannot run (a node in it rejects its inputs): inputs that
+/// would take that branch are outside the model's domain, and `prepare` refuses them with
+/// `message`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    /// The condition tensor.
+    pub value: ValueId,
+    /// What its value must be.
+    pub expect: bool,
+    /// Why: the branch and the node that rejects its inputs.
+    pub message: String,
 }
 
 /// Structural errors found by [`verify`].

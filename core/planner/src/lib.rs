@@ -258,6 +258,14 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     let main = p.graph(&main_body, true)?;
     p.plan.graphs[0] = main;
     p.layout_best()?;
+    for g in &a.guards {
+        let expr = p.lower(g.expr);
+        p.plan.guards.push(fmt::Guard {
+            expr,
+            nonzero: g.nonzero,
+            message: g.message.clone(),
+        });
+    }
     // The runtime decodes every step's attributes at load and rejects what it cannot run;
     // checking here tells the user at compile time, naming the node and the attribute.
     fmt::attrs::decode_plan(&p.plan).map_err(|e| PlanError::Attributes(e.to_string()))?;

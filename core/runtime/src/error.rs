@@ -83,6 +83,15 @@ pub enum RuntimeError {
         /// Range end.
         hi: i64,
     },
+    /// The input shapes are outside the model's domain: a condition the compiler relied on (a
+    /// guard of the plan) fails for them.
+    #[error("input shapes outside the model's domain ({bindings}): {message}")]
+    OutsideDomain {
+        /// The input symbols' values, `name = value, ...`.
+        bindings: String,
+        /// The guard's message: the condition and why the model needs it.
+        message: String,
+    },
     /// Input data length does not match its dims.
     #[error("input `{input}`: {got} bytes given, dims {dims:?} of {dtype} need {expected}")]
     InputSize {

@@ -98,7 +98,7 @@ fn corrupted_and_foreign_plans_are_rejected() {
     let e = Plan::from_bytes(&v2).err().unwrap();
     assert_eq!(
         e.to_string(),
-        "plan format version 7 is not supported (this runtime reads version 2)"
+        "plan format version 7 is not supported (this runtime reads version 3)"
     );
     for cut in [0, 10, 63, 64, 100, bytes.len() / 2, bytes.len() - 1] {
         assert!(

@@ -190,14 +190,18 @@ fn unary_value(
             .iter()
             .map(|&e| ctx.arena.as_const(e).map(|c| ctx.arena.constant(c.abs())))
             .collect(),
-        Not => v
-            .iter()
-            .map(|&e| {
-                ctx.arena
-                    .as_const(e)
-                    .map(|c| ctx.arena.constant(i64::from(c == 0)))
-            })
-            .collect(),
+        Not => Some(
+            v.iter()
+                .map(|&e| match ctx.arena.as_const(e) {
+                    Some(c) => ctx.arena.constant(i64::from(c == 0)),
+                    None => {
+                        let bit = as_bit(ctx.arena, e);
+                        let one = ctx.arena.constant(1);
+                        ctx.arena.sub(one, bit)
+                    }
+                })
+                .collect(),
+        ),
         Sign => v
             .iter()
             .map(|&e| {
@@ -316,45 +320,85 @@ fn binary_value(
             }
             (Equal, Some(b)) => {
                 let t = ar.prove_eq(a, b);
-                truth(ar, t)?
+                truth(ar, t).unwrap_or_else(|| eq_expr(ar, a, b))
             }
             (Less, Some(b)) => {
                 let one = ar.add_const(a, 1);
                 let t = ar.prove_le(one, b);
-                truth(ar, t)?
+                truth(ar, t).unwrap_or_else(|| le_expr(ar, one, b))
             }
             (LessOrEqual, Some(b)) => {
                 let t = ar.prove_le(a, b);
-                truth(ar, t)?
+                truth(ar, t).unwrap_or_else(|| le_expr(ar, a, b))
             }
             (Greater, Some(b)) => {
                 let one = ar.add_const(b, 1);
                 let t = ar.prove_le(one, a);
-                truth(ar, t)?
+                truth(ar, t).unwrap_or_else(|| le_expr(ar, one, a))
             }
             (GreaterOrEqual, Some(b)) => {
                 let t = ar.prove_le(b, a);
-                truth(ar, t)?
+                truth(ar, t).unwrap_or_else(|| le_expr(ar, b, a))
             }
             (And | Or | Xor, Some(b)) => {
-                let (x, y) = (ar.as_const(a)? != 0, ar.as_const(b)? != 0);
-                let r = match op {
-                    And => x && y,
-                    Or => x || y,
-                    _ => x != y,
-                };
-                ar.constant(i64::from(r))
+                let (x, y) = (as_bit(ar, a), as_bit(ar, b));
+                match op {
+                    And => ar.min(&[x, y]),
+                    Or => ar.max(&[x, y]),
+                    _ => {
+                        let (d, e) = (ar.sub(x, y), ar.sub(y, x));
+                        ar.max(&[d, e])
+                    }
+                }
             }
-            (Where, Some(_)) => {
-                let c = ar.as_const(a)?;
-                let pick = if c != 0 { 1 } else { 2 };
-                at(vals.get(pick)?, i)
-            }
+            (Where, Some(_)) => match ar.as_const(a) {
+                Some(c) => at(vals.get(if c != 0 { 1 } else { 2 })?, i),
+                // c * x + (1 - c) * y with c in {0, 1}.
+                None => {
+                    let c = as_bit(ar, a);
+                    let (x, y) = (at(vals.get(1)?, i), at(vals.get(2)?, i));
+                    let cx = ar.mul(c, x);
+                    let one = ar.constant(1);
+                    let nc = ar.sub(one, c);
+                    let ny = ar.mul(nc, y);
+                    ar.add(cx, ny)
+                }
+            },
             _ => return None,
         };
         res.push(r);
     }
     Some(res)
+}
+
+/// `1` when `a == b`, else `0`, for integers: `1 - min(1, |a - b|)`.
+fn eq_expr(ar: &mut sod2_expr::ExprArena, a: ExprId, b: ExprId) -> ExprId {
+    let (d, e) = (ar.sub(a, b), ar.sub(b, a));
+    let abs = ar.max(&[d, e]);
+    let one = ar.constant(1);
+    let m = ar.min(&[one, abs]);
+    ar.sub(one, m)
+}
+
+/// `1` when `a <= b`, else `0`, for integers: `min(1, max(0, b - a + 1))`.
+fn le_expr(ar: &mut sod2_expr::ExprArena, a: ExprId, b: ExprId) -> ExprId {
+    let d = ar.sub(b, a);
+    let d1 = ar.add_const(d, 1);
+    let (zero, one) = (ar.constant(0), ar.constant(1));
+    let m = ar.max(&[zero, d1]);
+    ar.min(&[one, m])
+}
+
+/// A truth value as `0` / `1` (`min(1, |x|)` unless it is one already).
+fn as_bit(ar: &mut sod2_expr::ExprArena, x: ExprId) -> ExprId {
+    let iv = ar.interval(x);
+    if iv.lo >= 0 && iv.hi <= 1 {
+        return x;
+    }
+    let n = ar.neg(x);
+    let abs = ar.max(&[x, n]);
+    let one = ar.constant(1);
+    ar.min(&[one, abs])
 }
 
 fn truth(ar: &mut sod2_expr::ExprArena, t: Truth) -> Option<ExprId> {

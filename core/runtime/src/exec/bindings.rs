@@ -149,6 +149,25 @@ impl Bindings {
                 }
             }
         }
+        for g in &p.guards {
+            let Some(v) = self.vals[g.expr as usize] else {
+                continue;
+            };
+            if (v != 0) != g.nonzero {
+                let bindings = p
+                    .symbols
+                    .iter()
+                    .zip(&self.syms)
+                    .filter(|(s, _)| s.origin.is_none())
+                    .filter_map(|(s, v)| v.map(|v| format!("{} = {v}", s.name)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(RuntimeError::OutsideDomain {
+                    bindings,
+                    message: g.message.clone(),
+                });
+            }
+        }
         let size = self.vals[p.arena_size as usize].ok_or_else(|| RuntimeError::Kernel {
             step: "<prepare>".into(),
             kernel: "arena".into(),

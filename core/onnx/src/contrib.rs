@@ -12,7 +12,9 @@
 //! ops that have no kernel here and are defined by other ops: `Swish`, `MeanVarianceNormalization`,
 //! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows (see
 //! [`expand_standard`]).
+use crate::hints::TypeHints;
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
+use crate::{expand_attention, ImportError};
 
 /// The ops this module expands at import (`domain::Type` outside the default domain), for
 /// `sod2 ops`.
@@ -24,6 +26,8 @@ pub const EXPANDED: &[&str] = &[
     "HannWindow",
     "HammingWindow",
     "BlackmanWindow",
+    "Attention",
+    "RotaryEmbedding",
     "com.microsoft::Gelu",
     "com.microsoft::FastGelu",
     "com.microsoft::BiasGelu",
@@ -35,27 +39,36 @@ pub const EXPANDED: &[&str] = &[
 
 /// The standard-op expansion of a default-domain op that ONNX defines as a function of other
 /// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
-/// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`), written for the model's default-domain `opset` (Reduce axes as an
-/// attribute before 18, as an input from 18). `None` for any other node.
-pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<NodeProto>> {
+/// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`,
+/// and from opset 23 `Attention` and `RotaryEmbedding`, see [`expand_attention`]), written for
+/// the model's default-domain `opset` (Reduce axes as an attribute before 18, as an input from
+/// 18). `hints` holds what the importer knows of value types and ranks (the attention bodies
+/// depend on them). `Ok(None)` for any other node, or for one whose expansion depends on a type
+/// or rank not known at import; an error for a malformed node.
+pub fn expand_standard(
+    n: &NodeProto,
+    call: &str,
+    opset: i64,
+    hints: &TypeHints,
+) -> Result<Option<Vec<NodeProto>>, ImportError> {
     if !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
-        return None;
+        return Ok(None);
     }
-    let b = Builder {
-        call,
-        nodes: Vec::new(),
-        k: 0,
-    };
-    match n.op_type.as_deref()? {
-        "Swish" => b.swish(n),
-        "MeanVarianceNormalization" => b.mvn(n, opset),
-        "LpNormalization" => b.lp_norm(n, opset),
-        "RMSNormalization" => b.rms_norm(n),
-        "HannWindow" => b.window(n, [0.5, 0.5, 0.0]),
-        "HammingWindow" => b.window(n, [25.0 / 46.0, 21.0 / 46.0, 0.0]),
-        "BlackmanWindow" => b.window(n, [0.42, 0.5, 0.08]),
+    let b = Builder::new(call);
+    Ok(match n.op_type.as_deref() {
+        Some("Attention") if opset >= 23 => return expand_attention::attention(b, n, opset, hints),
+        Some("RotaryEmbedding") if opset >= 23 => {
+            return expand_attention::rotary_embedding(b, n, hints)
+        }
+        Some("Swish") => b.swish(n),
+        Some("MeanVarianceNormalization") => b.mvn(n, opset),
+        Some("LpNormalization") => b.lp_norm(n, opset),
+        Some("RMSNormalization") => b.rms_norm(n),
+        Some("HannWindow") => b.window(n, [0.5, 0.5, 0.0]),
+        Some("HammingWindow") => b.window(n, [25.0 / 46.0, 21.0 / 46.0, 0.0]),
+        Some("BlackmanWindow") => b.window(n, [0.42, 0.5, 0.08]),
         _ => None,
-    }
+    })
 }
 
 /// The contrib domain.
@@ -67,11 +80,7 @@ pub fn expand(n: &NodeProto, call: &str) -> Option<Vec<NodeProto>> {
     if n.domain.as_deref() != Some(MS_DOMAIN) {
         return None;
     }
-    let b = Builder {
-        call,
-        nodes: Vec::new(),
-        k: 0,
-    };
+    let b = Builder::new(call);
     match n.op_type.as_deref()? {
         "Gelu" => b.gelu(n, false),
         "FastGelu" => b.gelu(n, true),
@@ -84,32 +93,38 @@ pub fn expand(n: &NodeProto, call: &str) -> Option<Vec<NodeProto>> {
     }
 }
 
-struct Builder<'a> {
-    call: &'a str,
-    nodes: Vec<NodeProto>,
+/// Collects the nodes of one expansion; new names are prefixed by the expanded node's name.
+pub(crate) struct Builder<'a> {
+    pub(crate) call: &'a str,
+    pub(crate) nodes: Vec<NodeProto>,
     k: usize,
 }
 
-fn input(n: &NodeProto, i: usize) -> Option<&str> {
+/// Input `i` of `n`, if present and not empty.
+pub(crate) fn input(n: &NodeProto, i: usize) -> Option<&str> {
     n.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-fn output(n: &NodeProto, i: usize) -> Option<&str> {
+/// Output `i` of `n`, if present and not empty.
+pub(crate) fn output(n: &NodeProto, i: usize) -> Option<&str> {
     n.output
         .get(i)
         .map(String::as_str)
         .filter(|s| !s.is_empty())
 }
 
-fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+/// The attribute `name` of `n`.
+pub(crate) fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
     n.attribute.iter().find(|a| a.name.as_deref() == Some(name))
 }
 
-fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
+/// A float attribute, or `default`.
+pub(crate) fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
     attr(n, name).and_then(|a| a.f).unwrap_or(default)
 }
 
-fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+/// An int attribute, or `default`.
+pub(crate) fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
     attr(n, name).and_then(|a| a.i).unwrap_or(default)
 }
 
@@ -122,7 +137,8 @@ fn float_attr(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
+/// An int attribute named `name`.
+pub(crate) fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         i: Some(v),
@@ -131,7 +147,8 @@ fn int_attr(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn str_attr(name: &str, v: &str) -> AttributeProto {
+/// A string attribute named `name`.
+pub(crate) fn str_attr(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         s: Some(v.as_bytes().to_vec()),
@@ -140,14 +157,33 @@ fn str_attr(name: &str, v: &str) -> AttributeProto {
     }
 }
 
-impl Builder<'_> {
+/// An ints attribute named `name`.
+pub(crate) fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(attribute_proto::AttributeType::Ints as i32),
+        ..Default::default()
+    }
+}
+
+impl<'a> Builder<'a> {
+    /// An empty expansion of the node called `call`.
+    pub(crate) fn new(call: &'a str) -> Self {
+        Builder {
+            call,
+            nodes: Vec::new(),
+            k: 0,
+        }
+    }
+
     fn fresh(&mut self, what: &str) -> String {
         self.k += 1;
         format!("{}/{what}_{}", self.call, self.k)
     }
 
     /// Appends a standard node; returns its first output.
-    fn node(
+    pub(crate) fn node(
         &mut self,
         op: &str,
         inputs: &[&str],
@@ -169,7 +205,7 @@ impl Builder<'_> {
     }
 
     /// A `Constant` node holding `t`.
-    fn constant(&mut self, t: TensorProto) -> String {
+    pub(crate) fn constant(&mut self, t: TensorProto) -> String {
         let a = AttributeProto {
             name: Some("value".into()),
             t: Some(t),
@@ -180,7 +216,7 @@ impl Builder<'_> {
     }
 
     /// A float scalar constant.
-    fn scalar(&mut self, v: f32) -> String {
+    pub(crate) fn scalar(&mut self, v: f32) -> String {
         self.constant(TensorProto {
             data_type: Some(1),
             float_data: vec![v],
@@ -189,7 +225,7 @@ impl Builder<'_> {
     }
 
     /// An int64 scalar constant.
-    fn int_scalar(&mut self, v: i64) -> String {
+    pub(crate) fn int_scalar(&mut self, v: i64) -> String {
         self.constant(TensorProto {
             data_type: Some(7),
             int64_data: vec![v],
@@ -198,7 +234,7 @@ impl Builder<'_> {
     }
 
     /// A 1-D int64 constant.
-    fn ints(&mut self, v: &[i64]) -> String {
+    pub(crate) fn ints(&mut self, v: &[i64]) -> String {
         self.constant(TensorProto {
             data_type: Some(7),
             dims: vec![v.len() as i64],

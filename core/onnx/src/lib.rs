@@ -28,6 +28,8 @@ pub mod proto {
 }
 
 pub mod contrib;
+mod expand_attention;
+pub mod hints;
 mod tensor;
 
 use proto::{AttributeProto, FunctionProto, GraphProto, NodeProto, ValueInfoProto};
@@ -109,6 +111,17 @@ pub enum ImportError {
         /// What is wrong.
         reason: String,
     },
+    /// A node's inputs do not fit its op (a required input missing, optional inputs that go
+    /// together given alone).
+    #[error("node `{node}` ({op}): {reason}")]
+    BadNode {
+        /// Node name.
+        node: String,
+        /// Op type.
+        op: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A value declaration is malformed.
     #[error("value `{value}`: {reason}")]
     BadValueInfo {
@@ -167,6 +180,7 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Impo
         node_names: HashSet::new(),
         value_names: HashMap::new(),
         scopes: Vec::new(),
+        hints: hints::TypeHints::default(),
     };
     let (main, _) = imp.graph(graph, true)?;
     imp.model.main = main;
@@ -183,6 +197,8 @@ struct Importer<'a> {
     node_names: HashSet<String>,
     value_names: HashMap<String, ValueId>,
     scopes: Vec<HashMap<String, ValueId>>,
+    /// Element types and ranks known before analysis, for the expansions that depend on them.
+    hints: hints::TypeHints,
 }
 
 /// Whether a `dim_param` is a converter's way of writing "unknown" rather than a name.
@@ -327,8 +343,17 @@ impl<'a> Importer<'a> {
             body.inputs.push(v);
         }
         // Expand local functions, then split off Constant nodes.
+        let mut hints = std::mem::take(&mut self.hints);
+        for vi in g.input.iter().chain(&g.value_info).chain(&g.output) {
+            hints.declare(vi);
+        }
+        for t in &g.initializer {
+            hints.tensor(t.name.as_deref().unwrap_or_default(), t);
+        }
         let mut nodes = Vec::new();
-        self.expand_functions(&g.node, &mut nodes, 0)?;
+        let expanded = self.expand_functions(&g.node, &mut nodes, 0, &mut hints);
+        self.hints = hints;
+        expanded?;
         let mut pending: Vec<(NodeId, NodeProto)> = Vec::new();
         for n in nodes {
             let op_type = n.op_type.clone().unwrap_or_default();
@@ -488,11 +513,14 @@ impl<'a> Importer<'a> {
         Ok(order)
     }
 
+    /// Appends `nodes` to `out` with local functions inlined and the ops `contrib` knows
+    /// expanded (recursively); `hints` follows every node appended.
     fn expand_functions(
         &self,
         nodes: &[NodeProto],
         out: &mut Vec<NodeProto>,
         depth: usize,
+        hints: &mut hints::TypeHints,
     ) -> Result<(), ImportError> {
         for n in nodes {
             let key = (
@@ -500,13 +528,16 @@ impl<'a> Importer<'a> {
                 n.op_type.clone().unwrap_or_default(),
             );
             let call = n.name.as_deref().unwrap_or(&key.1);
-            let expanded = contrib::expand(n, call)
-                .or_else(|| contrib::expand_standard(n, call, self.model.opset));
+            let expanded = match contrib::expand(n, call) {
+                Some(e) => Some(e),
+                None => contrib::expand_standard(n, call, self.model.opset, hints)?,
+            };
             if let Some(expanded) = expanded {
-                self.expand_functions(&expanded, out, depth + 1)?;
+                self.expand_functions(&expanded, out, depth + 1, hints)?;
                 continue;
             }
             let Some(f) = self.functions.get(&key) else {
+                hints.record(n);
                 out.push(n.clone());
                 continue;
             };
@@ -573,7 +604,7 @@ impl<'a> Importer<'a> {
                 c.attribute = attrs;
                 body.push(c);
             }
-            self.expand_functions(&body, out, depth + 1)?;
+            self.expand_functions(&body, out, depth + 1, hints)?;
         }
         Ok(())
     }

@@ -361,3 +361,181 @@ fn missing_graph_is_an_error() {
     let e = import_bytes(&mp.encode_to_vec(), None).unwrap_err();
     assert_eq!(e.to_string(), "missing field `ModelProto.graph`");
 }
+
+fn model_at(g: GraphProto, opset: i64) -> ModelProto {
+    let mut m = model(g);
+    m.opset_import[0].version = Some(opset);
+    m
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(attribute_proto::AttributeType::Int as i32),
+        ..Default::default()
+    }
+}
+
+fn op_names(m: &Model) -> Vec<String> {
+    m.main
+        .nodes
+        .iter()
+        .map(|&n| m.node(n).op.name().to_string())
+        .collect()
+}
+
+/// Q, K, V of shape (b, 2, s, 4) and `attn_mask` computed by `mask_op` from two f32 inputs.
+fn attention_graph(mask_op: (&str, &str), attrs: Vec<AttributeProto>) -> GraphProto {
+    let mut mask = node(mask_op.1, "mask", &["a", "c"], &["m"]);
+    mask.domain = Some(mask_op.0.into());
+    let mut att = node("Attention", "att", &["q", "k", "v", "m"], &["y"]);
+    att.attribute = attrs;
+    let qkv = |n: &str| vi(n, 1, &["b", "2", "s", "4"]);
+    GraphProto {
+        node: vec![mask, att],
+        input: vec![
+            qkv("q"),
+            qkv("k"),
+            qkv("v"),
+            vi("a", 1, &["s", "s"]),
+            vi("c", 1, &["s", "s"]),
+        ],
+        output: vec![vi("y", 1, &[])],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn attention_expands_with_a_mask_type_carried_from_its_producer() {
+    // `Less` gives bool: the mask becomes Where(m, 0, -inf); causal adds a Range triangle.
+    let g = attention_graph(("", "Less"), vec![int_attr("is_causal", 1)]);
+    let m = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap();
+    let ops = op_names(&m);
+    assert!(!ops.iter().any(|o| o == "Attention"), "{ops:?}");
+    assert_eq!(ops.iter().filter(|o| *o == "Where").count(), 2, "{ops:?}");
+    assert!(ops.iter().any(|o| o == "Range") && ops.iter().any(|o| o == "Softmax"));
+    // A float mask (Add of floats) is added as it is: only the causal Where.
+    let g = attention_graph(("", "Add"), vec![int_attr("is_causal", 1)]);
+    let m = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap();
+    let ops = op_names(&m);
+    assert_eq!(ops.iter().filter(|o| *o == "Where").count(), 1, "{ops:?}");
+    // Before opset 23 `Attention` is not a standard op: nothing is expanded.
+    let g = attention_graph(("", "Less"), vec![]);
+    let m = import_bytes(&model_at(g, 21).encode_to_vec(), None).unwrap();
+    assert!(op_names(&m).iter().any(|o| o == "Attention"));
+}
+
+#[test]
+fn attention_with_a_mask_of_unknown_type_is_kept() {
+    let g = attention_graph(("com.example", "Fancy"), vec![]);
+    let m = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap();
+    assert!(op_names(&m).iter().any(|o| o == "Attention"));
+}
+
+#[test]
+fn malformed_attention_nodes_are_errors_naming_node_and_attribute() {
+    for (a, v, want) in [
+        ("is_causal", 2, "attribute `is_causal`"),
+        (
+            "qk_matmul_output_mode",
+            4,
+            "attribute `qk_matmul_output_mode`",
+        ),
+        ("softmax_precision", 7, "attribute `softmax_precision`"),
+        ("q_num_heads", 3, "go together"),
+        ("q_num_heads", -1, "must not be negative"),
+    ] {
+        let g = attention_graph(("", "Less"), vec![int_attr(a, v)]);
+        let e = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("node `att`") && s.contains(want), "{s}");
+    }
+    // past_key without past_value.
+    let mut g = attention_graph(("", "Less"), vec![]);
+    g.node[1].input.push("k".into());
+    let e = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("past_key and past_value go together"),
+        "{e}"
+    );
+}
+
+fn rotary_graph(x_dims: &[&str], attrs: Vec<AttributeProto>) -> GraphProto {
+    let mut r = node(
+        "RotaryEmbedding",
+        "rope",
+        &["x", "cos", "sin", "pos"],
+        &["y"],
+    );
+    r.attribute = attrs;
+    GraphProto {
+        node: vec![r],
+        input: vec![
+            vi("x", 1, x_dims),
+            vi("cos", 1, &["64", "4"]),
+            vi("sin", 1, &["64", "4"]),
+            vi("pos", 7, &["b", "s"]),
+        ],
+        output: vec![vi("y", 1, &[])],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn rotary_embedding_follows_the_input_rank() {
+    // 4-D: no reshape, no transpose (cos/sin broadcast over the heads axis where it stands).
+    let g = rotary_graph(&["b", "2", "s", "8"], vec![]);
+    let m = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap();
+    let ops = op_names(&m);
+    assert!(!ops
+        .iter()
+        .any(|o| o == "RotaryEmbedding" || o == "Transpose" || o == "Reshape"));
+    // 3-D with num_heads: reshaped to heads and back.
+    let g = rotary_graph(&["b", "s", "16"], vec![int_attr("num_heads", 2)]);
+    let m = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap();
+    assert_eq!(op_names(&m).iter().filter(|o| *o == "Reshape").count(), 2);
+    // 3-D without num_heads is malformed.
+    let g = rotary_graph(&["b", "s", "16"], vec![]);
+    let e = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap_err();
+    assert!(e.to_string().contains("attribute `num_heads`"), "{e}");
+    // An odd rotary_embedding_dim is malformed.
+    let g = rotary_graph(
+        &["b", "2", "s", "8"],
+        vec![int_attr("rotary_embedding_dim", 3)],
+    );
+    let e = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap_err();
+    assert!(e.to_string().contains("must be even"), "{e}");
+    // num_heads given and the rank unknown: kept, not guessed.
+    let mut g = rotary_graph(&["b", "s", "16"], vec![int_attr("num_heads", 2)]);
+    g.input[0].r#type = None;
+    let m = import_bytes(&model_at(g, 23).encode_to_vec(), None).unwrap();
+    assert!(op_names(&m).iter().any(|o| o == "RotaryEmbedding"));
+}
+
+#[test]
+fn type_hints_follow_declarations_and_simple_ops() {
+    use hints::{elem, TypeHints};
+    let mut h = TypeHints::default();
+    h.declare(&vi("x", 1, &["b", "4"]));
+    h.declare(&vi("i", 7, &["b"]));
+    h.record(&node("Less", "l", &["x", "x"], &["lt"]));
+    h.record(&node("Not", "n", &["lt"], &["nt"]));
+    let mut cast = node("Cast", "c", &["i"], &["ci"]);
+    cast.attribute = vec![int_attr("to", 10)];
+    h.record(&cast);
+    h.record(&node("Where", "w", &["nt", "x", "x"], &["wx"]));
+    h.record(&node("Reshape", "r", &["x", "i"], &["rx"]));
+    h.record(&node("Fancy", "f", &["x"], &["fx"]));
+    assert_eq!((h.elem("lt"), h.rank("lt")), (Some(elem::BOOL), Some(2)));
+    assert_eq!((h.elem("nt"), h.rank("nt")), (Some(elem::BOOL), Some(2)));
+    assert_eq!((h.elem("ci"), h.rank("ci")), (Some(elem::FLOAT16), Some(1)));
+    assert_eq!((h.elem("wx"), h.rank("wx")), (Some(elem::FLOAT), Some(2)));
+    assert_eq!((h.elem("rx"), h.rank("rx")), (Some(elem::FLOAT), None));
+    assert_eq!((h.elem("fx"), h.rank("fx")), (None, None));
+    // A declaration is never overridden by a rule.
+    h.declare(&vi("d", 11, &["2"]));
+    h.record(&node("Less", "l2", &["x", "x"], &["d"]));
+    assert_eq!(h.elem("d"), Some(elem::DOUBLE));
+}

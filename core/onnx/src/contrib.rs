@@ -12,7 +12,9 @@
 //! ops that have no kernel here and are defined by other ops: `Swish`, `MeanVarianceNormalization`,
 //! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows (see
 //! [`expand_standard`]).
+use crate::expand_misc;
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
+use crate::ImportError;
 
 /// The ops this module expands at import (`domain::Type` outside the default domain), for
 /// `sod2 ops`.
@@ -24,6 +26,13 @@ pub const EXPANDED: &[&str] = &[
     "HannWindow",
     "HammingWindow",
     "BlackmanWindow",
+    "NegativeLogLikelihoodLoss",
+    "SoftmaxCrossEntropyLoss",
+    "CenterCropPad",
+    "Shrink",
+    "Scatter",
+    "Upsample",
+    "AffineGrid",
     "com.microsoft::Gelu",
     "com.microsoft::FastGelu",
     "com.microsoft::BiasGelu",
@@ -35,18 +44,23 @@ pub const EXPANDED: &[&str] = &[
 
 /// The standard-op expansion of a default-domain op that ONNX defines as a function of other
 /// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
-/// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`), written for the model's default-domain `opset` (Reduce axes as an
-/// attribute before 18, as an input from 18). `None` for any other node.
-pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<NodeProto>> {
+/// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`, and
+/// the ops of [`crate::expand_misc`]), written for the model's default-domain `opset` (Reduce
+/// axes as an attribute before 18, as an input from 18). `Ok(None)` for any other node; an
+/// error for a covered op whose attributes or inputs are malformed.
+pub fn expand_standard(
+    n: &NodeProto,
+    call: &str,
+    opset: i64,
+) -> Result<Option<Vec<NodeProto>>, ImportError> {
     if !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
-        return None;
+        return Ok(None);
     }
-    let b = Builder {
-        call,
-        nodes: Vec::new(),
-        k: 0,
+    let b = Builder::new(call);
+    let Some(op) = n.op_type.as_deref() else {
+        return Ok(None);
     };
-    match n.op_type.as_deref()? {
+    Ok(match op {
         "Swish" => b.swish(n),
         "MeanVarianceNormalization" => b.mvn(n, opset),
         "LpNormalization" => b.lp_norm(n, opset),
@@ -54,8 +68,8 @@ pub fn expand_standard(n: &NodeProto, call: &str, opset: i64) -> Option<Vec<Node
         "HannWindow" => b.window(n, [0.5, 0.5, 0.0]),
         "HammingWindow" => b.window(n, [25.0 / 46.0, 21.0 / 46.0, 0.0]),
         "BlackmanWindow" => b.window(n, [0.42, 0.5, 0.08]),
-        _ => None,
-    }
+        _ => return expand_misc::expand(b, n, op, opset),
+    })
 }
 
 /// The contrib domain.
@@ -67,11 +81,7 @@ pub fn expand(n: &NodeProto, call: &str) -> Option<Vec<NodeProto>> {
     if n.domain.as_deref() != Some(MS_DOMAIN) {
         return None;
     }
-    let b = Builder {
-        call,
-        nodes: Vec::new(),
-        k: 0,
-    };
+    let b = Builder::new(call);
     match n.op_type.as_deref()? {
         "Gelu" => b.gelu(n, false),
         "FastGelu" => b.gelu(n, true),
@@ -84,24 +94,29 @@ pub fn expand(n: &NodeProto, call: &str) -> Option<Vec<NodeProto>> {
     }
 }
 
-struct Builder<'a> {
+/// Builds the standard nodes of one expansion, naming every new node and value under `call`.
+pub(crate) struct Builder<'a> {
     call: &'a str,
-    nodes: Vec<NodeProto>,
+    /// The nodes built so far, in order.
+    pub(crate) nodes: Vec<NodeProto>,
     k: usize,
 }
 
-fn input(n: &NodeProto, i: usize) -> Option<&str> {
+/// Input `i` of `n`, `None` when absent or empty (an omitted optional input).
+pub(crate) fn input(n: &NodeProto, i: usize) -> Option<&str> {
     n.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-fn output(n: &NodeProto, i: usize) -> Option<&str> {
+/// Output `i` of `n`, `None` when absent or empty.
+pub(crate) fn output(n: &NodeProto, i: usize) -> Option<&str> {
     n.output
         .get(i)
         .map(String::as_str)
         .filter(|s| !s.is_empty())
 }
 
-fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+/// The attribute `name` of `n`.
+pub(crate) fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
     n.attribute.iter().find(|a| a.name.as_deref() == Some(name))
 }
 
@@ -113,7 +128,8 @@ fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
     attr(n, name).and_then(|a| a.i).unwrap_or(default)
 }
 
-fn float_attr(name: &str, v: f32) -> AttributeProto {
+/// A float attribute.
+pub(crate) fn float_attr(name: &str, v: f32) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         f: Some(v),
@@ -122,7 +138,8 @@ fn float_attr(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
+/// An int attribute.
+pub(crate) fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         i: Some(v),
@@ -131,7 +148,8 @@ fn int_attr(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn str_attr(name: &str, v: &str) -> AttributeProto {
+/// A string attribute.
+pub(crate) fn str_attr(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         s: Some(v.as_bytes().to_vec()),
@@ -140,14 +158,24 @@ fn str_attr(name: &str, v: &str) -> AttributeProto {
     }
 }
 
-impl Builder<'_> {
-    fn fresh(&mut self, what: &str) -> String {
+impl<'a> Builder<'a> {
+    /// An empty expansion whose names start with `call`.
+    pub(crate) fn new(call: &'a str) -> Self {
+        Builder {
+            call,
+            nodes: Vec::new(),
+            k: 0,
+        }
+    }
+
+    /// A new unique name under `call`.
+    pub(crate) fn fresh(&mut self, what: &str) -> String {
         self.k += 1;
         format!("{}/{what}_{}", self.call, self.k)
     }
 
     /// Appends a standard node; returns its first output.
-    fn node(
+    pub(crate) fn node(
         &mut self,
         op: &str,
         inputs: &[&str],
@@ -169,7 +197,7 @@ impl Builder<'_> {
     }
 
     /// A `Constant` node holding `t`.
-    fn constant(&mut self, t: TensorProto) -> String {
+    pub(crate) fn constant(&mut self, t: TensorProto) -> String {
         let a = AttributeProto {
             name: Some("value".into()),
             t: Some(t),
@@ -180,7 +208,7 @@ impl Builder<'_> {
     }
 
     /// A float scalar constant.
-    fn scalar(&mut self, v: f32) -> String {
+    pub(crate) fn scalar(&mut self, v: f32) -> String {
         self.constant(TensorProto {
             data_type: Some(1),
             float_data: vec![v],
@@ -189,7 +217,7 @@ impl Builder<'_> {
     }
 
     /// An int64 scalar constant.
-    fn int_scalar(&mut self, v: i64) -> String {
+    pub(crate) fn int_scalar(&mut self, v: i64) -> String {
         self.constant(TensorProto {
             data_type: Some(7),
             int64_data: vec![v],
@@ -198,7 +226,7 @@ impl Builder<'_> {
     }
 
     /// A 1-D int64 constant.
-    fn ints(&mut self, v: &[i64]) -> String {
+    pub(crate) fn ints(&mut self, v: &[i64]) -> String {
         self.constant(TensorProto {
             data_type: Some(7),
             dims: vec![v.len() as i64],

@@ -28,6 +28,7 @@ pub mod proto {
 }
 
 pub mod contrib;
+mod expand_misc;
 mod tensor;
 
 use proto::{AttributeProto, FunctionProto, GraphProto, NodeProto, ValueInfoProto};
@@ -106,6 +107,16 @@ pub enum ImportError {
         node: String,
         /// Attribute name.
         attr: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A node of an op expanded at import lacks a required input or output.
+    #[error("node `{node}` ({op}): {reason}")]
+    BadNode {
+        /// Node name.
+        node: String,
+        /// Op type.
+        op: String,
         /// What is wrong.
         reason: String,
     },
@@ -499,9 +510,16 @@ impl<'a> Importer<'a> {
                 n.domain.clone().unwrap_or_default(),
                 n.op_type.clone().unwrap_or_default(),
             );
-            let call = n.name.as_deref().unwrap_or(&key.1);
-            let expanded = contrib::expand(n, call)
-                .or_else(|| contrib::expand_standard(n, call, self.model.opset));
+            // Unnamed nodes get a prefix unique in this graph, so two expansions never
+            // produce the same value name.
+            let call = match n.name.as_deref().filter(|s| !s.is_empty()) {
+                Some(name) => name.to_string(),
+                None => format!("{}_{}", key.1, out.len()),
+            };
+            let expanded = match contrib::expand(n, &call) {
+                Some(e) => Some(e),
+                None => contrib::expand_standard(n, &call, self.model.opset)?,
+            };
             if let Some(expanded) = expanded {
                 self.expand_functions(&expanded, out, depth + 1)?;
                 continue;

@@ -91,10 +91,13 @@ impl<'n> Check<'n> {
             return Ok(None);
         };
         match a.r#type {
-            Some(t) if t != ty as i32 => Err(self.bad_attr(
-                name,
-                format!("expected a {} attribute, found type {t}", ty.as_str_name()),
-            )),
+            Some(t) if t != ty as i32 => {
+                let found = AttributeType::try_from(t).map_or("unknown", |f| f.as_str_name());
+                Err(self.bad_attr(
+                    name,
+                    format!("expected type {}, found {found}", ty.as_str_name()),
+                ))
+            }
             _ => Ok(Some(a)),
         }
     }

@@ -10,8 +10,9 @@
 //! training-time mean and inverse-std outputs), `FusedMatMul` (without `transBatchA/B`),
 //! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip); and the standard
 //! ops that have no kernel here and are defined by other ops: `Swish`, `MeanVarianceNormalization`,
-//! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows (see
-//! [`expand_standard`]).
+//! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows, and through
+//! `expand_misc.rs` the losses, `CenterCropPad`, `Shrink`, `Scatter`, `Upsample` and
+//! `AffineGrid` (see [`expand_standard`]).
 use crate::expand_misc;
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
 use crate::ImportError;
@@ -45,7 +46,8 @@ pub const EXPANDED: &[&str] = &[
 /// The standard-op expansion of a default-domain op that ONNX defines as a function of other
 /// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
 /// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`, and
-/// the ops of [`crate::expand_misc`]), written for the model's default-domain `opset` (Reduce
+/// the losses, `CenterCropPad`, `Shrink`, `Scatter`, `Upsample` and `AffineGrid` of
+/// `expand_misc.rs`), written for the model's default-domain `opset` (Reduce
 /// axes as an attribute before 18, as an input from 18). `Ok(None)` for any other node; an
 /// error for a covered op whose attributes or inputs are malformed.
 pub fn expand_standard(

@@ -10,11 +10,13 @@
 //! training-time mean and inverse-std outputs), `FusedMatMul` (without `transBatchA/B`),
 //! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip); and the standard
 //! ops that have no kernel here and are defined by other ops: `Swish`, `MeanVarianceNormalization`,
-//! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows (see
-//! [`expand_standard`]).
+//! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows, through
+//! `expand_attention.rs` opset 23's `Attention` and `RotaryEmbedding`, and through
+//! `expand_misc.rs` the losses, `CenterCropPad`, `Shrink`, `Scatter`, `Upsample` and
+//! `AffineGrid` (see [`expand_standard`]).
 use crate::hints::TypeHints;
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
-use crate::{expand_attention, ImportError};
+use crate::{expand_attention, expand_misc, ImportError};
 
 /// The ops this module expands at import (`domain::Type` outside the default domain), for
 /// `sod2 ops`.
@@ -28,6 +30,13 @@ pub const EXPANDED: &[&str] = &[
     "BlackmanWindow",
     "Attention",
     "RotaryEmbedding",
+    "NegativeLogLikelihoodLoss",
+    "SoftmaxCrossEntropyLoss",
+    "CenterCropPad",
+    "Shrink",
+    "Scatter",
+    "Upsample",
+    "AffineGrid",
     "com.microsoft::Gelu",
     "com.microsoft::FastGelu",
     "com.microsoft::BiasGelu",
@@ -40,11 +49,12 @@ pub const EXPANDED: &[&str] = &[
 /// The standard-op expansion of a default-domain op that ONNX defines as a function of other
 /// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
 /// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`,
-/// and from opset 23 `Attention` and `RotaryEmbedding`, see [`expand_attention`]), written for
-/// the model's default-domain `opset` (Reduce axes as an attribute before 18, as an input from
-/// 18). `hints` holds what the importer knows of value types and ranks (the attention bodies
-/// depend on them). `Ok(None)` for any other node, or for one whose expansion depends on a type
-/// or rank not known at import; an error for a malformed node.
+/// from opset 23 `Attention` and `RotaryEmbedding` (see [`expand_attention`]), and the losses,
+/// `CenterCropPad`, `Shrink`, `Scatter`, `Upsample` and `AffineGrid` of `expand_misc.rs`),
+/// written for the model's default-domain `opset` (Reduce axes as an attribute before 18, as an
+/// input from 18). `hints` holds what the importer knows of value types and ranks (the
+/// attention bodies depend on them). `Ok(None)` for any other node, or for one whose expansion
+/// depends on a type or rank not known at import; an error for a malformed node.
 pub fn expand_standard(
     n: &NodeProto,
     call: &str,
@@ -55,19 +65,20 @@ pub fn expand_standard(
         return Ok(None);
     }
     let b = Builder::new(call);
-    Ok(match n.op_type.as_deref() {
-        Some("Attention") if opset >= 23 => return expand_attention::attention(b, n, opset, hints),
-        Some("RotaryEmbedding") if opset >= 23 => {
-            return expand_attention::rotary_embedding(b, n, hints)
-        }
-        Some("Swish") => b.swish(n),
-        Some("MeanVarianceNormalization") => b.mvn(n, opset),
-        Some("LpNormalization") => b.lp_norm(n, opset),
-        Some("RMSNormalization") => b.rms_norm(n),
-        Some("HannWindow") => b.window(n, [0.5, 0.5, 0.0]),
-        Some("HammingWindow") => b.window(n, [25.0 / 46.0, 21.0 / 46.0, 0.0]),
-        Some("BlackmanWindow") => b.window(n, [0.42, 0.5, 0.08]),
-        _ => None,
+    let Some(op) = n.op_type.as_deref() else {
+        return Ok(None);
+    };
+    Ok(match op {
+        "Attention" if opset >= 23 => return expand_attention::attention(b, n, opset, hints),
+        "RotaryEmbedding" if opset >= 23 => return expand_attention::rotary_embedding(b, n, hints),
+        "Swish" => b.swish(n),
+        "MeanVarianceNormalization" => b.mvn(n, opset),
+        "LpNormalization" => b.lp_norm(n, opset),
+        "RMSNormalization" => b.rms_norm(n),
+        "HannWindow" => b.window(n, [0.5, 0.5, 0.0]),
+        "HammingWindow" => b.window(n, [25.0 / 46.0, 21.0 / 46.0, 0.0]),
+        "BlackmanWindow" => b.window(n, [0.42, 0.5, 0.08]),
+        _ => return expand_misc::expand(b, n, op, opset),
     })
 }
 
@@ -93,19 +104,20 @@ pub fn expand(n: &NodeProto, call: &str) -> Option<Vec<NodeProto>> {
     }
 }
 
-/// Collects the nodes of one expansion; new names are prefixed by the expanded node's name.
+/// Builds the standard nodes of one expansion, naming every new node and value under `call`.
 pub(crate) struct Builder<'a> {
     pub(crate) call: &'a str,
+    /// The nodes built so far, in order.
     pub(crate) nodes: Vec<NodeProto>,
     k: usize,
 }
 
-/// Input `i` of `n`, if present and not empty.
+/// Input `i` of `n`, `None` when absent or empty (an omitted optional input).
 pub(crate) fn input(n: &NodeProto, i: usize) -> Option<&str> {
     n.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-/// Output `i` of `n`, if present and not empty.
+/// Output `i` of `n`, `None` when absent or empty.
 pub(crate) fn output(n: &NodeProto, i: usize) -> Option<&str> {
     n.output
         .get(i)
@@ -128,7 +140,8 @@ pub(crate) fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
     attr(n, name).and_then(|a| a.i).unwrap_or(default)
 }
 
-fn float_attr(name: &str, v: f32) -> AttributeProto {
+/// A float attribute.
+pub(crate) fn float_attr(name: &str, v: f32) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         f: Some(v),
@@ -137,7 +150,7 @@ fn float_attr(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-/// An int attribute named `name`.
+/// An int attribute.
 pub(crate) fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
@@ -147,7 +160,7 @@ pub(crate) fn int_attr(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-/// A string attribute named `name`.
+/// A string attribute.
 pub(crate) fn str_attr(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
@@ -168,7 +181,7 @@ pub(crate) fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
 }
 
 impl<'a> Builder<'a> {
-    /// An empty expansion of the node called `call`.
+    /// An empty expansion whose names start with `call`.
     pub(crate) fn new(call: &'a str) -> Self {
         Builder {
             call,
@@ -177,7 +190,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn fresh(&mut self, what: &str) -> String {
+    /// A new unique name under `call`.
+    pub(crate) fn fresh(&mut self, what: &str) -> String {
         self.k += 1;
         format!("{}/{what}_{}", self.call, self.k)
     }

@@ -29,6 +29,7 @@ pub mod proto {
 
 pub mod contrib;
 mod expand_attention;
+mod expand_misc;
 pub mod hints;
 mod tensor;
 
@@ -527,10 +528,15 @@ impl<'a> Importer<'a> {
                 n.domain.clone().unwrap_or_default(),
                 n.op_type.clone().unwrap_or_default(),
             );
-            let call = n.name.as_deref().unwrap_or(&key.1);
-            let expanded = match contrib::expand(n, call) {
+            // Unnamed nodes get a prefix unique in this graph, so two expansions never
+            // produce the same value name.
+            let call = match n.name.as_deref().filter(|s| !s.is_empty()) {
+                Some(name) => name.to_string(),
+                None => format!("{}_{}", key.1, out.len()),
+            };
+            let expanded = match contrib::expand(n, &call) {
                 Some(e) => Some(e),
-                None => contrib::expand_standard(n, call, self.model.opset, hints)?,
+                None => contrib::expand_standard(n, &call, self.model.opset, hints)?,
             };
             if let Some(expanded) = expanded {
                 self.expand_functions(&expanded, out, depth + 1, hints)?;

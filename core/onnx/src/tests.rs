@@ -539,3 +539,310 @@ fn type_hints_follow_declarations_and_simple_ops() {
     h.record(&node("Less", "l2", &["x", "x"], &["d"]));
     assert_eq!(h.elem("d"), Some(elem::DOUBLE));
 }
+
+// ---- import expansions of standard ops (expand_misc.rs) ----
+
+/// A graph of the one node `n` reading `inputs` and producing `outputs`.
+fn one_node(n: NodeProto, inputs: Vec<ValueInfoProto>, outputs: &[&str]) -> GraphProto {
+    GraphProto {
+        node: vec![n],
+        input: inputs,
+        output: outputs.iter().map(|o| vi(o, 1, &[])).collect(),
+        ..Default::default()
+    }
+}
+
+fn with(mut n: NodeProto, attrs: Vec<AttributeProto>) -> NodeProto {
+    n.attribute = attrs;
+    n
+}
+
+fn expand_at(g: GraphProto, opset: i64) -> Result<Model, ImportError> {
+    import_bytes(&model_at(g, opset).encode_to_vec(), None)
+}
+
+/// The op names of the main graph's nodes, checked to be ops sod2 knows (none left as `Other`).
+fn standard_ops(m: &Model) -> Vec<String> {
+    m.main
+        .nodes
+        .iter()
+        .map(|&id| {
+            let op = &m.node(id).op;
+            assert!(!matches!(op, OpKind::Other(_)), "{op:?} left unexpanded");
+            op.name().to_string()
+        })
+        .collect()
+}
+
+/// The node producing the value named `name`.
+fn producer<'m>(m: &'m Model, name: &str) -> &'m Node {
+    m.main
+        .nodes
+        .iter()
+        .map(|&id| m.node(id))
+        .find(|n| n.outputs.iter().flatten().any(|&v| m.value(v).name == name))
+        .unwrap_or_else(|| panic!("nothing produces `{name}`"))
+}
+
+fn loss_inputs(weighted: bool) -> Vec<ValueInfoProto> {
+    let mut ins = vec![vi("x", 1, &["n", "5", "d"]), vi("t", 7, &["n", "d"])];
+    if weighted {
+        ins.push(vi("w", 1, &["5"]));
+    }
+    ins
+}
+
+#[test]
+fn nll_expands_in_each_opsets_form() {
+    use crate::contrib::{int_attr, str_attr};
+    for opset in [12, 13, 22] {
+        for weighted in [false, true] {
+            for ii in [None, Some(-1)] {
+                for red in ["none", "sum", "mean"] {
+                    let ins: &[&str] = if weighted {
+                        &["x", "t", "w"]
+                    } else {
+                        &["x", "t"]
+                    };
+                    let mut attrs = vec![str_attr("reduction", red)];
+                    attrs.extend(ii.map(|v| int_attr("ignore_index", v)));
+                    let n = with(node("NegativeLogLikelihoodLoss", "nll", ins, &["y"]), attrs);
+                    let g = one_node(n, loss_inputs(weighted), &["y"]);
+                    let m = expand_at(g, opset).unwrap();
+                    let ops = standard_ops(&m);
+                    let case = format!("opset {opset} weighted {weighted} ii {ii:?} {red}");
+                    assert!(ops.contains(&"GatherElements".into()), "{case}: {ops:?}");
+                    assert_eq!(
+                        ops.contains(&"Equal".into()),
+                        ii.is_some(),
+                        "{case}: {ops:?}"
+                    );
+                    let gathers_weight = ops.contains(&"Gather".into());
+                    assert_eq!(gathers_weight, weighted, "{case}: {ops:?}");
+                    for &id in &m.main.nodes {
+                        let n = m.node(id);
+                        if matches!(n.op, OpKind::Squeeze | OpKind::Unsqueeze) {
+                            // Axes as an attribute before opset 13, as an input from 13.
+                            let by_attr = n.attr_ints("axes").unwrap().is_some();
+                            assert_eq!(by_attr, opset < 13, "{case}: {}", n.name);
+                            assert_eq!(n.input(1).is_some(), opset >= 13, "{case}: {}", n.name);
+                        }
+                    }
+                    let last = producer(&m, "y");
+                    let want = match (red, weighted || ii.is_some()) {
+                        ("none", false) => OpKind::Squeeze,
+                        ("none", true) => OpKind::Mul,
+                        ("sum", _) => OpKind::ReduceSum,
+                        (_, false) => OpKind::ReduceMean,
+                        (_, true) => OpKind::Div,
+                    };
+                    assert_eq!(last.op, want, "{case}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sce_expands_to_log_softmax_and_the_nll_body() {
+    use crate::contrib::{int_attr, str_attr};
+    for opset in [12, 13] {
+        let attrs = vec![str_attr("reduction", "sum"), int_attr("ignore_index", 3)];
+        let n = with(
+            node(
+                "SoftmaxCrossEntropyLoss",
+                "sce",
+                &["x", "t", "w"],
+                &["y", "log_prob"],
+            ),
+            attrs,
+        );
+        let g = one_node(n, loss_inputs(true), &["y", "log_prob"]);
+        let m = expand_at(g, opset).unwrap();
+        let ops = standard_ops(&m);
+        assert!(ops.contains(&"LogSoftmax".into()), "{ops:?}");
+        assert_eq!(producer(&m, "log_prob").op, OpKind::Reshape);
+        assert_eq!(producer(&m, "y").op, OpKind::ReduceSum);
+        // The inner NegativeLogLikelihoodLoss is expanded too, reading the log-probabilities.
+        let gather = m
+            .main
+            .nodes
+            .iter()
+            .map(|&id| m.node(id))
+            .find(|n| n.op == OpKind::GatherElements)
+            .unwrap();
+        assert_eq!(m.value(gather.input(0).unwrap()).name, "log_prob");
+    }
+}
+
+#[test]
+fn crop_shrink_scatter_upsample_and_affine_grid_expand() {
+    use crate::contrib::{float_attr, int_attr, str_attr};
+    let axes = AttributeProto {
+        name: Some("axes".into()),
+        ints: vec![-3, -2],
+        r#type: Some(attribute_proto::AttributeType::Ints as i32),
+        ..Default::default()
+    };
+    // CenterCropPad over axes: Pad and Slice read the axes as their fourth input.
+    let n = with(
+        node("CenterCropPad", "ccp", &["x", "s"], &["y"]),
+        vec![axes],
+    );
+    let g = one_node(
+        n,
+        vec![vi("x", 1, &["h", "w", "3"]), vi("s", 7, &["2"])],
+        &["y"],
+    );
+    let m = expand_at(g, 18).unwrap();
+    standard_ops(&m);
+    let slice = producer(&m, "y");
+    assert_eq!(slice.op, OpKind::Slice);
+    assert!(slice.input(3).is_some());
+    // Without axes, over every axis.
+    let n = node("CenterCropPad", "ccp", &["x", "s"], &["y"]);
+    let g = one_node(n, vec![vi("x", 1, &["h", "w"]), vi("s", 7, &["2"])], &["y"]);
+    let m = expand_at(g, 18).unwrap();
+    assert_eq!(producer(&m, "y").inputs.len(), 3);
+    // Shrink.
+    let n = with(
+        node("Shrink", "", &["x"], &["y"]),
+        vec![float_attr("lambd", 1.5), float_attr("bias", 0.5)],
+    );
+    let m = expand_at(one_node(n, vec![vi("x", 1, &["n"])], &["y"]), 9).unwrap();
+    let ops = standard_ops(&m);
+    assert_eq!(ops.iter().filter(|o| *o == "Less").count(), 2, "{ops:?}");
+    assert_eq!(producer(&m, "y").op, OpKind::Where);
+    // Scatter is ScatterElements with the same axis.
+    let n = with(
+        node("Scatter", "sc", &["d", "i", "u"], &["y"]),
+        vec![int_attr("axis", 1)],
+    );
+    let ins = vec![
+        vi("d", 1, &["2", "5"]),
+        vi("i", 7, &["2", "2"]),
+        vi("u", 1, &["2", "2"]),
+    ];
+    let m = expand_at(one_node(n, ins, &["y"]), 10).unwrap();
+    assert_eq!(standard_ops(&m), ["ScatterElements"]);
+    assert_eq!(producer(&m, "y").attr_int("axis", 0).unwrap(), 1);
+    // Upsample: Resize with the asymmetric transform and floor; scales an attribute at 7.
+    let scales = AttributeProto {
+        name: Some("scales".into()),
+        floats: vec![1.0, 1.0, 2.0, 3.0],
+        r#type: Some(attribute_proto::AttributeType::Floats as i32),
+        ..Default::default()
+    };
+    let n = with(
+        node("Upsample", "up", &["x"], &["y"]),
+        vec![scales, str_attr("mode", "linear")],
+    );
+    let m = expand_at(
+        one_node(n, vec![vi("x", 1, &["1", "1", "2", "2"])], &["y"]),
+        7,
+    )
+    .unwrap();
+    let r = producer(&m, "y");
+    assert_eq!(r.op, OpKind::Resize);
+    assert_eq!(r.attr_str("mode", "").unwrap(), "linear");
+    assert_eq!(r.attr_str("nearest_mode", "").unwrap(), "floor");
+    assert_eq!(
+        r.attr_str("coordinate_transformation_mode", "").unwrap(),
+        "asymmetric"
+    );
+    assert!(r.input(1).is_none());
+    let ValueKind::Const(s) = &m.value(r.input(2).unwrap()).kind else {
+        panic!("scales are not a constant");
+    };
+    assert_eq!(s.dims, [4]);
+    let n = node("Upsample", "up", &["x", "s"], &["y"]);
+    let ins = vec![vi("x", 1, &["1", "1", "2", "2"]), vi("s", 1, &["4"])];
+    let m = expand_at(one_node(n, ins, &["y"]), 9).unwrap();
+    assert_eq!(m.value(producer(&m, "y").input(2).unwrap()).name, "s");
+    // AffineGrid: one rank-generic graph ending in MatMul and Reshape, no If.
+    for ac in [0, 1] {
+        let n = with(
+            node("AffineGrid", "ag", &["theta", "size"], &["y"]),
+            vec![int_attr("align_corners", ac)],
+        );
+        let ins = vec![vi("theta", 1, &["n", "2", "3"]), vi("size", 7, &["4"])];
+        let m = expand_at(one_node(n, ins, &["y"]), 20).unwrap();
+        let ops = standard_ops(&m);
+        assert!(
+            ops.contains(&"MatMul".into()) && !ops.contains(&"If".into()),
+            "{ops:?}"
+        );
+        assert_eq!(producer(&m, "y").op, OpKind::Reshape);
+    }
+}
+
+#[test]
+fn malformed_expanded_ops_are_errors_naming_node_and_attribute() {
+    use crate::contrib::{float_attr, int_attr, str_attr};
+    let nll = |attrs| {
+        let n = with(
+            node("NegativeLogLikelihoodLoss", "nll", &["x", "t"], &["y"]),
+            attrs,
+        );
+        expand_at(one_node(n, loss_inputs(false), &["y"]), 13)
+    };
+    let e = nll(vec![str_attr("reduction", "avg")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`nll`") && e.contains("`reduction`") && e.contains("avg"),
+        "{e}"
+    );
+    let e = nll(vec![float_attr("ignore_index", 1.0)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`ignore_index`") && e.contains("INT"), "{e}");
+    let n = node("SoftmaxCrossEntropyLoss", "sce", &["x"], &["y"]);
+    let e = expand_at(one_node(n, loss_inputs(false), &["y"]), 13).unwrap_err();
+    assert!(
+        e.to_string().contains("`sce`") && e.to_string().contains("labels"),
+        "{e}"
+    );
+    let n = node("Upsample", "up", &["x"], &["y"]);
+    let e = expand_at(one_node(n, vec![vi("x", 1, &["2"])], &["y"]), 8).unwrap_err();
+    assert!(e.to_string().contains("`scales`"), "{e}");
+    let n = with(
+        node("Upsample", "up", &["x", "s"], &["y"]),
+        vec![str_attr("mode", "cubic")],
+    );
+    let e = expand_at(
+        one_node(n, vec![vi("x", 1, &["2"]), vi("s", 1, &["1"])], &["y"]),
+        9,
+    );
+    assert!(e.unwrap_err().to_string().contains("`mode`"));
+    let n = with(
+        node("AffineGrid", "ag", &["theta", "size"], &["y"]),
+        vec![int_attr("align_corners", 2)],
+    );
+    let ins = vec![vi("theta", 1, &["1", "2", "3"]), vi("size", 7, &["4"])];
+    let e = expand_at(one_node(n, ins, &["y"]), 20)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`ag`") && e.contains("`align_corners`"), "{e}");
+    let n = with(
+        node("Shrink", "sh", &["x"], &["y"]),
+        vec![float_attr("lambd", f32::NAN)],
+    );
+    let e = expand_at(one_node(n, vec![vi("x", 1, &["2"])], &["y"]), 9).unwrap_err();
+    assert!(e.to_string().contains("`lambd`"), "{e}");
+}
+
+#[test]
+fn unnamed_expanded_nodes_get_distinct_names() {
+    let g = GraphProto {
+        node: vec![
+            node("Shrink", "", &["x"], &["a"]),
+            node("Shrink", "", &["a"], &["y"]),
+        ],
+        input: vec![vi("x", 1, &["n"])],
+        output: vec![vi("y", 1, &[])],
+        ..Default::default()
+    };
+    let m = expand_at(g, 9).unwrap();
+    assert_eq!(standard_ops(&m).len(), 20);
+}

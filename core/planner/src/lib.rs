@@ -14,6 +14,7 @@
 pub mod alias;
 pub mod fusion;
 pub mod memory;
+pub mod static_if;
 pub mod values;
 
 use std::collections::HashMap;
@@ -197,6 +198,9 @@ struct Planner<'a> {
 
 /// Plans a model.
 pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, PlanError> {
+    // Statically decided Ifs first: their dead branches are never planned.
+    let decided = static_if::inline_static_ifs(model, a);
+    let model = decided.as_ref().map_or(model, |(m, _)| m);
     let unsupported = unsupported_ops(model);
     if !unsupported.is_empty() {
         return Err(PlanError::UnsupportedOps(unsupported));

@@ -304,8 +304,11 @@ pub enum OpAttrs {
     },
     /// Unique (without `axis`: flattened).
     Unique {
-        /// Sort the unique values.
+        /// Sort the unique values (sub-tensors: lexicographically).
         sorted: bool,
+        /// Unique sub-tensors along this axis (checked against the input rank when the plan
+        /// knows it); `None`: unique elements of the flattened input.
+        axis: Option<i64>,
     },
     /// Scan.
     Scan(ScanAttrs),
@@ -521,14 +524,13 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         O::NonMaxSuppression => OpAttrs::Nms {
             center_point_box: r.flag("center_point_box", false)?,
         },
-        O::Unique => {
-            if r.get("axis").is_some() {
-                return Err(r.unsupported("axis", "Unique along an axis is not supported yet"));
-            }
-            OpAttrs::Unique {
-                sorted: r.flag("sorted", true)?,
-            }
-        }
+        O::Unique => OpAttrs::Unique {
+            sorted: r.flag("sorted", true)?,
+            axis: match r.get("axis") {
+                Some(_) => Some(r.axis_of(0, "axis", 0, (0, 0))?),
+                None => None,
+            },
+        },
         O::Scan => OpAttrs::Scan(tensor::scan(r)?),
         O::LSTM | O::GRU | O::RNN => OpAttrs::Rnn(rnn::rnn(r)?),
         O::Fused => OpAttrs::Fused(Box::new(fused::decode_attrs(r)?)),

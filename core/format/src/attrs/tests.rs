@@ -208,8 +208,8 @@ fn enumerations_and_flags_are_parsed_once() {
     err(
         OpCode::Unique,
         &[2],
-        vec![("axis", AttrValue::Int(0))],
-        "Unique along an axis is not supported yet",
+        vec![("axis", AttrValue::Int(2))],
+        "is 2, outside -2..=1 for an input of rank 2",
     );
     assert!(matches!(
         decode(

@@ -238,6 +238,41 @@ fn einsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     store_f32(c.out(0)?, dt, &od, &vals)
 }
 
+/// Softmax, LogSoftmax or Hardmax of f64 `x` along `axis` (a plain loop per lane: f64 models
+/// are rare and small; the f32 path is the vectorised one).
+fn softmax_f64(x: &[f64], dims: &[usize], axis: usize, o: &mut [f64], op: OpCode) {
+    let n = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let outer: usize = dims[..axis].iter().product();
+    for p in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (p * n + k) * inner + i;
+            let (best, max) = (0..n).fold((0, f64::NEG_INFINITY), |(b, m), k| {
+                if x[at(k)] > m {
+                    (k, x[at(k)])
+                } else {
+                    (b, m)
+                }
+            });
+            if op == OpCode::Hardmax {
+                for k in 0..n {
+                    o[at(k)] = f64::from(u8::from(k == best));
+                }
+                continue;
+            }
+            let sum: f64 = (0..n).map(|k| (x[at(k)] - max).exp()).sum();
+            for k in 0..n {
+                let d = x[at(k)] - max;
+                o[at(k)] = if op == OpCode::LogSoftmax {
+                    d - sum.ln()
+                } else {
+                    d.exp() / sum
+                };
+            }
+        }
+    }
+}
+
 fn softmax(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let op = c.op();
     let OpAttrs::Softmax { axis: ax } = *c.attrs else {
@@ -245,8 +280,14 @@ fn softmax(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     };
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
-    f32_only(x.dtype)?;
     let a = axis(ax, x.dims.len()).ok_or("bad axis")?;
+    if x.dtype == DType::F64 {
+        let xs = typed::<f64>(x.data);
+        let o = typed_mut::<f64>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+        softmax_f64(&xs, x.dims, a, o, op);
+        return Ok(());
+    }
+    f32_only(x.dtype)?;
     let xs = typed::<f32>(x.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
     if op == OpCode::Hardmax {

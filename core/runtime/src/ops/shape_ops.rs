@@ -279,57 +279,82 @@ fn nms(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     r
 }
 
+/// Unique elements, or unique sub-tensors along `axis` (compared lexicographically in row-major
+/// order of the other dims, as NumPy's `unique(axis=...)` does), in first-occurrence or sorted
+/// order, with the first index, the inverse map and the counts. O(n log n) comparisons of
+/// sub-tensors.
 fn unique(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    // Unique along an axis is refused at load (`OpAttrs::Unique` has none).
-    let OpAttrs::Unique { sorted } = *c.attrs else {
+    let OpAttrs::Unique { sorted, axis: ax } = *c.attrs else {
         return Err(wrong_attrs(c));
     };
     let x = c.input(0)?;
     let es = x.dtype.size();
     let vals: Vec<f64> = floats_of(x)?;
-    let raw: Vec<Vec<u8>> = x.data.chunks(es).map(|c| c.to_vec()).collect();
-    // first occurrence order, then optionally sorted
-    let mut firsts: Vec<usize> = Vec::new();
-    let mut inverse = vec![0i64; vals.len()];
-    let mut counts: Vec<i64> = Vec::new();
-    for (i, v) in vals.iter().enumerate() {
-        match firsts.iter().position(|&f| vals[f] == *v) {
-            Some(p) => {
-                inverse[i] = p as i64;
-                counts[p] += 1;
-            }
-            None => {
-                inverse[i] = firsts.len() as i64;
-                firsts.push(i);
-                counts.push(1);
-            }
+    let (outer, n, inner, a) = match ax {
+        None => (1, vals.len(), 1, None),
+        Some(ax) => {
+            let a = axis(ax, x.dims.len()).ok_or("Unique: axis outside the input's rank")?;
+            let inner: usize = x.dims[a + 1..].iter().product();
+            let outer: usize = x.dims[..a].iter().product();
+            (outer, x.dims[a], inner, Some(a))
         }
+    };
+    let at = |k: usize, j: usize| (j / inner * n + k) * inner + j % inner;
+    let slice_len = outer * inner;
+    let cmp = |p: usize, q: usize| {
+        (0..slice_len)
+            .map(|j| vals[at(p, j)].total_cmp(&vals[at(q, j)]))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    // Sort sub-tensor indices (stable: each group of equal ones starts with its first occurrence).
+    let mut by_value: Vec<usize> = (0..n).collect();
+    by_value.sort_by(|&p, &q| cmp(p, q));
+    let mut group_of = vec![0usize; n];
+    let mut firsts: Vec<usize> = Vec::new();
+    let mut counts: Vec<i64> = Vec::new();
+    for (r, &k) in by_value.iter().enumerate() {
+        if r == 0 || cmp(by_value[r - 1], k).is_ne() {
+            firsts.push(k);
+            counts.push(0);
+        }
+        group_of[k] = firsts.len() - 1;
+        *counts.last_mut().ok_or("Unique: no group")? += 1;
     }
+    // Output order of the groups: sorted (as found) or by first occurrence.
     let mut order: Vec<usize> = (0..firsts.len()).collect();
-    if sorted {
-        order.sort_by(|&a, &b| {
-            vals[firsts[a]]
-                .partial_cmp(&vals[firsts[b]])
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+    if !sorted {
+        order.sort_by_key(|&g| firsts[g]);
     }
     let mut rank = vec![0i64; order.len()];
-    for (r, &o) in order.iter().enumerate() {
-        rank[o] = r as i64;
+    for (r, &g) in order.iter().enumerate() {
+        rank[g] = r as i64;
     }
     let u = order.len();
-    let y: Vec<u8> = order.iter().flat_map(|&o| raw[firsts[o]].clone()).collect();
-    c.out(0)?.alloc(&[u])?.copy_from_slice(&y);
+    let mut ydims = x.dims.to_vec();
+    match a {
+        Some(a) => ydims[a] = u,
+        None => ydims = vec![u],
+    }
+    let mut y = Vec::with_capacity(u * slice_len * es);
+    for o in 0..outer {
+        for &g in &order {
+            let k = firsts[g];
+            let from = (o * n + k) * inner * es;
+            y.extend_from_slice(&x.data[from..from + inner * es]);
+        }
+    }
+    c.out(0)?.alloc(&ydims)?.copy_from_slice(&y);
     if c.has_out(1) {
-        let idx: Vec<i64> = order.iter().map(|&o| firsts[o] as i64).collect();
+        let idx: Vec<i64> = order.iter().map(|&g| firsts[g] as i64).collect();
         write_i64(c, 1, &[u], &idx)?;
     }
     if c.has_out(2) {
-        let inv: Vec<i64> = inverse.iter().map(|&p| rank[p as usize]).collect();
-        write_i64(c, 2, &[vals.len()], &inv)?;
+        let inv: Vec<i64> = group_of.iter().map(|&g| rank[g]).collect();
+        write_i64(c, 2, &[n], &inv)?;
     }
     if c.has_out(3) {
-        let cnt: Vec<i64> = order.iter().map(|&o| counts[o]).collect();
+        let cnt: Vec<i64> = order.iter().map(|&g| counts[g]).collect();
         write_i64(c, 3, &[u], &cnt)?;
     }
     Ok(())

@@ -2,9 +2,27 @@
 //! inverse of one-sided), the short-time Fourier transform, and the mel filter bank.
 //!
 //! Complex tensors hold `[..., 2]` (real, imaginary) pairs in their last dim; real tensors a
-//! last dim of 1. Everything is computed in f64 and written in the tensors' type.
-use crate::fft::FftPlan;
+//! last dim of 1. Transforms run in the tensors' precision (as numpy's and ONNX Runtime's do);
+//! the mel filter bank is computed in f64. The forward transform of a real signal is made
+//! exactly Hermitian, as a real-to-complex transform is by construction: the imaginary parts of
+//! bin 0 and (even lengths) bin `n/2` are 0 and bin `n − k` is the conjugate of bin `k`.
+use crate::fft::{Complex, FftPlan};
 use crate::math::Real;
+
+/// Makes the spectrum of a real signal exactly Hermitian (see the module doc).
+fn hermitian<T: Real>(x: &mut [Complex<T>]) {
+    let n = x.len();
+    if n == 0 {
+        return;
+    }
+    x[0].im = T::default();
+    if n % 2 == 0 {
+        x[n / 2].im = T::default();
+    }
+    for k in n / 2 + 1..n {
+        x[k] = Complex::new(x[n - k].re, -x[n - k].im);
+    }
+}
 
 /// A DFT along one axis (ONNX `DFT`).
 #[derive(Clone, Copy, Debug)]
@@ -74,34 +92,38 @@ pub fn dft<T: Real>(x: &[T], p: &Dft<'_>, out: &mut [T]) -> Result<(), String> {
     let (n_out, c_out) = (od[p.axis], od[r - 1]);
     let n = p.length;
     let irfft = p.inverse && p.onesided;
-    let plan = FftPlan::new(n);
-    let (mut re, mut im, mut scratch) = (vec![0.0; n], vec![0.0; n], Vec::new());
-    let scale = if p.inverse { 1.0 / n as f64 } else { 1.0 };
+    let plan = FftPlan::<T>::new(n);
+    let (mut buf, mut scratch) = (vec![Complex::<T>::default(); n], Vec::new());
+    let scale = T::from_f64(1.0 / n as f64);
     for o in 0..outer {
         for i in 0..inner {
             let at = |j: usize| ((o * len_in + j) * inner + i) * c_in;
-            re.fill(0.0);
-            im.fill(0.0);
+            buf.fill(Complex::default());
             // Signal samples, or (inverse of one-sided) the bins 0..=n/2 of a Hermitian spectrum.
             let taken = if irfft { n / 2 + 1 } else { n }.min(len_in);
-            for j in 0..taken {
-                re[j] = x[at(j)].to_f64();
+            for (j, b) in buf.iter_mut().enumerate().take(taken) {
+                b.re = x[at(j)];
                 if c_in == 2 {
-                    im[j] = x[at(j) + 1].to_f64();
+                    b.im = x[at(j) + 1];
                 }
             }
             if irfft {
-                for k in n / 2 + 1..n {
-                    re[k] = re[n - k];
-                    im[k] = -im[n - k];
-                }
+                hermitian(&mut buf);
             }
-            plan.run(&mut re, &mut im, p.inverse, &mut scratch);
-            for k in 0..n_out {
+            plan.run(&mut buf, p.inverse, &mut scratch);
+            if c_in == 1 && !p.inverse {
+                hermitian(&mut buf);
+            }
+            for (k, b) in buf.iter().enumerate().take(n_out) {
                 let q = ((o * n_out + k) * inner + i) * c_out;
-                out[q] = T::from_f64(re[k] * scale);
+                let b = if p.inverse {
+                    Complex::new(b.re * scale, b.im * scale)
+                } else {
+                    *b
+                };
+                out[q] = b.re;
                 if c_out == 2 {
-                    out[q + 1] = T::from_f64(im[k] * scale);
+                    out[q + 1] = b.im;
                 }
             }
         }
@@ -177,29 +199,31 @@ pub fn stft<T: Real>(
     }
     let (frames, bins, n) = (od[1], od[2], p.frame_length);
     let w = window.map_or(n, <[T]>::len);
-    let plan = FftPlan::new(n);
-    let (mut re, mut im, mut scratch) = (vec![0.0; n], vec![0.0; n], Vec::new());
+    let plan = FftPlan::<T>::new(n);
+    let (mut buf, mut scratch) = (vec![Complex::<T>::default(); n], Vec::new());
     for bi in 0..b {
         for f in 0..frames {
-            re.fill(0.0);
-            im.fill(0.0);
-            for t in 0..w.min(n) {
+            buf.fill(Complex::default());
+            for (t, v) in buf.iter_mut().enumerate().take(w.min(n)) {
                 let s = f * p.step + t;
                 if s >= l {
                     break;
                 }
-                let wt = window.map_or(1.0, |w| w[t].to_f64());
                 let q = (bi * l + s) * c;
-                re[t] = x[q].to_f64() * wt;
-                if c == 2 {
-                    im[t] = x[q + 1].to_f64() * wt;
-                }
+                let im = if c == 2 { x[q + 1] } else { T::default() };
+                *v = match window {
+                    Some(win) => Complex::new(x[q] * win[t], im * win[t]),
+                    None => Complex::new(x[q], im),
+                };
             }
-            plan.run(&mut re, &mut im, false, &mut scratch);
-            for k in 0..bins {
+            plan.run(&mut buf, false, &mut scratch);
+            if c == 1 {
+                hermitian(&mut buf);
+            }
+            for (k, v) in buf.iter().enumerate().take(bins) {
                 let q = ((bi * frames + f) * bins + k) * 2;
-                out[q] = T::from_f64(re[k]);
-                out[q + 1] = T::from_f64(im[k]);
+                out[q] = v.re;
+                out[q + 1] = v.im;
             }
         }
     }
@@ -305,20 +329,26 @@ mod tests {
                         x[((o * len_in + j) * inner + i) * c_in + part]
                     }
                 };
-                let (mut re, mut im): (Vec<f64>, Vec<f64>) = if p.inverse && p.onesided {
-                    (0..n)
-                        .map(|k| {
-                            if k <= n / 2 {
-                                (get(k, 0), get(k, 1))
+                let lane: Vec<Complex<f64>> = (0..n)
+                    .map(|k| {
+                        if p.inverse && p.onesided {
+                            // numpy's irfft: bins past n/2 mirror, bin 0's (and n/2's) imaginary
+                            // parts are dropped.
+                            let m = if k <= n / 2 { k } else { n - k };
+                            let s = if k <= n / 2 { 1.0 } else { -1.0 };
+                            let im = if m == 0 || 2 * m == n {
+                                0.0
                             } else {
-                                (get(n - k, 0), -get(n - k, 1))
-                            }
-                        })
-                        .unzip()
-                } else {
-                    (0..n).map(|j| (get(j, 0), get(j, 1))).unzip()
-                };
-                (re, im) = dft_naive(&re, &im, p.inverse);
+                                s * get(m, 1)
+                            };
+                            Complex::new(get(m, 0), im)
+                        } else {
+                            Complex::new(get(k, 0), get(k, 1))
+                        }
+                    })
+                    .collect();
+                let spec = dft_naive(&lane, p.inverse);
+                let (re, im): (Vec<f64>, Vec<f64>) = spec.iter().map(|c| (c.re, c.im)).unzip();
                 for k in 0..n_out {
                     let s = if p.inverse { 1.0 / n as f64 } else { 1.0 };
                     let q = ((o * n_out + k) * inner + i) * c_out;
@@ -465,15 +495,17 @@ mod tests {
                 assert_eq!(od[1], 1 + (l - n) / step);
                 for b in 0..2 {
                     for f in 0..od[1] {
-                        let (re, im): (Vec<f64>, Vec<f64>) = (0..n)
+                        let frame: Vec<Complex<f64>> = (0..n)
                             .map(|t| {
                                 let q = (b * l + f * step + t) * c;
                                 let wt = if with_window { window[t] } else { 1.0 };
                                 let im = if c == 2 { x[q + 1] } else { 0.0 };
-                                (x[q] * wt, im * wt)
+                                Complex::new(x[q] * wt, im * wt)
                             })
-                            .unzip();
-                        let (wr, wi) = dft_naive(&re, &im, false);
+                            .collect();
+                        let spec = dft_naive(&frame, false);
+                        let (wr, wi): (Vec<f64>, Vec<f64>) =
+                            spec.iter().map(|c| (c.re, c.im)).unzip();
                         for k in 0..od[2] {
                             let q = ((b * od[1] + f) * od[2] + k) * 2;
                             assert!((got[q] - wr[k]).abs() < 1e-9);

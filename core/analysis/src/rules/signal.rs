@@ -187,9 +187,14 @@ fn stft(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     let step = scalar(ctx, 1)
         .and_then(|s| ctx.arena.as_const(s))
         .filter(|&s| s > 0);
-    let frames = match (d[1], frame, step) {
-        (Dim::Known(l), Dim::Known(f), Some(s)) => {
-            let span = ctx.arena.sub(l, f);
+    let span = match (d[1], frame) {
+        (Dim::Known(l), Dim::Known(f)) => Some(ctx.arena.sub(l, f)),
+        _ => None,
+    };
+    let frames = match (span, step) {
+        // One frame of the whole signal, whatever the step.
+        (Some(span), _) if ctx.arena.as_const(span) == Some(0) => Dim::Known(ctx.c(1)),
+        (Some(span), Some(s)) => {
             let s = ctx.c(s);
             let q = ctx.arena.floordiv(span, s);
             Dim::Known(ctx.arena.add_const(q, 1))

@@ -93,13 +93,13 @@ pub struct FftPlan<T> {
 /// The prime factors of `n`: 2s first, then odd primes in increasing order.
 fn factors(mut n: usize) -> Vec<usize> {
     let mut f = Vec::new();
-    while n > 1 && n % 2 == 0 {
+    while n > 1 && n.is_multiple_of(2) {
         f.push(2);
         n /= 2;
     }
     let mut d = 3;
     while d * d <= n {
-        while n % d == 0 {
+        while n.is_multiple_of(d) {
             f.push(d);
             n /= d;
         }

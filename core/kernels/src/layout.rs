@@ -592,27 +592,32 @@ pub struct Scan<'a> {
 }
 
 /// Accumulates `x` along `p.axis` with `f`, starting from `identity` (0 for a sum, 1 for a
-/// product), into `out` (of `x`'s dims).
+/// product), into `out` (of `x`'s dims). Each output row is the previous output row combined
+/// with one input row, so nothing is allocated.
 pub fn cumulate<T: Copy>(x: &[T], p: &Scan<'_>, identity: T, f: impl Fn(T, T) -> T, out: &mut [T]) {
     let d = p.dims;
     let outer: usize = d[..p.axis].iter().product();
     let n = d[p.axis];
     let inner: usize = d[p.axis + 1..].iter().product();
-    let mut acc = vec![identity; inner];
+    let at = |o: usize, s: usize| (o * n + if p.reverse { n - 1 - s } else { s }) * inner;
     for o in 0..outer {
-        acc.fill(identity);
         for s in 0..n {
-            let k = if p.reverse { n - 1 - s } else { s };
-            let base = (o * n + k) * inner;
-            let (xs, os) = (&x[base..base + inner], &mut out[base..base + inner]);
-            for ((a, &v), y) in acc.iter_mut().zip(xs).zip(os) {
-                if p.exclusive {
-                    *y = *a;
-                    *a = f(*a, v);
-                } else {
-                    *a = f(*a, v);
-                    *y = *a;
+            let b = at(o, s);
+            if s == 0 {
+                for j in b..b + inner {
+                    out[j] = if p.exclusive {
+                        identity
+                    } else {
+                        f(identity, x[j])
+                    };
                 }
+                continue;
+            }
+            let prev = at(o, s - 1);
+            // Exclusive: the previous output combined with the previous input.
+            let src = if p.exclusive { prev } else { b };
+            for j in 0..inner {
+                out[b + j] = f(out[prev + j], x[src + j]);
             }
         }
     }

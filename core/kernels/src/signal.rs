@@ -16,7 +16,7 @@ fn hermitian<T: Real>(x: &mut [Complex<T>]) {
         return;
     }
     x[0].im = T::default();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         x[n / 2].im = T::default();
     }
     for k in n / 2 + 1..n {
@@ -263,7 +263,7 @@ pub fn mel_weight_matrix(p: &MelWeights, out: &mut [f64]) -> Result<(), String> 
             out.len()
         ));
     }
-    if !(p.sample_rate > 0.0) {
+    if p.sample_rate.is_nan() || p.sample_rate <= 0.0 {
         return Err(format!(
             "MelWeightMatrix: sample_rate must be positive, got {}",
             p.sample_rate

@@ -437,6 +437,7 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
                     "`num_scan_inputs` is 0",
                     "the buffer is read before anything writes it",
                     "`counts` is required",
+                    "`to` is required",
                 ];
                 assert!(
                     required.iter().any(|r| e.contains(r)),

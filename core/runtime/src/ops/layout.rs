@@ -723,7 +723,7 @@ fn reverse_sequence(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let OpAttrs::ReverseSequence(a) = *c.attrs else {
         return Err(wrong_attrs(c));
     };
-    let lens = ints_of(c.input(1)?)?.into_owned();
+    let lens = ints_of(c.input(1)?)?;
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
     if x.dims.len() < 2 {

@@ -722,3 +722,104 @@ fn slices_of_matrices_keep_their_values() {
     // pads [5, 3]: begin 5, end 3.
     assert_eq!(shape(&m, &a, "y"), ["n + 8"]);
 }
+
+#[test]
+fn signal_ops_have_closed_form_dims() {
+    let m = G::default()
+        .input("x", 1, &["B", "N", "1"])
+        .input("c", 1, &["B", "M", "2"])
+        .input("sq", 1, &["B", "K", "K"])
+        .init_f32("win", &[8])
+        .scalar_i64("len16", 16)
+        .scalar_i64("step4", 4)
+        .scalar_i64("bins", 8)
+        .node("DFT", &["x"], &["full"])
+        .node_a("DFT", &["x"], &["rfft"], vec![int_attr("onesided", 1)])
+        .node("DFT", &["x", "len16"], &["padded"])
+        .node_a(
+            "DFT",
+            &["c"],
+            &["irfft"],
+            vec![int_attr("onesided", 1), int_attr("inverse", 1)],
+        )
+        .node("STFT", &["x", "step4", "win"], &["spec"])
+        .node("Det", &["sq"], &["det"])
+        .node(
+            "MelWeightMatrix",
+            &["bins", "len16", "len16", "len16", "len16"],
+            &["mel"],
+        )
+        .output("full")
+        .model();
+    let a = run(&m, &[("B", 1, 8), ("N", 8, 512), ("M", 2, 64), ("K", 1, 9)]);
+    assert_eq!(shape(&m, &a, "full"), ["B", "N", "2"]);
+    assert_eq!(shape(&m, &a, "rfft"), ["B", "floordiv(N, 2) + 1", "2"]);
+    assert_eq!(shape(&m, &a, "padded"), ["B", "16", "2"]);
+    assert_eq!(shape(&m, &a, "irfft"), ["B", "2*M - 2", "1"]);
+    assert_eq!(
+        shape(&m, &a, "spec"),
+        // 1 + floor((N − 8) / 4), canonical.
+        ["B", "floordiv(N, 4) - 1", "5", "2"]
+    );
+    assert_eq!(shape(&m, &a, "det"), ["B"]);
+    assert_eq!(shape(&m, &a, "mel"), ["9", "8"]);
+    assert!(a.fresh.is_empty(), "{:?}", a.fresh);
+}
+
+#[test]
+fn run_time_lengths_and_compress_get_fresh_symbols() {
+    let m = G::default()
+        .input("x", 1, &["B", "N", "1"])
+        .input("len", 7, &[])
+        .input("step", 7, &[])
+        .input("cond", 9, &["C"])
+        .node("DFT", &["x", "len"], &["y"])
+        .node("STFT", &["x", "step"], &["s"])
+        .node("STFT", &["x", "step", "", "len"], &["framed"])
+        .node_a(
+            "Compress",
+            &["x", "cond"],
+            &["picked"],
+            vec![int_attr("axis", 1)],
+        )
+        .node("Compress", &["x", "cond"], &["flat"])
+        .output("y")
+        .model();
+    let a = run(&m, &[("B", 1, 8), ("N", 1, 100)]);
+    assert_eq!(shape(&m, &a, "y")[0], "B");
+    assert_eq!(shape(&m, &a, "y")[2], "2");
+    // No window and no frame_length: one frame of the whole signal, one-sided.
+    assert_eq!(shape(&m, &a, "s")[2], "floordiv(N, 2) + 1");
+    let picked = shape(&m, &a, "picked");
+    assert_eq!((picked[0].as_str(), picked[2].as_str()), ("B", "1"));
+    let origin = |name: &str| {
+        let f = a
+            .fresh
+            .iter()
+            .find(|f| a.arena.symbol_info(f.sym).name == name)
+            .unwrap_or_else(|| panic!("no fresh symbol {name}: {:?}", a.fresh));
+        f.origin.clone()
+    };
+    assert_eq!(origin(&picked[1]), "picked");
+    assert_eq!(origin(&shape(&m, &a, "flat")[0]), "flat");
+    assert_eq!(origin(&shape(&m, &a, "y")[1]), "y");
+    let framed = shape(&m, &a, "framed");
+    assert_eq!(
+        (origin(&framed[1]), origin(&framed[2])),
+        ("framed".into(), "framed".into())
+    );
+    // One frame of the whole signal needs no step.
+    assert_eq!(shape(&m, &a, "s")[1], "1");
+    // Compress along an axis is bounded by that axis; flattened, by the element count.
+    let bound = |name: &str| {
+        let f = a
+            .fresh
+            .iter()
+            .find(|f| f.origin == name)
+            .and_then(|f| f.bound)
+            .unwrap_or_else(|| panic!("no bound for {name}"));
+        a.arena.display(f).to_string()
+    };
+    assert_eq!(bound("picked"), "N");
+    assert_eq!(bound("flat"), "B*N");
+}

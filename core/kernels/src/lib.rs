@@ -13,7 +13,9 @@
 //!
 //! ```text
 //! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn
+//!            signal (DFT, STFT, mel filter bank; over fft)
 //! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
+//!            det (LU) · fft (radix-2, Bluestein)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
@@ -29,9 +31,11 @@
 
 pub mod attention;
 pub mod conv;
+pub mod det;
 pub mod edo;
 pub mod elementwise;
 pub mod fast;
+pub mod fft;
 pub mod geom;
 pub mod layout;
 pub mod linalg;
@@ -43,6 +47,7 @@ pub mod reduce;
 pub mod rnn;
 pub mod scratch;
 pub mod shape;
+pub mod signal;
 pub mod simd;
 
 #[cfg(test)]

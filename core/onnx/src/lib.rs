@@ -431,6 +431,11 @@ impl<'a> Importer<'a> {
                     attrs.insert(aname, v);
                 }
             }
+            opset_defaults(
+                &self.model.nodes[id.index()].op,
+                self.model.opset,
+                &mut attrs,
+            );
             let node = &mut self.model.nodes[id.index()];
             node.inputs = ins;
             node.attrs = attrs;
@@ -634,6 +639,15 @@ fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>) {
         if let Some(r) = o.name.as_ref().and_then(|n| rename.get(n)) {
             o.name = Some(r.clone());
         }
+    }
+}
+
+/// Writes out the defaults of attributes whose meaning changed between opsets, so that what
+/// follows reads one form: DFT's `axis` attribute (opsets 17–19, default 1) is absent from
+/// opset 20, which takes the axis as an input with default −2.
+fn opset_defaults(op: &OpKind, opset: i64, attrs: &mut BTreeMap<String, Attr>) {
+    if *op == OpKind::DFT && opset < 20 {
+        attrs.entry("axis".into()).or_insert(Attr::Int(1));
     }
 }
 

@@ -11,6 +11,7 @@ mod linalg;
 mod nn;
 mod reduce;
 mod rnn;
+mod signal;
 
 use std::fmt;
 
@@ -51,10 +52,9 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
         Shape | Size => OpClass::Isdo,
         Reshape | Expand | Range | Slice | Tile | Resize | TopK | ConstantOfShape | OneHot
         | Pad | Squeeze | Unsqueeze | Split | ReduceSum | ReduceMean | ReduceMax | ReduceMin
-        | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum | ReduceLogSumExp | ReduceSumSquare => {
-            OpClass::Isvdos
-        }
-        NonZero | NonMaxSuppression | Unique | If | Loop => OpClass::Edo,
+        | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum | ReduceLogSumExp | ReduceSumSquare
+        | DFT | STFT | MelWeightMatrix => OpClass::Isvdos,
+        NonZero | NonMaxSuppression | Unique | Compress | If | Loop => OpClass::Edo,
         _ => OpClass::Isdos,
     })
 }
@@ -75,6 +75,8 @@ pub fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     } else if let Some(f) = edo::forward(ctx)? {
         f
     } else if let Some(f) = rnn::forward(ctx)? {
+        f
+    } else if let Some(f) = signal::forward(ctx)? {
         f
     } else {
         return Err(format!("no shape rule for {}", ctx.node.op.name()));

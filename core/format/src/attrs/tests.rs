@@ -437,6 +437,7 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
                     "`num_scan_inputs` is 0",
                     "the buffer is read before anything writes it",
                     "`counts` is required",
+                    "`to` is required",
                 ];
                 assert!(
                     required.iter().any(|r| e.contains(r)),
@@ -632,4 +633,153 @@ fn recurrent_attribute_errors_name_the_attribute() {
         vec![("activation_beta", AttrValue::Floats(vec![1.0]))],
         "without `activations`",
     );
+}
+
+#[test]
+fn signal_and_misc_attributes_decode_with_defaults_and_checks() {
+    let int = AttrValue::Int;
+    // DFT: the axis attribute (opset 17) is checked against the rank; absent, it comes from
+    // input 2 or defaults to -2 at run time.
+    assert_eq!(
+        decode(
+            OpCode::DFT,
+            &[4],
+            vec![("axis", int(1)), ("onesided", int(1))]
+        ),
+        Ok(OpAttrs::Dft(DftAttrs {
+            axis: Some(1),
+            inverse: false,
+            onesided: true,
+        }))
+    );
+    assert_eq!(
+        decode(OpCode::DFT, &[4, 0, 0], vec![("inverse", int(1))]),
+        Ok(OpAttrs::Dft(DftAttrs {
+            axis: None,
+            inverse: true,
+            onesided: false,
+        }))
+    );
+    err(
+        OpCode::DFT,
+        &[4],
+        vec![("axis", int(3))],
+        "attribute `axis` is 3, outside [-4, -2] ∪ [0, 2]",
+    );
+    err(
+        OpCode::DFT,
+        &[4],
+        vec![("axis", int(-1))],
+        "attribute `axis` is -1",
+    );
+    err(
+        OpCode::DFT,
+        &[4, 0, 0],
+        vec![("axis", int(1))],
+        "given both as an attribute and as input 2",
+    );
+    err(
+        OpCode::DFT,
+        &[4],
+        vec![("onesided", int(2))],
+        "is 2, not 0 or 1",
+    );
+    // STFT is one-sided unless told otherwise.
+    assert_eq!(
+        decode(OpCode::STFT, &[3, 0], vec![]),
+        Ok(OpAttrs::Stft { onesided: true })
+    );
+    // CumProd shares CumSum's attributes.
+    assert_eq!(
+        decode(OpCode::CumProd, &[2, 0], vec![("reverse", int(1))]),
+        Ok(OpAttrs::CumSum {
+            exclusive: false,
+            reverse: true,
+        })
+    );
+    // ReverseSequence: batch 1 / time 0 by default, the axes must be 0 and 1.
+    assert_eq!(
+        decode(OpCode::ReverseSequence, &[3, 1], vec![]),
+        Ok(OpAttrs::ReverseSequence(ReverseSequenceAttrs {
+            batch_axis: 1,
+            time_axis: 0,
+        }))
+    );
+    err(
+        OpCode::ReverseSequence,
+        &[3, 1],
+        vec![("batch_axis", int(0))],
+        "attribute `time_axis` must differ from `batch_axis`",
+    );
+    err(
+        OpCode::ReverseSequence,
+        &[3, 1],
+        vec![("time_axis", int(2))],
+        "attribute `time_axis` is 2, must be 0 or 1",
+    );
+    err(
+        OpCode::ReverseSequence,
+        &[1, 1],
+        vec![],
+        "input of rank 1, needs at least 2",
+    );
+    // Compress: no axis means flattened; an axis is checked against the rank.
+    assert_eq!(
+        decode(OpCode::Compress, &[2, 1], vec![]),
+        Ok(OpAttrs::Compress { axis: None })
+    );
+    assert_eq!(
+        decode(OpCode::Compress, &[2, 1], vec![("axis", int(-1))]),
+        Ok(OpAttrs::Compress { axis: Some(-1) })
+    );
+    err(
+        OpCode::Compress,
+        &[2, 1],
+        vec![("axis", int(2))],
+        "attribute `axis` is 2, outside -2..=1",
+    );
+    // MelWeightMatrix: f32 by default, a float type matching the output.
+    assert_eq!(
+        decode(OpCode::MelWeightMatrix, &[0, 0, 0, 0, 0], vec![]),
+        Ok(OpAttrs::MelWeightMatrix { dtype: DType::F32 })
+    );
+    err(
+        OpCode::MelWeightMatrix,
+        &[0, 0, 0, 0, 0],
+        vec![("output_datatype", int(7))],
+        "attribute `output_datatype` is 7, not a float type",
+    );
+    err(
+        OpCode::MelWeightMatrix,
+        &[0, 0, 0, 0, 0],
+        vec![("output_datatype", int(11))],
+        "is f64, but the output is f32",
+    );
+    assert_eq!(decode(OpCode::Det, &[3], vec![]), Ok(OpAttrs::None));
+}
+
+#[test]
+fn bitcast_needs_equal_widths_and_the_output_type() {
+    let mut p = plan(OpCode::BitCast, &[1], vec![("to", AttrValue::Int(6))]);
+    let y = p.graphs[0].steps[0].outputs[0].unwrap() as usize;
+    p.tensors[y].dtype = DType::I32;
+    let step = p.graphs[0].steps[0].clone();
+    assert_eq!(
+        decode_step(&p, &step),
+        Ok(OpAttrs::BitCast { to: DType::I32 })
+    );
+    let msg = |p: &Plan, s: &Step| decode_step(p, s).unwrap_err().to_string();
+    // An i64 output: `to` disagrees with the output, and (once they agree) with the width.
+    let mut wide = p.clone();
+    wide.tensors[y].dtype = DType::I64;
+    assert!(msg(&wide, &step).contains("is i32, but the output is i64"));
+    let mut s64 = step.clone();
+    s64.attrs[0].1 = AttrValue::Int(7);
+    assert!(msg(&wide, &s64).contains("is i64 (64 bits), the input is f32 (32 bits)"));
+    let mut none = step.clone();
+    none.attrs.clear();
+    assert!(msg(&p, &none).contains("attribute `to` is required"));
+    let mut string = step;
+    string.attrs[0].1 = AttrValue::Int(8);
+    assert!(msg(&p, &string).contains("is 8, not an element type plans hold"));
 }

@@ -4,14 +4,16 @@ Each float32 corpus model (the int8 ones excepted) is converted as ONNX's float1
 do without keeping I/O types: every float32 initializer, `Constant` tensor, graph input/output,
 value_info and `Cast(to=float)` becomes float16 (or bfloat16). sod2 compiles the converted model
 with no flags and runs every corpus case; each output must have the declared element type, be
-finite where ONNX Runtime's float32 output of the original model is, and lie within
+finite where the oracle's output is, and lie within
 
     |a - b| <= TOL * (|b| + max|b|)        TOL = 2e-2 (f16), 8e-2 (bf16)
 
-of that float32 output (half precision keeps 11 / 8 significant bits; errors compound over a
-network's depth, so the bound is relative to the output's largest magnitude too). ONNX Runtime
-itself cannot be the oracle here: its CPU provider refuses most of these models in f16/bf16
-(type constraints of Conv, LSTM, Resize, ...).
+of the oracle: ONNX Runtime in float32 on the original model with its weights rounded to the
+half type, fed the rounded inputs, so that what is compared is the rounding of activations
+(half precision keeps 11 / 8 significant bits; errors compound over a network's depth, so the
+bound is relative to the output's largest magnitude too). ONNX Runtime cannot run the converted
+models themselves: its CPU provider refuses most of them (type constraints of Conv, LSTM,
+Resize, ...).
 
 usage: python precision.py --sod2 BIN [--only NAME ...] [--root REPO_ROOT]
 """
@@ -46,6 +48,30 @@ def half_tensor(t: TensorProto, kind: str) -> TensorProto:
     return helper.make_tensor(t.name, TensorProto.BFLOAT16, a.shape, bits.tobytes(), raw=True)
 
 
+def round_weights(model: onnx.ModelProto, kind: str) -> onnx.ModelProto:
+    """A float32 copy of `model` whose float32 initializers and constants are rounded to `kind`."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    np_type = TYPES[kind][1]
+
+    def rounded(t: TensorProto) -> TensorProto:
+        return numpy_helper.from_array(numpy_helper.to_array(t).astype(np_type).astype(np.float32), t.name)
+
+    def graph(g: onnx.GraphProto) -> None:
+        for i, t in enumerate(g.initializer):
+            if t.data_type == TensorProto.FLOAT:
+                g.initializer[i].CopyFrom(rounded(t))
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
+                    a.t.CopyFrom(rounded(a.t))
+                if a.type == onnx.AttributeProto.GRAPH:
+                    graph(a.g)
+
+    graph(m.graph)
+    return m
+
+
 def convert(model: onnx.ModelProto, kind: str) -> onnx.ModelProto:
     """A copy of `model` with every float32 tensor, type and Cast target in `kind`."""
     m = onnx.ModelProto()
@@ -76,10 +102,15 @@ def check(sod2: str, name: str, path: pathlib.Path, cases, fill, tmp: pathlib.Pa
     """Rows (model, type, case, max error / max|ref|, problem)."""
     rows = []
     original = onnx.load(str(path))
-    oracle = Oracle(path)
     for kind, (_, np_type, tol) in TYPES.items():
         conv = tmp / f"{name}-{kind}.onnx"
         onnx.save(convert(original, kind), str(conv))
+        # The oracle: ONNX Runtime in float32 on the original model with the converted model's
+        # weights (rounded to `kind`), fed the rounded inputs; what is left is the rounding of
+        # activations, which the tolerance covers.
+        rounded = tmp / f"{name}-{kind}-rounded.onnx"
+        onnx.save(round_weights(original, kind), str(rounded))
+        oracle = Oracle(rounded)
         plan = tmp / f"{name}-{kind}.sod2"
         r = subprocess.run([sod2, "compile", str(conv), "-o", str(plan)], capture_output=True, text=True)
         if r.returncode != 0:
@@ -87,8 +118,8 @@ def check(sod2: str, name: str, path: pathlib.Path, cases, fill, tmp: pathlib.Pa
             continue
         for i, shapes in enumerate(cases):
             feeds = fill(shapes, np.random.default_rng(seed(name, i)))
-            want = oracle.run(feeds)
             half = {k: (v.astype(np_type) if v.dtype == np.float32 else v) for k, v in feeds.items()}
+            want = oracle.run({k: (h.astype(np.float32) if feeds[k].dtype == np.float32 else h) for k, h in half.items()})
             try:
                 got = sod2_run(sod2, plan, half, tmp / f"{name}-{kind}-{i}", oracle.outputs)
             except RuntimeError as e:
@@ -101,6 +132,8 @@ def check(sod2: str, name: str, path: pathlib.Path, cases, fill, tmp: pathlib.Pa
                     if not np.array_equal(g, w):
                         problems.append(f"{out}: integer output differs")
                     continue
+                if kind == "bf16" and g.dtype.kind == "V" and g.dtype.itemsize == 2:
+                    g = g.view(ml_dtypes.bfloat16)  # how NumPy reads bfloat16 back from .npy
                 if g.dtype != np.dtype(np_type):
                     problems.append(f"{out}: element type {g.dtype}, declared {np.dtype(np_type)}")
                     continue

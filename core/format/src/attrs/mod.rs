@@ -12,12 +12,17 @@
 mod nn;
 mod rnn;
 mod tensor;
+mod vision;
 
 pub use nn::{
     AutoPad, BatchNormAttrs, ConvAttrs, ConvTransposeAttrs, GemmAttrs, LayerNormAttrs, LrnAttrs,
     PoolAttrs, PoolKind, WindowAttrs,
 };
 pub use rnn::{RnnActivation, RnnAttrs, RnnCell, RnnDirection};
+pub use vision::{
+    Col2ImAttrs, DeformConvAttrs, GridMode, GridPadding, GridSampleAttrs, RoiAlignAttrs,
+    TensorScatterAttrs,
+};
 pub use tensor::{
     AspectPolicy, CoordTransform, NearestMode, PadAttrs, PadMode, ReduceAttrs, Reduction,
     ResizeAttrs, ResizeMode, ScanAttrs, SliceAttrs, SplitAttrs,
@@ -311,6 +316,18 @@ pub enum OpAttrs {
     Scan(ScanAttrs),
     /// LSTM, GRU, RNN.
     Rnn(RnnAttrs),
+    /// GridSample.
+    GridSample(GridSampleAttrs),
+    /// RoiAlign.
+    RoiAlign(RoiAlignAttrs),
+    /// Col2Im.
+    Col2Im(Col2ImAttrs),
+    /// DeformConv.
+    DeformConv(DeformConvAttrs),
+    /// MaxUnpool (its window; the kernel is always given).
+    MaxUnpool(WindowAttrs),
+    /// TensorScatter.
+    TensorScatter(TensorScatterAttrs),
     /// `sod2.Fused`.
     Fused(Box<FusedAttrs>),
     /// `sod2.Values`.
@@ -531,6 +548,12 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         }
         O::Scan => OpAttrs::Scan(tensor::scan(r)?),
         O::LSTM | O::GRU | O::RNN => OpAttrs::Rnn(rnn::rnn(r)?),
+        O::GridSample => OpAttrs::GridSample(vision::grid_sample(r)?),
+        O::RoiAlign => OpAttrs::RoiAlign(vision::roi_align(r)?),
+        O::Col2Im => OpAttrs::Col2Im(vision::col2im(r)?),
+        O::DeformConv => OpAttrs::DeformConv(vision::deform_conv(r)?),
+        O::MaxUnpool => OpAttrs::MaxUnpool(vision::max_unpool(r)?),
+        O::TensorScatter => OpAttrs::TensorScatter(vision::tensor_scatter(r)?),
         O::Fused => OpAttrs::Fused(Box::new(fused::decode_attrs(r)?)),
         O::Values => OpAttrs::Values(values(r)?),
         O::Not

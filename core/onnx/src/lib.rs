@@ -405,6 +405,7 @@ impl<'a> Importer<'a> {
                     attrs.insert(aname, v);
                 }
             }
+            opset_defaults(&self.model.nodes[id.index()].op, self.model.opset, &mut attrs);
             let node = &mut self.model.nodes[id.index()];
             node.inputs = ins;
             node.attrs = attrs;
@@ -597,6 +598,17 @@ fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>) {
         if let Some(r) = o.name.as_ref().and_then(|n| rename.get(n)) {
             o.name = Some(r.clone());
         }
+    }
+}
+
+/// Writes into a node the defaults of attributes whose default changed between opsets, so the
+/// rest of the compiler (and the plan) reads one meaning: RoiAlign before opset 16 worked as
+/// `coordinate_transformation_mode = "output_half_pixel"` (the later default is `half_pixel`).
+fn opset_defaults(op: &OpKind, opset: i64, attrs: &mut BTreeMap<String, Attr>) {
+    if *op == OpKind::RoiAlign && opset < 16 {
+        attrs
+            .entry("coordinate_transformation_mode".into())
+            .or_insert_with(|| Attr::Str("output_half_pixel".into()));
     }
 }
 

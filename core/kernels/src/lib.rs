@@ -12,8 +12,9 @@
 //! A module imports only from the layers below its own, so the crate has no module cycle:
 //!
 //! ```text
-//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn
-//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
+//!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling)
+//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo · cache
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
@@ -28,6 +29,7 @@
 #![deny(unsafe_code)]
 
 pub mod attention;
+pub mod cache;
 pub mod conv;
 pub mod edo;
 pub mod elementwise;
@@ -44,6 +46,7 @@ pub mod rnn;
 pub mod scratch;
 pub mod shape;
 pub mod simd;
+pub mod vision;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 use smallvec::SmallVec;
 
 use crate::par;
+use crate::shape::Dims;
 
 /// A multi-index held inline.
 type Index = SmallVec<[usize; 6]>;
@@ -26,7 +27,7 @@ pub struct Col2Im<'a> {
 
 impl Col2Im<'_> {
     /// Blocks along each dim: `(image + pads − dilation·(block − 1) − 1) / stride + 1`.
-    pub fn blocks(&self) -> Result<Vec<usize>, String> {
+    pub fn blocks(&self) -> Result<Dims, String> {
         let nd = self.image.len();
         if nd == 0
             || self.block.len() != nd
@@ -61,13 +62,13 @@ impl Col2Im<'_> {
     }
 
     /// The output dims `[N, C, image...]` for `X`'s dims `[N, C·∏block, L]`.
-    pub fn out_dims(&self, x_dims: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn out_dims(&self, x_dims: &[usize]) -> Result<Dims, String> {
         let blocks = self.blocks()?;
         let k: usize = self.block.iter().product();
         let l: usize = blocks.iter().product();
         match *x_dims {
             [n, ck, len] if k > 0 && ck % k == 0 && len == l => {
-                let mut d = vec![n, ck / k];
+                let mut d = Dims::from_slice(&[n, ck / k]);
                 d.extend_from_slice(self.image);
                 Ok(d)
             }

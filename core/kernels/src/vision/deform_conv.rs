@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 
 use crate::linalg::gemm_f32;
 use crate::mat::{Gemm, MatRef};
+use crate::shape::Dims;
 use crate::{par, scratch};
 
 /// A multi-index or per-dim list held inline.
@@ -50,7 +51,7 @@ pub struct DeformConv<'a> {
 
 impl DeformConv<'_> {
     /// The output dims `[N, M, O1..Or]`, after checking every operand against them.
-    pub fn out_dims(&self) -> Result<Vec<usize>, String> {
+    pub fn out_dims(&self) -> Result<Dims, String> {
         let (xd, wd) = (self.x_dims, self.w_dims);
         let r = xd.len();
         let nd = r.saturating_sub(2);
@@ -68,7 +69,7 @@ impl DeformConv<'_> {
                 "X {xd:?} and W {wd:?} do not fit group {g} and offset_group {og}"
             ));
         }
-        let mut out = vec![n, m];
+        let mut out = Dims::from_slice(&[n, m]);
         for k in 0..nd {
             let span = xd[k + 2] + self.pads[k] + self.pads[k + nd];
             let ext = self.dilations[k] * wd[k + 2].saturating_sub(1) + 1;
@@ -78,7 +79,7 @@ impl DeformConv<'_> {
             out.push((span - ext) / self.strides[k] + 1);
         }
         let taps: usize = wd[2..].iter().product();
-        let mut want = vec![n, og * taps * nd];
+        let mut want = Dims::from_slice(&[n, og * taps * nd]);
         want.extend_from_slice(&out[2..]);
         if self.offset_dims != want.as_slice() {
             return bad(format!(

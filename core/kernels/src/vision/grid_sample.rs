@@ -11,6 +11,7 @@
 use std::cell::Cell;
 
 use crate::par;
+use crate::shape::Dims;
 
 /// Interpolation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub struct GridSample<'a> {
 }
 
 /// The output dims `[N, C, O1..Or]` of a GridSample, or why the operands do not fit.
-pub fn grid_sample_dims(x_dims: &[usize], grid_dims: &[usize]) -> Result<Vec<usize>, String> {
+pub fn grid_sample_dims(x_dims: &[usize], grid_dims: &[usize]) -> Result<Dims, String> {
     let r = x_dims.len();
     if r < 3 || grid_dims.len() != r || grid_dims[r - 1] != r - 2 || grid_dims[0] != x_dims[0] {
         return Err(format!(
@@ -62,7 +63,7 @@ pub fn grid_sample_dims(x_dims: &[usize], grid_dims: &[usize]) -> Result<Vec<usi
              [N, C, D1..Dr]"
         ));
     }
-    let mut out = vec![x_dims[0], x_dims[1]];
+    let mut out = Dims::from_slice(&x_dims[..2]);
     out.extend_from_slice(&grid_dims[1..r - 1]);
     Ok(out)
 }

@@ -5,7 +5,9 @@
 /// positions in a tensor of dims `inferred` (`[N, C, (in − 1)·stride − pads + kernel...]`, the
 /// shape the pooling ran on). `out` has dims `out_dims` of the same rank; where they differ
 /// from `inferred` the unpooled tensor sits at the start of every dim (ONNX's reference), and
-/// positions beyond `out_dims` are dropped.
+/// positions beyond `out_dims` are dropped. (ONNX Runtime reads the indices as positions in
+/// `out_dims` instead; the two agree whenever `out_dims` is the inferred shape, and ONNX's node
+/// test of a larger output follows the reference.)
 pub fn max_unpool(
     x: &[u8],
     indices: &[i64],

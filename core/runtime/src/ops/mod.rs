@@ -13,6 +13,7 @@ mod reduce;
 mod resize;
 mod rnn;
 mod shape_ops;
+mod vision;
 
 use std::borrow::Cow;
 
@@ -417,6 +418,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| layout::get(op))
         .or_else(|| shape_ops::get(op))
         .or_else(|| rnn::get(op))
+        .or_else(|| vision::get(op))
 }
 
 /// An error unless `dt` is f32 (kernels that only have an f32 implementation).

@@ -757,7 +757,10 @@ fn sampling_ops_take_their_dims_from_grid_boxes_and_weights() {
             "DeformConv",
             &["x", "wt", "off"],
             &["z"],
-            vec![ints_attr("pads", &[1, 1, 1, 1]), ints_attr("strides", &[2, 2])],
+            vec![
+                ints_attr("pads", &[1, 1, 1, 1]),
+                ints_attr("strides", &[2, 2]),
+            ],
         )
         .output("y")
         .output("z")
@@ -765,7 +768,10 @@ fn sampling_ops_take_their_dims_from_grid_boxes_and_weights() {
     let a = run(&m, &[("h", 1, 512), ("w", 1, 512)]);
     assert_eq!(shape(&m, &a, "y"), ["r", "c", "7", "5"]);
     // floor((h + 2 - 3) / 2) + 1 per spatial dim.
-    assert_eq!(shape(&m, &a, "z"), ["n", "8", "floordiv(h - 1, 2) + 1", "floordiv(w - 1, 2) + 1"]);
+    assert_eq!(
+        shape(&m, &a, "z"),
+        ["n", "8", "floordiv(h - 1, 2) + 1", "floordiv(w - 1, 2) + 1"]
+    );
 }
 
 #[test]
@@ -817,14 +823,20 @@ fn col2im_and_max_unpool_read_their_shape_inputs_as_values() {
             "MaxUnpool",
             &["x", "i"],
             &["y"],
-            vec![ints_attr("kernel_shape", &[2, 2]), ints_attr("strides", &[2, 2])],
+            vec![
+                ints_attr("kernel_shape", &[2, 2]),
+                ints_attr("strides", &[2, 2]),
+            ],
         )
         .node("Shape", &["big"], &["os"])
         .node_a(
             "MaxUnpool",
             &["x", "i", "os"],
             &["z"],
-            vec![ints_attr("kernel_shape", &[2, 2]), ints_attr("strides", &[2, 2])],
+            vec![
+                ints_attr("kernel_shape", &[2, 2]),
+                ints_attr("strides", &[2, 2]),
+            ],
         )
         .output("y")
         .output("z")

@@ -174,8 +174,12 @@ mod tests {
             [2.0, 0.0, 0.0, 1.0]
         );
         let bad = TensorScatter { axis: 0, ..p };
-        assert!(run(&bad, &[0.0; 4], &[1.0, 2.0]).unwrap_err().contains("axis 0"));
+        assert!(run(&bad, &[0.0; 4], &[1.0, 2.0])
+            .unwrap_err()
+            .contains("axis 0"));
         let long = TensorScatter { len: 5, ..p };
-        assert!(run(&long, &[0.0; 4], &[0.0; 5]).unwrap_err().contains("do not fit"));
+        assert!(run(&long, &[0.0; 4], &[0.0; 5])
+            .unwrap_err()
+            .contains("do not fit"));
     }
 }

@@ -405,7 +405,11 @@ impl<'a> Importer<'a> {
                     attrs.insert(aname, v);
                 }
             }
-            opset_defaults(&self.model.nodes[id.index()].op, self.model.opset, &mut attrs);
+            opset_defaults(
+                &self.model.nodes[id.index()].op,
+                self.model.opset,
+                &mut attrs,
+            );
             let node = &mut self.model.nodes[id.index()];
             node.inputs = ins;
             node.attrs = attrs;

@@ -379,7 +379,10 @@ fn roi_align_before_opset_16_gets_its_old_coordinate_default() {
         m.opset_import[0].version = Some(version);
         let m = import_bytes(&m.encode_to_vec(), None).unwrap();
         let n = m.main.nodes[0];
-        m.node(n).attrs.get("coordinate_transformation_mode").cloned()
+        m.node(n)
+            .attrs
+            .get("coordinate_transformation_mode")
+            .cloned()
     };
     assert_eq!(mode(10), Some(Attr::Str("output_half_pixel".into())));
     assert_eq!(mode(16), None);

@@ -51,10 +51,9 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
         Other(_) => return None,
         Shape | Size => OpClass::Isdo,
         Reshape | Expand | Range | Slice | Tile | Resize | TopK | ConstantOfShape | OneHot
-        | Pad | Squeeze | Unsqueeze | Split | Col2Im | MaxUnpool | ReduceSum | ReduceMean | ReduceMax | ReduceMin
-        | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum | ReduceLogSumExp | ReduceSumSquare => {
-            OpClass::Isvdos
-        }
+        | Pad | Squeeze | Unsqueeze | Split | Col2Im | MaxUnpool | ReduceSum | ReduceMean
+        | ReduceMax | ReduceMin | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum
+        | ReduceLogSumExp | ReduceSumSquare => OpClass::Isvdos,
         NonZero | NonMaxSuppression | Unique | If | Loop => OpClass::Edo,
         _ => OpClass::Isdos,
     })

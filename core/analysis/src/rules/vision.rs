@@ -57,7 +57,10 @@ fn vector_len(ctx: &Ctx<'_>, i: usize) -> Option<usize> {
 pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     use OpKind::*;
     let op = ctx.node.op.clone();
-    if !matches!(op, GridSample | RoiAlign | Col2Im | MaxUnpool | TensorScatter) {
+    if !matches!(
+        op,
+        GridSample | RoiAlign | Col2Im | MaxUnpool | TensorScatter
+    ) {
         return Ok(None);
     }
     let dtype = ctx.dtype(0);
@@ -185,8 +188,14 @@ fn unpooled(ctx: &mut Ctx<'_>, x: &[Dim]) -> RuleResult<Vec<Dim>> {
         .attr_ints("kernel_shape")
         .map_err(ae)?
         .ok_or("kernel_shape is required")?;
-    let strides = node.attr_ints("strides").map_err(ae)?.unwrap_or(vec![1; ns]);
-    let pads = node.attr_ints("pads").map_err(ae)?.unwrap_or(vec![0; 2 * ns]);
+    let strides = node
+        .attr_ints("strides")
+        .map_err(ae)?
+        .unwrap_or(vec![1; ns]);
+    let pads = node
+        .attr_ints("pads")
+        .map_err(ae)?
+        .unwrap_or(vec![0; 2 * ns]);
     if kernel.len() != ns || strides.len() != ns || pads.len() != 2 * ns {
         return Err(format!(
             "kernel_shape / strides / pads do not match the {ns} spatial dims of X"

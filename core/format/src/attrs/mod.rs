@@ -19,13 +19,13 @@ pub use nn::{
     PoolAttrs, PoolKind, WindowAttrs,
 };
 pub use rnn::{RnnActivation, RnnAttrs, RnnCell, RnnDirection};
-pub use vision::{
-    Col2ImAttrs, DeformConvAttrs, GridMode, GridPadding, GridSampleAttrs, RoiAlignAttrs,
-    TensorScatterAttrs,
-};
 pub use tensor::{
     AspectPolicy, CoordTransform, NearestMode, PadAttrs, PadMode, ReduceAttrs, Reduction,
     ResizeAttrs, ResizeMode, ScanAttrs, SliceAttrs, SplitAttrs,
+};
+pub use vision::{
+    Col2ImAttrs, DeformConvAttrs, GridMode, GridPadding, GridSampleAttrs, RoiAlignAttrs,
+    TensorScatterAttrs,
 };
 
 use crate::fused::{self, FusedAttrs};

@@ -664,9 +664,17 @@ fn grid_sample_modes_and_old_names() {
         ) else {
             panic!()
         };
-        assert_eq!((g.mode, g.padding, g.align_corners), (mode, GridPadding::Reflection, true));
+        assert_eq!(
+            (g.mode, g.padding, g.align_corners),
+            (mode, GridPadding::Reflection, true)
+        );
     }
-    err(OpCode::GridSample, &[4, 4], vec![("mode", s("area"))], "attribute `mode` is `area`");
+    err(
+        OpCode::GridSample,
+        &[4, 4],
+        vec![("mode", s("area"))],
+        "attribute `mode` is `area`",
+    );
     err(
         OpCode::GridSample,
         &[4, 4],
@@ -713,7 +721,10 @@ fn roi_align_defaults_and_checks() {
         panic!()
     };
     assert!(a.max && !a.half_pixel);
-    assert_eq!((a.output_height, a.output_width, a.sampling_ratio), (7, 5, 2));
+    assert_eq!(
+        (a.output_height, a.output_width, a.sampling_ratio),
+        (7, 5, 2)
+    );
     assert_eq!(a.spatial_scale, 0.25);
     err(
         OpCode::RoiAlign,
@@ -747,8 +758,18 @@ fn col2im_lists_agree() {
     assert_eq!(a.strides, Some(vec![2, 2]));
     assert_eq!(a.pads, Some(vec![0, 1, 0, 1]));
     assert_eq!(a.dilations, None);
-    err(OpCode::Col2Im, &[3, 1, 1], vec![("pads", ints(&[0, 1, 0]))], "an even count");
-    err(OpCode::Col2Im, &[3, 1, 1], vec![("strides", ints(&[0, 1]))], "holds 0, must be ≥ 1");
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("pads", ints(&[0, 1, 0]))],
+        "an even count",
+    );
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("strides", ints(&[0, 1]))],
+        "holds 0, must be ≥ 1",
+    );
     err(
         OpCode::Col2Im,
         &[3, 1, 1],
@@ -762,7 +783,10 @@ fn deform_conv_unpool_and_tensor_scatter() {
     let Ok(OpAttrs::DeformConv(d)) = decode(
         OpCode::DeformConv,
         &[4, 4, 4],
-        vec![("offset_group", AttrValue::Int(2)), ("pads", ints(&[1, 1, 1, 1]))],
+        vec![
+            ("offset_group", AttrValue::Int(2)),
+            ("pads", ints(&[1, 1, 1, 1])),
+        ],
     ) else {
         panic!()
     };
@@ -782,7 +806,12 @@ fn deform_conv_unpool_and_tensor_scatter() {
         panic!()
     };
     assert_eq!((w.kernel, w.strides), (Some(vec![2, 2]), vec![2, 2]));
-    err(OpCode::MaxUnpool, &[4, 4], vec![], "`kernel_shape` is required");
+    err(
+        OpCode::MaxUnpool,
+        &[4, 4],
+        vec![],
+        "`kernel_shape` is required",
+    );
     let Ok(OpAttrs::TensorScatter(t)) = decode(OpCode::TensorScatter, &[4, 4, 1], vec![]) else {
         panic!()
     };
@@ -801,8 +830,28 @@ fn deform_conv_unpool_and_tensor_scatter() {
         panic!()
     };
     assert!(t.circular && t.axis == 1);
-    err(OpCode::TensorScatter, &[3, 3, 1], vec![("axis", AttrValue::Int(0))], "batch axis");
-    err(OpCode::TensorScatter, &[3, 3, 1], vec![("axis", AttrValue::Int(-3))], "batch axis");
-    err(OpCode::TensorScatter, &[3, 3, 1], vec![("axis", AttrValue::Int(3))], "outside");
-    err(OpCode::TensorScatter, &[3, 3, 1], vec![("mode", s("ring"))], "`mode` is `ring`");
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(0))],
+        "batch axis",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(-3))],
+        "batch axis",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(3))],
+        "outside",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("mode", s("ring"))],
+        "`mode` is `ring`",
+    );
 }

@@ -168,7 +168,10 @@ pub(super) fn col2im(r: &Reader<'_>) -> Result<Col2ImAttrs, FormatError> {
         a.pads.as_ref().map(|p| p.len() / 2),
     ];
     if a.pads.as_ref().is_some_and(|p| p.len() % 2 != 0) {
-        return Err(r.bad("pads", "must hold a begin and an end per dim (an even count)"));
+        return Err(r.bad(
+            "pads",
+            "must hold a begin and an end per dim (an even count)",
+        ));
     }
     let mut known = dims.iter().flatten();
     if let Some(first) = known.next() {
@@ -198,10 +201,16 @@ pub(super) fn tensor_scatter(r: &Reader<'_>) -> Result<TensorScatterAttrs, Forma
     let axis = r.axis_of(0, "axis", -2, (0, 0))?;
     if let Some(rank) = r.input_rank(0) {
         if axis == 0 || axis == -(rank as i64) {
-            return Err(r.bad("axis", "is the batch axis 0; the sequence axis comes after it"));
+            return Err(r.bad(
+                "axis",
+                "is the batch axis 0; the sequence axis comes after it",
+            ));
         }
     } else if axis == 0 {
-        return Err(r.bad("axis", "is the batch axis 0; the sequence axis comes after it"));
+        return Err(r.bad(
+            "axis",
+            "is the batch axis 0; the sequence axis comes after it",
+        ));
     }
     Ok(TensorScatterAttrs {
         axis,

@@ -82,7 +82,12 @@ impl Col2Im<'_> {
 }
 
 /// Folds `x` (`[N, C·∏block, L]`) into `out` (`[N, C, image...]`).
-pub fn col2im_f32(p: &Col2Im<'_>, x: &[f32], x_dims: &[usize], out: &mut [f32]) -> Result<(), String> {
+pub fn col2im_f32(
+    p: &Col2Im<'_>,
+    x: &[f32],
+    x_dims: &[usize],
+    out: &mut [f32],
+) -> Result<(), String> {
     let od = p.out_dims(x_dims)?;
     let blocks = p.blocks()?;
     let plane: usize = p.image.iter().product();

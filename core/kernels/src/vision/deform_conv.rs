@@ -57,7 +57,9 @@ impl DeformConv<'_> {
         let nd = r.saturating_sub(2);
         let bad = |what: String| Err(format!("DeformConv: {what}"));
         if r < 3 || wd.len() != r {
-            return bad(format!("X {xd:?} and W {wd:?} must have the same rank, at least 3"));
+            return bad(format!(
+                "X {xd:?} and W {wd:?} must have the same rank, at least 3"
+            ));
         }
         if self.strides.len() != nd || self.dilations.len() != nd || self.pads.len() != 2 * nd {
             return bad("strides, dilations and pads must have one value per spatial dim".into());
@@ -90,7 +92,10 @@ impl DeformConv<'_> {
         if self.mask.is_some() {
             want[1] = og * taps;
             if self.mask_dims != want.as_slice() {
-                return bad(format!("mask has dims {:?}, expected {want:?}", self.mask_dims));
+                return bad(format!(
+                    "mask has dims {:?}, expected {want:?}",
+                    self.mask_dims
+                ));
             }
         }
         if self.bias.is_some_and(|b| b.len() != m) {
@@ -189,8 +194,8 @@ fn fill_row(p: &DeformConv<'_>, od: &[usize], b: usize, c: usize, tap: usize, ro
     let shift: SmallVec<[f32; 6]> = (0..nd)
         .map(|d| (k_at[d] * p.dilations[d]) as f32 - p.pads[d] as f32)
         .collect();
-    let off_rows = &p.offset[((b * p.offset_group + ogi) * taps + tap) * nd * positions..]
-        [..nd * positions];
+    let off_rows =
+        &p.offset[((b * p.offset_group + ogi) * taps + tap) * nd * positions..][..nd * positions];
     let mask = p
         .mask
         .map(|m| &m[((b * p.offset_group + ogi) * taps + tap) * positions..][..positions]);

@@ -103,7 +103,9 @@ pub fn grid_sample_f32(p: &GridSample<'_>, out: &mut [f32]) -> Result<(), String
         return Err("GridSample: operand lengths do not match their dims".into());
     }
     if u32::try_from(plane).is_err() {
-        return Err(format!("GridSample: an input plane of {plane} values is too large"));
+        return Err(format!(
+            "GridSample: an input plane of {plane} values is too large"
+        ));
     }
     if total == 0 {
         return Ok(());
@@ -157,7 +159,7 @@ impl Rows<'_, '_> {
                     let xc = &self.p.x[(n * self.c + c0 + j) * self.plane..][..self.plane];
                     let y = &mut plane_out[r * self.row..(r + 1) * self.row];
                     match full {
-                        Some(4) => gather_fixed::<4>(xc, &taps, y),
+                        Some(4) => gather4(xc, &taps, y),
                         Some(1) => gather_fixed::<1>(xc, &taps, y),
                         _ => gather(xc, &taps, &counts, y),
                     }
@@ -212,6 +214,17 @@ fn gather_fixed<const K: usize>(x: &[f32], taps: &[Tap], y: &mut [f32]) {
             s += t.w * x[t.o as usize];
         }
         *v = s;
+    }
+}
+
+/// [`gather_fixed`] for 4 taps (2-D bilinear) as two independent pairs, so consecutive
+/// points' sums do not wait on one chain of additions.
+#[inline]
+fn gather4(x: &[f32], taps: &[Tap], y: &mut [f32]) {
+    for (v, t) in y.iter_mut().zip(taps.chunks_exact(4)) {
+        let a = t[0].w * x[t[0].o as usize] + t[1].w * x[t[1].o as usize];
+        let b = t[2].w * x[t[2].o as usize] + t[3].w * x[t[3].o as usize];
+        *v = a + b;
     }
 }
 
@@ -414,8 +427,9 @@ pub fn grid_sample_reference(p: &GridSample<'_>, out: &mut [f32]) -> Result<(), 
             let xc = &p.x[(n * od[1] + c) * plane..][..plane];
             for q in 0..points {
                 let g = &p.grid[(n * points + q) * nd..][..nd];
-                let taps: Vec<AxisTaps> =
-                    (0..nd).map(|k| axis_taps(p, g[nd - 1 - k], sizes[k])).collect();
+                let taps: Vec<AxisTaps> = (0..nd)
+                    .map(|k| axis_taps(p, g[nd - 1 - k], sizes[k]))
+                    .collect();
                 out[(n * od[1] + c) * points + q] = separable(xc, sizes, &taps);
             }
         }
@@ -432,11 +446,7 @@ fn separable(x: &[f32], sizes: &[usize], taps: &[AxisTaps]) -> f32 {
         let v = match a.idx[k] {
             None => 0.0,
             Some(i) if sizes.len() == 1 => x[i as usize],
-            Some(i) => separable(
-                &x[i as usize * inner..][..inner],
-                &sizes[1..],
-                &taps[1..],
-            ),
+            Some(i) => separable(&x[i as usize * inner..][..inner], &sizes[1..], &taps[1..]),
         };
         s += a.w[k] * v;
     }

@@ -114,7 +114,13 @@ fn pool_bins(p: &RoiAlign<'_>, x: &[f32], samples: &[Sample], grid: usize, out: 
 }
 
 /// Computes box `roi`'s samples, bin by bin (`grid` per bin), into `samples`; returns `grid`.
-fn box_samples(p: &RoiAlign<'_>, roi: usize, h: usize, w: usize, samples: &mut Vec<Sample>) -> usize {
+fn box_samples(
+    p: &RoiAlign<'_>,
+    roi: usize,
+    h: usize,
+    w: usize,
+    samples: &mut Vec<Sample>,
+) -> usize {
     let b = &p.rois[4 * roi..4 * roi + 4];
     let off = if p.half_pixel { 0.5 } else { 0.0 };
     let (x1, y1) = (b[0] * p.spatial_scale - off, b[1] * p.spatial_scale - off);

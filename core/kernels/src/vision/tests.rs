@@ -59,14 +59,34 @@ fn grid_sample_bilinear_by_hand() {
     // Far outside: zeros read nothing, border the corner, reflection mirrors back inside.
     let grid = [-3.0, 0.0];
     let gd = [1, 1, 1, 2];
-    close(&gs(Linear, Padding::Zeros, true, &x, &xd, &grid, &gd), &[0.0], 0.0);
-    close(&gs(Linear, Padding::Border, true, &x, &xd, &grid, &gd), &[2.0], 1e-6);
+    close(
+        &gs(Linear, Padding::Zeros, true, &x, &xd, &grid, &gd),
+        &[0.0],
+        0.0,
+    );
+    close(
+        &gs(Linear, Padding::Border, true, &x, &xd, &grid, &gd),
+        &[2.0],
+        1e-6,
+    );
     // x = -1 reflects at 0 to 1: the right column.
-    close(&gs(Linear, Padding::Reflection, true, &x, &xd, &grid, &gd), &[3.0], 1e-6);
+    close(
+        &gs(Linear, Padding::Reflection, true, &x, &xd, &grid, &gd),
+        &[3.0],
+        1e-6,
+    );
     // Two channels and two batch entries each read their own plane.
     let x2: Vec<f32> = (0..16).map(|v| v as f32).collect();
     let grid = [-1.0, -1.0, 1.0, 1.0];
-    let out = gs(Linear, Padding::Zeros, true, &x2, &[2, 2, 2, 2], &grid, &[2, 1, 1, 2]);
+    let out = gs(
+        Linear,
+        Padding::Zeros,
+        true,
+        &x2,
+        &[2, 2, 2, 2],
+        &grid,
+        &[2, 1, 1, 2],
+    );
     close(&out, &[0.0, 4.0, 11.0, 15.0], 1e-6);
 }
 
@@ -95,11 +115,27 @@ fn grid_sample_cubic_by_hand() {
     close(&z, &[2.5, 5.0], 1e-6);
     let b = gs(Interp::Cubic, Padding::Border, true, &x, &xd, &grid, &gd);
     close(&b, &[2.3125, 5.0], 1e-6);
-    let r = gs(Interp::Cubic, Padding::Reflection, true, &x, &xd, &grid, &gd);
+    let r = gs(
+        Interp::Cubic,
+        Padding::Reflection,
+        true,
+        &x,
+        &xd,
+        &grid,
+        &gd,
+    );
     close(&r, &[2.21875, 5.0], 1e-6);
     // 2-D: at a pixel centre the value itself.
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-    let out = gs(Interp::Cubic, Padding::Zeros, true, &x, &[1, 1, 3, 3], &[0.0, 0.0, 1.0, -1.0], &[1, 1, 2, 2]);
+    let out = gs(
+        Interp::Cubic,
+        Padding::Zeros,
+        true,
+        &x,
+        &[1, 1, 3, 3],
+        &[0.0, 0.0, 1.0, -1.0],
+        &[1, 1, 2, 2],
+    );
     close(&out, &[5.0, 3.0], 1e-6);
 }
 
@@ -132,7 +168,10 @@ fn values(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
 
 #[test]
 fn grid_sample_matches_the_reference_at_several_shapes_and_threads() {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
     let cases: &[(&[usize], &[usize])] = &[
         (&[2, 3, 5, 7], &[2, 4, 6, 2]),
         (&[1, 5, 8, 8], &[1, 9, 3, 2]),
@@ -184,7 +223,9 @@ fn grid_sample_rejects_mismatched_operands() {
         grid_dims: &[1, 1, 1, 3],
     };
     let mut out = [0.0];
-    assert!(grid_sample_f32(&p, &mut out).unwrap_err().contains("do not fit"));
+    assert!(grid_sample_f32(&p, &mut out)
+        .unwrap_err()
+        .contains("do not fit"));
 }
 
 fn roi(p: RoiAlign<'_>) -> Result<Vec<f32>, String> {
@@ -289,7 +330,11 @@ fn col2im_by_hand() {
     let x: Vec<f32> = (0..4)
         .flat_map(|k| (0..4).map(move |l| (10 * k + l) as f32))
         .collect();
-    let out = fold(&x, &[1, 4, 4], g(&[4, 4], &[2, 2], &[1, 1], &[0; 4], &[2, 2]));
+    let out = fold(
+        &x,
+        &[1, 4, 4],
+        g(&[4, 4], &[2, 2], &[1, 1], &[0; 4], &[2, 2]),
+    );
     let want: Vec<f32> = (0..16)
         .map(|i| {
             let (y, x) = (i / 4, i % 4);
@@ -314,7 +359,10 @@ fn col2im_by_hand() {
     close(&out, &x, 0.0);
     // Mismatches are errors.
     let p = g(&[3, 3], &[2, 2], &[1, 1], &[0; 4], &[1, 1]);
-    assert!(p.out_dims(&[1, 4, 5]).unwrap_err().contains("must be [N, C·4, 4]"));
+    assert!(p
+        .out_dims(&[1, 4, 5])
+        .unwrap_err()
+        .contains("must be [N, C·4, 4]"));
     let p = g(&[1, 3], &[2, 2], &[1, 1], &[0; 4], &[1, 1]);
     assert!(p.blocks().unwrap_err().contains("does not fit"));
 }
@@ -419,7 +467,10 @@ fn deform_conv_by_hand() {
     }
     .out_dims()
     .unwrap_err();
-    assert!(e.contains("offset has dims [1, 4, 2, 2], expected [1, 8, 2, 2]"), "{e}");
+    assert!(
+        e.contains("offset has dims [1, 4, 2, 2], expected [1, 8, 2, 2]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -503,6 +554,13 @@ fn max_unpool_by_hand() {
         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(got, [1, 0, 0, 0]);
-    let e = max_unpool(&x, &[5, 7, 13, 16], 4, &[1, 1, 4, 4], &[1, 1, 4, 4], &mut vec![0; 64]);
+    let e = max_unpool(
+        &x,
+        &[5, 7, 13, 16],
+        4,
+        &[1, 1, 4, 4],
+        &[1, 1, 4, 4],
+        &mut [0; 64],
+    );
     assert!(e.unwrap_err().contains("index 16"));
 }

@@ -32,8 +32,14 @@ fn grid_sample(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     };
     let (ins, outs) = c.io();
     let x = ins.first().and_then(Option::as_ref).ok_or("X is missing")?;
-    let grid = ins.get(1).and_then(Option::as_ref).ok_or("grid is missing")?;
-    let out = outs.first_mut().and_then(Option::as_mut).ok_or("Y is missing")?;
+    let grid = ins
+        .get(1)
+        .and_then(Option::as_ref)
+        .ok_or("grid is missing")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("Y is missing")?;
     for dt in [x.dtype, grid.dtype, out.dtype] {
         f32_only(dt)?;
     }
@@ -68,7 +74,10 @@ fn roi_align(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let x = input(0).ok_or("X is missing")?;
     let rois = input(1).ok_or("rois is missing")?;
     let bi = input(2).ok_or("batch_indices is missing")?;
-    let out = outs.first_mut().and_then(Option::as_mut).ok_or("Y is missing")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("Y is missing")?;
     for dt in [x.dtype, rois.dtype, out.dtype] {
         f32_only(dt)?;
     }
@@ -130,8 +139,14 @@ fn col2im(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         strides: &strides,
     };
     let (ins, outs) = c.io();
-    let x = ins.first().and_then(Option::as_ref).ok_or("input is missing")?;
-    let out = outs.first_mut().and_then(Option::as_mut).ok_or("output is missing")?;
+    let x = ins
+        .first()
+        .and_then(Option::as_ref)
+        .ok_or("input is missing")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("output is missing")?;
     f32_only(x.dtype)?;
     f32_only(out.dtype)?;
     let od = p.out_dims(x.dims)?;
@@ -149,7 +164,10 @@ fn deform_conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let w = input(1).ok_or("W is missing")?;
     let off = input(2).ok_or("offset is missing")?;
     let (b, mask) = (input(3), input(4));
-    let out = outs.first_mut().and_then(Option::as_mut).ok_or("Y is missing")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("Y is missing")?;
     for t in [Some(x), Some(w), Some(off), b, mask].into_iter().flatten() {
         f32_only(t.dtype)?;
     }
@@ -163,10 +181,7 @@ fn deform_conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     }
     if let Some(k) = &a.window.kernel {
         if w.dims.get(2..) != Some(&k[..]) {
-            return Err(format!(
-                "W has dims {:?}, kernel_shape says {k:?}",
-                w.dims
-            ));
+            return Err(format!("W has dims {:?}, kernel_shape says {k:?}", w.dims));
         }
     }
     let (xv, wv, ov) = (
@@ -207,7 +222,10 @@ fn max_unpool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (ins, outs) = c.io();
     let x = ins.first().and_then(Option::as_ref).ok_or("X is missing")?;
     let idx = ins.get(1).and_then(Option::as_ref).ok_or("I is missing")?;
-    let out = outs.first_mut().and_then(Option::as_mut).ok_or("Y is missing")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("Y is missing")?;
     let ns = win.spatial;
     if x.dims.len() != ns + 2 || idx.dims != x.dims || out.dtype != x.dtype {
         return Err(format!(
@@ -220,12 +238,12 @@ fn max_unpool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     }
     let kernel = win.kernel.as_deref().ok_or("kernel_shape is missing")?;
     let mut inferred: List = List::from_slice(&x.dims[..2]);
-    for k in 0..ns {
-        let size = ((x.dims[k + 2] as i64 - 1) * win.strides[k] as i64 + kernel[k] as i64
+    for (k, (&size, &kk)) in x.dims[2..].iter().zip(kernel).enumerate() {
+        // (in − 1)·stride − pads + kernel, as ONNX's reference infers it.
+        let d = (size as i64 - 1) * win.strides[k] as i64 + kk as i64
             - win.pads[k] as i64
-            - win.pads[k + ns] as i64)
-            .max(0);
-        inferred.push(size as usize);
+            - win.pads[k + ns] as i64;
+        inferred.push(d.max(0) as usize);
     }
     let od = shape.unwrap_or_else(|| inferred.clone());
     let iv = typed::<i64>(idx.data);
@@ -242,11 +260,24 @@ fn tensor_scatter(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         None => None,
     };
     let (ins, outs) = c.io();
-    let past = ins.first().and_then(Option::as_ref).ok_or("past_cache is missing")?;
-    let upd = ins.get(1).and_then(Option::as_ref).ok_or("update is missing")?;
-    let out = outs.first_mut().and_then(Option::as_mut).ok_or("present_cache is missing")?;
+    let past = ins
+        .first()
+        .and_then(Option::as_ref)
+        .ok_or("past_cache is missing")?;
+    let upd = ins
+        .get(1)
+        .and_then(Option::as_ref)
+        .ok_or("update is missing")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("present_cache is missing")?;
     let r = past.dims.len();
-    let axis = if a.axis < 0 { a.axis + r as i64 } else { a.axis };
+    let axis = if a.axis < 0 {
+        a.axis + r as i64
+    } else {
+        a.axis
+    };
     let axis = usize::try_from(axis)
         .ok()
         .filter(|&x| x < r)

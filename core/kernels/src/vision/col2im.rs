@@ -43,8 +43,18 @@ impl Col2Im<'_> {
         }
         (0..nd)
             .map(|k| {
-                let span = self.image[k] + self.pads[k] + self.pads[k + nd];
-                let ext = self.dilations[k] * self.block[k].saturating_sub(1) + 1;
+                let span = self.image[k]
+                    .checked_add(self.pads[k])
+                    .and_then(|s| s.checked_add(self.pads[k + nd]));
+                let ext = self.dilations[k]
+                    .checked_mul(self.block[k].saturating_sub(1))
+                    .and_then(|e| e.checked_add(1));
+                let (Some(span), Some(ext)) = (span, ext) else {
+                    return Err(format!(
+                        "Col2Im: image dim {} or block dim {} is too large",
+                        self.image[k], self.block[k]
+                    ));
+                };
                 if self.block[k] == 0 || self.strides[k] == 0 || span < ext {
                     return Err(format!(
                         "Col2Im: a block of {} (dilation {}) does not fit an image dim of {} \
@@ -64,10 +74,20 @@ impl Col2Im<'_> {
     /// The output dims `[N, C, image...]` for `X`'s dims `[N, C·∏block, L]`.
     pub fn out_dims(&self, x_dims: &[usize]) -> Result<Dims, String> {
         let blocks = self.blocks()?;
-        let k: usize = self.block.iter().product();
-        let l: usize = blocks.iter().product();
+        let too_large = || {
+            format!(
+                "Col2Im: image {:?} or block {:?} is too large",
+                self.image, self.block
+            )
+        };
+        let k = checked_numel(self.block).ok_or_else(too_large)?;
+        let l = checked_numel(&blocks).ok_or_else(too_large)?;
         match *x_dims {
             [n, ck, len] if k > 0 && ck % k == 0 && len == l => {
+                checked_numel(self.image)
+                    .and_then(|p| p.checked_mul(n))
+                    .and_then(|p| p.checked_mul(ck / k))
+                    .ok_or_else(too_large)?;
                 let mut d = Dims::from_slice(&[n, ck / k]);
                 d.extend_from_slice(self.image);
                 Ok(d)
@@ -79,6 +99,11 @@ impl Col2Im<'_> {
             )),
         }
     }
+}
+
+/// The product of `dims`, `None` on overflow.
+fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
 /// Folds `x` (`[N, C·∏block, L]`) into `out` (`[N, C, image...]`).

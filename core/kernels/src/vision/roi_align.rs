@@ -67,9 +67,16 @@ pub fn roi_align_f32(p: &RoiAlign<'_>, out: &mut [f32]) -> Result<(), String> {
     }
     par::rows_mut(out, c * bins, 1, &|first, part| {
         let mut samples = SAMPLES.take();
+        let mut result = Ok(());
         for (k, y) in part.chunks_exact_mut(c * bins).enumerate() {
             let roi = first + k;
-            let grid = box_samples(p, roi, h, w, &mut samples);
+            let grid = match box_samples(p, roi, h, w, &mut samples) {
+                Ok(g) => g,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
             let b = p.batch_indices[roi] as usize;
             for (ch, y) in y.chunks_exact_mut(bins).enumerate() {
                 let x = &p.x[(b * c + ch) * h * w..][..h * w];
@@ -77,7 +84,7 @@ pub fn roi_align_f32(p: &RoiAlign<'_>, out: &mut [f32]) -> Result<(), String> {
             }
         }
         SAMPLES.set(samples);
-        Ok(())
+        result
     })
 }
 
@@ -113,6 +120,10 @@ fn pool_bins(p: &RoiAlign<'_>, x: &[f32], samples: &[Sample], grid: usize, out: 
     }
 }
 
+/// Samples one box may take (an adaptive grid over a huge box is an error, not an allocation
+/// failure): 2²⁴ samples of 32 bytes.
+const MAX_SAMPLES: usize = 1 << 24;
+
 /// Computes box `roi`'s samples, bin by bin (`grid` per bin), into `samples`; returns `grid`.
 fn box_samples(
     p: &RoiAlign<'_>,
@@ -120,7 +131,7 @@ fn box_samples(
     h: usize,
     w: usize,
     samples: &mut Vec<Sample>,
-) -> usize {
+) -> Result<usize, String> {
     let b = &p.rois[4 * roi..4 * roi + 4];
     let off = if p.half_pixel { 0.5 } else { 0.0 };
     let (x1, y1) = (b[0] * p.spatial_scale - off, b[1] * p.spatial_scale - off);
@@ -147,6 +158,12 @@ fn box_samples(
         (adaptive(bh), adaptive(bw))
     };
     samples.clear();
+    let total = gh.saturating_mul(gw).saturating_mul(oh * ow);
+    if total > MAX_SAMPLES {
+        return Err(format!(
+            "RoiAlign: box {roi} needs {total} samples ({gh}×{gw} per bin), more than {MAX_SAMPLES}"
+        ));
+    }
     for ph in 0..oh {
         for pw in 0..ow {
             for iy in 0..gh {
@@ -158,7 +175,7 @@ fn box_samples(
             }
         }
     }
-    gh * gw
+    Ok(gh * gw)
 }
 
 /// The bilinear sample at `(y, x)`: zero outside `[-1, h] × [-1, w]`, clamped at the far edges.

@@ -564,3 +564,31 @@ fn max_unpool_by_hand() {
     );
     assert!(e.unwrap_err().contains("index 16"));
 }
+
+#[test]
+fn oversized_inputs_are_errors_not_aborts() {
+    // An adaptive grid over an enormous box would need billions of samples.
+    let x = [0.0f32; 16];
+    let p = RoiAlign {
+        x: &x,
+        x_dims: [1, 1, 4, 4],
+        rois: &[0.0, 0.0, 1.0e9, 1.0e9],
+        batch_indices: &[0],
+        out: [2, 2],
+        sampling_ratio: 0,
+        spatial_scale: 1.0,
+        half_pixel: false,
+        max: false,
+    };
+    assert!(roi(p).unwrap_err().contains("samples"));
+    // Image dims whose product overflows.
+    let huge = usize::MAX / 2;
+    let p = Col2Im {
+        image: &[huge, huge],
+        block: &[1, 1],
+        dilations: &[1, 1],
+        pads: &[0; 4],
+        strides: &[huge, huge],
+    };
+    assert!(p.out_dims(&[1, 1, 1]).unwrap_err().contains("too large"));
+}

@@ -246,6 +246,13 @@ fn max_unpool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         inferred.push(d.max(0) as usize);
     }
     let od = shape.unwrap_or_else(|| inferred.clone());
+    let bytes = od
+        .iter()
+        .try_fold(x.dtype.size(), |a, &d| a.checked_mul(d))
+        .filter(|&b| b <= isize::MAX as usize);
+    if bytes.is_none() {
+        return Err(format!("output_shape {od:?} is too large"));
+    }
     let iv = typed::<i64>(idx.data);
     let elem = x.dtype.size();
     vision::max_unpool(x.data, &iv, elem, &inferred, &od, out.alloc(&od)?)

@@ -823,3 +823,139 @@ fn run_time_lengths_and_compress_get_fresh_symbols() {
     assert_eq!(bound("picked"), "N");
     assert_eq!(bound("flat"), "B*N");
 }
+
+#[test]
+fn sampling_ops_take_their_dims_from_grid_boxes_and_weights() {
+    // GridSample: Y [N, C, grid's spatial dims]; 3-D grids give volumes.
+    let m = G::default()
+        .input("x", 1, &["n", "c", "h", "w"])
+        .input("grid", 1, &["n", "oh", "ow", "2"])
+        .input("x3", 1, &["n", "c", "d", "h", "w"])
+        .input("grid3", 1, &["?", "od", "oh", "ow", "3"])
+        .node("GridSample", &["x", "grid"], &["y"])
+        .node("GridSample", &["x3", "grid3"], &["y3"])
+        .output("y")
+        .output("y3")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "c", "oh", "ow"]);
+    assert_eq!(shape(&m, &a, "y3"), ["n", "c", "od", "oh", "ow"]);
+
+    // RoiAlign: [rois, C, output_height, output_width]; DeformConv: Conv's window.
+    let m = G::default()
+        .input("x", 1, &["n", "c", "h", "w"])
+        .input("rois", 1, &["r", "4"])
+        .input("bi", 7, &["r"])
+        .init_f32("wt", &[8, 4, 3, 3])
+        .input("off", 1, &["n", "18", "?", "?"])
+        .node_a(
+            "RoiAlign",
+            &["x", "rois", "bi"],
+            &["y"],
+            vec![int_attr("output_height", 7), int_attr("output_width", 5)],
+        )
+        .node_a(
+            "DeformConv",
+            &["x", "wt", "off"],
+            &["z"],
+            vec![
+                ints_attr("pads", &[1, 1, 1, 1]),
+                ints_attr("strides", &[2, 2]),
+            ],
+        )
+        .output("y")
+        .output("z")
+        .model();
+    let a = run(&m, &[("h", 1, 512), ("w", 1, 512)]);
+    assert_eq!(shape(&m, &a, "y"), ["r", "c", "7", "5"]);
+    // floor((h + 2 - 3) / 2) + 1 per spatial dim.
+    assert_eq!(
+        shape(&m, &a, "z"),
+        ["n", "8", "floordiv(h - 1, 2) + 1", "floordiv(w - 1, 2) + 1"]
+    );
+}
+
+#[test]
+fn col2im_and_max_unpool_read_their_shape_inputs_as_values() {
+    // Constant image and block shapes: exact dims, channels = cols / (2 * 3).
+    let m = G::default()
+        .input("x", 1, &["n", "12", "l"])
+        .init_i64("image", &[5, 7])
+        .init_i64("block", &[2, 3])
+        .node("Col2Im", &["x", "image", "block"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "2", "5", "7"]);
+
+    // The image shape from the input's own dims (Shape → Slice): symbolic dims.
+    let m = G::default()
+        .input("x", 1, &["n", "cols", "l"])
+        .input("ref", 1, &["n", "c", "h", "w"])
+        .init_i64("block", &[3, 3])
+        .init_i64("two", &[2])
+        .init_i64("four", &[4])
+        .node("Shape", &["ref"], &["s"])
+        .node("Slice", &["s", "two", "four"], &["image"])
+        .node("Col2Im", &["x", "image", "block"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "floordiv(cols, 9)", "h", "w"]);
+
+    // An image shape that is a model input: rank known, dims left to the step.
+    let m = G::default()
+        .input("x", 1, &["n", "4", "l"])
+        .input("image", 7, &["3"])
+        .input("block", 7, &["3"])
+        .node("Col2Im", &["x", "image", "block"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y").len(), 5);
+    assert_eq!(a.fresh.len(), 4, "{:?}", a.fresh);
+
+    // MaxUnpool: (in - 1) * stride - pads + kernel, or output_shape's values.
+    let m = G::default()
+        .input("x", 1, &["n", "c", "h", "w"])
+        .input("i", 7, &["n", "c", "h", "w"])
+        .input("big", 1, &["n", "c", "h2", "w2"])
+        .node_a(
+            "MaxUnpool",
+            &["x", "i"],
+            &["y"],
+            vec![
+                ints_attr("kernel_shape", &[2, 2]),
+                ints_attr("strides", &[2, 2]),
+            ],
+        )
+        .node("Shape", &["big"], &["os"])
+        .node_a(
+            "MaxUnpool",
+            &["x", "i", "os"],
+            &["z"],
+            vec![
+                ints_attr("kernel_shape", &[2, 2]),
+                ints_attr("strides", &[2, 2]),
+            ],
+        )
+        .output("y")
+        .output("z")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "c", "2*h", "2*w"]);
+    assert_eq!(shape(&m, &a, "z"), ["n", "c", "h2", "w2"]);
+
+    // TensorScatter keeps the cache's shape and gives it back to an undeclared cache.
+    let m = G::default()
+        .input("past", 1, &["?", "?", "?", "?"])
+        .input("upd", 1, &["b", "h", "s", "d"])
+        .input("wi", 7, &["b"])
+        .input("other", 1, &["b", "h", "max", "d"])
+        .node("TensorScatter", &["past", "upd", "wi"], &["y"])
+        .node("Add", &["y", "other"], &["out"])
+        .output("out")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "past"), ["b", "h", "max", "d"]);
+}

@@ -12,10 +12,11 @@
 //! A module imports only from the layers below its own, so the crate has no module cycle:
 //!
 //! ```text
-//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn
-//!            signal (DFT, STFT, mel filter bank; over fft)
-//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
-//!            det (LU) · fft (radix-2, Bluestein)
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
+//!            signal (DFT, STFT, mel filter bank; over fft) ·
+//!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling)
+//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo · cache
+//!            det (LU) · fft (mixed radix)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
@@ -30,6 +31,7 @@
 #![deny(unsafe_code)]
 
 pub mod attention;
+pub mod cache;
 pub mod conv;
 pub mod det;
 pub mod edo;
@@ -49,6 +51,7 @@ pub mod scratch;
 pub mod shape;
 pub mod signal;
 pub mod simd;
+pub mod vision;
 
 #[cfg(test)]
 mod tests;

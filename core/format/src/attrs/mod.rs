@@ -13,6 +13,7 @@ mod nn;
 mod rnn;
 mod signal;
 mod tensor;
+mod vision;
 
 pub use nn::{
     AutoPad, BatchNormAttrs, ConvAttrs, ConvTransposeAttrs, GemmAttrs, LayerNormAttrs, LrnAttrs,
@@ -23,6 +24,10 @@ pub use signal::{dft_axis_ok, DftAttrs, ReverseSequenceAttrs};
 pub use tensor::{
     AspectPolicy, CoordTransform, NearestMode, PadAttrs, PadMode, ReduceAttrs, Reduction,
     ResizeAttrs, ResizeMode, ScanAttrs, SliceAttrs, SplitAttrs,
+};
+pub use vision::{
+    Col2ImAttrs, DeformConvAttrs, GridMode, GridPadding, GridSampleAttrs, RoiAlignAttrs,
+    TensorScatterAttrs,
 };
 
 use crate::fused::{self, FusedAttrs};
@@ -340,6 +345,18 @@ pub enum OpAttrs {
         /// The axis (`None`: select from the flattened input).
         axis: Option<i64>,
     },
+    /// GridSample.
+    GridSample(GridSampleAttrs),
+    /// RoiAlign.
+    RoiAlign(RoiAlignAttrs),
+    /// Col2Im.
+    Col2Im(Col2ImAttrs),
+    /// DeformConv.
+    DeformConv(DeformConvAttrs),
+    /// MaxUnpool (its window; the kernel is always given).
+    MaxUnpool(WindowAttrs),
+    /// TensorScatter.
+    TensorScatter(TensorScatterAttrs),
     /// `sod2.Fused`.
     Fused(Box<FusedAttrs>),
     /// `sod2.Values`.
@@ -576,6 +593,12 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
                 Some(_) => Some(r.axis_of(0, "axis", 0, (0, 0))?),
             },
         },
+        O::GridSample => OpAttrs::GridSample(vision::grid_sample(r)?),
+        O::RoiAlign => OpAttrs::RoiAlign(vision::roi_align(r)?),
+        O::Col2Im => OpAttrs::Col2Im(vision::col2im(r)?),
+        O::DeformConv => OpAttrs::DeformConv(vision::deform_conv(r)?),
+        O::MaxUnpool => OpAttrs::MaxUnpool(vision::max_unpool(r)?),
+        O::TensorScatter => OpAttrs::TensorScatter(vision::tensor_scatter(r)?),
         O::Fused => OpAttrs::Fused(Box::new(fused::decode_attrs(r)?)),
         O::Values => OpAttrs::Values(values(r)?),
         O::Not

@@ -783,3 +783,225 @@ fn bitcast_needs_equal_widths_and_the_output_type() {
     string.attrs[0].1 = AttrValue::Int(8);
     assert!(msg(&p, &string).contains("is 8, not an element type plans hold"));
 }
+
+#[test]
+fn grid_sample_modes_and_old_names() {
+    let Ok(OpAttrs::GridSample(g)) = decode(OpCode::GridSample, &[4, 4], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        g,
+        GridSampleAttrs {
+            mode: GridMode::Linear,
+            padding: GridPadding::Zeros,
+            align_corners: false
+        }
+    );
+    for (name, mode) in [
+        ("bilinear", GridMode::Linear),
+        ("bicubic", GridMode::Cubic),
+        ("cubic", GridMode::Cubic),
+        ("nearest", GridMode::Nearest),
+    ] {
+        let Ok(OpAttrs::GridSample(g)) = decode(
+            OpCode::GridSample,
+            &[5, 5],
+            vec![
+                ("mode", s(name)),
+                ("padding_mode", s("reflection")),
+                ("align_corners", AttrValue::Int(1)),
+            ],
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (g.mode, g.padding, g.align_corners),
+            (mode, GridPadding::Reflection, true)
+        );
+    }
+    err(
+        OpCode::GridSample,
+        &[4, 4],
+        vec![("mode", s("area"))],
+        "attribute `mode` is `area`",
+    );
+    err(
+        OpCode::GridSample,
+        &[4, 4],
+        vec![("padding_mode", s("wrap"))],
+        "attribute `padding_mode` is `wrap`",
+    );
+    err(
+        OpCode::GridSample,
+        &[4, 4],
+        vec![("align_corners", AttrValue::Int(2))],
+        "attribute `align_corners` is 2",
+    );
+    err(OpCode::GridSample, &[2, 2], vec![], "X has rank 2");
+}
+
+#[test]
+fn roi_align_defaults_and_checks() {
+    let Ok(OpAttrs::RoiAlign(a)) = decode(OpCode::RoiAlign, &[4, 2, 1], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        a,
+        RoiAlignAttrs {
+            max: false,
+            half_pixel: true,
+            output_height: 1,
+            output_width: 1,
+            sampling_ratio: 0,
+            spatial_scale: 1.0
+        }
+    );
+    let Ok(OpAttrs::RoiAlign(a)) = decode(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![
+            ("mode", s("max")),
+            ("coordinate_transformation_mode", s("output_half_pixel")),
+            ("output_height", AttrValue::Int(7)),
+            ("output_width", AttrValue::Int(5)),
+            ("sampling_ratio", AttrValue::Int(2)),
+            ("spatial_scale", AttrValue::Float(0.25)),
+        ],
+    ) else {
+        panic!()
+    };
+    assert!(a.max && !a.half_pixel);
+    assert_eq!(
+        (a.output_height, a.output_width, a.sampling_ratio),
+        (7, 5, 2)
+    );
+    assert_eq!(a.spatial_scale, 0.25);
+    err(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![("output_height", AttrValue::Int(0))],
+        "attribute `output_height` is 0",
+    );
+    err(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![("sampling_ratio", AttrValue::Int(-1))],
+        "attribute `sampling_ratio` is -1",
+    );
+    err(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![("coordinate_transformation_mode", s("asymmetric"))],
+        "`coordinate_transformation_mode` is `asymmetric`",
+    );
+}
+
+#[test]
+fn col2im_lists_agree() {
+    let Ok(OpAttrs::Col2Im(a)) = decode(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("strides", ints(&[2, 2])), ("pads", ints(&[0, 1, 0, 1]))],
+    ) else {
+        panic!()
+    };
+    assert_eq!(a.strides, Some(vec![2, 2]));
+    assert_eq!(a.pads, Some(vec![0, 1, 0, 1]));
+    assert_eq!(a.dilations, None);
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("pads", ints(&[0, 1, 0]))],
+        "an even count",
+    );
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("strides", ints(&[0, 1]))],
+        "holds 0, must be ≥ 1",
+    );
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("strides", ints(&[1, 1])), ("dilations", ints(&[1, 1, 1]))],
+        "describe different numbers of dims",
+    );
+}
+
+#[test]
+fn deform_conv_unpool_and_tensor_scatter() {
+    let Ok(OpAttrs::DeformConv(d)) = decode(
+        OpCode::DeformConv,
+        &[4, 4, 4],
+        vec![
+            ("offset_group", AttrValue::Int(2)),
+            ("pads", ints(&[1, 1, 1, 1])),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!((d.group, d.offset_group), (1, 2));
+    assert_eq!(d.window.pads, vec![1, 1, 1, 1]);
+    err(
+        OpCode::DeformConv,
+        &[4, 4, 4],
+        vec![("offset_group", AttrValue::Int(0))],
+        "attribute `offset_group` is 0",
+    );
+    let Ok(OpAttrs::MaxUnpool(w)) = decode(
+        OpCode::MaxUnpool,
+        &[4, 4],
+        vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))],
+    ) else {
+        panic!()
+    };
+    assert_eq!((w.kernel, w.strides), (Some(vec![2, 2]), vec![2, 2]));
+    err(
+        OpCode::MaxUnpool,
+        &[4, 4],
+        vec![],
+        "`kernel_shape` is required",
+    );
+    let Ok(OpAttrs::TensorScatter(t)) = decode(OpCode::TensorScatter, &[4, 4, 1], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        t,
+        TensorScatterAttrs {
+            axis: -2,
+            circular: false
+        }
+    );
+    let Ok(OpAttrs::TensorScatter(t)) = decode(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(1)), ("mode", s("circular"))],
+    ) else {
+        panic!()
+    };
+    assert!(t.circular && t.axis == 1);
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(0))],
+        "batch axis",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(-3))],
+        "batch axis",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(3))],
+        "outside",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("mode", s("ring"))],
+        "`mode` is `ring`",
+    );
+}

@@ -14,6 +14,7 @@ mod resize;
 mod rnn;
 mod shape_ops;
 mod signal;
+mod vision;
 
 use std::borrow::Cow;
 
@@ -316,10 +317,12 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let half = |d: DType| matches!(d, DType::F16 | DType::BF16);
     let any_half = c.ins.iter().flatten().any(|x| half(x.dtype))
         || c.outs.iter().flatten().any(|o| half(o.dtype));
-    if !any_half || matches!(
+    if !any_half
+        || matches!(
             c.step.op,
             OpCode::Cast | OpCode::CastLike | OpCode::BitCast | OpCode::ConstantOfShape
-        ) {
+        )
+    {
         return k(c);
     }
     use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
@@ -424,6 +427,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| shape_ops::get(op))
         .or_else(|| rnn::get(op))
         .or_else(|| signal::get(op))
+        .or_else(|| vision::get(op))
 }
 
 /// An error unless `dt` is f32 (kernels that only have an f32 implementation).

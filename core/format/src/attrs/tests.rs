@@ -135,9 +135,9 @@ fn window_attributes_are_checked_against_the_rank() {
         &[4],
         vec![
             ("kernel_shape", ints(&[3, 3])),
-            ("storage_order", AttrValue::Int(1)),
+            ("storage_order", AttrValue::Int(2)),
         ],
-        "storage_order 1) is not supported yet",
+        "attribute `storage_order` is 2, not 0 or 1",
     );
     err(
         OpCode::Conv,
@@ -160,7 +160,12 @@ fn same_padding_resolves_to_the_planned_output() {
     ) else {
         panic!()
     };
-    assert_eq!(p.kind, PoolKind::Max);
+    assert_eq!(
+        p.kind,
+        PoolKind::Max {
+            column_major: false
+        }
+    );
     let mut pads = [0; 4];
     // in 7 → out 4 at stride 2 with 3 taps: total pad 2; in 6 → out 3 with 2 taps: total 0.
     p.window.resolved_pads(&[7, 6], &[4, 3], &[3, 2], &mut pads);

@@ -14,6 +14,7 @@
 //! ```text
 //! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn
 //! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
+//!            resample (Resize's separable filters)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
@@ -40,6 +41,7 @@ pub mod math;
 pub mod par;
 pub mod pool;
 pub mod reduce;
+pub mod resample;
 pub mod rnn;
 pub mod scratch;
 pub mod shape;

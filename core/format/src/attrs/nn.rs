@@ -91,8 +91,7 @@ pub struct ConvTransposeAttrs {
     pub group: usize,
     /// Extra output values at the end of each spatial dim.
     pub output_padding: Vec<usize>,
-    /// Whether `output_shape` was given (it sets the planned output; under `SAME_*` auto
-    /// padding the pads follow from it).
+    /// Whether `output_shape` was given (the pads then follow from the planned output).
     pub output_shape: bool,
 }
 

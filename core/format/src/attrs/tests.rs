@@ -173,6 +173,36 @@ fn same_padding_resolves_to_the_planned_output() {
 }
 
 #[test]
+fn resize_filters_and_crops_are_decoded() {
+    let Ok(OpAttrs::Resize(a)) = decode(
+        OpCode::Resize,
+        &[4],
+        vec![
+            ("mode", s("cubic")),
+            ("cubic_coeff_a", AttrValue::Float(-0.5)),
+            ("exclude_outside", AttrValue::Int(1)),
+            ("antialias", AttrValue::Int(1)),
+            ("coordinate_transformation_mode", s("tf_crop_and_resize")),
+            ("extrapolation_value", AttrValue::Float(10.0)),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (a.mode, a.coord, a.cubic_coeff_a, a.exclude_outside, a.antialias),
+        (ResizeMode::Cubic, CoordTransform::TfCropAndResize, -0.5, true, true)
+    );
+    assert_eq!(a.extrapolation_value, 10.0);
+    let Ok(OpAttrs::Resize(a)) = decode(OpCode::Resize, &[4], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        (a.mode, a.coord, a.cubic_coeff_a, a.exclude_outside, a.antialias),
+        (ResizeMode::Nearest, CoordTransform::HalfPixel, -0.75, false, false)
+    );
+}
+
+#[test]
 fn enumerations_and_flags_are_parsed_once() {
     assert_eq!(
         decode(OpCode::Gelu, &[2], vec![("approximate", s("tanh"))]),
@@ -201,14 +231,20 @@ fn enumerations_and_flags_are_parsed_once() {
     err(
         OpCode::Resize,
         &[4],
-        vec![("mode", s("cubic"))],
-        "cubic Resize is not supported yet",
+        vec![("mode", s("bicubic"))],
+        "attribute `mode` is `bicubic`, expected one of nearest, linear, cubic",
     );
     err(
         OpCode::Resize,
         &[4],
-        vec![("coordinate_transformation_mode", s("tf_crop_and_resize"))],
-        "tf_crop_and_resize Resize is not supported yet",
+        vec![("exclude_outside", AttrValue::Int(2))],
+        "attribute `exclude_outside` is 2, not 0 or 1",
+    );
+    err(
+        OpCode::Resize,
+        &[4],
+        vec![("cubic_coeff_a", AttrValue::Float(f32::NAN))],
+        "attribute `cubic_coeff_a` is NaN, must be finite",
     );
     err(
         OpCode::Unique,

@@ -186,24 +186,28 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         ));
     }
     let kernel: Dims = Dims::from_slice(&w.dims[2..]);
-    // Leading pads: the attribute's, or under SAME_* half the total padding that the planned
-    // output (from `output_shape` or `strides · input`) leaves, floored as ONNX's reference
-    // does. Without SAME_*, `output_shape` only sets the planned output (the end is cut or
-    // extended), as in ONNX's reference implementation.
+    // Leading pads: the attribute's, or from the total padding that the planned output leaves
+    // (`output_shape`, or `strides · input` under SAME_*). Under SAME_* the total is halved
+    // with floor division, as ONNX's reference does (a negative total shifts the output);
+    // with `output_shape` alone, as ONNX's spec and ONNX Runtime do, the larger half goes
+    // first, and an output larger than the natural one is extended at the end (total 0).
     let mut begin: smallvec::SmallVec<[isize; 8]> =
         wa.pads.iter().take(ns).map(|&v| v as isize).collect();
-    if matches!(wa.auto_pad, AutoPad::SameUpper | AutoPad::SameLower) {
+    let same = matches!(wa.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
+    if same || a.output_shape {
         for k in 0..ns {
             let (st, di) = (wa.strides[k] as isize, wa.dilations[k] as isize);
             let total = st * (x.dims[k + 2] as isize - 1)
                 + a.output_padding[k] as isize
                 + ((kernel[k] as isize - 1) * di + 1)
                 - od[k + 2] as isize;
-            let half = total.div_euclid(2);
-            begin[k] = if wa.auto_pad == AutoPad::SameUpper {
-                half
-            } else {
-                total - half
+            begin[k] = match wa.auto_pad {
+                AutoPad::SameUpper => total.div_euclid(2),
+                AutoPad::SameLower => total - total.div_euclid(2),
+                _ => {
+                    let t = total.max(0);
+                    t - t / 2
+                }
             };
         }
     }

@@ -336,7 +336,10 @@ pub(super) fn resize(r: &Reader<'_>) -> Result<ResizeAttrs, FormatError> {
     };
     let cubic_coeff_a = r.float("cubic_coeff_a", -0.75)?;
     if !cubic_coeff_a.is_finite() {
-        return Err(r.bad("cubic_coeff_a", format_args!("is {cubic_coeff_a}, must be finite")));
+        return Err(r.bad(
+            "cubic_coeff_a",
+            format_args!("is {cubic_coeff_a}, must be finite"),
+        ));
     }
     let nearest = match r.choice(
         "nearest_mode",

@@ -189,16 +189,40 @@ fn resize_filters_and_crops_are_decoded() {
         panic!()
     };
     assert_eq!(
-        (a.mode, a.coord, a.cubic_coeff_a, a.exclude_outside, a.antialias),
-        (ResizeMode::Cubic, CoordTransform::TfCropAndResize, -0.5, true, true)
+        (
+            a.mode,
+            a.coord,
+            a.cubic_coeff_a,
+            a.exclude_outside,
+            a.antialias
+        ),
+        (
+            ResizeMode::Cubic,
+            CoordTransform::TfCropAndResize,
+            -0.5,
+            true,
+            true
+        )
     );
     assert_eq!(a.extrapolation_value, 10.0);
     let Ok(OpAttrs::Resize(a)) = decode(OpCode::Resize, &[4], vec![]) else {
         panic!()
     };
     assert_eq!(
-        (a.mode, a.coord, a.cubic_coeff_a, a.exclude_outside, a.antialias),
-        (ResizeMode::Nearest, CoordTransform::HalfPixel, -0.75, false, false)
+        (
+            a.mode,
+            a.coord,
+            a.cubic_coeff_a,
+            a.exclude_outside,
+            a.antialias
+        ),
+        (
+            ResizeMode::Nearest,
+            CoordTransform::HalfPixel,
+            -0.75,
+            false,
+            false
+        )
     );
 }
 

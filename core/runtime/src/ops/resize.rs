@@ -128,9 +128,11 @@ pub(super) fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     if numel(&od) > 0 && numel(d) == 0 {
         return Err(format!("Resize of the empty {d:?} to {od:?}"));
     }
-    // The input coordinate output `i` samples along axis `k`. Like ONNX's reference, the
-    // resized length in these formulas is `scale · in` (a real number: with `scales`, the
-    // output's integer length is its floor), except half_pixel_symmetric's adjustment.
+    // The input coordinate output `i` samples along axis `k`, by ONNX's formulas, where the
+    // resized length is `scale · in` (`scale = length_resized / length_original`: a real
+    // number where `scales` give a fractional length, whose floor is the output's length), as
+    // ONNX's reference implementation computes it; half_pixel_symmetric adjusts by the ratio
+    // of the integer length to it.
     let coord = |k: usize, i: usize| -> f64 {
         let (s, n_in, n_out) = (scales[k], d[k] as f64, od[k] as f64);
         let len = s * n_in;
@@ -138,17 +140,17 @@ pub(super) fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         match ctm {
             CoordTransform::Asymmetric => i / s,
             CoordTransform::AlignCorners => {
-                if len == 1.0 {
+                if len <= 1.0 {
                     0.0
                 } else {
                     i * (n_in - 1.0) / (len - 1.0)
                 }
             }
             CoordTransform::PytorchHalfPixel => {
-                if len == 1.0 {
-                    -0.5
-                } else {
+                if len > 1.0 {
                     (i + 0.5) / s - 0.5
+                } else {
+                    0.0
                 }
             }
             CoordTransform::HalfPixelSymmetric => {
@@ -160,12 +162,11 @@ pub(super) fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             CoordTransform::HalfPixel => (i + 0.5) / s - 0.5,
             CoordTransform::TfCropAndResize => {
                 let (a, b) = roi[k];
-                let x = if len == 1.0 {
-                    (b - a) * (n_in - 1.0) / 2.0
+                if len > 1.0 {
+                    a * (n_in - 1.0) + i * (b - a) * (n_in - 1.0) / (len - 1.0)
                 } else {
-                    i * (b - a) * (n_in - 1.0) / (len - 1.0)
-                };
-                x + a * (n_in - 1.0)
+                    0.5 * (a + b) * (n_in - 1.0)
+                }
             }
         }
     };

@@ -195,8 +195,8 @@ thread_local! {
 
 /// Resizes `x` (dims `d`) into `out` (dims `od`, the same rank) through `spec`, one axis at a
 /// time in axis order (axes whose taps change nothing are skipped); intermediate results are
-/// f32. Returns an error when the ranks differ, `out` is short, or a non-empty output would
-/// read an empty input.
+/// f32. Returns an error when the ranks differ, `out` is short, a scale is not finite and
+/// positive, or a non-empty output would read an empty input.
 pub fn resample_f32<C: Fn(usize, usize) -> f64>(
     x: &[f32],
     d: &[usize],
@@ -217,6 +217,12 @@ pub fn resample_f32<C: Fn(usize, usize) -> f64>(
     }
     if numel(d) == 0 {
         return Err(format!("resize of the empty {d:?} to {od:?}"));
+    }
+    if spec.scales.iter().any(|&v| !(v.is_finite() && v > 0.0)) {
+        return Err(format!(
+            "resize scales {:?} must be finite and positive",
+            spec.scales
+        ));
     }
     let mut taps = TAPS.with(|t| t.take());
     if taps.len() < r {
@@ -578,5 +584,8 @@ mod tests {
         assert!(resample_f32(&x, &[2, 3, 4], &mut out, &[2, 2], &s).is_err());
         assert!(resample_f32(&x, &[2, 3, 4], &mut out, &[2, 3, 4], &s).is_err());
         assert!(resample_f32(&[], &[0, 3, 4], &mut out, &[1, 1, 4], &s).is_err());
+        let zero = [1.0, 0.0, 1.0];
+        let s = spec(Filter::Linear, &zero, half_pixel(&sc));
+        assert!(resample_f32(&x, &[2, 3, 4], &mut out, &[2, 2, 1], &s).is_err());
     }
 }

@@ -16,7 +16,7 @@
 //!            signal (DFT, STFT, mel filter bank; over fft) ·
 //!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling)
 //! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo · cache
-//!            det (LU) · fft (mixed radix)
+//!            det (LU) · fft (mixed radix) · resample (Resize's separable filters)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
@@ -46,6 +46,7 @@ pub mod math;
 pub mod par;
 pub mod pool;
 pub mod reduce;
+pub mod resample;
 pub mod rnn;
 pub mod scratch;
 pub mod shape;

@@ -99,7 +99,11 @@ pub struct ConvTransposeAttrs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
     /// MaxPool.
-    Max,
+    Max {
+        /// `storage_order` 1: the `Indices` output numbers each input plane's elements in
+        /// column-major order (the first spatial axis varies fastest).
+        column_major: bool,
+    },
     /// AveragePool.
     Avg {
         /// Padding values count in the average.
@@ -264,15 +268,9 @@ pub(super) fn lp_order(r: &Reader<'_>) -> Result<i32, FormatError> {
 
 pub(super) fn pool(r: &Reader<'_>) -> Result<PoolAttrs, FormatError> {
     let kind = match r.op {
-        OpCode::MaxPool => {
-            if r.int("storage_order", 0)? != 0 {
-                return Err(r.unsupported(
-                    "storage_order",
-                    "MaxPool with column-major indices (storage_order 1) is not supported yet",
-                ));
-            }
-            PoolKind::Max
-        }
+        OpCode::MaxPool => PoolKind::Max {
+            column_major: r.flag("storage_order", false)?,
+        },
         OpCode::AveragePool => PoolKind::Avg {
             count_include_pad: r.flag("count_include_pad", false)?,
         },

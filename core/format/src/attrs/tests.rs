@@ -135,9 +135,9 @@ fn window_attributes_are_checked_against_the_rank() {
         &[4],
         vec![
             ("kernel_shape", ints(&[3, 3])),
-            ("storage_order", AttrValue::Int(1)),
+            ("storage_order", AttrValue::Int(2)),
         ],
-        "storage_order 1) is not supported yet",
+        "attribute `storage_order` is 2, not 0 or 1",
     );
     err(
         OpCode::Conv,
@@ -160,11 +160,70 @@ fn same_padding_resolves_to_the_planned_output() {
     ) else {
         panic!()
     };
-    assert_eq!(p.kind, PoolKind::Max);
+    assert_eq!(
+        p.kind,
+        PoolKind::Max {
+            column_major: false
+        }
+    );
     let mut pads = [0; 4];
     // in 7 → out 4 at stride 2 with 3 taps: total pad 2; in 6 → out 3 with 2 taps: total 0.
     p.window.resolved_pads(&[7, 6], &[4, 3], &[3, 2], &mut pads);
     assert_eq!(pads, [1, 0, 1, 0]);
+}
+
+#[test]
+fn resize_filters_and_crops_are_decoded() {
+    let Ok(OpAttrs::Resize(a)) = decode(
+        OpCode::Resize,
+        &[4],
+        vec![
+            ("mode", s("cubic")),
+            ("cubic_coeff_a", AttrValue::Float(-0.5)),
+            ("exclude_outside", AttrValue::Int(1)),
+            ("antialias", AttrValue::Int(1)),
+            ("coordinate_transformation_mode", s("tf_crop_and_resize")),
+            ("extrapolation_value", AttrValue::Float(10.0)),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            a.mode,
+            a.coord,
+            a.cubic_coeff_a,
+            a.exclude_outside,
+            a.antialias
+        ),
+        (
+            ResizeMode::Cubic,
+            CoordTransform::TfCropAndResize,
+            -0.5,
+            true,
+            true
+        )
+    );
+    assert_eq!(a.extrapolation_value, 10.0);
+    let Ok(OpAttrs::Resize(a)) = decode(OpCode::Resize, &[4], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            a.mode,
+            a.coord,
+            a.cubic_coeff_a,
+            a.exclude_outside,
+            a.antialias
+        ),
+        (
+            ResizeMode::Nearest,
+            CoordTransform::HalfPixel,
+            -0.75,
+            false,
+            false
+        )
+    );
 }
 
 #[test]
@@ -196,14 +255,20 @@ fn enumerations_and_flags_are_parsed_once() {
     err(
         OpCode::Resize,
         &[4],
-        vec![("mode", s("cubic"))],
-        "cubic Resize is not supported yet",
+        vec![("mode", s("bicubic"))],
+        "attribute `mode` is `bicubic`, expected one of nearest, linear, cubic",
     );
     err(
         OpCode::Resize,
         &[4],
-        vec![("coordinate_transformation_mode", s("tf_crop_and_resize"))],
-        "tf_crop_and_resize Resize is not supported yet",
+        vec![("exclude_outside", AttrValue::Int(2))],
+        "attribute `exclude_outside` is 2, not 0 or 1",
+    );
+    err(
+        OpCode::Resize,
+        &[4],
+        vec![("cubic_coeff_a", AttrValue::Float(f32::NAN))],
+        "attribute `cubic_coeff_a` is NaN, must be finite",
     );
     err(
         OpCode::Unique,

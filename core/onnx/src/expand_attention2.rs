@@ -62,16 +62,22 @@ fn check_rank(
     want: usize,
 ) -> Result<(), ImportError> {
     match hints.rank(x) {
-        Some(r) if r != want => Err(c.bad_node(format!(
-            "input {what} (`{x}`) must be {want}-D, not {r}-D"
-        ))),
+        Some(r) if r != want => {
+            Err(c.bad_node(format!("input {what} (`{x}`) must be {want}-D, not {r}-D")))
+        }
         _ => Ok(()),
     }
 }
 
 impl Builder<'_> {
     /// A node with several outputs.
-    fn node_outs(&mut self, op: &str, inputs: &[&str], outs: Vec<String>, attrs: Vec<AttributeProto>) {
+    fn node_outs(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outs: Vec<String>,
+        attrs: Vec<AttributeProto>,
+    ) {
         let name = self.fresh(op);
         self.nodes.push(NodeProto {
             op_type: Some(op.into()),
@@ -85,7 +91,7 @@ impl Builder<'_> {
     }
 
     /// `x` as `float`: `x` itself where its element type `x_elem` is `float`.
-    fn to_float(&mut self, x: &str, x_elem: Option<i32>) -> String {
+    fn as_float(&mut self, x: &str, x_elem: Option<i32>) -> String {
         if x_elem == Some(elem::FLOAT) {
             x.to_string()
         } else {
@@ -139,7 +145,10 @@ pub(crate) fn linear_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHi
     c.int("chunk_size")?;
     let gating = matches!(rule, "gated" | "gated_delta");
     let delta = matches!(rule, "delta" | "gated_delta");
-    for (wanted, given, what) in [(gating, decay, "input 4 (decay)"), (delta, beta, "input 5 (beta)")] {
+    for (wanted, given, what) in [
+        (gating, decay, "input 4 (decay)"),
+        (delta, beta, "input 5 (beta)"),
+    ] {
         match (wanted, given) {
             (true, None) => {
                 return Err(c.bad_attr(
@@ -190,7 +199,7 @@ pub(crate) fn linear_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHi
     let dk = b.node("Div", &[&q_last, &hq_c], None, vec![]);
     let dv = b.node("Div", &[&v_last, &hkv_c], None, vec![]);
     let state0 = match past {
-        Some(p) => b.to_float(p, hints.elem(p)),
+        Some(p) => b.as_float(p, hints.elem(p)),
         None => {
             let shape = b.concat0(&[&batch, &hkv_c, &dk, &dv]);
             b.node("ConstantOfShape", &[&shape], None, vec![])
@@ -200,7 +209,12 @@ pub(crate) fn linear_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHi
         b.scalar(scale)
     } else {
         let dk0 = b.node("Squeeze", &[&dk], None, vec![]);
-        let dkf = b.node("Cast", &[&dk0], None, vec![int_attr("to", elem::FLOAT.into())]);
+        let dkf = b.node(
+            "Cast",
+            &[&dk0],
+            None,
+            vec![int_attr("to", elem::FLOAT.into())],
+        );
         let sq = b.node("Sqrt", &[&dkf], None, vec![]);
         b.node("Reciprocal", &[&sq], None, vec![])
     };
@@ -223,11 +237,17 @@ pub(crate) fn linear_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHi
     let v_t = s.fresh("v_t");
     let decay_t = decay.map(|_| s.fresh("decay_t"));
     let beta_t = beta.map(|_| s.fresh("beta_t"));
-    let q_tf = s.to_float(&q_t, q_elem);
-    let k_tf = s.to_float(&k_t, hints.elem(k));
-    let v_tf = s.to_float(&v_t, hints.elem(v));
-    let decay_tf = decay_t.as_deref().zip(decay).map(|(d, outer)| s.to_float(d, hints.elem(outer)));
-    let beta_tf = beta_t.as_deref().zip(beta).map(|(bt, outer)| s.to_float(bt, hints.elem(outer)));
+    let q_tf = s.as_float(&q_t, q_elem);
+    let k_tf = s.as_float(&k_t, hints.elem(k));
+    let v_tf = s.as_float(&v_t, hints.elem(v));
+    let decay_tf = decay_t
+        .as_deref()
+        .zip(decay)
+        .map(|(d, outer)| s.as_float(d, hints.elem(outer)));
+    let beta_tf = beta_t
+        .as_deref()
+        .zip(beta)
+        .map(|(bt, outer)| s.as_float(bt, hints.elem(outer)));
     let decayed = match &decay_tf {
         Some(d) => {
             let e = s.node("Exp", &[d], None, vec![]);
@@ -239,7 +259,12 @@ pub(crate) fn linear_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHi
     let k_col = s.unsqueeze(&k_tf, &[-1]);
     let write_row = match &beta_tf {
         Some(bt) => {
-            let st = s.node("Transpose", &[&decayed], None, vec![ints_attr("perm", &[0, 1, 3, 2])]);
+            let st = s.node(
+                "Transpose",
+                &[&decayed],
+                None,
+                vec![ints_attr("perm", &[0, 1, 3, 2])],
+            );
             let retrieved = s.node("MatMul", &[&st, &k_col], None, vec![]);
             let neg1 = s.ints(&[-1]);
             let r = s.node("Squeeze", &[&retrieved, &neg1], None, vec![]);
@@ -269,7 +294,12 @@ pub(crate) fn linear_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHi
     } else {
         s.node("CastLike", &[&out_f, &q_t], None, vec![])
     };
-    let mut body_inputs = vec![value_info(&state_in), value_info(&q_t), value_info(&k_t), value_info(&v_t)];
+    let mut body_inputs = vec![
+        value_info(&state_in),
+        value_info(&q_t),
+        value_info(&k_t),
+        value_info(&v_t),
+    ];
     body_inputs.extend(decay_t.iter().chain(&beta_t).map(|n| value_info(n)));
     let body = GraphProto {
         name: Some("linear_attn_step".into()),
@@ -294,9 +324,17 @@ pub(crate) fn linear_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHi
         "Scan",
         &scan_in,
         vec![final_state.clone(), accum.clone()],
-        vec![int_attr("num_scan_inputs", num_scan), graph_attr("body", body)],
+        vec![
+            int_attr("num_scan_inputs", num_scan),
+            graph_attr("body", body),
+        ],
     );
-    let out_t = b.node("Transpose", &[&accum], None, vec![ints_attr("perm", &TIME_FIRST)]);
+    let out_t = b.node(
+        "Transpose",
+        &[&accum],
+        None,
+        vec![ints_attr("perm", &TIME_FIRST)],
+    );
     let shape3 = b.concat0(&[&batch, &seq, &neg1]);
     b.node("Reshape", &[&out_t, &shape3], Some(y), vec![]);
     if let Some(p) = present {
@@ -335,7 +373,9 @@ pub(crate) fn causal_conv_with_state(
         return Ok(None);
     };
     if channels <= 0 {
-        return Err(c.bad_node(format!("the channel count must be positive, got {channels}")));
+        return Err(c.bad_node(format!(
+            "the channel count must be positive, got {channels}"
+        )));
     }
     let x_elem = hints.elem(x);
     let one = b.ints(&[1]);
@@ -366,7 +406,7 @@ pub(crate) fn causal_conv_with_state(
         vec![int_attr("group", channels)],
     );
     if silu {
-        let f = b.to_float(&conv, x_elem);
+        let f = b.as_float(&conv, x_elem);
         let sig = b.node("Sigmoid", &[&f], None, vec![]);
         if x_elem == Some(elem::FLOAT) {
             b.node("Mul", &[&f, &sig], Some(y), vec![]);
@@ -390,10 +430,9 @@ fn modifier<'n>(c: &Check<'n>, name: &str) -> Result<Option<&'n GraphProto>, Imp
     let Some(a) = c.typed(name, AttributeType::Graph)? else {
         return Ok(None);
     };
-    let g = a
-        .g
-        .as_ref()
-        .ok_or_else(|| c.bad_attr(name, "the graph is missing".into()))?;
+    let g =
+        a.g.as_ref()
+            .ok_or_else(|| c.bad_attr(name, "the graph is missing".into()))?;
     if g.input.len() != 1 || g.output.len() != 1 {
         return Err(c.bad_attr(
             name,
@@ -441,8 +480,16 @@ impl Builder<'_> {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| format!("{}_{k}", n.op_type.as_deref().unwrap_or("node")));
             n2.name = Some(format!("{prefix}/{base}"));
-            n2.input = n.input.iter().map(|s| if s.is_empty() { String::new() } else { map(s) }).collect();
-            n2.output = n.output.iter().map(|s| if s.is_empty() { String::new() } else { map(s) }).collect();
+            n2.input = n
+                .input
+                .iter()
+                .map(|s| if s.is_empty() { String::new() } else { map(s) })
+                .collect();
+            n2.output = n
+                .output
+                .iter()
+                .map(|s| if s.is_empty() { String::new() } else { map(s) })
+                .collect();
             for a in &mut n2.attribute {
                 if let Some(sub) = &mut a.g {
                     crate::rename_graph(sub, &rename);
@@ -527,7 +574,12 @@ pub(crate) fn flex_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHint
             let shape = b.node("Shape", &[q], None, vec![]);
             let i3 = b.int_scalar(3);
             let head = b.node("Gather", &[&shape, &i3], None, vec![int_attr("axis", 0)]);
-            let hf = b.node("Cast", &[&head], None, vec![int_attr("to", elem::FLOAT.into())]);
+            let hf = b.node(
+                "Cast",
+                &[&head],
+                None,
+                vec![int_attr("to", elem::FLOAT.into())],
+            );
             let sq = b.node("Sqrt", &[&hf], None, vec![]);
             let onef = b.scalar(1.0);
             b.node("Div", &[&onef, &sq], None, vec![])
@@ -541,7 +593,12 @@ pub(crate) fn flex_attention(mut b: Builder<'_>, c: &Check<'_>, hints: &TypeHint
     };
     let qs = b.node("Mul", &[q, &sqrt_t], None, vec![]);
     let ks = b.node("Mul", &[&ka, &sqrt_t], None, vec![]);
-    let kt = b.node("Transpose", &[&ks], None, vec![ints_attr("perm", &[0, 1, 3, 2])]);
+    let kt = b.node(
+        "Transpose",
+        &[&ks],
+        None,
+        vec![ints_attr("perm", &[0, 1, 3, 2])],
+    );
     let score = b.node("MatMul", &[&qs, &kt], None, vec![]);
     let same = q_elem == Some(sp);
     let score_sp = if same {

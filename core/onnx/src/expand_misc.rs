@@ -139,7 +139,11 @@ impl<'n> Check<'n> {
     }
 
     /// A string attribute that must be one of `allowed` (the first is the default).
-    pub(crate) fn choice(&self, name: &str, allowed: &[&'static str]) -> Result<&'static str, ImportError> {
+    pub(crate) fn choice(
+        &self,
+        name: &str,
+        allowed: &[&'static str],
+    ) -> Result<&'static str, ImportError> {
         let Some(a) = self.typed(name, AttributeType::String)? else {
             return Ok(allowed[0]);
         };

@@ -132,7 +132,9 @@ impl TypeHints {
     /// `value_info`'s or initializer's fixed dim; `CausalConvWithState` takes its `Conv` group
     /// from it).
     pub fn dim(&self, name: &str, axis: usize) -> Option<i64> {
-        self.dims.get(name).and_then(|d| d.get(axis).copied().flatten())
+        self.dims
+            .get(name)
+            .and_then(|d| d.get(axis).copied().flatten())
     }
 
     /// Records the dims of `name` unless some are known already.
@@ -226,7 +228,10 @@ impl TypeHints {
                 .and_then(|a| a.i)
         };
         if op == "Constant" {
-            let value = n.attribute.iter().find(|a| a.name.as_deref() == Some("value"));
+            let value = n
+                .attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some("value"));
             if let Some(t) = value.and_then(|a| a.t.as_ref()) {
                 self.record_dims(out, t.dims.iter().map(|&d| Some(d)).collect());
             }

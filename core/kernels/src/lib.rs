@@ -12,8 +12,11 @@
 //! A module imports only from the layers below its own, so the crate has no module cycle:
 //!
 //! ```text
-//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn
-//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
+//!            signal (DFT, STFT, mel filter bank; over fft) ·
+//!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling)
+//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo · cache
+//!            det (LU) · fft (mixed radix)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
@@ -28,10 +31,13 @@
 #![deny(unsafe_code)]
 
 pub mod attention;
+pub mod cache;
 pub mod conv;
+pub mod det;
 pub mod edo;
 pub mod elementwise;
 pub mod fast;
+pub mod fft;
 pub mod geom;
 pub mod layout;
 pub mod linalg;
@@ -43,7 +49,9 @@ pub mod reduce;
 pub mod rnn;
 pub mod scratch;
 pub mod shape;
+pub mod signal;
 pub mod simd;
+pub mod vision;
 
 #[cfg(test)]
 mod tests;

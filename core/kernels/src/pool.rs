@@ -114,7 +114,7 @@ pub fn pool_nd(
     let kst = crate::shape::strides(g.k);
     for p in 0..xd[0] * xd[1] {
         for o in 0..sp_out {
-            let oi: Vec<usize> = (0..ns).map(|a| (o / ost[a]) % od[a + 2]).collect();
+            let oi: crate::shape::Dims = (0..ns).map(|a| (o / ost[a]) % od[a + 2]).collect();
             let (mut acc, mut best, mut cnt, mut cnt_pad) = (
                 if kind == PoolKind::Max {
                     f32::NEG_INFINITY

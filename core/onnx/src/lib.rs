@@ -441,6 +441,11 @@ impl<'a> Importer<'a> {
                     attrs.insert(aname, v);
                 }
             }
+            opset_defaults(
+                &self.model.nodes[id.index()].op,
+                self.model.opset,
+                &mut attrs,
+            );
             let node = &mut self.model.nodes[id.index()];
             node.inputs = ins;
             node.attrs = attrs;
@@ -650,6 +655,22 @@ pub(crate) fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>)
         if let Some(r) = o.name.as_ref().and_then(|n| rename.get(n)) {
             o.name = Some(r.clone());
         }
+    }
+}
+
+/// Writes into a node the defaults of attributes whose meaning or default changed between
+/// opsets, so the rest of the compiler (and the plan) reads one form: DFT's `axis` attribute
+/// (opsets 17–19, default 1) is absent from opset 20, which takes the axis as an input with
+/// default −2; RoiAlign before opset 16 worked as `coordinate_transformation_mode =
+/// "output_half_pixel"` (the later default is `half_pixel`).
+fn opset_defaults(op: &OpKind, opset: i64, attrs: &mut BTreeMap<String, Attr>) {
+    if *op == OpKind::DFT && opset < 20 {
+        attrs.entry("axis".into()).or_insert(Attr::Int(1));
+    }
+    if *op == OpKind::RoiAlign && opset < 16 {
+        attrs
+            .entry("coordinate_transformation_mode".into())
+            .or_insert_with(|| Attr::Str("output_half_pixel".into()));
     }
 }
 

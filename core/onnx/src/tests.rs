@@ -847,6 +847,32 @@ fn unnamed_expanded_nodes_get_distinct_names() {
     assert_eq!(standard_ops(&m).len(), 20);
 }
 
+#[test]
+fn roi_align_before_opset_16_gets_its_old_coordinate_default() {
+    let g = GraphProto {
+        node: vec![node("RoiAlign", "ra", &["x", "rois", "bi"], &["y"])],
+        input: vec![
+            vi("x", 1, &["1", "1", "8", "8"]),
+            vi("rois", 1, &["2", "4"]),
+            vi("bi", 7, &["2"]),
+        ],
+        output: vec![vi("y", 1, &[])],
+        ..Default::default()
+    };
+    let mode = |version: i64| {
+        let mut m = model(g.clone());
+        m.opset_import[0].version = Some(version);
+        let m = import_bytes(&m.encode_to_vec(), None).unwrap();
+        let n = m.main.nodes[0];
+        m.node(n)
+            .attrs
+            .get("coordinate_transformation_mode")
+            .cloned()
+    };
+    assert_eq!(mode(10), Some(Attr::Str("output_half_pixel".into())));
+    assert_eq!(mode(16), None);
+}
+
 // ---- opset-27 and preview attention-family expansions (expand_attention2.rs) ----
 
 fn model_with(g: GraphProto, opset: i64, preview: bool) -> Result<Model, ImportError> {

@@ -11,6 +11,8 @@ mod linalg;
 mod nn;
 mod reduce;
 mod rnn;
+mod signal;
+mod vision;
 
 use std::fmt;
 
@@ -50,11 +52,10 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
         Other(_) => return None,
         Shape | Size => OpClass::Isdo,
         Reshape | Expand | Range | Slice | Tile | Resize | TopK | ConstantOfShape | OneHot
-        | Pad | Squeeze | Unsqueeze | Split | ReduceSum | ReduceMean | ReduceMax | ReduceMin
-        | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum | ReduceLogSumExp | ReduceSumSquare => {
-            OpClass::Isvdos
-        }
-        NonZero | NonMaxSuppression | Unique | If | Loop => OpClass::Edo,
+        | Pad | Squeeze | Unsqueeze | Split | Col2Im | MaxUnpool | ReduceSum | ReduceMean
+        | ReduceMax | ReduceMin | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum
+        | ReduceLogSumExp | ReduceSumSquare | DFT | STFT | MelWeightMatrix => OpClass::Isvdos,
+        NonZero | NonMaxSuppression | Unique | Compress | If | Loop => OpClass::Edo,
         _ => OpClass::Isdos,
     })
 }
@@ -76,6 +77,10 @@ pub fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
         f
     } else if let Some(f) = rnn::forward(ctx)? {
         f
+    } else if let Some(f) = signal::forward(ctx)? {
+        f
+    } else if let Some(f) = vision::forward(ctx)? {
+        f
     } else {
         return Err(format!("no shape rule for {}", ctx.node.op.name()));
     };
@@ -90,6 +95,7 @@ pub fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Vec<Option<Fact>> {
         .or_else(|| layout::backward(ctx, outs))
         .or_else(|| nn::backward(ctx, outs))
         .or_else(|| rnn::backward(ctx, outs))
+        .or_else(|| vision::backward(ctx, outs))
         .unwrap_or_default();
     r.resize(ctx.node.inputs.len(), None);
     r

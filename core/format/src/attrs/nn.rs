@@ -169,7 +169,7 @@ pub struct GemmAttrs {
 
 /// The window of a step whose input 0 is the data (`N × C × spatial…`); `kernel_required` for
 /// pooling (convolutions take the kernel from their weights).
-fn window(r: &Reader<'_>, kernel_required: bool) -> Result<WindowAttrs, FormatError> {
+pub(super) fn window(r: &Reader<'_>, kernel_required: bool) -> Result<WindowAttrs, FormatError> {
     let kernel = r.opt_ints("kernel_shape")?;
     let rank = r.input_rank(0);
     // Spatial dims: from the data's rank, else from the longest list given.

@@ -6,14 +6,17 @@ value_info and `Cast(to=float)` becomes float16 (or bfloat16). sod2 compiles the
 with no flags and runs every corpus case; each output must have the declared element type, be
 finite where the oracle's output is, and lie within
 
-    |a - b| <= TOL * (|b| + max|b|)        TOL = 2e-2 (f16), 8e-2 (bf16)
+    |a - b| <= TOL * (|b| + max|b|)        TOL = 1e-2 (f16), 5e-2 (bf16)
 
 of the oracle: ONNX Runtime in float32 on the original model with its weights rounded to the
 half type, fed the rounded inputs, and every main-graph node's float output rounded to the half
 type and back (a Cast pair; for bfloat16 only from opset 13, where Cast reads it): float32
 arithmetic with half-precision storage, as sod2 runs such a model on the CPU. What is left is
 rounding inside fused steps and the order of sums; the bound is relative to the output's largest
-magnitude too, since errors compound over a network's depth. ONNX Runtime cannot run the converted
+magnitude too, since errors compound over a network's depth. A second oracle, without the
+activations rounded (the only one for bf16 below opset 13), also counts, with an absolute floor
+of 1e-3 (a sigmoid's tail): each element must agree with one of them where that oracle is not
+NaN; infinities must match; an output where every oracle value is NaN is listed as not compared. ONNX Runtime cannot run the converted
 models themselves: its CPU provider refuses most of them (type constraints of Conv, LSTM,
 Resize, ...).
 
@@ -26,6 +29,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import ml_dtypes
 import numpy as np
@@ -127,7 +131,7 @@ def convert(model: onnx.ModelProto, kind: str) -> onnx.ModelProto:
 
 
 def check(sod2: str, name: str, path: pathlib.Path, cases, fill, tmp: pathlib.Path) -> list[tuple]:
-    """Rows (model, type, case, max error / max|ref|, problem)."""
+    """Rows (model, type, case, max error / max|ref|, problem, notes)."""
     rows = []
     original = onnx.load(str(path))
     for kind, (_, np_type, tol) in TYPES.items():
@@ -136,28 +140,36 @@ def check(sod2: str, name: str, path: pathlib.Path, cases, fill, tmp: pathlib.Pa
         # The oracle: ONNX Runtime in float32 on the original model with the converted model's
         # weights (rounded to `kind`), fed the rounded inputs; what is left is the rounding of
         # activations, which the tolerance covers.
-        rounded = tmp / f"{name}-{kind}-rounded.onnx"
         opset = next((o.version for o in original.opset_import if o.domain in ("", "ai.onnx")), 0)
-        oracle_model = round_weights(original, kind)
+        weights = round_weights(original, kind)
+        oracles = []  # (oracle, absolute floor): activations rounded first, then f32 activations
         if kind == "f16" or opset >= 13:  # Cast reads bfloat16 from opset 13
-            oracle_model = round_activations(oracle_model, kind)
-        onnx.save(oracle_model, str(rounded))
-        oracle = Oracle(rounded)
+            emulated = tmp / f"{name}-{kind}-emulated.onnx"
+            onnx.save(round_activations(weights, kind), str(emulated))
+            oracles.append((Oracle(emulated), 0.0))
+        rounded = tmp / f"{name}-{kind}-rounded.onnx"
+        onnx.save(weights, str(rounded))
+        # Without the activations rounded, an absolute floor covers outputs whose values are all
+        # tiny (a sigmoid's tail).
+        oracles.append((Oracle(rounded), 1e-3))
+        oracle = oracles[0][0]
         plan = tmp / f"{name}-{kind}.sod2"
         r = subprocess.run([sod2, "compile", str(conv), "-o", str(plan)], capture_output=True, text=True)
         if r.returncode != 0:
-            rows.append((name, kind, "-", "-", "compile: " + " ".join(r.stderr.strip().splitlines()[-1:])[:160]))
+            rows.append((name, kind, "-", "-", "compile: " + " ".join(r.stderr.strip().splitlines()[-1:])[:160], ""))
             continue
         for i, shapes in enumerate(cases):
             feeds = fill(shapes, np.random.default_rng(seed(name, i)))
             half = {k: (v.astype(np_type) if v.dtype == np.float32 else v) for k, v in feeds.items()}
-            want = oracle.run({k: (h.astype(np.float32) if feeds[k].dtype == np.float32 else h) for k, h in half.items()})
+            as_f32 = {k: (h.astype(np.float32) if feeds[k].dtype == np.float32 else h) for k, h in half.items()}
+            wants = [(o.run(as_f32), floor) for o, floor in oracles]
+            want = wants[0][0]
             try:
                 got = sod2_run(sod2, plan, half, tmp / f"{name}-{kind}-{i}", oracle.outputs)
             except RuntimeError as e:
-                rows.append((name, kind, i, "-", str(e)[:160]))
+                rows.append((name, kind, i, "-", str(e)[:160], ""))
                 continue
-            worst, problems = 0.0, []
+            worst, problems, notes = 0.0, [], []
             for out in oracle.outputs:
                 w, g = want[out], got[out]
                 if w.dtype != np.float32:
@@ -170,21 +182,34 @@ def check(sod2: str, name: str, path: pathlib.Path, cases, fill, tmp: pathlib.Pa
                     problems.append(f"{out}: element type {g.dtype}, declared {np.dtype(np_type)}")
                     continue
                 g32 = g.astype(np.float32)
-                w = w.astype(np_type).astype(np.float32)  # beyond the half type's range: inf
-                scale = float(np.abs(w[np.isfinite(w)]).max(initial=0.0))
-                finite = np.isfinite(w)
-                if not np.array_equal(np.isfinite(g32), finite):
-                    problems.append(f"{out}: non-finite values where the float32 output is finite")
-                    continue
-                err = np.abs(g32[finite] - w[finite])
-                worst = max(worst, float(err.max(initial=0.0)) / max(scale, 1e-12))
-                if np.any(err > tol * (np.abs(w[finite]) + scale)):
-                    problems.append(f"{out}: max error {float(err.max()):.3g} (max|ref| {scale:.3g})")
-            rows.append((name, kind, i, f"{worst:.2e}", "; ".join(problems) or None))
+                # Each element must agree with one oracle where that oracle is not NaN (the
+                # emulated one gives NaN where, say, -1e9 rounds to -inf and -inf - -inf
+                # follows); an infinity must be matched exactly.
+                ok = np.zeros(g32.shape, dtype=bool)
+                compared = np.zeros(g32.shape, dtype=bool)
+                for wo, floor in wants:
+                    w = wo[out].astype(np_type).astype(np.float32)  # beyond the range: inf
+                    finite = np.isfinite(w)
+                    scale = float(np.abs(w[finite]).max(initial=0.0))
+                    close = np.abs(g32 - w) <= tol * (np.abs(w) + scale) + floor
+                    ok |= np.where(finite, close & np.isfinite(g32), (g32 == w) & ~np.isnan(w))
+                    compared |= ~np.isnan(w)
+                    if wo is want:
+                        err = np.abs(g32[finite] - w[finite])
+                        worst = max(worst, float(err.max(initial=0.0)) / max(scale, 1e-12))
+                if not compared.any():
+                    notes.append(f"{out}: not compared (every oracle value is NaN)")
+                elif not ok[compared].all():
+                    k = int(np.argmax(compared & ~ok))
+                    problems.append(f"{out}: {int((compared & ~ok).sum())} values outside the bound, e.g. {float(g32.flat[k]):.4g} "
+                                    f"vs {float(want[out].flat[k]):.4g}")
+            rows.append((name, kind, i, f"{worst:.2e}", "; ".join(problems) or None, "; ".join(notes)))
     return rows
 
 
 def main() -> int:
+    # Rounding to f16 overflows to inf on purpose where a model's values exceed its range.
+    warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sod2", required=True)
     ap.add_argument("--root", type=pathlib.Path, default=HERE.parent.parent)
@@ -200,10 +225,12 @@ def main() -> int:
     print("| model | type | case | max error / max abs ref | problem |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4] or 'ok'} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4] or 'ok'}{'; ' + r[5] if r[5] else ''} |")
     bad = [r for r in rows if r[4]]
     models = sorted({r[0] for r in rows})
-    print(f"\nf16/bf16: {len(rows) - len(bad)} of {len(rows)} model x type x case runs pass over {len(models)} corpus models")
+    partial = sum(1 for r in rows if r[5] and not r[4])
+    print(f"\nf16/bf16: {len(rows) - len(bad)} of {len(rows)} model x type x case runs pass over {len(models)} corpus models"
+          f" ({partial} with an output not compared: the oracles' values are all NaN)")
     return 1 if bad else 0
 
 

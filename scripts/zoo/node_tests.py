@@ -109,30 +109,125 @@ def op_of(test: str, model: onnx.ModelProto, schemas: list[str]) -> str:
     return best or head
 
 
-def load_tensors(d: pathlib.Path, kind: str):
+class Seq(list):
+    """A sequence value of a test (a list of arrays)."""
+
+
+class Absent:
+    """An absent optional value of a test."""
+
+    dtype = None
+
+
+def _read_value(f: pathlib.Path, vtype: onnx.TypeProto | None):
+    """One test-data file: an array, a `Seq` of arrays, or `Absent`, by the declared type."""
+    kind = vtype.WhichOneof("value") if vtype is not None else "tensor_type"
+    if kind == "sequence_type":
+        sp = onnx.SequenceProto()
+        sp.ParseFromString(f.read_bytes())
+        if sp.elem_type != onnx.SequenceProto.TENSOR:
+            raise ValueError("a sequence of non-tensors")
+        return Seq(numpy_helper.to_list(sp))
+    if kind == "optional_type":
+        op = onnx.OptionalProto()
+        op.ParseFromString(f.read_bytes())
+        v = numpy_helper.to_optional(op)
+        if v is None:
+            return Absent()
+        if isinstance(v, list):
+            return Seq(v)
+        if not isinstance(v, np.ndarray):
+            raise ValueError("an optional of a non-tensor")
+        return v
+    if kind != "tensor_type":
+        raise ValueError(f"{kind} values")
+    t = onnx.TensorProto()
+    t.ParseFromString(f.read_bytes())
+    if not t.data_type:
+        raise ValueError("not a tensor")
+    return numpy_helper.to_array(t)
+
+
+def load_tensors(d: pathlib.Path, kind: str, types: list | None = None):
     out = []
     for f in sorted(d.glob(f"{kind}_*.pb"), key=lambda p: int(p.stem.split("_")[1])):
-        t = onnx.TensorProto()
-        t.ParseFromString(f.read_bytes())
-        if not t.data_type:
-            raise ValueError("not a tensor")
-        out.append(numpy_helper.to_array(t))
+        k = len(out)
+        out.append(_read_value(f, types[k] if types is not None and k < len(types) else None))
     return out
+
+
+def arrays_of(v) -> list:
+    """The arrays a test value holds."""
+    if isinstance(v, Seq):
+        return list(v)
+    if isinstance(v, Absent):
+        return []
+    return [v]
 
 
 def load_case(tdir: pathlib.Path):
     """(model, inputs, outputs), or a string saying why the test is unsupported."""
     model = onnx.load(tdir / "model.onnx", load_external_data=False)
     data = tdir / "test_data_set_0"
+    init_names = {t.name for t in model.graph.initializer}
+    in_types = [i.type for i in model.graph.input if i.name not in init_names]
+    out_types = [o.type for o in model.graph.output]
     try:
-        inputs = load_tensors(data, "input")
-        outputs = load_tensors(data, "output")
-    except Exception as e:  # sequences, optionals, maps
+        inputs = load_tensors(data, "input", in_types)
+        outputs = load_tensors(data, "output", out_types)
+    except Exception as e:  # maps, sequences of maps...
         return f"non-tensor test data ({e})"
-    odd = [str(a.dtype) for a in inputs + outputs if str(a.dtype) not in DTYPES]
+    odd = [str(a.dtype) for v in inputs + outputs for a in arrays_of(v) if str(a.dtype) not in DTYPES]
     if odd:  # float8, int4, strings...: element types sod2 does not model
         return f"element types {sorted(set(odd))}"
     return model, inputs, outputs
+
+
+def check_shape(name: str, t: dict, arr, fresh: set, env: dict) -> tuple[str | None, bool]:
+    """Compares the analysed fact `t` with one expected value; (failure or None, runtime-bound)."""
+    if isinstance(arr, Absent):
+        return None, False
+    if isinstance(arr, Seq):
+        # The fact describes every element: its rank, and the dims all elements share.
+        want = DTYPES.get(str(arr[0].dtype)) if arr else None
+        if want and t["dtype"] != want:
+            return f"{name}: dtype {t['dtype']}, expected {want}", False
+        sym = t["shape"]
+        if sym is None:
+            return None, True
+        for a in arr:
+            if len(sym) != a.ndim:
+                return f"{name}: element rank {len(sym)} vs {a.shape}", False
+            for s, v in zip(sym, a.shape):
+                if s == "?" or (IDENT.match(s) and s in fresh):
+                    continue
+                try:
+                    got = eval_dim(s, env)
+                except NameError:
+                    continue
+                if got != v:
+                    return f"{name}: element dims {sym} vs {a.shape}", False
+        return None, "?" in sym or any(IDENT.match(s) and s in fresh for s in sym) or not arr
+    runtime_bound = False
+    sym = t["shape"]
+    if sym is None:
+        return f"{name}: no shape ({t['state']})", False
+    if len(sym) != arr.ndim:
+        return f"{name}: rank {len(sym)} vs expected {arr.shape}", False
+    for s, v in zip(sym, arr.shape):
+        if IDENT.match(s) and s in fresh:
+            env.setdefault(s, v)
+            runtime_bound = True
+    try:
+        got = [eval_dim(s, env) for s in sym]
+    except NameError as e:
+        return f"{name}: {sym} cannot be evaluated ({e})", False
+    if got != list(arr.shape):
+        return f"{name}: {sym} = {got}, expected {list(arr.shape)}", False
+    want = DTYPES.get(str(arr.dtype))
+    if want and t["dtype"] != want:
+        return f"{name}: dtype {t['dtype']}, expected {want}", False
+    return None, runtime_bound
 
 
 def run_test(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
@@ -151,6 +246,8 @@ def run_test(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
     init_names = {t.name for t in model.graph.initializer}
     real_inputs = [i for i in model.graph.input if i.name not in init_names]
     for vi, arr in zip(real_inputs, inputs):
+        if not isinstance(arr, np.ndarray):
+            continue  # a sequence's or optional's dims bind no symbol
         sym = shapes.get(vi.name, {}).get("shape")
         if sym and len(sym) == arr.ndim:
             for s, v in zip(sym, arr.shape):
@@ -159,25 +256,31 @@ def run_test(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
     runtime_bound = False
     for vo, arr in zip(model.graph.output, outputs):
         t = shapes.get(vo.name)
-        if t is None or t["shape"] is None:
-            return "fail", f"{vo.name}: no shape ({t and t['state']})"
-        sym = t["shape"]
-        if len(sym) != arr.ndim:
-            return "fail", f"{vo.name}: rank {len(sym)} vs expected {arr.shape}"
-        for s, v in zip(sym, arr.shape):
-            if IDENT.match(s) and s in fresh:
-                env.setdefault(s, v)
-                runtime_bound = True
-        try:
-            got = [eval_dim(s, env) for s in sym]
-        except NameError as e:
-            return "fail", f"{vo.name}: {sym} cannot be evaluated ({e})"
-        if got != list(arr.shape):
-            return "fail", f"{vo.name}: {sym} = {got}, expected {list(arr.shape)}"
-        want = DTYPES.get(str(arr.dtype))
-        if want and t["dtype"] != want:
-            return "fail", f"{vo.name}: dtype {t['dtype']}, expected {want}"
+        if t is None:
+            return "fail", f"{vo.name}: no fact"
+        why, bound = check_shape(vo.name, t, arr, fresh, env)
+        if why:
+            return "fail", why
+        runtime_bound |= bound
     return ("runtime-bound" if runtime_bound else "pass"), ""
+
+
+def compare(name: str, f: pathlib.Path, want: np.ndarray) -> str | None:
+    """Why output file `f` differs from `want` (None: it matches)."""
+    if not f.exists():
+        return f"{name}: no output"
+    got = np.load(f)
+    if got.shape != want.shape:
+        return f"{name}: shape {got.shape}, expected {want.shape}"
+    if got.dtype != want.dtype:
+        return f"{name}: dtype {got.dtype}, expected {want.dtype}"
+    if np.issubdtype(want.dtype, np.floating):
+        if not np.allclose(got, want, rtol=1e-3, atol=1e-7, equal_nan=True):
+            err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+            return f"{name}: max abs error {np.nanmax(err):.3g}"
+    elif not np.array_equal(got, want):
+        return f"{name}: values differ"
+    return None
 
 
 def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
@@ -199,28 +302,40 @@ def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
             return "fail", "compile: " + (r.stderr.strip().splitlines() or ["?"])[-1]
         args = []
         for vi, arr in zip(real_inputs, inputs):
-            f = t / f"in_{len(args)}.npy"
-            np.save(f, arr)
+            f = t / f"in_{len(args)}"
+            if isinstance(arr, Absent):
+                args.append(f"--input={vi.name}=none")
+                continue
+            if isinstance(arr, Seq):
+                f.mkdir()
+                for k, a in enumerate(arr):
+                    np.save(f / f"{k}.npy", a)
+            else:
+                f = f.with_suffix(".npy")
+                np.save(f, arr)
             args.append(f"--input={vi.name}={f}")
         r = subprocess.run([sod2, "run", str(t / "m.sod2"), *args, "--out", str(t / "out")], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             return "fail", "run: " + (r.stderr.strip().splitlines() or ["?"])[-1]
         for vo, want in zip(model.graph.output, outputs):
-            f = t / "out" / f"{sanitize(vo.name)}.npy"
-            if not f.exists():
-                return "fail", f"{vo.name}: no output"
-            got = np.load(f)
-            if got.shape != want.shape:
-                return "fail", f"{vo.name}: shape {got.shape}, expected {want.shape}"
-            if got.dtype != want.dtype:
-                return "fail", f"{vo.name}: dtype {got.dtype}, expected {want.dtype}"
-            if np.issubdtype(want.dtype, np.floating):
-                ok = np.allclose(got, want, rtol=1e-3, atol=1e-7, equal_nan=True)
-                if not ok:
-                    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-                    return "fail", f"{vo.name}: max abs error {np.nanmax(err):.3g}"
-            elif not np.array_equal(got, want):
-                return "fail", f"{vo.name}: values differ"
+            base = t / "out" / sanitize(vo.name)
+            if isinstance(want, Absent):
+                if not pathlib.Path(str(base) + ".none").exists():
+                    return "fail", f"{vo.name}: expected an absent optional"
+                continue
+            if isinstance(want, Seq):
+                if not base.is_dir():
+                    return "fail", f"{vo.name}: no sequence output"
+                n = len(list(base.glob("*.npy")))
+                if n != len(want):
+                    return "fail", f"{vo.name}: sequence of {n}, expected {len(want)}"
+                pairs = [(f"{vo.name}[{k}]", base / f"{k}.npy", w) for k, w in enumerate(want)]
+            else:
+                pairs = [(vo.name, pathlib.Path(str(base) + ".npy"), want)]
+            for name, f, w in pairs:
+                why = compare(name, f, w)
+                if why:
+                    return "fail", why
     return "pass", ""
 
 

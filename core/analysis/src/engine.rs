@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sod2_expr::{ExprArena, ExprId};
-use sod2_ir::{Body, DType, Model, NodeId, OpKind, ValueId, ValueKind};
+use sod2_ir::{Body, DType, Model, NodeId, OpKind, ValueId, ValueKind, ValueType};
 
 use crate::ctx::{Ctx, FreshTable};
 use crate::fact::{Dim, Fact, JoinNote, Shape, VALUE_LIMIT};
@@ -41,6 +41,8 @@ pub(crate) struct Engine<'m> {
     generalized: HashSet<(NodeId, usize, usize)>,
     /// Loop/Scan carried values whose rank changes across iterations.
     rank_varying: HashSet<(NodeId, usize)>,
+    /// Loop carried sequences / optionals: their element fact over the iterations so far.
+    carried_elems: HashMap<(NodeId, usize), Fact>,
     /// The symbol standing for each Loop's iteration number.
     pub iteration_symbols: Vec<(NodeId, ExprId)>,
     /// If nodes whose condition is undecided and whose branches return different ranks.
@@ -85,6 +87,7 @@ impl<'m> Engine<'m> {
             forced: HashMap::new(),
             generalized: HashSet::new(),
             rank_varying: HashSet::new(),
+            carried_elems: HashMap::new(),
             iteration_symbols: Vec::new(),
             rank_split_ifs: Vec::new(),
             assumed: Vec::new(),
@@ -394,9 +397,11 @@ impl<'m> Engine<'m> {
                 continue;
             };
             let (ft, fe) = (self.facts[t.index()].clone(), self.facts[e.index()].clone());
+            let tensor = node.outputs[k].is_none_or(|o| self.is_tensor(o));
             outs.push(match cond {
                 Some(c) if c != 0 => ft,
                 Some(_) => fe,
+                None if !tensor => merge_elements(&ft, &fe),
                 None => self.merge(n, k, &ft, &fe),
             });
         }
@@ -472,6 +477,9 @@ impl<'m> Engine<'m> {
 
     /// Seeds carried facts for one iteration, applying the generalisations found so far.
     fn carried_seed(&mut self, n: NodeId, k: usize, init: &Fact) -> Fact {
+        if let Some(f) = self.carried_elems.get(&(n, k)) {
+            return f.clone();
+        }
         if self.rank_varying.contains(&(n, k)) {
             return Fact::unknown(init.dtype);
         }
@@ -504,6 +512,18 @@ impl<'m> Engine<'m> {
     /// Compares carried facts after one iteration; records what varies. Returns whether
     /// anything new varies.
     fn widen_carried(&mut self, n: NodeId, k: usize, before: &Fact, after: &Fact) -> bool {
+        let carried = self.model.node(n).input(k + 2);
+        if carried.is_some_and(|v| !self.is_tensor(v)) {
+            // A sequence's elements over every iteration: only what all of them share.
+            let all = match (&before.shape, &after.shape) {
+                (Shape::Undef, _) => after.clone(),
+                (_, Shape::Undef) => before.clone(),
+                _ => merge_elements(before, after),
+            };
+            let changed = all != *before;
+            self.carried_elems.insert((n, k), all);
+            return changed;
+        }
         match (&before.shape, &after.shape) {
             (Shape::Ranked(x), Shape::Ranked(y)) if x.len() != y.len() => {
                 self.rank_varying.insert((n, k))
@@ -761,11 +781,19 @@ impl<'m> Engine<'m> {
         Ok(outs)
     }
 
+    /// Whether `v` is a tensor (not a sequence or optional, whose facts describe elements).
+    fn is_tensor(&self, v: ValueId) -> bool {
+        self.model.value(v).ty == ValueType::Tensor
+    }
+
     /// Widening: gives fresh symbols to undef dims whose producer has complete inputs.
     /// Returns how many dims were fixed.
     pub fn widen(&mut self) -> usize {
         let mut fixed = 0;
         for &i in &self.model.main.inputs {
+            if !self.is_tensor(i) {
+                continue;
+            }
             if let Shape::Ranked(d) = &self.facts[i.index()].shape {
                 let holes: Vec<usize> = (0..d.len()).filter(|&j| d[j] == Dim::Undef).collect();
                 for j in holes {
@@ -784,15 +812,20 @@ impl<'m> Engine<'m> {
         }
         for n in self.model.all_nodes(&self.model.main) {
             let node = self.model.node(n);
+            // A sequence's or optional's fact is final as it is: dims it leaves open differ
+            // between elements (or runs) and are never given symbols.
             let ready = node.inputs.iter().flatten().all(|v| {
                 let f = &self.facts[v.index()];
-                f.is_complete() || f.shape == Shape::Unknown
+                f.is_complete() || f.shape == Shape::Unknown || !self.is_tensor(*v)
             });
             if !ready {
                 continue;
             }
             for (k, o) in node.outputs.iter().enumerate() {
                 let Some(v) = *o else { continue };
+                if !self.is_tensor(v) {
+                    continue;
+                }
                 let Shape::Ranked(d) = &self.facts[v.index()].shape else {
                     continue;
                 };
@@ -814,6 +847,26 @@ impl<'m> Engine<'m> {
             }
         }
         fixed
+    }
+}
+
+/// Joins the element facts of two branches' sequences or optionals: dims both know as one
+/// expression stay, the others are left open (elements differ; no symbol stands for them).
+fn merge_elements(a: &Fact, b: &Fact) -> Fact {
+    let shape = match (&a.shape, &b.shape) {
+        (Shape::Ranked(x), Shape::Ranked(y)) if x.len() == y.len() => Shape::Ranked(
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| if p == q { *p } else { Dim::Undef })
+                .collect(),
+        ),
+        (Shape::Undef, Shape::Undef) => Shape::Undef,
+        _ => Shape::Unknown,
+    };
+    Fact {
+        dtype: a.dtype.or(b.dtype),
+        shape,
+        value: None,
     }
 }
 

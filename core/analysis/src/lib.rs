@@ -17,7 +17,7 @@ pub mod rules;
 use std::time::{Duration, Instant};
 
 use sod2_expr::{ExprArena, ExprId, SymId};
-use sod2_ir::{DeclDim, Model, NodeId, ValueId};
+use sod2_ir::{DeclDim, Model, NodeId, ValueId, ValueType};
 
 pub use ctx::FreshSymbol;
 pub use fact::{Dim, Fact, Shape, VALUE_LIMIT};
@@ -234,12 +234,18 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
     let mut input_facts = Vec::new();
     for &i in &model.main.inputs {
         let v = model.value(i);
+        // A sequence's or optional's declared dims describe its elements: fixed ones hold for
+        // every element, named ones bind no input symbol (the caller passes no such tensor).
+        let tensor = v.ty == ValueType::Tensor;
         let shape = match &v.decl_shape {
+            // Elements nothing is declared of may have any shape (`Undef` would claim none).
+            None if !tensor => Shape::Unknown,
             None => Shape::Undef,
             Some(d) => Shape::Ranked(
                 d.iter()
                     .map(|x| match x {
                         DeclDim::Fixed(c) => Dim::Known(arena.constant(*c)),
+                        DeclDim::Param(_) if !tensor => Dim::Undef,
                         DeclDim::Param(p) => {
                             let s = arena.symbol(&sod2_expr::sanitize_name(p), 1, i64::MAX, None);
                             Dim::Known(arena.sym(s))

@@ -63,11 +63,17 @@ enum Cmd {
         opt: String,
     },
     /// Run a plan on `.npy` inputs; writes one `.npy` per output.
+    ///
+    /// Sequences and optionals: a sequence input is a folder holding `0.npy`, `1.npy`, ... (an
+    /// empty folder: an empty sequence), an absent optional input is `NAME=none`; a sequence
+    /// output is written as a folder `NAME/` of `0.npy`, `1.npy`, ..., an absent optional output
+    /// as an empty file `NAME.none`.
     Run {
         /// The plan file.
         plan: PathBuf,
-        /// An input: `NAME=FILE.npy`, repeatable.
-        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        /// An input: `NAME=FILE.npy`, `NAME=DIR` (a sequence) or `NAME=none` (an absent
+        /// optional), repeatable.
+        #[arg(long = "input", value_name = "NAME=FILE.npy|DIR|none")]
         inputs: Vec<String>,
         /// Output folder.
         #[arg(long = "out")]

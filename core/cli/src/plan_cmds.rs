@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use sod2_analysis::DimRange;
 use sod2_format::{expr_text, Storage};
-use sod2_runtime::{Plan, RunOptions, Session, TensorIn, VersionId};
+use sod2_runtime::{Plan, RunOptions, Session, TensorIn, ValueIn, ValueOut, VersionId};
 
 use crate::npy;
 
@@ -153,6 +153,17 @@ pub fn run(
 ) -> Result<()> {
     let check_allocs = checks.check_allocs;
     let plan = Plan::load(plan_path)?;
+    let has_values = plan
+        .input_kinds()
+        .iter()
+        .chain(&plan.output_kinds())
+        .any(Option::is_some);
+    if has_values {
+        if check_allocs {
+            bail!("--check-allocs: this model passes sequences or optionals, whose steps allocate");
+        }
+        return run_values(plan, inputs, out_dir, checks, text);
+    }
     let want = plan.inputs();
     let mut arrays = Vec::new();
     for spec in inputs {
@@ -229,6 +240,131 @@ pub fn run(
             bail!("a planned run made {n} heap allocations (expected none)");
         }
     }
+    Ok(())
+}
+
+/// A model input read from the command line for [`run_values`].
+enum InputValue {
+    Tensor(npy::Array),
+    Sequence(Vec<npy::Array>),
+    Absent,
+}
+
+/// Reads `SPEC` of `--input NAME=SPEC`: `none` (an absent optional), a folder holding
+/// `0.npy`, `1.npy`, ... (a sequence; an empty folder is an empty sequence), or one `.npy` file.
+fn read_input_value(spec: &str) -> Result<InputValue> {
+    if spec == "none" {
+        return Ok(InputValue::Absent);
+    }
+    let path = Path::new(spec);
+    let read = |p: &Path| -> Result<npy::Array> {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        npy::parse(&bytes).with_context(|| format!("parsing {}", p.display()))
+    };
+    if !path.is_dir() {
+        return Ok(InputValue::Tensor(read(path)?));
+    }
+    let mut items = Vec::new();
+    while path.join(format!("{}.npy", items.len())).exists() {
+        items.push(read(&path.join(format!("{}.npy", items.len())))?);
+    }
+    Ok(InputValue::Sequence(items))
+}
+
+/// `sod2 run` for a model with sequence or optional inputs or outputs: a sequence input is a
+/// folder of `0.npy`, `1.npy`, ...; an absent optional input is `none`; a sequence output is
+/// written as a folder `NAME/` of `0.npy`, `1.npy`, ...; an absent optional output as an empty
+/// file `NAME.none`.
+fn run_values(
+    plan: std::sync::Arc<Plan>,
+    inputs: &[String],
+    out_dir: &Path,
+    checks: RunChecks,
+    text: &mut String,
+) -> Result<()> {
+    let want = plan.inputs();
+    let mut given = Vec::new();
+    for spec in inputs {
+        let (name, file) = spec.split_once('=').with_context(|| {
+            format!("--input `{spec}`: expected NAME=FILE.npy, NAME=DIR or NAME=none")
+        })?;
+        if !want.iter().any(|w| w.name == name) {
+            bail!("the model has no input `{name}`");
+        }
+        given.push((name.to_string(), read_input_value(file)?));
+    }
+    let mut ordered = Vec::new();
+    for w in &want {
+        let Some((_, v)) = given.iter().find(|(n, _)| *n == w.name) else {
+            bail!("missing --input {}=...", w.name);
+        };
+        ordered.push(v);
+    }
+    fn raw(a: &npy::Array) -> TensorIn<'_> {
+        TensorIn::raw(a.dtype, &a.data, &a.dims)
+    }
+    let values: Vec<ValueIn<'_>> = ordered
+        .iter()
+        .map(|v| match v {
+            InputValue::Tensor(a) => ValueIn::Tensor(raw(a)),
+            InputValue::Sequence(items) => ValueIn::Sequence(items.iter().map(raw).collect()),
+            InputValue::Absent => ValueIn::Absent,
+        })
+        .collect();
+    let mut s = Session::new(plan.clone());
+    s.set_options(forced(checks.force_version)?);
+    let t1 = std::time::Instant::now();
+    let outs = s.run_values(&values)?;
+    let t_run = t1.elapsed();
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    for (o, info) in outs.iter().zip(plan.outputs()) {
+        let name = sanitize(&info.name);
+        let write = |file: &Path, t: &sod2_runtime::Tensor| {
+            std::fs::write(file, npy::write(t.dtype, &t.dims, &t.data))
+                .with_context(|| format!("writing {}", file.display()))
+        };
+        match o {
+            ValueOut::Tensor(t) => {
+                let file = out_dir.join(format!("{name}.npy"));
+                write(&file, t)?;
+                let _ = writeln!(
+                    text,
+                    "{} {} {:?} -> {}",
+                    t.name,
+                    t.dtype.name(),
+                    t.dims,
+                    file.display()
+                );
+            }
+            ValueOut::Sequence(ts) => {
+                let dir = out_dir.join(&name);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                for (k, t) in ts.iter().enumerate() {
+                    write(&dir.join(format!("{k}.npy")), t)?;
+                }
+                let _ = writeln!(
+                    text,
+                    "{} sequence of {} -> {}",
+                    info.name,
+                    ts.len(),
+                    dir.display()
+                );
+            }
+            ValueOut::Absent => {
+                let file = out_dir.join(format!("{name}.none"));
+                std::fs::write(&file, b"")
+                    .with_context(|| format!("writing {}", file.display()))?;
+                let _ = writeln!(text, "{} absent -> {}", info.name, file.display());
+            }
+        }
+    }
+    let _ = writeln!(
+        text,
+        "run {:.3} ms, dynamic peak {} bytes",
+        t_run.as_secs_f64() * 1e3,
+        s.peak_dynamic_bytes()
+    );
     Ok(())
 }
 
@@ -344,6 +480,10 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
             Storage::Weight { offset, len } => format!("weight @ {offset} ({len} bytes)"),
             Storage::Input(k) => format!("input {k}"),
             Storage::Dynamic => "dynamic".to_string(),
+            Storage::Value { kind, input } => match input {
+                Some(k) => format!("{kind:?} (input {k})"),
+                None => format!("{kind:?}"),
+            },
         };
         let dims: Vec<String> = t.shape.iter().map(|&d| e(d)).collect();
         let _ = writeln!(

@@ -284,6 +284,65 @@ pub enum Storage {
     Input(u32),
     /// Allocated when produced (execution-determined sizes, sub-plan tensors).
     Dynamic,
+    /// A sequence or optional value: never in the arena, held by the executor on the heap
+    /// (its tensor's `dtype` is the element type, its `shape` the common element dims when
+    /// known, else empty). `input`: the main-graph input it is read from, if any.
+    Value {
+        /// Sequence, optional tensor or optional sequence.
+        kind: ValueKind,
+        /// Model input index, when the value is a model input.
+        input: Option<u32>,
+    },
+}
+
+/// The kind of a non-tensor value of the plan ([`Storage::Value`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueKind {
+    /// A sequence of tensors of one element type.
+    Sequence = 1,
+    /// An optional tensor (present or absent).
+    Optional = 2,
+    /// An optional sequence of tensors.
+    OptionalSequence = 3,
+}
+
+impl ValueKind {
+    /// The kind for its code (`None`: unknown).
+    pub fn from_code(c: u8) -> Option<ValueKind> {
+        match c {
+            1 => Some(ValueKind::Sequence),
+            2 => Some(ValueKind::Optional),
+            3 => Some(ValueKind::OptionalSequence),
+            _ => None,
+        }
+    }
+
+    /// Whether a present value holds a sequence (rather than one tensor).
+    pub fn holds_sequence(self) -> bool {
+        matches!(self, ValueKind::Sequence | ValueKind::OptionalSequence)
+    }
+
+    /// Whether the value may be absent.
+    pub fn is_optional(self) -> bool {
+        matches!(self, ValueKind::Optional | ValueKind::OptionalSequence)
+    }
+}
+
+impl Storage {
+    /// The main-graph input this tensor or value is read from, if any.
+    pub fn input(self) -> Option<u32> {
+        match self {
+            Storage::Input(i) => Some(i),
+            Storage::Value { input, .. } => input,
+            _ => None,
+        }
+    }
+
+    /// Whether the tensor lives on the heap (execution-determined, sub-plan, or a
+    /// sequence / optional value).
+    pub fn is_heap(self) -> bool {
+        matches!(self, Storage::Dynamic | Storage::Value { .. })
+    }
 }
 
 /// A tensor of the plan.
@@ -500,6 +559,17 @@ fn encode_meta(p: &Plan) -> Vec<u8> {
                 e.u32(i);
             }
             Storage::Dynamic => e.u8(3),
+            Storage::Value { kind, input } => {
+                e.u8(4);
+                e.u8(kind as u8);
+                match input {
+                    Some(i) => {
+                        e.u8(1);
+                        e.u32(i);
+                    }
+                    None => e.u8(0),
+                }
+            }
         }
     }
     e.len(p.graphs.len());
@@ -659,6 +729,26 @@ fn decode_meta(bytes: &[u8]) -> Result<Plan, FormatError> {
             },
             2 => Storage::Input(d.u32()?),
             3 => Storage::Dynamic,
+            4 => {
+                let code = d.u8()?;
+                let kind = ValueKind::from_code(code).ok_or_else(|| {
+                    invalid(
+                        "META",
+                        format!("tensor `{name}`: unknown value kind {code}"),
+                    )
+                })?;
+                let input = match d.u8()? {
+                    0 => None,
+                    1 => Some(d.u32()?),
+                    x => {
+                        return Err(invalid(
+                            "META",
+                            format!("tensor `{name}`: bad input flag {x}"),
+                        ))
+                    }
+                };
+                Storage::Value { kind, input }
+            }
             x => {
                 return Err(invalid(
                     "META",

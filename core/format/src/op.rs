@@ -55,6 +55,11 @@ macro_rules! with_onnx_ops {
             // vision and indexing
             GridSample = 150, RoiAlign = 151, Col2Im = 152, DeformConv = 153, MaxUnpool = 154,
             TensorScatter = 155,
+            // sequences and optionals
+            SequenceConstruct = 170, SequenceEmpty = 171, SequenceInsert = 172,
+            SequenceErase = 173, SequenceAt = 174, SequenceLength = 175,
+            SplitToSequence = 176, ConcatFromSequence = 177, Optional = 178,
+            OptionalHasElement = 179, OptionalGetElement = 180,
         }
     };
 }
@@ -126,6 +131,26 @@ impl OpCode {
     /// Control flow (If, Loop, Scan): run by the executor over sub-plans, not by a kernel.
     pub fn is_control_flow(self) -> bool {
         matches!(self, OpCode::If | OpCode::Loop | OpCode::Scan)
+    }
+
+    /// The sequence and optional operators: they build, read and take apart values the
+    /// executor holds (sequences of tensors, optionals) rather than computing into tensors, so
+    /// the executor runs them, as it runs control flow.
+    pub fn is_sequence_op(self) -> bool {
+        matches!(
+            self,
+            OpCode::SequenceConstruct
+                | OpCode::SequenceEmpty
+                | OpCode::SequenceInsert
+                | OpCode::SequenceErase
+                | OpCode::SequenceAt
+                | OpCode::SequenceLength
+                | OpCode::SplitToSequence
+                | OpCode::ConcatFromSequence
+                | OpCode::Optional
+                | OpCode::OptionalHasElement
+                | OpCode::OptionalGetElement
+        )
     }
 
     /// Reshape-like: the output is the input's bytes under other dims, so where the plan places

@@ -106,7 +106,10 @@ pub fn verify(plan: &Plan, weights_len: u64) -> Result<(), FormatError> {
             Storage::Input(i) => check(i < main_inputs, "tensors", || {
                 format!("tensor `{}`: model input {i} does not exist", t.name)
             })?,
-            Storage::Dynamic => {}
+            Storage::Dynamic | Storage::Value { input: None, .. } => {}
+            Storage::Value { input: Some(i), .. } => check(i < main_inputs, "tensors", || {
+                format!("value `{}`: model input {i} does not exist", t.name)
+            })?,
         }
     }
     check(ng > 0, "graphs", || "no main graph".into())?;

@@ -14,6 +14,7 @@
 mod op;
 pub mod rewrite;
 mod tensor;
+pub mod types;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -71,7 +72,43 @@ pub enum ValueKind {
     },
 }
 
-/// A tensor of the model.
+/// What a value holds: a tensor, or (ONNX's non-tensor types) a sequence of tensors or an
+/// optional. `Value::dtype` is then the element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ValueType {
+    /// A tensor.
+    #[default]
+    Tensor,
+    /// A sequence of tensors of one element type (`seq(tensor(T))`).
+    Sequence,
+    /// An optional tensor (`optional(tensor(T))`).
+    Optional,
+    /// An optional sequence (`optional(seq(tensor(T)))`).
+    OptionalSequence,
+}
+
+impl ValueType {
+    /// Whether a present value of this type is a sequence.
+    pub fn holds_sequence(self) -> bool {
+        matches!(self, ValueType::Sequence | ValueType::OptionalSequence)
+    }
+
+    /// Whether the value may be absent.
+    pub fn is_optional(self) -> bool {
+        matches!(self, ValueType::Optional | ValueType::OptionalSequence)
+    }
+
+    /// The type of a present value of this type (an optional's element).
+    pub fn element(self) -> ValueType {
+        match self {
+            ValueType::Optional => ValueType::Tensor,
+            ValueType::OptionalSequence => ValueType::Sequence,
+            t => t,
+        }
+    }
+}
+
+/// A value of the model (a tensor, or a sequence / optional: see [`ValueType`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Value {
     /// Name in the ONNX file (unique across the model after import).
@@ -82,6 +119,8 @@ pub struct Value {
     pub decl_shape: Option<Vec<DeclDim>>,
     /// Origin.
     pub kind: ValueKind,
+    /// Tensor, sequence or optional (a tensor unless declared or inferred otherwise).
+    pub ty: ValueType,
 }
 
 /// A typed attribute value.
@@ -101,6 +140,13 @@ pub enum Attr {
     Strs(Vec<String>),
     /// `TENSOR`.
     Tensor(TensorData),
+    /// `TYPE_PROTO` (Optional's `type`): what it names, used at compile time only.
+    Type {
+        /// Tensor, sequence or optional.
+        ty: ValueType,
+        /// Element type.
+        dtype: Option<DType>,
+    },
 }
 
 /// Errors of reading an attribute.

@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use prost::Message;
-use sod2_ir::{Attr, Body, DType, DeclDim, Model, Node, NodeId, OpKind, Value, ValueId, ValueKind};
+use sod2_ir::{
+    Attr, Body, DType, DeclDim, Model, Node, NodeId, OpKind, Value, ValueId, ValueKind, ValueType,
+};
 
 /// Generated prost bindings of `onnx.proto` (package `onnx`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -193,6 +195,7 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Impo
     };
     let (main, _) = imp.graph(graph, true)?;
     imp.model.main = main;
+    sod2_ir::types::infer(&mut imp.model).map_err(|e| ImportError::Decode(e.to_string()))?;
     sod2_ir::verify(&imp.model).map_err(|e| {
         ImportError::Decode(format!("internal: imported graph fails verification: {e}"))
     })?;
@@ -227,31 +230,66 @@ pub fn is_unknown_marker(dim_param: &str) -> bool {
         )
 }
 
-fn value_type(vi: &ValueInfoProto) -> Result<(Option<DType>, Option<Vec<DeclDim>>), ImportError> {
+/// A declared value's type: tensor / sequence / optional, element dtype and (tensors, or a
+/// sequence's elements) declared dims.
+type Declared = (ValueType, Option<DType>, Option<Vec<DeclDim>>);
+
+fn value_type(vi: &ValueInfoProto) -> Result<Declared, ImportError> {
+    let name = vi.name.clone().unwrap_or_default();
+    match vi.r#type.as_ref() {
+        None => Ok((ValueType::Tensor, None, None)),
+        Some(t) => type_of(t, &name, 0),
+    }
+}
+
+/// Decodes a `TypeProto`: a tensor, a sequence of tensors, or an optional of either.
+fn type_of(t: &proto::TypeProto, name: &str, depth: u8) -> Result<Declared, ImportError> {
     use proto::tensor_shape_proto::dimension::Value as D;
     use proto::type_proto::Value as T;
-    let name = vi.name.clone().unwrap_or_default();
-    let Some(ty) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-        return Ok((None, None));
+    let bad = |reason: &str| ImportError::BadValueInfo {
+        value: name.to_string(),
+        reason: reason.into(),
     };
-    let T::TensorType(t) = ty else {
-        return Err(ImportError::BadValueInfo {
-            value: name,
-            reason: "only tensor types are supported".into(),
-        });
+    let Some(ty) = t.value.as_ref() else {
+        return Ok((ValueType::Tensor, None, None));
     };
-    let dtype = t.elem_type.and_then(DType::from_onnx);
-    let shape = t.shape.as_ref().map(|s| {
-        s.dim
-            .iter()
-            .map(|d| match &d.value {
-                Some(D::DimValue(v)) if *v >= 0 => DeclDim::Fixed(*v),
-                Some(D::DimParam(p)) if !is_unknown_marker(p) => DeclDim::Param(p.clone()),
-                _ => DeclDim::Unnamed,
-            })
-            .collect()
-    });
-    Ok((dtype, shape))
+    let inner = |e: &Option<Box<proto::TypeProto>>| -> Result<Declared, ImportError> {
+        match e {
+            Some(e) if depth < 2 => type_of(e, name, depth + 1),
+            Some(_) => Err(bad(
+                "sequences and optionals nest at most as optional(seq(tensor))",
+            )),
+            None => Ok((ValueType::Tensor, None, None)),
+        }
+    };
+    match ty {
+        T::TensorType(t) => {
+            let dtype = t.elem_type.and_then(DType::from_onnx);
+            let shape = t.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(D::DimValue(v)) if *v >= 0 => DeclDim::Fixed(*v),
+                        Some(D::DimParam(p)) if !is_unknown_marker(p) => DeclDim::Param(p.clone()),
+                        _ => DeclDim::Unnamed,
+                    })
+                    .collect()
+            });
+            Ok((ValueType::Tensor, dtype, shape))
+        }
+        T::SequenceType(sq) => match inner(&sq.elem_type)? {
+            (ValueType::Tensor, dt, shape) => Ok((ValueType::Sequence, dt, shape)),
+            _ => Err(bad("only sequences of tensors are supported")),
+        },
+        T::OptionalType(o) => match inner(&o.elem_type)? {
+            (ValueType::Tensor, dt, shape) => Ok((ValueType::Optional, dt, shape)),
+            (ValueType::Sequence, dt, shape) => Ok((ValueType::OptionalSequence, dt, shape)),
+            _ => Err(bad("an optional holds a tensor or a sequence of tensors")),
+        },
+        _ => Err(bad(
+            "only tensor, sequence and optional types are supported",
+        )),
+    }
 }
 
 impl<'a> Importer<'a> {
@@ -272,6 +310,7 @@ impl<'a> Importer<'a> {
             dtype: None,
             decl_shape: None,
             kind,
+            ty: ValueType::default(),
         });
         self.value_names.insert(name.to_string(), id);
         if let Some(s) = self.scopes.last_mut() {
@@ -469,8 +508,11 @@ impl<'a> Importer<'a> {
             .collect();
         for (name, v) in scope_names {
             if let Some(vi) = infos.get(name.as_str()) {
-                let (dt, shape) = value_type(vi)?;
+                let (ty, dt, shape) = value_type(vi)?;
                 let val = &mut self.model.values[v.index()];
+                if !matches!(val.kind, ValueKind::Const(_)) {
+                    val.ty = ty;
+                }
                 if val.dtype.is_none() {
                     val.dtype = dt;
                 }
@@ -694,6 +736,13 @@ fn attr_value(a: &AttributeProto, node: &str) -> Result<Option<Attr>, ImportErro
             None,
         )?),
         5 => return Ok(None),
+        13 => {
+            let tp =
+                a.tp.as_ref()
+                    .ok_or_else(|| bad("TYPE_PROTO without `tp`"))?;
+            let (ty, dtype, _) = type_of(tp, node, 0)?;
+            Attr::Type { ty, dtype }
+        }
         6 => Attr::Floats(a.floats.clone()),
         7 => Attr::Ints(a.ints.clone()),
         8 => Attr::Strs(a.strings.iter().map(|b| s(b)).collect()),

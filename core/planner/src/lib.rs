@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use sod2_analysis::{Analysis, Dim, Shape};
 use sod2_expr::{Bindings, ExprArena, ExprId, Node as XNode, SymId};
 use sod2_format as fmt;
-use sod2_ir::{Attr, Body, DType, Model, NodeId, OpKind, ValueId, ValueKind};
+use sod2_ir::{Attr, Body, DType, Model, NodeId, OpKind, ValueId, ValueKind, ValueType};
 
 /// Why a model cannot be planned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -356,6 +356,11 @@ impl Planner<'_> {
 
     fn dims_of(&self, v: ValueId) -> Result<Vec<ExprId>, PlanError> {
         let name = || self.model.value(v).name.clone();
+        if self.model.value(v).ty != ValueType::Tensor {
+            // A sequence or optional: the dims all its elements share, when every one is known
+            // (the plan records them for `inspect`; the executor reads each element's own).
+            return Ok(self.a.fact(v).known_dims().unwrap_or_default());
+        }
         match &self.a.fact(v).shape {
             Shape::Ranked(d) => d
                 .iter()
@@ -394,6 +399,14 @@ impl Planner<'_> {
         let dims = self.dims_of(v)?;
         let shape = dims.iter().map(|&e| self.lower(e)).collect();
         let storage = match (storage, &val.kind) {
+            _ if val.ty != ValueType::Tensor => fmt::Storage::Value {
+                kind: match val.ty {
+                    ValueType::Optional => fmt::ValueKind::Optional,
+                    ValueType::OptionalSequence => fmt::ValueKind::OptionalSequence,
+                    _ => fmt::ValueKind::Sequence,
+                },
+                input: storage.and_then(fmt::Storage::input),
+            },
             (Some(s), _) => s,
             (None, ValueKind::Const(t)) => {
                 let off = self.weights.len().div_ceil(fmt::WEIGHT_ALIGN as usize)
@@ -454,6 +467,8 @@ impl Planner<'_> {
         let values_step = matches!(&node.op, OpKind::Other(op) if op == fmt::values::KERNEL);
         for (k, v) in &node.attrs {
             let av = match v {
+                // Types were resolved at import (the values' `ty` and `dtype`).
+                Attr::Type { .. } => continue,
                 // The values step names analysis expressions: lower them into the pool.
                 Attr::Ints(ids) if values_step && k == fmt::values::ATTR_EXPRS => {
                     let mut pool = Vec::with_capacity(ids.len());
@@ -541,6 +556,9 @@ impl Planner<'_> {
             let (Some(v), Some(t)) = (*o, outputs[k]) else {
                 continue;
             };
+            if self.model.value(v).ty != ValueType::Tensor {
+                continue;
+            }
             for (j, e) in self.dims_of(v)?.into_iter().enumerate() {
                 if let Some(s) = self.arena.as_sym(e) {
                     let origin = self.arena.symbol_info(s).origin.as_deref();
@@ -871,6 +889,9 @@ impl Planner<'_> {
             };
             for (k, v) in outs.into_iter().enumerate() {
                 let Some(v) = v else { continue };
+                if self.model.value(v).ty != ValueType::Tensor {
+                    continue; // sequences and optionals live on the executor's heap
+                }
                 let dims = self.dims_of(v)?;
                 let uses_fresh = dims.iter().any(|&e| {
                     self.arena

@@ -39,10 +39,10 @@ mod tensor;
 pub use error::RuntimeError;
 pub use plan::{IoInfo, Plan, SUPPORTED_FEATURES};
 pub use session::{RunOptions, Session};
-pub use sod2_format::{BackendKind, DType, OpCode, VersionId};
-pub use tensor::{Tensor, TensorIn, TensorView};
+pub use sod2_format::{BackendKind, DType, OpCode, ValueKind, VersionId};
+pub use tensor::{Tensor, TensorIn, TensorView, ValueIn, ValueOut};
 
 /// Whether this runtime can run an operator (control flow is built into the executor).
 pub fn kernel_available(op: OpCode) -> bool {
-    op.is_control_flow() || ops::kernel(op).is_some()
+    op.is_control_flow() || op.is_sequence_op() || ops::kernel(op).is_some()
 }

@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use crate::exec::Executor;
-use crate::{Plan, RuntimeError, Tensor, TensorIn, TensorView, VersionId};
+use crate::{Plan, RuntimeError, Tensor, TensorIn, TensorView, ValueIn, ValueOut, VersionId};
 
 /// How a session runs: settings a caller (or a tool such as `sod2 tune`) chooses per session.
 /// Nothing is read from the environment: a library embedded in an app takes its settings from
@@ -162,6 +162,54 @@ impl Session {
             }),
             Some(_) => state.run(plan, inputs),
         }
+    }
+
+    /// Runs a model whose inputs or outputs include sequences or optionals (any model runs
+    /// this way): tensors as in [`Session::run`], a sequence as its tensors, an absent optional
+    /// as [`ValueIn::Absent`]. Sequence and optional inputs are copied into the session; the
+    /// outputs are copied out.
+    pub fn run_values(&mut self, inputs: &[ValueIn<'_>]) -> Result<Vec<ValueOut>, RuntimeError> {
+        let kinds = self.plan.input_kinds();
+        if inputs.len() != kinds.len() {
+            return Err(RuntimeError::InputCount {
+                expected: kinds.len(),
+                got: inputs.len(),
+            });
+        }
+        let names = self.plan.inputs();
+        let mut tensors = Vec::with_capacity(inputs.len());
+        for (k, (x, kind)) in inputs.iter().zip(&kinds).enumerate() {
+            let bad = |what: &str| RuntimeError::Kernel {
+                step: names[k].name.clone(),
+                kernel: "input".into(),
+                msg: what.to_string(),
+            };
+            let placeholder = TensorIn::raw(names[k].dtype, &[], &[]);
+            match (x, kind) {
+                (ValueIn::Tensor(t), None) => tensors.push(*t),
+                (_, None) => return Err(bad("a tensor is expected")),
+                (x, Some(kind)) => {
+                    let v = self
+                        .state
+                        .value_in(x, *kind, names[k].dtype)
+                        .map_err(|m| bad(&m))?;
+                    self.state.set_input(&self.plan, k, v)?;
+                    tensors.push(placeholder);
+                }
+            }
+        }
+        self.run_in_place(&tensors)?;
+        let p = self.plan.meta();
+        let outs = &p.graphs[0].outputs;
+        let mut r = Vec::with_capacity(outs.len());
+        for (k, &t) in outs.iter().enumerate() {
+            let tensor = &p.tensors[t as usize];
+            r.push(
+                self.state
+                    .output_value(&self.plan, k, &tensor.name, tensor.dtype)?,
+            );
+        }
+        Ok(r)
     }
 
     /// Output `k` of the last run, borrowed from the session (valid until the next run).

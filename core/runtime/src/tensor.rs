@@ -93,3 +93,25 @@ impl TensorView<'_> {
         }
     }
 }
+
+/// A model input that may be a sequence or an optional (see [`crate::Session::run_values`]).
+#[derive(Clone, Debug)]
+pub enum ValueIn<'a> {
+    /// A tensor (also a present optional tensor).
+    Tensor(TensorIn<'a>),
+    /// A sequence of tensors (also a present optional sequence).
+    Sequence(Vec<TensorIn<'a>>),
+    /// An absent optional.
+    Absent,
+}
+
+/// A model output that may be a sequence or an optional (owned).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValueOut {
+    /// A tensor (also a present optional tensor).
+    Tensor(Tensor),
+    /// A sequence of tensors (also a present optional sequence).
+    Sequence(Vec<Tensor>),
+    /// An absent optional.
+    Absent,
+}

@@ -11,6 +11,7 @@ mod linalg;
 mod nn;
 mod reduce;
 mod rnn;
+mod seq;
 mod signal;
 mod vision;
 
@@ -55,7 +56,8 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
         | Pad | Squeeze | Unsqueeze | Split | Col2Im | MaxUnpool | ReduceSum | ReduceMean
         | ReduceMax | ReduceMin | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum
         | ReduceLogSumExp | ReduceSumSquare | DFT | STFT | MelWeightMatrix => OpClass::Isvdos,
-        NonZero | NonMaxSuppression | Unique | Compress | If | Loop => OpClass::Edo,
+        NonZero | NonMaxSuppression | Unique | Compress | If | Loop | SequenceAt
+        | SplitToSequence | ConcatFromSequence | OptionalGetElement => OpClass::Edo,
         _ => OpClass::Isdos,
     })
 }
@@ -63,7 +65,11 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
 /// Forward transfer of a non-control-flow op.
 pub fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
     let n_out = ctx.node.outputs.len();
-    let mut out = if let Some(f) = elementwise::forward(ctx)? {
+    // Sequences first: the rules below read an unknown first input as an unknown result, while
+    // a sequence of unknown elements still has a known length type or presence flag.
+    let mut out = if let Some(f) = seq::forward(ctx)? {
+        f
+    } else if let Some(f) = elementwise::forward(ctx)? {
         f
     } else if let Some(f) = nn::forward(ctx)? {
         f

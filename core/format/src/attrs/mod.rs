@@ -361,6 +361,14 @@ pub enum OpAttrs {
     Fused(Box<FusedAttrs>),
     /// `sod2.Values`.
     Values(ValuesAttrs),
+    /// SplitToSequence (`flag`: keepdims) and ConcatFromSequence (`flag`: new_axis). The axis
+    /// stays as written: the elements' rank is known only when the step runs.
+    SeqAxis {
+        /// The axis as the model wrote it (may be negative).
+        axis: i64,
+        /// keepdims (SplitToSequence) or new_axis (ConcatFromSequence).
+        flag: bool,
+    },
 }
 
 /// `sod2.Values`: per output, the pool expression of every element.
@@ -601,6 +609,17 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         O::TensorScatter => OpAttrs::TensorScatter(vision::tensor_scatter(r)?),
         O::Fused => OpAttrs::Fused(Box::new(fused::decode_attrs(r)?)),
         O::Values => OpAttrs::Values(values(r)?),
+        O::SplitToSequence => OpAttrs::SeqAxis {
+            axis: r.int("axis", 0)?,
+            flag: r.flag("keepdims", true)?,
+        },
+        O::ConcatFromSequence => OpAttrs::SeqAxis {
+            axis: match r.opt_int("axis")? {
+                Some(a) => a,
+                None => return Err(r.bad("axis", "is required")),
+            },
+            flag: r.flag("new_axis", false)?,
+        },
         O::Not
         | O::IsNaN
         | O::Identity
@@ -641,7 +660,16 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         | O::NonZero
         | O::Det
         | O::If
-        | O::Loop => OpAttrs::None,
+        | O::Loop
+        | O::SequenceConstruct
+        | O::SequenceEmpty
+        | O::SequenceInsert
+        | O::SequenceErase
+        | O::SequenceAt
+        | O::SequenceLength
+        | O::Optional
+        | O::OptionalHasElement
+        | O::OptionalGetElement => OpAttrs::None,
     })
 }
 

@@ -254,6 +254,15 @@ impl Backend for CpuBackend {
                             format!("input `{}` was not produced", p.tensors[t as usize].name),
                         ))
                     }
+                    (_, Slot::Seq(_) | Slot::Absent) => {
+                        return Err(kernel_error(
+                            step,
+                            format!(
+                                "input `{}` is a sequence or an absent optional",
+                                p.tensors[t as usize].name
+                            ),
+                        ))
+                    }
                 };
                 ctx.ins.push(Some(In { dtype, dims, data }));
             }

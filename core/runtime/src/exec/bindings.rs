@@ -5,7 +5,7 @@
 //! bound by execution (fresh symbols of execution-determined ops, loop iteration numbers, a
 //! sub-plan's entry dims) are bound as the run reaches them, and the pool is re-evaluated then;
 //! an evaluation whose bindings equal the last one's is skipped.
-use sod2_format::{eval_pool, Expr};
+use sod2_format::{eval_pool, Expr, Storage};
 
 use crate::{Plan, RuntimeError, TensorIn};
 
@@ -97,6 +97,9 @@ impl Bindings {
         self.syms.iter_mut().for_each(|s| *s = None);
         for (&t, dims) in g.inputs.iter().zip(shapes) {
             let tensor = &p.tensors[t as usize];
+            if let Storage::Value { .. } = tensor.storage {
+                continue; // a sequence or optional input binds no symbol
+            }
             if dims.len() != tensor.shape.len() {
                 return Err(RuntimeError::InputRank {
                     input: tensor.name.clone(),
@@ -136,6 +139,9 @@ impl Bindings {
         // Every other input dim (constants, expressions) must now match.
         for (&t, dims) in g.inputs.iter().zip(shapes) {
             let tensor = &p.tensors[t as usize];
+            if let Storage::Value { .. } = tensor.storage {
+                continue;
+            }
             for (k, (&e, &v)) in tensor.shape.iter().zip(dims).enumerate() {
                 if let Some(want) = self.vals[e as usize] {
                     if want != v as i64 {

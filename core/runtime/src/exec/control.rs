@@ -39,10 +39,8 @@ impl Executor {
             OpCode::If => self.run_if(plan, at, step, inputs),
             OpCode::Loop => self.run_loop(plan, at, step, inputs),
             OpCode::Scan => self.run_scan(plan, at, step, inputs),
-            op => Err(RuntimeError::UnknownKernel {
-                step: step.name.clone(),
-                kernel: op.name().to_string(),
-            }),
+            // Sequence and optional steps (and Identities of such values).
+            _ => self.run_value_op(plan, at, step, inputs),
         }
     }
 

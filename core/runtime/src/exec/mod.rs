@@ -15,6 +15,7 @@
 mod bindings;
 mod control;
 mod profile;
+mod seq;
 mod store;
 mod tensors;
 
@@ -27,7 +28,7 @@ use crate::{Plan, RunOptions, RuntimeError, Tensor, TensorIn};
 pub(crate) use bindings::Bindings;
 pub(crate) use profile::Profiler;
 pub(crate) use store::{arena_range, planned_dims};
-pub(crate) use tensors::{set_dims, Slot, Tensors};
+pub(crate) use tensors::{set_dims, Item, Slot, Tensors};
 
 /// Heap tensors at least this large move between control-flow values instead of being copied
 /// (a small tensor holding on to a large pooled buffer would leave the pool short, and warm
@@ -149,6 +150,9 @@ impl Executor {
         self.tensors.start_run();
         for (&t, x) in g.inputs.iter().zip(inputs) {
             let tensor = &p.tensors[t as usize];
+            if let Storage::Value { .. } = tensor.storage {
+                continue; // stored by `set_values`
+            }
             if x.dtype != tensor.dtype {
                 return Err(RuntimeError::InputDtype {
                     input: tensor.name.clone(),
@@ -297,6 +301,9 @@ impl Executor {
             self.bind.bind(s, v);
         }
         for &t in &g.inputs {
+            if let Storage::Value { .. } = p.tensors[t as usize].storage {
+                continue; // a sequence's or optional's dims bind nothing
+            }
             for (k, &e) in p.tensors[t as usize].shape.iter().enumerate() {
                 if let sod2_format::Expr::Sym(s) = p.exprs[e as usize] {
                     let v = self.tensors.dims[t as usize].get(k).map(|&d| d as i64);

@@ -68,35 +68,45 @@ impl Executor {
         let bytes: &[u8] = match plan.storage(t) {
             Storage::Weight { offset, len } => plan.weight(offset, len),
             Storage::Input(i) => inputs[i as usize].data,
-            Storage::Arena { .. } | Storage::Dynamic => match &self.tensors.slots[t as usize] {
-                Slot::Heap(v, len) => &bytemuck::cast_slice(v)[..*len],
-                Slot::Arena => {
-                    let (off, len) = self.range(plan, t).ok_or_else(|| RuntimeError::Kernel {
-                        step: name(),
-                        kernel: "read".into(),
-                        msg: "arena offset unknown".into(),
-                    })?;
-                    let arena = self.cpu.host_arena().ok_or_else(|| RuntimeError::Kernel {
-                        step: name(),
-                        kernel: "read".into(),
-                        msg: "the tensor is in device memory".into(),
-                    })?;
-                    arena
-                        .get(off..off + len)
-                        .ok_or_else(|| RuntimeError::Kernel {
+            Storage::Arena { .. } | Storage::Dynamic | Storage::Value { .. } => {
+                match &self.tensors.slots[t as usize] {
+                    Slot::Heap(v, len) => &bytemuck::cast_slice(v)[..*len],
+                    Slot::Seq(_) | Slot::Absent => {
+                        return Err(RuntimeError::Kernel {
                             step: name(),
                             kernel: "read".into(),
-                            msg: "arena range outside the arena".into(),
-                        })?
+                            msg: "a sequence or an absent optional read as a tensor".into(),
+                        })
+                    }
+                    Slot::Arena => {
+                        let (off, len) =
+                            self.range(plan, t).ok_or_else(|| RuntimeError::Kernel {
+                                step: name(),
+                                kernel: "read".into(),
+                                msg: "arena offset unknown".into(),
+                            })?;
+                        let arena = self.cpu.host_arena().ok_or_else(|| RuntimeError::Kernel {
+                            step: name(),
+                            kernel: "read".into(),
+                            msg: "the tensor is in device memory".into(),
+                        })?;
+                        arena
+                            .get(off..off + len)
+                            .ok_or_else(|| RuntimeError::Kernel {
+                                step: name(),
+                                kernel: "read".into(),
+                                msg: "arena range outside the arena".into(),
+                            })?
+                    }
+                    Slot::Empty => {
+                        return Err(RuntimeError::Kernel {
+                            step: name(),
+                            kernel: "read".into(),
+                            msg: "tensor read before it was produced".into(),
+                        })
+                    }
                 }
-                Slot::Empty => {
-                    return Err(RuntimeError::Kernel {
-                        step: name(),
-                        kernel: "read".into(),
-                        msg: "tensor read before it was produced".into(),
-                    })
-                }
-            },
+            }
         };
         Ok((bytes, dims))
     }
@@ -121,6 +131,18 @@ impl Executor {
         bytes: &[u8],
     ) -> Result<(), RuntimeError> {
         self.check_planned(plan, t, dims)?;
+        self.write_unchecked(plan, t, dims, bytes)
+    }
+
+    /// [`Self::write`] without the check against the plan's dims: for a step's output whose
+    /// dims bind symbols after the step (the plan's still hold their last binding).
+    pub(super) fn write_unchecked(
+        &mut self,
+        plan: &Plan,
+        t: u32,
+        dims: &[usize],
+        bytes: &[u8],
+    ) -> Result<(), RuntimeError> {
         set_dims(&mut self.tensors.dims[t as usize], dims);
         if let Storage::Arena { .. } = plan.storage(t) {
             if let Some((off, len)) = self.range(plan, t) {
@@ -151,6 +173,9 @@ impl Executor {
         t: u32,
         dims: &[usize],
     ) -> Result<(), RuntimeError> {
+        if let Storage::Value { .. } = plan.storage(t) {
+            return Ok(()); // an optional's tensor: its plan dims are only what elements share
+        }
         match planned_dims(plan, self.bind.vals(), t) {
             Some(p) if p.as_slice() != dims => Err(store_error(
                 plan,
@@ -199,6 +224,9 @@ impl Executor {
         if src == dst {
             return Ok(());
         }
+        if let Some(item) = self.value_of(plan, src)? {
+            return self.put_value(plan, dst, item);
+        }
         let mut dims = std::mem::take(&mut self.scratch.dims);
         dims.clear();
         dims.extend_from_slice(&self.tensors.dims[src as usize]);
@@ -207,6 +235,7 @@ impl Executor {
                 self.write(plan, dst, &dims, plan.weight(offset, len))
             }
             Storage::Input(i) => self.write(plan, dst, &dims, inputs[i as usize].data),
+            Storage::Value { .. } => Err(store_error(plan, src, "a value copied as a tensor")),
             Storage::Arena { .. } | Storage::Dynamic
                 if matches!(self.tensors.slots[src as usize], Slot::Arena)
                     && matches!(plan.storage(dst), Storage::Arena { .. }) =>

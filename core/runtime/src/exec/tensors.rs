@@ -14,6 +14,19 @@ pub(crate) enum Slot {
     Arena,
     /// A heap buffer (8-byte aligned words) and its byte length.
     Heap(Vec<u64>, usize),
+    /// A sequence of tensors (a sequence value, or a present optional sequence).
+    Seq(Vec<Item>),
+    /// An optional value that holds nothing.
+    Absent,
+}
+
+/// One tensor of a sequence: its dims and little-endian bytes, owned.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Item {
+    /// Dims.
+    pub dims: Vec<usize>,
+    /// Bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// Every tensor's slot and dims, the heap-buffer pool and its accounting.
@@ -90,8 +103,13 @@ impl Tensors {
         self.slots[t as usize] = Slot::Heap(v, bytes);
     }
 
-    /// Releases tensor `t`'s heap buffer to the pool (nothing for other slots).
+    /// Releases tensor `t`'s heap buffer to the pool (a sequence's tensors are dropped;
+    /// nothing for other slots).
     pub fn release(&mut self, t: u32) {
+        if matches!(self.slots[t as usize], Slot::Seq(_) | Slot::Absent) {
+            self.slots[t as usize] = Slot::Empty;
+            return;
+        }
         if let Slot::Heap(..) = self.slots[t as usize] {
             if let Slot::Heap(v, len) = std::mem::replace(&mut self.slots[t as usize], Slot::Empty)
             {

@@ -118,7 +118,15 @@ impl Plan {
                     step: s.name.clone(),
                     kernel: format!("{} on {}", s.op, s.backend.name()),
                 };
-                let kernel = if s.op.is_control_flow() {
+                // Control flow, the sequence operators, and any step that reads or writes a
+                // sequence or optional (an Identity passing one on) run in the executor.
+                let holds_value = s
+                    .inputs
+                    .iter()
+                    .chain(&s.outputs)
+                    .flatten()
+                    .any(|&t| matches!(p.tensors[t as usize].storage, Storage::Value { .. }));
+                let kernel = if s.op.is_control_flow() || s.op.is_sequence_op() || holds_value {
                     None
                 } else {
                     let attrs = &file.attrs[gi][si];
@@ -225,6 +233,25 @@ impl Plan {
     /// The model outputs.
     pub fn outputs(&self) -> Vec<IoInfo> {
         self.io(&self.file.plan.graphs[0].outputs)
+    }
+
+    /// Per model input: `Some(kind)` for a sequence or optional, `None` for a tensor.
+    pub fn input_kinds(&self) -> Vec<Option<sod2_format::ValueKind>> {
+        self.kinds(&self.file.plan.graphs[0].inputs)
+    }
+
+    /// Per model output: `Some(kind)` for a sequence or optional, `None` for a tensor.
+    pub fn output_kinds(&self) -> Vec<Option<sod2_format::ValueKind>> {
+        self.kinds(&self.file.plan.graphs[0].outputs)
+    }
+
+    fn kinds(&self, list: &[u32]) -> Vec<Option<sod2_format::ValueKind>> {
+        list.iter()
+            .map(|&t| match self.file.plan.tensors[t as usize].storage {
+                Storage::Value { kind, .. } => Some(kind),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Total bytes of the weights.

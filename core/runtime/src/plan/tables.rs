@@ -47,7 +47,7 @@ pub(super) fn free_lists(p: &Plan, g: &Graph) -> Vec<Vec<u32>> {
     let keep: HashSet<u32> = g.outputs.iter().chain(&g.inputs).copied().collect();
     let mut lists = vec![Vec::new(); g.steps.len()];
     for (t, i) in last {
-        let dynamic = matches!(p.tensors[t as usize].storage, Storage::Dynamic);
+        let dynamic = p.tensors[t as usize].storage.is_heap();
         // only tensors produced in this graph (a body must not free its parent's)
         let produced_here = g.steps.iter().any(|s| s.outputs.contains(&Some(t)));
         if dynamic && produced_here && !keep.contains(&t) {

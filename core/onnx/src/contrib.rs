@@ -18,7 +18,7 @@
 use crate::expand_misc::Check;
 use crate::hints::TypeHints;
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
-use crate::{expand_attention, expand_attention2, expand_misc, ImportError};
+use crate::{expand_attention, expand_attention2, expand_misc, expand_seq, ImportError};
 
 /// The ops this module expands at import (`domain::Type` outside the default domain), for
 /// `sod2 ops`.
@@ -41,6 +41,7 @@ pub const EXPANDED: &[&str] = &[
     "AffineGrid",
     "LinearAttention",
     "CausalConvWithState",
+    "SequenceMap",
     "ai.onnx.preview::FlexAttention",
     "com.microsoft::Gelu",
     "com.microsoft::FastGelu",
@@ -104,6 +105,9 @@ pub fn expand_standard(
         }
         "CausalConvWithState" if opset >= 27 => {
             return expand_attention2::causal_conv_with_state(b, &Check { n, op }, hints)
+        }
+        "SequenceMap" if opset >= 17 => {
+            return expand_seq::sequence_map(b, &expand_misc::Check { n, op }, hints)
         }
         "Attention" if opset >= 23 => return expand_attention::attention(b, n, opset, hints),
         "RotaryEmbedding" if opset >= 23 => return expand_attention::rotary_embedding(b, n, hints),

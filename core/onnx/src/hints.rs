@@ -43,7 +43,20 @@ pub struct TypeHints {
     /// Declared dims (`None` where symbolic) of declarations and constants; never carried
     /// through ops.
     dims: HashMap<String, Vec<Option<i64>>>,
+    /// Values known to be sequences (declared so, or made by a sequence op), with their
+    /// element type where known.
+    seqs: HashMap<String, Option<i32>>,
 }
+
+/// Ops whose outputs are sequences.
+const SEQUENCE_OPS: &[&str] = &[
+    "SequenceConstruct",
+    "SequenceEmpty",
+    "SequenceInsert",
+    "SequenceErase",
+    "SplitToSequence",
+    "SequenceMap",
+];
 
 /// Ops whose output has the element type and rank of their first input.
 const SAME_AS_FIRST: &[&str] = &[
@@ -154,11 +167,37 @@ impl TypeHints {
         e.rank = e.rank.or(h.rank);
     }
 
+    /// Whether `name` is known to be a sequence, and then its element type where known.
+    pub fn sequence(&self, name: &str) -> Option<Option<i32>> {
+        self.seqs.get(name).copied()
+    }
+
+    /// Whether `name` is known to be a tensor (its type or rank is known).
+    pub fn is_tensor(&self, name: &str) -> bool {
+        self.map
+            .get(name)
+            .is_some_and(|h| h.elem.is_some() || h.rank.is_some())
+    }
+
     /// Records a declaration (graph input, output or `value_info`).
     pub fn declare(&mut self, vi: &ValueInfoProto) {
         let Some(name) = vi.name.as_deref() else {
             return;
         };
+        if let Some(crate::proto::type_proto::Value::SequenceType(sq)) =
+            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+        {
+            let elem = sq
+                .elem_type
+                .as_ref()
+                .and_then(|e| match &e.value {
+                    Some(crate::proto::type_proto::Value::TensorType(t)) => t.elem_type,
+                    _ => None,
+                })
+                .filter(|&e| e != 0);
+            self.seqs.insert(name.to_string(), elem);
+            return;
+        }
         let Some(t) = vi.r#type.as_ref().and_then(|t| match &t.value {
             Some(crate::proto::type_proto::Value::TensorType(t)) => Some(t),
             _ => None,
@@ -202,6 +241,14 @@ impl TypeHints {
         let op = n.op_type.as_deref().unwrap_or_default();
         let standard = matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx"));
         if !standard {
+            return;
+        }
+        let first_seq = n.input.first().and_then(|i| self.sequence(i));
+        if SEQUENCE_OPS.contains(&op) || (op == "Identity" && first_seq.is_some()) {
+            let elem = first_seq.flatten();
+            for o in n.output.iter().filter(|o| !o.is_empty()) {
+                self.seqs.insert(o.clone(), elem);
+            }
             return;
         }
         let ins: Vec<Hint> = n

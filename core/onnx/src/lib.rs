@@ -33,6 +33,7 @@ pub mod contrib;
 mod expand_attention;
 mod expand_attention2;
 mod expand_misc;
+mod expand_seq;
 pub mod hints;
 mod tensor;
 

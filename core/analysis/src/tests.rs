@@ -959,3 +959,65 @@ fn col2im_and_max_unpool_read_their_shape_inputs_as_values() {
     let a = run(&m, &[]);
     assert_eq!(shape(&m, &a, "past"), ["b", "h", "max", "d"]);
 }
+
+#[test]
+fn sequence_facts_describe_elements_and_reads_get_fresh_dims() {
+    // x: [n, 6]; SplitToSequence along 1 into [n, 1] columns; a [n, 2] tensor inserted makes
+    // the elements differ in dim 1; SequenceAt reads an element with a fresh dim there.
+    let m = G::default()
+        .input("x", 1, &["n", "6"])
+        .input("w", 1, &["n", "2"])
+        .scalar_i64("zero", 0)
+        .node_a(
+            "SplitToSequence",
+            &["x"],
+            &["cols"],
+            vec![int_attr("axis", 1)],
+        )
+        .node("SequenceInsert", &["cols", "w"], &["mixed"])
+        .node("SequenceAt", &["cols", "zero"], &["c0"])
+        .node("SequenceAt", &["mixed", "zero"], &["m0"])
+        .node("SequenceLength", &["mixed"], &["len"])
+        .node_a(
+            "ConcatFromSequence",
+            &["cols"],
+            &["cat"],
+            vec![int_attr("axis", 0), int_attr("new_axis", 1)],
+        )
+        .node("SequenceEmpty", &[], &["empty"])
+        .node("SequenceInsert", &["empty", "x"], &["one"])
+        .node("Optional", &["x"], &["ox"])
+        .node("OptionalHasElement", &["ox"], &["has"])
+        .node("OptionalGetElement", &["ox"], &["back"])
+        .output("c0")
+        .output("m0")
+        .output("len")
+        .output("cat")
+        .output("one")
+        .output("has")
+        .output("back")
+        .model();
+    let ty = |name: &str| m.values.iter().find(|v| v.name == name).unwrap().ty;
+    assert_eq!(ty("cols"), sod2_ir::ValueType::Sequence);
+    assert_eq!(ty("ox"), sod2_ir::ValueType::Optional);
+    assert_eq!(ty("back"), sod2_ir::ValueType::Tensor);
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "cols"), ["n", "1"]);
+    assert_eq!(shape(&m, &a, "mixed"), ["n", "?"]);
+    assert_eq!(shape(&m, &a, "c0"), ["n", "1"]);
+    let m0 = shape(&m, &a, "m0");
+    assert_eq!(m0[0], "n");
+    assert!(
+        m0[1].starts_with("m0"),
+        "a fresh symbol bound by the read: {m0:?}"
+    );
+    assert!(shape(&m, &a, "len").is_empty());
+    let cat = shape(&m, &a, "cat");
+    assert_eq!(
+        (cat.len(), &cat[1..]),
+        (3, &["n".to_string(), "1".to_string()][..])
+    );
+    assert_eq!(shape(&m, &a, "one"), ["n", "6"]);
+    assert!(shape(&m, &a, "has").is_empty());
+    assert_eq!(shape(&m, &a, "back"), ["n", "6"]);
+}

@@ -488,3 +488,53 @@ proptest! {
         prop_assert_eq!(out[4], Some(a - f * b));
     }
 }
+
+#[test]
+fn sequence_and_optional_values_round_trip_and_are_checked() {
+    let (mut p, w) = sample();
+    for (name, kind, input) in [
+        ("s", ValueKind::Sequence, None),
+        ("o", ValueKind::Optional, Some(0)),
+        ("os", ValueKind::OptionalSequence, None),
+    ] {
+        p.tensors.push(Tensor {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: vec![],
+            storage: Storage::Value { kind, input },
+        });
+    }
+    let f = read(&write(&p, &w, 0)).unwrap();
+    assert_eq!(f.plan, p);
+    assert_eq!(
+        Storage::Value {
+            kind: ValueKind::Optional,
+            input: Some(0)
+        }
+        .input(),
+        Some(0)
+    );
+    assert!(Storage::Value {
+        kind: ValueKind::Sequence,
+        input: None
+    }
+    .is_heap());
+    assert!(
+        ValueKind::OptionalSequence.holds_sequence() && ValueKind::OptionalSequence.is_optional()
+    );
+    assert!(!ValueKind::Sequence.is_optional() && !ValueKind::Optional.holds_sequence());
+    rejects(
+        |p| {
+            p.tensors.push(Tensor {
+                name: "v".into(),
+                dtype: DType::F32,
+                shape: vec![],
+                storage: Storage::Value {
+                    kind: ValueKind::Sequence,
+                    input: Some(9),
+                },
+            })
+        },
+        "value `v`: model input 9 does not exist",
+    );
+}

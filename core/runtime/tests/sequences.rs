@@ -101,12 +101,7 @@ fn model() -> Vec<u8> {
             node("SequenceAt", &["parts", "zero"], &["first"], vec![]),
             node("SequenceErase", &["parts", "zero"], &["rest"], vec![]),
             node("SequenceInsert", &["rest", "first"], &["rot"], vec![]),
-            node(
-                "ConcatFromSequence",
-                &["rot"],
-                &["y"],
-                vec![int("axis", 1)],
-            ),
+            node("ConcatFromSequence", &["rot"], &["y"], vec![int("axis", 1)]),
             node(
                 "ConcatFromSequence",
                 &["s"],
@@ -204,7 +199,10 @@ fn sequence_and_optional_ops_match_hand_computed_values() {
             assert_eq!(floats(&outs[2]), (vec![k, 2], stacked));
             match &outs[3] {
                 ValueOut::Tensor(t) => {
-                    assert_eq!((t.dtype, t.data.clone()), (DType::Bool, vec![u8::from(present)]))
+                    assert_eq!(
+                        (t.dtype, t.data.clone()),
+                        (DType::Bool, vec![u8::from(present)])
+                    )
                 }
                 other => panic!("has: {other:?}"),
             }
@@ -212,7 +210,10 @@ fn sequence_and_optional_ops_match_hand_computed_values() {
                 ValueOut::Sequence(ts) => {
                     assert_eq!(ts.len(), 2);
                     for t in ts {
-                        assert_eq!((t.dims.clone(), t.to_f32().unwrap()), (vec![n, 3], x.clone()));
+                        assert_eq!(
+                            (t.dims.clone(), t.to_f32().unwrap()),
+                            (vec![n, 3], x.clone())
+                        );
                     }
                 }
                 other => panic!("pair: {other:?}"),
@@ -229,11 +230,7 @@ fn sequence_and_optional_ops_match_hand_computed_values() {
         // errors naming the input.
         let x = [0.0f32; 3];
         let xd = [1usize, 3];
-        let bad = [
-            ValueIn::Sequence(vec![]),
-            ValueIn::Absent,
-            ValueIn::Absent,
-        ];
+        let bad = [ValueIn::Sequence(vec![]), ValueIn::Absent, ValueIn::Absent];
         assert!(s.run_values(&bad).is_err());
         let bad = [
             ValueIn::Tensor(TensorIn::f32(&x, &xd)),

@@ -503,6 +503,7 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
                     "the buffer is read before anything writes it",
                     "`counts` is required",
                     "`to` is required",
+                    "`axis` is required",
                 ];
                 assert!(
                     required.iter().any(|r| e.contains(r)),
@@ -1068,5 +1069,54 @@ fn deform_conv_unpool_and_tensor_scatter() {
         &[3, 3, 1],
         vec![("mode", s("ring"))],
         "`mode` is `ring`",
+    );
+}
+
+#[test]
+fn sequence_axes_decode_as_written() {
+    assert_eq!(
+        decode(OpCode::SplitToSequence, &[3, 3, 3], vec![]).unwrap(),
+        OpAttrs::SeqAxis {
+            axis: 0,
+            flag: true
+        }
+    );
+    assert_eq!(
+        decode(
+            OpCode::SplitToSequence,
+            &[3, 3, 3],
+            vec![
+                ("axis", AttrValue::Int(-1)),
+                ("keepdims", AttrValue::Int(0))
+            ]
+        )
+        .unwrap(),
+        OpAttrs::SeqAxis {
+            axis: -1,
+            flag: false
+        }
+    );
+    assert_eq!(
+        decode(
+            OpCode::ConcatFromSequence,
+            &[3, 3, 3],
+            vec![("axis", AttrValue::Int(2)), ("new_axis", AttrValue::Int(1))]
+        )
+        .unwrap(),
+        OpAttrs::SeqAxis {
+            axis: 2,
+            flag: true
+        }
+    );
+    let e = decode(
+        OpCode::ConcatFromSequence,
+        &[3, 3, 3],
+        vec![("axis", AttrValue::Int(0)), ("new_axis", AttrValue::Int(3))],
+    )
+    .unwrap_err();
+    assert!(e.contains("new_axis"), "{e}");
+    assert_eq!(
+        decode(OpCode::SequenceAt, &[3, 3, 3], vec![]).unwrap(),
+        OpAttrs::None
     );
 }

@@ -121,7 +121,7 @@ class Absent:
 
 def _read_value(f: pathlib.Path, vtype: onnx.TypeProto | None):
     """One test-data file: an array, a `Seq` of arrays, or `Absent`, by the declared type."""
-    kind = vtype.WhichOneof("value") if vtype is not None else "tensor_type"
+    kind = (vtype.WhichOneof("value") if vtype is not None else None) or "tensor_type"
     if kind == "sequence_type":
         sp = onnx.SequenceProto()
         sp.ParseFromString(f.read_bytes())

@@ -12,7 +12,7 @@
 //! A module imports only from the layers below its own, so the crate has no module cycle:
 //!
 //! ```text
-//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn · ml
 //! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
@@ -37,6 +37,7 @@ pub mod layout;
 pub mod linalg;
 pub mod mat;
 pub mod math;
+pub mod ml;
 pub mod par;
 pub mod pool;
 pub mod reduce;

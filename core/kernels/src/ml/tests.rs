@@ -91,7 +91,8 @@ fn tfidf_rejects_pools_that_do_not_split_into_ngrams() {
         weights: None,
     };
     assert!(TfIdf::new(&spec(&[0, 2], &[0, 1, 2])).unwrap_err().contains("multiple of 2"));
-    assert!(TfIdf::new(&spec(&[0, 3], &[0, 1])).unwrap_err().contains("3 n-grams"));
+    assert!(TfIdf::new(&spec(&[0, 3], &[0, 1])).unwrap_err().contains("more n-grams"));
+    assert!(TfIdf::new(&spec(&[0, 1], &[0, 1, 2])).unwrap_err().contains("2 n-grams"));
     assert!(TfIdf::new(&spec(&[0, 9], &[0])).unwrap_err().contains("outside the pool"));
 }
 

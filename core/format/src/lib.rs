@@ -981,7 +981,7 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
     }
     let plan = decode_meta(&bytes[meta])?;
     verify(&plan, (weights.end - weights.start) as u64)?;
-    let attrs = attrs::decode_plan(&plan)?;
+    let attrs = attrs::decode_plan(&plan, &bytes[weights.clone()])?;
     Ok(PlanFile {
         plan,
         attrs,

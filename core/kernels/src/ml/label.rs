@@ -73,7 +73,10 @@ impl LabelMap {
             return Err(format!("{} keys for {} values", keys.len(), values.len()));
         }
         if default.len() != 1 {
-            return Err(format!("the default holds {} numbers, not 1", default.len()));
+            return Err(format!(
+                "the default holds {} numbers, not 1",
+                default.len()
+            ));
         }
         let (mut table, float_keys): (Vec<(u64, usize)>, bool) = match keys {
             Scalars::Ints(k) => (k.iter().map(|&k| (k as u64)).zip(0..).collect(), false),

@@ -30,7 +30,14 @@ const ONNX_ROW: [i64; 12] = [1, 1, 3, 3, 3, 7, 8, 6, 7, 5, 6, 8];
 
 #[test]
 fn tfidf_counts_bigrams_without_skips() {
-    let t = tfidf(&ONNX_POOL, &[0, 4], &[0, 1, 2, 3, 4, 5, 6], (2, 2, 0), Weighting::Tf, None);
+    let t = tfidf(
+        &ONNX_POOL,
+        &[0, 4],
+        &[0, 1, 2, 3, 4, 5, 6],
+        (2, 2, 0),
+        Weighting::Tf,
+        None,
+    );
     let mut y = [9.0f32; 7];
     t.run(&ONNX_ROW, 12, &mut y).unwrap();
     // Bigrams of the row: (5,6), (7,8), (6,7) once each; unigrams are not counted.
@@ -39,7 +46,14 @@ fn tfidf_counts_bigrams_without_skips() {
 
 #[test]
 fn tfidf_counts_unigrams_once_and_bigrams_with_skips() {
-    let t = tfidf(&ONNX_POOL, &[0, 4], &[0, 1, 2, 3, 4, 5, 6], (1, 2, 5), Weighting::Tf, None);
+    let t = tfidf(
+        &ONNX_POOL,
+        &[0, 4],
+        &[0, 1, 2, 3, 4, 5, 6],
+        (1, 2, 5),
+        Weighting::Tf,
+        None,
+    );
     let mut y = [0.0f32; 7];
     t.run(&ONNX_ROW, 12, &mut y).unwrap();
     // 3 three times, 5 once; (7,8) at distances 1, 3 and 6; (5,6) and (6,7) once.
@@ -52,29 +66,64 @@ fn tfidf_rows_weights_and_column_order() {
     let pool = [1, 2, 3, 1, 2];
     let w = [0.5f32, 1.0, 2.0, 4.0];
     let mut y = [0.0f32; 8];
-    tfidf(&pool, &[0, 3], &[0, 1, 2, 3], (1, 2, 0), Weighting::Tf, None)
-        .run(&x, 6, &mut y)
-        .unwrap();
+    tfidf(
+        &pool,
+        &[0, 3],
+        &[0, 1, 2, 3],
+        (1, 2, 0),
+        Weighting::Tf,
+        None,
+    )
+    .run(&x, 6, &mut y)
+    .unwrap();
     assert_eq!(y, [2., 2., 2., 2., 1., 1., 3., 1.]);
-    tfidf(&pool, &[0, 3], &[0, 1, 2, 3], (1, 2, 0), Weighting::TfIdf, Some(&w))
-        .run(&x, 6, &mut y)
-        .unwrap();
+    tfidf(
+        &pool,
+        &[0, 3],
+        &[0, 1, 2, 3],
+        (1, 2, 0),
+        Weighting::TfIdf,
+        Some(&w),
+    )
+    .run(&x, 6, &mut y)
+    .unwrap();
     assert_eq!(y, [1., 2., 4., 8., 0.5, 1., 6., 4.]);
-    tfidf(&pool, &[0, 3], &[0, 1, 2, 3], (1, 2, 0), Weighting::Idf, Some(&w))
-        .run(&x, 6, &mut y)
-        .unwrap();
+    tfidf(
+        &pool,
+        &[0, 3],
+        &[0, 1, 2, 3],
+        (1, 2, 0),
+        Weighting::Idf,
+        Some(&w),
+    )
+    .run(&x, 6, &mut y)
+    .unwrap();
     assert_eq!(y, [0.5, 1., 2., 4., 0.5, 1., 2., 4.]);
     // Columns permuted by ngram_indexes; IDF without weights is an indicator.
     let mut y = [0.0f32; 4];
-    tfidf(&pool, &[0, 3], &[3, 2, 1, 0], (1, 2, 0), Weighting::Idf, None)
-        .run(&[9, 3, 9], 3, &mut y)
-        .unwrap();
+    tfidf(
+        &pool,
+        &[0, 3],
+        &[3, 2, 1, 0],
+        (1, 2, 0),
+        Weighting::Idf,
+        None,
+    )
+    .run(&[9, 3, 9], 3, &mut y)
+    .unwrap();
     assert_eq!(y, [0., 1., 0., 0.]);
     // Rows of one token: only unigrams fit.
     let mut y = [0.0f32; 12];
-    tfidf(&pool, &[0, 3], &[0, 1, 2, 3], (1, 2, 3), Weighting::Tf, None)
-        .run(&[1, 2, 7], 1, &mut y)
-        .unwrap();
+    tfidf(
+        &pool,
+        &[0, 3],
+        &[0, 1, 2, 3],
+        (1, 2, 3),
+        Weighting::Tf,
+        None,
+    )
+    .run(&[1, 2, 7], 1, &mut y)
+    .unwrap();
     assert_eq!(y, [1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 0., 0.]);
 }
 
@@ -90,10 +139,18 @@ fn tfidf_rejects_pools_that_do_not_split_into_ngrams() {
         weighting: Weighting::Tf,
         weights: None,
     };
-    assert!(TfIdf::new(&spec(&[0, 2], &[0, 1, 2])).unwrap_err().contains("multiple of 2"));
-    assert!(TfIdf::new(&spec(&[0, 3], &[0, 1])).unwrap_err().contains("more n-grams"));
-    assert!(TfIdf::new(&spec(&[0, 1], &[0, 1, 2])).unwrap_err().contains("2 n-grams"));
-    assert!(TfIdf::new(&spec(&[0, 9], &[0])).unwrap_err().contains("outside the pool"));
+    assert!(TfIdf::new(&spec(&[0, 2], &[0, 1, 2]))
+        .unwrap_err()
+        .contains("multiple of 2"));
+    assert!(TfIdf::new(&spec(&[0, 3], &[0, 1]))
+        .unwrap_err()
+        .contains("more n-grams"));
+    assert!(TfIdf::new(&spec(&[0, 1], &[0, 1, 2]))
+        .unwrap_err()
+        .contains("2 n-grams"));
+    assert!(TfIdf::new(&spec(&[0, 9], &[0]))
+        .unwrap_err()
+        .contains("outside the pool"));
 }
 
 fn leaf(target: u32, weight: f64) -> Leaf {
@@ -120,9 +177,22 @@ fn forest(agg: Aggregate, post: PostTransform, missing_true: bool) -> Forest {
     let mut n1 = node(Cmp::Member, 1, 0.0, Next::Leaf(1), Next::Leaf(2));
     n1.members = vec![1.0, 3.0];
     let n2 = node(Cmp::Gt, 1, 2.0, Next::Leaf(3), Next::Leaf(4));
-    let leaves = vec![leaf(0, 1.0), leaf(1, 2.0), leaf(0, -1.0), leaf(1, 10.0), leaf(1, 20.0)];
-    Forest::new(vec![n0, n1, n2], leaves, vec![Next::Node(0), Next::Node(2)], 2, agg, post)
-        .unwrap()
+    let leaves = vec![
+        leaf(0, 1.0),
+        leaf(1, 2.0),
+        leaf(0, -1.0),
+        leaf(1, 10.0),
+        leaf(1, 20.0),
+    ];
+    Forest::new(
+        vec![n0, n1, n2],
+        leaves,
+        vec![Next::Node(0), Next::Node(2)],
+        2,
+        agg,
+        post,
+    )
+    .unwrap()
 }
 
 const ROWS: [f64; 8] = [0., 0., 1., 3., 1., 2., f64::NAN, 5.];
@@ -165,7 +235,13 @@ fn tree_ensemble_post_transforms() {
     let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-9);
     let y = run(&forest(Aggregate::Sum, PostTransform::Logistic, false));
     let s = |v: f64| 1.0 / (1.0 + (-v).exp());
-    assert!(close(&y, &[s(1.), s(20.), 0.5, s(12.), s(-1.), s(20.), s(-1.), s(10.)]), "{y:?}");
+    assert!(
+        close(
+            &y,
+            &[s(1.), s(20.), 0.5, s(12.), s(-1.), s(20.), s(-1.), s(10.)]
+        ),
+        "{y:?}"
+    );
     let y = run(&forest(Aggregate::Sum, PostTransform::Softmax, false));
     let e = (-19.0f64).exp();
     let e12 = (-12.0f64).exp();
@@ -189,7 +265,10 @@ fn tree_ensemble_post_transforms() {
     // Probit: √2·erfinv(2v − 1); 0.5 → 0, Φ(1) ≈ 0.8413 → ≈ 1 (Winitzki's approximation).
     let mut v = [0.5, 0.841_344_746, 0.158_655_254];
     super::tree::post_transform(PostTransform::Probit, &mut v);
-    assert!(v[0].abs() < 1e-12 && (v[1] - 1.0).abs() < 2e-3 && (v[2] + 1.0).abs() < 2e-3, "{v:?}");
+    assert!(
+        v[0].abs() < 1e-12 && (v[1] - 1.0).abs() < 2e-3 && (v[2] + 1.0).abs() < 2e-3,
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -198,16 +277,40 @@ fn tree_ensemble_rejects_cycles_and_out_of_range_branches() {
         node(Cmp::Lt, 0, 0.0, Next::Node(1), Next::Leaf(0)),
         node(Cmp::Lt, 0, 0.0, Next::Node(0), Next::Leaf(0)),
     ];
-    let e = Forest::new(cyc, vec![leaf(0, 1.)], vec![Next::Node(0)], 1, Aggregate::Sum, PostTransform::None);
+    let e = Forest::new(
+        cyc,
+        vec![leaf(0, 1.)],
+        vec![Next::Node(0)],
+        1,
+        Aggregate::Sum,
+        PostTransform::None,
+    );
     assert!(e.unwrap_err().contains("reachable from itself"));
     let far = vec![node(Cmp::Lt, 0, 0.0, Next::Leaf(3), Next::Leaf(0))];
-    let e = Forest::new(far, vec![leaf(0, 1.)], vec![Next::Node(0)], 1, Aggregate::Sum, PostTransform::None);
+    let e = Forest::new(
+        far,
+        vec![leaf(0, 1.)],
+        vec![Next::Node(0)],
+        1,
+        Aggregate::Sum,
+        PostTransform::None,
+    );
     assert!(e.unwrap_err().contains("leaf 3 is out of range"));
-    let e = Forest::new(vec![], vec![leaf(4, 1.)], vec![Next::Leaf(0)], 2, Aggregate::Sum, PostTransform::None);
+    let e = Forest::new(
+        vec![],
+        vec![leaf(4, 1.)],
+        vec![Next::Leaf(0)],
+        2,
+        Aggregate::Sum,
+        PostTransform::None,
+    );
     assert!(e.unwrap_err().contains("target 4"));
     // A row with too few features for a node is a run-time error.
     let f = forest(Aggregate::Sum, PostTransform::None, false);
-    assert!(f.run(&[0.0; 3], 1, &mut [0.0; 6]).unwrap_err().contains("feature 1"));
+    assert!(f
+        .run(&[0.0; 3], 1, &mut [0.0; 6])
+        .unwrap_err()
+        .contains("feature 1"));
 }
 
 #[test]
@@ -277,13 +380,20 @@ fn feature_extractor_selects_last_dim_columns() {
         .collect();
     let mut y = vec![0u8; 2 * 3 * 4];
     extract_features(&x, 3, 4, &[2, 0, 2], &mut y).unwrap();
-    let got: Vec<f32> = y.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let got: Vec<f32> = y
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     assert_eq!(got, [3., 1., 3., 6., 4., 6.]);
     // One row of i64 (a rank-1 input), one index.
     let x: Vec<u8> = [7i64, 8].iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut y = vec![0u8; 8];
     extract_features(&x, 2, 8, &[1], &mut y).unwrap();
     assert_eq!(i64::from_le_bytes(y[..8].try_into().unwrap()), 8);
-    assert!(extract_features(&x, 2, 8, &[2], &mut y).unwrap_err().contains("index 2"));
-    assert!(extract_features(&x, 2, 8, &[-1], &mut y).unwrap_err().contains("index -1"));
+    assert!(extract_features(&x, 2, 8, &[2], &mut y)
+        .unwrap_err()
+        .contains("index 2"));
+    assert!(extract_features(&x, 2, 8, &[-1], &mut y)
+        .unwrap_err()
+        .contains("index -1"));
 }

@@ -67,10 +67,7 @@ impl Node {
             Cmp::Gt => x > self.split,
             Cmp::Eq => x == self.split,
             Cmp::Neq => x != self.split,
-            Cmp::Member => self
-                .members
-                .binary_search_by(|m| m.total_cmp(&x))
-                .is_ok(),
+            Cmp::Member => self.members.binary_search_by(|m| m.total_cmp(&x)).is_ok(),
         }
     }
 }
@@ -138,10 +135,9 @@ impl Forest {
     ) -> Result<Forest, String> {
         let check = |n: Next| -> Result<(), String> {
             match n {
-                Next::Node(i) if i as usize >= nodes.len() => Err(format!(
-                    "node {i} is out of range ({} nodes)",
-                    nodes.len()
-                )),
+                Next::Node(i) if i as usize >= nodes.len() => {
+                    Err(format!("node {i} is out of range ({} nodes)", nodes.len()))
+                }
                 Next::Leaf(i) if i as usize >= leaves.len() => Err(format!(
                     "leaf {i} is out of range ({} leaves)",
                     leaves.len()
@@ -245,7 +241,11 @@ impl Forest {
                 self.min_features - 1
             ));
         }
-        let rows = if features == 0 { y.len() / self.n_targets.max(1) } else { x.len() / features };
+        let rows = if features == 0 {
+            y.len() / self.n_targets.max(1)
+        } else {
+            x.len() / features
+        };
         if x.len() != rows * features || y.len() != rows * self.n_targets {
             return Err(format!(
                 "{} inputs in rows of {features}, {} outputs in rows of {}",

@@ -79,7 +79,7 @@ impl LabelMap {
             ));
         }
         let (mut table, float_keys): (Vec<(u64, usize)>, bool) = match keys {
-            Scalars::Ints(k) => (k.iter().map(|&k| (k as u64)).zip(0..).collect(), false),
+            Scalars::Ints(k) => (k.iter().map(|&k| k as u64).zip(0..).collect(), false),
             Scalars::Floats(k) => (k.iter().map(|&k| float_key(k)).zip(0..).collect(), true),
         };
         table.sort_unstable();

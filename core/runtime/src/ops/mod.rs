@@ -6,6 +6,7 @@ mod conv;
 mod elementwise;
 mod fused;
 mod layout;
+mod ml;
 mod nn;
 mod norm;
 mod num;
@@ -52,6 +53,12 @@ pub(crate) enum Prepared {
     None,
     /// A fused step's programs, ready to interpret.
     Fused(Box<fused::Spec>),
+    /// TfIdfVectorizer's n-gram trie.
+    TfIdf(Box<sod2_kernels::ml::tfidf::TfIdf>),
+    /// LabelEncoder's lookup table.
+    Labels(Box<sod2_kernels::ml::label::LabelMap>),
+    /// TreeEnsemble's forest.
+    Forest(Box<sod2_kernels::ml::tree::Forest>),
 }
 
 /// An input view.
@@ -417,6 +424,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| layout::get(op))
         .or_else(|| shape_ops::get(op))
         .or_else(|| rnn::get(op))
+        .or_else(|| ml::get(op))
 }
 
 /// An error unless `dt` is f32 (kernels that only have an f32 implementation).
@@ -444,7 +452,11 @@ pub(crate) fn resolve(
             Ok(spec) => Prepared::Fused(Box::new(spec)),
             Err(e) => return Some(Err(e)),
         },
-        _ => Prepared::None,
+        _ => match ml::prepare(attrs) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Some(Err(e)),
+            None => Prepared::None,
+        },
     };
     Some(Ok(CpuStep {
         run,

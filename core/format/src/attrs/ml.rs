@@ -35,7 +35,7 @@ pub struct TfIdfAttrs {
     pub ngram_indexes: Vec<usize>,
     /// The n-grams' tokens (`pool_int64s`).
     pub pool: Vec<i64>,
-    /// Per output column (at least `output_size`), if given.
+    /// One per n-gram, read per output column (so at least `output_size`), if given.
     pub weights: Option<Vec<f32>>,
     /// Output columns: `max(ngram_indexes) + 1`.
     pub output_size: usize,
@@ -245,6 +245,18 @@ pub(super) fn tfidf(r: &Reader<'_>) -> Result<TfIdfAttrs, FormatError> {
     let output_size = ngram_indexes.iter().max().map_or(0, |&m| m + 1);
     let weights = r.opt_floats("weights")?;
     if let Some(w) = &weights {
+        // One per n-gram (as ONNX Runtime requires), read per output column (as both ONNX
+        // Runtime and the reference do), so the columns must not outnumber them.
+        if w.len() != ngram_indexes.len() {
+            return Err(r.bad(
+                "weights",
+                format_args!(
+                    "has {} values, expected one per n-gram ({})",
+                    w.len(),
+                    ngram_indexes.len()
+                ),
+            ));
+        }
         if w.len() < output_size {
             return Err(r.bad(
                 "weights",

@@ -146,7 +146,12 @@ fn tfidf_decodes_and_checks_the_pool() {
         vec![("weights", AttrValue::Floats(vec![1.0; 5]))],
         (DType::I64, 1)
     )
-    .contains("5 values for 6 output columns"));
+    .contains("5 values, expected one per n-gram (4)"));
+    assert!(e(
+        vec![("weights", AttrValue::Floats(vec![1.0; 4]))],
+        (DType::I64, 1)
+    )
+    .contains("4 values for 6 output columns"));
     assert!(e(
         vec![("pool_strings", AttrValue::Str("a".into()))],
         (DType::I64, 1)

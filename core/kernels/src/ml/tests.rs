@@ -263,12 +263,13 @@ fn tree_ensemble_post_transforms() {
     assert!(close(&y[2..4], &[0.0, 1.0]), "{y:?}");
     assert!(close(&y[..2], &want[..2]), "{y:?}");
     // Probit: √2·erfinv(2v − 1); 0.5 → 0, Φ(1) ≈ 0.8413 → ≈ 1 (Winitzki's approximation).
-    let mut v = [0.5, 0.841_344_746, 0.158_655_254];
+    let mut v = [0.5, 0.841_344_746, 0.158_655_254, 0.0, 1.0];
     super::tree::post_transform(PostTransform::Probit, &mut v);
     assert!(
         v[0].abs() < 1e-12 && (v[1] - 1.0).abs() < 2e-3 && (v[2] + 1.0).abs() < 2e-3,
         "{v:?}"
     );
+    assert_eq!((v[3], v[4]), (f64::NEG_INFINITY, f64::INFINITY));
 }
 
 #[test]

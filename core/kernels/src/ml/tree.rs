@@ -326,14 +326,11 @@ pub fn post_transform(p: PostTransform, v: &mut [f64]) {
     }
 }
 
-/// ONNX Runtime's (and ONNX's reference) closed-form approximation of the inverse error
-/// function (Winitzki's, a = 0.147).
+/// ONNX Runtime's closed-form approximation of the inverse error function (Winitzki's,
+/// a = 0.147); `±1` give `±∞` (ONNX's Python reference returns 0 there instead).
 fn erf_inv(x: f64) -> f64 {
     let sgn = if x < 0.0 { -1.0 } else { 1.0 };
     let x = (1.0 - x) * (1.0 + x);
-    if x == 0.0 {
-        return 0.0;
-    }
     let log = x.ln();
     let v = 2.0 / (std::f64::consts::PI * 0.147) + 0.5 * log;
     let v2 = 1.0 / 0.147 * log;

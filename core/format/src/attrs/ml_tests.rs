@@ -2,6 +2,11 @@
 use super::*;
 use crate::{BackendKind, Expr, Graph, Tensor};
 
+/// Attributes by name.
+type Attrs = Vec<(&'static str, AttrValue)>;
+/// Weight tensors given as attributes: (name, dtype, bytes).
+type Weights = Vec<(&'static str, DType, Vec<u8>)>;
+
 /// A plan with one step of `op`: input of `x` (dtype, rank), output of dtype `y`, `attrs`, and
 /// weight tensors `(attr name, dtype, bytes)` given as tensor attributes. Returns the plan and
 /// its weights.
@@ -270,13 +275,7 @@ fn label_encoder_lists_tensors_and_defaults() {
 
 /// The ensemble of ONNX's `tree_ensemble_set_membership` test: one tree,
 /// node 0 `x <= 11 ? leaf 0 : node 2`... (modes LEQ, MEMBER, MEMBER).
-fn tree_attrs(
-    modes: &[u8],
-    members: &[f64],
-) -> (
-    Vec<(&'static str, AttrValue)>,
-    Vec<(&'static str, DType, Vec<u8>)>,
-) {
+fn tree_attrs(modes: &[u8], members: &[f64]) -> (Attrs, Weights) {
     let attrs = vec![
         ("n_targets", AttrValue::Int(4)),
         ("aggregate_function", AttrValue::Int(1)),
@@ -357,10 +356,7 @@ fn tree_ensemble_decodes_nodes_leaves_and_sets() {
 #[test]
 fn tree_ensemble_refuses_malformed_ensembles() {
     let nan = f64::NAN;
-    let e = |modes: &[u8],
-             members: &[f64],
-             edit: &dyn Fn(&mut Vec<(&'static str, AttrValue)>),
-             x: (DType, usize)| {
+    let e = |modes: &[u8], members: &[f64], edit: &dyn Fn(&mut Attrs), x: (DType, usize)| {
         let (mut attrs, tensors) = tree_attrs(modes, members);
         edit(&mut attrs);
         decode(OpCode::TreeEnsemble, x, x.0, attrs, tensors).unwrap_err()

@@ -183,11 +183,10 @@ impl TfIdf {
 
     /// Runs over `x`, rows of `cols` tokens, writing `output_size` values per row into `y`.
     pub fn run(&self, x: &[i64], cols: usize, y: &mut [f32]) -> Result<(), String> {
-        let rows = if cols == 0 {
-            y.len() / self.output_size.max(1)
-        } else {
-            x.len() / cols
-        };
+        let rows = x
+            .len()
+            .checked_div(cols)
+            .unwrap_or(y.len() / self.output_size.max(1));
         if y.len() != rows * self.output_size || x.len() != rows * cols {
             return Err(format!(
                 "{} tokens in rows of {cols} and {} outputs in rows of {}",

@@ -241,11 +241,10 @@ impl Forest {
                 self.min_features - 1
             ));
         }
-        let rows = if features == 0 {
-            y.len() / self.n_targets.max(1)
-        } else {
-            x.len() / features
-        };
+        let rows = x
+            .len()
+            .checked_div(features)
+            .unwrap_or(y.len() / self.n_targets.max(1));
         if x.len() != rows * features || y.len() != rows * self.n_targets {
             return Err(format!(
                 "{} inputs in rows of {features}, {} outputs in rows of {}",

@@ -1,5 +1,6 @@
-"""ONNX's opset-23/24 Attention and opset-23 RotaryEmbedding through sod2's import expansion,
-against ONNX's reference implementation (ONNX Runtime 1.22 refuses opsets above 22).
+"""ONNX's opset-23/24 Attention, opset-23 RotaryEmbedding, opset-27 LinearAttention and
+CausalConvWithState, and ai.onnx.preview FlexAttention through sod2's import expansion, against
+ONNX's reference implementation (ONNX Runtime 1.22 refuses opsets above 22).
 
 Builds one small model per attribute and input combination with symbolic dims (batch `b`,
 query length `s`, key/value length `kv`, past length `p`, total `t = p + s`, short mask
@@ -27,6 +28,8 @@ from onnx.reference import ReferenceEvaluator
 # (b, s, kv, p, m): batch, query length, key/value length, past length, short mask length.
 SHAPES = [(1, 1, 3, 2, 2), (2, 5, 5, 4, 3), (3, 9, 12, 7, 8)]
 F32, F16, BOOL, I64 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BOOL, TensorProto.INT64
+F64 = TensorProto.DOUBLE
+PREVIEW = "ai.onnx.preview"
 MAX_POS = 64
 
 
@@ -34,13 +37,16 @@ def vi(name, elem, dims):
     return helper.make_tensor_value_info(name, elem, dims)
 
 
-def model(op, ins, outs, opset=23, **attrs) -> onnx.ModelProto:
+def model(op, ins, outs, opset=23, domain="", **attrs) -> onnx.ModelProto:
     """One `op` node; `ins` are (name, elem, dims) with "" for an absent optional input."""
-    node = helper.make_node(op, [i[0] for i in ins], outs, **attrs)
+    node = helper.make_node(op, [i[0] for i in ins], outs, domain=domain, **attrs)
     g = helper.make_graph(
         [node], "attention", [vi(*i) for i in ins if i[0]], [vi(o, 0, None) for o in outs if o]
     )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    opsets = [helper.make_opsetid("", opset)]
+    if domain == PREVIEW:
+        opsets.append(helper.make_opsetid(PREVIEW, 1))
+    m = helper.make_model(g, opset_imports=opsets)
     m.ir_version = 10
     return m
 
@@ -121,9 +127,85 @@ def rotary_cases():
     )
 
 
+def linear_attention_cases():
+    la = lambda ins, **a: model("LinearAttention", ins, ["output", "present_state"], opset=27, **a)  # noqa: E731
+    x = lambda name, width, e=F32: (name, e, ["b", "s", width])  # noqa: E731
+    yield "LinearAttention linear, 4/4 heads", la(
+        [x("query", 32), x("key", 32), x("value", 32)], q_num_heads=4, kv_num_heads=4, update_rule="linear"
+    )
+    yield "LinearAttention gated_delta, GQA 8/4, past, decay per key, beta per head", la(
+        [x("query", 64), x("key", 32), x("value", 24), ("past_state", F32, ["b", 4, 8, 6]),
+         x("decay", 32), x("beta", 4)],
+        q_num_heads=8, kv_num_heads=4,
+    )
+    yield "LinearAttention gated, decay per head, scale 0.3", la(
+        [x("query", 24), x("key", 24), x("value", 24), NONE, x("decay", 3)],
+        q_num_heads=3, kv_num_heads=3, update_rule="gated", scale=0.3,
+    )
+    yield "LinearAttention delta, MQA 4/1, shared beta, f16", la(
+        [x("query", 32, F16), x("key", 8, F16), x("value", 8, F16), NONE, NONE, x("beta", 1, F16)],
+        q_num_heads=4, kv_num_heads=1, update_rule="delta",
+    )
+
+
+def causal_conv_cases():
+    cc = lambda ins, **a: model("CausalConvWithState", ins, ["output", "present_state"], opset=27, **a)  # noqa: E731
+    yield "CausalConvWithState, k 3, no state", cc([("input", F32, ["b", 4, "s"]), ("weight", F32, [4, 1, 3])])
+    yield "CausalConvWithState silu, bias, past state, k 4", cc(
+        [("input", F32, ["b", 4, "s"]), ("weight", F32, [4, 1, 4]), ("bias", F32, [4]),
+         ("past_state", F32, ["b", 4, 3])],
+        activation="silu",
+    )
+    yield "CausalConvWithState swish, f16, k 2, symbolic channels, weight fixes them", cc(
+        [("input", F16, ["b", "c", "s"]), ("weight", F16, [3, 1, 2])], activation="swish"
+    )
+
+
+def mod_graph(name, nodes, inits, elem=F32):
+    """A FlexAttention modifier: `x` (B, H, L, S) -> `y`."""
+    return helper.make_graph(
+        nodes, name, [vi("x", elem, ["B", "H", "L", "S"])], [vi("y", elem, ["B", "H", "L", "S"])], inits
+    )
+
+
+def flex_cases():
+    fa = lambda ins, **a: model("FlexAttention", ins, ["Y"], opset=26, domain=PREVIEW, **a)  # noqa: E731
+    qkv = lambda hq=3, hkv=3, d=8, dv=8, e=F32: [  # noqa: E731
+        ("Q", e, ["b", hq, "s", d]), ("K", e, ["b", hkv, "kv", d]), ("V", e, ["b", hkv, "kv", dv])
+    ]
+    i64 = lambda n, v: helper.make_tensor(n, I64, [len(v)] if isinstance(v, list) else [], v if isinstance(v, list) else [v])  # noqa: E731
+    causal = mod_graph(
+        "causal",
+        [
+            helper.make_node("Shape", ["x"], ["shape"]),
+            helper.make_node("Gather", ["shape", "i2"], ["l"], axis=0),
+            helper.make_node("Gather", ["shape", "i3"], ["sl"], axis=0),
+            helper.make_node("Range", ["zero", "l", "one"], ["qr"]),
+            helper.make_node("Reshape", ["qr", "qs"], ["qi"]),
+            helper.make_node("Range", ["zero", "sl", "one"], ["kr"]),
+            helper.make_node("Reshape", ["kr", "ks"], ["ki"]),
+            helper.make_node("GreaterOrEqual", ["qi", "ki"], ["mask"]),
+            helper.make_node("Where", ["mask", "x", "ninf"], ["y"]),
+        ],
+        [i64("zero", 0), i64("one", 1), i64("i2", 2), i64("i3", 3), i64("qs", [-1, 1]), i64("ks", [1, -1]),
+         helper.make_tensor("ninf", F32, [], [-np.inf])],
+    )
+    cap = mod_graph(
+        "soft_cap",
+        [helper.make_node("Div", ["x", "cap"], ["d"]), helper.make_node("Tanh", ["d"], ["t"]),
+         helper.make_node("Mul", ["t", "cap"], ["y"])],
+        [helper.make_tensor("cap", F32, [], [5.0])],
+    )
+    half = mod_graph("half", [helper.make_node("Mul", ["x", "h"], ["y"])], [helper.make_tensor("h", F32, [], [0.5])])
+    yield "FlexAttention GQA 6/2, v head 5", fa(qkv(6, 2, 8, 5))
+    yield "FlexAttention causal score_mod, scale 0.2", fa(qkv(), score_mod=causal, scale=0.2)
+    yield "FlexAttention f16, soft-cap score_mod, prob_mod", fa(qkv(4, 2, e=F16), score_mod=cap, prob_mod=half)
+    yield "FlexAttention double", fa(qkv(2, 2, 4, 6, F64))
+
+
 def feeds_for(m: onnx.ModelProto, shape, rng: np.random.Generator) -> dict[str, np.ndarray]:
     b, s, kv, p, mlen = shape
-    sym = {"b": b, "s": s, "kv": kv, "p": p, "t": p + s, "m": mlen}
+    sym = {"b": b, "s": s, "kv": kv, "p": p, "t": p + s, "m": mlen, "c": 3}
     feeds = {}
     for v in m.graph.input:
         dims = [sym.get(d.dim_param, d.dim_value) for d in v.type.tensor_type.shape.dim]
@@ -132,12 +214,16 @@ def feeds_for(m: onnx.ModelProto, shape, rng: np.random.Generator) -> dict[str, 
             feeds[v.name] = rng.integers(1, mlen + 1, size=dims).astype(np.int64)
         elif v.name == "position_ids":
             feeds[v.name] = rng.integers(0, MAX_POS, size=dims).astype(np.int64)
+        elif v.name == "decay":
+            feeds[v.name] = (-np.abs(rng.normal(0, 0.5, size=dims))).astype(np.float16 if elem == F16 else np.float32)
+        elif v.name == "beta":
+            feeds[v.name] = rng.random(size=dims).astype(np.float16 if elem == F16 else np.float32)
         elif elem == BOOL:
             x = rng.random(size=dims) < 0.7
             x[..., 0] = True  # every row attends somewhere
             feeds[v.name] = x
         else:
-            dt = np.float16 if elem == F16 else np.float32
+            dt = {F16: np.float16, F64: np.float64}.get(elem, np.float32)
             feeds[v.name] = rng.normal(0, 1.0, size=dims).astype(dt)
     return feeds
 
@@ -182,7 +268,7 @@ def main() -> int:
     args = ap.parse_args()
     rng = np.random.default_rng(11)
     rows, failed = [], 0
-    cases = list(attention_cases()) + list(rotary_cases())
+    cases = [*attention_cases(), *rotary_cases(), *linear_attention_cases(), *causal_conv_cases(), *flex_cases()]
     with tempfile.TemporaryDirectory(prefix="sod2-attention-") as t:
         tmp = pathlib.Path(t)
         for k, (name, m) in enumerate(cases):

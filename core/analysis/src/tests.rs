@@ -737,6 +737,243 @@ fn slices_of_matrices_keep_their_values() {
 }
 
 #[test]
+fn signal_ops_have_closed_form_dims() {
+    let m = G::default()
+        .input("x", 1, &["B", "N", "1"])
+        .input("c", 1, &["B", "M", "2"])
+        .input("sq", 1, &["B", "K", "K"])
+        .init_f32("win", &[8])
+        .scalar_i64("len16", 16)
+        .scalar_i64("step4", 4)
+        .scalar_i64("bins", 8)
+        .node("DFT", &["x"], &["full"])
+        .node_a("DFT", &["x"], &["rfft"], vec![int_attr("onesided", 1)])
+        .node("DFT", &["x", "len16"], &["padded"])
+        .node_a(
+            "DFT",
+            &["c"],
+            &["irfft"],
+            vec![int_attr("onesided", 1), int_attr("inverse", 1)],
+        )
+        .node("STFT", &["x", "step4", "win"], &["spec"])
+        .node("Det", &["sq"], &["det"])
+        .node(
+            "MelWeightMatrix",
+            &["bins", "len16", "len16", "len16", "len16"],
+            &["mel"],
+        )
+        .output("full")
+        .model();
+    let a = run(&m, &[("B", 1, 8), ("N", 8, 512), ("M", 2, 64), ("K", 1, 9)]);
+    assert_eq!(shape(&m, &a, "full"), ["B", "N", "2"]);
+    assert_eq!(shape(&m, &a, "rfft"), ["B", "floordiv(N, 2) + 1", "2"]);
+    assert_eq!(shape(&m, &a, "padded"), ["B", "16", "2"]);
+    assert_eq!(shape(&m, &a, "irfft"), ["B", "2*M - 2", "1"]);
+    assert_eq!(
+        shape(&m, &a, "spec"),
+        // 1 + floor((N − 8) / 4), canonical.
+        ["B", "floordiv(N, 4) - 1", "5", "2"]
+    );
+    assert_eq!(shape(&m, &a, "det"), ["B"]);
+    assert_eq!(shape(&m, &a, "mel"), ["9", "8"]);
+    assert!(a.fresh.is_empty(), "{:?}", a.fresh);
+}
+
+#[test]
+fn run_time_lengths_and_compress_get_fresh_symbols() {
+    let m = G::default()
+        .input("x", 1, &["B", "N", "1"])
+        .input("len", 7, &[])
+        .input("step", 7, &[])
+        .input("cond", 9, &["C"])
+        .node("DFT", &["x", "len"], &["y"])
+        .node("STFT", &["x", "step"], &["s"])
+        .node("STFT", &["x", "step", "", "len"], &["framed"])
+        .node_a(
+            "Compress",
+            &["x", "cond"],
+            &["picked"],
+            vec![int_attr("axis", 1)],
+        )
+        .node("Compress", &["x", "cond"], &["flat"])
+        .output("y")
+        .model();
+    let a = run(&m, &[("B", 1, 8), ("N", 1, 100)]);
+    assert_eq!(shape(&m, &a, "y")[0], "B");
+    assert_eq!(shape(&m, &a, "y")[2], "2");
+    // No window and no frame_length: one frame of the whole signal, one-sided.
+    assert_eq!(shape(&m, &a, "s")[2], "floordiv(N, 2) + 1");
+    let picked = shape(&m, &a, "picked");
+    assert_eq!((picked[0].as_str(), picked[2].as_str()), ("B", "1"));
+    let origin = |name: &str| {
+        let f = a
+            .fresh
+            .iter()
+            .find(|f| a.arena.symbol_info(f.sym).name == name)
+            .unwrap_or_else(|| panic!("no fresh symbol {name}: {:?}", a.fresh));
+        f.origin.clone()
+    };
+    assert_eq!(origin(&picked[1]), "picked");
+    assert_eq!(origin(&shape(&m, &a, "flat")[0]), "flat");
+    assert_eq!(origin(&shape(&m, &a, "y")[1]), "y");
+    let framed = shape(&m, &a, "framed");
+    assert_eq!(
+        (origin(&framed[1]), origin(&framed[2])),
+        ("framed".into(), "framed".into())
+    );
+    // One frame of the whole signal needs no step.
+    assert_eq!(shape(&m, &a, "s")[1], "1");
+    // Compress along an axis is bounded by that axis; flattened, by the element count.
+    let bound = |name: &str| {
+        let f = a
+            .fresh
+            .iter()
+            .find(|f| f.origin == name)
+            .and_then(|f| f.bound)
+            .unwrap_or_else(|| panic!("no bound for {name}"));
+        a.arena.display(f).to_string()
+    };
+    assert_eq!(bound("picked"), "N");
+    assert_eq!(bound("flat"), "B*N");
+}
+
+#[test]
+fn sampling_ops_take_their_dims_from_grid_boxes_and_weights() {
+    // GridSample: Y [N, C, grid's spatial dims]; 3-D grids give volumes.
+    let m = G::default()
+        .input("x", 1, &["n", "c", "h", "w"])
+        .input("grid", 1, &["n", "oh", "ow", "2"])
+        .input("x3", 1, &["n", "c", "d", "h", "w"])
+        .input("grid3", 1, &["?", "od", "oh", "ow", "3"])
+        .node("GridSample", &["x", "grid"], &["y"])
+        .node("GridSample", &["x3", "grid3"], &["y3"])
+        .output("y")
+        .output("y3")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "c", "oh", "ow"]);
+    assert_eq!(shape(&m, &a, "y3"), ["n", "c", "od", "oh", "ow"]);
+
+    // RoiAlign: [rois, C, output_height, output_width]; DeformConv: Conv's window.
+    let m = G::default()
+        .input("x", 1, &["n", "c", "h", "w"])
+        .input("rois", 1, &["r", "4"])
+        .input("bi", 7, &["r"])
+        .init_f32("wt", &[8, 4, 3, 3])
+        .input("off", 1, &["n", "18", "?", "?"])
+        .node_a(
+            "RoiAlign",
+            &["x", "rois", "bi"],
+            &["y"],
+            vec![int_attr("output_height", 7), int_attr("output_width", 5)],
+        )
+        .node_a(
+            "DeformConv",
+            &["x", "wt", "off"],
+            &["z"],
+            vec![
+                ints_attr("pads", &[1, 1, 1, 1]),
+                ints_attr("strides", &[2, 2]),
+            ],
+        )
+        .output("y")
+        .output("z")
+        .model();
+    let a = run(&m, &[("h", 1, 512), ("w", 1, 512)]);
+    assert_eq!(shape(&m, &a, "y"), ["r", "c", "7", "5"]);
+    // floor((h + 2 - 3) / 2) + 1 per spatial dim.
+    assert_eq!(
+        shape(&m, &a, "z"),
+        ["n", "8", "floordiv(h - 1, 2) + 1", "floordiv(w - 1, 2) + 1"]
+    );
+}
+
+#[test]
+fn col2im_and_max_unpool_read_their_shape_inputs_as_values() {
+    // Constant image and block shapes: exact dims, channels = cols / (2 * 3).
+    let m = G::default()
+        .input("x", 1, &["n", "12", "l"])
+        .init_i64("image", &[5, 7])
+        .init_i64("block", &[2, 3])
+        .node("Col2Im", &["x", "image", "block"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "2", "5", "7"]);
+
+    // The image shape from the input's own dims (Shape → Slice): symbolic dims.
+    let m = G::default()
+        .input("x", 1, &["n", "cols", "l"])
+        .input("ref", 1, &["n", "c", "h", "w"])
+        .init_i64("block", &[3, 3])
+        .init_i64("two", &[2])
+        .init_i64("four", &[4])
+        .node("Shape", &["ref"], &["s"])
+        .node("Slice", &["s", "two", "four"], &["image"])
+        .node("Col2Im", &["x", "image", "block"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "floordiv(cols, 9)", "h", "w"]);
+
+    // An image shape that is a model input: rank known, dims left to the step.
+    let m = G::default()
+        .input("x", 1, &["n", "4", "l"])
+        .input("image", 7, &["3"])
+        .input("block", 7, &["3"])
+        .node("Col2Im", &["x", "image", "block"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y").len(), 5);
+    assert_eq!(a.fresh.len(), 4, "{:?}", a.fresh);
+
+    // MaxUnpool: (in - 1) * stride - pads + kernel, or output_shape's values.
+    let m = G::default()
+        .input("x", 1, &["n", "c", "h", "w"])
+        .input("i", 7, &["n", "c", "h", "w"])
+        .input("big", 1, &["n", "c", "h2", "w2"])
+        .node_a(
+            "MaxUnpool",
+            &["x", "i"],
+            &["y"],
+            vec![
+                ints_attr("kernel_shape", &[2, 2]),
+                ints_attr("strides", &[2, 2]),
+            ],
+        )
+        .node("Shape", &["big"], &["os"])
+        .node_a(
+            "MaxUnpool",
+            &["x", "i", "os"],
+            &["z"],
+            vec![
+                ints_attr("kernel_shape", &[2, 2]),
+                ints_attr("strides", &[2, 2]),
+            ],
+        )
+        .output("y")
+        .output("z")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["n", "c", "2*h", "2*w"]);
+    assert_eq!(shape(&m, &a, "z"), ["n", "c", "h2", "w2"]);
+
+    // TensorScatter keeps the cache's shape and gives it back to an undeclared cache.
+    let m = G::default()
+        .input("past", 1, &["?", "?", "?", "?"])
+        .input("upd", 1, &["b", "h", "s", "d"])
+        .input("wi", 7, &["b"])
+        .input("other", 1, &["b", "h", "max", "d"])
+        .node("TensorScatter", &["past", "upd", "wi"], &["y"])
+        .node("Add", &["y", "other"], &["out"])
+        .output("out")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "past"), ["b", "h", "max", "d"]);
+}
+
+#[test]
 fn text_and_classical_ml_shapes() {
     let m = G::default()
         .input("tokens", 7, &["batch", "seq"])

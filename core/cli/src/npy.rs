@@ -34,6 +34,8 @@ fn from_descr(s: &str) -> Option<DType> {
         "<u4" => DType::U32,
         "<u8" => DType::U64,
         "|b1" => DType::Bool,
+        // A 2-byte void: how NumPy stores ml_dtypes' bfloat16 (the plan checks the input's type).
+        "<V2" | "|V2" => DType::BF16,
         _ => return None,
     })
 }

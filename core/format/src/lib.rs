@@ -177,6 +177,27 @@ impl DType {
             _ => return None,
         })
     }
+    /// From an ONNX `TensorProto.DataType` code (`None`: a type plans do not hold, such as
+    /// strings or float8).
+    pub fn from_onnx(code: i64) -> Option<DType> {
+        use DType::*;
+        Some(match code {
+            1 => F32,
+            2 => U8,
+            3 => I8,
+            4 => U16,
+            5 => I16,
+            6 => I32,
+            7 => I64,
+            9 => Bool,
+            10 => F16,
+            11 => F64,
+            12 => U32,
+            13 => U64,
+            16 => BF16,
+            _ => return None,
+        })
+    }
     /// Bytes per element.
     pub fn size(self) -> usize {
         use DType::*;

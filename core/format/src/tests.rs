@@ -434,6 +434,8 @@ fn op_codes_are_stable_and_names_round_trip() {
     assert_eq!(OpCode::LSTM.code(), 136);
     assert_eq!(OpCode::GRU.code(), 137);
     assert_eq!(OpCode::RNN.code(), 138);
+    assert_eq!(OpCode::GridSample.code(), 150);
+    assert_eq!(OpCode::TensorScatter.code(), 155);
     assert_eq!(OpCode::Fused.name(), "sod2.Fused");
     assert_eq!(OpCode::Values.name(), "sod2.Values");
     for &v in VersionId::ALL {

@@ -569,23 +569,127 @@ pub fn cumsum<T: Copy + std::ops::Add<Output = T> + Default>(
     reverse: bool,
     out: &mut [T],
 ) {
+    let scan = Scan {
+        dims: d,
+        axis,
+        exclusive,
+        reverse,
+    };
+    cumulate(x, &scan, T::default(), |a, b| a + b, out);
+}
+
+/// A cumulative operation along one axis (CumSum, CumProd).
+#[derive(Clone, Copy, Debug)]
+pub struct Scan<'a> {
+    /// The tensor's dims.
+    pub dims: &'a [usize],
+    /// The axis accumulated along.
+    pub axis: usize,
+    /// Each output leaves out its own element (the first gets the identity).
+    pub exclusive: bool,
+    /// Accumulate from the end of the axis.
+    pub reverse: bool,
+}
+
+/// Accumulates `x` along `p.axis` with `f`, starting from `identity` (0 for a sum, 1 for a
+/// product), into `out` (of `x`'s dims). Each output row is the previous output row combined
+/// with one input row, so nothing is allocated.
+pub fn cumulate<T: Copy>(x: &[T], p: &Scan<'_>, identity: T, f: impl Fn(T, T) -> T, out: &mut [T]) {
+    let d = p.dims;
+    let outer: usize = d[..p.axis].iter().product();
+    let n = d[p.axis];
+    let inner: usize = d[p.axis + 1..].iter().product();
+    let at = |o: usize, s: usize| (o * n + if p.reverse { n - 1 - s } else { s }) * inner;
+    for o in 0..outer {
+        for s in 0..n {
+            let b = at(o, s);
+            if s == 0 {
+                for j in b..b + inner {
+                    out[j] = if p.exclusive {
+                        identity
+                    } else {
+                        f(identity, x[j])
+                    };
+                }
+                continue;
+            }
+            let prev = at(o, s - 1);
+            // Exclusive: the previous output combined with the previous input.
+            let src = if p.exclusive { prev } else { b };
+            for j in 0..inner {
+                out[b + j] = f(out[prev + j], x[src + j]);
+            }
+        }
+    }
+}
+
+/// Reverses, for each batch entry `b`, the first `lens[b]` steps along the time axis and
+/// copies the rest (ONNX `ReverseSequence`). The batch and time axes are dims 0 and 1 in
+/// either order (`batch_first`: batch is dim 0); each `(batch, time)` entry is a contiguous
+/// block of `block` bytes.
+pub fn reverse_sequence(
+    x: &[u8],
+    d: &[usize],
+    batch_first: bool,
+    lens: &[i64],
+    block: usize,
+    out: &mut [u8],
+) -> Result<(), String> {
+    let (nb, nt) = if batch_first {
+        (d[0], d[1])
+    } else {
+        (d[1], d[0])
+    };
+    if lens.len() != nb {
+        return Err(format!(
+            "ReverseSequence: {} sequence lengths for a batch of {nb}",
+            lens.len()
+        ));
+    }
+    for (b, &len) in lens.iter().enumerate() {
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= nt)
+            .ok_or_else(|| format!("ReverseSequence: sequence length {len} outside 0..={nt}"))?;
+        for t in 0..nt {
+            let src_t = if t < len { len - 1 - t } else { t };
+            let at = |t: usize| if batch_first { b * nt + t } else { t * nb + b } * block;
+            let (src, dst) = (at(src_t), at(t));
+            out[dst..dst + block].copy_from_slice(&x[src..src + block]);
+        }
+    }
+    Ok(())
+}
+
+/// The indices of `axis_len` selected by `condition` (ONNX `Compress`): those `i` with a
+/// non-zero `condition[i]`. A condition shorter than the axis selects nothing past its end; a
+/// longer one may not select past the axis.
+pub fn compress_indices(condition: &[u8], axis_len: usize) -> Result<Vec<usize>, String> {
+    if let Some(i) = condition.iter().skip(axis_len).position(|&c| c != 0) {
+        return Err(format!(
+            "Compress: the condition selects index {} of an axis of {axis_len}",
+            axis_len + i
+        ));
+    }
+    Ok(condition
+        .iter()
+        .take(axis_len)
+        .enumerate()
+        .filter_map(|(i, &c)| (c != 0).then_some(i))
+        .collect())
+}
+
+/// Copies the slices `keep` of `axis` (dims `d`, elements of `es` bytes) into `out`.
+pub fn compress(x: &[u8], d: &[usize], axis: usize, keep: &[usize], es: usize, out: &mut [u8]) {
     let outer: usize = d[..axis].iter().product();
     let n = d[axis];
-    let inner: usize = d[axis + 1..].iter().product();
+    let inner = d[axis + 1..].iter().product::<usize>() * es;
+    let mut at = 0;
     for o in 0..outer {
-        for i in 0..inner {
-            let mut acc = T::default();
-            for s in 0..n {
-                let k = if reverse { n - 1 - s } else { s };
-                let p = (o * n + k) * inner + i;
-                if exclusive {
-                    out[p] = acc;
-                    acc = acc + x[p];
-                } else {
-                    acc = acc + x[p];
-                    out[p] = acc;
-                }
-            }
+        for &k in keep {
+            let src = (o * n + k) * inner;
+            out[at..at + inner].copy_from_slice(&x[src..src + inner]);
+            at += inner;
         }
     }
 }
@@ -607,5 +711,107 @@ mod row_pattern_tests {
         assert_eq!(RowPattern::of(&[1]), RowPattern::Table);
         assert_eq!(RowPattern::of(&[0, 0, 0]), RowPattern::Repeat(3));
         assert_eq!(RowPattern::of(&[0, 0, 1, 2]), RowPattern::Table);
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    fn scan(d: &[usize], axis: usize, exclusive: bool, reverse: bool) -> Scan<'_> {
+        Scan {
+            dims: d,
+            axis,
+            exclusive,
+            reverse,
+        }
+    }
+
+    #[test]
+    fn cumulative_products_by_hand() {
+        let x = [1.0f64, 2.0, 3.0, 4.0, 5.0];
+        let mut o = [0.0; 5];
+        let mul = |a: f64, b: f64| a * b;
+        for (ex, rev, want) in [
+            (false, false, [1.0, 2.0, 6.0, 24.0, 120.0]),
+            (true, false, [1.0, 1.0, 2.0, 6.0, 24.0]),
+            (false, true, [120.0, 120.0, 60.0, 20.0, 5.0]),
+            (true, true, [120.0, 60.0, 20.0, 5.0, 1.0]),
+        ] {
+            cumulate(&x, &scan(&[5], 0, ex, rev), 1.0, mul, &mut o);
+            assert_eq!(o, want, "exclusive {ex} reverse {rev}");
+        }
+        // [[1, 2, 3], [4, 5, 6]] along each axis, and a 3-D tensor along its middle axis.
+        let x = [1i32, 2, 3, 4, 5, 6];
+        let mut o = [0; 6];
+        cumulate(&x, &scan(&[2, 3], 0, false, false), 1, |a, b| a * b, &mut o);
+        assert_eq!(o, [1, 2, 3, 4, 10, 18]);
+        cumulate(&x, &scan(&[2, 3], 1, false, false), 1, |a, b| a * b, &mut o);
+        assert_eq!(o, [1, 2, 6, 4, 20, 120]);
+        let x: Vec<i64> = (1..=12).collect();
+        let mut o = vec![0; 12];
+        cumulate(
+            &x,
+            &scan(&[2, 3, 2], 1, true, true),
+            1,
+            |a, b| a * b,
+            &mut o,
+        );
+        assert_eq!(o, [15, 24, 5, 6, 1, 1, 99, 120, 11, 12, 1, 1]);
+        // The sum is the same walk from 0.
+        let mut s = vec![0; 12];
+        cumsum(&x, &[2, 3, 2], 2, false, false, &mut s);
+        assert_eq!(s, [1, 3, 3, 7, 5, 11, 7, 15, 9, 19, 11, 23]);
+    }
+
+    #[test]
+    fn reverse_sequence_in_both_layouts() {
+        // ONNX's examples: time-major [4, 4] with lengths [4, 3, 2, 1], and batch-major.
+        let x: Vec<u8> = (0..16).collect();
+        let mut o = vec![0u8; 16];
+        reverse_sequence(&x, &[4, 4], true, &[1, 2, 3, 4], 1, &mut o).unwrap();
+        assert_eq!(o, [0, 1, 2, 3, 5, 4, 6, 7, 10, 9, 8, 11, 15, 14, 13, 12]);
+        let xt = [0u8, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+        reverse_sequence(&xt, &[4, 4], false, &[4, 3, 2, 1], 1, &mut o).unwrap();
+        assert_eq!(o, [3, 6, 9, 12, 2, 5, 8, 13, 1, 4, 10, 14, 0, 7, 11, 15]);
+        // Blocks of 2 elements of 2 bytes: [batch 2, time 3, 2] with lengths [3, 0].
+        let x: Vec<u8> = (0..24).collect();
+        let mut o = vec![0u8; 24];
+        reverse_sequence(&x, &[2, 3, 2], true, &[3, 0], 4, &mut o).unwrap();
+        let want: Vec<u8> = [8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3]
+            .into_iter()
+            .chain(12..24)
+            .collect();
+        assert_eq!(o, want);
+        assert!(reverse_sequence(&x, &[2, 3, 2], true, &[4, 0], 4, &mut o).is_err());
+        assert!(reverse_sequence(&x, &[2, 3, 2], true, &[-1, 0], 4, &mut o).is_err());
+        assert!(reverse_sequence(&x, &[2, 3, 2], true, &[1], 4, &mut o).is_err());
+    }
+
+    #[test]
+    fn compress_along_an_axis_and_flattened() {
+        let x: Vec<u8> = (1..=6).collect();
+        let keep = compress_indices(&[0, 1, 1], 3).unwrap();
+        let mut o = vec![0u8; 4];
+        compress(&x, &[3, 2], 0, &keep, 1, &mut o);
+        assert_eq!(o, [3, 4, 5, 6]);
+        let keep = compress_indices(&[0, 1], 2).unwrap();
+        let mut o = vec![0u8; 3];
+        compress(&x, &[3, 2], 1, &keep, 1, &mut o);
+        assert_eq!(o, [2, 4, 6]);
+        // Flattened, with a condition shorter than the input.
+        let keep = compress_indices(&[0, 1, 0, 0, 1], 6).unwrap();
+        let mut o = vec![0u8; 2];
+        compress(&x, &[6], 0, &keep, 1, &mut o);
+        assert_eq!(o, [2, 5]);
+        // Two-byte elements along the middle axis of [2, 3, 1].
+        let x: Vec<u8> = (0..12).collect();
+        let keep = compress_indices(&[1, 0, 1], 3).unwrap();
+        let mut o = vec![0u8; 8];
+        compress(&x, &[2, 3, 1], 1, &keep, 2, &mut o);
+        assert_eq!(o, [0, 1, 4, 5, 6, 7, 10, 11]);
+        // Selecting past the axis is an error; unselected extra entries are not.
+        assert!(compress_indices(&[1, 0, 0, 1], 3).is_err());
+        assert_eq!(compress_indices(&[1, 0, 0, 0], 3).unwrap(), [0]);
     }
 }

@@ -12,8 +12,12 @@
 //! A module imports only from the layers below its own, so the crate has no module cycle:
 //!
 //! ```text
-//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn · ml
-//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
+//!            signal (DFT, STFT, mel filter bank; over fft) ·
+//!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling) ·
+//!            ml (n-gram counting, label tables, tree ensembles)
+//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo · cache
+//!            det (LU) · fft (mixed radix) · resample (Resize's separable filters)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
@@ -28,10 +32,13 @@
 #![deny(unsafe_code)]
 
 pub mod attention;
+pub mod cache;
 pub mod conv;
+pub mod det;
 pub mod edo;
 pub mod elementwise;
 pub mod fast;
+pub mod fft;
 pub mod geom;
 pub mod layout;
 pub mod linalg;
@@ -41,10 +48,13 @@ pub mod ml;
 pub mod par;
 pub mod pool;
 pub mod reduce;
+pub mod resample;
 pub mod rnn;
 pub mod scratch;
 pub mod shape;
+pub mod signal;
 pub mod simd;
+pub mod vision;
 
 #[cfg(test)]
 mod tests;

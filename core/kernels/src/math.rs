@@ -122,3 +122,39 @@ pub fn exp_fast(x: f32) -> f32 {
         y
     }
 }
+
+/// The float element types of the spectral and linear-algebra kernels (DFT, STFT, Det): f32
+/// and f64, with the arithmetic the FFT runs in the tensor's own precision.
+pub trait Real:
+    Copy
+    + Default
+    + PartialEq
+    + std::fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    /// Widened to f64.
+    fn to_f64(self) -> f64;
+    /// Narrowed from f64 (rounding to nearest for f32).
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}

@@ -13,10 +13,12 @@
 //! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows, through
 //! `expand_attention.rs` opset 23's `Attention` and `RotaryEmbedding`, and through
 //! `expand_misc.rs` the losses, `CenterCropPad`, `Shrink`, `Scatter`, `Upsample` and
-//! `AffineGrid` (see [`expand_standard`]).
+//! `AffineGrid`, and through `expand_attention2.rs` opset 27's `LinearAttention` and
+//! `CausalConvWithState` and the preview domain's `FlexAttention` (see [`expand_standard`]).
+use crate::expand_misc::Check;
 use crate::hints::TypeHints;
 use crate::proto::{attribute_proto, AttributeProto, NodeProto, TensorProto};
-use crate::{expand_attention, expand_misc, ImportError};
+use crate::{expand_attention, expand_attention2, expand_misc, ImportError};
 
 /// The ops this module expands at import (`domain::Type` outside the default domain), for
 /// `sod2 ops`.
@@ -37,6 +39,9 @@ pub const EXPANDED: &[&str] = &[
     "Scatter",
     "Upsample",
     "AffineGrid",
+    "LinearAttention",
+    "CausalConvWithState",
+    "ai.onnx.preview::FlexAttention",
     "com.microsoft::Gelu",
     "com.microsoft::FastGelu",
     "com.microsoft::BiasGelu",
@@ -46,29 +51,60 @@ pub const EXPANDED: &[&str] = &[
     "com.microsoft::FusedConv",
 ];
 
-/// The standard-op expansion of a default-domain op that ONNX defines as a function of other
-/// ops and that sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`,
-/// `LpNormalization`, `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`,
-/// from opset 23 `Attention` and `RotaryEmbedding` (see [`expand_attention`]), and the losses,
-/// `CenterCropPad`, `Shrink`, `Scatter`, `Upsample` and `AffineGrid` of `expand_misc.rs`),
-/// written for the model's default-domain `opset` (Reduce axes as an attribute before 18, as an
-/// input from 18). `hints` holds what the importer knows of value types and ranks (the
-/// attention bodies depend on them). `Ok(None)` for any other node, or for one whose expansion
-/// depends on a type or rank not known at import; an error for a malformed node.
+/// The ONNX preview domain (ops whose definition may still change).
+pub const PREVIEW_DOMAIN: &str = "ai.onnx.preview";
+
+/// The opsets a model imports, as the expansions need them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opsets {
+    /// The default (`ai.onnx`) domain's version.
+    pub default: i64,
+    /// The `ai.onnx.preview` domain's version, if the model imports it.
+    pub preview: Option<i64>,
+}
+
+/// The standard-op expansion of an op that ONNX defines as a function of other ops and that
+/// sod2 has no kernel for (`Swish`, `MeanVarianceNormalization`, `LpNormalization`,
+/// `RMSNormalization`, `HannWindow`, `HammingWindow`, `BlackmanWindow`, from opset 23
+/// `Attention` and `RotaryEmbedding` (see [`expand_attention`]), the losses, `CenterCropPad`,
+/// `Shrink`, `Scatter`, `Upsample` and `AffineGrid` of `expand_misc.rs`, from opset 27
+/// `LinearAttention` and `CausalConvWithState`, and the preview domain's `FlexAttention` (see
+/// [`expand_attention2`])), written for the model's default-domain opset (Reduce axes as an
+/// attribute before 18, as an input from 18). `hints` holds what the importer knows of value
+/// types and ranks (the attention bodies depend on them). `Ok(None)` for any other node, or for
+/// one whose expansion depends on a type, rank or dim not known at import; an error for a
+/// malformed node.
 pub fn expand_standard(
     n: &NodeProto,
     call: &str,
-    opset: i64,
+    opsets: Opsets,
     hints: &TypeHints,
 ) -> Result<Option<Vec<NodeProto>>, ImportError> {
-    if !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
-        return Ok(None);
-    }
+    let opset = opsets.default;
     let b = Builder::new(call);
     let Some(op) = n.op_type.as_deref() else {
         return Ok(None);
     };
+    if n.domain.as_deref() == Some(PREVIEW_DOMAIN) {
+        // FlexAttention is defined from preview version 1 (a model that uses the domain
+        // without importing it is read as version 1).
+        return match op {
+            "FlexAttention" if opsets.preview.unwrap_or(1) >= 1 => {
+                expand_attention2::flex_attention(b, &Check { n, op }, hints)
+            }
+            _ => Ok(None),
+        };
+    }
+    if !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
+        return Ok(None);
+    }
     Ok(match op {
+        "LinearAttention" if opset >= 27 => {
+            return expand_attention2::linear_attention(b, &Check { n, op }, hints)
+        }
+        "CausalConvWithState" if opset >= 27 => {
+            return expand_attention2::causal_conv_with_state(b, &Check { n, op }, hints)
+        }
         "Attention" if opset >= 23 => return expand_attention::attention(b, n, opset, hints),
         "RotaryEmbedding" if opset >= 23 => return expand_attention::rotary_embedding(b, n, hints),
         "Swish" => b.swish(n),

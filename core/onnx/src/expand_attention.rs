@@ -61,7 +61,7 @@ fn count(b: &Builder<'_>, n: &NodeProto, name: &str) -> Result<i64, ImportError>
 
 impl Builder<'_> {
     /// `Shape(x)[start..end]` (1-D int64), `end` `None` for "to the end".
-    fn shape_slice(&mut self, x: &str, start: i64, end: Option<i64>) -> String {
+    pub(crate) fn shape_slice(&mut self, x: &str, start: i64, end: Option<i64>) -> String {
         let mut attrs = vec![int_attr("start", start)];
         if let Some(e) = end {
             attrs.push(int_attr("end", e));
@@ -78,7 +78,7 @@ impl Builder<'_> {
     }
 
     /// `Unsqueeze(x, axes)`.
-    fn unsqueeze(&mut self, x: &str, axes: &[i64]) -> String {
+    pub(crate) fn unsqueeze(&mut self, x: &str, axes: &[i64]) -> String {
         let a = self.ints(axes);
         self.node("Unsqueeze", &[x, &a], None, vec![])
     }

@@ -41,13 +41,15 @@ pub(crate) fn expand(
 }
 
 /// The node being expanded, for reading its inputs and attributes with errors that name it.
-struct Check<'n> {
-    n: &'n NodeProto,
-    op: &'n str,
+pub(crate) struct Check<'n> {
+    /// The node.
+    pub(crate) n: &'n NodeProto,
+    /// Its op type.
+    pub(crate) op: &'n str,
 }
 
 impl<'n> Check<'n> {
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.n
             .name
             .clone()
@@ -55,7 +57,7 @@ impl<'n> Check<'n> {
             .unwrap_or_else(|| self.op.to_string())
     }
 
-    fn bad_node(&self, reason: String) -> ImportError {
+    pub(crate) fn bad_node(&self, reason: String) -> ImportError {
         ImportError::BadNode {
             node: self.name(),
             op: self.op.to_string(),
@@ -63,7 +65,7 @@ impl<'n> Check<'n> {
         }
     }
 
-    fn bad_attr(&self, attr: &str, reason: String) -> ImportError {
+    pub(crate) fn bad_attr(&self, attr: &str, reason: String) -> ImportError {
         ImportError::BadAttribute {
             node: self.name(),
             attr: attr.to_string(),
@@ -72,17 +74,17 @@ impl<'n> Check<'n> {
     }
 
     /// Required input `i` (`what` names it in the error).
-    fn input(&self, i: usize, what: &str) -> Result<&'n str, ImportError> {
+    pub(crate) fn input(&self, i: usize, what: &str) -> Result<&'n str, ImportError> {
         input(self.n, i).ok_or_else(|| self.bad_node(format!("input {i} ({what}) is required")))
     }
 
     /// Required output `i`.
-    fn output(&self, i: usize) -> Result<&'n str, ImportError> {
+    pub(crate) fn output(&self, i: usize) -> Result<&'n str, ImportError> {
         output(self.n, i).ok_or_else(|| self.bad_node(format!("output {i} is required")))
     }
 
     /// The attribute `name` if present, checked to be of type `ty`.
-    fn typed(
+    pub(crate) fn typed(
         &self,
         name: &str,
         ty: AttributeType,
@@ -102,7 +104,7 @@ impl<'n> Check<'n> {
         }
     }
 
-    fn int(&self, name: &str) -> Result<Option<i64>, ImportError> {
+    pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, ImportError> {
         Ok(match self.typed(name, AttributeType::Int)? {
             Some(a) => {
                 Some(a.i.ok_or_else(|| self.bad_attr(name, "the int value is missing".into()))?)
@@ -111,7 +113,7 @@ impl<'n> Check<'n> {
         })
     }
 
-    fn float(&self, name: &str, default: f32) -> Result<f32, ImportError> {
+    pub(crate) fn float(&self, name: &str, default: f32) -> Result<f32, ImportError> {
         let v = match self.typed(name, AttributeType::Float)? {
             Some(a) => {
                 a.f.ok_or_else(|| self.bad_attr(name, "the float value is missing".into()))?
@@ -124,20 +126,24 @@ impl<'n> Check<'n> {
         Ok(v)
     }
 
-    fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
+    pub(crate) fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
         Ok(self
             .typed(name, AttributeType::Ints)?
             .map(|a| a.ints.clone()))
     }
 
-    fn floats(&self, name: &str) -> Result<Option<Vec<f32>>, ImportError> {
+    pub(crate) fn floats(&self, name: &str) -> Result<Option<Vec<f32>>, ImportError> {
         Ok(self
             .typed(name, AttributeType::Floats)?
             .map(|a| a.floats.clone()))
     }
 
     /// A string attribute that must be one of `allowed` (the first is the default).
-    fn choice(&self, name: &str, allowed: &[&'static str]) -> Result<&'static str, ImportError> {
+    pub(crate) fn choice(
+        &self,
+        name: &str,
+        allowed: &[&'static str],
+    ) -> Result<&'static str, ImportError> {
         let Some(a) = self.typed(name, AttributeType::String)? else {
             return Ok(allowed[0]);
         };
@@ -151,7 +157,7 @@ impl<'n> Check<'n> {
     }
 
     /// A 0/1 flag.
-    fn flag(&self, name: &str) -> Result<bool, ImportError> {
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, ImportError> {
         match self.int(name)?.unwrap_or(0) {
             0 => Ok(false),
             1 => Ok(true),

@@ -40,6 +40,9 @@ pub struct Hint {
 #[derive(Clone, Debug, Default)]
 pub struct TypeHints {
     map: HashMap<String, Hint>,
+    /// Declared dims (`None` where symbolic) of declarations and constants; never carried
+    /// through ops.
+    dims: HashMap<String, Vec<Option<i64>>>,
 }
 
 /// Ops whose output has the element type and rank of their first input.
@@ -125,6 +128,22 @@ impl TypeHints {
         self.get(name).rank
     }
 
+    /// Dim `axis` of `name` where it is a declared or constant number (a graph input's,
+    /// `value_info`'s or initializer's fixed dim; `CausalConvWithState` takes its `Conv` group
+    /// from it).
+    pub fn dim(&self, name: &str, axis: usize) -> Option<i64> {
+        self.dims
+            .get(name)
+            .and_then(|d| d.get(axis).copied().flatten())
+    }
+
+    /// Records the dims of `name` unless some are known already.
+    fn record_dims(&mut self, name: &str, dims: Vec<Option<i64>>) {
+        if !name.is_empty() && dims.iter().any(Option::is_some) {
+            self.dims.entry(name.to_string()).or_insert(dims);
+        }
+    }
+
     /// Fills the unknown fields of `name`'s hint from `h` (a known field is never changed).
     fn merge(&mut self, name: &str, h: Hint) {
         if name.is_empty() || (h.elem.is_none() && h.rank.is_none()) {
@@ -151,6 +170,18 @@ impl TypeHints {
             rank: t.shape.as_ref().map(|s| s.dim.len()),
         };
         self.merge(name, h);
+        if let Some(s) = &t.shape {
+            use crate::proto::tensor_shape_proto::dimension::Value as D;
+            let dims = s
+                .dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(D::DimValue(v)) if *v >= 0 => Some(*v),
+                    _ => None,
+                })
+                .collect();
+            self.record_dims(name, dims);
+        }
     }
 
     /// Records an initializer or a constant's tensor.
@@ -160,6 +191,7 @@ impl TypeHints {
             rank: Some(t.dims.len()),
         };
         self.merge(name, h);
+        self.record_dims(name, t.dims.iter().map(|&d| Some(d)).collect());
     }
 
     /// Records what `n`'s first output is known to be, from its op and its inputs' hints.
@@ -195,6 +227,15 @@ impl TypeHints {
                 .find(|a| a.name.as_deref() == Some(name))
                 .and_then(|a| a.i)
         };
+        if op == "Constant" {
+            let value = n
+                .attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some("value"));
+            if let Some(t) = value.and_then(|a| a.t.as_ref()) {
+                self.record_dims(out, t.dims.iter().map(|&d| Some(d)).collect());
+            }
+        }
         let h = match op {
             "Constant" => {
                 let mut h = Hint::default();

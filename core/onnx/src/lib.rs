@@ -29,6 +29,7 @@ pub mod proto {
 
 pub mod contrib;
 mod expand_attention;
+mod expand_attention2;
 mod expand_misc;
 pub mod hints;
 mod tensor;
@@ -38,8 +39,9 @@ use proto::{AttributeProto, FunctionProto, GraphProto, NodeProto, ValueInfoProto
 /// Lowest default-domain opset the importer is tested with (the real-model corpus's PaddlePaddle
 /// and PyTorch 1.9 exports use opsets 11 and 12).
 pub const MIN_OPSET: i64 = 11;
-/// Highest default-domain opset the importer is tested with.
-pub const MAX_OPSET: i64 = 21;
+/// Highest default-domain opset the importer is tested with (ONNX 1.22's node tests go up to
+/// opset 27: `LinearAttention`, `CausalConvWithState`).
+pub const MAX_OPSET: i64 = 27;
 
 /// Everything that can go wrong while importing a model.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +163,11 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Impo
     if !(MIN_OPSET..=MAX_OPSET + 2).contains(&opset) {
         log::warn!("model uses default-domain opset {opset}; sod2 is tested with {MIN_OPSET}..={MAX_OPSET}");
     }
+    let preview_opset = mp
+        .opset_import
+        .iter()
+        .find(|o| o.domain.as_deref() == Some(contrib::PREVIEW_DOMAIN))
+        .and_then(|o| o.version);
     let mut functions = HashMap::new();
     for f in &mp.functions {
         functions.insert(
@@ -182,6 +189,7 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Impo
         value_names: HashMap::new(),
         scopes: Vec::new(),
         hints: hints::TypeHints::default(),
+        preview_opset,
     };
     let (main, _) = imp.graph(graph, true)?;
     imp.model.main = main;
@@ -200,6 +208,8 @@ struct Importer<'a> {
     scopes: Vec<HashMap<String, ValueId>>,
     /// Element types and ranks known before analysis, for the expansions that depend on them.
     hints: hints::TypeHints,
+    /// The `ai.onnx.preview` opset the model imports, if any.
+    preview_opset: Option<i64>,
 }
 
 /// Whether a `dim_param` is a converter's way of writing "unknown" rather than a name.
@@ -431,6 +441,11 @@ impl<'a> Importer<'a> {
                     attrs.insert(aname, v);
                 }
             }
+            opset_defaults(
+                &self.model.nodes[id.index()].op,
+                self.model.opset,
+                &mut attrs,
+            );
             let node = &mut self.model.nodes[id.index()];
             node.inputs = ins;
             node.attrs = attrs;
@@ -536,7 +551,13 @@ impl<'a> Importer<'a> {
             };
             let expanded = match contrib::expand(n, &call) {
                 Some(e) => Some(e),
-                None => contrib::expand_standard(n, &call, self.model.opset, hints)?,
+                None => {
+                    let opsets = contrib::Opsets {
+                        default: self.model.opset,
+                        preview: self.preview_opset,
+                    };
+                    contrib::expand_standard(n, &call, opsets, hints)?
+                }
             };
             if let Some(expanded) = expanded {
                 self.expand_functions(&expanded, out, depth + 1, hints)?;
@@ -617,7 +638,7 @@ impl<'a> Importer<'a> {
 }
 
 /// Renames outer references inside a nested graph of an inlined function.
-fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>) {
+pub(crate) fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>) {
     for n in &mut g.node {
         for s in n.input.iter_mut() {
             if let Some(r) = rename.get(s) {
@@ -634,6 +655,22 @@ fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>) {
         if let Some(r) = o.name.as_ref().and_then(|n| rename.get(n)) {
             o.name = Some(r.clone());
         }
+    }
+}
+
+/// Writes into a node the defaults of attributes whose meaning or default changed between
+/// opsets, so the rest of the compiler (and the plan) reads one form: DFT's `axis` attribute
+/// (opsets 17–19, default 1) is absent from opset 20, which takes the axis as an input with
+/// default −2; RoiAlign before opset 16 worked as `coordinate_transformation_mode =
+/// "output_half_pixel"` (the later default is `half_pixel`).
+fn opset_defaults(op: &OpKind, opset: i64, attrs: &mut BTreeMap<String, Attr>) {
+    if *op == OpKind::DFT && opset < 20 {
+        attrs.entry("axis".into()).or_insert(Attr::Int(1));
+    }
+    if *op == OpKind::RoiAlign && opset < 16 {
+        attrs
+            .entry("coordinate_transformation_mode".into())
+            .or_insert_with(|| Attr::Str("output_half_pixel".into()));
     }
 }
 

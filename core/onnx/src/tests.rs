@@ -846,3 +846,339 @@ fn unnamed_expanded_nodes_get_distinct_names() {
     let m = expand_at(g, 9).unwrap();
     assert_eq!(standard_ops(&m).len(), 20);
 }
+
+#[test]
+fn roi_align_before_opset_16_gets_its_old_coordinate_default() {
+    let g = GraphProto {
+        node: vec![node("RoiAlign", "ra", &["x", "rois", "bi"], &["y"])],
+        input: vec![
+            vi("x", 1, &["1", "1", "8", "8"]),
+            vi("rois", 1, &["2", "4"]),
+            vi("bi", 7, &["2"]),
+        ],
+        output: vec![vi("y", 1, &[])],
+        ..Default::default()
+    };
+    let mode = |version: i64| {
+        let mut m = model(g.clone());
+        m.opset_import[0].version = Some(version);
+        let m = import_bytes(&m.encode_to_vec(), None).unwrap();
+        let n = m.main.nodes[0];
+        m.node(n)
+            .attrs
+            .get("coordinate_transformation_mode")
+            .cloned()
+    };
+    assert_eq!(mode(10), Some(Attr::Str("output_half_pixel".into())));
+    assert_eq!(mode(16), None);
+}
+
+// ---- opset-27 and preview attention-family expansions (expand_attention2.rs) ----
+
+fn model_with(g: GraphProto, opset: i64, preview: bool) -> Result<Model, ImportError> {
+    let mut m = model_at(g, opset);
+    if preview {
+        m.opset_import.push(OperatorSetIdProto {
+            domain: Some(contrib::PREVIEW_DOMAIN.into()),
+            version: Some(1),
+        });
+    }
+    import_bytes(&m.encode_to_vec(), None)
+}
+
+/// A `LinearAttention` node `la` over (b, s, 8 * hq) queries and (b, s, 8 * hkv) keys/values.
+fn linear_attention_graph(
+    hq: i64,
+    hkv: i64,
+    extra: &[(&str, &[&str])],
+    attrs: Vec<AttributeProto>,
+) -> GraphProto {
+    let (wq, wkv) = ((8 * hq).to_string(), (8 * hkv).to_string());
+    let mut ins = vec!["q", "k", "v"];
+    let mut decls = vec![
+        vi("q", 1, &["b", "s", &wq]),
+        vi("k", 1, &["b", "s", &wkv]),
+        vi("v", 1, &["b", "s", &wkv]),
+    ];
+    for (name, dims) in extra {
+        ins.push(name);
+        if !name.is_empty() {
+            decls.push(vi(name, 1, dims));
+        }
+    }
+    let mut attrs = attrs;
+    attrs.push(crate::contrib::int_attr("q_num_heads", hq));
+    attrs.push(crate::contrib::int_attr("kv_num_heads", hkv));
+    let n = with(node("LinearAttention", "la", &ins, &["y", "state"]), attrs);
+    GraphProto {
+        node: vec![n],
+        input: decls,
+        output: vec![vi("y", 1, &[]), vi("state", 1, &[])],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn linear_attention_expands_to_a_scan_over_time() {
+    use crate::contrib::str_attr;
+    // gated_delta (the default) with a past state and GQA 4/2: the Scan carries the state,
+    // its body decays, corrects, writes and reads through the repeated heads.
+    let extra: [(&str, &[&str]); 3] = [
+        ("past", &["b", "2", "8", "8"]),
+        ("decay", &["b", "s", "16"]),
+        ("beta", &["b", "s", "2"]),
+    ];
+    let m = model_with(linear_attention_graph(4, 2, &extra, vec![]), 27, false).unwrap();
+    let ops = standard_ops(&m);
+    assert!(ops.iter().any(|o| o == "Scan"), "{ops:?}");
+    let scan = producer(&m, "state");
+    assert_eq!(scan.op, OpKind::Scan, "a float state needs no cast back");
+    assert_eq!(scan.inputs.len(), 6);
+    let body = scan.body("body").unwrap();
+    assert_eq!((body.inputs.len(), body.outputs.len()), (6, 2));
+    let body_ops: Vec<_> = body.nodes.iter().map(|&n| m.node(n).op.name()).collect();
+    for op in ["Exp", "Transpose", "Sub", "Expand", "Reshape", "MatMul"] {
+        assert!(body_ops.contains(&op), "{op} missing from {body_ops:?}");
+    }
+    assert!(
+        !body_ops.contains(&"Cast"),
+        "float inputs need no cast: {body_ops:?}"
+    );
+    assert_eq!(producer(&m, "y").op, OpKind::Reshape);
+    // `linear` with equal head counts: no decay, no correction, no head expansion.
+    let attrs = vec![str_attr("update_rule", "linear")];
+    let m = model_with(linear_attention_graph(2, 2, &[], attrs), 27, false).unwrap();
+    let scan = producer(&m, "state");
+    let body = scan.body("body").unwrap();
+    let body_ops: Vec<_> = body.nodes.iter().map(|&n| m.node(n).op.name()).collect();
+    assert_eq!(body.inputs.len(), 4);
+    for op in ["Exp", "Sub", "Expand"] {
+        assert!(!body_ops.contains(&op), "{op} in {body_ops:?}");
+    }
+    // Before opset 27 the op is not standard: kept.
+    let m = model_with(linear_attention_graph(2, 2, &[], vec![]), 26, false).unwrap();
+    assert!(op_names(&m).iter().any(|o| o == "LinearAttention"));
+}
+
+fn causal_conv_graph(
+    x_dims: &[&str],
+    w: Option<TensorProto>,
+    attrs: Vec<AttributeProto>,
+) -> GraphProto {
+    let n = with(
+        node("CausalConvWithState", "cc", &["x", "w"], &["y", "state"]),
+        attrs,
+    );
+    let mut g = GraphProto {
+        node: vec![n],
+        input: vec![vi("x", 1, x_dims)],
+        output: vec![vi("y", 1, &[]), vi("state", 1, &[])],
+        ..Default::default()
+    };
+    match w {
+        Some(t) => g.initializer.push(t),
+        None => g.input.push(vi("w", 1, &["c", "1", "3"])),
+    }
+    g
+}
+
+fn depthwise_weight(c: i64, k: i64) -> TensorProto {
+    TensorProto {
+        name: Some("w".into()),
+        data_type: Some(1),
+        dims: vec![c, 1, k],
+        float_data: vec![0.5; (c * k) as usize],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn causal_conv_with_state_takes_its_group_from_a_fixed_channel_dim() {
+    use crate::contrib::str_attr;
+    // Channels fixed on the input.
+    let m = model_with(causal_conv_graph(&["b", "4", "l"], None, vec![]), 27, false).unwrap();
+    standard_ops(&m);
+    let conv = producer(&m, "y");
+    assert_eq!(conv.op, OpKind::Conv);
+    assert_eq!(conv.attr_int("group", 0).unwrap(), 4);
+    assert_eq!(producer(&m, "state").op, OpKind::Slice);
+    // Symbolic on the input, fixed by the weight initializer; SiLU ends in a Mul.
+    let g = causal_conv_graph(
+        &["b", "c", "l"],
+        Some(depthwise_weight(6, 3)),
+        vec![str_attr("activation", "silu")],
+    );
+    let m = model_with(g, 27, false).unwrap();
+    let ops = standard_ops(&m);
+    assert!(ops.iter().any(|o| o == "Sigmoid"), "{ops:?}");
+    assert_eq!(producer(&m, "y").op, OpKind::Mul);
+    let conv = m
+        .main
+        .nodes
+        .iter()
+        .map(|&id| m.node(id))
+        .find(|n| n.op == OpKind::Conv)
+        .unwrap();
+    assert_eq!(conv.attr_int("group", 0).unwrap(), 6);
+    // Channels known nowhere: the node is kept (reported unsupported later).
+    let m = model_with(causal_conv_graph(&["b", "c", "l"], None, vec![]), 27, false).unwrap();
+    assert!(op_names(&m).iter().any(|o| o == "CausalConvWithState"));
+}
+
+fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        g: Some(g),
+        r#type: Some(attribute_proto::AttributeType::Graph as i32),
+        ..Default::default()
+    }
+}
+
+/// `scores + bias` with `bias` an initializer, as a FlexAttention modifier.
+fn bias_mod(inputs: &[&str]) -> GraphProto {
+    GraphProto {
+        name: Some("bias_mod".into()),
+        node: vec![node("Add", "add", &["s", "bias"], &["out"])],
+        input: inputs.iter().map(|i| vi(i, 1, &[])).collect(),
+        output: vec![vi("out", 1, &[])],
+        initializer: vec![TensorProto {
+            name: Some("bias".into()),
+            data_type: Some(1),
+            float_data: vec![0.5],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn flex_graph(elem: i32, attrs: Vec<AttributeProto>) -> GraphProto {
+    let mut n = with(node("FlexAttention", "fa", &["q", "k", "v"], &["y"]), attrs);
+    n.domain = Some(contrib::PREVIEW_DOMAIN.into());
+    GraphProto {
+        node: vec![n],
+        input: vec![
+            vi("q", elem, &["b", "4", "s", "8"]),
+            vi("k", elem, &["b", "2", "t", "8"]),
+            vi("v", elem, &["b", "2", "t", "8"]),
+        ],
+        output: vec![vi("y", elem, &[])],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn flex_attention_inlines_its_modifier_graphs() {
+    let attrs = vec![
+        graph_attr("score_mod", bias_mod(&["s"])),
+        graph_attr("prob_mod", bias_mod(&["s"])),
+    ];
+    let m = model_with(flex_graph(1, attrs), 26, true).unwrap();
+    let ops = standard_ops(&m);
+    // Two inlined Adds, one Softmax, the two products; for float inputs the only cast is the
+    // head size's (int64 -> float).
+    assert_eq!(ops.iter().filter(|o| *o == "Add").count(), 2, "{ops:?}");
+    assert_eq!(ops.iter().filter(|o| *o == "Softmax").count(), 1);
+    assert_eq!(ops.iter().filter(|o| *o == "Cast").count(), 1, "{ops:?}");
+    let add = producer(&m, "fa/score_mod/out");
+    assert_eq!(add.op, OpKind::Add);
+    assert!(m.value(add.input(0).unwrap()).name.contains("MatMul"));
+    assert_eq!(producer(&m, "y").op, OpKind::MatMul);
+    // f16: the softmax and the product run in float, cast back at the end.
+    let m = model_with(flex_graph(10, vec![]), 26, true).unwrap();
+    let y = producer(&m, "y");
+    assert_eq!(
+        (y.op.clone(), y.attr_int("to", 0).unwrap()),
+        (OpKind::Cast, 10)
+    );
+    // Element type unknown and no softmax_precision: kept.
+    let mut g = flex_graph(1, vec![]);
+    for i in &mut g.input {
+        i.r#type = None;
+    }
+    let m = model_with(g, 26, true).unwrap();
+    assert!(
+        op_names(&m).iter().any(|o| o.ends_with("FlexAttention")),
+        "{:?}",
+        op_names(&m)
+    );
+}
+
+#[test]
+fn malformed_attention_family_nodes_are_errors_naming_node_and_attribute() {
+    use crate::contrib::{int_attr, str_attr};
+    let la = |extra: &[(&str, &[&str])], attrs| {
+        let g = linear_attention_graph(4, 2, extra, attrs);
+        model_with(g, 27, false).unwrap_err().to_string()
+    };
+    let decay: (&str, &[&str]) = ("decay", &["b", "s", "16"]);
+    let beta: (&str, &[&str]) = ("beta", &["b", "s", "2"]);
+    for (extra, attrs, want) in [
+        (
+            vec![("", &[][..]), decay, beta],
+            vec![str_attr("update_rule", "fast")],
+            "`update_rule`",
+        ),
+        (
+            vec![("", &[][..]), decay],
+            vec![str_attr("update_rule", "linear")],
+            "takes no input 4 (decay)",
+        ),
+        (
+            vec![("", &[][..]), ("", &[][..]), beta],
+            vec![],
+            "needs input 4 (decay)",
+        ),
+        (
+            vec![("", &[][..]), decay, beta],
+            vec![int_attr("chunk_size", 0), str_attr("scale", "big")],
+            "`scale`",
+        ),
+    ] {
+        let e = la(&extra, attrs);
+        assert!(e.contains("`la`") && e.contains(want), "{e}");
+    }
+    // Head counts: 4 is not a multiple of 3; a missing or non-positive count.
+    let g = linear_attention_graph(4, 3, &[], vec![]);
+    let e = model_with(g, 27, false).unwrap_err().to_string();
+    assert!(
+        e.contains("`la`") && e.contains("`q_num_heads`") && e.contains("multiple"),
+        "{e}"
+    );
+    let mut g = linear_attention_graph(2, 2, &[], vec![]);
+    g.node[0]
+        .attribute
+        .retain(|a| a.name.as_deref() != Some("kv_num_heads"));
+    let e = model_with(g, 27, false).unwrap_err().to_string();
+    assert!(
+        e.contains("`kv_num_heads`") && e.contains("required"),
+        "{e}"
+    );
+    // CausalConvWithState: an unknown activation; a 4-D input.
+    let g = causal_conv_graph(&["b", "4", "l"], None, vec![str_attr("activation", "relu")]);
+    let e = model_with(g, 27, false).unwrap_err().to_string();
+    assert!(
+        e.contains("`cc`") && e.contains("`activation`") && e.contains("relu"),
+        "{e}"
+    );
+    let g = causal_conv_graph(&["b", "4", "l", "2"], None, vec![]);
+    let e = model_with(g, 27, false).unwrap_err().to_string();
+    assert!(e.contains("`cc`") && e.contains("3-D"), "{e}");
+    // FlexAttention: a bad softmax_precision; a modifier with two inputs; a non-graph one.
+    let flex = |attrs| {
+        model_with(flex_graph(1, attrs), 26, true)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = flex(vec![int_attr("softmax_precision", 7)]);
+    assert!(
+        e.contains("`fa`") && e.contains("`softmax_precision`"),
+        "{e}"
+    );
+    let e = flex(vec![graph_attr("score_mod", bias_mod(&["s", "extra"]))]);
+    assert!(
+        e.contains("`fa`") && e.contains("`score_mod`") && e.contains("one input"),
+        "{e}"
+    );
+    let e = flex(vec![int_attr("prob_mod", 1)]);
+    assert!(e.contains("`prob_mod`") && e.contains("GRAPH"), "{e}");
+}

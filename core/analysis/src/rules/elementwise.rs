@@ -56,6 +56,9 @@ fn is_unary(op: &OpKind) -> bool {
             | BitwiseNot
             | Trilu
             | CumSum
+            | CumProd
+            | BitCast
+            | ReverseSequence
             | EyeLike
     )
 }
@@ -122,9 +125,12 @@ fn unary(ctx: &mut Ctx<'_>, op: &OpKind) -> RuleResult<Vec<Fact>> {
     let x = ctx.input(0).clone();
     let dtype = if is_predicate(op) {
         Some(DType::Bool)
-    } else if *op == OpKind::Cast {
+    } else if matches!(op, OpKind::Cast | OpKind::BitCast) {
         let to = ctx.node.attr_int("to", 0).map_err(|e| e.to_string())?;
-        Some(DType::from_onnx(to as i32).ok_or_else(|| format!("Cast to unsupported type {to}"))?)
+        Some(
+            DType::from_onnx(to as i32)
+                .ok_or_else(|| format!("{} to unsupported type {to}", op.name()))?,
+        )
     } else if *op == OpKind::CastLike {
         ctx.dtype(1)
     } else if *op == OpKind::EyeLike {
@@ -413,8 +419,10 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
     let op = ctx.node.op.clone();
     let out = outs.first()?.dims()?.to_vec();
     if is_unary(&op) {
-        if matches!(op, OpKind::Cast | OpKind::CastLike | OpKind::EyeLike)
-            || ctx.rank(0).is_some_and(|r| r != out.len())
+        if matches!(
+            op,
+            OpKind::Cast | OpKind::CastLike | OpKind::BitCast | OpKind::EyeLike
+        ) || ctx.rank(0).is_some_and(|r| r != out.len())
         {
             return Some(vec![Some(Fact {
                 dtype: None,

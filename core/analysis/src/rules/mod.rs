@@ -12,6 +12,8 @@ mod ml;
 mod nn;
 mod reduce;
 mod rnn;
+mod signal;
+mod vision;
 
 use std::fmt;
 
@@ -51,11 +53,10 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
         Other(_) => return None,
         Shape | Size => OpClass::Isdo,
         Reshape | Expand | Range | Slice | Tile | Resize | TopK | ConstantOfShape | OneHot
-        | Pad | Squeeze | Unsqueeze | Split | ReduceSum | ReduceMean | ReduceMax | ReduceMin
-        | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum | ReduceLogSumExp | ReduceSumSquare => {
-            OpClass::Isvdos
-        }
-        NonZero | NonMaxSuppression | Unique | If | Loop => OpClass::Edo,
+        | Pad | Squeeze | Unsqueeze | Split | Col2Im | MaxUnpool | ReduceSum | ReduceMean
+        | ReduceMax | ReduceMin | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum
+        | ReduceLogSumExp | ReduceSumSquare | DFT | STFT | MelWeightMatrix => OpClass::Isvdos,
+        NonZero | NonMaxSuppression | Unique | Compress | If | Loop => OpClass::Edo,
         _ => OpClass::Isdos,
     })
 }
@@ -77,6 +78,10 @@ pub fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
         f
     } else if let Some(f) = rnn::forward(ctx)? {
         f
+    } else if let Some(f) = signal::forward(ctx)? {
+        f
+    } else if let Some(f) = vision::forward(ctx)? {
+        f
     } else if let Some(f) = ml::forward(ctx)? {
         f
     } else {
@@ -93,6 +98,7 @@ pub fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Vec<Option<Fact>> {
         .or_else(|| layout::backward(ctx, outs))
         .or_else(|| nn::backward(ctx, outs))
         .or_else(|| rnn::backward(ctx, outs))
+        .or_else(|| vision::backward(ctx, outs))
         .or_else(|| ml::backward(ctx, outs))
         .unwrap_or_default();
     r.resize(ctx.node.inputs.len(), None);

@@ -80,7 +80,7 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                 value: None,
             }]
         }
-        Conv | ConvTranspose | MaxPool | AveragePool | LpPool => {
+        Conv | DeformConv | ConvTranspose | MaxPool | AveragePool | LpPool => {
             if x.shape == FShape::Unknown {
                 return Ok(Some(vec![Fact::unknown(x.dtype)]));
             }
@@ -128,7 +128,9 @@ fn window(ctx: &mut Ctx<'_>, op: &OpKind, d: &[Dim]) -> RuleResult<Vec<Dim>> {
             .map(|&v| Dim::Known(ctx.arena.constant(v)))
             .collect(),
         None => match (&w, op) {
-            (Some(w), OpKind::Conv | OpKind::ConvTranspose) if w.len() == d.len() => {
+            (Some(w), OpKind::Conv | OpKind::DeformConv | OpKind::ConvTranspose)
+                if w.len() == d.len() =>
+            {
                 w[2..].to_vec()
             }
             _ => vec![Dim::Undef; ns],
@@ -156,7 +158,7 @@ fn window(ctx: &mut Ctx<'_>, op: &OpKind, d: &[Dim]) -> RuleResult<Vec<Dim>> {
         return Err("strides / dilations / pads do not match the spatial rank".into());
     }
     let channels = match op {
-        OpKind::Conv => w
+        OpKind::Conv | OpKind::DeformConv => w
             .as_ref()
             .and_then(|w| w.first().copied())
             .unwrap_or(Dim::Undef),
@@ -239,7 +241,7 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
             shape: FShape::Ranked(out),
             value: None,
         })]),
-        Conv => {
+        Conv | DeformConv => {
             // X's batch from the output; X's channels from W: C = W[1] * group.
             let r = ctx.rank(0)?;
             let mut x = vec![Dim::Undef; r];

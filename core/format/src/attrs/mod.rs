@@ -12,7 +12,9 @@
 mod ml;
 mod nn;
 mod rnn;
+mod signal;
 mod tensor;
+mod vision;
 
 pub use ml::{
     LabelEncoderAttrs, MlNumbers, TfIdfAttrs, TfIdfMode, TreeAggregate, TreeBranch,
@@ -23,9 +25,14 @@ pub use nn::{
     PoolAttrs, PoolKind, WindowAttrs,
 };
 pub use rnn::{RnnActivation, RnnAttrs, RnnCell, RnnDirection};
+pub use signal::{dft_axis_ok, DftAttrs, ReverseSequenceAttrs};
 pub use tensor::{
     AspectPolicy, CoordTransform, NearestMode, PadAttrs, PadMode, ReduceAttrs, Reduction,
     ResizeAttrs, ResizeMode, ScanAttrs, SliceAttrs, SplitAttrs,
+};
+pub use vision::{
+    Col2ImAttrs, DeformConvAttrs, GridMode, GridPadding, GridSampleAttrs, RoiAlignAttrs,
+    TensorScatterAttrs,
 };
 
 use crate::fused::{self, FusedAttrs};
@@ -271,11 +278,11 @@ pub enum OpAttrs {
         /// Keep the upper triangle.
         upper: bool,
     },
-    /// CumSum.
+    /// CumSum, CumProd.
     CumSum {
-        /// Exclude each element from its own sum.
+        /// Exclude each element from its own sum (product).
         exclusive: bool,
-        /// Sum from the end.
+        /// Accumulate from the end.
         reverse: bool,
     },
     /// EyeLike.
@@ -319,6 +326,42 @@ pub enum OpAttrs {
     Scan(ScanAttrs),
     /// LSTM, GRU, RNN.
     Rnn(RnnAttrs),
+    /// BitCast.
+    BitCast {
+        /// The output's element type (of the input's width).
+        to: DType,
+    },
+    /// DFT.
+    Dft(DftAttrs),
+    /// STFT.
+    Stft {
+        /// Keep the `frame_length / 2 + 1` unique bins of a real signal.
+        onesided: bool,
+    },
+    /// MelWeightMatrix.
+    MelWeightMatrix {
+        /// The output's element type (`output_datatype`).
+        dtype: DType,
+    },
+    /// ReverseSequence.
+    ReverseSequence(ReverseSequenceAttrs),
+    /// Compress.
+    Compress {
+        /// The axis (`None`: select from the flattened input).
+        axis: Option<i64>,
+    },
+    /// GridSample.
+    GridSample(GridSampleAttrs),
+    /// RoiAlign.
+    RoiAlign(RoiAlignAttrs),
+    /// Col2Im.
+    Col2Im(Col2ImAttrs),
+    /// DeformConv.
+    DeformConv(DeformConvAttrs),
+    /// MaxUnpool (its window; the kernel is always given).
+    MaxUnpool(WindowAttrs),
+    /// TensorScatter.
+    TensorScatter(TensorScatterAttrs),
     /// TfIdfVectorizer.
     TfIdf(Box<TfIdfAttrs>),
     /// `ai.onnx.ml::Binarizer`.
@@ -529,7 +572,7 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         O::Trilu => OpAttrs::Trilu {
             upper: r.flag("upper", true)?,
         },
-        O::CumSum => OpAttrs::CumSum {
+        O::CumSum | O::CumProd => OpAttrs::CumSum {
             exclusive: r.flag("exclusive", false)?,
             reverse: r.flag("reverse", false)?,
         },
@@ -557,6 +600,29 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         },
         O::Scan => OpAttrs::Scan(tensor::scan(r)?),
         O::LSTM | O::GRU | O::RNN => OpAttrs::Rnn(rnn::rnn(r)?),
+        O::BitCast => OpAttrs::BitCast {
+            to: signal::bitcast(r)?,
+        },
+        O::DFT => OpAttrs::Dft(signal::dft(r)?),
+        O::STFT => OpAttrs::Stft {
+            onesided: r.flag("onesided", true)?,
+        },
+        O::MelWeightMatrix => OpAttrs::MelWeightMatrix {
+            dtype: signal::mel_dtype(r)?,
+        },
+        O::ReverseSequence => OpAttrs::ReverseSequence(signal::reverse_sequence(r)?),
+        O::Compress => OpAttrs::Compress {
+            axis: match r.opt_int("axis")? {
+                None => None,
+                Some(_) => Some(r.axis_of(0, "axis", 0, (0, 0))?),
+            },
+        },
+        O::GridSample => OpAttrs::GridSample(vision::grid_sample(r)?),
+        O::RoiAlign => OpAttrs::RoiAlign(vision::roi_align(r)?),
+        O::Col2Im => OpAttrs::Col2Im(vision::col2im(r)?),
+        O::DeformConv => OpAttrs::DeformConv(vision::deform_conv(r)?),
+        O::MaxUnpool => OpAttrs::MaxUnpool(vision::max_unpool(r)?),
+        O::TensorScatter => OpAttrs::TensorScatter(vision::tensor_scatter(r)?),
         O::Fused => OpAttrs::Fused(Box::new(fused::decode_attrs(r)?)),
         O::Values => OpAttrs::Values(values(r)?),
         O::TfIdfVectorizer => OpAttrs::TfIdf(Box::new(ml::tfidf(r)?)),
@@ -603,6 +669,7 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         | O::Range
         | O::Constant
         | O::NonZero
+        | O::Det
         | O::If
         | O::Loop
         | O::ArrayFeatureExtractor => OpAttrs::None,

@@ -99,7 +99,11 @@ pub struct ConvTransposeAttrs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
     /// MaxPool.
-    Max,
+    Max {
+        /// `storage_order` 1: the `Indices` output numbers each input plane's elements in
+        /// column-major order (the first spatial axis varies fastest).
+        column_major: bool,
+    },
     /// AveragePool.
     Avg {
         /// Padding values count in the average.
@@ -169,7 +173,7 @@ pub struct GemmAttrs {
 
 /// The window of a step whose input 0 is the data (`N × C × spatial…`); `kernel_required` for
 /// pooling (convolutions take the kernel from their weights).
-fn window(r: &Reader<'_>, kernel_required: bool) -> Result<WindowAttrs, FormatError> {
+pub(super) fn window(r: &Reader<'_>, kernel_required: bool) -> Result<WindowAttrs, FormatError> {
     let kernel = r.opt_ints("kernel_shape")?;
     let rank = r.input_rank(0);
     // Spatial dims: from the data's rank, else from the longest list given.
@@ -264,15 +268,9 @@ pub(super) fn lp_order(r: &Reader<'_>) -> Result<i32, FormatError> {
 
 pub(super) fn pool(r: &Reader<'_>) -> Result<PoolAttrs, FormatError> {
     let kind = match r.op {
-        OpCode::MaxPool => {
-            if r.int("storage_order", 0)? != 0 {
-                return Err(r.unsupported(
-                    "storage_order",
-                    "MaxPool with column-major indices (storage_order 1) is not supported yet",
-                ));
-            }
-            PoolKind::Max
-        }
+        OpCode::MaxPool => PoolKind::Max {
+            column_major: r.flag("storage_order", false)?,
+        },
         OpCode::AveragePool => PoolKind::Avg {
             count_include_pad: r.flag("count_include_pad", false)?,
         },

@@ -93,6 +93,8 @@ pub enum ResizeMode {
     Nearest,
     /// (Bi)linear.
     Linear,
+    /// (Bi)cubic, with `cubic_coeff_a`.
+    Cubic,
 }
 
 /// Resize's map from output to input coordinates.
@@ -108,6 +110,9 @@ pub enum CoordTransform {
     Asymmetric,
     /// `HalfPixel` around the input's centre.
     HalfPixelSymmetric,
+    /// A crop box from the `roi` input (start and end, normalised), resized to the output;
+    /// outputs sampling outside the input take `extrapolation_value`.
+    TfCropAndResize,
 }
 
 /// How nearest-neighbour Resize rounds a coordinate.
@@ -159,6 +164,17 @@ pub struct ResizeAttrs {
     pub axes: Option<Vec<i64>>,
     /// Aspect-ratio policy of `sizes`.
     pub policy: AspectPolicy,
+    /// The cubic kernel's `A` (`cubic_coeff_a`, default −0.75).
+    pub cubic_coeff_a: f32,
+    /// Taps outside the input get weight 0 and the others are renormalised
+    /// (`exclude_outside`).
+    pub exclude_outside: bool,
+    /// Linear and cubic filters widen by `1 / scale` when downsampling (`antialias`; nearest
+    /// ignores it).
+    pub antialias: bool,
+    /// The value of outputs sampling outside the input under `TfCropAndResize`
+    /// (`extrapolation_value`).
+    pub extrapolation_value: f32,
 }
 
 /// Scan.
@@ -295,15 +311,10 @@ pub(super) fn pad(r: &Reader<'_>) -> Result<PadAttrs, FormatError> {
 
 pub(super) fn resize(r: &Reader<'_>) -> Result<ResizeAttrs, FormatError> {
     let mode = match r.choice("mode", "nearest", &["nearest", "linear", "cubic"])? {
-        "cubic" => {
-            return Err(r.unsupported("mode", "cubic Resize is not supported yet"));
-        }
+        "cubic" => ResizeMode::Cubic,
         "linear" => ResizeMode::Linear,
         _ => ResizeMode::Nearest,
     };
-    if r.int("antialias", 0)? != 0 {
-        return Err(r.unsupported("antialias", "antialiased Resize is not supported yet"));
-    }
     let coord = match r.choice(
         "coordinate_transformation_mode",
         "half_pixel",
@@ -316,18 +327,20 @@ pub(super) fn resize(r: &Reader<'_>) -> Result<ResizeAttrs, FormatError> {
             "tf_crop_and_resize",
         ],
     )? {
-        "tf_crop_and_resize" => {
-            return Err(r.unsupported(
-                "coordinate_transformation_mode",
-                "tf_crop_and_resize Resize is not supported yet",
-            ));
-        }
+        "tf_crop_and_resize" => CoordTransform::TfCropAndResize,
         "pytorch_half_pixel" => CoordTransform::PytorchHalfPixel,
         "align_corners" => CoordTransform::AlignCorners,
         "asymmetric" => CoordTransform::Asymmetric,
         "half_pixel_symmetric" => CoordTransform::HalfPixelSymmetric,
         _ => CoordTransform::HalfPixel,
     };
+    let cubic_coeff_a = r.float("cubic_coeff_a", -0.75)?;
+    if !cubic_coeff_a.is_finite() {
+        return Err(r.bad(
+            "cubic_coeff_a",
+            format_args!("is {cubic_coeff_a}, must be finite"),
+        ));
+    }
     let nearest = match r.choice(
         "nearest_mode",
         "round_prefer_floor",
@@ -353,6 +366,10 @@ pub(super) fn resize(r: &Reader<'_>) -> Result<ResizeAttrs, FormatError> {
         nearest,
         axes: r.opt_ints("axes")?,
         policy,
+        cubic_coeff_a,
+        exclude_outside: r.flag("exclude_outside", false)?,
+        antialias: r.flag("antialias", false)?,
+        extrapolation_value: r.float("extrapolation_value", 0.0)?,
     })
 }
 

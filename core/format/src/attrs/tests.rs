@@ -135,9 +135,9 @@ fn window_attributes_are_checked_against_the_rank() {
         &[4],
         vec![
             ("kernel_shape", ints(&[3, 3])),
-            ("storage_order", AttrValue::Int(1)),
+            ("storage_order", AttrValue::Int(2)),
         ],
-        "storage_order 1) is not supported yet",
+        "attribute `storage_order` is 2, not 0 or 1",
     );
     err(
         OpCode::Conv,
@@ -160,11 +160,70 @@ fn same_padding_resolves_to_the_planned_output() {
     ) else {
         panic!()
     };
-    assert_eq!(p.kind, PoolKind::Max);
+    assert_eq!(
+        p.kind,
+        PoolKind::Max {
+            column_major: false
+        }
+    );
     let mut pads = [0; 4];
     // in 7 → out 4 at stride 2 with 3 taps: total pad 2; in 6 → out 3 with 2 taps: total 0.
     p.window.resolved_pads(&[7, 6], &[4, 3], &[3, 2], &mut pads);
     assert_eq!(pads, [1, 0, 1, 0]);
+}
+
+#[test]
+fn resize_filters_and_crops_are_decoded() {
+    let Ok(OpAttrs::Resize(a)) = decode(
+        OpCode::Resize,
+        &[4],
+        vec![
+            ("mode", s("cubic")),
+            ("cubic_coeff_a", AttrValue::Float(-0.5)),
+            ("exclude_outside", AttrValue::Int(1)),
+            ("antialias", AttrValue::Int(1)),
+            ("coordinate_transformation_mode", s("tf_crop_and_resize")),
+            ("extrapolation_value", AttrValue::Float(10.0)),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            a.mode,
+            a.coord,
+            a.cubic_coeff_a,
+            a.exclude_outside,
+            a.antialias
+        ),
+        (
+            ResizeMode::Cubic,
+            CoordTransform::TfCropAndResize,
+            -0.5,
+            true,
+            true
+        )
+    );
+    assert_eq!(a.extrapolation_value, 10.0);
+    let Ok(OpAttrs::Resize(a)) = decode(OpCode::Resize, &[4], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            a.mode,
+            a.coord,
+            a.cubic_coeff_a,
+            a.exclude_outside,
+            a.antialias
+        ),
+        (
+            ResizeMode::Nearest,
+            CoordTransform::HalfPixel,
+            -0.75,
+            false,
+            false
+        )
+    );
 }
 
 #[test]
@@ -196,14 +255,20 @@ fn enumerations_and_flags_are_parsed_once() {
     err(
         OpCode::Resize,
         &[4],
-        vec![("mode", s("cubic"))],
-        "cubic Resize is not supported yet",
+        vec![("mode", s("bicubic"))],
+        "attribute `mode` is `bicubic`, expected one of nearest, linear, cubic",
     );
     err(
         OpCode::Resize,
         &[4],
-        vec![("coordinate_transformation_mode", s("tf_crop_and_resize"))],
-        "tf_crop_and_resize Resize is not supported yet",
+        vec![("exclude_outside", AttrValue::Int(2))],
+        "attribute `exclude_outside` is 2, not 0 or 1",
+    );
+    err(
+        OpCode::Resize,
+        &[4],
+        vec![("cubic_coeff_a", AttrValue::Float(f32::NAN))],
+        "attribute `cubic_coeff_a` is NaN, must be finite",
     );
     err(
         OpCode::Unique,
@@ -437,6 +502,7 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
                     "`num_scan_inputs` is 0",
                     "the buffer is read before anything writes it",
                     "`counts` is required",
+                    "`to` is required",
                     "`mode` is required",
                     "`keys_int64s` (or keys_floats / keys_tensor) is required",
                     "`n_targets` is required",
@@ -634,5 +700,376 @@ fn recurrent_attribute_errors_name_the_attribute() {
         &[3],
         vec![("activation_beta", AttrValue::Floats(vec![1.0]))],
         "without `activations`",
+    );
+}
+
+#[test]
+fn signal_and_misc_attributes_decode_with_defaults_and_checks() {
+    let int = AttrValue::Int;
+    // DFT: the axis attribute (opset 17) is checked against the rank; absent, it comes from
+    // input 2 or defaults to -2 at run time.
+    assert_eq!(
+        decode(
+            OpCode::DFT,
+            &[4],
+            vec![("axis", int(1)), ("onesided", int(1))]
+        ),
+        Ok(OpAttrs::Dft(DftAttrs {
+            axis: Some(1),
+            inverse: false,
+            onesided: true,
+        }))
+    );
+    assert_eq!(
+        decode(OpCode::DFT, &[4, 0, 0], vec![("inverse", int(1))]),
+        Ok(OpAttrs::Dft(DftAttrs {
+            axis: None,
+            inverse: true,
+            onesided: false,
+        }))
+    );
+    err(
+        OpCode::DFT,
+        &[4],
+        vec![("axis", int(3))],
+        "attribute `axis` is 3, outside [-4, -2] ∪ [0, 2]",
+    );
+    err(
+        OpCode::DFT,
+        &[4],
+        vec![("axis", int(-1))],
+        "attribute `axis` is -1",
+    );
+    err(
+        OpCode::DFT,
+        &[4, 0, 0],
+        vec![("axis", int(1))],
+        "given both as an attribute and as input 2",
+    );
+    err(
+        OpCode::DFT,
+        &[4],
+        vec![("onesided", int(2))],
+        "is 2, not 0 or 1",
+    );
+    // STFT is one-sided unless told otherwise.
+    assert_eq!(
+        decode(OpCode::STFT, &[3, 0], vec![]),
+        Ok(OpAttrs::Stft { onesided: true })
+    );
+    // CumProd shares CumSum's attributes.
+    assert_eq!(
+        decode(OpCode::CumProd, &[2, 0], vec![("reverse", int(1))]),
+        Ok(OpAttrs::CumSum {
+            exclusive: false,
+            reverse: true,
+        })
+    );
+    // ReverseSequence: batch 1 / time 0 by default, the axes must be 0 and 1.
+    assert_eq!(
+        decode(OpCode::ReverseSequence, &[3, 1], vec![]),
+        Ok(OpAttrs::ReverseSequence(ReverseSequenceAttrs {
+            batch_axis: 1,
+            time_axis: 0,
+        }))
+    );
+    err(
+        OpCode::ReverseSequence,
+        &[3, 1],
+        vec![("batch_axis", int(0))],
+        "attribute `time_axis` must differ from `batch_axis`",
+    );
+    err(
+        OpCode::ReverseSequence,
+        &[3, 1],
+        vec![("time_axis", int(2))],
+        "attribute `time_axis` is 2, must be 0 or 1",
+    );
+    err(
+        OpCode::ReverseSequence,
+        &[1, 1],
+        vec![],
+        "input of rank 1, needs at least 2",
+    );
+    // Compress: no axis means flattened; an axis is checked against the rank.
+    assert_eq!(
+        decode(OpCode::Compress, &[2, 1], vec![]),
+        Ok(OpAttrs::Compress { axis: None })
+    );
+    assert_eq!(
+        decode(OpCode::Compress, &[2, 1], vec![("axis", int(-1))]),
+        Ok(OpAttrs::Compress { axis: Some(-1) })
+    );
+    err(
+        OpCode::Compress,
+        &[2, 1],
+        vec![("axis", int(2))],
+        "attribute `axis` is 2, outside -2..=1",
+    );
+    // MelWeightMatrix: f32 by default, a float type matching the output.
+    assert_eq!(
+        decode(OpCode::MelWeightMatrix, &[0, 0, 0, 0, 0], vec![]),
+        Ok(OpAttrs::MelWeightMatrix { dtype: DType::F32 })
+    );
+    err(
+        OpCode::MelWeightMatrix,
+        &[0, 0, 0, 0, 0],
+        vec![("output_datatype", int(7))],
+        "attribute `output_datatype` is 7, not a float type",
+    );
+    err(
+        OpCode::MelWeightMatrix,
+        &[0, 0, 0, 0, 0],
+        vec![("output_datatype", int(11))],
+        "is f64, but the output is f32",
+    );
+    assert_eq!(decode(OpCode::Det, &[3], vec![]), Ok(OpAttrs::None));
+}
+
+#[test]
+fn bitcast_needs_equal_widths_and_the_output_type() {
+    let mut p = plan(OpCode::BitCast, &[1], vec![("to", AttrValue::Int(6))]);
+    let y = p.graphs[0].steps[0].outputs[0].unwrap() as usize;
+    p.tensors[y].dtype = DType::I32;
+    let step = p.graphs[0].steps[0].clone();
+    assert_eq!(
+        decode_step(&p, &[], &step),
+        Ok(OpAttrs::BitCast { to: DType::I32 })
+    );
+    let msg = |p: &Plan, s: &Step| decode_step(p, &[], s).unwrap_err().to_string();
+    // An i64 output: `to` disagrees with the output, and (once they agree) with the width.
+    let mut wide = p.clone();
+    wide.tensors[y].dtype = DType::I64;
+    assert!(msg(&wide, &step).contains("is i32, but the output is i64"));
+    let mut s64 = step.clone();
+    s64.attrs[0].1 = AttrValue::Int(7);
+    assert!(msg(&wide, &s64).contains("is i64 (64 bits), the input is f32 (32 bits)"));
+    let mut none = step.clone();
+    none.attrs.clear();
+    assert!(msg(&p, &none).contains("attribute `to` is required"));
+    let mut string = step;
+    string.attrs[0].1 = AttrValue::Int(8);
+    assert!(msg(&p, &string).contains("is 8, not an element type plans hold"));
+}
+
+#[test]
+fn grid_sample_modes_and_old_names() {
+    let Ok(OpAttrs::GridSample(g)) = decode(OpCode::GridSample, &[4, 4], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        g,
+        GridSampleAttrs {
+            mode: GridMode::Linear,
+            padding: GridPadding::Zeros,
+            align_corners: false
+        }
+    );
+    for (name, mode) in [
+        ("bilinear", GridMode::Linear),
+        ("bicubic", GridMode::Cubic),
+        ("cubic", GridMode::Cubic),
+        ("nearest", GridMode::Nearest),
+    ] {
+        let Ok(OpAttrs::GridSample(g)) = decode(
+            OpCode::GridSample,
+            &[5, 5],
+            vec![
+                ("mode", s(name)),
+                ("padding_mode", s("reflection")),
+                ("align_corners", AttrValue::Int(1)),
+            ],
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (g.mode, g.padding, g.align_corners),
+            (mode, GridPadding::Reflection, true)
+        );
+    }
+    err(
+        OpCode::GridSample,
+        &[4, 4],
+        vec![("mode", s("area"))],
+        "attribute `mode` is `area`",
+    );
+    err(
+        OpCode::GridSample,
+        &[4, 4],
+        vec![("padding_mode", s("wrap"))],
+        "attribute `padding_mode` is `wrap`",
+    );
+    err(
+        OpCode::GridSample,
+        &[4, 4],
+        vec![("align_corners", AttrValue::Int(2))],
+        "attribute `align_corners` is 2",
+    );
+    err(OpCode::GridSample, &[2, 2], vec![], "X has rank 2");
+}
+
+#[test]
+fn roi_align_defaults_and_checks() {
+    let Ok(OpAttrs::RoiAlign(a)) = decode(OpCode::RoiAlign, &[4, 2, 1], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        a,
+        RoiAlignAttrs {
+            max: false,
+            half_pixel: true,
+            output_height: 1,
+            output_width: 1,
+            sampling_ratio: 0,
+            spatial_scale: 1.0
+        }
+    );
+    let Ok(OpAttrs::RoiAlign(a)) = decode(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![
+            ("mode", s("max")),
+            ("coordinate_transformation_mode", s("output_half_pixel")),
+            ("output_height", AttrValue::Int(7)),
+            ("output_width", AttrValue::Int(5)),
+            ("sampling_ratio", AttrValue::Int(2)),
+            ("spatial_scale", AttrValue::Float(0.25)),
+        ],
+    ) else {
+        panic!()
+    };
+    assert!(a.max && !a.half_pixel);
+    assert_eq!(
+        (a.output_height, a.output_width, a.sampling_ratio),
+        (7, 5, 2)
+    );
+    assert_eq!(a.spatial_scale, 0.25);
+    err(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![("output_height", AttrValue::Int(0))],
+        "attribute `output_height` is 0",
+    );
+    err(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![("sampling_ratio", AttrValue::Int(-1))],
+        "attribute `sampling_ratio` is -1",
+    );
+    err(
+        OpCode::RoiAlign,
+        &[4, 2, 1],
+        vec![("coordinate_transformation_mode", s("asymmetric"))],
+        "`coordinate_transformation_mode` is `asymmetric`",
+    );
+}
+
+#[test]
+fn col2im_lists_agree() {
+    let Ok(OpAttrs::Col2Im(a)) = decode(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("strides", ints(&[2, 2])), ("pads", ints(&[0, 1, 0, 1]))],
+    ) else {
+        panic!()
+    };
+    assert_eq!(a.strides, Some(vec![2, 2]));
+    assert_eq!(a.pads, Some(vec![0, 1, 0, 1]));
+    assert_eq!(a.dilations, None);
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("pads", ints(&[0, 1, 0]))],
+        "an even count",
+    );
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("strides", ints(&[0, 1]))],
+        "holds 0, must be ≥ 1",
+    );
+    err(
+        OpCode::Col2Im,
+        &[3, 1, 1],
+        vec![("strides", ints(&[1, 1])), ("dilations", ints(&[1, 1, 1]))],
+        "describe different numbers of dims",
+    );
+}
+
+#[test]
+fn deform_conv_unpool_and_tensor_scatter() {
+    let Ok(OpAttrs::DeformConv(d)) = decode(
+        OpCode::DeformConv,
+        &[4, 4, 4],
+        vec![
+            ("offset_group", AttrValue::Int(2)),
+            ("pads", ints(&[1, 1, 1, 1])),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!((d.group, d.offset_group), (1, 2));
+    assert_eq!(d.window.pads, vec![1, 1, 1, 1]);
+    err(
+        OpCode::DeformConv,
+        &[4, 4, 4],
+        vec![("offset_group", AttrValue::Int(0))],
+        "attribute `offset_group` is 0",
+    );
+    let Ok(OpAttrs::MaxUnpool(w)) = decode(
+        OpCode::MaxUnpool,
+        &[4, 4],
+        vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))],
+    ) else {
+        panic!()
+    };
+    assert_eq!((w.kernel, w.strides), (Some(vec![2, 2]), vec![2, 2]));
+    err(
+        OpCode::MaxUnpool,
+        &[4, 4],
+        vec![],
+        "`kernel_shape` is required",
+    );
+    let Ok(OpAttrs::TensorScatter(t)) = decode(OpCode::TensorScatter, &[4, 4, 1], vec![]) else {
+        panic!()
+    };
+    assert_eq!(
+        t,
+        TensorScatterAttrs {
+            axis: -2,
+            circular: false
+        }
+    );
+    let Ok(OpAttrs::TensorScatter(t)) = decode(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(1)), ("mode", s("circular"))],
+    ) else {
+        panic!()
+    };
+    assert!(t.circular && t.axis == 1);
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(0))],
+        "batch axis",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(-3))],
+        "batch axis",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("axis", AttrValue::Int(3))],
+        "outside",
+    );
+    err(
+        OpCode::TensorScatter,
+        &[3, 3, 1],
+        vec![("mode", s("ring"))],
+        "`mode` is `ring`",
     );
 }

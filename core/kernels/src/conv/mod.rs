@@ -7,7 +7,9 @@
 //! - `block`: direct, vectorised across output channels over packed weights;
 //! - `packing`: the layouts those two read (packed weight blocks, inputs with their padding
 //!   written out) and the blocking decisions behind them;
-//! - `transpose`: transposed convolutions (GEMM + col2im).
+//! - `transpose`: transposed convolutions (GEMM + col2im);
+//! - `transpose_nd`: the same over any number of spatial axes (3-D and more, negative leading
+//!   padding).
 //!
 //! Above `linalg` (the GEMM) and `simd` (the register tiles), which know nothing of it.
 
@@ -16,12 +18,14 @@ mod direct;
 mod gemm;
 mod packing;
 mod transpose;
+mod transpose_nd;
 
 pub use block::{conv2d_block_f32, conv2d_block_on, conv2d_block_prepacked};
 pub use direct::{conv2d_direct_f32, conv2d_direct_on};
 pub use gemm::conv2d_gemm_f32;
 pub use packing::BlockPacking;
 pub use transpose::{conv_transpose2d_f32, conv_transpose2d_reference};
+pub use transpose_nd::{conv_transpose_nd_f32, conv_transpose_nd_reference, ConvTransposeNd};
 
 pub use crate::geom::Window;
 

@@ -4,9 +4,10 @@ use sod2_format::attrs::{AutoPad, PoolKind as AttrPoolKind, WindowAttrs};
 use sod2_format::{DType, OpAttrs, OpCode, Storage, VersionId};
 use sod2_kernels::conv::{
     conv2d_block_on, conv2d_block_prepacked, conv2d_direct_on, conv2d_gemm_f32,
-    conv_transpose2d_f32, Activation, BlockPacking, ConvProblem, Window,
+    conv_transpose2d_f32, conv_transpose_nd_f32, Activation, BlockPacking, ConvProblem,
+    ConvTransposeNd, Window,
 };
-use sod2_kernels::pool::{pool_nd, PoolKind, PoolNd};
+use sod2_kernels::pool::{pool_nd, IndexOrder, PoolKind, PoolNd};
 use sod2_kernels::shape::numel;
 use sod2_kernels::simd;
 
@@ -169,50 +170,47 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     f32_only(x.dtype)?;
     let wa = &a.window;
     let ns = wa.spatial;
-    // 1-D runs as 2-D over a height of 1 (the kernels' layout is the same).
-    if !((ns == 1 || ns == 2)
-        && x.dims.len() == ns + 2
-        && w.dims.len() == ns + 2
-        && od.len() == ns + 2)
-    {
+    if ns == 0 || x.dims.len() != ns + 2 || w.dims.len() != ns + 2 || od.len() != ns + 2 {
         return Err(format!(
-            "only 1-D and 2-D ConvTranspose are supported (a {ns}-D window over an input of rank {})",
-            x.dims.len()
+            "a {ns}-D window over an input of rank {}, weights of rank {} and an output of rank {}",
+            x.dims.len(),
+            w.dims.len(),
+            od.len()
         ));
     }
-    let kernel = &w.dims[2..];
-    let mut pads = [0i64; 4];
-    for (p, &v) in pads.iter_mut().zip(&wa.pads) {
-        *p = v as i64;
+    if w.dims[0] != x.dims[1] || x.dims[1] % g != 0 || od[1] != w.dims[1] * g || od[0] != x.dims[0]
+    {
+        return Err(format!(
+            "weights {:?} in {g} groups do not take input {:?} to output {:?}",
+            w.dims, x.dims, od
+        ));
     }
+    let kernel: Dims = Dims::from_slice(&w.dims[2..]);
+    // Leading pads: the attribute's, or from the total padding that the planned output leaves
+    // (`output_shape`, or `strides · input` under SAME_*). Under SAME_* the total is halved
+    // with floor division, as ONNX's reference does (a negative total shifts the output);
+    // with `output_shape` alone, as ONNX's spec and ONNX Runtime do, the larger half goes
+    // first, and an output larger than the natural one is extended at the end (total 0).
+    let mut begin: smallvec::SmallVec<[isize; 8]> =
+        wa.pads.iter().take(ns).map(|&v| v as isize).collect();
     let same = matches!(wa.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
-    if a.output_shape || same {
-        // The pads follow from the planned output.
+    if same || a.output_shape {
         for k in 0..ns {
-            let (st, di) = (wa.strides[k] as i64, wa.dilations[k] as i64);
-            let total = st * (x.dims[k + 2] as i64 - 1)
-                + a.output_padding[k] as i64
-                + ((kernel[k] as i64 - 1) * di + 1)
-                - od[k + 2] as i64;
-            let (b, e) = if wa.auto_pad == AutoPad::SameUpper {
-                (total / 2, total - total / 2)
-            } else {
-                (total - total / 2, total / 2)
+            let (st, di) = (wa.strides[k] as isize, wa.dilations[k] as isize);
+            let total = st * (x.dims[k + 2] as isize - 1)
+                + a.output_padding[k] as isize
+                + ((kernel[k] as isize - 1) * di + 1)
+                - od[k + 2] as isize;
+            begin[k] = match wa.auto_pad {
+                AutoPad::SameUpper => total.div_euclid(2),
+                AutoPad::SameLower => total - total.div_euclid(2),
+                _ => {
+                    let t = total.max(0);
+                    t - t / 2
+                }
             };
-            pads[k] = b;
-            pads[k + ns] = e;
         }
     }
-    // Per-axis values as (height, width); a 1-D window is the width.
-    let hw = |v: &[usize], unit: usize| if ns == 1 { [unit, v[0]] } else { [v[0], v[1]] };
-    // (No allocation: planned runs are allocation-free.)
-    let begin = [pads[0].max(0) as usize, pads[1].max(0) as usize];
-    let win = Window {
-        k: hw(kernel, 1),
-        s: hw(&wa.strides, 1),
-        d: hw(&wa.dilations, 1),
-        pb: hw(&begin[..ns], 0),
-    };
     let m = od[1];
     let (ins, outs) = c.io();
     let (x, w) = (
@@ -223,21 +221,49 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         .get(2)
         .and_then(|b| b.as_ref())
         .map(|b| typed::<f32>(b.data));
+    if bias.as_ref().is_some_and(|b| b.len() != m) {
+        return Err(format!("the bias must hold {m} values"));
+    }
     let (xs, ws) = (typed::<f32>(x.data), typed::<f32>(w.data));
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    let p = ConvProblem {
+    // 1-D and 2-D windows with no negative leading pad run the 2-D kernel (1-D as a height
+    // of 1); anything else the N-d one. (No allocation: planned runs are allocation-free.)
+    if ns <= 2 && begin.iter().all(|&b| b >= 0) {
+        let hw = |v: &[usize], unit: usize| if ns == 1 { [unit, v[0]] } else { [v[0], v[1]] };
+        let pb = [begin[0] as usize, begin.get(1).map_or(0, |&b| b as usize)];
+        let win = Window {
+            k: hw(&kernel, 1),
+            s: hw(&wa.strides, 1),
+            d: hw(&wa.dilations, 1),
+            pb: hw(&pb[..ns], 0),
+        };
+        let p = ConvProblem {
+            x: &xs,
+            x_dims: as4(x.dims),
+            w: &ws,
+            m,
+            bias: bias.as_deref(),
+            group: g,
+            window: win,
+            out_dims: as4(&od),
+            act: Activation::None,
+        };
+        conv_transpose2d_f32(&p, o);
+        return Ok(());
+    }
+    let p = ConvTransposeNd {
         x: &xs,
-        x_dims: as4(x.dims),
+        x_dims: x.dims,
         w: &ws,
-        m,
         bias: bias.as_deref(),
         group: g,
-        window: win,
-        out_dims: as4(&od),
-        act: Activation::None,
+        kernel: &kernel,
+        strides: &wa.strides,
+        dilations: &wa.dilations,
+        pads_begin: &begin,
+        out_dims: &od,
     };
-    conv_transpose2d_f32(&p, o);
-    Ok(())
+    conv_transpose_nd_f32(&p, o)
 }
 
 fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
@@ -258,9 +284,14 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let mut pads: Dims = smallvec::smallvec![0; 2 * ns];
     w.resolved_pads(&x.dims[2..], &od[2..], kernel, &mut pads);
     let (pb, pe) = pads.split_at(ns);
-    // ONNX's storage_order 1 (column-major indices) is refused at load.
+    let mut order = IndexOrder::RowMajor;
     let kind = match a.kind {
-        AttrPoolKind::Max => PoolKind::Max,
+        AttrPoolKind::Max { column_major } => {
+            if column_major {
+                order = IndexOrder::ColumnMajor;
+            }
+            PoolKind::Max
+        }
         AttrPoolKind::Avg { count_include_pad } => PoolKind::Avg {
             count_pad: count_include_pad,
         },
@@ -282,7 +313,15 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     } else {
         None
     };
-    pool_nd(&xs, &xd, &g, kind, &mut res, &od, idx.as_deref_mut());
+    pool_nd(
+        &xs,
+        &xd,
+        &g,
+        kind,
+        &mut res,
+        &od,
+        idx.as_deref_mut().map(|i| (i, order)),
+    );
     store_f32(c.out(0)?, dt, &od, &res)?;
     if let Some(ix) = idx {
         typed_mut::<i64>(c.out(1)?.alloc(&od)?)?.copy_from_slice(&ix);

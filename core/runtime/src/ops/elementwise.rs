@@ -53,6 +53,7 @@ pub(crate) fn get(op: OpCode) -> Option<Kernel> {
         O::Not => not,
         O::IsNaN | O::IsInf => is_special,
         O::Cast | O::CastLike => cast,
+        O::BitCast => bitcast,
         O::Add
         | O::Sub
         | O::Mul
@@ -345,6 +346,20 @@ fn is_special(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             v.is_infinite() && ((v > 0.0 && pos) || (v < 0.0 && neg))
         });
     }
+    Ok(())
+}
+
+/// BitCast: the input's bytes as the output's type (of the same width, checked at load).
+fn bitcast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let (x, o) = c.first_io()?;
+    if x.dtype.size() != o.dtype.size() {
+        return Err(format!(
+            "BitCast from {} to {}: the widths differ",
+            x.dtype.name(),
+            o.dtype.name()
+        ));
+    }
+    o.alloc(x.dims)?.copy_from_slice(x.data);
     Ok(())
 }
 

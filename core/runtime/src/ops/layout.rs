@@ -28,6 +28,9 @@ pub(crate) fn get(op: OpCode) -> Option<Kernel> {
         O::DepthToSpace | O::SpaceToDepth => depth_space,
         O::Trilu => trilu,
         O::CumSum => cumsum,
+        O::CumProd => cumprod,
+        O::ReverseSequence => reverse_sequence,
+        O::Compress => compress,
         O::OneHot => one_hot,
         O::EyeLike => eye_like,
         _ => return None,
@@ -667,6 +670,105 @@ fn cumsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         sod2_format::DType::U64 => go::<u64>(c, a, ex, rev),
         d => Err(format!("CumSum on {} is not supported", d.name())),
     }
+}
+
+fn cumprod(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::CumSum { exclusive, reverse } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let a = scalar_axis(c)?;
+    fn go<T: Num>(
+        c: &mut Ctx<'_, '_>,
+        a: i64,
+        exclusive: bool,
+        reverse: bool,
+    ) -> Result<(), String> {
+        let (ins, outs) = c.io();
+        let x = ins[0].as_ref().ok_or("no input")?;
+        let ax = axis(a, x.dims.len())
+            .filter(|_| !x.dims.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "CumProd: axis {a} is out of range for rank {}",
+                    x.dims.len()
+                )
+            })?;
+        let xs = typed::<T>(x.data);
+        let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+        let scan = layout::Scan {
+            dims: x.dims,
+            axis: ax,
+            exclusive,
+            reverse,
+        };
+        layout::cumulate(&xs, &scan, T::from_i64(1), T::mul, o);
+        Ok(())
+    }
+    dispatch!(c.input(0)?.dtype, go(c, a, exclusive, reverse))
+}
+
+/// The one value of a scan's `axis` input (input 1).
+fn scalar_axis(c: &Ctx<'_, '_>) -> Result<i64, String> {
+    let v = ints_of(c.input(1)?)?;
+    match v.as_ref() {
+        [a] => Ok(*a),
+        _ => Err(format!(
+            "the axis input holds {} values, expected 1",
+            v.len()
+        )),
+    }
+}
+
+fn reverse_sequence(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::ReverseSequence(a) = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let lens = ints_of(c.input(1)?)?;
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    if x.dims.len() < 2 {
+        return Err(format!(
+            "ReverseSequence: input of rank {}, needs at least 2",
+            x.dims.len()
+        ));
+    }
+    let block = numel(&x.dims[2..]) * x.dtype.size();
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
+    layout::reverse_sequence(x.data, x.dims, a.batch_axis == 0, &lens, block, out)
+}
+
+fn compress(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::Compress { axis: attr } = *c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let cond: Vec<u8> = ints_of(c.input(1)?)?
+        .iter()
+        .map(|&v| u8::from(v != 0))
+        .collect();
+    let (ins, outs) = c.io();
+    let x = ins[0].as_ref().ok_or("no input")?;
+    let flat = [numel(x.dims)];
+    let (dims, ax) = match attr {
+        None => (&flat[..], 0),
+        Some(a) => (
+            x.dims,
+            axis(a, x.dims.len())
+                .filter(|_| !x.dims.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "Compress: axis {a} is out of range for rank {}",
+                        x.dims.len()
+                    )
+                })?,
+        ),
+    };
+    let keep = layout::compress_indices(&cond, dims[ax])?;
+    let mut od = Dims::from_slice(dims);
+    od[ax] = keep.len();
+    let es = x.dtype.size();
+    let out = outs[0].as_mut().ok_or("no output")?.alloc(&od)?;
+    layout::compress(x.data, dims, ax, &keep, es, out);
+    Ok(())
 }
 
 fn one_hot(c: &mut Ctx<'_, '_>) -> Result<(), String> {

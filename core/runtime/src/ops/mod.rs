@@ -14,6 +14,8 @@ mod reduce;
 mod resize;
 mod rnn;
 mod shape_ops;
+mod signal;
+mod vision;
 
 use std::borrow::Cow;
 
@@ -315,12 +317,19 @@ pub(crate) fn floats_of(x: &In<'_>) -> Result<Vec<f64>, String> {
     })
 }
 
-/// Runs a kernel; tensors of f16 / bf16 (except for Cast) are widened to f32 around it.
+/// Runs a kernel; tensors of f16 / bf16 are widened to f32 around it, except for Cast and
+/// BitCast, which read the bits, and ConstantOfShape, which copies its `value` attribute's
+/// bytes (already in the output's type).
 pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let half = |d: DType| matches!(d, DType::F16 | DType::BF16);
     let any_half = c.ins.iter().flatten().any(|x| half(x.dtype))
         || c.outs.iter().flatten().any(|o| half(o.dtype));
-    if !any_half || matches!(c.step.op, OpCode::Cast | OpCode::CastLike) {
+    if !any_half
+        || matches!(
+            c.step.op,
+            OpCode::Cast | OpCode::CastLike | OpCode::BitCast | OpCode::ConstantOfShape
+        )
+    {
         return k(c);
     }
     use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
@@ -424,6 +433,8 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| layout::get(op))
         .or_else(|| shape_ops::get(op))
         .or_else(|| rnn::get(op))
+        .or_else(|| signal::get(op))
+        .or_else(|| vision::get(op))
         .or_else(|| ml::get(op))
 }
 

@@ -813,6 +813,11 @@ impl Reader<'_> {
         self.error(format_args!("attribute `{name}` {what}"))
     }
 
+    /// A supported-operator, unsupported-value error (`what` says what is not supported).
+    pub fn unsupported(&self, name: &str, what: &str) -> FormatError {
+        self.error(format_args!("attribute `{name}`: {what}"))
+    }
+
     pub fn get(&self, name: &str) -> Option<&AttrValue> {
         self.step
             .attrs

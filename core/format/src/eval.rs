@@ -182,17 +182,17 @@ pub fn expr_size(exprs: &[Expr], i: u32) -> usize {
         if !seen.insert(x) {
             continue;
         }
-        match exprs.get(x as usize) {
-            Some(
-                Expr::Add(a, b)
-                | Expr::Mul(a, b)
-                | Expr::FloorDiv(a, b)
-                | Expr::CeilDiv(a, b)
-                | Expr::Mod(a, b)
-                | Expr::Min(a, b)
-                | Expr::Max(a, b),
-            ) => stack.extend([*a, *b]),
-            _ => {}
+        if let Some(
+            Expr::Add(a, b)
+            | Expr::Mul(a, b)
+            | Expr::FloorDiv(a, b)
+            | Expr::CeilDiv(a, b)
+            | Expr::Mod(a, b)
+            | Expr::Min(a, b)
+            | Expr::Max(a, b),
+        ) = exprs.get(x as usize)
+        {
+            stack.extend([*a, *b]);
         }
     }
     seen.len()

@@ -123,6 +123,13 @@ impl G {
         });
         self
     }
+    /// Puts the last node in ONNX domain `d`.
+    fn in_domain(mut self, d: &str) -> Self {
+        if let Some(n) = self.g.node.last_mut() {
+            n.domain = Some(d.into());
+        }
+        self
+    }
     fn output(mut self, name: &str) -> Self {
         self.g.output.push(ValueInfoProto {
             name: Some(name.into()),
@@ -136,10 +143,16 @@ impl G {
     fn model(self) -> Model {
         let mp = ModelProto {
             ir_version: Some(8),
-            opset_import: vec![OperatorSetIdProto {
-                domain: Some(String::new()),
-                version: Some(17),
-            }],
+            opset_import: vec![
+                OperatorSetIdProto {
+                    domain: Some(String::new()),
+                    version: Some(17),
+                },
+                OperatorSetIdProto {
+                    domain: Some("ai.onnx.ml".into()),
+                    version: Some(5),
+                },
+            ],
             graph: Some(self.g),
             ..Default::default()
         };
@@ -1020,4 +1033,72 @@ fn sequence_facts_describe_elements_and_reads_get_fresh_dims() {
     assert_eq!(shape(&m, &a, "one"), ["n", "6"]);
     assert!(shape(&m, &a, "has").is_empty());
     assert_eq!(shape(&m, &a, "back"), ["n", "6"]);
+}
+
+#[test]
+fn text_and_classical_ml_shapes() {
+    let m = G::default()
+        .input("tokens", 7, &["batch", "seq"])
+        .input("row", 7, &["seq"])
+        .input("x", 1, &["n", "f"])
+        .input("v", 1, &["f"])
+        .input("idx", 7, &["k"])
+        .input("feats", 1, &["rows", "3"])
+        .input("ids", 7, &["a", "b"])
+        .node_a(
+            "TfIdfVectorizer",
+            &["tokens"],
+            &["tf"],
+            vec![ints_attr("ngram_indexes", &[0, 6, 2])],
+        )
+        .node_a(
+            "TfIdfVectorizer",
+            &["row"],
+            &["tf1"],
+            vec![ints_attr("ngram_indexes", &[1, 0])],
+        )
+        .node("ArrayFeatureExtractor", &["x", "idx"], &["picked"])
+        .in_domain("ai.onnx.ml")
+        .node("ArrayFeatureExtractor", &["v", "idx"], &["picked1"])
+        .in_domain("ai.onnx.ml")
+        .node_a(
+            "TreeEnsemble",
+            &["feats"],
+            &["scores"],
+            vec![int_attr("n_targets", 4)],
+        )
+        .in_domain("ai.onnx.ml")
+        .node_a(
+            "LabelEncoder",
+            &["ids"],
+            &["labels"],
+            vec![
+                ints_attr("keys_int64s", &[1]),
+                ints_attr("values_int64s", &[2]),
+            ],
+        )
+        .in_domain("ai.onnx.ml")
+        .node("Binarizer", &["x"], &["bin"])
+        .in_domain("ai.onnx.ml")
+        // The same name in the default domain is not the ml operator: no rule, no shape.
+        .node("Binarizer", &["x"], &["not_ml"])
+        .output("tf")
+        .output("tf1")
+        .output("picked")
+        .output("picked1")
+        .output("scores")
+        .output("labels")
+        .output("bin")
+        .output("not_ml")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "tf"), ["batch", "7"]);
+    assert_eq!(shape(&m, &a, "tf1"), ["2"]);
+    assert_eq!(shape(&m, &a, "picked"), ["n", "k"]);
+    assert_eq!(shape(&m, &a, "picked1"), ["1", "k"]);
+    assert_eq!(shape(&m, &a, "scores"), ["rows", "4"]);
+    assert_eq!(shape(&m, &a, "labels"), ["a", "b"]);
+    assert_eq!(shape(&m, &a, "bin"), ["n", "f"]);
+    let not_ml = m.values.iter().position(|v| v.name == "not_ml").unwrap();
+    assert!(a.shape_strings(sod2_ir::ValueId(not_ml as u32)).is_none());
 }

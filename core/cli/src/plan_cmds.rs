@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use sod2_analysis::DimRange;
-use sod2_format::{expr_text, Storage};
+use sod2_format::Storage;
 use sod2_runtime::{Plan, RunOptions, Session, TensorIn, ValueIn, ValueOut, VersionId};
 
 use crate::npy;
@@ -393,7 +393,16 @@ pub fn sanitize(name: &str) -> String {
 pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
     let plan = Plan::load(plan_path)?;
     let p = plan.meta();
-    let e = |i: u32| expr_text(&p.exprs, &p.symbols, i);
+    // Offsets are `max`es over earlier buffers whose text can be huge (the pool is a DAG):
+    // long ones are summarised.
+    let e = |i: u32| {
+        sod2_format::expr_text_within(&p.exprs, &p.symbols, i, 160).unwrap_or_else(|| {
+            format!(
+                "<expression of {} pool entries>",
+                sod2_format::expr_size(&p.exprs, i)
+            )
+        })
+    };
     let _ = writeln!(
         text,
         "plan {} (format {}), producer: {}",
@@ -427,16 +436,17 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
             );
         }
     }
-    let arena_text = e(p.arena_size);
-    if arena_text.len() > 400 {
-        let _ = writeln!(
-            text,
-            "arena bytes: {} ... ({} characters; a max over the placed tensors)",
-            &arena_text[..200],
-            arena_text.len()
-        );
-    } else {
-        let _ = writeln!(text, "arena bytes: {arena_text}");
+    match sod2_format::expr_text_within(&p.exprs, &p.symbols, p.arena_size, 400) {
+        Some(t) => {
+            let _ = writeln!(text, "arena bytes: {t}");
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "arena bytes: an expression of {} pool entries, over 400 characters as text (a max over the placed tensors)",
+                sod2_format::expr_size(&p.exprs, p.arena_size)
+            );
+        }
     }
     // The arena at the ends of the declared input ranges.
     let inputs: Vec<usize> = (0..p.symbols.len())

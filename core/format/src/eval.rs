@@ -83,7 +83,20 @@ fn div(a: i64, b: i64, i: usize) -> Result<(i64, i64, i64), EvalError> {
 }
 
 /// Renders pool expression `i` in sod2's dim syntax (`2*seq + 1`, `floordiv(H - 1, 2) + 1`).
+/// The pool is a DAG whose text can grow exponentially (nested `max` of shared terms): use
+/// [`expr_text_within`] where the expression may be large.
 pub fn expr_text(exprs: &[Expr], symbols: &[crate::Symbol], i: u32) -> String {
+    expr_text_within(exprs, symbols, i, usize::MAX).unwrap_or_default()
+}
+
+/// Renders pool expression `i` like [`expr_text`] if its text has at most `max_chars`
+/// characters, else `None`; the work is bounded by `max_chars`, however large the expression.
+pub fn expr_text_within(
+    exprs: &[Expr],
+    symbols: &[crate::Symbol],
+    i: u32,
+    max_chars: usize,
+) -> Option<String> {
     fn prec(x: &Expr) -> u8 {
         match x {
             Expr::Add(..) => 1,
@@ -91,47 +104,96 @@ pub fn expr_text(exprs: &[Expr], symbols: &[crate::Symbol], i: u32) -> String {
             _ => 3,
         }
     }
-    fn go(exprs: &[Expr], syms: &[crate::Symbol], i: u32, min_prec: u8) -> String {
-        let Some(x) = exprs.get(i as usize) else {
-            return "?".into();
-        };
-        let s = match *x {
-            Expr::Const(c) => c.to_string(),
-            Expr::Sym(s) => syms
-                .get(s as usize)
-                .map_or_else(|| format!("s{s}"), |s| s.name.clone()),
-            Expr::Add(a, b) => {
-                let lhs = go(exprs, syms, a, 1);
-                match exprs.get(b as usize) {
-                    Some(Expr::Const(c)) if *c < 0 => format!("{lhs} - {}", -c),
-                    Some(Expr::Mul(m, r))
-                        if matches!(exprs.get(*m as usize), Some(Expr::Const(-1))) =>
-                    {
-                        format!("{lhs} - {}", go(exprs, syms, *r, 2))
+    struct R<'a> {
+        exprs: &'a [Expr],
+        syms: &'a [crate::Symbol],
+        left: usize,
+    }
+    impl R<'_> {
+        /// Charges `n` more characters of output; `None` once over the budget.
+        fn charge(&mut self, n: usize) -> Option<()> {
+            self.left = self.left.checked_sub(n)?;
+            Some(())
+        }
+        fn go(&mut self, i: u32, min_prec: u8) -> Option<String> {
+            let Some(&x) = self.exprs.get(i as usize) else {
+                self.charge(1)?;
+                return Some("?".into());
+            };
+            let call = |r: &mut Self, f: &str, a: u32, b: u32| {
+                r.charge(f.len() + 4)?;
+                let (a, b) = (r.go(a, 0)?, r.go(b, 0)?);
+                Some(format!("{f}({a}, {b})"))
+            };
+            let s = match x {
+                Expr::Const(c) => c.to_string(),
+                Expr::Sym(s) => self
+                    .syms
+                    .get(s as usize)
+                    .map_or_else(|| format!("s{s}"), |s| s.name.clone()),
+                Expr::Add(a, b) => {
+                    self.charge(3)?;
+                    let lhs = self.go(a, 1)?;
+                    match self.exprs.get(b as usize) {
+                        Some(Expr::Const(c)) if *c < 0 => format!("{lhs} - {}", -c),
+                        Some(Expr::Mul(m, r))
+                            if matches!(self.exprs.get(*m as usize), Some(Expr::Const(-1))) =>
+                        {
+                            let r = *r;
+                            format!("{lhs} - {}", self.go(r, 2)?)
+                        }
+                        _ => format!("{lhs} + {}", self.go(b, 1)?),
                     }
-                    _ => format!("{lhs} + {}", go(exprs, syms, b, 1)),
                 }
+                Expr::Mul(a, b) => {
+                    self.charge(1)?;
+                    format!("{}*{}", self.go(a, 2)?, self.go(b, 2)?)
+                }
+                Expr::FloorDiv(a, b) => call(self, "floordiv", a, b)?,
+                Expr::CeilDiv(a, b) => call(self, "ceildiv", a, b)?,
+                Expr::Mod(a, b) => call(self, "mod", a, b)?,
+                Expr::Min(a, b) => call(self, "min", a, b)?,
+                Expr::Max(a, b) => call(self, "max", a, b)?,
+            };
+            if matches!(x, Expr::Const(_) | Expr::Sym(_)) {
+                self.charge(s.len())?;
             }
-            Expr::Mul(a, b) => format!("{}*{}", go(exprs, syms, a, 2), go(exprs, syms, b, 2)),
-            Expr::FloorDiv(a, b) => format!(
-                "floordiv({}, {})",
-                go(exprs, syms, a, 0),
-                go(exprs, syms, b, 0)
-            ),
-            Expr::CeilDiv(a, b) => format!(
-                "ceildiv({}, {})",
-                go(exprs, syms, a, 0),
-                go(exprs, syms, b, 0)
-            ),
-            Expr::Mod(a, b) => format!("mod({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
-            Expr::Min(a, b) => format!("min({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
-            Expr::Max(a, b) => format!("max({}, {})", go(exprs, syms, a, 0), go(exprs, syms, b, 0)),
-        };
-        if prec(x) < min_prec {
-            format!("({s})")
-        } else {
-            s
+            Some(if prec(&x) < min_prec {
+                self.charge(2)?;
+                format!("({s})")
+            } else {
+                s
+            })
         }
     }
-    go(exprs, symbols, i, 0)
+    R {
+        exprs,
+        syms: symbols,
+        left: max_chars,
+    }
+    .go(i, 0)
+}
+
+/// The number of distinct pool entries expression `i` is built from (itself included).
+pub fn expr_size(exprs: &[Expr], i: u32) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![i];
+    while let Some(x) = stack.pop() {
+        if !seen.insert(x) {
+            continue;
+        }
+        if let Some(
+            Expr::Add(a, b)
+            | Expr::Mul(a, b)
+            | Expr::FloorDiv(a, b)
+            | Expr::CeilDiv(a, b)
+            | Expr::Mod(a, b)
+            | Expr::Min(a, b)
+            | Expr::Max(a, b),
+        ) = exprs.get(x as usize)
+        {
+            stack.extend([*a, *b]);
+        }
+    }
+    seen.len()
 }

@@ -40,8 +40,8 @@ pub mod values {
 use codec::{Dec, Enc};
 
 pub use attrs::OpAttrs;
-pub use eval::{eval_pool, expr_text, EvalError};
-pub use op::{BackendKind, OpCode, VersionId};
+pub use eval::{eval_pool, expr_size, expr_text, expr_text_within, EvalError};
+pub use op::{BackendKind, OpCode, VersionId, ML_DOMAIN};
 pub use verify::verify;
 
 /// File magic.
@@ -1092,7 +1092,7 @@ pub fn read(bytes: &[u8]) -> Result<PlanFile, FormatError> {
     }
     let plan = decode_meta(&bytes[meta])?;
     verify(&plan, (weights.end - weights.start) as u64)?;
-    let attrs = attrs::decode_plan(&plan)?;
+    let attrs = attrs::decode_plan(&plan, &bytes[weights.clone()])?;
     Ok(PlanFile {
         plan,
         attrs,

@@ -6,8 +6,9 @@
 //! change for that, since an older runtime rejects an unknown code with a clear error).
 
 /// Calls `$m! { Name = code, ... }` with every standard ONNX operator (domain `ai.onnx`) sod2
-/// knows, each with its stable plan code. This is the single list: `sod2-ir`'s `OpKind` and
-/// [`OpCode`] are both generated from it.
+/// knows, each with its stable plan code. This is the single list of the default domain (the
+/// `ai.onnx.ml` operators are in [`with_onnx_ml_ops!`]): `sod2-ir`'s `OpKind` and [`OpCode`] are
+/// both generated from the two.
 #[macro_export]
 macro_rules! with_onnx_ops {
     ($m:ident) => {
@@ -55,6 +56,8 @@ macro_rules! with_onnx_ops {
             // vision and indexing
             GridSample = 150, RoiAlign = 151, Col2Im = 152, DeformConv = 153, MaxUnpool = 154,
             TensorScatter = 155,
+            // text and classical ML
+            TfIdfVectorizer = 160,
             // sequences and optionals
             SequenceConstruct = 170, SequenceEmpty = 171, SequenceInsert = 172,
             SequenceErase = 173, SequenceAt = 174, SequenceLength = 175,
@@ -64,8 +67,36 @@ macro_rules! with_onnx_ops {
     };
 }
 
+/// The ONNX domain of the classical machine-learning operators ([`with_onnx_ml_ops!`]).
+pub const ML_DOMAIN: &str = "ai.onnx.ml";
+
+/// Calls `$m! { <prefix> ml: [Name = code, ...] }` with every operator of the `ai.onnx.ml`
+/// domain sod2 knows, each with its stable plan code (from the same code space as
+/// [`with_onnx_ops!`]). Kept apart from that list because these names belong to another
+/// domain: the importer maps `ai.onnx.ml::Name` (and only that) onto them, and their printed
+/// names are qualified (`ai.onnx.ml::Binarizer`), so a default-domain operator of the same name
+/// can never be taken for one of them. `prefix` (any tokens) is passed through, so a caller can
+/// hand the default-domain list along: `with_onnx_ops!(stage)` with `stage` calling
+/// `with_onnx_ml_ops!(m, onnx: [...])` gives `m! { onnx: [...] ml: [...] }`.
+#[macro_export]
+macro_rules! with_onnx_ml_ops {
+    ($m:ident $(, $($prefix:tt)*)?) => {
+        $m! {
+            $($($prefix)*)?
+            ml: [
+                // text and classical ML
+                Binarizer = 161, ArrayFeatureExtractor = 162, LabelEncoder = 163,
+                TreeEnsemble = 164,
+            ]
+        }
+    };
+}
+
 macro_rules! define_opcode {
-    ($($name:ident = $code:literal),* $(,)?) => {
+    (
+        onnx: [$($name:ident = $code:literal),* $(,)?]
+        ml: [$($ml:ident = $ml_code:literal),* $(,)?]
+    ) => {
         /// An operator a plan step runs: a standard ONNX operator, or one of sod2's own steps
         /// ([`OpCode::Fused`], [`OpCode::Values`]). Stored in the plan as its `u16` code.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +105,10 @@ macro_rules! define_opcode {
             $(
                 #[doc = concat!("ONNX `", stringify!($name), "`.")]
                 $name = $code,
+            )*
+            $(
+                #[doc = concat!("ONNX `ai.onnx.ml::", stringify!($ml), "`.")]
+                $ml = $ml_code,
             )*
             /// `sod2.Fused`: an anchor kernel, elementwise programs and a row op in one step
             /// (see [`crate::fused`]).
@@ -85,12 +120,14 @@ macro_rules! define_opcode {
 
         impl OpCode {
             /// Every operator code.
-            pub const ALL: &'static [OpCode] = &[$(OpCode::$name,)* OpCode::Fused, OpCode::Values];
+            pub const ALL: &'static [OpCode] =
+                &[$(OpCode::$name,)* $(OpCode::$ml,)* OpCode::Fused, OpCode::Values];
 
             /// The operator of a stored code (`None`: unknown to this version).
             pub fn from_code(code: u16) -> Option<OpCode> {
                 match code {
                     $($code => Some(OpCode::$name),)*
+                    $($ml_code => Some(OpCode::$ml),)*
                     0x4000 => Some(OpCode::Fused),
                     0x4001 => Some(OpCode::Values),
                     _ => None,
@@ -102,11 +139,13 @@ macro_rules! define_opcode {
                 self as u16
             }
 
-            /// The operator's name: the ONNX op type, or `sod2.Fused` / `sod2.Values`. For
+            /// The operator's name: the ONNX op type (qualified by its domain outside the
+            /// default one: `ai.onnx.ml::Binarizer`), or `sod2.Fused` / `sod2.Values`. For
             /// messages, profiles and `inspect`; nothing dispatches on it.
             pub fn name(self) -> &'static str {
                 match self {
                     $(OpCode::$name => stringify!($name),)*
+                    $(OpCode::$ml => concat!("ai.onnx.ml::", stringify!($ml)),)*
                     OpCode::Fused => crate::fused::KERNEL,
                     OpCode::Values => crate::values::KERNEL,
                 }
@@ -116,6 +155,7 @@ macro_rules! define_opcode {
             pub fn from_name(name: &str) -> Option<OpCode> {
                 match name {
                     $(stringify!($name) => Some(OpCode::$name),)*
+                    $(concat!("ai.onnx.ml::", stringify!($ml)) => Some(OpCode::$ml),)*
                     crate::fused::KERNEL => Some(OpCode::Fused),
                     crate::values::KERNEL => Some(OpCode::Values),
                     _ => None,
@@ -125,7 +165,15 @@ macro_rules! define_opcode {
     };
 }
 
-with_onnx_ops!(define_opcode);
+/// Hands the default-domain list on to [`with_onnx_ml_ops!`], which calls `define_opcode` with
+/// both.
+macro_rules! define_opcode_with_ml {
+    ($($onnx:tt)*) => {
+        with_onnx_ml_ops!(define_opcode, onnx: [$($onnx)*]);
+    };
+}
+
+with_onnx_ops!(define_opcode_with_ml);
 
 impl OpCode {
     /// Control flow (If, Loop, Scan): run by the executor over sub-plans, not by a kernel.

@@ -538,3 +538,34 @@ fn sequence_and_optional_values_round_trip_and_are_checked() {
         "value `v`: model input 9 does not exist",
     );
 }
+
+#[test]
+fn expression_text_is_bounded_by_its_budget() {
+    // max(max(...max(s, s + 1)...)) sharing one subterm: text doubles per level, the pool does not.
+    let symbols = vec![Symbol {
+        name: "s".into(),
+        lo: 1,
+        hi: 9,
+        origin: None,
+    }];
+    let mut exprs = vec![Expr::Sym(0), Expr::Const(1)];
+    exprs.push(Expr::Add(0, 1));
+    for _ in 0..60 {
+        let last = (exprs.len() - 1) as u32;
+        exprs.push(Expr::Max(last, last));
+    }
+    let top = (exprs.len() - 1) as u32;
+    assert_eq!(
+        expr_text_within(&exprs, &symbols, 2, 100).as_deref(),
+        Some("s + 1")
+    );
+    assert_eq!(expr_text_within(&exprs, &symbols, 2, 4), None);
+    assert_eq!(expr_text_within(&exprs, &symbols, top, 10_000), None);
+    assert_eq!(expr_text(&exprs, &symbols, 3), "max(s + 1, s + 1)");
+    assert_eq!(
+        expr_text_within(&exprs, &symbols, 3, 17).as_deref(),
+        Some("max(s + 1, s + 1)")
+    );
+    assert_eq!(expr_text_within(&exprs, &symbols, 3, 16), None);
+    assert_eq!(expr_size(&exprs, top), exprs.len());
+}

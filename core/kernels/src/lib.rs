@@ -14,7 +14,8 @@
 //! ```text
 //! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
 //!            signal (DFT, STFT, mel filter bank; over fft) ·
-//!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling)
+//!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling) ·
+//!            ml (n-gram counting, label tables, tree ensembles)
 //! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo · cache
 //!            det (LU) · fft (mixed radix) · resample (Resize's separable filters)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
@@ -43,6 +44,7 @@ pub mod layout;
 pub mod linalg;
 pub mod mat;
 pub mod math;
+pub mod ml;
 pub mod par;
 pub mod pool;
 pub mod reduce;

@@ -35,6 +35,13 @@ pub(crate) fn expand(
         "Scatter" if opset >= 9 => scatter(b, &c)?,
         "Upsample" if opset >= 7 => upsample(b, &c, opset)?,
         "AffineGrid" if opset >= 20 => affine_grid(b, &c)?,
+        // Old forms whose meaning differs from the current op's.
+        "Softmax" | "LogSoftmax" | "Hardmax" if opset < 13 => match softmax_2d(b, &c)? {
+            Some(nodes) => nodes,
+            None => return Ok(None),
+        },
+        // (the rewritten node, without `k`, is not rewritten again)
+        "TopK" if opset < 10 && attr(n, "k").is_some() => topk_k_attribute(&c)?,
         _ => return Ok(None),
     };
     Ok(Some(nodes))
@@ -546,4 +553,57 @@ fn tensor_attr(name: &str, t: TensorProto) -> AttributeProto {
         r#type: Some(AttributeType::Tensor as i32),
         ..Default::default()
     }
+}
+
+/// `Softmax`, `LogSoftmax` and `Hardmax` before opset 13 act on the input *coerced to 2-D*:
+/// `[prod(dims[..axis]), prod(dims[axis..])]`, normalising over the whole second dim (default
+/// axis 1). Unless `axis` is the last dim (-1, where both forms agree and nothing is rewritten),
+/// the node becomes `Reshape(Op(Flatten(x, axis), axis = -1), Shape(x))`.
+fn softmax_2d(mut b: Builder<'_>, c: &Check<'_>) -> Result<Option<Vec<NodeProto>>, ImportError> {
+    let axis = c.int("axis")?.unwrap_or(1);
+    if axis == -1 {
+        return Ok(None);
+    }
+    let x = c.input(0, "input")?;
+    let y = c.output(0)?;
+    let shape = b.node("Shape", &[x], None, vec![]);
+    let flat = b.node("Flatten", &[x], None, vec![int_attr("axis", axis)]);
+    let op = c.op;
+    let z = b.node(op, &[&flat], None, vec![int_attr("axis", -1)]);
+    b.node("Reshape", &[&z, &shape], Some(y), vec![]);
+    Ok(Some(b.nodes))
+}
+
+/// `TopK` before opset 10 takes `k` as an attribute; from 10 it is the second input.
+fn topk_k_attribute(c: &Check<'_>) -> Result<Vec<NodeProto>, ImportError> {
+    let x = c.input(0, "X")?;
+    let k = c
+        .int("k")?
+        .ok_or_else(|| c.bad_attr("k", "is required before opset 10".into()))?;
+    if k < 0 {
+        return Err(c.bad_attr("k", format!("is {k}, must not be negative")));
+    }
+    let name = c.name();
+    let k_name = format!("{name}/k");
+    let k_node = NodeProto {
+        op_type: Some("Constant".into()),
+        name: Some(format!("{name}/k_constant")),
+        output: vec![k_name.clone()],
+        attribute: vec![AttributeProto {
+            name: Some("value".into()),
+            t: Some(TensorProto {
+                data_type: Some(7),
+                dims: vec![1],
+                int64_data: vec![k],
+                ..Default::default()
+            }),
+            r#type: Some(AttributeType::Tensor as i32),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut topk = c.n.clone();
+    topk.input = vec![x.to_string(), k_name];
+    topk.attribute.retain(|a| a.name.as_deref() != Some("k"));
+    Ok(vec![k_node, topk])
 }

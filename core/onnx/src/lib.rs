@@ -39,9 +39,10 @@ mod tensor;
 
 use proto::{AttributeProto, FunctionProto, GraphProto, NodeProto, ValueInfoProto};
 
-/// Lowest default-domain opset the importer is tested with (the real-model corpus's PaddlePaddle
-/// and PyTorch 1.9 exports use opsets 11 and 12).
-pub const MIN_OPSET: i64 = 11;
+/// Lowest default-domain opset the importer is tested with: the old forms of opsets 7-12
+/// (attribute `axes`/`split`/`pads`/`k`, Upsample, Resize-10, 2-D-coerced Softmax) are checked
+/// against ONNX Runtime by `scripts/zoo/old_opsets.py`; the corpus has opset 11 and 12 exports.
+pub const MIN_OPSET: i64 = 7;
 /// Highest default-domain opset the importer is tested with (ONNX 1.22's node tests go up to
 /// opset 27: `LinearAttention`, `CausalConvWithState`).
 pub const MAX_OPSET: i64 = 27;
@@ -709,6 +710,16 @@ pub(crate) fn rename_graph(g: &mut GraphProto, rename: &HashMap<String, String>)
 fn opset_defaults(op: &OpKind, opset: i64, attrs: &mut BTreeMap<String, Attr>) {
     if *op == OpKind::DFT && opset < 20 {
         attrs.entry("axis".into()).or_insert(Attr::Int(1));
+    }
+    // Resize in opset 10 (X, scales) samples as Upsample did: asymmetric coordinates, nearest
+    // by floor (opset 11 introduced the modes and changed the defaults).
+    if *op == OpKind::Resize && opset < 11 {
+        attrs
+            .entry("coordinate_transformation_mode".into())
+            .or_insert_with(|| Attr::Str("asymmetric".into()));
+        attrs
+            .entry("nearest_mode".into())
+            .or_insert_with(|| Attr::Str("floor".into()));
     }
     if *op == OpKind::RoiAlign && opset < 16 {
         attrs

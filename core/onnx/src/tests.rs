@@ -1182,3 +1182,38 @@ fn malformed_attention_family_nodes_are_errors_naming_node_and_attribute() {
     let e = flex(vec![int_attr("prob_mod", 1)]);
     assert!(e.contains("`prob_mod`") && e.contains("GRAPH"), "{e}");
 }
+
+#[test]
+fn old_softmax_and_topk_forms_are_rewritten_to_the_current_ones() {
+    use crate::contrib::int_attr;
+    // Softmax before opset 13 at axis 1 of a 3-D input: over the flattened trailing dims.
+    let sm = |axis: Option<i64>, opset: i64| {
+        let n = with(
+            node("Softmax", "sm", &["x"], &["y"]),
+            axis.map(|a| int_attr("axis", a)).into_iter().collect(),
+        );
+        let g = one_node(n, vec![vi("x", 1, &["b", "3", "4"])], &["y"]);
+        standard_ops(&expand_at(g, opset).unwrap())
+    };
+    assert_eq!(sm(Some(1), 11), ["Shape", "Flatten", "Softmax", "Reshape"]);
+    assert_eq!(sm(None, 12), ["Shape", "Flatten", "Softmax", "Reshape"]);
+    // The last axis means the same in both forms; opset 13 is the current form.
+    assert_eq!(sm(Some(-1), 11), ["Softmax"]);
+    assert_eq!(sm(Some(1), 13), ["Softmax"]);
+    // TopK's `k` attribute (before opset 10) becomes its second input.
+    let topk = |attrs: Vec<AttributeProto>| {
+        let n = with(node("TopK", "tk", &["x"], &["v", "i"]), attrs);
+        let g = one_node(n, vec![vi("x", 1, &["b", "6"])], &["v", "i"]);
+        expand_at(g, 9)
+    };
+    let m = topk(vec![int_attr("k", 2), int_attr("axis", 1)]).unwrap();
+    assert_eq!(standard_ops(&m), ["TopK"]);
+    let tk = m.node(m.main.nodes[0]);
+    assert_eq!(tk.inputs.len(), 2);
+    assert!(tk.attr_int_opt("k").unwrap().is_none());
+    let e = topk(vec![int_attr("k", -1)]).unwrap_err().to_string();
+    assert!(
+        e.contains("`k`") && e.contains("must not be negative"),
+        "{e}"
+    );
+}

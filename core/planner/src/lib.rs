@@ -272,7 +272,8 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     }
     // The runtime decodes every step's attributes at load and rejects what it cannot run;
     // checking here tells the user at compile time, naming the node and the attribute.
-    fmt::attrs::decode_plan(&p.plan).map_err(|e| PlanError::Attributes(e.to_string()))?;
+    fmt::attrs::decode_plan(&p.plan, &p.weights)
+        .map_err(|e| PlanError::Attributes(e.to_string()))?;
     Ok(Planned {
         plan: p.plan,
         weights: p.weights,

@@ -8,6 +8,7 @@ mod edo;
 mod elementwise;
 mod layout;
 mod linalg;
+mod ml;
 mod nn;
 mod reduce;
 mod rnn;
@@ -87,6 +88,8 @@ pub fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
         f
     } else if let Some(f) = vision::forward(ctx)? {
         f
+    } else if let Some(f) = ml::forward(ctx)? {
+        f
     } else {
         return Err(format!("no shape rule for {}", ctx.node.op.name()));
     };
@@ -102,6 +105,7 @@ pub fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Vec<Option<Fact>> {
         .or_else(|| nn::backward(ctx, outs))
         .or_else(|| rnn::backward(ctx, outs))
         .or_else(|| vision::backward(ctx, outs))
+        .or_else(|| ml::backward(ctx, outs))
         .unwrap_or_default();
     r.resize(ctx.node.inputs.len(), None);
     r

@@ -9,12 +9,17 @@
 //!
 //! Unknown attribute names are ignored (exporters add their own, and some ONNX attributes do
 //! not affect inference, e.g. Dropout's `seed`).
+mod ml;
 mod nn;
 mod rnn;
 mod signal;
 mod tensor;
 mod vision;
 
+pub use ml::{
+    LabelEncoderAttrs, MlNumbers, TfIdfAttrs, TfIdfMode, TreeAggregate, TreeBranch,
+    TreeEnsembleAttrs, TreeMode, TreeNodeAttrs, TreePostTransform,
+};
 pub use nn::{
     AutoPad, BatchNormAttrs, ConvAttrs, ConvTransposeAttrs, GemmAttrs, LayerNormAttrs, LrnAttrs,
     PoolAttrs, PoolKind, WindowAttrs,
@@ -357,6 +362,17 @@ pub enum OpAttrs {
     MaxUnpool(WindowAttrs),
     /// TensorScatter.
     TensorScatter(TensorScatterAttrs),
+    /// TfIdfVectorizer.
+    TfIdf(Box<TfIdfAttrs>),
+    /// `ai.onnx.ml::Binarizer`.
+    Binarizer {
+        /// Outputs 1 where the input exceeds it.
+        threshold: f32,
+    },
+    /// `ai.onnx.ml::LabelEncoder`.
+    LabelEncoder(Box<LabelEncoderAttrs>),
+    /// `ai.onnx.ml::TreeEnsemble`.
+    TreeEnsemble(Box<TreeEnsembleAttrs>),
     /// `sod2.Fused`.
     Fused(Box<FusedAttrs>),
     /// `sod2.Values`.
@@ -378,18 +394,25 @@ pub struct ValuesAttrs {
     pub outputs: Vec<Vec<u32>>,
 }
 
-/// Decodes every step of every graph (see the module doc).
-pub fn decode_plan(plan: &Plan) -> Result<Vec<Vec<OpAttrs>>, FormatError> {
+/// Decodes every step of every graph (see the module doc). `weights` is the plan's weights
+/// section (tensor-valued attributes such as a tree ensemble's splits are read from it).
+pub fn decode_plan(plan: &Plan, weights: &[u8]) -> Result<Vec<Vec<OpAttrs>>, FormatError> {
     plan.graphs
         .iter()
-        .map(|g| g.steps.iter().map(|s| decode_step(plan, s)).collect())
+        .map(|g| {
+            g.steps
+                .iter()
+                .map(|s| decode_step(plan, weights, s))
+                .collect()
+        })
         .collect()
 }
 
 /// Decodes one step's attributes for its operator, and checks its kernel versions.
-pub fn decode_step(plan: &Plan, step: &Step) -> Result<OpAttrs, FormatError> {
+pub fn decode_step(plan: &Plan, weights: &[u8], step: &Step) -> Result<OpAttrs, FormatError> {
     let r = Reader {
         plan,
+        weights,
         step,
         op: step.op,
     };
@@ -414,6 +437,7 @@ pub fn decode_step(plan: &Plan, step: &Step) -> Result<OpAttrs, FormatError> {
 pub(crate) fn decode_as(r: &Reader<'_>, op: OpCode) -> Result<OpAttrs, FormatError> {
     decode(&Reader {
         plan: r.plan,
+        weights: r.weights,
         step: r.step,
         op,
     })
@@ -620,6 +644,12 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
             },
             flag: r.flag("new_axis", false)?,
         },
+        O::TfIdfVectorizer => OpAttrs::TfIdf(Box::new(ml::tfidf(r)?)),
+        O::Binarizer => OpAttrs::Binarizer {
+            threshold: ml::binarizer(r)?,
+        },
+        O::LabelEncoder => OpAttrs::LabelEncoder(Box::new(ml::label_encoder(r)?)),
+        O::TreeEnsemble => OpAttrs::TreeEnsemble(Box::new(ml::tree_ensemble(r)?)),
         O::Not
         | O::IsNaN
         | O::Identity
@@ -669,7 +699,8 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         | O::SequenceLength
         | O::Optional
         | O::OptionalHasElement
-        | O::OptionalGetElement => OpAttrs::None,
+        | O::OptionalGetElement
+        | O::ArrayFeatureExtractor => OpAttrs::None,
     })
 }
 
@@ -787,6 +818,8 @@ fn values(r: &Reader<'_>) -> Result<ValuesAttrs, FormatError> {
 /// Reads one step's attributes by name, with errors that name the step and the attribute.
 pub(crate) struct Reader<'a> {
     pub plan: &'a Plan,
+    /// The plan's weights section.
+    pub weights: &'a [u8],
     pub step: &'a Step,
     /// The operator whose attributes are read (the step's, or a fused step's anchor).
     pub op: OpCode,
@@ -934,6 +967,18 @@ impl Reader<'_> {
         }
     }
 
+    /// The element type of the step's input `k` (`None`: absent).
+    pub fn input_dtype(&self, k: usize) -> Option<DType> {
+        let t = self.step.inputs.get(k).copied().flatten()?;
+        Some(self.plan.tensors.get(t as usize)?.dtype)
+    }
+
+    /// The element type of the step's output `k` (`None`: absent).
+    pub fn output_dtype(&self, k: usize) -> Option<DType> {
+        let t = self.step.outputs.get(k).copied().flatten()?;
+        Some(self.plan.tensors.get(t as usize)?.dtype)
+    }
+
     /// The rank the plan gives the step's input `k` (`None`: absent).
     pub fn input_rank(&self, k: usize) -> Option<usize> {
         let t = self.step.inputs.get(k).copied().flatten()?;
@@ -976,5 +1021,7 @@ fn kind(v: &AttrValue) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod ml_tests;
 #[cfg(test)]
 mod tests;

@@ -44,7 +44,7 @@ fn plan(op: OpCode, ranks: &[usize], attrs: Vec<(&str, AttrValue)>) -> Plan {
 
 fn decode(op: OpCode, ranks: &[usize], attrs: Vec<(&str, AttrValue)>) -> Result<OpAttrs, String> {
     let p = plan(op, ranks, attrs);
-    decode_step(&p, &p.graphs[0].steps[0]).map_err(|e| e.to_string())
+    decode_step(&p, &[], &p.graphs[0].steps[0]).map_err(|e| e.to_string())
 }
 
 fn err(op: OpCode, ranks: &[usize], attrs: Vec<(&str, AttrValue)>, expect: &str) {
@@ -442,20 +442,20 @@ fn values_steps_check_their_expressions() {
     p.tensors[y].dtype = DType::I64;
     let step = p.graphs[0].steps[0].clone();
     assert_eq!(
-        decode_step(&p, &step),
+        decode_step(&p, &[], &step),
         Ok(OpAttrs::Values(ValuesAttrs {
             outputs: vec![vec![0]]
         }))
     );
     let mut bad = step.clone();
     bad.attrs[1].1 = ints(&[3]);
-    assert!(decode_step(&p, &bad)
+    assert!(decode_step(&p, &[], &bad)
         .unwrap_err()
         .to_string()
         .contains("refers to expression 3, out of range"));
     let mut bad = step;
     bad.attrs[0].1 = ints(&[2]);
-    assert!(decode_step(&p, &bad)
+    assert!(decode_step(&p, &[], &bad)
         .unwrap_err()
         .to_string()
         .contains("fewer expressions than the counts need"));
@@ -468,9 +468,9 @@ fn versions_belong_to_their_operator() {
         id: VersionId::ConvChannelBlocked,
         when: vec![],
     }];
-    assert!(decode_plan(&p).is_ok());
+    assert!(decode_plan(&p, &[]).is_ok());
     p.graphs[0].steps[0].op = OpCode::MatMul;
-    assert!(decode_plan(&p)
+    assert!(decode_plan(&p, &[])
         .unwrap_err()
         .to_string()
         .contains("step `s` (MatMul): kernel version 2 (conv-channel-blocked) does not apply"));
@@ -504,6 +504,9 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
                     "`counts` is required",
                     "`to` is required",
                     "`axis` is required",
+                    "`mode` is required",
+                    "`keys_int64s` (or keys_floats / keys_tensor) is required",
+                    "`n_targets` is required",
                 ];
                 assert!(
                     required.iter().any(|r| e.contains(r)),
@@ -831,10 +834,10 @@ fn bitcast_needs_equal_widths_and_the_output_type() {
     p.tensors[y].dtype = DType::I32;
     let step = p.graphs[0].steps[0].clone();
     assert_eq!(
-        decode_step(&p, &step),
+        decode_step(&p, &[], &step),
         Ok(OpAttrs::BitCast { to: DType::I32 })
     );
-    let msg = |p: &Plan, s: &Step| decode_step(p, s).unwrap_err().to_string();
+    let msg = |p: &Plan, s: &Step| decode_step(p, &[], s).unwrap_err().to_string();
     // An i64 output: `to` disagrees with the output, and (once they agree) with the width.
     let mut wide = p.clone();
     wide.tensors[y].dtype = DType::I64;

@@ -6,6 +6,7 @@ mod conv;
 mod elementwise;
 mod fused;
 mod layout;
+mod ml;
 mod nn;
 mod norm;
 mod num;
@@ -54,6 +55,12 @@ pub(crate) enum Prepared {
     None,
     /// A fused step's programs, ready to interpret.
     Fused(Box<fused::Spec>),
+    /// TfIdfVectorizer's n-gram trie.
+    TfIdf(Box<sod2_kernels::ml::tfidf::TfIdf>),
+    /// LabelEncoder's lookup table.
+    Labels(Box<sod2_kernels::ml::label::LabelMap>),
+    /// TreeEnsemble's forest.
+    Forest(Box<sod2_kernels::ml::tree::Forest>),
 }
 
 /// An input view.
@@ -428,6 +435,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| rnn::get(op))
         .or_else(|| signal::get(op))
         .or_else(|| vision::get(op))
+        .or_else(|| ml::get(op))
 }
 
 /// An error unless `dt` is f32 (kernels that only have an f32 implementation).
@@ -455,7 +463,11 @@ pub(crate) fn resolve(
             Ok(spec) => Prepared::Fused(Box::new(spec)),
             Err(e) => return Some(Err(e)),
         },
-        _ => Prepared::None,
+        _ => match ml::prepare(attrs) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Some(Err(e)),
+            None => Prepared::None,
+        },
     };
     Some(Ok(CpuStep {
         run,

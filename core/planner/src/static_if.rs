@@ -1,6 +1,6 @@
-//! Statically decided `If`: when RDP knows an If's condition (a value computed from shapes,
-//! such as `Size(size) == 4`, or a constant), the branch it takes replaces the If and the other
-//! branch is dropped.
+//! Statically decided `If`: when RDP decided an If's condition (`Analysis::decided_ifs`: a value
+//! computed from shapes, such as `Size(size) == 4`, a constant, or the condition of an enclosing
+//! branch), the branch it takes replaces the If and the other branch is dropped.
 //!
 //! RDP already gives such an If the facts of the taken branch only; without this pass the
 //! planner would still plan the dead branch, whose shapes may be meaningless (ONNX's
@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use sod2_analysis::Analysis;
-use sod2_ir::{Body, Model, Node, NodeId, OpKind, ValueId};
+use sod2_ir::{Body, Model, NodeId, OpKind, ValueId};
 
 /// The model with every statically decided If (at any depth) replaced by the branch it takes,
 /// and how many were replaced; `None` when there is none.
@@ -24,7 +24,9 @@ pub fn inline_static_ifs(model: &Model, a: &Analysis) -> Option<(Model, usize)> 
         if node.op != OpKind::If {
             continue;
         }
-        let Some(taken) = condition(a, node) else {
+        // The analysis decided it (its condition's value is a constant, or the condition of
+        // an enclosing branch).
+        let Some(&(_, taken)) = a.decided_ifs.iter().find(|(x, _)| *x == n) else {
             continue;
         };
         let Some(branch) = node.body(if taken { "then_branch" } else { "else_branch" }) else {
@@ -75,14 +77,6 @@ pub fn inline_static_ifs(model: &Model, a: &Analysis) -> Option<(Model, usize)> 
     }
     rewrite_body(&mut out.main, &resolve, &live);
     Some((out, live.len()))
-}
-
-/// The taken branch of `node` (`true`: then) when RDP knows its condition.
-fn condition(a: &Analysis, node: &Node) -> Option<bool> {
-    let c = node.input(0)?;
-    let v = a.fact(c).value.as_ref()?;
-    let first = *v.first()?;
-    a.arena.as_const(first).map(|k| k != 0)
 }
 
 /// Splices the live branches of replaced Ifs into `b` (recursively: an If inside a live

@@ -5,77 +5,18 @@
 //! - one branch invalid (an op in it rejects its inputs): the If becomes its other branch, the
 //!   symbol's range narrows to where the condition holds, and `prepare` refuses inputs that
 //!   break the condition with a typed error.
-use prost::Message;
 use sod2_onnx::proto::*;
 use sod2_runtime::{Plan, RuntimeError, Session, TensorIn};
 
-fn value_info(name: &str, elem: i32, dims: Option<&[&str]>) -> ValueInfoProto {
-    use tensor_shape_proto::{dimension::Value as D, Dimension};
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: dims.map(|d| TensorShapeProto {
-                    dim: d
-                        .iter()
-                        .map(|x| Dimension {
-                            value: Some(D::DimParam(x.to_string())),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, v: &[i64]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: vec![v.len() as i64],
-        data_type: Some(7),
-        int64_data: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn scalar(name: &str, v: i64) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        data_type: Some(7),
-        int64_data: vec![v],
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(format!("{op}_{}", outs[0])),
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
+#[path = "common/onnx.rs"]
+mod onnx;
+use onnx::{graph_attr, i64_scalar as scalar, i64s as ints, model_bytes, node, value_info};
 
 fn branch(nodes: Vec<NodeProto>, out: &str) -> GraphProto {
     GraphProto {
         name: Some(format!("b_{out}")),
         node: nodes,
         output: vec![value_info(out, 1, None)],
-        ..Default::default()
-    }
-}
-
-fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(5),
-        g: Some(g),
         ..Default::default()
     }
 }
@@ -113,16 +54,7 @@ fn model(cond: Vec<NodeProto>, then_b: GraphProto, else_b: GraphProto) -> Vec<u8
         ],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    model_bytes(graph, 17)
 }
 
 fn compile(bytes: &[u8]) -> (std::sync::Arc<Plan>, sod2_analysis::Specialized) {

@@ -1,10 +1,13 @@
 //! LSTM / GRU / RNN through the whole pipeline (ONNX import, RDP, planner, plan file, session)
 //! at symbolic `seq` and `batch`: one plan per model, run at several shapes on one and two
 //! threads, every output against the scalar reference of `sod2_kernels::rnn`.
-use prost::Message;
 use sod2_kernels::rnn::{recurrence_reference, Act, Cell, Lens, Recurrence, RecurrenceOut};
 use sod2_onnx::proto::*;
 use sod2_runtime::{DType, Plan, Session, TensorIn};
+
+#[path = "common/onnx.rs"]
+mod onnx;
+use onnx::{f32s as init, model_bytes, value_info};
 
 /// Values in `[-scale, scale]` from a small LCG.
 fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -17,46 +20,6 @@ fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
-}
-
-fn dims_of(dims: &[&str]) -> TensorShapeProto {
-    use tensor_shape_proto::{dimension::Value as D, Dimension};
-    TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|d| Dimension {
-                value: Some(match d.parse::<i64>() {
-                    Ok(v) => D::DimValue(v),
-                    Err(_) => D::DimParam(d.to_string()),
-                }),
-                ..Default::default()
-            })
-            .collect(),
-    }
-}
-
-fn value_info(name: &str, elem: i32, dims: Option<&[&str]>) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: dims.map(dims_of),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn init(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: Some(1),
-        float_data: v.to_vec(),
-        ..Default::default()
-    }
 }
 
 /// One recurrent layer's configuration and weights.
@@ -176,16 +139,7 @@ impl Layer {
             initializer: inits,
             ..Default::default()
         };
-        ModelProto {
-            ir_version: Some(8),
-            opset_import: vec![OperatorSetIdProto {
-                domain: Some(String::new()),
-                version: Some(17),
-            }],
-            graph: Some(graph),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        model_bytes(graph, 17)
     }
 }
 

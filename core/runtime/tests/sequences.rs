@@ -1,31 +1,12 @@
 //! Sequences and optionals through the whole pipeline (ONNX import, RDP, planner, plan file,
 //! session): a model that splits, erases, inserts, reads, concatenates and stacks sequences
 //! and tests an optional, run at several shapes against values computed by hand.
-use prost::Message;
 use sod2_onnx::proto::*;
 use sod2_runtime::{DType, Plan, Session, TensorIn, ValueIn, ValueOut};
 
-fn tensor_type(elem: i32, dims: &[&str]) -> TypeProto {
-    use tensor_shape_proto::{dimension::Value as D, Dimension};
-    TypeProto {
-        value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-            elem_type: Some(elem),
-            shape: Some(TensorShapeProto {
-                dim: dims
-                    .iter()
-                    .map(|d| Dimension {
-                        value: Some(match d.parse::<i64>() {
-                            Ok(v) => D::DimValue(v),
-                            Err(_) => D::DimParam(d.to_string()),
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-            }),
-        })),
-        ..Default::default()
-    }
-}
+#[path = "common/onnx.rs"]
+mod onnx;
+use onnx::{i64_scalar as int_const, int_attr as int, model_bytes, node, tensor_type, vi};
 
 fn seq_type(elem: TypeProto) -> TypeProto {
     TypeProto {
@@ -45,43 +26,6 @@ fn opt_type(elem: TypeProto) -> TypeProto {
                 elem_type: Some(Box::new(elem)),
             },
         ))),
-        ..Default::default()
-    }
-}
-
-fn vi(name: &str, t: TypeProto) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(t),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(format!("{op}_{}", outs[0])),
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        r#type: Some(attribute_proto::AttributeType::Int as i32),
-        ..Default::default()
-    }
-}
-
-fn int_const(name: &str, v: i64) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        data_type: Some(7),
-        int64_data: vec![v],
         ..Default::default()
     }
 }
@@ -128,16 +72,7 @@ fn model() -> Vec<u8> {
         ],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(18),
-        }],
-        graph: Some(g),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    model_bytes(g, 18)
 }
 
 fn compile(bytes: &[u8], opt: sod2_planner::Opt) -> Vec<u8> {

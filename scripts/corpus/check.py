@@ -90,25 +90,9 @@ class Oracle:
 
 
 def sod2_run(sod2: str, plan: pathlib.Path, feeds: dict[str, np.ndarray], work: pathlib.Path, outputs: list[str]) -> dict[str, np.ndarray]:
-    from plan_names import sanitize
+    from sod2_cli import run_plan
 
-    work.mkdir(parents=True, exist_ok=True)
-    args = []
-    for i, (k, v) in enumerate(feeds.items()):
-        p = work / f"in{i}.npy"
-        np.save(p, v)
-        args.append(f"--input={k}={p}")
-    out = work / "out"
-    r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("sod2 run: " + (r.stderr.strip().splitlines() or ["(no message)"])[-1][:200])
-    got = {}
-    for name in outputs:
-        p = out / f"{sanitize(name)}.npy"
-        if not p.exists():
-            raise RuntimeError(f"sod2 run wrote no output {name}")
-        got[name] = np.load(p)
-    return got
+    return run_plan(sod2, plan, feeds, work, outputs)
 
 
 def check_model(sod2: str, m: Model, path: pathlib.Path, tmp: pathlib.Path) -> tuple[list[tuple], dict]:

@@ -25,6 +25,9 @@ import onnx
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from sod2_cli import run_plan  # noqa: E402
+
 # (b, s, kv, p, m): batch, query length, key/value length, past length, short mask length.
 SHAPES = [(1, 1, 3, 2, 2), (2, 5, 5, 4, 3), (3, 9, 12, 7, 8)]
 F32, F16, BOOL, I64 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BOOL, TensorProto.INT64
@@ -290,21 +293,16 @@ def main() -> int:
             for shape in SHAPES:
                 feeds = feeds_for(m, shape, rng)
                 want = ref.run(None, convert(feeds))
-                ins = []
-                for i, (kname, v) in enumerate(feeds.items()):
-                    p = tmp / f"m{k}_{i}.npy"
-                    np.save(p, v)
-                    ins.append(f"--input={kname}={p}")
-                od = tmp / f"m{k}_out"
-                r = subprocess.run([args.sod2, "run", str(plan), *ins, "--out", str(od)], capture_output=True, text=True)
                 label = "b={} s={} kv={} p={} m={}".format(*shape)
-                if r.returncode != 0:
-                    rows.append((name, label, "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1][:150]))
+                try:
+                    gots = run_plan(args.sod2, plan, feeds, tmp / f"m{k}", [o.name for o in m.graph.output])
+                except RuntimeError as e:
+                    rows.append((name, label, f"FAIL: {e}"[:160]))
                     failed += 1
                     continue
                 worst, ok = 0.0, True
                 for o, w in zip(m.graph.output, want):
-                    got = np.load(od / f"{o.name}.npy")
+                    got = gots[o.name]
                     if got.shape != w.shape:
                         ok, worst = False, float("inf")
                         continue

@@ -26,6 +26,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from sod2_cli import run_plan  # noqa: E402
+
 MS = "com.microsoft"
 SHAPES = [(1, 1), (2, 7), (3, 16)]  # (batch, length)
 HIDDEN = 12
@@ -184,20 +187,15 @@ def main() -> int:
                 length = max(length, MIN_LEN.get(name, 1))
                 feeds = feeds_for(m, batch, length, rng)
                 want = sess.run(None, feeds)
-                ins = []
-                for i, (kname, v) in enumerate(feeds.items()):
-                    p = tmp / f"m{k}_{i}.npy"
-                    np.save(p, v)
-                    ins.append(f"--input={kname}={p}")
-                od = tmp / f"m{k}_out"
-                r = subprocess.run([args.sod2, "run", str(plan), *ins, "--out", str(od)], capture_output=True, text=True)
-                if r.returncode != 0:
-                    rows.append((name, f"{batch}x{length}", "FAIL: " + r.stderr.strip().splitlines()[-1][:150]))
+                try:
+                    gots = run_plan(args.sod2, plan, feeds, tmp / f"m{k}", [o.name for o in m.graph.output])
+                except RuntimeError as e:
+                    rows.append((name, f"{batch}x{length}", f"FAIL: {e}"[:160]))
                     failed += 1
                     continue
                 worst, ok = 0.0, True
                 for o, w in zip(m.graph.output, want):
-                    got = np.load(od / f"{o.name}.npy")
+                    got = gots[o.name]
                     if got.shape != w.shape:
                         ok = False
                         worst = float("inf")

@@ -25,6 +25,9 @@ import onnxruntime as ort
 from onnx import TensorProto as T
 from onnx import helper as h
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from sod2_cli import run_plan  # noqa: E402
+
 F, I64 = T.FLOAT, T.INT64
 
 
@@ -97,17 +100,14 @@ def main() -> int:
                     else:
                         feeds[n] = rng.standard_normal((batch, *d)).astype(np.float32)
                 want = sess.run(None, feeds)
-                cmd = [args.sod2, "run", str(plan), "--out", str(tmp / f"{name}-{batch}")]
-                for n, v in feeds.items():
-                    np.save(tmp / f"{name}-{batch}-{n}.npy", v)
-                    cmd += ["--input", f"{n}={tmp / f'{name}-{batch}-{n}.npy'}"]
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                if r.returncode != 0:
-                    failed.append(f"{name} batch {batch}: run: {(r.stderr.strip().splitlines() or ['?'])[-1][:160]}")
+                try:
+                    gots = run_plan(args.sod2, plan, feeds, tmp / f"{name}-{batch}", [n for n, _ in outs])
+                except RuntimeError as e:
+                    failed.append(f"{name} batch {batch}: {e}")
                     ok = False
                     break
                 for (n, _), w in zip(outs, want):
-                    g = np.load(tmp / f"{name}-{batch}" / f"{n}.npy")
+                    g = gots[n]
                     same = g.shape == w.shape and g.dtype == w.dtype and (
                         np.array_equal(g, w) if w.dtype.kind in "iub" else np.allclose(g, w, rtol=1e-5, atol=1e-5))
                     if not same:

@@ -31,7 +31,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from plan_names import sanitize  # noqa: E402
+from sod2_cli import run_plan  # noqa: E402
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 SHAPES = [(1, 1), (5, 3), (17, 2), (3, 8), (4, 19)]  # batch 19: past the kernel's small-batch path
@@ -220,17 +220,13 @@ def run_case(sod2, name, model, copts, oracle, tmp: pathlib.Path):
     for seq, batch in SHAPES:
         f = feeds(model, seq, batch, rng)
         want = oracle_run(sess, oracle is not None, outs, f)
-        args = []
-        for k, v in f.items():
-            np.save(tmp / f"in_{k}.npy", v)
-            args.append(f"--input={k}={tmp / f'in_{k}.npy'}")
-        od = tmp / "out"
-        r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(od), "--check-allocs"], capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            fails.append(f"seq={seq} batch={batch}: run: {r.stderr.strip()}")
+        try:
+            gots = run_plan(sod2, plan, f, tmp, outs, extra=("--check-allocs",), timeout=120)
+        except RuntimeError as e:
+            fails.append(f"seq={seq} batch={batch}: {e}")
             continue
         for o, w in zip(outs, want):
-            got = np.load(od / f"{sanitize(o)}.npy")
+            got = gots[o]
             if got.shape != w.shape:
                 fails.append(f"seq={seq} batch={batch}: {o} shape {got.shape}, expected {w.shape}")
             elif not np.allclose(got, w, rtol=RTOL, atol=ATOL):

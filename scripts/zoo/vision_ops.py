@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from plan_names import sanitize  # noqa: E402
+from sod2_cli import run_plan  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
 F, I64 = TensorProto.FLOAT, TensorProto.INT64
@@ -226,18 +226,14 @@ def run_case(sod2, case, tmp: pathlib.Path):
     for env in case.shapes:
         f = feeds(case, env, rng)
         want = oracle(f)
-        args = []
-        for k, v in f.items():
-            np.save(tmp / f"in_{k}.npy", v)
-            args.append(f"--input={k}={tmp / f'in_{k}.npy'}")
-        od = tmp / "out"
-        check = ["--check-allocs"] if case.check_allocs else []
-        r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(od), *check], capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            fails.append(f"{env}: run: {r.stderr.strip()}")
+        check = ("--check-allocs",) if case.check_allocs else ()
+        try:
+            gots = run_plan(sod2, plan, f, tmp, outs, extra=check, timeout=120)
+        except RuntimeError as e:
+            fails.append(f"{env}: {e}")
             continue
         for o, w in zip(outs, want):
-            got = np.load(od / f"{sanitize(o)}.npy")
+            got = gots[o]
             if got.shape != w.shape:
                 fails.append(f"{env}: {o} shape {got.shape}, expected {w.shape}")
             elif not np.allclose(got, w, rtol=RTOL, atol=ATOL):

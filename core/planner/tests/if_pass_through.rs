@@ -7,62 +7,8 @@ use sod2_format::{eval_pool, Plan, Storage};
 use sod2_onnx::proto::*;
 use sod2_planner::{plan, Opt, Options};
 
-fn vi(name: &str, dims: &[&str]) -> ValueInfoProto {
-    use tensor_shape_proto::{dimension::Value as D, Dimension};
-    let dim = dims
-        .iter()
-        .map(|d| Dimension {
-            value: Some(match d.parse::<i64>() {
-                Ok(v) => D::DimValue(v),
-                Err(_) => D::DimParam(d.to_string()),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, ins: &[&str], outs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(outs[0].into()),
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn branch(nodes: Vec<NodeProto>, out: &str) -> GraphProto {
-    GraphProto {
-        name: Some(format!("{out}_graph")),
-        node: nodes,
-        output: vec![ValueInfoProto {
-            name: Some(out.into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(5),
-        g: Some(g),
-        ..Default::default()
-    }
-}
+mod common;
+use common::{branch, graph_attr, node, vi};
 
 /// `y = Relu(x)`; `z = If(max(y) > 0, y + y, y)`; out = `Relu(z)` (and, with `keep`, also
 /// `y · 2`, so `y` lives past the If).

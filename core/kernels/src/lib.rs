@@ -16,7 +16,8 @@
 //!            signal (DFT, STFT, mel filter bank; over fft) ·
 //!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling) ·
 //!            ml (n-gram counting, label tables, tree ensembles)
-//! middle     linalg (over fast, the packed GEMM) · elementwise · reduce · layout · edo · cache
+//! middle     linalg (over fast, the packed GEMM) · quant (8-bit products, (de)quantization) ·
+//!            elementwise · reduce · layout · edo · cache
 //!            det (LU) · fft (mixed radix) · resample (Resize's separable filters)
 //! vectors    simd/ (vector trait, per-ISA entry points, algorithms over slices, register
 //!            tiles; knows no operator)
@@ -47,6 +48,7 @@ pub mod math;
 pub mod ml;
 pub mod par;
 pub mod pool;
+pub mod quant;
 pub mod reduce;
 pub mod resample;
 pub mod rnn;

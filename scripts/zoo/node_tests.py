@@ -38,6 +38,7 @@ from conformance import IDENT, eval_dim  # noqa: E402
 DTYPES = {
     "float32": "f32", "float64": "f64", "float16": "f16", "int8": "i8", "int16": "i16", "int32": "i32",
     "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64", "bool": "bool",
+    "bfloat16": "bf16",
 }
 
 
@@ -270,6 +271,11 @@ def compare(name: str, f: pathlib.Path, want: np.ndarray) -> str | None:
     if not f.exists():
         return f"{name}: no output"
     got = np.load(f)
+    if str(want.dtype) == "bfloat16":
+        if got.dtype != np.dtype("V2"):  # npy has no bfloat16: sod2 writes it as 2-byte voids
+            return f"{name}: dtype {got.dtype}, expected bfloat16"
+        # compared as f32 (numpy's float checks do not know bfloat16)
+        got, want = got.view(want.dtype).astype(np.float32), want.astype(np.float32)
     if got.shape != want.shape:
         return f"{name}: shape {got.shape}, expected {want.shape}"
     if got.dtype != want.dtype:
@@ -382,8 +388,8 @@ def main() -> int:
             by_op[op][status] += 1
             if not why:
                 eligible[status] += 1
-            if status == "fail" and args.verbose:
-                print(f"FAIL {name}: {detail}")
+            if status in ("fail", "unsupported") and args.verbose:
+                print(f"{status.upper()} {name}: {detail}")
     total = collections.Counter()
     print("| op | pass | runtime-bound | fail | unsupported |")
     print("|---|---|---|---|---|")

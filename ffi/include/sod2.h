@@ -109,6 +109,22 @@ typedef enum {
    bool (one byte)
    */
   SOD2_BOOL = 13,
+  /*
+   ONNX int4, one element per byte (sign-extended i8 in [-8, 7])
+   */
+  SOD2_I4 = 14,
+  /*
+   ONNX uint4, one element per byte (u8 in [0, 15])
+   */
+  SOD2_U4 = 15,
+  /*
+   ONNX int2, one element per byte (sign-extended i8 in [-2, 1])
+   */
+  SOD2_I2 = 16,
+  /*
+   ONNX uint2, one element per byte (u8 in [0, 3])
+   */
+  SOD2_U2 = 17,
 } sod2_dtype;
 
 /*

@@ -79,6 +79,14 @@ pub enum sod2_dtype {
     SOD2_U64 = 12,
     /// bool (one byte)
     SOD2_BOOL = 13,
+    /// ONNX int4, one element per byte (sign-extended i8 in [-8, 7])
+    SOD2_I4 = 14,
+    /// ONNX uint4, one element per byte (u8 in [0, 15])
+    SOD2_U4 = 15,
+    /// ONNX int2, one element per byte (sign-extended i8 in [-2, 1])
+    SOD2_I2 = 16,
+    /// ONNX uint2, one element per byte (u8 in [0, 3])
+    SOD2_U2 = 17,
 }
 
 fn from_dtype(d: DType) -> sod2_dtype {
@@ -97,6 +105,10 @@ fn from_dtype(d: DType) -> sod2_dtype {
         DType::U32 => SOD2_U32,
         DType::U64 => SOD2_U64,
         DType::Bool => SOD2_BOOL,
+        DType::I4 => SOD2_I4,
+        DType::U4 => SOD2_U4,
+        DType::I2 => SOD2_I2,
+        DType::U2 => SOD2_U2,
     }
 }
 

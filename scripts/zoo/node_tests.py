@@ -38,8 +38,10 @@ from conformance import IDENT, eval_dim  # noqa: E402
 DTYPES = {
     "float32": "f32", "float64": "f64", "float16": "f16", "int8": "i8", "int16": "i16", "int32": "i32",
     "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64", "bool": "bool",
-    "bfloat16": "bf16",
+    "bfloat16": "bf16", "int4": "i4", "uint4": "u4", "int2": "i2", "uint2": "u2",
 }
+# Element types NumPy has no npy code for: ml_dtypes stores them as voids of their byte width.
+VOID_TYPES = {"bfloat16": "V2", "int4": "V1", "uint4": "V1", "int2": "V1", "uint2": "V1"}
 
 
 # Not counted in the coverage figure over all tests (the coverage issue's definition): training-only
@@ -271,10 +273,10 @@ def compare(name: str, f: pathlib.Path, want: np.ndarray) -> str | None:
     if not f.exists():
         return f"{name}: no output"
     got = np.load(f)
-    if str(want.dtype) == "bfloat16":
-        if got.dtype != np.dtype("V2"):  # npy has no bfloat16: sod2 writes it as 2-byte voids
-            return f"{name}: dtype {got.dtype}, expected bfloat16"
-        # compared as f32 (numpy's float checks do not know bfloat16)
+    if str(want.dtype) in VOID_TYPES:
+        if got.dtype != np.dtype(VOID_TYPES[str(want.dtype)]):  # how sod2 writes them
+            return f"{name}: dtype {got.dtype}, expected {want.dtype}"
+        # compared as f32 (numpy's float checks do not know these types)
         got, want = got.view(want.dtype).astype(np.float32), want.astype(np.float32)
     if got.shape != want.shape:
         return f"{name}: shape {got.shape}, expected {want.shape}"

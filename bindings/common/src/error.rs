@@ -102,6 +102,7 @@ pub fn kind(e: &RuntimeError) -> ErrorKind {
         | RuntimeError::InputDim { .. }
         | RuntimeError::OutOfRange { .. }
         | RuntimeError::OutsideDomain { .. }
+        | RuntimeError::InputValue { .. }
         | RuntimeError::InputSize { .. } => ErrorKind::Input,
         RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
             ErrorKind::Run
@@ -191,6 +192,7 @@ variants!(
     InputDim,
     OutOfRange,
     OutsideDomain,
+    InputValue,
     InputSize,
     Kernel,
     Eval,
@@ -242,6 +244,14 @@ pub fn sample_errors() -> Vec<RuntimeError> {
         RuntimeError::OutsideDomain {
             bindings: "seq = 999".into(),
             message: "If `i` must take its then branch".into(),
+        },
+        RuntimeError::InputValue {
+            input: "q".into(),
+            dtype: "i2",
+            index: 3,
+            value: 2,
+            lo: -2,
+            hi: 1,
         },
         RuntimeError::InputSize {
             input: "x".into(),
@@ -312,6 +322,7 @@ mod tests {
             ("InputDim", ErrorKind::Input),
             ("OutOfRange", ErrorKind::Input),
             ("OutsideDomain", ErrorKind::Input),
+            ("InputValue", ErrorKind::Input),
             ("InputSize", ErrorKind::Input),
             ("Kernel", ErrorKind::Run),
             ("Eval", ErrorKind::Run),

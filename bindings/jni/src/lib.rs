@@ -433,6 +433,7 @@ mod tests {
             ("InputDim", "dev/sod2/InputException"),
             ("OutOfRange", "dev/sod2/InputException"),
             ("OutsideDomain", "dev/sod2/InputException"),
+            ("InputValue", "dev/sod2/InputException"),
             ("InputSize", "dev/sod2/InputException"),
             ("Kernel", "dev/sod2/RunException"),
             ("Eval", "dev/sod2/RunException"),

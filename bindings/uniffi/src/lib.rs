@@ -119,9 +119,17 @@ pub enum ElementType {
     U64,
     /// bool
     Bool,
+    /// int4, one element per byte (sign-extended, in [-8, 7])
+    I4,
+    /// uint4, one element per byte (in [0, 15])
+    U4,
+    /// int2, one element per byte (sign-extended, in [-2, 1])
+    I2,
+    /// uint2, one element per byte (in [0, 3])
+    U2,
 }
 
-const TYPES: [(ElementType, DType); 13] = [
+const TYPES: [(ElementType, DType); 17] = [
     (ElementType::F32, DType::F32),
     (ElementType::F64, DType::F64),
     (ElementType::F16, DType::F16),
@@ -135,6 +143,10 @@ const TYPES: [(ElementType, DType); 13] = [
     (ElementType::U32, DType::U32),
     (ElementType::U64, DType::U64),
     (ElementType::Bool, DType::Bool),
+    (ElementType::I4, DType::I4),
+    (ElementType::U4, DType::U4),
+    (ElementType::I2, DType::I2),
+    (ElementType::U2, DType::U2),
 ];
 
 fn to_dtype(e: ElementType) -> DType {
@@ -307,6 +319,7 @@ mod tests {
             ("InputDim", "Input"),
             ("OutOfRange", "Input"),
             ("OutsideDomain", "Input"),
+            ("InputValue", "Input"),
             ("InputSize", "Input"),
             ("Kernel", "Run"),
             ("Eval", "Run"),

@@ -17,6 +17,8 @@ fn descr(d: DType) -> &'static str {
         DType::U32 => "<u4",
         DType::U64 => "<u8",
         DType::Bool => "|b1",
+        // how NumPy stores ml_dtypes' int4/uint4/int2/uint2: one element per byte, low bits
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => "|V1",
     }
 }
 
@@ -36,6 +38,9 @@ fn from_descr(s: &str) -> Option<DType> {
         "|b1" => DType::Bool,
         // A 2-byte void: how NumPy stores ml_dtypes' bfloat16 (the plan checks the input's type).
         "<V2" | "|V2" => DType::BF16,
+        // A 1-byte void: ml_dtypes' int4/uint4/int2/uint2, told apart by the model's input
+        // type ([`Array::fit_to`]); held as raw bytes until then.
+        "<V1" | "|V1" => DType::U8,
         _ => return None,
     })
 }
@@ -45,6 +50,63 @@ pub struct Array {
     pub dtype: DType,
     pub dims: Vec<usize>,
     pub data: Vec<u8>,
+    /// Whether the file stored 1-byte voids (ml_dtypes' 4- and 2-bit integers): `dtype` is
+    /// `U8` until [`Array::fit_to`] reads them as the model's type.
+    pub void1: bool,
+}
+
+impl Array {
+    /// Reads the array as an input of type `want`. A 4- or 2-bit integer input takes
+    /// ml_dtypes' 1-byte voids (the value in the low bits, as ml_dtypes stores it) or plain
+    /// `int8`/`uint8` data of the same signedness; every element must lie in the type's range.
+    /// Other types are left as they are (the runtime checks the type).
+    pub fn fit_to(&mut self, want: DType) -> Result<()> {
+        let Some((lo, hi)) = want.sub_byte_range() else {
+            if self.void1 {
+                bail!(
+                    "1-byte void data (ml_dtypes int4/uint4/int2/uint2) given for an input of type {}",
+                    want.name()
+                );
+            }
+            return Ok(());
+        };
+        let signed = lo < 0;
+        let bits = if hi - lo + 1 == 16 { 4 } else { 2 };
+        let mask = (1u8 << bits) - 1;
+        if self.void1 {
+            for b in &mut self.data {
+                let v = *b & mask;
+                *b = if signed && v >> (bits - 1) == 1 {
+                    v | !mask
+                } else {
+                    v
+                };
+            }
+        } else if self.dtype != (if signed { DType::I8 } else { DType::U8 }) {
+            bail!(
+                "an input of type {} takes 1-byte void (ml_dtypes) or {} data, not {}",
+                want.name(),
+                if signed { "int8" } else { "uint8" },
+                self.dtype.name()
+            );
+        }
+        for (i, &b) in self.data.iter().enumerate() {
+            let v = if signed {
+                i32::from(b as i8)
+            } else {
+                i32::from(b)
+            };
+            if v < lo || v > hi {
+                bail!(
+                    "element {i} is {v}, outside {}'s range {lo}..={hi}",
+                    want.name()
+                );
+            }
+        }
+        self.dtype = want;
+        self.void1 = false;
+        Ok(())
+    }
 }
 
 /// Parses `.npy` bytes (C order, little-endian).
@@ -84,6 +146,7 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
     let d = d.trim_start_matches('\'');
     let d = &d[..d.find('\'').context("bad descr")?];
     let dtype = from_descr(d).with_context(|| format!("dtype {d} is not supported"))?;
+    let void1 = d.ends_with("V1");
     if field("fortran_order").is_some_and(|v| v.starts_with("True")) {
         bail!("Fortran-order arrays are not supported");
     }
@@ -104,7 +167,12 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
             data.len()
         );
     }
-    Ok(Array { dtype, dims, data })
+    Ok(Array {
+        dtype,
+        dims,
+        data,
+        void1,
+    })
 }
 
 /// Serialises an array as `.npy` 1.0.
@@ -131,6 +199,44 @@ pub fn write(dtype: DType, dims: &[usize], data: &[u8]) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(h.len() as u16).to_le_bytes());
     out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(data);
+    match dtype.sub_byte_range() {
+        // ml_dtypes keeps a 4- or 2-bit value in the low bits of its byte
+        Some((lo, hi)) => {
+            let mask = (hi - lo) as u8; // 15 or 3: the value's bits
+            out.extend(data.iter().map(|&b| b & mask));
+        }
+        None => out.extend_from_slice(data),
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_integers_round_trip_as_ml_dtypes_voids() {
+        // ml_dtypes int2 [-2, -1, 0, 1] is stored as the low bits: 2, 3, 0, 1
+        let file = write(DType::I2, &[4], &[0xFE, 0xFF, 0, 1]);
+        let mut a = parse(&file).unwrap();
+        assert!(a.void1);
+        assert_eq!(a.data, [2, 3, 0, 1]);
+        a.fit_to(DType::I2).unwrap();
+        assert_eq!(
+            (a.dtype, a.data.as_slice()),
+            (DType::I2, &[0xFE, 0xFF, 0, 1][..])
+        );
+        // a void array for a float input, and an int8 value outside int2, are errors
+        let mut v = parse(&file).unwrap();
+        assert!(v.fit_to(DType::F32).is_err());
+        let mut i = parse(&write(DType::I8, &[2], &[1, 2])).unwrap();
+        assert!(i
+            .fit_to(DType::I2)
+            .unwrap_err()
+            .to_string()
+            .contains("outside i2"));
+        let mut u = parse(&write(DType::U8, &[2], &[15, 3])).unwrap();
+        u.fit_to(DType::U4).unwrap();
+        assert_eq!(u.dtype, DType::U4);
+    }
 }

@@ -174,6 +174,12 @@ pub fn run(
         let arr = npy::parse(&bytes).with_context(|| format!("parsing {file}"))?;
         arrays.push((name.to_string(), arr));
     }
+    for (name, a) in &mut arrays {
+        if let Some(w) = want.iter().find(|w| w.name == *name) {
+            a.fit_to(w.dtype)
+                .with_context(|| format!("--input {name}"))?;
+        }
+    }
     let mut ordered = Vec::new();
     for w in &want {
         let Some((_, a)) = arrays.iter().find(|(n, _)| *n == w.name) else {
@@ -291,7 +297,16 @@ fn run_values(
         if !want.iter().any(|w| w.name == name) {
             bail!("the model has no input `{name}`");
         }
-        given.push((name.to_string(), read_input_value(file)?));
+        let mut value = read_input_value(file)?;
+        if let Some(w) = want.iter().find(|w| w.name == name) {
+            match &mut value {
+                InputValue::Tensor(a) => a.fit_to(w.dtype),
+                InputValue::Sequence(items) => items.iter_mut().try_for_each(|a| a.fit_to(w.dtype)),
+                InputValue::Absent => Ok(()),
+            }
+            .with_context(|| format!("--input {name}"))?;
+        }
+        given.push((name.to_string(), value));
     }
     let mut ordered = Vec::new();
     for w in &want {
@@ -750,8 +765,10 @@ fn load_inputs(plan: &Plan, inputs: &[String], shapes: &[String]) -> Result<Vec<
         });
         match (from_file, from_shape) {
             (Some(f), _) => {
-                let a = npy::parse(&std::fs::read(&f).with_context(|| format!("reading {f}"))?)
+                let mut a = npy::parse(&std::fs::read(&f).with_context(|| format!("reading {f}"))?)
                     .with_context(|| format!("parsing {f}"))?;
+                a.fit_to(w.dtype)
+                    .with_context(|| format!("--input {}", w.name))?;
                 data.push((a.dtype, a.dims, a.data));
             }
             (None, Some(s)) => {

@@ -154,6 +154,14 @@ pub enum DType {
     U64 = 12,
     /// bool (one byte)
     Bool = 13,
+    /// ONNX `INT4`, held one element per byte (sign-extended `i8` in `[-8, 7]`).
+    I4 = 14,
+    /// ONNX `UINT4`, held one element per byte (`u8` in `[0, 15]`).
+    U4 = 15,
+    /// ONNX `INT2`, held one element per byte (sign-extended `i8` in `[-2, 1]`).
+    I2 = 16,
+    /// ONNX `UINT2`, held one element per byte (`u8` in `[0, 3]`).
+    U2 = 17,
 }
 
 impl DType {
@@ -174,6 +182,10 @@ impl DType {
             11 => U32,
             12 => U64,
             13 => Bool,
+            14 => I4,
+            15 => U4,
+            16 => I2,
+            17 => U2,
             _ => return None,
         })
     }
@@ -195,6 +207,10 @@ impl DType {
             12 => U32,
             13 => U64,
             16 => BF16,
+            21 => U4,
+            22 => I4,
+            25 => U2,
+            26 => I2,
             _ => return None,
         })
     }
@@ -205,7 +221,7 @@ impl DType {
             F64 | I64 | U64 => 8,
             F32 | I32 | U32 => 4,
             F16 | BF16 | I16 | U16 => 2,
-            I8 | U8 | Bool => 1,
+            I8 | U8 | Bool | I4 | U4 | I2 | U2 => 1,
         }
     }
     /// Lower-case name (`f32`, `i64`, ...).
@@ -225,6 +241,22 @@ impl DType {
             U32 => "u32",
             U64 => "u64",
             Bool => "bool",
+            I4 => "i4",
+            U4 => "u4",
+            I2 => "i2",
+            U2 => "u2",
+        }
+    }
+    /// The value range of a sub-byte integer type (`I4`, `U4`, `I2`, `U2`), held one element
+    /// per byte: `None` for every other type.
+    pub fn sub_byte_range(self) -> Option<(i32, i32)> {
+        use DType::*;
+        match self {
+            I4 => Some((-8, 7)),
+            U4 => Some((0, 15)),
+            I2 => Some((-2, 1)),
+            U2 => Some((0, 3)),
+            _ => None,
         }
     }
 }

@@ -31,6 +31,14 @@ pub enum DType {
     Bool,
     /// Strings (not supported by kernels; carried for completeness).
     Str,
+    /// Signed 4-bit (ONNX `INT4`), held one element per byte, sign-extended.
+    I4,
+    /// Unsigned 4-bit (ONNX `UINT4`), held one element per byte.
+    U4,
+    /// Signed 2-bit (ONNX `INT2`), held one element per byte, sign-extended.
+    I2,
+    /// Unsigned 2-bit (ONNX `UINT2`), held one element per byte.
+    U2,
 }
 
 impl DType {
@@ -51,6 +59,10 @@ impl DType {
             12 => DType::U32,
             13 => DType::U64,
             16 => DType::BF16,
+            21 => DType::U4,
+            22 => DType::I4,
+            25 => DType::U2,
+            26 => DType::I2,
             _ => return None,
         })
     }
@@ -62,6 +74,7 @@ impl DType {
             DType::F32 | DType::I32 | DType::U32 => 4,
             DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::I8 | DType::U8 | DType::Bool => 1,
+            DType::I4 | DType::U4 | DType::I2 | DType::U2 => 1,
             DType::Str => 0,
         }
     }
@@ -83,6 +96,22 @@ impl DType {
             DType::U64 => "u64",
             DType::Bool => "bool",
             DType::Str => "string",
+            DType::I4 => "i4",
+            DType::U4 => "u4",
+            DType::I2 => "i2",
+            DType::U2 => "u2",
+        }
+    }
+
+    /// Bits per element of a sub-byte integer type (`I4`/`U4`: 4, `I2`/`U2`: 2) as ONNX packs
+    /// it in tensor data, and whether it is signed; `None` for every other type.
+    pub fn sub_byte(self) -> Option<(u32, bool)> {
+        match self {
+            DType::I4 => Some((4, true)),
+            DType::U4 => Some((4, false)),
+            DType::I2 => Some((2, true)),
+            DType::U2 => Some((2, false)),
+            _ => None,
         }
     }
 
@@ -145,8 +174,10 @@ impl TensorData {
             DType::U16 => (0..n)
                 .map(|i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as i64)
                 .collect(),
-            DType::I8 => b.iter().map(|&x| x as i8 as i64).collect(),
-            DType::U8 | DType::Bool => b.iter().map(|&x| x as i64).collect(),
+            DType::I8 | DType::I4 | DType::I2 => b.iter().map(|&x| x as i8 as i64).collect(),
+            DType::U8 | DType::Bool | DType::U4 | DType::U2 => {
+                b.iter().map(|&x| x as i64).collect()
+            }
             _ => return None,
         })
     }

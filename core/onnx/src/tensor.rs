@@ -40,6 +40,9 @@ pub(crate) fn tensor_data(
             bytes: Vec::new(),
         });
     }
+    if let Some((bits, signed)) = dtype.sub_byte() {
+        return sub_byte_data(t, &name, base_dir, dims, numel, dtype, bits, signed);
+    }
     let nbytes = numel
         .checked_mul(dtype.size())
         .ok_or_else(|| bad(&name, "byte size overflows"))?;
@@ -61,6 +64,54 @@ pub(crate) fn tensor_data(
             ),
         ));
     }
+    Ok(TensorData { dtype, dims, bytes })
+}
+
+/// A 4-bit or 2-bit integer tensor: ONNX packs its elements from the low bits of each byte up
+/// (`x0 | x1 << bits | ...`), in `raw_data`, external data or one byte per `int32_data`
+/// entry; sod2 holds one element per byte (sign-extended when `signed`).
+#[allow(clippy::too_many_arguments)]
+fn sub_byte_data(
+    t: &TensorProto,
+    name: &str,
+    base_dir: Option<&Path>,
+    dims: Vec<usize>,
+    numel: usize,
+    dtype: DType,
+    bits: u32,
+    signed: bool,
+) -> Result<TensorData, ImportError> {
+    let per_byte = (8 / bits) as usize;
+    let packed_len = numel.div_ceil(per_byte);
+    let packed = if t.data_location == Some(1) {
+        external(t, name, base_dir, packed_len)?
+    } else if let Some(raw) = &t.raw_data {
+        raw.clone()
+    } else {
+        t.int32_data.iter().map(|&v| v as u8).collect()
+    };
+    if packed.len() != packed_len {
+        return Err(bad(
+            name,
+            format!(
+                "holds {} bytes, dims {:?} of {} ({bits}-bit, packed) need {packed_len}",
+                packed.len(),
+                dims,
+                dtype.name()
+            ),
+        ));
+    }
+    let mask = (1u8 << bits) - 1;
+    let bytes = (0..numel)
+        .map(|i| {
+            let v = (packed[i / per_byte] >> ((i % per_byte) as u32 * bits)) & mask;
+            if signed && v >> (bits - 1) == 1 {
+                v | !mask // sign-extend
+            } else {
+                v
+            }
+        })
+        .collect();
     Ok(TensorData { dtype, dims, bytes })
 }
 
@@ -95,6 +146,10 @@ fn typed_fields(t: &TensorProto, dtype: DType, name: &str) -> Result<Vec<u8>, Im
             .iter()
             .for_each(|v| out.extend_from_slice(&(*v as u16).to_le_bytes())),
         DType::I8 | DType::U8 | DType::Bool => t.int32_data.iter().for_each(|v| out.push(*v as u8)),
+        // read packed by `sub_byte_data`
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            return Err(bad(name, "sub-byte integers are read packed"))
+        }
         DType::Str => return Err(bad(name, "strings have no numeric data")),
     }
     Ok(out)

@@ -176,6 +176,10 @@ pub fn dtype(d: DType) -> Option<fmt::DType> {
         DType::U32 => fmt::DType::U32,
         DType::U64 => fmt::DType::U64,
         DType::Bool => fmt::DType::Bool,
+        DType::I4 => fmt::DType::I4,
+        DType::U4 => fmt::DType::U4,
+        DType::I2 => fmt::DType::I2,
+        DType::U2 => fmt::DType::U2,
         DType::Str => return None,
     })
 }

@@ -92,6 +92,23 @@ pub enum RuntimeError {
         /// The guard's message: the condition and why the model needs it.
         message: String,
     },
+    /// An input element outside its type's range (a 4- or 2-bit integer input held one per
+    /// byte).
+    #[error("input `{input}`: element {index} is {value}, outside {dtype}'s range {lo}..={hi}")]
+    InputValue {
+        /// Input name.
+        input: String,
+        /// Element type.
+        dtype: &'static str,
+        /// Flat index of the first bad element.
+        index: usize,
+        /// Its value.
+        value: i64,
+        /// Range start.
+        lo: i32,
+        /// Range end.
+        hi: i32,
+    },
     /// Input data length does not match its dims.
     #[error("input `{input}`: {got} bytes given, dims {dims:?} of {dtype} need {expected}")]
     InputSize {

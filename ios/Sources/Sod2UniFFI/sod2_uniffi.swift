@@ -1065,6 +1065,22 @@ public enum ElementType: Equatable, Hashable {
      * bool
      */
     case bool
+    /**
+     * int4, one element per byte (sign-extended, in [-8, 7])
+     */
+    case i4
+    /**
+     * uint4, one element per byte (in [0, 15])
+     */
+    case u4
+    /**
+     * int2, one element per byte (sign-extended, in [-2, 1])
+     */
+    case i2
+    /**
+     * uint2, one element per byte (in [0, 3])
+     */
+    case u2
 
 
 
@@ -1111,6 +1127,14 @@ public struct FfiConverterTypeElementType: FfiConverterRustBuffer {
         case 12: return .u64
         
         case 13: return .bool
+        
+        case 14: return .i4
+        
+        case 15: return .u4
+        
+        case 16: return .i2
+        
+        case 17: return .u2
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -1170,6 +1194,22 @@ public struct FfiConverterTypeElementType: FfiConverterRustBuffer {
         
         case .bool:
             writeInt(&buf, Int32(13))
+        
+        
+        case .i4:
+            writeInt(&buf, Int32(14))
+        
+        
+        case .u4:
+            writeInt(&buf, Int32(15))
+        
+        
+        case .i2:
+            writeInt(&buf, Int32(16))
+        
+        
+        case .u2:
+            writeInt(&buf, Int32(17))
         
         }
     }

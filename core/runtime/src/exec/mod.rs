@@ -170,6 +170,7 @@ impl Executor {
                     got: x.data.len(),
                 });
             }
+            check_sub_byte(&tensor.name, x)?;
             set_dims(&mut self.tensors.dims[t as usize], x.dims);
         }
         // Recompute the pool from the prepared bindings (earlier runs rebound fresh symbols).
@@ -334,5 +335,37 @@ impl Executor {
                     .all(|&(e, lo, hi)| self.bind.val(e).is_some_and(|v| lo <= v && v <= hi))
             })
             .map(|k| k.id)
+    }
+}
+
+/// Checks that a 4- or 2-bit integer input (held one element per byte) holds only values of
+/// its type: anything else would silently compute with out-of-range integers.
+fn check_sub_byte(name: &str, x: &TensorIn<'_>) -> Result<(), RuntimeError> {
+    let Some((lo, hi)) = x.dtype.sub_byte_range() else {
+        return Ok(());
+    };
+    let signed = lo < 0;
+    let bad = x.data.iter().position(|&b| {
+        let v = if signed {
+            i32::from(b as i8)
+        } else {
+            i32::from(b)
+        };
+        v < lo || v > hi
+    });
+    match bad {
+        None => Ok(()),
+        Some(index) => Err(RuntimeError::InputValue {
+            input: name.to_string(),
+            dtype: x.dtype.name(),
+            index,
+            value: if signed {
+                i64::from(x.data[index] as i8)
+            } else {
+                i64::from(x.data[index])
+            },
+            lo,
+            hi,
+        }),
     }
 }

@@ -428,6 +428,18 @@ fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 }
                 Ok(())
             }
+            DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+                // ONNX casts into 4- and 2-bit integers wrap (its reference keeps the low bits:
+                // 3.0 -> int2 -1), from floats through truncation toward zero.
+                let (lo, hi) = dst.sub_byte_range().unwrap_or((0, 255));
+                let span = i64::from(hi - lo + 1);
+                for (k, o) in out.iter_mut().enumerate().take(n) {
+                    let (f, i) = get(k);
+                    let v = if src_float { f as i64 } else { i };
+                    *o = ((v - i64::from(lo)).rem_euclid(span) + i64::from(lo)) as i8 as u8;
+                }
+                Ok(())
+            }
             _ => dispatch!(dst, store(get, n, src_float, out)),
         }
     }
@@ -446,6 +458,9 @@ fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             };
             into(&get, x.data.len() / 2, dst, src_float, out)
         }
+        // 4- and 2-bit integers are held one per byte, sign-extended when signed
+        DType::I4 | DType::I2 => from::<i8>(x.data, dst, src_float, out),
+        DType::U4 | DType::U2 => from::<u8>(x.data, dst, src_float, out),
         _ => dispatch!(src, from(x.data, dst, src_float, out)),
     }
 }

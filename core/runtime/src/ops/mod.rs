@@ -264,8 +264,10 @@ pub(crate) fn ints_of<'x>(x: &In<'x>) -> Result<Cow<'x, [i64]>, String> {
         DType::I64 => typed::<i64>(x.data),
         DType::I32 => typed::<i32>(x.data).iter().map(|&v| i64::from(v)).collect(),
         DType::I16 => typed::<i16>(x.data).iter().map(|&v| i64::from(v)).collect(),
-        DType::I8 => x.data.iter().map(|&v| i64::from(v as i8)).collect(),
-        DType::U8 | DType::Bool => x.data.iter().map(|&v| i64::from(v)).collect(),
+        DType::I8 | DType::I4 | DType::I2 => x.data.iter().map(|&v| i64::from(v as i8)).collect(),
+        DType::U8 | DType::Bool | DType::U4 | DType::U2 => {
+            x.data.iter().map(|&v| i64::from(v)).collect()
+        }
         DType::U16 => typed::<u16>(x.data).iter().map(|&v| i64::from(v)).collect(),
         DType::U32 => typed::<u32>(x.data).iter().map(|&v| i64::from(v)).collect(),
         DType::U64 => typed::<u64>(x.data).iter().map(|&v| v as i64).collect(),

@@ -6,7 +6,9 @@ import java.nio.ByteOrder
 /** Element types (the plan format's codes). */
 enum class DType(val code: Int, val size: Int) {
     F32(1, 4), F64(2, 8), F16(3, 2), BF16(4, 2), I8(5, 1), I16(6, 2), I32(7, 4), I64(8, 8),
-    U8(9, 1), U16(10, 2), U32(11, 4), U64(12, 8), BOOL(13, 1);
+    U8(9, 1), U16(10, 2), U32(11, 4), U64(12, 8), BOOL(13, 1),
+    /** int4/uint4/int2/uint2: one element per byte (signed ones sign-extended). */
+    I4(14, 1), U4(15, 1), I2(16, 1), U2(17, 1);
 
     companion object {
         fun of(code: Int): DType = entries.firstOrNull { it.code == code }

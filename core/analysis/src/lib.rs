@@ -74,6 +74,18 @@ pub enum AnalysisError {
         /// Upper end.
         hi: i64,
     },
+    /// No value of a symbol's range satisfies a condition the model needs.
+    #[error("{name}: no value in {lo}..={hi} is valid for this model: {message}; check the model's input sizes (or the --dim range)")]
+    EmptyDomain {
+        /// Symbol name.
+        name: String,
+        /// Range start.
+        lo: i64,
+        /// Range end.
+        hi: i64,
+        /// The condition that fails everywhere, and the node that needs it.
+        message: String,
+    },
 }
 
 /// Kind of a diagnostic.
@@ -311,6 +323,7 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
             }),
         }
     }
+    shape_validity_guards(model, &mut eng.arena, &eng.facts, &mut guards);
     let iteration_symbols = eng
         .iteration_symbols
         .iter()
@@ -330,6 +343,69 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
         guards,
         decided_ifs: eng.decided_ifs,
     })
+}
+
+/// Adds a guard for every dim of the main graph's tensors that the analysis could not prove
+/// valid over the declared ranges: a window op's (Conv, pooling) output dims must be at least 1
+/// (its window must fit the padded input: ONNX Runtime refuses the model otherwise), every other
+/// dim at least 0. Only dims that are expressions of the model-input symbols are guarded (a dim
+/// bound when an op runs is checked by that op). One guard per distinct dim expression, named
+/// after the first node that needs it; [`analyze_specializing`] turns a guard over one symbol
+/// into that symbol's domain.
+fn shape_validity_guards(
+    model: &Model,
+    arena: &mut ExprArena,
+    facts: &[Fact],
+    guards: &mut Vec<GuardFact>,
+) {
+    use sod2_ir::OpKind;
+    let mut seen = std::collections::HashSet::new();
+    for &n in &model.main.nodes {
+        let node = model.node(n);
+        let window = matches!(
+            node.op,
+            OpKind::Conv | OpKind::MaxPool | OpKind::AveragePool | OpKind::LpPool
+        );
+        for (slot, out) in node.outputs.iter().enumerate() {
+            let Some(v) = out else { continue };
+            let Shape::Ranked(dims) = &facts[v.index()].shape else {
+                continue;
+            };
+            for (k, d) in dims.iter().enumerate() {
+                let Some(e) = d.expr() else { continue };
+                // the spatial dims of a window op's first output (batch and channels are not
+                // windowed)
+                let least = if window && slot == 0 && k >= 2 { 1 } else { 0 };
+                if arena.as_const(e).is_some() || arena.interval(e).lo >= least {
+                    continue;
+                }
+                let syms = arena.free_symbols(e);
+                if syms.is_empty() || syms.iter().any(|&s| arena.symbol_info(s).origin.is_some()) {
+                    continue;
+                }
+                if !seen.insert((e, least)) {
+                    continue;
+                }
+                let bound = arena.constant(least);
+                let holds = rules::le_expr(arena, bound, e);
+                let shown = arena.display(e).to_string();
+                guards.push(GuardFact {
+                    expr: holds,
+                    nonzero: true,
+                    message: format!(
+                        "{} `{}`: output {slot} dim {k} = {shown} must be at least {least}{}",
+                        node.op.name(),
+                        node.name,
+                        if least == 1 {
+                            " (the window must fit the padded input)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+            }
+        }
+    }
 }
 
 /// What [`analyze_specializing`] rewrote.
@@ -388,13 +464,37 @@ fn narrow_to_guards(
     mut done: Specialized,
 ) -> Result<(Analysis, Specialized), AnalysisError> {
     let mut ranges = opts.ranges.clone();
+    let before = done.narrowed.len();
     for g in &a.guards {
         let Some((s, lo, hi)) = guard_range(&a.arena, g) else {
+            if let [s] = a.arena.free_symbols(g.expr)[..] {
+                let info = a.arena.symbol_info(s);
+                return Err(AnalysisError::EmptyDomain {
+                    name: info.name.clone(),
+                    lo: info.lo,
+                    hi: info.hi,
+                    message: g.message.clone(),
+                });
+            }
             continue;
         };
         let info = a.arena.symbol_info(s);
-        if (lo, hi) == (info.lo, info.hi) {
+        // several guards may bound one symbol: its domain is where all of them hold
+        let (cur_lo, cur_hi) = ranges
+            .iter()
+            .find(|r| r.name == info.name)
+            .map_or((info.lo, info.hi), |r| (r.lo, r.hi));
+        let (lo, hi) = (lo.max(cur_lo), hi.min(cur_hi));
+        if (lo, hi) == (cur_lo, cur_hi) {
             continue;
+        }
+        if lo > hi {
+            return Err(AnalysisError::EmptyDomain {
+                name: info.name.clone(),
+                lo: cur_lo,
+                hi: cur_hi,
+                message: g.message.clone(),
+            });
         }
         ranges.retain(|r| r.name != info.name);
         ranges.push(DimRange {
@@ -402,10 +502,11 @@ fn narrow_to_guards(
             lo,
             hi,
         });
+        done.narrowed.retain(|(n, ..)| *n != info.name);
         done.narrowed
             .push((info.name.clone(), lo, hi, g.message.clone()));
     }
-    if done.narrowed.is_empty() {
+    if done.narrowed.len() == before && ranges == opts.ranges {
         return Ok((a, done));
     }
     let narrowed = Options {

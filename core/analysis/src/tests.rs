@@ -1102,3 +1102,71 @@ fn text_and_classical_ml_shapes() {
     let not_ml = m.values.iter().position(|v| v.name == "not_ml").unwrap();
     assert!(a.shape_strings(sod2_ir::ValueId(not_ml as u32)).is_none());
 }
+
+/// Two stride-2, kernel-3 convolutions without padding over a symbolic length `T`: the second
+/// needs `floordiv(T - 3, 2) + 1 >= 3`, i.e. `T >= 7`.
+fn two_convs() -> Model {
+    G::default()
+        .input("x", 1, &["1", "4", "T"])
+        .init_f32("w1", &[4, 4, 3])
+        .init_f32("w2", &[4, 4, 3])
+        .node_a("Conv", &["x", "w1"], &["c1"], vec![ints_attr("strides", &[2])])
+        .node_a("Conv", &["c1", "w2"], &["c2"], vec![ints_attr("strides", &[2])])
+        .output("c2")
+        .model()
+}
+
+#[test]
+fn window_ops_narrow_their_input_symbols_to_where_the_window_fits() {
+    let mut m = two_convs();
+    let (a, done) = analyze_specializing(&mut m, &Options::default()).unwrap();
+    assert_eq!(done.narrowed.len(), 1, "{done:?}");
+    let (name, lo, hi, why) = &done.narrowed[0];
+    assert_eq!((name.as_str(), *lo), ("T", 7));
+    assert_eq!(*hi, a.arena.symbol_info(a.arena.symbol_by_name("T").unwrap()).hi);
+    assert!(why.contains("Conv") && why.contains("at least 1"), "{why}");
+    // after narrowing, nothing is left to check at run time
+    assert!(a.guards.is_empty(), "{:?}", a.guards.len());
+    // a declared range partly outside is narrowed; one wholly outside is an error
+    let opts = |lo, hi| Options {
+        ranges: vec![DimRange {
+            name: "T".into(),
+            lo,
+            hi,
+        }],
+        ..Options::default()
+    };
+    let (_, done) = analyze_specializing(&mut two_convs(), &opts(2, 100)).unwrap();
+    assert_eq!((done.narrowed[0].1, done.narrowed[0].2), (7, 100));
+    let e = analyze_specializing(&mut two_convs(), &opts(1, 6)).unwrap_err();
+    assert!(
+        matches!(&e, AnalysisError::EmptyDomain { name, lo: 1, hi: 6, .. } if name == "T"),
+        "{e}"
+    );
+}
+
+#[test]
+fn dims_of_two_symbols_become_run_time_guards() {
+    // a valid conv output needs T + U >= 3: a condition over two symbols stays a guard
+    let m = G::default()
+        .input("x", 1, &["1", "4", "T"])
+        .input("y", 1, &["1", "4", "U"])
+        .init_f32("w", &[4, 4, 3])
+        .node_a("Concat", &["x", "y"], &["xy"], vec![int_attr("axis", 2)])
+        .node("Conv", &["xy", "w"], &["c"])
+        .output("c")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(a.guards.len(), 1);
+    assert!(a.guards[0].message.contains("T + U - 2"), "{}", a.guards[0].message);
+    let (t, u) = (
+        a.arena.symbol_by_name("T").unwrap(),
+        a.arena.symbol_by_name("U").unwrap(),
+    );
+    for (tv, uv, ok) in [(1, 1, false), (1, 2, true), (5, 5, true)] {
+        let mut b = Bindings::new();
+        b.set(t, tv);
+        b.set(u, uv);
+        assert_eq!(a.arena.eval(a.guards[0].expr, &b).unwrap() != 0, ok, "T={tv} U={uv}");
+    }
+}

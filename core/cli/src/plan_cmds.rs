@@ -34,10 +34,15 @@ pub fn compile(
     for message in &specialized.pruned {
         let _ = writeln!(text, "guard: {message}");
     }
-    for (name, lo, hi, _) in &specialized.narrowed {
+    for (name, lo, hi, why) in &specialized.narrowed {
+        let range = if *hi == i64::MAX {
+            format!("{lo}..")
+        } else {
+            format!("{lo}..={hi}")
+        };
         let _ = writeln!(
             text,
-            "domain: {name} = {lo}..={hi} (outside it a branch the model needs cannot run; `sod2 run` refuses such inputs)"
+            "domain: {name} = {range} (outside it: {why}; `sod2 run` refuses such inputs)"
         );
     }
     if specialized.capped {

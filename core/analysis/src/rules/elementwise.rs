@@ -387,7 +387,7 @@ fn eq_expr(ar: &mut sod2_expr::ExprArena, a: ExprId, b: ExprId) -> ExprId {
 }
 
 /// `1` when `a <= b`, else `0`, for integers: `min(1, max(0, b - a + 1))`.
-fn le_expr(ar: &mut sod2_expr::ExprArena, a: ExprId, b: ExprId) -> ExprId {
+pub(crate) fn le_expr(ar: &mut sod2_expr::ExprArena, a: ExprId, b: ExprId) -> ExprId {
     let d = ar.sub(b, a);
     let d1 = ar.add_const(d, 1);
     let (zero, one) = (ar.constant(0), ar.constant(1));

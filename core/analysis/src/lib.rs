@@ -360,12 +360,16 @@ fn shape_validity_guards(
 ) {
     use sod2_ir::OpKind;
     let mut seen = std::collections::HashSet::new();
+    let mut seen_pairs = std::collections::HashSet::new();
     for &n in &model.main.nodes {
         let node = model.node(n);
         let window = matches!(
             node.op,
             OpKind::Conv | OpKind::MaxPool | OpKind::AveragePool | OpKind::LpPool
         );
+        if broadcasts(&node.op) {
+            broadcast_guards(node, arena, facts, &mut seen_pairs, guards);
+        }
         for (slot, out) in node.outputs.iter().enumerate() {
             let Some(v) = out else { continue };
             let Shape::Ranked(dims) = &facts[v.index()].shape else {
@@ -379,8 +383,7 @@ fn shape_validity_guards(
                 if arena.as_const(e).is_some() || arena.interval(e).lo >= least {
                     continue;
                 }
-                let syms = arena.free_symbols(e);
-                if syms.is_empty() || syms.iter().any(|&s| arena.symbol_info(s).origin.is_some()) {
+                if !over_inputs(arena, e) {
                     continue;
                 }
                 if !seen.insert((e, least)) {
@@ -401,6 +404,109 @@ fn shape_validity_guards(
                         } else {
                             ""
                         }
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// Whether `op` broadcasts its inputs multidirectionally (numpy rules).
+fn broadcasts(op: &sod2_ir::OpKind) -> bool {
+    use sod2_ir::OpKind::*;
+    matches!(
+        op,
+        Add | Sub
+            | Mul
+            | Div
+            | Pow
+            | Mod
+            | Min
+            | Max
+            | Sum
+            | Mean
+            | And
+            | Or
+            | Xor
+            | Equal
+            | Less
+            | LessOrEqual
+            | Greater
+            | GreaterOrEqual
+            | BitShift
+            | BitwiseAnd
+            | BitwiseOr
+            | BitwiseXor
+            | Where
+    )
+}
+
+/// Whether every free symbol of `e` is a model-input symbol (bound before the first step).
+fn over_inputs(arena: &ExprArena, e: ExprId) -> bool {
+    let syms = arena.free_symbols(e);
+    !syms.is_empty() && syms.iter().all(|&s| arena.symbol_info(s).origin.is_none())
+}
+
+/// Guards for a broadcasting node: two inputs' dims at one (right-aligned) position must be
+/// equal or one of them 1. Where the analysis could not prove it over the declared ranges
+/// (a position table sliced to `min(seq, 512)` added to `seq` embeddings), the condition
+/// becomes a guard, so a shape the model cannot take is refused before any kernel runs.
+fn broadcast_guards(
+    node: &sod2_ir::Node,
+    arena: &mut ExprArena,
+    facts: &[Fact],
+    seen: &mut std::collections::HashSet<(ExprId, ExprId)>,
+    guards: &mut Vec<GuardFact>,
+) {
+    let shapes: Vec<&Vec<Dim>> = node
+        .inputs
+        .iter()
+        .flatten()
+        .filter_map(|v| match &facts[v.index()].shape {
+            Shape::Ranked(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    let rank = shapes.iter().map(|d| d.len()).max().unwrap_or(0);
+    for k in 0..rank {
+        let at = |d: &Vec<Dim>| d.len().checked_sub(rank - k).and_then(|i| d[i].expr());
+        let dims: Vec<ExprId> = shapes.iter().filter_map(|d| at(d)).collect();
+        for (i, &a) in dims.iter().enumerate() {
+            for &b in &dims[i + 1..] {
+                if a == b || arena.as_const(a) == Some(1) || arena.as_const(b) == Some(1) {
+                    continue;
+                }
+                if arena.prove_eq(a, b) == sod2_expr::Truth::True {
+                    continue;
+                }
+                // both over model-input symbols (or constants), at least one not constant
+                let input_bound = |e: ExprId| arena.as_const(e).is_some() || over_inputs(arena, e);
+                if !(input_bound(a) && input_bound(b))
+                    || arena.as_const(a).zip(arena.as_const(b)).is_some()
+                {
+                    continue;
+                }
+                if !seen.insert((a.min(b), a.max(b))) {
+                    continue;
+                }
+                let one = arena.constant(1);
+                let (ab, a1, b1) = (
+                    rules::eq_expr(arena, a, b),
+                    rules::eq_expr(arena, a, one),
+                    rules::eq_expr(arena, b, one),
+                );
+                let any = arena.max(&[ab, a1, b1]);
+                if arena.as_const(any) == Some(1) {
+                    continue;
+                }
+                let (sa, sb) = (arena.display(a).to_string(), arena.display(b).to_string());
+                guards.push(GuardFact {
+                    expr: any,
+                    nonzero: true,
+                    message: format!(
+                        "{} `{}`: input dims {sa} and {sb} must be equal or 1 to broadcast",
+                        node.op.name(),
+                        node.name
                     ),
                 });
             }

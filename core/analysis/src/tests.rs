@@ -1110,8 +1110,18 @@ fn two_convs() -> Model {
         .input("x", 1, &["1", "4", "T"])
         .init_f32("w1", &[4, 4, 3])
         .init_f32("w2", &[4, 4, 3])
-        .node_a("Conv", &["x", "w1"], &["c1"], vec![ints_attr("strides", &[2])])
-        .node_a("Conv", &["c1", "w2"], &["c2"], vec![ints_attr("strides", &[2])])
+        .node_a(
+            "Conv",
+            &["x", "w1"],
+            &["c1"],
+            vec![ints_attr("strides", &[2])],
+        )
+        .node_a(
+            "Conv",
+            &["c1", "w2"],
+            &["c2"],
+            vec![ints_attr("strides", &[2])],
+        )
         .output("c2")
         .model()
 }
@@ -1123,7 +1133,10 @@ fn window_ops_narrow_their_input_symbols_to_where_the_window_fits() {
     assert_eq!(done.narrowed.len(), 1, "{done:?}");
     let (name, lo, hi, why) = &done.narrowed[0];
     assert_eq!((name.as_str(), *lo), ("T", 7));
-    assert_eq!(*hi, a.arena.symbol_info(a.arena.symbol_by_name("T").unwrap()).hi);
+    assert_eq!(
+        *hi,
+        a.arena.symbol_info(a.arena.symbol_by_name("T").unwrap()).hi
+    );
     assert!(why.contains("Conv") && why.contains("at least 1"), "{why}");
     // after narrowing, nothing is left to check at run time
     assert!(a.guards.is_empty(), "{:?}", a.guards.len());
@@ -1158,7 +1171,11 @@ fn dims_of_two_symbols_become_run_time_guards() {
         .model();
     let a = run(&m, &[]);
     assert_eq!(a.guards.len(), 1);
-    assert!(a.guards[0].message.contains("T + U - 2"), "{}", a.guards[0].message);
+    assert!(
+        a.guards[0].message.contains("T + U - 2"),
+        "{}",
+        a.guards[0].message
+    );
     let (t, u) = (
         a.arena.symbol_by_name("T").unwrap(),
         a.arena.symbol_by_name("U").unwrap(),
@@ -1167,6 +1184,53 @@ fn dims_of_two_symbols_become_run_time_guards() {
         let mut b = Bindings::new();
         b.set(t, tv);
         b.set(u, uv);
-        assert_eq!(a.arena.eval(a.guards[0].expr, &b).unwrap() != 0, ok, "T={tv} U={uv}");
+        assert_eq!(
+            a.arena.eval(a.guards[0].expr, &b).unwrap() != 0,
+            ok,
+            "T={tv} U={uv}"
+        );
     }
+}
+
+#[test]
+fn a_sliced_position_table_bounds_the_sequence_length() {
+    // BERT's position ids: a [1, 512] buffer sliced to the sequence length, whose embeddings
+    // are added to the token embeddings [batch, seq, 8]: the Add needs seq <= 512.
+    let m = G::default()
+        .input("x", 1, &["batch", "seq", "8"])
+        .init_i64("pos_ids", &(0..512).collect::<Vec<_>>())
+        .init_i64("two_d", &[1, 512])
+        .init_f32("pos_tab", &[512, 8])
+        .init_i64("zero", &[0])
+        .init_i64("one", &[1])
+        .node("Reshape", &["pos_ids", "two_d"], &["ids2"])
+        .node_a(
+            "Shape",
+            &["x"],
+            &["len"],
+            vec![int_attr("start", 1), int_attr("end", 2)],
+        )
+        .node("Slice", &["ids2", "zero", "len", "one"], &["ids"])
+        .node("Gather", &["pos_tab", "ids"], &["pe"])
+        .node("Add", &["x", "pe"], &["y"])
+        .output("y")
+        .model();
+    let mut m2 = m.clone();
+    let (a, done) = analyze_specializing(&mut m2, &Options::default()).unwrap();
+    assert_eq!(done.narrowed.len(), 1, "{done:?}");
+    assert_eq!(
+        (
+            done.narrowed[0].0.as_str(),
+            done.narrowed[0].1,
+            done.narrowed[0].2
+        ),
+        ("seq", 1, 512)
+    );
+    assert!(
+        done.narrowed[0].3.contains("broadcast"),
+        "{}",
+        done.narrowed[0].3
+    );
+    assert_eq!(shape(&m2, &a, "y"), ["batch", "seq", "8"]);
+    assert!(a.guards.is_empty());
 }

@@ -378,7 +378,7 @@ fn binary_value(
 }
 
 /// `1` when `a == b`, else `0`, for integers: `1 - min(1, |a - b|)`.
-fn eq_expr(ar: &mut sod2_expr::ExprArena, a: ExprId, b: ExprId) -> ExprId {
+pub(crate) fn eq_expr(ar: &mut sod2_expr::ExprArena, a: ExprId, b: ExprId) -> ExprId {
     let (d, e) = (ar.sub(a, b), ar.sub(b, a));
     let abs = ar.max(&[d, e]);
     let one = ar.constant(1);

@@ -28,6 +28,9 @@ pub(crate) struct Engine<'m> {
     pub arena: ExprArena,
     pub facts: Vec<Fact>,
     pub fresh: FreshTable,
+    /// Declared ranges of symbols that do not exist before the analysis runs: an unnamed
+    /// input dim's symbol (`x_dim2`), made when widening reaches it, takes its range here.
+    pub pending_ranges: Vec<crate::DimRange>,
     pub diags: Vec<Diagnostic>,
     seen: HashSet<(String, String)>,
     pub iterations: usize,
@@ -77,6 +80,7 @@ impl<'m> Engine<'m> {
             arena,
             facts: vec![Fact::default(); model.values.len()],
             fresh: FreshTable::default(),
+            pending_ranges: Vec::new(),
             diags: Vec::new(),
             seen: HashSet::new(),
             iterations: 0,
@@ -799,6 +803,11 @@ impl<'m> Engine<'m> {
                 for j in holes {
                     let name = format!("{}_dim{j}", self.model.value(i).name);
                     let s = self.arena.fresh_symbol(&name, 1, i64::MAX, None);
+                    let made = self.arena.symbol_info(s).name.clone();
+                    if let Some(k) = self.pending_ranges.iter().position(|r| r.name == made) {
+                        let r = self.pending_ranges.remove(k);
+                        self.arena.set_range(s, r.lo, r.hi);
+                    }
                     let e = self.arena.sym(s);
                     if let Shape::Ranked(d) = &mut self.facts[i.index()].shape {
                         d[j] = Dim::Known(e);

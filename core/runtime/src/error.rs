@@ -67,7 +67,7 @@ pub enum RuntimeError {
     },
     /// A dim outside its declared range.
     #[error(
-        "input `{input}`: dim {dim} ({symbol} = {value}) is outside the declared range {lo}..={hi}"
+        "input `{input}`: dim {dim} ({symbol} = {value}) is outside the declared range {lo}..={hi} (the model's domain, or the --dim range it was compiled with; compile with `--dim {symbol}=LO..HI` for another range inside the domain)"
     )]
     OutOfRange {
         /// Input name.

@@ -65,7 +65,7 @@ fn input_errors_name_the_input() {
     let e = s.prepare(&[vec![2, 500], vec![2, 500]]).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "input `input_ids`: dim 1 (seq = 500) is outside the declared range 1..=128"
+        "input `input_ids`: dim 1 (seq = 500) is outside the declared range 1..=128 (the model's domain, or the --dim range it was compiled with; compile with `--dim seq=LO..HI` for another range inside the domain)"
     );
     let e = s.prepare(&[vec![2, 5], vec![2, 6]]).unwrap_err();
     assert_eq!(

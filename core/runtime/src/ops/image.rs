@@ -179,7 +179,7 @@ mod decode {
             ];
             let mut out = [0u8; 6];
             write_pixels(&rgb, PixelFormat::Grayscale, &mut out);
-            // Pillow 11: Image.frombytes("RGB", (6, 1), rgb).convert("L")
+            // Pillow 13.0: Image.frombytes("RGB", (6, 1), bytes(rgb)).convert("L")
             assert_eq!(out, [255, 0, 76, 150, 29, 124]);
             let mut bgr = [0u8; 18];
             write_pixels(&rgb, PixelFormat::Bgr, &mut bgr);

@@ -338,6 +338,28 @@ fn nonzero_gets_a_bounded_fresh_symbol() {
     assert_eq!(a.arena.symbol_info(f.sym).hi, 5000);
 }
 
+#[test]
+fn image_decoder_gets_fresh_height_and_width() {
+    for (format, c) in [(None, "3"), (Some("BGR"), "3"), (Some("Grayscale"), "1")] {
+        let attrs = format
+            .map(|f| str_attr("pixel_format", f))
+            .into_iter()
+            .collect();
+        let m = G::default()
+            .input("bytes", 2, &["n"])
+            .node_a("ImageDecoder", &["bytes"], &["img"], attrs)
+            .output("img")
+            .model();
+        let a = run(&m, &[("n", 1, 1 << 20)]);
+        assert_eq!(shape(&m, &a, "img"), ["img_height", "img_width", c]);
+        assert_eq!(a.fresh.len(), 2);
+        for f in &a.fresh {
+            let info = a.arena.symbol_info(f.sym);
+            assert_eq!((info.lo, info.hi), (1, 1 << 26), "{format:?}");
+        }
+    }
+}
+
 fn branch(op: &str, input: &str, out: &str, attrs: Vec<AttributeProto>) -> GraphProto {
     G::default()
         .node_a(op, &[input], &[out], attrs)

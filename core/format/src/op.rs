@@ -52,7 +52,7 @@ macro_rules! with_onnx_ops {
             LSTM = 136, GRU = 137, RNN = 138,
             // signal and misc
             CumProd = 139, Det = 140, BitCast = 141, DFT = 142, STFT = 143,
-            MelWeightMatrix = 144, ReverseSequence = 145, Compress = 146,
+            MelWeightMatrix = 144, ReverseSequence = 145, Compress = 146, ImageDecoder = 147,
             // vision and indexing
             GridSample = 150, RoiAlign = 151, Col2Im = 152, DeformConv = 153, MaxUnpool = 154,
             TensorScatter = 155,

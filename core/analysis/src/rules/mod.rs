@@ -58,7 +58,7 @@ pub fn class(op: &OpKind) -> Option<OpClass> {
         | Pad | Squeeze | Unsqueeze | Split | Col2Im | MaxUnpool | ReduceSum | ReduceMean
         | ReduceMax | ReduceMin | ReduceProd | ReduceL1 | ReduceL2 | ReduceLogSum
         | ReduceLogSumExp | ReduceSumSquare | DFT | STFT | MelWeightMatrix => OpClass::Isvdos,
-        NonZero | NonMaxSuppression | Unique | Compress | If | Loop | SequenceAt
+        NonZero | NonMaxSuppression | Unique | Compress | ImageDecoder | If | Loop | SequenceAt
         | SplitToSequence | ConcatFromSequence | OptionalGetElement => OpClass::Edo,
         _ => OpClass::Isdos,
     })

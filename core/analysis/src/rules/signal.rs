@@ -1,6 +1,7 @@
 //! Signal processing and the miscellaneous operators added with it: Det, DFT, STFT,
 //! MelWeightMatrix (ISDOS / ISVDOS: sizes from input shapes and the values of small integer
-//! inputs) and Compress (EDO: its selected length is a fresh symbol bound at run time).
+//! inputs), Compress (EDO: its selected length is a fresh symbol bound at run time) and
+//! ImageDecoder (EDO: the decoded height and width are fresh symbols bound when it runs).
 //! CumProd, BitCast and ReverseSequence keep their input's shape and live with the unary
 //! elementwise rules.
 //!
@@ -14,10 +15,14 @@
 //! MelWeightMatrix  bins, dft_length, ...      -> [dft_length/2 + 1, bins]
 //! Compress         x, condition               -> x with the axis (or the flattened x)
 //!                                                  of a fresh length ≤ its own
+//! ImageDecoder     bytes[n] (u8)              -> [H, W, C] (u8), H and W fresh in
+//!                                                  1..=IMAGE_MAX_PIXELS; C = 3 (RGB, BGR)
+//!                                                  or 1 (Grayscale)
 //! ```
 //! A size that needs a value no rule knows (an axis or a length given at run time) stays
 //! undefined, so it becomes a fresh symbol that the step binds when it runs.
 use sod2_expr::ExprId;
+use sod2_format::attrs::{PixelFormat, IMAGE_MAX_PIXELS};
 use sod2_ir::{DType, OpKind};
 
 use crate::ctx::{Ctx, RuleResult};
@@ -30,6 +35,7 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         OpKind::STFT => stft(ctx)?,
         OpKind::MelWeightMatrix => mel(ctx)?,
         OpKind::Compress => compress(ctx)?,
+        OpKind::ImageDecoder => image_decoder(ctx)?,
         _ => return Ok(None),
     }))
 }
@@ -245,4 +251,36 @@ fn compress(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
             }
         },
     )
+}
+
+/// ImageDecoder: `[H, W, C]` u8 pixels of the encoded image. Only decoding tells the size, so
+/// H and W are fresh symbols (at least 1, at most [`IMAGE_MAX_PIXELS`] each); C follows from
+/// `pixel_format`.
+fn image_decoder(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
+    let name = ctx
+        .node
+        .attr_str("pixel_format", "RGB")
+        .map_err(|e| e.to_string())?;
+    let format = PixelFormat::from_name(&name).ok_or_else(|| {
+        format!(
+            "ImageDecoder: pixel_format `{name}`, expected one of {}",
+            PixelFormat::NAMES.join(", ")
+        )
+    })?;
+    if let Some(d) = ctx.dims(0) {
+        if d.len() != 1 {
+            return Err(format!(
+                "ImageDecoder: input of rank {}, needs the 1-D encoded image bytes",
+                d.len()
+            ));
+        }
+    }
+    let max = ctx.c(IMAGE_MAX_PIXELS as i64);
+    let h = ctx.fresh(0, "height", 1, Some(max));
+    let w = ctx.fresh(1, "width", 1, Some(max));
+    let c = ctx.c(format.channels() as i64);
+    Ok(ranked(
+        Some(DType::U8),
+        vec![Dim::Known(h), Dim::Known(w), Dim::Known(c)],
+    ))
 }

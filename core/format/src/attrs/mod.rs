@@ -25,7 +25,7 @@ pub use nn::{
     PoolAttrs, PoolKind, WindowAttrs,
 };
 pub use rnn::{RnnActivation, RnnAttrs, RnnCell, RnnDirection};
-pub use signal::{dft_axis_ok, DftAttrs, ReverseSequenceAttrs};
+pub use signal::{dft_axis_ok, DftAttrs, PixelFormat, ReverseSequenceAttrs, IMAGE_MAX_PIXELS};
 pub use tensor::{
     AspectPolicy, CoordTransform, NearestMode, PadAttrs, PadMode, ReduceAttrs, Reduction,
     ResizeAttrs, ResizeMode, ScanAttrs, SliceAttrs, SplitAttrs,
@@ -350,6 +350,11 @@ pub enum OpAttrs {
         /// The axis (`None`: select from the flattened input).
         axis: Option<i64>,
     },
+    /// ImageDecoder.
+    ImageDecoder {
+        /// The decoded pixels' channel layout (`pixel_format`).
+        format: PixelFormat,
+    },
     /// GridSample.
     GridSample(GridSampleAttrs),
     /// RoiAlign.
@@ -624,6 +629,9 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
                 None => None,
                 Some(_) => Some(r.axis_of(0, "axis", 0, (0, 0))?),
             },
+        },
+        O::ImageDecoder => OpAttrs::ImageDecoder {
+            format: signal::pixel_format(r)?,
         },
         O::GridSample => OpAttrs::GridSample(vision::grid_sample(r)?),
         O::RoiAlign => OpAttrs::RoiAlign(vision::roi_align(r)?),

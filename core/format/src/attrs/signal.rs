@@ -1,5 +1,5 @@
 //! Attributes of the signal-processing operators (DFT, STFT, MelWeightMatrix) and of the
-//! miscellaneous tensor operators added with them (BitCast, ReverseSequence, Compress).
+//! miscellaneous operators added with them (BitCast, ReverseSequence, Compress, ImageDecoder).
 use super::Reader;
 use crate::{DType, FormatError};
 
@@ -23,6 +23,46 @@ pub struct ReverseSequenceAttrs {
     pub batch_axis: usize,
     /// The time axis (the other of 0 and 1).
     pub time_axis: usize,
+}
+
+/// The most pixels (`H × W`) ImageDecoder decodes: 2^26 = 67,108,864 (e.g. 8192 × 8192; an
+/// RGB output of 201 MB). A larger image is refused before its pixels are decoded, so a small
+/// hostile file cannot make the runtime allocate without bound; the analysis bounds the
+/// decoded height and width by it too.
+pub const IMAGE_MAX_PIXELS: u64 = 1 << 26;
+
+/// ImageDecoder's `pixel_format`: the channel layout of the decoded `[H, W, C]` pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PixelFormat {
+    /// Red, green, blue (`C = 3`; ONNX's default).
+    Rgb,
+    /// Blue, green, red (`C = 3`).
+    Bgr,
+    /// One luma channel (`C = 1`): ITU-R 601-2 luma as Pillow's `convert("L")` computes it.
+    Grayscale,
+}
+
+impl PixelFormat {
+    /// The ONNX attribute values, in the order of the variants.
+    pub const NAMES: [&'static str; 3] = ["RGB", "BGR", "Grayscale"];
+
+    /// From the ONNX attribute value (`None`: not one of [`PixelFormat::NAMES`]).
+    pub fn from_name(name: &str) -> Option<PixelFormat> {
+        Some(match name {
+            "RGB" => PixelFormat::Rgb,
+            "BGR" => PixelFormat::Bgr,
+            "Grayscale" => PixelFormat::Grayscale,
+            _ => return None,
+        })
+    }
+
+    /// The number of channels, the output's last dim (3, or 1 for grayscale).
+    pub fn channels(self) -> usize {
+        match self {
+            PixelFormat::Rgb | PixelFormat::Bgr => 3,
+            PixelFormat::Grayscale => 1,
+        }
+    }
 }
 
 /// Whether `axis` is a valid DFT axis for an input of rank `r`: `[-r, -2] ∪ [0, r-2]` (the
@@ -144,4 +184,49 @@ pub(super) fn reverse_sequence(r: &Reader<'_>) -> Result<ReverseSequenceAttrs, F
         batch_axis,
         time_axis,
     })
+}
+
+/// ImageDecoder's `pixel_format` (default RGB); the input must be a 1-D u8 tensor (the encoded
+/// bytes) and the output u8.
+pub(super) fn pixel_format(r: &Reader<'_>) -> Result<PixelFormat, FormatError> {
+    let name = r.choice("pixel_format", "RGB", &PixelFormat::NAMES)?;
+    let format = PixelFormat::from_name(name).ok_or_else(|| r.bad("pixel_format", name))?;
+    if let Some(rank) = r.input_rank(0) {
+        if rank != 1 {
+            return Err(r.error(format_args!(
+                "input of rank {rank}, needs the 1-D encoded image bytes"
+            )));
+        }
+    }
+    let dtype = |t: Option<Option<u32>>| {
+        t.flatten()
+            .and_then(|t| r.plan.tensors.get(t as usize))
+            .map(|t| t.dtype)
+    };
+    for (what, t) in [
+        ("input", r.step.inputs.first().copied()),
+        ("output", r.step.outputs.first().copied()),
+    ] {
+        if let Some(d) = dtype(t) {
+            if d != DType::U8 {
+                return Err(r.error(format_args!("{what} of type {}, needs u8", d.name())));
+            }
+        }
+    }
+    if let Some(o) = r
+        .step
+        .outputs
+        .first()
+        .copied()
+        .flatten()
+        .and_then(|t| r.plan.tensors.get(t as usize))
+    {
+        if o.shape.len() != 3 {
+            return Err(r.error(format_args!(
+                "output of rank {}, needs [H, W, C]",
+                o.shape.len()
+            )));
+        }
+    }
+    Ok(format)
 }

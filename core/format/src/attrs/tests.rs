@@ -481,6 +481,10 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
     // Operators whose attributes are all optional decode with none given; the others name
     // the required attribute.
     for &op in OpCode::ALL {
+        if op == OpCode::ImageDecoder {
+            // Its tensors must be u8: image_decoder_pixel_format_and_tensors.
+            continue;
+        }
         let ranks: &[usize] = match op {
             OpCode::Conv
             | OpCode::ConvTranspose
@@ -516,6 +520,47 @@ fn every_operator_decodes_with_defaults_or_names_what_is_missing() {
         }
     }
     let _ = RowOp::None;
+}
+
+#[test]
+fn image_decoder_pixel_format_and_tensors() {
+    // bytes: [n] u8 -> [H, W, C] u8.
+    let image = |attrs: Vec<(&str, AttrValue)>, in_rank: usize, dtype: DType, out_rank: usize| {
+        let mut p = plan(OpCode::ImageDecoder, &[in_rank], attrs);
+        for t in &mut p.tensors {
+            t.dtype = dtype;
+        }
+        p.tensors[1].shape = vec![0; out_rank];
+        decode_step(&p, &[], &p.graphs[0].steps[0]).map_err(|e| e.to_string())
+    };
+    for (given, want) in [
+        (None, PixelFormat::Rgb),
+        (Some("RGB"), PixelFormat::Rgb),
+        (Some("BGR"), PixelFormat::Bgr),
+        (Some("Grayscale"), PixelFormat::Grayscale),
+    ] {
+        let attrs = given.map(|f| ("pixel_format", s(f))).into_iter().collect();
+        match image(attrs, 1, DType::U8, 3) {
+            Ok(OpAttrs::ImageDecoder { format }) => assert_eq!(format, want),
+            other => panic!("{given:?}: {other:?}"),
+        }
+    }
+    assert_eq!(PixelFormat::Grayscale.channels(), 1);
+    assert_eq!(PixelFormat::Bgr.channels(), 3);
+    let e = image(vec![("pixel_format", s("RGBA"))], 1, DType::U8, 3).unwrap_err();
+    assert!(
+        e.contains("`pixel_format` is `RGBA`, expected one of RGB, BGR, Grayscale"),
+        "{e}"
+    );
+    let e = image(vec![], 2, DType::U8, 3).unwrap_err();
+    assert!(
+        e.contains("input of rank 2, needs the 1-D encoded image bytes"),
+        "{e}"
+    );
+    let e = image(vec![], 1, DType::F32, 3).unwrap_err();
+    assert!(e.contains("input of type f32, needs u8"), "{e}");
+    let e = image(vec![], 1, DType::U8, 2).unwrap_err();
+    assert!(e.contains("output of rank 2, needs [H, W, C]"), "{e}");
 }
 
 fn rnn_attrs(op: OpCode, attrs: Vec<(&str, AttrValue)>) -> RnnAttrs {

@@ -5,6 +5,7 @@
 mod conv;
 mod elementwise;
 mod fused;
+mod image;
 mod layout;
 mod ml;
 mod nn;
@@ -436,6 +437,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| shape_ops::get(op))
         .or_else(|| rnn::get(op))
         .or_else(|| signal::get(op))
+        .or_else(|| image::get(op))
         .or_else(|| vision::get(op))
         .or_else(|| ml::get(op))
 }
@@ -460,6 +462,11 @@ pub(crate) fn resolve(
     _step: &Step,
 ) -> Option<Result<CpuStep, String>> {
     let run = kernel(op)?;
+    if op == OpCode::ImageDecoder {
+        if let Err(e) = image::available() {
+            return Some(Err(e));
+        }
+    }
     let prepared = match attrs {
         OpAttrs::Fused(f) => match fused::prepare(f) {
             Ok(spec) => Prepared::Fused(Box::new(spec)),

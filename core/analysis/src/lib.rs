@@ -391,6 +391,8 @@ fn shape_validity_guards(
         if broadcasts(&node.op) {
             broadcast_guards(node, arena, facts, &mut seen_pairs, guards);
         }
+        equal_dims_guards(node, arena, facts, &mut seen_pairs, guards);
+        range_gather_guards(model, node, arena, facts, guards);
         for (slot, out) in node.outputs.iter().enumerate() {
             let Some(v) = out else { continue };
             let Shape::Ranked(dims) = &facts[v.index()].shape else {
@@ -494,45 +496,217 @@ fn broadcast_guards(
         let dims: Vec<ExprId> = shapes.iter().filter_map(|d| at(d)).collect();
         for (i, &a) in dims.iter().enumerate() {
             for &b in &dims[i + 1..] {
-                if a == b || arena.as_const(a) == Some(1) || arena.as_const(b) == Some(1) {
-                    continue;
-                }
-                if arena.prove_eq(a, b) == sod2_expr::Truth::True {
-                    continue;
-                }
-                // both over model-input symbols (or constants), at least one not constant
-                let input_bound = |e: ExprId| arena.as_const(e).is_some() || over_inputs(arena, e);
-                if !(input_bound(a) && input_bound(b))
-                    || arena.as_const(a).zip(arena.as_const(b)).is_some()
-                {
-                    continue;
-                }
-                if !seen.insert((a.min(b), a.max(b))) {
-                    continue;
-                }
-                let one = arena.constant(1);
-                let (ab, a1, b1) = (
-                    rules::eq_expr(arena, a, b),
-                    rules::eq_expr(arena, a, one),
-                    rules::eq_expr(arena, b, one),
-                );
-                let any = arena.max(&[ab, a1, b1]);
-                if arena.as_const(any) == Some(1) {
-                    continue;
-                }
-                let (sa, sb) = (arena.display(a).to_string(), arena.display(b).to_string());
-                guards.push(GuardFact {
-                    expr: any,
-                    nonzero: true,
-                    message: format!(
-                        "{} `{}`: input dims {sa} and {sb} must be equal or 1 to broadcast",
-                        node.op.name(),
-                        node.name
-                    ),
-                });
+                pair_guard(node, arena, (a, b), true, "to broadcast", seen, guards);
             }
         }
     }
+}
+
+/// Guards for ops whose inputs must agree exactly on some dims: Concat's dims other than its
+/// axis (nothing broadcasts there: ONNX Runtime refuses "non concat axis dimensions must
+/// match"), and MatMul's inner dims (`a`'s last, `b`'s second to last).
+fn equal_dims_guards(
+    node: &sod2_ir::Node,
+    arena: &mut ExprArena,
+    facts: &[Fact],
+    seen: &mut std::collections::HashSet<(ExprId, ExprId)>,
+    guards: &mut Vec<GuardFact>,
+) {
+    let dims_of = |v: Option<ValueId>| match v.map(|v| &facts[v.index()].shape) {
+        Some(Shape::Ranked(d)) => Some(d.clone()),
+        _ => None,
+    };
+    match node.op {
+        sod2_ir::OpKind::Concat => {
+            let Ok(axis) = node.attr_int("axis", 0) else {
+                return;
+            };
+            let shapes: Vec<Vec<Dim>> = node.inputs.iter().filter_map(|v| dims_of(*v)).collect();
+            let Some(first) = shapes.first() else { return };
+            let rank = first.len() as i64;
+            let axis = if axis < 0 { axis + rank } else { axis };
+            for k in 0..first.len() {
+                if k as i64 == axis {
+                    continue;
+                }
+                let dims: Vec<ExprId> = shapes
+                    .iter()
+                    .filter(|d| d.len() == first.len())
+                    .filter_map(|d| d[k].expr())
+                    .collect();
+                for &b in dims.iter().skip(1) {
+                    pair_guard(
+                        node,
+                        arena,
+                        (dims[0], b),
+                        false,
+                        "to concatenate",
+                        seen,
+                        guards,
+                    );
+                }
+            }
+        }
+        sod2_ir::OpKind::MatMul => {
+            let (Some(a), Some(b)) = (dims_of(node.input(0)), dims_of(node.input(1))) else {
+                return;
+            };
+            let k_a = a.last().and_then(|d| d.expr());
+            let k_b = match b.len() {
+                0 => None,
+                1 => b[0].expr(),
+                n => b[n - 2].expr(),
+            };
+            if let (Some(x), Some(y)) = (k_a, k_b) {
+                pair_guard(node, arena, (x, y), false, "to multiply", seen, guards);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One guard "dims `a` and `b` are equal" (or either is 1, when `or_one`), unless proven, or
+/// unless a dim depends on a symbol bound only when an op runs. `why` ends the message.
+fn pair_guard(
+    node: &sod2_ir::Node,
+    arena: &mut ExprArena,
+    (a, b): (ExprId, ExprId),
+    or_one: bool,
+    why: &str,
+    seen: &mut std::collections::HashSet<(ExprId, ExprId)>,
+    guards: &mut Vec<GuardFact>,
+) {
+    if a == b || (or_one && (arena.as_const(a) == Some(1) || arena.as_const(b) == Some(1))) {
+        return;
+    }
+    if arena.prove_eq(a, b) == sod2_expr::Truth::True {
+        return;
+    }
+    // both over model-input symbols (or constants), at least one not constant
+    let input_bound = |e: ExprId| arena.as_const(e).is_some() || over_inputs(arena, e);
+    if !(input_bound(a) && input_bound(b)) || arena.as_const(a).zip(arena.as_const(b)).is_some() {
+        return;
+    }
+    if !seen.insert((a.min(b), a.max(b))) {
+        return;
+    }
+    let one = arena.constant(1);
+    let holds = if or_one {
+        let (ab, a1, b1) = (
+            rules::eq_expr(arena, a, b),
+            rules::eq_expr(arena, a, one),
+            rules::eq_expr(arena, b, one),
+        );
+        arena.max(&[ab, a1, b1])
+    } else {
+        rules::eq_expr(arena, a, b)
+    };
+    if arena.as_const(holds) == Some(1) {
+        return;
+    }
+    let (sa, sb) = (arena.display(a).to_string(), arena.display(b).to_string());
+    guards.push(GuardFact {
+        expr: holds,
+        nonzero: true,
+        message: format!(
+            "{} `{}`: input dims {sa} and {sb} must be equal{} {why}",
+            node.op.name(),
+            node.name,
+            if or_one { " or 1" } else { "" }
+        ),
+    });
+}
+
+/// Guards for a Gather whose indices are a `Range(start, limit, 1)` (passed through Cast,
+/// Unsqueeze, Reshape, Expand or Identity): position ids `0..seq` into a position table of
+/// `rows` rows need `start + count <= rows` (every index inside the table).
+fn range_gather_guards(
+    model: &Model,
+    node: &sod2_ir::Node,
+    arena: &mut ExprArena,
+    facts: &[Fact],
+    guards: &mut Vec<GuardFact>,
+) {
+    use sod2_ir::{OpKind, ValueKind};
+    if node.op != OpKind::Gather {
+        return;
+    }
+    let (Some(table), Some(mut idx)) = (node.input(0), node.input(1)) else {
+        return;
+    };
+    let range = loop {
+        let ValueKind::NodeOutput { node: p, index: 0 } = model.value(idx).kind else {
+            return;
+        };
+        let pn = model.node(p);
+        match pn.op {
+            OpKind::Range => break pn,
+            OpKind::Cast
+            | OpKind::Unsqueeze
+            | OpKind::Reshape
+            | OpKind::Expand
+            | OpKind::Identity => match pn.input(0) {
+                Some(v) => idx = v,
+                None => return,
+            },
+            _ => return,
+        }
+    };
+    let scalar = |v: Option<ValueId>| {
+        v.and_then(|v| facts[v.index()].value.as_ref())
+            .and_then(|x| (x.len() == 1).then(|| x[0]))
+    };
+    let (Some(start), Some(delta)) = (scalar(range.input(0)), scalar(range.input(2))) else {
+        return;
+    };
+    let Some(out) = range.output(0) else { return };
+    let count = match &facts[out.index()].shape {
+        Shape::Ranked(d) if d.len() == 1 => d[0].expr(),
+        _ => None,
+    };
+    let Ok(axis) = node.attr_int("axis", 0) else {
+        return;
+    };
+    let rows = match &facts[table.index()].shape {
+        Shape::Ranked(d) => {
+            let axis = if axis < 0 {
+                axis + d.len() as i64
+            } else {
+                axis
+            };
+            usize::try_from(axis)
+                .ok()
+                .and_then(|a| d.get(a))
+                .and_then(|x| x.expr())
+        }
+        _ => None,
+    };
+    let (Some(count), Some(rows)) = (count, rows) else {
+        return;
+    };
+    if arena.as_const(delta) != Some(1) || arena.interval(start).lo < 0 {
+        return;
+    }
+    let end = arena.add(start, count);
+    if !over_inputs(arena, end) || arena.prove_le(end, rows) == sod2_expr::Truth::True {
+        return;
+    }
+    let holds = rules::le_expr(arena, end, rows);
+    if arena.as_const(holds) == Some(1) {
+        return;
+    }
+    let (se, sr) = (
+        arena.display(end).to_string(),
+        arena.display(rows).to_string(),
+    );
+    guards.push(GuardFact {
+        expr: holds,
+        nonzero: true,
+        message: format!(
+            "Gather `{}`: its indices run up to {se} - 1 (a Range), the table has {sr} rows",
+            node.name
+        ),
+    });
 }
 
 /// What [`analyze_specializing`] rewrote.

@@ -1256,3 +1256,61 @@ fn a_sliced_position_table_bounds_the_sequence_length() {
     assert_eq!(shape(&m2, &a, "y"), ["batch", "seq", "8"]);
     assert!(a.guards.is_empty());
 }
+
+#[test]
+fn concat_and_range_gather_bound_their_symbols() {
+    // Concat along axis 1 of [1, 4, H] and [1, 4, floordiv(H - 1, 2) + 1] (a stride-2 conv
+    // kept the length only for H = 1): concatenating needs them equal, so H = 1.
+    let m = G::default()
+        .input("x", 1, &["1", "4", "H"])
+        .init_f32("w", &[4, 4, 1])
+        .node_a(
+            "Conv",
+            &["x", "w"],
+            &["c"],
+            vec![ints_attr("strides", &[2])],
+        )
+        .node_a("Concat", &["x", "c"], &["y"], vec![int_attr("axis", 1)])
+        .output("y")
+        .model();
+    let mut m2 = m.clone();
+    let (_, done) = analyze_specializing(&mut m2, &Options::default()).unwrap();
+    assert_eq!((done.narrowed[0].1, done.narrowed[0].2), (1, 1), "{done:?}");
+    assert!(
+        done.narrowed[0].3.contains("concatenate"),
+        "{}",
+        done.narrowed[0].3
+    );
+    // position ids Range(0, T) into a 16-row table: T <= 16
+    let m = G::default()
+        .input("x", 1, &["T", "8"])
+        .init_f32("tab", &[16, 8])
+        .scalar_i64("zero", 0)
+        .scalar_i64("one", 1)
+        .node_a(
+            "Shape",
+            &["x"],
+            &["s"],
+            vec![int_attr("start", 0), int_attr("end", 1)],
+        )
+        .init_i64("no_axes", &[0])
+        .node("Squeeze", &["s", "no_axes"], &["t"])
+        .node("Range", &["zero", "t", "one"], &["ids"])
+        .node("Gather", &["tab", "ids"], &["pe"])
+        .node("Add", &["x", "pe"], &["y"])
+        .output("y")
+        .model();
+    let mut m2 = m.clone();
+    let (_, done) = analyze_specializing(&mut m2, &Options::default()).unwrap();
+    assert_eq!(done.narrowed.len(), 1, "{done:?}");
+    assert_eq!(
+        (done.narrowed[0].1, done.narrowed[0].2),
+        (1, 16),
+        "{done:?}"
+    );
+    assert!(
+        done.narrowed[0].3.contains("a Range"),
+        "{}",
+        done.narrowed[0].3
+    );
+}

@@ -66,8 +66,11 @@ def outside(sod2, t, info, ort, binding, like, work) -> tuple[str, bool]:
     rng = np.random.default_rng(zlib.crc32(f"{t.name}/{sorted(binding.items())}".encode()))
     feeds, how = feeds_at(t, info, binding, rng, 0, like)
     mark = "*" if how == "generic" else ""
-    want, _ = ort.run(feeds)
-    o = f"ORT {'runs (sod2 stricter)' if want is not None else 'fails'}{mark}"
+    if 0 in binding.values():  # ONNX Runtime aborts the process on a 0-length RNN sequence
+        o = "ORT not run (a 0 dim)"
+    else:
+        want, _ = ort.run(feeds)
+        o = f"ORT {'runs (sod2 stricter)' if want is not None else 'fails'}{mark}"
     r = sod2_run(sod2, info, feeds, work)
     if r.kind == "refused":
         why = "range" if "outside the declared range" in r.message else ("guard" if "outside the model's domain" in r.message else "typed")

@@ -21,6 +21,9 @@ make that binding). Then, with one ONNX Runtime session per model and one `sod2 
 - a binding inside the ranges where ONNX Runtime fails (a guard over the dims: broadcast dims
   that must agree, Concat inputs, ...): sod2 must refuse with a typed error -> "refused (guard)";
 - a binding outside a range: sod2 must refuse with a typed error -> "refused (range)";
+- about 1 in 12 of the inside draws, where two inputs share a symbol (input_ids and
+  attention_mask: [batch, seq]), one input is given one more row along it: sod2 must refuse with a
+  typed error -> "refused (tied)";
 - anything else is a failure: a crash (signal, panic, timeout), an untyped error, a mismatch, sod2
   refusing a binding inside its ranges that ONNX Runtime runs, or sod2 running (and returning
   outputs) where ONNX Runtime fails or outside its own ranges.
@@ -98,7 +101,7 @@ def main() -> int:
             try:
                 info = compile_plan(sod2, t, plans)
             except RuntimeError as e:
-                rows.append((t.name, 0, 0, 0, 0, 1, "-", f"{time.time() - t0:.1f}", f"compile: {e}"[:200]))
+                rows.append((t.name, 0, 0, 0, 0, 0, 1, "-", f"{time.time() - t0:.1f}", f"compile: {e}"[:200]))
                 total["failures"] += 1
                 continue
             if not info.symbols:
@@ -111,6 +114,10 @@ def main() -> int:
             c = collections.Counter()
             fails: list[str] = []
             seen: set[tuple] = set()
+            # (input, axis) whose dim is a symbol another input also has
+            shared = [(n, k) for n, dims in info.inputs.items() for k, d in enumerate(dims)
+                      if d in info.symbols and n in like
+                      and any(d in other for m, other in info.inputs.items() if m != n and m in like)]
             for i in range(args.bindings):
                 binding, in_range = draw(rng, info.symbols, tests)
                 key = tuple(sorted(binding.items()))
@@ -120,6 +127,16 @@ def main() -> int:
                 c["distinct"] += 1
                 feeds, how = feeds_at(t, info, binding, rng, i, like)
                 c[how] += 1
+                tied = False
+                if in_range and shared and rng.random() < 0.08:
+                    # two inputs that share a symbol disagree on it: one input gets one more row
+                    name, axis = shared[int(rng.integers(len(shared)))]
+                    a = np.asarray(feeds[name])
+                    feeds = {**feeds, name: np.concatenate([a, a.take([0], axis=axis)], axis=axis)}
+                    in_range, tied = False, True
+                    where_extra = f"; {name} dim {axis} one larger"
+                else:
+                    where_extra = ""
                 # ONNX Runtime aborts the whole process (std::terminate) on a 0-length sequence in its
                 # RNN kernels (romanizer_encoder at src [1, 0]), so it is not run where a dim is 0;
                 # such a binding is outside sod2's ranges (every lo is at least 1) and needs no oracle.
@@ -128,10 +145,15 @@ def main() -> int:
                 else:
                     want, ort_err = ort.run(feeds)
                 r = sod2_run(sod2, info, feeds, tmp / t.name)
-                where = ", ".join(f"{k}={v}" for k, v in binding.items())
+                where = ", ".join(f"{k}={v}" for k, v in binding.items()) + where_extra
                 problem = None
                 if r.kind in ("crash", "untyped"):
                     problem = f"sod2 {r.kind}: {r.message}"
+                elif tied:
+                    if r.kind == "refused":
+                        c["tied"] += 1
+                    else:
+                        problem = "sod2 runs with two inputs disagreeing on a shared symbol"
                 elif not in_range:
                     if r.kind == "refused":
                         c["range"] += 1
@@ -161,7 +183,7 @@ def main() -> int:
             if args.progress:
                 print(f"{t.name}: {dict(c)} {dt:.1f} s", file=sys.stderr, flush=True)
             ranges = ", ".join(f"{s} {lo}..={hi}" for s, (lo, hi) in info.symbols.items())
-            rows.append((t.name, c["distinct"], c["ok"], c["range"], c["guard"], c["fail"], c["generic"], f"{dt:.1f}", ranges))
+            rows.append((t.name, c["distinct"], c["ok"], c["range"], c["guard"], c["tied"], c["fail"], c["generic"], f"{dt:.1f}", ranges))
             details += fails[: args.show]
             if len(fails) > args.show:
                 details.append(f"{t.name}: ... {len(fails) - args.show} more failures")
@@ -170,11 +192,11 @@ def main() -> int:
                 details.append(f"{t.name}: guard refusals ({n}x), e.g.: {msg}")
             if c["ort_ran_outside"]:
                 details.append(f"{t.name}: ONNX Runtime ran {c['ort_ran_outside']} of the {c['range']} bindings outside sod2's ranges (sod2 refused them)")
-            total.update({k: c[k] for k in ("ok", "range", "guard", "fail", "generic")})
+            total.update({k: c[k] for k in ("ok", "range", "guard", "tied", "fail", "generic")})
             total["bindings"] += c["distinct"]
     print(f"\n## Symbol domains, property test: {args.bindings} random draws per model, each distinct binding run once (sod2 run vs ONNX Runtime, corpus tolerance)\n")
-    print("| model | distinct bindings run | inside ok | refused (range) | refused (guard) | failures | generic inputs | s | ranges |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | distinct bindings run | inside ok | refused (range) | refused (guard) | refused (tied) | failures | generic inputs | s | ranges |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(str(x) for x in r) + " |")
     if skipped:
@@ -183,6 +205,7 @@ def main() -> int:
         print("\n" + "\n".join(details))
     print(f"\ndomain properties: {len(rows)} models, {total['bindings']} distinct bindings run: {total['ok']} inside ok, "
           f"{total['range']} refused outside a range, {total['guard']} refused by a guard (ONNX Runtime fails too), "
+          f"{total['tied']} refused for inputs disagreeing on a shared symbol, "
           f"{total['fail']} failures; {time.time() - t_start:.0f} s")
     return 1 if total["fail"] else 0
 

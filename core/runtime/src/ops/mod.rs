@@ -10,6 +10,7 @@ mod ml;
 mod nn;
 mod norm;
 mod num;
+mod quant;
 mod reduce;
 mod resize;
 mod rnn;
@@ -436,6 +437,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| signal::get(op))
         .or_else(|| vision::get(op))
         .or_else(|| ml::get(op))
+        .or_else(|| quant::get(op))
 }
 
 /// An error unless `dt` is f32 (kernels that only have an f32 implementation).

@@ -3,6 +3,7 @@
 //! convolution of one image and one channel group is the integer product `W · col`
 //! ([`super::qgemm`]). Taps that fall in the padding read the caller's padding value: for
 //! quantized data that is the input's zero point, since padding means a real value of zero.
+use crate::shape::Dims;
 
 /// An N-d convolution window over one image of one channel group.
 #[derive(Clone, Copy, Debug)]
@@ -97,15 +98,15 @@ pub fn im2col<T: Copy>(g: &Im2col<'_>, x: &[T], pad: T, out: &mut [T]) -> Result
     }
     let plane: usize = g.in_spatial.iter().product();
     // Row-major strides of the input plane.
-    let mut in_stride = vec![1usize; ns];
+    let mut in_stride: Dims = smallvec::smallvec![1usize; ns];
     for d in (0..ns - 1).rev() {
         in_stride[d] = in_stride[d + 1] * g.in_spatial[d + 1];
     }
     let last = ns - 1;
     let ow = g.out_spatial[last];
     let outer: usize = g.out_spatial[..last].iter().product();
-    let mut tap = vec![0usize; ns];
-    let mut pos = vec![0usize; last];
+    let mut tap: Dims = smallvec::smallvec![0usize; ns];
+    let mut pos: Dims = smallvec::smallvec![0usize; last];
     for t in 0..taps {
         // Tap `t` as a multi-index over the kernel dims.
         let mut rem = t;

@@ -90,11 +90,16 @@ impl QuantLayout {
             }
             return Ok(QuantLayout::PerAxis { n, inner });
         }
-        let mut want = data.to_vec();
-        want[a] = n.div_ceil(block_size);
-        if scale != want.as_slice() {
+        let blocks = n.div_ceil(block_size);
+        let fits = scale.len() == data.len()
+            && scale
+                .iter()
+                .zip(data)
+                .enumerate()
+                .all(|(d, (&s, &x))| s == if d == a { blocks } else { x });
+        if !fits {
             return Err(format!(
-                "a blocked scale (block_size {block_size}, axis {a}) for data {data:?} must be {want:?}, got {scale:?}"
+                "a blocked scale (block_size {block_size}, axis {a}) for data {data:?} must have its dims with {blocks} along axis {a}, got {scale:?}"
             ));
         }
         Ok(QuantLayout::Blocked {

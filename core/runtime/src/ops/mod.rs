@@ -31,8 +31,8 @@ pub(crate) use conv::PackedWeights;
 /// Tensor dims held inline (no heap allocation up to rank 8).
 pub(crate) use sod2_kernels::shape::Dims;
 
-/// The inputs of a step (inline up to 8: LSTM has 8).
-pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 8]>;
+/// The inputs of a step (inline up to 9: QLinearConv with its bias has 9, LSTM 8).
+pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 9]>;
 
 /// The outputs of a step (inline up to 4).
 pub(crate) type Outs<'b> = SmallVec<[Option<Out<'b>>; 4]>;

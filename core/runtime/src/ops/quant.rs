@@ -9,9 +9,21 @@ use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::quant::im2col::{im2col, Im2col};
 use sod2_kernels::quant::ops::{dequantize_linear, quantize_linear, requantize, QInt, QuantLayout};
 use sod2_kernels::quant::{dynamic_u8_params, qgemm, quantize_u8, QGemm, ZeroPoints, Q8};
+use sod2_kernels::scratch::{self, Scratch};
 use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel};
+use std::borrow::Cow;
+use std::cell::RefCell;
 
-use super::{floats_of, ints_of, typed, typed_mut, wrong_attrs, Ctx, In, Kernel};
+use super::{typed, typed_mut, wrong_attrs, Ctx, Dims, In, Kernel};
+
+// Per-thread buffers (grown once, then reused: a steady-state run allocates nothing).
+thread_local! {
+    static A_ZERO: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static B_ZERO: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SUMS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     Some(match op {
@@ -40,11 +52,31 @@ fn conv_attrs<'a>(c: &Ctx<'a, '_>) -> Result<&'a ConvAttrs, String> {
     }
 }
 
-/// The values of a float (scale) tensor as f32.
-fn scales(x: &In<'_>) -> Result<Vec<f32>, String> {
+/// The values of a scale tensor (f32; f16 and bf16 scales arrive widened).
+fn scales<'x>(x: &In<'x>, what: &str) -> Result<Cow<'x, [f32]>, String> {
+    match x.dtype {
+        DType::F32 => Ok(typed::<f32>(x.data)),
+        d => Err(format!("{what} is {}, must be a float type", d.name())),
+    }
+}
+
+/// Element `i` of an 8-bit (or wider integer) tensor as i32.
+fn int_at(x: &In<'_>, i: usize) -> Result<i32, String> {
+    let b = |w: usize| {
+        x.data
+            .get(w * i..w * (i + 1))
+            .ok_or("an index past the end")
+    };
     Ok(match x.dtype {
-        DType::F32 => typed::<f32>(x.data).into_owned(),
-        _ => floats_of(x)?.iter().map(|&v| v as f32).collect(),
+        DType::U8 => i32::from(b(1)?[0]),
+        DType::I8 => i32::from(b(1)?[0] as i8),
+        DType::U16 => i32::from(u16::from_le_bytes([b(2)?[0], b(2)?[1]])),
+        DType::I16 => i32::from(i16::from_le_bytes([b(2)?[0], b(2)?[1]])),
+        DType::I32 => {
+            let v = b(4)?;
+            i32::from_le_bytes([v[0], v[1], v[2], v[3]])
+        }
+        d => return Err(format!("a zero point of {} is not supported", d.name())),
     })
 }
 
@@ -57,11 +89,19 @@ fn q8<'x>(x: &In<'x>, what: &str) -> Result<Q8<'x>, String> {
     }
 }
 
-/// The zero points of an 8-bit operand as i32 (`None`: absent, i.e. 0), checked to be of the
-/// operand's type.
-fn zero_points(z: Option<&In<'_>>, of: DType, what: &str) -> Result<Option<Vec<i32>>, String> {
+/// Runs `f` on the zero points `z` of an operand of type `of` (absent: 0), one scalar or
+/// `lines` of them (rows of `a`, columns of `b`, output channels), widened into the
+/// per-thread buffer `key`.
+fn with_zero_points<R>(
+    z: Option<&In<'_>>,
+    of: DType,
+    lines: usize,
+    what: &str,
+    key: &'static Scratch,
+    f: impl FnOnce(ZeroPoints<'_>) -> Result<R, String>,
+) -> Result<R, String> {
     let Some(z) = z else {
-        return Ok(None);
+        return f(ZeroPoints::Scalar(0));
     };
     if z.dtype != of {
         return Err(format!(
@@ -70,24 +110,25 @@ fn zero_points(z: Option<&In<'_>>, of: DType, what: &str) -> Result<Option<Vec<i
             of.name()
         ));
     }
-    Ok(Some(ints_of(z)?.iter().map(|&v| v as i32).collect()))
+    let n = numel(z.dims);
+    if n == 1 {
+        return f(ZeroPoints::Scalar(int_at(z, 0)?));
+    }
+    if n != lines {
+        return Err(format!("{what} holds {n} values, expected 1 or {lines}"));
+    }
+    scratch::with(key, n, |buf| {
+        let v: &mut [i32] = bytemuck::cast_slice_mut(buf);
+        for (i, d) in v.iter_mut().enumerate() {
+            *d = int_at(z, i)?;
+        }
+        f(ZeroPoints::PerLine(v))
+    })
 }
 
-/// Zero points as one scalar or `lines` of them (rows of `a`, columns of `b`, channels).
-fn per_line<'z>(
-    z: &'z Option<Vec<i32>>,
-    lines: usize,
-    what: &str,
-) -> Result<ZeroPoints<'z>, String> {
-    match z.as_deref() {
-        None => Ok(ZeroPoints::Scalar(0)),
-        Some([v]) => Ok(ZeroPoints::Scalar(*v)),
-        Some(v) if v.len() == lines => Ok(ZeroPoints::PerLine(v)),
-        Some(v) => Err(format!(
-            "{what} holds {} values, expected 1 or {lines}",
-            v.len()
-        )),
-    }
+/// The one zero point of a tensor of type `of` (absent: 0).
+fn scalar_zero(z: Option<&In<'_>>, of: DType, what: &str) -> Result<i32, String> {
+    with_zero_points(z, of, 1, what, &A_ZERO, |z| Ok(z.at(0)))
 }
 
 /// A scale tensor's values as one scalar or `lines` of them.
@@ -110,15 +151,19 @@ fn quantize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let s = ins.get(1).and_then(Option::as_ref).ok_or("no y_scale")?;
         let z = ins.get(2).and_then(Option::as_ref);
         let layout = QuantLayout::new(x.dims, s.dims, a.axis, a.block_size)?;
-        let xs: Vec<f32> = match x.dtype {
-            DType::F32 => typed::<f32>(x.data).into_owned(),
-            DType::I32 => typed::<i32>(x.data).iter().map(|&v| v as f32).collect(),
-            d => return Err(format!("QuantizeLinear of {} is not supported", d.name())),
-        };
-        let sc = scales(s)?;
+        let sc = scales(s, "y_scale")?;
         let zs = z.map(|z| typed::<T>(z.data));
         let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
-        quantize_linear(&xs, &sc, zs.as_deref(), &layout, o)
+        match x.dtype {
+            DType::F32 => quantize_linear(&typed::<f32>(x.data), &sc, zs.as_deref(), &layout, o),
+            DType::I32 => scratch::with(&WIDE, numel(x.dims), |xs| {
+                for (d, &v) in xs.iter_mut().zip(typed::<i32>(x.data).iter()) {
+                    *d = v as f32;
+                }
+                quantize_linear(xs, &sc, zs.as_deref(), &layout, o)
+            }),
+            d => Err(format!("QuantizeLinear of {} is not supported", d.name())),
+        }
     }
     let out = c.out(0)?.dtype;
     if let Some(z) = c.opt_input(2) {
@@ -159,7 +204,7 @@ fn dequantize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             }
         }
         let layout = QuantLayout::new(x.dims, s.dims, a.axis, a.block_size)?;
-        let sc = scales(s)?;
+        let sc = scales(s, "x_scale")?;
         let zs = z.map(|z| typed::<T>(z.data));
         let xs = typed::<T>(x.data);
         let out = outs[0].as_mut().ok_or("no output")?;
@@ -193,10 +238,15 @@ fn dynamic_quantize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             x.dtype.name()
         ));
     }
-    let xs = typed::<f32>(x.data).into_owned();
-    let dims = x.dims.to_vec();
-    let (scale, zero) = dynamic_u8_params(&xs);
-    quantize_u8(&xs, scale, zero, c.out(0)?.alloc(&dims)?);
+    let (scale, zero) = {
+        let (ins, outs) = c.io();
+        let x = ins[0].as_ref().ok_or("no input")?;
+        let xs = typed::<f32>(x.data);
+        let (scale, zero) = dynamic_u8_params(&xs);
+        let y = outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?;
+        quantize_u8(&xs, scale, zero, y);
+        (scale, zero)
+    };
     if c.has_out(1) {
         typed_mut::<f32>(c.out(1)?.alloc(&[])?)?[0] = scale;
     }
@@ -271,7 +321,7 @@ impl<'a> Batched<'a> {
             ));
         }
         let (sa, sb) = (broadcast_strides(ab, &batch), broadcast_strides(bb, &batch));
-        let mut idx = vec![0usize; batch.len()];
+        let mut idx: Dims = smallvec::smallvec![0usize; batch.len()];
         for t in 0..numel(&batch) {
             let (mut oa, mut ob) = (0, 0);
             for (d, &i) in idx.iter().enumerate() {
@@ -320,15 +370,16 @@ fn matmul_integer(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         ins.get(1).and_then(Option::as_ref).ok_or("no B")?,
     );
     let p = Batched::new(a, b)?;
-    let az = zero_points(ins.get(2).and_then(Option::as_ref), a.dtype, "a_zero_point")?;
-    let bz = zero_points(ins.get(3).and_then(Option::as_ref), b.dtype, "b_zero_point")?;
     let o = typed_mut::<i32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    p.run(
-        per_line(&az, p.m, "a_zero_point")?,
-        per_line(&bz, p.n, "b_zero_point")?,
-        &od,
-        o,
-    )
+    let (za, zb) = (
+        ins.get(2).and_then(Option::as_ref),
+        ins.get(3).and_then(Option::as_ref),
+    );
+    with_zero_points(za, a.dtype, p.m, "a_zero_point", &A_ZERO, |az| {
+        with_zero_points(zb, b.dtype, p.n, "b_zero_point", &B_ZERO, |bz| {
+            p.run(az, bz, &od, o)
+        })
+    })
 }
 
 /// The output type of a QLinear op: its zero point's, 8-bit.
@@ -369,15 +420,15 @@ fn y_zero(c: &Ctx<'_, '_>, i: usize, out: DType) -> Result<i32, String> {
             out.name()
         ));
     }
-    match ints_of(z)?.as_ref() {
-        [v] => Ok(*v as i32),
-        v => Err(format!("y_zero_point holds {} values, expected 1", v.len())),
+    match numel(z.dims) {
+        1 => int_at(z, 0),
+        n => Err(format!("y_zero_point holds {n} values, expected 1")),
     }
 }
 
 /// The one scale of `y` (input `i`).
 fn y_scale(c: &Ctx<'_, '_>, i: usize) -> Result<f32, String> {
-    match scales(c.input(i)?)?.as_slice() {
+    match scales(c.input(i)?, "y_scale")?.as_ref() {
         [v] => Ok(*v),
         v => Err(format!("y_scale holds {} values, expected 1", v.len())),
     }
@@ -387,34 +438,40 @@ fn qlinear_matmul(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let od = c.out(0)?.planned_dims()?;
     let out_type = c.out(0)?.dtype;
     let (ys, yz) = (y_scale(c, 6)?, y_zero(c, 7, out_type)?);
-    let (a, b) = (c.input(0)?, c.input(3)?);
+    let (ins, outs) = c.io();
+    let input = |i: usize| {
+        ins.get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| format!("input {i} is missing"))
+    };
+    let (a, b) = (input(0)?, input(3)?);
     let p = Batched::new(a, b)?;
     let (m, n) = (p.m, p.n);
-    let az = zero_points(Some(c.input(2)?), a.dtype, "a_zero_point")?;
-    let bz = zero_points(Some(c.input(5)?), b.dtype, "b_zero_point")?;
-    let (sa, sb) = (scales(c.input(1)?)?, scales(c.input(4)?)?);
+    let (sa, sb) = (scales(input(1)?, "a_scale")?, scales(input(4)?, "b_scale")?);
     scale_lines(&sa, m, "a_scale")?;
     scale_lines(&sb, n, "b_scale")?;
-    let mut acc = vec![0i32; numel(&od)];
-    p.run(
-        per_line(&az, m, "a_zero_point")?,
-        per_line(&bz, n, "b_zero_point")?,
-        &od,
-        &mut acc,
-    )?;
-    let at = |s: &[f32], i: usize| if s.len() == 1 { s[0] } else { s[i] };
-    let mult = |e: usize| at(&sa, (e / n) % m) * at(&sb, e % n) / ys;
-    requantize_into(c.out(0)?, &od, &acc, yz, mult)
+    let (za, zb) = (input(2)?, input(5)?);
+    let out = outs[0].as_mut().ok_or("no output")?;
+    scratch::with(&SUMS, numel(&od), |buf| {
+        let acc: &mut [i32] = bytemuck::cast_slice_mut(buf);
+        with_zero_points(Some(za), a.dtype, m, "a_zero_point", &A_ZERO, |az| {
+            with_zero_points(Some(zb), b.dtype, n, "b_zero_point", &B_ZERO, |bz| {
+                p.run(az, bz, &od, acc)
+            })
+        })?;
+        let at = |s: &[f32], i: usize| if s.len() == 1 { s[0] } else { s[i] };
+        let mult = |e: usize| at(&sa, (e / n) % m) * at(&sb, e % n) / ys;
+        requantize_into(out, &od, acc, yz, mult)
+    })
 }
 
-/// The exact `i32` sums of an integer convolution (`od`: the output dims).
-#[allow(clippy::too_many_arguments)]
+/// The exact `i32` sums of an integer convolution (`od`: the output dims) into `out`.
 fn conv_sums(
     a: &ConvAttrs,
     x: &In<'_>,
     x_zero: i32,
     w: &In<'_>,
-    w_zero: &Option<Vec<i32>>,
+    w_zero: ZeroPoints<'_>,
     od: &[usize],
     out: &mut [i32],
 ) -> Result<(), String> {
@@ -449,7 +506,7 @@ fn conv_sums(
             a.window.spatial
         ));
     }
-    let mut pads = vec![0usize; 2 * ns];
+    let mut pads: Dims = smallvec::smallvec![0usize; 2 * ns];
     a.window
         .resolved_pads(&x.dims[2..], &od[2..], kernel, &mut pads);
     let geom = Im2col {
@@ -464,7 +521,6 @@ fn conv_sums(
     let mg = mo / g;
     let (rows, cols) = (geom.rows(), geom.cols());
     let plane: usize = x.dims[2..].iter().product();
-    let wz = per_line(w_zero, mo, "w_zero_point")?;
     let xq = q8(x, "x")?;
     let wq = q8(w, "w")?;
     if wq.len() != mo * rows || out.len() != numel(od) {
@@ -473,55 +529,52 @@ fn conv_sums(
             w.dims
         ));
     }
-    let mut col_u8 = Vec::new();
-    let mut col_i8 = Vec::new();
-    for nb in 0..batch {
-        for gi in 0..g {
-            let at = (nb * ch + gi * cg) * plane;
-            let len = cg * plane;
-            let col = match xq {
-                Q8::U8(v) => {
-                    col_u8.resize(rows * cols, 0u8);
-                    let pad = u8::try_from(x_zero).map_err(|_| "x_zero_point out of range")?;
-                    im2col(&geom, &v[at..at + len], pad, &mut col_u8)?;
-                    Q8::U8(&col_u8)
-                }
-                Q8::I8(v) => {
-                    col_i8.resize(rows * cols, 0i8);
-                    let pad = i8::try_from(x_zero).map_err(|_| "x_zero_point out of range")?;
-                    im2col(&geom, &v[at..at + len], pad, &mut col_i8)?;
-                    Q8::I8(&col_i8)
-                }
-            };
-            let a_zero = match wz {
-                ZeroPoints::Scalar(z) => ZeroPoints::Scalar(z),
-                ZeroPoints::PerLine(z) => ZeroPoints::PerLine(&z[gi * mg..(gi + 1) * mg]),
-            };
-            let p = QGemm {
-                m: mg,
-                n: cols,
-                k: rows,
-                a: slice8(wq, gi * mg * rows, mg * rows),
-                lda: rows,
-                a_zero,
-                b: col,
-                ldb: cols,
-                b_zero: ZeroPoints::Scalar(x_zero),
-            };
-            let o0 = (nb * mo + gi * mg) * cols;
-            qgemm(&p, &mut out[o0..o0 + mg * cols], cols)?;
+    if let ZeroPoints::PerLine(z) = w_zero {
+        if z.len() != mo {
+            return Err(format!("{} weight zero points for {mo} channels", z.len()));
         }
     }
-    Ok(())
-}
-
-/// The one zero point of `x`, or 0.
-fn x_zero(z: Option<&In<'_>>, of: DType) -> Result<i32, String> {
-    match zero_points(z, of, "x_zero_point")?.as_deref() {
-        None => Ok(0),
-        Some([v]) => Ok(*v),
-        Some(v) => Err(format!("x_zero_point holds {} values, expected 1", v.len())),
-    }
+    // The window matrix of one image and group, as bytes in a per-thread buffer.
+    scratch::with(&COLS, (rows * cols).div_ceil(4), |buf| {
+        let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(buf)[..rows * cols];
+        for nb in 0..batch {
+            for gi in 0..g {
+                let at = (nb * ch + gi * cg) * plane;
+                let len = cg * plane;
+                let col = match xq {
+                    Q8::U8(v) => {
+                        let pad = u8::try_from(x_zero).map_err(|_| "x_zero_point out of range")?;
+                        im2col(&geom, &v[at..at + len], pad, bytes)?;
+                        Q8::U8(&*bytes)
+                    }
+                    Q8::I8(v) => {
+                        let pad = i8::try_from(x_zero).map_err(|_| "x_zero_point out of range")?;
+                        let signed: &mut [i8] = bytemuck::cast_slice_mut(&mut *bytes);
+                        im2col(&geom, &v[at..at + len], pad, signed)?;
+                        Q8::I8(bytemuck::cast_slice(&*bytes))
+                    }
+                };
+                let a_zero = match w_zero {
+                    ZeroPoints::Scalar(z) => ZeroPoints::Scalar(z),
+                    ZeroPoints::PerLine(z) => ZeroPoints::PerLine(&z[gi * mg..(gi + 1) * mg]),
+                };
+                let p = QGemm {
+                    m: mg,
+                    n: cols,
+                    k: rows,
+                    a: slice8(wq, gi * mg * rows, mg * rows),
+                    lda: rows,
+                    a_zero,
+                    b: col,
+                    ldb: cols,
+                    b_zero: ZeroPoints::Scalar(x_zero),
+                };
+                let o0 = (nb * mo + gi * mg) * cols;
+                qgemm(&p, &mut out[o0..o0 + mg * cols], cols)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 fn conv_integer(c: &mut Ctx<'_, '_>) -> Result<(), String> {
@@ -530,10 +583,13 @@ fn conv_integer(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no x")?;
     let w = ins.get(1).and_then(Option::as_ref).ok_or("no w")?;
-    let xz = x_zero(ins.get(2).and_then(Option::as_ref), x.dtype)?;
-    let wz = zero_points(ins.get(3).and_then(Option::as_ref), w.dtype, "w_zero_point")?;
+    let xz = scalar_zero(ins.get(2).and_then(Option::as_ref), x.dtype, "x_zero_point")?;
+    let mo = w.dims.first().copied().unwrap_or(0);
     let o = typed_mut::<i32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
-    conv_sums(a, x, xz, w, &wz, &od, o)
+    let zw = ins.get(3).and_then(Option::as_ref);
+    with_zero_points(zw, w.dtype, mo, "w_zero_point", &B_ZERO, |wz| {
+        conv_sums(a, x, xz, w, wz, &od, o)
+    })
 }
 
 fn qlinear_conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
@@ -541,21 +597,24 @@ fn qlinear_conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let od = c.out(0)?.planned_dims()?;
     let out_type = c.out(0)?.dtype;
     let (ys, yz) = (y_scale(c, 6)?, y_zero(c, 7, out_type)?);
-    let (x, w) = (c.input(0)?, c.input(3)?);
-    let xz = x_zero(Some(c.input(2)?), x.dtype)?;
-    let wz = zero_points(Some(c.input(5)?), w.dtype, "w_zero_point")?;
+    let (ins, outs) = c.io();
+    let input = |i: usize| {
+        ins.get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| format!("input {i} is missing"))
+    };
+    let (x, w, zw) = (input(0)?, input(3)?, input(5)?);
+    let xz = scalar_zero(Some(input(2)?), x.dtype, "x_zero_point")?;
     let mo = w.dims.first().copied().unwrap_or(0);
-    let (sx, sw) = (scales(c.input(1)?)?, scales(c.input(4)?)?);
-    let sx = match sx.as_slice() {
+    let (sx, sw) = (scales(input(1)?, "x_scale")?, scales(input(4)?, "w_scale")?);
+    let sx = match sx.as_ref() {
         [v] => *v,
         v => return Err(format!("x_scale holds {} values, expected 1", v.len())),
     };
     scale_lines(&sw, mo, "w_scale")?;
-    let bias = match c.opt_input(8) {
+    let bias = match ins.get(8).and_then(Option::as_ref) {
         None => None,
-        Some(b) if b.dtype == DType::I32 && b.data.len() == 4 * mo => {
-            Some(typed::<i32>(b.data).into_owned())
-        }
+        Some(b) if b.dtype == DType::I32 && b.data.len() == 4 * mo => Some(b.data),
         Some(b) => {
             return Err(format!(
                 "QLinearConv: the bias must be int32 of {mo} values, got {} {:?}",
@@ -564,15 +623,22 @@ fn qlinear_conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             ))
         }
     };
-    let mut acc = vec![0i32; numel(&od)];
-    conv_sums(a, x, xz, w, &wz, &od, &mut acc)?;
-    let plane: usize = od[2..].iter().product();
-    let channel = |e: usize| (e / plane.max(1)) % mo.max(1);
-    if let Some(b) = &bias {
-        for (e, v) in acc.iter_mut().enumerate() {
-            *v = v.wrapping_add(b[channel(e)]);
+    let out = outs[0].as_mut().ok_or("no output")?;
+    scratch::with(&SUMS, numel(&od), |buf| {
+        let acc: &mut [i32] = bytemuck::cast_slice_mut(buf);
+        with_zero_points(Some(zw), w.dtype, mo, "w_zero_point", &B_ZERO, |wz| {
+            conv_sums(a, x, xz, w, wz, &od, acc)
+        })?;
+        let plane: usize = od[2..].iter().product();
+        let channel = |e: usize| (e / plane.max(1)) % mo.max(1);
+        // Read in place (a constant bias need not be 4-byte aligned in the weights).
+        if let Some(b) = bias {
+            for (e, v) in acc.iter_mut().enumerate() {
+                let k = 4 * channel(e);
+                *v = v.wrapping_add(i32::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3]]));
+            }
         }
-    }
-    let mult = |e: usize| sx * if sw.len() == 1 { sw[0] } else { sw[channel(e)] } / ys;
-    requantize_into(c.out(0)?, &od, &acc, yz, mult)
+        let mult = |e: usize| sx * if sw.len() == 1 { sw[0] } else { sw[channel(e)] } / ys;
+        requantize_into(out, &od, acc, yz, mult)
+    })
 }

@@ -69,6 +69,17 @@ pub(super) fn quant(r: &Reader<'_>) -> Result<QuantAttrs, FormatError> {
             ));
         }
     }
+    // QuantizeLinear's `precision` (opset 23): the type `x / scale` is computed in. The
+    // kernels divide in f32 (f16 and bf16 inputs widened), so only that is accepted.
+    match r.int("precision", 0)? {
+        0 | 1 => {}
+        code => {
+            return Err(r.bad(
+                "precision",
+                format_args!("is {code}; only float (1) division is supported"),
+            ))
+        }
+    }
     if let Some(rank) = r.input_rank(0) {
         let rk = rank as i64;
         if block_size > 0 && !(-rk..rk).contains(&axis) {

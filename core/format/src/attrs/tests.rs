@@ -1176,6 +1176,12 @@ fn quantization_attributes() {
         vec![("block_size", AttrValue::Int(-1))],
         "attribute `block_size` is -1",
     );
+    err(
+        OpCode::QuantizeLinear,
+        &[2, 0],
+        vec![("precision", AttrValue::Int(10))],
+        "attribute `precision` is 10",
+    );
     // The integer convolutions read Conv's attributes; the products have none.
     let Ok(OpAttrs::Conv(c)) = decode(
         OpCode::QLinearConv,

@@ -49,10 +49,10 @@ TRAINING = {"Adagrad", "Adam", "Momentum", "Gradient"}
 RANDOM = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"}
 QUANT = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
 EXCLUDED_TYPES = {onnx.TensorProto.STRING, onnx.TensorProto.INT4, onnx.TensorProto.UINT4} | {
-    getattr(onnx.TensorProto, n)
-    for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT4E2M1", "FLOAT8E8M0", "INT2", "UINT2")
-    if hasattr(onnx.TensorProto, n)
+    getattr(onnx.TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT4E2M1", "FLOAT8E8M0") if hasattr(onnx.TensorProto, n)
 }
+# The quantization figure also leaves out 2-bit integers (sub-byte, like the 4-bit ones).
+QUANT_EXCLUDED_TYPES = EXCLUDED_TYPES | {getattr(onnx.TensorProto, n) for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)}
 
 
 def random_dropout(tdir: pathlib.Path) -> bool:
@@ -79,16 +79,16 @@ def excluded(op: str, model: onnx.ModelProto, tdir: pathlib.Path | None = None) 
     return None
 
 
-def odd_types(model: onnx.ModelProto) -> bool:
-    """Whether the graph's inputs or outputs hold strings, float8 or sub-byte integers."""
-    return any(vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in EXCLUDED_TYPES
+def odd_types(model: onnx.ModelProto, types: set = EXCLUDED_TYPES) -> bool:
+    """Whether the graph's inputs or outputs hold one of `types` (strings, float8, ...)."""
+    return any(vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in types
                for vi in list(model.graph.input) + list(model.graph.output))
 
 
 def quant_eligible(op: str, model: onnx.ModelProto) -> bool:
     """Whether a test counts in the quantization figure: an op of the family, on data types
     sod2 models (not float8, 4- or 2-bit integers, strings)."""
-    return op in QUANT and not odd_types(model)
+    return op in QUANT and not odd_types(model, QUANT_EXCLUDED_TYPES)
 
 
 def all_nodes_supported(g: onnx.GraphProto, supported: set[str]) -> bool:

@@ -534,14 +534,22 @@ fn conv_sums(
             return Err(format!("{} weight zero points for {mo} channels", z.len()));
         }
     }
+    // A pointwise window (one tap, stride 1, no padding) reads the input as it is stored:
+    // its window matrix is the image's channels × positions.
+    let pointwise = geom.taps() == 1
+        && a.window.strides.iter().all(|&s| s == 1)
+        && pads.iter().all(|&p| p == 0)
+        && od[2..] == x.dims[2..];
+    let scratch_len = if pointwise { 0 } else { rows * cols };
     // The window matrix of one image and group, as bytes in a per-thread buffer.
-    scratch::with(&COLS, (rows * cols).div_ceil(4), |buf| {
-        let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(buf)[..rows * cols];
+    scratch::with(&COLS, scratch_len.div_ceil(4), |buf| {
+        let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(buf)[..scratch_len];
         for nb in 0..batch {
             for gi in 0..g {
                 let at = (nb * ch + gi * cg) * plane;
                 let len = cg * plane;
                 let col = match xq {
+                    _ if pointwise => slice8(xq, at, len),
                     Q8::U8(v) => {
                         let pad = u8::try_from(x_zero).map_err(|_| "x_zero_point out of range")?;
                         im2col(&geom, &v[at..at + len], pad, bytes)?;

@@ -9,8 +9,10 @@ as quantized exports do: scales and zero points as constants (per tensor, per ax
 channel), Q/DQ pairs around float ops, u8 activations with u8 or i8 weights (and i8 x i8),
 batch broadcasting for MatMulInteger, groups, strides, dilations, pads and auto_pad for the
 convolutions. Where ONNX Runtime's CPU provider has no kernel for a form (blocked or 16-bit
-quantization at some opsets, per-row zero points), ONNX's reference evaluator is the oracle,
-and the script says so per model with --verbose.
+quantization at some opsets, u8 x i8 ConvInteger, int32 DequantizeLinear with a zero point),
+ONNX's reference evaluator is the oracle; for per-row scales and zero points of the left
+operand, which neither computes as ONNX specifies, a NumPy oracle. The script names the oracle
+of each model with --verbose.
 
 usage: python quant_ops.py --sod2 BIN [--filter REGEX] [--verbose]
 """
@@ -56,11 +58,14 @@ def const(name, arr, dtype=None):
 
 
 class Case:
-    """A model, the shapes to run it at (symbol -> value), how to fill its float inputs."""
+    """A model, the shapes to run it at (symbol -> value), how to fill its float inputs, and
+    (for a form neither ONNX Runtime nor the reference evaluator computes as ONNX specifies)
+    a NumPy oracle of its own."""
 
-    def __init__(self, name, m, shapes, fill=None):
+    def __init__(self, name, m, shapes, fill=None, oracle=None):
         self.name, self.model, self.shapes = name, m, shapes
         self.fill = fill or {}
+        self.oracle = oracle
 
 
 def q_cases():
@@ -185,7 +190,17 @@ def mm_cases():
     out.append(Case("matmulinteger_broadcast", m, [dict(m=3, k=4, b=2, n=5), dict(m=1, k=8, b=3, n=2)]))
     m = model([node], [vi("a", U8, ["b", 1, "m", "k"]), vi("b", U8, ["h", "k", "n"])], [vi("y", I32, None)], inits, opset=10)
     out.append(Case("matmulinteger_broadcast4d", m, [dict(b=2, h=3, m=2, k=5, n=4)]))
+    # Per-row zero points of A (ONNX: a 1-D a_zero_point has M elements, one per row; ONNX
+    # Runtime has no kernel for it and the reference evaluator broadcasts it along K).
+    node = helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])
+    az = np.array([0, 17, 128, 255], np.uint8)
+    bmat = rng.integers(-128, 128, (5, 3)).astype(np.int8)
+    inits = [const("az", az), const("b", bmat), const("bz", 2, np.int8)]
+    m = model([node], [vi("a", U8, ["b", 4, 5])], [vi("y", I32, None)], inits, opset=10)
+    per_row = lambda f: [(f["a"].astype(np.int32) - az.astype(np.int32)[:, None]) @ (bmat.astype(np.int32) - 2)]  # noqa: E731
+    out.append(Case("matmulinteger_per_row", m, [dict(b=1), dict(b=3)], oracle=per_row))
     # 1-D operands.
+    inits = [const("az", 7, np.uint8), const("bz", 9, np.uint8)]
     m = model([node], [vi("a", U8, ["k"]), vi("b", U8, ["k", "n"])], [vi("y", I32, None)], inits, opset=10)
     out.append(Case("matmulinteger_vector", m, [dict(k=6, n=3)]))
     return out
@@ -211,6 +226,23 @@ def qmm_cases():
              const("bz", [0, 0, 0], np.int8), const("ys", np.float32(0.1)), const("yz", 100, np.uint8)]
     m = model([node], [vi("a", U8, ["m", 5])], [vi("y", U8, None)], inits)
     out.append(Case("qlinearmatmul_per_column", m, [dict(m=1), dict(m=8)]))
+    # Per-row scales and zero points of a (ONNX allows them; ONNX Runtime does not, and the
+    # reference evaluator broadcasts them along the columns): the f32 multiplier of each
+    # (row, column), as ONNX Runtime computes its per-column ones.
+    a_s = np.array([0.01, 0.03, 0.02], np.float32)
+    a_z = np.array([100, 128, 90], np.uint8)
+    b_s = np.array([0.02, 0.01], np.float32)
+    bmat = rng.integers(-128, 128, (4, 2)).astype(np.int8)
+    inits = [const("as", a_s), const("az", a_z), const("b", bmat), const("bs", b_s), const("bz", [0, 0], np.int8),
+             const("ys", np.float32(0.05)), const("yz", 128, np.uint8)]
+    m = model([node], [vi("a", U8, ["b", 3, 4])], [vi("y", U8, None)], inits)
+
+    def per_row(f):
+        acc = (f["a"].astype(np.int32) - a_z.astype(np.int32)[:, None]) @ bmat.astype(np.int32)
+        mult = (a_s[:, None] * b_s[None, :]) / np.float32(0.05)
+        y = np.rint(acc.astype(np.float32) * mult.astype(np.float32)) + 128
+        return [np.clip(y, 0, 255).astype(np.uint8)]
+    out.append(Case("qlinearmatmul_per_row", m, [dict(b=1), dict(b=4)], oracle=per_row))
     return out
 
 
@@ -348,6 +380,9 @@ def run_case(sod2, case, tmp: pathlib.Path):
     if r.returncode != 0:
         return [f"compile: {r.stderr.strip()}"], "-"
     oracle = Oracle(case.model)
+    if case.oracle is not None:
+        oracle = case.oracle
+        oracle.which = "numpy"
     outs = [o.name for o in case.model.graph.output]
     fails = []
     rng = np.random.default_rng(zlib.crc32(case.name.encode()))
@@ -381,7 +416,7 @@ def main() -> int:
     args = ap.parse_args()
     selected = [c for c in cases() if not args.filter or re.search(args.filter, c.name)]
     failed = 0
-    oracles = {"onnxruntime": 0, "reference": 0, "-": 0}
+    oracles = {"onnxruntime": 0, "reference": 0, "numpy": 0, "-": 0}
     with tempfile.TemporaryDirectory(prefix="sod2-quant-") as tmp:
         for case in selected:
             fails, which = run_case(args.sod2, case, pathlib.Path(tmp))
@@ -395,7 +430,8 @@ def main() -> int:
                 print(f"ok   {case.name} (vs {which})")
     shapes = sum(len(c.shapes) for c in selected)
     print(f"quantization ops vs ONNX Runtime: {len(selected) - failed} of {len(selected)} models pass "
-          f"({shapes} shapes; {oracles['onnxruntime']} against ONNX Runtime, {oracles['reference']} against ONNX's reference)")
+          f"({shapes} shapes; {oracles['onnxruntime']} against ONNX Runtime, {oracles['reference']} against ONNX's reference, "
+          f"{oracles['numpy']} against NumPy)")
     return 1 if failed else 0
 
 

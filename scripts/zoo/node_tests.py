@@ -15,7 +15,8 @@ Value mode (--values) executes every test through sod2: `sod2 compile`, then `so
 the test's inputs, and compares every output with the expected one (ONNX's backend tolerances:
 rtol 1e-3, atol 1e-7 for floats; integers and bools exactly).
 
-usage: python node_tests.py --sod2 BIN [--values] [--filter REGEX] [--min-pass-rate R] [--verbose]
+usage: python node_tests.py --sod2 BIN [--values] [--filter REGEX] [--min-pass-rate R]
+                           [--min-quant-pass-rate R] [--verbose]
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ QUANT = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinear
 EXCLUDED_TYPES = {onnx.TensorProto.STRING, onnx.TensorProto.INT4, onnx.TensorProto.UINT4} | {
     getattr(onnx.TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT4E2M1", "FLOAT8E8M0") if hasattr(onnx.TensorProto, n)
 }
+# The quantization figure also leaves out 2-bit integers (sub-byte, like the 4-bit ones).
+QUANT_EXCLUDED_TYPES = EXCLUDED_TYPES | {getattr(onnx.TensorProto, n) for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)}
 
 
 def random_dropout(tdir: pathlib.Path) -> bool:
@@ -74,10 +77,21 @@ def excluded(op: str, model: onnx.ModelProto, tdir: pathlib.Path | None = None) 
         return "random"
     if op in QUANT:
         return "quantization"
-    for vi in list(model.graph.input) + list(model.graph.output):
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in EXCLUDED_TYPES:
-            return "data type"
+    if odd_types(model):
+        return "data type"
     return None
+
+
+def odd_types(model: onnx.ModelProto, types: set = EXCLUDED_TYPES) -> bool:
+    """Whether the graph's inputs or outputs hold one of `types` (strings, float8, ...)."""
+    return any(vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in types
+               for vi in list(model.graph.input) + list(model.graph.output))
+
+
+def quant_eligible(op: str, model: onnx.ModelProto) -> bool:
+    """Whether a test counts in the quantization figure: an op of the family, on data types
+    sod2 models (not float8, 4- or 2-bit integers, strings)."""
+    return op in QUANT and not odd_types(model, QUANT_EXCLUDED_TYPES)
 
 
 def all_nodes_supported(g: onnx.GraphProto, supported: set[str]) -> bool:
@@ -352,6 +366,8 @@ def main() -> int:
     ap.add_argument("--sod2", required=True)
     ap.add_argument("--filter", default=None)
     ap.add_argument("--min-pass-rate", type=float, default=0.0, help="fail when (pass + runtime-bound) / in-registry is lower")
+    ap.add_argument("--min-quant-pass-rate", type=float, default=0.0,
+                    help="fail when the pass rate over the eligible quantization tests is lower")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--values", action="store_true", help="execute the tests through sod2 and compare values")
     args = ap.parse_args()
@@ -367,6 +383,7 @@ def main() -> int:
     by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     jobs = {}
     eligible = collections.Counter()  # the all-tests figure: status counts over eligible tests
+    quant = collections.Counter()  # the quantization figure: status counts over its eligible tests
     why_out = collections.Counter()
     with cf.ThreadPoolExecutor(max_workers=4) as ex:
         for t in tests:
@@ -375,14 +392,17 @@ def main() -> int:
             why = excluded(op, model, t)
             if why:
                 why_out[why] += 1
+            in_quant = quant_eligible(op, model)
             if op not in supported and not all_nodes_supported(model.graph, supported):
                 by_op[op]["unsupported"] += 1
                 if not why:
                     eligible["unsupported"] += 1
+                if in_quant:
+                    quant["unsupported"] += 1
                 continue
-            jobs[ex.submit(run_values if args.values else run_test, args.sod2, t)] = (t.name, op, why)
+            jobs[ex.submit(run_values if args.values else run_test, args.sod2, t)] = (t.name, op, why, in_quant)
         for fut in cf.as_completed(jobs):
-            name, op, why = jobs[fut]
+            name, op, why, in_quant = jobs[fut]
             try:
                 status, detail = fut.result()
             except Exception as e:
@@ -390,6 +410,8 @@ def main() -> int:
             by_op[op][status] += 1
             if not why:
                 eligible[status] += 1
+            if in_quant:
+                quant[status] += 1
             if status in ("fail", "unsupported") and args.verbose:
                 print(f"{status.upper()} {name}: {detail}")
     total = collections.Counter()
@@ -410,10 +432,19 @@ def main() -> int:
     print(f"node tests ({mode}) over all eligible tests: {ok_el} of {n_el} pass ({100 * ok_el / max(n_el, 1):.1f}%); "
           f"{eligible['unsupported']} unsupported, {eligible['fail']} fail; not counted: "
           + ", ".join(f"{v} {k}" for k, v in sorted(why_out.items())))
+    n_q = sum(quant.values())
+    ok_q = quant["pass"] + quant["runtime-bound"]
+    q_rate = ok_q / n_q if n_q else 0.0
+    print(f"node tests ({mode}) over quantization tests: {ok_q} of {n_q} pass ({100 * q_rate:.1f}%); "
+          f"{quant['unsupported']} unsupported, {quant['fail']} fail (float8, 4- and 2-bit tests not counted)")
+    failed = 0
     if rate < args.min_pass_rate:
         print(f"pass rate {100 * rate:.1f}% is below the required {100 * args.min_pass_rate:.1f}%")
-        return 1
-    return 0
+        failed = 1
+    if n_q and q_rate < args.min_quant_pass_rate:  # a --filter may select no quantization test
+        print(f"quantization pass rate {100 * q_rate:.1f}% is below the required {100 * args.min_quant_pass_rate:.1f}%")
+        failed = 1
+    return failed
 
 
 if __name__ == "__main__":

@@ -1314,3 +1314,68 @@ fn concat_and_range_gather_bound_their_symbols() {
         done.narrowed[0].3
     );
 }
+
+#[test]
+fn quantization_ops_keep_or_multiply_shapes_and_type_their_outputs() {
+    // u8 = 2, i8 = 3, i32 = 6, f32 = 1.
+    let m = G::default()
+        .input("x", 1, &["n", "c", "h", "w"])
+        .input("s", 1, &[])
+        .input("zi", 3, &[])
+        .input("q", 2, &["n", "c", "h", "w"])
+        .input("zu", 2, &[])
+        .input("a", 2, &["b", "m", "k"])
+        .input("bm", 3, &["k", "p"])
+        .input("wt", 3, &["8", "c", "3", "3"])
+        .node("QuantizeLinear", &["x", "s", "zi"], &["qi"])
+        .node("QuantizeLinear", &["x", "s"], &["qu"])
+        .node("DequantizeLinear", &["q", "s", "zu"], &["dq"])
+        .node("DynamicQuantizeLinear", &["x"], &["dy", "ds", "dz"])
+        .node("MatMulInteger", &["a", "bm", "zu", "zi"], &["mm"])
+        .node(
+            "QLinearMatMul",
+            &["a", "s", "zu", "bm", "s", "zi", "s", "zi"],
+            &["qmm"],
+        )
+        .node_a(
+            "ConvInteger",
+            &["q", "wt", "zu"],
+            &["ci"],
+            vec![ints_attr("pads", &[1, 1, 1, 1])],
+        )
+        .node_a(
+            "QLinearConv",
+            &["q", "s", "zu", "wt", "s", "zi", "s", "zu"],
+            &["qc"],
+            vec![ints_attr("strides", &[2, 2])],
+        );
+    let m = ["qi", "qu", "dq", "dy", "ds", "dz", "mm", "qmm", "ci", "qc"]
+        .iter()
+        .fold(m, |g, o| g.output(o))
+        .model();
+    let a = run(&m, &[("h", 3, 512), ("w", 3, 512)]);
+    let dtype = |name: &str| {
+        let v = m.values.iter().position(|v| v.name == name).unwrap();
+        a.facts[v].dtype
+    };
+    use sod2_ir::DType as D;
+    for (name, dims, dt) in [
+        ("qi", vec!["n", "c", "h", "w"], D::I8),
+        ("qu", vec!["n", "c", "h", "w"], D::U8),
+        ("dq", vec!["n", "c", "h", "w"], D::F32),
+        ("dy", vec!["n", "c", "h", "w"], D::U8),
+        ("ds", vec![], D::F32),
+        ("dz", vec![], D::U8),
+        ("mm", vec!["b", "m", "p"], D::I32),
+        ("qmm", vec!["b", "m", "p"], D::I8),
+        ("ci", vec!["n", "8", "h", "w"], D::I32),
+        (
+            "qc",
+            vec!["n", "8", "floordiv(h - 3, 2) + 1", "floordiv(w - 3, 2) + 1"],
+            D::U8,
+        ),
+    ] {
+        assert_eq!(shape(&m, &a, name), dims, "{name}");
+        assert_eq!(dtype(name), Some(dt), "{name}");
+    }
+}

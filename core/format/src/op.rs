@@ -63,6 +63,9 @@ macro_rules! with_onnx_ops {
             SequenceErase = 173, SequenceAt = 174, SequenceLength = 175,
             SplitToSequence = 176, ConcatFromSequence = 177, Optional = 178,
             OptionalHasElement = 179, OptionalGetElement = 180,
+            // quantization
+            QuantizeLinear = 181, DequantizeLinear = 182, DynamicQuantizeLinear = 183,
+            MatMulInteger = 184, ConvInteger = 185, QLinearConv = 186, QLinearMatMul = 187,
         }
     };
 }

@@ -53,7 +53,7 @@ pub enum PlanError {
     )]
     UnsupportedOps(Vec<UnsupportedOps>),
     /// A tensor of an unsupported element type.
-    #[error("tensor `{0}`: element type is not supported (strings, or unknown)")]
+    #[error("tensor `{0}`: element type is not supported (strings, float8, 4- and 2-bit integers, or unknown)")]
     UnsupportedType(String),
     /// The memory plan failed its own check (a planner bug, reported rather than shipped).
     #[error("memory plan check failed: {0}")]

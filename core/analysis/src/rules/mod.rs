@@ -11,6 +11,7 @@ mod layout;
 mod linalg;
 mod ml;
 mod nn;
+mod quant;
 mod reduce;
 mod rnn;
 mod seq;
@@ -91,6 +92,8 @@ pub fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Vec<Fact>> {
         f
     } else if let Some(f) = ml::forward(ctx)? {
         f
+    } else if let Some(f) = quant::forward(ctx)? {
+        f
     } else {
         return Err(format!("no shape rule for {}", ctx.node.op.name()));
     };
@@ -107,6 +110,7 @@ pub fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Vec<Option<Fact>> {
         .or_else(|| rnn::backward(ctx, outs))
         .or_else(|| vision::backward(ctx, outs))
         .or_else(|| ml::backward(ctx, outs))
+        .or_else(|| quant::backward(ctx, outs))
         .unwrap_or_default();
     r.resize(ctx.node.inputs.len(), None);
     r

@@ -11,6 +11,7 @@
 //! not affect inference, e.g. Dropout's `seed`).
 mod ml;
 mod nn;
+mod quant;
 mod rnn;
 mod signal;
 mod tensor;
@@ -24,6 +25,7 @@ pub use nn::{
     AutoPad, BatchNormAttrs, ConvAttrs, ConvTransposeAttrs, GemmAttrs, LayerNormAttrs, LrnAttrs,
     PoolAttrs, PoolKind, WindowAttrs,
 };
+pub use quant::{is_quant_int, QuantAttrs};
 pub use rnn::{RnnActivation, RnnAttrs, RnnCell, RnnDirection};
 pub use signal::{dft_axis_ok, DftAttrs, PixelFormat, ReverseSequenceAttrs, IMAGE_MAX_PIXELS};
 pub use tensor::{
@@ -367,6 +369,8 @@ pub enum OpAttrs {
     MaxUnpool(WindowAttrs),
     /// TensorScatter.
     TensorScatter(TensorScatterAttrs),
+    /// QuantizeLinear, DequantizeLinear.
+    Quant(QuantAttrs),
     /// TfIdfVectorizer.
     TfIdf(Box<TfIdfAttrs>),
     /// `ai.onnx.ml::Binarizer`.
@@ -501,7 +505,7 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         O::BitShift => OpAttrs::BitShift {
             left: r.choice("direction", "LEFT", &["LEFT", "RIGHT"])? == "LEFT",
         },
-        O::Conv => OpAttrs::Conv(nn::conv(r)?),
+        O::Conv | O::ConvInteger | O::QLinearConv => OpAttrs::Conv(nn::conv(r)?),
         O::ConvTranspose => OpAttrs::ConvTranspose(nn::conv_transpose(r)?),
         O::MaxPool | O::AveragePool | O::LpPool => OpAttrs::Pool(nn::pool(r)?),
         O::GlobalLpPool => OpAttrs::GlobalLpPool {
@@ -639,6 +643,7 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         O::DeformConv => OpAttrs::DeformConv(vision::deform_conv(r)?),
         O::MaxUnpool => OpAttrs::MaxUnpool(vision::max_unpool(r)?),
         O::TensorScatter => OpAttrs::TensorScatter(vision::tensor_scatter(r)?),
+        O::QuantizeLinear | O::DequantizeLinear => OpAttrs::Quant(quant::quant(r)?),
         O::Fused => OpAttrs::Fused(Box::new(fused::decode_attrs(r)?)),
         O::Values => OpAttrs::Values(values(r)?),
         O::SplitToSequence => OpAttrs::SeqAxis {
@@ -708,7 +713,10 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         | O::Optional
         | O::OptionalHasElement
         | O::OptionalGetElement
-        | O::ArrayFeatureExtractor => OpAttrs::None,
+        | O::ArrayFeatureExtractor
+        | O::DynamicQuantizeLinear
+        | O::MatMulInteger
+        | O::QLinearMatMul => OpAttrs::None,
     })
 }
 

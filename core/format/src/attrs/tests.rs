@@ -1168,3 +1168,83 @@ fn sequence_axes_decode_as_written() {
         OpAttrs::None
     );
 }
+
+#[test]
+fn quantization_attributes() {
+    let Ok(OpAttrs::Quant(q)) = decode(OpCode::QuantizeLinear, &[3, 0], vec![]) else {
+        panic!()
+    };
+    assert_eq!((q.axis, q.block_size, q.output), (1, 0, None));
+    // Dequantizing to the (f32) output's own type; the axis kept as written.
+    let Ok(OpAttrs::Quant(q)) = decode(
+        OpCode::DequantizeLinear,
+        &[2, 2],
+        vec![
+            ("output_dtype", AttrValue::Int(1)),
+            ("axis", AttrValue::Int(-1)),
+            ("block_size", AttrValue::Int(4)),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!((q.axis, q.block_size, q.output), (-1, 4, Some(DType::F32)));
+    err(
+        OpCode::QuantizeLinear,
+        &[2, 0],
+        vec![("output_dtype", AttrValue::Int(3))],
+        "is i8, but the output is f32",
+    );
+    err(
+        OpCode::QuantizeLinear,
+        &[2, 0],
+        vec![("output_dtype", AttrValue::Int(17))],
+        "float8",
+    );
+    err(
+        OpCode::DequantizeLinear,
+        &[2, 0],
+        vec![("output_dtype", AttrValue::Int(2))],
+        "dequantizes to",
+    );
+    err(
+        OpCode::QuantizeLinear,
+        &[2, 2],
+        vec![
+            ("axis", AttrValue::Int(2)),
+            ("block_size", AttrValue::Int(2)),
+        ],
+        "attribute `axis` is 2",
+    );
+    err(
+        OpCode::QuantizeLinear,
+        &[2, 2],
+        vec![("block_size", AttrValue::Int(-1))],
+        "attribute `block_size` is -1",
+    );
+    err(
+        OpCode::QuantizeLinear,
+        &[2, 0],
+        vec![("precision", AttrValue::Int(10))],
+        "attribute `precision` is 10",
+    );
+    // The integer convolutions read Conv's attributes; the products have none.
+    let Ok(OpAttrs::Conv(c)) = decode(
+        OpCode::QLinearConv,
+        &[4, 0, 0, 4],
+        vec![("group", AttrValue::Int(2)), ("pads", ints(&[1, 1, 1, 1]))],
+    ) else {
+        panic!()
+    };
+    assert_eq!((c.group, c.window.spatial), (2, 2));
+    assert!(matches!(
+        decode(OpCode::ConvInteger, &[3, 3], vec![]),
+        Ok(OpAttrs::Conv(_))
+    ));
+    for op in [
+        OpCode::MatMulInteger,
+        OpCode::QLinearMatMul,
+        OpCode::DynamicQuantizeLinear,
+    ] {
+        assert_eq!(decode(op, &[2, 2], vec![]), Ok(OpAttrs::None), "{op}");
+    }
+}

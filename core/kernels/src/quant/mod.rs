@@ -7,6 +7,8 @@
 //! Rounding to integers is half-to-even everywhere (ONNX `QuantizeLinear`, ONNX Runtime's
 //! `DynamicQuantizeLinear`).
 
+pub mod im2col;
+pub mod ops;
 #[cfg(test)]
 mod tests;
 

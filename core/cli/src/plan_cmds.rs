@@ -88,6 +88,14 @@ pub fn compile(
     if f.identities > 0 {
         let _ = writeln!(text, "  identities: {} Identity nodes elided", f.identities);
     }
+    let q = &planned.qdq;
+    if q.matmuls + q.convs > 0 {
+        let _ = writeln!(
+            text,
+            "  quantized: {} DQ-MatMul-Q and {} DQ-Conv-Q groups run as QLinearMatMul / QLinearConv ({} DequantizeLinear nodes removed)",
+            q.matmuls, q.convs, q.dequantizes_removed
+        );
+    }
     let v = &planned.values;
     if v.nodes > 0 {
         let _ = writeln!(

@@ -14,6 +14,7 @@
 pub mod alias;
 pub mod fusion;
 pub mod memory;
+pub mod qdq;
 pub mod static_if;
 pub mod values;
 
@@ -158,6 +159,8 @@ pub struct Planned {
     pub fusion: fusion::FusionReport,
     /// Shape subgraphs folded into expressions (all zero below `Opt::Fusion`).
     pub values: values::ValuesReport,
+    /// QDQ groups run as integer operators (all zero below `Opt::Fusion`).
+    pub qdq: qdq::QdqReport,
 }
 
 /// Maps an IR element type to the plan's.
@@ -212,8 +215,11 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     let fused;
     let mut fusion_report = fusion::FusionReport::default();
     let mut values_report = values::ValuesReport::default();
+    let mut qdq_report = qdq::QdqReport::default();
     let model = if opts.opt >= Opt::Fusion {
-        let (m, elided) = alias::elide_identities(model);
+        let (m, q) = qdq::fuse(model, a);
+        qdq_report = q;
+        let (m, elided) = alias::elide_identities(&m);
         let (m, r) = fusion::fuse(&m, a);
         let (m, v) = values::fold(&m, a);
         fused = m;
@@ -283,6 +289,7 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
         weights: p.weights,
         memory: p.report,
         fusion: fusion_report,
+        qdq: qdq_report,
         values: values_report,
     })
 }

@@ -386,7 +386,12 @@ fn shape_validity_guards(
         // refused here.
         let window = matches!(
             node.op,
-            OpKind::Conv | OpKind::MaxPool | OpKind::AveragePool | OpKind::LpPool
+            OpKind::Conv
+                | OpKind::ConvInteger
+                | OpKind::QLinearConv
+                | OpKind::MaxPool
+                | OpKind::AveragePool
+                | OpKind::LpPool
         );
         if broadcasts(&node.op) {
             broadcast_guards(node, arena, facts, &mut seen_pairs, guards);
@@ -547,7 +552,7 @@ fn equal_dims_guards(
                 }
             }
         }
-        sod2_ir::OpKind::MatMul => {
+        sod2_ir::OpKind::MatMul | sod2_ir::OpKind::MatMulInteger => {
             let (Some(a), Some(b)) = (dims_of(node.input(0)), dims_of(node.input(1))) else {
                 return;
             };

@@ -607,7 +607,7 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
             },
         },
         O::Scan => OpAttrs::Scan(tensor::scan(r)?),
-        O::LSTM | O::GRU | O::RNN => OpAttrs::Rnn(rnn::rnn(r)?),
+        O::LSTM | O::GRU | O::RNN | O::DynamicQuantizeLSTM => OpAttrs::Rnn(rnn::rnn(r)?),
         O::BitCast => OpAttrs::BitCast {
             to: signal::bitcast(r)?,
         },
@@ -689,6 +689,8 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         | O::Constant
         | O::NonZero
         | O::Det
+        | O::DynamicQuantizeMatMul
+        | O::MatMulIntegerToFloat
         | O::If
         | O::Loop
         | O::SequenceConstruct

@@ -13,6 +13,7 @@
 //!
 //! ```text
 //! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
+//!            qrnn (ONNX Runtime's quantized LSTM, over rnn and quant) ·
 //!            signal (DFT, STFT, mel filter bank; over fft) ·
 //!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling) ·
 //!            ml (n-gram counting, label tables, tree ensembles)
@@ -48,6 +49,7 @@ pub mod math;
 pub mod ml;
 pub mod par;
 pub mod pool;
+pub mod qrnn;
 pub mod quant;
 pub mod reduce;
 pub mod resample;

@@ -21,6 +21,8 @@
 //!
 //! Sequence lengths, directions, initial states, peepholes, `clip`, `input_forget` and the
 //! activations are LSTM's.
+use std::cell::RefCell;
+
 use crate::quant::{dynamic_u8_params, qgemm, quantize_u8, QGemm, ZeroPoints, Q8};
 use crate::rnn::{lstm_gates, Act, Lens, LstmGates, RecurrenceOut};
 use crate::simd::Isa;
@@ -243,7 +245,7 @@ pub fn dynamic_qgemm(
 /// first; a mismatch is an error.
 pub fn qlstm(p: &QLstm<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
     p.check(&out)?;
-    let (dirs, h, batch, ni) = (p.dirs(), p.hidden, p.batch, p.input);
+    let (h, batch, ni) = (p.hidden, p.batch, p.input);
     let gh = 4 * h;
     if let Some(y) = out.y.as_deref_mut() {
         y.fill(0.0);
@@ -260,14 +262,81 @@ pub fn qlstm(p: &QLstm<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
     }
     let isa = Isa::detect();
     let rows = max_len * batch;
+    let qa_words = (rows * ni).max(batch * h).div_ceil(4);
+    let len = 2 * rows * gh + qa_words + batch * gh + 4 * batch * h + h + gh;
+    crate::scratch::with(&SCRATCH, len, |buf| {
+        let (xw, rest) = buf.split_at_mut(rows * gh);
+        let (acc, rest) = rest.split_at_mut(rows * gh);
+        let (qa, rest) = rest.split_at_mut(qa_words);
+        let (gates, rest) = rest.split_at_mut(batch * gh);
+        let (ablk, rest) = rest.split_at_mut(batch * h);
+        let (hs, rest) = rest.split_at_mut(batch * h);
+        let (cs, rest) = rest.split_at_mut(batch * h);
+        let (tmp, rest) = rest.split_at_mut(h);
+        let (bias, _) = rest.split_at_mut(gh);
+        let bufs = Bufs {
+            xw,
+            acc: bytemuck::cast_slice_mut(acc),
+            qa: bytemuck::cast_slice_mut(qa),
+            gates,
+            ablk,
+            hs,
+            cs,
+            tmp,
+            bias,
+        };
+        run(p, &mut out, isa, max_len, bufs)
+    })
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The working buffers of a run (carved from one per-thread scratch buffer).
+struct Bufs<'a> {
+    /// The projection of the first `max_len` steps, `[max_len·batch, 4·hidden]`.
+    xw: &'a mut [f32],
+    /// Integer sums.
+    acc: &'a mut [i32],
+    /// Quantized activations.
+    qa: &'a mut [u8],
+    /// The step's gates, `[batch, 4·hidden]`.
+    gates: &'a mut [f32],
+    /// The block of hidden states a step quantizes, `[batch, hidden]`.
+    ablk: &'a mut [f32],
+    /// Hidden and cell states, `[batch, hidden]`.
+    hs: &'a mut [f32],
+    cs: &'a mut [f32],
+    /// `[hidden]`.
+    tmp: &'a mut [f32],
+    /// `Wb + Rb` of a direction, `[4·hidden]`.
+    bias: &'a mut [f32],
+}
+
+/// [`qlstm`] past its checks, on its buffers.
+fn run(
+    p: &QLstm<'_>,
+    out: &mut RecurrenceOut<'_>,
+    isa: Isa,
+    max_len: usize,
+    b: Bufs<'_>,
+) -> Result<(), String> {
+    let (dirs, h, batch, ni) = (p.dirs(), p.hidden, p.batch, p.input);
+    let gh = 4 * h;
+    let rows = max_len * batch;
     let y_present = out.y.is_some();
-    let mut xw = vec![0f32; rows * gh];
-    let mut qa = vec![0u8; (rows * ni).max(batch * h)];
-    let mut acc = vec![0i32; rows * gh];
-    let mut gates = vec![0f32; batch * gh];
-    let mut ablk = vec![0f32; batch * h];
-    let (mut hs, mut cs, mut tmp) = (vec![0f32; batch * h], vec![0f32; batch * h], vec![0f32; h]);
-    let mut bias = vec![0f32; gh];
+    let Bufs {
+        xw,
+        acc,
+        qa,
+        gates,
+        ablk,
+        hs,
+        cs,
+        tmp,
+        bias,
+    } = b;
     for d in 0..dirs {
         let rev = p.reversed[d];
         // The projection of the first max_len steps (quantized as one block).
@@ -278,9 +347,9 @@ pub fn qlstm(p: &QLstm<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
             wd,
             wz,
             ws,
-            &mut xw,
+            xw,
             false,
-            (&mut qa, &mut acc),
+            (&mut *qa, &mut *acc),
         )?;
         let (rd, rz, rs) = direction_of(&p.r, d, h, gh);
         if let Some(bv) = p.b {
@@ -291,7 +360,7 @@ pub fn qlstm(p: &QLstm<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
         }
         let k = LstmGates {
             peep: p.p.map(|pv| pv[d * 3 * h..(d + 1) * 3 * h].split_at(h)),
-            bias: p.b.is_some().then_some(&bias[..]),
+            bias: p.b.is_some().then_some(&*bias),
             acts: &p.acts[d * 3..d * 3 + 3],
             clip: p.clip,
             input_forget: p.input_forget,
@@ -334,14 +403,14 @@ pub fn qlstm(p: &QLstm<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
                 gates[b * gh..(b + 1) * gh].copy_from_slice(src);
             }
             dynamic_qgemm(
-                &ablk,
+                ablk,
                 (batch, gh, h),
                 rd,
                 rz,
                 rs,
-                &mut gates,
+                gates,
                 true,
-                (&mut qa, &mut acc),
+                (&mut *qa, &mut *acc),
             )?;
             for b in 0..batch {
                 let l = p.len(b);
@@ -352,7 +421,7 @@ pub fn qlstm(p: &QLstm<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
                     &k,
                     &mut gates[b * gh..(b + 1) * gh],
                     &mut cs[b * h..(b + 1) * h],
-                    &mut tmp,
+                    tmp,
                     &mut hs[b * h..(b + 1) * h],
                 );
                 if let Some(y) = out.y.as_deref_mut() {

@@ -1,20 +1,41 @@
 //! MatMul, Gemm and Einsum: forward dims, and backward unification of the contracted and free
-//! dims (`[M,K] x [K,N] = [M,N]` pins K, M and N from whichever side knows them).
+//! dims (`[M,K] x [K,N] = [M,N]` pins K, M and N from whichever side knows them). ONNX Runtime's
+//! `DynamicQuantizeMatMul` and `MatMulIntegerToFloat` have MatMul's shapes (their scales, zero
+//! points and bias do not change them) and a float result.
 use std::collections::HashMap;
 
-use sod2_ir::OpKind;
+use sod2_ir::{DType, OpKind};
 
 use crate::ctx::{Ctx, RuleResult};
 use crate::fact::{Dim, Fact, Shape};
 
+/// MatMul and the quantized products with its shapes.
+fn is_matmul(op: &OpKind) -> bool {
+    matches!(
+        op,
+        OpKind::MatMul | OpKind::DynamicQuantizeMatMul | OpKind::MatMulIntegerToFloat
+    )
+}
+
 pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
-    let dtype = ctx.dtype(0);
-    let unknown = (0..ctx.node.inputs.len()).any(|i| ctx.input(i).shape == Shape::Unknown);
+    let dtype = match ctx.node.op {
+        OpKind::DynamicQuantizeMatMul | OpKind::MatMulIntegerToFloat => Some(DType::F32),
+        _ => ctx.dtype(0),
+    };
+    // The quantized products' scales and zero points have shapes of their own: only the two
+    // operands decide the result.
+    let matmul = is_matmul(&ctx.node.op);
+    let operands = if matmul {
+        2.min(ctx.node.inputs.len())
+    } else {
+        ctx.node.inputs.len()
+    };
+    let unknown = (0..operands).any(|i| ctx.input(i).shape == Shape::Unknown);
     match ctx.node.op {
-        OpKind::MatMul | OpKind::Gemm | OpKind::Einsum if unknown => {
+        _ if unknown && (matmul || matches!(ctx.node.op, OpKind::Gemm | OpKind::Einsum)) => {
             Ok(Some(vec![Fact::unknown(dtype)]))
         }
-        OpKind::MatMul => {
+        _ if matmul => {
             let (Some(a), Some(b)) = (ctx.dims(0), ctx.dims(1)) else {
                 return Ok(Some(vec![Fact {
                     dtype,
@@ -220,7 +241,7 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
         })
     };
     match ctx.node.op {
-        OpKind::MatMul => {
+        ref op if is_matmul(op) => {
             let (mut a, mut b) = (ctx.dims(0)?, ctx.dims(1)?);
             let (ra, rb) = (a.len(), b.len());
             if ra == 0 || rb == 0 {

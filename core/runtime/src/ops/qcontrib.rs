@@ -1,0 +1,225 @@
+//! ONNX Runtime's quantized contrib operators (`com.microsoft`): `DynamicQuantizeLSTM`
+//! (`kernels::qrnn`), `DynamicQuantizeMatMul` and `MatMulIntegerToFloat`
+//! (`kernels::qmatmul`).
+use std::borrow::Cow;
+
+use sod2_format::attrs::{RnnAttrs, RnnCell, RnnDirection};
+use sod2_format::{DType, OpAttrs, OpCode};
+use sod2_kernels::qrnn::{qlstm, QLstm, QWeights};
+use sod2_kernels::quant::Q8;
+use sod2_kernels::rnn::{Lens, RecurrenceOut};
+
+use super::rnn::{act, Acts};
+use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, In, Kernel};
+
+pub(crate) fn get(op: OpCode) -> Option<Kernel> {
+    Some(match op {
+        OpCode::DynamicQuantizeLSTM => dynamic_quantize_lstm,
+        _ => return None,
+    })
+}
+
+/// An 8-bit tensor's elements (`u8` or `i8`).
+pub(super) fn q8<'a>(name: &str, t: &In<'a>) -> Result<Q8<'a>, String> {
+    match t.dtype {
+        DType::U8 => Ok(Q8::U8(t.data)),
+        DType::I8 => Ok(Q8::I8(bytemuck::cast_slice(t.data))),
+        d => Err(format!("{name} is {}, expected uint8 or int8", d.name())),
+    }
+}
+
+/// The scales and per-direction zero points of a quantized LSTM weight, checked as ONNX
+/// Runtime does: scale and zero point `[dirs]` (per tensor) or `[dirs, 4·hidden]` (per
+/// column, where a direction's zero points must all be equal, and zero for `int8` weights).
+fn weight_quant<'a>(
+    name: &str,
+    (scale, zero): (&'a In<'a>, &'a In<'a>),
+    weights: &In<'_>,
+    dirs: usize,
+    cols: usize,
+) -> Result<(Cow<'a, [f32]>, [i32; 2]), String> {
+    f32_only(scale.dtype).map_err(|e| format!("{name}_scale: {e}"))?;
+    let per_tensor = [dirs];
+    let per_column = [dirs, cols];
+    for (what, t) in [("scale", scale), ("zero_point", zero)] {
+        if t.dims != per_tensor && t.dims != per_column {
+            return Err(format!(
+                "{name}_{what} has dims {:?}, expected {per_tensor:?} or {per_column:?}",
+                t.dims
+            ));
+        }
+    }
+    if zero.dtype != weights.dtype {
+        return Err(format!(
+            "{name}_zero_point is {}, {name} is {}",
+            zero.dtype.name(),
+            weights.dtype.name()
+        ));
+    }
+    let zq = q8(name, zero)?;
+    let per = zq.len() / dirs;
+    let mut zeros = [0i32; 2];
+    for (d, slot) in zeros.iter_mut().enumerate().take(dirs) {
+        let z0 = zq.at(d * per);
+        if (d * per..(d + 1) * per).any(|i| zq.at(i) != z0) {
+            return Err(format!(
+                "{name}_zero_point: the zero points of a direction must be equal"
+            ));
+        }
+        if per > 1 && weights.dtype == DType::I8 && z0 != 0 {
+            return Err(format!(
+                "{name}_zero_point: per-column zero points of int8 weights must be 0"
+            ));
+        }
+        *slot = z0;
+    }
+    Ok((typed::<f32>(scale.data), zeros))
+}
+
+fn dynamic_quantize_lstm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::Rnn(a) = c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let RnnAttrs {
+        cell,
+        direction,
+        hidden_size,
+        batch_first,
+        ref activations,
+        clip,
+    } = *a;
+    let RnnCell::Lstm { input_forget } = cell else {
+        return Err(wrong_attrs(c));
+    };
+    if batch_first {
+        return Err("DynamicQuantizeLSTM has no batch-first layout".into());
+    }
+    let reversed: &[bool] = match direction {
+        RnnDirection::Forward => &[false],
+        RnnDirection::Reverse => &[true],
+        RnnDirection::Bidirectional => &[false, true],
+    };
+    let dirs = reversed.len();
+    let acts: Acts = activations.iter().map(|&a| act(a)).collect();
+    let (ins, outs) = c.io();
+    let input = |i: usize| ins.get(i).and_then(Option::as_ref);
+    let required = |i: usize, name: &str| input(i).ok_or_else(|| format!("{name} is missing"));
+    let (x, w, r) = (required(0, "X")?, required(1, "W")?, required(2, "R")?);
+    f32_only(x.dtype)?;
+    for (name, t) in [("X", x), ("W", w), ("R", r)] {
+        if t.dims.len() != 3 {
+            return Err(format!("{name} has dims {:?}, expected rank 3", t.dims));
+        }
+    }
+    let (seq, batch, input_size) = (x.dims[0], x.dims[1], x.dims[2]);
+    let hidden = r.dims[1];
+    if hidden_size.is_some_and(|h| h != hidden) {
+        return Err(format!(
+            "R has dims {:?}: hidden size {hidden}, the attribute says {}",
+            r.dims,
+            hidden_size.unwrap_or(0)
+        ));
+    }
+    let gh = 4 * hidden;
+    if w.dims != [dirs, input_size, gh] || r.dims != [dirs, hidden, gh] {
+        return Err(format!(
+            "W {:?} and R {:?} do not fit {dirs} direction(s) of 4 gates of {hidden} units \
+             over {input_size} inputs (expected [{dirs}, {input_size}, {gh}] and \
+             [{dirs}, {hidden}, {gh}])",
+            w.dims, r.dims
+        ));
+    }
+    let (wq, rq) = (q8("W", w)?, q8("R", r)?);
+    let (ws, wz) = weight_quant(
+        "W",
+        (required(8, "W_scale")?, required(9, "W_zero_point")?),
+        w,
+        dirs,
+        gh,
+    )?;
+    let (rs, rz) = weight_quant(
+        "R",
+        (required(10, "R_scale")?, required(11, "R_zero_point")?),
+        r,
+        dirs,
+        gh,
+    )?;
+    let floats = |i: usize| -> Result<Option<Cow<'_, [f32]>>, String> {
+        match input(i) {
+            None => Ok(None),
+            Some(t) => {
+                f32_only(t.dtype)?;
+                Ok(Some(typed::<f32>(t.data)))
+            }
+        }
+    };
+    let xv = typed::<f32>(x.data);
+    let b = floats(3)?;
+    let (lens32, lens64) = match input(4) {
+        None => (None, None),
+        Some(t) if t.dtype == DType::I32 => (Some(typed::<i32>(t.data)), None),
+        Some(t) if t.dtype == DType::I64 => (None, Some(typed::<i64>(t.data))),
+        Some(t) => {
+            return Err(format!(
+                "sequence_lens is {}, expected int32 (or int64)",
+                t.dtype.name()
+            ))
+        }
+    };
+    let lens = match (&lens32, &lens64) {
+        (Some(v), _) => Some(Lens::I32(v)),
+        (_, Some(v)) => Some(Lens::I64(v)),
+        _ => None,
+    };
+    let (ih, ic, pv) = (floats(5)?, floats(6)?, floats(7)?);
+    let p = QLstm {
+        seq,
+        batch,
+        input: input_size,
+        hidden,
+        reversed,
+        input_forget,
+        x: &xv,
+        w: QWeights {
+            data: wq,
+            scale: &ws,
+            zero: &wz[..dirs],
+        },
+        r: QWeights {
+            data: rq,
+            scale: &rs,
+            zero: &rz[..dirs],
+        },
+        b: b.as_deref(),
+        seq_lens: lens,
+        initial_h: ih.as_deref(),
+        initial_c: ic.as_deref(),
+        p: pv.as_deref(),
+        acts: &acts,
+        clip,
+    };
+    let y_dims = [seq, dirs, batch, hidden];
+    let s_dims = [dirs, batch, hidden];
+    let mut outs = outs.iter_mut();
+    let (y, y_h, y_c) = (
+        outs.next().and_then(Option::as_mut),
+        outs.next().and_then(Option::as_mut),
+        outs.next().and_then(Option::as_mut),
+    );
+    for o in [&y, &y_h, &y_c].into_iter().flatten() {
+        f32_only(o.dtype)?;
+    }
+    let y = match y {
+        Some(o) => Some(typed_mut::<f32>(o.alloc(&y_dims)?)?),
+        None => None,
+    };
+    let y_h = match y_h {
+        Some(o) => Some(typed_mut::<f32>(o.alloc(&s_dims)?)?),
+        None => None,
+    };
+    let y_c = match y_c {
+        Some(o) => Some(typed_mut::<f32>(o.alloc(&s_dims)?)?),
+        None => None,
+    };
+    qlstm(&p, RecurrenceOut { y, y_h, y_c })
+}

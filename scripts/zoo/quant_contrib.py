@@ -1,0 +1,254 @@
+"""ONNX Runtime's quantized contrib ops (`com.microsoft`) through sod2 against ONNX Runtime.
+
+DynamicQuantizeLSTM: one model per combination of direction (forward / reverse /
+bidirectional), weight type (int8 / uint8), weight scales (per tensor / per column) and optional
+inputs (B, sequence_lens, initial_h, initial_c, P) and outputs (Y left out, so the finished
+sequences' states stay in the quantized block), with X's seq and batch dims symbolic and the
+quantized weights as initializers, as ONNX Runtime's quantizer writes them (W `[dirs, input,
+4·hidden]`, R `[dirs, hidden, 4·hidden]`). Each model is compiled once and run at several
+(seq, batch) shapes.
+
+The corpus check (when `.cache/corpus/models/voicefilter_int8.onnx` is present): the first
+DynamicQuantizeLSTM of that model, cut out with its real int8 weights, fed the activations the
+whole model computes (ONNX Runtime) on random spectrograms.
+
+ONNX Runtime runs single-threaded: with more threads it splits a batch of more than four
+sequences (or of two or more when hidden ≤ 256) across threads and quantizes each part's hidden
+states on its own, which sod2 (one block per step) does not copy. Every output must match within
+rtol 1e-2, atol 1e-3; the largest error seen is printed.
+
+usage: python quant_contrib.py --sod2 BIN [--filter REGEX] [--verbose]
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import zlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from sod2_cli import run_plan  # noqa: E402
+
+SHAPES = [(1, 1), (5, 3), (17, 2), (3, 4), (6, 7)]
+RTOL, ATOL = 1e-2, 1e-3
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CORPUS = ROOT / ".cache" / "corpus" / "models"
+
+
+def quantize(w, signed, per_column):
+    """`w` `[dirs, rows, cols]` → (q, scale, zero_point) as ONNX Runtime's quantizer writes them:
+    symmetric int8 (zero point 0), or uint8 (per tensor: asymmetric; per column: zero point 128
+    throughout, as ONNX Runtime requires one zero point per direction)."""
+    dirs = w.shape[0]
+    axis = (1,) if per_column else (1, 2)
+    if signed:
+        m = np.maximum(np.abs(w).max(axis=axis), 1e-8)
+        scale = (m / 127.0).astype(np.float32)
+        zero = np.zeros_like(scale, dtype=np.int8)
+        s = scale[:, None, :] if per_column else scale[:, None, None]
+        q = np.clip(np.rint(w / s), -128, 127).astype(np.int8)
+        return q, scale, zero
+    if per_column:
+        m = np.maximum(np.abs(w).max(axis=1), 1e-8)
+        scale = (m / 127.0).astype(np.float32)
+        zero = np.full(scale.shape, 128, np.uint8)
+        q = np.clip(np.rint(w / scale[:, None, :]) + 128, 0, 255).astype(np.uint8)
+        return q, scale, zero
+    lo = np.minimum(w.min(axis=(1, 2)), 0)
+    hi = np.maximum(w.max(axis=(1, 2)), 0)
+    scale = ((hi - lo) / 255.0).astype(np.float32)
+    zero = np.clip(np.rint(-lo / scale), 0, 255).astype(np.uint8)
+    q = np.clip(np.rint(w / scale[:, None, None]) + zero[:, None, None], 0, 255).astype(np.uint8)
+    return q, scale, zero.reshape(dirs)
+
+
+def lstm_case(direction, signed, per_column, opt, want, seed, in_size=4, hidden=5):
+    """One DynamicQuantizeLSTM node; `want`: which of Y, Y_h, Y_c are graph outputs."""
+    rng = np.random.default_rng(seed)
+    dirs = 2 if direction == "bidirectional" else 1
+    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["seq", "batch", in_size])]
+    weights = []
+    names = ["X", "W", "R"]
+    for nm, rows in [("W", in_size), ("R", hidden)]:
+        q, s, z = quantize((rng.standard_normal((dirs, rows, 4 * hidden)) * 0.6).astype(np.float32), signed, per_column)
+        weights += [numpy_helper.from_array(q, nm), numpy_helper.from_array(s, f"{nm}_scale"),
+                    numpy_helper.from_array(z, f"{nm}_zero_point")]
+    if "B" in opt:
+        weights.append(numpy_helper.from_array((rng.standard_normal((dirs, 8 * hidden)) * 0.4).astype(np.float32), "B"))
+        names.append("B")
+    else:
+        names.append("")
+    if "lens" in opt:
+        inputs.append(helper.make_tensor_value_info("lens", TensorProto.INT32, ["batch"]))
+        names.append("lens")
+    else:
+        names.append("")
+    for s in ["h0", "c0"]:
+        if s in opt:
+            inputs.append(helper.make_tensor_value_info(s, TensorProto.FLOAT, [dirs, "batch", hidden]))
+            names.append(s)
+        else:
+            names.append("")
+    if "P" in opt:
+        weights.append(numpy_helper.from_array((rng.standard_normal((dirs, 3 * hidden)) * 0.5).astype(np.float32), "P"))
+        names.append("P")
+    else:
+        names.append("")
+    names += ["W_scale", "W_zero_point", "R_scale", "R_zero_point"]
+    outs = [o if o in want else "" for o in ["Y", "Y_h", "Y_c"]]
+    while outs[-1] == "":
+        outs.pop()
+    attrs = {"direction": direction, "hidden_size": hidden}
+    if "clip" in opt:
+        attrs["clip"] = 1.5
+    if "forget" in opt:
+        attrs["input_forget"] = 1
+    node = helper.make_node("DynamicQuantizeLSTM", names, outs, name="qlstm", domain="com.microsoft", **attrs)
+    g = helper.make_graph([node], "qlstm", inputs,
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs if o], weights)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    return m
+
+
+def corpus_case():
+    """The first DynamicQuantizeLSTM of voicefilter_int8.onnx with its real weights, and feeds for
+    it computed by the whole model (ONNX Runtime) from random inputs; None without the corpus."""
+    path = CORPUS / "voicefilter_int8.onnx"
+    if not path.exists():
+        return None
+    full = onnx.load(path)
+    node = next(n for n in full.graph.node if n.op_type == "DynamicQuantizeLSTM")
+    inits = {t.name: t for t in full.graph.initializer}
+    # The activations feeding the node, at two (time, batch) shapes.
+    probe = onnx.ModelProto()
+    probe.CopyFrom(full)
+    dyn = [i for i in node.input if i and i not in inits]
+    probe.graph.output.extend([helper.make_tensor_value_info(i, TensorProto.FLOAT, None) for i in dyn])
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    runs = []
+    for time, batch in [(9, 1), (25, 2)]:
+        f = {}
+        for vi in full.graph.input:
+            dims = [{"batch": batch, "time": time}.get(d.dim_param, d.dim_value) for d in vi.type.tensor_type.shape.dim]
+            f[vi.name] = rng.standard_normal(dims).astype(np.float32)
+        vals = sess.run(dyn, f)
+        runs.append(dict(zip(dyn, vals)))
+    inputs = [helper.make_tensor_value_info(i, TensorProto.FLOAT, ["seq", "batch", v.shape[2]] if k == 0 else [v.shape[0], "batch", v.shape[2]])
+              for k, (i, v) in enumerate(runs[0].items())]
+    weights = [inits[i] for i in node.input if i in inits]
+    outs = [o for o in node.output if o]
+    g = helper.make_graph([node], "voicefilter_lstm", inputs,
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], weights)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    return m, runs
+
+
+def cases():
+    """(name, model, fixed feeds or None) for every combination."""
+    out = []
+    seed = 300
+    full = {"B", "lens", "h0", "c0", "P"}
+    for direction in ["forward", "reverse", "bidirectional"]:
+        for signed in [True, False]:
+            for per_column in [False, True]:
+                for k, opt in enumerate([set(), full, {"B", "h0", "clip"}, {"lens", "c0", "P", "forget"}]):
+                    seed += 1
+                    want = [{"Y", "Y_h", "Y_c"}, {"Y", "Y_h", "Y_c"}, {"Y", "Y_h"}, {"Y_h", "Y_c"}][k]
+                    name = (f"qlstm_{direction}_{'i8' if signed else 'u8'}_{'per_column' if per_column else 'per_tensor'}"
+                            f"_{'+'.join(sorted(opt)) or 'bare'}_{'+'.join(sorted(want))}")
+                    out.append((name, lstm_case(direction, signed, per_column, opt, want, seed), None))
+    # Wider layers (more than 256 units: ONNX Runtime keeps up to four sequences in one block
+    # even with threads).
+    seed += 1
+    out.append(("qlstm_bidirectional_i8_hidden300", lstm_case("bidirectional", True, False, full, {"Y", "Y_h", "Y_c"},
+                                                              seed, in_size=24, hidden=300), None))
+    c = corpus_case()
+    if c is not None:
+        out.append(("voicefilter_int8_first_lstm", c[0], c[1]))
+    return out
+
+
+def feeds(model, seq, batch, rng):
+    f = {}
+    for vi in model.graph.input:
+        dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+        shape = [{"seq": seq, "batch": batch}.get(d, d) for d in dims]
+        if vi.type.tensor_type.elem_type == TensorProto.INT32:
+            f[vi.name] = rng.integers(1, seq + 1, size=shape).astype(np.int32)
+        else:
+            f[vi.name] = rng.standard_normal(shape).astype(np.float32)
+    return f
+
+
+def run_case(sod2, name, model, fixed, tmp: pathlib.Path):
+    """Compiles once and runs every shape; returns (failure messages, largest abs error)."""
+    path = tmp / f"{name}.onnx"
+    onnx.save(model, path)
+    plan = tmp / f"{name}.sod2"
+    r = subprocess.run([sod2, "compile", str(path), "-o", str(plan)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return [f"compile: {r.stderr.strip()[-300:]}"], 0.0
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in model.graph.output]
+    fails, worst = [], 0.0
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    runs = fixed or [feeds(model, seq, batch, rng) for seq, batch in SHAPES]
+    for f in runs:
+        shape = next(iter(f.values())).shape[:2]
+        want = sess.run(outs, f)
+        try:
+            gots = run_plan(sod2, plan, f, tmp, outs, extra=("--check-allocs",), timeout=300)
+        except RuntimeError as e:
+            fails.append(f"seq, batch = {shape}: {e}")
+            continue
+        for o, w in zip(outs, want):
+            got = gots[o]
+            if got.shape != w.shape:
+                fails.append(f"seq, batch = {shape}: {o} shape {got.shape}, expected {w.shape}")
+                continue
+            err = float(np.max(np.abs(got.astype(np.float64) - w))) if w.size else 0.0
+            worst = max(worst, err)
+            if not np.allclose(got, w, rtol=RTOL, atol=ATOL):
+                fails.append(f"seq, batch = {shape}: {o} max abs error {err:.3g}")
+    return fails, worst
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sod2", required=True)
+    ap.add_argument("--filter", default=None)
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    selected = [c for c in cases() if not args.filter or re.search(args.filter, c[0])]
+    failed, worst = 0, 0.0
+    with tempfile.TemporaryDirectory(prefix="sod2-qcontrib-") as tmp:
+        for name, model, fixed in selected:
+            fails, err = run_case(args.sod2, name, model, fixed, pathlib.Path(tmp))
+            worst = max(worst, err)
+            if fails:
+                failed += 1
+                print(f"FAIL {name}")
+                for f in fails:
+                    print(f"    {f}")
+            elif args.verbose:
+                print(f"ok   {name} (max abs error {err:.3g})")
+    print(f"quantized contrib ops vs ONNX Runtime: {len(selected) - failed} of {len(selected)} models pass "
+          f"(largest abs error {worst:.3g})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

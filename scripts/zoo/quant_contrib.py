@@ -1,5 +1,9 @@
 """ONNX Runtime's quantized contrib ops (`com.microsoft`) through sod2 against ONNX Runtime.
 
+DynamicQuantizeMatMul (float A) and MatMulIntegerToFloat (uint8 / int8 A): int8 / uint8 B,
+scales and zero points per tensor or per column, with and without bias, A of rank 2 and 3 with
+symbolic dims.
+
 DynamicQuantizeLSTM: one model per combination of direction (forward / reverse /
 bidirectional), weight type (int8 / uint8), weight scales (per tensor / per column) and optional
 inputs (B, sequence_lens, initial_h, initial_c, P) and outputs (Y left out, so the finished
@@ -119,6 +123,35 @@ def lstm_case(direction, signed, per_column, opt, want, seed, in_size=4, hidden=
     return m
 
 
+def matmul_case(op, a_signed, b_signed, per_column, bias, a_rank, seed, k=6, n=5):
+    """One DynamicQuantizeMatMul (float A) or MatMulIntegerToFloat (8-bit A) node: A `[batch,
+    rows, k]` (or `[rows, k]`) with symbolic dims, B `[k, n]` an initializer, scales and zero
+    points per tensor or per column, optional bias."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((1, k, n)) * 0.6).astype(np.float32)
+    q, s, z = quantize(w, b_signed, per_column)
+    q, s, z = q[0], (s[0] if per_column else s.reshape(())), (z[0] if per_column else z.reshape(()))
+    weights = [numpy_helper.from_array(q, "B"), numpy_helper.from_array(s, "b_scale"),
+               numpy_helper.from_array(z, "b_zero_point")]
+    a_dims = ["batch", "rows", k] if a_rank == 3 else ["rows", k]
+    if op == "DynamicQuantizeMatMul":
+        inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_dims)]
+        names = ["A", "B", "b_scale", "b_zero_point"]
+    else:
+        inputs = [helper.make_tensor_value_info("A", TensorProto.INT8 if a_signed else TensorProto.UINT8, a_dims)]
+        weights += [numpy_helper.from_array(np.array(0.05, np.float32), "a_scale"),
+                    numpy_helper.from_array(np.array(-3 if a_signed else 120, np.int8 if a_signed else np.uint8), "a_zero_point")]
+        names = ["A", "B", "a_scale", "b_scale", "a_zero_point", "b_zero_point"]
+    if bias:
+        weights.append(numpy_helper.from_array((rng.standard_normal(n) * 0.5).astype(np.float32), "bias"))
+        names.append("bias")
+    node = helper.make_node(op, names, ["Y"], domain="com.microsoft")
+    g = helper.make_graph([node], "qmatmul", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], weights)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    return m
+
+
 def corpus_case():
     """The first DynamicQuantizeLSTM of voicefilter_int8.onnx with its real weights, and feeds for
     it computed by the whole model (ONNX Runtime) from random inputs; None without the corpus."""
@@ -173,6 +206,17 @@ def cases():
     seed += 1
     out.append(("qlstm_bidirectional_i8_hidden300", lstm_case("bidirectional", True, False, full, {"Y", "Y_h", "Y_c"},
                                                               seed, in_size=24, hidden=300), None))
+    for op in ["DynamicQuantizeMatMul", "MatMulIntegerToFloat"]:
+        for a_signed in ([False] if op == "DynamicQuantizeMatMul" else [False, True]):
+            # ONNX Runtime has no int8 A x uint8 B kernel.
+            for b_signed in ([True] if a_signed else [True, False]):
+                for per_column in [False, True]:
+                    for bias in [False, True]:
+                        for a_rank in [2, 3]:
+                            seed += 1
+                            name = (f"{op}_{'a_i8_' if a_signed else ''}{'i8' if b_signed else 'u8'}_"
+                                    f"{'per_column' if per_column else 'per_tensor'}{'_bias' if bias else ''}_rank{a_rank}")
+                            out.append((name, matmul_case(op, a_signed, b_signed, per_column, bias, a_rank, seed), None))
     c = corpus_case()
     if c is not None:
         out.append(("voicefilter_int8_first_lstm", c[0], c[1]))
@@ -180,12 +224,18 @@ def cases():
 
 
 def feeds(model, seq, batch, rng):
+    """Random feeds at (seq, batch); a matmul's `rows` take seq's value."""
     f = {}
     for vi in model.graph.input:
         dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
-        shape = [{"seq": seq, "batch": batch}.get(d, d) for d in dims]
-        if vi.type.tensor_type.elem_type == TensorProto.INT32:
+        shape = [{"seq": seq, "batch": batch, "rows": seq}.get(d, d) for d in dims]
+        t = vi.type.tensor_type.elem_type
+        if t == TensorProto.INT32:
             f[vi.name] = rng.integers(1, seq + 1, size=shape).astype(np.int32)
+        elif t == TensorProto.UINT8:
+            f[vi.name] = rng.integers(0, 256, size=shape).astype(np.uint8)
+        elif t == TensorProto.INT8:
+            f[vi.name] = rng.integers(-128, 128, size=shape).astype(np.int8)
         else:
             f[vi.name] = rng.standard_normal(shape).astype(np.float32)
     return f

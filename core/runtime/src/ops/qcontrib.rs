@@ -2,11 +2,13 @@
 //! (`kernels::qrnn`), `DynamicQuantizeMatMul` and `MatMulIntegerToFloat`
 //! (`kernels::qmatmul`).
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use sod2_format::attrs::{RnnAttrs, RnnCell, RnnDirection};
 use sod2_format::{DType, OpAttrs, OpCode};
+use sod2_kernels::qmatmul::{dynamic_quantize_matmul, int_matmul_to_float, IntMatMul};
 use sod2_kernels::qrnn::{qlstm, QLstm, QWeights};
-use sod2_kernels::quant::Q8;
+use sod2_kernels::quant::{ZeroPoints, Q8};
 use sod2_kernels::rnn::{Lens, RecurrenceOut};
 
 use super::rnn::{act, Acts};
@@ -15,6 +17,8 @@ use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, In, Kernel};
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     Some(match op {
         OpCode::DynamicQuantizeLSTM => dynamic_quantize_lstm,
+        OpCode::DynamicQuantizeMatMul => dynamic_matmul,
+        OpCode::MatMulIntegerToFloat => matmul_integer_to_float,
         _ => return None,
     })
 }
@@ -222,4 +226,148 @@ fn dynamic_quantize_lstm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         None => None,
     };
     qlstm(&p, RecurrenceOut { y, y_h, y_c })
+}
+
+thread_local! {
+    /// Per-column zero points widened to i32 (grown once, so steady runs do not allocate).
+    static ZEROS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One scalar (a scalar or a one-element tensor) or one value per column (`[n]`).
+fn scalar_or_columns(name: &str, t: &In<'_>, n: usize) -> Result<(), String> {
+    let count: usize = t.dims.iter().product();
+    if count == 1 && t.dims.len() <= 1 || t.dims == [n] {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} has dims {:?}, expected a scalar or [{n}]",
+            t.dims
+        ))
+    }
+}
+
+/// A float tensor's values (scales, bias).
+fn f32s<'a>(name: &str, t: &In<'a>) -> Result<Cow<'a, [f32]>, String> {
+    f32_only(t.dtype).map_err(|e| format!("{name}: {e}"))?;
+    Ok(typed::<f32>(t.data))
+}
+
+/// Runs `f` with `b`'s zero points (absent: 0) as the kernel takes them, checked against
+/// `b`'s type and `n` columns.
+fn with_b_zero<R>(
+    zero: Option<&In<'_>>,
+    b: &In<'_>,
+    n: usize,
+    f: impl FnOnce(ZeroPoints<'_>) -> Result<R, String>,
+) -> Result<R, String> {
+    let Some(z) = zero else {
+        return f(ZeroPoints::Scalar(0));
+    };
+    if z.dtype != b.dtype {
+        return Err(format!(
+            "b_zero_point is {}, B is {}",
+            z.dtype.name(),
+            b.dtype.name()
+        ));
+    }
+    scalar_or_columns("b_zero_point", z, n)?;
+    let zq = q8("b_zero_point", z)?;
+    let first = zq.at(0);
+    if (0..zq.len()).all(|i| zq.at(i) == first) {
+        return f(ZeroPoints::Scalar(first));
+    }
+    ZEROS.with(|cell| {
+        let mut v = cell.borrow_mut();
+        v.clear();
+        v.extend((0..zq.len()).map(|i| zq.at(i)));
+        f(ZeroPoints::PerLine(&v))
+    })
+}
+
+/// `B`'s column count (`B` has rank 2 or more).
+fn columns(b: &In<'_>) -> Result<usize, String> {
+    match b.dims {
+        [.., _, n] => Ok(*n),
+        _ => Err(format!("B has dims {:?}, expected rank 2 or more", b.dims)),
+    }
+}
+
+fn dynamic_matmul(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = c.out(0)?.planned_dims()?;
+    let (ins, outs) = c.io();
+    let input = |i: usize| ins.get(i).and_then(Option::as_ref);
+    let (a, b) = (
+        input(0).ok_or("A is missing")?,
+        input(1).ok_or("B is missing")?,
+    );
+    f32_only(a.dtype)?;
+    let bq = q8("B", b)?;
+    let n = columns(b)?;
+    let scale_t = input(2).ok_or("b_scale is missing")?;
+    scalar_or_columns("b_scale", scale_t, n)?;
+    let scale = f32s("b_scale", scale_t)?;
+    let bias = match input(4) {
+        Some(t) if t.dims == [n] => Some(f32s("bias", t)?),
+        Some(t) => return Err(format!("bias has dims {:?}, expected [{n}]", t.dims)),
+        None => None,
+    };
+    let av = typed::<f32>(a.data);
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    with_b_zero(input(3), b, n, |bz| {
+        dynamic_quantize_matmul(&av, a.dims, bq, b.dims, bz, &scale, bias.as_deref(), o)
+    })
+}
+
+fn matmul_integer_to_float(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let od = c.out(0)?.planned_dims()?;
+    let (ins, outs) = c.io();
+    let input = |i: usize| ins.get(i).and_then(Option::as_ref);
+    let (a, b) = (
+        input(0).ok_or("A is missing")?,
+        input(1).ok_or("B is missing")?,
+    );
+    let (aq, bq) = (q8("A", a)?, q8("B", b)?);
+    let n = columns(b)?;
+    let a_scale_t = input(2).ok_or("a_scale is missing")?;
+    scalar_or_columns("a_scale", a_scale_t, 1)?;
+    let a_scale = f32s("a_scale", a_scale_t)?[0];
+    let b_scale_t = input(3).ok_or("b_scale is missing")?;
+    scalar_or_columns("b_scale", b_scale_t, n)?;
+    let b_scale = f32s("b_scale", b_scale_t)?;
+    let a_zero = match input(4) {
+        Some(z) => {
+            if z.dtype != a.dtype {
+                return Err(format!(
+                    "a_zero_point is {}, A is {}",
+                    z.dtype.name(),
+                    a.dtype.name()
+                ));
+            }
+            scalar_or_columns("a_zero_point", z, 1)?;
+            q8("a_zero_point", z)?.at(0)
+        }
+        None => 0,
+    };
+    let bias = match input(6) {
+        Some(t) if t.dims == [n] => Some(f32s("bias", t)?),
+        Some(t) => return Err(format!("bias has dims {:?}, expected [{n}]", t.dims)),
+        None => None,
+    };
+    let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+    with_b_zero(input(5), b, n, |bz| {
+        int_matmul_to_float(
+            &IntMatMul {
+                a: aq,
+                a_dims: a.dims,
+                a_zero,
+                a_scale,
+                b: bq,
+                b_dims: b.dims,
+                b_zero: bz,
+                b_scale: &b_scale,
+                bias: bias.as_deref(),
+            },
+            o,
+        )
+    })
 }

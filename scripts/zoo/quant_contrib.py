@@ -2,7 +2,8 @@
 
 DynamicQuantizeMatMul (float A) and MatMulIntegerToFloat (uint8 / int8 A): int8 / uint8 B,
 scales and zero points per tensor or per column, with and without bias, A of rank 2 and 3 with
-symbolic dims.
+symbolic dims. QGemm: uint8 / int8 A and B, transposed or not, int32 C broadcast from a scalar
+or a row, alpha, float or requantized output.
 
 DynamicQuantizeLSTM: one model per combination of direction (forward / reverse /
 bidirectional), weight type (int8 / uint8), weight scales (per tensor / per column) and optional
@@ -157,6 +158,44 @@ def matmul_case(op, a_signed, b_signed, per_column, bias, a_rank, seed, k=6, n=5
     return m
 
 
+def qgemm_case(a_signed, b_signed, trans_a, trans_b, c_dims, requant, per_column, alpha, seed, k=7, n=5):
+    """One QGemm node: A (rows symbolic, transposed or not) 8-bit with its scale and zero point,
+    B an initializer (per-tensor or per-column scale and zero point), optional int32 C, float or
+    requantized output."""
+    rng = np.random.default_rng(seed)
+    ta = TensorProto.INT8 if a_signed else TensorProto.UINT8
+    inputs = [helper.make_tensor_value_info("A", ta, [k, "rows"] if trans_a else ["rows", k])]
+    w = (rng.standard_normal((1, k, n)) * 0.6).astype(np.float32)
+    q, sc, z = quantize(w, b_signed, per_column)
+    q, sc, z = q[0], (sc[0] if per_column else sc.reshape(())), (z[0] if per_column else z.reshape(()))
+    if trans_b:
+        q = np.ascontiguousarray(q.T)
+    adt = np.int8 if a_signed else np.uint8
+    weights = [numpy_helper.from_array(np.array(0.04, np.float32), "a_scale"),
+               numpy_helper.from_array(np.array(-2 if a_signed else 125, adt), "a_zero_point"),
+               numpy_helper.from_array(q, "B"), numpy_helper.from_array(sc, "b_scale"),
+               numpy_helper.from_array(z, "b_zero_point")]
+    names = ["A", "a_scale", "a_zero_point", "B", "b_scale", "b_zero_point"]
+    if c_dims is not None:
+        weights.append(numpy_helper.from_array(rng.integers(-500, 500, size=c_dims).astype(np.int32), "C"))
+        names.append("C")
+    elif requant:
+        names.append("")
+    if requant:
+        weights += [numpy_helper.from_array(np.array(0.05, np.float32), "y_scale"),
+                    numpy_helper.from_array(np.array(-3 if a_signed else 130, adt), "y_zero_point")]
+        names += ["y_scale", "y_zero_point"]
+    attrs = {"transA": int(trans_a), "transB": int(trans_b)}
+    if alpha != 1.0:
+        attrs["alpha"] = alpha
+    node = helper.make_node("QGemm", names, ["Y"], domain="com.microsoft", **attrs)
+    yt = (ta if requant else TensorProto.FLOAT)
+    g = helper.make_graph([node], "qgemm", inputs, [helper.make_tensor_value_info("Y", yt, None)], weights)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    return m
+
+
 # The corpus' int8 models with DynamicQuantizeLSTM nodes: (model, the values of its symbolic input
 # dims for each run).
 CORPUS_LSTMS = [
@@ -258,6 +297,20 @@ def cases():
                             name = (f"{op}_{'a_i8_' if a_signed else ''}{'i8' if b_signed else 'u8'}_"
                                     f"{'per_column' if per_column else 'per_tensor'}{'_bias' if bias else ''}_rank{a_rank}")
                             out.append((name, matmul_case(op, a_signed, b_signed, per_column, bias, a_rank, seed), None))
+    for a_signed in [False, True]:
+        for b_signed in ([True] if a_signed else [True, False]):
+            for k, (trans_a, trans_b, c_dims, requant, per_column, alpha) in enumerate([
+                (False, False, None, False, False, 1.0),
+                (True, False, [5], True, False, 1.0),
+                (False, True, [1, 5], False, True, 0.5),
+                (True, True, [], True, True, 2.0),
+                (False, False, [5], True, True, 1.0),
+            ]):
+                seed += 1
+                name = (f"QGemm_{'i8' if a_signed else 'u8'}x{'i8' if b_signed else 'u8'}_tA{int(trans_a)}_tB{int(trans_b)}"
+                        f"_C{'none' if c_dims is None else c_dims}_{'requant' if requant else 'float'}"
+                        f"_{'per_column' if per_column else 'per_tensor'}_alpha{alpha}")
+                out.append((name, qgemm_case(a_signed, b_signed, trans_a, trans_b, c_dims, requant, per_column, alpha, seed), None))
     for model_name, shapes in CORPUS_LSTMS:
         c = corpus_case(model_name, shapes)
         if c is not None:
@@ -314,6 +367,8 @@ def run_case(sod2, name, model, fixed, tmp: pathlib.Path):
             continue
         for o, w in zip(outs, want):
             got = gots[o]
+            if w.dtype != np.float32:  # requantized: compare as integers
+                got, w = got.astype(np.float64), w.astype(np.float64)
             if got.shape != w.shape:
                 fails.append(f"seq, batch = {shape}: {o} shape {got.shape}, expected {w.shape}")
                 continue

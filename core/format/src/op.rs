@@ -110,7 +110,7 @@ macro_rules! with_ms_ops {
             ms: [
                 // dynamic quantization
                 DynamicQuantizeLSTM = 190, DynamicQuantizeMatMul = 191,
-                MatMulIntegerToFloat = 192,
+                MatMulIntegerToFloat = 192, QGemm = 193,
             ]
         }
     };

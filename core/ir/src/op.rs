@@ -147,5 +147,9 @@ mod tests {
             OpKind::from_onnx("com.microsoft", "MatMulIntegerToFloat").code(),
             Some(sod2_format::OpCode::MatMulIntegerToFloat)
         );
+        assert_eq!(
+            OpKind::from_onnx("com.microsoft", "QGemm").code().map(|c| c.code()),
+            Some(193)
+        );
     }
 }

@@ -5,6 +5,10 @@
 //! Both are numpy `matmul` (batch dims broadcast) with exact `i32` sums, each sum scaled by
 //! `a_scale · b_scale` (that product taken first, in f32, as ONNX Runtime does; `b_scale` one
 //! value or one per column) and the optional bias (one per column) added after.
+//!
+//! Also `QGemm` ([`qgemm_op`]): Gemm of 8-bit operands (either transposed) whose `i32` sums
+//! start from the `i32` bias `C` (broadcast), scaled by `alpha · a_scale · b_scale` (divided by
+//! `y_scale` when the result is requantized), written as f32 or requantized to 8 bits.
 use std::cell::RefCell;
 
 use crate::qrnn::block_params;
@@ -222,9 +226,231 @@ pub fn dynamic_quantize_matmul(
     })
 }
 
+/// Where `QGemm` writes its result.
+#[derive(Debug)]
+pub enum QGemmOut<'a> {
+    /// Float: `acc · scale`.
+    F32(&'a mut [f32]),
+    /// Requantized to `uint8` around the zero point: `saturate(round(acc · scale) + zero)`.
+    U8(&'a mut [u8], i32),
+    /// Requantized to `int8` around the zero point.
+    I8(&'a mut [i8], i32),
+}
+
+/// ONNX Runtime's `QGemm`: `A` (`m × k`, or `k × m` when `trans_a`) times `B` (`k × n`, or
+/// `n × k` when `trans_b`).
+#[derive(Clone, Copy, Debug)]
+pub struct QGemmOp<'a> {
+    /// Rows of the result.
+    pub m: usize,
+    /// Columns of the result.
+    pub n: usize,
+    /// The inner dimension.
+    pub k: usize,
+    /// The left operand.
+    pub a: Q8<'a>,
+    /// `A` is stored `k × m`.
+    pub trans_a: bool,
+    /// `A`'s zero point.
+    pub a_zero: i32,
+    /// The right operand.
+    pub b: Q8<'a>,
+    /// `B` is stored `n × k`.
+    pub trans_b: bool,
+    /// `B`'s zero points: one, or one per column.
+    pub b_zero: ZeroPoints<'a>,
+    /// The output scales (`alpha · a_scale · b_scale[j]`, `/ y_scale` when requantizing): one,
+    /// or one per column.
+    pub scales: &'a [f32],
+    /// `C` and its dims (`[]`, `[1]`, `[n]`, `[1, n]`, `[m, 1]` or `[m, n]`): the sums' start.
+    pub c: Option<(&'a [i32], &'a [usize])>,
+}
+
+/// `q` (`rows × cols`) transposed into `out` (`cols × rows`), as the same signedness.
+fn transpose_q8<'o>(q: Q8<'_>, rows: usize, cols: usize, out: &'o mut [u8]) -> Q8<'o> {
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = match q {
+                Q8::U8(v) => v[r * cols + c],
+                Q8::I8(v) => v[r * cols + c] as u8,
+            };
+        }
+    }
+    let out = &out[..rows * cols];
+    match q {
+        Q8::U8(_) => Q8::U8(out),
+        Q8::I8(_) => Q8::I8(bytemuck::cast_slice(out)),
+    }
+}
+
+/// The value of `C` (dims `cd`) at row `i`, column `j` of an `m × n` result (`None`: `C`'s
+/// dims do not broadcast to it).
+fn c_at(c: &[i32], cd: &[usize], (m, n): (usize, usize), i: usize, j: usize) -> Option<i32> {
+    let count: usize = cd.iter().product();
+    let at = match cd {
+        _ if count == 1 => 0,
+        [x] if *x == n => j,
+        [1, x] if *x == n => j,
+        [x, 1] if *x == m => i,
+        [x, y] if *x == m && *y == n => i * n + j,
+        _ => return None,
+    };
+    c.get(at).copied()
+}
+
+thread_local! {
+    static QGEMM_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs ONNX Runtime's `QGemm` (see the module doc) into `out` (`m × n`).
+pub fn qgemm_op(p: &QGemmOp<'_>, out: QGemmOut<'_>) -> Result<(), String> {
+    let (m, n, k) = (p.m, p.n, p.k);
+    let out_len = match &out {
+        QGemmOut::F32(o) => o.len(),
+        QGemmOut::U8(o, _) => o.len(),
+        QGemmOut::I8(o, _) => o.len(),
+    };
+    if out_len != m * n || p.a.len() != m * k || p.b.len() != k * n {
+        return Err(format!(
+            "QGemm: operands of {} and {} elements and {out_len} outputs for {m} x {k} x {n}",
+            p.a.len(),
+            p.b.len()
+        ));
+    }
+    if p.scales.len() != 1 && p.scales.len() != n {
+        return Err(format!(
+            "QGemm: {} output scales for {n} columns",
+            p.scales.len()
+        ));
+    }
+    if let Some((c, cd)) = p.c {
+        if c.len() != cd.iter().product::<usize>()
+            || (m > 0 && n > 0 && c_at(c, cd, (m, n), m - 1, n - 1).is_none())
+        {
+            return Err(format!(
+                "QGemm: C of dims {cd:?} does not broadcast to [{m}, {n}]"
+            ));
+        }
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let ta_words = if p.trans_a { (m * k).div_ceil(4) } else { 0 };
+    let tb_words = if p.trans_b { (k * n).div_ceil(4) } else { 0 };
+    crate::scratch::with(&QGEMM_SCRATCH, m * n + ta_words + tb_words, |buf| {
+        let (acc, rest) = buf.split_at_mut(m * n);
+        let (ta, tb) = rest.split_at_mut(ta_words);
+        let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
+        let a = if p.trans_a {
+            transpose_q8(p.a, k, m, bytemuck::cast_slice_mut(ta))
+        } else {
+            p.a
+        };
+        let b = if p.trans_b {
+            transpose_q8(p.b, n, k, bytemuck::cast_slice_mut(tb))
+        } else {
+            p.b
+        };
+        qgemm(
+            &QGemm {
+                m,
+                n,
+                k,
+                a,
+                lda: k,
+                a_zero: ZeroPoints::Scalar(p.a_zero),
+                b,
+                ldb: n,
+                b_zero: p.b_zero,
+            },
+            acc,
+            n,
+        )?;
+        let scale = |j: usize| p.scales[if p.scales.len() == 1 { 0 } else { j }];
+        let total = |i: usize, j: usize| {
+            let c =
+                p.c.and_then(|(c, cd)| c_at(c, cd, (m, n), i, j))
+                    .unwrap_or(0);
+            acc[i * n + j].wrapping_add(c) as f32 * scale(j)
+        };
+        let requant = |v: f32, zero: i32, lo: i32, hi: i32| {
+            // f32 -> i64 saturates, so huge values clamp instead of wrapping.
+            ((v.round_ties_even() as i64) + i64::from(zero)).clamp(i64::from(lo), i64::from(hi))
+        };
+        match out {
+            QGemmOut::F32(o) => {
+                for i in 0..m {
+                    for j in 0..n {
+                        o[i * n + j] = total(i, j);
+                    }
+                }
+            }
+            QGemmOut::U8(o, zero) => {
+                for i in 0..m {
+                    for j in 0..n {
+                        o[i * n + j] = requant(total(i, j), zero, 0, 255) as u8;
+                    }
+                }
+            }
+            QGemmOut::I8(o, zero) => {
+                for i in 0..m {
+                    for j in 0..n {
+                        o[i * n + j] = requant(total(i, j), zero, -128, 127) as i8;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qgemm_transposes_adds_c_and_requantizes() {
+        // A^T stored [k=3, m=2] u8 (zero 5), B^T stored [n=2, k=3] i8 (zero 0), C per column.
+        let at: Vec<u8> = vec![10, 20, 30, 40, 50, 60];
+        let bt: Vec<i8> = vec![1, -2, 3, -4, 5, -6];
+        let a = |i: usize, kk: usize| i32::from(at[kk * 2 + i]);
+        let b = |kk: usize, j: usize| i32::from(bt[j * 3 + kk]);
+        let c = [100, -100];
+        let p = QGemmOp {
+            m: 2,
+            n: 2,
+            k: 3,
+            a: Q8::U8(&at),
+            trans_a: true,
+            a_zero: 5,
+            b: Q8::I8(&bt),
+            trans_b: true,
+            b_zero: ZeroPoints::Scalar(0),
+            scales: &[0.01],
+            c: Some((&c, &[2])),
+        };
+        let want = |i: usize, j: usize| {
+            let s: i32 = (0..3).map(|kk| (a(i, kk) - 5) * b(kk, j)).sum();
+            (s + c[j]) as f32 * 0.01
+        };
+        let mut f = [0f32; 4];
+        qgemm_op(&p, QGemmOut::F32(&mut f)).unwrap();
+        let mut q = [0u8; 4];
+        qgemm_op(&p, QGemmOut::U8(&mut q, 128)).unwrap();
+        for i in 0..2 {
+            for j in 0..2 {
+                assert_eq!(f[i * 2 + j], want(i, j));
+                let r = (want(i, j).round_ties_even() as i32 + 128).clamp(0, 255);
+                assert_eq!(i32::from(q[i * 2 + j]), r);
+            }
+        }
+        // C that does not broadcast is an error.
+        let bad = QGemmOp {
+            c: Some((&c, &[2, 1, 1])),
+            ..p
+        };
+        assert!(qgemm_op(&bad, QGemmOut::F32(&mut f)).is_err());
+    }
 
     #[test]
     fn dims_broadcast_like_numpy() {

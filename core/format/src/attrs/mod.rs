@@ -512,7 +512,8 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         },
         O::LayerNormalization => OpAttrs::LayerNorm(nn::layer_norm(r)?),
         O::LRN => OpAttrs::Lrn(nn::lrn(r)?),
-        O::Gemm => OpAttrs::Gemm(nn::gemm(r)?),
+        // QGemm has Gemm's alpha, transA and transB (and no beta: its C is added unscaled).
+        O::Gemm | O::QGemm => OpAttrs::Gemm(nn::gemm(r)?),
         O::Einsum => OpAttrs::Einsum {
             equation: nn::einsum_equation(r)?,
         },

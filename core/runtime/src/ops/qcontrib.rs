@@ -1,12 +1,14 @@
 //! ONNX Runtime's quantized contrib operators (`com.microsoft`): `DynamicQuantizeLSTM`
 //! (`kernels::qrnn`), `DynamicQuantizeMatMul` and `MatMulIntegerToFloat`
-//! (`kernels::qmatmul`).
+//! (`kernels::qmatmul`), and `QGemm`.
 use std::borrow::Cow;
 use std::cell::RefCell;
 
 use sod2_format::attrs::{RnnAttrs, RnnCell, RnnDirection};
 use sod2_format::{DType, OpAttrs, OpCode};
-use sod2_kernels::qmatmul::{dynamic_quantize_matmul, int_matmul_to_float, IntMatMul};
+use sod2_kernels::qmatmul::{
+    dynamic_quantize_matmul, int_matmul_to_float, qgemm_op, IntMatMul, QGemmOp, QGemmOut,
+};
 use sod2_kernels::qrnn::{qlstm, QLstm, QWeights};
 use sod2_kernels::quant::{ZeroPoints, Q8};
 use sod2_kernels::rnn::{Lens, RecurrenceOut};
@@ -19,6 +21,7 @@ pub(crate) fn get(op: OpCode) -> Option<Kernel> {
         OpCode::DynamicQuantizeLSTM => dynamic_quantize_lstm,
         OpCode::DynamicQuantizeMatMul => dynamic_matmul,
         OpCode::MatMulIntegerToFloat => matmul_integer_to_float,
+        OpCode::QGemm => qgemm,
         _ => return None,
     })
 }
@@ -370,4 +373,119 @@ fn matmul_integer_to_float(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             o,
         )
     })
+}
+
+fn qgemm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let OpAttrs::Gemm(g) = c.attrs else {
+        return Err(wrong_attrs(c));
+    };
+    let (alpha, trans_a, trans_b) = (g.alpha, g.trans_a, g.trans_b);
+    let od = c.out(0)?.planned_dims()?;
+    let (ins, outs) = c.io();
+    let input = |i: usize| ins.get(i).and_then(Option::as_ref);
+    let required = |i: usize, name: &str| input(i).ok_or_else(|| format!("{name} is missing"));
+    let (a, b) = (required(0, "A")?, required(3, "B")?);
+    let (aq, bq) = (q8("A", a)?, q8("B", b)?);
+    let (&[ar, ac], &[br, bc]) = (a.dims, b.dims) else {
+        return Err(format!(
+            "A {:?} and B {:?} must be matrices",
+            a.dims, b.dims
+        ));
+    };
+    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if trans_b { (bc, br) } else { (br, bc) };
+    if k != kb {
+        return Err(format!(
+            "A {:?} and B {:?}: inner dims {k} and {kb} differ",
+            a.dims, b.dims
+        ));
+    }
+    let a_scale_t = required(1, "a_scale")?;
+    scalar_or_columns("a_scale", a_scale_t, 1)?;
+    let a_scale = f32s("a_scale", a_scale_t)?[0];
+    let a_zero_t = required(2, "a_zero_point")?;
+    scalar_or_columns("a_zero_point", a_zero_t, 1)?;
+    if a_zero_t.dtype != a.dtype {
+        return Err(format!(
+            "a_zero_point is {}, A is {}",
+            a_zero_t.dtype.name(),
+            a.dtype.name()
+        ));
+    }
+    let a_zero = q8("a_zero_point", a_zero_t)?.at(0);
+    let b_scale_t = required(4, "b_scale")?;
+    scalar_or_columns("b_scale", b_scale_t, n)?;
+    let b_scale = f32s("b_scale", b_scale_t)?;
+    let y_scale = match input(7) {
+        Some(t) => {
+            scalar_or_columns("y_scale", t, 1)?;
+            Some(f32s("y_scale", t)?[0])
+        }
+        None => None,
+    };
+    let c_in = match input(6) {
+        Some(t) if t.dtype == DType::I32 => Some((typed::<i32>(t.data), t.dims)),
+        Some(t) => return Err(format!("C is {}, expected int32", t.dtype.name())),
+        None => None,
+    };
+    let y_zero = input(8);
+    let out = outs[0].as_mut().ok_or("no output")?;
+    if od.as_slice() != [m, n] {
+        return Err(format!(
+            "QGemm of [{m}, {n}]: the plan says {:?}",
+            od.as_slice()
+        ));
+    }
+    let buf = out.alloc(&od)?;
+    let dest = match y_zero {
+        None => QGemmOut::F32(typed_mut::<f32>(buf)?),
+        Some(z) => {
+            scalar_or_columns("y_zero_point", z, 1)?;
+            let zero = q8("y_zero_point", z)?.at(0);
+            match z.dtype {
+                DType::U8 => QGemmOut::U8(buf, zero),
+                _ => QGemmOut::I8(bytemuck::cast_slice_mut(buf), zero),
+            }
+        }
+    };
+    let b_zero = required(5, "b_zero_point")?;
+    let run = |scales: &[f32]| {
+        with_b_zero(Some(b_zero), b, n, |bz| {
+            qgemm_op(
+                &QGemmOp {
+                    m,
+                    n,
+                    k,
+                    a: aq,
+                    trans_a,
+                    a_zero,
+                    b: bq,
+                    trans_b,
+                    b_zero: bz,
+                    scales,
+                    c: c_in.as_ref().map(|(v, d)| (&v[..], *d)),
+                },
+                dest,
+            )
+        })
+    };
+    // The output scales, in ONNX Runtime's order: alpha · a_scale · b_scale, then / y_scale.
+    let scale = |s: f32| {
+        let x = alpha * a_scale * s;
+        y_scale.map_or(x, |y| x / y)
+    };
+    if b_scale.len() == 1 {
+        return run(&[scale(b_scale[0])]);
+    }
+    SCALES.with(|cell| {
+        let mut v = cell.borrow_mut();
+        v.clear();
+        v.extend(b_scale.iter().map(|&s| scale(s)));
+        run(&v)
+    })
+}
+
+thread_local! {
+    /// Per-column output scales of QGemm.
+    static SCALES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }

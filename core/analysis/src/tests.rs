@@ -1379,3 +1379,43 @@ fn quantization_ops_keep_or_multiply_shapes_and_type_their_outputs() {
         assert_eq!(dtype(name), Some(dt), "{name}");
     }
 }
+
+#[test]
+fn ms_quantized_ops_have_lstm_and_matmul_shapes() {
+    // ONNX Runtime's DynamicQuantizeLSTM: W [dirs, input, 4·hidden] and R [dirs, hidden,
+    // 4·hidden] transposed, hidden from R's middle dim when hidden_size is left out; its
+    // scales and zero points do not change the shapes.
+    let m = G::default()
+        .input("x", 1, &["seq", "batch", "10"])
+        .input("a", 1, &["batch", "rows", "10"])
+        .input("q", 2, &["rows", "10"])
+        .init_f32("w", &[2, 10, 24])
+        .init_f32("r", &[2, 6, 24])
+        .init_f32("ws", &[2])
+        .init_f32("rs", &[2, 24])
+        .init_f32("bm", &[10, 5])
+        .init_f32("s", &[1])
+        .node_a(
+            "DynamicQuantizeLSTM",
+            &["x", "w", "r", "", "", "", "", "", "ws", "ws", "rs", "rs"],
+            &["y", "y_h", "y_c"],
+            vec![str_attr("direction", "bidirectional")],
+        )
+        .in_domain("com.microsoft")
+        .node("DynamicQuantizeMatMul", &["a", "bm", "s", "s"], &["dm"])
+        .in_domain("com.microsoft")
+        .node("MatMulIntegerToFloat", &["q", "bm", "s", "s"], &["mf"])
+        .in_domain("com.microsoft")
+        .output("y")
+        .output("y_h")
+        .output("y_c")
+        .output("dm")
+        .output("mf")
+        .model();
+    let a = run(&m, &[]);
+    assert_eq!(shape(&m, &a, "y"), ["seq", "2", "batch", "6"]);
+    assert_eq!(shape(&m, &a, "y_h"), ["2", "batch", "6"]);
+    assert_eq!(shape(&m, &a, "y_c"), ["2", "batch", "6"]);
+    assert_eq!(shape(&m, &a, "dm"), ["batch", "rows", "5"]);
+    assert_eq!(shape(&m, &a, "mf"), ["rows", "5"]);
+}

@@ -7,8 +7,8 @@
 
 /// Calls `$m! { Name = code, ... }` with every standard ONNX operator (domain `ai.onnx`) sod2
 /// knows, each with its stable plan code. This is the single list of the default domain (the
-/// `ai.onnx.ml` operators are in [`with_onnx_ml_ops!`]): `sod2-ir`'s `OpKind` and [`OpCode`] are
-/// both generated from the two.
+/// `ai.onnx.ml` operators are in [`with_onnx_ml_ops!`], ONNX Runtime's `com.microsoft` ones in
+/// [`with_ms_ops!`]): `sod2-ir`'s `OpKind` and [`OpCode`] are both generated from the three.
 #[macro_export]
 macro_rules! with_onnx_ops {
     ($m:ident) => {
@@ -95,10 +95,35 @@ macro_rules! with_onnx_ml_ops {
     };
 }
 
+/// The ONNX domain of ONNX Runtime's contrib operators ([`with_ms_ops!`]).
+pub const MS_DOMAIN: &str = "com.microsoft";
+
+/// Calls `$m! { <prefix> ms: [Name = code, ...] }` with every operator of ONNX Runtime's
+/// `com.microsoft` domain that sod2 runs with its own kernel (codes from the same space as
+/// [`with_onnx_ops!`]). As for [`with_onnx_ml_ops!`], the importer maps `com.microsoft::Name`
+/// (and only that) onto them and their printed names are qualified
+/// (`com.microsoft::DynamicQuantizeLSTM`). The float contrib operators are not here: the
+/// importer expands them into standard ones. `prefix` (any tokens) is passed through, so the
+/// other lists can be handed along.
+#[macro_export]
+macro_rules! with_ms_ops {
+    ($m:ident $(, $($prefix:tt)*)?) => {
+        $m! {
+            $($($prefix)*)?
+            ms: [
+                // dynamic quantization
+                DynamicQuantizeLSTM = 190, DynamicQuantizeMatMul = 191,
+                MatMulIntegerToFloat = 192, QGemm = 193,
+            ]
+        }
+    };
+}
+
 macro_rules! define_opcode {
     (
         onnx: [$($name:ident = $code:literal),* $(,)?]
         ml: [$($ml:ident = $ml_code:literal),* $(,)?]
+        ms: [$($ms:ident = $ms_code:literal),* $(,)?]
     ) => {
         /// An operator a plan step runs: a standard ONNX operator, or one of sod2's own steps
         /// ([`OpCode::Fused`], [`OpCode::Values`]). Stored in the plan as its `u16` code.
@@ -113,6 +138,10 @@ macro_rules! define_opcode {
                 #[doc = concat!("ONNX `ai.onnx.ml::", stringify!($ml), "`.")]
                 $ml = $ml_code,
             )*
+            $(
+                #[doc = concat!("ONNX Runtime `com.microsoft::", stringify!($ms), "`.")]
+                $ms = $ms_code,
+            )*
             /// `sod2.Fused`: an anchor kernel, elementwise programs and a row op in one step
             /// (see [`crate::fused`]).
             Fused = 0x4000,
@@ -124,13 +153,14 @@ macro_rules! define_opcode {
         impl OpCode {
             /// Every operator code.
             pub const ALL: &'static [OpCode] =
-                &[$(OpCode::$name,)* $(OpCode::$ml,)* OpCode::Fused, OpCode::Values];
+                &[$(OpCode::$name,)* $(OpCode::$ml,)* $(OpCode::$ms,)* OpCode::Fused, OpCode::Values];
 
             /// The operator of a stored code (`None`: unknown to this version).
             pub fn from_code(code: u16) -> Option<OpCode> {
                 match code {
                     $($code => Some(OpCode::$name),)*
                     $($ml_code => Some(OpCode::$ml),)*
+                    $($ms_code => Some(OpCode::$ms),)*
                     0x4000 => Some(OpCode::Fused),
                     0x4001 => Some(OpCode::Values),
                     _ => None,
@@ -143,12 +173,13 @@ macro_rules! define_opcode {
             }
 
             /// The operator's name: the ONNX op type (qualified by its domain outside the
-            /// default one: `ai.onnx.ml::Binarizer`), or `sod2.Fused` / `sod2.Values`. For
+            /// default one: `ai.onnx.ml::Binarizer`, `com.microsoft::DynamicQuantizeLSTM`), or `sod2.Fused` / `sod2.Values`. For
             /// messages, profiles and `inspect`; nothing dispatches on it.
             pub fn name(self) -> &'static str {
                 match self {
                     $(OpCode::$name => stringify!($name),)*
                     $(OpCode::$ml => concat!("ai.onnx.ml::", stringify!($ml)),)*
+                    $(OpCode::$ms => concat!("com.microsoft::", stringify!($ms)),)*
                     OpCode::Fused => crate::fused::KERNEL,
                     OpCode::Values => crate::values::KERNEL,
                 }
@@ -159,6 +190,7 @@ macro_rules! define_opcode {
                 match name {
                     $(stringify!($name) => Some(OpCode::$name),)*
                     $(concat!("ai.onnx.ml::", stringify!($ml)) => Some(OpCode::$ml),)*
+                    $(concat!("com.microsoft::", stringify!($ms)) => Some(OpCode::$ms),)*
                     crate::fused::KERNEL => Some(OpCode::Fused),
                     crate::values::KERNEL => Some(OpCode::Values),
                     _ => None,
@@ -168,11 +200,18 @@ macro_rules! define_opcode {
     };
 }
 
-/// Hands the default-domain list on to [`with_onnx_ml_ops!`], which calls `define_opcode` with
-/// both.
+/// Hands the default-domain list on to [`with_onnx_ml_ops!`], which hands both on to
+/// [`with_ms_ops!`], which calls `define_opcode` with the three.
 macro_rules! define_opcode_with_ml {
     ($($onnx:tt)*) => {
-        with_onnx_ml_ops!(define_opcode, onnx: [$($onnx)*]);
+        with_onnx_ml_ops!(define_opcode_with_ms, onnx: [$($onnx)*]);
+    };
+}
+
+/// The second stage of [`define_opcode_with_ml`]: adds the `com.microsoft` list.
+macro_rules! define_opcode_with_ms {
+    ($($lists:tt)*) => {
+        with_ms_ops!(define_opcode, $($lists)*);
     };
 }
 

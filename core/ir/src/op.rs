@@ -1,6 +1,7 @@
 //! The closed set of operators sod2 knows, by ONNX domain and name (the lists are
 //! `sod2-format`'s [`sod2_format::with_onnx_ops!`] for the default domain and
-//! [`sod2_format::with_onnx_ml_ops!`] for `ai.onnx.ml`).
+//! [`sod2_format::with_onnx_ml_ops!`] for `ai.onnx.ml`, [`sod2_format::with_ms_ops!`] for
+//! `com.microsoft`).
 //!
 //! Anything else imports as [`OpKind::Other`]: the analysis marks its outputs unknown with a
 //! warning naming the node, and the compiler keeps going.
@@ -9,9 +10,11 @@ macro_rules! ops {
     (
         onnx: [$($name:ident = $code:literal),* $(,)?]
         ml: [$($ml:ident = $ml_code:literal),* $(,)?]
+        ms: [$($ms:ident = $ms_code:literal),* $(,)?]
     ) => {
         /// An operator kind. ONNX `(domain, op type)` pairs map one to one onto variants: the
-        /// default domain's by name, `ai.onnx.ml`'s only from that domain.
+        /// default domain's by name, `ai.onnx.ml`'s and `com.microsoft`'s only from their
+        /// domain.
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
         pub enum OpKind {
             $(
@@ -21,6 +24,10 @@ macro_rules! ops {
             $(
                 #[doc = concat!("ONNX `ai.onnx.ml::", stringify!($ml), "`.")]
                 $ml,
+            )*
+            $(
+                #[doc = concat!("ONNX Runtime `com.microsoft::", stringify!($ms), "`.")]
+                $ms,
             )*
             /// An operator sod2 does not support (its ONNX domain and type).
             Other(String),
@@ -38,6 +45,10 @@ macro_rules! ops {
                         $(stringify!($ml) => OpKind::$ml,)*
                         _ => OpKind::Other(format!("{domain}::{op_type}")),
                     },
+                    sod2_format::MS_DOMAIN => match op_type {
+                        $(stringify!($ms) => OpKind::$ms,)*
+                        _ => OpKind::Other(format!("{domain}::{op_type}")),
+                    },
                     _ => OpKind::Other(format!("{domain}::{op_type}")),
                 }
             }
@@ -48,20 +59,30 @@ macro_rules! ops {
                 match self {
                     $(OpKind::$name => stringify!($name),)*
                     $(OpKind::$ml => concat!("ai.onnx.ml::", stringify!($ml)),)*
+                    $(OpKind::$ms => concat!("com.microsoft::", stringify!($ms)),)*
                     OpKind::Other(s) => s,
                 }
             }
 
             /// Every supported kind.
-            pub const ALL: &'static [OpKind] = &[$(OpKind::$name,)* $(OpKind::$ml,)*];
+            pub const ALL: &'static [OpKind] =
+                &[$(OpKind::$name,)* $(OpKind::$ml,)* $(OpKind::$ms,)*];
         }
     };
 }
 
-/// Hands the default-domain list on to `with_onnx_ml_ops!`, which calls `ops` with both.
+/// Hands the default-domain list on to `with_onnx_ml_ops!`, which hands both on to
+/// `with_ms_ops!`, which calls `ops` with the three.
 macro_rules! ops_with_ml {
     ($($onnx:tt)*) => {
-        sod2_format::with_onnx_ml_ops!(ops, onnx: [$($onnx)*]);
+        sod2_format::with_onnx_ml_ops!(ops_with_ms, onnx: [$($onnx)*]);
+    };
+}
+
+/// The second stage of `ops_with_ml`: adds the `com.microsoft` list.
+macro_rules! ops_with_ms {
+    ($($lists:tt)*) => {
+        sod2_format::with_ms_ops!(ops, $($lists)*);
     };
 }
 
@@ -106,5 +127,31 @@ mod tests {
             OpKind::TfIdfVectorizer
         );
         assert_eq!(OpKind::TfIdfVectorizer.code().map(|c| c.code()), Some(160));
+    }
+
+    #[test]
+    fn ms_ops_are_told_apart_by_their_domain() {
+        let q = OpKind::from_onnx("com.microsoft", "DynamicQuantizeLSTM");
+        assert_eq!(q, OpKind::DynamicQuantizeLSTM);
+        assert_eq!(q.name(), "com.microsoft::DynamicQuantizeLSTM");
+        assert_eq!(q.code().map(|c| c.code()), Some(190));
+        assert_eq!(
+            OpKind::from_onnx("", "DynamicQuantizeLSTM"),
+            OpKind::Other("DynamicQuantizeLSTM".into())
+        );
+        assert_eq!(
+            OpKind::from_onnx("com.microsoft", "LSTM"),
+            OpKind::Other("com.microsoft::LSTM".into())
+        );
+        assert_eq!(
+            OpKind::from_onnx("com.microsoft", "MatMulIntegerToFloat").code(),
+            Some(sod2_format::OpCode::MatMulIntegerToFloat)
+        );
+        assert_eq!(
+            OpKind::from_onnx("com.microsoft", "QGemm")
+                .code()
+                .map(|c| c.code()),
+            Some(193)
+        );
     }
 }

@@ -13,6 +13,8 @@
 //!
 //! ```text
 //! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
+//!            qrnn (ONNX Runtime's quantized LSTM, over rnn and quant) ·
+//!            qmatmul (ONNX Runtime's integer products to float, over quant) ·
 //!            signal (DFT, STFT, mel filter bank; over fft) ·
 //!            vision/ (grid sampling, RoI pooling, col2im, deformable conv, unpooling) ·
 //!            ml (n-gram counting, label tables, tree ensembles)
@@ -48,6 +50,8 @@ pub mod math;
 pub mod ml;
 pub mod par;
 pub mod pool;
+pub mod qmatmul;
+pub mod qrnn;
 pub mod quant;
 pub mod reduce;
 pub mod resample;

@@ -345,6 +345,79 @@ fn activate(act: Act, clip: Option<f32>, isa: Isa, x: &mut [f32]) {
     act.apply_slice(isa, x);
 }
 
+/// The per-direction constants of one LSTM cell update ([`lstm_gates`]).
+#[derive(Clone, Copy)]
+pub(crate) struct LstmGates<'a> {
+    /// Peepholes: `P[i]`, then `P[o]` and `P[f]` together.
+    pub peep: Option<(&'a [f32], &'a [f32])>,
+    /// Biases (`Wb + Rb`, i, o, f, c) added after the peepholes; `None`: already in the gates.
+    pub bias: Option<&'a [f32]>,
+    /// f, g, h.
+    pub acts: &'a [Act],
+    /// Pre-activations are clamped to `[-clip, clip]`.
+    pub clip: Option<f32>,
+    /// `f = 1 − i`.
+    pub input_forget: bool,
+    /// The vector paths of the activations.
+    pub isa: Isa,
+}
+
+/// One LSTM cell update of one sequence: `gb` holds the gates' pre-activations (i, o, f, c,
+/// `hidden` each; overwritten), `cb` the cell state (updated), `hb` receives the hidden state;
+/// `tmp` (`hidden`) is scratch.
+pub(crate) fn lstm_gates(
+    k: &LstmGates<'_>,
+    gb: &mut [f32],
+    cb: &mut [f32],
+    tmp: &mut [f32],
+    hb: &mut [f32],
+) {
+    let h = cb.len();
+    let (i, rest) = gb.split_at_mut(h);
+    let (o, rest) = rest.split_at_mut(h);
+    let (f, c) = rest.split_at_mut(h);
+    if let Some((pi, pof)) = k.peep {
+        let pf = &pof[h..2 * h];
+        for j in 0..h {
+            i[j] += pi[j] * cb[j];
+            f[j] += pf[j] * cb[j];
+        }
+    }
+    let add = |x: &mut [f32], g: usize| {
+        if let Some(bv) = k.bias {
+            x.iter_mut()
+                .zip(&bv[g * h..(g + 1) * h])
+                .for_each(|(v, b)| *v += b);
+        }
+    };
+    add(i, 0);
+    activate(k.acts[0], k.clip, k.isa, i);
+    if k.input_forget {
+        f.iter_mut().zip(i.iter()).for_each(|(f, i)| *f = 1.0 - i);
+    } else {
+        add(f, 2);
+        activate(k.acts[0], k.clip, k.isa, f);
+    }
+    add(c, 3);
+    activate(k.acts[1], k.clip, k.isa, c);
+    for j in 0..h {
+        cb[j] = f[j] * cb[j] + i[j] * c[j];
+    }
+    if let Some((_, pof)) = k.peep {
+        let po = &pof[..h];
+        for j in 0..h {
+            o[j] += po[j] * cb[j];
+        }
+    }
+    add(o, 1);
+    activate(k.acts[0], k.clip, k.isa, o);
+    tmp.copy_from_slice(cb);
+    k.acts[2].apply_slice(k.isa, tmp);
+    for j in 0..h {
+        hb[j] = o[j] * tmp[j];
+    }
+}
+
 /// Runs the layer (see the module doc). Operand lengths and sequence lengths are checked
 /// first; a mismatch is an error.
 pub fn recurrence(p: &Recurrence<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
@@ -521,41 +594,20 @@ fn direction(
                     let Some(t) = step_of(b) else { continue };
                     let gb = &mut gates[b * gh..(b + 1) * gh];
                     gb.iter_mut().zip(xrow(t, b)).for_each(|(v, x)| *v += x);
-                    let (i, rest) = gb.split_at_mut(h);
-                    let (o, rest) = rest.split_at_mut(h);
-                    let (f, c) = rest.split_at_mut(h);
-                    let cb = &mut cs[b * h..(b + 1) * h];
-                    if let Some((pi, pof)) = peep {
-                        let pf = &pof[h..2 * h];
-                        for k in 0..h {
-                            i[k] += pi[k] * cb[k];
-                            f[k] += pf[k] * cb[k];
-                        }
-                    }
-                    activate(acts[0], p.clip, isa, i);
-                    if input_forget {
-                        f.iter_mut().zip(i.iter()).for_each(|(f, i)| *f = 1.0 - i);
-                    } else {
-                        activate(acts[0], p.clip, isa, f);
-                    }
-                    activate(acts[1], p.clip, isa, c);
-                    for k in 0..h {
-                        cb[k] = f[k] * cb[k] + i[k] * c[k];
-                    }
-                    if let Some((_, pof)) = peep {
-                        let po = &pof[..h];
-                        for k in 0..h {
-                            o[k] += po[k] * cb[k];
-                        }
-                    }
-                    activate(acts[0], p.clip, isa, o);
-                    let hc = &mut tmp[b * h..(b + 1) * h];
-                    hc.copy_from_slice(cb);
-                    acts[2].apply_slice(isa, hc);
-                    let hb = &mut hs[b * h..(b + 1) * h];
-                    for k in 0..h {
-                        hb[k] = o[k] * hc[k];
-                    }
+                    lstm_gates(
+                        &LstmGates {
+                            peep,
+                            bias: None,
+                            acts,
+                            clip: p.clip,
+                            input_forget,
+                            isa,
+                        },
+                        gb,
+                        &mut cs[b * h..(b + 1) * h],
+                        &mut tmp[b * h..(b + 1) * h],
+                        &mut hs[b * h..(b + 1) * h],
+                    );
                 }
             }
             Cell::Gru {

@@ -1,20 +1,53 @@
 //! MatMul, Gemm and Einsum: forward dims, and backward unification of the contracted and free
-//! dims (`[M,K] x [K,N] = [M,N]` pins K, M and N from whichever side knows them).
+//! dims (`[M,K] x [K,N] = [M,N]` pins K, M and N from whichever side knows them). ONNX Runtime's
+//! `DynamicQuantizeMatMul` and `MatMulIntegerToFloat` have MatMul's shapes (their scales, zero
+//! points and bias do not change them) and a float result; its `QGemm` has Gemm's, with `A` and
+//! `B` as inputs 0 and 3 and a float result, or `y_zero_point`'s type when it requantizes.
 use std::collections::HashMap;
 
-use sod2_ir::OpKind;
+use sod2_ir::{DType, OpKind};
 
 use crate::ctx::{Ctx, RuleResult};
 use crate::fact::{Dim, Fact, Shape};
 
+/// MatMul and the quantized products with its shapes.
+fn is_matmul(op: &OpKind) -> bool {
+    matches!(
+        op,
+        OpKind::MatMul | OpKind::DynamicQuantizeMatMul | OpKind::MatMulIntegerToFloat
+    )
+}
+
 pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
-    let dtype = ctx.dtype(0);
-    let unknown = (0..ctx.node.inputs.len()).any(|i| ctx.input(i).shape == Shape::Unknown);
+    let dtype = match ctx.node.op {
+        OpKind::DynamicQuantizeMatMul | OpKind::MatMulIntegerToFloat => Some(DType::F32),
+        OpKind::QGemm if ctx.node.inputs.get(8).is_some_and(|v| v.is_some()) => ctx.dtype(8),
+        OpKind::QGemm => Some(DType::F32),
+        _ => ctx.dtype(0),
+    };
+    // Where Gemm's operands are: QGemm's A and B are inputs 0 and 3.
+    let (ia, ib) = if ctx.node.op == OpKind::QGemm {
+        (0, 3)
+    } else {
+        (0, 1)
+    };
+    // The quantized products' scales and zero points have shapes of their own: only the two
+    // operands decide the result.
+    let matmul = is_matmul(&ctx.node.op);
+    let unknown = if matmul || ctx.node.op == OpKind::QGemm {
+        [ia, ib]
+            .iter()
+            .any(|&i| i < ctx.node.inputs.len() && ctx.input(i).shape == Shape::Unknown)
+    } else {
+        (0..ctx.node.inputs.len()).any(|i| ctx.input(i).shape == Shape::Unknown)
+    };
     match ctx.node.op {
-        OpKind::MatMul | OpKind::Gemm | OpKind::Einsum if unknown => {
+        _ if unknown
+            && (matmul || matches!(ctx.node.op, OpKind::Gemm | OpKind::QGemm | OpKind::Einsum)) =>
+        {
             Ok(Some(vec![Fact::unknown(dtype)]))
         }
-        OpKind::MatMul => {
+        _ if matmul => {
             let (Some(a), Some(b)) = (ctx.dims(0), ctx.dims(1)) else {
                 return Ok(Some(vec![Fact {
                     dtype,
@@ -49,8 +82,8 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
                 value: None,
             }]))
         }
-        OpKind::Gemm => {
-            let (Some(a), Some(b)) = (ctx.dims(0), ctx.dims(1)) else {
+        OpKind::Gemm | OpKind::QGemm => {
+            let (Some(a), Some(b)) = (ctx.dims(ia), ctx.dims(ib)) else {
                 return Ok(Some(vec![Fact {
                     dtype,
                     ..Fact::default()
@@ -220,7 +253,7 @@ pub(crate) fn backward(ctx: &mut Ctx<'_>, outs: &[Fact]) -> Option<Vec<Option<Fa
         })
     };
     match ctx.node.op {
-        OpKind::MatMul => {
+        ref op if is_matmul(op) => {
             let (mut a, mut b) = (ctx.dims(0)?, ctx.dims(1)?);
             let (ra, rb) = (a.len(), b.len());
             if ra == 0 || rb == 0 {

@@ -13,13 +13,20 @@
 //! hidden]`, Y_h / Y_c `[batch, dirs, hidden]`. `dirs` is 2 for `bidirectional`, else 1;
 //! `hidden` is `hidden_size`, else `R`'s last dim. The backward rule gives X its seq and batch
 //! dims back from Y and Y_h (and the states' batch from X's).
+//!
+//! ONNX Runtime's `com.microsoft::DynamicQuantizeLSTM` has LSTM's shapes (`layout = 0` only),
+//! with `W` `[dirs, input, 4·hidden]` and `R` `[dirs, hidden, 4·hidden]` stored transposed and
+//! four more inputs (the weights' scales and zero points) that do not change them.
 use sod2_ir::OpKind;
 
 use crate::ctx::{Ctx, RuleResult};
 use crate::fact::{Dim, Fact, Shape};
 
 fn is_rnn(op: &OpKind) -> bool {
-    matches!(op, OpKind::LSTM | OpKind::GRU | OpKind::RNN)
+    matches!(
+        op,
+        OpKind::LSTM | OpKind::GRU | OpKind::RNN | OpKind::DynamicQuantizeLSTM
+    )
 }
 
 /// (dirs, batch_first) from the attributes. A value outside the operator's definition reads as
@@ -64,6 +71,11 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
     {
         Some(h) if h >= 1 => Dim::Known(ctx.c(h)),
         Some(h) => return Err(format!("hidden_size {h} must be at least 1")),
+        // DynamicQuantizeLSTM's R is transposed: [dirs, hidden, 4·hidden].
+        None if ctx.node.op == OpKind::DynamicQuantizeLSTM => ctx
+            .dims(2)
+            .filter(|r| r.len() == 3)
+            .map_or(Dim::Undef, |r| r[1]),
         None => ctx
             .dims(2)
             .filter(|r| r.len() == 3)
@@ -86,7 +98,7 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>) -> RuleResult<Option<Vec<Fact>>> {
         vec![dirs, batch, hidden]
     };
     let mut out = vec![ranked(y), ranked(state.clone())];
-    if ctx.node.op == OpKind::LSTM {
+    if matches!(ctx.node.op, OpKind::LSTM | OpKind::DynamicQuantizeLSTM) {
         out.push(ranked(state));
     }
     Ok(Some(out))

@@ -521,7 +521,8 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         },
         O::LayerNormalization => OpAttrs::LayerNorm(nn::layer_norm(r)?),
         O::LRN => OpAttrs::Lrn(nn::lrn(r)?),
-        O::Gemm => OpAttrs::Gemm(nn::gemm(r)?),
+        // QGemm has Gemm's alpha, transA and transB (and no beta: its C is added unscaled).
+        O::Gemm | O::QGemm => OpAttrs::Gemm(nn::gemm(r)?),
         O::Einsum => OpAttrs::Einsum {
             equation: nn::einsum_equation(r)?,
         },
@@ -616,7 +617,7 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
             },
         },
         O::Scan => OpAttrs::Scan(tensor::scan(r)?),
-        O::LSTM | O::GRU | O::RNN => OpAttrs::Rnn(rnn::rnn(r)?),
+        O::LSTM | O::GRU | O::RNN | O::DynamicQuantizeLSTM => OpAttrs::Rnn(rnn::rnn(r)?),
         O::BitCast => OpAttrs::BitCast {
             to: signal::bitcast(r)?,
         },
@@ -702,6 +703,8 @@ fn decode(r: &Reader<'_>) -> Result<OpAttrs, FormatError> {
         | O::Constant
         | O::NonZero
         | O::Det
+        | O::DynamicQuantizeMatMul
+        | O::MatMulIntegerToFloat
         | O::If
         | O::Loop
         | O::SequenceConstruct

@@ -1,4 +1,5 @@
-//! Attributes of the recurrent operators: LSTM, GRU, RNN.
+//! Attributes of the recurrent operators: LSTM, GRU, RNN (and `com.microsoft`'s
+//! DynamicQuantizeLSTM, which has LSTM's).
 //!
 //! The `activations` attribute is a list of strings; the plan stores a string list as one
 //! string joined with U+001F (the planner's encoding of ONNX `STRINGS`), which is split here.
@@ -154,7 +155,8 @@ fn default_activations(cell: RnnCell) -> &'static [RnnActivation] {
 
 pub(super) fn rnn(r: &Reader<'_>) -> Result<RnnAttrs, FormatError> {
     let cell = match r.op {
-        OpCode::LSTM => RnnCell::Lstm {
+        // ONNX Runtime's DynamicQuantizeLSTM has LSTM's attributes (and no `layout`).
+        OpCode::LSTM | OpCode::DynamicQuantizeLSTM => RnnCell::Lstm {
             input_forget: r.flag("input_forget", false)?,
         },
         OpCode::GRU => RnnCell::Gru {

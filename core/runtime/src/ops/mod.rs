@@ -11,6 +11,7 @@ mod ml;
 mod nn;
 mod norm;
 mod num;
+mod qcontrib;
 mod quant;
 mod reduce;
 mod resize;
@@ -32,8 +33,9 @@ pub(crate) use conv::PackedWeights;
 /// Tensor dims held inline (no heap allocation up to rank 8).
 pub(crate) use sod2_kernels::shape::Dims;
 
-/// The inputs of a step (inline up to 9: QLinearConv with its bias has 9, LSTM 8).
-pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 9]>;
+/// The inputs of a step (inline up to 12: ONNX Runtime's DynamicQuantizeLSTM has 12,
+/// QLinearConv with its bias 9, LSTM 8).
+pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 12]>;
 
 /// The outputs of a step (inline up to 4).
 pub(crate) type Outs<'b> = SmallVec<[Option<Out<'b>>; 4]>;
@@ -442,6 +444,7 @@ pub(crate) fn kernel(op: OpCode) -> Option<Kernel> {
         .or_else(|| vision::get(op))
         .or_else(|| ml::get(op))
         .or_else(|| quant::get(op))
+        .or_else(|| qcontrib::get(op))
 }
 
 /// An error unless `dt` is f32 (kernels that only have an f32 implementation).

@@ -12,7 +12,7 @@ pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     })
 }
 
-fn act(a: RnnActivation) -> Act {
+pub(super) fn act(a: RnnActivation) -> Act {
     use RnnActivation as R;
     match a {
         R::Relu => Act::Relu,
@@ -30,7 +30,7 @@ fn act(a: RnnActivation) -> Act {
 }
 
 /// At most 6 activations (LSTM, bidirectional), kept inline.
-type Acts = smallvec::SmallVec<[Act; 6]>;
+pub(super) type Acts = smallvec::SmallVec<[Act; 6]>;
 
 fn rnn(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let OpAttrs::Rnn(a) = c.attrs else {

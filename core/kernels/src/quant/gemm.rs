@@ -1,0 +1,396 @@
+//! The fast integer matrix product: operands packed into panels of the chosen path's tile
+//! (`simd::q8`), raw byte products summed by its dot-product instructions, zero points applied
+//! afterwards from row and column sums:
+//!
+//! `sum_k (a - az)(b - bz) = sum_k a·b - bz · rowsum(a) + az · (k · bz - colsum(b))`.
+//!
+//! Each path reads `a` and `b` as unsigned or signed bytes; an operand of the other kind has
+//! its sign bit flipped while packed (`v ^ 0x80` is `v - 128` read as `i8`, `v + 128` read as
+//! `u8`) and its zero points moved by the same 128, so every sign combination runs on the one
+//! tile. All sums wrap in `i32`, like the reference, so the identity holds exactly.
+//!
+//! Loops: the panels of `b` (columns) are split across threads; each thread packs one panel
+//! of `b` at a time (a few KiB to ~100 KiB) and runs it against every panel of `a`, which is
+//! packed once up front. The accumulators stay in registers for the whole depth `k`.
+
+use super::{QGemm, ZeroPoints, Q8};
+use crate::simd::q8::{q8_pack_b, q8_tile, Band, ColumnBands, Q8Isa, Q8_TILE_MAX};
+
+/// An operand's bytes and whether they are `i8`.
+fn bytes<'a>(q: Q8<'a>) -> (&'a [u8], bool) {
+    match q {
+        Q8::U8(v) => (v, false),
+        Q8::I8(v) => (bytemuck::cast_slice(v), true),
+    }
+}
+
+/// The byte flip and zero-point shift that take an operand stored `signed` to the packed
+/// kind `want_signed`.
+fn conversion(signed: bool, want_signed: bool) -> (u8, i32) {
+    match (signed, want_signed) {
+        (false, true) => (0x80, -128),
+        (true, false) => (0x80, 128),
+        _ => (0, 0),
+    }
+}
+
+/// `a` packed for one path: panels of `MR` rows, each row's sum and zero point (both in the
+/// packed kind).
+struct PackedA {
+    mr: usize,
+    k4: usize,
+    data: Vec<u8>,
+    rowsum: Vec<i32>,
+    zero: Vec<i32>,
+}
+
+fn pack_a(
+    isa: Q8Isa,
+    m: usize,
+    k: usize,
+    a: Q8<'_>,
+    lda: usize,
+    a_zero: ZeroPoints<'_>,
+) -> PackedA {
+    let (mr, k4) = (isa.mr(), k.div_ceil(4));
+    let (src, signed) = bytes(a);
+    let want = isa.a_signed();
+    let (flip, shift) = conversion(signed, want);
+    let panels = m.div_ceil(mr);
+    let mut data = vec![0u8; panels * k4 * 4 * mr];
+    let mut rowsum = vec![0i32; m];
+    for (i, sum) in rowsum.iter_mut().enumerate() {
+        let panel = &mut data[(i / mr) * k4 * 4 * mr..];
+        let r = i % mr;
+        let row = &src[i * lda..i * lda + k];
+        let mut s = 0i32;
+        for (kk, &v) in row.iter().enumerate() {
+            let v = v ^ flip;
+            panel[(kk / 4) * 4 * mr + 4 * r + kk % 4] = v;
+            s = s.wrapping_add(if want {
+                i32::from(v as i8)
+            } else {
+                i32::from(v)
+            });
+        }
+        *sum = s;
+    }
+    let zero = (0..m).map(|i| a_zero.at(i).wrapping_add(shift)).collect();
+    PackedA {
+        mr,
+        k4,
+        data,
+        rowsum,
+        zero,
+    }
+}
+
+/// A constant right operand (weights) packed once for [`qgemm_packed`]: the panels of the
+/// fastest path of this CPU, with each column's sum and zero point folded in.
+#[derive(Clone, Debug)]
+pub struct PackedQ8B {
+    isa: Q8Isa,
+    k: usize,
+    n: usize,
+    data: Vec<u8>,
+    /// Per column, in the packed kind: `k · bz - colsum(b)`.
+    colfix: Vec<i32>,
+    /// Per column, in the packed kind: `bz`.
+    zero: Vec<i32>,
+}
+
+impl PackedQ8B {
+    /// Packs `b` (`k × n`, rows `ldb` apart) with its zero points (scalar or one per column).
+    pub fn new(
+        k: usize,
+        n: usize,
+        b: Q8<'_>,
+        ldb: usize,
+        b_zero: ZeroPoints<'_>,
+    ) -> Result<Self, String> {
+        Self::with_isa(Q8Isa::detect(), k, n, b, ldb, b_zero)
+    }
+
+    /// [`PackedQ8B::new`] for the tiles of `isa` (an error if this CPU does not run it).
+    pub fn with_isa(
+        isa: Q8Isa,
+        k: usize,
+        n: usize,
+        b: Q8<'_>,
+        ldb: usize,
+        b_zero: ZeroPoints<'_>,
+    ) -> Result<Self, String> {
+        if !isa.runs() {
+            return Err(format!(
+                "integer matrix product: {} does not run here",
+                isa.name()
+            ));
+        }
+        // The operand checks of the product, with an empty `a`.
+        let probe = QGemm {
+            m: 0,
+            n,
+            k,
+            a: Q8::U8(&[]),
+            lda: k,
+            a_zero: ZeroPoints::Scalar(0),
+            b,
+            ldb,
+            b_zero,
+        };
+        probe.check(0, n)?;
+        let nr = isa.nr();
+        let k4 = k.div_ceil(4);
+        let panel = k4 * 4 * nr;
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0u8; panels * panel];
+        let mut colfix = vec![0i32; n];
+        let mut zero = vec![0i32; n];
+        let src = BSource::Raw(RawB::new(isa, &probe));
+        for jp in 0..panels {
+            let j0 = jp * nr;
+            let cols = nr.min(n - j0);
+            src.panel(
+                jp,
+                &mut data[jp * panel..(jp + 1) * panel],
+                &mut colfix[j0..j0 + cols],
+                &mut zero[j0..j0 + cols],
+            );
+        }
+        Ok(PackedQ8B {
+            isa,
+            k,
+            n,
+            data,
+            colfix,
+            zero,
+        })
+    }
+
+    /// The inner dimension.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The path the panels are packed for.
+    pub fn isa(&self) -> Q8Isa {
+        self.isa
+    }
+}
+
+/// `b` as given, packed panel by panel while the product runs.
+struct RawB<'a> {
+    nr: usize,
+    k: usize,
+    b: &'a [u8],
+    ldb: usize,
+    flip: u8,
+    shift: i32,
+    zero: ZeroPoints<'a>,
+    isa: Q8Isa,
+}
+
+impl<'a> RawB<'a> {
+    fn new(isa: Q8Isa, p: &QGemm<'a>) -> Self {
+        let (b, signed) = bytes(p.b);
+        let (flip, shift) = conversion(signed, isa.b_signed());
+        RawB {
+            nr: isa.nr(),
+            k: p.k,
+            b,
+            ldb: p.ldb,
+            flip,
+            shift,
+            zero: p.b_zero,
+            isa,
+        }
+    }
+}
+
+/// Where the panels of `b` come from.
+enum BSource<'a> {
+    Raw(RawB<'a>),
+    Packed(&'a PackedQ8B),
+}
+
+impl BSource<'_> {
+    /// Fills `panel`, `colfix` and `zero` for column panel `jp` (`colfix` and `zero` as long
+    /// as the panel's columns), unless it is pre-packed: then returns the stored ones.
+    fn panel<'s>(
+        &'s self,
+        jp: usize,
+        panel: &'s mut [u8],
+        colfix: &'s mut [i32],
+        zero: &'s mut [i32],
+    ) -> (&'s [u8], &'s [i32], &'s [i32]) {
+        match self {
+            BSource::Packed(pb) => {
+                let nr = pb.isa.nr();
+                let size = pb.k.div_ceil(4) * 4 * nr;
+                let (j0, j1) = (jp * nr, (jp * nr + nr).min(pb.n));
+                (
+                    &pb.data[jp * size..(jp + 1) * size],
+                    &pb.colfix[j0..j1],
+                    &pb.zero[j0..j1],
+                )
+            }
+            BSource::Raw(r) => {
+                let j0 = jp * r.nr;
+                let cols = colfix.len();
+                q8_pack_b(r.isa, r.b, r.ldb, r.k, (j0, cols), r.flip, panel, colfix);
+                let k = r.k as i32;
+                for (j, (fix, z)) in colfix.iter_mut().zip(zero.iter_mut()).enumerate() {
+                    *z = r.zero.at(j0 + j).wrapping_add(r.shift);
+                    *fix = (*z).wrapping_mul(k).wrapping_sub(*fix);
+                }
+                (panel, colfix, zero)
+            }
+        }
+    }
+}
+
+/// The product of packed `a` and `b`'s panels into `c` (`m × n`, rows `ldc` apart, checked).
+fn run(isa: Q8Isa, pa: &PackedA, b: &BSource<'_>, n: usize, c: &mut [i32], ldc: usize) {
+    let m = pa.rowsum.len();
+    if m == 0 || n == 0 {
+        return;
+    }
+    let nr = isa.nr();
+    let panels = n.div_ceil(nr);
+    // Parts of at least ~256 Ki multiply-adds, so waking a thread pays off.
+    let per_panel = (m * pa.k4 * 4 * nr).max(1);
+    let min_panels = ((1usize << 18) / per_panel).max(1);
+    let Some(bands) = ColumnBands::new(c, m, n, ldc) else {
+        unreachable!("the output was checked");
+    };
+    crate::par::ranges(panels, min_panels, &|lo, hi| {
+        let Some(mut band) = bands.claim(lo * nr, (hi * nr).min(n)) else {
+            unreachable!("parts of a range are disjoint");
+        };
+        run_band(isa, pa, b, (lo, hi), n, &mut band);
+    });
+}
+
+/// Column panels `lo..hi` into `band` (whose first column is panel `lo`'s).
+fn run_band(
+    isa: Q8Isa,
+    pa: &PackedA,
+    b: &BSource<'_>,
+    (lo, hi): (usize, usize),
+    n: usize,
+    band: &mut Band<'_>,
+) {
+    let (mr, nr, k4) = (pa.mr, isa.nr(), pa.k4);
+    let m = pa.rowsum.len();
+    let mut panel = match b {
+        BSource::Raw(_) => vec![0u8; k4 * 4 * nr],
+        BSource::Packed(_) => Vec::new(),
+    };
+    let mut colfix = vec![0i32; nr];
+    let mut zero = vec![0i32; nr];
+    let mut tile = [0i32; Q8_TILE_MAX];
+    let a_size = k4 * 4 * mr;
+    for jp in lo..hi {
+        let cols = nr.min(n - jp * nr);
+        let (bp, fix, bz) = b.panel(jp, &mut panel, &mut colfix[..cols], &mut zero[..cols]);
+        for (ip, ap) in pa.data.chunks_exact(a_size).enumerate() {
+            let i0 = ip * mr;
+            let rows = mr.min(m - i0);
+            q8_tile(isa, rows, k4, ap, bp, &mut tile);
+            for r in 0..rows {
+                let (rs, az) = (pa.rowsum[i0 + r], pa.zero[i0 + r]);
+                let out = band.row_mut(i0 + r, (jp - lo) * nr, cols);
+                let t = &tile[r * nr..r * nr + cols];
+                for (((o, &t), &f), &z) in out.iter_mut().zip(t).zip(fix).zip(bz) {
+                    *o = t
+                        .wrapping_sub(z.wrapping_mul(rs))
+                        .wrapping_add(az.wrapping_mul(f));
+                }
+            }
+        }
+    }
+}
+
+/// [`super::qgemm`] on the tiles of `isa` (an error if this CPU does not run it): how the
+/// tests compare every path with the reference.
+pub fn qgemm_with(isa: Q8Isa, p: &QGemm<'_>, c: &mut [i32], ldc: usize) -> Result<(), String> {
+    p.check(c.len(), ldc)?;
+    if !isa.runs() {
+        return Err(format!(
+            "integer matrix product: {} does not run here",
+            isa.name()
+        ));
+    }
+    if p.m == 0 || p.n == 0 {
+        return Ok(());
+    }
+    if p.k == 0 {
+        zero_rows(p.m, p.n, c, ldc);
+        return Ok(());
+    }
+    let pa = pack_a(isa, p.m, p.k, p.a, p.lda, p.a_zero);
+    run(isa, &pa, &BSource::Raw(RawB::new(isa, p)), p.n, c, ldc);
+    Ok(())
+}
+
+/// The integer matrix product with a pre-packed right operand: `c[i][j] = sum_k (a[i][k] -
+/// a_zero_i) · (b[k][j] - b_zero_j)` with `a` `m × b.k()`, rows `lda` apart; `c` is
+/// `m × b.n()`, rows `ldc` apart, overwritten.
+pub fn qgemm_packed(
+    m: usize,
+    a: Q8<'_>,
+    lda: usize,
+    a_zero: ZeroPoints<'_>,
+    b: &PackedQ8B,
+    c: &mut [i32],
+    ldc: usize,
+) -> Result<(), String> {
+    let fits = |have: usize, rows: usize, cols: usize, ld: usize| {
+        rows == 0
+            || cols == 0
+            || ((rows == 1 || ld >= cols)
+                && (rows - 1)
+                    .checked_mul(ld)
+                    .and_then(|x| x.checked_add(cols))
+                    .is_some_and(|x| x <= have))
+    };
+    if !fits(a.len(), m, b.k, lda) || !fits(c.len(), m, b.n, ldc) {
+        return Err(format!(
+            "integer matrix product: a ({} elements, rows {lda} apart) or c ({} elements, rows {ldc} apart) too short for {m} x {} x {}",
+            a.len(),
+            c.len(),
+            b.k,
+            b.n
+        ));
+    }
+    if let ZeroPoints::PerLine(z) = a_zero {
+        if z.len() != m {
+            return Err(format!(
+                "integer matrix product: {} zero points of a for {m} rows",
+                z.len()
+            ));
+        }
+    }
+    if m == 0 || b.n == 0 {
+        return Ok(());
+    }
+    if b.k == 0 {
+        zero_rows(m, b.n, c, ldc);
+        return Ok(());
+    }
+    let pa = pack_a(b.isa, m, b.k, a, lda, a_zero);
+    run(b.isa, &pa, &BSource::Packed(b), b.n, c, ldc);
+    Ok(())
+}
+
+/// An empty sum: `c`'s `m × n` elements (rows `ldc` apart) set to 0.
+fn zero_rows(m: usize, n: usize, c: &mut [i32], ldc: usize) {
+    for i in 0..m {
+        c[i * ldc..i * ldc + n].fill(0);
+    }
+}

@@ -1,0 +1,329 @@
+//! The register tiles of the 8-bit integer matrix product (`quant::qgemm`): exact `i32` sums of
+//! byte products over operands packed in panels, one entry point per instruction set, and the
+//! column bands that let threads write disjoint columns of one output.
+//!
+//! Packed layout (what `quant` builds and these tiles read): a panel of `a` holds `MR` rows, a
+//! panel of `b` holds `NR` columns; both store the inner dimension in groups of four
+//! consecutive `k` per row (column), `[k / 4][MR or NR][4]` bytes, zero padded. That is the
+//! operand shape of the four-way dot-product instructions (x86 `vpdpbusd`, arm `sdot`): one
+//! 32-bit lane of `b` holds four `k` of one column, one broadcast 32-bit word of `a` four `k`
+//! of one row. Each path reads its bytes as unsigned or signed ([`Q8Isa::a_signed`],
+//! [`Q8Isa::b_signed`]); `quant` flips the sign bit while packing and corrects the zero points.
+
+use std::sync::Mutex;
+
+/// An instruction set the integer matrix product's tiles can run on. Separate from
+/// [`super::Isa`] (the f32 kernels' sets): the 8-bit paths need other features (VNNI,
+/// dotprod).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Q8Isa {
+    /// Plain Rust, `i32` accumulation.
+    Portable,
+    /// x86-64 AVX2: bytes widened to `i16`, `vpmaddwd` (exact, no `vpmaddubsw` saturation).
+    Avx2,
+    /// x86-64 AVX-VNNI: 256-bit `vpdpbusd` (unsigned × signed bytes, four per lane).
+    AvxVnni,
+    /// x86-64 AVX-512 VNNI: 512-bit `vpdpbusd`.
+    Avx512Vnni,
+    /// aarch64 NEON without dot products: `smull` and `sadalp`.
+    Neon,
+    /// aarch64 NEON with the dotprod extension: `sdot`.
+    NeonDot,
+}
+
+impl Q8Isa {
+    /// The fastest set this CPU runs (detected once).
+    pub fn detect() -> Q8Isa {
+        *Q8Isa::available().last().unwrap_or(&Q8Isa::Portable)
+    }
+
+    /// Every set this CPU runs, portable first, fastest last (detected once).
+    pub fn available() -> &'static [Q8Isa] {
+        static ALL: std::sync::OnceLock<Vec<Q8Isa>> = std::sync::OnceLock::new();
+        ALL.get_or_init(|| {
+            let mut v = vec![Q8Isa::Portable];
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx2") {
+                    v.push(Q8Isa::Avx2);
+                    if has!("avxvnni") {
+                        v.push(Q8Isa::AvxVnni);
+                    }
+                    if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+                        v.push(Q8Isa::Avx512Vnni);
+                    }
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                use std::arch::is_aarch64_feature_detected as has;
+                if has!("neon") {
+                    v.push(Q8Isa::Neon);
+                    if has!("dotprod") {
+                        v.push(Q8Isa::NeonDot);
+                    }
+                }
+            }
+            v
+        })
+    }
+
+    /// Whether this CPU runs `self`.
+    pub fn runs(self) -> bool {
+        Q8Isa::available().contains(&self)
+    }
+
+    /// Name for logs and benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Q8Isa::Portable => "portable",
+            Q8Isa::Avx2 => "avx2",
+            Q8Isa::AvxVnni => "avx-vnni",
+            Q8Isa::Avx512Vnni => "avx512-vnni",
+            Q8Isa::Neon => "neon",
+            Q8Isa::NeonDot => "neon-dotprod",
+        }
+    }
+
+    /// Rows of `a` per panel (and per tile).
+    pub fn mr(self) -> usize {
+        match self {
+            Q8Isa::Portable => 4,
+            Q8Isa::Avx2 => 4,
+            Q8Isa::AvxVnni => 6,
+            Q8Isa::Avx512Vnni => 8,
+            Q8Isa::Neon => 4,
+            Q8Isa::NeonDot => 4,
+        }
+    }
+
+    /// Columns of `b` per panel (and per tile).
+    pub fn nr(self) -> usize {
+        match self {
+            Q8Isa::Portable => 16,
+            Q8Isa::Avx2 => 8,
+            Q8Isa::AvxVnni => 16,
+            Q8Isa::Avx512Vnni => 32,
+            Q8Isa::Neon => 8,
+            Q8Isa::NeonDot => 16,
+        }
+    }
+
+    /// Whether the tiles read `a`'s packed bytes as `i8` (else `u8`).
+    pub fn a_signed(self) -> bool {
+        matches!(self, Q8Isa::Neon | Q8Isa::NeonDot)
+    }
+
+    /// Whether the tiles read `b`'s packed bytes as `i8` (else `u8`).
+    pub fn b_signed(self) -> bool {
+        true
+    }
+}
+
+/// The largest `MR * NR` of any path: the size of a tile buffer.
+pub const Q8_TILE_MAX: usize = 8 * 32;
+
+/// `tile[r * NR + j] = sum_k a[r][k] · b[k][j]` (wrapping `i32`) for rows `r < rows` of one
+/// packed panel of `a` and one of `b`, `k4` groups of four `k` each (`NR`, `MR` of `isa`).
+/// Rows `rows..MR` of `tile` are left as they were. Panics if `isa` does not run here, if
+/// `rows > MR` or if a slice is too short.
+pub fn q8_tile(isa: Q8Isa, rows: usize, k4: usize, a: &[u8], b: &[u8], tile: &mut [i32]) {
+    let (mr, nr) = (isa.mr(), isa.nr());
+    assert!(
+        isa.runs(),
+        "q8_tile: {} does not run on this CPU",
+        isa.name()
+    );
+    assert!(rows <= mr && a.len() >= k4 * 4 * mr && b.len() >= k4 * 4 * nr);
+    assert!(tile.len() >= mr * nr);
+    if rows == 0 {
+        return;
+    }
+    match isa {
+        Q8Isa::Portable => tile_portable(rows, k4, a, b, tile),
+        #[cfg(target_arch = "x86_64")]
+        Q8Isa::Avx2 | Q8Isa::AvxVnni | Q8Isa::Avx512Vnni => {
+            // SAFETY: the CPU runs `isa` (checked above); `a` holds `k4` groups of `MR` rows,
+            // `b` `k4` groups of `NR` columns and `tile` `MR × NR` sums (checked above), which is
+            // all the tiles read and write; `1 <= rows <= MR`.
+            unsafe { super::q8_x86::tile(isa, rows, k4, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Q8Isa::Neon | Q8Isa::NeonDot => {
+            // SAFETY: as for x86 above: the CPU runs `isa`, the slices hold what the tile reads
+            // and writes, `1 <= rows <= MR`.
+            unsafe { super::q8_arm::tile(isa, rows, k4, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("{} is not built for this architecture", isa.name()),
+    }
+}
+
+/// The portable tile: `u8` `a` (signedness per [`Q8Isa::a_signed`]: portable reads `u8`),
+/// `i8` `b`, 4 × 16.
+fn tile_portable(rows: usize, k4: usize, a: &[u8], b: &[u8], tile: &mut [i32]) {
+    const MR: usize = 4;
+    const NR: usize = 16;
+    let mut acc = [[0i32; NR]; MR];
+    for (ag, bg) in a.chunks_exact(4 * MR).zip(b.chunks_exact(4 * NR)).take(k4) {
+        for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
+            let av = [
+                i32::from(ag[4 * r]),
+                i32::from(ag[4 * r + 1]),
+                i32::from(ag[4 * r + 2]),
+                i32::from(ag[4 * r + 3]),
+            ];
+            for (s, bc) in acc_r.iter_mut().zip(bg.chunks_exact(4)) {
+                // |product| <= 255 · 128, four of them fit in i32 with room to spare.
+                let d = av[0] * i32::from(bc[0] as i8)
+                    + av[1] * i32::from(bc[1] as i8)
+                    + av[2] * i32::from(bc[2] as i8)
+                    + av[3] * i32::from(bc[3] as i8);
+                *s = s.wrapping_add(d);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate().take(rows) {
+        tile[r * NR..(r + 1) * NR].copy_from_slice(acc_r);
+    }
+}
+
+/// Packs columns `j0 .. j0 + cols` (`cols <= NR`) of the `k × n` byte matrix `b` (rows `ldb`
+/// apart) into one panel `out` (`[ceil(k / 4)][NR][4]`, zero padded), each byte XORed with
+/// `flip` (0x80 turns `u8` into `i8` minus 128 and back), and returns nothing; `colsum[j]`
+/// gets the sum of column `j`'s packed bytes read as `i8` (`signed`) or `u8`.
+#[allow(clippy::too_many_arguments)]
+pub fn q8_pack_b(
+    isa: Q8Isa,
+    b: &[u8],
+    ldb: usize,
+    k: usize,
+    (j0, cols): (usize, usize),
+    flip: u8,
+    out: &mut [u8],
+    colsum: &mut [i32],
+) {
+    let nr = isa.nr();
+    let k4 = k.div_ceil(4);
+    assert!(cols <= nr && out.len() >= k4 * 4 * nr && colsum.len() >= cols);
+    assert!(k == 0 || cols == 0 || b.len() >= (k - 1) * ldb + j0 + cols);
+    #[cfg(target_arch = "x86_64")]
+    if cols == nr && nr.is_multiple_of(16) && Q8Isa::available().contains(&Q8Isa::Avx2) {
+        // SAFETY: AVX2 runs here (checked); rows `0..k` of `b` hold columns `j0 .. j0 + nr`
+        // (checked above), `out` holds `k4` groups of `nr` columns and `colsum` `nr` sums.
+        unsafe {
+            super::q8_x86::pack_b(
+                b.as_ptr().add(j0),
+                ldb,
+                k,
+                nr,
+                flip,
+                isa.b_signed(),
+                out.as_mut_ptr(),
+                colsum.as_mut_ptr(),
+            );
+        }
+        return;
+    }
+    pack_b_portable(b, ldb, k, (j0, cols), nr, flip, isa.b_signed(), out, colsum);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pack_b_portable(
+    b: &[u8],
+    ldb: usize,
+    k: usize,
+    (j0, cols): (usize, usize),
+    nr: usize,
+    flip: u8,
+    signed: bool,
+    out: &mut [u8],
+    colsum: &mut [i32],
+) {
+    let k4 = k.div_ceil(4);
+    out[..k4 * 4 * nr].fill(0);
+    colsum[..cols].fill(0);
+    for kk in 0..k {
+        let row = &b[kk * ldb + j0..kk * ldb + j0 + cols];
+        let g = &mut out[(kk / 4) * 4 * nr..(kk / 4 + 1) * 4 * nr];
+        for (j, (&v, s)) in row.iter().zip(colsum.iter_mut()).enumerate() {
+            let v = v ^ flip;
+            g[4 * j + kk % 4] = v;
+            *s = s.wrapping_add(if signed {
+                i32::from(v as i8)
+            } else {
+                i32::from(v)
+            });
+        }
+    }
+}
+
+/// An `m × n` output (rows `ldc` apart) whose column bands threads claim: each claimed band
+/// is disjoint from every other, so bands can be written from different threads.
+pub struct ColumnBands<'a> {
+    ptr: *mut i32,
+    m: usize,
+    n: usize,
+    ldc: usize,
+    claimed: Mutex<Vec<(usize, usize)>>,
+    _out: std::marker::PhantomData<&'a mut [i32]>,
+}
+
+// SAFETY: the raw pointer is only dereferenced through `Band`s, whose column ranges are
+// disjoint (`claim` checks it under the mutex), so bands on different threads never touch the
+// same element; the borrow of the output lives as long as `'a`.
+unsafe impl Send for ColumnBands<'_> {}
+// SAFETY: as for `Send`: shared access only hands out disjoint bands.
+unsafe impl Sync for ColumnBands<'_> {}
+
+impl<'a> ColumnBands<'a> {
+    /// Wraps `c` (`m × n`, rows `ldc` apart); `None` if it is too short or `ldc < n`.
+    pub fn new(c: &'a mut [i32], m: usize, n: usize, ldc: usize) -> Option<Self> {
+        let fits = m == 0 || n == 0 || (ldc >= n && (m - 1) * ldc + n <= c.len());
+        fits.then(|| ColumnBands {
+            ptr: c.as_mut_ptr(),
+            m,
+            n,
+            ldc,
+            claimed: Mutex::new(Vec::new()),
+            _out: std::marker::PhantomData,
+        })
+    }
+
+    /// Columns `lo..hi` of every row, if no claimed band overlaps them and `hi <= n`.
+    pub fn claim(&self, lo: usize, hi: usize) -> Option<Band<'_>> {
+        if lo > hi || hi > self.n {
+            return None;
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        if claimed.iter().any(|&(l, h)| l < hi && lo < h) {
+            return None;
+        }
+        claimed.push((lo, hi));
+        Some(Band {
+            bands: self,
+            lo,
+            hi,
+        })
+    }
+}
+
+/// Columns `lo..hi` of a [`ColumnBands`] output, claimed by one thread.
+pub struct Band<'b> {
+    bands: &'b ColumnBands<'b>,
+    lo: usize,
+    hi: usize,
+}
+
+impl Band<'_> {
+    /// Columns `lo + j0 .. lo + j0 + len` of row `i` (panics outside the band).
+    pub fn row_mut(&mut self, i: usize, j0: usize, len: usize) -> &mut [i32] {
+        assert!(i < self.bands.m && j0 + len <= self.hi - self.lo);
+        let start = i * self.bands.ldc + self.lo + j0;
+        // SAFETY: `start + len <= (m - 1) * ldc + n <= c.len()` (checked in `new`, `hi <= n`),
+        // so the range lies in the borrowed output; it lies in this band's columns, which no
+        // other band overlaps, and `&mut self` keeps this band from handing out two at once.
+        unsafe { std::slice::from_raw_parts_mut(self.bands.ptr.add(start), len) }
+    }
+}

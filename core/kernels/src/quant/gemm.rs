@@ -14,7 +14,7 @@
 //! packed once up front. The accumulators stay in registers for the whole depth `k`.
 
 use super::{QGemm, ZeroPoints, Q8};
-use crate::simd::q8::{q8_pack_b, q8_tile, Band, ColumnBands, Q8Isa, Q8_TILE_MAX};
+use crate::simd::q8::{q8_pack_b, q8_tile_into, Band, ColumnBands, Q8Isa, TileFix, Q8_TILE_MAX};
 
 /// An operand's bytes and whether they are `i8`.
 fn bytes<'a>(q: Q8<'a>) -> (&'a [u8], bool) {
@@ -293,25 +293,36 @@ fn run_band(
     };
     let mut colfix = vec![0i32; nr];
     let mut zero = vec![0i32; nr];
+    let (mut fix_nr, mut zero_nr) = (vec![0i32; nr], vec![0i32; nr]);
     let mut tile = [0i32; Q8_TILE_MAX];
     let a_size = k4 * 4 * mr;
     for jp in lo..hi {
         let cols = nr.min(n - jp * nr);
         let (bp, fix, bz) = b.panel(jp, &mut panel, &mut colfix[..cols], &mut zero[..cols]);
+        // The tiles read `NR` corrections: zero past the last column.
+        fix_nr[..cols].copy_from_slice(fix);
+        zero_nr[..cols].copy_from_slice(bz);
+        fix_nr[cols..].fill(0);
+        zero_nr[cols..].fill(0);
         for (ip, ap) in pa.data.chunks_exact(a_size).enumerate() {
             let i0 = ip * mr;
             let rows = mr.min(m - i0);
-            q8_tile(isa, rows, k4, ap, bp, &mut tile);
-            for r in 0..rows {
-                let (rs, az) = (pa.rowsum[i0 + r], pa.zero[i0 + r]);
-                let out = band.row_mut(i0 + r, (jp - lo) * nr, cols);
-                let t = &tile[r * nr..r * nr + cols];
-                for (((o, &t), &f), &z) in out.iter_mut().zip(t).zip(fix).zip(bz) {
-                    *o = t
-                        .wrapping_sub(z.wrapping_mul(rs))
-                        .wrapping_add(az.wrapping_mul(f));
-                }
-            }
+            let fix = TileFix {
+                rowsum: &pa.rowsum[i0..i0 + rows],
+                a_zero: &pa.zero[i0..i0 + rows],
+                colfix: &fix_nr,
+                b_zero: &zero_nr,
+            };
+            q8_tile_into(
+                isa,
+                k4,
+                ap,
+                bp,
+                &fix,
+                band,
+                (i0, (jp - lo) * nr, cols),
+                &mut tile,
+            );
         }
     }
 }

@@ -124,39 +124,89 @@ impl Q8Isa {
 /// The largest `MR * NR` of any path: the size of a tile buffer.
 pub const Q8_TILE_MAX: usize = 8 * 32;
 
-/// `tile[r * NR + j] = sum_k a[r][k] · b[k][j]` (wrapping `i32`) for rows `r < rows` of one
-/// packed panel of `a` and one of `b`, `k4` groups of four `k` each (`NR`, `MR` of `isa`).
-/// Rows `rows..MR` of `tile` are left as they were. Panics if `isa` does not run here, if
-/// `rows > MR` or if a slice is too short.
-pub fn q8_tile(isa: Q8Isa, rows: usize, k4: usize, a: &[u8], b: &[u8], tile: &mut [i32]) {
+/// The zero-point correction of one tile (see [`q8_tile_into`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TileFix<'a> {
+    /// Per row of the tile: the sum of its packed bytes.
+    pub rowsum: &'a [i32],
+    /// Per row of the tile: its zero point (in the packed kind).
+    pub a_zero: &'a [i32],
+    /// Per column of the panel, `NR` of them (zero padded): `k · b_zero - colsum`.
+    pub colfix: &'a [i32],
+    /// Per column of the panel, `NR` of them (zero padded): its zero point.
+    pub b_zero: &'a [i32],
+}
+
+/// One tile of the product: for rows `r < fix.rowsum.len()` (at most `MR`) of a packed panel
+/// of `a` and columns `j < cols` (at most `NR`) of one of `b`, both `k4` groups of four `k`
+/// deep, `band[i0 + r][j0 + j] = sum_k a[r][k] · b[k][j] - b_zero[j] · rowsum[r] + a_zero[r] ·
+/// colfix[j]` (wrapping `i32`). `tile` (at least `MR · NR`) is scratch for the paths that do
+/// not store straight into `band`. Panics if `isa` does not run here or a slice or the band is
+/// too short.
+#[allow(clippy::too_many_arguments)]
+pub fn q8_tile_into(
+    isa: Q8Isa,
+    k4: usize,
+    a: &[u8],
+    b: &[u8],
+    fix: &TileFix<'_>,
+    band: &mut Band<'_>,
+    (i0, j0, cols): (usize, usize, usize),
+    tile: &mut [i32],
+) {
     let (mr, nr) = (isa.mr(), isa.nr());
+    let rows = fix.rowsum.len();
     assert!(
         isa.runs(),
-        "q8_tile: {} does not run on this CPU",
+        "q8_tile_into: {} does not run on this CPU",
         isa.name()
     );
-    assert!(rows <= mr && a.len() >= k4 * 4 * mr && b.len() >= k4 * 4 * nr);
-    assert!(tile.len() >= mr * nr);
-    if rows == 0 {
+    assert!(rows <= mr && cols <= nr && fix.a_zero.len() == rows);
+    assert!(fix.colfix.len() >= nr && fix.b_zero.len() >= nr);
+    assert!(a.len() >= k4 * 4 * mr && b.len() >= k4 * 4 * nr && tile.len() >= mr * nr);
+    assert!(i0 + rows <= band.bands.m && j0 + cols <= band.hi - band.lo);
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Q8Isa::Avx2 | Q8Isa::AvxVnni | Q8Isa::Avx512Vnni) {
+        let out = super::q8_x86::Out {
+            // SAFETY: row `i0` and column `lo + j0` lie inside the borrowed output: `i0 < m`,
+            // `lo + j0 + cols <= hi <= n <= ldc` and `(m - 1) · ldc + n <= c.len()` (checked
+            // above and in `ColumnBands::new`).
+            c: unsafe { band.bands.ptr.add(i0 * band.bands.ldc + band.lo + j0) },
+            ldc: band.bands.ldc,
+            cols,
+            rowsum: fix.rowsum.as_ptr(),
+            a_zero: fix.a_zero.as_ptr(),
+            colfix: fix.colfix.as_ptr(),
+            b_zero: fix.b_zero.as_ptr(),
+        };
+        // SAFETY: the CPU runs `isa`; `a`, `b` hold the panels, `fix` the rows' and `NR`
+        // columns' corrections, and rows `i0 .. i0 + rows`, columns `lo + j0 .. + cols` of the
+        // output belong to this band (all checked above), which `&mut band` holds alone.
+        unsafe { super::q8_x86::tile(isa, rows, k4, a.as_ptr(), b.as_ptr(), &out) };
         return;
     }
     match isa {
         Q8Isa::Portable => tile_portable(rows, k4, a, b, tile),
-        #[cfg(target_arch = "x86_64")]
-        Q8Isa::Avx2 | Q8Isa::AvxVnni | Q8Isa::Avx512Vnni => {
-            // SAFETY: the CPU runs `isa` (checked above); `a` holds `k4` groups of `MR` rows,
-            // `b` `k4` groups of `NR` columns and `tile` `MR × NR` sums (checked above), which is
-            // all the tiles read and write; `1 <= rows <= MR`.
-            unsafe { super::q8_x86::tile(isa, rows, k4, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
-        }
         #[cfg(target_arch = "aarch64")]
         Q8Isa::Neon | Q8Isa::NeonDot => {
-            // SAFETY: as for x86 above: the CPU runs `isa`, the slices hold what the tile reads
-            // and writes, `1 <= rows <= MR`.
+            // SAFETY: the CPU runs `isa`, the slices hold what the tile reads and writes
+            // (checked above), `1 <= rows <= MR`.
             unsafe { super::q8_arm::tile(isa, rows, k4, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
         }
-        #[allow(unreachable_patterns)]
         _ => unreachable!("{} is not built for this architecture", isa.name()),
+    }
+    for r in 0..rows {
+        let (rs, az) = (fix.rowsum[r], fix.a_zero[r]);
+        let out = band.row_mut(i0 + r, j0, cols);
+        let t = &tile[r * nr..r * nr + cols];
+        for (((o, &t), &f), &z) in out.iter_mut().zip(t).zip(fix.colfix).zip(fix.b_zero) {
+            *o = t
+                .wrapping_sub(z.wrapping_mul(rs))
+                .wrapping_add(az.wrapping_mul(f));
+        }
     }
 }
 
@@ -209,7 +259,7 @@ pub fn q8_pack_b(
     assert!(cols <= nr && out.len() >= k4 * 4 * nr && colsum.len() >= cols);
     assert!(k == 0 || cols == 0 || b.len() >= (k - 1) * ldb + j0 + cols);
     #[cfg(target_arch = "x86_64")]
-    if cols == nr && nr.is_multiple_of(16) && Q8Isa::available().contains(&Q8Isa::Avx2) {
+    if cols == nr && (nr == 16 || nr == 32) && Q8Isa::available().contains(&Q8Isa::Avx2) {
         // SAFETY: AVX2 runs here (checked); rows `0..k` of `b` hold columns `j0 .. j0 + nr`
         // (checked above), `out` holds `k4` groups of `nr` columns and `colsum` `nr` sums.
         unsafe {

@@ -8,24 +8,40 @@ use std::arch::x86_64::*;
 
 use super::q8::Q8Isa;
 
+/// Where a tile goes and its zero-point correction: `c[r · ldc + j] = sum - b_zero[j] ·
+/// rowsum[r] + a_zero[r] · colfix[j]` for `r < rows`, `j < cols`.
+pub(super) struct Out {
+    pub c: *mut i32,
+    pub ldc: usize,
+    pub cols: usize,
+    pub rowsum: *const i32,
+    pub a_zero: *const i32,
+    /// `NR` of them (zero padded).
+    pub colfix: *const i32,
+    /// `NR` of them (zero padded).
+    pub b_zero: *const i32,
+}
+
 /// Dispatches to `isa`'s tile for `rows` rows.
 ///
 /// # Safety
-/// The CPU runs `isa`; `1 <= rows <= isa.mr()`; `a` points at `k4 · 4 · MR` readable bytes,
-/// `b` at `k4 · 4 · NR`, `c` at `MR · NR` writable `i32`.
+/// The CPU runs `isa`; `1 <= rows <= isa.mr()`, `cols <= isa.nr()`; `a` points at
+/// `k4 · 4 · MR` readable bytes, `b` at `k4 · 4 · NR`; `out.c` at `rows` rows of `cols`
+/// writable `i32`, `ldc` apart; `rowsum`, `a_zero` at `rows` readable `i32`, `colfix` and
+/// `b_zero` at `NR`.
 pub(super) unsafe fn tile(
     isa: Q8Isa,
     rows: usize,
     k4: usize,
     a: *const u8,
     b: *const u8,
-    c: *mut i32,
+    out: &Out,
 ) {
     macro_rules! by_rows {
         ($f:ident, $($r:literal)*) => {
             match rows {
                 // SAFETY: forwarded contract.
-                $($r => unsafe { $f::<$r>(k4, a, b, c) },)*
+                $($r => unsafe { $f::<$r>(k4, a, b, out) },)*
                 _ => unreachable!(),
             }
         };
@@ -40,12 +56,13 @@ pub(super) unsafe fn tile(
 
 /// `M` rows × 32 columns with 512-bit `vpdpbusd` (panels of 8 rows).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_vnni512<const M: usize>(k4: usize, a: *const u8, b: *const u8, c: *mut i32) {
+unsafe fn tile_vnni512<const M: usize>(k4: usize, a: *const u8, b: *const u8, out: &Out) {
     const MR: usize = 8;
     const NR: usize = 32;
     let mut acc = [[_mm512_setzero_si512(); 2]; M];
     // SAFETY: group `g` reads `a[g · 4MR .. + 4M]` and `b[g · 4NR .. + 4NR]`, inside the
-    // panels for `g < k4` (caller's contract); the stores write `M · NR <= MR · NR` sums.
+    // panels for `g < k4`; the stores write the first `cols` of `M` rows of `out` (caller's
+    // contract).
     unsafe {
         for g in 0..k4 {
             let ap = a.add(g * 4 * MR);
@@ -58,16 +75,31 @@ unsafe fn tile_vnni512<const M: usize>(k4: usize, a: *const u8, b: *const u8, c:
                 acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, b1);
             }
         }
+        let fix = [
+            _mm512_loadu_si512(out.colfix.cast()),
+            _mm512_loadu_si512(out.colfix.add(16).cast()),
+        ];
+        let bz = [
+            _mm512_loadu_si512(out.b_zero.cast()),
+            _mm512_loadu_si512(out.b_zero.add(16).cast()),
+        ];
         for (r, acc_r) in acc.iter().enumerate() {
-            _mm512_storeu_si512(c.add(r * NR).cast(), acc_r[0]);
-            _mm512_storeu_si512(c.add(r * NR + 16).cast(), acc_r[1]);
+            let rs = _mm512_set1_epi32(*out.rowsum.add(r));
+            let az = _mm512_set1_epi32(*out.a_zero.add(r));
+            for h in 0..2 {
+                let v = _mm512_sub_epi32(acc_r[h], _mm512_mullo_epi32(bz[h], rs));
+                let v = _mm512_add_epi32(v, _mm512_mullo_epi32(az, fix[h]));
+                let lanes = out.cols.saturating_sub(16 * h).min(16);
+                let mask = ((1u32 << lanes) - 1) as u16;
+                _mm512_mask_storeu_epi32(out.c.add(r * out.ldc + 16 * h).cast(), mask, v);
+            }
         }
     }
 }
 
 /// `M` rows × 16 columns with 256-bit AVX-VNNI `vpdpbusd` (panels of 6 rows).
 #[target_feature(enable = "avx2,avxvnni")]
-unsafe fn tile_avxvnni<const M: usize>(k4: usize, a: *const u8, b: *const u8, c: *mut i32) {
+unsafe fn tile_avxvnni<const M: usize>(k4: usize, a: *const u8, b: *const u8, out: &Out) {
     const MR: usize = 6;
     const NR: usize = 16;
     let mut acc = [[_mm256_setzero_si256(); 2]; M];
@@ -85,8 +117,9 @@ unsafe fn tile_avxvnni<const M: usize>(k4: usize, a: *const u8, b: *const u8, c:
             }
         }
         for (r, acc_r) in acc.iter().enumerate() {
-            _mm256_storeu_si256(c.add(r * NR).cast(), acc_r[0]);
-            _mm256_storeu_si256(c.add(r * NR + 8).cast(), acc_r[1]);
+            for (h, &v) in acc_r.iter().enumerate() {
+                fix_store(v, out, r, 8 * h);
+            }
         }
     }
 }
@@ -95,7 +128,7 @@ unsafe fn tile_avxvnni<const M: usize>(k4: usize, a: *const u8, b: *const u8, c:
 /// sign-extended), `vpmaddwd` sums products in pairs into `i32` (exact: `2 · 255 · 128` fits),
 /// a horizontal add at the end joins the pairs (panels of 4 rows).
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2<const M: usize>(k4: usize, a: *const u8, b: *const u8, c: *mut i32) {
+unsafe fn tile_avx2<const M: usize>(k4: usize, a: *const u8, b: *const u8, out: &Out) {
     const MR: usize = 4;
     const NR: usize = 8;
     let mut acc = [[_mm256_setzero_si256(); 2]; M];
@@ -119,12 +152,40 @@ unsafe fn tile_avx2<const M: usize>(k4: usize, a: *const u8, b: *const u8, c: *m
             // hadd gives [c0 c1 c4 c5 | c2 c3 c6 c7], the permute restores the column order.
             let h = _mm256_hadd_epi32(acc_r[0], acc_r[1]);
             let h = _mm256_permute4x64_epi64::<0xD8>(h);
-            _mm256_storeu_si256(c.add(r * NR).cast(), h);
+            fix_store(h, out, r, 0);
         }
     }
 }
 
-/// Packs `nr` columns (a multiple of 16) of `k` rows of bytes at `b` (rows `ldb` apart) into
+/// Corrects the sums `v` of row `r`, columns `j0 .. j0 + 8` of a tile and stores those of
+/// them below `out.cols`.
+///
+/// # Safety
+/// AVX2 runs here; `out` satisfies [`tile`]'s contract, `r` is one of its rows and `j0 + 8 <=
+/// NR`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn fix_store(v: __m256i, out: &Out, r: usize, j0: usize) {
+    // SAFETY: `colfix`, `b_zero` hold `NR >= j0 + 8` values, `rowsum`, `a_zero` row `r`; the
+    // masked store writes only lanes `j0 + l < cols`, inside row `r` of `out.c`, and masked
+    // lanes do not fault.
+    unsafe {
+        let fix = _mm256_loadu_si256(out.colfix.add(j0).cast());
+        let bz = _mm256_loadu_si256(out.b_zero.add(j0).cast());
+        let rs = _mm256_set1_epi32(*out.rowsum.add(r));
+        let az = _mm256_set1_epi32(*out.a_zero.add(r));
+        let v = _mm256_sub_epi32(v, _mm256_mullo_epi32(bz, rs));
+        let v = _mm256_add_epi32(v, _mm256_mullo_epi32(az, fix));
+        let lanes = out.cols.saturating_sub(j0).min(8) as i32;
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(lanes),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        _mm256_maskstore_epi32(out.c.add(r * out.ldc + j0), mask, v);
+    }
+}
+
+/// Packs `nr` columns (16 or 32) of `k` rows of bytes at `b` (rows `ldb` apart) into
 /// `[ceil(k / 4)][nr][4]` at `out` (zero padded), XORing each byte with `flip`; `colsum[j]` is
 /// the sum of column `j`'s packed bytes as `i8` (`signed`) or `u8`.
 ///
@@ -151,9 +212,10 @@ pub(super) unsafe fn pack_b(
     // writes 64 bytes of group `g < k4` at column offset `16 · chunk < nr`, and the sums go
     // to `colsum[16 · chunk .. + 16]` (caller's contract).
     unsafe {
-        for chunk in 0..nr / 16 {
-            let mut sums = [_mm_setzero_si128(); 4];
-            for g in 0..k4 {
+        // Group by group (rows of `b` are read 16 · nr / 16 bytes at a time, cache lines whole).
+        let mut sums = [_mm_setzero_si128(); 8];
+        for g in 0..k4 {
+            for chunk in 0..nr / 16 {
                 let row = |r: usize| {
                     let kk = 4 * g + r;
                     if kk < k {
@@ -174,6 +236,7 @@ pub(super) unsafe fn pack_b(
                     _mm_unpackhi_epi16(t1, t3),
                 ];
                 let dst = out.add(g * 4 * nr + 64 * chunk);
+                let sums = &mut sums[4 * chunk..4 * chunk + 4];
                 for (q, (&v, s)) in u.iter().zip(sums.iter_mut()).enumerate() {
                     _mm_storeu_si128(dst.add(16 * q).cast(), v);
                     let pairs = if signed {
@@ -184,9 +247,9 @@ pub(super) unsafe fn pack_b(
                     *s = _mm_add_epi32(*s, _mm_madd_epi16(pairs, ones16));
                 }
             }
-            for (q, s) in sums.iter().enumerate() {
-                _mm_storeu_si128(colsum.add(16 * chunk + 4 * q).cast(), *s);
-            }
+        }
+        for (q, s) in sums.iter().take(nr / 4).enumerate() {
+            _mm_storeu_si128(colsum.add(4 * q).cast(), *s);
         }
     }
 }

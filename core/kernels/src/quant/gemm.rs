@@ -150,8 +150,8 @@ impl PackedQ8B {
         for jp in 0..panels {
             let j0 = jp * nr;
             let cols = nr.min(n - j0);
-            src.panel(
-                jp,
+            src.panels(
+                (jp, jp + 1),
                 &mut data[jp * panel..(jp + 1) * panel],
                 &mut colfix[j0..j0 + cols],
                 &mut zero[j0..j0 + cols],
@@ -219,12 +219,12 @@ enum BSource<'a> {
 }
 
 impl BSource<'_> {
-    /// Fills `panel`, `colfix` and `zero` for column panel `jp` (`colfix` and `zero` as long
-    /// as the panel's columns), unless it is pre-packed: then returns the stored ones.
-    fn panel<'s>(
+    /// Column panels `lo..hi`: their bytes, and per column `k · bz - colsum` and `bz`; packed
+    /// into `panels`, `colfix` and `zero` (as long as those columns) unless pre-packed.
+    fn panels<'s>(
         &'s self,
-        jp: usize,
-        panel: &'s mut [u8],
+        (lo, hi): (usize, usize),
+        panels: &'s mut [u8],
         colfix: &'s mut [i32],
         zero: &'s mut [i32],
     ) -> (&'s [u8], &'s [i32], &'s [i32]) {
@@ -232,23 +232,23 @@ impl BSource<'_> {
             BSource::Packed(pb) => {
                 let nr = pb.isa.nr();
                 let size = pb.k.div_ceil(4) * 4 * nr;
-                let (j0, j1) = (jp * nr, (jp * nr + nr).min(pb.n));
+                let (j0, j1) = (lo * nr, (hi * nr).min(pb.n));
                 (
-                    &pb.data[jp * size..(jp + 1) * size],
+                    &pb.data[lo * size..hi * size],
                     &pb.colfix[j0..j1],
                     &pb.zero[j0..j1],
                 )
             }
             BSource::Raw(r) => {
-                let j0 = jp * r.nr;
+                let j0 = lo * r.nr;
                 let cols = colfix.len();
-                q8_pack_b(r.isa, r.b, r.ldb, r.k, (j0, cols), r.flip, panel, colfix);
+                q8_pack_b(r.isa, r.b, r.ldb, r.k, (j0, cols), r.flip, panels, colfix);
                 let k = r.k as i32;
                 for (j, (fix, z)) in colfix.iter_mut().zip(zero.iter_mut()).enumerate() {
                     *z = r.zero.at(j0 + j).wrapping_add(r.shift);
                     *fix = (*z).wrapping_mul(k).wrapping_sub(*fix);
                 }
-                (panel, colfix, zero)
+                (panels, colfix, zero)
             }
         }
     }
@@ -287,42 +287,56 @@ fn run_band(
 ) {
     let (mr, nr, k4) = (pa.mr, isa.nr(), pa.k4);
     let m = pa.rowsum.len();
-    let mut panel = match b {
-        BSource::Raw(_) => vec![0u8; k4 * 4 * nr],
+    // Panels packed (or taken) a block at a time: ~96 KiB, so rows of `b` are read in long
+    // runs while the block stays in L2.
+    let size = k4 * 4 * nr;
+    let block = ((96 << 10) / size.max(1)).clamp(1, 64);
+    let mut panels = match b {
+        BSource::Raw(_) => vec![0u8; block * size],
         BSource::Packed(_) => Vec::new(),
     };
-    let mut colfix = vec![0i32; nr];
-    let mut zero = vec![0i32; nr];
+    let mut colfix = vec![0i32; block * nr];
+    let mut zero = vec![0i32; block * nr];
     let (mut fix_nr, mut zero_nr) = (vec![0i32; nr], vec![0i32; nr]);
     let mut tile = [0i32; Q8_TILE_MAX];
     let a_size = k4 * 4 * mr;
-    for jp in lo..hi {
-        let cols = nr.min(n - jp * nr);
-        let (bp, fix, bz) = b.panel(jp, &mut panel, &mut colfix[..cols], &mut zero[..cols]);
-        // The tiles read `NR` corrections: zero past the last column.
-        fix_nr[..cols].copy_from_slice(fix);
-        zero_nr[..cols].copy_from_slice(bz);
-        fix_nr[cols..].fill(0);
-        zero_nr[cols..].fill(0);
-        for (ip, ap) in pa.data.chunks_exact(a_size).enumerate() {
-            let i0 = ip * mr;
-            let rows = mr.min(m - i0);
-            let fix = TileFix {
-                rowsum: &pa.rowsum[i0..i0 + rows],
-                a_zero: &pa.zero[i0..i0 + rows],
-                colfix: &fix_nr,
-                b_zero: &zero_nr,
-            };
-            q8_tile_into(
-                isa,
-                k4,
-                ap,
-                bp,
-                &fix,
-                band,
-                (i0, (jp - lo) * nr, cols),
-                &mut tile,
-            );
+    for bl in (lo..hi).step_by(block) {
+        let bh = (bl + block).min(hi);
+        let width = (bh * nr).min(n) - bl * nr;
+        let (data, fixes, zeros) = b.panels(
+            (bl, bh),
+            &mut panels,
+            &mut colfix[..width],
+            &mut zero[..width],
+        );
+        for jp in bl..bh {
+            let (j0, cols) = ((jp - bl) * nr, nr.min(n - jp * nr));
+            let bp = &data[(jp - bl) * size..(jp - bl + 1) * size];
+            // The tiles read `NR` corrections: zero past the last column.
+            fix_nr[..cols].copy_from_slice(&fixes[j0..j0 + cols]);
+            zero_nr[..cols].copy_from_slice(&zeros[j0..j0 + cols]);
+            fix_nr[cols..].fill(0);
+            zero_nr[cols..].fill(0);
+            for (ip, ap) in pa.data.chunks_exact(a_size).enumerate() {
+                let i0 = ip * mr;
+                let rows = mr.min(m - i0);
+                let fix = TileFix {
+                    rowsum: &pa.rowsum[i0..i0 + rows],
+                    a_zero: &pa.zero[i0..i0 + rows],
+                    colfix: &fix_nr,
+                    b_zero: &zero_nr,
+                };
+                q8_tile_into(
+                    isa,
+                    k4,
+                    ap,
+                    bp,
+                    &fix,
+                    band,
+                    (i0, (jp - lo) * nr, cols),
+                    &mut tile,
+                );
+            }
         }
     }
 }

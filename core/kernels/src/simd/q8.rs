@@ -239,10 +239,10 @@ fn tile_portable(rows: usize, k4: usize, a: &[u8], b: &[u8], tile: &mut [i32]) {
     }
 }
 
-/// Packs columns `j0 .. j0 + cols` (`cols <= NR`) of the `k × n` byte matrix `b` (rows `ldb`
-/// apart) into one panel `out` (`[ceil(k / 4)][NR][4]`, zero padded), each byte XORed with
-/// `flip` (0x80 turns `u8` into `i8` minus 128 and back), and returns nothing; `colsum[j]`
-/// gets the sum of column `j`'s packed bytes read as `i8` (`signed`) or `u8`.
+/// Packs columns `j0 .. j0 + cols` of the `k × n` byte matrix `b` (rows `ldb` apart) into
+/// `ceil(cols / NR)` consecutive panels at `out` (each `[ceil(k / 4)][NR][4]`, zero padded),
+/// each byte XORed with `flip` (0x80 turns `u8` into `i8` minus 128 and back); `colsum[j]`
+/// gets the sum of column `j`'s packed bytes read as `isa` reads them.
 #[allow(clippy::too_many_arguments)]
 pub fn q8_pack_b(
     isa: Q8Isa,
@@ -255,28 +255,46 @@ pub fn q8_pack_b(
     colsum: &mut [i32],
 ) {
     let nr = isa.nr();
-    let k4 = k.div_ceil(4);
-    assert!(cols <= nr && out.len() >= k4 * 4 * nr && colsum.len() >= cols);
+    let size = k.div_ceil(4) * 4 * nr;
+    assert!(out.len() >= cols.div_ceil(nr) * size && colsum.len() >= cols);
     assert!(k == 0 || cols == 0 || b.len() >= (k - 1) * ldb + j0 + cols);
+    #[cfg(not(target_arch = "x86_64"))]
+    let full = 0;
     #[cfg(target_arch = "x86_64")]
-    if cols == nr && (nr == 16 || nr == 32) && Q8Isa::available().contains(&Q8Isa::Avx2) {
-        // SAFETY: AVX2 runs here (checked); rows `0..k` of `b` hold columns `j0 .. j0 + nr`
-        // (checked above), `out` holds `k4` groups of `nr` columns and `colsum` `nr` sums.
+    let full = if (nr == 16 || nr == 32) && cols >= nr && Q8Isa::Avx2.runs() {
+        let full = cols / nr;
+        // SAFETY: AVX2 runs here (checked); rows `0..k` of `b` hold columns `j0 .. j0 +
+        // full · nr` (checked above), `out` holds `full` panels and `colsum` `full · nr` sums.
         unsafe {
             super::q8_x86::pack_b(
                 b.as_ptr().add(j0),
                 ldb,
                 k,
-                nr,
+                (full * nr, nr),
                 flip,
                 isa.b_signed(),
                 out.as_mut_ptr(),
                 colsum.as_mut_ptr(),
             );
         }
-        return;
+        full
+    } else {
+        0
+    };
+    for p in full..cols.div_ceil(nr) {
+        let c = nr.min(cols - p * nr);
+        pack_b_portable(
+            b,
+            ldb,
+            k,
+            (j0 + p * nr, c),
+            nr,
+            flip,
+            isa.b_signed(),
+            &mut out[p * size..(p + 1) * size],
+            &mut colsum[p * nr..p * nr + c],
+        );
     }
-    pack_b_portable(b, ldb, k, (j0, cols), nr, flip, isa.b_signed(), out, colsum);
 }
 
 #[allow(clippy::too_many_arguments)]

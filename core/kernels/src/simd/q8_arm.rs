@@ -45,19 +45,17 @@ pub(super) unsafe fn tile(
 }
 
 /// `acc += sdot(b, a[lane])`: each `i32` lane of `acc` gains the dot product of its four
-/// bytes of `b` with the four bytes of `a`'s 32-bit lane `lane`.
+/// bytes of `b` with the four bytes of `a`'s 32-bit lane `lane`. Expands to inline assembly:
+/// use inside an `unsafe` block of a function that enables `dotprod`.
 macro_rules! sdot_lane {
     ($acc:expr, $b:expr, $a:expr, $lane:literal) => {
-        // SAFETY: register-only arithmetic; the enclosing function enables `dotprod`.
-        unsafe {
-            asm!(
-                concat!("sdot {acc:v}.4s, {b:v}.16b, {a:v}.4b[", $lane, "]"),
-                acc = inout(vreg) $acc,
-                b = in(vreg) $b,
-                a = in(vreg) $a,
-                options(pure, nomem, nostack, preserves_flags),
-            )
-        }
+        asm!(
+            concat!("sdot {acc:v}.4s, {b:v}.16b, {a:v}.4b[", $lane, "]"),
+            acc = inout(vreg) $acc,
+            b = in(vreg) $b,
+            a = in(vreg) $a,
+            options(pure, nomem, nostack, preserves_flags),
+        )
     };
 }
 
@@ -69,7 +67,8 @@ unsafe fn tile_dot<const M: usize>(k4: usize, a: *const u8, b: *const u8, c: *mu
     const NR: usize = 16;
     let mut acc = [[vdupq_n_s32(0); 4]; M];
     // SAFETY: group `g` reads `a[g · 4MR .. + 16]` and `b[g · 4NR .. + 64]`, inside the panels
-    // for `g < k4` (caller's contract); the stores write `M · NR <= MR · NR` sums.
+    // for `g < k4` (caller's contract); the stores write `M · NR <= MR · NR` sums. The `sdot`
+    // assembly is register-only arithmetic, and this function enables `dotprod`.
     unsafe {
         for g in 0..k4 {
             let av = vld1q_s8(a.add(g * 4 * MR).cast());

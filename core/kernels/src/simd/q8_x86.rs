@@ -185,37 +185,41 @@ unsafe fn fix_store(v: __m256i, out: &Out, r: usize, j0: usize) {
     }
 }
 
-/// Packs `nr` columns (16 or 32) of `k` rows of bytes at `b` (rows `ldb` apart) into
-/// `[ceil(k / 4)][nr][4]` at `out` (zero padded), XORing each byte with `flip`; `colsum[j]` is
-/// the sum of column `j`'s packed bytes as `i8` (`signed`) or `u8`.
+/// Packs `width` columns (a multiple of `nr`, which is 16 or 32) of `k` rows of bytes at `b`
+/// (rows `ldb` apart) into `width / nr` panels `[ceil(k / 4)][nr][4]` at `out` (zero
+/// padded), XORing each byte with `flip`; `colsum[j]` is the sum of column `j`'s packed bytes
+/// as `i8` (`signed`) or `u8`. Rows are read `width` bytes at a time, so whole cache lines.
 ///
 /// # Safety
-/// AVX2 runs here; `b` points at `k` rows of `nr` readable bytes `ldb` apart, `out` at
-/// `ceil(k / 4) · 4 · nr` writable bytes, `colsum` at `nr` writable `i32`.
+/// AVX2 runs here; `b` points at `k` rows of `width` readable bytes `ldb` apart, `out` at
+/// `width / nr` panels of `ceil(k / 4) · 4 · nr` writable bytes, `colsum` at `width` writable
+/// `i32`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn pack_b(
     b: *const u8,
     ldb: usize,
     k: usize,
-    nr: usize,
+    (width, nr): (usize, usize),
     flip: u8,
     signed: bool,
     out: *mut u8,
     colsum: *mut i32,
 ) {
     let k4 = k.div_ceil(4);
+    let size = k4 * 4 * nr;
     let fx = _mm_set1_epi8(flip as i8);
     let ones8 = _mm_set1_epi8(1);
     let ones16 = _mm_set1_epi16(1);
-    // SAFETY: every load reads 16 bytes of a row `< k` inside the `nr` columns, every store
-    // writes 64 bytes of group `g < k4` at column offset `16 · chunk < nr`, and the sums go
-    // to `colsum[16 · chunk .. + 16]` (caller's contract).
+    // SAFETY: every load reads 16 bytes of a row `< k` at column `16 · chunk < width`, every
+    // store writes 64 bytes of group `g < k4` of panel `16 · chunk / nr < width / nr`, and the
+    // sums go to `colsum[16 · chunk .. + 16]`, all inside the caller's buffers.
     unsafe {
-        // Group by group (rows of `b` are read 16 · nr / 16 bytes at a time, cache lines whole).
-        let mut sums = [_mm_setzero_si128(); 8];
+        for j in 0..width {
+            *colsum.add(j) = 0;
+        }
         for g in 0..k4 {
-            for chunk in 0..nr / 16 {
+            for chunk in 0..width / 16 {
                 let row = |r: usize| {
                     let kk = 4 * g + r;
                     if kk < k {
@@ -235,21 +239,20 @@ pub(super) unsafe fn pack_b(
                     _mm_unpacklo_epi16(t1, t3),
                     _mm_unpackhi_epi16(t1, t3),
                 ];
-                let dst = out.add(g * 4 * nr + 64 * chunk);
-                let sums = &mut sums[4 * chunk..4 * chunk + 4];
-                for (q, (&v, s)) in u.iter().zip(sums.iter_mut()).enumerate() {
+                let (panel, at) = (16 * chunk / nr, 16 * chunk % nr);
+                let dst = out.add(panel * size + g * 4 * nr + 4 * at);
+                for (q, &v) in u.iter().enumerate() {
                     _mm_storeu_si128(dst.add(16 * q).cast(), v);
                     let pairs = if signed {
                         _mm_maddubs_epi16(ones8, v)
                     } else {
                         _mm_maddubs_epi16(v, ones8)
                     };
-                    *s = _mm_add_epi32(*s, _mm_madd_epi16(pairs, ones16));
+                    let s = colsum.add(16 * chunk + 4 * q).cast::<__m128i>();
+                    let sum = _mm_add_epi32(_mm_loadu_si128(s), _mm_madd_epi16(pairs, ones16));
+                    _mm_storeu_si128(s, sum);
                 }
             }
-        }
-        for (q, s) in sums.iter().take(nr / 4).enumerate() {
-            _mm_storeu_si128(colsum.add(4 * q).cast(), *s);
         }
     }
 }

@@ -14,7 +14,10 @@
 //! packed once up front. The accumulators stay in registers for the whole depth `k`.
 
 use super::{QGemm, ZeroPoints, Q8};
-use crate::simd::q8::{q8_pack_b, q8_tile_into, Band, ColumnBands, Q8Isa, TileFix, Q8_TILE_MAX};
+use crate::simd::q8::{
+    q8_direct_block, q8_direct_rows, q8_direct_slot, q8_pack_b, q8_tile_into, Band, ColumnBands,
+    Q8Isa, TileFix, Q8_DIRECT_COLS, Q8_TILE_MAX,
+};
 
 /// An operand's bytes and whether they are `i8`.
 fn bytes<'a>(q: Q8<'a>) -> (&'a [u8], bool) {
@@ -341,6 +344,67 @@ fn run_band(
     }
 }
 
+/// A product of a few rows with `b` read unpacked (`q8_direct_block`), 64 columns at a time:
+/// packing `b` would cost more than the product.
+fn run_direct(isa: Q8Isa, pa: &PackedA, b: &RawB<'_>, n: usize, c: &mut [i32], ldc: usize) {
+    const W: usize = Q8_DIRECT_COLS;
+    let m = pa.rowsum.len();
+    let k = b.k;
+    let blocks = n.div_ceil(W);
+    let min_blocks = ((1usize << 18) / (m * k * W).max(1)).max(1);
+    let Some(bands) = ColumnBands::new(c, m, n, ldc) else {
+        unreachable!("the output was checked");
+    };
+    crate::par::ranges(blocks, min_blocks, &|lo, hi| {
+        let Some(mut band) = bands.claim(lo * W, (hi * W).min(n)) else {
+            unreachable!("parts of a range are disjoint");
+        };
+        // Up to 1024 columns a call (16 KiB of sums a row), the narrower last block from a
+        // zero-padded copy.
+        const CHUNK: usize = 16 * W;
+        let mut sums = vec![0i32; m * CHUNK];
+        let mut colsum = vec![0i32; CHUNK];
+        let mut tail = Vec::new();
+        let (first, end) = (lo * W, (hi * W).min(n));
+        let mut j0 = first;
+        while j0 < end {
+            let full = ((end - j0) / W * W).min(CHUNK);
+            let (cols, width) = if full > 0 {
+                (full, full)
+            } else {
+                (end - j0, W)
+            };
+            if full > 0 {
+                let src = (b.b, b.ldb, j0, width);
+                q8_direct_block(isa, m, k, &pa.data, src, b.flip, &mut sums, &mut colsum);
+            } else {
+                tail.resize(k * W, 0u8);
+                for (kk, row) in tail.chunks_exact_mut(W).enumerate() {
+                    row[..cols].copy_from_slice(&b.b[kk * b.ldb + j0..kk * b.ldb + j0 + cols]);
+                    row[cols..].fill(b.flip);
+                }
+                let src = (&tail[..], W, 0, W);
+                q8_direct_block(isa, m, k, &pa.data, src, b.flip, &mut sums, &mut colsum);
+            }
+            let kk = k as i32;
+            for r in 0..m {
+                let (rs, az) = (pa.rowsum[r], pa.zero[r]);
+                let out = band.row_mut(r, j0 - first, cols);
+                let row = &sums[r * width..(r + 1) * width];
+                for (j, o) in out.iter_mut().enumerate() {
+                    let slot = q8_direct_slot(j);
+                    let z = b.zero.at(j0 + j).wrapping_add(b.shift);
+                    let fix = z.wrapping_mul(kk).wrapping_sub(colsum[slot]);
+                    *o = row[slot]
+                        .wrapping_sub(z.wrapping_mul(rs))
+                        .wrapping_add(az.wrapping_mul(fix));
+                }
+            }
+            j0 += cols;
+        }
+    });
+}
+
 /// [`super::qgemm`] on the tiles of `isa` (an error if this CPU does not run it): how the
 /// tests compare every path with the reference.
 pub fn qgemm_with(isa: Q8Isa, p: &QGemm<'_>, c: &mut [i32], ldc: usize) -> Result<(), String> {
@@ -359,7 +423,11 @@ pub fn qgemm_with(isa: Q8Isa, p: &QGemm<'_>, c: &mut [i32], ldc: usize) -> Resul
         return Ok(());
     }
     let pa = pack_a(isa, p.m, p.k, p.a, p.lda, p.a_zero);
-    run(isa, &pa, &BSource::Raw(RawB::new(isa, p)), p.n, c, ldc);
+    if p.m <= q8_direct_rows(isa) {
+        run_direct(isa, &pa, &RawB::new(isa, p), p.n, c, ldc);
+    } else {
+        run(isa, &pa, &BSource::Raw(RawB::new(isa, p)), p.n, c, ldc);
+    }
     Ok(())
 }
 

@@ -395,3 +395,65 @@ impl Band<'_> {
         unsafe { std::slice::from_raw_parts_mut(self.bands.ptr.add(start), len) }
     }
 }
+
+/// Columns per block of [`q8_direct_block`]: its widths are multiples of this.
+pub const Q8_DIRECT_COLS: usize = 64;
+
+/// How many rows `isa`'s [`q8_direct_block`] takes (products of a few rows that read `b`
+/// unpacked); 0 if it has none.
+pub fn q8_direct_rows(isa: Q8Isa) -> usize {
+    match isa {
+        Q8Isa::Avx512Vnni => 4,
+        _ => 0,
+    }
+}
+
+/// Where `q8_direct_block` puts column `j` of a block of 64: `16q + 4L + e` for `j = 16L + 4q
+/// + e`.
+#[inline]
+pub fn q8_direct_slot(j: usize) -> usize {
+    (j & !63) | ((j >> 2) & 3) << 4 | ((j >> 4) & 3) << 2 | (j & 3)
+}
+
+/// The few-row product without packing `b`: rows `0..rows` (at most
+/// [`q8_direct_rows`]`(isa)`) of one packed panel `a` of `isa` times columns `j0 .. j0 +
+/// width` (`width` a multiple of 64) of the `k × n` bytes `b` (rows `ldb` apart), each byte
+/// of `b` XORed with `flip`: `sums[r · width + q8_direct_slot(j)]` gets the raw sum of row `r`,
+/// column `j`, `colsum[q8_direct_slot(j)]` the sum of column `j`'s (flipped) bytes as `i8`.
+/// Panics if `isa` has no such path here, `width` is not a multiple of 64 or a slice is short.
+#[allow(clippy::too_many_arguments)]
+pub fn q8_direct_block(
+    isa: Q8Isa,
+    rows: usize,
+    k: usize,
+    a: &[u8],
+    (b, ldb, j0, width): (&[u8], usize, usize, usize),
+    flip: u8,
+    sums: &mut [i32],
+    colsum: &mut [i32],
+) {
+    assert!(isa.runs() && rows >= 1 && rows <= q8_direct_rows(isa));
+    assert!(width.is_multiple_of(Q8_DIRECT_COLS) && a.len() >= k.div_ceil(4) * 4 * isa.mr());
+    assert!(k == 0 || width == 0 || b.len() >= (k - 1) * ldb + j0 + width);
+    assert!(sums.len() >= rows * width && colsum.len() >= width);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: AVX-512 VNNI runs here (`q8_direct_rows` is non-zero only for it, and
+        // `isa.runs()`); `a` holds the panel's `ceil(k / 4)` groups, rows `0..k` of `b` hold
+        // columns `j0 .. j0 + width`, `sums` `rows · width` and `colsum` `width` values
+        // (checked above).
+        unsafe {
+            super::q8_x86::direct(
+                rows,
+                k,
+                a.as_ptr(),
+                (b.as_ptr().add(j0), ldb, width),
+                flip,
+                sums.as_mut_ptr(),
+                colsum.as_mut_ptr(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no direct few-row path on this architecture ({})", flip);
+}

@@ -256,3 +256,130 @@ pub(super) unsafe fn pack_b(
         }
     }
 }
+
+/// Rows `0..M` (at most 4) of one packed panel of `a` (8 rows, `u8`) times `width` (a
+/// multiple of 64) columns of `b` read straight from its rows (no packing): each group of four
+/// rows of `b` is interleaved in registers into the dot-product layout, four groups at a time
+/// across all the columns (so `b` streams row by row), the sums kept in memory. Block `blk`
+/// of 64 columns, column `16L + 4q + e` lands at `64 blk + 16q + 4L + e` of `sums` (row `r`
+/// at `r · width`) and of `colsum` (the sums of the flipped bytes as `i8`).
+///
+/// # Safety
+/// AVX-512 VNNI runs here; `a` points at `ceil(k / 4) · 32` readable bytes, `b` at `k` rows
+/// of `width` readable bytes `ldb` apart, `sums` at `M · width` writable `i32`, `colsum` at
+/// `width`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn direct_vnni512<const M: usize>(
+    k: usize,
+    a: *const u8,
+    (b, ldb, width): (*const u8, usize, usize),
+    flip: u8,
+    sums: *mut i32,
+    colsum: *mut i32,
+) {
+    const MR: usize = 8;
+    let fx = _mm512_set1_epi8(flip as i8);
+    let ones = _mm512_set1_epi8(1);
+    let k4 = k.div_ceil(4);
+    // SAFETY: group `g` reads rows `4g .. 4g + 4` (those `< k`) of `b`, `width` bytes each,
+    // and `a[g · 4MR .. + 4M]`; the sums touch `M · width` and `width` values (caller's
+    // contract).
+    unsafe {
+        for r in 0..M {
+            for j in 0..width {
+                *sums.add(r * width + j) = 0;
+            }
+        }
+        for j in 0..width {
+            *colsum.add(j) = 0;
+        }
+        let group = |g: usize, blk: usize| {
+            let row = |i: usize| {
+                let kk = 4 * g + i;
+                if kk < k {
+                    _mm512_xor_si512(_mm512_loadu_si512(b.add(kk * ldb + 64 * blk).cast()), fx)
+                } else {
+                    _mm512_setzero_si512()
+                }
+            };
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            // Per 128-bit lane L (columns 16L .. 16L + 16): u[q] holds columns 16L + 4q .. + 4,
+            // four k each.
+            let t0 = _mm512_unpacklo_epi8(r0, r1);
+            let t1 = _mm512_unpackhi_epi8(r0, r1);
+            let t2 = _mm512_unpacklo_epi8(r2, r3);
+            let t3 = _mm512_unpackhi_epi8(r2, r3);
+            [
+                _mm512_unpacklo_epi16(t0, t2),
+                _mm512_unpackhi_epi16(t0, t2),
+                _mm512_unpacklo_epi16(t1, t3),
+                _mm512_unpackhi_epi16(t1, t3),
+            ]
+        };
+        // Groups per pass over the columns: rows of `b` in flight at once.
+        const G: usize = 4;
+        for g in (0..k4).step_by(G) {
+            let gs = g..(g + G).min(k4);
+            for blk in 0..width / 64 {
+                let cs = colsum.add(64 * blk);
+                let mut c = [_mm512_setzero_si512(); 4];
+                let mut acc = [[_mm512_setzero_si512(); 4]; M];
+                for q in 0..4 {
+                    c[q] = _mm512_loadu_si512(cs.add(16 * q).cast());
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        acc_r[q] =
+                            _mm512_loadu_si512(sums.add(r * width + 64 * blk + 16 * q).cast());
+                    }
+                }
+                for gg in gs.clone() {
+                    let u = group(gg, blk);
+                    for q in 0..4 {
+                        c[q] = _mm512_dpbusd_epi32(c[q], ones, u[q]);
+                    }
+                    let ap = a.add(gg * 4 * MR);
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_epi32(ap.add(4 * r).cast::<i32>().read_unaligned());
+                        for q in 0..4 {
+                            acc_r[q] = _mm512_dpbusd_epi32(acc_r[q], av, u[q]);
+                        }
+                    }
+                }
+                for q in 0..4 {
+                    _mm512_storeu_si512(cs.add(16 * q).cast(), c[q]);
+                    for (r, acc_r) in acc.iter().enumerate() {
+                        _mm512_storeu_si512(
+                            sums.add(r * width + 64 * blk + 16 * q).cast(),
+                            acc_r[q],
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`direct_vnni512`] for `rows` rows.
+///
+/// # Safety
+/// As for [`direct_vnni512`], with `1 <= rows <= 4`.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn direct(
+    rows: usize,
+    k: usize,
+    a: *const u8,
+    b: (*const u8, usize, usize),
+    flip: u8,
+    sums: *mut i32,
+    colsum: *mut i32,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match rows {
+            1 => direct_vnni512::<1>(k, a, b, flip, sums, colsum),
+            2 => direct_vnni512::<2>(k, a, b, flip, sums, colsum),
+            3 => direct_vnni512::<3>(k, a, b, flip, sums, colsum),
+            _ => direct_vnni512::<4>(k, a, b, flip, sums, colsum),
+        }
+    }
+}

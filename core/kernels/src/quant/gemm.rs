@@ -9,9 +9,12 @@
 //! `u8`) and its zero points moved by the same 128, so every sign combination runs on the one
 //! tile. All sums wrap in `i32`, like the reference, so the identity holds exactly.
 //!
-//! Loops: the panels of `b` (columns) are split across threads; each thread packs one panel
-//! of `b` at a time (a few KiB to ~100 KiB) and runs it against every panel of `a`, which is
-//! packed once up front. The accumulators stay in registers for the whole depth `k`.
+//! Loops: the panels of `b` (columns) are split across threads; each thread packs a block of
+//! panels of `b` at a time (~96 KiB, rows read in long runs) and runs each panel against every
+//! panel of `a`, which is packed once up front. The accumulators stay in registers for the
+//! whole depth `k`; the x86 tiles correct and store straight into the output. Products of at
+//! most 4 rows on AVX-512 VNNI skip packing `b` (`q8_direct_block`: it would cost more than the
+//! product); a pre-packed `b` ([`PackedQ8B`], constant weights) skips it always.
 
 use super::{QGemm, ZeroPoints, Q8};
 use crate::simd::q8::{

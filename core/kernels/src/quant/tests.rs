@@ -256,15 +256,15 @@ fn column_bands_are_handed_out_disjoint() {
     let mut c = vec![0i32; 3 * 10];
     assert!(ColumnBands::new(&mut c, 3, 11, 10).is_none(), "ldc < n");
     assert!(ColumnBands::new(&mut c, 4, 10, 10).is_none(), "too short");
-    let bands = ColumnBands::new(&mut c, 3, 10, 10).unwrap();
-    let mut left = bands.claim(0, 4).unwrap();
-    assert!(bands.claim(3, 6).is_none(), "overlaps the first band");
-    assert!(bands.claim(8, 11).is_none(), "past the last column");
-    let mut right = bands.claim(4, 10).unwrap();
-    left.row_mut(2, 0, 4).fill(1);
-    right.row_mut(1, 1, 5).fill(2);
-    drop((left, right));
-    drop(bands);
+    {
+        let bands = ColumnBands::new(&mut c, 3, 10, 10).unwrap();
+        let mut left = bands.claim(0, 4).unwrap();
+        assert!(bands.claim(3, 6).is_none(), "overlaps the first band");
+        assert!(bands.claim(8, 11).is_none(), "past the last column");
+        let mut right = bands.claim(4, 10).unwrap();
+        left.row_mut(2, 0, 4).fill(1);
+        right.row_mut(1, 1, 5).fill(2);
+    }
     assert_eq!(&c[20..24], &[1, 1, 1, 1]);
     assert_eq!(&c[15..20], &[2; 5]);
     assert_eq!(c.iter().filter(|&&v| v != 0).count(), 9);

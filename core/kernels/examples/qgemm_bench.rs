@@ -3,12 +3,15 @@
 //! run (`linalg::gemm_f32`), on transformer/LSTM products (few rows, weights on the right) and
 //! convolutions as GEMM (rows = output channels, depth = C·kh·kw, columns = H·W), with 1 and
 //! 2 threads. Median µs of several runs; `f32 / int8` is the speed-up. Prints a Markdown
-//! table. `qgemm_bench [threads...]` (default `1 2`).
+//! table, then (one thread) the speed-up of every 8-bit path this CPU runs.
+//! `qgemm_bench [threads...]` (default `1 2`).
 use std::time::Instant;
 
 use sod2_kernels::linalg::gemm_f32;
 use sod2_kernels::mat::{Gemm, MatRef};
-use sod2_kernels::quant::{qgemm, qgemm_packed, PackedQ8B, Q8Isa, QGemm, ZeroPoints, Q8};
+use sod2_kernels::quant::{
+    qgemm, qgemm_packed, qgemm_with, PackedQ8B, Q8Isa, QGemm, ZeroPoints, Q8,
+};
 
 fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -108,5 +111,50 @@ fn main() {
                 f / qp
             );
         }
+    }
+    let paths = Q8Isa::available();
+    println!();
+    print!("| m×k×n (1 thread) | f32 µs |");
+    for isa in paths {
+        print!(" {} f32/int8 |", isa.name());
+    }
+    println!();
+    println!("|---|---|{}", "---|".repeat(paths.len()));
+    for &(_, m, k, n) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let qa: Vec<u8> = (0..m * k).map(|i| (i * 37 % 251) as u8).collect();
+        let qb: Vec<i8> = (0..k * n).map(|i| (i * 91 % 253) as u8 as i8).collect();
+        let mut c = vec![0f32; m * n];
+        let mut qc = vec![0i32; m * n];
+        let runs = (3e9 / (m * n * k) as f64).clamp(7.0, 201.0) as usize;
+        let g = Gemm {
+            m,
+            n,
+            k,
+            a: MatRef::new(&a, k),
+            b: MatRef::new(&b, n),
+            alpha: 1.0,
+            accumulate: false,
+        };
+        let p = QGemm {
+            m,
+            n,
+            k,
+            a: Q8::U8(&qa),
+            lda: k,
+            a_zero: ZeroPoints::Scalar(3),
+            b: Q8::I8(&qb),
+            ldb: n,
+            b_zero: ZeroPoints::Scalar(-2),
+        };
+        let f = median_us(runs, || gemm_f32(&g, &mut c));
+        print!("| {m}×{k}×{n} | {f:.1} |");
+        for &isa in paths {
+            let runs = if isa == Q8Isa::Portable { 3 } else { runs };
+            let q = median_us(runs, || qgemm_with(isa, &p, &mut qc, n).expect("qgemm"));
+            print!(" {:.2} |", f / q);
+        }
+        println!();
     }
 }

@@ -211,31 +211,40 @@ pub fn q8_tile_into(
 }
 
 /// The portable tile: `u8` `a` (signedness per [`Q8Isa::a_signed`]: portable reads `u8`),
-/// `i8` `b`, 4 × 16.
+/// `i8` `b`, 4 × 16. Each of a column's four `k` keeps its own lane (64 lanes a row, straight
+/// elementwise products the compiler vectorises), summed at the end.
 fn tile_portable(rows: usize, k4: usize, a: &[u8], b: &[u8], tile: &mut [i32]) {
     const MR: usize = 4;
     const NR: usize = 16;
-    let mut acc = [[0i32; NR]; MR];
+    let mut acc = [[0i32; 4 * NR]; MR];
     for (ag, bg) in a.chunks_exact(4 * MR).zip(b.chunks_exact(4 * NR)).take(k4) {
+        let bg: &[u8; 4 * NR] = bg.try_into().unwrap_or(&[0; 4 * NR]);
+        let mut bw = [0i32; 4 * NR];
+        for (w, &v) in bw.iter_mut().zip(bg) {
+            *w = i32::from(v as i8);
+        }
         for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
-            let av = [
+            let a4 = [
                 i32::from(ag[4 * r]),
                 i32::from(ag[4 * r + 1]),
                 i32::from(ag[4 * r + 2]),
                 i32::from(ag[4 * r + 3]),
             ];
-            for (s, bc) in acc_r.iter_mut().zip(bg.chunks_exact(4)) {
-                // |product| <= 255 · 128, four of them fit in i32 with room to spare.
-                let d = av[0] * i32::from(bc[0] as i8)
-                    + av[1] * i32::from(bc[1] as i8)
-                    + av[2] * i32::from(bc[2] as i8)
-                    + av[3] * i32::from(bc[3] as i8);
-                *s = s.wrapping_add(d);
+            for (s4, b4) in acc_r.chunks_exact_mut(4).zip(bw.chunks_exact(4)) {
+                for t in 0..4 {
+                    // |a · b| <= 255 · 128: one product per lane and group.
+                    s4[t] = s4[t].wrapping_add(a4[t] * b4[t]);
+                }
             }
         }
     }
     for (r, acc_r) in acc.iter().enumerate().take(rows) {
-        tile[r * NR..(r + 1) * NR].copy_from_slice(acc_r);
+        for (j, s4) in acc_r.chunks_exact(4).enumerate() {
+            tile[r * NR + j] = s4[0]
+                .wrapping_add(s4[1])
+                .wrapping_add(s4[2])
+                .wrapping_add(s4[3]);
+        }
     }
 }
 

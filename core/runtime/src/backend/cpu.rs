@@ -57,7 +57,7 @@ impl Backend for CpuBackend {
             // first writes it. No kernel relies on the arena being zero (at a shape seen
             // before it holds the last run's bytes): every step writes its outputs in full.
             let held = self.arena.len() * 8;
-            let what = || format!("the arena ({bytes} bytes)");
+            let what = || "the arena".to_string();
             limit.check(&what, held + other, held, bytes)?;
             self.arena = Vec::new();
             self.len = 0;

@@ -6,7 +6,6 @@ use sod2_runtime::{Plan, RuntimeError, Session, TensorIn};
 
 mod common;
 #[path = "common/onnx.rs"]
-#[allow(dead_code)]
 mod onnx;
 
 fn run_small(s: &mut Session) {

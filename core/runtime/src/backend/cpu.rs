@@ -63,6 +63,10 @@ impl Backend for CpuBackend {
             self.len = 0;
             self.arena = mem::zeroed_words(words)
                 .ok_or_else(|| mem::refused(what(), bytes.saturating_add(other)))?;
+            // Debug builds poison a fresh arena (NaNs as f32 and f64, huge negative integers), so
+            // the tests catch a kernel that reads arena bytes it did not write.
+            #[cfg(debug_assertions)]
+            self.arena.fill(0xFFF0_0000_FFF0_0001);
         }
         self.len = bytes;
         Ok(())

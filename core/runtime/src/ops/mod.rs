@@ -360,23 +360,28 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
         return k(c);
     }
     use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
-    let widened: Vec<Option<Vec<u8>>> = c
-        .ins
-        .iter()
-        .map(|x| {
-            x.as_ref().filter(|x| half(x.dtype)).map(|x| {
-                let to = if x.dtype == DType::F16 {
-                    f16_to_f32
-                } else {
-                    bf16_to_f32
-                };
-                x.data
-                    .chunks_exact(2)
-                    .flat_map(|h| to(u16::from_le_bytes([h[0], h[1]])).to_le_bytes())
-                    .collect()
-            })
-        })
-        .collect();
+    let mut widened: Vec<Option<Vec<u8>>> = Vec::with_capacity(c.ins.len());
+    for x in &c.ins {
+        let Some(x) = x.as_ref().filter(|x| half(x.dtype)) else {
+            widened.push(None);
+            continue;
+        };
+        let to = if x.dtype == DType::F16 {
+            f16_to_f32
+        } else {
+            bf16_to_f32
+        };
+        // Twice the input's bytes, asked of the allocator fallibly (an input-sized buffer).
+        let mut w = Vec::new();
+        w.try_reserve_exact(x.data.len() * 2)
+            .map_err(|_| format!("widening an input: {} bytes refused", x.data.len() * 2))?;
+        w.extend(
+            x.data
+                .chunks_exact(2)
+                .flat_map(|h| to(u16::from_le_bytes([h[0], h[1]])).to_le_bytes()),
+        );
+        widened.push(Some(w));
+    }
     let mut bufs: Vec<Vec<u64>> = c.outs.iter().map(|_| Vec::new()).collect();
     let dtypes: Vec<Option<DType>> = c.outs.iter().map(|o| o.as_ref().map(|o| o.dtype)).collect();
     // Scoped, so the inner context's borrows of `bufs` end before `bufs` is read.

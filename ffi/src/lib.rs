@@ -491,6 +491,29 @@ pub unsafe extern "C" fn sod2_session_set_threads(
     })
 }
 
+/// Limits the memory a session may hold, its arena and its execution-sized tensors together,
+/// to `bytes`; `0` restores the default, the memory the system has available when a buffer
+/// must grow (`MemAvailable` on Linux and Android; no limit of sod2's own elsewhere, where
+/// only the allocator refuses). A `sod2_session_prepare` or `sod2_session_run` at shapes
+/// needing more returns `SOD2_ERR_INPUT` ("... needs N bytes, limit M") and allocates nothing
+/// for them; the session stays usable at smaller shapes.
+///
+/// # Safety
+/// `session` must be null or a handle from `sod2_session_create` (checked against the
+/// registry of live handles).
+#[no_mangle]
+pub unsafe extern "C" fn sod2_session_set_memory_limit(
+    session: *mut sod2_session,
+    bytes: usize,
+) -> sod2_status {
+    guard(|| {
+        let s = session_mut(session)?;
+        s.session
+            .set_memory_limit(if bytes == 0 { None } else { Some(bytes) });
+        Ok(())
+    })
+}
+
 /// Runs the model on the bound inputs. Outputs stay in the session until the next run.
 ///
 /// # Safety

@@ -77,6 +77,25 @@ int main(int argc, char **argv) {
     fprintf(stderr, "valid run failed: %s\n", sod2_last_error());
     return 3;
   }
+  /* a memory limit below what a shape needs: an error, and the session lives on */
+  size_t arena = 0;
+  if (sod2_session_prepare(s, &arena) != SOD2_OK) return 3;
+  expect("memory limit on a null session", sod2_session_set_memory_limit(NULL, 1), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
+  if (sod2_session_set_memory_limit(s, arena) != SOD2_OK) return 3;
+  size_t large[2] = {8, 128};
+  int64_t *many = calloc(8 * 128, sizeof *many);
+  sod2_session_set_input(s, 0, SOD2_I64, large, 2, many, 8 * 128 * sizeof *many);
+  sod2_session_set_input(s, 1, SOD2_I64, large, 2, many, 8 * 128 * sizeof *many);
+  expect("prepare past the memory limit", sod2_session_prepare(s, NULL), SOD2_ERR_INPUT, "bytes, limit");
+  expect("run past the memory limit", sod2_session_run(s), SOD2_ERR_INPUT, "the arena");
+  sod2_session_set_input(s, 0, SOD2_I64, dims, 2, ids, sizeof ids);
+  sod2_session_set_input(s, 1, SOD2_I64, dims, 2, ids, sizeof ids);
+  if (sod2_session_run(s) != SOD2_OK) {
+    fprintf(stderr, "run after a refused shape failed: %s\n", sod2_last_error());
+    return 3;
+  }
+  if (sod2_session_set_memory_limit(s, 0) != SOD2_OK) return 3;
+  free(many);
   expect("output buffer too small", sod2_session_copy_output(s, 0, out, sizeof out), SOD2_ERR_INVALID_ARGUMENT, "the buffer has 16");
   expect("null out pointer", sod2_session_output_info(s, 0, NULL, NULL, NULL, NULL), SOD2_ERR_INVALID_ARGUMENT, "is null");
 
@@ -85,6 +104,6 @@ int main(int argc, char **argv) {
   expect("double destroy", sod2_session_destroy(s), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
   if (sod2_plan_destroy(plan) != SOD2_OK) return 3;
   expect("closed plan", sod2_session_create(plan, &s), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
-  printf("%d passed, %d failed\n", 23 - failures, failures);
+  printf("%d passed, %d failed\n", 26 - failures, failures);
   return failures ? 1 : 0;
 }

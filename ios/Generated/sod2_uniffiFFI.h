@@ -303,6 +303,11 @@ uint64_t uniffi_sod2_uniffi_fn_method_session_prepare(uint64_t ptr, RustBuffer s
 RustBuffer uniffi_sod2_uniffi_fn_method_session_run(uint64_t ptr, RustBuffer inputs, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_METHOD_SESSION_SET_MEMORY_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_METHOD_SESSION_SET_MEMORY_LIMIT
+void uniffi_sod2_uniffi_fn_method_session_set_memory_limit(uint64_t ptr, uint64_t bytes, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_METHOD_SESSION_SET_THREADS
 #define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_METHOD_SESSION_SET_THREADS
 void uniffi_sod2_uniffi_fn_method_session_set_threads(uint64_t ptr, uint32_t threads, RustCallStatus *_Nonnull out_status
@@ -625,6 +630,12 @@ uint16_t uniffi_sod2_uniffi_checksum_method_session_prepare(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_METHOD_SESSION_RUN
 #define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_METHOD_SESSION_RUN
 uint16_t uniffi_sod2_uniffi_checksum_method_session_run(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_METHOD_SESSION_SET_MEMORY_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_METHOD_SESSION_SET_MEMORY_LIMIT
+uint16_t uniffi_sod2_uniffi_checksum_method_session_set_memory_limit(void
     
 );
 #endif

@@ -63,6 +63,19 @@ short = s.TensorData(element_type=s.ElementType.I64, shape=[1, 3], data=bytes(8)
 expect("wrong size", lambda: session.run([short, short]), s.Sod2Error.Input, "8 bytes given")
 expect("out of range", lambda: session.prepare([[1, 999], [1, 999]]), s.Sod2Error.Input, "outside the declared range")
 expect("zero threads", lambda: session.set_threads(0), s.Sod2Error.Run, "0 threads: expected 1..=256")
+# A shape needing more than the memory limit: an Input error, and the session runs on.
+small = session.prepare([[1, 7], [1, 7]])
+session.set_memory_limit(small)
+big = tensor_i64([2] * (8 * 128), [8, 128])
+expect("past the memory limit", lambda: session.run([big, big]), s.Sod2Error.Input, f"bytes, limit {small}")
+ids7 = tensor_i64([2] * 7, [1, 7])
+if list(session.run([ids7, ids7])[0].shape) != [1, 7, 32]:
+    print("FAIL a run after a refused shape", file=sys.stderr)
+    failures += 1
+session.set_memory_limit(0)
+if list(session.run([big, big])[0].shape) != [8, 128, 32]:
+    print("FAIL a run with the limit lifted", file=sys.stderr)
+    failures += 1
 
 # The error table's Swift column: every case exists in the generated bindings as a subclass of
 # Sod2Error, and the bindings have no other case.

@@ -90,6 +90,8 @@ impl ErrorKind {
 ///   at load.
 /// - `Eval` is [`ErrorKind::Run`]: the plan was verified at load; an expression fails only at
 ///   the dims bound by `prepare`/`run`.
+/// - `OutOfMemory` is [`ErrorKind::Input`]: the input shapes need more memory than the
+///   session may hold (its limit, or the system's); like `OutOfRange`, smaller inputs run.
 /// - `Threads` is [`ErrorKind::Run`]: the variant covers both a thread count outside 1..=256
 ///   and a pool that could not be spawned, which one kind cannot tell apart.
 pub fn kind(e: &RuntimeError) -> ErrorKind {
@@ -103,7 +105,8 @@ pub fn kind(e: &RuntimeError) -> ErrorKind {
         | RuntimeError::OutOfRange { .. }
         | RuntimeError::OutsideDomain { .. }
         | RuntimeError::InputValue { .. }
-        | RuntimeError::InputSize { .. } => ErrorKind::Input,
+        | RuntimeError::InputSize { .. }
+        | RuntimeError::OutOfMemory { .. } => ErrorKind::Input,
         RuntimeError::Kernel { .. } | RuntimeError::Eval(_) | RuntimeError::Threads(_) => {
             ErrorKind::Run
         }
@@ -195,6 +198,7 @@ variants!(
     InputValue,
     InputSize,
     Kernel,
+    OutOfMemory,
     Eval,
 );
 
@@ -265,6 +269,11 @@ pub fn sample_errors() -> Vec<RuntimeError> {
             kernel: "MatMul".into(),
             msg: "shape mismatch".into(),
         },
+        RuntimeError::OutOfMemory {
+            what: "the arena (220611346432 bytes)".into(),
+            needed: 220611346432,
+            limit: 8 << 30,
+        },
         RuntimeError::Eval(sod2_format::EvalError::DivByZero(3)),
     ]
 }
@@ -325,6 +334,7 @@ mod tests {
             ("InputValue", ErrorKind::Input),
             ("InputSize", ErrorKind::Input),
             ("Kernel", ErrorKind::Run),
+            ("OutOfMemory", ErrorKind::Input),
             ("Eval", ErrorKind::Run),
         ];
         let got: Vec<(&str, ErrorKind)> = sample_errors()

@@ -373,6 +373,28 @@ pub extern "system" fn Java_dev_sod2_Native_sessionSetThreads<'l>(
     })
 }
 
+/// Limits the memory the session may hold to `bytes` (`0`: the system's available memory).
+#[no_mangle]
+pub extern "system" fn Java_dev_sod2_Native_sessionSetMemoryLimit<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    bytes: jlong,
+) {
+    guarded(&mut env, (), |_| {
+        let limit = usize::try_from(bytes).map_err(|_| {
+            err(
+                ErrorKind::InvalidArgument,
+                format!("memory limit {bytes}: expected 0 (the default) or more bytes"),
+            )
+        })?;
+        session(h)?
+            .session
+            .set_memory_limit((limit != 0).then_some(limit));
+        Ok(())
+    })
+}
+
 /// The arena size after the last prepare.
 #[no_mangle]
 pub extern "system" fn Java_dev_sod2_Native_sessionArenaBytes<'l>(
@@ -436,6 +458,7 @@ mod tests {
             ("InputValue", "dev/sod2/InputException"),
             ("InputSize", "dev/sod2/InputException"),
             ("Kernel", "dev/sod2/RunException"),
+            ("OutOfMemory", "dev/sod2/InputException"),
             ("Eval", "dev/sod2/RunException"),
         ];
         let mut got = Vec::new();

@@ -271,6 +271,18 @@ impl Session {
         })
     }
 
+    /// Limits the memory the session may hold (arena and execution-sized tensors) to `bytes`;
+    /// `0` restores the default, the memory the system has available. Shapes needing more
+    /// fail with `Sod2Error::Input` ("... needs N bytes, limit M"); smaller ones still run.
+    pub fn set_memory_limit(&self, bytes: u64) -> Result<(), Sod2Error> {
+        catch_panics(|| {
+            let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let limit = usize::try_from(bytes).unwrap_or(usize::MAX);
+            s.set_memory_limit((limit != 0).then_some(limit));
+            Ok(())
+        })
+    }
+
     /// Arena bytes after the last prepare.
     pub fn arena_bytes(&self) -> u64 {
         self.inner
@@ -322,6 +334,7 @@ mod tests {
             ("InputValue", "Input"),
             ("InputSize", "Input"),
             ("Kernel", "Run"),
+            ("OutOfMemory", "Input"),
             ("Eval", "Run"),
         ];
         let mut got = Vec::new();

@@ -133,6 +133,19 @@ pub enum RuntimeError {
         /// What happened.
         msg: String,
     },
+    /// Running at these shapes needs more memory than the session may use: the arena
+    /// (`prepare`) or a buffer whose size only a step knows (`run`). Nothing was allocated for
+    /// it; the session stays usable at smaller shapes. The limit is
+    /// [`crate::Session::set_memory_limit`]'s, by default the memory the system has available.
+    #[error("{what} needs {needed} bytes, limit {limit}")]
+    OutOfMemory {
+        /// What needed the memory (`the arena`, a step's output, ...).
+        what: String,
+        /// Bytes the session would hold with it.
+        needed: usize,
+        /// Bytes it may hold.
+        limit: usize,
+    },
     /// An expression of the plan could not be evaluated.
     #[error("plan expression: {0}")]
     Eval(#[from] sod2_format::EvalError),

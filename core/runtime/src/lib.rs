@@ -31,12 +31,14 @@ pub mod alloc_probe;
 mod backend;
 mod error;
 mod exec;
+mod mem;
 mod ops;
 mod plan;
 mod session;
 mod tensor;
 
 pub use error::RuntimeError;
+pub use mem::available_memory;
 pub use plan::{IoInfo, Plan, SUPPORTED_FEATURES};
 pub use session::{RunOptions, Session};
 pub use sod2_format::{BackendKind, DType, OpCode, ValueKind, VersionId};

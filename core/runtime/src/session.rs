@@ -2,6 +2,7 @@
 use std::sync::Arc;
 
 use crate::exec::Executor;
+use crate::mem::MemLimit;
 use crate::{Plan, RuntimeError, Tensor, TensorIn, TensorView, ValueIn, ValueOut, VersionId};
 
 /// How a session runs: settings a caller (or a tool such as `sod2 tune`) chooses per session.
@@ -131,9 +132,34 @@ impl Session {
 
     /// Binds the input dims: checks ranks, fixed dims and declared ranges, evaluates every
     /// expression that depends only on them, and sizes the arena. Returns the arena size in
-    /// bytes. Cheap: no shape inference, only the plan's precomputed expressions.
+    /// bytes. Cheap: no shape inference, only the plan's precomputed expressions; at the shape
+    /// already prepared, a comparison. An arena that must grow is allocated (pages the OS
+    /// zeroes lazily, never filled here) within the memory limit
+    /// ([`Session::set_memory_limit`]): past it, or when the system refuses the memory, the
+    /// error is [`RuntimeError::OutOfMemory`].
     pub fn prepare(&mut self, shapes: &[Vec<usize>]) -> Result<usize, RuntimeError> {
         self.state.prepare(&self.plan, shapes)
+    }
+
+    /// Limits the memory this session may hold, its arena and its heap tensors together, to
+    /// `bytes` (`None`: the default, the memory the system has available when a buffer must
+    /// grow; see [`crate::available_memory`]). A `prepare` whose arena would pass the limit,
+    /// and a `run` whose execution-determined tensor would, fail with
+    /// [`RuntimeError::OutOfMemory`] ("needs N bytes, limit M") instead of allocating; the
+    /// session stays usable at smaller shapes. The next `prepare` checks the arena again.
+    pub fn set_memory_limit(&mut self, bytes: Option<usize>) {
+        self.state.set_memory_limit(match bytes {
+            Some(b) => MemLimit::Bytes(b),
+            None => MemLimit::Available,
+        });
+    }
+
+    /// The limit set by [`Session::set_memory_limit`] (`None`: the system's available memory).
+    pub fn memory_limit(&self) -> Option<usize> {
+        match self.state.memory_limit() {
+            MemLimit::Bytes(b) => Some(b),
+            MemLimit::Available => None,
+        }
     }
 
     /// Runs the model and returns its outputs (copied out). Prepares first if the input dims

@@ -63,6 +63,13 @@ public final class Sod2Model {
         try session.setThreads(threads: UInt32(clamping: threads))
     }
 
+    /// Limits the memory the session may hold (arena and execution-sized tensors) to `bytes`;
+    /// 0 restores the default, the memory the system has available. Shapes needing more throw
+    /// `Sod2Error.Input` ("... needs N bytes, limit M"); smaller shapes still run.
+    public func setMemoryLimit(bytes: Int) throws {
+        try session.setMemoryLimit(bytes: UInt64(clamping: bytes))
+    }
+
     /// Binds the input dims and sizes memory; returns the arena size in bytes.
     @discardableResult
     public func prepare(shapes: [[Int]]) throws -> Int {

@@ -769,6 +769,13 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func run(inputs: [TensorData]) throws  -> [TensorData]
     
     /**
+     * Limits the memory the session may hold (arena and execution-sized tensors) to `bytes`;
+     * `0` restores the default, the memory the system has available. Shapes needing more
+     * fail with `Sod2Error::Input` ("... needs N bytes, limit M"); smaller ones still run.
+     */
+    func setMemoryLimit(bytes: UInt64) throws 
+    
+    /**
      * Uses `threads` threads inside each step (1..=256; 1, the default, is the caller only).
      */
     func setThreads(threads: UInt32) throws 
@@ -866,6 +873,20 @@ open func run(inputs: [TensorData])throws  -> [TensorData]  {
         FfiConverterSequenceTypeTensorData.lower(inputs),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Limits the memory the session may hold (arena and execution-sized tensors) to `bytes`;
+     * `0` restores the default, the memory the system has available. Shapes needing more
+     * fail with `Sod2Error::Input` ("... needs N bytes, limit M"); smaller ones still run.
+     */
+open func setMemoryLimit(bytes: UInt64)throws   {try rustCallWithError(FfiConverterTypeSod2Error_lift) {
+        uniffiCallStatus in
+    uniffi_sod2_uniffi_fn_method_session_set_memory_limit(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(bytes),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -1588,6 +1609,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sod2_uniffi_checksum_method_session_run() != 49967) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sod2_uniffi_checksum_method_session_set_memory_limit() != 6300) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sod2_uniffi_checksum_method_session_set_threads() != 55782) {

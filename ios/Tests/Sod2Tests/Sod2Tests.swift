@@ -33,4 +33,17 @@ final class Sod2Tests: XCTestCase {
             XCTAssertTrue(msg.contains("element type f32, the model expects i64"))
         }
     }
+
+    func testAShapePastTheMemoryLimitThrowsAndTheModelRunsOn() throws {
+        let model = try Sod2Model(path: try planPath())
+        let small = try model.prepare(shapes: [[1, 7], [1, 7]])
+        try model.setMemoryLimit(bytes: small)
+        XCTAssertThrowsError(try model.run(inputs(batch: 8, seq: 128))) { error in
+            guard case Sod2Error.Input(let msg) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(msg.contains("bytes, limit \(small)"), msg)
+        }
+        XCTAssertEqual(try model.run(inputs(batch: 1, seq: 7))[0].shape, [1, 7, 32])
+        try model.setMemoryLimit(bytes: 0)
+        XCTAssertEqual(try model.run(inputs(batch: 8, seq: 128))[0].shape, [8, 128, 32])
+    }
 }

@@ -12,7 +12,8 @@ use sod2_kernels::shape::numel;
 
 use super::{kernel_error, Backend, StepEnv, StepKernel};
 use crate::exec::{arena_range, planned_dims, set_dims, Slot, MOVE_MIN_BYTES};
-use crate::ops::{self, Ctx, Dims, In, Out};
+use crate::mem::{self, MemLimit};
+use crate::ops::{self, Budget, Ctx, Dims, In, Out};
 use crate::RuntimeError;
 
 /// The host arena.
@@ -41,19 +42,38 @@ impl Backend for CpuBackend {
         BackendKind::Cpu
     }
 
-    fn bind_arena(&mut self, bytes: usize) -> Result<(), RuntimeError> {
+    fn bind_arena(
+        &mut self,
+        bytes: usize,
+        limit: MemLimit,
+        other: usize,
+    ) -> Result<(), RuntimeError> {
         let words = bytes.div_ceil(8);
         if self.arena.len() < words {
-            // Grow to the new size, writing the new part now, so the runs that follow (the
-            // first one included) never stop on page faults. Growing in place (`realloc`,
-            // which moves a large block's pages with `mremap`) keeps the pages already faulted
-            // in: only the new tail is touched. Only a shape needing a larger arena than any
-            // before pays this, once; with the arena already large enough `prepare` only
-            // evaluates expressions.
-            self.arena.resize(words, 0);
+            // A new, larger arena: the old one is freed first (its bytes are dead between
+            // runs; nothing is kept across a growth), so both are never held at once. The new
+            // one comes from `alloc_zeroed`, which maps fresh pages the OS zeroes lazily: the
+            // cost here is a mapping, not a fill, and each page is faulted in by the step that
+            // first writes it. No kernel relies on the arena being zero (at a shape seen
+            // before it holds the last run's bytes): every step writes its outputs in full.
+            let held = self.arena.len() * 8;
+            let what = || "the arena".to_string();
+            limit.check(&what, held + other, held, bytes)?;
+            self.arena = Vec::new();
+            self.len = 0;
+            self.arena = mem::zeroed_words(words)
+                .ok_or_else(|| mem::refused(what(), bytes.saturating_add(other)))?;
+            // Debug builds poison a fresh arena (NaNs as f32 and f64, huge negative integers), so
+            // the tests catch a kernel that reads arena bytes it did not write.
+            #[cfg(debug_assertions)]
+            self.arena.fill(0xFFF0_0000_FFF0_0001);
         }
         self.len = bytes;
         Ok(())
+    }
+
+    fn arena_capacity(&self) -> usize {
+        self.arena.len() * 8
     }
 
     fn arena_len(&self) -> usize {
@@ -109,6 +129,7 @@ impl Backend for CpuBackend {
             version,
             inputs,
             tensors,
+            limit,
             ..
         } = env;
         let p = plan.meta();
@@ -284,14 +305,26 @@ impl Backend for CpuBackend {
                     // touched through any other path while the kernel runs.
                     unsafe { std::slice::from_raw_parts_mut(base.add(off), len) }
                 });
-                ctx.outs.push(Some(Out::new(
+                let mut out = Out::new(
                     p.tensors[t as usize].dtype,
                     pl.as_deref(),
                     fixed,
                     h.as_mut(),
-                )));
+                );
+                out.budget = Some(Budget {
+                    limit,
+                    arena: arena_bytes,
+                    tensors: &*tensors,
+                });
+                ctx.outs.push(Some(out));
             }
             let r = ops::call(kernel.run, &mut ctx);
+            if r.is_err() {
+                // An output that could not grow is reported as what it is.
+                if let Some(e) = ctx.outs.iter_mut().flatten().find_map(|o| o.oom.take()) {
+                    return Err(e);
+                }
+            }
             if r.is_ok() {
                 produced.extend(
                     ctx.outs

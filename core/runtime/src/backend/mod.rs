@@ -16,6 +16,7 @@ pub(crate) mod cpu;
 use sod2_format::{BackendKind, OpAttrs, OpCode, Step, VersionId};
 
 use crate::exec::Tensors;
+use crate::mem::MemLimit;
 use crate::{Plan, RuntimeError, TensorIn};
 
 /// What a backend resolved for one step at load.
@@ -55,6 +56,8 @@ pub(crate) struct StepEnv<'a, 'i> {
     pub inputs: &'a [TensorIn<'i>],
     /// Every tensor's slot and dims; the step's outputs are recorded here.
     pub tensors: &'a mut Tensors,
+    /// The session's memory limit (heap outputs that must grow are checked against it).
+    pub limit: MemLimit,
 }
 
 /// A device that holds an arena and runs steps (see the module doc).
@@ -62,9 +65,18 @@ pub(crate) trait Backend {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
 
-    /// Makes the arena hold at least `bytes` bytes for the shapes being prepared; what it
-    /// already held above them is kept. Called by `prepare`.
-    fn bind_arena(&mut self, bytes: usize) -> Result<(), RuntimeError>;
+    /// Makes the arena hold at least `bytes` bytes for the shapes being prepared, within
+    /// `limit` for the session, which holds `other` bytes besides the arena; an arena that must
+    /// grow loses its contents. Called by `prepare`.
+    fn bind_arena(
+        &mut self,
+        bytes: usize,
+        limit: MemLimit,
+        other: usize,
+    ) -> Result<(), RuntimeError>;
+
+    /// The bytes the arena's allocation holds (at least [`Backend::arena_len`]).
+    fn arena_capacity(&self) -> usize;
 
     /// The bytes the arena holds for the prepared shapes.
     fn arena_len(&self) -> usize;

@@ -56,6 +56,16 @@ impl Bindings {
         })
     }
 
+    /// Whether the last `prepare` bound exactly these shapes.
+    pub fn is_prepared_for_shapes(&self, shapes: &[Vec<usize>]) -> bool {
+        self.prepared.as_deref() == Some(shapes)
+    }
+
+    /// Forgets the prepared shapes, so the next `prepare` runs in full.
+    pub fn forget_prepared(&mut self) {
+        self.prepared = None;
+    }
+
     /// Evaluates the expression pool under the current symbol bindings; nothing to do when
     /// they are the ones of the last evaluation (the pool is a function of them alone), as on
     /// entering an If branch whose entry dims did not change or on a steady-state run.

@@ -7,6 +7,7 @@ use sod2_kernels::shape::numel;
 
 use super::{planned_dims, set_dims, Executor};
 use crate::backend::kernel_error;
+use crate::mem;
 use crate::ops::Dims;
 use crate::{Plan, RuntimeError, TensorIn};
 
@@ -315,7 +316,7 @@ impl Executor {
                 starts[*ax] = idx as i64;
                 let mut sd = d.clone();
                 sd[*ax] = 1;
-                let mut buf = vec![0u8; numel(&od) * es];
+                let mut buf = mem::bytes(numel(&od) * es, "a Scan slice")?;
                 sod2_kernels::layout::slice(b, d, &starts, &vec![1; d.len()], &mut buf, &sd, es);
                 self.write(plan, g.inputs[n_state + j], &od, &buf)?;
             }
@@ -347,11 +348,16 @@ impl Executor {
             // stack along axis 0, then move that axis to `ax`
             let mut stacked_d = vec![parts.len()];
             stacked_d.extend(&elem);
-            let stacked: Vec<u8> = parts.iter().flat_map(|x| x.1.iter().copied()).collect();
+            let total = parts.iter().map(|x| x.1.len()).sum();
+            let mut stacked = Vec::new();
+            stacked
+                .try_reserve_exact(total)
+                .map_err(|_| mem::refused("a Scan output", total))?;
+            parts.iter().for_each(|x| stacked.extend_from_slice(&x.1));
             let mut perm: Vec<usize> = (1..r).collect();
             perm.insert(ax, 0);
             let od: Vec<usize> = perm.iter().map(|&q| stacked_d[q]).collect();
-            let mut out = vec![0u8; stacked.len()];
+            let mut out = mem::bytes(stacked.len(), "a Scan output")?;
             sod2_kernels::layout::transpose(&stacked, &stacked_d, &perm, &mut out, es);
             self.write(plan, t, &od, &out)?;
         }

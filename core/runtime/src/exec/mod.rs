@@ -23,6 +23,7 @@ use sod2_format::{Graph, Step, Storage, VersionId};
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, StepEnv};
+use crate::mem::MemLimit;
 use crate::{Plan, RunOptions, RuntimeError, Tensor, TensorIn};
 
 pub(crate) use bindings::Bindings;
@@ -72,6 +73,8 @@ pub(crate) struct Executor {
     /// Copies of graph outputs that are model inputs (the caller's buffers end with `run`).
     out_copies: Vec<Vec<u8>>,
     scratch: Scratch,
+    /// The memory the session may hold (arena and heap tensors).
+    limit: MemLimit,
 }
 
 impl Executor {
@@ -100,6 +103,7 @@ impl Executor {
             options: RunOptions::default(),
             out_copies: Vec::new(),
             scratch: Scratch::default(),
+            limit: MemLimit::default(),
         }
     }
 
@@ -131,10 +135,27 @@ impl Executor {
 
     /// Binds symbols from input dims, checks them, evaluates the pool, sizes the arena.
     pub fn prepare(&mut self, plan: &Plan, shapes: &[Vec<usize>]) -> Result<usize, RuntimeError> {
+        if self.bind.is_prepared_for_shapes(shapes) {
+            // A shape already prepared: nothing changed since (a run rebinds only the symbols
+            // execution binds, and unbinds them at its start).
+            return Ok(self.cpu.arena_len());
+        }
         let bytes = self.bind.prepare(plan, shapes)?;
-        self.cpu.bind_arena(bytes)?;
+        let other = self.tensors.held_bytes();
+        self.cpu.bind_arena(bytes, self.limit, other)?;
         self.bind.set_prepared(shapes);
         Ok(bytes)
+    }
+
+    /// Sets the memory the session may hold; the next `prepare` checks the arena against it.
+    pub fn set_memory_limit(&mut self, limit: MemLimit) {
+        self.limit = limit;
+        self.bind.forget_prepared();
+    }
+
+    /// The memory limit in force.
+    pub fn memory_limit(&self) -> MemLimit {
+        self.limit
     }
 
     /// Runs the plan; the outputs stay in the executor ([`Executor::output`]) until the next run.
@@ -223,7 +244,7 @@ impl Executor {
                 name: p.tensors[t as usize].name.clone(),
                 dtype: p.tensors[t as usize].dtype,
                 dims: dims.to_vec(),
-                data: bytes.to_vec(),
+                data: crate::mem::copy(bytes, "an output copy")?,
             });
         }
         Ok(outs)
@@ -257,6 +278,7 @@ impl Executor {
                         version,
                         inputs,
                         tensors: &mut self.tensors,
+                        limit: self.limit,
                     })?
                 }
                 None => self.run_control(plan, at, step, inputs)?,

@@ -52,7 +52,7 @@ pub(crate) fn split(
     esize: usize,
     axis: usize,
     lens: &[usize],
-) -> Vec<Item> {
+) -> Result<Vec<Item>, RuntimeError> {
     let outer = numel(&dims[..axis]);
     let inner = numel(&dims[axis + 1..]) * esize;
     let full = dims[axis] * inner;
@@ -61,7 +61,10 @@ pub(crate) fn split(
     for &l in lens {
         let mut d = dims.to_vec();
         d[axis] = l;
-        let mut bytes = Vec::with_capacity(outer * l * inner);
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(outer * l * inner)
+            .map_err(|_| crate::mem::refused("a sequence element", outer * l * inner))?;
         for o in 0..outer {
             let base = o * full + start * inner;
             bytes.extend_from_slice(&x[base..base + l * inner]);
@@ -69,12 +72,16 @@ pub(crate) fn split(
         out.push(Item { dims: d, bytes });
         start += l;
     }
-    out
+    Ok(out)
 }
 
 /// Concatenates `items` along `axis` (all of one rank, equal outside `axis`); `None` when
-/// their dims disagree.
-pub(crate) fn concat(items: &[Item], esize: usize, axis: usize) -> Option<Item> {
+/// their dims disagree, `Some(Err)` when the allocator refuses the result.
+pub(crate) fn concat(
+    items: &[Item],
+    esize: usize,
+    axis: usize,
+) -> Option<Result<Item, RuntimeError>> {
     let first = items.first()?;
     let rank = first.dims.len();
     if axis >= rank {
@@ -92,14 +99,18 @@ pub(crate) fn concat(items: &[Item], esize: usize, axis: usize) -> Option<Item> 
     }
     let outer = numel(&dims[..axis]);
     let inner = numel(&dims[axis + 1..]) * esize;
-    let mut bytes = Vec::with_capacity(numel(&dims) * esize);
+    let mut bytes = Vec::new();
+    let len = numel(&dims) * esize;
+    if bytes.try_reserve_exact(len).is_err() {
+        return Some(Err(crate::mem::refused("a concatenated sequence", len)));
+    }
     for o in 0..outer {
         for it in items {
             let row = it.dims[axis] * inner;
             bytes.extend_from_slice(&it.bytes[o * row..(o + 1) * row]);
         }
     }
-    Some(Item { dims, bytes })
+    Some(Ok(Item { dims, bytes }))
 }
 
 /// The integers of an int32 / int64 tensor.
@@ -135,7 +146,7 @@ impl Executor {
             Slot::Absent => Val::Absent,
             Slot::Heap(v, len) => Val::Tensor(Item {
                 dims: dims.clone(),
-                bytes: bytemuck::cast_slice(v)[..*len].to_vec(),
+                bytes: crate::mem::copy(&bytemuck::cast_slice(v)[..*len], "a sequence element")?,
             }),
             Slot::Arena | Slot::Empty => {
                 return Err(RuntimeError::Kernel {
@@ -186,7 +197,7 @@ impl Executor {
             }
             Ok(Item {
                 dims: t.dims.to_vec(),
-                bytes: t.data.to_vec(),
+                bytes: crate::mem::copy(t.data, "a sequence input").map_err(|e| e.to_string())?,
             })
         };
         match (x, kind) {
@@ -388,7 +399,7 @@ impl Executor {
                 }
                 Val::Tensor(concat(&items, esize, a).ok_or_else(|| {
                     seq_error(step, "the sequence's tensors differ outside the axis")
-                })?)
+                })??)
             }
             OpCode::Optional => match input(0) {
                 None => Val::Absent,
@@ -484,7 +495,7 @@ impl Executor {
                 (lens, false)
             }
         };
-        let mut items = split(bytes, dims, esize, a, &lens);
+        let mut items = split(bytes, dims, esize, a, &lens)?;
         if squeeze {
             for it in &mut items {
                 it.dims.remove(a);
@@ -510,33 +521,45 @@ mod tests {
         // 2x3 along both axes, equal and unequal chunks.
         let x: Vec<i32> = (0..6).collect();
         let b = bytemuck::cast_slice::<i32, u8>(&x);
-        let rows = split(b, &[2, 3], 4, 0, &[1, 1]);
+        let rows = split(b, &[2, 3], 4, 0, &[1, 1]).unwrap();
         assert_eq!(
             rows,
             vec![item(&[1, 3], &[0, 1, 2]), item(&[1, 3], &[3, 4, 5])]
         );
-        let cols = split(b, &[2, 3], 4, 1, &[2, 1]);
+        let cols = split(b, &[2, 3], 4, 1, &[2, 1]).unwrap();
         assert_eq!(
             cols,
             vec![item(&[2, 2], &[0, 1, 3, 4]), item(&[2, 1], &[2, 5])]
         );
-        assert_eq!(concat(&cols, 4, 1), Some(item(&[2, 3], &x)));
-        assert_eq!(concat(&rows, 4, 0), Some(item(&[2, 3], &x)));
+        assert_eq!(
+            concat(&cols, 4, 1).map(Result::unwrap),
+            Some(item(&[2, 3], &x))
+        );
+        assert_eq!(
+            concat(&rows, 4, 0).map(Result::unwrap),
+            Some(item(&[2, 3], &x))
+        );
         // 2x2x2 along the middle axis.
         let y: Vec<i32> = (0..8).collect();
-        let parts = split(bytemuck::cast_slice(&y), &[2, 2, 2], 4, 1, &[1, 1]);
+        let parts = split(bytemuck::cast_slice(&y), &[2, 2, 2], 4, 1, &[1, 1]).unwrap();
         assert_eq!(parts[0], item(&[2, 1, 2], &[0, 1, 4, 5]));
         assert_eq!(parts[1], item(&[2, 1, 2], &[2, 3, 6, 7]));
-        assert_eq!(concat(&parts, 4, 1), Some(item(&[2, 2, 2], &y)));
+        assert_eq!(
+            concat(&parts, 4, 1).map(Result::unwrap),
+            Some(item(&[2, 2, 2], &y))
+        );
     }
 
     #[test]
     fn concat_rejects_mismatched_dims() {
         let a = item(&[1, 2], &[1, 2]);
         let b = item(&[1, 3], &[1, 2, 3]);
-        assert_eq!(concat(&[a.clone(), b.clone()], 4, 0), None);
-        assert_eq!(concat(&[a, b], 4, 1).map(|i| i.dims), Some(vec![1, 5]));
-        assert_eq!(concat(&[], 4, 0), None);
+        assert!(concat(&[a.clone(), b.clone()], 4, 0).is_none());
+        assert_eq!(
+            concat(&[a, b], 4, 1).map(|i| i.unwrap().dims),
+            Some(vec![1, 5])
+        );
+        assert!(concat(&[], 4, 0).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use sod2_kernels::shape::numel;
 
 use super::{set_dims, Executor, Slot, MOVE_MIN_BYTES};
 use crate::backend::Backend;
+use crate::mem;
 use crate::ops::Dims;
 use crate::{Plan, RuntimeError, TensorIn};
 
@@ -52,6 +53,25 @@ fn store_error(plan: &Plan, t: u32, msg: impl Into<String>) -> RuntimeError {
 }
 
 impl Executor {
+    /// Grows heap buffer `v` to hold `bytes` bytes for tensor `t`, within the session's
+    /// memory limit.
+    pub(crate) fn grow_heap(
+        &self,
+        v: &mut Vec<u64>,
+        bytes: usize,
+        t: u32,
+        plan: &Plan,
+    ) -> Result<(), RuntimeError> {
+        let words = bytes.div_ceil(8);
+        if v.len() >= words {
+            return Ok(());
+        }
+        let what = || format!("tensor `{}`", plan.meta().tensors[t as usize].name);
+        let held = self.cpu.arena_capacity() + self.tensors.held_bytes() + v.capacity() * 8;
+        self.limit.check(&what, held, 0, (words - v.len()) * 8)?;
+        mem::grow_words(v, words).map_err(|n| mem::refused(what(), n))
+    }
+
     fn range(&self, plan: &Plan, t: u32) -> Option<(usize, usize)> {
         arena_range(plan, self.bind.vals(), &self.tensors.dims[t as usize], t)
     }
@@ -159,7 +179,7 @@ impl Executor {
             }
         }
         let mut v = self.tensors.take_buffer(t, bytes.len());
-        crate::ops::resize_words(&mut v, bytes.len().div_ceil(8));
+        self.grow_heap(&mut v, bytes.len(), t, plan)?;
         bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..bytes.len()].copy_from_slice(bytes);
         self.tensors.put_heap(t, v, bytes.len());
         Ok(())
@@ -285,10 +305,14 @@ impl Executor {
                 let bytes = arena
                     .get(off..off + len)
                     .ok_or_else(|| store_error(plan, src, "arena range outside the arena"))?;
+                tmp.try_reserve(len)
+                    .map_err(|_| mem::refused("a staged tensor", len))?;
                 tmp.extend_from_slice(bytes);
                 Ok(())
             }
             None => {
+                tmp.try_reserve(len)
+                    .map_err(|_| mem::refused("a staged tensor", len))?;
                 tmp.resize(len, 0);
                 self.cpu.download(off, tmp)
             }

@@ -73,6 +73,21 @@ impl Tensors {
         self.heap_peak = self.heap_now;
     }
 
+    /// Bytes the heap tensors' buffers and the pool hold (their allocations), for the memory
+    /// limit: counted only when a buffer must grow.
+    pub fn held_bytes(&self) -> usize {
+        let slots: usize = self
+            .slots
+            .iter()
+            .map(|s| match s {
+                Slot::Heap(v, _) => v.capacity() * 8,
+                Slot::Seq(items) => items.iter().map(|i| i.bytes.capacity()).sum(),
+                _ => 0,
+            })
+            .sum();
+        slots + self.pool.iter().map(|v| v.capacity() * 8).sum::<usize>()
+    }
+
     /// Most bytes held at once by heap tensors in the last run.
     pub fn heap_peak(&self) -> usize {
         self.heap_peak

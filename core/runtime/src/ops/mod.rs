@@ -26,7 +26,9 @@ use smallvec::SmallVec;
 use sod2_format::{DType, OpAttrs, OpCode, Step, VersionId};
 use sod2_kernels::shape::numel;
 
-use crate::Plan;
+use crate::exec::Tensors;
+use crate::mem::{self, MemLimit};
+use crate::{Plan, RuntimeError};
 
 pub(crate) use conv::PackedWeights;
 
@@ -83,6 +85,19 @@ pub(crate) struct Out<'a> {
     fixed: Option<&'a mut [u8]>,
     heap: Option<&'a mut Vec<u64>>,
     pub dims: Option<Dims>,
+    /// The memory a heap output may grow into (`None`: no limit of the session's own).
+    pub budget: Option<Budget<'a>>,
+    /// The error of a heap output that could not grow, for the caller to report typed.
+    pub oom: Option<RuntimeError>,
+}
+
+/// What a session may still allocate: its limit, and what it holds (the arena's allocation,
+/// its heap tensors), read only when a buffer must grow.
+#[derive(Clone, Copy)]
+pub(crate) struct Budget<'a> {
+    pub limit: MemLimit,
+    pub arena: usize,
+    pub tensors: &'a Tensors,
 }
 
 impl<'a> Out<'a> {
@@ -98,6 +113,8 @@ impl<'a> Out<'a> {
             fixed,
             heap,
             dims: None,
+            budget: None,
+            oom: None,
         }
     }
 
@@ -119,9 +136,27 @@ impl<'a> Out<'a> {
             return Ok(f);
         }
         let h = self.heap.as_deref_mut().ok_or("output has no storage")?;
-        // Sized without clearing: kernels write every element of their outputs (as they must
-        // for arena outputs, which hold earlier tensors' bytes), so zero-filling is wasted.
-        resize_words(h, bytes.div_ceil(8));
+        // Kernels write every element of their outputs (as they must for arena outputs,
+        // which hold earlier tensors' bytes); a buffer is only zero-filled where it grows.
+        let words = bytes.div_ceil(8);
+        if h.len() < words {
+            let grow = (words - h.len()) * 8;
+            let what = || format!("an output of {bytes} bytes");
+            let checked = match self.budget {
+                Some(b) => {
+                    let held = b.arena + b.tensors.held_bytes() + h.capacity() * 8;
+                    b.limit.check(&what, held, 0, grow)
+                }
+                None => Ok(()),
+            };
+            let grown = checked
+                .and_then(|()| mem::grow_words(h, words).map_err(|n| mem::refused(what(), n)));
+            if let Err(e) = grown {
+                let msg = e.to_string();
+                self.oom = Some(e);
+                return Err(msg);
+            }
+        }
         Ok(&mut bytemuck::cast_slice_mut::<u64, u8>(h)[..bytes])
     }
 
@@ -140,16 +175,6 @@ impl<'a> Out<'a> {
         self.planned
             .map(Dims::from_slice)
             .ok_or_else(|| "output dims are not known from the plan".into())
-    }
-}
-
-/// Makes `v` hold at least `words` words, zero-filling only words it never had. A buffer
-/// never shrinks: its slot records how many bytes are in use, so a pooled buffer that once
-/// held a larger tensor serves a smaller one and then a larger one again without refilling
-/// (a warm run writes no zeros it does not need).
-pub(crate) fn resize_words(v: &mut Vec<u64>, words: usize) {
-    if v.len() < words {
-        v.resize(words, 0);
     }
 }
 
@@ -339,23 +364,28 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
         return k(c);
     }
     use sod2_kernels::elementwise::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
-    let widened: Vec<Option<Vec<u8>>> = c
-        .ins
-        .iter()
-        .map(|x| {
-            x.as_ref().filter(|x| half(x.dtype)).map(|x| {
-                let to = if x.dtype == DType::F16 {
-                    f16_to_f32
-                } else {
-                    bf16_to_f32
-                };
-                x.data
-                    .chunks_exact(2)
-                    .flat_map(|h| to(u16::from_le_bytes([h[0], h[1]])).to_le_bytes())
-                    .collect()
-            })
-        })
-        .collect();
+    let mut widened: Vec<Option<Vec<u8>>> = Vec::with_capacity(c.ins.len());
+    for x in &c.ins {
+        let Some(x) = x.as_ref().filter(|x| half(x.dtype)) else {
+            widened.push(None);
+            continue;
+        };
+        let to = if x.dtype == DType::F16 {
+            f16_to_f32
+        } else {
+            bf16_to_f32
+        };
+        // Twice the input's bytes, asked of the allocator fallibly (an input-sized buffer).
+        let mut w = Vec::new();
+        w.try_reserve_exact(x.data.len() * 2)
+            .map_err(|_| format!("widening an input: {} bytes refused", x.data.len() * 2))?;
+        w.extend(
+            x.data
+                .chunks_exact(2)
+                .flat_map(|h| to(u16::from_le_bytes([h[0], h[1]])).to_le_bytes()),
+        );
+        widened.push(Some(w));
+    }
     let mut bufs: Vec<Vec<u64>> = c.outs.iter().map(|_| Vec::new()).collect();
     let dtypes: Vec<Option<DType>> = c.outs.iter().map(|o| o.as_ref().map(|o| o.dtype)).collect();
     // Scoped, so the inner context's borrows of `bufs` end before `bufs` is read.

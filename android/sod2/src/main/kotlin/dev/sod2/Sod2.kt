@@ -131,6 +131,14 @@ class Session internal constructor(private var handle: Long) : AutoCloseable {
     @Synchronized
     fun setThreads(threads: Int) = Native.sessionSetThreads(live(), threads)
 
+    /**
+     * Limits the memory this session may hold (its arena and execution-sized tensors) to
+     * [bytes]; 0 restores the default, the memory the system has available. Shapes needing
+     * more throw [InputException] ("... needs N bytes, limit M"); smaller shapes still run.
+     */
+    @Synchronized
+    fun setMemoryLimit(bytes: Long) = Native.sessionSetMemoryLimit(live(), bytes)
+
     /** Arena bytes after the last [prepare] (or run). */
     @Synchronized
     fun arenaBytes(): Long = Native.sessionArenaBytes(live())

@@ -70,6 +70,22 @@ class Sod2Test {
     }
 
     @Test
+    fun aShapePastTheMemoryLimitThrowsAndTheSessionLivesOn() {
+        Sod2Model.load(planPath).use { m ->
+            m.newSession().use { s ->
+                val small = s.prepare(listOf(longArrayOf(1, 7), longArrayOf(1, 7)))
+                s.setMemoryLimit(small)
+                val e = assertThrows<InputException> { s.run(inputs(8, 128)) }
+                assertTrue(e.message!!.contains("bytes, limit $small"), e.message)
+                assertArrayEquals(longArrayOf(1, 7, 32), s.run(inputs(1, 7))[0].shape)
+                s.setMemoryLimit(0)
+                assertArrayEquals(longArrayOf(8, 128, 32), s.run(inputs(8, 128))[0].shape)
+                assertThrows<InvalidArgumentException> { s.setMemoryLimit(-1) }
+            }
+        }
+    }
+
+    @Test
     fun misuseRaisesTypedExceptionsWithMessages() {
         val e1 = assertThrows<IoException> { Sod2Model.load("/no/such/plan.sod2") }
         assertTrue(e1.message!!.contains("cannot read plan"), e1.message)

@@ -11,7 +11,8 @@
 //! - atoms are symbols and the non-polynomial calls `floordiv`, `ceildiv`, `mod`, `min`, `max`,
 //!   whose arguments are themselves canonical;
 //! - `min` / `max` are n-ary: nested calls of the same kind are flattened (also through a
-//!   positive offset: `max(max(a, b) + c, d)` is `max(a + c, b + c, d)`), constants folded, the
+//!   positive offset, `max(max(a, b) + c, d)` is `max(a + c, b + c, d)`, where that lets an
+//!   argument drop), constants folded, the
 //!   arguments sorted and deduplicated, and an argument that can never be the result dropped
 //!   (absorption, `max(a, min(a, b))` = `a`, and dominance proven from the symbols' ranges,
 //!   `max(x, y)` = `x` when `y - x <= 0` over the ranges);
@@ -535,7 +536,10 @@ impl ExprArena {
     /// The canonical `min` / `max` of `items`:
     /// - nested calls of the same kind are flattened, and so are offsets of them
     ///   (`max(max(a, b) + c, d)` = `max(a + c, b + c, d)`, `k * max(a, b)` = `max(k*a, k*b)`
-    ///   for `k > 0`), up to [`MINMAX_DISTRIBUTE_CAP`] arguments;
+    ///   for `k > 0`), up to [`MINMAX_DISTRIBUTE_CAP`] arguments, for the comparisons below;
+    ///   an offset call none of whose distributed arguments is dropped is kept as it was
+    ///   (`max(max(a, b) + c, d)` stays so when all three can win: its sub-expressions are
+    ///   shared with the rest of the arena);
     /// - constants fold into one, the arguments are sorted and deduplicated;
     /// - an argument that can never be the result is dropped: one proven (by a constant
     ///   difference, or by interval bounds over the declared ranges) on the losing side of
@@ -545,15 +549,21 @@ impl ExprArena {
     /// Every rewrite is exact for every binding inside the declared ranges (see
     /// [`ExprArena::set_range`] for ranges that change later).
     fn minmax(&mut self, items: &[ExprId], is_min: bool) -> ExprId {
-        let mut flat: Vec<ExprId> = Vec::new();
+        // Leaves, each with the group it was distributed from: an argument `k * m + rest` (`m`
+        // a call of this kind) becomes the leaves `k * a + rest` for each argument `a` of `m`
+        // (recursively). A group all of whose leaves survive is put back as the argument it
+        // was (fewer distinct sub-expressions); one that lost leaves is replaced by the
+        // survivors.
+        let mut leaves: Vec<(ExprId, Option<usize>)> = Vec::new();
+        let mut groups: Vec<(ExprId, usize)> = Vec::new(); // (argument, leaves distributed)
         let mut konst: Option<i64> = None;
-        let mut stack: Vec<ExprId> = items.to_vec();
+        let mut stack: Vec<(ExprId, Option<usize>)> = items.iter().map(|&x| (x, None)).collect();
         let mut distributed = 0;
-        while let Some(x) = stack.pop() {
+        while let Some((x, g)) = stack.pop() {
             match self.node(x) {
-                Node::Min(args) if is_min => stack.extend(args.iter().copied()),
-                Node::Max(args) if !is_min => stack.extend(args.iter().copied()),
-                Node::Const(c) => {
+                Node::Min(args) if is_min => stack.extend(args.iter().map(|&a| (a, g))),
+                Node::Max(args) if !is_min => stack.extend(args.iter().map(|&a| (a, g))),
+                Node::Const(c) if g.is_none() => {
                     let c = *c;
                     konst = Some(match konst {
                         None => c,
@@ -564,43 +574,69 @@ impl ExprArena {
                 Node::Poly(_) => match self.offset_of_same_kind(x, is_min) {
                     Some((args, k, rest))
                         if distributed < MINMAX_DISTRIBUTE_CAP
-                            && flat.len() + stack.len() + args.len() <= MINMAX_DISTRIBUTE_CAP =>
+                            && leaves.len() + stack.len() + args.len() <= MINMAX_DISTRIBUTE_CAP =>
                     {
                         distributed += 1;
+                        let g = g.or_else(|| {
+                            groups.push((x, 0));
+                            Some(groups.len() - 1)
+                        });
                         for a in args {
                             let t = self.mul_const(a, k);
                             let t = self.add(t, rest);
-                            stack.push(t);
+                            stack.push((t, g));
                         }
                     }
-                    _ => flat.push(x),
+                    _ => leaves.push((x, g)),
                 },
-                _ => flat.push(x),
+                _ => leaves.push((x, g)),
             }
         }
         if let Some(c) = konst {
-            flat.push(self.constant(c));
+            leaves.push((self.constant(c), None));
         }
-        flat.sort();
-        flat.dedup();
-        // Drop the arguments that can never be the result. The survivors are an antichain
-        // (none dominates another), so building the call again from them drops nothing more.
-        let mut keep = vec![true; flat.len()];
-        for i in 0..flat.len() {
-            for j in 0..flat.len() {
+        for &(_, g) in &leaves {
+            if let Some(g) = g {
+                groups[g].1 += 1;
+            }
+        }
+        // a leaf both ungrouped and in a group (or in two groups) is kept once, ungrouped first
+        leaves.sort();
+        leaves.dedup_by_key(|l| l.0);
+        // Drop the leaves that can never be the result. The survivors are an antichain (none
+        // dominates another), so building the call again from them drops nothing more.
+        let mut keep = vec![true; leaves.len()];
+        for i in 0..leaves.len() {
+            for j in 0..leaves.len() {
                 if i == j || !keep[i] || !keep[j] {
                     continue;
                 }
-                if self.never_wins(flat[i], flat[j], is_min) {
+                if self.never_wins(leaves[i].0, leaves[j].0, is_min) {
                     keep[i] = false;
                 }
             }
         }
-        let flat: Vec<ExprId> = flat
-            .into_iter()
-            .zip(keep)
-            .filter_map(|(x, k)| k.then_some(x))
-            .collect();
+        let mut survivors = vec![0; groups.len()];
+        for (l, &k) in leaves.iter().zip(&keep) {
+            if let (Some(g), true) = (l.1, k) {
+                survivors[g] += 1;
+            }
+        }
+        let mut flat: Vec<ExprId> = Vec::new();
+        for (l, k) in leaves.into_iter().zip(keep) {
+            match l.1 {
+                Some(g) if survivors[g] == groups[g].1 => {}
+                _ if k => flat.push(l.0),
+                _ => {}
+            }
+        }
+        for (g, &(x, n)) in groups.iter().enumerate() {
+            if survivors[g] == n {
+                flat.push(x);
+            }
+        }
+        flat.sort();
+        flat.dedup();
         match flat.as_slice() {
             [] => self.constant(0),
             [x] => *x,

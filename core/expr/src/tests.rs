@@ -117,11 +117,19 @@ fn min_max_flatten_absorb_and_prune() {
     // offsets of a nested call distribute over it, then prune
     let r8 = a.mul_const(r, 8);
     let end = a.add(m1, r8); // max(p, q) + 8*r
+                             // p <= p + 8*r: p drops, and the offset call stays whole (all its leaves survive)
     let m = a.max(&[end, p]);
-    assert_eq!(a.display(m).to_string(), "max(p + 8*r, q + 8*r)");
+    assert_eq!(a.display(m).to_string(), "max(p, q) + 8*r");
+    // q + 8*r <= q + 9*r: the offset call loses a leaf, the survivors are listed
+    let r9 = a.mul_const(r, 9);
+    let q9 = a.add(q, r9);
+    let m = a.max(&[end, q9]);
+    assert_eq!(a.display(m).to_string(), "max(p + 8*r, q + 9*r)");
     let two_m1 = a.mul_const(m1, 2);
     let m = a.max(&[two_m1, q]);
-    assert_eq!(a.display(m).to_string(), "max(2*p, 2*q)");
+    assert_eq!(a.display(m).to_string(), "2*max(p, q)");
+    let m = a.max(&[two_m1, t]);
+    assert_eq!(a.display(m).to_string(), "max(2*max(p, q), t)");
     // a negative multiple stays an atom (it is a min in disguise)
     let neg = a.neg(m1);
     let r100 = a.add_const(r, -100);

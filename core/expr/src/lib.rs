@@ -734,12 +734,73 @@ impl ExprArena {
     /// - another such term whose coefficient `k` divides is rewritten as `(c/k) * p` plus a
     ///   slack in `(c/k) * [0, k-1]` (minus it for `floordiv`), so that aligned sizes such as
     ///   `64*ceildiv(n, 64) - n` are bounded by `63` instead of unbounded.
+    ///
+    /// Either way, a negative term `-c2 * m2` whose monomial is a positive one's `m1` times
+    /// atoms at least 1 (with `m1 >= 0`) is bounded by `-c2 * m1` first, so that `b - b*s` is
+    /// at most `0` over `b, s >= 1`.
     pub fn upper_bound(&mut self, d: ExprId) -> i64 {
         let hi = self.cached_interval(d).hi;
         if hi <= 0 {
             return hi;
         }
+        let hi = match self.subsumed(self.poly_of(d)) {
+            Some(m) => {
+                let e = self.intern_poly(m);
+                hi.min(self.cached_interval(e).hi)
+            }
+            None => hi,
+        };
+        if hi <= 0 {
+            return hi;
+        }
         self.division_bound(d).map_or(hi, |b| hi.min(b))
+    }
+
+    /// `m` with each negative term `-c2 * m2` whose monomial is `m1` times atoms `>= 1`, for a
+    /// term `c1 * m1` with `c1 > 0` and `m1 >= 0`, replaced by `-c2 * m1` (an upper bound of
+    /// `m`: `m2 >= m1` there); `None` when no term could be replaced.
+    fn subsumed(&mut self, mut m: PolyMap) -> Option<PolyMap> {
+        let negs: Vec<(Vec<ExprId>, i64)> = m
+            .iter()
+            .filter(|(a, c)| **c < 0 && !a.is_empty())
+            .map(|(a, c)| (a.clone(), *c))
+            .collect();
+        let mut changed = false;
+        for (m2, c2) in negs {
+            let pos: Vec<Vec<ExprId>> = m
+                .iter()
+                .filter(|(a, c)| **c > 0 && !a.is_empty() && a.len() < m2.len())
+                .map(|(a, _)| a.clone())
+                .collect();
+            for m1 in pos {
+                // the atoms of m2 left after removing m1's (None if m1 does not divide m2)
+                let mut rest = m2.clone();
+                let divides = m1.iter().all(|x| {
+                    rest.iter()
+                        .position(|y| y == x)
+                        .map(|p| rest.remove(p))
+                        .is_some()
+                });
+                if !divides {
+                    continue;
+                }
+                let m1_nonneg = {
+                    let e = self.intern_poly(PolyMap::from([(m1.clone(), 1)]));
+                    self.cached_interval(e).lo >= 0
+                };
+                if !m1_nonneg || rest.iter().any(|&x| self.cached_interval(x).lo < 1) {
+                    continue;
+                }
+                let Some(v) = m.get(&m1).and_then(|c1| c1.checked_add(c2)) else {
+                    continue;
+                };
+                m.remove(&m2);
+                m.insert(m1, v);
+                changed = true;
+                break;
+            }
+        }
+        changed.then_some(m)
     }
 
     /// The tightened bound of [`ExprArena::upper_bound`], or `None` when `d` has no division
@@ -807,6 +868,7 @@ impl ExprArena {
                 *e = pc.checked_mul(f).and_then(|v| e.checked_add(v))?;
             }
         }
+        let lin = self.subsumed(lin.clone()).unwrap_or(lin);
         let e = self.intern_poly(lin);
         let lin_hi = self.cached_interval(e).hi;
         Some(if lin_hi == i64::MAX {

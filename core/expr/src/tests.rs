@@ -168,6 +168,19 @@ fn aligned_sizes_are_compared_through_their_divisions() {
     assert_eq!(a.max(&[sixteen_bs, big]), big);
     assert_eq!(a.min(&[sixteen_bs, big]), sixteen_bs);
     assert!(a.range_relied_on(a.as_sym(b).unwrap()));
+    // a monomial times atoms >= 1 is at least the monomial: 256*b + 256*b*s <= 768*b*s
+    let b256 = a.mul_const(b, 256);
+    let bs256 = a.mul_const(bs, 256);
+    let lhs = a.add(b256, bs256);
+    let bs768 = a.mul_const(bs, 768);
+    assert_eq!(a.max(&[lhs, bs768]), bs768);
+    // not when the extra atom may be 0
+    let z = a.symbol("z", 0, 9, None);
+    let z = a.sym(z);
+    let bz = a.mul(b, z);
+    let bz2 = a.mul_const(bz, 2);
+    let m = a.max(&[b, bz2]);
+    assert_eq!(a.display(m).to_string(), "max(2*b*z, b)");
 }
 
 #[test]

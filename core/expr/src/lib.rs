@@ -705,25 +705,50 @@ impl ExprArena {
     /// as far as a constant difference or the bounds of the difference show. A proof from the
     /// ranges marks the symbols involved as relied on.
     fn at_least_as_good(&mut self, x: ExprId, y: ExprId, is_min: bool) -> bool {
-        // the difference that must be <= 0
-        let d = if is_min {
-            self.sub(x, y)
-        } else {
-            self.sub(y, x)
+        // the difference that must be <= 0, as a polynomial (never interned: these
+        // comparisons would fill the arena with differences nothing uses)
+        let (a, b) = if is_min { (x, y) } else { (y, x) };
+        let Some(d) = self.poly_diff(a, b) else {
+            return false;
         };
-        if let Some(c) = self.as_const(d) {
-            return c <= 0;
+        match d.len() {
+            0 => return true,
+            1 if d.contains_key(&Vec::new()) => return d[&Vec::new()] <= 0,
+            _ => {}
         }
-        if self.upper_bound(d) > 0 {
+        if self.map_upper_bound(d.clone()) > 0 {
             return false;
         }
-        for s in self.free_symbols(d) {
-            if self.relied.len() <= s.index() {
-                self.relied.resize(s.index() + 1, false);
+        let atoms: Vec<ExprId> = d.keys().flatten().copied().collect();
+        for atom in atoms {
+            for s in self.free_symbols(atom) {
+                if self.relied.len() <= s.index() {
+                    self.relied.resize(s.index() + 1, false);
+                }
+                self.relied[s.index()] = true;
             }
-            self.relied[s.index()] = true;
         }
         true
+    }
+
+    /// `a - b` as a polynomial map (zero terms dropped); `None` if a coefficient overflows.
+    fn poly_diff(&self, a: ExprId, b: ExprId) -> Option<PolyMap> {
+        let mut m = self.poly_of(a);
+        for (k, c) in self.poly_of(b) {
+            let e = m.entry(k).or_insert(0);
+            *e = e.checked_sub(c)?;
+        }
+        m.retain(|_, c| *c != 0);
+        Some(m)
+    }
+
+    /// The interval bound of a polynomial map, from the cached bounds of its atoms.
+    fn map_interval(&mut self, m: &PolyMap) -> Interval {
+        if let Some(last) = self.len().checked_sub(1) {
+            self.cached_interval(ExprId(last as u32));
+        }
+        let ivs = &self.ivs;
+        interval::terms_interval(m.iter().map(|(a, c)| (&a[..], *c)), &|x| ivs[x.index()])
     }
 
     /// An upper bound of `d` over the declared ranges: the interval bound, tightened where `d`
@@ -739,21 +764,24 @@ impl ExprArena {
     /// atoms at least 1 (with `m1 >= 0`) is bounded by `-c2 * m1` first, so that `b - b*s` is
     /// at most `0` over `b, s >= 1`.
     pub fn upper_bound(&mut self, d: ExprId) -> i64 {
-        let hi = self.cached_interval(d).hi;
+        let m = self.poly_of(d);
+        self.map_upper_bound(m)
+    }
+
+    /// [`ExprArena::upper_bound`] of a polynomial map.
+    fn map_upper_bound(&mut self, m: PolyMap) -> i64 {
+        let hi = self.map_interval(&m).hi;
         if hi <= 0 {
             return hi;
         }
-        let hi = match self.subsumed(self.poly_of(d)) {
-            Some(m) => {
-                let e = self.intern_poly(m);
-                hi.min(self.cached_interval(e).hi)
-            }
+        let hi = match self.subsumed(m.clone()) {
+            Some(s) => hi.min(self.map_interval(&s).hi),
             None => hi,
         };
         if hi <= 0 {
             return hi;
         }
-        self.division_bound(d).map_or(hi, |b| hi.min(b))
+        self.division_bound(m).map_or(hi, |b| hi.min(b))
     }
 
     /// `m` with each negative term `-c2 * m2` whose monomial is `m1` times atoms `>= 1`, for a
@@ -784,10 +812,7 @@ impl ExprArena {
                 if !divides {
                     continue;
                 }
-                let m1_nonneg = {
-                    let e = self.intern_poly(PolyMap::from([(m1.clone(), 1)]));
-                    self.cached_interval(e).lo >= 0
-                };
+                let m1_nonneg = self.map_interval(&PolyMap::from([(m1.clone(), 1)])).lo >= 0;
                 if !m1_nonneg || rest.iter().any(|&x| self.cached_interval(x).lo < 1) {
                     continue;
                 }
@@ -805,10 +830,8 @@ impl ExprArena {
 
     /// The tightened bound of [`ExprArena::upper_bound`], or `None` when `d` has no division
     /// term or the arithmetic overflows.
-    fn division_bound(&mut self, d: ExprId) -> Option<i64> {
-        let Node::Poly(terms) = self.node(d).clone() else {
-            return None;
-        };
+    fn division_bound(&mut self, d: PolyMap) -> Option<i64> {
+        let terms = d.into_iter().map(|(atoms, coeff)| Term { coeff, atoms });
         // (coefficient, numerator, divisor, is ceildiv, the term's atom)
         let mut divs: Vec<(i64, ExprId, i64, bool, ExprId)> = Vec::new();
         let mut lin = PolyMap::new();
@@ -838,8 +861,10 @@ impl ExprArena {
                 if used[i] || used[j] || (divs[j].0, divs[j].2, divs[j].3) != (-c, k, ceil) {
                     continue;
                 }
-                let diff = self.sub(p1, divs[j].1);
-                let h = self.cached_interval(diff).hi;
+                let Some(diff) = self.poly_diff(p1, divs[j].1) else {
+                    continue;
+                };
+                let h = self.map_interval(&diff).hi;
                 if h == i64::MAX {
                     continue;
                 }
@@ -868,9 +893,9 @@ impl ExprArena {
                 *e = pc.checked_mul(f).and_then(|v| e.checked_add(v))?;
             }
         }
+        lin.retain(|_, c| *c != 0);
         let lin = self.subsumed(lin.clone()).unwrap_or(lin);
-        let e = self.intern_poly(lin);
-        let lin_hi = self.cached_interval(e).hi;
+        let lin_hi = self.map_interval(&lin).hi;
         Some(if lin_hi == i64::MAX {
             i64::MAX
         } else {

@@ -3,7 +3,7 @@ sod2-f32 where the model has an f32 twin.
 
 The models: the int8 zoo (scripts/zoo/quantize_zoo.py: codebert_int8, conformer_int8,
 yolov6_int8, sd_unet_int8, twins the zoo's f32 models) and the corpus's int8 models
-(scripts/corpus/catalog.py: every model whose `expect` is a quantization reason; ddddocr_crnn_int8
+(scripts/corpus/catalog.py: every model marked `quantized`; ddddocr_crnn_int8
 has the twin ddddocr_crnn, the others ship no f32 model). Two input shapes per model (the zoo's
 check shapes, the corpus's first and last case), inputs from the same generators as the checks.
 
@@ -110,7 +110,7 @@ def corpus_cases(root: pathlib.Path) -> list[Case]:
     by = {m.name: m for m in MODELS}
     out = []
     for m in MODELS:
-        if not (m.expect and "quantiz" in m.expect):
+        if not m.quantized:
             continue
         twin = by.get(m.name.removesuffix("_int8")) if m.name.endswith("_int8") else None
         path = model_path(cache, m)

@@ -167,6 +167,10 @@ pub struct GuardFact {
     pub nonzero: bool,
     /// Why the model needs it.
     pub message: String,
+    /// The symbols the condition is stated over. Canonical `min` / `max` use the declared
+    /// ranges, so `expr` may have folded some of them away (or folded to a constant that
+    /// fails everywhere): this names the symbol whose domain is then empty.
+    pub over: Vec<SymId>,
 }
 
 impl Analysis {
@@ -338,6 +342,7 @@ pub fn analyze(model: &Model, opts: &Options) -> Result<Analysis, AnalysisError>
                 expr: e,
                 nonzero: g.expect,
                 message: g.message.clone(),
+                over: eng.arena.free_symbols(e),
             }),
         }
     }
@@ -419,10 +424,14 @@ fn shape_validity_guards(
                 }
                 let bound = arena.constant(least);
                 let holds = rules::le_expr(arena, bound, e);
+                if arena.as_const(holds).is_some_and(|c| c != 0) {
+                    continue; // proven over the ranges
+                }
                 let shown = arena.display(e).to_string();
                 guards.push(GuardFact {
                     expr: holds,
                     nonzero: true,
+                    over: arena.free_symbols(e),
                     message: format!(
                         "{} `{}`: output {slot} dim {k} = {shown} must be at least {least}{}",
                         node.op.name(),
@@ -610,9 +619,14 @@ fn pair_guard(
         return;
     }
     let (sa, sb) = (arena.display(a).to_string(), arena.display(b).to_string());
+    let mut over = arena.free_symbols(a);
+    over.extend(arena.free_symbols(b));
+    over.sort();
+    over.dedup();
     guards.push(GuardFact {
         expr: holds,
         nonzero: true,
+        over,
         message: format!(
             "{} `{}`: input dims {sa} and {sb} must be equal{} {why}",
             node.op.name(),
@@ -704,9 +718,14 @@ fn range_gather_guards(
         arena.display(end).to_string(),
         arena.display(rows).to_string(),
     );
+    let mut over = arena.free_symbols(end);
+    over.extend(arena.free_symbols(rows));
+    over.sort();
+    over.dedup();
     guards.push(GuardFact {
         expr: holds,
         nonzero: true,
+        over,
         message: format!(
             "Gather `{}`: its indices run up to {se} - 1 (a Range), the table has {sr} rows",
             node.name
@@ -773,7 +792,15 @@ fn narrow_to_guards(
     let before = done.narrowed.len();
     for g in &a.guards {
         let Some((s, lo, hi)) = guard_range(&a.arena, g) else {
-            if let [s] = a.arena.free_symbols(g.expr)[..] {
+            let mut syms = a.arena.free_symbols(g.expr);
+            if let Some(c) = a.arena.as_const(g.expr) {
+                if (c != 0) == g.nonzero {
+                    continue; // holds for every binding
+                }
+                // fails for every binding: the symbols it was stated over have no domain
+                syms = g.over.clone();
+            }
+            if let [s] = syms[..] {
                 let info = a.arena.symbol_info(s);
                 return Err(AnalysisError::EmptyDomain {
                     name: info.name.clone(),

@@ -309,11 +309,9 @@ fn conv_and_pool_dims_are_closed_forms() {
     );
     // ceil_mode: ceil((c - 3) / 2) + 1, limited so the last window starts inside the input.
     let p = shape(&m, &a, "p");
-    // (ceildiv(c - 3, 2) + 1 canonicalises to ceildiv(c - 1, 2) with c = floordiv(H - 1, 2) + 1.)
-    assert_eq!(
-        p[2],
-        "min(ceildiv(floordiv(H - 1, 2) + 1, 2), ceildiv(floordiv(H - 1, 2), 2))"
-    );
+    // (ceildiv(c - 3, 2) + 1 canonicalises to ceildiv(c - 1, 2) with c = floordiv(H - 1, 2) + 1;
+    // the limit, ceildiv(c, 2), is never smaller, so the min drops it.)
+    assert_eq!(p[2], "ceildiv(floordiv(H - 1, 2), 2)");
 }
 
 #[test]
@@ -397,10 +395,8 @@ fn if_merges_agreeing_dims_and_freshens_the_others() {
         .iter()
         .find(|f| a.arena.symbol_info(f.sym).name == "y_out0_1")
         .unwrap();
-    assert_eq!(
-        a.arena.display(f.bound.unwrap()).to_string(),
-        "max(2*seq, seq)"
-    );
+    // max(2*seq, seq) is 2*seq over seq >= 1
+    assert_eq!(a.arena.display(f.bound.unwrap()).to_string(), "2*seq");
     assert_eq!(a.arena.symbol_info(f.sym).hi, 20);
 }
 

@@ -469,9 +469,18 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
             let _ = writeln!(text, "arena bytes: {t}");
         }
         None => {
+            // How long the text is, counted up to a bound (the text of a pool DAG can grow
+            // exponentially, its rendering is bounded by the budget).
+            const COUNT_UP_TO: usize = 1_000_000;
+            let chars =
+                sod2_format::expr_text_within(&p.exprs, &p.symbols, p.arena_size, COUNT_UP_TO)
+                    .map_or_else(
+                        || format!("over {COUNT_UP_TO}"),
+                        |t| t.chars().count().to_string(),
+                    );
             let _ = writeln!(
                 text,
-                "arena bytes: an expression of {} pool entries, over 400 characters as text (a max over the placed tensors)",
+                "arena bytes: an expression of {} pool entries, {chars} characters as text (a max over the placed tensors)",
                 sod2_format::expr_size(&p.exprs, p.arena_size)
             );
         }

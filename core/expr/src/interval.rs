@@ -127,6 +127,39 @@ impl Interval {
     }
 }
 
+/// Bounds a sum of terms `coeff * atoms[0] * atoms[1] * ...` (sorted atoms) given the bounds of
+/// the atoms.
+pub(crate) fn terms_interval<'t>(
+    terms: impl Iterator<Item = (&'t [ExprId], i64)>,
+    child: &dyn Fn(ExprId) -> Interval,
+) -> Interval {
+    let mut acc = Interval { lo: 0, hi: 0 };
+    for (atoms, coeff) in terms {
+        let mut p = Interval { lo: 1, hi: 1 };
+        // Even powers of one atom are non-negative.
+        let mut i = 0;
+        while i < atoms.len() {
+            let a = atoms[i];
+            let ia = child(a);
+            if i + 1 < atoms.len() && atoms[i + 1] == a {
+                let sq = ia.mul(ia);
+                let lo = if ia.lo <= 0 && ia.hi >= 0 {
+                    0
+                } else {
+                    sq.lo.max(0)
+                };
+                p = p.mul(Interval { lo, hi: sq.hi });
+                i += 2;
+            } else {
+                p = p.mul(ia);
+                i += 1;
+            }
+        }
+        acc = acc.add(p.scale(coeff));
+    }
+    acc
+}
+
 impl ExprArena {
     /// Bounds `id` over the declared ranges of its symbols.
     pub fn interval(&self, id: ExprId) -> Interval {
@@ -142,31 +175,7 @@ impl ExprArena {
                 Interval { lo: s.lo, hi: s.hi }
             }
             Node::Poly(terms) => {
-                let mut acc = Interval { lo: 0, hi: 0 };
-                for t in terms {
-                    let mut p = Interval { lo: 1, hi: 1 };
-                    // Even powers of one atom are non-negative.
-                    let mut i = 0;
-                    while i < t.atoms.len() {
-                        let a = t.atoms[i];
-                        let ia = child(a);
-                        if i + 1 < t.atoms.len() && t.atoms[i + 1] == a {
-                            let sq = ia.mul(ia);
-                            let lo = if ia.lo <= 0 && ia.hi >= 0 {
-                                0
-                            } else {
-                                sq.lo.max(0)
-                            };
-                            p = p.mul(Interval { lo, hi: sq.hi });
-                            i += 2;
-                        } else {
-                            p = p.mul(ia);
-                            i += 1;
-                        }
-                    }
-                    acc = acc.add(p.scale(t.coeff));
-                }
-                acc
+                terms_interval(terms.iter().map(|t| (&t.atoms[..], t.coeff)), child)
             }
             Node::FloorDiv(a, b) => child(*a).div(child(*b), false),
             Node::CeilDiv(a, b) => child(*a).div(child(*b), true),

@@ -9,8 +9,13 @@
 //!   of *atoms* and the terms are sorted by monomial, zero terms dropped, the constant term being
 //!   the empty monomial;
 //! - atoms are symbols and the non-polynomial calls `floordiv`, `ceildiv`, `mod`, `min`, `max`,
-//!   whose arguments are themselves canonical (and sorted, deduplicated and constant-folded for
-//!   `min` / `max`);
+//!   whose arguments are themselves canonical;
+//! - `min` / `max` are n-ary: nested calls of the same kind are flattened (also through a
+//!   positive offset, `max(max(a, b) + c, d)` is `max(a + c, b + c, d)`, where that lets an
+//!   argument drop), constants folded, the
+//!   arguments sorted and deduplicated, and an argument that can never be the result dropped
+//!   (absorption, `max(a, min(a, b))` = `a`, and dominance proven from the symbols' ranges,
+//!   `max(x, y)` = `x` when `y - x <= 0` over the ranges);
 //! - a sum with one term `1*x` is `x` itself, a sum with only a constant is [`Node::Const`].
 //!
 //! Children are always interned before their parents, so the arena read in order is a postfix
@@ -19,6 +24,12 @@
 //! Symbols carry a declared range `lo..=hi`; [`ExprArena::interval`] bounds any expression by
 //! interval arithmetic and the `prove_*` methods answer [`Truth::True`], [`Truth::False`] or
 //! [`Truth::Unknown`] from those bounds.
+//!
+//! Range-based dropping makes the canonical form of `min` / `max` depend on the ranges declared
+//! when it is built: it equals the unsimplified expression for every binding inside those
+//! ranges. Ranges may narrow afterwards (every rewrite stays sound); they must not widen for a
+//! symbol a rewrite relied on (see [`ExprArena::set_range`]). The runtime refuses input dims
+//! outside their declared ranges, and symbols bound at run time get ranges their ops guarantee.
 #![forbid(unsafe_code)]
 
 mod display;
@@ -143,7 +154,18 @@ pub struct ExprArena {
     dedup: HashMap<Node, ExprId>,
     symbols: Vec<Symbol>,
     by_name: HashMap<String, SymId>,
+    /// Interval bounds of nodes `0..ivs.len()` under the current ranges (a prefix: nodes are
+    /// append-only); cleared whenever a range changes.
+    ivs: Vec<Interval>,
+    /// Symbols whose declared range some range-based `min` / `max` rewrite relied on: widening
+    /// such a range afterwards would make that rewrite unsound (see [`ExprArena::set_range`]).
+    relied: Vec<bool>,
 }
+
+/// Most arguments a `min` / `max` grows to when it distributes an offset over a nested
+/// `min` / `max` (`max(max(a, b) + c, d)` = `max(a + c, b + c, d)`); past it the nested call
+/// stays an atom of the sum.
+pub const MINMAX_DISTRIBUTE_CAP: usize = 64;
 
 impl ExprArena {
     /// A new, empty arena.
@@ -194,8 +216,12 @@ impl ExprArena {
     pub fn symbol(&mut self, name: &str, lo: i64, hi: i64, origin: Option<String>) -> SymId {
         if let Some(&s) = self.by_name.get(name) {
             let sym = &mut self.symbols[s.index()];
-            sym.lo = sym.lo.max(lo);
-            sym.hi = sym.hi.min(hi);
+            let (lo, hi) = (sym.lo.max(lo), sym.hi.min(hi));
+            if (lo, hi) != (sym.lo, sym.hi) {
+                sym.lo = lo;
+                sym.hi = hi;
+                self.ivs.clear();
+            }
             return s;
         }
         let s = SymId(u32::try_from(self.symbols.len()).unwrap_or(u32::MAX));
@@ -241,10 +267,41 @@ impl ExprArena {
     }
 
     /// Sets the declared range of a symbol.
+    ///
+    /// Canonical `min` / `max` drop arguments that the declared ranges prove cannot win, so an
+    /// expression built before a range change is only equal to its unsimplified form for
+    /// bindings inside the ranges *at the time it was built*. Narrowing a range keeps every
+    /// such rewrite sound; widening is only sound on a symbol no range-based rewrite has relied
+    /// on yet (in practice: right after the symbol is created, before expressions over it are
+    /// built, which is how the analysis applies `--dim`). Widening a relied-on range is a bug
+    /// of the caller (a debug assertion).
     pub fn set_range(&mut self, s: SymId, lo: i64, hi: i64) {
         let sym = &mut self.symbols[s.index()];
+        debug_assert!(
+            !(self.relied.get(s.index()).copied().unwrap_or(false) && (lo < sym.lo || hi > sym.hi)),
+            "widening the range of `{}` after a rewrite relied on it",
+            sym.name
+        );
         sym.lo = lo;
         sym.hi = hi;
+        self.ivs.clear();
+    }
+
+    /// Whether a range-based `min` / `max` rewrite has relied on the declared range of `s`
+    /// (so that widening it would be unsound; narrowing always is sound).
+    pub fn range_relied_on(&self, s: SymId) -> bool {
+        self.relied.get(s.index()).copied().unwrap_or(false)
+    }
+
+    /// [`ExprArena::interval`] through a cache of every node's bounds (linear in the arena,
+    /// amortised, where the recursive form may revisit shared sub-expressions).
+    pub fn cached_interval(&mut self, id: ExprId) -> Interval {
+        if self.ivs.len() <= id.index() {
+            let mut c = std::mem::take(&mut self.ivs);
+            self.interval_into(&mut c);
+            self.ivs = c;
+        }
+        self.ivs[id.index()]
     }
 
     // ----- constructors --------------------------------------------------------------------
@@ -476,15 +533,37 @@ impl ExprArena {
         self.minmax(items, false)
     }
 
+    /// The canonical `min` / `max` of `items`:
+    /// - nested calls of the same kind are flattened, and so are offsets of them
+    ///   (`max(max(a, b) + c, d)` = `max(a + c, b + c, d)`, `k * max(a, b)` = `max(k*a, k*b)`
+    ///   for `k > 0`), up to [`MINMAX_DISTRIBUTE_CAP`] arguments, for the comparisons below;
+    ///   an offset call none of whose distributed arguments is dropped is kept as it was
+    ///   (`max(max(a, b) + c, d)` stays so when all three can win: its sub-expressions are
+    ///   shared with the rest of the arena);
+    /// - constants fold into one, the arguments are sorted and deduplicated;
+    /// - an argument that can never be the result is dropped: one proven (by a constant
+    ///   difference, or by interval bounds over the declared ranges) on the losing side of
+    ///   another argument, and by absorption a call of the other kind holding such an argument
+    ///   (`max(a, min(a, b))` = `a`, `min(a, max(a, b))` = `a`).
+    ///
+    /// Every rewrite is exact for every binding inside the declared ranges (see
+    /// [`ExprArena::set_range`] for ranges that change later).
     fn minmax(&mut self, items: &[ExprId], is_min: bool) -> ExprId {
-        let mut flat: Vec<ExprId> = Vec::new();
+        // Leaves, each with the group it was distributed from: an argument `k * m + rest` (`m`
+        // a call of this kind) becomes the leaves `k * a + rest` for each argument `a` of `m`
+        // (recursively). A group all of whose leaves survive is put back as the argument it
+        // was (fewer distinct sub-expressions); one that lost leaves is replaced by the
+        // survivors.
+        let mut leaves: Vec<(ExprId, Option<usize>)> = Vec::new();
+        let mut groups: Vec<(ExprId, usize)> = Vec::new(); // (argument, leaves distributed)
         let mut konst: Option<i64> = None;
-        let mut stack: Vec<ExprId> = items.to_vec();
-        while let Some(x) = stack.pop() {
+        let mut stack: Vec<(ExprId, Option<usize>)> = items.iter().map(|&x| (x, None)).collect();
+        let mut distributed = 0;
+        while let Some((x, g)) = stack.pop() {
             match self.node(x) {
-                Node::Min(args) if is_min => stack.extend(args.iter().copied()),
-                Node::Max(args) if !is_min => stack.extend(args.iter().copied()),
-                Node::Const(c) => {
+                Node::Min(args) if is_min => stack.extend(args.iter().map(|&a| (a, g))),
+                Node::Max(args) if !is_min => stack.extend(args.iter().map(|&a| (a, g))),
+                Node::Const(c) if g.is_none() => {
                     let c = *c;
                     konst = Some(match konst {
                         None => c,
@@ -492,35 +571,72 @@ impl ExprArena {
                         Some(k) => k.max(c),
                     });
                 }
-                _ => flat.push(x),
+                Node::Poly(_) => match self.offset_of_same_kind(x, is_min) {
+                    Some((args, k, rest))
+                        if distributed < MINMAX_DISTRIBUTE_CAP
+                            && leaves.len() + stack.len() + args.len() <= MINMAX_DISTRIBUTE_CAP =>
+                    {
+                        distributed += 1;
+                        let g = g.or_else(|| {
+                            groups.push((x, 0));
+                            Some(groups.len() - 1)
+                        });
+                        for a in args {
+                            let t = self.mul_const(a, k);
+                            let t = self.add(t, rest);
+                            stack.push((t, g));
+                        }
+                    }
+                    _ => leaves.push((x, g)),
+                },
+                _ => leaves.push((x, g)),
             }
         }
         if let Some(c) = konst {
-            flat.push(self.constant(c));
+            leaves.push((self.constant(c), None));
         }
-        flat.sort();
-        flat.dedup();
-        // Drop arguments that differ from another by a constant in the losing direction.
-        let mut keep = vec![true; flat.len()];
-        for i in 0..flat.len() {
-            for j in 0..flat.len() {
+        for &(_, g) in &leaves {
+            if let Some(g) = g {
+                groups[g].1 += 1;
+            }
+        }
+        // a leaf both ungrouped and in a group (or in two groups) is kept once, ungrouped first
+        leaves.sort();
+        leaves.dedup_by_key(|l| l.0);
+        // Drop the leaves that can never be the result. The survivors are an antichain (none
+        // dominates another), so building the call again from them drops nothing more.
+        let mut keep = vec![true; leaves.len()];
+        for i in 0..leaves.len() {
+            for j in 0..leaves.len() {
                 if i == j || !keep[i] || !keep[j] {
                     continue;
                 }
-                let diff = self.sub(flat[i], flat[j]);
-                if let Some(c) = self.as_const(diff) {
-                    // flat[i] = flat[j] + c
-                    if (is_min && c > 0) || (!is_min && c < 0) {
-                        keep[i] = false;
-                    }
+                if self.never_wins(leaves[i].0, leaves[j].0, is_min) {
+                    keep[i] = false;
                 }
             }
         }
-        let flat: Vec<ExprId> = flat
-            .into_iter()
-            .zip(keep)
-            .filter_map(|(x, k)| k.then_some(x))
-            .collect();
+        let mut survivors = vec![0; groups.len()];
+        for (l, &k) in leaves.iter().zip(&keep) {
+            if let (Some(g), true) = (l.1, k) {
+                survivors[g] += 1;
+            }
+        }
+        let mut flat: Vec<ExprId> = Vec::new();
+        for (l, k) in leaves.into_iter().zip(keep) {
+            match l.1 {
+                Some(g) if survivors[g] == groups[g].1 => {}
+                _ if k => flat.push(l.0),
+                _ => {}
+            }
+        }
+        for (g, &(x, n)) in groups.iter().enumerate() {
+            if survivors[g] == n {
+                flat.push(x);
+            }
+        }
+        flat.sort();
+        flat.dedup();
         match flat.as_slice() {
             [] => self.constant(0),
             [x] => *x,
@@ -530,6 +646,261 @@ impl ExprArena {
                 Node::Max(flat)
             }),
         }
+    }
+
+    /// `x` as `k * m + rest` with `k > 0` and `m` a `min` (`is_min`) or `max` call occurring
+    /// once in `x`, alone in its term: `(m's arguments, k, rest)`.
+    fn offset_of_same_kind(
+        &mut self,
+        x: ExprId,
+        is_min: bool,
+    ) -> Option<(Vec<ExprId>, i64, ExprId)> {
+        let Node::Poly(terms) = self.node(x) else {
+            return None;
+        };
+        let same = |n: &Node| match n {
+            Node::Min(a) if is_min => Some(a.clone()),
+            Node::Max(a) if !is_min => Some(a.clone()),
+            _ => None,
+        };
+        let (pos, args) = terms
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| match t.atoms.as_slice() {
+                [m] if t.coeff > 0 => same(self.node(*m)).map(|a| (i, a)),
+                _ => None,
+            })?;
+        let m = terms[pos].atoms[0];
+        let k = terms[pos].coeff;
+        if terms
+            .iter()
+            .enumerate()
+            .any(|(i, t)| i != pos && t.atoms.contains(&m))
+        {
+            return None;
+        }
+        let mut rest = self.poly_of(x);
+        rest.remove(&vec![m]);
+        let rest = self.intern_poly(rest);
+        Some((args, k, rest))
+    }
+
+    /// Whether argument `y` of a `min` (`is_min`) / `max` can be dropped because of argument
+    /// `x`: `x` is at least as good everywhere on the declared ranges, or `y` is a call of the
+    /// other kind one of whose arguments is (absorption).
+    fn never_wins(&mut self, y: ExprId, x: ExprId, is_min: bool) -> bool {
+        if self.at_least_as_good(x, y, is_min) {
+            return true;
+        }
+        let inner = match (self.node(y), is_min) {
+            (Node::Max(bs), true) | (Node::Min(bs), false) => bs.clone(),
+            _ => return false,
+        };
+        inner
+            .into_iter()
+            .any(|b| b == x || self.at_least_as_good(x, b, is_min))
+    }
+
+    /// Whether `x <= y` (`is_min`) or `x >= y` holds for every binding in the declared ranges,
+    /// as far as a constant difference or the bounds of the difference show. A proof from the
+    /// ranges marks the symbols involved as relied on.
+    fn at_least_as_good(&mut self, x: ExprId, y: ExprId, is_min: bool) -> bool {
+        // the difference that must be <= 0, as a polynomial (never interned: these
+        // comparisons would fill the arena with differences nothing uses)
+        let (a, b) = if is_min { (x, y) } else { (y, x) };
+        let Some(d) = self.poly_diff(a, b) else {
+            return false;
+        };
+        match d.len() {
+            0 => return true,
+            1 if d.contains_key(&Vec::new()) => return d[&Vec::new()] <= 0,
+            _ => {}
+        }
+        if self.map_upper_bound(d.clone()) > 0 {
+            return false;
+        }
+        let atoms: Vec<ExprId> = d.keys().flatten().copied().collect();
+        for atom in atoms {
+            for s in self.free_symbols(atom) {
+                if self.relied.len() <= s.index() {
+                    self.relied.resize(s.index() + 1, false);
+                }
+                self.relied[s.index()] = true;
+            }
+        }
+        true
+    }
+
+    /// `a - b` as a polynomial map (zero terms dropped); `None` if a coefficient overflows.
+    fn poly_diff(&self, a: ExprId, b: ExprId) -> Option<PolyMap> {
+        let mut m = self.poly_of(a);
+        for (k, c) in self.poly_of(b) {
+            let e = m.entry(k).or_insert(0);
+            *e = e.checked_sub(c)?;
+        }
+        m.retain(|_, c| *c != 0);
+        Some(m)
+    }
+
+    /// The interval bound of a polynomial map, from the cached bounds of its atoms.
+    fn map_interval(&mut self, m: &PolyMap) -> Interval {
+        if let Some(last) = self.len().checked_sub(1) {
+            self.cached_interval(ExprId(last as u32));
+        }
+        let ivs = &self.ivs;
+        interval::terms_interval(m.iter().map(|(a, c)| (&a[..], *c)), &|x| ivs[x.index()])
+    }
+
+    /// An upper bound of `d` over the declared ranges: the interval bound, tightened where `d`
+    /// has terms `c * ceildiv(p, k)` (or `floordiv`) with a constant `k > 0`:
+    /// - a pair `c * ceildiv(p1, k) - c * ceildiv(p2, k)` (`c > 0`, both `ceildiv` or both
+    ///   `floordiv`) is at most `c * ceil(hi(p1 - p2) / k)` (monotonicity: `ceildiv(4n, 64) <=
+    ///   ceildiv(8n, 64)`);
+    /// - another such term whose coefficient `k` divides is rewritten as `(c/k) * p` plus a
+    ///   slack in `(c/k) * [0, k-1]` (minus it for `floordiv`), so that aligned sizes such as
+    ///   `64*ceildiv(n, 64) - n` are bounded by `63` instead of unbounded.
+    ///
+    /// Either way, a negative term `-c2 * m2` whose monomial is a positive one's `m1` times
+    /// atoms at least 1 (with `m1 >= 0`) is bounded by `-c2 * m1` first, so that `b - b*s` is
+    /// at most `0` over `b, s >= 1`.
+    pub fn upper_bound(&mut self, d: ExprId) -> i64 {
+        let m = self.poly_of(d);
+        self.map_upper_bound(m)
+    }
+
+    /// [`ExprArena::upper_bound`] of a polynomial map.
+    fn map_upper_bound(&mut self, m: PolyMap) -> i64 {
+        let hi = self.map_interval(&m).hi;
+        if hi <= 0 {
+            return hi;
+        }
+        let hi = match self.subsumed(m.clone()) {
+            Some(s) => hi.min(self.map_interval(&s).hi),
+            None => hi,
+        };
+        if hi <= 0 {
+            return hi;
+        }
+        self.division_bound(m).map_or(hi, |b| hi.min(b))
+    }
+
+    /// `m` with each negative term `-c2 * m2` whose monomial is `m1` times atoms `>= 1`, for a
+    /// term `c1 * m1` with `c1 > 0` and `m1 >= 0`, replaced by `-c2 * m1` (an upper bound of
+    /// `m`: `m2 >= m1` there); `None` when no term could be replaced.
+    fn subsumed(&mut self, mut m: PolyMap) -> Option<PolyMap> {
+        let negs: Vec<(Vec<ExprId>, i64)> = m
+            .iter()
+            .filter(|(a, c)| **c < 0 && !a.is_empty())
+            .map(|(a, c)| (a.clone(), *c))
+            .collect();
+        let mut changed = false;
+        for (m2, c2) in negs {
+            let pos: Vec<Vec<ExprId>> = m
+                .iter()
+                .filter(|(a, c)| **c > 0 && !a.is_empty() && a.len() < m2.len())
+                .map(|(a, _)| a.clone())
+                .collect();
+            for m1 in pos {
+                // the atoms of m2 left after removing m1's (None if m1 does not divide m2)
+                let mut rest = m2.clone();
+                let divides = m1.iter().all(|x| {
+                    rest.iter()
+                        .position(|y| y == x)
+                        .map(|p| rest.remove(p))
+                        .is_some()
+                });
+                if !divides {
+                    continue;
+                }
+                let m1_nonneg = self.map_interval(&PolyMap::from([(m1.clone(), 1)])).lo >= 0;
+                if !m1_nonneg || rest.iter().any(|&x| self.cached_interval(x).lo < 1) {
+                    continue;
+                }
+                let Some(v) = m.get(&m1).and_then(|c1| c1.checked_add(c2)) else {
+                    continue;
+                };
+                m.remove(&m2);
+                m.insert(m1, v);
+                changed = true;
+                break;
+            }
+        }
+        changed.then_some(m)
+    }
+
+    /// The tightened bound of [`ExprArena::upper_bound`], or `None` when `d` has no division
+    /// term or the arithmetic overflows.
+    fn division_bound(&mut self, d: PolyMap) -> Option<i64> {
+        let terms = d.into_iter().map(|(atoms, coeff)| Term { coeff, atoms });
+        // (coefficient, numerator, divisor, is ceildiv, the term's atom)
+        let mut divs: Vec<(i64, ExprId, i64, bool, ExprId)> = Vec::new();
+        let mut lin = PolyMap::new();
+        for t in terms {
+            if let [a] = t.atoms[..] {
+                if let Node::CeilDiv(p, q) | Node::FloorDiv(p, q) = *self.node(a) {
+                    let ceil = matches!(self.node(a), Node::CeilDiv(..));
+                    if let Some(k) = self.as_const(q).filter(|&k| k > 0) {
+                        divs.push((t.coeff, p, k, ceil, a));
+                        continue;
+                    }
+                }
+            }
+            lin.insert(t.atoms, t.coeff);
+        }
+        if divs.is_empty() {
+            return None;
+        }
+        let mut extra: i64 = 0;
+        let mut used = vec![false; divs.len()];
+        for i in 0..divs.len() {
+            let (c, p1, k, ceil, _) = divs[i];
+            if c <= 0 {
+                continue;
+            }
+            for j in 0..divs.len() {
+                if used[i] || used[j] || (divs[j].0, divs[j].2, divs[j].3) != (-c, k, ceil) {
+                    continue;
+                }
+                let Some(diff) = self.poly_diff(p1, divs[j].1) else {
+                    continue;
+                };
+                let h = self.map_interval(&diff).hi;
+                if h == i64::MAX {
+                    continue;
+                }
+                // ceil(h / k), then times c
+                let q = h.div_euclid(k) + i64::from(h.rem_euclid(k) != 0);
+                extra = extra.checked_add(c.checked_mul(q)?)?;
+                used[i] = true;
+                used[j] = true;
+            }
+        }
+        for (i, &(c, p, k, ceil, a)) in divs.iter().enumerate() {
+            if used[i] {
+                continue;
+            }
+            if c % k != 0 {
+                let e = lin.entry(vec![a]).or_insert(0);
+                *e = e.checked_add(c)?;
+                continue;
+            }
+            let f = c / k;
+            // c*ceildiv(p, k) = f*p + f*r and c*floordiv(p, k) = f*p - f*r, r in 0..=k-1
+            let r_coeff = if ceil { f } else { f.checked_neg()? };
+            extra = extra.checked_add(r_coeff.checked_mul(k - 1)?.max(0))?;
+            for (atoms, pc) in self.poly_of(p) {
+                let e = lin.entry(atoms).or_insert(0);
+                *e = pc.checked_mul(f).and_then(|v| e.checked_add(v))?;
+            }
+        }
+        lin.retain(|_, c| *c != 0);
+        let lin = self.subsumed(lin.clone()).unwrap_or(lin);
+        let lin_hi = self.map_interval(&lin).hi;
+        Some(if lin_hi == i64::MAX {
+            i64::MAX
+        } else {
+            lin_hi.saturating_add(extra)
+        })
     }
 
     /// `a / b` when the division is exact as polynomials (`b` a constant or a single
@@ -684,7 +1055,9 @@ impl ExprArena {
         }
     }
 
-    /// Replaces symbols by expressions (re-canonicalising on the way).
+    /// Replaces symbols by expressions (re-canonicalising on the way). The result equals `id`
+    /// where each substituted expression takes values inside its symbol's declared range
+    /// (canonical `min` / `max` may have relied on that range).
     pub fn substitute(&mut self, id: ExprId, map: &HashMap<SymId, ExprId>) -> ExprId {
         let mut memo = HashMap::new();
         self.subst_rec(id, map, &mut memo)

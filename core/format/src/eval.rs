@@ -83,6 +83,8 @@ fn div(a: i64, b: i64, i: usize) -> Result<(i64, i64, i64), EvalError> {
 }
 
 /// Renders pool expression `i` in sod2's dim syntax (`2*seq + 1`, `floordiv(H - 1, 2) + 1`).
+/// A chain of binary `max` (or `min`) entries prints as one n-ary call over its distinct
+/// operands (`max(a, b, c)`, not `max(max(a, b), c)`).
 /// The pool is a DAG whose text can grow exponentially (nested `max` of shared terms): use
 /// [`expr_text_within`] where the expression may be large.
 pub fn expr_text(exprs: &[Expr], symbols: &[crate::Symbol], i: u32) -> String {
@@ -114,6 +116,24 @@ pub fn expr_text_within(
         fn charge(&mut self, n: usize) -> Option<()> {
             self.left = self.left.checked_sub(n)?;
             Some(())
+        }
+        /// The distinct operands of the chain of binary `max` (`is_max`) or `min` entries
+        /// rooted at `i`, left to right (the pool stores an n-ary call as such a chain).
+        fn operands(&self, i: u32, is_max: bool) -> Vec<u32> {
+            let mut ops = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut stack = vec![i];
+            while let Some(k) = stack.pop() {
+                if !seen.insert(k) {
+                    continue;
+                }
+                match self.exprs.get(k as usize) {
+                    Some(Expr::Max(a, b)) if is_max => stack.extend([*b, *a]),
+                    Some(Expr::Min(a, b)) if !is_max => stack.extend([*b, *a]),
+                    _ => ops.push(k),
+                }
+            }
+            ops
         }
         fn go(&mut self, i: u32, min_prec: u8) -> Option<String> {
             let Some(&x) = self.exprs.get(i as usize) else {
@@ -152,8 +172,20 @@ pub fn expr_text_within(
                 Expr::FloorDiv(a, b) => call(self, "floordiv", a, b)?,
                 Expr::CeilDiv(a, b) => call(self, "ceildiv", a, b)?,
                 Expr::Mod(a, b) => call(self, "mod", a, b)?,
-                Expr::Min(a, b) => call(self, "min", a, b)?,
-                Expr::Max(a, b) => call(self, "max", a, b)?,
+                Expr::Min(..) | Expr::Max(..) => {
+                    let is_max = matches!(x, Expr::Max(..));
+                    let ops = self.operands(i, is_max);
+                    if let [only] = ops[..] {
+                        return self.go(only, min_prec);
+                    }
+                    self.charge(3 + 2 * ops.len())?;
+                    let mut parts = Vec::with_capacity(ops.len());
+                    for k in ops {
+                        parts.push(self.go(k, 0)?);
+                    }
+                    let f = if is_max { "max" } else { "min" };
+                    format!("{f}({})", parts.join(", "))
+                }
             };
             if matches!(x, Expr::Const(_) | Expr::Sym(_)) {
                 self.charge(s.len())?;

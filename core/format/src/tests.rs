@@ -560,12 +560,38 @@ fn expression_text_is_bounded_by_its_budget() {
         Some("s + 1")
     );
     assert_eq!(expr_text_within(&exprs, &symbols, 2, 4), None);
-    assert_eq!(expr_text_within(&exprs, &symbols, top, 10_000), None);
-    assert_eq!(expr_text(&exprs, &symbols, 3), "max(s + 1, s + 1)");
+    // a chain of binary max prints as one call over its distinct operands
     assert_eq!(
-        expr_text_within(&exprs, &symbols, 3, 17).as_deref(),
-        Some("max(s + 1, s + 1)")
+        expr_text_within(&exprs, &symbols, top, 10_000).as_deref(),
+        Some("s + 1")
     );
-    assert_eq!(expr_text_within(&exprs, &symbols, 3, 16), None);
+    assert_eq!(expr_text(&exprs, &symbols, 3), "s + 1");
     assert_eq!(expr_size(&exprs, top), exprs.len());
+    // max(max(max(s, 1), s + 1), min(min(s, 1), 2))
+    let mut exprs = vec![Expr::Sym(0), Expr::Const(1), Expr::Const(2)];
+    exprs.push(Expr::Add(0, 1)); // 3
+    exprs.push(Expr::Max(0, 1)); // 4
+    exprs.push(Expr::Max(4, 3)); // 5
+    exprs.push(Expr::Min(0, 1)); // 6
+    exprs.push(Expr::Min(6, 2)); // 7
+    exprs.push(Expr::Max(5, 7)); // 8
+    assert_eq!(
+        expr_text(&exprs, &symbols, 8),
+        "max(s, 1, s + 1, min(s, 1, 2))"
+    );
+    assert_eq!(
+        expr_text_within(&exprs, &symbols, 8, 30).as_deref(),
+        Some("max(s, 1, s + 1, min(s, 1, 2))")
+    );
+    assert_eq!(expr_text_within(&exprs, &symbols, 8, 20), None);
+    // a wide chain of distinct operands is still bounded by the budget
+    let mut exprs = vec![Expr::Sym(0)];
+    for k in 0..5000 {
+        exprs.push(Expr::Const(k));
+        let (last, c) = ((exprs.len() - 2) as u32, (exprs.len() - 1) as u32);
+        exprs.push(Expr::Max(last, c));
+    }
+    let top = (exprs.len() - 1) as u32;
+    assert_eq!(expr_text_within(&exprs, &symbols, top, 1000), None);
+    assert!(expr_text(&exprs, &symbols, top).starts_with("max(s, 0, 1, 2"));
 }

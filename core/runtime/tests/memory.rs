@@ -65,7 +65,7 @@ fn prepare_past_the_limit_is_an_error_and_the_session_lives_on() {
 
 #[test]
 fn the_default_limit_refuses_an_arena_larger_than_the_machine() {
-    // Ranges to infinity: the sample model at a sequence of 2^24 tokens needs an attention
+    // Default ranges (up to 2^22): the sample model at 2^22 sequences of 2^22 tokens needs an
     // arena of petabytes; the default limit (available memory) refuses it, no abort.
     let m = sod2_onnx::load(
         &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -76,7 +76,7 @@ fn the_default_limit_refuses_an_arena_larger_than_the_machine() {
     let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
     let plan = Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap();
     let mut s = Session::new(plan);
-    let huge = vec![4, 1 << 24];
+    let huge = vec![sod2_analysis::DEFAULT_DIM_MAX as usize; 2];
     match s.prepare(&[huge.clone(), huge]) {
         Err(RuntimeError::OutOfMemory { needed, limit, .. }) => assert!(needed > limit),
         other => panic!("expected OutOfMemory, got {other:?}"),

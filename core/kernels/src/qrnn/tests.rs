@@ -29,7 +29,9 @@ fn ort_params(x: &[f32]) -> (f32, i32) {
 fn dynamic_product_matches_hand_quantization() {
     let (m, n, k) = (3, 4, 5);
     let a = data(m * k, 1, 2.0);
-    let b: Vec<i8> = (0..k * n).map(|i| (i as i8 * 37) % 127 - 60).collect();
+    let b: Vec<i8> = (0..k * n)
+        .map(|i| ((i as i32 * 37) % 127 - 60) as i8)
+        .collect();
     for scales in [
         vec![0.02f32],
         (0..n).map(|j| 0.01 * (j + 1) as f32).collect(),

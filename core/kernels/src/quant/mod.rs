@@ -175,7 +175,9 @@ pub fn quantize_one(x: f32, scale: f32, zero: i32, lo: i32, hi: i32) -> i32 {
     let q = round_half_even(x / scale);
     let q = if q.is_nan() { 0.0 } else { q };
     // f32 -> i64 saturates in Rust, so huge values clamp instead of wrapping.
-    ((q as i64) + i64::from(zero)).clamp(i64::from(lo), i64::from(hi)) as i32
+    (q as i64)
+        .saturating_add(i64::from(zero))
+        .clamp(i64::from(lo), i64::from(hi)) as i32
 }
 
 /// Quantizes `x` into `out` with one scale and zero point (`uint8` range `[0, 255]`).

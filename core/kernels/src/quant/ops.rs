@@ -3,7 +3,6 @@
 //! accumulator to an 8-bit output (`QLinearMatMul`, `QLinearConv`), as ONNX Runtime does it:
 //! the exact integer sum times a float multiplier, rounded half to even, plus the zero point,
 //! saturated.
-use super::round_half_even;
 
 /// An integer element type of quantized data.
 pub trait QInt: Copy + Default + bytemuck::Pod {
@@ -173,12 +172,36 @@ pub fn quantize_linear<T: QInt>(
         zero.map(<[T]>::len),
         layout,
     )?;
+    if *layout == QuantLayout::PerTensor {
+        let z = zero.map_or(0, |z| z[0].to_i32());
+        quantize_per_tensor(x, scale[0], z, out);
+        return Ok(());
+    }
     for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
         let k = layout.index(i);
         let z = zero.map_or(0, |z| z[k].to_i32());
         *o = T::from_i32(super::quantize_one(v, scale[k], z, T::LO, T::HI));
     }
     Ok(())
+}
+
+/// `QuantizeLinear` with one scale and zero point, in a loop the compiler vectorises: the
+/// quotient is clamped to the integers the type can hold around `zero` (so NaN aside it is
+/// finite and small) and rounded half to even by adding and subtracting 1.5 * 2^23 (exact in
+/// f32 for |q| < 2^22, where the default rounding mode rounds ties to even). The same results
+/// as [`super::quantize_one`] (tested).
+fn quantize_per_tensor<T: QInt>(x: &[f32], scale: f32, zero: i32, out: &mut [T]) {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let lo = (i64::from(T::LO) - i64::from(zero)) as f32;
+    let hi = (i64::from(T::HI) - i64::from(zero)) as f32;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let q = v / scale;
+        // NaN quantizes to the zero point, as ONNX Runtime does
+        let q = if q.is_nan() { 0.0 } else { q.max(lo).min(hi) };
+        let r = (q + MAGIC) - MAGIC;
+        // r lies in [LO - zero, HI - zero]: the sum is in the type's range
+        *o = T::from_i32((r as i32).wrapping_add(zero));
+    }
 }
 
 /// ONNX `DequantizeLinear`: `out[i] = (x[i] - zero) · scale` with the scale and zero point of
@@ -197,6 +220,13 @@ pub fn dequantize_linear<T: QInt>(
         zero.map(<[T]>::len),
         layout,
     )?;
+    if *layout == QuantLayout::PerTensor {
+        let (z, sc) = (zero.map_or(0, |z| z[0].to_i32()), scale[0]);
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = (i64::from(v.to_i32()) - i64::from(z)) as f32 * sc;
+        }
+        return Ok(());
+    }
     for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
         let k = layout.index(i);
         let z = zero.map_or(0, |z| z[k].to_i32());
@@ -211,14 +241,103 @@ pub fn dequantize_linear<T: QInt>(
 /// Runtime does).
 #[inline]
 pub fn requantize<T: QInt>(acc: i32, multiplier: f32, zero: i32) -> T {
-    let q = round_half_even(acc as f32 * multiplier);
-    let q = if q.is_nan() { 0.0 } else { q };
-    T::from_i32(((q as i64) + i64::from(zero)).clamp(i64::from(T::LO), i64::from(T::HI)) as i32)
+    // Clamped first to the integers the type holds around `zero` (integer bounds, so clamping
+    // before rounding gives the same value), then rounded half to even by adding and
+    // subtracting 1.5 * 2^23: no libm call, so loops over it vectorise.
+    const MAGIC: f32 = 12_582_912.0;
+    let lo = (i64::from(T::LO) - i64::from(zero)) as f32;
+    let hi = (i64::from(T::HI) - i64::from(zero)) as f32;
+    let q = acc as f32 * multiplier;
+    let q = if q.is_nan() { 0.0 } else { q.max(lo).min(hi) };
+    let r = (q + MAGIC) - MAGIC;
+    // r lies in [LO - zero, HI - zero]: the sum is in the type's range
+    T::from_i32((r as i32).wrapping_add(zero))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requantization_equals_the_definition() {
+        use crate::quant::round_half_even;
+        let def = |acc: i32, m: f32, z: i32, lo: i32, hi: i32| {
+            let q = round_half_even(acc as f32 * m);
+            let q = if q.is_nan() { 0.0 } else { q };
+            (q as i64)
+                .saturating_add(i64::from(z))
+                .clamp(i64::from(lo), i64::from(hi)) as i32
+        };
+        for acc in (-70_000..70_000)
+            .step_by(7)
+            .chain([i32::MIN, i32::MAX, 0, 1, -1])
+        {
+            for (m, z) in [
+                (0.5f32, 0i32),
+                (0.0123, 7),
+                (1.0, -3),
+                (3.7e-5, 120),
+                (f32::INFINITY, 0),
+            ] {
+                let zu = z.clamp(0, 255);
+                assert_eq!(
+                    i32::from(requantize::<u8>(acc, m, zu)),
+                    def(acc, m, zu, 0, 255),
+                    "{acc} {m} {zu}"
+                );
+                let zi = z.clamp(-128, 127);
+                assert_eq!(
+                    i32::from(requantize::<i8>(acc, m, zi)),
+                    def(acc, m, zi, -128, 127),
+                    "{acc} {m} {zi}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_per_tensor_quantization_equals_the_definition() {
+        let mut xs: Vec<f32> = (-2000..2000).map(|i| i as f32 * 0.25).collect();
+        xs.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            -1e30,
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -2.5,
+        ]);
+        for (scale, zero) in [(1.0f32, 0i32), (0.5, 3), (0.037, -7), (3.0, 100), (1e-6, 0)] {
+            let mut got = vec![0i8; xs.len()];
+            quantize_per_tensor(&xs, scale, zero.clamp(-128, 127), &mut got);
+            let mut got_u = vec![0u8; xs.len()];
+            quantize_per_tensor(&xs, scale, zero.clamp(0, 255), &mut got_u);
+            let mut got_16 = vec![0i16; xs.len()];
+            quantize_per_tensor(&xs, scale, zero, &mut got_16);
+            for (i, &x) in xs.iter().enumerate() {
+                let z8 = zero.clamp(-128, 127);
+                assert_eq!(
+                    i32::from(got[i]),
+                    crate::quant::quantize_one(x, scale, z8, -128, 127),
+                    "{x} / {scale} + {z8}"
+                );
+                let zu = zero.clamp(0, 255);
+                assert_eq!(
+                    i32::from(got_u[i]),
+                    crate::quant::quantize_one(x, scale, zu, 0, 255),
+                    "{x} / {scale} + {zu}"
+                );
+                assert_eq!(
+                    i32::from(got_16[i]),
+                    crate::quant::quantize_one(x, scale, zero, -32768, 32767),
+                    "{x} / {scale} + {zero}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn layouts_index_their_scales() {

@@ -638,15 +638,58 @@ fn qlinear_conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             conv_sums(a, x, xz, w, wz, &od, acc)
         })?;
         let plane: usize = od[2..].iter().product();
-        let channel = |e: usize| (e / plane.max(1)) % mo.max(1);
+        // One output plane per (image, channel): its bias and multiplier are constants.
+        let channel = |row: usize| row % mo.max(1);
         // Read in place (a constant bias need not be 4-byte aligned in the weights).
         if let Some(b) = bias {
-            for (e, v) in acc.iter_mut().enumerate() {
-                let k = 4 * channel(e);
-                *v = v.wrapping_add(i32::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3]]));
+            for (row, plane_acc) in acc.chunks_mut(plane.max(1)).enumerate() {
+                let k = 4 * channel(row);
+                let add = i32::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3]]);
+                plane_acc.iter_mut().for_each(|v| *v = v.wrapping_add(add));
             }
         }
-        let mult = |e: usize| sx * if sw.len() == 1 { sw[0] } else { sw[channel(e)] } / ys;
-        requantize_into(out, &od, acc, yz, mult)
+        let mult = |row: usize| {
+            sx * if sw.len() == 1 {
+                sw[0]
+            } else {
+                sw[channel(row)]
+            } / ys
+        };
+        requantize_rows(out, &od, acc, yz, plane, mult)
     })
+}
+
+/// [`requantize_into`] for an output whose multiplier is constant along rows of `row_len`
+/// elements (a convolution's output planes): `multiplier(row)` once per row.
+fn requantize_rows(
+    out: &mut super::Out<'_>,
+    od: &[usize],
+    acc: &[i32],
+    zero: i32,
+    row_len: usize,
+    multiplier: impl Fn(usize) -> f32,
+) -> Result<(), String> {
+    fn go<T: QInt>(
+        out: &mut super::Out<'_>,
+        od: &[usize],
+        acc: &[i32],
+        zero: i32,
+        row_len: usize,
+        multiplier: impl Fn(usize) -> f32,
+    ) -> Result<(), String> {
+        let o = typed_mut::<T>(out.alloc(od)?)?;
+        let n = row_len.max(1);
+        for (row, (o, a)) in o.chunks_mut(n).zip(acc.chunks(n)).enumerate() {
+            let m = multiplier(row);
+            for (o, &v) in o.iter_mut().zip(a) {
+                *o = requantize::<T>(v, m, zero);
+            }
+        }
+        Ok(())
+    }
+    match out.dtype {
+        DType::U8 => go::<u8>(out, od, acc, zero, row_len, multiplier),
+        DType::I8 => go::<i8>(out, od, acc, zero, row_len, multiplier),
+        d => Err(format!("a QLinear output of {} is not supported", d.name())),
+    }
 }

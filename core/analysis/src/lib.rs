@@ -398,7 +398,7 @@ fn shape_validity_guards(
                 | OpKind::AveragePool
                 | OpKind::LpPool
         );
-        if broadcasts(&node.op) {
+        if rules::is_broadcast(&node.op) {
             broadcast_guards(node, arena, facts, &mut seen_pairs, guards);
         }
         equal_dims_guards(node, arena, facts, &mut seen_pairs, guards);
@@ -448,34 +448,12 @@ fn shape_validity_guards(
     }
 }
 
-/// Whether `op` broadcasts its inputs multidirectionally (numpy rules).
-fn broadcasts(op: &sod2_ir::OpKind) -> bool {
-    use sod2_ir::OpKind::*;
-    matches!(
-        op,
-        Add | Sub
-            | Mul
-            | Div
-            | Pow
-            | Mod
-            | Min
-            | Max
-            | Sum
-            | Mean
-            | And
-            | Or
-            | Xor
-            | Equal
-            | Less
-            | LessOrEqual
-            | Greater
-            | GreaterOrEqual
-            | BitShift
-            | BitwiseAnd
-            | BitwiseOr
-            | BitwiseXor
-            | Where
-    )
+/// The free symbols of `exprs`, sorted, each once.
+fn symbols_of(arena: &ExprArena, exprs: &[ExprId]) -> Vec<SymId> {
+    let mut over: Vec<SymId> = exprs.iter().flat_map(|&e| arena.free_symbols(e)).collect();
+    over.sort();
+    over.dedup();
+    over
 }
 
 /// Whether every free symbol of `e` is a model-input symbol (bound before the first step).
@@ -619,10 +597,7 @@ fn pair_guard(
         return;
     }
     let (sa, sb) = (arena.display(a).to_string(), arena.display(b).to_string());
-    let mut over = arena.free_symbols(a);
-    over.extend(arena.free_symbols(b));
-    over.sort();
-    over.dedup();
+    let over = symbols_of(arena, &[a, b]);
     guards.push(GuardFact {
         expr: holds,
         nonzero: true,
@@ -718,10 +693,7 @@ fn range_gather_guards(
         arena.display(end).to_string(),
         arena.display(rows).to_string(),
     );
-    let mut over = arena.free_symbols(end);
-    over.extend(arena.free_symbols(rows));
-    over.sort();
-    over.dedup();
+    let over = symbols_of(arena, &[end, rows]);
     guards.push(GuardFact {
         expr: holds,
         nonzero: true,

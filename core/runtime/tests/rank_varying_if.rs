@@ -120,7 +120,10 @@ fn an_invalid_branch_becomes_a_guard_and_a_domain() {
     assert!(done.pruned[0].contains("Concat"), "{done:?}");
     // The guard holds first at n = 2 and again past every gap: only the lower end narrows.
     assert_eq!(done.narrowed.len(), 1, "{done:?}");
-    assert_eq!((done.narrowed[0].1, done.narrowed[0].2), (2, i64::MAX));
+    assert_eq!(
+        (done.narrowed[0].1, done.narrowed[0].2),
+        (2, sod2_analysis::DEFAULT_DIM_MAX)
+    );
     let mut s = Session::new(plan);
     for n in [2, 8, 4, 100] {
         let x: Vec<f32> = (0..n).map(|i| i as f32 - 1.5).collect();

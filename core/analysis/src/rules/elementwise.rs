@@ -63,7 +63,8 @@ fn is_unary(op: &OpKind) -> bool {
     )
 }
 
-fn is_broadcast(op: &OpKind) -> bool {
+/// Whether `op` broadcasts its inputs (numpy's rules; PRelu's slope towards X).
+pub(crate) fn is_broadcast(op: &OpKind) -> bool {
     use OpKind::*;
     matches!(
         op,

@@ -6,7 +6,7 @@
 //! Value transfers (for small integer "shape" tensors) are part of the forward rules.
 mod edo;
 mod elementwise;
-pub(crate) use elementwise::{eq_expr, le_expr};
+pub(crate) use elementwise::{eq_expr, is_broadcast, le_expr};
 mod layout;
 mod linalg;
 mod ml;

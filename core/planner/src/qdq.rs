@@ -175,33 +175,22 @@ pub fn fuse(model: &Model, a: &Analysis) -> (Model, QdqReport) {
     if removed.is_empty() {
         return (m, report);
     }
-    // Dequantize nodes nobody reads any more (iterate: none feeds another here, but be safe).
-    loop {
-        let dead: Vec<NodeId> = m
-            .all_nodes(&m.main)
-            .into_iter()
-            .filter(|n| !removed.contains(n))
-            .filter(|&n| {
-                let node = m.node(n);
-                node.op == OpKind::DequantizeLinear
-                    && node.outputs.iter().flatten().all(|o| {
-                        readers.get(o).copied().unwrap_or(0) == 0 && !m.main.outputs.contains(o)
-                    })
-            })
-            .collect();
-        if dead.is_empty() {
-            break;
-        }
-        for n in dead {
-            for v in m.node(n).inputs.iter().flatten() {
-                if let Some(c) = readers.get_mut(v) {
-                    *c -= 1;
-                }
-            }
-            removed.insert(n);
-            report.dequantizes_removed += 1;
-        }
-    }
+    // Dequantize nodes nobody reads any more (one pass: a DequantizeLinear reads integers and
+    // writes floats, so none feeds another).
+    let dead: Vec<NodeId> = m
+        .all_nodes(&m.main)
+        .into_iter()
+        .filter(|n| !removed.contains(n))
+        .filter(|&n| {
+            let node = m.node(n);
+            node.op == OpKind::DequantizeLinear
+                && node.outputs.iter().flatten().all(|o| {
+                    readers.get(o).copied().unwrap_or(0) == 0 && !m.main.outputs.contains(o)
+                })
+        })
+        .collect();
+    report.dequantizes_removed = dead.len();
+    removed.extend(dead);
     let mut main = std::mem::take(&mut m.main);
     drop_nodes(&mut m, &mut main, &removed);
     m.main = main;

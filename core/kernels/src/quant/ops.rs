@@ -185,22 +185,50 @@ pub fn quantize_linear<T: QInt>(
     Ok(())
 }
 
-/// `QuantizeLinear` with one scale and zero point, in a loop the compiler vectorises: the
-/// quotient is clamped to the integers the type can hold around `zero` (so NaN aside it is
-/// finite and small) and rounded half to even by adding and subtracting 1.5 * 2^23 (exact in
-/// f32 for |q| < 2^22, where the default rounding mode rounds ties to even). The same results
-/// as [`super::quantize_one`] (tested).
-fn quantize_per_tensor<T: QInt>(x: &[f32], scale: f32, zero: i32, out: &mut [T]) {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    let lo = (i64::from(T::LO) - i64::from(zero)) as f32;
-    let hi = (i64::from(T::HI) - i64::from(zero)) as f32;
-    for (o, &v) in out.iter_mut().zip(x) {
-        let q = v / scale;
-        // NaN quantizes to the zero point, as ONNX Runtime does
-        let q = if q.is_nan() { 0.0 } else { q.max(lo).min(hi) };
+/// Saturation to an integer type around a zero point, and rounding half to even without a libm
+/// call (so loops over it vectorise): a value is clamped to the integers the type holds around
+/// `zero` (integer bounds, so clamping before rounding gives the same integer; NaN goes to 0,
+/// i.e. the zero point, as ONNX Runtime does), then rounded by adding and subtracting
+/// 1.5 * 2^23 (exact in f32 for |q| < 2^22, where the default rounding mode rounds ties to
+/// even). Shared by `QuantizeLinear`'s per-tensor loop and the requantization of `i32` sums.
+#[derive(Clone, Copy)]
+struct Saturate {
+    lo: f32,
+    hi: f32,
+    zero: i32,
+}
+
+impl Saturate {
+    #[inline]
+    fn new<T: QInt>(zero: i32) -> Saturate {
+        Saturate {
+            lo: (i64::from(T::LO) - i64::from(zero)) as f32,
+            hi: (i64::from(T::HI) - i64::from(zero)) as f32,
+            zero,
+        }
+    }
+
+    /// `saturate(round_half_even(q) + zero)` as `T` (the type `new` was given).
+    #[inline]
+    fn apply<T: QInt>(self, q: f32) -> T {
+        const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+        let q = if q.is_nan() {
+            0.0
+        } else {
+            q.max(self.lo).min(self.hi)
+        };
         let r = (q + MAGIC) - MAGIC;
         // r lies in [LO - zero, HI - zero]: the sum is in the type's range
-        *o = T::from_i32((r as i32).wrapping_add(zero));
+        T::from_i32((r as i32).wrapping_add(self.zero))
+    }
+}
+
+/// `QuantizeLinear` with one scale and zero point (the same results as
+/// [`super::quantize_one`], tested).
+fn quantize_per_tensor<T: QInt>(x: &[f32], scale: f32, zero: i32, out: &mut [T]) {
+    let sat = Saturate::new::<T>(zero);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = sat.apply(v / scale);
     }
 }
 
@@ -241,17 +269,7 @@ pub fn dequantize_linear<T: QInt>(
 /// Runtime does).
 #[inline]
 pub fn requantize<T: QInt>(acc: i32, multiplier: f32, zero: i32) -> T {
-    // Clamped first to the integers the type holds around `zero` (integer bounds, so clamping
-    // before rounding gives the same value), then rounded half to even by adding and
-    // subtracting 1.5 * 2^23: no libm call, so loops over it vectorise.
-    const MAGIC: f32 = 12_582_912.0;
-    let lo = (i64::from(T::LO) - i64::from(zero)) as f32;
-    let hi = (i64::from(T::HI) - i64::from(zero)) as f32;
-    let q = acc as f32 * multiplier;
-    let q = if q.is_nan() { 0.0 } else { q.max(lo).min(hi) };
-    let r = (q + MAGIC) - MAGIC;
-    // r lies in [LO - zero, HI - zero]: the sum is in the type's range
-    T::from_i32((r as i32).wrapping_add(zero))
+    Saturate::new::<T>(zero).apply(acc as f32 * multiplier)
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use sod2_kernels::qmatmul::{
 };
 use sod2_kernels::qrnn::{qlstm, QLstm, QWeights};
 use sod2_kernels::quant::{ZeroPoints, Q8};
-use sod2_kernels::rnn::{Lens, RecurrenceOut};
+use sod2_kernels::rnn::RecurrenceOut;
 
-use super::rnn::{act, Acts};
+use super::rnn::{act, Acts, SeqLens};
 use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, In, Kernel};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
@@ -162,22 +162,8 @@ fn dynamic_quantize_lstm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     };
     let xv = typed::<f32>(x.data);
     let b = floats(3)?;
-    let (lens32, lens64) = match input(4) {
-        None => (None, None),
-        Some(t) if t.dtype == DType::I32 => (Some(typed::<i32>(t.data)), None),
-        Some(t) if t.dtype == DType::I64 => (None, Some(typed::<i64>(t.data))),
-        Some(t) => {
-            return Err(format!(
-                "sequence_lens is {}, expected int32 (or int64)",
-                t.dtype.name()
-            ))
-        }
-    };
-    let lens = match (&lens32, &lens64) {
-        (Some(v), _) => Some(Lens::I32(v)),
-        (_, Some(v)) => Some(Lens::I64(v)),
-        _ => None,
-    };
+    let lens_data = SeqLens::read(input(4))?;
+    let lens = lens_data.lens();
     let (ih, ic, pv) = (floats(5)?, floats(6)?, floats(7)?);
     let p = QLstm {
         seq,

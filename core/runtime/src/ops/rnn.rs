@@ -3,7 +3,7 @@ use sod2_format::attrs::{RnnActivation, RnnAttrs, RnnCell, RnnDirection};
 use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::rnn::{recurrence, Act, Cell, Lens, Recurrence, RecurrenceOut};
 
-use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, Kernel};
+use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, In, Kernel};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     Some(match op {
@@ -31,6 +31,43 @@ pub(super) fn act(a: RnnActivation) -> Act {
 
 /// At most 6 activations (LSTM, bidirectional), kept inline.
 pub(super) type Acts = smallvec::SmallVec<[Act; 6]>;
+
+/// A recurrent op's optional `sequence_lens` (int32, or int64 as exporters also write), as
+/// typed views (no copy: arena and heap buffers are aligned, so a run allocates nothing).
+pub(super) enum SeqLens<'x> {
+    /// No `sequence_lens`: every sequence is full length.
+    Absent,
+    /// int32 lengths.
+    I32(std::borrow::Cow<'x, [i32]>),
+    /// int64 lengths.
+    I64(std::borrow::Cow<'x, [i64]>),
+}
+
+impl<'x> SeqLens<'x> {
+    /// Reads input `sequence_lens` (absent: `None`).
+    pub(super) fn read(t: Option<&In<'x>>) -> Result<SeqLens<'x>, String> {
+        Ok(match t {
+            None => SeqLens::Absent,
+            Some(t) if t.dtype == DType::I32 => SeqLens::I32(typed::<i32>(t.data)),
+            Some(t) if t.dtype == DType::I64 => SeqLens::I64(typed::<i64>(t.data)),
+            Some(t) => {
+                return Err(format!(
+                    "sequence_lens is {}, expected int32 (or int64)",
+                    t.dtype.name()
+                ))
+            }
+        })
+    }
+
+    /// The kernels' view of the lengths.
+    pub(super) fn lens(&self) -> Option<Lens<'_>> {
+        match self {
+            SeqLens::Absent => None,
+            SeqLens::I32(v) => Some(Lens::I32(v)),
+            SeqLens::I64(v) => Some(Lens::I64(v)),
+        }
+    }
+}
 
 fn rnn(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let OpAttrs::Rnn(a) = c.attrs else {
@@ -111,22 +148,8 @@ fn rnn(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     );
     let b = floats(3)?;
     // Typed views (no copy: arena and heap buffers are aligned), so a run allocates nothing.
-    let (lens32, lens64) = match input(4) {
-        None => (None, None),
-        Some(t) if t.dtype == DType::I32 => (Some(typed::<i32>(t.data)), None),
-        Some(t) if t.dtype == DType::I64 => (None, Some(typed::<i64>(t.data))),
-        Some(t) => {
-            return Err(format!(
-                "sequence_lens is {}, expected int32 (or int64)",
-                t.dtype.name()
-            ))
-        }
-    };
-    let lens = match (&lens32, &lens64) {
-        (Some(v), _) => Some(Lens::I32(v)),
-        (_, Some(v)) => Some(Lens::I64(v)),
-        _ => None,
-    };
+    let lens_data = SeqLens::read(input(4))?;
+    let lens = lens_data.lens();
     let ih = floats(5)?;
     let lstm = matches!(cell, Cell::Lstm { .. });
     let (ic, pv) = if lstm {

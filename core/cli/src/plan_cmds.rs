@@ -88,6 +88,14 @@ pub fn compile(
     if f.identities > 0 {
         let _ = writeln!(text, "  identities: {} Identity nodes elided", f.identities);
     }
+    let rw = &planned.rewrites;
+    if rw.batchnorms_folded + rw.activations_lowered > 0 {
+        let _ = writeln!(
+            text,
+            "  rewrites: {} BatchNormalization folded into Conv weights, {} activations written as fusable elementwise ops",
+            rw.batchnorms_folded, rw.activations_lowered
+        );
+    }
     let q = &planned.qdq;
     if q.matmuls + q.convs > 0 {
         let _ = writeln!(

@@ -22,12 +22,19 @@ use sod2_runtime::{Plan, RunOptions, Session, TensorIn};
 /// Largest symbol value tried while tuning (upper ends above it are not timed).
 const CAP: i64 = 512;
 
+/// Most input elements (all inputs together) of a binding tried while tuning.
+const INPUT_ELEMENTS: usize = 1 << 23;
+
 /// One measurement: the step's key value and the time of each of its versions (in the order
 /// of the step's tunable version ids).
 type Sample = (i64, Vec<f64>);
 
 /// Each step's time: ((graph, step index), seconds).
 type StepTimes = Vec<((u32, usize), f64)>;
+
+/// A binding tried while tuning: every expression's value (input symbols bound) and the input
+/// shapes.
+type Binding = (Vec<Option<i64>>, Vec<Vec<usize>>);
 
 /// A tunable step: its index, its dispatch key, its version ids (its default last).
 struct Tunable {
@@ -87,37 +94,14 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
     // 8..=512), whose rows fill whole vectors, and a version that wins only on such rows took
     // the sizes in between (ranet's 24×24 planes ran 2.5× slower than the other version).
     let points = 8;
+    let top = largest_position(meta)?;
     for p in 0..points {
-        // Every input symbol at the same relative position of its (capped) range.
-        let syms: Vec<Option<i64>> = meta
-            .symbols
-            .iter()
-            .map(|s| {
-                if s.origin.is_some() {
-                    return None;
-                }
-                let (lo, hi) = (s.lo.max(1), s.hi.min(CAP).max(s.lo.max(1)));
-                let t = p as f64 / (points - 1) as f64;
-                Some(((lo as f64) * ((hi as f64) / (lo as f64)).powf(t)).round() as i64)
-            })
-            .collect();
-        let mut vals = Vec::new();
-        eval_pool(&meta.exprs, &syms, &mut vals)?;
-        let mut shapes = Vec::new();
-        for &t in &meta.graphs[0].inputs {
-            let dims: Option<Vec<usize>> = meta.tensors[t as usize]
-                .shape
-                .iter()
-                .map(|&e| {
-                    vals.get(e as usize)
-                        .copied()
-                        .flatten()
-                        .map(|v| v.max(0) as usize)
-                })
-                .collect();
-            shapes.push(dims);
-        }
-        let Some(shapes): Option<Vec<Vec<usize>>> = shapes.into_iter().collect() else {
+        // Every input symbol at the same relative position of its (capped) range, moved up
+        // to the nearest binding the plan's domain guards accept (a detector whose sizes must
+        // suit its strides refuses most sizes): bindings no nearby value makes valid are skipped.
+        let Some((vals, shapes)) =
+            valid_binding(&plan, meta, top * p as f64 / (points - 1) as f64)?
+        else {
             continue;
         };
         let data: Vec<Vec<u8>> = meta.graphs[0]
@@ -275,6 +259,89 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
         tunable.len()
     );
     Ok(())
+}
+
+/// Input symbol values at relative position `t` (0..=1, geometric) of each symbol's capped
+/// range, and the input shapes they give, rounded up to a multiple of 1, 2, 4, ... 64 (each
+/// symbol clamped to its range) until `prepare` accepts them: the plan's guards (a Concat of
+/// two strided branches, a size that must suit the strides) refuse the others. `None` when no
+/// rounding gives a binding inside the domain.
+fn valid_binding(
+    plan: &std::sync::Arc<Plan>,
+    meta: &sod2_format::Plan,
+    t: f64,
+) -> Result<Option<Binding>> {
+    let mut probe = Session::new(plan.clone());
+    // Only the guards are wanted here, not the arena.
+    probe.set_memory_limit(Some(0));
+    for multiple in [1i64, 2, 4, 8, 16, 32, 64] {
+        let Some((vals, shapes)) = binding_at(meta, t, multiple)? else {
+            return Ok(None);
+        };
+        match probe.prepare(&shapes) {
+            Err(sod2_runtime::RuntimeError::OutsideDomain { .. }) => continue,
+            _ => return Ok(Some((vals, shapes))),
+        }
+    }
+    Ok(None)
+}
+
+/// The largest relative position (a tenth at a time) whose inputs hold at most
+/// [`INPUT_ELEMENTS`] elements: every symbol at its capped upper end can make inputs far too
+/// large to time (a detector's batch × height × width at 512 each).
+fn largest_position(meta: &sod2_format::Plan) -> Result<f64> {
+    for tenth in (1..=10).rev() {
+        let t = f64::from(tenth) / 10.0;
+        if let Some((_, shapes)) = binding_at(meta, t, 1)? {
+            let elements: usize = shapes.iter().map(|d| d.iter().product::<usize>()).sum();
+            if elements <= INPUT_ELEMENTS {
+                return Ok(t);
+            }
+        }
+    }
+    Ok(0.0)
+}
+
+/// Symbol values at relative position `t` of each symbol's capped range, rounded up to a
+/// multiple of `multiple` where that stays in range, and the input shapes they give (`None`
+/// when an input dim is not known from them).
+fn binding_at(
+    meta: &sod2_format::Plan,
+    t: f64,
+    multiple: i64,
+) -> Result<Option<Binding>> {
+    let syms: Vec<Option<i64>> = meta
+        .symbols
+        .iter()
+        .map(|s| {
+            if s.origin.is_some() {
+                return None;
+            }
+            let (lo, hi) = (s.lo.max(1), s.hi.min(CAP).max(s.lo.max(1)));
+            let v = ((lo as f64) * ((hi as f64) / (lo as f64)).powf(t)).round() as i64;
+            let up = (v + multiple - 1) / multiple * multiple;
+            Some(if up <= s.hi { up.max(lo) } else { v })
+        })
+        .collect();
+    let mut vals = Vec::new();
+    eval_pool(&meta.exprs, &syms, &mut vals)?;
+    let shapes: Option<Vec<Vec<usize>>> = meta.graphs[0]
+        .inputs
+        .iter()
+        .map(|&t| {
+            meta.tensors[t as usize]
+                .shape
+                .iter()
+                .map(|&e| {
+                    vals.get(e as usize)
+                        .copied()
+                        .flatten()
+                        .map(|v| v.max(0) as usize)
+                })
+                .collect()
+        })
+        .collect();
+    Ok(shapes.map(|s| (vals, s)))
 }
 
 /// For samples sorted by key, the version index (into each sample's times) each sample gets:

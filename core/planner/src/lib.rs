@@ -15,6 +15,7 @@ pub mod alias;
 pub mod fusion;
 pub mod memory;
 pub mod qdq;
+pub mod rewrite;
 pub mod static_if;
 pub mod values;
 
@@ -161,6 +162,8 @@ pub struct Planned {
     pub values: values::ValuesReport,
     /// QDQ groups run as integer operators (all zero below `Opt::Fusion`).
     pub qdq: qdq::QdqReport,
+    /// Plan-time graph rewrites (all zero below `Opt::Fusion`).
+    pub rewrites: rewrite::RewriteReport,
 }
 
 /// Maps an IR element type to the plan's.
@@ -216,9 +219,15 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
     let mut fusion_report = fusion::FusionReport::default();
     let mut values_report = values::ValuesReport::default();
     let mut qdq_report = qdq::QdqReport::default();
-    let model = if opts.opt >= Opt::Fusion {
+    let rewritten_analysis;
+    let mut rewrite_report = rewrite::RewriteReport::default();
+    let (model, a) = if opts.opt >= Opt::Fusion {
         let (m, q) = qdq::fuse(model, a);
         qdq_report = q;
+        let (m, a2, rw) = rewrite::rewrite(&m, a);
+        rewrite_report = rw;
+        rewritten_analysis = a2;
+        let a = &rewritten_analysis;
         let (m, elided) = alias::elide_identities(&m);
         let (m, r) = fusion::fuse(&m, a);
         let (m, v) = values::fold(&m, a);
@@ -226,9 +235,9 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
         fusion_report = r;
         fusion_report.identities = elided;
         values_report = v;
-        &fused
+        (&fused, a)
     } else {
-        model
+        (model, a)
     };
     let mut p = Planner {
         model,
@@ -290,6 +299,7 @@ pub fn plan(model: &Model, a: &Analysis, opts: &Options) -> Result<Planned, Plan
         memory: p.report,
         fusion: fusion_report,
         qdq: qdq_report,
+        rewrites: rewrite_report,
         values: values_report,
     })
 }

@@ -305,6 +305,10 @@ def compare(name: str, f: pathlib.Path, want: np.ndarray) -> str | None:
     return None
 
 
+# Extra `sod2 compile` flags of values mode (`--opt LEVEL`).
+COMPILE_FLAGS: list[str] = []
+
+
 def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
     """Compiles and runs one node test through sod2 and compares the outputs."""
     import tempfile
@@ -319,7 +323,7 @@ def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
     real_inputs = [i for i in model.graph.input if i.name not in init_names]
     with tempfile.TemporaryDirectory(prefix="sod2-nt-") as tmp:
         t = pathlib.Path(tmp)
-        r = subprocess.run([sod2, "compile", str(tdir / "model.onnx"), "-o", str(t / "m.sod2")], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([sod2, "compile", str(tdir / "model.onnx"), "-o", str(t / "m.sod2"), *COMPILE_FLAGS], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             return "fail", "compile: " + (r.stderr.strip().splitlines() or ["?"])[-1]
         args = []
@@ -370,7 +374,10 @@ def main() -> int:
                     help="fail when the pass rate over the eligible quantization tests is lower")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--values", action="store_true", help="execute the tests through sod2 and compare values")
+    ap.add_argument("--opt", default=None, help="values mode: compile at this --opt level (default: sod2's; `none` runs every op's own kernel, no rewrite or fusion)")
     args = ap.parse_args()
+    if args.opt:
+        COMPILE_FLAGS.extend(["--opt", args.opt])
     root = pathlib.Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
     if not root.exists():
         print(f"no node tests under {root} (onnx {onnx.__version__} does not ship them)")

@@ -183,6 +183,26 @@ fn eval_unary(f: UnaryFn, x: f64) -> f64 {
     }
 }
 
+/// `f` over f32 in f32 arithmetic, for the piecewise-linear activations (loops the compiler
+/// vectorises; the f64 path costs several times more per element). Returns whether `f` is one.
+fn piecewise_f32(f: UnaryFn, x: &[f32], o: &mut [f32]) -> bool {
+    match f {
+        UnaryFn::HardSigmoid { alpha, beta } => {
+            unary(x, o, |v: f32| (alpha * v + beta).clamp(0.0, 1.0));
+        }
+        UnaryFn::HardSwish => unary(x, o, |v: f32| v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
+        UnaryFn::LeakyRelu { alpha } => {
+            unary(x, o, |v: f32| if v < 0.0 { alpha * v } else { v });
+        }
+        UnaryFn::ThresholdedRelu { alpha } => {
+            unary(x, o, |v: f32| if v > alpha { v } else { 0.0 });
+        }
+        UnaryFn::Softsign => unary(x, o, |v: f32| v / (1.0 + v.abs())),
+        _ => return false,
+    }
+    true
+}
+
 /// The SIMD kernel of `f` on f32, where there is one (the fused programs' own).
 fn simd_unary(f: UnaryFn) -> Option<UnOp> {
     Some(match f {
@@ -214,7 +234,11 @@ fn unary_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             let o = typed_mut::<f32>(out)?;
             match simd_unary(f) {
                 Some(u) => simd::unary(Isa::detect(), u, &xs, o)?,
-                None => unary(&xs, o, |v: f32| eval_unary(f, f64::from(v)) as f32),
+                None => {
+                    if !piecewise_f32(f, &xs, o) {
+                        unary(&xs, o, |v: f32| eval_unary(f, f64::from(v)) as f32);
+                    }
+                }
             }
         }
         DType::F64 => {
@@ -278,7 +302,6 @@ fn unreachable_float() -> Result<(), String> {
 
 fn clip(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     fn go<T: Num>(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-        let x = c.input(0)?;
         let lo = c
             .opt_input(1)
             .and_then(|m| typed::<T>(m.data).first().copied());
@@ -297,9 +320,11 @@ fn clip(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         } else {
             (lo, hi)
         };
-        let (dims, data) = (x.dims.to_vec(), x.data.to_vec());
-        let o = typed_mut::<T>(c.out(0)?.alloc(&dims)?)?;
-        unary(&typed::<T>(&data), o, |v| {
+        // Read in place, written straight into the output (no copy per run).
+        let (ins, outs) = c.io();
+        let x = ins[0].as_ref().ok_or("no input")?;
+        let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
+        unary(&typed::<T>(x.data), o, |v| {
             let v = match lo {
                 Some(l) if v < l => l,
                 _ => v,

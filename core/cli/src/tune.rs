@@ -23,7 +23,10 @@ use sod2_runtime::{Plan, RunOptions, Session, TensorIn};
 const CAP: i64 = 512;
 
 /// Most input elements (all inputs together) of a binding tried while tuning.
-const INPUT_ELEMENTS: usize = 1 << 23;
+const INPUT_ELEMENTS: usize = 1 << 22;
+
+/// A binding whose slowest warm-up run takes longer than this is the last one tried.
+const RUN_SECONDS: f64 = 0.25;
 
 /// One measurement: the step's key value and the time of each of its versions (in the order
 /// of the step's tunable version ids).
@@ -124,13 +127,16 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
         // turn, keeping each step's fastest time: a slow spell of a shared machine during one
         // version's runs does not decide for it.
         let mut sessions = Vec::with_capacity(all_ids.len());
+        let mut slowest = 0f64;
         for &v in &all_ids {
             let mut s = Session::new(plan.clone());
             s.set_options(RunOptions {
                 force_version: Some(v),
                 ..RunOptions::default()
             });
+            let started = std::time::Instant::now();
             s.run(&inputs)?;
+            slowest = slowest.max(started.elapsed().as_secs_f64());
             sessions.push(s);
         }
         let mut times: Vec<(VersionId, StepTimes)> =
@@ -160,6 +166,10 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
             if let (Some(per), Some(Some(kv))) = (per, vals.get(t.key as usize)) {
                 samples[k].push((*kv, per));
             }
+        }
+        if slowest > RUN_SECONDS {
+            // Larger bindings would take longer still: tuning stays a matter of seconds.
+            break;
         }
     }
     let _ = writeln!(
@@ -305,11 +315,7 @@ fn largest_position(meta: &sod2_format::Plan) -> Result<f64> {
 /// Symbol values at relative position `t` of each symbol's capped range, rounded up to a
 /// multiple of `multiple` where that stays in range, and the input shapes they give (`None`
 /// when an input dim is not known from them).
-fn binding_at(
-    meta: &sod2_format::Plan,
-    t: f64,
-    multiple: i64,
-) -> Result<Option<Binding>> {
+fn binding_at(meta: &sod2_format::Plan, t: f64, multiple: i64) -> Result<Option<Binding>> {
     let syms: Vec<Option<i64>> = meta
         .symbols
         .iter()

@@ -361,8 +361,7 @@ def run_case(sod2, name, model, fixed, tmp: pathlib.Path):
         want = sess.run(outs, f)
         floats = drift.run(outs, f) if drift else None
         try:
-            # no --check-allocs: the fast 8-bit GEMM still allocates its packing buffers per call
-            gots = run_plan(sod2, plan, f, tmp, outs, timeout=300)
+            gots = run_plan(sod2, plan, f, tmp, outs, extra=("--check-allocs",), timeout=300)
         except RuntimeError as e:
             fails.append(f"seq, batch = {shape}: {e}")
             continue

@@ -3,8 +3,7 @@ MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv) through sod2, at symboli
 against ONNX Runtime.
 
 Each model names its dims (`n`, `m`, `h`, `w`, ...) as exporters do, is compiled once with
-`sod2 compile` and run at several shapes with `sod2 run` (not `--check-allocs`: the 8-bit GEMM
-still allocates its packing buffers per call); every output must
+`sod2 compile` and run at several shapes with `sod2 run --check-allocs`; every output must
 match ONNX Runtime: integer outputs exactly, float outputs within 1e-5. The models use the ops
 as quantized exports do: scales and zero points as constants (per tensor, per axis, per
 channel), Q/DQ pairs around float ops, u8 activations with u8 or i8 weights (and i8 x i8),
@@ -391,8 +390,7 @@ def run_case(sod2, case, tmp: pathlib.Path):
         f = feeds(case, env, rng)
         want = oracle(f)
         try:
-            # no --check-allocs: the fast 8-bit GEMM still allocates its packing buffers per call
-            gots = run_plan(sod2, plan, f, tmp, outs, timeout=120)
+            gots = run_plan(sod2, plan, f, tmp, outs, extra=("--check-allocs",), timeout=120)
         except RuntimeError as e:
             fails.append(f"{env}: {e}")
             continue

@@ -264,7 +264,26 @@ pub fn run(
         let n = steady_run_allocations(&mut s, &tensors)?;
         let _ = writeln!(text, "steady-state run: {n} heap allocations");
         if n > 0 {
-            bail!("a planned run made {n} heap allocations (expected none)");
+            // Which steps: one more run with the per-step counts on.
+            s.set_options(RunOptions {
+                profile: true,
+                ..s.options().clone()
+            });
+            s.run_in_place(&tensors)?;
+            let steps: Vec<String> = s
+                .allocating_steps()
+                .iter()
+                .take(8)
+                .map(|(step, a)| format!("{step}: {a}"))
+                .collect();
+            bail!(
+                "a planned run made {n} heap allocations (expected none); by step: {}",
+                if steps.is_empty() {
+                    "none inside steps (the session itself)".to_string()
+                } else {
+                    steps.join(", ")
+                }
+            );
         }
     }
     Ok(())

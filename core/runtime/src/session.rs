@@ -264,6 +264,14 @@ impl Session {
         self.state.profiler().by_label(&self.plan, per_step)
     }
 
+    /// The steps that made heap allocations since profiling was switched on
+    /// ([`RunOptions::profile`]): `(operator and step name, allocations)`, most first. Counted
+    /// only where [`crate::alloc_probe::CountingAlloc`] is the global allocator (empty
+    /// otherwise).
+    pub fn allocating_steps(&self) -> Vec<(String, u64)> {
+        self.state.profiler().allocating_steps(&self.plan)
+    }
+
     /// Most bytes held at once by heap-allocated (execution-determined) tensors in the last run.
     pub fn peak_dynamic_bytes(&self) -> usize {
         self.state.peak_dynamic_bytes()

@@ -16,6 +16,7 @@
 //! most 4 rows on AVX-512 VNNI skip packing `b` (`q8_direct_block`: it would cost more than the
 //! product); a pre-packed `b` ([`PackedQ8B`], constant weights) skips it always.
 
+use super::workspace::{self, Side};
 use super::{QGemm, ZeroPoints, Q8};
 use crate::simd::q8::{
     q8_direct_block, q8_direct_rows, q8_direct_slot, q8_pack_b, q8_tile_into, Band, ColumnBands,
@@ -42,53 +43,60 @@ fn conversion(signed: bool, want_signed: bool) -> (u8, i32) {
 
 /// `a` packed for one path: panels of `MR` rows, each row's sum and zero point (both in the
 /// packed kind).
-struct PackedA {
+struct PackedA<'s> {
     mr: usize,
     k4: usize,
-    data: Vec<u8>,
-    rowsum: Vec<i32>,
-    zero: Vec<i32>,
+    data: &'s [u8],
+    rowsum: &'s [i32],
+    zero: &'s [i32],
 }
 
-fn pack_a(
+/// Packs `a` (`m × k`, rows `lda` apart) for `isa` into this thread's left buffers and runs
+/// `f` on it.
+#[allow(clippy::too_many_arguments)]
+fn with_packed_a<R>(
     isa: Q8Isa,
     m: usize,
     k: usize,
     a: Q8<'_>,
     lda: usize,
     a_zero: ZeroPoints<'_>,
-) -> PackedA {
+    f: impl FnOnce(&PackedA<'_>) -> R,
+) -> R {
     let (mr, k4) = (isa.mr(), k.div_ceil(4));
     let (src, signed) = bytes(a);
     let want = isa.a_signed();
     let (flip, shift) = conversion(signed, want);
     let panels = m.div_ceil(mr);
-    let mut data = vec![0u8; panels * k4 * 4 * mr];
-    let mut rowsum = vec![0i32; m];
-    for (i, sum) in rowsum.iter_mut().enumerate() {
-        let panel = &mut data[(i / mr) * k4 * 4 * mr..];
-        let r = i % mr;
-        let row = &src[i * lda..i * lda + k];
-        let mut s = 0i32;
-        for (kk, &v) in row.iter().enumerate() {
-            let v = v ^ flip;
-            panel[(kk / 4) * 4 * mr + 4 * r + kk % 4] = v;
-            s = s.wrapping_add(if want {
-                i32::from(v as i8)
-            } else {
-                i32::from(v)
-            });
+    workspace::with(Side::Left, panels * k4 * 4 * mr, 2 * m, |data, ints| {
+        let (rowsum, zero) = ints.split_at_mut(m);
+        for (i, sum) in rowsum.iter_mut().enumerate() {
+            let panel = &mut data[(i / mr) * k4 * 4 * mr..];
+            let r = i % mr;
+            let row = &src[i * lda..i * lda + k];
+            let mut s = 0i32;
+            for (kk, &v) in row.iter().enumerate() {
+                let v = v ^ flip;
+                panel[(kk / 4) * 4 * mr + 4 * r + kk % 4] = v;
+                s = s.wrapping_add(if want {
+                    i32::from(v as i8)
+                } else {
+                    i32::from(v)
+                });
+            }
+            *sum = s;
         }
-        *sum = s;
-    }
-    let zero = (0..m).map(|i| a_zero.at(i).wrapping_add(shift)).collect();
-    PackedA {
-        mr,
-        k4,
-        data,
-        rowsum,
-        zero,
-    }
+        for (i, z) in zero.iter_mut().enumerate() {
+            *z = a_zero.at(i).wrapping_add(shift);
+        }
+        f(&PackedA {
+            mr,
+            k4,
+            data,
+            rowsum,
+            zero,
+        })
+    })
 }
 
 /// A constant right operand (weights) packed once for [`qgemm_packed`]: the panels of the
@@ -261,7 +269,7 @@ impl BSource<'_> {
 }
 
 /// The product of packed `a` and `b`'s panels into `c` (`m × n`, rows `ldc` apart, checked).
-fn run(isa: Q8Isa, pa: &PackedA, b: &BSource<'_>, n: usize, c: &mut [i32], ldc: usize) {
+fn run(isa: Q8Isa, pa: &PackedA<'_>, b: &BSource<'_>, n: usize, c: &mut [i32], ldc: usize) {
     let m = pa.rowsum.len();
     if m == 0 || n == 0 {
         return;
@@ -285,7 +293,7 @@ fn run(isa: Q8Isa, pa: &PackedA, b: &BSource<'_>, n: usize, c: &mut [i32], ldc: 
 /// Column panels `lo..hi` into `band` (whose first column is panel `lo`'s).
 fn run_band(
     isa: Q8Isa,
-    pa: &PackedA,
+    pa: &PackedA<'_>,
     b: &BSource<'_>,
     (lo, hi): (usize, usize),
     n: usize,
@@ -297,59 +305,62 @@ fn run_band(
     // runs while the block stays in L2.
     let size = k4 * 4 * nr;
     let block = ((96 << 10) / size.max(1)).clamp(1, 64);
-    let mut panels = match b {
-        BSource::Raw(_) => vec![0u8; block * size],
-        BSource::Packed(_) => Vec::new(),
+    let panel_bytes = match b {
+        BSource::Raw(_) => block * size,
+        BSource::Packed(_) => 0,
     };
-    let mut colfix = vec![0i32; block * nr];
-    let mut zero = vec![0i32; block * nr];
-    let (mut fix_nr, mut zero_nr) = (vec![0i32; nr], vec![0i32; nr]);
-    let mut tile = [0i32; Q8_TILE_MAX];
-    let a_size = k4 * 4 * mr;
-    for bl in (lo..hi).step_by(block) {
-        let bh = (bl + block).min(hi);
-        let width = (bh * nr).min(n) - bl * nr;
-        let (data, fixes, zeros) = b.panels(
-            (bl, bh),
-            &mut panels,
-            &mut colfix[..width],
-            &mut zero[..width],
-        );
-        for jp in bl..bh {
-            let (j0, cols) = ((jp - bl) * nr, nr.min(n - jp * nr));
-            let bp = &data[(jp - bl) * size..(jp - bl + 1) * size];
-            // The tiles read `NR` corrections: zero past the last column.
-            fix_nr[..cols].copy_from_slice(&fixes[j0..j0 + cols]);
-            zero_nr[..cols].copy_from_slice(&zeros[j0..j0 + cols]);
-            fix_nr[cols..].fill(0);
-            zero_nr[cols..].fill(0);
-            for (ip, ap) in pa.data.chunks_exact(a_size).enumerate() {
-                let i0 = ip * mr;
-                let rows = mr.min(m - i0);
-                let fix = TileFix {
-                    rowsum: &pa.rowsum[i0..i0 + rows],
-                    a_zero: &pa.zero[i0..i0 + rows],
-                    colfix: &fix_nr,
-                    b_zero: &zero_nr,
-                };
-                q8_tile_into(
-                    isa,
-                    k4,
-                    ap,
-                    bp,
-                    &fix,
-                    band,
-                    (i0, (jp - lo) * nr, cols),
-                    &mut tile,
-                );
+    workspace::with(
+        Side::Right,
+        panel_bytes,
+        2 * block * nr + 2 * nr,
+        |panels, ints| {
+            let (colfix, rest) = ints.split_at_mut(block * nr);
+            let (zero, rest) = rest.split_at_mut(block * nr);
+            let (fix_nr, zero_nr) = rest.split_at_mut(nr);
+            let mut tile = [0i32; Q8_TILE_MAX];
+            let a_size = k4 * 4 * mr;
+            for bl in (lo..hi).step_by(block) {
+                let bh = (bl + block).min(hi);
+                let width = (bh * nr).min(n) - bl * nr;
+                let (data, fixes, zeros) =
+                    b.panels((bl, bh), panels, &mut colfix[..width], &mut zero[..width]);
+                for jp in bl..bh {
+                    let (j0, cols) = ((jp - bl) * nr, nr.min(n - jp * nr));
+                    let bp = &data[(jp - bl) * size..(jp - bl + 1) * size];
+                    // The tiles read `NR` corrections: zero past the last column.
+                    fix_nr[..cols].copy_from_slice(&fixes[j0..j0 + cols]);
+                    zero_nr[..cols].copy_from_slice(&zeros[j0..j0 + cols]);
+                    fix_nr[cols..].fill(0);
+                    zero_nr[cols..].fill(0);
+                    for (ip, ap) in pa.data.chunks_exact(a_size).enumerate() {
+                        let i0 = ip * mr;
+                        let rows = mr.min(m - i0);
+                        let fix = TileFix {
+                            rowsum: &pa.rowsum[i0..i0 + rows],
+                            a_zero: &pa.zero[i0..i0 + rows],
+                            colfix: fix_nr,
+                            b_zero: zero_nr,
+                        };
+                        q8_tile_into(
+                            isa,
+                            k4,
+                            ap,
+                            bp,
+                            &fix,
+                            band,
+                            (i0, (jp - lo) * nr, cols),
+                            &mut tile,
+                        );
+                    }
+                }
             }
-        }
-    }
+        },
+    );
 }
 
 /// A product of a few rows with `b` read unpacked (`q8_direct_block`), 64 columns at a time:
 /// packing `b` would cost more than the product.
-fn run_direct(isa: Q8Isa, pa: &PackedA, b: &RawB<'_>, n: usize, c: &mut [i32], ldc: usize) {
+fn run_direct(isa: Q8Isa, pa: &PackedA<'_>, b: &RawB<'_>, n: usize, c: &mut [i32], ldc: usize) {
     const W: usize = Q8_DIRECT_COLS;
     let m = pa.rowsum.len();
     let k = b.k;
@@ -365,46 +376,45 @@ fn run_direct(isa: Q8Isa, pa: &PackedA, b: &RawB<'_>, n: usize, c: &mut [i32], l
         // Up to 1024 columns a call (16 KiB of sums a row), the narrower last block from a
         // zero-padded copy.
         const CHUNK: usize = 16 * W;
-        let mut sums = vec![0i32; m * CHUNK];
-        let mut colsum = vec![0i32; CHUNK];
-        let mut tail = Vec::new();
-        let (first, end) = (lo * W, (hi * W).min(n));
-        let mut j0 = first;
-        while j0 < end {
-            let full = ((end - j0) / W * W).min(CHUNK);
-            let (cols, width) = if full > 0 {
-                (full, full)
-            } else {
-                (end - j0, W)
-            };
-            if full > 0 {
-                let src = (b.b, b.ldb, j0, width);
-                q8_direct_block(isa, m, k, &pa.data, src, b.flip, &mut sums, &mut colsum);
-            } else {
-                tail.resize(k * W, 0u8);
-                for (kk, row) in tail.chunks_exact_mut(W).enumerate() {
-                    row[..cols].copy_from_slice(&b.b[kk * b.ldb + j0..kk * b.ldb + j0 + cols]);
-                    row[cols..].fill(b.flip);
+        workspace::with(Side::Right, k * W, m * CHUNK + CHUNK, |tail, ints| {
+            let (sums, colsum) = ints.split_at_mut(m * CHUNK);
+            let (first, end) = (lo * W, (hi * W).min(n));
+            let mut j0 = first;
+            while j0 < end {
+                let full = ((end - j0) / W * W).min(CHUNK);
+                let (cols, width) = if full > 0 {
+                    (full, full)
+                } else {
+                    (end - j0, W)
+                };
+                if full > 0 {
+                    let src = (b.b, b.ldb, j0, width);
+                    q8_direct_block(isa, m, k, pa.data, src, b.flip, sums, colsum);
+                } else {
+                    for (kk, row) in tail.chunks_exact_mut(W).enumerate() {
+                        row[..cols].copy_from_slice(&b.b[kk * b.ldb + j0..kk * b.ldb + j0 + cols]);
+                        row[cols..].fill(b.flip);
+                    }
+                    let src = (&tail[..], W, 0, W);
+                    q8_direct_block(isa, m, k, pa.data, src, b.flip, sums, colsum);
                 }
-                let src = (&tail[..], W, 0, W);
-                q8_direct_block(isa, m, k, &pa.data, src, b.flip, &mut sums, &mut colsum);
-            }
-            let kk = k as i32;
-            for r in 0..m {
-                let (rs, az) = (pa.rowsum[r], pa.zero[r]);
-                let out = band.row_mut(r, j0 - first, cols);
-                let row = &sums[r * width..(r + 1) * width];
-                for (j, o) in out.iter_mut().enumerate() {
-                    let slot = q8_direct_slot(j);
-                    let z = b.zero.at(j0 + j).wrapping_add(b.shift);
-                    let fix = z.wrapping_mul(kk).wrapping_sub(colsum[slot]);
-                    *o = row[slot]
-                        .wrapping_sub(z.wrapping_mul(rs))
-                        .wrapping_add(az.wrapping_mul(fix));
+                let kk = k as i32;
+                for r in 0..m {
+                    let (rs, az) = (pa.rowsum[r], pa.zero[r]);
+                    let out = band.row_mut(r, j0 - first, cols);
+                    let row = &sums[r * width..(r + 1) * width];
+                    for (j, o) in out.iter_mut().enumerate() {
+                        let slot = q8_direct_slot(j);
+                        let z = b.zero.at(j0 + j).wrapping_add(b.shift);
+                        let fix = z.wrapping_mul(kk).wrapping_sub(colsum[slot]);
+                        *o = row[slot]
+                            .wrapping_sub(z.wrapping_mul(rs))
+                            .wrapping_add(az.wrapping_mul(fix));
+                    }
                 }
+                j0 += cols;
             }
-            j0 += cols;
-        }
+        });
     });
 }
 
@@ -425,12 +435,13 @@ pub fn qgemm_with(isa: Q8Isa, p: &QGemm<'_>, c: &mut [i32], ldc: usize) -> Resul
         zero_rows(p.m, p.n, c, ldc);
         return Ok(());
     }
-    let pa = pack_a(isa, p.m, p.k, p.a, p.lda, p.a_zero);
-    if p.m <= q8_direct_rows(isa) {
-        run_direct(isa, &pa, &RawB::new(isa, p), p.n, c, ldc);
-    } else {
-        run(isa, &pa, &BSource::Raw(RawB::new(isa, p)), p.n, c, ldc);
-    }
+    with_packed_a(isa, p.m, p.k, p.a, p.lda, p.a_zero, |pa| {
+        if p.m <= q8_direct_rows(isa) {
+            run_direct(isa, pa, &RawB::new(isa, p), p.n, c, ldc);
+        } else {
+            run(isa, pa, &BSource::Raw(RawB::new(isa, p)), p.n, c, ldc);
+        }
+    });
     Ok(())
 }
 
@@ -479,8 +490,9 @@ pub fn qgemm_packed(
         zero_rows(m, b.n, c, ldc);
         return Ok(());
     }
-    let pa = pack_a(b.isa, m, b.k, a, lda, a_zero);
-    run(b.isa, &pa, &BSource::Packed(b), b.n, c, ldc);
+    with_packed_a(b.isa, m, b.k, a, lda, a_zero, |pa| {
+        run(b.isa, pa, &BSource::Packed(b), b.n, c, ldc)
+    });
     Ok(())
 }
 

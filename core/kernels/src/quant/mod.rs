@@ -12,6 +12,7 @@ pub mod im2col;
 pub mod ops;
 #[cfg(test)]
 mod tests;
+mod workspace;
 
 pub use crate::simd::q8::Q8Isa;
 pub use gemm::{qgemm_packed, qgemm_with, PackedQ8B};

@@ -343,7 +343,8 @@ pub struct ColumnBands<'a> {
     m: usize,
     n: usize,
     ldc: usize,
-    claimed: Mutex<Vec<(usize, usize)>>,
+    /// Claimed column ranges (inline: one per thread's part, no allocation per product).
+    claimed: Mutex<smallvec::SmallVec<[(usize, usize); 32]>>,
     _out: std::marker::PhantomData<&'a mut [i32]>,
 }
 
@@ -363,7 +364,7 @@ impl<'a> ColumnBands<'a> {
             m,
             n,
             ldc,
-            claimed: Mutex::new(Vec::new()),
+            claimed: Mutex::new(smallvec::SmallVec::new()),
             _out: std::marker::PhantomData,
         })
     }

@@ -1,4 +1,5 @@
-//! Step timing, when a session's options ask for it.
+//! Step timing, when a session's options ask for it, and the heap allocations each step made
+//! (counted where [`crate::alloc_probe::CountingAlloc`] is the global allocator, as in the CLI).
 //!
 //! Times are accumulated per (graph, step) in tables sized at creation, so a profiled run
 //! allocates nothing either; labels (an operator's name, a fused step's fused operators) are
@@ -10,10 +11,10 @@ use sod2_format::OpAttrs;
 
 use crate::Plan;
 
-/// Per step: seconds and runs since profiling was switched on.
+/// Per step: seconds, runs and heap allocations since profiling was switched on.
 pub(crate) struct Profiler {
     on: bool,
-    steps: Vec<Vec<(f64, usize)>>,
+    steps: Vec<Vec<(f64, usize, u64)>>,
 }
 
 impl Profiler {
@@ -24,7 +25,7 @@ impl Profiler {
                 .meta()
                 .graphs
                 .iter()
-                .map(|g| vec![(0.0, 0); g.steps.len()])
+                .map(|g| vec![(0.0, 0, 0); g.steps.len()])
                 .collect(),
         }
     }
@@ -33,20 +34,21 @@ impl Profiler {
     pub fn set(&mut self, on: bool) {
         self.on = on;
         for g in &mut self.steps {
-            g.iter_mut().for_each(|s| *s = (0.0, 0));
+            g.iter_mut().for_each(|s| *s = (0.0, 0, 0));
         }
     }
 
-    /// The start of a step's timing (`None` when off).
+    /// The start of a step's timing and its allocation count (`None` when off).
     #[inline]
-    pub fn start(&self) -> Option<Instant> {
-        self.on.then(Instant::now)
+    pub fn start(&self) -> Option<(Instant, u64)> {
+        self.on
+            .then(|| (Instant::now(), crate::alloc_probe::allocations()))
     }
 
-    /// Adds the time since `t0` to step `at`.
+    /// Adds the time and allocations since `t0` to step `at`.
     #[inline]
-    pub fn stop(&mut self, t0: Option<Instant>, at: (u32, usize)) {
-        if let Some(t0) = t0 {
+    pub fn stop(&mut self, t0: Option<(Instant, u64)>, at: (u32, usize)) {
+        if let Some((t0, a0)) = t0 {
             if let Some(s) = self
                 .steps
                 .get_mut(at.0 as usize)
@@ -54,8 +56,26 @@ impl Profiler {
             {
                 s.0 += t0.elapsed().as_secs_f64();
                 s.1 += 1;
+                s.2 += crate::alloc_probe::allocations().saturating_sub(a0);
             }
         }
+    }
+
+    /// The steps that allocated heap memory since profiling was switched on: `(operator and
+    /// step name, allocations)`, most first. Control-flow steps are left out (their bodies'
+    /// steps count).
+    pub fn allocating_steps(&self, plan: &Plan) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = Vec::new();
+        for (g, steps) in self.steps.iter().enumerate() {
+            for (i, &(_, _, a)) in steps.iter().enumerate() {
+                let step = &plan.meta().graphs[g].steps[i];
+                if a > 0 && !step.op.is_control_flow() {
+                    v.push((format!("{} `{}`", step.op.name(), step.name), a));
+                }
+            }
+        }
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
+        v
     }
 
     /// Seconds per step that ran: `((graph, step), seconds)`, in plan order.
@@ -79,7 +99,7 @@ impl Profiler {
     pub fn by_label(&self, plan: &Plan, per_step: bool) -> Vec<(String, f64, usize)> {
         let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         for (g, steps) in self.steps.iter().enumerate() {
-            for (i, &(t, n)) in steps.iter().enumerate() {
+            for (i, &(t, n, _)) in steps.iter().enumerate() {
                 let step = &plan.meta().graphs[g].steps[i];
                 if n == 0 || step.op.is_control_flow() {
                     continue;

@@ -89,11 +89,11 @@ pub fn compile(
         let _ = writeln!(text, "  identities: {} Identity nodes elided", f.identities);
     }
     let rw = &planned.rewrites;
-    if rw.batchnorms_folded + rw.activations_lowered > 0 {
+    if rw.batchnorms_folded + rw.activations_lowered + rw.gemm_weights_transposed > 0 {
         let _ = writeln!(
             text,
-            "  rewrites: {} BatchNormalization folded into Conv weights, {} activations written as fusable elementwise ops",
-            rw.batchnorms_folded, rw.activations_lowered
+            "  rewrites: {} BatchNormalization folded into Conv weights, {} activations written as fusable elementwise ops, {} Gemm weights stored untransposed",
+            rw.batchnorms_folded, rw.activations_lowered, rw.gemm_weights_transposed
         );
     }
     let q = &planned.qdq;

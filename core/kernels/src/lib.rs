@@ -26,6 +26,7 @@
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
 //!            mat (matrix operands, the GEMM problem) · math (scalar erf, exp, f16/bf16)
 //!            par (intra-op threads) · scratch (per-thread grow-only buffers)
+//!            bands (disjoint column bands of one output, written by several threads)
 //! ```
 //!
 //! Leaves import nothing from the crate; `simd` imports only leaves; the middle layer imports
@@ -35,6 +36,7 @@
 #![deny(unsafe_code)]
 
 pub mod attention;
+pub mod bands;
 pub mod cache;
 pub mod conv;
 pub mod det;

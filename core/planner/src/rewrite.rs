@@ -13,6 +13,11 @@
 //!   `α > 1`), and `Clip(x, lo, hi) = min(max(x, lo), hi)` with constant scalar bounds. Only f32
 //!   tensors of known shape are rewritten (fusion's own condition).
 //!
+//! - **Gemm weights stored untransposed.** A Gemm with `transB = 1` and a constant f32 `B`
+//!   takes `Bᵀ` as a new constant and `transB = 0`: the product then reads `B` row-major, the
+//!   layout the streamed few-row product and the packed GEMM read fastest (an LSTM cell's
+//!   `x · Wᵀ`, exported step by step, runs every step with a handful of rows).
+//!
 //! New values get their facts here (a folded weight has its original's; an intermediate of a
 //! rewritten activation has the activation output's), so the planner sees one consistent
 //! model and analysis.
@@ -29,6 +34,8 @@ pub struct RewriteReport {
     pub batchnorms_folded: usize,
     /// Activations (HardSwish, HardSigmoid, LeakyRelu, Clip) written as elementwise primitives.
     pub activations_lowered: usize,
+    /// Gemm nodes whose constant `B` is now stored transposed (`transB` cleared).
+    pub gemm_weights_transposed: usize,
 }
 
 /// Applies the rewrites of the module doc to every body of `model`. Returns the new model, its
@@ -67,6 +74,7 @@ impl Rewriter {
             if self.fold_batchnorm(n, &out) {
                 continue;
             }
+            self.untranspose_gemm_weights(n);
             match self.lower_activation(n) {
                 Some(nodes) => out.extend(nodes),
                 None => out.push(n),
@@ -193,6 +201,44 @@ impl Rewriter {
         };
         self.report.batchnorms_folded += 1;
         true
+    }
+
+    /// Stores the constant `B` of Gemm node `n` transposed when the node reads it transposed.
+    fn untranspose_gemm_weights(&mut self, n: NodeId) {
+        let node = self.m.node(n);
+        if node.op != OpKind::Gemm || !matches!(node.attrs.get("transB"), Some(Attr::Int(1))) {
+            return;
+        }
+        let Some(b) = node.input(1) else {
+            return;
+        };
+        let (Some(data), Some(dims)) = (self.f32s(Some(b)), self.const_dims(b)) else {
+            return;
+        };
+        let &[rows, cols] = dims else {
+            return;
+        };
+        if rows * cols != data.len() {
+            return;
+        }
+        let mut t = vec![0f32; data.len()];
+        for (r, row) in data.chunks_exact(cols.max(1)).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                t[c * rows + r] = v;
+            }
+        }
+        let name = format!("{}.transposed", self.m.value(b).name);
+        let konst = |r: &mut Self, v: usize| sod2_analysis::Dim::Known(r.a.arena.constant(v as i64));
+        let fact = Fact {
+            dtype: Some(DType::F32),
+            shape: Shape::Ranked(vec![konst(self, cols), konst(self, rows)]),
+            value: None,
+        };
+        let bt = self.add_const(name, vec![cols, rows], &t, fact);
+        let node = &mut self.m.nodes[n.index()];
+        node.inputs[1] = Some(bt);
+        node.attrs.insert("transB".into(), Attr::Int(0));
+        self.report.gemm_weights_transposed += 1;
     }
 
     /// The nodes replacing activation node `n` (HardSwish, HardSigmoid, LeakyRelu, Clip with

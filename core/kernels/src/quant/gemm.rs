@@ -297,7 +297,7 @@ fn run_band(
     b: &BSource<'_>,
     (lo, hi): (usize, usize),
     n: usize,
-    band: &mut Band<'_>,
+    band: &mut Band<'_, i32>,
 ) {
     let (mr, nr, k4) = (pa.mr, isa.nr(), pa.k4);
     let m = pa.rowsum.len();

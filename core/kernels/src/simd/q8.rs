@@ -10,7 +10,7 @@
 //! of one row. Each path reads its bytes as unsigned or signed ([`Q8Isa::a_signed`],
 //! [`Q8Isa::b_signed`]); `quant` flips the sign bit while packing and corrects the zero points.
 
-use std::sync::Mutex;
+pub use crate::bands::{Band, ColumnBands};
 
 /// An instruction set the integer matrix product's tiles can run on. Separate from
 /// [`super::Isa`] (the f32 kernels' sets): the 8-bit paths need other features (VNNI,
@@ -150,7 +150,7 @@ pub fn q8_tile_into(
     a: &[u8],
     b: &[u8],
     fix: &TileFix<'_>,
-    band: &mut Band<'_>,
+    band: &mut Band<'_, i32>,
     (i0, j0, cols): (usize, usize, usize),
     tile: &mut [i32],
 ) {
@@ -164,18 +164,16 @@ pub fn q8_tile_into(
     assert!(rows <= mr && cols <= nr && fix.a_zero.len() == rows);
     assert!(fix.colfix.len() >= nr && fix.b_zero.len() >= nr);
     assert!(a.len() >= k4 * 4 * mr && b.len() >= k4 * 4 * nr && tile.len() >= mr * nr);
-    assert!(i0 + rows <= band.bands.m && j0 + cols <= band.hi - band.lo);
+    assert!(i0 + rows <= band.rows() && j0 + cols <= band.width());
     if rows == 0 || cols == 0 {
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Q8Isa::Avx2 | Q8Isa::AvxVnni | Q8Isa::Avx512Vnni) {
         let out = super::q8_x86::Out {
-            // SAFETY: row `i0` and column `lo + j0` lie inside the borrowed output: `i0 < m`,
-            // `lo + j0 + cols <= hi <= n <= ldc` and `(m - 1) · ldc + n <= c.len()` (checked
-            // above and in `ColumnBands::new`).
-            c: unsafe { band.bands.ptr.add(i0 * band.bands.ldc + band.lo + j0) },
-            ldc: band.bands.ldc,
+            // Row `i0`, band column `j0`: inside the band (checked above).
+            ldc: band.ldc(),
+            c: band.ptr_at(i0, j0),
             cols,
             rowsum: fix.rowsum.as_ptr(),
             a_zero: fix.a_zero.as_ptr(),
@@ -333,76 +331,6 @@ fn pack_b_portable(
                 i32::from(v)
             });
         }
-    }
-}
-
-/// An `m × n` output (rows `ldc` apart) whose column bands threads claim: each claimed band
-/// is disjoint from every other, so bands can be written from different threads.
-pub struct ColumnBands<'a> {
-    ptr: *mut i32,
-    m: usize,
-    n: usize,
-    ldc: usize,
-    /// Claimed column ranges (inline: one per thread's part, no allocation per product).
-    claimed: Mutex<smallvec::SmallVec<[(usize, usize); 32]>>,
-    _out: std::marker::PhantomData<&'a mut [i32]>,
-}
-
-// SAFETY: the raw pointer is only dereferenced through `Band`s, whose column ranges are
-// disjoint (`claim` checks it under the mutex), so bands on different threads never touch the
-// same element; the borrow of the output lives as long as `'a`.
-unsafe impl Send for ColumnBands<'_> {}
-// SAFETY: as for `Send`: shared access only hands out disjoint bands.
-unsafe impl Sync for ColumnBands<'_> {}
-
-impl<'a> ColumnBands<'a> {
-    /// Wraps `c` (`m × n`, rows `ldc` apart); `None` if it is too short or `ldc < n`.
-    pub fn new(c: &'a mut [i32], m: usize, n: usize, ldc: usize) -> Option<Self> {
-        let fits = m == 0 || n == 0 || (ldc >= n && (m - 1) * ldc + n <= c.len());
-        fits.then(|| ColumnBands {
-            ptr: c.as_mut_ptr(),
-            m,
-            n,
-            ldc,
-            claimed: Mutex::new(smallvec::SmallVec::new()),
-            _out: std::marker::PhantomData,
-        })
-    }
-
-    /// Columns `lo..hi` of every row, if no claimed band overlaps them and `hi <= n`.
-    pub fn claim(&self, lo: usize, hi: usize) -> Option<Band<'_>> {
-        if lo > hi || hi > self.n {
-            return None;
-        }
-        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-        if claimed.iter().any(|&(l, h)| l < hi && lo < h) {
-            return None;
-        }
-        claimed.push((lo, hi));
-        Some(Band {
-            bands: self,
-            lo,
-            hi,
-        })
-    }
-}
-
-/// Columns `lo..hi` of a [`ColumnBands`] output, claimed by one thread.
-pub struct Band<'b> {
-    bands: &'b ColumnBands<'b>,
-    lo: usize,
-    hi: usize,
-}
-
-impl Band<'_> {
-    /// Columns `lo + j0 .. lo + j0 + len` of row `i` (panics outside the band).
-    pub fn row_mut(&mut self, i: usize, j0: usize, len: usize) -> &mut [i32] {
-        assert!(i < self.bands.m && j0 + len <= self.hi - self.lo);
-        let start = i * self.bands.ldc + self.lo + j0;
-        // SAFETY: `start + len <= (m - 1) * ldc + n <= c.len()` (checked in `new`, `hi <= n`),
-        // so the range lies in the borrowed output; it lies in this band's columns, which no
-        // other band overlaps, and `&mut self` keeps this band from handing out two at once.
-        unsafe { std::slice::from_raw_parts_mut(self.bands.ptr.add(start), len) }
     }
 }
 

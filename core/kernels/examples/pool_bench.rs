@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use sod2_kernels::geom::Window;
-use sod2_kernels::pool::{pool2d_f32, pool2d_reference, Pool2d};
+use sod2_kernels::pool::{pool2d_f32, pool2d_on, pool2d_reference, Pool2d};
 use sod2_kernels::simd::Isa;
 
 /// Best time of `f` in ms over repeated runs of about `budget` seconds in all.
@@ -85,9 +85,18 @@ fn main() {
             max: true,
         },
     ];
-    println!("isa: {}, one thread", Isa::detect().name());
-    println!("| pool | old ms | new ms | old/new |");
-    println!("|---|---|---|---|");
+    // The new kernel on the other instruction sets this CPU runs, for comparison.
+    let others: Vec<Isa> = Isa::available()
+        .into_iter()
+        .filter(|&i| i != Isa::detect())
+        .collect();
+    let names: String = others
+        .iter()
+        .map(|i| format!(" new {} ms |", i.name()))
+        .collect();
+    println!("one thread; new = {}", Isa::detect().name());
+    println!("| pool | old ms | new ms | old/new |{names}");
+    println!("|---|---|---|---|{}", "---|".repeat(others.len()));
     let only = std::env::args().nth(1).unwrap_or_default();
     for c in cases.iter().filter(|c| c.name.contains(only.as_str())) {
         let [n, ch, h, w] = c.xd;
@@ -123,8 +132,22 @@ fn main() {
             .zip(&new)
             .all(|(a, b)| (a - b).abs() <= 1e-6 * a.abs().max(1.0));
         assert!(same, "{}: results differ", c.name);
+        let rest: String = others
+            .iter()
+            .map(|&isa| {
+                let t = best_ms(
+                    || {
+                        if let Err(e) = pool2d_on(isa, &x, c.xd, &pool, &mut new, od) {
+                            panic!("{e}");
+                        }
+                    },
+                    0.3,
+                );
+                format!(" {t:.3} |")
+            })
+            .collect();
         println!(
-            "| {} | {t_old:.3} | {t_new:.3} | {:.1}x |",
+            "| {} | {t_old:.3} | {t_new:.3} | {:.1}x |{rest}",
             c.name,
             t_old / t_new
         );

@@ -9,10 +9,12 @@
 //!   ring rows of oy's window ──vertical──▶ out[oy][t0..t1]   (plus ÷ count for average)
 //! ```
 //!
-//! Columns whose whole window lies inside the row (the interior) run as plain loops over
-//! contiguous slices, which the compiler vectorises: at stride 1 every tap is a shifted slice
-//! of the row; at stride `s > 1` the row segment is first split into `s` phases
-//! (`phase[q][i] = row[i·s + q]`) so every tap is again a contiguous slice of one phase. Border
+//! Columns whose whole window lies inside the row (the interior), and the vertical folds, run
+//! as register tiles of `L` lanes (one vector of the instruction set; the compiler vectorises
+//! the fixed-length loops) over contiguous slices, all taps folded before the tile is stored,
+//! the last tile overlapping the one before instead of a scalar tail: at stride 1 every tap
+//! is a shifted slice of the row; at stride `s > 1` the row segment is first split into `s`
+//! phases (`phase[q][i] = row[i·s + q]`) so every tap is again a contiguous slice of one phase. Border
 //! columns (taps in the padding) fold their valid taps one by one; border rows fold only the
 //! valid rows of their window. Taps in the padding are simply absent, which is what the
 //! reference does: skipped for max, and for average counted per axis, since a tap is inside the

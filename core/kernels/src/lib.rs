@@ -4,15 +4,17 @@
 //! writes into a caller-provided output. No allocation decisions, no plan knowledge: the runtime
 //! chooses where tensors live. Faster versions (SIMD, threading, fused groups) slot in beside
 //! these with the same signatures and are tested against them. `unsafe` is denied except in
-//! `fast`, the bounds-checked wrapper of the `gemm` crate, and in `simd`, the explicit
-//! AVX2/NEON paths behind safe, length-checked entry points.
+//! `fast`, the bounds-checked wrapper of the `gemm` crate, in `simd`, the explicit
+//! AVX2/NEON paths behind safe, length-checked entry points, and in `pool::dispatch`, the calls
+//! of its `#[target_feature]` instantiations after `Isa::checked`.
 //!
 //! # Layers
 //!
 //! A module imports only from the layers below its own, so the crate has no module cycle:
 //!
 //! ```text
-//! operators  attention · conv/ (gemm, direct, block, packing, transpose) · pool · rnn ·
+//! operators  attention · conv/ (gemm, direct, block, packing, transpose) ·
+//!            pool/ (separable 2-D max/average, reference, N-d) · rnn ·
 //!            qrnn (ONNX Runtime's quantized LSTM, over rnn and quant) ·
 //!            qmatmul (ONNX Runtime's integer products to float, over quant) ·
 //!            signal (DFT, STFT, mel filter bank; over fft) ·

@@ -11,6 +11,8 @@ use sod2_runtime::alloc_probe::{allocations, CountingAlloc};
 use sod2_runtime::{Plan, Session, TensorIn};
 
 mod common;
+#[path = "common/onnx.rs"]
+mod onnx;
 
 /// Counts through [`CountingAlloc`]; records a backtrace per allocation while tracing.
 struct Tracing;
@@ -172,6 +174,132 @@ fn threaded_runs_allocate_only_in_the_thread_pool_and_rarely() {
     let n = allocations() - before;
     eprintln!("{n} allocations in {runs} runs with 2 threads");
     assert!(n <= runs / 8, "{n} allocations in {runs} threaded runs");
+}
+
+/// `ints` attribute `name`.
+fn ints_attr(name: &str, v: &[i64]) -> sod2_onnx::proto::AttributeProto {
+    use sod2_onnx::proto::{attribute_proto::AttributeType, AttributeProto};
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(AttributeType::Ints as i32),
+        ..Default::default()
+    }
+}
+
+/// Pools over `x: [1, 16, h, w]` (MaxPool 3×3/2 pad 1, MaxPool 5×5/1 pad 2, AveragePool
+/// 3×3/1 pad 1 with and without the padding counted, GlobalAveragePool, GlobalMaxPool) and
+/// over `s: [1, 8, l]` (1-D MaxPool 3/1, AveragePool 4/2 in ceil mode), planned for
+/// `h, w ∈ 1..=64`, `l ∈ 1..=512`.
+fn pool_plan() -> Arc<Plan> {
+    use onnx::{int_attr, model_bytes, node, value_info};
+    use sod2_onnx::proto::GraphProto;
+    let k = |v: &[i64]| ints_attr("kernel_shape", v);
+    let st = |v: &[i64]| ints_attr("strides", v);
+    let pads = |v: &[i64]| ints_attr("pads", v);
+    let graph = GraphProto {
+        name: Some("pools".into()),
+        node: vec![
+            node(
+                "MaxPool",
+                &["x"],
+                &["a"],
+                vec![k(&[3, 3]), st(&[2, 2]), pads(&[1; 4])],
+            ),
+            node("MaxPool", &["x"], &["b"], vec![k(&[5, 5]), pads(&[2; 4])]),
+            node(
+                "AveragePool",
+                &["x"],
+                &["c"],
+                vec![k(&[3, 3]), pads(&[1; 4])],
+            ),
+            node(
+                "AveragePool",
+                &["x"],
+                &["d"],
+                vec![k(&[3, 3]), pads(&[1; 4]), int_attr("count_include_pad", 1)],
+            ),
+            node("GlobalAveragePool", &["x"], &["e"], vec![]),
+            node("GlobalMaxPool", &["x"], &["f"], vec![]),
+            node("MaxPool", &["s"], &["g"], vec![k(&[3])]),
+            node(
+                "AveragePool",
+                &["s"],
+                &["h"],
+                vec![k(&[4]), st(&[2]), int_attr("ceil_mode", 1)],
+            ),
+        ],
+        input: vec![
+            value_info("x", 1, Some(&["1", "16", "h", "w"])),
+            value_info("s", 1, Some(&["1", "8", "l"])),
+        ],
+        output: ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .iter()
+            .map(|o| value_info(o, 1, None))
+            .collect(),
+        ..Default::default()
+    };
+    let m = sod2_onnx::import_bytes(&model_bytes(graph, 19), None).unwrap();
+    let range = |name: &str, hi| sod2_analysis::DimRange {
+        name: name.into(),
+        lo: 1,
+        hi,
+    };
+    let a = sod2_analysis::analyze(
+        &m,
+        &sod2_analysis::Options {
+            ranges: vec![range("h", 64), range("w", 64), range("l", 512)],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
+}
+
+#[test]
+fn pooling_runs_perform_no_heap_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sess = Session::new(pool_plan());
+    sess.set_threads(1).unwrap();
+    let data: Vec<f32> = (0..16 * 64 * 64)
+        .map(|i| ((i * 37) % 101) as f32 - 50.0)
+        .collect();
+    let mut failures = Vec::new();
+    // Largest first, so every later shape fits buffers that exist.
+    for (h, w, l) in [
+        (64, 64, 512),
+        (1, 1, 4),
+        (7, 5, 5),
+        (20, 20, 100),
+        (33, 64, 9),
+    ] {
+        let (xd, sd) = ([1, 16, h, w], [1, 8, l]);
+        let x = [
+            TensorIn::f32(&data[..16 * h * w], &xd),
+            TensorIn::f32(&data[..8 * l], &sd),
+        ];
+        sess.run_in_place(&x).unwrap();
+        sess.run_in_place(&x).unwrap();
+        let before = allocations();
+        sess.run_in_place(&x).unwrap();
+        let n = allocations() - before;
+        if n > 0 {
+            failures.push(format!("h={h} w={w} l={l}: {n}"));
+        }
+        assert_eq!(
+            sess.output(0).unwrap().dims,
+            &[1, 16, h.div_ceil(2), w.div_ceil(2)]
+        );
+        assert_eq!(
+            sess.output(7).unwrap().dims,
+            &[1, 8, l.saturating_sub(4).div_ceil(2) + 1]
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "allocations in pooling runs: {failures:?}"
+    );
 }
 
 /// Diagnosis: where a plan file's steady-state run allocates. Run with

@@ -7,7 +7,7 @@ use sod2_kernels::conv::{
     conv_transpose2d_f32, conv_transpose_nd_f32, Activation, BlockPacking, ConvProblem,
     ConvTransposeNd, Window,
 };
-use sod2_kernels::pool::{pool_nd, IndexOrder, PoolKind, PoolNd};
+use sod2_kernels::pool::{pool2d_f32, pool_nd, IndexOrder, Pool2d, PoolKind, PoolNd};
 use sod2_kernels::shape::numel;
 use sod2_kernels::simd;
 
@@ -281,6 +281,29 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             x.dims.len()
         ));
     }
+    // f32 max / average over 1-D or 2-D windows without indices: the fast 2-D kernel, reading
+    // the input in place and writing the output buffer (1-D runs as 2-D of height 1).
+    let fast_kind = match a.kind {
+        AttrPoolKind::Max { .. } => Some((true, false)),
+        AttrPoolKind::Avg { count_include_pad } => Some((false, count_include_pad)),
+        AttrPoolKind::Lp { .. } => None,
+    };
+    if let Some((max, count_pad)) =
+        fast_kind.filter(|_| x.dtype == DType::F32 && (1..=2).contains(&ns) && !c.has_out(1))
+    {
+        let (window, pads_end) = window(w, x.dims, kernel, &od)?;
+        let pool = Pool2d {
+            window,
+            pads_end,
+            max,
+            count_pad,
+        };
+        let (ins, outs) = c.io();
+        let x = ins[0].as_ref().ok_or("no input")?;
+        let (xd, xs) = (as4(x.dims), typed::<f32>(x.data));
+        let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
+        return pool2d_f32(&xs, xd, &pool, o, as4(&od));
+    }
     let mut pads: Dims = smallvec::smallvec![0; 2 * ns];
     w.resolved_pads(&x.dims[2..], &od[2..], kernel, &mut pads);
     let (pb, pe) = pads.split_at(ns);
@@ -358,6 +381,9 @@ fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     };
     let x = c.input(0)?;
     f32_only(x.dtype)?;
+    if x.dims.len() < 2 {
+        return Err(format!("an input of rank {} (at least 2)", x.dims.len()));
+    }
     let (n, ch) = (x.dims[0], x.dims[1]);
     let sp: usize = x.dims[2..].iter().product();
     let mut od: Dims = smallvec::smallvec![n, ch];
@@ -366,20 +392,23 @@ fn global_pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let xs = typed::<f32>(ins[0].as_ref().ok_or("no input")?.data);
     let o = typed_mut::<f32>(outs[0].as_mut().ok_or("no output")?.alloc(&od)?)?;
     let isa = simd::Isa::detect();
-    for (i, slot) in o.iter_mut().enumerate() {
-        let s = &xs[i * sp..(i + 1) * sp];
-        *slot = if max {
-            simd::max(isa, s)
-        } else if lp {
-            s.iter()
-                .map(|v| v.abs().powi(p))
-                .sum::<f32>()
-                .powf(1.0 / p as f32)
-        } else {
-            // Sums of blocks in f32 SIMD, accumulated in f64 across blocks.
-            let total: f64 = s.chunks(4096).map(|b| f64::from(simd::sum(isa, b))).sum();
-            (total / sp as f64) as f32
-        };
-    }
-    Ok(())
+    // One output per plane; planes split across the session's threads when the input is large.
+    sod2_kernels::par::rows_mut(o, 1, (1 << 15) / sp.max(1) + 1, &|first, part| {
+        for (i, slot) in part.iter_mut().enumerate() {
+            let s = &xs[(first + i) * sp..(first + i + 1) * sp];
+            *slot = if max {
+                simd::max(isa, s)
+            } else if lp {
+                s.iter()
+                    .map(|v| v.abs().powi(p))
+                    .sum::<f32>()
+                    .powf(1.0 / p as f32)
+            } else {
+                // Sums of blocks in f32 SIMD, accumulated in f64 across blocks.
+                let total: f64 = s.chunks(4096).map(|b| f64::from(simd::sum(isa, b))).sum();
+                (total / sp as f64) as f32
+            };
+        }
+        Ok(())
+    })
 }

@@ -97,4 +97,3 @@ impl<T> Band<'_, T> {
         unsafe { std::slice::from_raw_parts_mut(self.bands.ptr.add(start), len) }
     }
 }
-

@@ -228,7 +228,8 @@ impl Rewriter {
             }
         }
         let name = format!("{}.transposed", self.m.value(b).name);
-        let konst = |r: &mut Self, v: usize| sod2_analysis::Dim::Known(r.a.arena.constant(v as i64));
+        let konst =
+            |r: &mut Self, v: usize| sod2_analysis::Dim::Known(r.a.arena.constant(v as i64));
         let fact = Fact {
             dtype: Some(DType::F32),
             shape: Shape::Ranked(vec![konst(self, cols), konst(self, rows)]),

@@ -1,7 +1,8 @@
 //! Plan-time rewrites (`sod2_planner::rewrite`) against the plan without them: BatchNormalization
 //! folded into the Conv before it (plain and depthwise, with and without a bias) and
 //! activations written as elementwise primitives (HardSwish, HardSigmoid, LeakyRelu, Clip with
-//! input and attribute bounds) give the unrewritten plan's outputs at random shapes; the
+//! input and attribute bounds) and a Gemm's transposed constant weights stored untransposed give
+//! the unrewritten plan's outputs at random shapes; the
 //! BatchNormalizations that must stay (no Conv before it, a Conv output read elsewhere) stay.
 use proptest::prelude::*;
 use sod2_onnx::proto::*;
@@ -73,7 +74,8 @@ fn bn(p: &str, x: &str, y: &str) -> NodeProto {
 /// - x → BN → y4 (no Conv before it: stays);
 /// - x → Conv 1×1 → c5 (an output too) → BN → Clip(min = -0.5 attribute-free opset-11 form) → y5
 ///   (the Conv output is read twice: stays);
-/// - y2 → LeakyRelu(2.0) → y6 (alpha above 1).
+/// - y2 → LeakyRelu(2.0) → y6 (alpha above 1);
+/// - x → GlobalAveragePool → Flatten → Gemm(transB = 1, constant weights, bias) → y7.
 fn plan_at(opt: sod2_planner::Opt) -> (std::sync::Arc<Plan>, sod2_planner::rewrite::RewriteReport) {
     let mut init = vec![
         f32s("w1", &[6, 4, 3, 3], &values(6 * 4 * 9, 11)),
@@ -83,6 +85,8 @@ fn plan_at(opt: sod2_planner::Opt) -> (std::sync::Arc<Plan>, sod2_planner::rewri
         f32s("zero", &[], &[0.0]),
         f32s("six", &[], &[6.0]),
         f32s("lo", &[], &[-0.5]),
+        f32s("w7", &[5, 4], &values(20, 15)),
+        f32s("b7", &[5], &values(5, 16)),
     ];
     init.extend(bn_params("n1", 6, 20));
     init.extend(bn_params("n2", 6, 30));
@@ -125,10 +129,18 @@ fn plan_at(opt: sod2_planner::Opt) -> (std::sync::Arc<Plan>, sod2_planner::rewri
                 &["y6"],
                 vec![float_attr("alpha", 2.0)],
             ),
+            node("GlobalAveragePool", &["x"], &["p7"], vec![]),
+            node("Flatten", &["p7"], &["f7"], vec![]),
+            node(
+                "Gemm",
+                &["f7", "w7", "b7"],
+                &["y7"],
+                vec![onnx::int_attr("transB", 1), float_attr("alpha", 0.5)],
+            ),
         ],
         initializer: init,
         input: vec![vi("x", tensor_type(1, &["n", "4", "h", "w"]))],
-        output: ["y1", "y3", "y4", "c5", "y5", "y6"]
+        output: ["y1", "y3", "y4", "c5", "y5", "y6", "y7"]
             .iter()
             .map(|o| vi(o, tensor_type(1, &[])))
             .map(|mut v| {
@@ -173,6 +185,7 @@ fn two_batchnorms_fold_and_every_activation_is_lowered() {
     let (_, report) = plan_at(sod2_planner::Opt::default());
     assert_eq!(report.batchnorms_folded, 2, "{report:?}");
     assert_eq!(report.activations_lowered, 6, "{report:?}");
+    assert_eq!(report.gemm_weights_transposed, 1, "{report:?}");
     let (_, none) = plan_at(sod2_planner::Opt::None);
     assert_eq!(none, sod2_planner::rewrite::RewriteReport::default());
 }

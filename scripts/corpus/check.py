@@ -107,10 +107,14 @@ class Oracle:
         return {k: {"shape": list(np.asarray(v).shape)} for k, v in got.items() if v is not None}
 
 
+# `sod2 run` flags of every run (`--check-allocs`: a steady-state run must not allocate).
+RUN_FLAGS: list[str] = []
+
+
 def sod2_run(sod2: str, plan: pathlib.Path, feeds: dict[str, np.ndarray], work: pathlib.Path, outputs: list[str]) -> dict[str, np.ndarray]:
     from sod2_cli import run_plan
 
-    return run_plan(sod2, plan, feeds, work, outputs)
+    return run_plan(sod2, plan, feeds, work, outputs, extra=tuple(RUN_FLAGS))
 
 
 def check_model(sod2: str, m: Model, path: pathlib.Path, tmp: pathlib.Path) -> tuple[list[tuple], dict]:
@@ -185,7 +189,10 @@ def main() -> int:
     ap.add_argument("--sod2", required=True)
     ap.add_argument("--root", type=pathlib.Path, default=HERE.parent.parent)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--check-allocs", action="store_true", help="every run also checks that a steady-state run makes no heap allocation")
     args = ap.parse_args()
+    if args.check_allocs:
+        RUN_FLAGS.append("--check-allocs")
     cache = args.root / ".cache" / "corpus"
     table, totals, unexpected = [], [], 0
     with tempfile.TemporaryDirectory(prefix="sod2-corpus-") as t:

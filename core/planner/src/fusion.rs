@@ -291,6 +291,86 @@ fn root(parent: &mut HashMap<NodeId, NodeId>, n: NodeId) -> NodeId {
     r
 }
 
+/// The elementwise components of a body and each one's single escaping value. Components are
+/// connected over fusable edges (every user of a value elementwise, with the value's shape); a
+/// component with several escaping values cannot be one fused step, so the values inside it
+/// read by more than one node stop being fused through (they are materialised) and its nodes
+/// are grouped again; when that cuts nothing, its nodes stay unfused. A residual network's
+/// `Add → (Mul, Add → Relu)` chains, all linked through the residual sums, become one group per
+/// block instead of none.
+fn components(
+    c: &Ctx<'_>,
+    order: &[NodeId],
+    ew: &HashMap<NodeId, InstrOp>,
+) -> Vec<(ValueId, Vec<NodeId>)> {
+    let mut cut: HashSet<ValueId> = HashSet::new();
+    let mut alone: HashSet<NodeId> = HashSet::new();
+    loop {
+        let mut parent: HashMap<NodeId, NodeId> = ew.keys().map(|&n| (n, n)).collect();
+        for &n in order {
+            if !ew.contains_key(&n) || alone.contains(&n) {
+                continue;
+            }
+            let Some(v) = c.out(n) else { continue };
+            if cut.contains(&v) {
+                continue;
+            }
+            let shape = c.dims(v);
+            let users = c.users(v).to_vec();
+            let fusable = !c.graph_out.contains(&v)
+                && !users.is_empty()
+                && users.iter().all(|u| {
+                    ew.contains_key(u)
+                        && !alone.contains(u)
+                        && c.out(*u).and_then(|o| c.dims(o)) == shape
+                });
+            if fusable {
+                for u in users {
+                    let (ra, rb) = (root(&mut parent, n), root(&mut parent, u));
+                    parent.insert(ra, rb);
+                }
+            }
+        }
+        let mut comps: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+        for &n in order {
+            if ew.contains_key(&n) {
+                let r = root(&mut parent, n);
+                comps.entry(r).or_default().push(n);
+            }
+        }
+        let mut comp_list: Vec<Vec<NodeId>> = comps.into_values().collect();
+        comp_list.sort_by_key(|nodes| nodes.iter().map(|n| c.pos[n]).max());
+        let mut out: Vec<(ValueId, Vec<NodeId>)> = Vec::new();
+        let mut split = false;
+        for nodes in comp_list {
+            let set: HashSet<NodeId> = nodes.iter().copied().collect();
+            let escaping: Vec<ValueId> = nodes
+                .iter()
+                .filter_map(|&n| c.out(n))
+                .filter(|&v| !c.internal_to(v, &set))
+                .collect();
+            if let [v] = escaping.as_slice() {
+                out.push((*v, nodes));
+                continue;
+            }
+            let shared: Vec<ValueId> = nodes
+                .iter()
+                .filter_map(|&n| c.out(n))
+                .filter(|&v| c.users(v).len() > 1 && !cut.contains(&v))
+                .collect();
+            if shared.is_empty() {
+                alone.extend(nodes.iter().copied());
+            } else {
+                cut.extend(shared);
+            }
+            split = true;
+        }
+        if !split {
+            return out;
+        }
+    }
+}
+
 /// Rewrites the main graph with fused steps. Returns the new model and what was done.
 pub fn fuse(model: &Model, a: &Analysis) -> (Model, FusionReport) {
     let mut out_model = model.clone();
@@ -351,48 +431,7 @@ fn fuse_body(
         .filter(|n| !taken.contains(n))
         .filter_map(|&n| elementwise_op(&c, n).map(|op| (n, op)))
         .collect();
-    let mut parent: HashMap<NodeId, NodeId> = ew.keys().map(|&n| (n, n)).collect();
-    for &n in &order {
-        if !ew.contains_key(&n) {
-            continue;
-        }
-        let Some(v) = c.out(n) else { continue };
-        let shape = c.dims(v);
-        let users = c.users(v).to_vec();
-        let fusable = !c.graph_out.contains(&v)
-            && !users.is_empty()
-            && users
-                .iter()
-                .all(|u| ew.contains_key(u) && c.out(*u).and_then(|o| c.dims(o)) == shape);
-        if fusable {
-            for u in users {
-                let (ra, rb) = (root(&mut parent, n), root(&mut parent, u));
-                parent.insert(ra, rb);
-            }
-        }
-    }
-    let mut comps: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
-    for &n in &order {
-        if ew.contains_key(&n) {
-            let r = root(&mut parent, n);
-            comps.entry(r).or_default().push(n);
-        }
-    }
-    // Each component's single escaping value.
-    let mut comp_list: Vec<Vec<NodeId>> = comps.into_values().collect();
-    comp_list.sort_by_key(|nodes| nodes.iter().map(|n| c.pos[n]).max());
-    let mut comp_of_output: Vec<(ValueId, Vec<NodeId>)> = Vec::new();
-    for nodes in comp_list {
-        let set: HashSet<NodeId> = nodes.iter().copied().collect();
-        let escaping: Vec<ValueId> = nodes
-            .iter()
-            .filter_map(|&n| c.out(n))
-            .filter(|&v| !c.internal_to(v, &set))
-            .collect();
-        if let [v] = escaping.as_slice() {
-            comp_of_output.push((*v, nodes));
-        }
-    }
+    let comp_of_output = components(&c, &order, &ew);
     // Units: row ops with their prologue / epilogue groups, then the remaining groups.
     let mut units: Vec<Unit> = Vec::new();
     let mut used_comp: HashSet<ValueId> = HashSet::new();

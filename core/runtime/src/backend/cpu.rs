@@ -210,7 +210,7 @@ impl Backend for CpuBackend {
             }
         }
         // Input ranges inside the arena, for the disjointness check.
-        let mut in_arena: SmallVec<[(usize, usize); 8]> = SmallVec::new();
+        let mut in_arena: SmallVec<[(usize, usize); 32]> = SmallVec::new();
         for t in step.inputs.iter().flatten() {
             if matches!(tensors.slots[*t as usize], Slot::Arena) {
                 if let Some(r) = arena_range(plan, vals, &tensors.dims[*t as usize], *t) {

@@ -6,7 +6,7 @@ use sod2_kernels::layout;
 use sod2_kernels::shape::{axis, broadcast_shape, numel};
 
 use super::num::{dispatch, Num};
-use super::{floats_of, ints_of, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
+use super::{floats_of, ints_of, small_ints, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     use OpCode as O;
@@ -171,7 +171,8 @@ fn transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 fn concat(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let ax = axis_attr(c)?;
     let (ins, outs) = c.io();
-    let parts: smallvec::SmallVec<[(&[u8], &[usize]); 8]> =
+    // Inline for up to 64 inputs (an unrolled recurrence concatenates one per step).
+    let parts: smallvec::SmallVec<[(&[u8], &[usize]); 64]> =
         ins.iter().flatten().map(|x| (x.data, x.dims)).collect();
     let first = parts.first().ok_or("Concat without inputs")?;
     let a = axis(ax, first.1.len()).ok_or("bad axis")?;
@@ -260,14 +261,27 @@ fn slice(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let x = c.input(0)?.clone();
     let d = x.dims;
     let r = d.len();
+    // Inline copies of the (few) parameters: no heap allocation per run.
     let (starts, ends, axes, steps) = if let OpAttrs::Slice(Some(s)) = c.attrs {
-        use std::borrow::Cow::Borrowed;
-        let axes = s.axes.as_deref().map(Borrowed);
-        (Borrowed(&s.starts[..]), Borrowed(&s.ends[..]), axes, None)
+        let axes = s
+            .axes
+            .as_deref()
+            .map(smallvec::SmallVec::<[i64; 8]>::from_slice);
+        (
+            smallvec::SmallVec::from_slice(&s.starts[..]),
+            smallvec::SmallVec::from_slice(&s.ends[..]),
+            axes,
+            None,
+        )
     } else {
-        let axes = c.opt_input(3).map(ints_of).transpose()?;
-        let steps = c.opt_input(4).map(ints_of).transpose()?;
-        (ints_of(c.input(1)?)?, ints_of(c.input(2)?)?, axes, steps)
+        let axes = c.opt_input(3).map(small_ints).transpose()?;
+        let steps = c.opt_input(4).map(small_ints).transpose()?;
+        (
+            small_ints(c.input(1)?)?,
+            small_ints(c.input(2)?)?,
+            axes,
+            steps,
+        )
     };
     let axes: Dims = match axes {
         Some(a) => a
@@ -543,32 +557,36 @@ fn pad(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let mode = attrs.mode.name();
     let x = c.input(0)?;
     let r = x.dims.len();
-    let pads = match &attrs.pads {
-        Some(p) => std::borrow::Cow::Borrowed(&p[..]),
-        None => ints_of(c.input(1)?)?,
+    // Inline (small) parameter copies: no heap allocation per run.
+    let pads: smallvec::SmallVec<[i64; 16]> = match &attrs.pads {
+        Some(p) => smallvec::SmallVec::from_slice(&p[..]),
+        None => smallvec::SmallVec::from_slice(&small_ints(c.input(1)?)?),
     };
-    let axes: Vec<usize> = match c.opt_input(3) {
-        Some(a) => ints_of(a)?
+    let axes: Dims = match c.opt_input(3) {
+        Some(a) => small_ints(a)?
             .iter()
             .map(|&v| axis(v, r).ok_or("bad axis"))
             .collect::<Result<_, _>>()?,
         None => (0..r).collect(),
     };
     let n = axes.len();
-    let mut begin = vec![0i64; r];
-    let mut od = x.dims.to_vec();
+    if pads.len() < 2 * n {
+        return Err(format!("Pad: {} pads for {n} axes", pads.len()));
+    }
+    let mut begin: smallvec::SmallVec<[i64; 8]> = smallvec::smallvec![0i64; r];
+    let mut od = Dims::from_slice(x.dims);
     for (j, &a) in axes.iter().enumerate() {
         begin[a] = pads[j];
         od[a] = (x.dims[a] as i64 + pads[j] + pads[j + n]).max(0) as usize;
     }
     let es = x.dtype.size();
-    let value: Vec<u8> = match c.opt_input(2) {
-        Some(v) if !v.data.is_empty() => v.data[..es].to_vec(),
+    let value: smallvec::SmallVec<[u8; 16]> = match c.opt_input(2) {
+        Some(v) if v.data.len() >= es => smallvec::SmallVec::from_slice(&v.data[..es]),
         _ => {
             let f = attrs.value;
             match x.dtype {
-                sod2_format::DType::F32 => f.to_le_bytes().to_vec(),
-                _ => vec![0u8; es],
+                sod2_format::DType::F32 => smallvec::SmallVec::from_slice(&f.to_le_bytes()),
+                _ => smallvec::smallvec![0u8; es],
             }
         }
     };

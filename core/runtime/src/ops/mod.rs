@@ -37,7 +37,7 @@ pub(crate) use sod2_kernels::shape::Dims;
 
 /// The inputs of a step (inline up to 12: ONNX Runtime's DynamicQuantizeLSTM has 12,
 /// QLinearConv with its bias 9, LSTM 8).
-pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 12]>;
+pub(crate) type Ins<'b> = SmallVec<[Option<In<'b>>; 32]>;
 
 /// The outputs of a step (inline up to 4).
 pub(crate) type Outs<'b> = SmallVec<[Option<Out<'b>>; 4]>;
@@ -303,6 +303,16 @@ pub(crate) fn ints_of<'x>(x: &In<'x>) -> Result<Cow<'x, [i64]>, String> {
         DType::F32 => typed::<f32>(x.data).iter().map(|&v| v as i64).collect(),
         DType::F64 => typed::<f64>(x.data).iter().map(|&v| v as i64).collect(),
         DType::F16 | DType::BF16 => floats_of(x)?.iter().map(|&v| v as i64).collect(),
+    })
+}
+
+/// [`ints_of`] for a small parameter tensor (Slice's starts and ends, Pad's pads): held inline
+/// for up to 8 values, so a step reading one makes no heap allocation per run.
+pub(crate) fn small_ints(x: &In<'_>) -> Result<smallvec::SmallVec<[i64; 8]>, String> {
+    Ok(match x.dtype {
+        DType::I64 => smallvec::SmallVec::from_slice(&typed::<i64>(x.data)),
+        DType::I32 => typed::<i32>(x.data).iter().map(|&v| i64::from(v)).collect(),
+        _ => smallvec::SmallVec::from_slice(&ints_of(x)?),
     })
 }
 

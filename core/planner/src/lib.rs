@@ -623,7 +623,8 @@ impl Planner<'_> {
     /// `cargo run --release -p sod2-kernels --example conv_versions`) pick version 1 for at
     /// most two output channels and for windows larger than 1×1 with at most eight output
     /// channels per group, version 2 for the other windows larger than 1×1 with more than one
-    /// input channel per group, and im2col + GEMM for 1×1 and depthwise convolutions. `sod2 tune` measures every version on the device across the declared
+    /// input channel per group, and im2col + GEMM for 1×1 and depthwise convolutions and for
+    /// outputs narrower than 8 columns. `sod2 tune` measures every version on the device across the declared
     /// ranges and rewrites the ranges per step.
     fn versions(&mut self, n: NodeId) -> Result<Vec<fmt::KernelVersion>, PlanError> {
         // One implementation: no dispatch table.
@@ -659,7 +660,12 @@ impl Planner<'_> {
             Some(Attr::Int(g)) => (*g).max(1),
             _ => 1,
         };
-        let (direct, blocked) = if m <= 2 || (m / groups <= 8 && taps > 1 && cg > 1) {
+        // Both direct versions vectorise along the output rows: rows narrower than a vector
+        // (a 1-D conv exported as [n, c, length, 1], magika's 5x1 over width 1) run im2col.
+        let narrow = self.arena.as_const(yd[3]).is_some_and(|w| w < 8);
+        let (direct, blocked) = if narrow {
+            (NEVER, NEVER)
+        } else if m <= 2 || (m / groups <= 8 && taps > 1 && cg > 1) {
             ((0, i64::MAX), NEVER)
         } else if taps > 1 && cg > 1 {
             (NEVER, (0, i64::MAX))

@@ -69,17 +69,33 @@ impl DwTile<'_> {
 pub(crate) unsafe fn tile_plane<V: Vf32>(t: &DwTile<'_>, buf: &mut [f32], out: &mut [f32]) {
     fill::<V>(t, buf);
     let p = Padded { t, x: buf };
-    let [oh, ow] = t.out;
+    let (k, s0, d0) = (t.win.k, t.win.s[0], t.win.d[0]);
+    // SAFETY: forwarded contract (`w` holds the `kh × kw` taps the fixed kernels splat).
+    unsafe {
+        match (k, s0, d0) {
+            ([3, 3], 1, 1) => by_rows(&p, &Fixed::<V, 3, 3, 1>::new(t.w), out),
+            _ => by_rows::<V, _>(&p, &AnyTaps, out),
+        }
+    }
+}
+
+/// The rows of a tile in blocks (see [`tile_plane`]).
+///
+/// # Safety
+/// As [`tile_plane`].
+#[inline(always)]
+unsafe fn by_rows<V: Vf32, K: Taps<V>>(p: &Padded<'_>, k: &K, out: &mut [f32]) {
+    let [oh, ow] = p.t.out;
     // SAFETY: forwarded contract; every block lies inside rows `0..oh`.
     unsafe {
         if ow < 2 * V::LANES && oh >= 8 {
-            blocks::<V, 8, 1>(&p, oh, out);
+            blocks::<V, K, 8, 1>(p, k, oh, out);
         } else if oh >= 4 {
-            blocks::<V, 4, 2>(&p, oh, out);
+            blocks::<V, K, 4, 2>(p, k, oh, out);
         } else if oh >= 2 {
-            blocks::<V, 2, 4>(&p, oh, out);
+            blocks::<V, K, 2, 4>(p, k, oh, out);
         } else {
-            rows::<V, 1, 8>(&p, 0, out);
+            rows::<V, K, 1, 8>(p, k, 0, out);
         }
     }
 }
@@ -96,8 +112,9 @@ struct Padded<'a> {
 /// # Safety
 /// As [`tile_plane`]; `R ≤ oh`.
 #[inline(always)]
-unsafe fn blocks<V: Vf32, const R: usize, const TW: usize>(
+unsafe fn blocks<V: Vf32, K: Taps<V>, const R: usize, const TW: usize>(
     p: &Padded<'_>,
+    k: &K,
     oh: usize,
     out: &mut [f32],
 ) {
@@ -105,11 +122,11 @@ unsafe fn blocks<V: Vf32, const R: usize, const TW: usize>(
     // SAFETY: forwarded contract; each block's rows lie in `0..oh`.
     unsafe {
         while oy + R <= oh {
-            rows::<V, R, TW>(p, oy, out);
+            rows::<V, K, R, TW>(p, k, oy, out);
             oy += R;
         }
         if oy < oh {
-            rows::<V, R, TW>(p, oh - R, out);
+            rows::<V, K, R, TW>(p, k, oh - R, out);
         }
     }
 }
@@ -239,8 +256,9 @@ fn evens<V: Vf32>(src: &[f32], buf: &mut [f32], at: usize, n: usize) {
 /// # Safety
 /// As [`tile_plane`]; `oy + R ≤ oh`.
 #[inline(always)]
-unsafe fn rows<V: Vf32, const R: usize, const TW: usize>(
+unsafe fn rows<V: Vf32, K: Taps<V>, const R: usize, const TW: usize>(
     p: &Padded<'_>,
+    k: &K,
     oy: usize,
     out: &mut [f32],
 ) {
@@ -259,27 +277,27 @@ unsafe fn rows<V: Vf32, const R: usize, const TW: usize>(
     unsafe {
         let dst = out.as_mut_ptr();
         while ox + TW * l <= ow {
-            tile::<V, R, TW>(p, at(ox), dst.add(o(ox)), ld);
+            k.tile::<R, TW>(p, at(ox), dst.add(o(ox)), ld);
             ox += TW * l;
         }
         while ox + l <= ow {
-            tile::<V, R, 1>(p, at(ox), dst.add(o(ox)), ld);
+            k.tile::<R, 1>(p, at(ox), dst.add(o(ox)), ld);
             ox += l;
         }
         if ox < ow {
             if ow >= l {
                 // The last vector shifted left to end at `ow` (recomputing a few columns).
-                tile::<V, R, 1>(p, at(ow - l), dst.add(o(ow - l)), ld);
+                k.tile::<R, 1>(p, at(ow - l), dst.add(o(ow - l)), ld);
             } else if ld == ow && (oy + R - 1) * ld + l <= oh * ld {
                 // Narrower than a vector, rows back to back: whole vectors stored, each one
                 // spilling into rows that are stored after it (the next ones of the block, or
                 // of the blocks after it), never past the last row.
-                tile::<V, R, 1>(p, at(ox), dst.add(o(ox)), ld);
+                k.tile::<R, 1>(p, at(ox), dst.add(o(ox)), ld);
             } else {
                 // Narrower than a vector at the end: stored through a buffer, the valid
                 // columns copied.
                 let mut b = [[0f32; MAX_LANES]; R];
-                tile::<V, R, 1>(p, at(ox), b.as_mut_ptr().cast::<f32>(), MAX_LANES);
+                k.tile::<R, 1>(p, at(ox), b.as_mut_ptr().cast::<f32>(), MAX_LANES);
                 for (r, b) in b.iter().enumerate() {
                     for (c, &v) in b.iter().enumerate().take(ow - ox) {
                         *dst.add(o(ox) + r * ld + c) = v;
@@ -290,47 +308,141 @@ unsafe fn rows<V: Vf32, const R: usize, const TW: usize>(
     }
 }
 
-/// `R` output rows × `T` vectors: the padded input at `x[at + r·s0·row + ky·d0·row + cols[kx]
-/// + t·LANES ..]` times tap `(ky, kx)`, summed over the taps, plus the bias, stored at
-/// `o + r·ld + t·LANES`.
+/// How a tile's register blocks accumulate its taps.
+trait Taps<V: Vf32> {
+    /// `R` output rows × `T` vectors: the padded input at `x[at + (r·s0 + ky·d0)·row +
+    /// cols[kx] + t·LANES ..]` times tap `(ky, kx)`, summed over the taps, plus the bias,
+    /// stored at `o + r·ld + t·LANES` (clamped at zero with `relu`).
+    ///
+    /// # Safety
+    /// As [`rows`]: the reads lie inside `p.x` and `o` has `R` rows of `T·LANES` writable
+    /// values `ld` apart.
+    unsafe fn tile<const R: usize, const T: usize>(
+        &self,
+        p: &Padded<'_>,
+        at: usize,
+        o: *mut f32,
+        ld: usize,
+    );
+}
+
+/// Any kernel extent, stride and dilation: the taps broadcast from memory as they are used.
+struct AnyTaps;
+
+impl<V: Vf32> Taps<V> for AnyTaps {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(
+        &self,
+        p: &Padded<'_>,
+        at: usize,
+        o: *mut f32,
+        ld: usize,
+    ) {
+        let l = V::LANES;
+        let (kh, s0, d0) = (p.t.win.k[0], p.t.win.s[0], p.t.win.d[0]);
+        let kw = p.t.cols.len();
+        let row = p.t.row();
+        let rstep = s0 * row;
+        // SAFETY: forwarded contract.
+        unsafe {
+            let mut acc = [[V::splat(p.t.bias); T]; R];
+            let x = p.x.as_ptr().add(at);
+            let w = p.t.w.as_ptr();
+            for ky in 0..kh {
+                let xr = x.add(ky * d0 * row);
+                let wr = w.add(ky * kw);
+                for (kx, &c) in p.t.cols.iter().enumerate() {
+                    let wv = V::splat(*wr.add(kx));
+                    let xp = xr.add(c);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        for (t, a) in acc.iter_mut().enumerate() {
+                            *a = V::load(xp.add(r * rstep + t * l)).mul_add(wv, *a);
+                        }
+                    }
+                }
+            }
+            store(&acc, p.t.relu, o, ld);
+        }
+    }
+}
+
+/// A `KH × KW` kernel at height stride `S0` and height dilation 1: the taps splatted once
+/// into registers; every loop has constant bounds, so a row loaded for one output row is
+/// reused by the others of the block that read it.
+struct Fixed<V, const KH: usize, const KW: usize, const S0: usize> {
+    w: [[V; KW]; KH],
+}
+
+impl<V: Vf32, const KH: usize, const KW: usize, const S0: usize> Fixed<V, KH, KW, S0> {
+    /// The taps `w` (`KH × KW`, row-major) splatted.
+    ///
+    /// # Safety
+    /// The CPU runs `V`'s instruction set.
+    #[inline(always)]
+    unsafe fn new(w: &[f32]) -> Self {
+        // SAFETY: forwarded contract.
+        Fixed {
+            w: std::array::from_fn(|ky| {
+                std::array::from_fn(|kx| unsafe { V::splat(w[ky * KW + kx]) })
+            }),
+        }
+    }
+}
+
+impl<V: Vf32, const KH: usize, const KW: usize, const S0: usize> Taps<V>
+    for Fixed<V, KH, KW, S0>
+{
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(
+        &self,
+        p: &Padded<'_>,
+        at: usize,
+        o: *mut f32,
+        ld: usize,
+    ) {
+        let l = V::LANES;
+        let row = p.t.row();
+        let mut cols = [0usize; KW];
+        cols.copy_from_slice(&p.t.cols[..KW]);
+        // SAFETY: forwarded contract.
+        unsafe {
+            let mut acc = [[V::splat(p.t.bias); T]; R];
+            let x = p.x.as_ptr().add(at);
+            for ky in 0..KH {
+                for (kx, &c) in cols.iter().enumerate() {
+                    let wv = self.w[ky][kx];
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xp = x.add((r * S0 + ky) * row + c);
+                        for (t, a) in acc.iter_mut().enumerate() {
+                            *a = V::load(xp.add(t * l)).mul_add(wv, *a);
+                        }
+                    }
+                }
+            }
+            store(&acc, p.t.relu, o, ld);
+        }
+    }
+}
+
+/// Stores `R × T` accumulators at `o + r·ld + t·LANES` (clamped at zero with `relu`).
 ///
 /// # Safety
-/// As [`rows`]: the reads lie inside `p.x` and `o` has `R` rows of `T·LANES` writable values
-/// `ld` apart.
+/// The CPU runs `V`'s instruction set; `o` has `R` rows of `T·LANES` writable values `ld`
+/// apart.
 #[inline(always)]
-unsafe fn tile<V: Vf32, const R: usize, const T: usize>(
-    p: &Padded<'_>,
-    at: usize,
+unsafe fn store<V: Vf32, const R: usize, const T: usize>(
+    acc: &[[V; T]; R],
+    relu: bool,
     o: *mut f32,
     ld: usize,
 ) {
     let l = V::LANES;
-    let (kh, s0, d0) = (p.t.win.k[0], p.t.win.s[0], p.t.win.d[0]);
-    let kw = p.t.cols.len();
-    let row = p.t.row();
-    let rstep = s0 * row;
     // SAFETY: forwarded contract.
     unsafe {
-        let mut acc = [[V::splat(p.t.bias); T]; R];
-        let x = p.x.as_ptr().add(at);
-        let w = p.t.w.as_ptr();
-        for ky in 0..kh {
-            let xr = x.add(ky * d0 * row);
-            let wr = w.add(ky * kw);
-            for (kx, &c) in p.t.cols.iter().enumerate() {
-                let wv = V::splat(*wr.add(kx));
-                let xp = xr.add(c);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    for (t, a) in acc.iter_mut().enumerate() {
-                        *a = V::load(xp.add(r * rstep + t * l)).mul_add(wv, *a);
-                    }
-                }
-            }
-        }
         let zero = V::splat(0.0);
         for (r, acc) in acc.iter().enumerate() {
             for (t, &a) in acc.iter().enumerate() {
-                let v = if p.t.relu { a.max(zero) } else { a };
+                let v = if relu { a.max(zero) } else { a };
                 v.store(o.add(r * ld + t * l));
             }
         }

@@ -167,7 +167,7 @@ fn fill<V: Vf32>(t: &DwTile<'_>, buf: &mut [f32]) {
         }
         let iy = (first + r as isize) as usize;
         for q in 0..s1 {
-            let (lo, hi, start) = if q < MAX_PHASES { phases[q] } else { phase(q) };
+            let (lo, hi, start) = phases.get(q).copied().unwrap_or_else(|| phase(q));
             let base = r * row + q * wph;
             if lo >= hi {
                 zero::<V>(buf, base, base + wph);
@@ -206,8 +206,8 @@ fn copy<V: Vf32>(src: &[f32], buf: &mut [f32], at: usize, n: usize) {
             j += l;
         }
     }
-    for k in j..n {
-        buf[at + k] = src[k];
+    if j < n {
+        buf[at + j..at + n].copy_from_slice(&src[j..n]);
     }
 }
 
@@ -380,18 +380,16 @@ impl<V: Vf32, const KH: usize, const KW: usize, const S0: usize> Fixed<V, KH, KW
     /// The CPU runs `V`'s instruction set.
     #[inline(always)]
     unsafe fn new(w: &[f32]) -> Self {
-        // SAFETY: forwarded contract.
         Fixed {
             w: std::array::from_fn(|ky| {
+                // SAFETY: forwarded contract (the CPU runs `V`'s instruction set).
                 std::array::from_fn(|kx| unsafe { V::splat(w[ky * KW + kx]) })
             }),
         }
     }
 }
 
-impl<V: Vf32, const KH: usize, const KW: usize, const S0: usize> Taps<V>
-    for Fixed<V, KH, KW, S0>
-{
+impl<V: Vf32, const KH: usize, const KW: usize, const S0: usize> Taps<V> for Fixed<V, KH, KW, S0> {
     #[inline(always)]
     unsafe fn tile<const R: usize, const T: usize>(
         &self,

@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn tiled_planes_and_threads_match_the_reference_loops() {
         // Rows wider than two column tiles (1-D), planes taller than one row tile, at strides
-        // 1..3, split across threads.
+        // 1..3, split across threads; the mobile models' small planes.
         let cases = [
             ([2, 5, 1, 2500], [1, 5], [1, 1], [0, 2]),
             ([1, 3, 1, 3001], [1, 7], [1, 2], [0, 3]),
@@ -297,6 +297,11 @@ mod tests {
             ([1, 3, 300, 40], [3, 3], [1, 1], [1, 1]),
             ([1, 3, 301, 70], [5, 5], [2, 2], [2, 2]),
             ([1, 2, 250, 1100], [3, 3], [1, 1], [1, 1]),
+            // The blocks of seven rows (heights 7, 14, 21 of narrow planes).
+            ([1, 5, 14, 14], [5, 5], [1, 1], [2, 2]),
+            ([2, 3, 7, 7], [3, 3], [1, 1], [1, 1]),
+            ([1, 3, 21, 9], [5, 3], [1, 1], [2, 1]),
+            ([1, 3, 41, 20], [3, 3], [2, 2], [1, 1]),
         ];
         for (k, (xd, kk, s, pb)) in cases.into_iter().enumerate() {
             let win = Window {

@@ -55,11 +55,8 @@ impl DwTile<'_> {
 
 /// Writes the tile's padded, phase-split input into `buf` (padded row `r` of the tile at
 /// `r · row`; within it, phase `q` holds padded columns `(x0 + j)·s1 + q` at `q · wph + j`:
-/// the input where it lies, zeros elsewhere), then computes its outputs: blocks of `RB` rows
-/// (eight when a row takes at most one vector, else four; the last block shifted up to end
-/// at the last row, recomputing a few), each in tiles of two vectors, then one, then one
-/// vector ending at the last column (shifted likewise), or one stored through a buffer when
-/// a row is narrower than a vector.
+/// the input where it lies, zeros elsewhere), then computes its outputs (see [`by_rows`]),
+/// with the taps splatted in registers for 3×3 kernels at height stride 1.
 ///
 /// # Safety
 /// The CPU runs `V`'s instruction set; `buf` holds `rows() · row()` values; `plane` holds
@@ -79,7 +76,12 @@ pub(crate) unsafe fn tile_plane<V: Vf32>(t: &DwTile<'_>, buf: &mut [f32], out: &
     }
 }
 
-/// The rows of a tile in blocks (see [`tile_plane`]).
+/// The rows of a tile in blocks: of seven rows (plane heights that are multiples of seven,
+/// not of eight) or eight when a row takes less than two vectors, else of four, two or one
+/// (the last block shifted up to end at the last row, recomputing a few); each block in tiles
+/// of several vectors, then one, then one vector ending at the last column (shifted
+/// likewise), or, for rows narrower than a vector, whole vectors spilling into the next row
+/// (written after them) or stored through a buffer at the end.
 ///
 /// # Safety
 /// As [`tile_plane`].
@@ -88,7 +90,11 @@ unsafe fn by_rows<V: Vf32, K: Taps<V>>(p: &Padded<'_>, k: &K, out: &mut [f32]) {
     let [oh, ow] = p.t.out;
     // SAFETY: forwarded contract; every block lies inside rows `0..oh`.
     unsafe {
-        if ow < 2 * V::LANES && oh >= 8 {
+        let narrow = ow < 2 * V::LANES;
+        if narrow && oh % 7 == 0 && oh % 8 != 0 {
+            // The 7-, 14-, 28-row planes of mobile models, without recomputed rows.
+            blocks::<V, K, 7, 1>(p, k, oh, out);
+        } else if narrow && oh >= 8 {
             blocks::<V, K, 8, 1>(p, k, oh, out);
         } else if oh >= 4 {
             blocks::<V, K, 4, 2>(p, k, oh, out);

@@ -197,10 +197,19 @@ fn fill<V: Vf32>(t: &DwTile<'_>, buf: &mut [f32]) {
     }
 }
 
+/// Runs at least this long are copied by the library's `memcpy` (faster there; a call per
+/// short row costs more than the copy).
+const LONG_RUN: usize = 256;
+
 /// `buf[at + j] = src[j]` for `j < n` (`src` holds them), in whole vectors while they fit in
 /// both slices, then scalars.
 #[inline(always)]
 fn copy<V: Vf32>(src: &[f32], buf: &mut [f32], at: usize, n: usize) {
+    if n >= LONG_RUN {
+        // Long rows: the library copy.
+        buf[at..at + n].copy_from_slice(&src[..n]);
+        return;
+    }
     let l = V::LANES;
     let mut j = 0;
     // SAFETY: each load reads `src[j .. j + LANES]` and each store writes `buf[at + j .. at +

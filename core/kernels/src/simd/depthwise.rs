@@ -56,7 +56,8 @@ impl DwTile<'_> {
 /// Writes the tile's padded, phase-split input into `buf` (padded row `r` of the tile at
 /// `r · row`; within it, phase `q` holds padded columns `(x0 + j)·s1 + q` at `q · wph + j`:
 /// the input where it lies, zeros elsewhere), then computes its outputs (see [`by_rows`]),
-/// with the taps splatted in registers for 3×3 kernels at height stride 1.
+/// with the taps splatted in registers for 3×3 kernels at height strides 1 and 2 (measured
+/// slower for 5×5 ones: too few registers).
 ///
 /// # Safety
 /// The CPU runs `V`'s instruction set; `buf` holds `rows() · row()` values; `plane` holds
@@ -71,6 +72,7 @@ pub(crate) unsafe fn tile_plane<V: Vf32>(t: &DwTile<'_>, buf: &mut [f32], out: &
     unsafe {
         match (k, s0, d0) {
             ([3, 3], 1, 1) => by_rows(&p, &Fixed::<V, 3, 3, 1>::new(t.w), out),
+            ([3, 3], 2, 1) => by_rows(&p, &Fixed::<V, 3, 3, 2>::new(t.w), out),
             _ => by_rows::<V, _>(&p, &AnyTaps, out),
         }
     }

@@ -286,6 +286,24 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// The kernels with the taps in registers (3×3 at height strides 1 and 2, height
+        /// dilation 1) and the common 5×5 ones, at any width stride and dilation.
+        #[test]
+        fn square_kernels_match_the_reference_loops(
+            n in 1usize..=2, c in 1usize..=40, h in 1usize..=30, w in 1usize..=30,
+            k in prop_oneof![Just(3usize), Just(5)], s0 in 1usize..=2, s1 in 1usize..=3,
+            d1 in 1usize..=2, pb in [0usize..=3, 0usize..=3], pe in [0usize..=3, 0usize..=3],
+            bias in any::<bool>(), relu in any::<bool>(), seed in 0u64..1000,
+        ) {
+            let win = Window { k: [k, k], s: [s0, s1], d: [1, d1], pb };
+            let act = if relu { Activation::Relu } else { Activation::None };
+            prop_assert_eq!(check([n, c, h, w], win, pe, bias, act, seed, 1), Ok(()));
+        }
+    }
+
     #[test]
     fn tiled_planes_and_threads_match_the_reference_loops() {
         // Rows wider than two column tiles (1-D), planes taller than one row tile, at strides

@@ -1,10 +1,11 @@
 //! Depthwise convolution (`group == c == m`, weights `[c, 1, kh, kw]`): each channel plane is
-//! convolved with its own `kh × kw` taps. Per plane, the input is copied into a per-thread
-//! buffer with its padding written out as zeros and each row split by width-stride phase, so
-//! every output column is an interior one and every tap of a run of consecutive output columns
-//! is one contiguous vector load (at stride 2 the split is the de-interleaving); the register
-//! tiles of `simd::depthwise_plane` then accumulate all the taps of a few rows × vectors and
-//! store them with the bias and the activation.
+//! convolved with its own `kh × kw` taps. The output plane is cut into tiles whose input fits
+//! the L1 cache; for each, `simd::depthwise_tile` copies the input into a per-thread buffer with
+//! its padding written out as zeros and each row split by width-stride phase, so every output
+//! column is an interior one and every tap of a run of consecutive output columns is one
+//! contiguous vector load (at stride 2 the split is the de-interleaving), then register tiles
+//! of a few rows × vectors accumulate all the taps and store them with the bias and the
+//! activation. Channel planes are split across threads.
 use super::{conv2d_direct_on, ConvProblem};
 use crate::simd::{DwTile, Isa};
 

@@ -5,6 +5,8 @@
 //! - `gemm`: im2col + GEMM (the default; 1×1 convolutions are a straight GEMM);
 //! - `direct`: direct rows vectorised along the output rows;
 //! - `block`: direct, vectorised across output channels over packed weights;
+//! - `depthwise`: depthwise convolutions (`group == c == m`), one channel plane at a time over
+//!   its padded input, vectorised along the output rows;
 //! - `packing`: the layouts those two read (packed weight blocks, inputs with their padding
 //!   written out) and the blocking decisions behind them;
 //! - `transpose`: transposed convolutions (GEMM + col2im);
@@ -14,6 +16,7 @@
 //! Above `linalg` (the GEMM) and `simd` (the register tiles), which know nothing of it.
 
 mod block;
+mod depthwise;
 mod direct;
 mod gemm;
 mod packing;
@@ -21,6 +24,7 @@ mod transpose;
 mod transpose_nd;
 
 pub use block::{conv2d_block_f32, conv2d_block_on, conv2d_block_prepacked};
+pub use depthwise::{conv2d_depthwise_f32, conv2d_depthwise_on, is_depthwise};
 pub use direct::{conv2d_direct_f32, conv2d_direct_on};
 pub use gemm::conv2d_gemm_f32;
 pub use packing::BlockPacking;

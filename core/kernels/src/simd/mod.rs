@@ -14,6 +14,7 @@ mod algo;
 #[cfg(target_arch = "aarch64")]
 mod arm;
 mod conv_block;
+mod depthwise;
 pub mod q8;
 #[cfg(target_arch = "aarch64")]
 mod q8_arm;
@@ -227,6 +228,15 @@ macro_rules! entry_points {
                         _ => rows::<V, 4, $p4>(b, out, r),
                     }
                 }
+            }
+            $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn depthwise_tile(
+                t: &super::depthwise::DwTile<'_>,
+                buf: &mut [f32],
+                out: &mut [f32],
+            ) {
+                // SAFETY: forwarded contract (see `depthwise::tile_plane`).
+                unsafe { super::depthwise::tile_plane::<V>(t, buf, out) }
             }
             $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn binary(op: BinOp, a: Src<'_>, b: Src<'_>, out: &mut [f32]) {
@@ -774,6 +784,55 @@ pub fn lanes(isa: Isa) -> usize {
         Isa::Neon => 4,
         Isa::Avx2Fma | Isa::Portable => 8,
     }
+}
+
+/// One output tile of one channel plane of a depthwise convolution (see [`depthwise_tile`]).
+pub use depthwise::DwTile;
+
+/// The outputs of tile `t` of one channel of a depthwise convolution in vectors of `isa`
+/// (rows `t.ld` apart in `out`, from the tile's first output): `out[oy][ox] = act(bias + Σ
+/// w[ky][kx] · x[(y0 + oy)·s0 + ky·d0 − pb0][(x0 + ox)·s1 + kx·d1 − pb1])` (taps outside the
+/// input count zero). The tile's input is first copied into `buf` (at least `t.rows() ·
+/// t.row()` values) with its padding written out and its rows split by width-stride phase, so
+/// that each tap of a run of output columns is one contiguous vector load. A geometry that
+/// does not fit is an error.
+pub fn depthwise_tile(
+    isa: Isa,
+    t: &DwTile<'_>,
+    buf: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), String> {
+    let [oh, ow] = t.out;
+    let [h, wi] = t.hw;
+    let [kh, kw] = t.win.k;
+    let [s0, s1] = t.win.s;
+    if oh == 0 || ow == 0 {
+        return Ok(());
+    }
+    let l = lanes(isa.checked());
+    let d1 = t.win.d[1];
+    let ok = kh >= 1
+        && kw >= 1
+        && kw == t.cols.len()
+        && s0 >= 1
+        && s1 >= 1
+        && t.win.d.iter().all(|&d| d >= 1)
+        && t.plane.len() >= h * wi
+        && t.w.len() >= kh * kw
+        && t.ld >= ow
+        && out.len() >= (oh - 1) * t.ld + ow
+        && t.wph >= ow.div_ceil(l) * l + (kw - 1) * d1 / s1
+        && (0..kw).all(|kx| t.cols[kx] == (kx * d1 % s1) * t.wph + kx * d1 / s1)
+        && t.rows()
+            .checked_mul(t.row())
+            .is_some_and(|v| v <= buf.len());
+    if !ok {
+        return Err("simd::depthwise_tile: inconsistent tile geometry".into());
+    }
+    let buf = &mut buf[..t.rows() * t.row()];
+    // The geometry was checked above.
+    dispatch!(isa, depthwise_tile(t, buf, out));
+    Ok(())
 }
 
 /// `j = p.bias.len()` output planes (1, 4 or [`conv_plane_channels`]) of a direct convolution in

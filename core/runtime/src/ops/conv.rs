@@ -143,6 +143,11 @@ fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
         out_dims: as4(&od),
         act,
     };
+    // Depthwise convolutions (`group == c == m`, weights `[c, 1, kh, kw]`) take their own
+    // kernel whatever the version.
+    if sod2_kernels::conv::is_depthwise(&p) && w.dims.get(1) == Some(&1) {
+        return sod2_kernels::conv::conv2d_depthwise_f32(&p, o);
+    }
     if prepack {
         let isa = sod2_kernels::simd::Isa::detect();
         if let Some(shape) = BlockPacking::new(isa, p.x_dims, m, g, win) {

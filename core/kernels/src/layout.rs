@@ -169,6 +169,16 @@ pub fn slice(
         .zip(&xs)
         .map(|(&s, &st)| s * st as i64)
         .collect();
+    // Trailing axes taken whole (start 0, step 1, full length) are one contiguous block per
+    // element of the axis before them: copied as blocks of `tail` elements (an identity slice
+    // of [.., 256, 1] copied element by element ran 20x slower).
+    let mut r = r;
+    let mut tail = 1usize;
+    while r > 1 && steps[r - 1] == 1 && starts[r - 1] == 0 && od[r - 1] == d[r - 1] {
+        tail *= d[r - 1];
+        r -= 1;
+    }
+    let eb = es * tail;
     let inner = od[r - 1];
     let s_in = ss[r - 1];
     let mut idx: Dims = smallvec::smallvec![0usize; r - 1];
@@ -176,12 +186,12 @@ pub fn slice(
     let mut o = 0;
     loop {
         if s_in == 1 {
-            let i = off as usize;
-            out[o * es..(o + inner) * es].copy_from_slice(&x[i * es..(i + inner) * es]);
+            let i = off as usize * es;
+            out[o * eb..(o + inner) * eb].copy_from_slice(&x[i..i + inner * eb]);
         } else {
             for k in 0..inner {
-                let i = (off + k as i64 * s_in) as usize;
-                out[(o + k) * es..(o + k + 1) * es].copy_from_slice(&x[i * es..i * es + es]);
+                let i = (off + k as i64 * s_in) as usize * es;
+                out[(o + k) * eb..(o + k + 1) * eb].copy_from_slice(&x[i..i + eb]);
             }
         }
         o += inner;

@@ -456,6 +456,11 @@ proptest! {
         let (mut starts, mut steps, mut od) = (vec![0i64; r], vec![0i64; r], vec![0usize; r]);
         for k in 0..r {
             let n = dims[k] as i64;
+            if next(3) == 0 {
+                // The whole axis (trailing whole axes are copied as blocks).
+                starts[k] = 0; steps[k] = 1; od[k] = dims[k];
+                continue;
+            }
             let step = [1i64, 2, -1, -2][next(4) as usize];
             let start = next(n as u64) as i64;
             let avail = if step > 0 { (n - start + step - 1) / step } else { (start + 1 + (-step) - 1) / (-step) };

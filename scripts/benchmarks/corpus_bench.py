@@ -38,6 +38,7 @@ HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 from stats import geo  # noqa: E402  (this folder's; scripts/zoo has a stats.py too)
+from quant_bench import compile_plan as compile_with, fmt, last_json  # noqa: E402
 
 sys.path.append(str(ROOT / "scripts" / "corpus"))
 
@@ -81,31 +82,12 @@ class Case:
     ort: dict | None = None
 
 
-def last_json(text: str) -> dict:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise ValueError(f"no JSON line in {text[-300:]!r}")
-
-
-def compile_plan(sod2: str, model: pathlib.Path, plan: pathlib.Path) -> str | None:
-    r = subprocess.run([sod2, "compile", str(model), "-o", str(plan)], capture_output=True, text=True)
-    if r.returncode != 0:
-        return " ".join(r.stderr.strip().splitlines()[-2:])[:400] or "(no message)"
-    subprocess.run([sod2, "tune", str(plan), "--runs", "5"], check=True, capture_output=True)
-    return None
-
-
 def bench_args(c: Case, runs: int) -> list[str]:
     return [*[f"--input={k}={v}" for k, v in c.inputs.items()], "--runs", str(runs), "--threads", str(c.threads)]
 
 
 def keep_best(old: dict | None, new: dict) -> dict:
     return new if old is None or new["median_ms"] < old["median_ms"] else old
-
-
-def fmt(x: float | None, d: int = 2) -> str:
-    return "—" if x is None or x != x else f"{x:.{d}f}"
 
 
 def main() -> int:
@@ -135,11 +117,11 @@ def main() -> int:
                 continue
             onnx = model_path(cache, m)
             plan = tmp / f"{m.name}.sod2"
-            refused = compile_plan(args.sod2, onnx, plan)
+            refused = compile_with(args.sod2, onnx, plan, tune=True)
             base_plan = None
             if args.baseline and not refused:
                 base_plan = tmp / f"{m.name}.baseline.sod2"
-                if compile_plan(args.baseline, onnx, base_plan):
+                if compile_with(args.baseline, onnx, base_plan, tune=True):
                     base_plan = None
             for i in sorted({0, len(m.shapes) - 1}):
                 feeds = m.fill(m.shapes[i], np.random.default_rng(seed(m.name, i)))

@@ -1051,3 +1051,23 @@ impl Planner<'_> {
         vec![lo, hi, rep]
     }
 }
+
+/// How many times each value is read: node inputs (implicit ones too), body outputs and guards.
+pub(crate) fn count_readers(m: &Model) -> HashMap<ValueId, usize> {
+    let mut r: HashMap<ValueId, usize> = HashMap::new();
+    let mut add = |v: ValueId| *r.entry(v).or_default() += 1;
+    m.main.outputs.iter().for_each(|&o| add(o));
+    m.guards.iter().for_each(|g| add(g.value));
+    for n in m.all_nodes(&m.main) {
+        let node = m.node(n);
+        node.inputs
+            .iter()
+            .flatten()
+            .chain(&node.implicit_inputs)
+            .for_each(|&v| add(v));
+        for (_, b) in &node.bodies {
+            b.outputs.iter().for_each(|&o| add(o));
+        }
+    }
+    r
+}

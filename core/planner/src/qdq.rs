@@ -16,7 +16,7 @@
 //! of a 2-D weight; Conv: axis 0); zero points are given; no blocked quantization; all 8-bit
 //! types; a Conv bias is `int32` dequantised with zero point 0 and the scale `x_scale ·
 //! w_scale` (checked on the constants, to a relative 1e-6) — anything else stays in float.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use sod2_analysis::{Analysis, Shape};
 use sod2_ir::{Attr, Body, DType, Model, NodeId, OpKind, ValueId, ValueKind};
@@ -49,7 +49,7 @@ pub fn fuse(model: &Model, a: &Analysis) -> (Model, QdqReport) {
         ValueKind::NodeOutput { node, index: 0 } => Some(node),
         _ => None,
     };
-    let mut readers = count_readers(&m);
+    let mut readers = crate::count_readers(&m);
     let mut removed: HashSet<NodeId> = HashSet::new();
     for q in m.all_nodes(&m.main) {
         if m.node(q).op != OpKind::QuantizeLinear {
@@ -195,27 +195,6 @@ pub fn fuse(model: &Model, a: &Analysis) -> (Model, QdqReport) {
     drop_nodes(&mut m, &mut main, &removed);
     m.main = main;
     (m, report)
-}
-
-/// How many node inputs, body captures and graph/body outputs read each value.
-fn count_readers(m: &Model) -> HashMap<ValueId, usize> {
-    let mut r: HashMap<ValueId, usize> = HashMap::new();
-    let body_outputs = |b: &Body, r: &mut HashMap<ValueId, usize>| {
-        for &o in &b.outputs {
-            *r.entry(o).or_default() += 1;
-        }
-    };
-    body_outputs(&m.main, &mut r);
-    for n in m.all_nodes(&m.main) {
-        let node = m.node(n);
-        for v in node.inputs.iter().flatten().chain(&node.implicit_inputs) {
-            *r.entry(*v).or_default() += 1;
-        }
-        for (_, b) in &node.bodies {
-            body_outputs(b, &mut r);
-        }
-    }
-    r
 }
 
 /// Removes `removed` from `body` and every body nested in its nodes.

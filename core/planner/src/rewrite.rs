@@ -47,7 +47,7 @@ pub fn rewrite(model: &Model, a: &Analysis) -> (Model, Analysis, RewriteReport) 
         report: RewriteReport::default(),
         readers: HashMap::new(),
     };
-    r.readers = count_readers(&r.m);
+    r.readers = crate::count_readers(&r.m);
     let mut main = std::mem::take(&mut r.m.main);
     r.body(&mut main);
     r.m.main = main;
@@ -245,6 +245,13 @@ impl Rewriter {
     /// The nodes replacing activation node `n` (HardSwish, HardSigmoid, LeakyRelu, Clip with
     /// constant bounds) as elementwise primitives, or `None` to keep it.
     fn lower_activation(&mut self, n: NodeId) -> Option<Vec<NodeId>> {
+        // Only the four activations are cloned (a control-flow node's clone copies its bodies).
+        if !matches!(
+            self.m.node(n).op,
+            OpKind::HardSwish | OpKind::HardSigmoid | OpKind::LeakyRelu | OpKind::Clip
+        ) {
+            return None;
+        }
         let node = self.m.node(n).clone();
         let x = node.input(0)?;
         let y = node.output(0)?;
@@ -390,24 +397,4 @@ impl Rewriter {
         };
         self.add_value(name, kind, fact)
     }
-}
-
-/// How many times each value is read: node inputs (implicit ones too), body outputs and guards.
-fn count_readers(m: &Model) -> HashMap<ValueId, usize> {
-    let mut r: HashMap<ValueId, usize> = HashMap::new();
-    let mut add = |v: ValueId| *r.entry(v).or_default() += 1;
-    m.main.outputs.iter().for_each(|&o| add(o));
-    m.guards.iter().for_each(|g| add(g.value));
-    for n in m.all_nodes(&m.main) {
-        let node = m.node(n);
-        node.inputs
-            .iter()
-            .flatten()
-            .chain(&node.implicit_inputs)
-            .for_each(|&v| add(v));
-        for (_, b) in &node.bodies {
-            b.outputs.iter().for_each(|&o| add(o));
-        }
-    }
-    r
 }

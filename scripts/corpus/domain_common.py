@@ -43,6 +43,8 @@ class Target:
     cases: list[Callable[[np.random.Generator], Feeds]]
     """Feeds of each of the model's test cases (the realistic sizes)."""
     unordered: frozenset[str] = frozenset()
+    selected_by: dict[str, str] = dataclasses.field(default_factory=dict)
+    """NonMaxSuppression output -> the output gathering its boxes (conformance.SELECTED_BY)."""
 
 
 @dataclasses.dataclass
@@ -55,7 +57,7 @@ class PlanInfo:
 
 
 def targets(zoo_models: pathlib.Path, only: list[str] | None = None) -> list[Target]:
-    from conformance import SET_OUTPUTS
+    from conformance import SELECTED_BY, SET_OUTPUTS
     from models import SPECS
 
     out: list[Target] = []
@@ -73,6 +75,7 @@ def targets(zoo_models: pathlib.Path, only: list[str] | None = None) -> list[Tar
             lambda rng, spec=spec: spec.inputs(spec.sweep[0].dims, spec.sweep[0].variant, rng),
             [lambda rng, c=c, spec=spec: spec.inputs(c.dims, c.variant, rng) for c in spec.sweep],
             frozenset(SET_OUTPUTS.get(spec.name, ())),
+            dict(SELECTED_BY.get(spec.name, {})),
         ))
     cache = ROOT / ".cache" / "corpus"
     for m in MODELS:
@@ -263,15 +266,34 @@ def rows_sorted(a: np.ndarray) -> np.ndarray:
     return g[np.lexsort(g.T[::-1])] if g.size else g
 
 
-def matches(got: dict[str, np.ndarray], want: dict[str, np.ndarray], unordered: frozenset[str]) -> tuple[float, str | None]:
+def selection_rows(sel: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """NonMaxSuppression's [n, 3] selection with the [1, n, 4] boxes gathered by it, as rows of
+    (batch, class, box) sorted by batch, class and the box rounded to 1e-2 (float ties apart)."""
+    rows = np.concatenate([sel[:, :2].astype(np.float64), boxes.reshape(len(sel), -1).astype(np.float64)], axis=1)
+    key = np.round(rows, 2)
+    return rows[np.lexsort(key.T[::-1])] if rows.size else rows
+
+
+def matches(got: dict[str, np.ndarray], want: dict[str, np.ndarray], unordered: frozenset[str],
+            selected_by: dict[str, str] | None = None) -> tuple[float, str | None]:
     """Every ONNX Runtime output against sod2's under the corpus tolerance (check.compare); the
-    `unordered` outputs as sets of rows. (max abs error, first problem or None)."""
+    `unordered` outputs as sets of rows; a NonMaxSuppression output named in `selected_by` by the
+    boxes it selects (`selection_rows`), since its indices point into a tie-sensitive order.
+    (max abs error, first problem or None)."""
     worst, problems = 0.0, []
     for name, w in want.items():
         if name not in got:
             problems.append(f"{name}: sod2 wrote no such output")
             continue
         g = got[name]
+        gathered = (selected_by or {}).get(name)
+        if gathered and gathered in got and gathered in want and g.shape == w.shape \
+                and got[gathered].size == want[gathered].size == 4 * len(w):
+            err, p = compare(name, selection_rows(g, got[gathered]), selection_rows(w, want[gathered]))
+            worst = max(worst, err)
+            if p:
+                problems.append(p)
+            continue
         if name in unordered and g.shape == w.shape:
             g, w = rows_sorted(g), rows_sorted(w)
         err, p = compare(name, g, w)

@@ -3,11 +3,14 @@ domain sod2 infers and outside it, through `sod2 run` and ONNX Runtime.
 
 For every zoo model and every corpus model (int8 ones left out; models without input symbols have
 nothing to bind and are listed as skipped) it compiles once with no flags, reads the symbol ranges
-from `sod2 inspect`, and draws N bindings (fixed seed per model; a binding drawn again is not run
-again, so a model whose only symbol is a batch runs a handful):
+from `sod2 inspect`, and draws bindings (fixed seed per model) until N distinct ones have run (a binding drawn
+again is not run again; repeated draws widen the spans below, so a model whose only symbol is a
+batch runs batches up to 64; widened or beyond N draws, only while the model's --budget of seconds
+lasts):
 
 - about 3 in 4 inside the ranges: each symbol, with probability 0.7, a small value (uniform in
-  lo..=min(hi, lo+48); lo..=lo+3 for a batch-like symbol, one whose test values are all <= 8) or,
+  lo..=min(hi, lo+48); lo..=lo+3 for a batch-like symbol, one whose test values are all <= 8;
+  both spans widen as draws repeat) or,
   for the others, a multiple of 32 in 32..=128 (the alignment strided CNNs need), else the value of one of the
   model's own test cases (realistic sizes);
 - about 1 in 4 outside: one symbol below lo (lo-16..=lo-1, 0 included) or, where hi is bounded,
@@ -50,8 +53,11 @@ from domain_common import Ort, binding_of, compile_plan, feeds_at, matches, sod2
 from domains import zoo_dir  # noqa: E402
 
 
-def draw(rng: np.random.Generator, symbols: dict[str, tuple[int, int]], tests: list[dict[str, int]]) -> tuple[dict[str, int], bool]:
-    """(binding, inside the ranges)."""
+def draw(rng: np.random.Generator, symbols: dict[str, tuple[int, int]], tests: list[dict[str, int]], spread: int = 1) -> tuple[dict[str, int], bool]:
+    """(binding, inside the ranges). `spread` widens the small-value spans once the narrow ones
+    stop giving new bindings: a batch-like symbol's lo..=lo+3*spread, up to lo+63 (a batch of 64
+    images is slow to draw and run already, so a model whose only symbol is a batch runs about 65
+    distinct bindings); another's lo..=lo+48*spread, up to lo+1023."""
     base = dict(tests[int(rng.integers(len(tests)))])
     b = {}
     for s, (lo, hi) in symbols.items():
@@ -64,7 +70,7 @@ def draw(rng: np.random.Generator, symbols: dict[str, tuple[int, int]], tests: l
         if aligned and not batch_like and rng.random() < 0.3:
             b[s] = int(rng.choice(aligned))
             continue
-        top = lo + 3 if batch_like else lo + 48
+        top = lo + min(3 * spread, 63) if batch_like else lo + min(48 * spread, 1023)
         b[s] = int(rng.integers(lo, min(hi, top) + 1))
     if rng.random() < 0.25:
         s = list(symbols)[int(rng.integers(len(symbols)))]
@@ -84,7 +90,10 @@ def main() -> int:
     ap.add_argument("--zoo", type=pathlib.Path, default=None)
     ap.add_argument("--plans", type=pathlib.Path, default=None, help="plan cache folder (shared with domains.py)")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--budget", type=float, default=20.0,
+                    help="seconds per model after which no widened draws, nor draws beyond N, are made (default 20)")
     ap.add_argument("--progress", action="store_true", help="print each model's counts to stderr as it finishes")
+    ap.add_argument("--dump", type=pathlib.Path, default=None, help="save each failing binding's inputs here (.npz)")
     ap.add_argument("--show", type=int, default=3, help="failures shown per model")
     args = ap.parse_args()
     t_start = time.time()
@@ -118,10 +127,21 @@ def main() -> int:
             shared = [(n, k) for n, dims in info.inputs.items() for k, d in enumerate(dims)
                       if d in info.symbols and n in like
                       and any(d in other for m, other in info.inputs.items() if m != n and m in like)]
-            for i in range(args.bindings):
-                binding, in_range = draw(rng, info.symbols, tests)
+            # Draw until N distinct bindings have run: a binding drawn again is not run again, and
+            # every 8 repeats widen the spans (a model whose only symbol is a batch has few small
+            # bindings), up to 20 N draws; widened or past N draws, only while the model's time
+            # budget lasts (a batch of 64 EEG recordings takes seconds per run).
+            spread, repeats, i = 1, 0, -1
+            while c["distinct"] < args.bindings and i + 1 < 20 * args.bindings:
+                if (i + 1 >= args.bindings or spread > 1) and time.time() - t0 > args.budget:
+                    c["budget_stop"] = 1
+                    break
+                i += 1
+                binding, in_range = draw(rng, info.symbols, tests, spread)
                 key = tuple(sorted(binding.items()))
-                if key in seen:  # a binding already run (a model with only a batch symbol has few)
+                if key in seen:
+                    repeats += 1
+                    spread += repeats % 8 == 0
                     continue
                 seen.add(key)
                 c["distinct"] += 1
@@ -164,7 +184,7 @@ def main() -> int:
                     if r.kind == "refused":
                         problem = f"sod2 refuses a binding inside its ranges that ONNX Runtime runs: {r.message}"
                     else:
-                        _, p = matches(r.outputs, want, t.unordered)
+                        _, p = matches(r.outputs, want, t.unordered, t.selected_by)
                         if p:
                             problem = f"mismatch: {p}"
                         else:
@@ -177,12 +197,17 @@ def main() -> int:
                         problem = "sod2 runs (exit 0, outputs written) where ONNX Runtime fails"
                 if problem:
                     c["fail"] += 1
+                    if args.dump:
+                        args.dump.mkdir(parents=True, exist_ok=True)
+                        np.savez(args.dump / f"{t.name}-{c['fail']}.npz", **feeds)
                     ort_said = "ONNX Runtime runs" if want is not None else f"ONNX Runtime: {ort_err}"
                     fails.append(f"{t.name} [{where}] ({'in' if in_range else 'out of'} range; {ort_said[:120]}): {problem}")
             dt = time.time() - t0
             if args.progress:
                 print(f"{t.name}: {dict(c)} {dt:.1f} s", file=sys.stderr, flush=True)
             ranges = ", ".join(f"{s} {lo}..={hi}" for s, (lo, hi) in info.symbols.items())
+            if c["budget_stop"]:
+                details.append(f"{t.name}: {c['distinct']} distinct bindings when its {args.budget:.0f} s budget ran out")
             rows.append((t.name, c["distinct"], c["ok"], c["range"], c["guard"], c["tied"], c["fail"], c["generic"], f"{dt:.1f}", ranges))
             details += fails[: args.show]
             if len(fails) > args.show:
@@ -194,7 +219,7 @@ def main() -> int:
                 details.append(f"{t.name}: ONNX Runtime ran {c['ort_ran_outside']} of the {c['range']} bindings outside sod2's ranges (sod2 refused them)")
             total.update({k: c[k] for k in ("ok", "range", "guard", "tied", "fail", "generic")})
             total["bindings"] += c["distinct"]
-    print(f"\n## Symbol domains, property test: {args.bindings} random draws per model, each distinct binding run once (sod2 run vs ONNX Runtime, corpus tolerance)\n")
+    print(f"\n## Symbol domains, property test: random draws until {args.bindings} distinct bindings per model have run (sod2 run vs ONNX Runtime, corpus tolerance)\n")
     print("| model | distinct bindings run | inside ok | refused (range) | refused (guard) | refused (tied) | failures | generic inputs | s | ranges |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -55,7 +55,7 @@ def inside(sod2, t, info, ort, binding, like, work) -> tuple[str, bool]:
     r = sod2_run(sod2, info, feeds, work)
     if r.kind != "ok":
         return f"ORT ok{mark}; sod2 {r.kind.upper()}: {r.message[:160]}", False
-    worst, problem = matches(r.outputs, want, t.unordered)
+    worst, problem = matches(r.outputs, want, t.unordered, t.selected_by)
     if problem:
         return f"ORT ok{mark}; sod2 MISMATCH: {problem}", False
     return f"ORT ok{mark}; sod2 matches ({worst:.1e})", True

@@ -99,6 +99,11 @@ def check_case(facts: dict, case: dict) -> tuple[int, list[str], int]:
 
 # Outputs compared as sets of rows (selection order may differ on ties).
 SET_OUTPUTS = {"yolov6": {"NonMaxSuppression_280", "Gather_284"}}
+# NonMaxSuppression outputs whose box indices point into a list sorted by TopK, with the output
+# that gathers the selected boxes: two confidences equal up to float rounding may sort either
+# way, swapping two indices between runtimes, so a selection is compared by the boxes it
+# selects (batch, class and box coordinates, as a set of rows).
+SELECTED_BY = {"yolov6": {"NonMaxSuppression_280": "Gather_284"}}
 RTOL, ATOL = 1e-3, 1e-4
 
 

@@ -752,6 +752,41 @@ pub fn guard_range(arena: &ExprArena, g: &GuardFact) -> Option<(SymId, i64, i64)
     Some((s, lo, hi))
 }
 
+/// For each symbol that guards over it alone restrict to values no single range describes
+/// (sizes that must suit a CNN's strides), the values where all of them hold as residues modulo
+/// a period ([`sod2_expr::periodic::residues`]) over the symbol's range, with the guards'
+/// messages. Symbols whose guards hold on a range (or nowhere periodic) are left out: their
+/// range already says it.
+pub fn guard_residues(
+    arena: &ExprArena,
+    guards: &[GuardFact],
+) -> Vec<(SymId, sod2_expr::periodic::Residues, Vec<String>)> {
+    let mut by_symbol: Vec<(SymId, Vec<&GuardFact>)> = Vec::new();
+    for g in guards {
+        let [s] = arena.free_symbols(g.expr)[..] else {
+            continue;
+        };
+        match by_symbol.iter_mut().find(|(t, _)| *t == s) {
+            Some((_, gs)) => gs.push(g),
+            None => by_symbol.push((s, vec![g])),
+        }
+    }
+    by_symbol
+        .into_iter()
+        .filter_map(|(s, gs)| {
+            let info = arena.symbol_info(s);
+            let holds = |v: i64| {
+                let mut b = sod2_expr::Bindings::new();
+                b.set(s, v);
+                gs.iter()
+                    .all(|g| arena.eval(g.expr, &b).is_ok_and(|x| (x != 0) == g.nonzero))
+            };
+            let r = sod2_expr::periodic::residues(holds, info.lo, info.hi)?;
+            Some((s, r, gs.iter().map(|g| g.message.clone()).collect()))
+        })
+        .collect()
+}
+
 /// Narrows every symbol a guard bounds (see [`guard_range`]) and analyses again with those
 /// ranges when any changed.
 fn narrow_to_guards(

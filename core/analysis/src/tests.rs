@@ -1415,3 +1415,55 @@ fn ms_quantized_ops_have_lstm_and_matmul_shapes() {
     assert_eq!(shape(&m, &a, "dm"), ["batch", "rows", "5"]);
     assert_eq!(shape(&m, &a, "mf"), ["rows", "5"]);
 }
+
+#[test]
+fn strided_branches_give_a_periodic_domain() {
+    // x [1, 4, H] through a stride-2 conv and through a stride-4 conv tiled twice along H
+    // (kernel 1): adding them needs floordiv(H - 1, 2) + 1 == 2 * (floordiv(H - 1, 4) + 1), or
+    // one of them 1 (H <= 2): H mod 4 in {0, 3} from 3 on.
+    let m = G::default()
+        .input("x", 1, &["1", "4", "H"])
+        .init_f32("w", &[4, 4, 1])
+        .init_i64("two", &[1, 1, 2])
+        .node_a(
+            "Conv",
+            &["x", "w"],
+            &["s2"],
+            vec![ints_attr("strides", &[2])],
+        )
+        .node_a(
+            "Conv",
+            &["x", "w"],
+            &["s4"],
+            vec![ints_attr("strides", &[4])],
+        )
+        .node("Tile", &["s4", "two"], &["s4x2"])
+        .node("Add", &["s2", "s4x2"], &["y"])
+        .output("y")
+        .model();
+    let a = run(&m, &[]);
+    let periodic = crate::guard_residues(&a.arena, &a.guards);
+    assert_eq!(periodic.len(), 1, "{:?}", a.guards);
+    let (s, r, why) = &periodic[0];
+    assert_eq!(a.arena.symbol_info(*s).name, "H");
+    assert_eq!(r.period, 4);
+    assert_eq!(
+        r.describe("H"),
+        "H in {1..=2} or (H >= 3 and H mod 4 in {0, 3})"
+    );
+    assert!(why[0].contains("Add"), "{why:?}");
+    // the description agrees with the guard at every value
+    for h in 1..200 {
+        let mut b = Bindings::new();
+        b.set(*s, h);
+        let holds = a.guards.iter().all(|g| {
+            a.arena
+                .eval(g.expr, &b)
+                .is_ok_and(|x| (x != 0) == g.nonzero)
+        });
+        let two = (h - 1) / 2 + 1;
+        let four = 2 * ((h - 1) / 4 + 1);
+        assert_eq!(holds, two == four || two == 1 || four == 1, "H = {h}");
+        assert_eq!(r.contains(h), holds, "H = {h}");
+    }
+}

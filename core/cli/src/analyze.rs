@@ -171,8 +171,35 @@ pub fn to_json(model: &Model, a: &Analysis) -> Json {
         .iter()
         .map(|d| json!({"node": d.node, "kind": format!("{:?}", d.kind), "message": d.message}))
         .collect();
+    // The run-time guards, and the periodic domains of symbols that guards over one symbol
+    // restrict to residues (sizes that must suit a CNN's strides).
+    let periodic = sod2_analysis::guard_residues(&a.arena, &a.guards);
+    let guards: Vec<Json> = a
+        .guards
+        .iter()
+        .map(|g| {
+            json!({
+                "message": g.message,
+                "condition": format!("{} {} 0", a.arena.display(g.expr), if g.nonzero { "!=" } else { "==" }),
+            })
+        })
+        .collect();
+    let residues: Vec<Json> = periodic
+        .iter()
+        .map(|(s, r, _)| {
+            let name = &a.arena.symbol_info(*s).name;
+            json!({
+                "symbol": name,
+                "period": r.period,
+                "residues": r.residues.iter().map(|&(lo, hi)| json!([lo, hi])).collect::<Vec<_>>(),
+                "text": r.describe(name),
+            })
+        })
+        .collect();
     json!({
         "symbols": symbols,
+        "guards": guards,
+        "periodic_domains": residues,
         "tensors": tensors,
         "nodes": nodes,
         "summary": {

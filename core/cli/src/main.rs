@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod analyze;
+mod domain;
 mod npy;
 mod plan_cmds;
 mod tune;

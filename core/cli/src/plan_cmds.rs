@@ -34,16 +34,40 @@ pub fn compile(
     for message in &specialized.pruned {
         let _ = writeln!(text, "guard: {message}");
     }
+    // Guards over one symbol that hold on residues modulo a period (sizes that must suit the
+    // strides), stated with the symbol's range.
+    let periodic: Vec<(String, String, String)> =
+        sod2_analysis::guard_residues(&a.arena, &a.guards)
+            .into_iter()
+            .map(|(s, r, why)| {
+                let name = a.arena.symbol_info(s).name.clone();
+                let text = r.describe(&name);
+                (name, text, why.join("; "))
+            })
+            .collect();
     for (name, lo, hi, why) in &specialized.narrowed {
         let range = if *hi == i64::MAX {
             format!("{lo}..")
         } else {
             format!("{lo}..={hi}")
         };
+        let also = periodic
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, r, _)| format!(" with {r}"))
+            .unwrap_or_default();
         let _ = writeln!(
             text,
-            "domain: {name} = {range} (outside it: {why}; `sod2 run` refuses such inputs)"
+            "domain: {name} = {range}{also} (outside it: {why}; `sod2 run` refuses such inputs)"
         );
+    }
+    for (name, residues, why) in &periodic {
+        if specialized.narrowed.iter().all(|(n, ..)| n != name) {
+            let _ = writeln!(
+                text,
+                "domain: {residues} (outside it: {why}; `sod2 run` refuses such inputs)"
+            );
+        }
     }
     if specialized.capped {
         log::warn!(
@@ -478,6 +502,22 @@ pub fn inspect(plan_path: &Path, text: &mut String) -> Result<()> {
             .map(|o| format!("  (bound after step `{o}`)"))
             .unwrap_or_default();
         let _ = writeln!(text, "  {} in {}..={}{}", s.name, s.lo, hi, origin);
+    }
+    if !p.guards.is_empty() {
+        let _ = writeln!(text, "guards (checked by prepare):");
+        for g in &p.guards {
+            let _ = writeln!(text, "  {}", g.message);
+        }
+        for r in crate::domain::plan_guard_residues(p) {
+            let name = &p.symbols[r.symbol as usize].name;
+            let _ = writeln!(
+                text,
+                "  {name} is valid only where {} ({} guard{})",
+                r.residues.describe(name),
+                r.messages.len(),
+                if r.messages.len() == 1 { "" } else { "s" }
+            );
+        }
     }
     for (label, list) in [("inputs", plan.inputs()), ("outputs", plan.outputs())] {
         let _ = writeln!(text, "{label}:");

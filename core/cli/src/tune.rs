@@ -272,10 +272,12 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
 }
 
 /// Input symbol values at relative position `t` (0..=1, geometric) of each symbol's capped
-/// range, and the input shapes they give, rounded up to a multiple of 1, 2, 4, ... 64 (each
-/// symbol clamped to its range) until `prepare` accepts them: the plan's guards (a Concat of
-/// two strided branches, a size that must suit the strides) refuse the others. `None` when no
-/// rounding gives a binding inside the domain.
+/// range, and the input shapes they give, accepted by `prepare`: the plan's guards (a Concat of
+/// two strided branches, a size that must suit the strides) refuse the others. A symbol whose
+/// guards hold on residues modulo a period moves up to its next valid value; if `prepare` still
+/// refuses (guards over several symbols), the values are rounded up to a multiple of 2, 4, ...
+/// 64 (each symbol clamped to its range). `None` when no rounding gives a binding inside the
+/// domain.
 fn valid_binding(
     plan: &std::sync::Arc<Plan>,
     meta: &sod2_format::Plan,
@@ -284,8 +286,20 @@ fn valid_binding(
     let mut probe = Session::new(plan.clone());
     // Only the guards are wanted here, not the arena.
     probe.set_memory_limit(Some(0));
-    for multiple in [1i64, 2, 4, 8, 16, 32, 64] {
-        let Some((vals, shapes)) = binding_at(meta, t, multiple)? else {
+    // First the binding moved up to the next value each symbol's periodic guards accept (a
+    // detector's `height mod 32 in {0, 25..=31}`), then roundings for guards over several
+    // symbols.
+    let periodic = crate::domain::plan_guard_residues(meta);
+    if let Some((vals, shapes)) = binding_at(meta, t, 1, &periodic)? {
+        if !matches!(
+            probe.prepare(&shapes),
+            Err(sod2_runtime::RuntimeError::OutsideDomain { .. })
+        ) {
+            return Ok(Some((vals, shapes)));
+        }
+    }
+    for multiple in [2i64, 4, 8, 16, 32, 64] {
+        let Some((vals, shapes)) = binding_at(meta, t, multiple, &[])? else {
             return Ok(None);
         };
         match probe.prepare(&shapes) {
@@ -302,7 +316,7 @@ fn valid_binding(
 fn largest_position(meta: &sod2_format::Plan) -> Result<f64> {
     for tenth in (1..=10).rev() {
         let t = f64::from(tenth) / 10.0;
-        if let Some((_, shapes)) = binding_at(meta, t, 1)? {
+        if let Some((_, shapes)) = binding_at(meta, t, 1, &[])? {
             let elements: usize = shapes.iter().map(|d| d.iter().product::<usize>()).sum();
             if elements <= INPUT_ELEMENTS {
                 return Ok(t);
@@ -312,19 +326,29 @@ fn largest_position(meta: &sod2_format::Plan) -> Result<f64> {
     Ok(0.0)
 }
 
-/// Symbol values at relative position `t` of each symbol's capped range, rounded up to a
-/// multiple of `multiple` where that stays in range, and the input shapes they give (`None`
-/// when an input dim is not known from them).
-fn binding_at(meta: &sod2_format::Plan, t: f64, multiple: i64) -> Result<Option<Binding>> {
+/// Symbol values at relative position `t` of each symbol's capped range, moved up to the next
+/// value its `periodic` domain accepts (a symbol listed there) or rounded up to a multiple of
+/// `multiple` where that stays in range, and the input shapes they give (`None` when an input
+/// dim is not known from them).
+fn binding_at(
+    meta: &sod2_format::Plan,
+    t: f64,
+    multiple: i64,
+    periodic: &[crate::domain::SymbolResidues],
+) -> Result<Option<Binding>> {
     let syms: Vec<Option<i64>> = meta
         .symbols
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             if s.origin.is_some() {
                 return None;
             }
             let (lo, hi) = (s.lo.max(1), s.hi.min(CAP).max(s.lo.max(1)));
             let v = ((lo as f64) * ((hi as f64) / (lo as f64)).powf(t)).round() as i64;
+            if let Some(r) = periodic.iter().find(|r| r.symbol as usize == i) {
+                return Some(r.residues.next_at_or_above(v).unwrap_or(v));
+            }
             let up = (v + multiple - 1) / multiple * multiple;
             Some(if up <= s.hi { up.max(lo) } else { v })
         })

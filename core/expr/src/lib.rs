@@ -35,6 +35,7 @@
 mod display;
 mod interval;
 mod parse;
+pub mod periodic;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -229,3 +229,31 @@ pub fn expr_size(exprs: &[Expr], i: u32) -> usize {
     }
     seen.len()
 }
+
+/// The symbols (indices into the plan's symbols) expression `i` depends on, sorted.
+pub fn expr_symbols(exprs: &[Expr], i: u32) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::new();
+    let mut syms = std::collections::BTreeSet::new();
+    let mut stack = vec![i];
+    while let Some(x) = stack.pop() {
+        if !seen.insert(x) {
+            continue;
+        }
+        match exprs.get(x as usize) {
+            Some(Expr::Sym(s)) => {
+                syms.insert(*s);
+            }
+            Some(
+                Expr::Add(a, b)
+                | Expr::Mul(a, b)
+                | Expr::FloorDiv(a, b)
+                | Expr::CeilDiv(a, b)
+                | Expr::Mod(a, b)
+                | Expr::Min(a, b)
+                | Expr::Max(a, b),
+            ) => stack.extend([*a, *b]),
+            _ => {}
+        }
+    }
+    syms.into_iter().collect()
+}

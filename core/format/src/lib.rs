@@ -40,7 +40,7 @@ pub mod values {
 use codec::{Dec, Enc};
 
 pub use attrs::OpAttrs;
-pub use eval::{eval_pool, expr_size, expr_text, expr_text_within, EvalError};
+pub use eval::{eval_pool, expr_size, expr_symbols, expr_text, expr_text_within, EvalError};
 pub use op::{BackendKind, OpCode, VersionId, ML_DOMAIN, MS_DOMAIN};
 pub use verify::verify;
 

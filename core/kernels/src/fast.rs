@@ -9,6 +9,11 @@ use crate::mat::{Gemm, MatMut, MatRef};
 /// 2.2x slower), though slightly faster on transformer-sized ones.
 pub const SMALL_ROWS: usize = 4;
 
+/// Products 2 to [`crate::simd::DOT_GEMM_MAX_COLS`] columns wide (one column: the `gemm`
+/// crate's matrix-vector product is faster) and at least this deep go
+/// to `simd::dot_gemm` (shallower ones have too little to vectorise per dot product).
+pub const DOT_GEMM_MIN_DEPTH: usize = 16;
+
 /// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `ldc`;
 /// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
 /// Panics are impossible: extents are checked and a mismatch returns `Err`.
@@ -59,6 +64,12 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
         // A few rows: unpacked, straight from the operands.
         let isa = crate::simd::Isa::detect();
         return crate::simd::small_gemm(isa, g, MatMut { data: c, ld: ldc });
+    }
+    if (2..=crate::simd::DOT_GEMM_MAX_COLS).contains(&n) && !ta && k >= DOT_GEMM_MIN_DEPTH {
+        // A few columns: dot products of the rows of `a` as they are (packing a tall `a` costs
+        // more than the product: a 128 × 387 by 387 × 4 product ran at 30 GFLOP/s packed).
+        let isa = crate::simd::Isa::detect();
+        return crate::simd::dot_gemm(isa, g, MatMut { data: c, ld: ldc });
     }
     let (a_rs, a_cs) = if ta {
         (1isize, lda as isize)

@@ -91,6 +91,31 @@ proptest! {
         }
     }
 
+    /// 1-D convolutions over H with W = 1 (a Conv1d exported as a `[k, 1]` Conv2d): whole-row
+    /// im2col copies, padded and dilated, in bands (more than 64 Ki im2col elements) and whole.
+    #[test]
+    fn one_d_gemm_conv_matches_naive(h in 1usize..300, c in prop_oneof![Just(3usize), Just(64usize)], k in 1usize..6, p in 0usize..3, d in 1usize..3, s in 1usize..3) {
+        let m = 5usize;
+        let ext = d * (k - 1) + 1;
+        prop_assume!(h + 2 * p >= ext);
+        let x: Vec<f32> = (0..c * h).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let wt: Vec<f32> = (0..m * c * k).map(|i| ((i * 3) % 5) as f32 - 2.0).collect();
+        let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.5).collect();
+        let oh = (h + 2 * p - ext) / s + 1;
+        let win = conv::Window { k: [k, 1], s: [s, 1], d: [d, 1], pb: [p, 0] };
+        let mut o1 = vec![0f32; m * oh];
+        let mut o2 = vec![3f32; o1.len()];
+        let p = conv::ConvProblem {
+            x: &x, x_dims: [1, c, h, 1], w: &wt, m, bias: Some(&bias), group: 1, window: win,
+            out_dims: [1, m, oh, 1], act: conv::Activation::None,
+        };
+        conv::conv2d_f32(&p, &mut o1);
+        conv::conv2d_gemm_f32(&p, &mut o2);
+        for (a, b) in o1.iter().zip(&o2) {
+            prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
+        }
+    }
+
     #[test]
     fn gemm_conv_matches_direct(h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, g in prop_oneof![Just(1usize), Just(2usize), Just(4usize), Just(8usize)]) {
         // g = 8 with c = m = 8 is depthwise (the direct path).

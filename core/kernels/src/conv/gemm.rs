@@ -34,7 +34,9 @@ pub fn conv2d_gemm_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
     // built (rows split across threads) and multiplied by the threaded GEMM.
     let tiled = !pointwise && crate::par::threads() <= 1 && kk * sp > IM2COL_TILE;
     let tile_rows = if tiled {
-        (IM2COL_TILE / (kk * ow).max(1)).clamp(1, oh.max(1))
+        (IM2COL_TILE / (kk * ow).max(1))
+            .max(MIN_TILE_COLS.div_ceil(ow.max(1)))
+            .clamp(1, oh.max(1))
     } else {
         oh
     };
@@ -53,6 +55,10 @@ thread_local! {
 
 /// Elements of an im2col band (256 KiB: it stays in L2 while the GEMM reads it).
 const IM2COL_TILE: usize = 1 << 16;
+
+/// Fewest output columns of a band: a GEMM narrower than this runs far below its peak (a 1-D
+/// convolution with 256 input channels and a 5-tap kernel got 51-column bands).
+const MIN_TILE_COLS: usize = 256;
 
 /// [`conv2d_gemm_f32`] with its im2col buffer `col` (`kk * tile_rows * ow` elements, empty for
 /// 1×1): with `tile_rows < oh`, bands of `tile_rows` output rows are built and multiplied in
@@ -190,6 +196,21 @@ fn im2col_row(
     let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
     let off_x = (k[1] * win.d[1]) as isize - win.pb[1] as isize;
     let (lo, hi) = crate::geom::valid_cols(ow, wi, off_x, s1);
+    if s0 == 1 && s1 == 1 && off_x == 0 && (lo, hi) == (0, ow) && ow == wi {
+        // Whole input rows, one after the other (a 1-D convolution over H with W = 1, or any
+        // kernel column that reads full rows at stride 1): one copy of the rows inside the
+        // input, zeros for those in the padding. Row by row, a width of 1 cost a few ns per
+        // element.
+        let iy0 = (oy0 + k[0] * win.d[0]) as isize - win.pb[0] as isize;
+        let first = (-iy0).clamp(0, rows as isize) as usize;
+        let last = (h as isize - iy0).clamp(first as isize, rows as isize) as usize;
+        let row = &mut row[..rows * ow];
+        row[..first * ow].fill(0.0);
+        row[last * ow..].fill(0.0);
+        let src = (iy0 + first as isize) as usize * wi;
+        row[first * ow..last * ow].copy_from_slice(&xc[src..src + (last - first) * wi]);
+        return;
+    }
     for (j, r) in row.chunks_mut(ow).take(rows).enumerate() {
         let oy = oy0 + j;
         let iy = (oy * s0 + k[0] * win.d[0]) as isize - win.pb[0] as isize;

@@ -894,3 +894,108 @@ pub(crate) unsafe fn transpose<V: Vf32>(
         }
     }
 }
+
+/// `c[i][j] = alpha · Σ_p a[i][p] · bt[j][p]` (`accumulate`: added to `c`) for row-major `a`
+/// (`m × k`, rows `lda` apart) and `bt` (`n × k`, rows `ldbt` apart: the right operand
+/// transposed): dot products of contiguous rows, register tiles of four rows of `a` by four
+/// rows of `bt` (two where the register file has 16 vectors). The product of a tall weight
+/// matrix by a few columns (a 1-D convolution over 4 frames), where packing the weights costs
+/// more than the arithmetic.
+///
+/// # Safety
+/// The extents fit: `a` holds `m` rows of `k` at `lda`, `bt` `n` rows of `k` at `ldbt`, `c` `m`
+/// rows of `n` at `ldc`.
+#[inline(always)]
+pub(crate) unsafe fn dot_gemm<V: Vf32>(
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (bt, ldbt): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    alpha: f32,
+    accumulate: bool,
+) {
+    let ops = DotOps {
+        k,
+        a: (a, lda),
+        bt: (bt, ldbt),
+        alpha,
+        accumulate,
+    };
+    // SAFETY: forwarded contract; every tile reads rows `i..i + R <= m` of `a` and
+    // `j..j + C <= n` of `bt`.
+    unsafe {
+        let mut i = 0;
+        while i < m {
+            let r = if i + 4 <= m { 4 } else { 1 };
+            let mut j = 0;
+            while j < n {
+                let wide = if V::REGS >= 32 { 4 } else { 2 };
+                j += match (r, (n - j).min(wide)) {
+                    (4, 4) => dot_tile::<V, 4, 4>(&ops, i, j, (c, ldc)),
+                    (4, 2 | 3) => dot_tile::<V, 4, 2>(&ops, i, j, (c, ldc)),
+                    (4, _) => dot_tile::<V, 4, 1>(&ops, i, j, (c, ldc)),
+                    (_, 4) => dot_tile::<V, 1, 4>(&ops, i, j, (c, ldc)),
+                    (_, 2 | 3) => dot_tile::<V, 1, 2>(&ops, i, j, (c, ldc)),
+                    _ => dot_tile::<V, 1, 1>(&ops, i, j, (c, ldc)),
+                };
+            }
+            i += r;
+        }
+    }
+}
+
+/// The operands of [`dot_gemm`] but `c`.
+struct DotOps<'a> {
+    k: usize,
+    a: (&'a [f32], usize),
+    bt: (&'a [f32], usize),
+    alpha: f32,
+    accumulate: bool,
+}
+
+/// Rows `i..i + R` of `c`, columns `j..j + C`, of [`dot_gemm`]; returns `C`.
+///
+/// # Safety
+/// As [`dot_gemm`], with `i + R <= m` and `j + C <= n`.
+#[inline(always)]
+unsafe fn dot_tile<V: Vf32, const R: usize, const C: usize>(
+    o: &DotOps<'_>,
+    i: usize,
+    j: usize,
+    (c, ldc): (&mut [f32], usize),
+) -> usize {
+    let ((a, lda), (bt, ldbt), k) = (o.a, o.bt, o.k);
+    let l = V::LANES;
+    let kv = k - k % l;
+    let (ap, bp) = (a.as_ptr(), bt.as_ptr());
+    // SAFETY: loads read `a[(i + r)·lda + p .. + LANES]` and `bt[(j + q)·ldbt + p .. + LANES]`
+    // with `p + LANES <= k`, inside the caller's extents.
+    unsafe {
+        let mut acc = [[V::splat(0.0); C]; R];
+        let mut p = 0;
+        while p < kv {
+            let mut bv = [V::splat(0.0); C];
+            for (q, v) in bv.iter_mut().enumerate() {
+                *v = V::load(bp.add((j + q) * ldbt + p));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = V::load(ap.add((i + r) * lda + p));
+                for (s, &b) in row.iter_mut().zip(&bv) {
+                    *s = av.mul_add(b, *s);
+                }
+            }
+            p += l;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let ar = &a[(i + r) * lda..(i + r) * lda + k];
+            for (q, s) in row.iter().enumerate() {
+                let br = &bt[(j + q) * ldbt..(j + q) * ldbt + k];
+                let tail: f32 = (kv..k).map(|x| ar[x] * br[x]).sum();
+                let v = o.alpha * (s.hsum() + tail);
+                let at = &mut c[(i + r) * ldc + j + q];
+                *at = if o.accumulate { *at + v } else { v };
+            }
+        }
+    }
+    C
+}

@@ -286,6 +286,18 @@ macro_rules! entry_points {
                 unsafe { algo::small_gemm::<V>(mnk, a, b, c, alpha, accumulate) }
             }
             $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn dot_gemm(
+                mnk: (usize, usize, usize),
+                a: (&[f32], usize),
+                bt: (&[f32], usize),
+                c: (&mut [f32], usize),
+                alpha: f32,
+                accumulate: bool,
+            ) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::dot_gemm::<V>(mnk, a, bt, c, alpha, accumulate) }
+            }
+            $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn softmax_exp_row(
                 x: &mut [f32],
                 scale: f32,
@@ -668,6 +680,91 @@ pub fn small_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
                 accumulate
             )
         );
+    }
+    Ok(())
+}
+
+/// Widest right operand [`dot_gemm`] takes.
+pub const DOT_GEMM_MAX_COLS: usize = 8;
+
+/// `c = alpha · a · b` (`accumulate`: added to `c`) for a right operand of at most
+/// [`DOT_GEMM_MAX_COLS`] columns, as dot products of `a`'s rows with `b`'s columns (`b` copied
+/// transposed, a slab of rows at a time, into a buffer on the stack): no packing of `a`, which
+/// for a tall weight matrix by a few columns (a 1-D convolution over a few frames) costs more
+/// than the product. Extents that do not fit, a transposed `a`, or a wider `b` are an error.
+pub fn dot_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
+    let Gemm {
+        m,
+        n,
+        k,
+        a,
+        b,
+        alpha,
+        accumulate,
+    } = *g;
+    let (c, ldc) = (c.data, c.ld);
+    if a.trans || n > DOT_GEMM_MAX_COLS {
+        return Err("simd::dot_gemm: a transposed left operand or too many columns".into());
+    }
+    let need = crate::shape::strided_len;
+    let (br, bc) = if b.trans { (n, k) } else { (k, n) };
+    if m > 0
+        && n > 0
+        && (a.data.len() < need(m, k, a.ld)
+            || b.data.len() < need(br, bc, b.ld)
+            || c.len() < need(m, n, ldc)
+            || ldc < n
+            || (k > 0 && (a.ld < k || b.ld < bc)))
+    {
+        return Err(format!(
+            "simd::dot_gemm: extents do not fit (m={m} n={n} k={k})"
+        ));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if b.trans {
+        dispatch!(
+            isa,
+            dot_gemm(
+                (m, n, k),
+                (a.data, a.ld),
+                (b.data, b.ld),
+                (c, ldc),
+                alpha,
+                accumulate
+            )
+        );
+        return Ok(());
+    }
+    // `b`'s columns as rows, `kc` of its rows at a time.
+    const SLAB: usize = 4096;
+    let mut bt = [0f32; SLAB];
+    let kc = (SLAB / n).max(1);
+    let mut p0 = 0;
+    while p0 < k.max(1) {
+        let kb = kc.min(k - p0);
+        for (p, row) in b.data[p0 * b.ld..].chunks(b.ld).take(kb).enumerate() {
+            for (j, &v) in row[..n].iter().enumerate() {
+                bt[j * kb + p] = v;
+            }
+        }
+        let a_slab = &a.data[p0..];
+        dispatch!(
+            isa,
+            dot_gemm(
+                (m, n, kb),
+                (a_slab, a.ld),
+                (&bt[..n * kb], kb),
+                (&mut c[..], ldc),
+                alpha,
+                accumulate || p0 > 0
+            )
+        );
+        p0 += kb;
+        if k == 0 {
+            break;
+        }
     }
     Ok(())
 }

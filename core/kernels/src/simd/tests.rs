@@ -386,6 +386,46 @@ proptest! {
         prop_assert!(r.is_err());
     }
 
+    /// The dot-product GEMM (a few columns, any rows and depth: slabs of `b` cross the stack
+    /// buffer's 4,096 values when `k · n` exceeds it) against f64 sums on every instruction set,
+    /// `b` as stored and transposed.
+    #[test]
+    fn dot_gemm_matches_the_reference_on_every_isa(
+        m in 1usize..11, n in 1usize..9, k in prop_oneof![0usize..40, 500usize..1100], pad in 0usize..3,
+        accumulate in any::<bool>(), tb in any::<bool>(), seed in 0u64..1000,
+    ) {
+        let (lda, ldc) = (k + pad, n + pad);
+        let ldb = if tb { k + pad } else { n + pad };
+        let a = data(m * lda, seed, 1.0);
+        let b = data(if tb { n * ldb } else { k * ldb }, seed + 1, 1.0);
+        let c0 = data(m * ldc, seed + 2, 1.0);
+        let bref = MatRef { data: &b, ld: ldb, trans: tb };
+        for isa in Isa::available() {
+            let mut c = c0.clone();
+            let g = Gemm { m, n, k, a: MatRef::new(&a, lda), b: bref, alpha: 0.5, accumulate };
+            dot_gemm(isa, &g, MatMut { data: &mut c, ld: ldc }).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let bv = |p: usize| if tb { b[j * ldb + p] } else { b[p * ldb + j] };
+                    let s: f64 = (0..k).map(|p| a[i * lda + p] as f64 * bv(p) as f64).sum();
+                    let want = 0.5 * s + if accumulate { c0[i * ldc + j] as f64 } else { 0.0 };
+                    prop_assert!(close(c[i * ldc + j], want as f32, 1e-3, 1e-3), "{:?} ({}, {}): {} vs {}", isa, i, j, c[i * ldc + j], want);
+                }
+                for j in n..ldc {
+                    prop_assert_eq!(c[i * ldc + j], c0[i * ldc + j]);
+                }
+            }
+        }
+        // Operands too short, a transposed `a` or too many columns are errors.
+        let mut c = c0.clone();
+        let g = Gemm { m, n, k: k + pad + 1, a: MatRef::new(&a, lda), b: bref, alpha: 1.0, accumulate: false };
+        let r = dot_gemm(Isa::Portable, &g, MatMut { data: &mut c, ld: ldc });
+        prop_assert!(r.is_err());
+        let g = Gemm { k, a: MatRef::transposed(&a, lda), ..g };
+        let r = dot_gemm(Isa::Portable, &g, MatMut { data: &mut c, ld: ldc });
+        prop_assert!(r.is_err());
+    }
+
     /// The narrow product (`n` one to four vectors, any rows: attention's `P · V`) against f64
     /// sums on every instruction set; other widths are declined, leaving `c` alone.
     #[test]

@@ -92,7 +92,7 @@ fn main() {
         let mut outs: Vec<Vec<f32>> = Vec::new();
         for (i, (_, kernel)) in versions.iter().enumerate() {
             let mut o = vec![0f32; m * oh * ow];
-            times[i] = median_us(&mut || kernel(&p, &mut o), runs);
+            times[i] = median_us(&mut || kernel(&p, &mut o).expect("kernel memory"), runs);
             outs.push(o);
         }
         for o in &outs[1..] {

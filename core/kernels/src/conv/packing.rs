@@ -109,14 +109,14 @@ impl BlockPacking {
 /// written out as zeros: `wp` columns per row, padded column `j` holding input column
 /// `j - pb1`, enough for output columns `0..ow` and one spare column at width stride 2 (for
 /// de-interleaving loads); `win_p` is `win` without the left padding, for the copy. The copy
-/// lives in a per-thread buffer that only grows.
+/// lives in a per-thread buffer that only grows (its growth refused is an error).
 pub(super) fn with_padded<R>(
     x: &[f32],
     xd: [usize; 4],
     win: Window,
     ow: usize,
     f: impl FnOnce(&[f32], usize, Window) -> R,
-) -> R {
+) -> Result<R, crate::scratch::ScratchRefused> {
     let [n, c, h, wi] = xd;
     let s1 = win.s[1].max(1);
     let reach = (win.k[1].max(1) - 1) * win.d[1];

@@ -82,6 +82,19 @@ pub fn take_refused() -> Option<ScratchRefused> {
     REFUSED.with(Cell::take)
 }
 
+/// A zeroed buffer of `len` elements that a kernel keeps (packed weights), within the cap
+/// ([`set_limit`]) and asked of the allocator fallibly. A refusal is returned, not noted: the
+/// caller reports it as what it is.
+pub fn zeroed(len: usize) -> Result<Vec<f32>, ScratchRefused> {
+    let mut v = Vec::new();
+    let bytes = len.saturating_mul(std::mem::size_of::<f32>());
+    if bytes > LIMIT.load(Ordering::Relaxed) || v.try_reserve_exact(len).is_err() {
+        return Err(ScratchRefused { bytes });
+    }
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
 /// Grows `buf` to at least `len` elements within the cap; a refusal is noted and returned.
 fn grow(buf: &mut Vec<f32>, len: usize) -> Result<(), ScratchRefused> {
     let bytes = len.saturating_mul(std::mem::size_of::<f32>());

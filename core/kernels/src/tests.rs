@@ -165,7 +165,7 @@ proptest! {
             }
             // The same with the weights packed beforehand (the runtime's per-step cache).
             let shape = conv::BlockPacking::new(isa, xd, m, g, win).unwrap();
-            let packed = shape.packed(&wt, Some(&bias));
+            let packed = shape.packed(&wt, Some(&bias)).unwrap();
             let mut o4 = vec![7f32; o1.len()];
             conv::conv2d_block_prepacked(&shape, &p, &packed, &mut o4).unwrap();
             prop_assert_eq!(&o2, &o4);

@@ -97,11 +97,17 @@ impl BlockPacking {
         }
     }
 
-    /// The packed weights and biases of `w` (for a cache that keeps them across runs).
-    pub fn packed(&self, w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-        let mut buf = vec![0.0; self.len()];
+    /// The packed weights and biases of `w` (for a cache that keeps them across runs); their
+    /// buffer refused (by the allocator or the cap of [`crate::scratch::set_limit`]) is an
+    /// error.
+    pub fn packed(
+        &self,
+        w: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Vec<f32>, crate::scratch::ScratchRefused> {
+        let mut buf = crate::scratch::zeroed(self.len())?;
         self.pack(w, bias, &mut buf);
-        buf
+        Ok(buf)
     }
 }
 

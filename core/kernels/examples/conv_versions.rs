@@ -7,8 +7,9 @@ use std::time::Instant;
 use sod2_kernels::conv::{
     conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, Activation, ConvProblem, Window,
 };
+use sod2_kernels::scratch::ScratchRefused;
 
-type Kernel = fn(&ConvProblem<'_>, &mut [f32]);
+type Kernel = fn(&ConvProblem<'_>, &mut [f32]) -> Result<(), ScratchRefused>;
 
 fn median_us(f: &mut dyn FnMut(), runs: usize) -> f64 {
     f();

@@ -32,7 +32,8 @@
 //!            bands (disjoint column bands of one output, written by several threads)
 //! ```
 //!
-//! Leaves import nothing from the crate (but `par` imports `scratch`); `simd` imports only leaves; the middle layer imports
+//! Leaves import nothing from the crate (but `par` imports `scratch`, whose refusals it
+//! carries back from its workers); `simd` imports only leaves; the middle layer imports
 //! leaves and `simd` (`linalg` also `fast`); the operators import anything below them.
 //! Kernels with many operands take a problem struct (`conv::ConvProblem`, `mat::Gemm`,
 //! `attention::Attention`, ...) instead of a long argument list.

@@ -48,7 +48,10 @@ fn the_cap_refuses_growth_but_not_a_buffer_big_enough_already() {
             b.iter().sum::<f32>()
         });
         assert_eq!(sum, Ok(2048.0));
-        assert_eq!(scratch::take_refused(), Some(ScratchRefused { bytes: 8000 }));
+        assert_eq!(
+            scratch::take_refused(),
+            Some(ScratchRefused { bytes: 8000 })
+        );
         assert_eq!(scratch::take_refused(), None);
     });
 }
@@ -89,8 +92,12 @@ fn a_refusal_on_a_pool_worker_is_noted_for_the_caller() {
 }
 
 fn operands(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
-    let a = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.25 - 1.5).collect();
-    let b = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.5 - 2.0).collect();
+    let a = (0..m * k)
+        .map(|i| ((i * 7) % 13) as f32 * 0.25 - 1.5)
+        .collect();
+    let b = (0..k * n)
+        .map(|i| ((i * 5) % 11) as f32 * 0.5 - 2.0)
+        .collect();
     (a, b)
 }
 

@@ -2,7 +2,7 @@
 //! (`RuntimeError::OutOfMemory`), from `prepare` for the arena and from `run` for a tensor
 //! whose size only execution knows, and the session runs at smaller shapes afterwards. Kernel
 //! working memory (scratch, the GEMM's packing buffers, packed weights) is capped process-wide
-//! (`sod2_kernels::scratch::set_limit`): a refusal is the same typed error, from `run`.
+//! (`sod2_runtime::set_kernel_memory_limit`): a refusal is the same typed error, from `run`.
 use std::sync::{Mutex, MutexGuard};
 
 use sod2_onnx::proto::*;
@@ -229,9 +229,9 @@ fn a_refused_im2col_buffer_is_out_of_memory_and_the_session_runs_once_the_cap_li
         s.set_threads(threads).unwrap();
         // A small run first: the threads' buffers (and the GEMM's) hold what h = 4 needs.
         run_conv(&mut s, 4, 4).unwrap();
-        sod2_kernels::scratch::set_limit(Some(16 << 10));
+        sod2_runtime::set_kernel_memory_limit(Some(16 << 10));
         let e = run_conv(&mut s, 64, 4).unwrap_err();
-        sod2_kernels::scratch::set_limit(None);
+        sod2_runtime::set_kernel_memory_limit(None);
         match &e {
             RuntimeError::OutOfMemory {
                 what,
@@ -256,9 +256,10 @@ fn refused_packed_weights_are_out_of_memory_and_not_kept() {
     // packed once per step (16 × 36 weights and 16 biases: over 2 KiB) on first use.
     let plan = conv_plan(16);
     let mut s = Session::new(plan.clone());
-    sod2_kernels::scratch::set_limit(Some(1024));
+    sod2_runtime::set_kernel_memory_limit(Some(1024));
+    assert_eq!(sod2_runtime::kernel_memory_limit(), Some(1024));
     let e = run_conv(&mut s, 8, 16).unwrap_err();
-    sod2_kernels::scratch::set_limit(None);
+    sod2_runtime::set_kernel_memory_limit(None);
     match &e {
         RuntimeError::OutOfMemory { what, needed, .. } => {
             assert!(what.ends_with("(Conv) packed weights"), "{e}");

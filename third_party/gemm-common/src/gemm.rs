@@ -145,7 +145,11 @@ impl PackBuf {
                 let limit = PACK_LIMIT.load(Ordering::Relaxed);
                 let align = req.align_bytes().max(128);
                 let rounded = req.size_bytes().max(1 << 16).next_power_of_two();
-                let size = if rounded <= limit { rounded } else { req.size_bytes() };
+                let size = if rounded <= limit {
+                    rounded
+                } else {
+                    req.size_bytes()
+                };
                 if size > limit {
                     PackBuf(cached).put_back();
                     return Err(size);

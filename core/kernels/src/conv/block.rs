@@ -17,7 +17,11 @@ pub fn conv2d_block_f32(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), Scra
 }
 
 /// [`conv2d_block_f32`] on a given instruction set (the tests run every one this CPU has).
-pub fn conv2d_block_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
+pub fn conv2d_block_on(
+    isa: Isa,
+    p: &ConvProblem<'_>,
+    out: &mut [f32],
+) -> Result<(), ScratchRefused> {
     let Some(shape) = BlockPacking::new(isa, p.x_dims, p.m, p.group, p.window) else {
         return Ok(());
     };

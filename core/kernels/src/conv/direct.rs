@@ -20,7 +20,11 @@ pub fn conv2d_direct_f32(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), Scr
 }
 
 /// [`conv2d_direct_f32`] on a given instruction set (the tests run every one this CPU has).
-pub fn conv2d_direct_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
+pub fn conv2d_direct_on(
+    isa: Isa,
+    p: &ConvProblem<'_>,
+    out: &mut [f32],
+) -> Result<(), ScratchRefused> {
     let ConvProblem {
         x,
         x_dims: xd,

@@ -331,7 +331,11 @@ impl Backend for CpuBackend {
                 }
             }
             if let Some(x) = scratch {
-                return Err(crate::mem::scratch_refused(&step.name, step.op.name(), x.bytes));
+                return Err(crate::mem::scratch_refused(
+                    &step.name,
+                    step.op.name(),
+                    x.bytes,
+                ));
             }
             if r.is_ok() {
                 produced.extend(

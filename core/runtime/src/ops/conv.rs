@@ -164,8 +164,11 @@ fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
                 Err(msg) => {
                     if let Some(r) = refused {
                         // Reported as what it is (the step wrapper returns `out.oom`).
-                        out.oom =
-                            Some(crate::mem::packed_refused(&step.name, step.op.name(), r.bytes));
+                        out.oom = Some(crate::mem::packed_refused(
+                            &step.name,
+                            step.op.name(),
+                            r.bytes,
+                        ));
                     }
                     return Err(msg);
                 }

@@ -46,7 +46,7 @@ fn main() {
     let mut t = Vec::new();
     for _ in 0..runs.max(1) {
         let st = Instant::now();
-        f(&p, &mut o);
+        f(&p, &mut o).expect("kernel memory");
         t.push(st.elapsed().as_secs_f64() * 1e6);
     }
     t.sort_by(f64::total_cmp);

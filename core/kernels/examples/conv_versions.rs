@@ -7,8 +7,9 @@ use std::time::Instant;
 use sod2_kernels::conv::{
     conv2d_block_f32, conv2d_direct_f32, conv2d_gemm_f32, Activation, ConvProblem, Window,
 };
+use sod2_kernels::scratch::ScratchRefused;
 
-type Kernel = fn(&ConvProblem<'_>, &mut [f32]);
+type Kernel = fn(&ConvProblem<'_>, &mut [f32]) -> Result<(), ScratchRefused>;
 
 fn median_us(f: &mut dyn FnMut(), runs: usize) -> f64 {
     f();
@@ -92,7 +93,7 @@ fn main() {
         let mut outs: Vec<Vec<f32>> = Vec::new();
         for (i, (_, kernel)) in versions.iter().enumerate() {
             let mut o = vec![0f32; m * oh * ow];
-            times[i] = median_us(&mut || kernel(&p, &mut o), runs);
+            times[i] = median_us(&mut || kernel(&p, &mut o).expect("kernel memory"), runs);
             outs.push(o);
         }
         for o in &outs[1..] {

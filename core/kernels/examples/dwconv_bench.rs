@@ -90,14 +90,14 @@ fn main() {
         };
         let len = c * oh * ow;
         let (mut o1, mut o2, mut o3) = (vec![0f32; len], vec![0f32; len], vec![0f32; len]);
-        conv2d_gemm_f32(&p, &mut o1);
+        conv2d_gemm_f32(&p, &mut o1).expect("kernel memory");
         // A second argument `new` times the depthwise kernel alone (profiling).
         let (t_gemm, t_direct) = if std::env::args().nth(2).as_deref() == Some("new") {
             (f64::NAN, f64::NAN)
         } else {
             (
-                time(|| conv2d_gemm_f32(&p, &mut o1)),
-                time(|| conv2d_direct_on(isa, &p, &mut o2)),
+                time(|| conv2d_gemm_f32(&p, &mut o1).expect("kernel memory")),
+                time(|| conv2d_direct_on(isa, &p, &mut o2).expect("kernel memory")),
             )
         };
         let mut err = None;

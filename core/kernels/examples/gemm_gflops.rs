@@ -105,12 +105,12 @@ fn main() {
             alpha: 1.0,
             accumulate: false,
         };
-        gemm_f32(&product, &mut c);
+        gemm_f32(&product, &mut c).expect("kernel memory");
         let mut best = f64::INFINITY;
         for _ in 0..3 {
             let t = Instant::now();
             for _ in 0..reps {
-                gemm_f32(&product, &mut c);
+                gemm_f32(&product, &mut c).expect("kernel memory");
             }
             best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }

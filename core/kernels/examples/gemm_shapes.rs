@@ -59,7 +59,7 @@ fn main() {
             alpha: 1.0,
             accumulate: false,
         };
-        let us = median_us(runs, || gemm_f32(&product, &mut c));
+        let us = median_us(runs, || gemm_f32(&product, &mut c).expect("kernel memory"));
         let us4 = median_us(runs, || {
             for (i, rows) in c.chunks_mut(4 * n).enumerate() {
                 let r = rows.len() / n;

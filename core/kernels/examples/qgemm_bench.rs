@@ -97,7 +97,7 @@ fn main() {
             let packed = PackedQ8B::new(k, n, p.b, n, p.b_zero).expect("pack");
             let (f, q, qp) = pool.install(|| {
                 sod2_kernels::par::with_threads(t, || {
-                    let f = median_us(runs, || gemm_f32(&g, &mut c));
+                    let f = median_us(runs, || gemm_f32(&g, &mut c).expect("kernel memory"));
                     let q = median_us(runs, || qgemm(&p, &mut qc, n).expect("qgemm"));
                     let qp = median_us(runs, || {
                         qgemm_packed(m, p.a, k, p.a_zero, &packed, &mut qc, n).expect("packed")
@@ -148,7 +148,7 @@ fn main() {
             ldb: n,
             b_zero: ZeroPoints::Scalar(-2),
         };
-        let f = median_us(runs, || gemm_f32(&g, &mut c));
+        let f = median_us(runs, || gemm_f32(&g, &mut c).expect("kernel memory"));
         print!("| {m}×{k}×{n} | {f:.1} |");
         for &isa in paths {
             let runs = if isa == Q8Isa::Portable { 3 } else { runs };

@@ -104,6 +104,7 @@ fn main() {
                     ld: 2 * gh,
                 },
             )
+            .expect("kernel memory")
         });
         let (hs, rt) = (fill(batch * hidden), fill(hidden * gh));
         let mut gates = vec![0f32; batch * gh];

@@ -137,7 +137,7 @@ pub fn attention_f32(p: &Attention<'_>, out: &mut [f32]) -> Result<(), String> {
     let blockwise = prog.filter(|prog| prog.blockwise);
     crate::par::rows_mut(out, hd, min_rows, &|first, part| {
         // Sized for a whole block at once, and its rows' sums (grows only when `n` does).
-        crate::scratch::with(&SCORES, block * (n + 1), |scores| {
+        crate::scratch::try_with(&SCORES, block * (n + 1), |scores| {
             let total = part.len() / hd;
             let mut walk = RowWalker::at(first, &sdims, walked);
             let (mut g, mut done) = (first, 0);

@@ -3,6 +3,17 @@
 #![allow(unsafe_code)]
 
 use crate::mat::{Gemm, MatMut, MatRef};
+use crate::scratch::{note_refused, ScratchRefused};
+
+/// Why [`sgemm`] did not compute a product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SgemmError {
+    /// The extents do not fit the operands (the message says which).
+    Extents(String),
+    /// The library's packing memory was refused (noted on this thread as well, see
+    /// [`crate::scratch::take_refused`]); `c` was left unwritten.
+    Refused(ScratchRefused),
+}
 
 /// Products of at most this many rows skip the packed GEMM (`simd::small_gemm`). More rows
 /// measured slower than the packed GEMM on convolution-sized operands (16 rows, k = 144:
@@ -16,8 +27,9 @@ pub const DOT_GEMM_MIN_DEPTH: usize = 16;
 
 /// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `ldc`;
 /// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
-/// Panics are impossible: extents are checked and a mismatch returns `Err`.
-pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
+/// Panics are impossible: extents are checked and a mismatch returns `Err`; so does a refusal
+/// of the packing memory, which never aborts the process.
+pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), SgemmError> {
     let Gemm {
         m,
         n,
@@ -48,9 +60,9 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
         || ldc < n
         || (k > 0 && (lda < ac || ldb < bc))
     {
-        return Err(format!(
+        return Err(SgemmError::Extents(format!(
             "sgemm: operand extents do not fit (m={m} n={n} k={k})"
-        ));
+        )));
     }
     if k == 0 {
         if !accumulate {
@@ -63,7 +75,8 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
     if m <= SMALL_ROWS && !ta && !tb {
         // A few rows: unpacked, straight from the operands.
         let isa = crate::simd::Isa::detect();
-        return crate::simd::small_gemm(isa, g, MatMut { data: c, ld: ldc });
+        return crate::simd::small_gemm(isa, g, MatMut { data: c, ld: ldc })
+            .map_err(SgemmError::Extents);
     }
     if (2..=crate::simd::DOT_GEMM_MAX_COLS).contains(&n) && !ta && k >= DOT_GEMM_MIN_DEPTH {
         // A few columns: dot products of the rows of `a` as they are (packing a tall `a` costs
@@ -113,5 +126,13 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
             },
         );
     }
-    Ok(())
+    // The patched library skips a product whose packing memory it could not get (any thread).
+    match gemm_common::gemm::take_refused() {
+        None => Ok(()),
+        Some(bytes) => {
+            let r = ScratchRefused { bytes };
+            note_refused(r);
+            Err(SgemmError::Refused(r))
+        }
+    }
 }

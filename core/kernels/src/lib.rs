@@ -27,11 +27,13 @@
 //!            tiles; knows no operator)
 //! leaves     shape (dims, strides, broadcasting, row walks) · geom (window geometry)
 //!            mat (matrix operands, the GEMM problem) · math (scalar erf, exp, f16/bf16)
-//!            par (intra-op threads) · scratch (per-thread grow-only buffers)
+//!            par (intra-op threads; carries scratch's refusals back from its workers) ·
+//!            scratch (per-thread grow-only buffers, fallible growth, the process-wide cap)
 //!            bands (disjoint column bands of one output, written by several threads)
 //! ```
 //!
-//! Leaves import nothing from the crate; `simd` imports only leaves; the middle layer imports
+//! Leaves import nothing from the crate (but `par` imports `scratch`, whose refusals it
+//! carries back from its workers); `simd` imports only leaves; the middle layer imports
 //! leaves and `simd` (`linalg` also `fast`); the operators import anything below them.
 //! Kernels with many operands take a problem struct (`conv::ConvProblem`, `mat::Gemm`,
 //! `attention::Attention`, ...) instead of a long argument list.

@@ -1,21 +1,34 @@
 //! Matrix products.
+use crate::fast::SgemmError;
 use crate::mat::{Gemm, MatMut, MatRef};
+use crate::scratch::ScratchRefused;
 use crate::shape::{broadcast_shape, strides, Dims};
 
 /// The product `g` into `c` (`m × n`, rows `n` apart) through the packed `gemm` kernels (falls
-/// back to the reference loops if the extents are rejected).
-pub fn gemm_f32(g: &Gemm<'_>, c: &mut [f32]) {
-    if crate::fast::sgemm(g, MatMut { data: c, ld: g.n }).is_err() {
-        gemm_f32_reference(g, c);
+/// back to the reference loops if the extents are rejected). The packing memory refused is an
+/// error (`c` is then left unwritten).
+pub fn gemm_f32(g: &Gemm<'_>, c: &mut [f32]) -> Result<(), ScratchRefused> {
+    match crate::fast::sgemm(g, MatMut { data: c, ld: g.n }) {
+        Ok(()) => Ok(()),
+        Err(SgemmError::Refused(r)) => Err(r),
+        Err(SgemmError::Extents(_)) => {
+            gemm_f32_reference(g, c);
+            Ok(())
+        }
     }
 }
 
 /// [`gemm_f32`] into a block of a wider matrix: `c`'s rows are `c.ld` apart (`c.ld >= n`), so a
-/// product can fill a band of columns of its output in place.
-pub fn gemm_f32_ldc(g: &Gemm<'_>, c: MatMut<'_>) {
+/// product can fill a band of columns of its output in place. The packing memory refused is an
+/// error (`c` is then left unwritten).
+pub fn gemm_f32_ldc(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), ScratchRefused> {
     let ldc = c.ld;
     let c = c.data;
-    if crate::fast::sgemm(g, MatMut { data: c, ld: ldc }).is_err() {
+    let r = crate::fast::sgemm(g, MatMut { data: c, ld: ldc });
+    if let Err(SgemmError::Refused(r)) = r {
+        return Err(r);
+    }
+    if r.is_err() {
         // Extents the fast path rejects: the reference loops, row by row.
         let Gemm {
             m,
@@ -48,6 +61,7 @@ pub fn gemm_f32_ldc(g: &Gemm<'_>, c: MatMut<'_>) {
             }
         }
     }
+    Ok(())
 }
 
 /// `c = a · b` with row `i` of `c` then multiplied by `scale[i]` (when given), for row-major
@@ -76,7 +90,7 @@ pub fn gemm_f32_row_scaled(
                 "gemm: operand extents do not fit (m={m} n={n} k={k})"
             ));
         }
-        let done = crate::scratch::with(&NARROW_PAD, (k + m) * np, |buf| {
+        let done = crate::scratch::try_with(&NARROW_PAD, (k + m) * np, |buf| {
             let (bp, cp) = buf.split_at_mut(k * np);
             for (dst, src) in bp.chunks_exact_mut(np).zip(b.chunks(ldb.max(1))) {
                 dst[..n].copy_from_slice(&src[..n]);
@@ -110,7 +124,7 @@ pub fn gemm_f32_row_scaled(
         alpha: 1.0,
         accumulate: false,
     };
-    gemm_f32_ldc(&g, MatMut { data: c, ld: ldc });
+    gemm_f32_ldc(&g, MatMut { data: c, ld: ldc })?;
     if let Some(sc) = scale {
         for (row, &f) in c.chunks_mut(ldc.max(1)).zip(sc).take(m) {
             row.iter_mut().take(n).for_each(|v| *v *= f);
@@ -140,7 +154,10 @@ pub fn warm_up() {
         alpha: 1.0,
         accumulate: false,
     };
-    gemm_f32(&g, &mut c);
+    if gemm_f32(&g, &mut c).is_err() {
+        // A warm-up that could not get its memory is no error: the next product tries again.
+        let _ = crate::scratch::take_refused();
+    }
 }
 
 /// The reference loops of [`gemm_f32`] (the oracle the fast path is tested against).
@@ -334,7 +351,7 @@ pub fn matmul_f32_rows(
             alpha: 1.0,
             accumulate: false,
         };
-        gemm_f32(&product, o);
+        gemm_f32(&product, o)?;
         on_rows(g, o)?;
         g += rows;
         pos += rows;

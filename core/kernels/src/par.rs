@@ -3,7 +3,12 @@
 //! most that many parts with `rayon::join` (stack jobs: no heap allocation per split). Work
 //! running on a pool worker sees `threads() == 1`, so parallel regions never nest and the pool
 //! is never oversubscribed.
+//!
+//! A kernel buffer refused on a worker ([`crate::scratch::take_refused`]) is carried back to
+//! the thread that split the work, so the caller learns of it as if it had run every part.
 use std::cell::Cell;
+
+use crate::scratch::{note_refused, take_refused, ScratchRefused};
 
 thread_local! {
     static THREADS: Cell<usize> = const { Cell::new(1) };
@@ -42,7 +47,11 @@ pub fn rows_mut<T: Send>(
         return f(0, out);
     }
     let parts = n.min(rows / min_rows.max(1)).max(1);
-    split(out, row_len, 0, rows, parts, f)
+    let (r, refused) = split(out, row_len, 0, rows, parts, f);
+    if let Some(x) = refused {
+        note_refused(x);
+    }
+    r
 }
 
 /// Calls `f(lo, hi)` on contiguous parts of `0..n`, in parallel when [`threads`] > 1 and
@@ -52,21 +61,32 @@ pub fn ranges(n: usize, min: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     if t <= 1 || n < 2 * min.max(1) {
         return f(0, n);
     }
-    split_range(0, n, t.min(n / min.max(1)).max(1), f);
+    if let Some(x) = split_range(0, n, t.min(n / min.max(1)).max(1), f) {
+        note_refused(x);
+    }
 }
 
-fn split_range(lo: usize, hi: usize, parts: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+/// The parts of `lo..hi`; the first refusal noted on the threads that ran them.
+fn split_range(
+    lo: usize,
+    hi: usize,
+    parts: usize,
+    f: &(dyn Fn(usize, usize) + Sync),
+) -> Option<ScratchRefused> {
     if parts <= 1 {
-        return with_threads(1, || f(lo, hi));
+        with_threads(1, || f(lo, hi));
+        return take_refused();
     }
     let left = parts / 2;
     let mid = lo + (hi - lo) * left / parts;
-    rayon::join(
+    let (a, b) = rayon::join(
         || split_range(lo, mid, left, f),
         || split_range(mid, hi, parts - left, f),
     );
+    a.or(b)
 }
 
+/// The parts of `out`: the first error, and the first refusal noted on the threads that ran them.
 fn split<T: Send>(
     out: &mut [T],
     row_len: usize,
@@ -74,9 +94,10 @@ fn split<T: Send>(
     rows: usize,
     parts: usize,
     f: &RowsFn<'_, T>,
-) -> Result<(), String> {
+) -> (Result<(), String>, Option<ScratchRefused>) {
     if parts <= 1 {
-        return with_threads(1, || f(first, out));
+        let r = with_threads(1, || f(first, out));
+        return (r, take_refused());
     }
     let left_parts = parts / 2;
     let left_rows = rows * left_parts / parts;
@@ -94,7 +115,7 @@ fn split<T: Send>(
             )
         },
     );
-    ra.and(rb)
+    (ra.0.and(rb.0), ra.1.or(rb.1))
 }
 
 #[cfg(test)]

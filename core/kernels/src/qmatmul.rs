@@ -148,7 +148,7 @@ pub fn int_matmul_to_float(p: &IntMatMul<'_>, out: &mut [f32]) -> Result<(), Str
         return Ok(());
     }
     let batches = out.len() / (m * n);
-    crate::scratch::with(&SCRATCH, m * n, |acc| {
+    crate::scratch::try_with(&SCRATCH, m * n, |acc| {
         let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
         for i in 0..batches {
             let (ao, bo) = batch_offsets(i, ad, bd, &od);
@@ -206,7 +206,7 @@ pub fn dynamic_quantize_matmul(
     out: &mut [f32],
 ) -> Result<(), String> {
     let (scale, zero) = block_params(a);
-    crate::scratch::with(&QUANTIZED, a.len().div_ceil(4), |buf| {
+    crate::scratch::try_with(&QUANTIZED, a.len().div_ceil(4), |buf| {
         let qa = &mut bytemuck::cast_slice_mut::<f32, u8>(buf)[..a.len()];
         quantize_u8(a, scale, zero, qa);
         int_matmul_to_float(
@@ -337,7 +337,7 @@ pub fn qgemm_op(p: &QGemmOp<'_>, out: QGemmOut<'_>) -> Result<(), String> {
     }
     let ta_words = if p.trans_a { (m * k).div_ceil(4) } else { 0 };
     let tb_words = if p.trans_b { (k * n).div_ceil(4) } else { 0 };
-    crate::scratch::with(&QGEMM_SCRATCH, m * n + ta_words + tb_words, |buf| {
+    crate::scratch::try_with(&QGEMM_SCRATCH, m * n + ta_words + tb_words, |buf| {
         let (acc, rest) = buf.split_at_mut(m * n);
         let (ta, tb) = rest.split_at_mut(ta_words);
         let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);

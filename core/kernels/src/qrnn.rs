@@ -264,7 +264,7 @@ pub fn qlstm(p: &QLstm<'_>, mut out: RecurrenceOut<'_>) -> Result<(), String> {
     let rows = max_len * batch;
     let qa_words = (rows * ni).max(batch * h).div_ceil(4);
     let len = 2 * rows * gh + qa_words + batch * gh + 4 * batch * h + h + gh;
-    crate::scratch::with(&SCRATCH, len, |buf| {
+    crate::scratch::try_with(&SCRATCH, len, |buf| {
         let (xw, rest) = buf.split_at_mut(rows * gh);
         let (acc, rest) = rest.split_at_mut(rows * gh);
         let (qa, rest) = rest.split_at_mut(qa_words);

@@ -15,6 +15,7 @@ use std::cell::RefCell;
 
 use crate::linalg::gemm_f32_ldc;
 use crate::mat::{Gemm, MatMut, MatRef};
+use crate::scratch::ScratchRefused;
 use crate::simd::{self, Isa, UnOp};
 
 /// Which cell.
@@ -325,16 +326,15 @@ const STEP_SMALL_ROWS: usize = 16;
 
 /// A per-step product (`b` row-major, never transposed): unpacked for small batches on one
 /// thread, else the packed GEMM (which splits large products across the session's threads).
-fn step_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) {
+fn step_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), ScratchRefused> {
     if g.m <= STEP_SMALL_ROWS && crate::par::threads() == 1 {
         let ld = c.ld;
         if simd::small_gemm(isa, g, MatMut { data: c.data, ld }).is_ok() {
-            return;
+            return Ok(());
         }
-        gemm_f32_ldc(g, MatMut { data: c.data, ld });
-        return;
+        return gemm_f32_ldc(g, MatMut { data: c.data, ld });
     }
-    gemm_f32_ldc(g, c);
+    gemm_f32_ldc(g, c)
 }
 
 /// Clamps `x` to `[-clip, clip]` and applies `act`.
@@ -442,7 +442,7 @@ pub fn recurrence(p: &Recurrence<'_>, mut out: RecurrenceOut<'_>) -> Result<(), 
     }
     let isa = Isa::detect();
     let len = rows * dirs * gh + batch * gh + h * gh + 3 * batch * h + dirs * gh;
-    crate::scratch::with(&SCRATCH, len, |buf| {
+    crate::scratch::try_with(&SCRATCH, len, |buf| {
         let (xw, rest) = buf.split_at_mut(rows * dirs * gh);
         let (gates, rest) = rest.split_at_mut(batch * gh);
         let (rt, rest) = rest.split_at_mut(h * gh);
@@ -464,7 +464,7 @@ pub fn recurrence(p: &Recurrence<'_>, mut out: RecurrenceOut<'_>) -> Result<(), 
                 data: xw,
                 ld: dirs * gh,
             },
-        );
+        )?;
         bias.fill(0.0);
         if let Some(bv) = p.b {
             for d in 0..dirs {
@@ -488,9 +488,10 @@ pub fn recurrence(p: &Recurrence<'_>, mut out: RecurrenceOut<'_>) -> Result<(), 
             }
         }
         for d in 0..dirs {
-            direction(p, d, isa, xw, gates, rt, (hs, cs, tmp), &mut out);
+            direction(p, d, isa, xw, gates, rt, (hs, cs, tmp), &mut out)?;
         }
-    });
+        Ok::<(), ScratchRefused>(())
+    })?;
     Ok(())
 }
 
@@ -505,7 +506,7 @@ fn direction(
     rt: &mut [f32],
     (hs, cs, tmp): (&mut [f32], &mut [f32], &mut [f32]),
     out: &mut RecurrenceOut<'_>,
-) {
+) -> Result<(), ScratchRefused> {
     let (dirs, g, h, batch) = (p.dirs(), p.cell.gates(), p.hidden, p.batch);
     let gh = g * h;
     let rev = p.reversed[d];
@@ -570,7 +571,7 @@ fn direction(
                 data: gates,
                 ld: gh,
             },
-        );
+        )?;
         let step_of = |b: usize| {
             let l = p.len(b);
             (s < l).then(|| if rev { l - 1 - s } else { s })
@@ -645,7 +646,7 @@ fn direction(
                             data: &mut gates[2 * h..],
                             ld: gh,
                         },
-                    );
+                    )?;
                 }
                 for b in 0..batch {
                     let Some(t) = step_of(b) else { continue };
@@ -692,6 +693,7 @@ fn direction(
             }
         }
     }
+    Ok(())
 }
 
 /// The scalar definition of [`recurrence`]: each sequence and direction on its own, step by

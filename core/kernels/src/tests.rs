@@ -60,7 +60,7 @@ proptest! {
             b: mat::MatRef { data: &b, ld: ldb.max(1), trans: tb },
             alpha: 0.5, accumulate: acc,
         };
-        linalg::gemm_f32(&g, &mut c1);
+        linalg::gemm_f32(&g, &mut c1).unwrap();
         linalg::gemm_f32_reference(&g, &mut c2);
         for (x, y) in c1.iter().zip(&c2) {
             prop_assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{} vs {}", x, y);
@@ -85,7 +85,7 @@ proptest! {
             out_dims: [1, m, oh, ow], act: conv::Activation::None,
         };
         conv::conv2d_f32(&p, &mut o1);
-        conv::conv2d_gemm_f32(&p, &mut o2);
+        conv::conv2d_gemm_f32(&p, &mut o2).unwrap();
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
@@ -135,12 +135,12 @@ proptest! {
             out_dims: [2, m, oh, ow], act: conv::Activation::None,
         };
         conv::conv2d_f32(&p, &mut o1);
-        conv::conv2d_gemm_f32(&p, &mut o2);
+        conv::conv2d_gemm_f32(&p, &mut o2).unwrap();
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
         }
         let mut o3 = vec![7f32; o1.len()];
-        conv::conv2d_direct_f32(&p, &mut o3);
+        conv::conv2d_direct_f32(&p, &mut o3).unwrap();
         for (a, b) in o1.iter().zip(&o3) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()));
         }
@@ -148,7 +148,7 @@ proptest! {
         // store): the reference, clamped.
         let mut o5 = vec![7f32; o1.len()];
         let relu = conv::ConvProblem { act: conv::Activation::Relu, ..p };
-        conv::conv2d_gemm_f32(&relu, &mut o5);
+        conv::conv2d_gemm_f32(&relu, &mut o5).unwrap();
         for (a, b) in o1.iter().zip(&o5) {
             prop_assert!((a.max(0.0) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
@@ -184,13 +184,13 @@ proptest! {
         prop_assert_eq!(&o0, &o1);
         for isa in crate::simd::Isa::available() {
             let mut o2 = vec![7f32; o1.len()];
-            conv::conv2d_block_on(isa, &p, &mut o2);
+            conv::conv2d_block_on(isa, &p, &mut o2).unwrap();
             for (a, b) in o1.iter().zip(&o2) {
                 prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?}: {} vs {}", isa, a, b);
             }
             // The same with the weights packed beforehand (the runtime's per-step cache).
             let shape = conv::BlockPacking::new(isa, xd, m, g, win).unwrap();
-            let packed = shape.packed(&wt, Some(&bias));
+            let packed = shape.packed(&wt, Some(&bias)).unwrap();
             let mut o4 = vec![7f32; o1.len()];
             conv::conv2d_block_prepacked(&shape, &p, &packed, &mut o4).unwrap();
             prop_assert_eq!(&o2, &o4);
@@ -200,7 +200,7 @@ proptest! {
             prop_assert!(conv::conv2d_block_prepacked(&shape, &other, &packed, &mut o4).is_err());
             // The direct version (rows in vector registers at width strides 1 and 2).
             let mut o3 = vec![7f32; o1.len()];
-            conv::conv2d_direct_on(isa, &p, &mut o3);
+            conv::conv2d_direct_on(isa, &p, &mut o3).unwrap();
             for (a, b) in o1.iter().zip(&o3) {
                 prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?} direct: {} vs {}", isa, a, b);
             }
@@ -226,7 +226,7 @@ proptest! {
             out_dims: [2, m, oh, ow], act: conv::Activation::None,
         };
         conv::conv_transpose2d_reference(&p, &mut o1);
-        conv::conv_transpose2d_f32(&p, &mut o2);
+        conv::conv_transpose2d_f32(&p, &mut o2).unwrap();
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }

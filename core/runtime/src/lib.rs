@@ -48,3 +48,21 @@ pub use tensor::{Tensor, TensorIn, TensorView, ValueIn, ValueOut};
 pub fn kernel_available(op: OpCode) -> bool {
     op.is_control_flow() || op.is_sequence_op() || ops::kernel(op).is_some()
 }
+
+/// Caps the kernels' working memory, process-wide: every growth of a kernel's per-thread
+/// scratch buffer (an im2col matrix, padded copies), of the GEMM library's packing buffers, and
+/// every packed copy of constant weights, at `bytes` (`None`: no cap, the default, where only
+/// the allocator refuses). A step that needs more fails with [`RuntimeError::OutOfMemory`]
+/// ("step `NAME` (OP) kernel scratch" or "... packed weights") and the session runs on; buffers
+/// already grown are used whatever the cap. This is apart from
+/// [`Session::set_memory_limit`], which bounds what one session holds: scratch buffers belong
+/// to threads and are shared by every session that runs on them, so no one session's limit
+/// can govern them. The same as `sod2_kernels::scratch::set_limit`.
+pub fn set_kernel_memory_limit(bytes: Option<usize>) {
+    sod2_kernels::scratch::set_limit(bytes);
+}
+
+/// The cap of [`set_kernel_memory_limit`] (`None`: none).
+pub fn kernel_memory_limit() -> Option<usize> {
+    sod2_kernels::scratch::limit()
+}

@@ -106,6 +106,28 @@ pub(crate) fn refused(what: impl Into<String>, needed: usize) -> RuntimeError {
     }
 }
 
+/// The error for a kernel working buffer (scratch, the GEMM's packing memory) refused while
+/// step `step` (an operator `op`) ran: `bytes` were asked, under the kernels' process-wide cap
+/// ([`sod2_kernels::scratch::set_limit`]) when one is set, else under what the system has.
+pub(crate) fn scratch_refused(step: &str, op: &str, bytes: usize) -> RuntimeError {
+    RuntimeError::OutOfMemory {
+        what: format!("step `{step}` ({op}) kernel scratch"),
+        needed: bytes,
+        limit: sod2_kernels::scratch::limit().unwrap_or_else(|| MemLimit::Available.total(0)),
+    }
+}
+
+/// The error for the packed copy of step `step`'s (an operator `op`) constant weights (`bytes`)
+/// refused, under the
+/// kernels' cap when one is set, else under what the system has.
+pub(crate) fn packed_refused(step: &str, op: &str, bytes: usize) -> RuntimeError {
+    RuntimeError::OutOfMemory {
+        what: format!("step `{step}` ({op}) packed weights"),
+        needed: bytes,
+        limit: sod2_kernels::scratch::limit().unwrap_or_else(|| MemLimit::Available.total(0)),
+    }
+}
+
 /// `words` zeroed 8-byte words, or `None` when the allocator refuses. Large blocks come from
 /// `alloc_zeroed`, which gets fresh pages from the OS that are zero already (mapped lazily):
 /// the cost is the mapping, not a fill.

@@ -147,6 +147,9 @@ impl Session {
     /// and a `run` whose execution-determined tensor would, fail with
     /// [`RuntimeError::OutOfMemory`] ("needs N bytes, limit M") instead of allocating; the
     /// session stays usable at smaller shapes. The next `prepare` checks the arena again.
+    /// Kernels' working memory (per-thread scratch, GEMM packing, packed weights) is shared by
+    /// the sessions on a thread and is not counted here: [`crate::set_kernel_memory_limit`]
+    /// caps it process-wide, and a refusal there is the same error.
     pub fn set_memory_limit(&mut self, bytes: Option<usize>) {
         self.state.set_memory_limit(match bytes {
             Some(b) => MemLimit::Bytes(b),

@@ -1,12 +1,23 @@
 //! Memory: a shape needing more than the session may hold is a typed error
 //! (`RuntimeError::OutOfMemory`), from `prepare` for the arena and from `run` for a tensor
-//! whose size only execution knows, and the session runs at smaller shapes afterwards.
+//! whose size only execution knows, and the session runs at smaller shapes afterwards. Kernel
+//! working memory (scratch, the GEMM's packing buffers, packed weights) is capped process-wide
+//! (`sod2_runtime::set_kernel_memory_limit`): a refusal is the same typed error, from `run`.
+use std::sync::{Mutex, MutexGuard};
+
 use sod2_onnx::proto::*;
 use sod2_runtime::{Plan, RuntimeError, Session, TensorIn};
 
 mod common;
 #[path = "common/onnx.rs"]
 mod onnx;
+
+/// The kernels' cap is process-wide: every test here takes this lock, so none runs under
+/// another's cap.
+fn cap_lock() -> MutexGuard<'static, ()> {
+    static CAP: Mutex<()> = Mutex::new(());
+    CAP.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn run_small(s: &mut Session) {
     let ids = vec![5i64; 4];
@@ -21,6 +32,7 @@ fn run_small(s: &mut Session) {
 
 #[test]
 fn prepare_past_the_limit_is_an_error_and_the_session_lives_on() {
+    let _cap = cap_lock();
     let p = common::compile(sod2_planner::Opt::default());
     let plan = Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap();
     let mut s = Session::new(plan);
@@ -65,6 +77,7 @@ fn prepare_past_the_limit_is_an_error_and_the_session_lives_on() {
 
 #[test]
 fn the_default_limit_refuses_an_arena_larger_than_the_machine() {
+    let _cap = cap_lock();
     // Default ranges (up to 2^22): the sample model at 2^22 sequences of 2^22 tokens needs an
     // arena of petabytes; the default limit (available memory) refuses it, no abort.
     let m = sod2_onnx::load(
@@ -102,6 +115,7 @@ fn nonzero_plan() -> std::sync::Arc<Plan> {
 
 #[test]
 fn a_run_whose_heap_tensor_passes_the_limit_is_an_error() {
+    let _cap = cap_lock();
     let mut s = Session::new(nonzero_plan());
     let arena = s.prepare(&[vec![4096]]).unwrap();
     // 4096 non-zeros need 32 KiB of indices, beyond a limit of the arena plus 1 KiB.
@@ -121,4 +135,139 @@ fn a_run_whose_heap_tensor_passes_the_limit_is_an_error() {
     let out = s.run(&[TensorIn::f32(&x, &[4096])]).unwrap();
     assert_eq!(out[0].dims, vec![1, 1]);
     assert_eq!(out[0].to_i64().unwrap(), vec![7]);
+}
+
+/// y = Conv(x, W, B), 3×3, padding 1, 4 → 16 channels, x `[1, 4, h, width]`.
+fn conv_plan(width: usize) -> std::sync::Arc<Plan> {
+    use onnx::{f32s, model_bytes, node, tensor_type, vi};
+    let (w, b) = conv_weights();
+    let wd = width.to_string();
+    let pads = AttributeProto {
+        name: Some("pads".into()),
+        ints: vec![1, 1, 1, 1],
+        r#type: Some(attribute_proto::AttributeType::Ints as i32),
+        ..Default::default()
+    };
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node("Conv", &["x", "w", "b"], &["y"], vec![pads])],
+        initializer: vec![f32s("w", &[16, 4, 3, 3], &w), f32s("b", &[16], &b)],
+        input: vec![vi("x", tensor_type(1, &["1", "4", "h", &wd]))],
+        output: vec![vi("y", tensor_type(1, &["1", "16", "h", &wd]))],
+        ..Default::default()
+    };
+    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
+    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
+    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
+}
+
+fn conv_weights() -> (Vec<f32>, Vec<f32>) {
+    let w = (0..16 * 4 * 9)
+        .map(|i| ((i * 7) % 17) as f32 * 0.125 - 1.0)
+        .collect();
+    let b = (0..16).map(|i| i as f32 * 0.25 - 2.0).collect();
+    (w, b)
+}
+
+fn conv_input(h: usize, width: usize) -> Vec<f32> {
+    (0..4 * h * width)
+        .map(|i| ((i * 5) % 13) as f32 * 0.25 - 1.5)
+        .collect()
+}
+
+/// The convolution of `conv_plan` by its definition.
+fn conv_expected(x: &[f32], h: usize, width: usize) -> Vec<f32> {
+    let (w, b) = conv_weights();
+    let mut y = vec![0f32; 16 * h * width];
+    for m in 0..16 {
+        for oy in 0..h {
+            for ox in 0..width {
+                let mut s = b[m];
+                for c in 0..4 {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = ((oy + ky) as isize - 1, (ox + kx) as isize - 1);
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= width {
+                                continue;
+                            }
+                            let xv = x[(c * h + iy as usize) * width + ix as usize];
+                            s += w[((m * 4 + c) * 3 + ky) * 3 + kx] * xv;
+                        }
+                    }
+                }
+                y[(m * h + oy) * width + ox] = s;
+            }
+        }
+    }
+    y
+}
+
+/// Runs the convolution at height `h` and checks its output against the definition.
+fn run_conv(s: &mut Session, h: usize, width: usize) -> Result<(), RuntimeError> {
+    let x = conv_input(h, width);
+    let out = s.run(&[TensorIn::f32(&x, &[1, 4, h, width])])?;
+    assert_eq!(out[0].dims, vec![1, 16, h, width]);
+    let got = out[0].to_f32().unwrap();
+    let want = conv_expected(&x, h, width);
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-3, "h={h}: max error {err}");
+    Ok(())
+}
+
+#[test]
+fn a_refused_im2col_buffer_is_out_of_memory_and_the_session_runs_once_the_cap_lifts() {
+    let _cap = cap_lock();
+    // Width 4 (narrower than a vector): the im2col + GEMM version, whose im2col matrix at
+    // h = 64 is 36 rows × 256 columns of f32 (36 KiB).
+    for threads in [1, 2] {
+        let mut s = Session::new(conv_plan(4));
+        s.set_threads(threads).unwrap();
+        // A small run first: the threads' buffers (and the GEMM's) hold what h = 4 needs.
+        run_conv(&mut s, 4, 4).unwrap();
+        sod2_runtime::set_kernel_memory_limit(Some(16 << 10));
+        let e = run_conv(&mut s, 64, 4).unwrap_err();
+        sod2_runtime::set_kernel_memory_limit(None);
+        match &e {
+            RuntimeError::OutOfMemory {
+                what,
+                needed,
+                limit,
+            } => {
+                assert!(what.ends_with("(Conv) kernel scratch"), "{e}");
+                assert_eq!((*needed, *limit), (36 * 256 * 4, 16 << 10), "{e}");
+            }
+            other => panic!("expected OutOfMemory, got {other:?}"),
+        }
+        // The same session runs at that shape once the cap is lifted, and at others.
+        run_conv(&mut s, 64, 4).unwrap();
+        run_conv(&mut s, 5, 4).unwrap();
+    }
+}
+
+#[test]
+fn refused_packed_weights_are_out_of_memory_and_not_kept() {
+    let _cap = cap_lock();
+    // Width 16, 4 → 16 channels, 3×3: the channel-blocked version, whose constant weights are
+    // packed once per step (16 × 36 weights and 16 biases: over 2 KiB) on first use.
+    let plan = conv_plan(16);
+    let mut s = Session::new(plan.clone());
+    sod2_runtime::set_kernel_memory_limit(Some(1024));
+    assert_eq!(sod2_runtime::kernel_memory_limit(), Some(1024));
+    let e = run_conv(&mut s, 8, 16).unwrap_err();
+    sod2_runtime::set_kernel_memory_limit(None);
+    match &e {
+        RuntimeError::OutOfMemory { what, needed, .. } => {
+            assert!(what.ends_with("(Conv) packed weights"), "{e}");
+            assert!(*needed > 1024, "{e}");
+        }
+        other => panic!("expected OutOfMemory, got {other:?}"),
+    }
+    // The refusal was not kept: the step packs again and runs, in this session and another.
+    run_conv(&mut s, 8, 16).unwrap();
+    run_conv(&mut Session::new(plan), 3, 16).unwrap();
 }

@@ -66,6 +66,11 @@ thread_local! {
 // thread instead of being allocated per call, so a planned inference run allocates nothing
 // once warm. Each is taken out of its thread-local slot for the call and put back on drop, so a
 // re-entrant call on the same thread simply allocates its own.
+//
+// Their allocation is fallible: a growth past the cap of `set_pack_limit` or refused by the
+// allocator skips the product (its output is left unwritten) and is recorded for the calling
+// thread, where `take_refused` reads it right after the call, instead of aborting the process.
+// Refusals on worker threads reach the calling thread through a per-call counter.
 #[cfg(feature = "std")]
 thread_local! {
     static PACK_BUF: core::cell::Cell<Option<(dyn_stack::MemBuffer, usize)>> =
@@ -74,43 +79,104 @@ thread_local! {
         const { core::cell::Cell::new(alloc::vec::Vec::new()) };
     static FLAGS_WORKER: core::cell::Cell<alloc::vec::Vec<bool>> =
         const { core::cell::Cell::new(alloc::vec::Vec::new()) };
+    static REFUSED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// The cap on a packing buffer's growth, in bytes (`usize::MAX`: none).
+static PACK_LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Caps the size a packing buffer (or the flag vectors) may be grown to, in bytes
+/// (process-wide; `None`: no cap, only the allocator refuses). Buffers already big enough are
+/// used whatever the cap.
+pub fn set_pack_limit(bytes: Option<usize>) {
+    PACK_LIMIT.store(bytes.unwrap_or(usize::MAX), Ordering::Relaxed);
+}
+
+/// The bytes of the first packing allocation refused during this thread's last products since
+/// the previous call (and clears the record); `None` when every product ran. A product whose
+/// memory was refused left its output unwritten.
+#[cfg(feature = "std")]
+pub fn take_refused() -> Option<usize> {
+    match REFUSED.with(|r| r.replace(0)) {
+        0 => None,
+        b => Some(b),
+    }
+}
+
+/// Records a refusal of `bytes` for the calling thread (the first one is kept).
+#[cfg(feature = "std")]
+fn note_refused(bytes: usize) {
+    REFUSED.with(|r| {
+        if r.get() == 0 {
+            r.set(bytes.max(1));
+        }
+    });
+}
+
+/// Without `std` there is no thread to record a refusal for: it stops the program, as
+/// upstream's allocation did.
+#[cfg(not(feature = "std"))]
+fn note_refused(bytes: usize) {
+    panic!("gemm: {bytes} bytes of packing memory refused");
+}
+
+/// Records a worker's refusal in the call's counter (the first one is kept).
+fn note_worker_refused(refused: &AtomicUsize, bytes: usize) {
+    let _ = refused.compare_exchange(0, bytes.max(1), Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// A packing buffer (and its base alignment) borrowed from this thread's slot.
 struct PackBuf(Option<(dyn_stack::MemBuffer, usize)>);
 
 impl PackBuf {
-    fn take(req: StackReq) -> PackBuf {
+    /// The buffer, or `Err(bytes)` when growing it was refused (by the cap or the allocator).
+    fn take(req: StackReq) -> Result<PackBuf, usize> {
         #[cfg(feature = "std")]
         let cached = PACK_BUF.with(|c| c.take());
         #[cfg(not(feature = "std"))]
         let cached: Option<(dyn_stack::MemBuffer, usize)> = None;
         match cached {
             Some((b, align)) if b.len() >= req.size_bytes() && align >= req.align_bytes() => {
-                PackBuf(Some((b, align)))
+                Ok(PackBuf(Some((b, align))))
             }
-            _ => {
-                // Grown to a power of two, so a thread's buffer settles after a few sizes.
+            cached => {
+                // Grown to a power of two, so a thread's buffer settles after a few sizes;
+                // to the exact need where the power of two would pass the cap.
+                let limit = PACK_LIMIT.load(Ordering::Relaxed);
                 let align = req.align_bytes().max(128);
-                let size = req.size_bytes().max(1 << 16).next_power_of_two();
-                PackBuf(Some((
-                    dyn_stack::MemBuffer::new(StackReq::new_aligned::<u8>(size, align)),
-                    align,
-                )))
+                let rounded = req.size_bytes().max(1 << 16).next_power_of_two();
+                let size = if rounded <= limit {
+                    rounded
+                } else {
+                    req.size_bytes()
+                };
+                if size > limit {
+                    PackBuf(cached).put_back();
+                    return Err(size);
+                }
+                // The old buffer goes first, so both are never held at once.
+                drop(cached);
+                match dyn_stack::MemBuffer::try_new(StackReq::new_aligned::<u8>(size, align)) {
+                    Ok(b) => Ok(PackBuf(Some((b, align)))),
+                    Err(_) => Err(size),
+                }
             }
         }
     }
     fn buf(&mut self) -> &mut dyn_stack::MemBuffer {
         &mut self.0.as_mut().unwrap().0
     }
-}
-
-impl Drop for PackBuf {
-    fn drop(&mut self) {
+    fn put_back(&mut self) {
         #[cfg(feature = "std")]
         if let Some(b) = self.0.take() {
             let _ = PACK_BUF.try_with(|c| c.set(Some(b)));
         }
+    }
+}
+
+impl Drop for PackBuf {
+    fn drop(&mut self) {
+        self.put_back();
     }
 }
 
@@ -119,7 +185,9 @@ impl Drop for PackBuf {
 struct Flags(alloc::vec::Vec<bool>, bool);
 
 impl Flags {
-    fn take(n: usize, main: bool) -> Flags {
+    /// The flags, or `Err(bytes)` when growing them was refused (by the cap or the
+    /// allocator).
+    fn take(n: usize, main: bool) -> Result<Flags, usize> {
         #[cfg(feature = "std")]
         let mut v = if main {
             FLAGS_MAIN.with(|c| c.take())
@@ -129,11 +197,16 @@ impl Flags {
         #[cfg(not(feature = "std"))]
         let mut v = alloc::vec::Vec::new();
         v.clear();
-        if v.capacity() < n {
-            v.reserve(n.max(1024));
+        // From here on `v` goes back to its slot on drop, whatever happens.
+        let mut flags = Flags(v, main);
+        if flags.0.capacity() < n {
+            let want = n.max(1024);
+            if want > PACK_LIMIT.load(Ordering::Relaxed) || flags.0.try_reserve(want).is_err() {
+                return Err(want);
+            }
         }
-        v.resize(n, false);
-        Flags(v, main)
+        flags.0.resize(n, false);
+        Ok(flags)
     }
 }
 
@@ -523,7 +596,14 @@ pub unsafe fn gemm_basic_generic<
             },
             simd_align,
         );
-        Some(PackBuf::take(rhs_req.and(lhs_req)))
+        // sod2 patch: a refused packing buffer skips the product (see `take_refused`).
+        match PackBuf::take(rhs_req.and(lhs_req)) {
+            Ok(b) => Some(b),
+            Err(bytes) => {
+                note_refused(bytes);
+                return;
+            }
+        }
     } else {
         None
     };
@@ -576,7 +656,15 @@ pub unsafe fn gemm_basic_generic<
     let packed_rhs_rs = if do_pack_rhs { NR as isize } else { rhs_rs };
     let packed_rhs_cs = if do_pack_rhs { 1 } else { rhs_cs };
 
-    let mut did_pack_lhs = Flags::take(mc / MR, true);
+    // sod2 patch: refused flags skip the product; workers' refusals are counted in `refused`.
+    let mut did_pack_lhs = match Flags::take(mc / MR, true) {
+        Ok(f) => f,
+        Err(bytes) => {
+            note_refused(bytes);
+            return;
+        }
+    };
+    let refused = &AtomicUsize::new(0);
     let did_pack_lhs = Ptr((&mut *did_pack_lhs.0) as *mut _);
 
     let mut col_outer = 0;
@@ -740,7 +828,13 @@ pub unsafe fn gemm_basic_generic<
 
             let func = move |tid, packed_lhs: Ptr<T>| {
                 let mut did_pack_lhs_storage =
-                    Flags::take(if tid > 0 { mc / MR } else { 0 }, false);
+                    match Flags::take(if tid > 0 { mc / MR } else { 0 }, false) {
+                        Ok(f) => f,
+                        Err(bytes) => {
+                            note_worker_refused(refused, bytes);
+                            return;
+                        }
+                    };
                 let did_pack_lhs = if tid > 0 {
                     &mut *did_pack_lhs_storage.0
                 } else {
@@ -933,6 +1027,11 @@ pub unsafe fn gemm_basic_generic<
             depth_outer += k_chunk;
         }
         col_outer += n_chunk;
+    }
+    // sod2 patch: a worker's refusal is the calling thread's.
+    match refused.load(Ordering::Relaxed) {
+        0 => {}
+        bytes => note_refused(bytes),
     }
 }
 

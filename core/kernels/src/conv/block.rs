@@ -2,6 +2,7 @@
 //! packed into channel blocks ([`BlockPacking`]).
 use super::packing::{with_padded, BlockPacking};
 use super::{ConvProblem, Window};
+use crate::scratch::ScratchRefused;
 use crate::simd::Isa;
 
 /// Direct convolution vectorised across output channels (`simd::conv_block_rows`): the input
@@ -9,21 +10,25 @@ use crate::simd::Isa;
 /// output channels, and a register tile of pixels × channels is accumulated over every tap.
 /// Weights are repacked per call into channel blocks (a per-thread buffer that only grows).
 /// Same contract as [`conv2d_f32`](super::conv2d_f32) (`act` applied as the outputs are
-/// stored).
-pub fn conv2d_block_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
+/// stored). Its packed weights' or padded input's buffer refused is an error.
+pub fn conv2d_block_f32(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
     let isa = Isa::detect();
-    conv2d_block_on(isa, p, out);
+    conv2d_block_on(isa, p, out)
 }
 
 /// [`conv2d_block_f32`] on a given instruction set (the tests run every one this CPU has).
-pub fn conv2d_block_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
+pub fn conv2d_block_on(
+    isa: Isa,
+    p: &ConvProblem<'_>,
+    out: &mut [f32],
+) -> Result<(), ScratchRefused> {
     let Some(shape) = BlockPacking::new(isa, p.x_dims, p.m, p.group, p.window) else {
-        return;
+        return Ok(());
     };
-    crate::scratch::with(&PACKED, shape.len(), |buf| {
+    crate::scratch::try_with(&PACKED, shape.len(), |buf| {
         shape.pack(p.w, p.bias, buf);
-        block_run(&shape, p, buf, out);
-    });
+        block_run(&shape, p, buf, out)
+    })
 }
 
 /// [`conv2d_block_on`] with weights packed beforehand by `shape` (`BlockPacking::packed`, for
@@ -43,13 +48,17 @@ pub fn conv2d_block_prepacked(
     {
         return Err("conv: the packed weights do not fit this convolution".into());
     }
-    block_run(shape, p, packed, out);
-    Ok(())
+    block_run(shape, p, packed, out).map_err(String::from)
 }
 
 /// The channel-blocked direct convolution of `p` over packed weights and biases (`buf`, in
 /// place of `p`'s), then `act`.
-fn block_run(shape: &BlockPacking, p: &ConvProblem<'_>, buf: &[f32], out: &mut [f32]) {
+fn block_run(
+    shape: &BlockPacking,
+    p: &ConvProblem<'_>,
+    buf: &[f32],
+    out: &mut [f32],
+) -> Result<(), ScratchRefused> {
     let ConvProblem {
         x,
         x_dims: xd,
@@ -65,7 +74,7 @@ fn block_run(shape: &BlockPacking, p: &ConvProblem<'_>, buf: &[f32], out: &mut [
     let [kh, kw] = win.k;
     let sp = oh * ow;
     if sp == 0 {
-        return;
+        return Ok(());
     }
     let blocking = shape.blocking;
     let blk = blocking.block();
@@ -102,9 +111,10 @@ fn block_run(shape: &BlockPacking, p: &ConvProblem<'_>, buf: &[f32], out: &mut [
     // slower; `examples/conv_one`).
     let narrow = win.s[1] <= 1 || wi < 48;
     if win.pb[1] > 0 && 32 * kh * kw > win.s[0] * wi && narrow {
-        with_padded(x, xd, win, ow, |xp, wp, win_p| run(xp, wp, win_p, out));
+        with_padded(x, xd, win, ow, |xp, wp, win_p| run(xp, wp, win_p, out))
     } else {
         run(x, wi, win, out);
+        Ok(())
     }
 }
 

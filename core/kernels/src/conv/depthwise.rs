@@ -64,8 +64,7 @@ pub fn conv2d_depthwise_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) -> Re
         ));
     }
     if !is_depthwise(p) || kw > MAX_KW {
-        conv2d_direct_on(isa, p, out);
-        return Ok(());
+        return Ok(conv2d_direct_on(isa, p, out)?);
     }
     let plane = oh * ow;
     if plane == 0 || n * c == 0 {
@@ -80,7 +79,7 @@ pub fn conv2d_depthwise_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) -> Re
     let work = (kh * kw * plane).max(1);
     let out = &mut out[..n * c * plane];
     crate::par::rows_mut(out, plane, (1 << 15) / work + 1, &|first, planes| {
-        crate::scratch::with(&PADDED, g.rows * g.row, |buf| {
+        crate::scratch::try_with(&PADDED, g.rows * g.row, |buf| {
             for (k, o) in planes.chunks_mut(plane).enumerate() {
                 let (b, ch) = ((first + k) / c, (first + k) % c);
                 let xc = &p.x[(b * c + ch) * h * wi..(b * c + ch + 1) * h * wi];

@@ -2,6 +2,7 @@
 //! row-segment fallback at width strides above 2.
 use super::packing::with_padded;
 use super::{conv2d_block_on, ConvProblem};
+use crate::scratch::ScratchRefused;
 use crate::simd::Isa;
 
 /// Direct convolution (any groups), vectorised along the output rows. At width stride 1 or 2
@@ -13,13 +14,17 @@ use crate::simd::Isa;
 /// scaled input row segment to the output row. No im2col buffer: the better version for few
 /// output channels or small images (`sod2 tune` measures where). Same contract as
 /// [`conv2d_f32`](super::conv2d_f32) (`act` applied as the outputs are stored).
-pub fn conv2d_direct_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
+pub fn conv2d_direct_f32(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
     let isa = Isa::detect();
-    conv2d_direct_on(isa, p, out);
+    conv2d_direct_on(isa, p, out)
 }
 
 /// [`conv2d_direct_f32`] on a given instruction set (the tests run every one this CPU has).
-pub fn conv2d_direct_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
+pub fn conv2d_direct_on(
+    isa: Isa,
+    p: &ConvProblem<'_>,
+    out: &mut [f32],
+) -> Result<(), ScratchRefused> {
     let ConvProblem {
         x,
         x_dims: xd,
@@ -38,7 +43,7 @@ pub fn conv2d_direct_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
     let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
     let plane = oh * ow;
     if plane == 0 || mg == 0 {
-        return;
+        return Ok(());
     }
     let work = (cg * kh * kw * plane).max(1);
     if s1 <= 2 && ow < row_lanes(isa, ow) && cg > 1 {
@@ -95,13 +100,14 @@ pub fn conv2d_direct_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
         Ok(())
     });
     let _ = n;
+    Ok(())
 }
 
 /// [`conv2d_direct_f32`] at width stride 1 or 2: the input is first copied with its left and
 /// right padding written out as zeros (a per-thread buffer that only grows), so every output
 /// column is an interior one. Then tiles of output planes are computed with whole rows in
 /// vector registers (`simd::conv_planes`; at stride 2 by de-interleaving loads).
-fn direct_rows(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
+fn direct_rows(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
     let ConvProblem {
         x,
         x_dims: xd,
@@ -151,7 +157,7 @@ fn direct_rows(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) {
             }
             Ok(())
         });
-    });
+    })
 }
 
 /// Lanes of the vectors the row-vectorised kernel uses for rows of `ow` pixels on `isa`.

@@ -3,11 +3,13 @@
 //! activation applied band by band.
 use super::{conv2d_direct_on, ConvProblem, Window};
 use crate::mat::{Gemm, MatMut, MatRef};
+use crate::scratch::ScratchRefused;
 
 /// Convolution as im2col + GEMM (1×1, stride 1, no padding: straight GEMM), `act` applied
 /// with the bias, band by band. Same contract as [`conv2d_f32`](super::conv2d_f32), which stays
-/// the reference it is tested against.
-pub fn conv2d_gemm_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
+/// the reference it is tested against. The im2col matrix or the GEMM's packing memory refused
+/// is an error (the output is then not fully written).
+pub fn conv2d_gemm_f32(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
     let ConvProblem {
         x_dims: xd,
         m,
@@ -42,9 +44,9 @@ pub fn conv2d_gemm_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
     };
     let need = if pointwise { 0 } else { kk * tile_rows * ow };
     // The im2col matrix lives in a per-thread scratch buffer that only grows.
-    crate::scratch::with(&IM2COL, need, |col| {
-        conv_gemm_body(p, out, (pointwise, tile_rows), col);
-    });
+    crate::scratch::try_with(&IM2COL, need, |col| {
+        conv_gemm_body(p, out, (pointwise, tile_rows), col)
+    })
 }
 
 thread_local! {
@@ -68,7 +70,7 @@ fn conv_gemm_body(
     out: &mut [f32],
     (pointwise, tile_rows): (bool, usize),
     col: &mut [f32],
-) {
+) -> Result<(), ScratchRefused> {
     let ConvProblem {
         x,
         x_dims: xd,
@@ -116,7 +118,7 @@ fn conv_gemm_body(
                         data: &mut og[oy0 * ow..],
                         ld: sp,
                     };
-                    crate::linalg::gemm_f32_ldc(&gm, band);
+                    crate::linalg::gemm_f32_ldc(&gm, band)?;
                     // The band's bias (and activation) while it is still in cache.
                     let band = &mut og[oy0 * ow..];
                     let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
@@ -148,11 +150,12 @@ fn conv_gemm_body(
                 alpha: 1.0,
                 accumulate: false,
             };
-            crate::linalg::gemm_f32(&gm, og);
+            crate::linalg::gemm_f32(&gm, og)?;
             let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
             bias_act(og, (sp, sp), bs, mg, relu);
         }
     }
+    Ok(())
 }
 
 /// Adds `bias[k]` to the first `cols` elements of row `k` (rows `sp` apart, `rows` of them) of

@@ -97,11 +97,17 @@ impl BlockPacking {
         }
     }
 
-    /// The packed weights and biases of `w` (for a cache that keeps them across runs).
-    pub fn packed(&self, w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-        let mut buf = vec![0.0; self.len()];
+    /// The packed weights and biases of `w` (for a cache that keeps them across runs); their
+    /// buffer refused (by the allocator or the cap of [`crate::scratch::set_limit`]) is an
+    /// error.
+    pub fn packed(
+        &self,
+        w: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Vec<f32>, crate::scratch::ScratchRefused> {
+        let mut buf = crate::scratch::zeroed(self.len())?;
         self.pack(w, bias, &mut buf);
-        buf
+        Ok(buf)
     }
 }
 
@@ -109,14 +115,14 @@ impl BlockPacking {
 /// written out as zeros: `wp` columns per row, padded column `j` holding input column
 /// `j - pb1`, enough for output columns `0..ow` and one spare column at width stride 2 (for
 /// de-interleaving loads); `win_p` is `win` without the left padding, for the copy. The copy
-/// lives in a per-thread buffer that only grows.
+/// lives in a per-thread buffer that only grows (its growth refused is an error).
 pub(super) fn with_padded<R>(
     x: &[f32],
     xd: [usize; 4],
     win: Window,
     ow: usize,
     f: impl FnOnce(&[f32], usize, Window) -> R,
-) -> R {
+) -> Result<R, crate::scratch::ScratchRefused> {
     let [n, c, h, wi] = xd;
     let s1 = win.s[1].max(1);
     let reach = (win.k[1].max(1) - 1) * win.d[1];

@@ -2,19 +2,21 @@
 use super::gemm::IM2COL;
 use super::{act_pass, ConvProblem};
 use crate::mat::{Gemm, MatRef};
+use crate::scratch::ScratchRefused;
 
 /// Transposed convolution as GEMM + col2im: per image and group, `Wᵀ · X` gives every
 /// (output channel, kernel tap) row over the input positions, which are then added into the
 /// output at their strided, dilated, padded places. Same contract as
 /// [`conv_transpose2d_reference`], the direct loops it is tested against (`act` in a last
-/// pass).
-pub fn conv_transpose2d_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
-    transpose_gemm(p, out);
+/// pass). Its columns or the GEMM's packing memory refused is an error.
+pub fn conv_transpose2d_f32(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
+    transpose_gemm(p, out)?;
     act_pass(p, out);
+    Ok(())
 }
 
 /// [`conv_transpose2d_f32`] before its activation.
-fn transpose_gemm(p: &ConvProblem<'_>, out: &mut [f32]) {
+fn transpose_gemm(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), ScratchRefused> {
     let ConvProblem {
         x,
         x_dims: xd,
@@ -39,9 +41,9 @@ fn transpose_gemm(p: &ConvProblem<'_>, out: &mut [f32]) {
         }
     }
     if hw == 0 || rows == 0 || cg == 0 {
-        return;
+        return Ok(());
     }
-    crate::scratch::with(&IM2COL, rows * hw, |cols| {
+    crate::scratch::try_with(&IM2COL, rows * hw, |cols| {
         let (s0, s1) = (win.s[0].max(1), win.s[1].max(1));
         for b in 0..n {
             for grp in 0..g {
@@ -57,7 +59,7 @@ fn transpose_gemm(p: &ConvProblem<'_>, out: &mut [f32]) {
                     alpha: 1.0,
                     accumulate: false,
                 };
-                crate::linalg::gemm_f32(&gm, cols);
+                crate::linalg::gemm_f32(&gm, cols)?;
                 for ocg in 0..mg {
                     let oc = grp * mg + ocg;
                     let o = &mut out[(b * m + oc) * oh * ow..(b * m + oc + 1) * oh * ow];
@@ -95,7 +97,8 @@ fn transpose_gemm(p: &ConvProblem<'_>, out: &mut [f32]) {
                 }
             }
         }
-    });
+        Ok(())
+    })
 }
 
 /// Transposed convolution (the reference loops): x `[n, c, h, w]`, w `[c, m/g, kh, kw]`, out

@@ -121,7 +121,7 @@ pub fn conv_transpose_nd_f32(p: &ConvTransposeNd<'_>, out: &mut [f32]) -> Result
         return Ok(());
     }
     let (s_last, d_last) = (p.strides[last], p.dilations[last]);
-    crate::scratch::with(&IM2COL, rows * sp_in, |cols| {
+    crate::scratch::try_with(&IM2COL, rows * sp_in, |cols| {
         let mut k: Dims = smallvec::smallvec![0; ns];
         for b in 0..n {
             for grp in 0..g {
@@ -137,7 +137,7 @@ pub fn conv_transpose_nd_f32(p: &ConvTransposeNd<'_>, out: &mut [f32]) -> Result
                     alpha: 1.0,
                     accumulate: false,
                 };
-                crate::linalg::gemm_f32(&gm, cols);
+                crate::linalg::gemm_f32(&gm, cols)?;
                 for ocg in 0..mg {
                     let oc = grp * mg + ocg;
                     let o = &mut out[(b * m + oc) * sp_out..(b * m + oc + 1) * sp_out];
@@ -187,8 +187,8 @@ pub fn conv_transpose_nd_f32(p: &ConvTransposeNd<'_>, out: &mut [f32]) -> Result
                 }
             }
         }
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// N-d transposed convolution, the reference loops: every input value times every tap, added

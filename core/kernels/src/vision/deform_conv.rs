@@ -148,7 +148,7 @@ pub fn deform_conv_f32(p: &DeformConv<'_>, out: &mut [f32]) -> Result<(), String
             if rows == 0 || positions == 0 {
                 continue;
             }
-            scratch::with(&COLUMNS, rows * positions, |cols| {
+            scratch::try_with(&COLUMNS, rows * positions, |cols| {
                 par::rows_mut(cols, positions, 4, &|first, part| {
                     for (j, row) in part.chunks_exact_mut(positions).enumerate() {
                         let r = first + j;
@@ -165,7 +165,7 @@ pub fn deform_conv_f32(p: &DeformConv<'_>, out: &mut [f32]) -> Result<(), String
                     alpha: 1.0,
                     accumulate: true,
                 };
-                gemm_f32(&gemm, y);
+                gemm_f32(&gemm, y)?;
                 Ok::<(), String>(())
             })?;
         }

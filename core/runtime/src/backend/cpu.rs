@@ -318,12 +318,24 @@ impl Backend for CpuBackend {
                 });
                 ctx.outs.push(Some(out));
             }
+            // A kernel buffer refused during the step (on this thread or a pool worker: the
+            // kernels note it) fails the step for want of memory, whatever the kernel returned.
+            // One thread-local read either side; nothing on the warm path allocates.
+            let _ = sod2_kernels::scratch::take_refused();
             let r = ops::call(kernel.run, &mut ctx);
+            let scratch = sod2_kernels::scratch::take_refused();
             if r.is_err() {
                 // An output that could not grow is reported as what it is.
                 if let Some(e) = ctx.outs.iter_mut().flatten().find_map(|o| o.oom.take()) {
                     return Err(e);
                 }
+            }
+            if let Some(x) = scratch {
+                return Err(crate::mem::scratch_refused(
+                    &step.name,
+                    step.op.name(),
+                    x.bytes,
+                ));
             }
             if r.is_ok() {
                 produced.extend(

@@ -151,7 +151,28 @@ fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
     if prepack {
         let isa = sod2_kernels::simd::Isa::detect();
         if let Some(shape) = BlockPacking::new(isa, p.x_dims, m, g, win) {
-            let (shape, packed) = plan.packed(at, || Ok((shape, shape.packed(&ws, p.bias))))?;
+            let mut refused = None;
+            let packed = plan.packed(at, || match shape.packed(&ws, p.bias) {
+                Ok(v) => Ok((shape, v)),
+                Err(r) => {
+                    refused = Some(r);
+                    Err(r.to_string())
+                }
+            });
+            let (shape, packed) = match packed {
+                Ok(x) => x,
+                Err(msg) => {
+                    if let Some(r) = refused {
+                        // Reported as what it is (the step wrapper returns `out.oom`).
+                        out.oom = Some(crate::mem::packed_refused(
+                            &step.name,
+                            step.op.name(),
+                            r.bytes,
+                        ));
+                    }
+                    return Err(msg);
+                }
+            };
             return conv2d_block_prepacked(shape, &p, packed, o);
         }
     }
@@ -161,7 +182,7 @@ fn conv_with(c: &mut Ctx<'_, '_>, act: Activation) -> Result<(), String> {
         Some(VersionId::ConvDirectRows) => conv2d_direct_on(isa, &p, o),
         Some(VersionId::ConvChannelBlocked) => conv2d_block_on(isa, &p, o),
         Some(VersionId::ConvIm2colGemm) | None => conv2d_gemm_f32(&p, o),
-    }
+    }?;
     Ok(())
 }
 
@@ -253,7 +274,7 @@ fn conv_transpose(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             out_dims: as4(&od),
             act: Activation::None,
         };
-        conv_transpose2d_f32(&p, o);
+        conv_transpose2d_f32(&p, o)?;
         return Ok(());
     }
     let p = ConvTransposeNd {

@@ -124,7 +124,7 @@ fn gemm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         alpha,
         accumulate: cin.is_some(),
     };
-    gemm_f32(&product, o);
+    gemm_f32(&product, o)?;
     Ok(())
 }
 

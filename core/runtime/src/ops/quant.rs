@@ -117,7 +117,7 @@ fn with_zero_points<R>(
     if n != lines {
         return Err(format!("{what} holds {n} values, expected 1 or {lines}"));
     }
-    scratch::with(key, n, |buf| {
+    scratch::try_with(key, n, |buf| {
         let v: &mut [i32] = bytemuck::cast_slice_mut(buf);
         for (i, d) in v.iter_mut().enumerate() {
             *d = int_at(z, i)?;
@@ -156,7 +156,7 @@ fn quantize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let o = typed_mut::<T>(outs[0].as_mut().ok_or("no output")?.alloc(x.dims)?)?;
         match x.dtype {
             DType::F32 => quantize_linear(&typed::<f32>(x.data), &sc, zs.as_deref(), &layout, o),
-            DType::I32 => scratch::with(&WIDE, numel(x.dims), |xs| {
+            DType::I32 => scratch::try_with(&WIDE, numel(x.dims), |xs| {
                 for (d, &v) in xs.iter_mut().zip(typed::<i32>(x.data).iter()) {
                     *d = v as f32;
                 }
@@ -452,7 +452,7 @@ fn qlinear_matmul(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     scale_lines(&sb, n, "b_scale")?;
     let (za, zb) = (input(2)?, input(5)?);
     let out = outs[0].as_mut().ok_or("no output")?;
-    scratch::with(&SUMS, numel(&od), |buf| {
+    scratch::try_with(&SUMS, numel(&od), |buf| {
         let acc: &mut [i32] = bytemuck::cast_slice_mut(buf);
         with_zero_points(Some(za), a.dtype, m, "a_zero_point", &A_ZERO, |az| {
             with_zero_points(Some(zb), b.dtype, n, "b_zero_point", &B_ZERO, |bz| {
@@ -542,7 +542,7 @@ fn conv_sums(
         && od[2..] == x.dims[2..];
     let scratch_len = if pointwise { 0 } else { rows * cols };
     // The window matrix of one image and group, as bytes in a per-thread buffer.
-    scratch::with(&COLS, scratch_len.div_ceil(4), |buf| {
+    scratch::try_with(&COLS, scratch_len.div_ceil(4), |buf| {
         let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(buf)[..scratch_len];
         for nb in 0..batch {
             for gi in 0..g {
@@ -632,7 +632,7 @@ fn qlinear_conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         }
     };
     let out = outs[0].as_mut().ok_or("no output")?;
-    scratch::with(&SUMS, numel(&od), |buf| {
+    scratch::try_with(&SUMS, numel(&od), |buf| {
         let acc: &mut [i32] = bytemuck::cast_slice_mut(buf);
         with_zero_points(Some(zw), w.dtype, mo, "w_zero_point", &B_ZERO, |wz| {
             conv_sums(a, x, xz, w, wz, &od, acc)

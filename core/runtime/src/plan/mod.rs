@@ -35,7 +35,7 @@ pub struct Plan {
     steps: Vec<Vec<StepInfo>>,
     /// Per graph, per step: constant weights the step's kernel repacked for its layout on the
     /// first call (channel-blocked convolution), kept for every later run and session.
-    packed: Vec<Vec<OnceLock<Result<PackedWeights, String>>>>,
+    packed: Vec<Vec<OnceLock<PackedWeights>>>,
 }
 
 /// Everything the runtime resolves for a step once, at load: its kernel and the kernel's own
@@ -161,19 +161,26 @@ impl Plan {
         }))
     }
 
-    /// Step `at`'s constant weights as repacked by `pack` on the first call, shared by every
-    /// later call (on any session or thread). Costs the memory of the packed copy, once.
-    pub(crate) fn packed(
+    /// Step `at`'s constant weights as repacked by `pack` on the first call that succeeds,
+    /// shared by every later call (on any session or thread). Costs the memory of the packed
+    /// copy, once. A failure (the packed copy's memory refused) is returned and not kept: the
+    /// next call packs again, so a refusal under a tight limit does not fail the step for good.
+    /// Two threads packing at once both pack; the first copy stored is kept.
+    pub(crate) fn packed<E: From<&'static str>>(
         &self,
         at: (u32, usize),
-        pack: impl FnOnce() -> Result<PackedWeights, String>,
-    ) -> Result<&PackedWeights, String> {
+        pack: impl FnOnce() -> Result<PackedWeights, E>,
+    ) -> Result<&PackedWeights, E> {
         let slot = self
             .packed
             .get(at.0 as usize)
             .and_then(|g| g.get(at.1))
             .ok_or("step outside the plan")?;
-        slot.get_or_init(pack).as_ref().map_err(Clone::clone)
+        if let Some(p) = slot.get() {
+            return Ok(p);
+        }
+        let p = pack()?;
+        Ok(slot.get_or_init(|| p))
     }
 
     /// What the runtime resolved for step `at` = (graph, step) at load.

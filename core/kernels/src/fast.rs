@@ -82,7 +82,8 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), SgemmError> {
         // A few columns: dot products of the rows of `a` as they are (packing a tall `a` costs
         // more than the product: a 128 × 387 by 387 × 4 product ran at 30 GFLOP/s packed).
         let isa = crate::simd::Isa::detect();
-        return crate::simd::dot_gemm(isa, g, MatMut { data: c, ld: ldc });
+        return crate::simd::dot_gemm(isa, g, MatMut { data: c, ld: ldc })
+            .map_err(SgemmError::Extents);
     }
     let (a_rs, a_cs) = if ta {
         (1isize, lda as isize)

@@ -96,6 +96,44 @@ pub fn binary<T: Copy, U>(
         Broadcast::Strided => {
             let sa = broadcast_strides(ad, out_dims);
             let sb = broadcast_strides(bd, out_dims);
+            let r = out_dims.len();
+            let inner = out_dims.last().copied().unwrap_or(1);
+            let unit = |s: &[usize]| s.last().is_some_and(|&x| x <= 1);
+            if r >= 2 && inner >= 8 && unit(&sa) && unit(&sb) {
+                // Row by row along the last axis, where each operand is a contiguous row or one
+                // value (an outer comparison `[n, 1] == [1, m]`): loops the compiler vectorises.
+                let (ua, ub) = (sa[r - 1] == 1, sb[r - 1] == 1);
+                let outer = &out_dims[..r - 1];
+                for_each_offset(outer, [&sa[..r - 1], &sb[..r - 1]], |o, [ia, ib]| {
+                    let row = &mut out[o * inner..(o + 1) * inner];
+                    match (ua, ub) {
+                        (true, true) => {
+                            for ((v, &x), &y) in row.iter_mut().zip(&a[ia..]).zip(&b[ib..]) {
+                                *v = f(x, y);
+                            }
+                        }
+                        (true, false) => {
+                            let y = b[ib];
+                            for (v, &x) in row.iter_mut().zip(&a[ia..]) {
+                                *v = f(x, y);
+                            }
+                        }
+                        (false, true) => {
+                            let x = a[ia];
+                            for (v, &y) in row.iter_mut().zip(&b[ib..]) {
+                                *v = f(x, y);
+                            }
+                        }
+                        (false, false) => {
+                            let (x, y) = (a[ia], b[ib]);
+                            for v in row.iter_mut() {
+                                *v = f(x, y);
+                            }
+                        }
+                    }
+                });
+                return;
+            }
             for_each_offset(out_dims, [&sa, &sb], |o, [ia, ib]| out[o] = f(a[ia], b[ib]));
         }
     }

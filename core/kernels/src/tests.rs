@@ -15,9 +15,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn broadcast_add_matches_index_arithmetic(a in 1usize..4, b in 1usize..4, c in 1usize..5, bcast in 0usize..8) {
+    fn broadcast_add_matches_index_arithmetic(a in 1usize..4, b in 1usize..4, c in prop_oneof![1usize..5, 8usize..40], bcast in 0usize..16) {
+        // c >= 8 takes the row-by-row loops; bit 8 makes b a column [a, b, 1] (an outer sum)
         let ad = vec![if bcast & 1 == 1 { 1 } else { a }, b, if bcast & 2 == 2 { 1 } else { c }];
-        let bd = if bcast & 4 == 4 { vec![c] } else { vec![a, 1, c] };
+        let bd = match () {
+            _ if bcast & 8 == 8 => vec![a, b, 1],
+            _ if bcast & 4 == 4 => vec![c],
+            _ => vec![a, 1, c],
+        };
         let out_d = shape::broadcast_shape(&[&ad, &bd]).unwrap();
         let x: Vec<f32> = (0..shape::numel(&ad)).map(|i| i as f32).collect();
         let y: Vec<f32> = (0..shape::numel(&bd)).map(|i| 100.0 * i as f32).collect();

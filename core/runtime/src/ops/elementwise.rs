@@ -664,42 +664,58 @@ fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
         let (ad, bd) = (a.dims, b.dims);
         let (av, bv) = (typed::<T>(a.data), typed::<T>(b.data));
-        let f: fn(T, T) -> u8 = match op {
-            OpCode::Equal => |x, y| u8::from(x == y),
-            OpCode::Less => |x, y| u8::from(x < y),
-            OpCode::LessOrEqual => |x, y| u8::from(x <= y),
-            OpCode::Greater => |x, y| u8::from(x > y),
-            _ => |x, y| u8::from(x >= y),
-        };
         let out = outs
             .first_mut()
             .and_then(Option::as_mut)
             .ok_or("no output")?
             .alloc(&od)?;
-        binary(&av, ad, &bv, bd, out, &od, f);
+        // One monomorphised loop per comparison (through a function pointer, every element was
+        // an indirect call and nothing vectorised: magika's [2048, 1] == [1, 257] took 1 ms).
+        let (a, b) = ((&*av, ad), (&*bv, bd));
+        match op {
+            OpCode::Equal => compare_with(a, b, out, &od, |x, y| x == y),
+            OpCode::Less => compare_with(a, b, out, &od, |x, y| x < y),
+            OpCode::LessOrEqual => compare_with(a, b, out, &od, |x, y| x <= y),
+            OpCode::Greater => compare_with(a, b, out, &od, |x, y| x > y),
+            _ => compare_with(a, b, out, &od, |x, y| x >= y),
+        }
         Ok(())
     }
     let dt = c.input(0)?.dtype;
     dispatch!(dt, go(c, op))
 }
 
+/// `out = f(a, b)` as 0/1 bytes, broadcast.
+#[inline(always)]
+fn compare_with<T: Copy>(
+    (a, ad): (&[T], &[usize]),
+    (b, bd): (&[T], &[usize]),
+    out: &mut [u8],
+    od: &[usize],
+    f: impl Fn(T, T) -> bool,
+) {
+    binary(a, ad, b, bd, out, od, |x, y| u8::from(f(x, y)));
+}
+
 fn logic(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let op = c.op();
-    let (a, b) = (c.input(0)?, c.input(1)?);
-    let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
-    let (ad, bd, av, bv) = (
-        a.dims.to_vec(),
-        b.dims.to_vec(),
-        a.data.to_vec(),
-        b.data.to_vec(),
-    );
-    let f: fn(u8, u8) -> u8 = match op {
-        OpCode::And => |x, y| u8::from(x != 0 && y != 0),
-        OpCode::Or => |x, y| u8::from(x != 0 || y != 0),
-        _ => |x, y| u8::from((x != 0) != (y != 0)),
+    // The operands in place (they were copied out before: a heap allocation per run).
+    let (ins, outs) = c.io();
+    let (Some(Some(a)), Some(Some(b))) = (ins.first(), ins.get(1)) else {
+        return Err("two operands expected".into());
     };
-    let out = c.out(0)?.alloc(&od)?;
-    binary(&av, &ad, &bv, &bd, out, &od, f);
+    let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?
+        .alloc(&od)?;
+    let (a, b) = ((a.data, a.dims), (b.data, b.dims));
+    match op {
+        OpCode::And => compare_with(a, b, out, &od, |x, y| x != 0 && y != 0),
+        OpCode::Or => compare_with(a, b, out, &od, |x, y| x != 0 || y != 0),
+        _ => compare_with(a, b, out, &od, |x, y| (x != 0) != (y != 0)),
+    }
     Ok(())
 }
 

@@ -5,6 +5,10 @@ scales and zero points per tensor or per column, with and without bias, A of ran
 symbolic dims. QGemm: uint8 / int8 A and B, transposed or not, int32 C broadcast from a scalar
 or a row, alpha, float or requantized output.
 
+QuantizeLinear and DequantizeLinear (the contrib domain's, as ONNX Runtime's quantizer writes
+them): uint8 / int8 / uint16 / int16, per tensor and per axis, with and without a zero point, at
+default opsets 11 and 17; integers exact, the round trip within the tolerance below.
+
 DynamicQuantizeLSTM: one model per combination of direction (forward / reverse /
 bidirectional), weight type (int8 / uint8), weight scales (per tensor / per column) and optional
 inputs (B, sequence_lens, initial_h, initial_c, P) and outputs (Y left out, so the finished
@@ -267,6 +271,40 @@ def float_lstm(model):
     return fm
 
 
+def qdq_case(ztype, per_axis, axis, zero_point, opset, seed, cols=6):
+    """com.microsoft QuantizeLinear then DequantizeLinear of X `[batch, rows, cols]` (symbolic
+    batch and rows), zero point of type `ztype` (or none: uint8), scales per tensor or per axis
+    (`axis` 1 or -1 of the rank-3 input), under default-domain opset `opset`; outputs both the
+    integers and the round trip."""
+    rng = np.random.default_rng(seed)
+    np_t = {TensorProto.UINT8: np.uint8, TensorProto.INT8: np.int8, TensorProto.UINT16: np.uint16,
+            TensorProto.INT16: np.int16}[ztype]
+    n = {1: None, -1: cols}[axis] if per_axis else None
+    info = np.iinfo(np_t)
+    span = float(info.max) - float(info.min)
+    if per_axis and axis == 1:
+        raise ValueError("axis 1 is the symbolic rows: per-axis scales need a fixed axis")
+    scale = (rng.uniform(0.5, 2.0, size=n) * 6.0 / span).astype(np.float32) if per_axis else \
+        np.array(6.0 / span, np.float32)
+    mid = (float(info.max) + float(info.min)) / 2
+    zp = np.round(rng.uniform(mid - span / 8, mid + span / 8, size=n if per_axis else None)).astype(np_t)
+    weights = [numpy_helper.from_array(scale, "scale")]
+    names = ["X", "scale"]
+    if zero_point:
+        weights.append(numpy_helper.from_array(np.asarray(zp, np_t), "zero_point"))
+        names.append("zero_point")
+    attrs = {"axis": axis} if per_axis else {}
+    q = helper.make_node("QuantizeLinear", names, ["Q"], domain="com.microsoft", **attrs)
+    dq = helper.make_node("DequantizeLinear", ["Q"] + names[1:], ["Y"], domain="com.microsoft", **attrs)
+    qt = ztype if zero_point else TensorProto.UINT8
+    g = helper.make_graph([q, dq], "qdq", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["seq", "batch", cols])],
+                          [helper.make_tensor_value_info("Q", qt, None), helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                          weights)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 7
+    return m
+
+
 def cases():
     """(name, model, fixed feeds or None) for every combination."""
     out = []
@@ -311,6 +349,17 @@ def cases():
                         f"_C{'none' if c_dims is None else c_dims}_{'requant' if requant else 'float'}"
                         f"_{'per_column' if per_column else 'per_tensor'}_alpha{alpha}")
                 out.append((name, qgemm_case(a_signed, b_signed, trans_a, trans_b, c_dims, requant, per_column, alpha, seed), None))
+    # The contrib QuantizeLinear / DequantizeLinear (ONNX Runtime's quantizer writes them for
+    # 16-bit types), at an old and a recent default opset.
+    for ztype in [TensorProto.UINT8, TensorProto.INT8, TensorProto.UINT16, TensorProto.INT16]:
+        for per_axis in [False, True]:
+            for opset in [11, 17]:
+                seed += 1
+                tname = TensorProto.DataType.Name(ztype).lower()
+                name = f"ms_qdq_{tname}_{'per_axis' if per_axis else 'per_tensor'}_opset{opset}"
+                out.append((name, qdq_case(ztype, per_axis, -1, True, opset, seed), None))
+    seed += 1
+    out.append(("ms_qdq_no_zero_point", qdq_case(TensorProto.UINT8, False, -1, False, 13, seed), None))
     for model_name, shapes in CORPUS_LSTMS:
         c = corpus_case(model_name, shapes)
         if c is not None:

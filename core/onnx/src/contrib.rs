@@ -8,7 +8,8 @@
 //!
 //! Covered: `Gelu`, `FastGelu`, `BiasGelu`, `QuickGelu`, `SkipLayerNormalization` (without its
 //! training-time mean and inverse-std outputs), `FusedMatMul` (without `transBatchA/B`),
-//! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip); and the standard
+//! `FusedConv` (activations Relu, Tanh, Sigmoid, LeakyRelu, HardSigmoid, Clip),
+//! `QuantizeLinear` and `DequantizeLinear` (the standard ops of those names); and the standard
 //! ops that have no kernel here and are defined by other ops: `Swish`, `MeanVarianceNormalization`,
 //! `LpNormalization`, `RMSNormalization`, the Hann, Hamming and Blackman windows, through
 //! `expand_attention.rs` opset 23's `Attention` and `RotaryEmbedding`, and through
@@ -50,6 +51,8 @@ pub const EXPANDED: &[&str] = &[
     "com.microsoft::SkipLayerNormalization",
     "com.microsoft::FusedMatMul",
     "com.microsoft::FusedConv",
+    "com.microsoft::QuantizeLinear",
+    "com.microsoft::DequantizeLinear",
 ];
 
 /// The ONNX preview domain (ops whose definition may still change).
@@ -140,8 +143,24 @@ pub fn expand(n: &NodeProto, call: &str) -> Option<Vec<NodeProto>> {
         "SkipLayerNormalization" => b.skip_layer_norm(n),
         "FusedMatMul" => b.fused_matmul(n),
         "FusedConv" => b.fused_conv(n),
+        "QuantizeLinear" | "DequantizeLinear" => standard_alias(n),
         _ => None,
     }
+}
+
+/// The contrib `QuantizeLinear` / `DequantizeLinear` (ONNX Runtime's quantizer writes them for
+/// 16-bit and per-axis types older opsets lacked): the standard op of the same name, inputs and
+/// `axis` (default 1 in both), which is all the contrib op has. `None` for any other attribute.
+fn standard_alias(n: &NodeProto) -> Option<Vec<NodeProto>> {
+    if n.attribute
+        .iter()
+        .any(|a| a.name.as_deref() != Some("axis"))
+    {
+        return None;
+    }
+    let mut m = n.clone();
+    m.domain = Some(String::new());
+    Some(vec![m])
 }
 
 /// Builds the standard nodes of one expansion, naming every new node and value under `call`.

@@ -31,6 +31,12 @@ pub fn conv2d_gemm_f32(p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), Scrat
     }
     let pointwise =
         kh == 1 && kw == 1 && win.s == [1, 1] && win.pb == [0, 0] && oh == h && ow == wi;
+    if !pointwise && sp <= crate::simd::DOT_GEMM_MAX_COLS && kk >= crate::fast::DOT_GEMM_MIN_DEPTH {
+        // A few output positions (a 1-D convolution over 4 frames): each position's patch as a
+        // row, multiplied by the weights' rows as dot products (`fast::sgemm` takes a product
+        // this narrow there). The im2col matrix would be `kk` rows of a few values each.
+        return crate::scratch::try_with(&IM2COL, sp * kk, |patches| conv_patches(p, out, patches));
+    }
     // On one thread, a large im2col matrix is built and multiplied in bands of output rows
     // whose columns fit in L2 (never written out whole); with more threads the whole matrix is
     // built (rows split across threads) and multiplied by the threaded GEMM.
@@ -153,6 +159,63 @@ fn conv_gemm_body(
             crate::linalg::gemm_f32(&gm, og)?;
             let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
             bias_act(og, (sp, sp), bs, mg, relu);
+        }
+    }
+    Ok(())
+}
+
+/// [`conv2d_gemm_f32`] for a few output positions: `patches` (`oh·ow × kk`) holds each
+/// position's input window, row by row, zero outside the image; the product with the weights
+/// reads it transposed.
+fn conv_patches(
+    p: &ConvProblem<'_>,
+    out: &mut [f32],
+    patches: &mut [f32],
+) -> Result<(), ScratchRefused> {
+    let ConvProblem {
+        x,
+        x_dims: [n, c, h, wi],
+        w,
+        m,
+        bias,
+        group: g,
+        window: ref win,
+        out_dims: [_, _, oh, ow],
+        act,
+    } = *p;
+    let (cg, mg) = (c / g, m / g);
+    let [kh, kw] = win.k;
+    let kk = cg * kh * kw;
+    let sp = oh * ow;
+    for b in 0..n {
+        for grp in 0..g {
+            let xg = &x[((b * c) + grp * cg) * h * wi..((b * c) + (grp + 1) * cg) * h * wi];
+            for (j, row) in patches.chunks_mut(kk.max(1)).take(sp).enumerate() {
+                let (oy, ox) = (j / ow, j % ow);
+                for (r, v) in row.iter_mut().enumerate() {
+                    let (ic, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+                    let iy = (oy * win.s[0] + ky * win.d[0]) as isize - win.pb[0] as isize;
+                    let ix = (ox * win.s[1] + kx * win.d[1]) as isize - win.pb[1] as isize;
+                    *v = if (0..h as isize).contains(&iy) && (0..wi as isize).contains(&ix) {
+                        xg[(ic * h + iy as usize) * wi + ix as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            let gm = Gemm {
+                m: mg,
+                n: sp,
+                k: kk,
+                a: MatRef::new(&w[grp * mg * kk..(grp + 1) * mg * kk], kk),
+                b: MatRef::transposed(&patches[..sp * kk], kk),
+                alpha: 1.0,
+                accumulate: false,
+            };
+            let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
+            crate::linalg::gemm_f32(&gm, og)?;
+            let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
+            bias_act(og, (sp, sp), bs, mg, act.relu());
         }
     }
     Ok(())

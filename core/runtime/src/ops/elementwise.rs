@@ -656,33 +656,53 @@ fn binary_in_place<T: Num>(c: &mut Ctx<'_, '_>, op: OpCode) -> Result<(), String
 
 fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let op = c.op();
-    fn go<T: Num>(c: &mut Ctx<'_, '_>, op: OpCode) -> Result<(), String> {
-        let (ins, outs) = c.io();
-        let (Some(Some(a)), Some(Some(b))) = (ins.first(), ins.get(1)) else {
-            return Err("two operands expected".into());
-        };
-        let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
-        let (ad, bd) = (a.dims, b.dims);
-        let (av, bv) = (typed::<T>(a.data), typed::<T>(b.data));
-        let out = outs
-            .first_mut()
-            .and_then(Option::as_mut)
-            .ok_or("no output")?
-            .alloc(&od)?;
-        // One monomorphised loop per comparison (through a function pointer, every element was
-        // an indirect call and nothing vectorised: magika's [2048, 1] == [1, 257] took 1 ms).
-        let (a, b) = ((&*av, ad), (&*bv, bd));
-        match op {
-            OpCode::Equal => compare_with(a, b, out, &od, |x, y| x == y),
-            OpCode::Less => compare_with(a, b, out, &od, |x, y| x < y),
-            OpCode::LessOrEqual => compare_with(a, b, out, &od, |x, y| x <= y),
-            OpCode::Greater => compare_with(a, b, out, &od, |x, y| x > y),
-            _ => compare_with(a, b, out, &od, |x, y| x >= y),
-        }
-        Ok(())
+    // Equal on the types models compare (f32, i32, i64: one-hot encodings, masks) gets its own
+    // monomorphised loop (through a function pointer every element was an indirect call and
+    // nothing vectorised: magika's i32 `[2048, 1] == [1, 257]` took 1 ms); the rest share one
+    // loop per type through a function pointer (each monomorphised `binary` is several KB, and
+    // the arm64 library has a size budget: all five comparisons monomorphised cost 25 KB).
+    fn fast<T: Num>(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+        with_operands::<T>(c, |a, b, out, od| {
+            compare_with(a, b, out, od, |x, y| x == y)
+        })
     }
-    let dt = c.input(0)?.dtype;
-    dispatch!(dt, go(c, op))
+    fn shared<T: Num>(c: &mut Ctx<'_, '_>, op: OpCode) -> Result<(), String> {
+        let f: fn(T, T) -> bool = match op {
+            OpCode::Equal => |x, y| x == y,
+            OpCode::Less => |x, y| x < y,
+            OpCode::LessOrEqual => |x, y| x <= y,
+            OpCode::Greater => |x, y| x > y,
+            _ => |x, y| x >= y,
+        };
+        with_operands::<T>(c, |a, b, out, od| compare_with(a, b, out, od, f))
+    }
+    match (op, c.input(0)?.dtype) {
+        (OpCode::Equal, DType::F32) => fast::<f32>(c),
+        (OpCode::Equal, DType::I32) => fast::<i32>(c),
+        (OpCode::Equal, DType::I64) => fast::<i64>(c),
+        (_, dt) => dispatch!(dt, shared(c, op)),
+    }
+}
+
+/// Runs `f(a, b, out, out dims)` on a comparison's operands (of type `T`) and its output,
+/// allocated at the broadcast dims.
+fn with_operands<T: Num>(
+    c: &mut Ctx<'_, '_>,
+    f: impl FnOnce((&[T], &[usize]), (&[T], &[usize]), &mut [u8], &[usize]),
+) -> Result<(), String> {
+    let (ins, outs) = c.io();
+    let (Some(Some(a)), Some(Some(b))) = (ins.first(), ins.get(1)) else {
+        return Err("two operands expected".into());
+    };
+    let od = broadcast_shape(&[a.dims, b.dims]).ok_or("shapes do not broadcast")?;
+    let (av, bv) = (typed::<T>(a.data), typed::<T>(b.data));
+    let out = outs
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or("no output")?
+        .alloc(&od)?;
+    f((&av, a.dims), (&bv, b.dims), out, &od);
+    Ok(())
 }
 
 /// `out = f(a, b)` as 0/1 bytes, broadcast.

@@ -61,6 +61,35 @@ pub fn binary<T: Copy, U>(
     out_dims: &[usize],
     f: impl Fn(T, T) -> U,
 ) {
+    binary_impl::<T, U, false>(a, ad, b, bd, out, out_dims, f);
+}
+
+/// [`binary`] where an operand broadcast along the last axis (an outer comparison
+/// `[n, 1] == [1, m]`) runs row by row, in loops the compiler vectorises when `f` is inlined:
+/// for the hot call sites only (each instance costs code, and the arm64 library has a size
+/// budget).
+pub fn binary_rows<T: Copy, U>(
+    a: &[T],
+    ad: &[usize],
+    b: &[T],
+    bd: &[usize],
+    out: &mut [U],
+    out_dims: &[usize],
+    f: impl Fn(T, T) -> U,
+) {
+    binary_impl::<T, U, true>(a, ad, b, bd, out, out_dims, f);
+}
+
+#[inline(always)]
+fn binary_impl<T: Copy, U, const ROWS: bool>(
+    a: &[T],
+    ad: &[usize],
+    b: &[T],
+    bd: &[usize],
+    out: &mut [U],
+    out_dims: &[usize],
+    f: impl Fn(T, T) -> U,
+) {
     match Broadcast::of(a.len(), ad, b.len(), bd, out_dims) {
         Broadcast::Same => {
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
@@ -99,7 +128,7 @@ pub fn binary<T: Copy, U>(
             let r = out_dims.len();
             let inner = out_dims.last().copied().unwrap_or(1);
             let unit = |s: &[usize]| s.last().is_some_and(|&x| x <= 1);
-            if r >= 2 && inner >= 8 && unit(&sa) && unit(&sb) {
+            if ROWS && r >= 2 && inner >= 8 && unit(&sa) && unit(&sb) {
                 // Row by row along the last axis, where each operand is a contiguous row or one
                 // value (an outer comparison `[n, 1] == [1, m]`): loops the compiler vectorises.
                 let (ua, ub) = (sa[r - 1] == 1, sb[r - 1] == 1);

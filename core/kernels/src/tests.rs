@@ -28,6 +28,9 @@ proptest! {
         let y: Vec<f32> = (0..shape::numel(&bd)).map(|i| 100.0 * i as f32).collect();
         let mut out = vec![0f32; shape::numel(&out_d)];
         elementwise::binary(&x, &ad, &y, &bd, &mut out, &out_d, |p, q| p + q);
+        let mut rows = vec![0f32; out.len()];
+        elementwise::binary_rows(&x, &ad, &y, &bd, &mut rows, &out_d, |p, q| p + q);
+        prop_assert_eq!(&rows, &out);
         let at = |d: &[usize], idx: &[usize]| -> usize {
             let off = idx.len() - d.len();
             let st = shape::strides(d);

@@ -1,7 +1,7 @@
 //! Elementwise ops: unary math, broadcasting binary arithmetic, compare and logic, Where, Cast.
 use sod2_format::attrs::UnaryFn;
 use sod2_format::{DType, OpAttrs, OpCode};
-use sod2_kernels::elementwise::{binary, binary_f32_simd, erf, select, unary};
+use sod2_kernels::elementwise::{binary, binary_f32_simd, binary_rows, erf, select, unary};
 use sod2_kernels::shape::broadcast_shape;
 use sod2_kernels::simd::{self, BinOp, Isa, UnOp};
 
@@ -662,8 +662,8 @@ fn compare(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     // loop per type through a function pointer (each monomorphised `binary` is several KB, and
     // the arm64 library has a size budget: all five comparisons monomorphised cost 25 KB).
     fn fast<T: Num>(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-        with_operands::<T>(c, |a, b, out, od| {
-            compare_with(a, b, out, od, |x, y| x == y)
+        with_operands::<T>(c, |(a, ad), (b, bd), out, od| {
+            binary_rows(a, ad, b, bd, out, od, |x, y| u8::from(x == y));
         })
     }
     fn shared<T: Num>(c: &mut Ctx<'_, '_>, op: OpCode) -> Result<(), String> {

@@ -25,6 +25,13 @@ pub const SMALL_ROWS: usize = 4;
 /// to `simd::dot_gemm` (shallower ones have too little to vectorise per dot product).
 pub const DOT_GEMM_MIN_DEPTH: usize = 16;
 
+/// Products of at most this many rows by a transposed right operand (`b` stored `n × k`: a
+/// Gemm's `transB` weights, a recurrent `R` as ONNX stores it) and at least
+/// [`DOT_GEMM_MIN_DEPTH`] deep go to `simd::dot_gemm_bt`: dot products of the rows of `b` as
+/// stored, which reads the weights once where the packed GEMM copies them first (a classifier's
+/// 8 × 512 by 512 × 8210: see `dot_gemm_bt`'s benchmark in the commit log).
+pub const DOT_BT_MAX_ROWS: usize = 8;
+
 /// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `ldc`;
 /// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
 /// Panics are impossible: extents are checked and a mismatch returns `Err`; so does a refusal
@@ -83,6 +90,12 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), SgemmError> {
         // more than the product: a 128 × 387 by 387 × 4 product ran at 30 GFLOP/s packed).
         let isa = crate::simd::Isa::detect();
         return crate::simd::dot_gemm(isa, g, MatMut { data: c, ld: ldc })
+            .map_err(SgemmError::Extents);
+    }
+    if m <= DOT_BT_MAX_ROWS && !ta && tb && k >= DOT_GEMM_MIN_DEPTH {
+        // A few rows by weights stored as rows: stream the weights once, unpacked.
+        let isa = crate::simd::Isa::detect();
+        return crate::simd::dot_gemm_bt(isa, g, MatMut { data: c, ld: ldc })
             .map_err(SgemmError::Extents);
     }
     let (a_rs, a_cs) = if ta {

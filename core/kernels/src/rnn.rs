@@ -2,8 +2,11 @@
 //!
 //! The input projection of every step and direction is one GEMM (`X · Wᵀ`, `seq·batch` rows by
 //! `dirs·G·hidden` columns) with the biases added once; each step then runs one GEMM of the
-//! batch's hidden states by `Rᵀ` (transposed once per run, so the product reads it row-major)
-//! and the gate arithmetic, with Sigmoid, Tanh and Relu through `simd`. A GRU whose reset gate
+//! batch's hidden states by `Rᵀ` and the gate arithmetic. At a batch of at most
+//! [`crate::fast::DOT_BT_MAX_ROWS`] on one thread the step product is the dot products of `R`'s
+//! rows as ONNX stores them with the hidden states (`simd::dot_gemm_bt`: `R` streams through once
+//! a step, nothing is copied); larger batches transpose `R` once per run so the product reads it
+//! row-major. The gate arithmetic runs with Sigmoid, Tanh and Relu through `simd`. A GRU whose reset gate
 //! applies before the recurrent product (`linear_before_reset = 0`) runs a second, narrower
 //! product per step for its `h` gate.
 //!
@@ -324,9 +327,23 @@ thread_local! {
 /// costs more than the product at these sizes.
 const STEP_SMALL_ROWS: usize = 16;
 
-/// A per-step product (`b` row-major, never transposed): unpacked for small batches on one
+/// Whether the step products of `batch` sequences read `R` as stored (`simd::dot_gemm_bt`)
+/// rather than a copy of `Rᵀ` made once per run.
+fn streams_r(batch: usize) -> bool {
+    batch <= crate::fast::DOT_BT_MAX_ROWS && crate::par::threads() == 1
+}
+
+/// A per-step product: `b` is `R` as stored (transposed) when [`streams_r`], its dot products
+/// with the hidden states; else `b` is `Rᵀ` row-major, unpacked for small batches on one
 /// thread, else the packed GEMM (which splits large products across the session's threads).
 fn step_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), ScratchRefused> {
+    if g.b.trans {
+        let ld = c.ld;
+        if simd::dot_gemm_bt(isa, g, MatMut { data: c.data, ld }).is_ok() {
+            return Ok(());
+        }
+        return gemm_f32_ldc(g, MatMut { data: c.data, ld });
+    }
     if g.m <= STEP_SMALL_ROWS && crate::par::threads() == 1 {
         let ld = c.ld;
         if simd::small_gemm(isa, g, MatMut { data: c.data, ld }).is_ok() {
@@ -441,11 +458,13 @@ pub fn recurrence(p: &Recurrence<'_>, mut out: RecurrenceOut<'_>) -> Result<(), 
         return Ok(());
     }
     let isa = Isa::detect();
-    let len = rows * dirs * gh + batch * gh + h * gh + 3 * batch * h + dirs * gh;
+    // `Rᵀ`'s copy, when the step products do not read `R` as stored.
+    let rt_len = if streams_r(batch) { 0 } else { h * gh };
+    let len = rows * dirs * gh + batch * gh + rt_len + 3 * batch * h + dirs * gh;
     crate::scratch::try_with(&SCRATCH, len, |buf| {
         let (xw, rest) = buf.split_at_mut(rows * dirs * gh);
         let (gates, rest) = rest.split_at_mut(batch * gh);
-        let (rt, rest) = rest.split_at_mut(h * gh);
+        let (rt, rest) = rest.split_at_mut(rt_len);
         let (hs, rest) = rest.split_at_mut(batch * h);
         let (cs, rest) = rest.split_at_mut(batch * h);
         let (tmp, bias) = rest.split_at_mut(batch * h);
@@ -512,9 +531,11 @@ fn direction(
     let rev = p.reversed[d];
     let na = p.cell.activations();
     let acts = &p.acts[d * na..(d + 1) * na];
-    // Rᵀ of this direction, [hidden, G·hidden], so the step products read it row-major.
+    // R of this direction, [G·hidden, hidden]: read as stored by the step products, or
+    // transposed first into `rt` (empty then) so that they read it row-major.
     let rd = &p.r[d * gh * h..(d + 1) * gh * h];
-    if simd::transpose(isa, rd, rt, (1, 0), (h, gh, h)).is_err() {
+    let stream = rt.is_empty();
+    if !stream && simd::transpose(isa, rd, rt, (1, 0), (h, gh, h)).is_err() {
         // Not reached (the lengths are checked); the scalar transpose keeps it correct anyway.
         for (j, row) in rd.chunks_exact(h).enumerate() {
             for (k, &v) in row.iter().enumerate() {
@@ -522,6 +543,15 @@ fn direction(
             }
         }
     }
+    let rt: &[f32] = rt;
+    // The recurrent weights of the gates from `gate` on, as the step product's right operand.
+    let r_from = |gate: usize| {
+        if stream {
+            MatRef::transposed(&rd[gate * h * h..], h)
+        } else {
+            MatRef::new(&rt[gate * h..], gh)
+        }
+    };
     for b in 0..batch {
         let at = p.state_at(d, b);
         let hb = &mut hs[b * h..(b + 1) * h];
@@ -563,7 +593,7 @@ fn direction(
                 n: n_first,
                 k: h,
                 a: MatRef::new(hs, h),
-                b: MatRef::new(rt, gh),
+                b: r_from(0),
                 alpha: 1.0,
                 accumulate: false,
             },
@@ -638,7 +668,7 @@ fn direction(
                             n: h,
                             k: h,
                             a: MatRef::new(tmp, h),
-                            b: MatRef::new(&rt[2 * h..], gh),
+                            b: r_from(2),
                             alpha: 1.0,
                             accumulate: false,
                         },
@@ -968,11 +998,12 @@ mod tests {
 
     #[test]
     fn larger_shapes_match_the_reference() {
-        // Wide enough for the packed GEMM and the vector activations' full tiles; batches on
-        // both sides of STEP_SMALL_ROWS (unpacked and packed step products).
+        // Wide enough for the packed GEMM and the vector activations' full tiles; a batch that
+        // streams `R` as stored (at most DOT_BT_MAX_ROWS), and batches on both sides of
+        // STEP_SMALL_ROWS (unpacked and packed step products over `Rᵀ`).
         for (kind, seed) in [(0, 1), (1, 2), (2, 3)] {
             for opts in [0, 0b1011_1111, 0b0000_0111, 0b1000_0011] {
-                for batch in [9, STEP_SMALL_ROWS + 3] {
+                for batch in [3, 9, STEP_SMALL_ROWS + 3] {
                     compare(kind, 2, opts & 1 == 0, (7, batch, 33, 40), opts, seed);
                 }
             }

@@ -26,11 +26,21 @@ pub const SMALL_ROWS: usize = 4;
 pub const DOT_GEMM_MIN_DEPTH: usize = 16;
 
 /// Products of at most this many rows by a transposed right operand (`b` stored `n × k`: a
-/// Gemm's `transB` weights, a recurrent `R` as ONNX stores it) and at least
+/// Gemm's `transB` weights, a recurrent `W` or `R` as ONNX stores it) and at least
 /// [`DOT_GEMM_MIN_DEPTH`] deep go to `simd::dot_gemm_bt`: dot products of the rows of `b` as
-/// stored, which reads the weights once where the packed GEMM copies them first (a classifier's
-/// 8 × 512 by 512 × 8210: see `dot_gemm_bt`'s benchmark in the commit log).
+/// stored, which read the weights once. The `gemm` crate reads a transposed `b` of a short
+/// product in place, strided (8 × 1024 by 1024 × 8210: 14.9 ms, dot products 2.0 ms; example
+/// `weights_gemm`).
 pub const DOT_BT_MAX_ROWS: usize = 8;
+
+/// Products at least this deep by a transposed right operand go to `simd::dot_gemm_bt` up to
+/// [`DOT_BT_DEEP_MAX_ROWS`] rows (16 × 512 by 512 × 2048: 1.39 ms packed, 0.24 ms; 16 × 100 by
+/// 100 × 400 is faster packed).
+pub const DOT_BT_DEEP_MIN_DEPTH: usize = 256;
+
+/// See [`DOT_BT_DEEP_MIN_DEPTH`] (32 × 256 by 256 × 768: 159 µs packed, 108 µs; at 64 rows they
+/// are even).
+pub const DOT_BT_DEEP_MAX_ROWS: usize = 32;
 
 /// `c[m×n] = (accumulate ? c : 0) + alpha · op(a) · op(b)`; row-major `c` with row stride `ldc`;
 /// `op(a)` is `a` (`m×k`, row stride `lda`) or its transpose (`a` stored `k×m`), likewise `b`.
@@ -92,7 +102,12 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), SgemmError> {
         return crate::simd::dot_gemm(isa, g, MatMut { data: c, ld: ldc })
             .map_err(SgemmError::Extents);
     }
-    if m <= DOT_BT_MAX_ROWS && !ta && tb && k >= DOT_GEMM_MIN_DEPTH {
+    let dot_rows = if k >= DOT_BT_DEEP_MIN_DEPTH {
+        DOT_BT_DEEP_MAX_ROWS
+    } else {
+        DOT_BT_MAX_ROWS
+    };
+    if m <= dot_rows && !ta && tb && k >= DOT_GEMM_MIN_DEPTH {
         // A few rows by weights stored as rows: stream the weights once, unpacked.
         let isa = crate::simd::Isa::detect();
         return crate::simd::dot_gemm_bt(isa, g, MatMut { data: c, ld: ldc })

@@ -898,7 +898,8 @@ pub(crate) unsafe fn transpose<V: Vf32>(
 /// `c[i][j] = alpha · Σ_p a[i][p] · bt[j][p]` (`accumulate`: added to `c`) for row-major `a`
 /// (`m × k`, rows `lda` apart) and `bt` (`n × k`, rows `ldbt` apart: the right operand
 /// transposed): dot products of contiguous rows, register tiles of four rows of `a` by four
-/// rows of `bt` (two where the register file has 16 vectors). The product of a tall weight
+/// or three rows of `bt` (two where the register file has 16 vectors; three rows as one tile,
+/// not two and one, load each row of `a` once for them). The product of a tall weight
 /// matrix by a few columns (a 1-D convolution over 4 frames), where packing the weights costs
 /// more than the arithmetic. `c[i][j]` lies at `c[i·rs + j·cs]`: `(ldc, 1)` is row-major,
 /// `(1, ldc)` writes the product transposed (a few rows times weights stored as rows, as
@@ -934,7 +935,8 @@ pub(crate) unsafe fn dot_gemm<V: Vf32>(
                 let wide = if V::REGS >= 32 { 4 } else { 2 };
                 j += match (r, (n - j).min(wide)) {
                     (4, 4) => dot_tile::<V, 4, 4>(&ops, i, j, (c, rs, cs)),
-                    (4, 2 | 3) => dot_tile::<V, 4, 2>(&ops, i, j, (c, rs, cs)),
+                    (4, 3) => dot_tile::<V, 4, 3>(&ops, i, j, (c, rs, cs)),
+                    (4, 2) => dot_tile::<V, 4, 2>(&ops, i, j, (c, rs, cs)),
                     (4, _) => dot_tile::<V, 4, 1>(&ops, i, j, (c, rs, cs)),
                     (_, 4) => dot_tile::<V, 1, 4>(&ops, i, j, (c, rs, cs)),
                     (_, 2 | 3) => dot_tile::<V, 1, 2>(&ops, i, j, (c, rs, cs)),

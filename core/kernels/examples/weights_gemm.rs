@@ -30,7 +30,13 @@ fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
 fn main() {
     println!("| m×n×k | k×n µs | GB/s | n×k µs | GB/s | dot_gemm_bt µs |");
     println!("|---|---|---|---|---|---|");
-    for (n, k) in [(8210, 1024), (2048, 512), (400, 4096), (400, 100), (768, 256)] {
+    for (n, k) in [
+        (8210, 1024),
+        (2048, 512),
+        (400, 4096),
+        (400, 100),
+        (768, 256),
+    ] {
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
         for m in [1, 2, 4, 8, 16, 32, 64] {
             let a: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32 * 0.1).collect();
@@ -61,7 +67,15 @@ fn main() {
             };
             let isa = Isa::detect();
             let dot = median_us(runs, || {
-                dot_gemm_bt(isa, &g, MatMut { data: &mut c, ld: n }).expect("extents")
+                dot_gemm_bt(
+                    isa,
+                    &g,
+                    MatMut {
+                        data: &mut c,
+                        ld: n,
+                    },
+                )
+                .expect("extents")
             });
             let gbs = |us: f64| (n * k * 4) as f64 / us / 1e3;
             println!(

@@ -340,8 +340,7 @@ const STREAM_R_MIN_VALUES: usize = 1 << 18;
 /// streamed; batch 3, hidden 512 LSTM 3.8 ms transposed, 2.1 streamed; batch 1, hidden 256
 /// LSTM 1.1, 0.7.
 fn streams_r(batch: usize, rows: usize, hidden: usize) -> bool {
-    batch <= 2
-        || (batch <= crate::fast::DOT_BT_MAX_ROWS && rows * hidden >= STREAM_R_MIN_VALUES)
+    batch <= 2 || (batch <= crate::fast::DOT_BT_MAX_ROWS && rows * hidden >= STREAM_R_MIN_VALUES)
 }
 
 /// A per-step product: `b` is `R` as stored (transposed) when [`streams_r`], its dot products

@@ -788,7 +788,9 @@ pub fn dot_gemm_bt(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> 
     } = *g;
     let (c, ldc) = (c.data, c.ld);
     if a.trans || !b.trans {
-        return Err("simd::dot_gemm_bt: a transposed left operand or an untransposed right one".into());
+        return Err(
+            "simd::dot_gemm_bt: a transposed left operand or an untransposed right one".into(),
+        );
     }
     let need = crate::shape::strided_len;
     if m > 0

@@ -25,7 +25,7 @@ pub const SMALL_ROWS: usize = 4;
 /// to `simd::dot_gemm` (shallower ones have too little to vectorise per dot product).
 pub const DOT_GEMM_MIN_DEPTH: usize = 16;
 
-/// Products of at most this many rows by a transposed right operand (`b` stored `n × k`: a
+/// Products of 2 to this many rows by a transposed right operand (`b` stored `n × k`: a
 /// Gemm's `transB` weights, a recurrent `W` or `R` as ONNX stores it) and at least
 /// [`DOT_GEMM_MIN_DEPTH`] deep go to `simd::dot_gemm_bt`: dot products of the rows of `b` as
 /// stored, which read the weights once. The `gemm` crate reads a transposed `b` of a short
@@ -107,8 +107,9 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), SgemmError> {
     } else {
         DOT_BT_MAX_ROWS
     };
-    if m <= dot_rows && !ta && tb && k >= DOT_GEMM_MIN_DEPTH {
-        // A few rows by weights stored as rows: stream the weights once, unpacked.
+    if (2..=dot_rows).contains(&m) && !ta && tb && k >= DOT_GEMM_MIN_DEPTH {
+        // A few rows by weights stored as rows: stream the weights once, unpacked (one row
+        // stays with gemm's matrix-vector product, as fast or faster on cached weights).
         let isa = crate::simd::Isa::detect();
         return crate::simd::dot_gemm_bt(isa, g, MatMut { data: c, ld: ldc })
             .map_err(SgemmError::Extents);

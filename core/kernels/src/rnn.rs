@@ -332,27 +332,24 @@ const STEP_SMALL_ROWS: usize = 16;
 const STREAM_R_MIN_VALUES: usize = 1 << 18;
 
 /// Whether the step products of `batch` sequences read `R` (`rows × hidden` per direction) as
-/// stored (`simd::dot_gemm_bt`) rather than a copy of `Rᵀ` made once per run, whatever the
-/// threads (a step product of a few rows is too small to split; the GEMM's unpacked paths run
-/// on one thread too): at a batch of one or two, or a batch up to `DOT_BT_MAX_ROWS` where `R`
+/// stored (`simd::dot_gemm_bt`, or the GEMM's matrix-vector product for one sequence) rather
+/// than a copy of `Rᵀ` made once per run, whatever the threads (two threads measured faster
+/// too: ddddocr_crnn 7.7 -> 5.4 ms): at a batch of one or two, or a batch up to `DOT_BT_MAX_ROWS` where `R`
 /// is large (1 MiB and up, where the copy no longer stays in cache). Measured with example
 /// `rnn_layer`, bidirectional, one thread: batch 3, hidden 128 GRU 0.23 ms transposed, 0.29
 /// streamed; batch 3, hidden 512 LSTM 3.8 ms transposed, 2.1 streamed; batch 1, hidden 256
-/// LSTM 1.1, 0.7.
+/// LSTM 1.1, 0.5.
 fn streams_r(batch: usize, rows: usize, hidden: usize) -> bool {
     batch <= 2 || (batch <= crate::fast::DOT_BT_MAX_ROWS && rows * hidden >= STREAM_R_MIN_VALUES)
 }
 
-/// A per-step product: `b` is `R` as stored (transposed) when [`streams_r`], its dot products
-/// with the hidden states; else `b` is `Rᵀ` row-major, unpacked for small batches on one
-/// thread, else the packed GEMM (which splits large products across the session's threads).
+/// A per-step product: `b` is `R` as stored (transposed) when [`streams_r`], which the GEMM
+/// runs as dot products of its rows with the hidden states (a matrix-vector product for one
+/// sequence); else `b` is `Rᵀ` row-major, unpacked for small batches on one thread, else the
+/// packed GEMM (which splits large products across the session's threads).
 fn step_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), ScratchRefused> {
     if g.b.trans {
-        let ld = c.ld;
-        if simd::dot_gemm_bt(isa, g, MatMut { data: c.data, ld }).is_ok() {
-            return Ok(());
-        }
-        return gemm_f32_ldc(g, MatMut { data: c.data, ld });
+        return gemm_f32_ldc(g, c);
     }
     if g.m <= STEP_SMALL_ROWS && crate::par::threads() == 1 {
         let ld = c.ld;

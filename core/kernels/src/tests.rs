@@ -75,6 +75,27 @@ proptest! {
         }
     }
 
+    /// Deep products by a transposed right operand on both sides of the routes to
+    /// `simd::dot_gemm_bt` (8 rows at any depth, 32 from a depth of 256) and of the packed GEMM.
+    #[test]
+    fn deep_transposed_gemm_matches_reference(m in 1usize..40, n in 1usize..24, k in prop_oneof![16usize..20, 250usize..262], acc in any::<bool>()) {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 13) % 17) as f32 * 0.125 - 1.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 7) % 11) as f32 * 0.0625).collect();
+        let mut c1: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
+        let mut c2 = c1.clone();
+        let g = mat::Gemm {
+            m, n, k,
+            a: mat::MatRef::new(&a, k),
+            b: mat::MatRef::transposed(&b, k),
+            alpha: 0.5, accumulate: acc,
+        };
+        linalg::gemm_f32(&g, &mut c1).unwrap();
+        linalg::gemm_f32_reference(&g, &mut c2);
+        for (x, y) in c1.iter().zip(&c2) {
+            prop_assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{} vs {}", x, y);
+        }
+    }
+
     /// Large enough for the banded im2col (more than 64 Ki im2col elements), with strides 1
     /// and 2 (the phase-split rows), odd and even widths.
     #[test]

@@ -16,7 +16,9 @@
 //! - **Gemm weights stored untransposed.** A Gemm with `transB = 1` and a constant f32 `B`
 //!   takes `Bᵀ` as a new constant and `transB = 0`: the product then reads `B` row-major, the
 //!   layout the streamed few-row product and the packed GEMM read fastest (an LSTM cell's
-//!   `x · Wᵀ`, exported step by step, runs every step with a handful of rows).
+//!   `x · Wᵀ`, exported step by step, runs every step with a handful of rows). Gemms sharing
+//!   one `B` share its transpose (captcha_crnn's 80 step-by-step cells read 4 weights: one copy
+//!   each, not 80 copies of 6.5 MB that no cache holds).
 //!
 //! New values get their facts here (a folded weight has its original's; an intermediate of a
 //! rewritten activation has the activation output's), so the planner sees one consistent
@@ -46,6 +48,7 @@ pub fn rewrite(model: &Model, a: &Analysis) -> (Model, Analysis, RewriteReport) 
         a: a.clone(),
         report: RewriteReport::default(),
         readers: HashMap::new(),
+        transposed: HashMap::new(),
     };
     r.readers = crate::count_readers(&r.m);
     let mut main = std::mem::take(&mut r.m.main);
@@ -59,6 +62,8 @@ struct Rewriter {
     a: Analysis,
     report: RewriteReport,
     readers: HashMap<ValueId, usize>,
+    /// The transposed copy of each Gemm weight transposed so far.
+    transposed: HashMap<ValueId, ValueId>,
 }
 
 impl Rewriter {
@@ -212,6 +217,10 @@ impl Rewriter {
         let Some(b) = node.input(1) else {
             return;
         };
+        if let Some(&bt) = self.transposed.get(&b) {
+            self.use_transposed(n, bt);
+            return;
+        }
         let (Some(data), Some(dims)) = (self.f32s(Some(b)), self.const_dims(b)) else {
             return;
         };
@@ -236,6 +245,12 @@ impl Rewriter {
             value: None,
         };
         let bt = self.add_const(name, vec![cols, rows], &t, fact);
+        self.transposed.insert(b, bt);
+        self.use_transposed(n, bt);
+    }
+
+    /// Gemm node `n` reads `bt`, the transpose of its `B`, with `transB = 0`.
+    fn use_transposed(&mut self, n: NodeId, bt: ValueId) {
         let node = &mut self.m.nodes[n.index()];
         node.inputs[1] = Some(bt);
         node.attrs.insert("transB".into(), Attr::Int(0));

@@ -898,19 +898,22 @@ pub(crate) unsafe fn transpose<V: Vf32>(
 /// `c[i][j] = alpha · Σ_p a[i][p] · bt[j][p]` (`accumulate`: added to `c`) for row-major `a`
 /// (`m × k`, rows `lda` apart) and `bt` (`n × k`, rows `ldbt` apart: the right operand
 /// transposed): dot products of contiguous rows, register tiles of four rows of `a` by four
-/// rows of `bt` (two where the register file has 16 vectors). The product of a tall weight
+/// or three rows of `bt` (two where the register file has 16 vectors; three rows as one tile,
+/// not two and one, load each row of `a` once for them). The product of a tall weight
 /// matrix by a few columns (a 1-D convolution over 4 frames), where packing the weights costs
-/// more than the arithmetic.
+/// more than the arithmetic. `c[i][j]` lies at `c[i·rs + j·cs]`: `(ldc, 1)` is row-major,
+/// `(1, ldc)` writes the product transposed (a few rows times weights stored as rows, as
+/// `c = x · Wᵀ` with `a = W`).
 ///
 /// # Safety
-/// The extents fit: `a` holds `m` rows of `k` at `lda`, `bt` `n` rows of `k` at `ldbt`, `c` `m`
-/// rows of `n` at `ldc`.
+/// The extents fit: `a` holds `m` rows of `k` at `lda`, `bt` `n` rows of `k` at `ldbt`, `c`
+/// every `i·rs + j·cs` for `i < m`, `j < n`.
 #[inline(always)]
 pub(crate) unsafe fn dot_gemm<V: Vf32>(
     (m, n, k): (usize, usize, usize),
     (a, lda): (&[f32], usize),
     (bt, ldbt): (&[f32], usize),
-    (c, ldc): (&mut [f32], usize),
+    (c, rs, cs): (&mut [f32], usize, usize),
     alpha: f32,
     accumulate: bool,
 ) {
@@ -931,12 +934,13 @@ pub(crate) unsafe fn dot_gemm<V: Vf32>(
             while j < n {
                 let wide = if V::REGS >= 32 { 4 } else { 2 };
                 j += match (r, (n - j).min(wide)) {
-                    (4, 4) => dot_tile::<V, 4, 4>(&ops, i, j, (c, ldc)),
-                    (4, 2 | 3) => dot_tile::<V, 4, 2>(&ops, i, j, (c, ldc)),
-                    (4, _) => dot_tile::<V, 4, 1>(&ops, i, j, (c, ldc)),
-                    (_, 4) => dot_tile::<V, 1, 4>(&ops, i, j, (c, ldc)),
-                    (_, 2 | 3) => dot_tile::<V, 1, 2>(&ops, i, j, (c, ldc)),
-                    _ => dot_tile::<V, 1, 1>(&ops, i, j, (c, ldc)),
+                    (4, 4) => dot_tile::<V, 4, 4>(&ops, i, j, (c, rs, cs)),
+                    (4, 3) => dot_tile::<V, 4, 3>(&ops, i, j, (c, rs, cs)),
+                    (4, 2) => dot_tile::<V, 4, 2>(&ops, i, j, (c, rs, cs)),
+                    (4, _) => dot_tile::<V, 4, 1>(&ops, i, j, (c, rs, cs)),
+                    (_, 4) => dot_tile::<V, 1, 4>(&ops, i, j, (c, rs, cs)),
+                    (_, 2 | 3) => dot_tile::<V, 1, 2>(&ops, i, j, (c, rs, cs)),
+                    _ => dot_tile::<V, 1, 1>(&ops, i, j, (c, rs, cs)),
                 };
             }
             i += r;
@@ -962,7 +966,7 @@ unsafe fn dot_tile<V: Vf32, const R: usize, const C: usize>(
     o: &DotOps<'_>,
     i: usize,
     j: usize,
-    (c, ldc): (&mut [f32], usize),
+    (c, rs, cs): (&mut [f32], usize, usize),
 ) -> usize {
     let ((a, lda), (bt, ldbt), k) = (o.a, o.bt, o.k);
     let l = V::LANES;
@@ -992,7 +996,7 @@ unsafe fn dot_tile<V: Vf32, const R: usize, const C: usize>(
                 let br = &bt[(j + q) * ldbt..(j + q) * ldbt + k];
                 let tail: f32 = (kv..k).map(|x| ar[x] * br[x]).sum();
                 let v = o.alpha * (s.hsum() + tail);
-                let at = &mut c[(i + r) * ldc + j + q];
+                let at = &mut c[(i + r) * rs + (j + q) * cs];
                 *at = if o.accumulate { *at + v } else { v };
             }
         }

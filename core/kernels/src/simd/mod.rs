@@ -290,7 +290,7 @@ macro_rules! entry_points {
                 mnk: (usize, usize, usize),
                 a: (&[f32], usize),
                 bt: (&[f32], usize),
-                c: (&mut [f32], usize),
+                c: (&mut [f32], usize, usize),
                 alpha: f32,
                 accumulate: bool,
             ) {
@@ -730,7 +730,7 @@ pub fn dot_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
                 (m, n, k),
                 (a.data, a.ld),
                 (b.data, b.ld),
-                (c, ldc),
+                (c, ldc, 1),
                 alpha,
                 accumulate
             )
@@ -756,7 +756,7 @@ pub fn dot_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
                 (m, n, kb),
                 (a_slab, a.ld),
                 (&bt[..n * kb], kb),
-                (&mut c[..], ldc),
+                (&mut c[..], ldc, 1),
                 alpha,
                 accumulate || p0 > 0
             )
@@ -766,6 +766,61 @@ pub fn dot_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
             break;
         }
     }
+    Ok(())
+}
+
+/// `c = alpha · a · bᵀ` (`accumulate`: added to `c`) with `b` stored as `n` rows of `k` (`b`
+/// transposed: weights as ONNX stores them, a Gemm's `transB` operand, a recurrent `R`), as the
+/// dot products of `b`'s stored rows with `a`'s rows, written transposed into `c`: `b` streams
+/// through once, neither packed nor copied, so a few rows of `a` (a recurrent step at small
+/// batch, a classifier over a few frames) cost one read of the weights. Meant for a few rows of
+/// `a` (each block of four rows of `b` is multiplied by all of them while in cache); extents
+/// that do not fit, a transposed `a` or an untransposed `b` are an error.
+pub fn dot_gemm_bt(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
+    let Gemm {
+        m,
+        n,
+        k,
+        a,
+        b,
+        alpha,
+        accumulate,
+    } = *g;
+    let (c, ldc) = (c.data, c.ld);
+    if a.trans || !b.trans {
+        return Err(
+            "simd::dot_gemm_bt: a transposed left operand or an untransposed right one".into(),
+        );
+    }
+    let need = crate::shape::strided_len;
+    if m > 0
+        && n > 0
+        && (a.data.len() < need(m, k, a.ld)
+            || b.data.len() < need(n, k, b.ld)
+            || c.len() < need(m, n, ldc)
+            || ldc < n
+            || (k > 0 && (a.ld < k || b.ld < k)))
+    {
+        return Err(format!(
+            "simd::dot_gemm_bt: extents do not fit (m={m} n={n} k={k})"
+        ));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // `cᵀ = b · aᵀ`: `b`'s rows are the kernel's left rows, `c` is written with its strides
+    // swapped.
+    dispatch!(
+        isa,
+        dot_gemm(
+            (n, m, k),
+            (b.data, b.ld),
+            (a.data, a.ld),
+            (c, 1, ldc),
+            alpha,
+            accumulate
+        )
+    );
     Ok(())
 }
 

@@ -426,6 +426,49 @@ proptest! {
         prop_assert!(r.is_err());
     }
 
+    /// The dot products of a transposed right operand's stored rows (`b` stored `n × k`, any
+    /// rows of `a`, the product written transposed) against f64 sums on every instruction set;
+    /// columns past `n` are left alone, and bad extents or layouts are errors.
+    #[test]
+    fn dot_gemm_bt_matches_the_reference_on_every_isa(
+        m in 1usize..11, n in prop_oneof![1usize..12, 60usize..70], k in prop_oneof![0usize..40, 500usize..700],
+        pad in 0usize..3, accumulate in any::<bool>(), seed in 0u64..1000,
+    ) {
+        let (lda, ldb, ldc) = (k + pad, k + 2 * pad, n + pad);
+        let a = data(m * lda, seed, 1.0);
+        let b = data(n * ldb, seed + 1, 1.0);
+        let c0 = data(m * ldc, seed + 2, 1.0);
+        let bref = MatRef::transposed(&b, ldb);
+        for isa in Isa::available() {
+            let mut c = c0.clone();
+            let g = Gemm { m, n, k, a: MatRef::new(&a, lda), b: bref, alpha: 0.5, accumulate };
+            dot_gemm_bt(isa, &g, MatMut { data: &mut c, ld: ldc }).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let s: f64 = (0..k).map(|p| a[i * lda + p] as f64 * b[j * ldb + p] as f64).sum();
+                    let want = 0.5 * s + if accumulate { c0[i * ldc + j] as f64 } else { 0.0 };
+                    prop_assert!(close(c[i * ldc + j], want as f32, 1e-3, 1e-3), "{:?} ({}, {}): {} vs {}", isa, i, j, c[i * ldc + j], want);
+                }
+                for j in n..ldc {
+                    prop_assert_eq!(c[i * ldc + j], c0[i * ldc + j]);
+                }
+            }
+        }
+        let mut c = c0.clone();
+        let g = Gemm { m, n, k: k + 2 * pad + 1, a: MatRef::new(&a, lda), b: bref, alpha: 1.0, accumulate: false };
+        let r = dot_gemm_bt(Isa::Portable, &g, MatMut { data: &mut c, ld: ldc });
+        prop_assert!(r.is_err());
+        let g = Gemm { k, b: MatRef::new(&b, ldb), ..g };
+        let r = dot_gemm_bt(Isa::Portable, &g, MatMut { data: &mut c, ld: ldc });
+        prop_assert!(r.is_err());
+        let g = Gemm { a: MatRef::transposed(&a, lda), b: bref, ..g };
+        let r = dot_gemm_bt(Isa::Portable, &g, MatMut { data: &mut c, ld: ldc });
+        prop_assert!(r.is_err());
+        let g = Gemm { a: MatRef::new(&a, lda), ..g };
+        let r = dot_gemm_bt(Isa::Portable, &g, MatMut { data: &mut c[..m * ldc - pad - 1], ld: ldc });
+        prop_assert!(r.is_err());
+    }
+
     /// The narrow product (`n` one to four vectors, any rows: attention's `P · V`) against f64
     /// sums on every instruction set; other widths are declined, leaving `c` alone.
     #[test]

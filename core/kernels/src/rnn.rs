@@ -339,9 +339,20 @@ const STREAM_R_MIN_VALUES: usize = 1 << 18;
 /// `rnn_layer`, bidirectional, one thread: batch 3, hidden 128 GRU 0.23 ms transposed, 0.29
 /// streamed; batch 3, hidden 512 LSTM 3.8 ms transposed, 2.1 streamed; batch 1, hidden 256
 /// LSTM 1.1, 0.5.
-fn streams_r(batch: usize, rows: usize, hidden: usize) -> bool {
-    batch <= 2 || (batch <= crate::fast::DOT_BT_MAX_ROWS && rows * hidden >= STREAM_R_MIN_VALUES)
+///
+/// A small `R` streams at a batch of one or two only over a short sequence: the copy costs
+/// about as much as [`STREAM_SHORT_STEPS`] steps save once it is made (eeg_seizure, batch 1,
+/// hidden 100, 100 steps: 0.60 ms per LSTM with the copy, 0.87 streamed; romanizer_encoder, a
+/// hidden-128 GRU over 5 steps, faster streamed).
+fn streams_r(batch: usize, steps: usize, rows: usize, hidden: usize) -> bool {
+    let large = rows * hidden >= STREAM_R_MIN_VALUES;
+    (batch <= 2 && (large || steps <= STREAM_SHORT_STEPS))
+        || (batch <= crate::fast::DOT_BT_MAX_ROWS && large)
 }
+
+/// Sequences of at most this many steps stream a small `R` at a batch of one or two
+/// ([`streams_r`]).
+const STREAM_SHORT_STEPS: usize = 16;
 
 /// A per-step product: `b` is `R` as stored (transposed) when [`streams_r`], which the GEMM
 /// runs as dot products of its rows with the hidden states (a matrix-vector product for one
@@ -466,7 +477,11 @@ pub fn recurrence(p: &Recurrence<'_>, mut out: RecurrenceOut<'_>) -> Result<(), 
     }
     let isa = Isa::detect();
     // `Rᵀ`'s copy, when the step products do not read `R` as stored.
-    let rt_len = if streams_r(batch, gh, h) { 0 } else { h * gh };
+    let rt_len = if streams_r(batch, p.seq, gh, h) {
+        0
+    } else {
+        h * gh
+    };
     let len = rows * dirs * gh + batch * gh + rt_len + 3 * batch * h + dirs * gh;
     crate::scratch::try_with(&SCRATCH, len, |buf| {
         let (xw, rest) = buf.split_at_mut(rows * dirs * gh);
@@ -1021,7 +1036,9 @@ mod tests {
     fn large_r_streams_at_batches_up_to_eight() {
         // `R` of at least STREAM_R_MIN_VALUES (GRU and LSTM at hidden 300) streams at batch 5
         // and 8; the simple cell's transposes.
-        assert!(streams_r(5, 3 * 300, 300) && !streams_r(5, 300, 300));
+        assert!(streams_r(5, 100, 3 * 300, 300) && !streams_r(5, 100, 300, 300));
+        // a small R streams at batch 1 over a short sequence only
+        assert!(streams_r(1, 16, 400, 100) && !streams_r(1, 17, 400, 100));
         for (kind, seed) in [(0, 4), (1, 5), (2, 6)] {
             for (batch, opts) in [(5, 0b1011_1111), (8, 0b0000_0111)] {
                 compare(kind, 2, opts & 1 == 0, (3, batch, 16, 300), opts, seed);

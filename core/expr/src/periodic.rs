@@ -54,41 +54,38 @@ impl Residues {
         (next <= self.to).then_some(next)
     }
 
-    /// `name mod period in {a..=b, c, ...}`, residue 0 written last when it wraps (reads as
-    /// "25..=32").
+    /// `name mod period in {a..=b, c, ...}` (residues in increasing order), preceded by `name in
+    /// {...} or (name >= from and ...)` when small values hold apart from the period.
     pub fn describe(&self, name: &str) -> String {
-        let parts: Vec<String> = self
-            .residues
-            .iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}..={b}")
-                }
-            })
-            .collect();
-        let periodic = format!("{name} mod {} in {{{}}}", self.period, parts.join(", "));
+        let periodic = format!(
+            "{name} mod {} in {{{}}}",
+            self.period,
+            ranges_text(&self.residues)
+        );
         if self.prefix.is_empty() {
             return periodic;
         }
-        let small: Vec<String> = self
-            .prefix
-            .iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}..={b}")
-                }
-            })
-            .collect();
         format!(
             "{name} in {{{}}} or ({name} >= {} and {periodic})",
-            small.join(", "),
+            ranges_text(&self.prefix),
             self.from
         )
     }
+}
+
+/// Inclusive ranges as `a..=b, c, ...`.
+fn ranges_text(ranges: &[(i64, i64)]) -> String {
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..={b}")
+            }
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// The residue description of `holds` over `lo..=hi`: the smallest period `p <= MAX_PERIOD` such

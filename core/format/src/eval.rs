@@ -208,12 +208,32 @@ pub fn expr_text_within(
 
 /// The number of distinct pool entries expression `i` is built from (itself included).
 pub fn expr_size(exprs: &[Expr], i: u32) -> usize {
+    let mut n = 0;
+    walk(exprs, i, |_| n += 1);
+    n
+}
+
+/// The symbols (indices into the plan's symbols) expression `i` depends on, sorted.
+pub fn expr_symbols(exprs: &[Expr], i: u32) -> Vec<u32> {
+    let mut syms = std::collections::BTreeSet::new();
+    walk(exprs, i, |x| {
+        if let Some(Expr::Sym(s)) = exprs.get(x as usize) {
+            syms.insert(*s);
+        }
+    });
+    syms.into_iter().collect()
+}
+
+/// Calls `visit` once on every distinct pool entry expression `i` is built from (itself
+/// included).
+fn walk(exprs: &[Expr], i: u32, mut visit: impl FnMut(u32)) {
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![i];
     while let Some(x) = stack.pop() {
         if !seen.insert(x) {
             continue;
         }
+        visit(x);
         if let Some(
             Expr::Add(a, b)
             | Expr::Mul(a, b)
@@ -227,33 +247,4 @@ pub fn expr_size(exprs: &[Expr], i: u32) -> usize {
             stack.extend([*a, *b]);
         }
     }
-    seen.len()
-}
-
-/// The symbols (indices into the plan's symbols) expression `i` depends on, sorted.
-pub fn expr_symbols(exprs: &[Expr], i: u32) -> Vec<u32> {
-    let mut seen = std::collections::HashSet::new();
-    let mut syms = std::collections::BTreeSet::new();
-    let mut stack = vec![i];
-    while let Some(x) = stack.pop() {
-        if !seen.insert(x) {
-            continue;
-        }
-        match exprs.get(x as usize) {
-            Some(Expr::Sym(s)) => {
-                syms.insert(*s);
-            }
-            Some(
-                Expr::Add(a, b)
-                | Expr::Mul(a, b)
-                | Expr::FloorDiv(a, b)
-                | Expr::CeilDiv(a, b)
-                | Expr::Mod(a, b)
-                | Expr::Min(a, b)
-                | Expr::Max(a, b),
-            ) => stack.extend([*a, *b]),
-            _ => {}
-        }
-    }
-    syms.into_iter().collect()
 }

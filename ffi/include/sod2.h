@@ -251,6 +251,17 @@ sod2_status sod2_session_set_threads(sod2_session *session, size_t threads);
 sod2_status sod2_session_set_memory_limit(sod2_session *session, size_t bytes);
 
 /*
+ Caps the kernels' working memory, process-wide (every session and thread): each growth of a
+ kernel's per-thread scratch buffer (an im2col matrix, padded copies), of the GEMM library's
+ packing buffers, and each packed copy of constant weights, at `bytes`; `0` removes the cap
+ (the default, where only the allocator refuses). A run that needs more returns
+ `SOD2_ERR_INPUT` ("step `NAME` (OP) kernel scratch needs N bytes, limit M") and the session
+ stays usable. Apart from `sod2_session_set_memory_limit`: scratch buffers belong to
+ threads, shared by every session that runs on them.
+ */
+sod2_status sod2_set_kernel_memory_limit(size_t bytes);
+
+/*
  Runs the model on the bound inputs. Outputs stay in the session until the next run.
 
  # Safety

@@ -1,5 +1,6 @@
 /* Misuse of the C ABI: every case must return an error status with a clear message, never
  * crash. Run by scripts/test (and under valgrind). Usage: ./misuse MODEL.sod2 */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,13 @@ static void expect(const char *what, sod2_status got, sod2_status want, const ch
   } else {
     printf("ok   %s: %s\n", what, msg);
   }
+}
+
+/* Runs the session on a fresh thread, whose kernel buffers have not grown yet, under a kernel
+ * memory cap of one byte: the run must be refused (the message is read on that thread). */
+static void *run_capped_on_fresh_thread(void *session) {
+  expect("run past the kernel memory cap (fresh thread)", sod2_session_run((sod2_session *)session), SOD2_ERR_INPUT, "bytes, limit 1");
+  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -95,6 +103,17 @@ int main(int argc, char **argv) {
     return 3;
   }
   if (sod2_session_set_memory_limit(s, 0) != SOD2_OK) return 3;
+  /* the kernels' process-wide cap: a larger shape whose working memory must grow is refused,
+     then runs once the cap is lifted */
+  if (sod2_set_kernel_memory_limit(1) != SOD2_OK) return 3;
+  pthread_t fresh;
+  if (pthread_create(&fresh, NULL, run_capped_on_fresh_thread, s) != 0) return 3;
+  pthread_join(fresh, NULL);
+  if (sod2_set_kernel_memory_limit(0) != SOD2_OK) return 3;
+  if (sod2_session_run(s) != SOD2_OK) {
+    fprintf(stderr, "run after lifting the kernel cap failed: %s\n", sod2_last_error());
+    return 3;
+  }
   free(many);
   expect("output buffer too small", sod2_session_copy_output(s, 0, out, sizeof out), SOD2_ERR_INVALID_ARGUMENT, "the buffer has 16");
   expect("null out pointer", sod2_session_output_info(s, 0, NULL, NULL, NULL, NULL), SOD2_ERR_INVALID_ARGUMENT, "is null");
@@ -104,6 +123,6 @@ int main(int argc, char **argv) {
   expect("double destroy", sod2_session_destroy(s), SOD2_ERR_INVALID_HANDLE, "invalid session handle");
   if (sod2_plan_destroy(plan) != SOD2_OK) return 3;
   expect("closed plan", sod2_session_create(plan, &s), SOD2_ERR_INVALID_HANDLE, "invalid plan handle");
-  printf("%d passed, %d failed\n", 26 - failures, failures);
+  printf("%d passed, %d failed\n", 27 - failures, failures);
   return failures ? 1 : 0;
 }

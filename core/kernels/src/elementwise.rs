@@ -194,9 +194,83 @@ pub fn binary_f32_simd(
             .chunks_mut(a.len())
             .zip(b.chunks(a.len()))
             .try_for_each(|(o, y)| vbin(isa, op, Src::Slice(a), Src::Slice(y), o)),
-        Broadcast::Strided => return false,
+        Broadcast::Strided => return strided_rows_f32(isa, op, (a, ad), (b, bd), out, out_dims),
     };
     r.is_ok()
+}
+
+/// [`binary_f32_simd`] for stride-0 broadcasts: the dims merged where both operands run on
+/// contiguously (or both stay put), then, where the last merged axis is a contiguous row or one
+/// value in each operand, one SIMD call per row (a channel scale `[1, C, H, W] · [1, C, 1, 1]`
+/// is `C` rows of `H·W`). Returns `false` for other layouts or rows under 8 values.
+fn strided_rows_f32(
+    isa: crate::simd::Isa,
+    op: crate::simd::BinOp,
+    (a, ad): (&[f32], &[usize]),
+    (b, bd): (&[f32], &[usize]),
+    out: &mut [f32],
+    out_dims: &[usize],
+) -> bool {
+    use crate::simd::{binary as vbin, Src};
+    if a.len() < crate::shape::numel(ad) || b.len() < crate::shape::numel(bd) {
+        return false;
+    }
+    let (sa, sb) = (
+        broadcast_strides(ad, out_dims),
+        broadcast_strides(bd, out_dims),
+    );
+    // Merged dims and strides, outermost first.
+    let mut dims: crate::shape::Dims = smallvec::SmallVec::new();
+    let (mut ma, mut mb): (crate::shape::Dims, crate::shape::Dims) =
+        (smallvec::SmallVec::new(), smallvec::SmallVec::new());
+    for k in 0..out_dims.len() {
+        let (d, x, y) = (out_dims[k], sa[k], sb[k]);
+        if d == 1 {
+            continue;
+        }
+        let joins = |prev: usize, s: usize| prev == s * d;
+        match (dims.last_mut(), ma.last(), mb.last()) {
+            (Some(last), Some(&pa), Some(&pb)) if joins(pa, x) && joins(pb, y) => {
+                *last *= d;
+                let k = ma.len() - 1;
+                (ma[k], mb[k]) = (x, y);
+            }
+            _ => {
+                dims.push(d);
+                ma.push(x);
+                mb.push(y);
+            }
+        }
+    }
+    let r = dims.len();
+    let inner = dims.last().copied().unwrap_or(1);
+    let (ia, ib) = (
+        ma.last().copied().unwrap_or(0),
+        mb.last().copied().unwrap_or(0),
+    );
+    if r < 2 || inner < 8 || ia > 1 || ib > 1 {
+        return false;
+    }
+    let mut ok = true;
+    for_each_offset(
+        &dims[..r - 1],
+        [&ma[..r - 1], &mb[..r - 1]],
+        |o, [pa, pb]| {
+            let row = &mut out[o * inner..(o + 1) * inner];
+            let x = if ia == 1 {
+                Src::Slice(&a[pa..pa + inner])
+            } else {
+                Src::Scalar(a[pa])
+            };
+            let y = if ib == 1 {
+                Src::Slice(&b[pb..pb + inner])
+            } else {
+                Src::Scalar(b[pb])
+            };
+            ok &= vbin(isa, op, x, y, row).is_ok();
+        },
+    );
+    ok
 }
 
 /// `out = c ? x : y` with `c`, `x`, `y` (each with its dims) broadcast to `out_dims`.

@@ -543,7 +543,7 @@ proptest! {
     /// forms are declined.
     #[test]
     fn simd_binary_forms_match_the_scalar_loop(
-        d0 in 1usize..4, d1 in 1usize..5, d2 in 1usize..40, form in 0usize..6, op in 0usize..4,
+        d0 in 1usize..4, d1 in 1usize..5, d2 in 1usize..40, form in 0usize..8, op in 0usize..4,
     ) {
         use crate::simd::BinOp;
         let od = vec![d0, d1, d2];
@@ -553,6 +553,9 @@ proptest! {
             2 => (vec![1, 1, 1], od.clone()),
             3 => (od.clone(), vec![d1, d2]),
             4 => (vec![d2], od.clone()),
+            // a per-row scale (rows of d2), and a per-channel one (d1 and d2 merged into rows)
+            6 => (od.clone(), vec![d0, d1, 1]),
+            7 => (vec![d0, 1, 1], od.clone()),
             _ => (vec![d0, 1, d2], vec![1, d1, 1]),
         };
         let a: Vec<f32> = (0..ad.iter().product::<usize>()).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
@@ -568,8 +571,10 @@ proptest! {
         crate::elementwise::binary(&a, &ad, &b, &bd, &mut want, &od, f);
         let mut got = vec![7f32; n];
         let done = crate::elementwise::binary_f32_simd(vop, &a, &ad, &b, &bd, &mut got, &od);
-        // Form 5 (both operands broadcast) has no SIMD form unless it degenerates to one.
-        if form < 5 {
+        // Forms 5-7 have a SIMD form when their rows are at least 8 long (5: both operands
+        // broadcast, rows of d2; 6: rows of d2; 7: rows of d1·d2), or when they degenerate to
+        // one of the other forms.
+        if form < 5 || (form == 6 && d2 >= 8) || (form == 7 && d1 * d2 >= 8) {
             prop_assert!(done);
         }
         if done {

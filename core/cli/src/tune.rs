@@ -98,12 +98,14 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
     // the sizes in between (ranet's 24×24 planes ran 2.5× slower than the other version).
     let points = 8;
     let top = largest_position(meta)?;
+    // Where each symbol's periodic guards hold (read off the plan once, for every binding).
+    let periodic = crate::domain::plan_guard_residues(meta);
     for p in 0..points {
         // Every input symbol at the same relative position of its (capped) range, moved up
         // to the nearest binding the plan's domain guards accept (a detector whose sizes must
         // suit its strides refuses most sizes): bindings no nearby value makes valid are skipped.
         let Some((vals, shapes)) =
-            valid_binding(&plan, meta, top * p as f64 / (points - 1) as f64)?
+            valid_binding(&plan, meta, &periodic, top * p as f64 / (points - 1) as f64)?
         else {
             continue;
         };
@@ -281,6 +283,7 @@ pub fn tune(plan_path: &Path, out_path: &Path, runs: usize, text: &mut String) -
 fn valid_binding(
     plan: &std::sync::Arc<Plan>,
     meta: &sod2_format::Plan,
+    periodic: &[crate::domain::SymbolResidues],
     t: f64,
 ) -> Result<Option<Binding>> {
     let mut probe = Session::new(plan.clone());
@@ -289,8 +292,7 @@ fn valid_binding(
     // First the binding moved up to the next value each symbol's periodic guards accept (a
     // detector's `height mod 32 in {0, 25..=31}`), then roundings for guards over several
     // symbols.
-    let periodic = crate::domain::plan_guard_residues(meta);
-    if let Some((vals, shapes)) = binding_at(meta, t, 1, &periodic)? {
+    if let Some((vals, shapes)) = binding_at(meta, t, 1, periodic)? {
         if !matches!(
             probe.prepare(&shapes),
             Err(sod2_runtime::RuntimeError::OutsideDomain { .. })

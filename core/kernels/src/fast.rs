@@ -68,15 +68,7 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), SgemmError> {
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let need = crate::shape::strided_len;
-    let (ar, ac) = if ta { (k, m) } else { (m, k) };
-    let (br, bc) = if tb { (n, k) } else { (k, n) };
-    if a.len() < need(ar, ac, lda)
-        || b.len() < need(br, bc, ldb)
-        || c.len() < need(m, n, ldc)
-        || ldc < n
-        || (k > 0 && (lda < ac || ldb < bc))
-    {
+    if !g.fits(c.len(), ldc) {
         return Err(SgemmError::Extents(format!(
             "sgemm: operand extents do not fit (m={m} n={n} k={k})"
         )));
@@ -125,9 +117,8 @@ pub fn sgemm(g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), SgemmError> {
         (ldb as isize, 1isize)
     };
     // SAFETY: every element the product touches lies inside the slices: op(a) spans rows 0..m,
-    // cols 0..k with the strides above, which `need(ar, ac, lda) <= a.len()` bounds (likewise b);
-    // c is m×n with row stride `ldc >= n` and `c.len() >= (m-1)*ldc + n` (checked above). `c` is
-    // borrowed mutably and does not
+    // cols 0..k with the strides above, inside `a` (likewise b), and c is m×n with row stride
+    // `ldc >= n` inside `c` (`Gemm::fits`, checked above). `c` is borrowed mutably and does not
     // alias `a` or `b` (Rust borrows). f32 is a type `gemm` supports, so it does not panic.
     unsafe {
         gemm::gemm(

@@ -64,3 +64,23 @@ pub struct Gemm<'a> {
     /// Whether the product is added to `c` (else it replaces it).
     pub accumulate: bool,
 }
+
+impl Gemm<'_> {
+    /// Whether the operands hold what the product reads and `c` (`c_len` values, rows `ldc`
+    /// apart) what it writes: `op(a)` `m × k` and `op(b)` `k × n` inside their slices with
+    /// leading dims covering their rows, `c` `m × n` with `ldc >= n`. An empty product fits.
+    pub fn fits(&self, c_len: usize, ldc: usize) -> bool {
+        let (m, n, k) = (self.m, self.n, self.k);
+        if m == 0 || n == 0 {
+            return true;
+        }
+        let need = crate::shape::strided_len;
+        let (ar, ac) = if self.a.trans { (k, m) } else { (m, k) };
+        let (br, bc) = if self.b.trans { (n, k) } else { (k, n) };
+        self.a.data.len() >= need(ar, ac, self.a.ld)
+            && self.b.data.len() >= need(br, bc, self.b.ld)
+            && c_len >= need(m, n, ldc)
+            && ldc >= n
+            && (k == 0 || (self.a.ld >= ac && self.b.ld >= bc))
+    }
+}

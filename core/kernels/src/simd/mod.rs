@@ -706,16 +706,7 @@ pub fn dot_gemm(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> {
     if a.trans || n > DOT_GEMM_MAX_COLS {
         return Err("simd::dot_gemm: a transposed left operand or too many columns".into());
     }
-    let need = crate::shape::strided_len;
-    let (br, bc) = if b.trans { (n, k) } else { (k, n) };
-    if m > 0
-        && n > 0
-        && (a.data.len() < need(m, k, a.ld)
-            || b.data.len() < need(br, bc, b.ld)
-            || c.len() < need(m, n, ldc)
-            || ldc < n
-            || (k > 0 && (a.ld < k || b.ld < bc)))
-    {
+    if !g.fits(c.len(), ldc) {
         return Err(format!(
             "simd::dot_gemm: extents do not fit (m={m} n={n} k={k})"
         ));
@@ -792,15 +783,7 @@ pub fn dot_gemm_bt(isa: Isa, g: &Gemm<'_>, c: MatMut<'_>) -> Result<(), String> 
             "simd::dot_gemm_bt: a transposed left operand or an untransposed right one".into(),
         );
     }
-    let need = crate::shape::strided_len;
-    if m > 0
-        && n > 0
-        && (a.data.len() < need(m, k, a.ld)
-            || b.data.len() < need(n, k, b.ld)
-            || c.len() < need(m, n, ldc)
-            || ldc < n
-            || (k > 0 && (a.ld < k || b.ld < k)))
-    {
+    if !g.fits(c.len(), ldc) {
         return Err(format!(
             "simd::dot_gemm_bt: extents do not fit (m={m} n={n} k={k})"
         ));

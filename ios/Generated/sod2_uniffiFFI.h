@@ -319,6 +319,11 @@ RustBuffer uniffi_sod2_uniffi_fn_func_error_cases(RustCallStatus *_Nonnull out_s
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_SET_KERNEL_MEMORY_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_SET_KERNEL_MEMORY_LIMIT
+void uniffi_sod2_uniffi_fn_func_set_kernel_memory_limit(uint64_t bytes, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_FN_FUNC_VERSION
 RustBuffer uniffi_sod2_uniffi_fn_func_version(RustCallStatus *_Nonnull out_status
@@ -588,6 +593,12 @@ void ffi_sod2_uniffi_rust_future_complete_void(uint64_t handle, RustCallStatus *
 #ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_FUNC_ERROR_CASES
 #define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_FUNC_ERROR_CASES
 uint16_t uniffi_sod2_uniffi_checksum_func_error_cases(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_FUNC_SET_KERNEL_MEMORY_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_SOD2_UNIFFI_CHECKSUM_FUNC_SET_KERNEL_MEMORY_LIMIT
+uint16_t uniffi_sod2_uniffi_checksum_func_set_kernel_memory_limit(void
     
 );
 #endif

@@ -8,6 +8,7 @@ usage: python uniffi_test.py GENERATED_PYTHON_DIR PLAN
 """
 import struct
 import sys
+import threading
 
 sys.path.insert(0, sys.argv[1])
 import sod2_uniffi as s  # noqa: E402
@@ -75,6 +76,22 @@ if list(session.run([ids7, ids7])[0].shape) != [1, 7, 32]:
 session.set_memory_limit(0)
 if list(session.run([big, big])[0].shape) != [8, 128, 32]:
     print("FAIL a run with the limit lifted", file=sys.stderr)
+    failures += 1
+
+# The kernels' process-wide cap: a one-thread session run on a fresh thread (its kernel buffers
+# not grown yet; the session above also runs on a pool worker whose buffers have) under a one-byte
+# cap is an Input error, and it runs once the cap is lifted.
+capped = model.new_session()
+s.set_kernel_memory_limit(1)
+try:
+    t = threading.Thread(target=lambda: expect("past the kernel memory cap (fresh thread)",
+                                               lambda: capped.run([big, big]), s.Sod2Error.Input, "bytes, limit 1"))
+    t.start()
+    t.join()
+finally:
+    s.set_kernel_memory_limit(0)
+if list(capped.run([big, big])[0].shape) != [8, 128, 32]:
+    print("FAIL a run with the kernel cap lifted", file=sys.stderr)
     failures += 1
 
 # The error table's Swift column: every case exists in the generated bindings as a subclass of

@@ -395,6 +395,28 @@ pub extern "system" fn Java_dev_sod2_Native_sessionSetMemoryLimit<'l>(
     })
 }
 
+/// Caps the kernels' working memory, process-wide, at `bytes` (`0`: no cap, the default); see
+/// `sod2_set_kernel_memory_limit` in the C API.
+#[no_mangle]
+pub extern "system" fn Java_dev_sod2_Native_setKernelMemoryLimit<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    bytes: jlong,
+) {
+    guarded(&mut env, (), |_| {
+        let limit = usize::try_from(bytes).map_err(|_| {
+            err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "kernel memory limit {bytes}: expected 0 (no cap, the default) or more bytes"
+                ),
+            )
+        })?;
+        sod2_runtime::set_kernel_memory_limit((limit != 0).then_some(limit));
+        Ok(())
+    })
+}
+
 /// The arena size after the last prepare.
 #[no_mangle]
 pub extern "system" fn Java_dev_sod2_Native_sessionArenaBytes<'l>(

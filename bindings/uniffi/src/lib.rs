@@ -298,6 +298,18 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// Caps the kernels' working memory, process-wide (every session and thread): each growth of a
+/// kernel's per-thread scratch buffer, of the GEMM packing buffers, and each packed copy of
+/// constant weights, at `bytes`; `0` removes the cap (the default, where only the allocator
+/// refuses). A run that needs more fails with `Sod2Error::Input` ("step `NAME` (OP) kernel
+/// scratch needs N bytes, limit M") and the session stays usable. Apart from
+/// `Session::set_memory_limit`: scratch buffers belong to threads, shared by every session.
+#[uniffi::export]
+pub fn set_kernel_memory_limit(bytes: u64) {
+    let limit = usize::try_from(bytes).unwrap_or(usize::MAX);
+    sod2_runtime::set_kernel_memory_limit((limit != 0).then_some(limit));
+}
+
 /// The `Sod2Error` case of every error kind, in the order of the table shared with the C and
 /// Kotlin bindings (the end-to-end tests check each case exists in the generated bindings).
 #[uniffi::export]

@@ -70,6 +70,16 @@ public final class Sod2Model {
         try session.setMemoryLimit(bytes: UInt64(clamping: bytes))
     }
 
+    /// Caps the kernels' working memory, process-wide (every model and thread), at `bytes`: each
+    /// growth of a kernel's per-thread scratch buffer, of the GEMM packing buffers, and each
+    /// packed copy of constant weights. 0 removes the cap (the default, where only the
+    /// allocator refuses). A run that needs more throws `Sod2Error.Input` ("step `NAME` (OP)
+    /// kernel scratch needs N bytes, limit M") and the model stays usable. Apart from
+    /// `setMemoryLimit`: scratch buffers belong to threads, shared by every session on them.
+    public static func setKernelMemoryLimit(bytes: Int) {
+        Sod2UniFFI.setKernelMemoryLimit(bytes: UInt64(clamping: bytes))
+    }
+
     /// Binds the input dims and sizes memory; returns the arena size in bytes.
     @discardableResult
     public func prepare(shapes: [[Int]]) throws -> Int {

@@ -1562,6 +1562,21 @@ public func errorCases() -> [String]  {
 })
 }
 /**
+ * Caps the kernels' working memory, process-wide (every session and thread): each growth of a
+ * kernel's per-thread scratch buffer, of the GEMM packing buffers, and each packed copy of
+ * constant weights, at `bytes`; `0` removes the cap (the default, where only the allocator
+ * refuses). A run that needs more fails with `Sod2Error::Input` ("step `NAME` (OP) kernel
+ * scratch needs N bytes, limit M") and the session stays usable. Apart from
+ * `Session::set_memory_limit`: scratch buffers belong to threads, shared by every session.
+ */
+public func setKernelMemoryLimit(bytes: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sod2_uniffi_fn_func_set_kernel_memory_limit(
+        FfiConverterUInt64.lower(bytes),uniffiCallStatus
+    )
+}
+}
+/**
  * The library version.
  */
 public func version() -> String  {
@@ -1588,6 +1603,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.contractVersionMismatch
     }
     if (uniffi_sod2_uniffi_checksum_func_error_cases() != 6124) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sod2_uniffi_checksum_func_set_kernel_memory_limit() != 50830) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sod2_uniffi_checksum_func_version() != 57923) {

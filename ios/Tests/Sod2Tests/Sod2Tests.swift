@@ -46,4 +46,24 @@ final class Sod2Tests: XCTestCase {
         try model.setMemoryLimit(bytes: 0)
         XCTAssertEqual(try model.run(inputs(batch: 8, seq: 128))[0].shape, [8, 128, 32])
     }
+
+    func testARunPastTheKernelMemoryCapThrowsAndRunsOnceLifted() throws {
+        let model = try Sod2Model(path: try planPath())
+        let big = inputs(batch: 8, seq: 128)
+        // A fresh thread: its kernel buffers have not grown yet, so a one-byte cap refuses them.
+        Sod2Model.setKernelMemoryLimit(bytes: 1)
+        defer { Sod2Model.setKernelMemoryLimit(bytes: 0) }
+        var refused: Error?
+        let done = DispatchSemaphore(value: 0)
+        let t = Thread {
+            do { _ = try model.run(big) } catch { refused = error }
+            done.signal()
+        }
+        t.start()
+        done.wait()
+        guard case Sod2Error.Input(let msg)? = refused else { return XCTFail("\(String(describing: refused))") }
+        XCTAssertTrue(msg.contains("bytes, limit 1"), msg)
+        Sod2Model.setKernelMemoryLimit(bytes: 0)
+        XCTAssertEqual(try model.run(big)[0].shape, [8, 128, 32])
+    }
 }

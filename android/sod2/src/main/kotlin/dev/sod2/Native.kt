@@ -24,6 +24,7 @@ internal object Native {
     @JvmStatic external fun sessionArenaBytes(handle: Long): Long
     @JvmStatic external fun sessionSetThreads(handle: Long, threads: Int)
     @JvmStatic external fun sessionSetMemoryLimit(handle: Long, bytes: Long)
+    @JvmStatic external fun setKernelMemoryLimit(bytes: Long)
 
     /** The exception class of every error kind (JNI class paths, in the table's order). */
     @JvmStatic external fun errorClasses(): Array<String>

@@ -96,6 +96,17 @@ class Sod2Model private constructor(private var handle: Long) : AutoCloseable {
 
         /** Loads and verifies a plan held in memory. */
         fun fromBytes(bytes: ByteArray): Sod2Model = Sod2Model(Native.modelFromBytes(bytes))
+
+        /**
+         * Caps the kernels' working memory, process-wide (every model, session and thread), at
+         * [bytes]: each growth of a kernel's per-thread scratch buffer, of the GEMM packing
+         * buffers, and each packed copy of constant weights. `0` removes the cap (the default,
+         * where only the allocator refuses). A run that needs more throws [InputException]
+         * ("step `NAME` (OP) kernel scratch needs N bytes, limit M") and the session stays
+         * usable. Apart from [Session.setMemoryLimit]: scratch buffers belong to threads, shared
+         * by every session that runs on them. Negative [bytes] throw [InvalidArgumentException].
+         */
+        fun setKernelMemoryLimit(bytes: Long) = Native.setKernelMemoryLimit(bytes)
     }
 }
 

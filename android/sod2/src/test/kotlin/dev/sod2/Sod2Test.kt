@@ -86,6 +86,29 @@ class Sod2Test {
     }
 
     @Test
+    fun aRunPastTheKernelMemoryCapThrowsAndRunsOnceLifted() {
+        Sod2Model.load(planPath).use { m ->
+            m.newSession().use { s ->
+                // A fresh thread: its kernel buffers have not grown yet, so a one-byte cap refuses them.
+                var refused: Throwable? = null
+                Sod2Model.setKernelMemoryLimit(1)
+                try {
+                    val t = Thread { refused = runCatching { s.run(inputs(8, 128)) }.exceptionOrNull() }
+                    t.start()
+                    t.join()
+                } finally {
+                    Sod2Model.setKernelMemoryLimit(0)
+                }
+                val e = refused
+                assertTrue(e is InputException, "want an InputException, got $e")
+                assertTrue(e!!.message!!.contains("kernel scratch needs") && e.message!!.contains("bytes, limit 1"), e.message)
+                assertArrayEquals(longArrayOf(8, 128, 32), s.run(inputs(8, 128))[0].shape)
+                assertThrows<InvalidArgumentException> { Sod2Model.setKernelMemoryLimit(-1) }
+            }
+        }
+    }
+
+    @Test
     fun misuseRaisesTypedExceptionsWithMessages() {
         val e1 = assertThrows<IoException> { Sod2Model.load("/no/such/plan.sod2") }
         assertTrue(e1.message!!.contains("cannot read plan"), e1.message)

@@ -6,7 +6,9 @@ nothing to bind and are listed as skipped) it compiles once with no flags, reads
 from `sod2 inspect`, and draws bindings (fixed seed per model) until N distinct ones have run (a binding drawn
 again is not run again; repeated draws widen the spans below, so a model whose only symbol is a
 batch runs batches up to 64; widened or beyond N draws, only while the model's --budget of seconds
-lasts):
+lasts). A model stopped short of N distinct bindings (a batch of 64 EEG recordings takes seconds)
+is topped up to N bindings run with narrow draws again, a repeated binding running again on new
+input values, for at most --topup seconds more:
 
 - about 3 in 4 inside the ranges: each symbol, with probability 0.7, a small value (uniform in
   lo..=min(hi, lo+48); lo..=lo+3 for a batch-like symbol, one whose test values are all <= 8;
@@ -92,6 +94,9 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--budget", type=float, default=20.0,
                     help="seconds per model after which no widened draws, nor draws beyond N, are made (default 20)")
+    ap.add_argument("--topup", type=float, default=75.0,
+                    help="seconds more for a model stopped short of N distinct bindings to run N bindings, "
+                         "repeated ones on new input values (default 75)")
     ap.add_argument("--progress", action="store_true", help="print each model's counts to stderr as it finishes")
     ap.add_argument("--dump", type=pathlib.Path, default=None, help="save each failing binding's inputs here (.npz)")
     ap.add_argument("--show", type=int, default=3, help="failures shown per model")
@@ -130,21 +135,30 @@ def main() -> int:
             # Draw until N distinct bindings have run: a binding drawn again is not run again, and
             # every 8 repeats widen the spans (a model whose only symbol is a batch has few small
             # bindings), up to 20 N draws; widened or past N draws, only while the model's time
-            # budget lasts (a batch of 64 EEG recordings takes seconds per run).
-            spread, repeats, i = 1, 0, -1
-            while c["distinct"] < args.bindings and i + 1 < 20 * args.bindings:
-                if (i + 1 >= args.bindings or spread > 1) and time.time() - t0 > args.budget:
+            # budget lasts (a batch of 64 EEG recordings takes seconds per run). A model stopped
+            # there short of N is topped up to N bindings run: narrow draws again, where a binding
+            # drawn again runs again on new input values, for at most --topup seconds more.
+            spread, repeats, i, topup = 1, 0, -1, False
+            while c["distinct"] + c["again"] < args.bindings and i + 1 < 40 * args.bindings:
+                if not topup and (i + 1 >= 20 * args.bindings or (
+                        (i + 1 >= args.bindings or spread > 1) and time.time() - t0 > args.budget)):
                     c["budget_stop"] = 1
+                    topup, spread, t_topup = True, 1, time.time()
+                if topup and time.time() - t_topup > args.topup:
+                    c["topup_stop"] = 1
                     break
                 i += 1
                 binding, in_range = draw(rng, info.symbols, tests, spread)
                 key = tuple(sorted(binding.items()))
                 if key in seen:
-                    repeats += 1
-                    spread += repeats % 8 == 0
-                    continue
-                seen.add(key)
-                c["distinct"] += 1
+                    if not topup:
+                        repeats += 1
+                        spread += repeats % 8 == 0
+                        continue
+                    c["again"] += 1
+                else:
+                    seen.add(key)
+                    c["distinct"] += 1
                 feeds, how = feeds_at(t, info, binding, rng, i, like)
                 c[how] += 1
                 tied = False
@@ -207,8 +221,11 @@ def main() -> int:
                 print(f"{t.name}: {dict(c)} {dt:.1f} s", file=sys.stderr, flush=True)
             ranges = ", ".join(f"{s} {lo}..={hi}" for s, (lo, hi) in info.symbols.items())
             if c["budget_stop"]:
-                details.append(f"{t.name}: {c['distinct']} distinct bindings when its {args.budget:.0f} s budget ran out")
-            rows.append((t.name, c["distinct"], c["ok"], c["range"], c["guard"], c["tied"], c["fail"], c["generic"], f"{dt:.1f}", ranges))
+                details.append(f"{t.name}: {c['distinct']} distinct bindings when its {args.budget:.0f} s budget ran out"
+                               f" (or its draws gave no new binding); topped up with {c['again']} bindings drawn again"
+                               f" (new input values){', stopped by --topup' if c['topup_stop'] else ''}")
+            runs = c["distinct"] + c["again"]
+            rows.append((t.name, f"{runs} ({c['distinct']})" if c["again"] else runs, c["ok"], c["range"], c["guard"], c["tied"], c["fail"], c["generic"], f"{dt:.1f}", ranges))
             details += fails[: args.show]
             if len(fails) > args.show:
                 details.append(f"{t.name}: ... {len(fails) - args.show} more failures")
@@ -218,9 +235,11 @@ def main() -> int:
             if c["ort_ran_outside"]:
                 details.append(f"{t.name}: ONNX Runtime ran {c['ort_ran_outside']} of the {c['range']} bindings outside sod2's ranges (sod2 refused them)")
             total.update({k: c[k] for k in ("ok", "range", "guard", "tied", "fail", "generic")})
-            total["bindings"] += c["distinct"]
-    print(f"\n## Symbol domains, property test: random draws until {args.bindings} distinct bindings per model have run (sod2 run vs ONNX Runtime, corpus tolerance)\n")
-    print("| model | distinct bindings run | inside ok | refused (range) | refused (guard) | refused (tied) | failures | generic inputs | s | ranges |")
+            total["bindings"] += c["distinct"] + c["again"]
+            total["distinct"] += c["distinct"]
+            total["short"] += c["distinct"] + c["again"] < args.bindings
+    print(f"\n## Symbol domains, property test: random draws until {args.bindings} distinct bindings per model have run (topped up to {args.bindings} runs, some bindings drawn again, where a model's distinct draws hit its budget) (sod2 run vs ONNX Runtime, corpus tolerance)\n")
+    print("| model | bindings run (distinct) | inside ok | refused (range) | refused (guard) | refused (tied) | failures | generic inputs | s | ranges |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(str(x) for x in r) + " |")
@@ -228,7 +247,7 @@ def main() -> int:
         print(f"\nno input symbols (nothing to bind): {', '.join(skipped)}")
     if details:
         print("\n" + "\n".join(details))
-    print(f"\ndomain properties: {len(rows)} models, {total['bindings']} distinct bindings run: {total['ok']} inside ok, "
+    print(f"\ndomain properties: {len(rows)} models, {total['bindings']} bindings run ({total['distinct']} distinct; {total['short']} models under {args.bindings}): {total['ok']} inside ok, "
           f"{total['range']} refused outside a range, {total['guard']} refused by a guard (ONNX Runtime fails too), "
           f"{total['tied']} refused for inputs disagreeing on a shared symbol, "
           f"{total['fail']} failures; {time.time() - t_start:.0f} s")

@@ -1,6 +1,37 @@
 use proptest::prelude::*;
 
+use crate::simd::{Combine, Epilogue, UnOp};
 use crate::{conv, edo, elementwise, layout, linalg, mat, math, reduce, shape};
+
+/// HardSwish as the planner lowers it: `x · min(max(x · ⅙ + ½, 0), 1)`.
+const HARD_SWISH: Epilogue = Epilogue {
+    scale: Some(1.0 / 6.0),
+    shift: Some(0.5),
+    lo: Some(0.0),
+    hi: Some(1.0),
+    unary: None,
+    combine: Combine::MulX,
+};
+
+/// SiLU: `x · sigmoid(x)`.
+const SILU: Epilogue = Epilogue {
+    scale: None,
+    shift: None,
+    lo: None,
+    hi: None,
+    unary: Some(UnOp::Sigmoid),
+    combine: Combine::MulX,
+};
+
+/// LeakyRelu (α = 0.1): `max(x, 0.1 · x)`.
+const LEAKY: Epilogue = Epilogue {
+    scale: Some(0.1),
+    shift: None,
+    lo: None,
+    hi: None,
+    unary: None,
+    combine: Combine::MaxX,
+};
 
 fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks(4)
@@ -118,6 +149,12 @@ proptest! {
         for (a, b) in o1.iter().zip(&o2) {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
+        // HardSwish applied to each band with its bias.
+        let hs = conv::ConvProblem { act: conv::Activation::Epilogue(HARD_SWISH), ..p };
+        conv::conv2d_gemm_f32(&hs, &mut o2).unwrap();
+        for (a, b) in o1.iter().zip(&o2) {
+            prop_assert!((HARD_SWISH.reference(*a) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
+        }
     }
 
     /// 1-D convolutions over H with W = 1 (a Conv1d exported as a `[k, 1]` Conv2d): whole-row
@@ -181,13 +218,22 @@ proptest! {
         for (a, b) in o1.iter().zip(&o5) {
             prop_assert!((a.max(0.0) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
+        // With a one-pass epilogue (HardSwish, SiLU), applied band by band with the bias.
+        for e in [HARD_SWISH, SILU] {
+            let mut o6 = vec![7f32; o1.len()];
+            let act = conv::ConvProblem { act: conv::Activation::Epilogue(e), ..p };
+            conv::conv2d_gemm_f32(&act, &mut o6).unwrap();
+            for (a, b) in o1.iter().zip(&o6) {
+                prop_assert!((e.reference(*a) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{:?}: {} vs {}", e, a, b);
+            }
+        }
     }
 
     #[test]
     fn channel_block_and_row_conv_match_naive_on_every_isa(
         n in 1usize..3, c in 1usize..6, m in 1usize..40, h in 1usize..14, w in 1usize..40,
         kh in 1usize..4, kw in 1usize..4, s in 1usize..4, p in 0usize..3, d in 1usize..3,
-        g in prop_oneof![Just(1usize), Just(2usize)], relu in any::<bool>(),
+        g in prop_oneof![Just(1usize), Just(2usize)], act_kind in 0usize..5,
     ) {
         let (c, m) = (c * g, m.div_ceil(g) * g);
         let (eh, ew) = (d * (kh - 1) + 1, d * (kw - 1) + 1);
@@ -199,14 +245,23 @@ proptest! {
         let win = conv::Window { k: [kh, kw], s: [s, s], d: [d, d], pb: [p, p] };
         let (xd, od) = ([n, c, h, w], [n, m, oh, ow]);
         let mut o1 = vec![0f32; n * m * oh * ow];
-        // A fused ReLU: the reference, clamped (the kernels apply it as they store).
-        let act = if relu { conv::Activation::Relu } else { conv::Activation::None };
+        // A fused activation: the reference, then the activation (the kernels apply ReLU as
+        // they store, an epilogue to each band once written).
+        let act = [
+            conv::Activation::None,
+            conv::Activation::Relu,
+            conv::Activation::Epilogue(HARD_SWISH),
+            conv::Activation::Epilogue(SILU),
+            conv::Activation::Epilogue(LEAKY),
+        ][act_kind];
         let p = conv::ConvProblem {
             x: &x, x_dims: xd, w: &wt, m, bias: Some(&bias), group: g, window: win, out_dims: od, act,
         };
         conv::conv2d_f32(&conv::ConvProblem { act: conv::Activation::None, ..p }, &mut o1);
-        if relu {
-            o1.iter_mut().for_each(|v| *v = v.max(0.0));
+        match act {
+            conv::Activation::Relu => o1.iter_mut().for_each(|v| *v = v.max(0.0)),
+            conv::Activation::Epilogue(e) => o1.iter_mut().for_each(|v| *v = e.reference(*v)),
+            conv::Activation::None => {}
         }
         let mut o0 = vec![7f32; o1.len()];
         conv::conv2d_f32(&p, &mut o0);

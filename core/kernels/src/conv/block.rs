@@ -100,6 +100,7 @@ fn block_run(
                     // The geometry is consistent by construction; an error here is a bug.
                     let r = crate::simd::conv_block_rows(blocking.isa, blocking.nb, &args, o);
                     debug_assert!(r.is_ok(), "{r:?}");
+                    act.finish(blocking.isa, o);
                 }
             }
         }

@@ -103,6 +103,8 @@ pub fn conv2d_depthwise_on(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) -> Re
                         };
                         crate::simd::depthwise_tile(isa, &t, buf, &mut o[y0 * ow + x0..])?;
                     }
+                    // The band's activation while its rows are in cache.
+                    p.act.finish(isa, &mut o[y0 * ow..y1 * ow]);
                 }
             }
             Ok(())
@@ -188,6 +190,7 @@ impl Geometry {
 mod tests {
     use super::*;
     use crate::conv::{conv2d_f32, Activation, Window};
+    use crate::simd::{Combine, Epilogue};
     use proptest::prelude::*;
 
     /// Values in `[-1, 1)` from a seed (a small LCG).
@@ -278,10 +281,13 @@ mod tests {
             kw in prop_oneof![Just(1usize), Just(3), Just(5), Just(7)],
             s in [1usize..=3, 1usize..=3], d in [1usize..=2, 1usize..=2],
             pb in [0usize..=3, 0usize..=3], pe in [0usize..=3, 0usize..=3],
-            bias in any::<bool>(), relu in any::<bool>(), seed in 0u64..1000,
+            bias in any::<bool>(), act in 0usize..4, seed in 0u64..1000,
         ) {
             let win = Window { k: [kh, kw], s, d, pb };
-            let act = if relu { Activation::Relu } else { Activation::None };
+            // None, the kernels' ReLU, and two one-pass epilogues (HardSwish, LeakyRelu).
+            let hard_swish = Epilogue { scale: Some(1.0 / 6.0), shift: Some(0.5), lo: Some(0.0), hi: Some(1.0), unary: None, combine: Combine::MulX };
+            let leaky = Epilogue { scale: Some(0.1), combine: Combine::MaxX, ..Epilogue::default() };
+            let act = [Activation::None, Activation::Relu, Activation::Epilogue(hard_swish), Activation::Epilogue(leaky)][act];
             prop_assert_eq!(check([n, c, h, w], win, pe, bias, act, seed, 1), Ok(()));
         }
     }

@@ -96,6 +96,7 @@ pub fn conv2d_direct_on(
             if act.relu() {
                 oc_plane.iter_mut().for_each(|v| *v = v.max(0.0));
             }
+            act.finish(isa, oc_plane);
         }
         Ok(())
     });
@@ -153,6 +154,7 @@ fn direct_rows(isa: Isa, p: &ConvProblem<'_>, out: &mut [f32]) -> Result<(), Scr
                     relu,
                 };
                 crate::simd::conv_planes(plane_isa, &p, o)?;
+                act.finish(isa, o);
                 k += j;
             }
             Ok(())

@@ -1,7 +1,7 @@
 //! Convolution as im2col + GEMM: the im2col matrix built in L2-sized bands of output rows on
 //! one thread (or whole, rows split across threads), multiplied by the packed GEMM, bias and
 //! activation applied band by band.
-use super::{conv2d_direct_on, ConvProblem, Window};
+use super::{conv2d_direct_on, Activation, ConvProblem, Window};
 use crate::mat::{Gemm, MatMut, MatRef};
 use crate::scratch::ScratchRefused;
 
@@ -88,7 +88,6 @@ fn conv_gemm_body(
         out_dims: od,
         act,
     } = *p;
-    let relu = act.relu();
     let [n, c, h, wi] = xd;
     let [_, _, oh, ow] = od;
     let (cg, mg) = (c / g, m / g);
@@ -128,7 +127,7 @@ fn conv_gemm_body(
                     // The band's bias (and activation) while it is still in cache.
                     let band = &mut og[oy0 * ow..];
                     let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
-                    bias_act(band, (sp, ncols), bs, mg, relu);
+                    bias_act(band, (sp, ncols), bs, mg, act);
                     oy0 += rows;
                 }
                 continue;
@@ -158,7 +157,7 @@ fn conv_gemm_body(
             };
             crate::linalg::gemm_f32(&gm, og)?;
             let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
-            bias_act(og, (sp, sp), bs, mg, relu);
+            bias_act(og, (sp, sp), bs, mg, act);
         }
     }
     Ok(())
@@ -215,32 +214,39 @@ fn conv_patches(
             let og = &mut out[((b * m) + grp * mg) * sp..((b * m) + (grp + 1) * mg) * sp];
             crate::linalg::gemm_f32(&gm, og)?;
             let bs = bias.map(|bs| &bs[grp * mg..(grp + 1) * mg]);
-            bias_act(og, (sp, sp), bs, mg, act.relu());
+            bias_act(og, (sp, sp), bs, mg, act);
         }
     }
     Ok(())
 }
 
 /// Adds `bias[k]` to the first `cols` elements of row `k` (rows `sp` apart, `rows` of them) of
-/// `out`, then clamps them at zero with `relu`: one pass.
+/// `out`, then applies `act`: one pass.
 fn bias_act(
     out: &mut [f32],
     (sp, cols): (usize, usize),
     bias: Option<&[f32]>,
     rows: usize,
-    relu: bool,
+    act: Activation,
 ) {
-    if bias.is_none() && !relu {
+    if bias.is_none() && act == Activation::None {
         return;
     }
+    let isa = crate::simd::Isa::detect();
     for (k, orow) in out.chunks_mut(sp.max(1)).take(rows).enumerate() {
-        let bv = bias.and_then(|bs| bs.get(k)).copied().unwrap_or(0.0);
+        let bv = bias.and_then(|bs| bs.get(k)).copied();
         let n = cols.min(orow.len());
         let seg = &mut orow[..n];
-        if relu {
-            seg.iter_mut().for_each(|v| *v = (*v + bv).max(0.0));
-        } else {
-            seg.iter_mut().for_each(|v| *v += bv);
+        match act {
+            Activation::Epilogue(e) => crate::simd::epilogue(isa, &e, bv, seg),
+            Activation::Relu => {
+                let bv = bv.unwrap_or(0.0);
+                seg.iter_mut().for_each(|v| *v = (*v + bv).max(0.0));
+            }
+            Activation::None => {
+                let bv = bv.unwrap_or(0.0);
+                seg.iter_mut().for_each(|v| *v += bv);
+            }
         }
     }
 }

@@ -35,19 +35,31 @@ pub use crate::geom::Window;
 
 /// What a convolution applies to its outputs as it writes them (an epilogue fused into the
 /// kernel, so the output is not read back in a second pass).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Activation {
     /// The convolution (plus bias) itself.
     #[default]
     None,
-    /// `max(0, ·)`.
+    /// `max(0, ·)`, clamped in the kernels' own stores.
     Relu,
+    /// Any other one-pass activation (HardSwish, SiLU, LeakyRelu, Clip...), applied to each
+    /// band of outputs once written, while it is in cache.
+    Epilogue(crate::simd::Epilogue),
 }
 
 impl Activation {
     #[inline]
     pub(crate) fn relu(self) -> bool {
         self == Activation::Relu
+    }
+
+    /// Applies an [`Activation::Epilogue`] to `out` (outputs already written, bias included);
+    /// the other activations are the kernels' own.
+    #[inline]
+    pub(crate) fn finish(self, isa: crate::simd::Isa, out: &mut [f32]) {
+        if let Activation::Epilogue(e) = self {
+            crate::simd::epilogue(isa, &e, None, out);
+        }
     }
 }
 
@@ -135,8 +147,10 @@ pub fn conv2d_f32(p: &ConvProblem<'_>, out: &mut [f32]) {
 /// Applies `p.act` to the output of `p` in a pass of its own (the reference loops and the
 /// transposed convolutions, whose kernels do not fuse it).
 fn act_pass(p: &ConvProblem<'_>, out: &mut [f32]) {
-    if p.act.relu() {
-        let len = p.out_dims.iter().product::<usize>();
-        out[..len].iter_mut().for_each(|v| *v = v.max(0.0));
+    let len = p.out_dims.iter().product::<usize>();
+    match p.act {
+        Activation::None => {}
+        Activation::Relu => out[..len].iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Epilogue(e) => out[..len].iter_mut().for_each(|v| *v = e.reference(*v)),
     }
 }

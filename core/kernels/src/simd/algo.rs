@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use super::vector::Vf32;
-use super::{BinOp, Src, UnOp};
+use super::{BinOp, Combine, Epilogue, Src, UnOp};
 
 /// Lanes of the widest vector type (tail buffers are this long).
 const MAX_LANES: usize = 16;
@@ -225,6 +225,63 @@ pub(crate) unsafe fn unary<V: Vf32>(op: UnOp, a: &[f32], out: &mut [f32]) {
         // SAFETY: the padded buffer holds MAX_LANES >= LANES elements.
         unsafe { unary_v(op, V::load(t.as_ptr())).store(t.as_mut_ptr()) };
         out[i..].copy_from_slice(&t[..n - i]);
+    }
+}
+
+/// [`Epilogue`] on one vector (`x` with the bias added).
+#[inline(always)]
+unsafe fn epilogue_v<V: Vf32>(e: &Epilogue, x: V) -> V {
+    // SAFETY: lane arithmetic on a vector type the caller may use.
+    unsafe {
+        let mut t = x;
+        if let Some(s) = e.scale {
+            t = t.mul(V::splat(s));
+        }
+        if let Some(s) = e.shift {
+            t = t.add(V::splat(s));
+        }
+        if let Some(l) = e.lo {
+            t = t.max(V::splat(l));
+        }
+        if let Some(h) = e.hi {
+            t = t.min(V::splat(h));
+        }
+        if let Some(u) = e.unary {
+            t = unary_v(u, t);
+        }
+        match e.combine {
+            Combine::Result => t,
+            Combine::MulX => x.mul(t),
+            Combine::MaxX => x.max(t),
+            Combine::MinX => x.min(t),
+        }
+    }
+}
+
+/// `x[i] = e(x[i] + bias)` in place.
+#[inline(always)]
+pub(crate) unsafe fn epilogue<V: Vf32>(e: &Epilogue, bias: Option<f32>, x: &mut [f32]) {
+    let n = x.len();
+    let l = V::LANES;
+    let p = x.as_mut_ptr();
+    // SAFETY: lane arithmetic; loads and stores of whole blocks below `n`.
+    unsafe {
+        let b = bias.map(|b| V::splat(b));
+        let load = |q: *const f32| match b {
+            Some(b) => V::load(q).add(b),
+            None => V::load(q),
+        };
+        let mut i = 0;
+        while i + l <= n {
+            epilogue_v(e, load(p.add(i))).store(p.add(i));
+            i += l;
+        }
+        if i < n {
+            let mut t = [0f32; MAX_LANES];
+            t[..n - i].copy_from_slice(&x[i..n]);
+            epilogue_v(e, load(t.as_ptr())).store(t.as_mut_ptr());
+            x[i..].copy_from_slice(&t[..n - i]);
+        }
     }
 }
 

@@ -191,6 +191,71 @@ impl UnOp {
     }
 }
 
+/// An activation applied in one pass, every step on values held in registers: the elementwise
+/// chains the planner lowers HardSwish, HardSigmoid, LeakyRelu, Clip to (and SiLU, a Sigmoid
+/// times its input), in this order: `t = x · scale`, `t = t + shift`, `t = max(t, lo)`,
+/// `t = min(t, hi)`, `t = unary(t)`, then `t`, `x · t`, `max(x, t)` or `min(x, t)`. Each step
+/// is the same vector operation the fused program would run, so the values are the same; a
+/// convolution applies it to each band of outputs while the band is in cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Epilogue {
+    /// `t = x · scale`.
+    pub scale: Option<f32>,
+    /// `t = t + shift`.
+    pub shift: Option<f32>,
+    /// `t = max(t, lo)`.
+    pub lo: Option<f32>,
+    /// `t = min(t, hi)`.
+    pub hi: Option<f32>,
+    /// `t = op(t)`.
+    pub unary: Option<UnOp>,
+    /// How `t` meets `x` last.
+    pub combine: Combine,
+}
+
+/// The last step of an [`Epilogue`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Combine {
+    /// `t`.
+    #[default]
+    Result,
+    /// `x · t` (HardSwish, SiLU).
+    MulX,
+    /// `max(x, t)` (LeakyRelu with `α ≤ 1`).
+    MaxX,
+    /// `min(x, t)` (LeakyRelu with `α > 1`).
+    MinX,
+}
+
+impl Epilogue {
+    /// The scalar meaning (the oracle of the tests; the vector code may differ in the last
+    /// bits of a unary op).
+    pub fn reference(&self, x: f32) -> f32 {
+        let mut t = x;
+        if let Some(s) = self.scale {
+            t *= s;
+        }
+        if let Some(s) = self.shift {
+            t += s;
+        }
+        if let Some(l) = self.lo {
+            t = t.max(l);
+        }
+        if let Some(h) = self.hi {
+            t = t.min(h);
+        }
+        if let Some(u) = self.unary {
+            t = u.reference(t);
+        }
+        match self.combine {
+            Combine::Result => t,
+            Combine::MulX => x * t,
+            Combine::MaxX => x.max(t),
+            Combine::MinX => x.min(t),
+        }
+    }
+}
+
 /// One entry point per instruction set: `$isa` module, vector type, the direct convolutions'
 /// tiles (pixels of the channel-blocked kernel for 1, 2 and 4 channel vectors; channels × rows
 /// × vectors of the row-vectorised one, then its rows when it computes four channels, sized to
@@ -201,7 +266,7 @@ macro_rules! entry_points {
             #![allow(unsafe_code)]
             use super::algo;
             use super::conv_block::{plane, rows, Block, Plane};
-            use super::{BinOp, Src, UnOp};
+            use super::{BinOp, Epilogue, Src, UnOp};
             type V = $v;
             /// Output channels per tile of the row-vectorised convolution.
             pub(super) const PLANES: usize = $j;
@@ -252,6 +317,11 @@ macro_rules! entry_points {
             pub(super) unsafe fn unary(op: UnOp, a: &[f32], out: &mut [f32]) {
                 // SAFETY: forwarded contract.
                 unsafe { algo::unary::<V>(op, a, out) }
+            }
+            $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn epilogue(e: &Epilogue, bias: Option<f32>, x: &mut [f32]) {
+                // SAFETY: forwarded contract.
+                unsafe { algo::epilogue::<V>(e, bias, x) }
             }
             $(#[target_feature(enable = $feat)])?
             pub(super) unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -443,6 +513,11 @@ pub fn unary_in_place(isa: Isa, op: UnOp, x: &mut [f32]) {
         t[..n].copy_from_slice(c);
         dispatch!(isa, unary(op, &t[..n], c));
     }
+}
+
+/// `x[i] = e(x[i] + bias)` in place, one pass (`bias`: none, or one value added first).
+pub fn epilogue(isa: Isa, e: &Epilogue, bias: Option<f32>, x: &mut [f32]) {
+    dispatch!(isa, epilogue(e, bias, x));
 }
 
 /// Batched matrix transpose: `out[b][i][j] = x[b·sb + j·sj + i]` for `b < nb`, `i < rows`,

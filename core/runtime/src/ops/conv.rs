@@ -12,7 +12,7 @@ use sod2_kernels::shape::numel;
 use sod2_kernels::simd;
 
 use super::num::{dispatch, Num};
-use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
+use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel, Prepared};
 
 /// A convolution's constant weights packed for the channel-blocked kernel (with their
 /// packing), kept by the plan once made.
@@ -83,10 +83,14 @@ fn conv(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     conv_with(c, Activation::None)
 }
 
-/// Conv then `max(0, ·)`, clamped as the kernels store the outputs (the anchor of a fused step
-/// whose epilogue is exactly that).
-pub(crate) fn conv_relu(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    conv_with(c, Activation::Relu)
+/// Conv then the activation its fused step's program computes, applied by the kernels as
+/// they store the outputs (the anchor of a fused step whose program is one they apply).
+pub(crate) fn conv_fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
+    let act = match c.prepared {
+        Prepared::Fused(spec) => spec.conv_activation(),
+        _ => None,
+    };
+    conv_with(c, act.ok_or_else(|| wrong_attrs(c))?)
 }
 
 /// Conv followed by `act`, which the kernels apply as they store the outputs.

@@ -4,6 +4,7 @@
 use sod2_format::fused::{FusedAttrs, Instr, InstrOp, Operand, RowOp};
 use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::attention::{attention_f32, Attention, Mask, Prologue, RowProgram};
+use sod2_kernels::conv::Activation;
 use sod2_kernels::linalg::MatMul;
 use sod2_kernels::shape::{broadcast_shape, broadcast_strides, numel, Strided};
 use sod2_kernels::simd::{self, Isa};
@@ -12,6 +13,7 @@ use smallvec::SmallVec;
 
 use super::{typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel, Prepared};
 
+mod epilogue;
 mod program;
 mod rows;
 
@@ -44,9 +46,16 @@ pub(crate) struct Spec {
     consts: Vec<f32>,
     /// Attention's prologue as `x · scale + coef · input`, when it has that form.
     affine: Option<Affine>,
-    /// The anchor applies the whole epilogue itself (a Conv whose epilogue is `max(0, ·)`,
-    /// clamped as the convolution stores its outputs): nothing runs after it.
-    anchor_only: bool,
+    /// The anchor applies the whole epilogue itself (a Conv whose program is an activation
+    /// the convolution applies as it stores its outputs): nothing runs after it.
+    conv_act: Option<Activation>,
+}
+
+impl Spec {
+    /// The activation a Conv anchor applies itself, when the step's program is one.
+    pub(crate) fn conv_activation(&self) -> Option<Activation> {
+        self.conv_act
+    }
 }
 
 /// A prologue of the form `x · scale + coef · mask` (`mask` a program input), which attention
@@ -142,24 +151,25 @@ impl Spec {
 }
 
 /// Prepares a fused step (decoded and checked at load, [`FusedAttrs`]) for the CPU: the
-/// anchor's kernel, attention's affine prologue, whether a Conv anchor applies the whole
-/// epilogue itself.
+/// anchor's kernel, attention's affine prologue, the activation a Conv anchor applies itself.
 pub(crate) fn prepare(f: &FusedAttrs) -> Result<Spec, String> {
     let anchor = match f.anchor {
         None => None,
         Some(op) => Some(super::kernel(op).ok_or_else(|| format!("no kernel for anchor {op}"))?),
     };
     let (pre, pre_out, row, post) = (&f.pre, f.pre_out, f.row, &f.post);
-    let conv_relu = f.anchor == Some(OpCode::Conv)
+    let conv_act = if f.anchor == Some(OpCode::Conv)
         && f.program_inputs == 0
         && row == RowOp::None
         && post.is_empty()
-        && matches!(pre.as_slice(), [i] if i.op == InstrOp::Relu
-            && i.a == Operand::Buf
-            && pre_out == Operand::Temp(i.dst));
+    {
+        epilogue::conv_activation(pre, pre_out, &f.consts)
+    } else {
+        None
+    };
     Ok(Spec {
-        anchor: if conv_relu {
-            Some(super::conv::conv_relu as Kernel)
+        anchor: if conv_act.is_some() {
+            Some(super::conv::conv_fused as Kernel)
         } else {
             anchor
         },
@@ -178,7 +188,7 @@ pub(crate) fn prepare(f: &FusedAttrs) -> Result<Spec, String> {
         post_out: f.post_out,
         affine: Affine::of(pre, pre_out, &f.consts),
         consts: f.consts.clone(),
-        anchor_only: conv_relu,
+        conv_act,
     })
 }
 
@@ -225,7 +235,7 @@ fn fused(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             *slot = sub.outs.pop().flatten();
         }
         r?;
-        if spec.anchor_only {
+        if spec.conv_act.is_some() {
             return Ok(());
         }
     }

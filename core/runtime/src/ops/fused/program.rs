@@ -66,7 +66,7 @@ fn bin_op(op: InstrOp) -> Option<BinOp> {
     })
 }
 
-fn un_op(op: InstrOp) -> Option<UnOp> {
+pub(super) fn un_op(op: InstrOp) -> Option<UnOp> {
     Some(match op {
         InstrOp::Exp => UnOp::Exp,
         InstrOp::Sigmoid => UnOp::Sigmoid,

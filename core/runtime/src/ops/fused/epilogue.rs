@@ -105,7 +105,7 @@ mod tests {
             panic!("HardSwish not recognised");
         };
         for x in [-4.0f32, -3.0, -1.0, 0.0, 0.7, 3.0, 5.5] {
-            let want = x * ((x * (1.0 / 6.0) + 0.5).max(0.0)).min(1.0);
+            let want = x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0);
             assert_eq!(e.reference(x), want);
         }
         // the result must be the program's output

@@ -1,37 +1,42 @@
 use proptest::prelude::*;
 
-use crate::simd::{Combine, Epilogue, UnOp};
+use crate::simd::{BinOp, Epilogue, EpilogueStep as S, UnOp};
 use crate::{conv, edo, elementwise, layout, linalg, mat, math, reduce, shape};
 
 /// HardSwish as the planner lowers it: `x · min(max(x · ⅙ + ½, 0), 1)`.
-const HARD_SWISH: Epilogue = Epilogue {
-    scale: Some(1.0 / 6.0),
-    shift: Some(0.5),
-    lo: Some(0.0),
-    hi: Some(1.0),
-    unary: None,
-    combine: Combine::MulX,
-};
+fn hard_swish() -> Epilogue {
+    Epilogue::new(&[
+        S::Const(BinOp::Mul, 1.0 / 6.0),
+        S::Const(BinOp::Add, 0.5),
+        S::Const(BinOp::Max, 0.0),
+        S::Const(BinOp::Min, 1.0),
+        S::Combine(BinOp::Mul, true),
+    ])
+    .unwrap()
+}
 
 /// SiLU: `x · sigmoid(x)`.
-const SILU: Epilogue = Epilogue {
-    scale: None,
-    shift: None,
-    lo: None,
-    hi: None,
-    unary: Some(UnOp::Sigmoid),
-    combine: Combine::MulX,
-};
+fn silu() -> Epilogue {
+    Epilogue::new(&[S::Unary(UnOp::Sigmoid), S::Combine(BinOp::Mul, true)]).unwrap()
+}
 
-/// LeakyRelu (α = 0.1): `max(x, 0.1 · x)`.
-const LEAKY: Epilogue = Epilogue {
-    scale: Some(0.1),
-    shift: None,
-    lo: None,
-    hi: None,
-    unary: None,
-    combine: Combine::MaxX,
-};
+/// Paddle's HardSwish between two affine maps: `y = 2x + 1`, `y · min(max(y + 3, 0), 6) / 6`,
+/// then `· 0.5 − 0.25` (PP-LCNetV3's learnable affine blocks).
+fn affine_hard_swish() -> Epilogue {
+    Epilogue::new(&[
+        S::Const(BinOp::Mul, 2.0),
+        S::Const(BinOp::Add, 1.0),
+        S::Keep,
+        S::Const(BinOp::Add, 3.0),
+        S::Const(BinOp::Max, 0.0),
+        S::Const(BinOp::Min, 6.0),
+        S::Combine(BinOp::Mul, false),
+        S::Const(BinOp::Div, 6.0),
+        S::Const(BinOp::Mul, 0.5),
+        S::Const(BinOp::Add, -0.25),
+    ])
+    .unwrap()
+}
 
 fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks(4)
@@ -150,10 +155,10 @@ proptest! {
             prop_assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
         // HardSwish applied to each band with its bias.
-        let hs = conv::ConvProblem { act: conv::Activation::Epilogue(HARD_SWISH), ..p };
+        let hs = conv::ConvProblem { act: conv::Activation::Epilogue(hard_swish()), ..p };
         conv::conv2d_gemm_f32(&hs, &mut o2).unwrap();
         for (a, b) in o1.iter().zip(&o2) {
-            prop_assert!((HARD_SWISH.reference(*a) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
+            prop_assert!((hard_swish().reference(*a) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
     }
 
@@ -219,7 +224,7 @@ proptest! {
             prop_assert!((a.max(0.0) - b).abs() <= 1e-3 * (1.0 + a.abs()), "{} vs {}", a, b);
         }
         // With a one-pass epilogue (HardSwish, SiLU), applied band by band with the bias.
-        for e in [HARD_SWISH, SILU] {
+        for e in [hard_swish(), silu(), affine_hard_swish()] {
             let mut o6 = vec![7f32; o1.len()];
             let act = conv::ConvProblem { act: conv::Activation::Epilogue(e), ..p };
             conv::conv2d_gemm_f32(&act, &mut o6).unwrap();
@@ -250,9 +255,9 @@ proptest! {
         let act = [
             conv::Activation::None,
             conv::Activation::Relu,
-            conv::Activation::Epilogue(HARD_SWISH),
-            conv::Activation::Epilogue(SILU),
-            conv::Activation::Epilogue(LEAKY),
+            conv::Activation::Epilogue(hard_swish()),
+            conv::Activation::Epilogue(silu()),
+            conv::Activation::Epilogue(affine_hard_swish()),
         ][act_kind];
         let p = conv::ConvProblem {
             x: &x, x_dims: xd, w: &wt, m, bias: Some(&bias), group: g, window: win, out_dims: od, act,

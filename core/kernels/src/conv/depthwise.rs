@@ -190,7 +190,7 @@ impl Geometry {
 mod tests {
     use super::*;
     use crate::conv::{conv2d_f32, Activation, Window};
-    use crate::simd::{Combine, Epilogue};
+    use crate::simd::{BinOp, Epilogue, EpilogueStep as S};
     use proptest::prelude::*;
 
     /// Values in `[-1, 1)` from a seed (a small LCG).
@@ -285,8 +285,11 @@ mod tests {
         ) {
             let win = Window { k: [kh, kw], s, d, pb };
             // None, the kernels' ReLU, and two one-pass epilogues (HardSwish, LeakyRelu).
-            let hard_swish = Epilogue { scale: Some(1.0 / 6.0), shift: Some(0.5), lo: Some(0.0), hi: Some(1.0), unary: None, combine: Combine::MulX };
-            let leaky = Epilogue { scale: Some(0.1), combine: Combine::MaxX, ..Epilogue::default() };
+            let hard_swish = Epilogue::new(&[
+                S::Const(BinOp::Mul, 1.0 / 6.0), S::Const(BinOp::Add, 0.5), S::Const(BinOp::Max, 0.0),
+                S::Const(BinOp::Min, 1.0), S::Combine(BinOp::Mul, true),
+            ]).unwrap();
+            let leaky = Epilogue::new(&[S::Const(BinOp::Mul, 0.1), S::Combine(BinOp::Max, false)]).unwrap();
             let act = [Activation::None, Activation::Relu, Activation::Epilogue(hard_swish), Activation::Epilogue(leaky)][act];
             prop_assert_eq!(check([n, c, h, w], win, pe, bias, act, seed, 1), Ok(()));
         }

@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use super::vector::Vf32;
-use super::{BinOp, Combine, Epilogue, Src, UnOp};
+use super::{BinOp, Epilogue, EpilogueStep, Src, UnOp};
 
 /// Lanes of the widest vector type (tail buffers are this long).
 const MAX_LANES: usize = 16;
@@ -228,33 +228,53 @@ pub(crate) unsafe fn unary<V: Vf32>(op: UnOp, a: &[f32], out: &mut [f32]) {
     }
 }
 
-/// [`Epilogue`] on one vector (`x` with the bias added).
+/// [`Epilogue`] on one vector (the input, bias added): its slots straight through, each a
+/// loop-invariant test, `t` and `x` in registers.
 #[inline(always)]
-unsafe fn epilogue_v<V: Vf32>(e: &Epilogue, x: V) -> V {
+unsafe fn epilogue_v<V: Vf32>(e: &Epilogue, v: V) -> V {
     // SAFETY: lane arithmetic on a vector type the caller may use.
     unsafe {
-        let mut t = x;
-        if let Some(s) = e.scale {
-            t = t.mul(V::splat(s));
+        let (mut x, mut t) = (v, v);
+        // Written out slot by slot (straight-line code: each slot's kind is known here).
+        macro_rules! slot {
+            ($k:literal, $kind:ident) => {
+                slot!(@$kind, e.slots[$k])
+            };
+            (@konst, $s:expr) => {
+                if let Some(EpilogueStep::Const(op, c)) = $s {
+                    t = binary_v(op, t, V::splat(c));
+                }
+            };
+            (@keep, $s:expr) => {
+                if let Some(EpilogueStep::Keep) = $s {
+                    x = t;
+                }
+            };
+            (@unary, $s:expr) => {
+                if let Some(EpilogueStep::Unary(u)) = $s {
+                    t = unary_v(u, t);
+                }
+            };
+            (@combine, $s:expr) => {
+                if let Some(EpilogueStep::Combine(op, x_first)) = $s {
+                    t = if x_first { binary_v(op, x, t) } else { binary_v(op, t, x) };
+                }
+            };
         }
-        if let Some(s) = e.shift {
-            t = t.add(V::splat(s));
-        }
-        if let Some(l) = e.lo {
-            t = t.max(V::splat(l));
-        }
-        if let Some(h) = e.hi {
-            t = t.min(V::splat(h));
-        }
-        if let Some(u) = e.unary {
-            t = unary_v(u, t);
-        }
-        match e.combine {
-            Combine::Result => t,
-            Combine::MulX => x.mul(t),
-            Combine::MaxX => x.max(t),
-            Combine::MinX => x.min(t),
-        }
+        slot!(0, konst);
+        slot!(1, konst);
+        slot!(2, keep);
+        slot!(3, konst);
+        slot!(4, konst);
+        slot!(5, konst);
+        slot!(6, konst);
+        slot!(7, unary);
+        slot!(8, combine);
+        slot!(9, konst);
+        slot!(10, konst);
+        slot!(11, konst);
+        let _ = x;
+        t
     }
 }
 
@@ -264,22 +284,23 @@ pub(crate) unsafe fn epilogue<V: Vf32>(e: &Epilogue, bias: Option<f32>, x: &mut 
     let n = x.len();
     let l = V::LANES;
     let p = x.as_mut_ptr();
-    // SAFETY: lane arithmetic; loads and stores of whole blocks below `n`.
+    // SAFETY: whole vectors below `n`, or the padded tail buffer; lane arithmetic.
     unsafe {
-        let b = bias.map(|b| V::splat(b));
-        let load = |q: *const f32| match b {
-            Some(b) => V::load(q).add(b),
-            None => V::load(q),
-        };
+        let b = V::splat(bias.unwrap_or(0.0));
+        let has_bias = bias.is_some();
         let mut i = 0;
         while i + l <= n {
-            epilogue_v(e, load(p.add(i))).store(p.add(i));
+            let u = V::load(p.add(i));
+            let u = if has_bias { u.add(b) } else { u };
+            epilogue_v(e, u).store(p.add(i));
             i += l;
         }
         if i < n {
             let mut t = [0f32; MAX_LANES];
             t[..n - i].copy_from_slice(&x[i..n]);
-            epilogue_v(e, load(t.as_ptr())).store(t.as_mut_ptr());
+            let u = V::load(t.as_ptr());
+            let u = if has_bias { u.add(b) } else { u };
+            epilogue_v(e, u).store(t.as_mut_ptr());
             x[i..].copy_from_slice(&t[..n - i]);
         }
     }

@@ -191,68 +191,102 @@ impl UnOp {
     }
 }
 
-/// An activation applied in one pass, every step on values held in registers: the elementwise
-/// chains the planner lowers HardSwish, HardSigmoid, LeakyRelu, Clip to (and SiLU, a Sigmoid
-/// times its input), in this order: `t = x · scale`, `t = t + shift`, `t = max(t, lo)`,
-/// `t = min(t, hi)`, `t = unary(t)`, then `t`, `x · t`, `max(x, t)` or `min(x, t)`. Each step
-/// is the same vector operation the fused program would run, so the values are the same; a
-/// convolution applies it to each band of outputs while the band is in cache.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Epilogue {
-    /// `t = x · scale`.
-    pub scale: Option<f32>,
-    /// `t = t + shift`.
-    pub shift: Option<f32>,
-    /// `t = max(t, lo)`.
-    pub lo: Option<f32>,
-    /// `t = min(t, hi)`.
-    pub hi: Option<f32>,
+/// One step of an [`Epilogue`], on two registers: `t` (the running value) and `x` (a value
+/// kept for a later [`EpilogueStep::Combine`]); both start as the input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EpilogueStep {
+    /// `t = t op c`.
+    Const(BinOp, f32),
     /// `t = op(t)`.
-    pub unary: Option<UnOp>,
-    /// How `t` meets `x` last.
-    pub combine: Combine,
+    Unary(UnOp),
+    /// `x = t`.
+    Keep,
+    /// `t = x op t` (`x_first`) or `t = t op x`.
+    Combine(BinOp, bool),
 }
 
-/// The last step of an [`Epilogue`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Combine {
-    /// `t`.
-    #[default]
-    Result,
-    /// `x · t` (HardSwish, SiLU).
-    MulX,
-    /// `max(x, t)` (LeakyRelu with `α ≤ 1`).
-    MaxX,
-    /// `min(x, t)` (LeakyRelu with `α > 1`).
-    MinX,
+/// An activation applied in one pass over values held in registers: the elementwise chains
+/// a fused step runs after a convolution when they read nothing but the convolution's output
+/// and constants (the lowered HardSwish `x · min(max(x · ⅙ + ½, 0), 1)`, HardSigmoid,
+/// LeakyRelu, Clip, SiLU `x · sigmoid(x)`, Paddle's `y · relu6(y + 3) / 6` between two
+/// affine maps). Each step is the same vector operation the program would run, so the values
+/// are the program's; a convolution applies it to each band of outputs while it is in cache.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Epilogue {
+    /// The steps in the slots of [`EPILOGUE_SLOTS`], which the vector code runs straight
+    /// through (values in registers, one test per slot).
+    pub(crate) slots: [Option<EpilogueStep>; EPILOGUE_SLOTS.len()],
+}
+
+/// The forms an epilogue's steps may take, in order, each at most once: the steps of an
+/// [`Epilogue`] fill a subsequence of them.
+pub(crate) const EPILOGUE_SLOTS: [Slot; 12] = [
+    Slot::Const(BinOp::Mul),
+    Slot::Const(BinOp::Add),
+    Slot::Keep,
+    Slot::Const(BinOp::Mul),
+    Slot::Const(BinOp::Add),
+    Slot::Const(BinOp::Max),
+    Slot::Const(BinOp::Min),
+    Slot::Unary,
+    Slot::Combine,
+    Slot::Const(BinOp::Div),
+    Slot::Const(BinOp::Mul),
+    Slot::Const(BinOp::Add),
+];
+
+/// The kind of step a slot of [`EPILOGUE_SLOTS`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Const(BinOp),
+    Keep,
+    Unary,
+    Combine,
 }
 
 impl Epilogue {
+    /// The epilogue of `steps`; `None` for steps that do not
+    /// fill the slots (affine map, kept value, affine map, clamps, unary op, combination with
+    /// the kept value, division, affine map) in order.
+    pub fn new(steps: &[EpilogueStep]) -> Option<Epilogue> {
+        let mut e = Epilogue {
+            slots: [None; EPILOGUE_SLOTS.len()],
+        };
+        let mut next = 0;
+        for s in steps {
+            let fits = |slot: &Slot| match (*slot, *s) {
+                (Slot::Const(a), EpilogueStep::Const(b, _)) => a == b,
+                (Slot::Keep, EpilogueStep::Keep) => true,
+                (Slot::Unary, EpilogueStep::Unary(_)) => true,
+                (Slot::Combine, EpilogueStep::Combine(..)) => true,
+                _ => false,
+            };
+            let k = next + EPILOGUE_SLOTS.get(next..)?.iter().position(fits)?;
+            e.slots[k] = Some(*s);
+            next = k + 1;
+        }
+        Some(e)
+    }
+
+    /// Its steps, in order.
+    pub fn steps(&self) -> impl Iterator<Item = EpilogueStep> + '_ {
+        self.slots.iter().flatten().copied()
+    }
+
     /// The scalar meaning (the oracle of the tests; the vector code may differ in the last
     /// bits of a unary op).
-    pub fn reference(&self, x: f32) -> f32 {
-        let mut t = x;
-        if let Some(s) = self.scale {
-            t *= s;
+    pub fn reference(&self, v: f32) -> f32 {
+        let (mut x, mut t) = (v, v);
+        for s in self.steps() {
+            match s {
+                EpilogueStep::Const(op, c) => t = op.apply(t, c),
+                EpilogueStep::Unary(u) => t = u.reference(t),
+                EpilogueStep::Keep => x = t,
+                EpilogueStep::Combine(op, true) => t = op.apply(x, t),
+                EpilogueStep::Combine(op, false) => t = op.apply(t, x),
+            }
         }
-        if let Some(s) = self.shift {
-            t += s;
-        }
-        if let Some(l) = self.lo {
-            t = t.max(l);
-        }
-        if let Some(h) = self.hi {
-            t = t.min(h);
-        }
-        if let Some(u) = self.unary {
-            t = u.reference(t);
-        }
-        match self.combine {
-            Combine::Result => t,
-            Combine::MulX => x * t,
-            Combine::MaxX => x.max(t),
-            Combine::MinX => x.min(t),
-        }
+        t
     }
 }
 

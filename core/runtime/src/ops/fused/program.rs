@@ -54,7 +54,7 @@ fn value<'a>(
     }
 }
 
-fn bin_op(op: InstrOp) -> Option<BinOp> {
+pub(super) fn bin_op(op: InstrOp) -> Option<BinOp> {
     Some(match op {
         InstrOp::Add => BinOp::Add,
         InstrOp::Sub => BinOp::Sub,

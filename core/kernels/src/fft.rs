@@ -349,14 +349,18 @@ mod tests {
                 let x = signal(n, n as u64 + 11);
                 let want = dft_naive(&x, inverse);
                 let mut got = x.clone();
-                FftPlan::new(n).unwrap().run(&mut got, inverse, &mut scratch);
+                FftPlan::new(n)
+                    .unwrap()
+                    .run(&mut got, inverse, &mut scratch);
                 close(&got, &want, 1e-9);
                 // f32 within its own precision.
                 let mut g32: Vec<Complex<f32>> = x
                     .iter()
                     .map(|c| Complex::new(c.re as f32, c.im as f32))
                     .collect();
-                FftPlan::new(n).unwrap().run(&mut g32, inverse, &mut Vec::new());
+                FftPlan::new(n)
+                    .unwrap()
+                    .run(&mut g32, inverse, &mut Vec::new());
                 let g: Vec<Complex<f64>> = g32
                     .iter()
                     .map(|c| Complex::new(f64::from(c.re), f64::from(c.im)))

@@ -7,8 +7,8 @@
 //! exactly Hermitian, as a real-to-complex transform is by construction: the imaginary parts of
 //! bin 0 and (even lengths) bin `n/2` are 0 and bin `n − k` is the conjugate of bin `k`.
 use crate::fft::{Complex, FftPlan};
-use crate::scratch::{filled, reserve};
 use crate::math::Real;
+use crate::scratch::{filled, reserve};
 
 /// Makes the spectrum of a real signal exactly Hermitian (see the module doc).
 fn hermitian<T: Real>(x: &mut [Complex<T>]) {

@@ -72,7 +72,10 @@ fn resize_linear_tables_are_refused_then_upsample_exactly() {
         refused_then_ok(|| resize_f32(&x, &d, &mut out, &od, corners, "linear", "floor"));
         for (o, &v) in out.iter().enumerate() {
             let want = 3.0 * corners(2, o / 9) + corners(3, o % 9);
-            assert!((f64::from(v) - want).abs() < 1e-5, "output {o}: {v} vs {want}");
+            assert!(
+                (f64::from(v) - want).abs() < 1e-5,
+                "output {o}: {v} vs {want}"
+            );
         }
     });
 }
@@ -96,7 +99,10 @@ fn resample_taps_are_refused_then_interpolate_exactly() {
         refused_then_ok(|| resample_f32(&x, &d, &mut out, &od, &spec));
         for (o, &v) in out.iter().enumerate() {
             let want = 3.0 * corners(2, o / 9) + corners(3, o % 9);
-            assert!((f64::from(v) - want).abs() < 1e-5, "output {o}: {v} vs {want}");
+            assert!(
+                (f64::from(v) - want).abs() < 1e-5,
+                "output {o}: {v} vs {want}"
+            );
         }
     });
 }

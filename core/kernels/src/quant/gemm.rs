@@ -17,8 +17,8 @@
 //! product); a pre-packed `b` ([`PackedQ8B`], constant weights) skips it always.
 
 use super::workspace::{self, Side};
-use crate::scratch::{filled, ScratchRefused};
 use super::{QGemm, ZeroPoints, Q8};
+use crate::scratch::{filled, ScratchRefused};
 use crate::simd::q8::{
     q8_direct_block, q8_direct_rows, q8_direct_slot, q8_pack_b, q8_tile_into, Band, ColumnBands,
     Q8Isa, TileFix, Q8_DIRECT_COLS, Q8_TILE_MAX,

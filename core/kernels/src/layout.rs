@@ -347,10 +347,8 @@ pub fn resize_f32(
         // src[k][i]: element offset (already times the stride) along axis k for output index i
         let mut tab = RESIZE_NEAREST.with(|t| t.take());
         tab.clear();
-        if let Err(e) = reserve(&mut tab, at[r]) {
-            RESIZE_NEAREST.with(|t| t.set(tab));
-            return Err(e);
-        }
+        // (A refusal drops the table: it is rebuilt, fallibly, on the next call.)
+        reserve(&mut tab, at[r])?;
         tab.extend((0..r).flat_map(|k| {
             let (coord, xs) = (&coord, &xs);
             (0..od[k]).map(move |i| {
@@ -430,10 +428,7 @@ pub fn resize_f32(
     // (multi)linear: per axis (low offset, high offset, weight of high)
     let mut flat = RESIZE_LINEAR.with(|t| t.take());
     flat.clear();
-    if let Err(e) = reserve(&mut flat, at[r]) {
-        RESIZE_LINEAR.with(|t| t.set(flat));
-        return Err(e);
-    }
+    reserve(&mut flat, at[r])?;
     flat.extend((0..r).flat_map(|k| {
         let (coord, xs) = (&coord, &xs);
         (0..od[k]).map(move |i| {

@@ -38,6 +38,8 @@ impl std::fmt::Display for ScratchRefused {
 impl std::error::Error for ScratchRefused {}
 
 impl From<ScratchRefused> for String {
+    /// Out of line: every `?` that turns a refusal into a kernel's message calls this one copy.
+    #[inline(never)]
     fn from(r: ScratchRefused) -> String {
         r.to_string()
     }
@@ -121,10 +123,18 @@ fn refuse(bytes: usize) -> ScratchRefused {
 /// cap and asked of the allocator fallibly; a refusal is noted and returned. Room there
 /// already costs one comparison. For tables a kernel fills by `push`/`extend` (which then do
 /// not allocate) and for vectors it returns.
+#[inline]
 pub fn reserve<T>(v: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
     if len <= v.capacity() {
         return Ok(());
     }
+    reserve_more(v, len)
+}
+
+/// [`reserve`] where `v` must grow: out of line, so that a caller's code holds one comparison
+/// and a call (one copy per element type, not per call site).
+#[inline(never)]
+fn reserve_more<T>(v: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
     let bytes = len.saturating_mul(std::mem::size_of::<T>());
     admit(bytes)?;
     // `reserve_exact` counts from the length: the vector ends with room for `len`.
@@ -132,9 +142,20 @@ pub fn reserve<T>(v: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
         .map_err(|_| refuse(bytes))
 }
 
+/// Grows `buf` to `len` elements (`T::default()`) within the cap; a refusal is noted and
+/// returned. Out of line, as [`reserve_more`].
+#[inline(never)]
+fn grow<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
+    reserve(buf, len)?;
+    // Within capacity: `resize` does not allocate.
+    buf.resize(len, T::default());
+    Ok(())
+}
+
 /// `vec![value; len]`, within the cap and asked of the allocator fallibly; a refusal is noted
 /// and returned. For a buffer one call of a kernel needs (a thread-local one through [`with`]
 /// is better where the kernel runs often).
+#[inline(never)]
 pub fn filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>, ScratchRefused> {
     let mut v = Vec::new();
     reserve(&mut v, len)?;
@@ -160,9 +181,7 @@ pub fn with<T: Copy + Default, R>(
             Err(_) => &mut owned,
         };
         if buf.len() < len {
-            reserve(buf, len)?;
-            // Within capacity: `resize` does not allocate.
-            buf.resize(len, T::default());
+            grow(buf, len)?;
         }
         Ok(f(&mut buf[..len]))
     })

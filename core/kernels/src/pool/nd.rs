@@ -55,7 +55,7 @@ pub fn pool_nd(
     let sp_out: usize = od[2..].iter().product();
     let ist = crate::shape::strides(&xd[2..]);
     // Column-major strides of the plane: axis `a` steps by the product of the axes before it.
-    let cst: crate::shape::Dims = (0..ns).map(|a| xd[2..2 + a].iter().product()).collect();
+    let cst: Vec<usize> = (0..ns).map(|a| xd[2..2 + a].iter().product()).collect();
     let column_major = matches!(idx, Some((_, IndexOrder::ColumnMajor)));
     let ost = crate::shape::strides(&od[2..]);
     let kn: usize = g.k.iter().product();

@@ -23,6 +23,7 @@ use crate::simd::q8::{
     q8_direct_block, q8_direct_rows, q8_direct_slot, q8_pack_b, q8_tile_into, Band, ColumnBands,
     Q8Isa, TileFix, Q8_DIRECT_COLS, Q8_TILE_MAX,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// An operand's bytes and whether they are `i8`.
 fn bytes<'a>(q: Q8<'a>) -> (&'a [u8], bool) {
@@ -291,16 +292,20 @@ fn run(
     let Some(bands) = ColumnBands::new(c, m, n, ldc) else {
         unreachable!("the output was checked");
     };
-    let refused = std::sync::OnceLock::new();
+    // The bytes of a refusal on any part (0: none).
+    let refused = AtomicUsize::new(0);
     crate::par::ranges(panels, min_panels, &|lo, hi| {
         let Some(mut band) = bands.claim(lo * nr, (hi * nr).min(n)) else {
             unreachable!("parts of a range are disjoint");
         };
         if let Err(e) = run_band(isa, pa, b, (lo, hi), n, &mut band) {
-            let _ = refused.set(e);
+            refused.store(e.bytes.max(1), Ordering::Relaxed);
         }
     });
-    refused.into_inner().map_or(Ok(()), Err)
+    match refused.into_inner() {
+        0 => Ok(()),
+        bytes => Err(ScratchRefused { bytes }),
+    }
 }
 
 /// Column panels `lo..hi` into `band` (whose first column is panel `lo`'s).
@@ -389,7 +394,8 @@ fn run_direct(
     let Some(bands) = ColumnBands::new(c, m, n, ldc) else {
         unreachable!("the output was checked");
     };
-    let refused = std::sync::OnceLock::new();
+    // The bytes of a refusal on any part (0: none).
+    let refused = AtomicUsize::new(0);
     crate::par::ranges(blocks, min_blocks, &|lo, hi| {
         let Some(mut band) = bands.claim(lo * W, (hi * W).min(n)) else {
             unreachable!("parts of a range are disjoint");
@@ -437,10 +443,13 @@ fn run_direct(
             }
         });
         if let Err(e) = done {
-            let _ = refused.set(e);
+            refused.store(e.bytes.max(1), Ordering::Relaxed);
         }
     });
-    refused.into_inner().map_or(Ok(()), Err)
+    match refused.into_inner() {
+        0 => Ok(()),
+        bytes => Err(ScratchRefused { bytes }),
+    }
 }
 
 /// [`super::qgemm`] on the tiles of `isa` (an error if this CPU does not run it): how the

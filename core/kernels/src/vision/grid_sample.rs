@@ -155,10 +155,9 @@ impl Rows<'_, '_> {
             Interp::Cubic => 4,
         };
         let most = self.row.saturating_mul(per_axis.pow(self.nd as u32));
-        if let Err(e) = reserve(&mut taps, most).and_then(|()| reserve(&mut counts, self.row)) {
-            ROW_TAPS.set((taps, counts));
-            return Err(e);
-        }
+        // (A refusal drops the tables: they are rebuilt, fallibly, on the next call.)
+        reserve(&mut taps, most)?;
+        reserve(&mut counts, self.row)?;
         let mut k = 0;
         while k < planes {
             let n = (first + k) / self.c;

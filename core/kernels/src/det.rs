@@ -3,7 +3,8 @@
 use crate::math::Real;
 
 /// Writes the determinant of each `m × m` matrix of `x` (row-major, one after another) to
-/// `out`: `out.len()` matrices. An empty matrix (`m = 0`) has determinant 1.
+/// `out`: `out.len()` matrices. An empty matrix (`m = 0`) has determinant 1. The f64 copy it
+/// eliminates in is allocated fallibly (within the cap of [`crate::scratch::set_limit`]).
 pub fn det<T: Real>(x: &[T], m: usize, out: &mut [T]) -> Result<(), String> {
     let mm = m * m;
     if x.len() != out.len() * mm {
@@ -13,7 +14,7 @@ pub fn det<T: Real>(x: &[T], m: usize, out: &mut [T]) -> Result<(), String> {
             out.len()
         ));
     }
-    let mut a = vec![0.0f64; mm];
+    let mut a = crate::scratch::filled(mm, 0.0f64)?;
     for (k, o) in out.iter_mut().enumerate() {
         for (d, s) in a.iter_mut().zip(&x[k * mm..(k + 1) * mm]) {
             *d = s.to_f64();

@@ -1,4 +1,5 @@
 //! Kernels whose output size is execution-determined.
+use crate::scratch::{reserve, ScratchRefused};
 
 /// Indices of the non-zero elements of a tensor of dims `d` (`is_nz(flat index)`), written as
 /// `[rank, count]` row-major into `out` (`count` = the number of non-zero elements, which the
@@ -28,7 +29,8 @@ pub struct TopK {
 
 /// Top-k along an axis of `x` (dims `d`) into `vals` (and `idxs` if given), both of dims `d`
 /// with `d[axis] = k`. Ties keep the lower index first (ONNX). `order` is scratch (reused by the
-/// caller).
+/// caller); growing it past the cap of [`crate::scratch::set_limit`] (or where the allocator
+/// refuses) is a refusal, with nothing written.
 pub fn topk_f32(
     x: &[f32],
     d: &[usize],
@@ -36,11 +38,12 @@ pub fn topk_f32(
     vals: &mut [f32],
     mut idxs: Option<&mut [i64]>,
     order: &mut Vec<usize>,
-) {
+) -> Result<(), ScratchRefused> {
     let TopK { axis, k, largest } = *sel;
     let outer: usize = d[..axis].iter().product();
     let n = d[axis];
     let inner: usize = d[axis + 1..].iter().product();
+    reserve(order, n)?;
     for o in 0..outer {
         for i in 0..inner {
             let at = |j: usize| x[(o * n + j) * inner + i];
@@ -69,6 +72,7 @@ pub fn topk_f32(
             }
         }
     }
+    Ok(())
 }
 
 /// Orders by value (`-0.0 == 0.0`), NaNs at the ends (by sign), so sorting never sees an
@@ -132,8 +136,15 @@ pub struct Nms {
 }
 
 /// NonMaxSuppression: boxes `[b, n, 4]`, scores `[b, c, n]` → selected `[k, 3]` flattened, into
-/// `out` (cleared first).
-pub fn nms(boxes: &[f32], scores: &[f32], p: &Nms, scratch: &mut NmsScratch, out: &mut Vec<i64>) {
+/// `out` (cleared first). The lists grow fallibly (within the cap of
+/// [`crate::scratch::set_limit`]): a refusal stops the selection.
+pub fn nms(
+    boxes: &[f32],
+    scores: &[f32],
+    p: &Nms,
+    scratch: &mut NmsScratch,
+    out: &mut Vec<i64>,
+) -> Result<(), ScratchRefused> {
     let Nms {
         dims: (b, c, n),
         max_per_class,
@@ -143,6 +154,14 @@ pub fn nms(boxes: &[f32], scores: &[f32], p: &Nms, scratch: &mut NmsScratch, out
     } = *p;
     out.clear();
     let NmsScratch { cand, kept } = scratch;
+    reserve(cand, n)?;
+    reserve(kept, n.min(max_per_class))?;
+    // Every selection at most, or twice what `out` holds: a doubling, so that appending per
+    // class stays linear.
+    let most = b
+        .saturating_mul(c)
+        .saturating_mul(n.min(max_per_class))
+        .saturating_mul(3);
     for bi in 0..b {
         for ci in 0..c {
             let s = &scores[(bi * c + ci) * n..(bi * c + ci + 1) * n];
@@ -161,9 +180,14 @@ pub fn nms(boxes: &[f32], scores: &[f32], p: &Nms, scratch: &mut NmsScratch, out
                     kept.push(i);
                 }
             }
+            let need = out.len() + 3 * kept.len();
+            if need > out.capacity() {
+                reserve(out, need.max(out.capacity() * 2).min(most))?;
+            }
             for &i in kept.iter() {
                 out.extend_from_slice(&[bi as i64, ci as i64, i as i64]);
             }
         }
     }
+    Ok(())
 }

@@ -14,6 +14,7 @@
 //! Transforms are unnormalised: forward `X[k] = Σ x[j]·e^(−2πi·jk/n)`, inverse with
 //! `e^(+2πi·jk/n)` and no division by `n` (callers scale). [`dft_naive`] is the `O(n²)`
 //! definition in f64, kept as the tests' oracle.
+use crate::scratch::{reserve, ScratchRefused};
 use std::f64::consts::PI;
 
 use crate::math::Real;
@@ -112,19 +113,24 @@ fn factors(mut n: usize) -> Vec<usize> {
 }
 
 impl<T: Real> FftPlan<T> {
-    /// The plan for sequences of length `n`.
-    pub fn new(n: usize) -> FftPlan<T> {
+    /// The plan for sequences of length `n`. Its twiddle factors (about `n` of them, and `p`
+    /// roots for a prime factor `p`) are allocated fallibly, within the cap of
+    /// [`crate::scratch::set_limit`]: a refusal is returned (and noted).
+    pub fn new(n: usize) -> Result<FftPlan<T>, ScratchRefused> {
         let mut passes = Vec::new();
         let mut l1 = 1;
         for p in factors(n) {
             let ido = n / (l1 * p);
-            let mut tw = Vec::with_capacity((p - 1) * ido.saturating_sub(1));
+            let mut tw = Vec::new();
+            reserve(&mut tw, (p - 1) * ido.saturating_sub(1))?;
             for u in 1..p {
                 for i in 1..ido {
                     tw.push(root(u * l1 * i, n));
                 }
             }
-            let roots = (0..p).map(|m| root(m, p)).collect();
+            let mut roots = Vec::new();
+            reserve(&mut roots, p)?;
+            roots.extend((0..p).map(|m| root(m, p)));
             passes.push(Pass {
                 p,
                 l1,
@@ -134,7 +140,7 @@ impl<T: Real> FftPlan<T> {
             });
             l1 *= p;
         }
-        FftPlan { n, passes }
+        Ok(FftPlan { n, passes })
     }
 
     /// The length this plan transforms.
@@ -148,7 +154,8 @@ impl<T: Real> FftPlan<T> {
     }
 
     /// Transforms `data` in place; `inverse` flips the sign of the exponent. `data` must hold
-    /// [`FftPlan::len`] values (callers size it from the plan); `scratch` is resized to match.
+    /// [`FftPlan::len`] values (callers size it from the plan); `scratch` is resized to match
+    /// (no allocation where it has room for as many already).
     pub fn run(&self, data: &mut [Complex<T>], inverse: bool, scratch: &mut Vec<Complex<T>>) {
         let n = self.n.min(data.len());
         let data = &mut data[..n];
@@ -342,14 +349,18 @@ mod tests {
                 let x = signal(n, n as u64 + 11);
                 let want = dft_naive(&x, inverse);
                 let mut got = x.clone();
-                FftPlan::new(n).run(&mut got, inverse, &mut scratch);
+                FftPlan::new(n)
+                    .unwrap()
+                    .run(&mut got, inverse, &mut scratch);
                 close(&got, &want, 1e-9);
                 // f32 within its own precision.
                 let mut g32: Vec<Complex<f32>> = x
                     .iter()
                     .map(|c| Complex::new(c.re as f32, c.im as f32))
                     .collect();
-                FftPlan::new(n).run(&mut g32, inverse, &mut Vec::new());
+                FftPlan::new(n)
+                    .unwrap()
+                    .run(&mut g32, inverse, &mut Vec::new());
                 let g: Vec<Complex<f64>> = g32
                     .iter()
                     .map(|c| Complex::new(f64::from(c.re), f64::from(c.im)))
@@ -369,7 +380,7 @@ mod tests {
         };
         // DFT of [1, 2, 3, 4]: [10, -2+2i, -2, -2-2i].
         let mut x = c(&[(1., 0.), (2., 0.), (3., 0.), (4., 0.)]);
-        FftPlan::new(4).run(&mut x, false, &mut scratch);
+        FftPlan::new(4).unwrap().run(&mut x, false, &mut scratch);
         close(
             &x,
             &c(&[(10., 0.), (-2., 2.), (-2., 0.), (-2., -2.)]),
@@ -377,17 +388,17 @@ mod tests {
         );
         // DFT of [1, 1, 1]: [3, 0, 0]; of an impulse at 1 (n = 3): [1, e^(-2πi/3), e^(-4πi/3)].
         let mut x = c(&[(1., 0.), (1., 0.), (1., 0.)]);
-        FftPlan::new(3).run(&mut x, false, &mut scratch);
+        FftPlan::new(3).unwrap().run(&mut x, false, &mut scratch);
         close(&x, &c(&[(3., 0.), (0., 0.), (0., 0.)]), 1e-12);
         let h = 3f64.sqrt() / 2.0;
         let mut x = c(&[(0., 0.), (1., 0.), (0., 0.)]);
-        FftPlan::new(3).run(&mut x, false, &mut scratch);
+        FftPlan::new(3).unwrap().run(&mut x, false, &mut scratch);
         close(&x, &c(&[(1., 0.), (-0.5, -h), (-0.5, h)]), 1e-12);
         // Inverse of [0, 10, ..., 90] (n = 10): bin 5 is Σ 10t·(−1)^t = −50.
         let mut x: Vec<Complex<f64>> = (0..10)
             .map(|t| Complex::new(10.0 * t as f64, 0.0))
             .collect();
-        FftPlan::new(10).run(&mut x, true, &mut scratch);
+        FftPlan::new(10).unwrap().run(&mut x, true, &mut scratch);
         close(&x[5..6], &c(&[(-50., 0.)]), 1e-12);
         close(&x[0..1], &c(&[(450., 0.)]), 1e-12);
     }
@@ -400,7 +411,7 @@ mod tests {
         let mut x: Vec<Complex<f32>> = (0..10)
             .map(|t| Complex::new(10.0 * t as f32, 0.0))
             .collect();
-        FftPlan::new(10).run(&mut x, true, &mut Vec::new());
+        FftPlan::new(10).unwrap().run(&mut x, true, &mut Vec::new());
         assert_eq!(x[5].re, -50.0);
         assert_eq!(x[5].im, 2f32.powi(-19));
     }
@@ -410,7 +421,7 @@ mod tests {
         let mut scratch = Vec::new();
         for n in [6, 9, 32, 35] {
             let x = signal(n, 3);
-            let plan = FftPlan::new(n);
+            let plan = FftPlan::new(n).unwrap();
             let mut y = x.clone();
             plan.run(&mut y, false, &mut scratch);
             plan.run(&mut y, true, &mut scratch);

@@ -1,4 +1,5 @@
 //! Data movement, element-size generic (`es` bytes per element).
+use crate::scratch::{reserve, ScratchRefused};
 use crate::shape::{numel, strides, Dims};
 
 /// Transposes `x` (dims `d`) by `perm`.
@@ -320,7 +321,9 @@ pub fn tile(x: &[u8], d: &[usize], out: &mut [u8], od: &[usize], es: usize) {
 
 /// Resize of an N-d f32 tensor. `coord(axis, out_index) -> input coordinate` (float).
 /// Per-axis tables (source index for nearest; low, high and weight for linear) are computed once,
-/// then the output is walked without allocating.
+/// then the output is walked without allocating. The tables live in per-thread buffers that
+/// only grow; a growth past the cap of [`crate::scratch::set_limit`] (or that the allocator
+/// refuses) is a refusal, and `out` is left unwritten.
 pub fn resize_f32(
     x: &[f32],
     d: &[usize],
@@ -329,11 +332,11 @@ pub fn resize_f32(
     coord: impl Fn(usize, usize) -> f64,
     mode: &str,
     nearest: &str,
-) {
+) -> Result<(), ScratchRefused> {
     let xs = strides(d);
     let r = d.len();
     if numel(od) == 0 {
-        return;
+        return Ok(());
     }
     // Per-axis tables, flattened: axis k's entries start at `at[k]` (one per output index).
     let mut at: Dims = smallvec::smallvec![0; r + 1];
@@ -344,6 +347,8 @@ pub fn resize_f32(
         // src[k][i]: element offset (already times the stride) along axis k for output index i
         let mut tab = RESIZE_NEAREST.with(|t| t.take());
         tab.clear();
+        // (A refusal drops the table: it is rebuilt, fallibly, on the next call.)
+        reserve(&mut tab, at[r])?;
         tab.extend((0..r).flat_map(|k| {
             let (coord, xs) = (&coord, &xs);
             (0..od[k]).map(move |i| {
@@ -418,11 +423,12 @@ pub fn resize_f32(
             }
         }
         RESIZE_NEAREST.with(|t| t.set(tab));
-        return;
+        return Ok(());
     }
     // (multi)linear: per axis (low offset, high offset, weight of high)
     let mut flat = RESIZE_LINEAR.with(|t| t.take());
     flat.clear();
+    reserve(&mut flat, at[r])?;
     flat.extend((0..r).flat_map(|k| {
         let (coord, xs) = (&coord, &xs);
         (0..od[k]).map(move |i| {
@@ -434,6 +440,7 @@ pub fn resize_f32(
     }));
     linear(x, d, out, od, &xs, &flat, &at);
     RESIZE_LINEAR.with(|t| t.set(flat));
+    Ok(())
 }
 
 /// How a nearest resize's output row reads its input row, from the last axis' source
@@ -673,7 +680,8 @@ pub fn reverse_sequence(
 
 /// The indices of `axis_len` selected by `condition` (ONNX `Compress`): those `i` with a
 /// non-zero `condition[i]`. A condition shorter than the axis selects nothing past its end; a
-/// longer one may not select past the axis.
+/// longer one may not select past the axis. The list is allocated fallibly (within the cap of
+/// [`crate::scratch::set_limit`]): a refusal is an error.
 pub fn compress_indices(condition: &[u8], axis_len: usize) -> Result<Vec<usize>, String> {
     if let Some(i) = condition.iter().skip(axis_len).position(|&c| c != 0) {
         return Err(format!(
@@ -681,12 +689,15 @@ pub fn compress_indices(condition: &[u8], axis_len: usize) -> Result<Vec<usize>,
             axis_len + i
         ));
     }
-    Ok(condition
-        .iter()
-        .take(axis_len)
-        .enumerate()
-        .filter_map(|(i, &c)| (c != 0).then_some(i))
-        .collect())
+    let cond = &condition[..axis_len.min(condition.len())];
+    let mut keep = Vec::new();
+    reserve(&mut keep, cond.iter().filter(|&&c| c != 0).count())?;
+    keep.extend(
+        cond.iter()
+            .enumerate()
+            .filter_map(|(i, &c)| (c != 0).then_some(i)),
+    );
+    Ok(keep)
 }
 
 /// Copies the slices `keep` of `axis` (dims `d`, elements of `es` bytes) into `out`.

@@ -12,7 +12,8 @@ pub fn gemm_f32(g: &Gemm<'_>, c: &mut [f32]) -> Result<(), ScratchRefused> {
         Ok(()) => Ok(()),
         Err(SgemmError::Refused(r)) => Err(r),
         Err(SgemmError::Extents(_)) => {
-            gemm_f32_reference(g, c);
+            let mut row = crate::scratch::filled(g.n, 0f32)?;
+            reference_rows(g, c, &mut row);
             Ok(())
         }
     }
@@ -162,6 +163,11 @@ pub fn warm_up() {
 
 /// The reference loops of [`gemm_f32`] (the oracle the fast path is tested against).
 pub fn gemm_f32_reference(g: &Gemm<'_>, c: &mut [f32]) {
+    reference_rows(g, c, &mut vec![0f32; g.n]);
+}
+
+/// [`gemm_f32_reference`] with a row of `n` sums to work in.
+fn reference_rows(g: &Gemm<'_>, c: &mut [f32], row: &mut [f32]) {
     let Gemm {
         m,
         n,
@@ -182,7 +188,6 @@ pub fn gemm_f32_reference(g: &Gemm<'_>, c: &mut [f32]) {
     if !accumulate {
         c[..m * n].fill(0.0);
     }
-    let mut row = vec![0f32; n];
     for i in 0..m {
         row.iter_mut().for_each(|x| *x = 0.0);
         for p in 0..k {
@@ -201,7 +206,7 @@ pub fn gemm_f32_reference(g: &Gemm<'_>, c: &mut [f32]) {
                 }
             }
         }
-        for (cv, r) in c[i * n..i * n + n].iter_mut().zip(&row) {
+        for (cv, r) in c[i * n..i * n + n].iter_mut().zip(&*row) {
             *cv += alpha * r;
         }
     }

@@ -5,6 +5,7 @@
 //! falls outside the input set to an extrapolation value (`tf_crop_and_resize`). The common
 //! nearest and linear resizes keep their own faster path (`layout::resize_f32`); this one
 //! serves everything else.
+use crate::scratch::{reserve, ScratchRefused};
 use crate::shape::numel;
 
 /// How a nearest filter rounds a coordinate between two inputs.
@@ -92,14 +93,16 @@ struct Taps {
 
 impl Taps {
     /// Fills the tables for an axis of `n_in` inputs and `n_out` outputs; returns whether the
-    /// axis leaves its input unchanged (one weight of 1 on the same index everywhere).
+    /// axis leaves its input unchanged (one weight of 1 on the same index everywhere). Tables
+    /// that must grow past the cap of [`crate::scratch::set_limit`] (or that the allocator
+    /// refuses) are a refusal.
     fn build(
         &mut self,
         spec: &Resample<'_, impl Fn(usize, usize) -> f64>,
         axis: usize,
         n_in: usize,
         n_out: usize,
-    ) -> bool {
+    ) -> Result<bool, ScratchRefused> {
         let filter = spec.filter;
         let scale = if spec.antialias && !matches!(filter, Filter::Nearest(_)) {
             spec.scales[axis].min(1.0)
@@ -122,9 +125,15 @@ impl Taps {
         self.idx.clear();
         self.w.clear();
         self.extrapolated.clear();
+        self.window.clear();
+        // Room for every table first: the pushes below then never allocate.
+        let taps = n_out.saturating_mul(n);
+        reserve(&mut self.idx, taps)?;
+        reserve(&mut self.w, taps)?;
+        reserve(&mut self.extrapolated, n_out)?;
+        reserve(&mut self.window, n)?;
         let last = n_in as i64 - 1;
         let mut identity = n_out == n_in;
-        self.window.clear();
         self.window.resize(n, 0.0);
         // Far outside, every tap reads the edge (or is excluded): bound `x` so that tap
         // indices stay far from overflowing.
@@ -181,7 +190,7 @@ impl Taps {
                 w == 0.0 || (w == 1.0 && self.idx[at + t] == i)
             }) && self.w[at..at + n].contains(&1.0);
         }
-        identity
+        Ok(identity)
     }
 }
 
@@ -228,10 +237,29 @@ pub fn resample_f32<C: Fn(usize, usize) -> f64>(
     if taps.len() < r {
         taps.resize_with(r, Taps::default);
     }
-    let active: smallvec::SmallVec<[usize; 8]> = (0..r)
-        .filter(|&k| !taps[k].build(spec, k, d[k], od[k]))
-        .collect();
+    let r = run(x, d, out, od, spec, &mut taps);
+    TAPS.with(|t| t.set(taps));
+    Ok(r?)
+}
+
+/// [`resample_f32`] once its arguments are checked, with this thread's tables (`taps`, one
+/// per axis at least).
+fn run<C: Fn(usize, usize) -> f64>(
+    x: &[f32],
+    d: &[usize],
+    out: &mut [f32],
+    od: &[usize],
+    spec: &Resample<'_, C>,
+    taps: &mut [Taps],
+) -> Result<(), ScratchRefused> {
+    let mut active = smallvec::SmallVec::<[usize; 8]>::new();
+    for (k, t) in taps.iter_mut().enumerate().take(d.len()) {
+        if !t.build(spec, k, d[k], od[k])? {
+            active.push(k);
+        }
+    }
     let fill = spec.extrapolation.unwrap_or(0.0);
+    let total = numel(od);
     match active.len() {
         0 => out[..total].copy_from_slice(&x[..total]),
         1 => apply(x, d, out, od, active[0], &taps[active[0]], fill),
@@ -256,6 +284,7 @@ pub fn resample_f32<C: Fn(usize, usize) -> f64>(
                 } else {
                     let n_next = numel(&next);
                     if to.len() < n_next {
+                        reserve(to, n_next)?;
                         to.resize(n_next, 0.0);
                     }
                     to
@@ -263,9 +292,9 @@ pub fn resample_f32<C: Fn(usize, usize) -> f64>(
                 apply(src, &cur, dst, &next, k, &taps[k], fill);
                 cur = next;
             }
-        }),
+            Ok::<(), ScratchRefused>(())
+        })?,
     }
-    TAPS.with(|t| t.set(taps));
     Ok(())
 }
 

@@ -6,15 +6,20 @@
 //! the process, and notes the refusal on this thread ([`take_refused`]), so a caller that only
 //! sees a kernel's message (or a kernel that could not return an error, like a product whose
 //! packing buffer the `gemm` library could not get) can still tell an out-of-memory failure
-//! from a bad input. [`crate::par`] carries the notes of its worker threads back to the thread
-//! that split the work. A warm run (buffers big enough already) does one length comparison:
-//! no allocation, no system call.
+//! from a bad input. [`reserve`] and [`filled`] give the same fallible growth to the index
+//! tables and per-call vectors of other element types. [`crate::par`] carries the notes of
+//! its worker threads back to the thread that split the work. A warm run (buffers big enough
+//! already) does one length comparison: no allocation, no system call.
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::LocalKey;
 
-/// A per-thread grow-only buffer (declare with `thread_local!`).
-pub type Scratch = LocalKey<RefCell<Vec<f32>>>;
+/// A per-thread grow-only buffer of `T` (declare with `thread_local!`): index tables, byte
+/// panels, ... beside the f32 working buffers of [`Scratch`].
+pub type ScratchOf<T> = LocalKey<RefCell<Vec<T>>>;
+
+/// A per-thread grow-only f32 buffer (declare with `thread_local!`).
+pub type Scratch = ScratchOf<f32>;
 
 /// A kernel's working buffer could not be had: `bytes` more would have passed the cap
 /// ([`set_limit`]) or the allocator refused them.
@@ -33,6 +38,8 @@ impl std::fmt::Display for ScratchRefused {
 impl std::error::Error for ScratchRefused {}
 
 impl From<ScratchRefused> for String {
+    /// Out of line: every `?` that turns a refusal into a kernel's message calls this one copy.
+    #[inline(never)]
     fn from(r: ScratchRefused) -> String {
         r.to_string()
     }
@@ -95,42 +102,81 @@ pub fn zeroed(len: usize) -> Result<Vec<f32>, ScratchRefused> {
     Ok(v)
 }
 
-/// Grows `buf` to at least `len` elements within the cap; a refusal is noted and returned.
-fn grow(buf: &mut Vec<f32>, len: usize) -> Result<(), ScratchRefused> {
-    let bytes = len.saturating_mul(std::mem::size_of::<f32>());
-    let refused = ScratchRefused { bytes };
-    let r = if bytes > LIMIT.load(Ordering::Relaxed) {
-        Err(refused)
-    } else {
-        // `reserve_exact` counts from the length: the buffer ends with room for `len`.
-        buf.try_reserve_exact(len - buf.len()).map_err(|_| refused)
-    };
-    match r {
-        Ok(()) => {
-            // Within capacity: `resize` does not allocate.
-            buf.resize(len, 0.0);
-            Ok(())
-        }
-        Err(e) => {
-            note_refused(e);
-            Err(e)
-        }
+/// Whether a buffer of `bytes` is within the cap; a refusal is noted and returned. (Not
+/// generic: the element type only sizes the request.)
+fn admit(bytes: usize) -> Result<(), ScratchRefused> {
+    if bytes > LIMIT.load(Ordering::Relaxed) {
+        return Err(refuse(bytes));
     }
+    Ok(())
 }
 
-/// Runs `f` on the first `len` elements of this thread's buffer `key` (grown if shorter; its
-/// old contents are left, so callers write before they read). Re-entered on the same thread
-/// (not expected), `f` gets a fresh buffer of its own. A growth past the cap ([`set_limit`]) or
-/// refused by the allocator returns [`ScratchRefused`] without calling `f`.
-pub fn with<R>(
-    key: &'static Scratch,
+/// Notes and returns the refusal of `bytes`.
+#[cold]
+fn refuse(bytes: usize) -> ScratchRefused {
+    let r = ScratchRefused { bytes };
+    note_refused(r);
+    r
+}
+
+/// Makes room in `v` for `len` elements in all (its capacity; the length is left), within the
+/// cap and asked of the allocator fallibly; a refusal is noted and returned. Room there
+/// already costs one comparison. For tables a kernel fills by `push`/`extend` (which then do
+/// not allocate) and for vectors it returns.
+#[inline]
+pub fn reserve<T>(v: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
+    if len <= v.capacity() {
+        return Ok(());
+    }
+    reserve_more(v, len)
+}
+
+/// [`reserve`] where `v` must grow: out of line, so that a caller's code holds one comparison
+/// and a call (one copy per element type, not per call site).
+#[inline(never)]
+fn reserve_more<T>(v: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
+    let bytes = len.saturating_mul(std::mem::size_of::<T>());
+    admit(bytes)?;
+    // `reserve_exact` counts from the length: the vector ends with room for `len`.
+    v.try_reserve_exact(len - v.len())
+        .map_err(|_| refuse(bytes))
+}
+
+/// Grows `buf` to `len` elements (`T::default()`) within the cap; a refusal is noted and
+/// returned. Out of line, as [`reserve_more`].
+#[inline(never)]
+fn grow<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
+    reserve(buf, len)?;
+    // Within capacity: `resize` does not allocate.
+    buf.resize(len, T::default());
+    Ok(())
+}
+
+/// `vec![value; len]`, within the cap and asked of the allocator fallibly; a refusal is noted
+/// and returned. For a buffer one call of a kernel needs (a thread-local one through [`with`]
+/// is better where the kernel runs often).
+#[inline(never)]
+pub fn filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>, ScratchRefused> {
+    let mut v = Vec::new();
+    reserve(&mut v, len)?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// Runs `f` on the first `len` elements of this thread's buffer `key` (grown if shorter, its
+/// new elements `T::default()`; its old contents are left, so callers write before they read).
+/// Re-entered on the same thread (not expected), `f` gets a fresh buffer of its own. A growth
+/// past the cap ([`set_limit`]) or refused by the allocator returns [`ScratchRefused`] (noted,
+/// see [`take_refused`]) without calling `f`.
+pub fn with<T: Copy + Default, R>(
+    key: &'static ScratchOf<T>,
     len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
+    f: impl FnOnce(&mut [T]) -> R,
 ) -> Result<R, ScratchRefused> {
     key.with(|cell| {
         let mut guard = cell.try_borrow_mut();
         let mut owned = Vec::new();
-        let buf: &mut Vec<f32> = match guard.as_deref_mut() {
+        let buf: &mut Vec<T> = match guard.as_deref_mut() {
             Ok(buf) => buf,
             Err(_) => &mut owned,
         };
@@ -143,10 +189,10 @@ pub fn with<R>(
 
 /// [`with`] for a body that can fail: its error and a refusal (turned into `E`) come out as
 /// one.
-pub fn try_with<R, E: From<ScratchRefused>>(
-    key: &'static Scratch,
+pub fn try_with<T: Copy + Default, R, E: From<ScratchRefused>>(
+    key: &'static ScratchOf<T>,
     len: usize,
-    f: impl FnOnce(&mut [f32]) -> Result<R, E>,
+    f: impl FnOnce(&mut [T]) -> Result<R, E>,
 ) -> Result<R, E> {
     with(key, len, f)?
 }
@@ -174,6 +220,33 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 2000.0);
+        assert_eq!(take_refused(), None);
+    }
+
+    #[test]
+    fn typed_buffers_and_vectors_refuse_fallibly() {
+        thread_local! {
+            static IDX: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        }
+        let _ = take_refused();
+        let huge = usize::MAX / 16;
+        assert_eq!(
+            filled(huge, 0u64).unwrap_err(),
+            ScratchRefused { bytes: huge * 8 }
+        );
+        assert_eq!(take_refused(), Some(ScratchRefused { bytes: huge * 8 }));
+        let mut v: Vec<u16> = vec![1, 2];
+        assert!(reserve(&mut v, huge).is_err());
+        assert_eq!(v, [1, 2], "a refused reservation leaves the vector");
+        assert!(take_refused().is_some());
+        reserve(&mut v, 100).unwrap();
+        assert!(v.capacity() >= 100);
+        let s = with(&IDX, 5, |b| {
+            b.iter_mut().enumerate().for_each(|(i, x)| *x = i);
+            b.iter().sum::<usize>()
+        });
+        assert_eq!(s, Ok(10));
+        assert_eq!(filled(3, 7i8).unwrap(), [7, 7, 7]);
         assert_eq!(take_refused(), None);
     }
 

@@ -8,6 +8,7 @@
 //! bin 0 and (even lengths) bin `n/2` are 0 and bin `n − k` is the conjugate of bin `k`.
 use crate::fft::{Complex, FftPlan};
 use crate::math::Real;
+use crate::scratch::{filled, reserve};
 
 /// Makes the spectrum of a real signal exactly Hermitian (see the module doc).
 fn hermitian<T: Real>(x: &mut [Complex<T>]) {
@@ -92,8 +93,10 @@ pub fn dft<T: Real>(x: &[T], p: &Dft<'_>, out: &mut [T]) -> Result<(), String> {
     let (n_out, c_out) = (od[p.axis], od[r - 1]);
     let n = p.length;
     let irfft = p.inverse && p.onesided;
-    let plan = FftPlan::<T>::new(n);
-    let (mut buf, mut scratch) = (vec![Complex::<T>::default(); n], Vec::new());
+    // The plan and both buffers allocated fallibly (a refusal is an error).
+    let plan = FftPlan::<T>::new(n)?;
+    let mut buf = filled(n, Complex::<T>::default())?;
+    let mut scratch = filled(n, Complex::<T>::default())?;
     let scale = T::from_f64(1.0 / n as f64);
     for o in 0..outer {
         for i in 0..inner {
@@ -199,8 +202,10 @@ pub fn stft<T: Real>(
     }
     let (frames, bins, n) = (od[1], od[2], p.frame_length);
     let w = window.map_or(n, <[T]>::len);
-    let plan = FftPlan::<T>::new(n);
-    let (mut buf, mut scratch) = (vec![Complex::<T>::default(); n], Vec::new());
+    // The plan and both buffers allocated fallibly (a refusal is an error).
+    let plan = FftPlan::<T>::new(n)?;
+    let mut buf = filled(n, Complex::<T>::default())?;
+    let mut scratch = filled(n, Complex::<T>::default())?;
     for bi in 0..b {
         for f in 0..frames {
             buf.fill(Complex::default());
@@ -272,12 +277,12 @@ pub fn mel_weight_matrix(p: &MelWeights, out: &mut [f64]) -> Result<(), String> 
     let mel = |hz: f64| 2595.0 * (1.0 + hz / 700.0).log10();
     let (lo, hi) = (mel(p.lower_hz), mel(p.upper_hz));
     let step = (hi - lo) / (p.bins + 2) as f64;
-    let points: Vec<i64> = (0..p.bins + 2)
-        .map(|i| {
-            let hz = 700.0 * (10f64.powf((i as f64 * step + lo) / 2595.0) - 1.0);
-            ((p.dft_length + 1) as f64 * hz / p.sample_rate).floor() as i64
-        })
-        .collect();
+    let mut points = Vec::new();
+    reserve(&mut points, p.bins.saturating_add(2))?;
+    points.extend((0..p.bins + 2).map(|i| {
+        let hz = 700.0 * (10f64.powf((i as f64 * step + lo) / 2595.0) - 1.0);
+        ((p.dft_length + 1) as f64 * hz / p.sample_rate).floor() as i64
+    }));
     let row = |j: i64| -> Result<usize, String> {
         usize::try_from(j)
             .ok()

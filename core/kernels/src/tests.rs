@@ -405,7 +405,8 @@ fn edo_kernels() {
         &mut v,
         Some(&mut i),
         &mut order,
-    );
+    )
+    .unwrap();
     assert_eq!((v, i), (vec![3.0, 3.0, 2.0], vec![1, 2, 3]));
     // two overlapping boxes and one apart; the weaker overlapping one is suppressed
     let boxes = [0.0, 0.0, 1.0, 1.0, 0.0, 0.1, 1.0, 1.1, 0.0, 5.0, 1.0, 6.0];
@@ -419,7 +420,7 @@ fn edo_kernels() {
         score_threshold: None,
         center: false,
     };
-    edo::nms(&boxes, &scores, &p, &mut scratch, &mut sel);
+    edo::nms(&boxes, &scores, &p, &mut scratch, &mut sel).unwrap();
     assert_eq!(sel, vec![0, 0, 0, 0, 0, 2]);
     assert!((math::erf(0.5) - 0.520_499_9).abs() < 1e-6);
     // against the series erf(x) = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)), in f64
@@ -526,7 +527,7 @@ proptest! {
         let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
         let mut out = vec![f32::NAN; n * c * oh * ow];
         let coord = |k: usize, i: usize| i as f64 * d[k] as f64 / od[k] as f64;
-        layout::resize_f32(&x, &d, &mut out, &od, coord, "nearest", "floor");
+        layout::resize_f32(&x, &d, &mut out, &od, coord, "nearest", "floor").unwrap();
         for b in 0..n { for ch in 0..c { for oy in 0..oh { for ox in 0..ow {
             let (y, xx) = ((coord(2, oy).floor() as usize).min(h - 1), (coord(3, ox).floor() as usize).min(w - 1));
             let want = x[((b * c + ch) * h + y) * w + xx];
@@ -542,7 +543,7 @@ proptest! {
         let mut out = vec![0f32; n * c * oh * ow];
         // asymmetric coordinates: input = output * in / out
         let coord = |k: usize, i: usize| i as f64 * d[k] as f64 / od[k] as f64;
-        layout::resize_f32(&x, &d, &mut out, &od, coord, "linear", "floor");
+        layout::resize_f32(&x, &d, &mut out, &od, coord, "linear", "floor").unwrap();
         let at = |b: usize, ch: usize, y: usize, xx: usize| f64::from(x[((b * c + ch) * h + y) * w + xx]);
         for b in 0..n { for ch in 0..c { for oy in 0..oh { for ox in 0..ow {
             let cy = coord(2, oy).clamp(0.0, (h - 1) as f64);

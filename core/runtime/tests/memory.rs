@@ -271,3 +271,64 @@ fn refused_packed_weights_are_out_of_memory_and_not_kept() {
     run_conv(&mut s, 8, 16).unwrap();
     run_conv(&mut Session::new(plan), 3, 16).unwrap();
 }
+
+/// y = Resize(x, scales = [1, 1, 2, 2]), nearest, x `[1, 1, h, h]`.
+fn resize_plan() -> std::sync::Arc<Plan> {
+    use onnx::{f32s, model_bytes, node, tensor_type, vi};
+    let mode = AttributeProto {
+        name: Some("mode".into()),
+        s: Some(b"nearest".to_vec()),
+        r#type: Some(attribute_proto::AttributeType::String as i32),
+        ..Default::default()
+    };
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node("Resize", &["x", "", "scales"], &["y"], vec![mode])],
+        initializer: vec![f32s("scales", &[4], &[1.0, 1.0, 2.0, 2.0])],
+        input: vec![vi("x", tensor_type(1, &["1", "1", "h", "h"]))],
+        output: vec![vi("y", tensor_type(1, &["1", "1", "2*h", "2*h"]))],
+        ..Default::default()
+    };
+    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
+    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
+    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
+}
+
+#[test]
+fn refused_resize_tables_are_out_of_memory_and_the_session_runs_once_the_cap_lifts() {
+    let _cap = cap_lock();
+    // The nearest resize's per-axis index table: 1 + 1 + 2h + 2h entries (h = 16: 528 bytes).
+    // A fresh thread: this thread-local table has not grown yet.
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut s = Session::new(resize_plan());
+            let h = 16;
+            let x: Vec<f32> = (0..h * h).map(|v| v as f32).collect();
+            sod2_runtime::set_kernel_memory_limit(Some(256));
+            let e = s.run(&[TensorIn::f32(&x, &[1, 1, h, h])]).unwrap_err();
+            sod2_runtime::set_kernel_memory_limit(None);
+            match &e {
+                RuntimeError::OutOfMemory {
+                    what,
+                    needed,
+                    limit,
+                } => {
+                    assert!(what.ends_with("(Resize) kernel scratch"), "{e}");
+                    assert_eq!((*needed, *limit), ((2 + 4 * h) * 8, 256), "{e}");
+                }
+                other => panic!("expected OutOfMemory, got {other:?}"),
+            }
+            // Half-pixel, round-prefer-floor coordinates at scale 2: (i, j) reads (i/2, j/2).
+            let out = s.run(&[TensorIn::f32(&x, &[1, 1, h, h])]).unwrap();
+            assert_eq!(out[0].dims, vec![1, 1, 2 * h, 2 * h]);
+            let y = out[0].to_f32().unwrap();
+            for (o, &v) in y.iter().enumerate() {
+                let (i, j) = (o / (2 * h), o % (2 * h));
+                assert_eq!(v, x[(i / 2) * h + j / 2], "output ({i}, {j})");
+            }
+        })
+        .join()
+        .unwrap();
+    });
+}

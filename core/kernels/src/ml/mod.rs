@@ -33,7 +33,8 @@ pub fn extract_features(
     indices: &[i64],
     y: &mut [u8],
 ) -> Result<(), String> {
-    let mut cols_at = Vec::with_capacity(indices.len());
+    let mut cols_at = Vec::new();
+    crate::scratch::reserve(&mut cols_at, indices.len())?;
     for &i in indices {
         match usize::try_from(i).ok().filter(|&i| i < cols) {
             Some(i) => cols_at.push(i),

@@ -195,7 +195,7 @@ impl TfIdf {
                 self.output_size
             ));
         }
-        let mut counts = vec![0u32; self.output_size];
+        let mut counts = crate::scratch::filled(self.output_size, 0u32)?;
         for r in 0..rows {
             counts.iter_mut().for_each(|c| *c = 0);
             self.count_row(&x[r * cols..(r + 1) * cols], &mut counts);

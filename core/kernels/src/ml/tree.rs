@@ -253,7 +253,7 @@ impl Forest {
                 self.n_targets
             ));
         }
-        let mut hit = vec![false; self.n_targets];
+        let mut hit = crate::scratch::filled(self.n_targets, false)?;
         for r in 0..rows {
             let row = &x[r * features..(r + 1) * features];
             let out = &mut y[r * self.n_targets..(r + 1) * self.n_targets];

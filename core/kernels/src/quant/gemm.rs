@@ -18,10 +18,12 @@
 
 use super::workspace::{self, Side};
 use super::{QGemm, ZeroPoints, Q8};
+use crate::scratch::{filled, ScratchRefused};
 use crate::simd::q8::{
     q8_direct_block, q8_direct_rows, q8_direct_slot, q8_pack_b, q8_tile_into, Band, ColumnBands,
     Q8Isa, TileFix, Q8_DIRECT_COLS, Q8_TILE_MAX,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// An operand's bytes and whether they are `i8`.
 fn bytes<'a>(q: Q8<'a>) -> (&'a [u8], bool) {
@@ -62,7 +64,7 @@ fn with_packed_a<R>(
     lda: usize,
     a_zero: ZeroPoints<'_>,
     f: impl FnOnce(&PackedA<'_>) -> R,
-) -> R {
+) -> Result<R, ScratchRefused> {
     let (mr, k4) = (isa.mr(), k.div_ceil(4));
     let (src, signed) = bytes(a);
     let want = isa.a_signed();
@@ -157,9 +159,9 @@ impl PackedQ8B {
         let k4 = k.div_ceil(4);
         let panel = k4 * 4 * nr;
         let panels = n.div_ceil(nr);
-        let mut data = vec![0u8; panels * panel];
-        let mut colfix = vec![0i32; n];
-        let mut zero = vec![0i32; n];
+        let mut data = filled(panels * panel, 0u8)?;
+        let mut colfix = filled(n, 0i32)?;
+        let mut zero = filled(n, 0i32)?;
         let src = BSource::Raw(RawB::new(isa, &probe));
         for jp in 0..panels {
             let j0 = jp * nr;
@@ -269,10 +271,18 @@ impl BSource<'_> {
 }
 
 /// The product of packed `a` and `b`'s panels into `c` (`m × n`, rows `ldc` apart, checked).
-fn run(isa: Q8Isa, pa: &PackedA<'_>, b: &BSource<'_>, n: usize, c: &mut [i32], ldc: usize) {
+/// A thread's panel buffers refused is an error (its columns are left unwritten).
+fn run(
+    isa: Q8Isa,
+    pa: &PackedA<'_>,
+    b: &BSource<'_>,
+    n: usize,
+    c: &mut [i32],
+    ldc: usize,
+) -> Result<(), ScratchRefused> {
     let m = pa.rowsum.len();
     if m == 0 || n == 0 {
-        return;
+        return Ok(());
     }
     let nr = isa.nr();
     let panels = n.div_ceil(nr);
@@ -282,12 +292,20 @@ fn run(isa: Q8Isa, pa: &PackedA<'_>, b: &BSource<'_>, n: usize, c: &mut [i32], l
     let Some(bands) = ColumnBands::new(c, m, n, ldc) else {
         unreachable!("the output was checked");
     };
+    // The bytes of a refusal on any part (0: none).
+    let refused = AtomicUsize::new(0);
     crate::par::ranges(panels, min_panels, &|lo, hi| {
         let Some(mut band) = bands.claim(lo * nr, (hi * nr).min(n)) else {
             unreachable!("parts of a range are disjoint");
         };
-        run_band(isa, pa, b, (lo, hi), n, &mut band);
+        if let Err(e) = run_band(isa, pa, b, (lo, hi), n, &mut band) {
+            refused.store(e.bytes.max(1), Ordering::Relaxed);
+        }
     });
+    match refused.into_inner() {
+        0 => Ok(()),
+        bytes => Err(ScratchRefused { bytes }),
+    }
 }
 
 /// Column panels `lo..hi` into `band` (whose first column is panel `lo`'s).
@@ -298,7 +316,7 @@ fn run_band(
     (lo, hi): (usize, usize),
     n: usize,
     band: &mut Band<'_, i32>,
-) {
+) -> Result<(), ScratchRefused> {
     let (mr, nr, k4) = (pa.mr, isa.nr(), pa.k4);
     let m = pa.rowsum.len();
     // Panels packed (or taken) a block at a time: ~96 KiB, so rows of `b` are read in long
@@ -355,12 +373,19 @@ fn run_band(
                 }
             }
         },
-    );
+    )
 }
 
 /// A product of a few rows with `b` read unpacked (`q8_direct_block`), 64 columns at a time:
 /// packing `b` would cost more than the product.
-fn run_direct(isa: Q8Isa, pa: &PackedA<'_>, b: &RawB<'_>, n: usize, c: &mut [i32], ldc: usize) {
+fn run_direct(
+    isa: Q8Isa,
+    pa: &PackedA<'_>,
+    b: &RawB<'_>,
+    n: usize,
+    c: &mut [i32],
+    ldc: usize,
+) -> Result<(), ScratchRefused> {
     const W: usize = Q8_DIRECT_COLS;
     let m = pa.rowsum.len();
     let k = b.k;
@@ -369,6 +394,8 @@ fn run_direct(isa: Q8Isa, pa: &PackedA<'_>, b: &RawB<'_>, n: usize, c: &mut [i32
     let Some(bands) = ColumnBands::new(c, m, n, ldc) else {
         unreachable!("the output was checked");
     };
+    // The bytes of a refusal on any part (0: none).
+    let refused = AtomicUsize::new(0);
     crate::par::ranges(blocks, min_blocks, &|lo, hi| {
         let Some(mut band) = bands.claim(lo * W, (hi * W).min(n)) else {
             unreachable!("parts of a range are disjoint");
@@ -376,7 +403,7 @@ fn run_direct(isa: Q8Isa, pa: &PackedA<'_>, b: &RawB<'_>, n: usize, c: &mut [i32
         // Up to 1024 columns a call (16 KiB of sums a row), the narrower last block from a
         // zero-padded copy.
         const CHUNK: usize = 16 * W;
-        workspace::with(Side::Right, k * W, m * CHUNK + CHUNK, |tail, ints| {
+        let done = workspace::with(Side::Right, k * W, m * CHUNK + CHUNK, |tail, ints| {
             let (sums, colsum) = ints.split_at_mut(m * CHUNK);
             let (first, end) = (lo * W, (hi * W).min(n));
             let mut j0 = first;
@@ -415,7 +442,14 @@ fn run_direct(isa: Q8Isa, pa: &PackedA<'_>, b: &RawB<'_>, n: usize, c: &mut [i32
                 j0 += cols;
             }
         });
+        if let Err(e) = done {
+            refused.store(e.bytes.max(1), Ordering::Relaxed);
+        }
     });
+    match refused.into_inner() {
+        0 => Ok(()),
+        bytes => Err(ScratchRefused { bytes }),
+    }
 }
 
 /// [`super::qgemm`] on the tiles of `isa` (an error if this CPU does not run it): how the
@@ -437,11 +471,11 @@ pub fn qgemm_with(isa: Q8Isa, p: &QGemm<'_>, c: &mut [i32], ldc: usize) -> Resul
     }
     with_packed_a(isa, p.m, p.k, p.a, p.lda, p.a_zero, |pa| {
         if p.m <= q8_direct_rows(isa) {
-            run_direct(isa, pa, &RawB::new(isa, p), p.n, c, ldc);
+            run_direct(isa, pa, &RawB::new(isa, p), p.n, c, ldc)
         } else {
-            run(isa, pa, &BSource::Raw(RawB::new(isa, p)), p.n, c, ldc);
+            run(isa, pa, &BSource::Raw(RawB::new(isa, p)), p.n, c, ldc)
         }
-    });
+    })??;
     Ok(())
 }
 
@@ -492,7 +526,7 @@ pub fn qgemm_packed(
     }
     with_packed_a(b.isa, m, b.k, a, lda, a_zero, |pa| {
         run(b.isa, pa, &BSource::Packed(b), b.n, c, ldc)
-    });
+    })??;
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 //! block of packed right-operand panels and sums.
 use std::cell::RefCell;
 
+use crate::scratch::{reserve, ScratchRefused};
+
 /// Bytes and 32-bit sums of one side.
 #[derive(Default)]
 struct Buffers {
@@ -27,13 +29,15 @@ pub(super) enum Side {
 
 /// Runs `f` on `bytes` bytes and `ints` sums of this thread's `side` buffers, zeroed (the
 /// packing leaves padding rows and columns as zeros). Re-entered on the same thread for the
-/// same side (not expected), `f` gets fresh buffers of its own.
+/// same side (not expected), `f` gets fresh buffers of its own. Growth is fallible, as
+/// `crate::scratch`'s: past the cap of [`crate::scratch::set_limit`] (or refused by the
+/// allocator) it returns the refusal (noted) without calling `f`.
 pub(super) fn with<R>(
     side: Side,
     bytes: usize,
     ints: usize,
     f: impl FnOnce(&mut [u8], &mut [i32]) -> R,
-) -> R {
+) -> Result<R, ScratchRefused> {
     let key = match side {
         Side::Left => &LEFT,
         Side::Right => &RIGHT,
@@ -46,15 +50,17 @@ pub(super) fn with<R>(
             Err(_) => &mut owned,
         };
         if buf.bytes.len() < bytes {
+            reserve(&mut buf.bytes, bytes)?;
             buf.bytes.resize(bytes, 0);
         }
         if buf.ints.len() < ints {
+            reserve(&mut buf.ints, ints)?;
             buf.ints.resize(ints, 0);
         }
         let (b, i) = (&mut buf.bytes[..bytes], &mut buf.ints[..ints]);
         b.fill(0);
         i.fill(0);
-        f(b, i)
+        Ok(f(b, i))
     })
 }
 
@@ -70,11 +76,14 @@ mod tests {
             i.fill(7);
             with(Side::Left, 4, 2, |b2, i2| {
                 assert!(b2.iter().all(|&x| x == 0) && i2.iter().all(|&x| x == 0));
-            });
-            with(Side::Right, 4, 2, |b2, _| b2.fill(1));
-        });
+            })
+            .unwrap();
+            with(Side::Right, 4, 2, |b2, _| b2.fill(1)).unwrap();
+        })
+        .unwrap();
         with(Side::Left, 6, 2, |b, i| {
             assert!(b.iter().all(|&x| x == 0) && i.iter().all(|&x| x == 0));
-        });
+        })
+        .unwrap();
     }
 }

@@ -8,6 +8,7 @@
 //! point has its full set of taps (the interior of a 2-D bilinear warp: 4) runs a fixed-width
 //! loop. [`grid_sample_reference`] follows ONNX's reference implementation step by step and is
 //! the tests' oracle.
+use crate::scratch::{reserve, ScratchRefused};
 use std::cell::Cell;
 
 use crate::par;
@@ -125,10 +126,7 @@ pub fn grid_sample_f32(p: &GridSample<'_>, out: &mut [f32]) -> Result<(), String
         points,
         row,
     };
-    par::rows_mut(out, points, 1, &|first, part| {
-        ctx.run(first, part);
-        Ok(())
-    })
+    par::rows_mut(out, points, 1, &|first, part| Ok(ctx.run(first, part)?))
 }
 
 /// What every part of the output shares.
@@ -143,10 +141,23 @@ struct Rows<'p, 'a> {
 }
 
 impl Rows<'_, '_> {
-    /// Fills `part`: whole `(n, c)` output planes from flat plane `first`.
-    fn run(&self, first: usize, part: &mut [f32]) {
+    /// Fills `part`: whole `(n, c)` output planes from flat plane `first`. The row tables
+    /// growing past the cap of [`crate::scratch::set_limit`] (or refused by the allocator) is
+    /// a refusal, `part` then unwritten.
+    fn run(&self, first: usize, part: &mut [f32]) -> Result<(), ScratchRefused> {
         let planes = part.len() / self.points.max(1);
         let (mut taps, mut counts) = ROW_TAPS.take();
+        // Room for a row's taps (at most `per_axis^nd` a point) first: the pushes of
+        // `row_taps` then never allocate.
+        let per_axis: usize = match self.p.interp {
+            Interp::Nearest => 1,
+            Interp::Linear => 2,
+            Interp::Cubic => 4,
+        };
+        let most = self.row.saturating_mul(per_axis.pow(self.nd as u32));
+        // (A refusal drops the tables: they are rebuilt, fallibly, on the next call.)
+        reserve(&mut taps, most)?;
+        reserve(&mut counts, self.row)?;
         let mut k = 0;
         while k < planes {
             let n = (first + k) / self.c;
@@ -168,6 +179,7 @@ impl Rows<'_, '_> {
             k += cs;
         }
         ROW_TAPS.set((taps, counts));
+        Ok(())
     }
 
     /// The taps of output row `r` of batch `n`; `Some(k)` when every point has exactly `k`.

@@ -164,6 +164,9 @@ fn box_samples(
             "RoiAlign: box {roi} needs {total} samples ({gh}×{gw} per bin), more than {MAX_SAMPLES}"
         ));
     }
+    // Room for them all first (fallibly, within the cap of `scratch::set_limit`): the pushes
+    // below then never allocate.
+    crate::scratch::reserve(samples, total)?;
     for ph in 0..oh {
         for pw in 0..ow {
             for iy in 0..gh {

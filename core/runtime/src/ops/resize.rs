@@ -184,7 +184,7 @@ pub(super) fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             ResizeMode::Nearest => "nearest",
             _ => "linear",
         };
-        layout::resize_f32(&xs, d, o, &od, coord, m, nearest);
+        layout::resize_f32(&xs, d, o, &od, coord, m, nearest)?;
         return Ok(());
     }
     let spec = Resample {

@@ -184,13 +184,20 @@ fn topk(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     TOPK_ORDER.with(|order| {
         let mut order = order.take();
         let r = if dt == DType::F32 {
-            typed_mut::<f32>(o0.alloc(&od)?).map(|v| {
-                edo::topk_f32(&vals, d, &sel, v, idx_out.as_deref_mut(), &mut order);
+            typed_mut::<f32>(o0.alloc(&od)?).and_then(|v| {
+                Ok(edo::topk_f32(
+                    &vals,
+                    d,
+                    &sel,
+                    v,
+                    idx_out.as_deref_mut(),
+                    &mut order,
+                )?)
             })
         } else {
             // Other value types: through an f32 buffer, then converted.
             let mut v = vec![0f32; numel(&od)];
-            edo::topk_f32(&vals, d, &sel, &mut v, idx_out, &mut order);
+            edo::topk_f32(&vals, d, &sel, &mut v, idx_out, &mut order)?;
             fn store<T: Num>(o: &mut [u8], v: &[f32]) -> Result<(), String> {
                 for (s, &x) in typed_mut::<T>(o)?.iter_mut().zip(v) {
                     *s = T::from_f64(f64::from(x));
@@ -273,8 +280,9 @@ fn nms(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         score_threshold: thr,
         center,
     };
-    edo::nms(&boxes, &scores, &p, &mut scratch, &mut sel);
-    let r = write_i64(c, 0, &[sel.len() / 3, 3], &sel);
+    let r = edo::nms(&boxes, &scores, &p, &mut scratch, &mut sel)
+        .map_err(String::from)
+        .and_then(|()| write_i64(c, 0, &[sel.len() / 3, 3], &sel));
     NMS.with(|c| c.set(Some((scratch, sel))));
     r
 }

@@ -229,40 +229,9 @@ fn cache_info() -> Option<[CacheInfo; 3]> {
                     return Some(info);
                 }
 
-                if let Ok(lscpu) = std::process::Command::new("lscpu")
-                    .arg("-B")
-                    .arg("-C=type,level,ways,coherency-size,one-size")
-                    .output()
-                {
-                    if lscpu.status.success() {
-                        if let Ok(lscpu) = String::from_utf8(lscpu.stdout).as_deref() {
-                            let mut info = CACHE_INFO_DEFAULT;
-                            for line in lscpu.lines().skip(1) {
-                                let mut iter = line.split_whitespace();
-                                if let [Some(cache_type), Some(level), Some(ways), Some(coherency_size), Some(one_size)] = [
-                                    iter.next(),
-                                    iter.next(),
-                                    iter.next(),
-                                    iter.next(),
-                                    iter.next(),
-                                ] {
-                                    if let "Data" | "Unified" = cache_type {
-                                        let level = level.parse::<usize>().unwrap();
-                                        let ways = ways.parse::<usize>().unwrap();
-                                        let coherency_size =
-                                            coherency_size.parse::<usize>().unwrap();
-                                        let one_size = one_size.parse::<usize>().unwrap();
-
-                                        info[level - 1].associativity = ways;
-                                        info[level - 1].cache_line_bytes = coherency_size;
-                                        info[level - 1].cache_bytes = one_size;
-                                    }
-                                }
-                            }
-                            return Some(info);
-                        }
-                    }
-                }
+                // sod2 patch: no `lscpu` fallback. A library embedded in apps does not spawn
+                // processes (and upstream's parsing of its output unwraps); where sysfs cannot
+                // be read, the defaults below apply.
             }
             #[cfg(target_vendor = "apple")]
             {

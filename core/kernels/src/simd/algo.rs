@@ -235,73 +235,75 @@ unsafe fn epilogue_v<V: Vf32>(e: &Epilogue, v: V) -> V {
     // SAFETY: lane arithmetic on a vector type the caller may use.
     unsafe {
         let (mut x, mut t) = (v, v);
-        // Written out slot by slot (straight-line code: each slot's kind is known here).
-        macro_rules! slot {
-            ($k:literal, $kind:ident) => {
-                slot!(@$kind, e.slots[$k])
-            };
-            (@konst, $s:expr) => {
-                if let Some(EpilogueStep::Const(op, c)) = $s {
-                    t = binary_v(op, t, V::splat(c));
-                }
-            };
-            (@keep, $s:expr) => {
-                if let Some(EpilogueStep::Keep) = $s {
-                    x = t;
-                }
-            };
-            (@unary, $s:expr) => {
-                if let Some(EpilogueStep::Unary(u)) = $s {
-                    t = unary_v(u, t);
-                }
-            };
-            (@combine, $s:expr) => {
-                if let Some(EpilogueStep::Combine(op, x_first)) = $s {
-                    t = if x_first { binary_v(op, x, t) } else { binary_v(op, t, x) };
+        // Written out slot by slot: each slot's op is fixed by `EPILOGUE_SLOTS`.
+        macro_rules! konst {
+            ($k:literal, $f:ident) => {
+                if let Some(EpilogueStep::Const(_, c)) = e.slots[$k] {
+                    t = t.$f(V::splat(c));
                 }
             };
         }
-        slot!(0, konst);
-        slot!(1, konst);
-        slot!(2, keep);
-        slot!(3, konst);
-        slot!(4, konst);
-        slot!(5, konst);
-        slot!(6, konst);
-        slot!(7, unary);
-        slot!(8, combine);
-        slot!(9, konst);
-        slot!(10, konst);
-        slot!(11, konst);
-        let _ = x;
+        konst!(0, mul);
+        konst!(1, add);
+        if e.slots[2].is_some() {
+            x = t;
+        }
+        konst!(3, mul);
+        konst!(4, add);
+        konst!(5, max);
+        konst!(6, min);
+        match e.slots[7] {
+            Some(EpilogueStep::Unary(UnOp::Sigmoid)) => {
+                let one = V::splat(1.0);
+                t = one.div(one.add(exp(V::splat(0.0).sub(t))));
+            }
+            Some(EpilogueStep::Unary(_)) => t = t.max(V::splat(0.0)),
+            _ => {}
+        }
+        if let Some(EpilogueStep::Combine(op, x_first)) = e.slots[8] {
+            let (a, b) = if x_first { (x, t) } else { (t, x) };
+            t = match op {
+                BinOp::Add => a.add(b),
+                BinOp::Max => a.max(b),
+                BinOp::Min => a.min(b),
+                _ => a.mul(b),
+            };
+        }
+        konst!(9, div);
+        konst!(10, mul);
+        konst!(11, add);
         t
     }
 }
 
-/// `x[i] = e(x[i] + bias)` in place.
+/// `x[i] = e(x[i] + bias)` in place (one copy of the vector code: the tail runs it on a
+/// padded buffer).
 #[inline(always)]
 pub(crate) unsafe fn epilogue<V: Vf32>(e: &Epilogue, bias: Option<f32>, x: &mut [f32]) {
     let n = x.len();
     let l = V::LANES;
-    let p = x.as_mut_ptr();
-    // SAFETY: whole vectors below `n`, or the padded tail buffer; lane arithmetic.
+    let mut tail = [0f32; MAX_LANES];
+    // SAFETY: whole vectors below `n`, or the padded tail buffer (MAX_LANES >= LANES values);
+    // lane arithmetic.
     unsafe {
         let b = V::splat(bias.unwrap_or(0.0));
         let has_bias = bias.is_some();
         let mut i = 0;
-        while i + l <= n {
-            let u = V::load(p.add(i));
+        while i < n {
+            let whole = i + l <= n;
+            let p = if whole {
+                x.as_mut_ptr().add(i)
+            } else {
+                tail[..n - i].copy_from_slice(&x[i..n]);
+                tail.as_mut_ptr()
+            };
+            let u = V::load(p);
             let u = if has_bias { u.add(b) } else { u };
-            epilogue_v(e, u).store(p.add(i));
+            epilogue_v(e, u).store(p);
+            if !whole {
+                x[i..].copy_from_slice(&tail[..n - i]);
+            }
             i += l;
-        }
-        if i < n {
-            let mut t = [0f32; MAX_LANES];
-            t[..n - i].copy_from_slice(&x[i..n]);
-            let u = V::load(t.as_ptr());
-            let u = if has_bias { u.add(b) } else { u };
-            epilogue_v(e, u).store(t.as_mut_ptr());
-            x[i..].copy_from_slice(&t[..n - i]);
         }
     }
 }

@@ -247,18 +247,23 @@ pub(crate) enum Slot {
 impl Epilogue {
     /// The epilogue of `steps`; `None` for steps that do not
     /// fill the slots (affine map, kept value, affine map, clamps, unary op, combination with
-    /// the kept value, division, affine map) in order.
+    /// the kept value, division, affine map) in order; unary ops other than Sigmoid and Relu,
+    /// and combinations other than `+ · max min`, are not taken.
     pub fn new(steps: &[EpilogueStep]) -> Option<Epilogue> {
         let mut e = Epilogue {
             slots: [None; EPILOGUE_SLOTS.len()],
         };
         let mut next = 0;
         for s in steps {
+            // The vector code has Sigmoid and Relu for unary ops, and no combination by
+            // subtraction or division (not in any activation it takes).
             let fits = |slot: &Slot| match (*slot, *s) {
                 (Slot::Const(a), EpilogueStep::Const(b, _)) => a == b,
                 (Slot::Keep, EpilogueStep::Keep) => true,
-                (Slot::Unary, EpilogueStep::Unary(_)) => true,
-                (Slot::Combine, EpilogueStep::Combine(..)) => true,
+                (Slot::Unary, EpilogueStep::Unary(u)) => matches!(u, UnOp::Sigmoid | UnOp::Relu),
+                (Slot::Combine, EpilogueStep::Combine(op, _)) => {
+                    matches!(op, BinOp::Add | BinOp::Mul | BinOp::Max | BinOp::Min)
+                }
                 _ => false,
             };
             let k = next + EPILOGUE_SLOTS.get(next..)?.iter().position(fits)?;
@@ -353,6 +358,8 @@ macro_rules! entry_points {
                 unsafe { algo::unary::<V>(op, a, out) }
             }
             $(#[target_feature(enable = $feat)])?
+            // aarch64 calls the NEON one only (`super::epilogue`).
+            #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
             pub(super) unsafe fn epilogue(e: &Epilogue, bias: Option<f32>, x: &mut [f32]) {
                 // SAFETY: forwarded contract.
                 unsafe { algo::epilogue::<V>(e, bias, x) }
@@ -551,6 +558,15 @@ pub fn unary_in_place(isa: Isa, op: UnOp, x: &mut [f32]) {
 
 /// `x[i] = e(x[i] + bias)` in place, one pass (`bias`: none, or one value added first).
 pub fn epilogue(isa: Isa, e: &Epilogue, bias: Option<f32>, x: &mut [f32]) {
+    #[cfg(target_arch = "aarch64")]
+    {
+        // NEON is part of the aarch64 baseline: one instantiation, not a portable one beside
+        // it (code size; the values are the same formulas).
+        let _ = isa;
+        // SAFETY: every aarch64 target this builds for has NEON.
+        unsafe { neon::epilogue(e, bias, x) }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
     dispatch!(isa, epilogue(e, bias, x));
 }
 

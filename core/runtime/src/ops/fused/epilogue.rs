@@ -211,7 +211,10 @@ mod tests {
             ins(InstrOp::Mul, 2, T2, T0),
         ];
         assert_eq!(conv_activation(&two, T2, &[2.0, 1.0]), None);
-        // an ops the epilogue has no step for (Pow)
+        // a unary op the epilogue's vector code has not (Tanh)
+        let tanh = [ins(InstrOp::Tanh, 0, X, X)];
+        assert_eq!(conv_activation(&tanh, T0, &[]), None);
+        // an op the epilogue has no step for (Pow)
         let pow = [ins(InstrOp::Pow, 0, X, c(0))];
         assert_eq!(conv_activation(&pow, T0, &[2.0]), None);
         // more steps than an epilogue holds

@@ -332,3 +332,161 @@ fn refused_resize_tables_are_out_of_memory_and_the_session_runs_once_the_cap_lif
         .unwrap();
     });
 }
+
+/// A plan of `graph` (opset 13).
+fn plan_of(g: GraphProto) -> std::sync::Arc<Plan> {
+    let m = sod2_onnx::import_bytes(&onnx::model_bytes(g, 13), None).unwrap();
+    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
+    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
+}
+
+/// The kernels' cap, set until dropped (also when a test fails under it, so the next test
+/// does not run under it).
+struct KernelCap;
+
+impl KernelCap {
+    fn set(bytes: usize) -> KernelCap {
+        sod2_runtime::set_kernel_memory_limit(Some(bytes));
+        KernelCap
+    }
+}
+
+impl Drop for KernelCap {
+    fn drop(&mut self) {
+        sod2_runtime::set_kernel_memory_limit(None);
+    }
+}
+
+/// Runs `f` on a fresh thread (its thread-local kernel buffers not grown yet).
+fn on_fresh_thread(f: impl FnOnce() + Send) {
+    std::thread::scope(|sc| sc.spawn(f).join().unwrap());
+}
+
+/// Checks that `e` is a refused kernel buffer of step `op` of `needed` bytes under `limit`.
+fn assert_scratch_oom(e: &RuntimeError, op: &str, needed: usize, limit: usize) {
+    match e {
+        RuntimeError::OutOfMemory {
+            what,
+            needed: n,
+            limit: l,
+        } => {
+            assert!(what.ends_with(&format!("({op}) kernel scratch")), "{e}");
+            assert_eq!((*n, *l), (needed, limit), "{e}");
+        }
+        other => panic!("expected OutOfMemory, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_copy_of_a_misaligned_input_is_out_of_memory_and_the_run_is_exact_after() {
+    let _cap = cap_lock();
+    use onnx::{node, tensor_type, vi};
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node("Neg", &["x"], &["y"], vec![])],
+        input: vec![vi("x", tensor_type(1, &["n"]))],
+        output: vec![vi("y", tensor_type(1, &["n"]))],
+        ..Default::default()
+    };
+    let mut s = Session::new(plan_of(g));
+    // 256 f32 from byte 1 of a buffer: not 4-byte aligned, so the step reads an aligned copy
+    // (1 KiB), which the cap refuses.
+    let n = 256;
+    let vals: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let mut bytes = vec![0u8; 4 * n + 1];
+    bytes[1..].copy_from_slice(bytemuck::cast_slice(&vals));
+    let x = &bytes[1..];
+    assert_ne!(x.as_ptr() as usize % 4, 0);
+    let dims = [n];
+    let cap = KernelCap::set(512);
+    let e = s
+        .run(&[TensorIn::raw(sod2_format::DType::F32, x, &dims)])
+        .unwrap_err();
+    drop(cap);
+    assert_scratch_oom(&e, "Neg", 4 * n, 512);
+    for _ in 0..2 {
+        let out = s
+            .run(&[TensorIn::raw(sod2_format::DType::F32, x, &dims)])
+            .unwrap();
+        let want: Vec<f32> = vals.iter().map(|v| -v).collect();
+        assert_eq!(out[0].to_f32().unwrap(), want);
+    }
+}
+
+#[test]
+fn a_refused_copy_of_a_topk_input_not_f32_is_out_of_memory_and_the_run_is_exact_after() {
+    let _cap = cap_lock();
+    on_fresh_thread(|| {
+        use onnx::{i64s, node, tensor_type, vi};
+        let g = GraphProto {
+            name: Some("g".into()),
+            node: vec![node("TopK", &["x", "k"], &["v", "i"], vec![])],
+            initializer: vec![i64s("k", &[3])],
+            input: vec![vi("x", tensor_type(7, &["4", "64"]))],
+            output: vec![
+                vi("v", tensor_type(7, &["4", "3"])),
+                vi("i", tensor_type(7, &["4", "3"])),
+            ],
+            ..Default::default()
+        };
+        let mut s = Session::new(plan_of(g));
+        // Row r holds a permutation of -20..=43; the sort order (64 indices, 512 bytes) fits
+        // under the cap, the f64 copy of the 256 values (2 KiB) does not.
+        let x: Vec<i64> = (0..4 * 64)
+            .map(|i| ((i % 64) * 37 + (i / 64) * 11) % 64 - 20)
+            .collect();
+        let cap = KernelCap::set(1024);
+        let e = s.run(&[TensorIn::i64(&x, &[4, 64])]).unwrap_err();
+        drop(cap);
+        assert_scratch_oom(&e, "TopK", 256 * 8, 1024);
+        let out = s.run(&[TensorIn::i64(&x, &[4, 64])]).unwrap();
+        let (v, i) = (out[0].to_i64().unwrap(), out[1].to_i64().unwrap());
+        for r in 0..4 {
+            assert_eq!(v[r * 3..r * 3 + 3], [43, 42, 41], "row {r}");
+            for k in 0..3 {
+                assert_eq!(x[r * 64 + i[r * 3 + k] as usize], v[r * 3 + k], "row {r}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_refused_compress_condition_is_out_of_memory_and_the_run_is_exact_after() {
+    let _cap = cap_lock();
+    use onnx::{int_attr, node, tensor_type, vi};
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node(
+            "Compress",
+            &["x", "c"],
+            &["y"],
+            vec![int_attr("axis", 0)],
+        )],
+        input: vec![
+            vi("x", tensor_type(1, &["n"])),
+            vi("c", tensor_type(7, &["n"])),
+        ],
+        output: vec![vi("y", tensor_type(1, &["k"]))],
+        ..Default::default()
+    };
+    let mut s = Session::new(plan_of(g));
+    // An int64 condition of 4096 entries, as 4 KiB of bytes, past the cap; 3 kept.
+    let n = 4096;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut c = vec![0i64; n];
+    for k in [7, 100, 4095] {
+        c[k] = 3;
+    }
+    let cap = KernelCap::set(1024);
+    let e = s
+        .run(&[TensorIn::f32(&x, &[n]), TensorIn::i64(&c, &[n])])
+        .unwrap_err();
+    drop(cap);
+    assert_scratch_oom(&e, "Compress", n, 1024);
+    let out = s
+        .run(&[TensorIn::f32(&x, &[n]), TensorIn::i64(&c, &[n])])
+        .unwrap();
+    assert_eq!(out[0].dims, vec![3]);
+    assert_eq!(out[0].to_f32().unwrap(), vec![7.0, 100.0, 4095.0]);
+}

@@ -22,6 +22,9 @@ pub(crate) struct CpuBackend {
     arena: Vec<u64>,
     /// Bytes in use for the prepared shapes.
     len: usize,
+    /// Aligned copies of the current step's inputs that are not aligned for their type
+    /// (see [`realign`]), kept for the next step: they only grow.
+    realigned: Vec<Vec<u64>>,
 }
 
 impl CpuBackend {
@@ -29,6 +32,7 @@ impl CpuBackend {
         CpuBackend {
             arena: Vec::new(),
             len: 0,
+            realigned: Vec::new(),
         }
     }
 
@@ -229,6 +233,20 @@ impl Backend for CpuBackend {
                 return Err(kernel_error(step, "arena ranges of this step overlap"));
             }
         }
+        // Inputs not aligned for their element type (a caller's raw bytes, used in place) are
+        // copied into aligned buffers first: kernels view every input as a typed slice.
+        let mut odd = 0;
+        for t in step.inputs.iter().flatten() {
+            let Some(src) = in_place(plan, inputs, *t) else {
+                continue;
+            };
+            if misaligned(src, p.tensors[*t as usize].dtype.size()) {
+                realign(&mut self.realigned, odd, src)
+                    .map_err(|r| mem::scratch_refused(&step.name, step.op.name(), r.bytes))?;
+                odd += 1;
+            }
+        }
+        let mut odd = self.realigned[..odd].iter();
         // The kernel's context is built in place (its input and output lists are pushed into,
         // never moved), and the produced dims are copied out before it is dropped.
         let mut produced: SmallVec<[Option<Dims>; 4]> = SmallVec::new();
@@ -254,8 +272,12 @@ impl Backend for CpuBackend {
                 let dtype = p.tensors[t as usize].dtype;
                 let dims = &tensors.dims[t as usize][..];
                 let data: &[u8] = match (plan.storage(t), &tensors.slots[t as usize]) {
-                    (Storage::Weight { offset, len }, _) => plan.weight(offset, len),
-                    (Storage::Input(i), _) => inputs[i as usize].data,
+                    (Storage::Weight { offset, len }, _) => {
+                        aligned(plan.weight(offset, len), dtype.size(), &mut odd)
+                    }
+                    (Storage::Input(i), _) => {
+                        aligned(inputs[i as usize].data, dtype.size(), &mut odd)
+                    }
                     (_, Slot::Heap(v, len)) => &bytemuck::cast_slice(v)[..*len],
                     (_, Slot::Arena) => {
                         let (off, len) = arena_range(plan, vals, dims, t)
@@ -361,6 +383,60 @@ impl Backend for CpuBackend {
         }
         Ok(())
     }
+}
+
+/// The bytes of input `t` that kernels read where they lie (a plan's weight, a caller's input),
+/// or `None` for tensors the session holds (arena and heap tensors, 8-byte aligned).
+fn in_place<'a>(
+    plan: &'a crate::Plan,
+    inputs: &'a [crate::TensorIn<'_>],
+    t: u32,
+) -> Option<&'a [u8]> {
+    match plan.storage(t) {
+        Storage::Weight { offset, len } => Some(plan.weight(offset, len)),
+        Storage::Input(i) => inputs.get(i as usize).map(|x| x.data),
+        _ => None,
+    }
+}
+
+/// Whether `b` holds bytes not aligned for elements of `size` bytes (1, 2, 4 or 8).
+fn misaligned(b: &[u8], size: usize) -> bool {
+    b.as_ptr() as usize & (size - 1) != 0 && !b.is_empty()
+}
+
+/// `src`, or where it is misaligned, its copy: the next of `copies` (made by [`realign`] for
+/// the step's misaligned inputs, in order).
+fn aligned<'a>(
+    src: &'a [u8],
+    size: usize,
+    copies: &mut std::slice::Iter<'a, Vec<u64>>,
+) -> &'a [u8] {
+    match misaligned(src, size).then(|| copies.next()).flatten() {
+        Some(copy) => &bytemuck::cast_slice(copy)[..src.len()],
+        None => src,
+    }
+}
+
+/// Copies `src` into the `k`-th aligned buffer of `bufs` (grown within the kernels' cap and
+/// asked of the allocator fallibly; a buffer big enough already is reused, no allocation).
+#[cold]
+fn realign(
+    bufs: &mut Vec<Vec<u64>>,
+    k: usize,
+    src: &[u8],
+) -> Result<(), sod2_kernels::scratch::ScratchRefused> {
+    if bufs.len() <= k {
+        sod2_kernels::scratch::reserve(bufs, k + 1)?;
+        bufs.resize_with(k + 1, Vec::new);
+    }
+    let buf = &mut bufs[k];
+    let words = src.len().div_ceil(8);
+    if buf.len() < words {
+        sod2_kernels::scratch::reserve(buf, words)?;
+        buf.resize(words, 0);
+    }
+    bytemuck::cast_slice_mut::<u64, u8>(buf)[..src.len()].copy_from_slice(src);
+    Ok(())
 }
 
 fn outside(offset: usize, len: usize, arena: usize) -> RuntimeError {

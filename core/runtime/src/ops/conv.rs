@@ -351,7 +351,10 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         AttrPoolKind::Lp { p } => PoolKind::Lp(p),
     };
     let dt = x.dtype;
-    let xs: Vec<f32> = super::floats_of(x)?.into_iter().map(|v| v as f32).collect();
+    // f32 copies of the input, the output and the indices (asked fallibly, within the
+    // kernels' cap).
+    let xs = super::floats_of(x)?;
+    let xs = super::collect_in(xs.len(), xs.iter().map(|&v| v as f32))?;
     let xd = x.dims.to_vec();
     let g = PoolNd {
         k: kernel,
@@ -360,9 +363,9 @@ fn pool(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         pb,
         pe,
     };
-    let mut res = vec![0f32; numel(&od)];
+    let mut res = sod2_kernels::scratch::filled(numel(&od), 0f32)?;
     let mut idx = if c.has_out(1) {
-        Some(vec![0i64; numel(&od)])
+        Some(sod2_kernels::scratch::filled(numel(&od), 0i64)?)
     } else {
         None
     };

@@ -2,11 +2,12 @@
 use sod2_format::attrs::UnaryFn;
 use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::elementwise::{binary, binary_f32_simd, binary_rows, erf, select, unary};
+use sod2_kernels::scratch;
 use sod2_kernels::shape::broadcast_shape;
 use sod2_kernels::simd::{self, BinOp, Isa, UnOp};
 
 use super::num::{dispatch, Num};
-use super::{floats_of, typed, typed_mut, wrong_attrs, Ctx, Kernel};
+use super::{collect_in, floats_of, typed, typed_mut, wrong_attrs, Ctx, Kernel};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     use OpCode as O;
@@ -347,10 +348,8 @@ fn not(c: &mut Ctx<'_, '_>) -> Result<(), String> {
 }
 
 fn bitwise_not(c: &mut Ctx<'_, '_>) -> Result<(), String> {
-    let x = c.input(0)?;
-    let (dims, data) = (x.dims.to_vec(), x.data.to_vec());
-    let o = c.out(0)?.alloc(&dims)?;
-    unary(&data, o, |v: u8| !v);
+    let (x, o) = c.first_io()?;
+    unary(x.data, o.alloc(x.dims)?, |v: u8| !v);
     Ok(())
 }
 
@@ -521,10 +520,14 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .iter()
             .flatten()
             .map(|x| -> Result<_, String> {
+                // Copies of the operands and each partial result, asked fallibly within the
+                // kernels' cap.
                 let v = if x.dtype == base {
-                    typed::<T>(x.data).into_owned()
+                    let t = typed::<T>(x.data);
+                    collect_in(t.len(), t.iter().copied())?
                 } else {
-                    floats_of(x)?.into_iter().map(T::from_f64).collect()
+                    let f = floats_of(x)?;
+                    collect_in(f.len(), f.iter().map(|&v| T::from_f64(v)))?
                 };
                 Ok((x.dims.to_vec(), v))
             })
@@ -533,12 +536,15 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         let od = broadcast_shape(&shapes)
             .ok_or_else(|| format!("shapes {shapes:?} do not broadcast"))?;
         let f: fn(T, T) -> T = binop::<T>(op);
-        let mut acc: (Vec<usize>, Vec<T>) = ins[0].clone();
-        for (d, v) in &ins[1..] {
-            let step_d = broadcast_shape(&[&acc.0, d]).ok_or("shapes do not broadcast")?;
-            let mut o = vec![T::default(); sod2_kernels::shape::numel(&step_d)];
+        let mut ins = ins.into_iter();
+        let mut acc: (Vec<usize>, Vec<T>) = ins.next().ok_or("no input")?;
+        for (d, v) in ins {
+            let step_d = broadcast_shape(&[&acc.0, &d]).ok_or("shapes do not broadcast")?;
+            let mut o = scratch::filled(sod2_kernels::shape::numel(&step_d), T::default())?;
             match op {
-                OpCode::Mod => binary(&acc.1, &acc.0, v, d, &mut o, &step_d, |a, b| a.rem(b, fmod)),
+                OpCode::Mod => binary(&acc.1, &acc.0, &v, &d, &mut o, &step_d, |a, b| {
+                    a.rem(b, fmod)
+                }),
                 OpCode::BitShift | OpCode::BitwiseAnd | OpCode::BitwiseOr | OpCode::BitwiseXor => {
                     let g = |a: T, b: T| {
                         let (x, y) = (a.to_i64() as u64, b.to_i64() as u64);
@@ -551,9 +557,9 @@ fn arith(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                         };
                         T::from_i64(r as i64)
                     };
-                    binary(&acc.1, &acc.0, v, d, &mut o, &step_d, g)
+                    binary(&acc.1, &acc.0, &v, &d, &mut o, &step_d, g)
                 }
-                _ => binary(&acc.1, &acc.0, v, d, &mut o, &step_d, f),
+                _ => binary(&acc.1, &acc.0, &v, &d, &mut o, &step_d, f),
             }
             acc = (step_d.to_vec(), o);
         }

@@ -1,12 +1,14 @@
 //! Layout and indexing ops. Output dims come from the plan; where a dim is only known at run
 //! time (a shape given by a graph input, say) the kernel computes it from its value inputs.
 use sod2_format::attrs::Reduction;
-use sod2_format::{OpAttrs, OpCode};
+use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::layout;
 use sod2_kernels::shape::{axis, broadcast_shape, numel};
 
 use super::num::{dispatch, Num};
-use super::{floats_of, ints_of, small_ints, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
+use super::{
+    collect_in, floats_of, ints_of, small_ints, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel,
+};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     use OpCode as O;
@@ -759,10 +761,15 @@ fn compress(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let OpAttrs::Compress { axis: attr } = *c.attrs else {
         return Err(wrong_attrs(c));
     };
-    let cond: Vec<u8> = ints_of(c.input(1)?)?
-        .iter()
-        .map(|&v| u8::from(v != 0))
-        .collect();
+    // The condition as bytes, 1 where kept: a bool one read in place, another type through a
+    // copy asked fallibly, within the kernels' cap.
+    let cx = c.input(1)?;
+    let cond: std::borrow::Cow<'_, [u8]> = if cx.dtype == DType::Bool {
+        cx.data.into()
+    } else {
+        let v = ints_of(cx)?;
+        collect_in(v.len(), v.iter().map(|&v| u8::from(v != 0)))?.into()
+    };
     let (ins, outs) = c.io();
     let x = ins[0].as_ref().ok_or("no input")?;
     let flat = [numel(x.dims)];

@@ -171,10 +171,11 @@ fn label_encoder(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let out_dtype = y.dtype;
     let out = y.alloc(x.dims)?;
     let is_float = matches!(x.dtype, DType::F32 | DType::F64);
+    // i64 keys are read in place; other types through copies asked fallibly.
     let (ints, floats) = if is_float {
-        (Vec::new(), floats_of(x)?)
+        (std::borrow::Cow::Borrowed(&[][..]), floats_of(x)?)
     } else {
-        (ints_of(x)?.into_owned(), Vec::new())
+        (ints_of(x)?, Vec::new())
     };
     macro_rules! write {
         ($t:ty, $conv:expr) => {{
@@ -209,7 +210,7 @@ fn tree_ensemble(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         DType::F32 | DType::F64 => floats_of(x)?,
         dt => return Err(format!("TreeEnsemble does not support {}", dt.name())),
     };
-    let mut scores = vec![0.0f64; rows * f.n_targets()];
+    let mut scores = sod2_kernels::scratch::filled(rows * f.n_targets(), 0.0f64)?;
     f.run(&xs, features, &mut scores)?;
     let out_dtype = y.dtype;
     let out = y.alloc(&[rows, f.n_targets()])?;

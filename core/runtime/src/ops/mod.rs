@@ -24,6 +24,7 @@ use std::borrow::Cow;
 
 use smallvec::SmallVec;
 use sod2_format::{DType, OpAttrs, OpCode, Step, VersionId};
+use sod2_kernels::scratch::{self, ScratchRefused};
 use sod2_kernels::shape::numel;
 
 use crate::exec::Tensors;
@@ -268,7 +269,10 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 }
 
-/// Typed view of bytes; copies only when the bytes are not aligned for `T`.
+/// Typed view of bytes; copies only when the bytes are not aligned for `T`. Step inputs never
+/// are: the CPU backend copies an input not aligned for its type (a caller's raw bytes) into an
+/// aligned buffer, fallibly, before the kernel runs (`backend::cpu`), and arena and heap
+/// tensors are 8-byte aligned.
 pub(crate) fn typed<T: bytemuck::Pod>(b: &[u8]) -> Cow<'_, [T]> {
     match bytemuck::try_cast_slice(b) {
         Ok(s) => Cow::Borrowed(s),
@@ -287,23 +291,44 @@ pub(crate) fn typed_mut<T: bytemuck::Pod>(b: &mut [u8]) -> Result<&mut [T], Stri
     bytemuck::try_cast_slice_mut(b).map_err(|e| format!("misaligned output buffer: {e}"))
 }
 
-/// Values of an integer tensor (any integer dtype) as i64.
+/// Values of an integer tensor (any integer dtype) as i64: i64 in place, other types through
+/// a copy asked of the allocator fallibly within the kernels' cap (a refusal is noted: the step
+/// fails as out of memory).
 pub(crate) fn ints_of<'x>(x: &In<'x>) -> Result<Cow<'x, [i64]>, String> {
-    Ok(match x.dtype {
-        DType::I64 => typed::<i64>(x.data),
-        DType::I32 => typed::<i32>(x.data).iter().map(|&v| i64::from(v)).collect(),
-        DType::I16 => typed::<i16>(x.data).iter().map(|&v| i64::from(v)).collect(),
-        DType::I8 | DType::I4 | DType::I2 => x.data.iter().map(|&v| i64::from(v as i8)).collect(),
-        DType::U8 | DType::Bool | DType::U4 | DType::U2 => {
-            x.data.iter().map(|&v| i64::from(v)).collect()
+    let n = x.data.len() / x.dtype.size();
+    Ok(Cow::Owned(match x.dtype {
+        DType::I64 => return Ok(typed::<i64>(x.data)),
+        DType::I32 => collect_in(n, typed::<i32>(x.data).iter().map(|&v| i64::from(v)))?,
+        DType::I16 => collect_in(n, typed::<i16>(x.data).iter().map(|&v| i64::from(v)))?,
+        DType::I8 | DType::I4 | DType::I2 => {
+            collect_in(n, x.data.iter().map(|&v| i64::from(v as i8)))?
         }
-        DType::U16 => typed::<u16>(x.data).iter().map(|&v| i64::from(v)).collect(),
-        DType::U32 => typed::<u32>(x.data).iter().map(|&v| i64::from(v)).collect(),
-        DType::U64 => typed::<u64>(x.data).iter().map(|&v| v as i64).collect(),
-        DType::F32 => typed::<f32>(x.data).iter().map(|&v| v as i64).collect(),
-        DType::F64 => typed::<f64>(x.data).iter().map(|&v| v as i64).collect(),
-        DType::F16 | DType::BF16 => floats_of(x)?.iter().map(|&v| v as i64).collect(),
-    })
+        DType::U8 | DType::Bool | DType::U4 | DType::U2 => {
+            collect_in(n, x.data.iter().map(|&v| i64::from(v)))?
+        }
+        DType::U16 => collect_in(n, typed::<u16>(x.data).iter().map(|&v| i64::from(v)))?,
+        DType::U32 => collect_in(n, typed::<u32>(x.data).iter().map(|&v| i64::from(v)))?,
+        DType::U64 => collect_in(n, typed::<u64>(x.data).iter().map(|&v| v as i64))?,
+        DType::F32 => collect_in(n, typed::<f32>(x.data).iter().map(|&v| v as i64))?,
+        DType::F64 => collect_in(n, typed::<f64>(x.data).iter().map(|&v| v as i64))?,
+        DType::F16 | DType::BF16 => {
+            let f = floats_of(x)?;
+            collect_in(n, f.iter().map(|&v| v as i64))?
+        }
+    }))
+}
+
+/// `iter`'s `len` items in a vector asked of the allocator fallibly, within the kernels' cap
+/// ([`sod2_kernels::scratch::set_limit`]): a refusal is noted, so the step fails as out of
+/// memory (`collect` where the length comes from a tensor's data or dims).
+pub(crate) fn collect_in<T>(
+    len: usize,
+    iter: impl Iterator<Item = T>,
+) -> Result<Vec<T>, ScratchRefused> {
+    let mut v = Vec::new();
+    scratch::reserve(&mut v, len)?;
+    v.extend(iter);
+    Ok(v)
 }
 
 /// [`ints_of`] for a small parameter tensor (Slice's starts and ends, Pad's pads): held inline
@@ -331,30 +356,27 @@ pub(crate) fn float_at(x: &In<'_>, j: usize) -> Option<f64> {
     }
 }
 
-/// Values of a float tensor (f32 or f64, or integers) as f64.
+/// Values of a float tensor (f32 or f64, or integers) as f64, in a vector asked of the
+/// allocator fallibly within the kernels' cap (see [`collect_in`]).
 pub(crate) fn floats_of(x: &In<'_>) -> Result<Vec<f64>, String> {
+    let n = x.data.len() / x.dtype.size();
+    let half = |f: fn(u16) -> f32| {
+        collect_in(
+            n,
+            x.data
+                .chunks_exact(2)
+                .map(move |h| f64::from(f(u16::from_le_bytes([h[0], h[1]])))),
+        )
+    };
     Ok(match x.dtype {
-        DType::F32 => typed::<f32>(x.data).iter().map(|&v| f64::from(v)).collect(),
-        DType::F64 => typed::<f64>(x.data).into_owned(),
-        DType::F16 => x
-            .data
-            .chunks_exact(2)
-            .map(|h| {
-                f64::from(sod2_kernels::elementwise::f16_to_f32(u16::from_le_bytes([
-                    h[0], h[1],
-                ])))
-            })
-            .collect(),
-        DType::BF16 => x
-            .data
-            .chunks_exact(2)
-            .map(|h| {
-                f64::from(sod2_kernels::elementwise::bf16_to_f32(u16::from_le_bytes(
-                    [h[0], h[1]],
-                )))
-            })
-            .collect(),
-        _ => ints_of(x)?.iter().map(|&v| v as f64).collect(),
+        DType::F32 => collect_in(n, typed::<f32>(x.data).iter().map(|&v| f64::from(v)))?,
+        DType::F64 => collect_in(n, typed::<f64>(x.data).iter().copied())?,
+        DType::F16 => half(sod2_kernels::elementwise::f16_to_f32)?,
+        DType::BF16 => half(sod2_kernels::elementwise::bf16_to_f32)?,
+        _ => {
+            let v = ints_of(x)?;
+            collect_in(n, v.iter().map(|&v| v as f64))?
+        }
     })
 }
 
@@ -385,10 +407,10 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
         } else {
             bf16_to_f32
         };
-        // Twice the input's bytes, asked of the allocator fallibly (an input-sized buffer).
+        // Twice the input's bytes, asked of the allocator fallibly within the kernels' cap
+        // (an input-sized buffer; a refusal is noted: the step fails as out of memory).
         let mut w = Vec::new();
-        w.try_reserve_exact(x.data.len() * 2)
-            .map_err(|_| format!("widening an input: {} bytes refused", x.data.len() * 2))?;
+        scratch::reserve(&mut w, x.data.len() * 2)?;
         w.extend(
             x.data
                 .chunks_exact(2)
@@ -438,7 +460,14 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
             ins,
             outs,
         };
-        k(&mut inner)?;
+        if let Err(e) = k(&mut inner) {
+            // An f32 output that could not grow is reported as what it is, by the outer output.
+            let oom = inner.outs.iter_mut().flatten().find_map(|o| o.oom.take());
+            if let (Some(oom), Some(o)) = (oom, c.outs.iter_mut().flatten().next()) {
+                o.oom = Some(oom);
+            }
+            return Err(e);
+        }
         inner
             .outs
             .into_iter()

@@ -4,11 +4,12 @@ use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::linalg::{gemm_f32, matmul_f32};
 use sod2_kernels::mat::{Gemm, MatRef};
 use sod2_kernels::reduce::softmax_f32;
+use sod2_kernels::scratch;
 use sod2_kernels::shape::{axis, broadcast_shape, broadcast_strides, numel, strides};
 
 use super::conv::store_f32;
 use super::num::{dispatch, Num};
-use super::{f32_only, typed, typed_mut, wrong_attrs, Ctx, Kernel};
+use super::{collect_in, f32_only, typed, typed_mut, wrong_attrs, Ctx, Kernel};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     Some(match op {
@@ -47,17 +48,13 @@ fn int_matmul(
         out: &mut super::Out<'_>,
         od: &[usize],
     ) -> Result<(), String> {
-        let (av, bv): (Vec<f32>, Vec<f32>) = (
-            typed::<T>(a.data)
-                .iter()
-                .map(|x| x.to_f64() as f32)
-                .collect(),
-            typed::<T>(b.data)
-                .iter()
-                .map(|x| x.to_f64() as f32)
-                .collect(),
-        );
-        let mut tmp = vec![0f32; numel(od)];
+        // f32 copies of the operands and the product (asked fallibly, within the kernels' cap).
+        let f32s = |d: &[u8]| {
+            let v = typed::<T>(d);
+            collect_in(v.len(), v.iter().map(|x| x.to_f64() as f32))
+        };
+        let (av, bv) = (f32s(a.data)?, f32s(b.data)?);
+        let mut tmp = scratch::filled(numel(od), 0f32)?;
         matmul_f32(&av, a.dims, &bv, b.dims, &mut tmp)?;
         let o = typed_mut::<T>(out.alloc(od)?)?;
         for (s, v) in o.iter_mut().zip(tmp) {
@@ -201,7 +198,7 @@ fn einsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let letters: Vec<char> = size.keys().copied().collect();
     let dims: Vec<usize> = letters.iter().map(|l| size[l]).collect();
     let pos = |l: char| letters.iter().position(|&x| x == l).unwrap_or(0);
-    let mut acc = vec![0f64; numel(&od)];
+    let mut acc = scratch::filled(numel(&od), 0f64)?;
     let ost = strides(&od);
     let tst: Vec<_> = xs.iter().map(|(_, d)| strides(d)).collect();
     let ls = strides(&dims);
@@ -230,11 +227,11 @@ fn einsum(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         acc[oo] += prod;
     }
     let dt = c.out(0)?.dtype;
-    let vals: Vec<f32> = acc.iter().map(|&v| v as f32).collect();
     if dt == DType::F64 {
         typed_mut::<f64>(c.out(0)?.alloc(&od)?)?.copy_from_slice(&acc);
         return Ok(());
     }
+    let vals = collect_in(acc.len(), acc.iter().map(|&v| v as f32))?;
     store_f32(c.out(0)?, dt, &od, &vals)
 }
 

@@ -268,6 +268,7 @@ fn with_b_zero<R>(
     ZEROS.with(|cell| {
         let mut v = cell.borrow_mut();
         v.clear();
+        sod2_kernels::scratch::reserve(&mut v, zq.len())?;
         v.extend((0..zq.len()).map(|i| zq.at(i)));
         f(ZeroPoints::PerLine(&v))
     })
@@ -466,6 +467,7 @@ fn qgemm(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     SCALES.with(|cell| {
         let mut v = cell.borrow_mut();
         v.clear();
+        sod2_kernels::scratch::reserve(&mut v, b_scale.len())?;
         v.extend(b_scale.iter().map(|&s| scale(s)));
         run(&v)
     })

@@ -2,11 +2,12 @@
 use sod2_format::attrs::ReduceAttrs;
 use sod2_format::{DType, OpAttrs, OpCode};
 use sod2_kernels::reduce::reduce;
+use sod2_kernels::scratch::{self, ScratchRefused};
 use sod2_kernels::shape::{axis, numel};
 use sod2_kernels::simd;
 
 use super::num::{dispatch, Num};
-use super::{ints_of, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
+use super::{collect_in, ints_of, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     use OpCode as O;
@@ -154,32 +155,10 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             })
         };
         if op == OpCode::ReduceLogSumExp {
-            let xs: Vec<f64> = xt.iter().map(|v| v.to_f64()).collect();
-            let mut mx = vec![0f64; numel(od)];
-            reduce(
-                &xs,
-                x.dims,
-                axes,
-                &mut mx,
-                || f64::NEG_INFINITY,
-                |a, v| a.max(v),
-            );
-            // sum exp(x - max) per output: recompute with offsets via a second pass
-            let shifted: Vec<f64> = {
-                let kept: Vec<usize> = (0..x.dims.len())
-                    .map(|k| if axes.contains(&k) { 1 } else { x.dims[k] })
-                    .collect();
-                let ks = sod2_kernels::shape::broadcast_strides(&kept, x.dims);
-                let mut s = vec![0f64; xs.len()];
-                sod2_kernels::shape::for_each_offset(x.dims, [&ks], |o, [i]| {
-                    s[o] = (xs[o] - mx[i]).exp()
-                });
-                s
-            };
-            let mut acc = vec![0f64; numel(od)];
-            reduce(&shifted, x.dims, axes, &mut acc, || 0.0, |a, v| a + v);
-            for ((s, a), m) in o.iter_mut().zip(&acc).zip(&mx) {
-                *s = T::from_f64(a.ln() + m);
+            let xs = collect_in(xt.len(), xt.iter().map(|v| v.to_f64()))?;
+            let lse = log_sum_exp(&xs, x.dims, axes, numel(od))?;
+            for (s, v) in o.iter_mut().zip(lse) {
+                *s = T::from_f64(v);
             }
         } else {
             sod2_kernels::reduce::reduce_with(
@@ -199,6 +178,38 @@ fn reduce_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     }
     let dt = c.input(0)?.dtype;
     dispatch!(dt, go(c, op, &axes, &od))
+}
+
+/// ReduceLogSumExp of `xs` (dims `dims`) over `axes` into `n_out` values, max-shifted: its
+/// working vectors are sized by the input and asked fallibly, within the kernels' cap.
+fn log_sum_exp(
+    xs: &[f64],
+    dims: &[usize],
+    axes: &[usize],
+    n_out: usize,
+) -> Result<Vec<f64>, ScratchRefused> {
+    let mut mx = scratch::filled(n_out, 0f64)?;
+    reduce(
+        xs,
+        dims,
+        axes,
+        &mut mx,
+        || f64::NEG_INFINITY,
+        |a, v| a.max(v),
+    );
+    // exp(x - max) per element (the max broadcast back over the reduced axes), summed.
+    let kept: Dims = (0..dims.len())
+        .map(|k| if axes.contains(&k) { 1 } else { dims[k] })
+        .collect();
+    let ks = sod2_kernels::shape::broadcast_strides(&kept, dims);
+    let mut s = scratch::filled(xs.len(), 0f64)?;
+    sod2_kernels::shape::for_each_offset(dims, [&ks], |o, [i]| s[o] = (xs[o] - mx[i]).exp());
+    let mut acc = scratch::filled(n_out, 0f64)?;
+    reduce(&s, dims, axes, &mut acc, || 0.0, |a, v| a + v);
+    for (a, m) in acc.iter_mut().zip(&mx) {
+        *a = a.ln() + m;
+    }
+    Ok(acc)
 }
 
 fn arg_op(c: &mut Ctx<'_, '_>) -> Result<(), String> {

@@ -1,10 +1,10 @@
 //! Shape-valued ops and execution-determined ops.
 use sod2_format::{DType, OpAttrs, OpCode};
-use sod2_kernels::edo;
 use sod2_kernels::shape::{axis, numel};
+use sod2_kernels::{edo, scratch};
 
 use super::num::{dispatch, Num};
-use super::{floats_of, ints_of, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
+use super::{collect_in, floats_of, ints_of, typed, typed_mut, wrong_attrs, Ctx, Dims, Kernel};
 
 pub(crate) fn get(op: OpCode) -> Option<Kernel> {
     Some(match op {
@@ -163,11 +163,14 @@ fn topk(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     }
     let mut od = Dims::from_slice(d);
     od[a] = k;
-    // f32 is read in place; other types go through an f32 copy.
-    let vals: std::borrow::Cow<'_, [f32]> = if x.dtype == DType::F32 {
-        typed::<f32>(x.data)
+    // f32 is read in place; other types go through an f32 copy, and their values through an
+    // f32 buffer (both asked fallibly, within the kernels' cap).
+    let (vals, mut conv): (std::borrow::Cow<'_, [f32]>, Vec<f32>) = if x.dtype == DType::F32 {
+        (typed::<f32>(x.data), Vec::new())
     } else {
-        floats_of(x)?.iter().map(|&v| v as f32).collect()
+        let f = floats_of(x)?;
+        let v = collect_in(f.len(), f.iter().map(|&v| v as f32))?;
+        (v.into(), scratch::filled(numel(&od), 0f32)?)
     };
     let (o0, rest) = outs.split_first_mut().ok_or("no output")?;
     let o0 = o0.as_mut().ok_or("no values output")?;
@@ -195,9 +198,9 @@ fn topk(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 )?)
             })
         } else {
-            // Other value types: through an f32 buffer, then converted.
-            let mut v = vec![0f32; numel(&od)];
-            edo::topk_f32(&vals, d, &sel, &mut v, idx_out, &mut order)?;
+            // Other value types: through the f32 buffer, then converted.
+            let v = &mut conv[..];
+            edo::topk_f32(&vals, d, &sel, v, idx_out, &mut order)?;
             fn store<T: Num>(o: &mut [u8], v: &[f32]) -> Result<(), String> {
                 for (s, &x) in typed_mut::<T>(o)?.iter_mut().zip(v) {
                     *s = T::from_f64(f64::from(x));
@@ -205,7 +208,7 @@ fn topk(c: &mut Ctx<'_, '_>) -> Result<(), String> {
                 Ok(())
             }
             let o = o0.alloc(&od)?;
-            dispatch!(dt, store(o, &v))
+            dispatch!(dt, store(o, v))
         };
         TOPK_ORDER.with(|c| c.set(order));
         r
@@ -316,11 +319,14 @@ fn unique(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .unwrap_or(std::cmp::Ordering::Equal)
     };
     // Sort sub-tensor indices (stable: each group of equal ones starts with its first occurrence).
-    let mut by_value: Vec<usize> = (0..n).collect();
+    // (Every table here is sized by the input: asked fallibly, within the kernels' cap.)
+    let mut by_value: Vec<usize> = collect_in(n, 0..n)?;
     by_value.sort_by(|&p, &q| cmp(p, q));
-    let mut group_of = vec![0usize; n];
+    let mut group_of = scratch::filled(n, 0usize)?;
     let mut firsts: Vec<usize> = Vec::new();
     let mut counts: Vec<i64> = Vec::new();
+    scratch::reserve(&mut firsts, n)?;
+    scratch::reserve(&mut counts, n)?;
     for (r, &k) in by_value.iter().enumerate() {
         if r == 0 || cmp(by_value[r - 1], k).is_ne() {
             firsts.push(k);
@@ -330,11 +336,11 @@ fn unique(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         *counts.last_mut().ok_or("Unique: no group")? += 1;
     }
     // Output order of the groups: sorted (as found) or by first occurrence.
-    let mut order: Vec<usize> = (0..firsts.len()).collect();
+    let mut order: Vec<usize> = collect_in(firsts.len(), 0..firsts.len())?;
     if !sorted {
         order.sort_by_key(|&g| firsts[g]);
     }
-    let mut rank = vec![0i64; order.len()];
+    let mut rank = scratch::filled(order.len(), 0i64)?;
     for (r, &g) in order.iter().enumerate() {
         rank[g] = r as i64;
     }
@@ -344,7 +350,8 @@ fn unique(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         Some(a) => ydims[a] = u,
         None => ydims = vec![u],
     }
-    let mut y = Vec::with_capacity(u * slice_len * es);
+    let mut y = Vec::new();
+    scratch::reserve(&mut y, u * slice_len * es)?;
     for o in 0..outer {
         for &g in &order {
             let k = firsts[g];
@@ -354,15 +361,15 @@ fn unique(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     }
     c.out(0)?.alloc(&ydims)?.copy_from_slice(&y);
     if c.has_out(1) {
-        let idx: Vec<i64> = order.iter().map(|&g| firsts[g] as i64).collect();
+        let idx = collect_in(u, order.iter().map(|&g| firsts[g] as i64))?;
         write_i64(c, 1, &[u], &idx)?;
     }
     if c.has_out(2) {
-        let inv: Vec<i64> = group_of.iter().map(|&g| rank[g]).collect();
+        let inv = collect_in(n, group_of.iter().map(|&g| rank[g]))?;
         write_i64(c, 2, &[n], &inv)?;
     }
     if c.has_out(3) {
-        let cnt: Vec<i64> = order.iter().map(|&g| counts[g]).collect();
+        let cnt = collect_in(u, order.iter().map(|&g| counts[g]))?;
         write_i64(c, 3, &[u], &cnt)?;
     }
     Ok(())

@@ -195,7 +195,7 @@ fn mel_weight_matrix(c: &mut Ctx<'_, '_>) -> Result<(), String> {
         upper_hz: float(4, "upper_edge_hertz")?,
     };
     let od = p.out_dims();
-    let mut w = vec![0.0; numel(&od)];
+    let mut w = sod2_kernels::scratch::filled(numel(&od), 0.0)?;
     signal::mel_weight_matrix(&p, &mut w)?;
     let o = c.out(0)?;
     match o.dtype {

@@ -151,6 +151,7 @@ fn execute_blocks(
         })
         .collect();
     if scratch.len() < slots * span {
+        sod2_kernels::scratch::reserve(scratch, slots * span)?;
         scratch.resize(slots * span, 0.0);
     }
     let scratch = &mut scratch[..slots * span];

@@ -145,7 +145,7 @@ fn reserve_more<T>(v: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
 /// Grows `buf` to `len` elements (`T::default()`) within the cap; a refusal is noted and
 /// returned. Out of line, as [`reserve_more`].
 #[inline(never)]
-fn grow<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
+pub fn grow<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> Result<(), ScratchRefused> {
     reserve(buf, len)?;
     // Within capacity: `resize` does not allocate.
     buf.resize(len, T::default());

@@ -432,8 +432,7 @@ fn realign(
     let buf = &mut bufs[k];
     let words = src.len().div_ceil(8);
     if buf.len() < words {
-        sod2_kernels::scratch::reserve(buf, words)?;
-        buf.resize(words, 0);
+        sod2_kernels::scratch::grow(buf, words)?;
     }
     bytemuck::cast_slice_mut::<u64, u8>(buf)[..src.len()].copy_from_slice(src);
     Ok(())

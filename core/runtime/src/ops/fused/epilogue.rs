@@ -33,10 +33,9 @@ pub(super) fn conv_activation(
         _ => None,
     };
     let mut cur = Operand::Buf;
-    // The value the second register holds: made after this many steps (0: the input).
-    let mut kept = 0usize;
-    // The step index a `Keep` was inserted at (none yet: the register holds the input).
-    let mut kept_at: Option<usize> = None;
+    // Where a `Keep` was inserted (the step count of the value the second register holds);
+    // none yet: it holds the input.
+    let mut kept: Option<usize> = None;
     for i in pre {
         if let Some(u) = un_op(i.op) {
             if i.a != cur {
@@ -61,8 +60,8 @@ pub(super) fn conv_activation(
                     // An earlier value: kept in the second register, from where it was made
                     // (no other value may have been kept since).
                     let when = at(o, &made)?;
-                    match kept_at {
-                        Some(_) if when != kept => return None,
+                    match kept {
+                        Some(k) if when != k => return None,
                         None if when != 0 => {
                             // Insert the `Keep` after the step that made it, where no step since
                             // read the register.
@@ -79,8 +78,7 @@ pub(super) fn conv_activation(
                                     *m += 1;
                                 }
                             }
-                            kept_at = Some(when);
-                            kept = when;
+                            kept = Some(when);
                         }
                         _ => {}
                     }

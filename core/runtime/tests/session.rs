@@ -122,6 +122,41 @@ fn corrupted_and_foreign_plans_are_rejected() {
     );
 }
 
+/// A plan is untrusted: an arena offset that evaluates negative, or a range whose end overflows
+/// `usize`, must fail the step, never wrap around the bounds check into a view outside the
+/// arena (release builds do not check overflow).
+#[test]
+fn arena_offsets_that_are_negative_or_overflow_fail_the_step() {
+    let bytes = plan_bytes();
+    let f = sod2_format::read(&bytes).unwrap();
+    let weights = &bytes[f.weights.clone()];
+    for bad in [-64i64, -1, i64::MAX - 8, i64::MAX] {
+        let mut p = f.plan.clone();
+        let at = p.exprs.len() as u32;
+        p.exprs.push(sod2_format::Expr::Const(bad));
+        // One tensor only: moving them all would trip the overlap check instead.
+        let moved = p.tensors.iter_mut().find_map(|t| match &mut t.storage {
+            sod2_format::Storage::Arena { offset } => {
+                *offset = at;
+                Some(())
+            }
+            _ => None,
+        });
+        assert!(moved.is_some(), "the bundled plan has arena tensors");
+        let plan = Plan::from_bytes(&sod2_format::write(&p, weights, 0)).unwrap();
+        let mut s = Session::new(plan);
+        let (ids, mask, dims) = inputs(2, 5);
+        let e = s
+            .run(&[TensorIn::i64(&ids, &dims), TensorIn::i64(&mask, &dims)])
+            .err()
+            .unwrap_or_else(|| panic!("offset {bad} ran"));
+        assert!(
+            matches!(e, RuntimeError::Kernel { .. }),
+            "offset {bad}: {e}"
+        );
+    }
+}
+
 #[test]
 fn a_plan_needing_an_unknown_kernel_is_rejected_at_load() {
     let f = sod2_format::read(&plan_bytes()).unwrap();

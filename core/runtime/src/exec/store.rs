@@ -2,7 +2,6 @@
 //! values (branch results, loop-carried values, scan slices), sub-plan inputs. Every store
 //! checks the produced dims against the plan's where it knows them.
 use sod2_format::Storage;
-use sod2_kernels::shape::numel;
 
 use super::{set_dims, Executor, Slot, MOVE_MIN_BYTES};
 use crate::backend::Backend;
@@ -25,7 +24,7 @@ pub(crate) fn planned_dims(plan: &Plan, vals: &[Option<i64>], t: u32) -> Option<
 }
 
 /// The arena range (offset, bytes) of tensor `t` with dims `dims`, if it is an arena tensor
-/// whose offset evaluates.
+/// whose offset evaluates to a non-negative value and whose end fits in `usize`.
 pub(crate) fn arena_range(
     plan: &Plan,
     vals: &[Option<i64>],
@@ -34,11 +33,16 @@ pub(crate) fn arena_range(
 ) -> Option<(usize, usize)> {
     match plan.storage(t) {
         Storage::Arena { offset } => {
-            let off = vals.get(offset as usize).copied().flatten()? as usize;
-            Some((
-                off,
-                numel(dims) * plan.meta().tensors[t as usize].dtype.size(),
-            ))
+            // A plan's offsets and dims are expressions over the caller's bindings: a negative
+            // offset, or a range whose end overflows, is no range (never a wrapped one that
+            // would pass the caller's bounds check).
+            let off = usize::try_from(vals.get(offset as usize).copied().flatten()?).ok()?;
+            let len = dims
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))?
+                .checked_mul(plan.meta().tensors[t as usize].dtype.size())?;
+            off.checked_add(len)?;
+            Some((off, len))
         }
         _ => None,
     }

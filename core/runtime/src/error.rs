@@ -118,7 +118,7 @@ pub enum RuntimeError {
         dims: Vec<usize>,
         /// Element type.
         dtype: &'static str,
-        /// Needed bytes.
+        /// Needed bytes (`usize::MAX` when the dims' byte size overflows).
         expected: usize,
         /// Given bytes.
         got: usize,

@@ -157,6 +157,24 @@ fn arena_offsets_that_are_negative_or_overflow_fail_the_step() {
     }
 }
 
+/// A dim past `i64::MAX` is outside every symbol range, even a plan's widest, instead of
+/// binding the symbol to a negative value.
+#[test]
+fn dims_past_i64_max_are_out_of_range_in_any_plan() {
+    let bytes = plan_bytes();
+    let f = sod2_format::read(&bytes).unwrap();
+    let mut p = f.plan.clone();
+    for s in &mut p.symbols {
+        (s.lo, s.hi) = (i64::MIN, i64::MAX);
+    }
+    let plan = Plan::from_bytes(&sod2_format::write(&p, &bytes[f.weights.clone()], 0)).unwrap();
+    let mut s = Session::new(plan);
+    for huge in [usize::MAX, 1 << 63] {
+        let e = s.prepare(&[vec![2, huge], vec![2, huge]]).unwrap_err();
+        assert!(matches!(e, RuntimeError::OutOfRange { .. }), "{huge}: {e}");
+    }
+}
+
 #[test]
 fn a_plan_needing_an_unknown_kernel_is_rejected_at_load() {
     let f = sod2_format::read(&plan_bytes()).unwrap();

@@ -120,7 +120,11 @@ impl Bindings {
             for (k, (&e, &v)) in tensor.shape.iter().zip(dims).enumerate() {
                 if let Expr::Sym(s) = p.exprs[e as usize] {
                     let sym = &p.symbols[s as usize];
-                    if (v as i64) < sym.lo || (v as i64) > sym.hi {
+                    // A dim past i64::MAX is out of every range (never a negative binding).
+                    let Some(v64) = i64::try_from(v)
+                        .ok()
+                        .filter(|x| (sym.lo..=sym.hi).contains(x))
+                    else {
                         return Err(RuntimeError::OutOfRange {
                             input: tensor.name.clone(),
                             dim: k,
@@ -129,10 +133,10 @@ impl Bindings {
                             lo: sym.lo,
                             hi: sym.hi,
                         });
-                    }
+                    };
                     match self.syms[s as usize] {
-                        None => self.syms[s as usize] = Some(v as i64),
-                        Some(b) if b != v as i64 => {
+                        None => self.syms[s as usize] = Some(v64),
+                        Some(b) if b != v64 => {
                             return Err(RuntimeError::InputDim {
                                 input: tensor.name.clone(),
                                 dim: k,
@@ -154,7 +158,7 @@ impl Bindings {
             }
             for (k, (&e, &v)) in tensor.shape.iter().zip(dims).enumerate() {
                 if let Some(want) = self.vals[e as usize] {
-                    if want != v as i64 {
+                    if i64::try_from(v).ok() != Some(want) {
                         return Err(RuntimeError::InputDim {
                             input: tensor.name.clone(),
                             dim: k,

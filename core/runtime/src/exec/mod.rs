@@ -181,7 +181,12 @@ impl Executor {
                     got: x.dtype.name(),
                 });
             }
-            let need = sod2_kernels::shape::numel(x.dims) * x.dtype.size();
+            // Dims whose byte size overflows need more than any buffer holds (usize::MAX).
+            let need = x
+                .dims
+                .iter()
+                .try_fold(x.dtype.size(), |n, &d| n.checked_mul(d))
+                .unwrap_or(usize::MAX);
             if x.data.len() != need {
                 return Err(RuntimeError::InputSize {
                     input: tensor.name.clone(),

@@ -14,7 +14,7 @@ accepted contradiction or a poisoned session is a failure. Prints a table per mo
 totals; exits 1 on any failure.
 
 usage: python run.py --sod2 BIN --hostile BIN [--plans DIR] [--only NAME ...] [--timeout S]
-                     [--all-cases] [--wrap 'valgrind --error-exitcode=1 ...']
+                     [--all-cases] [--threads N] [--wrap 'valgrind --error-exitcode=1 ...']
 
 The whole suite runs on each model's first case (with --all-cases, on every case); every later
 case's good inputs then run on the same session and must match a fresh session's outputs.
@@ -102,6 +102,7 @@ def main() -> int:
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per model (a hang is a failure)")
     ap.add_argument("--all-cases", action="store_true", help="the whole suite on every case (default: the first)")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads per session")
     ap.add_argument("--wrap", default="", help="a command to run the example under (valgrind ...)")
     a = ap.parse_args()
     a.plans.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,7 @@ def main() -> int:
                 d = pathlib.Path(tmp) / name / f"case{k}"
                 write_case(d, feeds)
                 dirs.append(str(d))
-            cmd = shlex.split(a.wrap) + [a.hostile, str(plan)] + dirs + (["--all-cases"] if a.all_cases else [])
+            cmd = shlex.split(a.wrap) + [a.hostile, str(plan)] + dirs + (["--all-cases"] if a.all_cases else []) + [f"--threads={a.threads}"]
             t = time.time()
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
@@ -135,6 +136,9 @@ def main() -> int:
             elif rc not in (0, 1) or not result:
                 tail = " | ".join(l for l in err.splitlines()[-3:] if not l.startswith("CASE "))
                 fails.append(f"{name}: died (exit {rc}) in {last[-1][5:] if last else '?'}: {tail[:300]}")
+            for l in err.splitlines():
+                if l.startswith(("note:", "isa:")) and (l.startswith("note:") or a.wrap):
+                    print(f"{name}: {l}", file=sys.stderr)
             if a.wrap and "ERROR SUMMARY" in err:
                 summary = [l for l in err.splitlines() if "ERROR SUMMARY" in l]
                 print(f"{name}: {summary[-1]}")

@@ -25,6 +25,12 @@ pub enum Action {
     Run(Vec<Input>),
     /// `Session::prepare` at these shapes (dims too large to hold data for).
     Prepare(Vec<Vec<usize>>),
+    /// `Session::run_values` on the good inputs with input `.0` absent (`None`) or a sequence
+    /// of itself (`Some(n)`: `n` copies).
+    Values(Vec<Input>, usize, Option<usize>),
+    /// `Session::run` on these inputs, each one's bytes starting one byte past an aligned
+    /// address (a caller's buffer at any address).
+    RunSkewed(Vec<Input>),
 }
 
 /// What a variant may end in.
@@ -34,6 +40,8 @@ pub enum Expect {
     Refused,
     /// A typed error or a defined result.
     Either,
+    /// Exactly the good inputs' outputs (the same values, presented differently).
+    Same,
 }
 
 /// One bad input set.
@@ -311,6 +319,15 @@ pub fn all(plan: &Plan, good: &[Input]) -> Vec<Variant> {
                 Expect::Either
             };
             add(format!("empty:{n}:dim{i}"), Action::Run(v), expect);
+            // One input's symbolic dim one larger than where the other inputs bind it.
+            if fixed.is_none() && t.dims[i] < 4096 {
+                let mut v = good.to_vec();
+                v[k].dims[i] += 1;
+                if let Some(m) = elems(&v[k].dims) {
+                    v[k].data = tile(&t.data, t.dtype, m);
+                }
+                add(format!("dim+1:{n}:dim{i}"), Action::Run(v), Expect::Either);
+            }
             if let Some(c) = fixed {
                 let mut v = good.to_vec();
                 v[k].dims[i] = (c + 1) as usize;
@@ -387,6 +404,14 @@ pub fn all(plan: &Plan, good: &[Input]) -> Vec<Variant> {
                 }
             }
         }
+        // Through `run_values`: the input absent, or a sequence of 0 or 2 of it.
+        for (label, seq) in [("absent", None), ("seq0", Some(0)), ("seq2", Some(2))] {
+            add(
+                format!("values-{label}:{n}"),
+                Action::Values(good.to_vec(), k, seq),
+                Expect::Refused,
+            );
+        }
         // Missing input.
         let mut v = good.to_vec();
         v.remove(k);
@@ -403,6 +428,12 @@ pub fn all(plan: &Plan, good: &[Input]) -> Vec<Variant> {
             add(format!("bytes:{n}:{l}"), Action::Run(v), Expect::Refused);
         }
     }
+    // The good values at misaligned addresses.
+    add(
+        "misaligned".into(),
+        Action::RunSkewed(good.to_vec()),
+        Expect::Same,
+    );
     // An extra input; prepare with one shape too few.
     let mut v = good.to_vec();
     if let Some(first) = good.first() {

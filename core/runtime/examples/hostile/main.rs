@@ -22,10 +22,10 @@ mod variants;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use sod2_runtime::{DType, Plan, RuntimeError, Session, Tensor, TensorIn, ValueIn};
 use variants::{Action, Expect, Input, Variant};
@@ -135,7 +135,9 @@ fn main() {
                 &mut s,
                 &mut tally,
             ),
-            Err(e) => tally.failures.push(format!("{dir}: cannot read inputs: {e}")),
+            Err(e) => tally
+                .failures
+                .push(format!("{dir}: cannot read inputs: {e}")),
         }
     }
     for f in &tally.failures {
@@ -278,7 +280,10 @@ fn call(s: &mut Session, action: &Action) -> Outcome {
 /// Checks that a defined result is well formed: each output's bytes match its dims.
 fn malformed(out: &[Tensor]) -> Option<String> {
     out.iter().find_map(|t| {
-        let n = t.dims.iter().try_fold(t.dtype.size(), |a, &d| a.checked_mul(d));
+        let n = t
+            .dims
+            .iter()
+            .try_fold(t.dtype.size(), |a, &d| a.checked_mul(d));
         (n != Some(t.data.len())).then(|| {
             format!(
                 "output `{}` has {} bytes for dims {:?}",
@@ -339,7 +344,9 @@ fn run_case(
         judge(&v, outcome, largest, &reference, &label, tally);
         // Reading the outputs after a refused run: an error or well-formed (stale) tensors.
         if let Some(why) = stale_outputs(s) {
-            tally.failures.push(format!("{label}: then output(): {why}"));
+            tally
+                .failures
+                .push(format!("{label}: then output(): {why}"));
         }
         // The same session must still run the good inputs exactly as a fresh one does.
         if let Some(why) = poisoned(&reference, call(s, &Action::Run(good.to_vec()))) {
@@ -357,7 +364,8 @@ fn stale_outputs(s: &Session) -> Option<String> {
     let n = s.plan().outputs().len();
     (0..=n).find_map(|k| {
         match catch_unwind(AssertUnwindSafe(|| {
-            s.output(k).map(|t| (t.data.len(), t.dtype.size(), t.dims.to_vec()))
+            s.output(k)
+                .map(|t| (t.data.len(), t.dtype.size(), t.dims.to_vec()))
         })) {
             Err(_) => Some(format!("panic reading output {k}")),
             Ok(Err(_)) => None,

@@ -2,7 +2,7 @@
 //! outside the symbols' domain (huge ones handed to `prepare` without data), out-of-range
 //! integers, NaN and infinities, missing and extra inputs, empty tensors, and data whose length
 //! does not match the dims.
-use sod2_format::{Expr, eval_pool};
+use sod2_format::{eval_pool, Expr};
 use sod2_runtime::{DType, Plan};
 
 /// One input tensor, owned.
@@ -168,7 +168,9 @@ fn tile(like: &[u8], dtype: DType, n: usize) -> Vec<u8> {
 fn int_bytes(dtype: DType, v: i64) -> Vec<u8> {
     let c = |lo: i64, hi: i64| v.clamp(lo, hi);
     match dtype {
-        DType::I8 => (c(i8::MIN.into(), i8::MAX.into()) as i8).to_le_bytes().to_vec(),
+        DType::I8 => (c(i8::MIN.into(), i8::MAX.into()) as i8)
+            .to_le_bytes()
+            .to_vec(),
         DType::I16 => (c(i16::MIN.into(), i16::MAX.into()) as i16)
             .to_le_bytes()
             .to_vec(),

@@ -14,7 +14,7 @@ accepted contradiction or a poisoned session is a failure. Prints a table per mo
 totals; exits 1 on any failure.
 
 usage: python run.py --sod2 BIN --hostile BIN [--plans DIR] [--only NAME ...] [--timeout S]
-                     [--all-cases] [--threads N] [--wrap 'valgrind --error-exitcode=1 ...']
+                     [--all-cases] [--derived] [--threads N] [--wrap 'valgrind --error-exitcode=1 ...']
 
 The whole suite runs on each model's first case (with --all-cases, on every case); every later
 case's good inputs then run on the same session and must match a fresh session's outputs.
@@ -102,6 +102,7 @@ def main() -> int:
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per model (a hang is a failure)")
     ap.add_argument("--all-cases", action="store_true", help="the whole suite on every case (default: the first)")
+    ap.add_argument("--derived", action="store_true", help="good inputs derived from each plan alone, not the model's generator")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads per session")
     ap.add_argument("--wrap", default="", help="a command to run the example under (valgrind ...)")
     a = ap.parse_args()
@@ -115,7 +116,7 @@ def main() -> int:
                 rows.append((name, len(cases), "-", "-", "-", "-", f"compile refused: {why}"))
                 continue
             dirs = []
-            for k, feeds in enumerate(cases):
+            for k, feeds in enumerate([] if a.derived else cases):
                 d = pathlib.Path(tmp) / name / f"case{k}"
                 write_case(d, feeds)
                 dirs.append(str(d))
@@ -151,7 +152,7 @@ def main() -> int:
                 totals[i] += counts[i]
             totals[3] += len(fails)
             failures += fails
-            rows.append((name, len(cases), *counts, len(fails), f"{secs:.1f} s"))
+            rows.append((name, len(dirs) or "derived", *counts, len(fails), f"{secs:.1f} s"))
             print(f"{name}: {counts[0]} cases, {len(fails)} failures, {secs:.1f} s", file=sys.stderr)
     print("| model | good cases | bad cases | typed errors | defined results | failures | time |")
     print("|---|---|---|---|---|---|---|")

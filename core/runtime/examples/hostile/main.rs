@@ -3,7 +3,7 @@
 //! a panic, an abort or a hang, and that no bad input poisons the session.
 //!
 //! ```text
-//! hostile PLAN CASE_DIR... [--all-cases] [--verbose] [--threads=N]
+//! hostile PLAN [CASE_DIR...] [--all-cases] [--verbose] [--threads=N]
 //! ```
 //!
 //! Each `CASE_DIR` holds one set of good inputs (`manifest.tsv`: `name<TAB>numpy dtype<TAB>dims
@@ -12,7 +12,9 @@
 //! the suite makes every bad variant of every input (`variants.rs`), runs it under
 //! `catch_unwind` on one session, and after each one runs the good inputs again on the same
 //! session: their outputs must be byte-identical to a fresh session's. Every later case's good
-//! inputs (other shapes) then run on that same session and must match a fresh session too. Before each variant its name goes to stderr, so a crash names its case.
+//! inputs (other shapes) then run on that same session and must match a fresh session too.
+//! Without a `CASE_DIR` the good inputs are derived from the plan alone
+//! (`variants::derived`: input symbols bound to small values inside their ranges). Before each variant its name goes to stderr, so a crash names its case.
 //! Prints one `RESULT model cases typed defined failures` line, and a `FAIL` line per failure;
 //! exits 1 on any failure.
 //!
@@ -91,8 +93,8 @@ struct Tally {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 2 {
-        eprintln!("usage: hostile PLAN CASE_DIR...");
+    if args.is_empty() {
+        eprintln!("usage: hostile PLAN [CASE_DIR...] [--all-cases] [--verbose] [--threads=N]");
         std::process::exit(2);
     }
     let plan_path = Path::new(&args[0]);
@@ -124,6 +126,14 @@ fn main() {
     // One session for every case: a later case's good inputs (another shape) must run on it
     // after all the bad inputs exactly as on a fresh session.
     let mut s = session(&plan);
+    if dirs.is_empty() {
+        match variants::derived(&plan) {
+            Ok(good) => run_case(&plan, &model, "derived", &good, true, &mut s, &mut tally),
+            Err(e) => tally
+                .failures
+                .push(format!("derived: cannot make inputs: {e}")),
+        }
+    }
     for (k, dir) in dirs.iter().enumerate() {
         match read_case(Path::new(dir)).and_then(|g| in_plan_order(&plan, g)) {
             Ok(good) => run_case(

@@ -142,6 +142,53 @@ impl Domain {
     }
 }
 
+/// Good inputs derived from the plan alone (no generator at hand): every input symbol bound to
+/// 2 clamped into its declared range, floats a small deterministic ramp in [-1, 1], integers 0
+/// (a valid index into any non-empty dim), booleans true.
+pub fn derived(plan: &Plan) -> Result<Vec<Input>, String> {
+    let p = plan.meta();
+    let syms: Vec<Option<i64>> = p
+        .symbols
+        .iter()
+        .map(|s| s.origin.is_none().then(|| 2i64.clamp(s.lo, s.hi.max(s.lo))))
+        .collect();
+    let mut pool = Vec::new();
+    eval_pool(&p.exprs, &syms, &mut pool).map_err(|e| e.to_string())?;
+    let kinds = plan.input_kinds();
+    let mut out = Vec::new();
+    for ((io, &t), kind) in plan.inputs().into_iter().zip(&p.graphs[0].inputs).zip(kinds) {
+        if kind.is_some() {
+            return Err(format!("input `{}` is a sequence or optional", io.name));
+        }
+        let dims = p.tensors[t as usize]
+            .shape
+            .iter()
+            .map(|&e| {
+                pool.get(e as usize)
+                    .copied()
+                    .flatten()
+                    .and_then(|d| usize::try_from(d).ok())
+                    .ok_or_else(|| format!("input `{}`: a dim has no value", io.name))
+            })
+            .collect::<Result<Vec<usize>, String>>()?;
+        let n = elems(&dims).ok_or("dims overflow")?;
+        let data = if is_float(io.dtype) {
+            (0..n)
+                .flat_map(|i| float_bytes(io.dtype, ((i % 17) as f64 - 8.0) / 8.0))
+                .collect()
+        } else {
+            tile(&[], io.dtype, n)
+        };
+        out.push(Input {
+            name: io.name,
+            dtype: io.dtype,
+            dims,
+            data,
+        });
+    }
+    Ok(out)
+}
+
 fn elems(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
@@ -191,17 +238,8 @@ fn float_bytes(dtype: DType, v: f64) -> Vec<u8> {
     match dtype {
         DType::F32 => (v as f32).to_le_bytes().to_vec(),
         DType::F64 => v.to_le_bytes().to_vec(),
-        DType::F16 => {
-            let bits: u16 = if v.is_nan() {
-                0x7e00
-            } else if v > 0.0 {
-                0x7c00
-            } else {
-                0xfc00
-            };
-            bits.to_le_bytes().to_vec()
-        }
-        DType::BF16 => (((v as f32).to_bits() >> 16) as u16).to_le_bytes().to_vec(),
+        DType::F16 => sod2_kernels::math::f32_to_f16(v as f32).to_le_bytes().to_vec(),
+        DType::BF16 => sod2_kernels::math::f32_to_bf16(v as f32).to_le_bytes().to_vec(),
         _ => Vec::new(),
     }
 }

@@ -100,7 +100,7 @@ def main() -> int:
     ap.add_argument("--hostile", required=True, help="target/release/examples/hostile")
     ap.add_argument("--plans", type=pathlib.Path, default=ROOT / "target" / "hostile-plans")
     ap.add_argument("--only", nargs="*")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per model (a hang is a failure)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per model (a hang is a failure)")
     ap.add_argument("--all-cases", action="store_true", help="the whole suite on every case (default: the first)")
     ap.add_argument("--derived", action="store_true", help="good inputs derived from each plan alone, not the model's generator")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads per session")

@@ -156,7 +156,12 @@ pub fn derived(plan: &Plan) -> Result<Vec<Input>, String> {
     eval_pool(&p.exprs, &syms, &mut pool).map_err(|e| e.to_string())?;
     let kinds = plan.input_kinds();
     let mut out = Vec::new();
-    for ((io, &t), kind) in plan.inputs().into_iter().zip(&p.graphs[0].inputs).zip(kinds) {
+    for ((io, &t), kind) in plan
+        .inputs()
+        .into_iter()
+        .zip(&p.graphs[0].inputs)
+        .zip(kinds)
+    {
         if kind.is_some() {
             return Err(format!("input `{}` is a sequence or optional", io.name));
         }
@@ -238,8 +243,12 @@ fn float_bytes(dtype: DType, v: f64) -> Vec<u8> {
     match dtype {
         DType::F32 => (v as f32).to_le_bytes().to_vec(),
         DType::F64 => v.to_le_bytes().to_vec(),
-        DType::F16 => sod2_kernels::math::f32_to_f16(v as f32).to_le_bytes().to_vec(),
-        DType::BF16 => sod2_kernels::math::f32_to_bf16(v as f32).to_le_bytes().to_vec(),
+        DType::F16 => sod2_kernels::math::f32_to_f16(v as f32)
+            .to_le_bytes()
+            .to_vec(),
+        DType::BF16 => sod2_kernels::math::f32_to_bf16(v as f32)
+            .to_le_bytes()
+            .to_vec(),
         _ => Vec::new(),
     }
 }

@@ -95,9 +95,11 @@ fn poisoned_heap_outputs_are_written_in_full() {
     s.set_options(poisoned(true));
     for (n, every) in [(64usize, 1usize), (64, 3), (5, 2), (64, 7)] {
         let x: Vec<f32> = (0..n)
-            .map(|i| if i % every == 0 { 1.0 } else { 0.0 })
+            .map(|i| if i.is_multiple_of(every) { 1.0 } else { 0.0 })
             .collect();
-        let want: Vec<i64> = (0..n as i64).filter(|i| *i as usize % every == 0).collect();
+        let want: Vec<i64> = (0..n as i64)
+            .filter(|&i| (i as usize).is_multiple_of(every))
+            .collect();
         let out = s.run(&[TensorIn::f32(&x, &[n])]).unwrap();
         assert_eq!(out[0].dims, vec![1, want.len()]);
         assert_eq!(out[0].to_i64().unwrap(), want, "n {n}, every {every}");

@@ -107,7 +107,8 @@ class Oracle:
         return {k: {"shape": list(np.asarray(v).shape)} for k, v in got.items() if v is not None}
 
 
-# `sod2 run` flags of every run (`--check-allocs`: a steady-state run must not allocate).
+# `sod2 run` flags of every run (`--check-allocs`: a steady-state run must not allocate;
+# `--poison-arena`: memory is filled with NaNs before it is written).
 RUN_FLAGS: list[str] = []
 
 
@@ -190,9 +191,13 @@ def main() -> int:
     ap.add_argument("--root", type=pathlib.Path, default=HERE.parent.parent)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--check-allocs", action="store_true", help="every run also checks that a steady-state run makes no heap allocation")
+    ap.add_argument("--poison-arena", action="store_true",
+                    help="every run fills the arena and each output buffer with NaNs first (`sod2 run --poison-arena`)")
     args = ap.parse_args()
     if args.check_allocs:
         RUN_FLAGS.append("--check-allocs")
+    if args.poison_arena:
+        RUN_FLAGS.append("--poison-arena")
     cache = args.root / ".cache" / "corpus"
     table, totals, unexpected = [], [], 0
     with tempfile.TemporaryDirectory(prefix="sod2-corpus-") as t:

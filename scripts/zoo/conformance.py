@@ -132,6 +132,10 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, as_set: bool) -> tuple
     return (0.0, 0.0, None) if same else (float("inf"), float("inf"), f"{name}: integer values differ")
 
 
+# Extra `sod2 run` flags of value mode (`--poison-arena`).
+RUN_FLAGS: list[str] = []
+
+
 def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: str = "all", tune: bool = False, force_version: int | None = None) -> list[tuple]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sod2-conf-") as tmp:
@@ -149,7 +153,7 @@ def value_check(sod2: str, spec, zoo: pathlib.Path, oracle: pathlib.Path, opt: s
             d = oracle / spec.name / case.name
             out_dir = pathlib.Path(tmp) / case.name
             args = [f"--input={p.stem}={p}" for p in sorted((d / "inputs").glob("*.npy"))]
-            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir), "--check-allocs", *forced], capture_output=True, text=True)
+            r = subprocess.run([sod2, "run", str(plan), *args, "--out", str(out_dir), "--check-allocs", *forced, *RUN_FLAGS], capture_output=True, text=True)
             if r.returncode != 0:
                 rows.append((spec.name, case.name, "-", "-", "-", "FAIL: " + (r.stderr.strip().splitlines() or ["?"])[-1][:160]))
                 continue
@@ -178,7 +182,11 @@ def main() -> int:
     ap.add_argument("--opt", nargs="+", default=["all"], help="optimisation levels to check in value mode (none fusion sep dmp mvc all)")
     ap.add_argument("--tune", action="store_true", help="value mode: also check each model's `all` plan after `sod2 tune`")
     ap.add_argument("--force-version", type=int, default=None, help="value mode: also run each `all` plan with this kernel version forced wherever a step has it")
+    ap.add_argument("--poison-arena", action="store_true",
+                    help="value mode: `sod2 run --poison-arena` (the arena and every output buffer filled with NaNs first)")
     args = ap.parse_args()
+    if args.poison_arena:
+        RUN_FLAGS.append("--poison-arena")
     failures = 0
     rows = []
     coverage: dict[str, dict[str, set]] = collections.defaultdict(lambda: collections.defaultdict(set))

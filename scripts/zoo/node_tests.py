@@ -307,6 +307,8 @@ def compare(name: str, f: pathlib.Path, want: np.ndarray) -> str | None:
 
 # Extra `sod2 compile` flags of values mode (`--opt LEVEL`).
 COMPILE_FLAGS: list[str] = []
+# Extra `sod2 run` flags of values mode (`--poison-arena`).
+RUN_FLAGS: list[str] = []
 
 
 def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
@@ -340,7 +342,7 @@ def run_values(sod2: str, tdir: pathlib.Path) -> tuple[str, str]:
                 f = f.with_suffix(".npy")
                 np.save(f, arr)
             args.append(f"--input={vi.name}={f}")
-        r = subprocess.run([sod2, "run", str(t / "m.sod2"), *args, "--out", str(t / "out")], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([sod2, "run", str(t / "m.sod2"), *args, "--out", str(t / "out"), *RUN_FLAGS], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             return "fail", "run: " + (r.stderr.strip().splitlines() or ["?"])[-1]
         for vo, want in zip(model.graph.output, outputs):
@@ -375,9 +377,13 @@ def main() -> int:
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--values", action="store_true", help="execute the tests through sod2 and compare values")
     ap.add_argument("--opt", default=None, help="values mode: compile at this --opt level (default: sod2's; `none` runs every op's own kernel, no rewrite or fusion)")
+    ap.add_argument("--poison-arena", action="store_true",
+                    help="values mode: `sod2 run --poison-arena` (the arena and every output buffer filled with NaNs first)")
     args = ap.parse_args()
     if args.opt:
         COMPILE_FLAGS.extend(["--opt", args.opt])
+    if args.poison_arena:
+        RUN_FLAGS.append("--poison-arena")
     root = pathlib.Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
     if not root.exists():
         print(f"no node tests under {root} (onnx {onnx.__version__} does not ship them)")

@@ -87,6 +87,10 @@ enum Cmd {
         /// inspect` shows the tables).
         #[arg(long, value_name = "N")]
         force_version: Option<u32>,
+        /// Fill the arena with a NaN pattern before each run, and each step's output buffers
+        /// before the step (debugging: a kernel reading memory nothing wrote shows as NaN).
+        #[arg(long)]
+        poison_arena: bool,
     },
     /// Time a plan at one input shape; the last line is a JSON object.
     Bench {
@@ -118,6 +122,10 @@ enum Cmd {
         /// Run kernel version N wherever a step's dispatch table lists it.
         #[arg(long, value_name = "N")]
         force_version: Option<u32>,
+        /// Fill the arena with a NaN pattern before each run, and each step's output buffers
+        /// before the step (debugging: a kernel reading memory nothing wrote shows as NaN).
+        #[arg(long)]
+        poison_arena: bool,
     },
     /// Time each multi-version step's kernel versions on this device across the declared ranges
     /// and write the dim ranges where each wins into the plan's dispatch tables.
@@ -234,6 +242,7 @@ fn main() {
             out: dir,
             check_allocs,
             force_version,
+            poison_arena,
         } => plan_cmds::run(
             &plan,
             &inputs,
@@ -241,6 +250,7 @@ fn main() {
             plan_cmds::RunChecks {
                 check_allocs,
                 force_version,
+                poison_arena,
             },
             &mut out,
         ),
@@ -254,6 +264,7 @@ fn main() {
             prior,
             profile,
             force_version,
+            poison_arena,
         } => plan_cmds::bench(
             &plan,
             &plan_cmds::BenchArgs {
@@ -264,6 +275,7 @@ fn main() {
                 threads,
                 profile,
                 force_version,
+                poison_arena,
             },
             &mut out,
         ),

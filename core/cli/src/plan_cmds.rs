@@ -157,10 +157,13 @@ pub struct RunChecks {
     pub check_allocs: bool,
     /// Force this kernel version (by code) wherever a step lists it.
     pub force_version: Option<u32>,
+    /// Poison the arena and output buffers before each run and step.
+    pub poison_arena: bool,
 }
 
-/// Session options forcing kernel version `code` (checked: an unknown code is an error).
-fn forced(code: Option<u32>) -> Result<RunOptions> {
+/// Session options forcing kernel version `code` (checked: an unknown code is an error) and
+/// poisoning memory before each run when `poison_arena`.
+fn forced(code: Option<u32>, poison_arena: bool) -> Result<RunOptions> {
     let force_version = match code {
         None => None,
         Some(c) => Some(VersionId::from_code(c).with_context(|| {
@@ -176,6 +179,7 @@ fn forced(code: Option<u32>) -> Result<RunOptions> {
     };
     Ok(RunOptions {
         force_version,
+        poison_arena,
         ..RunOptions::default()
     })
 }
@@ -250,7 +254,7 @@ pub fn run(
         .map(|a| TensorIn::raw(a.dtype, &a.data, &a.dims))
         .collect();
     let mut s = Session::new(plan);
-    s.set_options(forced(checks.force_version)?);
+    s.set_options(forced(checks.force_version, checks.poison_arena)?);
     let shapes: Vec<Vec<usize>> = ordered.iter().map(|a| a.dims.clone()).collect();
     let t0 = std::time::Instant::now();
     let arena = s.prepare(&shapes)?;
@@ -391,7 +395,7 @@ fn run_values(
         })
         .collect();
     let mut s = Session::new(plan.clone());
-    s.set_options(forced(checks.force_version)?);
+    s.set_options(forced(checks.force_version, checks.poison_arena)?);
     let t1 = std::time::Instant::now();
     let outs = s.run_values(&values)?;
     let t_run = t1.elapsed();
@@ -735,6 +739,8 @@ pub struct BenchArgs<'a> {
     pub profile: Option<ProfileBy>,
     /// Force this kernel version (by code).
     pub force_version: Option<u32>,
+    /// Poison the arena and output buffers before each run and step.
+    pub poison_arena: bool,
 }
 
 /// Times a plan: `--input NAME=FILE.npy` or `--shape NAME=AxBxC` (synthetic data) per input.
@@ -754,7 +760,7 @@ pub fn bench(plan_path: &Path, args: &BenchArgs<'_>, text: &mut String) -> Resul
     s.set_threads(args.threads)?;
     s.set_options(RunOptions {
         profile: args.profile.is_some(),
-        ..forced(args.force_version)?
+        ..forced(args.force_version, args.poison_arena)?
     });
     let prior_tensors: Option<Vec<TensorIn<'_>>> = prior.as_ref().map(|p| {
         p.iter()

@@ -34,12 +34,14 @@ mod exec;
 mod mem;
 mod ops;
 mod plan;
+mod poison;
 mod session;
 mod tensor;
 
 pub use error::RuntimeError;
 pub use mem::available_memory;
 pub use plan::{IoInfo, Plan, SUPPORTED_FEATURES};
+pub use poison::WORD as POISON_WORD;
 pub use session::{RunOptions, Session};
 pub use sod2_format::{BackendKind, DType, OpCode, ValueKind, VersionId};
 pub use tensor::{Tensor, TensorIn, TensorView, ValueIn, ValueOut};

@@ -16,6 +16,14 @@ pub struct RunOptions {
     /// Run this kernel version wherever a step's dispatch table lists it, instead of choosing
     /// by the table's dim ranges (tuning and tests).
     pub force_version: Option<VersionId>,
+    /// Debugging memory safety: before each run, fill the whole arena, and before each step
+    /// every output buffer it is handed (arena ranges and heap buffers of execution-determined
+    /// tensors alike), with a NaN pattern (see `poison.rs`: a NaN in f16, bf16, f32 and f64,
+    /// large garbage as an integer). A kernel that reads bytes nothing wrote, leaves part of
+    /// an output unwritten, or a plan that overlaps two live tensors, then shows in the
+    /// outputs. Correct plans give the same outputs with it on. Off by default; when off it
+    /// costs one branch per run and per output.
+    pub poison_arena: bool,
 }
 
 /// Per-caller execution state over a shared [`Plan`]: bound symbols, evaluated expressions,
@@ -257,6 +265,13 @@ impl Session {
     /// Bytes the arena holds after the last `prepare`.
     pub fn arena_bytes(&self) -> usize {
         self.state.arena_bytes()
+    }
+
+    /// The whole arena allocation (at least [`Session::arena_bytes`]) as the last run left it,
+    /// for debugging: with [`RunOptions::poison_arena`] every byte no step wrote holds the
+    /// poison pattern ([`crate::POISON_WORD`]). Reading it has no effect on the session.
+    pub fn arena(&self) -> &[u8] {
+        self.state.arena()
     }
 
     /// Accumulated time (seconds) and run counts per operator since profiling was switched on

@@ -754,6 +754,14 @@ pub fn narrow_gemm(
             "narrow_gemm: operand extents do not fit (m={m} n={n} k={k})"
         ));
     }
+    if m > 0 && k == 0 {
+        // An empty sum: every element is 0 (scaled or not). The tiles index `a` by row, which
+        // holds nothing here (rows past the first full tile would be out of bounds).
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n].fill(0.0);
+        }
+        return Ok(true);
+    }
     if m > 0 {
         dispatch!(
             isa,

@@ -515,6 +515,28 @@ proptest! {
     }
 }
 
+/// An empty sum (`k = 0`, so `a` holds nothing) is a zero product on every instruction set,
+/// whatever the rows: the rows past the first whole register tile used to index `a` by row
+/// and panic (found under valgrind, where AVX2's 3-row tiles leave row 3 of 4 over).
+#[test]
+fn narrow_gemm_of_an_empty_sum_is_zero_at_every_row_count() {
+    for isa in Isa::available() {
+        for vectors in 1..=4 {
+            let n = vectors * lanes(isa);
+            for m in 1..=14 {
+                let mut c = vec![9f32; m * n];
+                let scale = vec![2f32; m];
+                for sc in [None, Some(&scale[..])] {
+                    c.fill(9.0);
+                    let done = narrow_gemm(isa, (m, n, 0), (&[], 1), (&[], n), (&mut c, n), sc);
+                    assert_eq!(done, Ok(true), "{isa:?} m={m} n={n}");
+                    assert!(c.iter().all(|&v| v == 0.0), "{isa:?} m={m} n={n}");
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     /// The register-blocked transpose moves every element (bit patterns included: NaN
     /// payloads and signed zeros) to `out[b][i][j] = x[b·sb + j·sj + i]` on every path, for

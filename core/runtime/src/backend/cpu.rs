@@ -70,7 +70,7 @@ impl Backend for CpuBackend {
             // Debug builds poison a fresh arena (NaNs as f32 and f64, huge negative integers), so
             // the tests catch a kernel that reads arena bytes it did not write.
             #[cfg(debug_assertions)]
-            self.arena.fill(0xFFF0_0000_FFF0_0001);
+            crate::poison::fill_words(&mut self.arena);
         }
         self.len = bytes;
         Ok(())
@@ -112,6 +112,10 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn poison_arena(&mut self) {
+        crate::poison::fill_words(&mut self.arena);
+    }
+
     fn copy_within(&mut self, (src, len): (usize, usize), dst: usize) -> Result<(), RuntimeError> {
         let fits = |o: usize| o.checked_add(len).is_some_and(|e| e <= self.len);
         if !fits(src) || !fits(dst) {
@@ -134,6 +138,7 @@ impl Backend for CpuBackend {
             inputs,
             tensors,
             limit,
+            poison,
             ..
         } = env;
         let p = plan.meta();
@@ -338,6 +343,7 @@ impl Backend for CpuBackend {
                     arena: arena_bytes,
                     tensors: &*tensors,
                 });
+                out.poison = poison;
                 ctx.outs.push(Some(out));
             }
             // A kernel buffer refused during the step (on this thread or a pool worker: the

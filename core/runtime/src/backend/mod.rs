@@ -58,6 +58,8 @@ pub(crate) struct StepEnv<'a, 'i> {
     pub tensors: &'a mut Tensors,
     /// The session's memory limit (heap outputs that must grow are checked against it).
     pub limit: MemLimit,
+    /// Poison each output buffer before the kernel writes it ([`crate::RunOptions::poison_arena`]).
+    pub poison: bool,
 }
 
 /// A device that holds an arena and runs steps (see the module doc).
@@ -90,6 +92,10 @@ pub(crate) trait Backend {
 
     /// Reads `out.len()` bytes of the arena at `offset` into `out`.
     fn download(&self, offset: usize, out: &mut [u8]) -> Result<(), RuntimeError>;
+
+    /// Fills the whole arena (its allocation, not only the prepared bytes) with the poison
+    /// pattern ([`crate::RunOptions::poison_arena`]).
+    fn poison_arena(&mut self);
 
     /// Copies the arena range `src` (offset, length) to offset `dst` (ranges may overlap).
     fn copy_within(&mut self, src: (usize, usize), dst: usize) -> Result<(), RuntimeError>;

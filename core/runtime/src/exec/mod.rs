@@ -129,6 +129,11 @@ impl Executor {
         self.cpu.arena_len()
     }
 
+    /// The host arena's whole allocation (empty where the backend keeps it in device memory).
+    pub fn arena(&self) -> &[u8] {
+        self.cpu.host_arena().unwrap_or(&[])
+    }
+
     pub fn peak_dynamic_bytes(&self) -> usize {
         self.tensors.heap_peak()
     }
@@ -169,6 +174,9 @@ impl Executor {
             });
         }
         self.tensors.start_run();
+        if self.options.poison_arena {
+            self.cpu.poison_arena();
+        }
         for (&t, x) in g.inputs.iter().zip(inputs) {
             let tensor = &p.tensors[t as usize];
             if let Storage::Value { .. } = tensor.storage {
@@ -284,6 +292,7 @@ impl Executor {
                         inputs,
                         tensors: &mut self.tensors,
                         limit: self.limit,
+                        poison: self.options.poison_arena,
                     })?
                 }
                 None => self.run_control(plan, at, step, inputs)?,

@@ -90,6 +90,9 @@ pub(crate) struct Out<'a> {
     pub budget: Option<Budget<'a>>,
     /// The error of a heap output that could not grow, for the caller to report typed.
     pub oom: Option<RuntimeError>,
+    /// Fill the buffer with the poison pattern when it is first handed out
+    /// ([`crate::RunOptions::poison_arena`]).
+    pub poison: bool,
 }
 
 /// What a session may still allocate: its limit, and what it holds (the arena's allocation,
@@ -116,6 +119,7 @@ impl<'a> Out<'a> {
             dims: None,
             budget: None,
             oom: None,
+            poison: false,
         }
     }
 
@@ -129,10 +133,15 @@ impl<'a> Out<'a> {
             }
         }
         let bytes = numel(dims) * self.dtype.size();
+        // Poisoned once, when first handed out: a kernel may ask again for what it wrote.
+        let poison = self.poison && self.dims.is_none();
         self.dims = Some(Dims::from_slice(dims));
         if let Some(f) = self.fixed.as_deref_mut() {
             if f.len() != bytes {
                 return Err(format!("arena range of {} bytes for {bytes}", f.len()));
+            }
+            if poison {
+                crate::poison::fill_bytes(f);
             }
             return Ok(f);
         }
@@ -158,7 +167,11 @@ impl<'a> Out<'a> {
                 return Err(msg);
             }
         }
-        Ok(&mut bytemuck::cast_slice_mut::<u64, u8>(h)[..bytes])
+        let out = &mut bytemuck::cast_slice_mut::<u64, u8>(h)[..bytes];
+        if poison {
+            crate::poison::fill_bytes(out);
+        }
+        Ok(out)
     }
 
     /// The buffer a kernel already wrote (its dims in `self.dims`), for in-place follow-ups.
@@ -440,12 +453,14 @@ pub(crate) fn call(k: Kernel, c: &mut Ctx<'_, '_>) -> Result<(), String> {
             .zip(bufs.iter_mut())
             .map(|(o, b)| {
                 o.as_ref().map(|o| {
-                    Out::new(
+                    let mut inner = Out::new(
                         if half(o.dtype) { DType::F32 } else { o.dtype },
                         o.planned,
                         None,
                         Some(b),
-                    )
+                    );
+                    inner.poison = o.poison;
+                    inner
                 })
             })
             .collect();

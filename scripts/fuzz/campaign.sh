@@ -15,8 +15,8 @@ mkdir -p "$fuzz/logs"
 log="$fuzz/logs/campaign-$t-$(date -u +%Y%m%dT%H%M%SZ)-$sanitizer.log"
 rc=0
 run_target "$t" "$secs" "$@" >"$log" 2>&1 || rc=$?
-execs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || true)"
-rate="$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | grep -o '[0-9]*$' || true)"
+execs="$(grep -oE 'stat::number_of_executed_units: +[0-9]+' "$log" | grep -o '[0-9]*$' || true)"
+rate="$(grep -oE 'stat::average_exec_per_sec: +[0-9]+' "$log" | grep -o '[0-9]*$' || true)"
 last="$(grep -E '^#[0-9]+' "$log" | tail -1 || true)"
 echo "$t ($sanitizer, ${secs} s): execs ${execs:-?}, exec/s ${rate:-?}," \
   "$(echo "$last" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' || echo 'no coverage line')"

@@ -13,7 +13,7 @@ failed=()
 for t in "${targets[@]}"; do
   log="$fuzz/logs/smoke-$t.log"
   if run_target "$t" "$secs" >"$log" 2>&1; then
-    echo "$t: ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$') execs," \
+    echo "$t: ok ($(grep -oE 'stat::number_of_executed_units: +[0-9]+' "$log" | grep -o '[0-9]*$') execs," \
       "$(grep -E '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+'))"
   else
     repro="$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -1 | sed 's/Test unit written to //')"

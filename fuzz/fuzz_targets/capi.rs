@@ -78,7 +78,11 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
                 1 => (bytes.as_ptr(), 0),
                 _ => (bytes.as_ptr(), bytes.len()),
             };
-            let out_ptr = if mode / 12 % 8 == 0 { null_mut() } else { &mut out as *mut _ };
+            let out_ptr = if mode / 12 % 8 == 0 {
+                null_mut()
+            } else {
+                &mut out as *mut _
+            };
             // SAFETY: `data` is null or points to `len` readable bytes; `out_ptr` is null or
             // writable.
             let s = check(unsafe { sod2_plan_load_bytes(data, len, out_ptr) });
@@ -96,7 +100,11 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
             let mut out: *mut sod2_plan = null_mut();
             // SAFETY: a NUL-terminated path; `out` is writable.
             let s = check(unsafe { sod2_plan_load(path.as_ptr().cast(), &mut out) });
-            assert_ne!(s, sod2_status::SOD2_OK, "a plan loaded from a non-plan path");
+            assert_ne!(
+                s,
+                sod2_status::SOD2_OK,
+                "a plan loaded from a non-plan path"
+            );
         }
         2 => {
             let p = w.plan(c);
@@ -119,7 +127,11 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
             let is_output = i32::from(c.u8() % 3) - 1;
             let index = usize::from(c.u8() % 6);
             let mut name: *const std::ffi::c_char = null();
-            let out = if c.u8() == 0 { null_mut() } else { &mut name as *mut _ };
+            let out = if c.u8() == 0 {
+                null_mut()
+            } else {
+                &mut name as *mut _
+            };
             // SAFETY: `out` is null or writable.
             let s = check(unsafe { sod2_plan_io_name(p, is_output, index, out) });
             if s == sod2_status::SOD2_OK {
@@ -130,7 +142,11 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
         5 => {
             let p = w.plan(c);
             let mut out: *mut sod2_session = null_mut();
-            let out_ptr = if c.u8() == 0 { null_mut() } else { &mut out as *mut _ };
+            let out_ptr = if c.u8() == 0 {
+                null_mut()
+            } else {
+                &mut out as *mut _
+            };
             // SAFETY: `out_ptr` is null or writable.
             let s = check(unsafe { sod2_session_create(p, out_ptr) });
             if s == sod2_status::SOD2_OK {
@@ -147,7 +163,11 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
         8 => {
             let s = w.session(c);
             let mut arena = 0usize;
-            let out = if c.u8() & 1 == 0 { null_mut() } else { &mut arena as *mut usize };
+            let out = if c.u8() & 1 == 0 {
+                null_mut()
+            } else {
+                &mut arena as *mut usize
+            };
             // SAFETY: `out` is null or writable; bound buffers live in `w.buffers`.
             check(unsafe { sod2_session_prepare(s, out) });
         }
@@ -177,7 +197,12 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
                 [1usize, 4096, KERNEL_MEMORY][usize::from(c.u8() % 3)],
             ));
             // SAFETY: both return NUL-terminated strings valid until the next call.
-            let _ = unsafe { (CStr::from_ptr(sod2_last_error()), CStr::from_ptr(sod2_version())) };
+            let _ = unsafe {
+                (
+                    CStr::from_ptr(sod2_last_error()),
+                    CStr::from_ptr(sod2_version()),
+                )
+            };
         }
     }
 }
@@ -187,7 +212,9 @@ fn set_input(w: &mut World, c: &mut Cursor<'_>) {
     let index = usize::from(c.u8() % 5);
     let code = i32::from(c.u8() % 20) - 1;
     let rank = usize::from(c.u8() % 6);
-    let mut dims: Vec<usize> = (0..rank).map(|_| usize::from(c.u8()) % (MAX_DIM + 1)).collect();
+    let mut dims: Vec<usize> = (0..rank)
+        .map(|_| usize::from(c.u8()) % (MAX_DIM + 1))
+        .collect();
     while dims.iter().product::<usize>() > MAX_ELEMENTS {
         if let Some(d) = dims.iter_mut().find(|d| **d > 1) {
             *d = 1;
@@ -206,10 +233,17 @@ fn set_input(w: &mut World, c: &mut Cursor<'_>) {
     };
     let fill = c.u8();
     w.buffers.push(vec![fill; len]);
-    let data = w.buffers.last().map_or(null(), |b| b.as_ptr().cast::<c_void>());
+    let data = w
+        .buffers
+        .last()
+        .map_or(null(), |b| b.as_ptr().cast::<c_void>());
     let flags = c.u8();
     let data = if flags & 3 == 0 { null() } else { data };
-    let dims_ptr = if flags & 12 == 0 { null() } else { dims.as_ptr() };
+    let dims_ptr = if flags & 12 == 0 {
+        null()
+    } else {
+        dims.as_ptr()
+    };
     // SAFETY: `dims_ptr` is null or points to `rank` values; `data` is null or points to `len`
     // bytes kept alive in `w.buffers` until every session is destroyed.
     check(unsafe { sod2_session_set_input(s, index, code, dims_ptr, rank, data, len) });
@@ -238,7 +272,10 @@ fn output_info(w: &mut World, c: &mut Cursor<'_>) {
         assert!(!dims.is_null(), "output dims are null with rank {rank}");
         // SAFETY: on success `dims` points to `rank` values valid until the next run.
         let d = unsafe { std::slice::from_raw_parts(dims, rank) };
-        assert!(d.iter().try_fold(1usize, |a, &x| a.checked_mul(x)).is_some());
+        assert!(d
+            .iter()
+            .try_fold(1usize, |a, &x| a.checked_mul(x))
+            .is_some());
     }
 }
 
@@ -247,9 +284,9 @@ fn copy_output(w: &mut World, c: &mut Cursor<'_>) {
     let index = usize::from(c.u8() % 4);
     let mut len = 0usize;
     // SAFETY: the out-pointers are null or writable.
-    let known = unsafe {
-        sod2_session_output_info(s, index, null_mut(), null_mut(), null_mut(), &mut len)
-    } == sod2_status::SOD2_OK;
+    let known =
+        unsafe { sod2_session_output_info(s, index, null_mut(), null_mut(), null_mut(), &mut len) }
+            == sod2_status::SOD2_OK;
     let len = match c.u8() % 4 {
         0 if len > 0 => len - 1,
         1 => len + 1,
@@ -257,7 +294,11 @@ fn copy_output(w: &mut World, c: &mut Cursor<'_>) {
         _ => len,
     };
     let mut dst = vec![0u8; len];
-    let ptr = if c.u8() == 0 { null_mut() } else { dst.as_mut_ptr().cast::<c_void>() };
+    let ptr = if c.u8() == 0 {
+        null_mut()
+    } else {
+        dst.as_mut_ptr().cast::<c_void>()
+    };
     // SAFETY: `ptr` is null or points to `len` writable bytes.
     let st = check(unsafe { sod2_session_copy_output(s, index, ptr, len) });
     if st == sod2_status::SOD2_OK {

@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     if !a.void1 {
         let back = npy::parse(&npy::write(a.dtype, &a.dims, &a.data))
             .unwrap_or_else(|e| panic!("a written .npy does not parse: {e}"));
-        assert_eq!((back.dtype, &back.dims, &back.data), (a.dtype, &a.dims, &a.data));
+        assert_eq!(
+            (back.dtype, &back.dims, &back.data),
+            (a.dtype, &a.dims, &a.data)
+        );
     }
     for want in [DType::I4, DType::U4, DType::I2, DType::U2, DType::F32] {
         let mut fit = npy::parse(data).unwrap_or_else(|e| panic!("parsed once, not twice: {e}"));

@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let bytes = sod2_format::write(&planned.plan, &planned.weights, 0);
     match sod2_format::read(&bytes) {
-        Ok(file) => assert_eq!(file.plan, planned.plan, "the planned plan changed through write + read"),
+        Ok(file) => assert_eq!(
+            file.plan, planned.plan,
+            "the planned plan changed through write + read"
+        ),
         Err(e) => panic!("the planner wrote a plan that does not read: {e}"),
     }
 });

@@ -45,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(outs) = session.run(&tensors) {
             for o in &outs {
                 let expect = o.dims.iter().product::<usize>() * o.dtype.size();
-                assert_eq!(o.data.len(), expect, "an output's bytes disagree with its dims");
+                assert_eq!(
+                    o.data.len(),
+                    expect,
+                    "an output's bytes disagree with its dims"
+                );
             }
         }
         if c.is_empty() {

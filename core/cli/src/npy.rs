@@ -151,7 +151,8 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         bail!("Fortran-order arrays are not supported");
     }
     let sh = field("shape").context("no shape")?;
-    let sh = &sh[sh.find('(').context("bad shape")? + 1..sh.find(')').context("bad shape")?];
+    let sh = sh.strip_prefix('(').context("bad shape")?;
+    let sh = &sh[..sh.find(')').context("bad shape")?];
     let dims: Vec<usize> = sh
         .split(',')
         .map(str::trim)
@@ -160,7 +161,10 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         .collect::<Result<_, _>>()
         .context("bad shape")?;
     let data = bytes[start + hlen..].to_vec();
-    let need = dims.iter().product::<usize>() * dtype.size();
+    let need = dims
+        .iter()
+        .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
+        .with_context(|| format!("shape {dims:?} overflows"))?;
     if data.len() != need {
         bail!(
             ".npy holds {} data bytes, shape {dims:?} needs {need}",
@@ -192,12 +196,21 @@ pub fn write(dtype: DType, dims: &[usize], data: &[u8]) -> Vec<u8> {
         "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
         descr(dtype)
     );
-    while (10 + h.len() + 1) % 64 != 0 {
+    // Format 1.0 has a 16-bit header length; a longer header (thousands of dims) needs 2.0.
+    let v1 = 10 + h.len() + 64 <= usize::from(u16::MAX);
+    let prefix = if v1 { 10 } else { 12 };
+    while (prefix + h.len() + 1) % 64 != 0 {
         h.push(' ');
     }
     h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    let mut out = b"\x93NUMPY".to_vec();
+    if v1 {
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&[2, 0]);
+        out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    }
     out.extend_from_slice(h.as_bytes());
     match dtype.sub_byte_range() {
         // ml_dtypes keeps a 4- or 2-bit value in the low bits of its byte
@@ -213,6 +226,45 @@ pub fn write(dtype: DType, dims: &[usize], data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `npy` fuzz target: a `)` before the shape's `(` sliced backwards (panic).
+    #[test]
+    fn a_shape_closed_before_it_opens_is_an_error() {
+        let file = include_bytes!("../tests/fixtures/fuzz_npy_shape_close_before_open.npy");
+        let e = parse(file).err().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("bad shape"));
+        let h = "{'descr': '<f4', 'fortran_order': False, 'shape': 3), (2, }";
+        let mut f = b"\x93NUMPY\x01\x00".to_vec();
+        f.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        f.extend_from_slice(h.as_bytes());
+        assert!(parse(&f).is_err());
+    }
+
+    /// A shape whose byte count overflows `usize` is an error, not a wrapped (or panicking)
+    /// size that a short data section could match.
+    #[test]
+    fn an_overflowing_shape_is_an_error() {
+        let h = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 4), }}",
+            1usize << 62
+        );
+        let mut f = b"\x93NUMPY\x01\x00".to_vec();
+        f.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        f.extend_from_slice(h.as_bytes());
+        let e = parse(&f).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("overflows"), "{e}");
+    }
+
+    /// A header longer than format 1.0's 16-bit length is written as format 2.0.
+    #[test]
+    fn many_dims_write_format_2() {
+        let dims = vec![1usize; 30_000];
+        let file = write(DType::U8, &dims, &[7]);
+        assert_eq!(file[6], 2);
+        let a = parse(&file).unwrap();
+        assert_eq!((a.dims, a.data), (dims, vec![7]));
+        assert_eq!(write(DType::U8, &[1], &[7])[6], 1);
+    }
 
     #[test]
     fn narrow_integers_round_trip_as_ml_dtypes_voids() {

@@ -953,6 +953,55 @@ fn checksum(header: &[u8], table: &[u8], covered: &[&[u8]]) -> u64 {
     fnv1a(&h)
 }
 
+/// Recomputes the metadata checksum of a plan file in place, so that a file edited by hand or by
+/// a fuzzer reaches [`read()`]'s structural checks and verifier instead of stopping at the
+/// checksum. The header's section count and the section table are taken as they are; every
+/// section but the weights is covered, in table order, as [`write()`] does. Returns `false`
+/// (and changes nothing) when the header or the table is too short or malformed to locate the
+/// covered sections (fewer than [`HEADER_SIZE`] bytes, 0 or more than 64 sections, a table or a
+/// covered section outside the buffer): [`read()`] rejects such a file before its checksum.
+/// Not a defence against tampering: the checksum detects accidental corruption only.
+pub fn seal_checksum(bytes: &mut [u8]) -> bool {
+    let Some(n) = bytes
+        .get(32..36)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+    else {
+        return false;
+    };
+    if bytes.len() < HEADER_SIZE || n == 0 || n > 64 {
+        return false;
+    }
+    let table_end = HEADER_SIZE + 24 * n as usize;
+    let Some(table) = bytes.get(HEADER_SIZE..table_end) else {
+        return false;
+    };
+    let mut covered: Vec<&[u8]> = Vec::new();
+    for entry in table.chunks_exact(24) {
+        let field = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&entry[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let kind = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
+        if kind == section::WEIGHTS {
+            continue;
+        }
+        let (off, size) = (field(8), field(16));
+        let range = usize::try_from(off)
+            .ok()
+            .zip(usize::try_from(size).ok())
+            .and_then(|(o, s)| Some(o..o.checked_add(s)?));
+        match range.and_then(|r| bytes.get(r)) {
+            Some(c) => covered.push(c),
+            None => return false,
+        }
+    }
+    let sum = checksum(&bytes[..HEADER_SIZE], table, &covered);
+    bytes[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+    true
+}
+
 fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }

@@ -209,21 +209,47 @@ fn with_section(bytes: &[u8], k: usize, off: u64, size: u64) -> Vec<u8> {
     let at = HEADER_SIZE + 24 * k;
     b[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
     b[at + 16..at + 24].copy_from_slice(&size.to_le_bytes());
-    let meta = {
-        let t = &b[HEADER_SIZE..HEADER_SIZE + 24];
-        let o = u64::from_le_bytes(t[8..16].try_into().unwrap()) as usize;
-        let s = u64::from_le_bytes(t[16..24].try_into().unwrap()) as usize;
-        b.get(o..o.saturating_add(s))
-            .map(|m| m.to_vec())
-            .unwrap_or_default()
-    };
-    let sum = checksum(
-        &b[..HEADER_SIZE],
-        &b[HEADER_SIZE..HEADER_SIZE + 48],
-        &[&meta],
-    );
-    b[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+    // A table entry outside the file cannot be sealed: `read` rejects it before the checksum.
+    seal_checksum(&mut b);
     b
+}
+
+#[test]
+fn seal_checksum_reseals_edited_files_and_refuses_unlocatable_ones() {
+    let bytes = file();
+    // Sealing an intact file changes nothing.
+    let mut same = bytes.clone();
+    assert!(seal_checksum(&mut same));
+    assert_eq!(same, bytes);
+    // A byte of META edited: the stale checksum is caught, the resealed one is not.
+    let meta = read(&bytes).unwrap().sections[0].range.clone();
+    let mut b = bytes.clone();
+    b[meta.end - 1] ^= 0x5a;
+    assert!(matches!(read(&b), Err(FormatError::Checksum { .. })));
+    assert!(seal_checksum(&mut b));
+    assert!(!matches!(read(&b), Err(FormatError::Checksum { .. })));
+    // Weights are not covered: editing them needs no reseal.
+    let weights = read(&bytes).unwrap().weights;
+    if !weights.is_empty() {
+        let mut w = bytes.clone();
+        w[weights.start] ^= 1;
+        let mut sealed = w.clone();
+        assert!(seal_checksum(&mut sealed));
+        assert_eq!(sealed, w);
+    }
+    // Too short, no sections, too many, a table past the end, META outside the file.
+    assert!(!seal_checksum(&mut bytes[..40].to_vec()));
+    for n in [0u32, 65, 1000] {
+        let mut b = bytes.clone();
+        b[32..36].copy_from_slice(&n.to_le_bytes());
+        let before = b.clone();
+        assert!(!seal_checksum(&mut b));
+        assert_eq!(b, before);
+    }
+    assert!(!seal_checksum(&mut bytes[..HEADER_SIZE + 30].to_vec()));
+    let mut b = bytes.clone();
+    b[HEADER_SIZE + 8..HEADER_SIZE + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(!seal_checksum(&mut b));
 }
 
 #[test]
@@ -399,13 +425,7 @@ fn unknown_codes_are_named() {
         OpCode::Add.code()
     );
     let reseal = |mut b: Vec<u8>| {
-        let covered = [&b[meta.clone()]].map(|m| m.to_vec());
-        let sum = checksum(
-            &b[..HEADER_SIZE],
-            &b[HEADER_SIZE..HEADER_SIZE + 48],
-            &[&covered[0]],
-        );
-        b[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+        assert!(seal_checksum(&mut b));
         b
     };
     let mut b = bytes.clone();

@@ -11,6 +11,13 @@ pub fn numel(dims: &[usize]) -> usize {
     dims.iter().product()
 }
 
+/// Number of elements of a shape, `None` when it overflows `usize` (shapes computed from
+/// tensor values at run time, e.g. Resize's `sizes`, can be arbitrarily large).
+#[inline]
+pub fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 /// Whether two shapes are equal, compared inline (a slice `==` on `usize` calls `memcmp`, whose
 /// call costs more than comparing the few dims of a shape).
 #[inline]

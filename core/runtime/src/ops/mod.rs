@@ -132,7 +132,10 @@ impl<'a> Out<'a> {
                 ));
             }
         }
-        let bytes = numel(dims) * self.dtype.size();
+        // Execution-determined dims come from tensor values: their byte count may overflow.
+        let bytes = sod2_kernels::shape::checked_numel(dims)
+            .and_then(|n| n.checked_mul(self.dtype.size()))
+            .ok_or_else(|| format!("output dims {dims:?} overflow the address space"))?;
         // Poisoned once, when first handed out: a kernel may ask again for what it wrote.
         let poison = self.poison && self.dims.is_none();
         self.dims = Some(Dims::from_slice(dims));

@@ -52,6 +52,9 @@ pub(super) fn resize(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     {
         return Err("Resize: fewer sizes/scales than axes".into());
     }
+    if let Some(v) = sizes.as_ref().and_then(|s| s.iter().find(|&&v| v < 0)) {
+        return Err(format!("Resize: sizes holds {v}, a negative size"));
+    }
     if scales_in
         .as_ref()
         .is_some_and(|s| s.iter().any(|&v| !(v.is_finite() && v > 0.0)))

@@ -716,12 +716,12 @@ impl Planner<'_> {
             .map(|&v| {
                 let dims = self.a.fact(v).known_dims().unwrap_or_default();
                 let elem = self.a.fact(v).dtype.map_or(4, |d| d.size() as i64);
+                // A heuristic's score: sizes saturate (a model's dims may multiply past i64).
                 dims.iter()
                     .map(|&e| self.arena.eval(e, b).unwrap_or(0))
-                    .product::<i64>()
-                    * elem
+                    .fold(elem, i64::saturating_mul)
             })
-            .sum()
+            .fold(0, i64::saturating_add)
     }
 
     /// Static execution-order planning: a greedy topological order that, among the ready
@@ -778,8 +778,7 @@ impl Planner<'_> {
                 .unwrap_or_default()
                 .iter()
                 .map(|&e| self.arena.eval(e, &rep).unwrap_or(0))
-                .product::<i64>()
-                * elem
+                .fold(elem, i64::saturating_mul)
         };
         let mut ready: Vec<usize> = (0..main.len())
             .filter(|&i| deps[i] == 0 && !lazy[i])
@@ -792,8 +791,8 @@ impl Planner<'_> {
                     .into_iter()
                     .filter(|v| producer.contains_key(v) && remaining_uses.get(v) == Some(&1))
                     .map(val_bytes)
-                    .sum();
-                (self.out_bytes(n, &rep) - freed, i)
+                    .fold(0, i64::saturating_add);
+                (self.out_bytes(n, &rep).saturating_sub(freed), i)
             };
             let (k, _) = ready
                 .iter()

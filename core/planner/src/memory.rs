@@ -136,7 +136,8 @@ fn place(arena: &mut ExprArena, reqs: &[BufferReq], rep: &Bindings, order: &[usi
                     val(offsets[q].unwrap_or(zero), &vals),
                     val(reqs[q].size, &vals),
                 );
-                cv + size_b <= oq || oq + sq <= cv
+                // Offsets and sizes at `rep` may be near i64::MAX: compare saturated.
+                cv.saturating_add(size_b) <= oq || oq.saturating_add(sq) <= cv
             });
             if !fits_rep {
                 continue;
@@ -201,13 +202,15 @@ pub fn verify_memory_plan(
     let mut ranges = Vec::with_capacity(reqs.len());
     for (i, r) in reqs.iter().enumerate() {
         let (o, s) = (ev(plan.offsets[i])?, ev(r.size)?);
-        if o < 0 || s < 0 || o + s > total {
+        let end = o
+            .checked_add(s)
+            .ok_or_else(|| format!("buffer {i}: offset {o} + size {s} overflows"))?;
+        if o < 0 || s < 0 || end > total {
             return Err(format!(
-                "buffer {i}: [{o}, {}) outside the arena of {total} bytes",
-                o + s
+                "buffer {i}: [{o}, {end}) outside the arena of {total} bytes"
             ));
         }
-        ranges.push((o, o + s));
+        ranges.push((o, end));
     }
     for i in 0..reqs.len() {
         for j in i + 1..reqs.len() {
@@ -232,7 +235,7 @@ pub fn peak_live(arena: &ExprArena, reqs: &[BufferReq], b: &Bindings) -> i64 {
             reqs.iter()
                 .filter(|r| r.first <= s && s <= r.last)
                 .map(|r| vals[r.size.index()].unwrap_or(0))
-                .sum::<i64>()
+                .fold(0, i64::saturating_add)
         })
         .max()
         .unwrap_or(0)

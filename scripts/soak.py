@@ -125,8 +125,7 @@ def main() -> int:
         ok = rc == 0
         failures += 0 if ok else 1
         print(f"[{time.time() - t0:6.1f} s] {mode} {name}: {'ok' if ok else 'FAIL'}", flush=True)
-        if not ok:
-            print("    " + out.replace("\n", "\n    ")[:2000], flush=True)
+        print("    " + out.replace("\n", "\n    ")[:2000], flush=True)
         if mode == "soak":
             soak_rows.append((name, f.get("runs", "-"), f.get("largest", "-"), f.get("rss_warm_kib", "-"), f.get("rss_end_kib", "-"),
                               f.get("rss_max_kib", "-"), f.get("growth_pct", "-"), f.get("us_per_run", "-"), "ok" if ok else "FAIL"))

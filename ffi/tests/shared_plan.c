@@ -1,12 +1,12 @@
 /* One plan shared by sessions on several threads, for valgrind's thread checkers (helgrind,
  * DRD) and as a plain test: the main thread loads the plan and computes reference outputs on
- * its own session; 4 threads each create a session on the shared plan (threads 1 and 3 with 2
+ * its own session; THREADS (4) threads each create a session on the shared plan (threads 0 and 2 with 2
  * intra-op threads, so a session's worker pool is in play), wait until the main thread has
  * destroyed its plan handle (the sessions keep the plan alive), run 3 shapes twice each,
  * compare every output byte with the reference, and destroy their session. Run by
  * scripts/thread-check.sh. Inputs: the codebert_tiny sample plan's (token ids, mask of 1s).
- * Usage: ./shared_plan MODEL.sod2 [INTRA] (INTRA: the odd threads' intra-op threads, 2 by default;
- * 1 leaves out the worker pools) */
+ * Usage: ./shared_plan MODEL.sod2 [INTRA [THREADS]] (INTRA: the even threads' intra-op threads, 2
+ * by default, 1 leaves out the worker pools; THREADS: 1..=4, 4 by default) */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 
 #include "sod2.h"
 
-#define THREADS 4
+#define MAX_THREADS 4
 #define SHAPES 3
 #define OUTPUTS 2
 
@@ -23,8 +23,14 @@ static const size_t shapes[SHAPES][2] = {{1, 7}, {2, 16}, {1, 33}};
 static unsigned char *want[SHAPES][OUTPUTS];
 static size_t want_len[SHAPES][OUTPUTS];
 static pthread_barrier_t created, released;
+/* Sessions are created one thread at a time, in order, so valgrind numbers the threads the same
+ * way every run: main #1, callers #2.., then each pool's workers in caller order. */
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_cond = PTHREAD_COND_INITIALIZER;
+static intptr_t turn = 0;
 static sod2_plan *plan;
 static size_t intra = 2;
+static int threads = MAX_THREADS;
 
 /* Runs `session` at shape `k`; fills `out`/`out_len` with copies of the outputs (malloc'd). */
 static int run_shape(sod2_session *session, int k, unsigned char **out, size_t *out_len) {
@@ -56,10 +62,15 @@ static void *worker(void *arg) {
   intptr_t t = (intptr_t)arg;
   intptr_t failures = 0;
   sod2_session *s = NULL;
-  if (sod2_session_create(plan, &s) != SOD2_OK || sod2_session_set_threads(s, t % 2 ? intra : 1) != SOD2_OK) {
+  pthread_mutex_lock(&turn_lock);
+  while (turn != t) pthread_cond_wait(&turn_cond, &turn_lock);
+  if (sod2_session_create(plan, &s) != SOD2_OK || sod2_session_set_threads(s, t % 2 ? 1 : intra) != SOD2_OK) {
     fprintf(stderr, "thread %d: %s\n", (int)t, sod2_last_error());
     failures++;
   }
+  turn++;
+  pthread_cond_broadcast(&turn_cond);
+  pthread_mutex_unlock(&turn_lock);
   pthread_barrier_wait(&created);
   pthread_barrier_wait(&released); /* the plan handle is destroyed: only the sessions hold it */
   for (int round = 0; s && round < 2 * SHAPES; round++) {
@@ -80,8 +91,10 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2 && argc != 3) return 2;
-  if (argc == 3) intra = (size_t)atoi(argv[2]);
+  if (argc < 2 || argc > 4) return 2;
+  if (argc >= 3) intra = (size_t)atoi(argv[2]);
+  if (argc == 4) threads = atoi(argv[3]);
+  if (threads < 1 || threads > MAX_THREADS) return 2;
   if (sod2_plan_load(argv[1], &plan) != SOD2_OK) {
     fprintf(stderr, "load: %s\n", sod2_last_error());
     return 2;
@@ -92,15 +105,15 @@ int main(int argc, char **argv) {
     if (!run_shape(ref, k, want[k], want_len[k])) return 2;
   if (sod2_session_destroy(ref) != SOD2_OK) return 2;
 
-  pthread_barrier_init(&created, NULL, THREADS + 1);
-  pthread_barrier_init(&released, NULL, THREADS + 1);
-  pthread_t th[THREADS];
-  for (intptr_t t = 0; t < THREADS; t++) pthread_create(&th[t], NULL, worker, (void *)t);
+  pthread_barrier_init(&created, NULL, threads + 1);
+  pthread_barrier_init(&released, NULL, threads + 1);
+  pthread_t th[MAX_THREADS];
+  for (intptr_t t = 0; t < threads; t++) pthread_create(&th[t], NULL, worker, (void *)t);
   pthread_barrier_wait(&created);
   if (sod2_plan_destroy(plan) != SOD2_OK) return 2;
   pthread_barrier_wait(&released);
   intptr_t failures = 0;
-  for (int t = 0; t < THREADS; t++) {
+  for (int t = 0; t < threads; t++) {
     void *r;
     pthread_join(th[t], &r);
     failures += (intptr_t)r;
@@ -109,6 +122,6 @@ int main(int argc, char **argv) {
   pthread_barrier_destroy(&released);
   for (int k = 0; k < SHAPES; k++)
     for (int o = 0; o < OUTPUTS; o++) free(want[k][o]);
-  printf("shared plan: %d threads x %d runs, %d failures\n", THREADS, 2 * SHAPES, (int)failures);
+  printf("shared plan: %d threads x %d runs, %d failures\n", threads, 2 * SHAPES, (int)failures);
   return failures ? 1 : 0;
 }

@@ -3,7 +3,6 @@
 use sod2_onnx::proto::*;
 use sod2_runtime::{Plan, Session, TensorIn};
 
-mod common;
 #[path = "common/onnx.rs"]
 mod onnx;
 
@@ -48,4 +47,55 @@ fn resize_sizes_that_overflow_or_are_negative_are_errors() {
     let e = run_resize(&mut s, [1, 1, -1, 2]).unwrap_err();
     assert!(e.contains("negative size"), "{e}");
     assert_eq!(run_resize(&mut s, [1, 1, 4, 4]).unwrap(), vec![1, 1, 4, 4]);
+}
+
+/// Found by `plan_run` (a Split plan with a fuzzed `num_outputs`): a `num_outputs` unlike the
+/// step's output count made a size list that long (2^62 entries: an abort in the allocator) and
+/// its running offsets overflowed. A `num_outputs` that is not the output count is an error.
+#[test]
+fn split_with_a_num_outputs_unlike_its_outputs_is_an_error() {
+    use onnx::{int_attr, model_bytes, node, tensor_type, vi};
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node(
+            "Split",
+            &["x"],
+            &["a", "b"],
+            vec![int_attr("num_outputs", 2)],
+        )],
+        input: vec![vi("x", tensor_type(1, &["4"]))],
+        output: vec![
+            vi("a", tensor_type(1, &["2"])),
+            vi("b", tensor_type(1, &["2"])),
+        ],
+        ..Default::default()
+    };
+    let m = sod2_onnx::import_bytes(&model_bytes(g, 18), None).unwrap();
+    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
+    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    let x = [1f32, 2.0, 3.0, 4.0];
+    for parts in [2i64, 3, 1 << 62] {
+        let mut plan = p.plan.clone();
+        let step = plan.graphs[0]
+            .steps
+            .iter_mut()
+            .find(|s| s.op == sod2_format::OpCode::Split)
+            .expect("the plan keeps the Split");
+        for (name, v) in &mut step.attrs {
+            if name == "num_outputs" {
+                *v = sod2_format::AttrValue::Int(parts);
+            }
+        }
+        let plan = Plan::from_bytes(&sod2_format::write(&plan, &p.weights, 0)).unwrap();
+        let out = Session::new(plan).run(&[TensorIn::f32(&x, &[4])]);
+        match parts {
+            2 => assert_eq!(out.unwrap()[1].to_f32().unwrap(), vec![3.0, 4.0]),
+            _ => assert!(
+                out.as_ref()
+                    .is_err_and(|e| e.to_string().contains("num_outputs")),
+                "num_outputs {parts}: {:?}",
+                out.map(|o| o.len())
+            ),
+        }
+    }
 }

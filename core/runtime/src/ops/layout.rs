@@ -200,15 +200,24 @@ fn split(c: &mut Ctx<'_, '_>) -> Result<(), String> {
             Some(s) => ints_of(s)?.iter().map(|&v| v.max(0) as usize).collect(),
             None => {
                 let parts = attrs.num_outputs.unwrap_or(n_out).max(1);
+                if parts != n_out.max(1) {
+                    return Err(format!(
+                        "Split: num_outputs is {parts} but the step has {n_out} outputs"
+                    ));
+                }
                 let chunk = d[a].div_ceil(parts);
                 (0..parts)
-                    .map(|k| chunk.min(d[a].saturating_sub(k * chunk)))
+                    .map(|k| chunk.min(d[a].saturating_sub(k.saturating_mul(chunk))))
                     .collect()
             }
         },
     };
     let es = x.dtype.size();
-    if sizes.iter().sum::<usize>() > d[a] {
+    if sizes
+        .iter()
+        .try_fold(0usize, |t, &n| t.checked_add(n))
+        .is_none_or(|t| t > d[a])
+    {
         return Err(format!(
             "Split: sizes {sizes:?} exceed the axis length {}",
             d[a]

@@ -3,7 +3,6 @@
 use sod2_onnx::proto::*;
 use sod2_runtime::{Plan, Session, TensorIn};
 
-mod common;
 #[path = "common/onnx.rs"]
 mod onnx;
 

@@ -78,7 +78,7 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
                 1 => (bytes.as_ptr(), 0),
                 _ => (bytes.as_ptr(), bytes.len()),
             };
-            let out_ptr = if mode / 12 % 8 == 0 {
+            let out_ptr = if (mode / 12).is_multiple_of(8) {
                 null_mut()
             } else {
                 &mut out as *mut _

@@ -99,3 +99,39 @@ fn split_with_a_num_outputs_unlike_its_outputs_is_an_error() {
         }
     }
 }
+
+/// Found by `onnx_compile` (a mutated model whose TopK input became a scalar): the shape rule
+/// wrote the output's dim at `axis` 0 of a rank-0 shape (an index panic in the analysis). An
+/// axis must now lie inside the rank for every rule, so a scalar has no axis.
+#[test]
+fn topk_of_a_scalar_is_an_error_naming_the_axis() {
+    use onnx::{i64s, int_attr, model_bytes, node, tensor_type, vi};
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node(
+            "TopK",
+            &["x", "k"],
+            &["v", "i"],
+            vec![int_attr("axis", 0)],
+        )],
+        input: vec![vi("x", tensor_type(1, &[]))],
+        initializer: vec![i64s("k", &[1])],
+        output: vec![
+            vi("v", tensor_type(1, &["n"])),
+            vi("i", tensor_type(7, &["n"])),
+        ],
+        ..Default::default()
+    };
+    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
+    // A rule's error is the node's diagnostic (the analysis goes on), or the analysis' error.
+    let said = match sod2_analysis::analyze(&m, &sod2_analysis::Options::default()) {
+        Ok(a) => a
+            .diagnostics
+            .iter()
+            .map(|d| format!("{d:?}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(e) => e.to_string(),
+    };
+    assert!(said.contains("axis 0 is out of range for rank 0"), "{said}");
+}

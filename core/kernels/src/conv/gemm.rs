@@ -279,8 +279,12 @@ fn im2col_row(
         let row = &mut row[..rows * ow];
         row[..first * ow].fill(0.0);
         row[last * ow..].fill(0.0);
-        let src = (iy0 + first as isize) as usize * wi;
-        row[first * ow..last * ow].copy_from_slice(&xc[src..src + (last - first) * wi]);
+        // A band whose rows all lie below the input (a late band of a tall kernel) copies
+        // nothing, and its first row may lie past the input's end.
+        if last > first {
+            let src = (iy0 + first as isize) as usize * wi;
+            row[first * ow..last * ow].copy_from_slice(&xc[src..src + (last - first) * wi]);
+        }
         return;
     }
     for (j, r) in row.chunks_mut(ow).take(rows).enumerate() {

@@ -151,6 +151,10 @@ fn step(w: &mut World, c: &mut Cursor<'_>, blob: &[u8]) {
             let s = check(unsafe { sod2_session_create(p, out_ptr) });
             if s == sod2_status::SOD2_OK {
                 assert!(!out.is_null(), "a session was created without a handle");
+                // A new session may hold the system's available memory (the documented
+                // default); the fuzzer keeps its own cap, as an app on a phone would.
+                // SAFETY: `out` is the live handle just created.
+                check(unsafe { sod2_session_set_memory_limit(out, SESSION_MEMORY) });
                 w.sessions.push(out);
             }
         }

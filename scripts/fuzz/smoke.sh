@@ -12,7 +12,8 @@ mkdir -p "$fuzz/logs"
 failed=()
 for t in "${targets[@]}"; do
   log="$fuzz/logs/smoke-$t.log"
-  if run_target "$t" "$secs" >"$log" 2>&1; then
+  # A fixed seed: the same mutations on every machine, so a run is reproducible.
+  if run_target "$t" "$secs" -seed=1 >"$log" 2>&1; then
     echo "$t: ok ($(grep -oE 'stat::number_of_executed_units: +[0-9]+' "$log" | grep -o '[0-9]*$') execs," \
       "$(grep -E '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+'))"
   else

@@ -135,3 +135,39 @@ fn topk_of_a_scalar_is_an_error_naming_the_axis() {
     };
     assert!(said.contains("axis 0 is out of range for rank 0"), "{said}");
 }
+
+/// Found by the fuzz smoke run (`plan_run`): a plan whose Concat inputs differ in rank indexed
+/// past a shape (a rank-0 input). Inputs of another rank, or that differ off the axis, are an
+/// error.
+#[test]
+fn concat_of_inputs_of_different_ranks_is_an_error() {
+    use onnx::{int_attr, model_bytes, node, tensor_type, vi};
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node(
+            "Concat",
+            &["a", "b"],
+            &["y"],
+            vec![int_attr("axis", 0)],
+        )],
+        input: vec![
+            vi("a", tensor_type(1, &["2"])),
+            vi("b", tensor_type(1, &["2"])),
+        ],
+        output: vec![vi("y", tensor_type(1, &["4"]))],
+        ..Default::default()
+    };
+    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
+    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
+    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    let mut plan = p.plan.clone();
+    let b = plan.graphs[0].inputs[1] as usize;
+    plan.tensors[b].shape.clear(); // the plan now says `b` is a scalar
+    let plan = Plan::from_bytes(&sod2_format::write(&plan, &p.weights, 0)).unwrap();
+    let e = Session::new(plan)
+        .run(&[TensorIn::f32(&[1.0, 2.0], &[2]), TensorIn::f32(&[3.0], &[])])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("Concat") || e.contains("rank"), "{e}");
+}

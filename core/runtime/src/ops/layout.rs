@@ -177,7 +177,17 @@ fn concat(c: &mut Ctx<'_, '_>) -> Result<(), String> {
     let parts: smallvec::SmallVec<[(&[u8], &[usize]); 64]> =
         ins.iter().flatten().map(|x| (x.data, x.dims)).collect();
     let first = parts.first().ok_or("Concat without inputs")?;
-    let a = axis(ax, first.1.len()).ok_or("bad axis")?;
+    let rank = first.1.len();
+    // Inputs of one rank (at least 1) that agree off the axis: a plan is untrusted.
+    let a = axis(ax, rank)
+        .filter(|&a| a < rank)
+        .ok_or_else(|| format!("axis {ax} out of range for rank {rank}"))?;
+    if parts
+        .iter()
+        .any(|p| p.1.len() != rank || (0..rank).any(|d| d != a && p.1[d] != first.1[d]))
+    {
+        return Err("Concat inputs differ in rank or off the axis".into());
+    }
     let mut od = Dims::from_slice(first.1);
     od[a] = parts.iter().map(|p| p.1[a]).sum();
     let es = ins.iter().flatten().next().map_or(1, |x| x.dtype.size());

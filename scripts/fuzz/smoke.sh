@@ -9,11 +9,22 @@ secs="${1:-45}"
 build_targets
 ensure_seeds
 mkdir -p "$fuzz/logs"
+# Runs per target: about 20 s of each at this machine's rates.
+smoke_runs() {
+  case "$1" in
+    plan_load) echo 80000 ;;
+    plan_run) echo 2000 ;;
+    onnx_compile) echo 4000 ;;
+    npy) echo 400000 ;;
+    capi) echo 20000 ;;
+  esac
+}
 failed=()
 for t in "${targets[@]}"; do
   log="$fuzz/logs/smoke-$t.log"
-  # A fixed seed: the same mutations on every machine, so a run is reproducible.
-  if run_target "$t" "$secs" -seed=1 >"$log" 2>&1; then
+  # A fixed seed and a fixed number of runs (SECONDS only caps the time): the same inputs on
+  # every machine, so the smoke run is reproducible and a crash it finds is found again.
+  if run_target "$t" "$secs" -seed=1 -runs="$(smoke_runs "$t")" >"$log" 2>&1; then
     echo "$t: ok ($(grep -oE 'stat::number_of_executed_units: +[0-9]+' "$log" | grep -o '[0-9]*$') execs," \
       "$(grep -E '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+'))"
   else

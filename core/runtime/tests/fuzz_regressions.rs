@@ -8,7 +8,7 @@ mod onnx;
 
 /// y = Resize(x, sizes) with `sizes` a model input (so y's dims are execution-determined).
 fn resize_by_sizes() -> std::sync::Arc<Plan> {
-    use onnx::{model_bytes, node, tensor_type, vi};
+    use onnx::{node, tensor_type, vi};
     let g = GraphProto {
         name: Some("g".into()),
         node: vec![node("Resize", &["x", "", "", "sizes"], &["y"], vec![])],
@@ -19,10 +19,7 @@ fn resize_by_sizes() -> std::sync::Arc<Plan> {
         output: vec![vi("y", tensor_type(1, &["a", "b", "c", "d"]))],
         ..Default::default()
     };
-    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
-    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
-    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
-    Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
+    onnx::plan_of(g, 13)
 }
 
 fn run_resize(s: &mut Session, sizes: [i64; 4]) -> Result<Vec<usize>, String> {
@@ -54,7 +51,7 @@ fn resize_sizes_that_overflow_or_are_negative_are_errors() {
 /// its running offsets overflowed. A `num_outputs` that is not the output count is an error.
 #[test]
 fn split_with_a_num_outputs_unlike_its_outputs_is_an_error() {
-    use onnx::{int_attr, model_bytes, node, tensor_type, vi};
+    use onnx::{int_attr, node, tensor_type, vi};
     let g = GraphProto {
         name: Some("g".into()),
         node: vec![node(
@@ -70,9 +67,7 @@ fn split_with_a_num_outputs_unlike_its_outputs_is_an_error() {
         ],
         ..Default::default()
     };
-    let m = sod2_onnx::import_bytes(&model_bytes(g, 18), None).unwrap();
-    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
-    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    let p = onnx::planned(g, 18);
     let x = [1f32, 2.0, 3.0, 4.0];
     for parts in [2i64, 3, 1 << 62] {
         let mut plan = p.plan.clone();
@@ -141,7 +136,7 @@ fn topk_of_a_scalar_is_an_error_naming_the_axis() {
 /// error.
 #[test]
 fn concat_of_inputs_of_different_ranks_is_an_error() {
-    use onnx::{int_attr, model_bytes, node, tensor_type, vi};
+    use onnx::{int_attr, node, tensor_type, vi};
     let g = GraphProto {
         name: Some("g".into()),
         node: vec![node(
@@ -157,9 +152,7 @@ fn concat_of_inputs_of_different_ranks_is_an_error() {
         output: vec![vi("y", tensor_type(1, &["4"]))],
         ..Default::default()
     };
-    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
-    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
-    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
+    let p = onnx::planned(g, 13);
     let mut plan = p.plan.clone();
     let b = plan.graphs[0].inputs[1] as usize;
     plan.tensors[b].shape.clear(); // the plan now says `b` is a scalar

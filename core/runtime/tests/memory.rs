@@ -97,26 +97,10 @@ fn the_default_limit_refuses_an_arena_larger_than_the_machine() {
     run_small(&mut s);
 }
 
-/// y = NonZero(x): an output whose size only the run knows (a heap tensor).
-fn nonzero_plan() -> std::sync::Arc<Plan> {
-    use onnx::{model_bytes, node, tensor_type, vi};
-    let g = GraphProto {
-        name: Some("g".into()),
-        node: vec![node("NonZero", &["x"], &["y"], vec![])],
-        input: vec![vi("x", tensor_type(1, &["n"]))],
-        output: vec![vi("y", tensor_type(7, &["1", "k"]))],
-        ..Default::default()
-    };
-    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
-    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
-    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
-    Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
-}
-
 #[test]
 fn a_run_whose_heap_tensor_passes_the_limit_is_an_error() {
     let _cap = cap_lock();
-    let mut s = Session::new(nonzero_plan());
+    let mut s = Session::new(onnx::nonzero_plan());
     let arena = s.prepare(&[vec![4096]]).unwrap();
     // 4096 non-zeros need 32 KiB of indices, beyond a limit of the arena plus 1 KiB.
     s.set_memory_limit(Some(arena + 1024));

@@ -1,7 +1,6 @@
 //! `RunOptions::poison_arena`: memory is filled with a NaN pattern before it is written (the
 //! whole arena before each run, each output buffer before its step), outputs are unchanged on
 //! a correct plan, and the pattern is really there wherever no step wrote.
-use sod2_onnx::proto::*;
 use sod2_runtime::{Plan, RunOptions, Session, TensorIn, POISON_WORD};
 
 mod common;
@@ -73,25 +72,9 @@ fn poisoning_leaves_outputs_unchanged_and_fills_what_no_step_wrote() {
     assert_eq!(run(&mut fresh, 8, 128), large);
 }
 
-/// y = NonZero(x): an output whose size only the run knows (a heap buffer, reused across runs).
-fn nonzero_plan() -> std::sync::Arc<Plan> {
-    use onnx::{model_bytes, node, tensor_type, vi};
-    let g = GraphProto {
-        name: Some("g".into()),
-        node: vec![node("NonZero", &["x"], &["y"], vec![])],
-        input: vec![vi("x", tensor_type(1, &["n"]))],
-        output: vec![vi("y", tensor_type(7, &["1", "k"]))],
-        ..Default::default()
-    };
-    let m = sod2_onnx::import_bytes(&model_bytes(g, 13), None).unwrap();
-    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
-    let p = sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap();
-    Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
-}
-
 #[test]
 fn poisoned_heap_outputs_are_written_in_full() {
-    let mut s = Session::new(nonzero_plan());
+    let mut s = Session::new(onnx::nonzero_plan());
     s.set_options(poisoned(true));
     for (n, every) in [(64usize, 1usize), (64, 3), (5, 2), (64, 7)] {
         let x: Vec<f32> = (0..n)

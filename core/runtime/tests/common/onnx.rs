@@ -126,3 +126,29 @@ pub fn model_bytes(graph: GraphProto, opset: i64) -> Vec<u8> {
     }
     .encode_to_vec()
 }
+
+/// `graph` at `opset` through the whole compiler (import, analysis, planning) with default
+/// options: the plan before it is written, for tests that edit it.
+pub fn planned(graph: GraphProto, opset: i64) -> sod2_planner::Planned {
+    let m = sod2_onnx::import_bytes(&model_bytes(graph, opset), None).unwrap();
+    let a = sod2_analysis::analyze(&m, &sod2_analysis::Options::default()).unwrap();
+    sod2_planner::plan(&m, &a, &sod2_planner::Options::default()).unwrap()
+}
+
+/// `graph` at `opset` compiled and loaded.
+pub fn plan_of(graph: GraphProto, opset: i64) -> std::sync::Arc<sod2_runtime::Plan> {
+    let p = planned(graph, opset);
+    sod2_runtime::Plan::from_bytes(&sod2_format::write(&p.plan, &p.weights, 0)).unwrap()
+}
+
+/// y = NonZero(x): an output whose size only the run knows (a heap buffer, reused across runs).
+pub fn nonzero_plan() -> std::sync::Arc<sod2_runtime::Plan> {
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: vec![node("NonZero", &["x"], &["y"], vec![])],
+        input: vec![vi("x", tensor_type(1, &["n"]))],
+        output: vec![vi("y", tensor_type(7, &["1", "k"]))],
+        ..Default::default()
+    };
+    plan_of(g, 13)
+}

@@ -131,20 +131,23 @@ def main() -> int:
                               f.get("rss_max_kib", "-"), f.get("growth_pct", "-"), f.get("us_per_run", "-"), "ok" if ok else "FAIL"))
         else:
             conc_rows.append((name, f.get("runs", "-"), f.get("per_thread", "-"), f.get("mismatches", "-"), "ok" if ok else "FAIL"))
-    if soak_rows:
-        print(f"\n## Soak: {args.runs} runs per model, RSS in KiB (warm: after warm-up; growth = end vs warm)\n")
-        print("| model | runs | largest binding | RSS warm | RSS end | RSS max | growth % | µs/run | verdict |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in soak_rows:
-            print("| " + " | ".join(r) + " |")
-    if conc_rows:
-        print(f"\n## Concurrency: {args.sessions} sessions on one Arc<Plan>, {args.seconds:g} s per model, bitwise vs 1-thread reference\n")
-        print("| model | runs | runs per thread (intra-op threads:runs) | mismatches | verdict |")
-        print("|---|---|---|---|---|")
-        for r in conc_rows:
-            print("| " + " | ".join(r) + " |")
+    table(soak_rows, f"Soak: {args.runs} runs per model, RSS in KiB (warm: after warm-up; growth = end vs warm)",
+          ["model", "runs", "largest binding", "RSS warm", "RSS end", "RSS max", "growth %", "µs/run", "verdict"])
+    table(conc_rows, f"Concurrency: {args.sessions} sessions on one Arc<Plan>, {args.seconds:g} s per model, bitwise vs 1-thread reference",
+          ["model", "runs", "runs per thread (intra-op threads:runs)", "mismatches", "verdict"])
     print(f"\nsoak.py: {len(jobs) - failures} of {len(jobs)} checks pass in {time.time() - t_all:.0f} s")
     return 1 if failures else 0
+
+
+def table(rows, title, header):
+    """Prints `rows` as a Markdown table under `title` (nothing when there are none)."""
+    if not rows:
+        return
+    print(f"\n## {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
 
 
 if __name__ == "__main__":

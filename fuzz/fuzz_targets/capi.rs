@@ -35,28 +35,24 @@ fn check(status: sod2_status) -> sod2_status {
     status
 }
 
+/// A handle of `live` (destroyed ones included) chosen by the next byte, or null or a forged one.
+fn pick<T>(live: &[*mut T], c: &mut Cursor<'_>) -> *mut T {
+    match c.u8() {
+        0xff => null_mut(),
+        0xfe => FORGED.as_ptr() as *mut T,
+        i => live
+            .get(usize::from(i) % live.len().max(1))
+            .copied()
+            .unwrap_or(null_mut()),
+    }
+}
+
 impl World {
     fn plan(&self, c: &mut Cursor<'_>) -> *mut sod2_plan {
-        match c.u8() {
-            0xff => null_mut(),
-            0xfe => FORGED.as_ptr() as *mut sod2_plan,
-            i => self
-                .plans
-                .get(usize::from(i) % self.plans.len().max(1))
-                .copied()
-                .unwrap_or(null_mut()),
-        }
+        pick(&self.plans, c)
     }
     fn session(&self, c: &mut Cursor<'_>) -> *mut sod2_session {
-        match c.u8() {
-            0xff => null_mut(),
-            0xfe => FORGED.as_ptr() as *mut sod2_session,
-            i => self
-                .sessions
-                .get(usize::from(i) % self.sessions.len().max(1))
-                .copied()
-                .unwrap_or(null_mut()),
-        }
+        pick(&self.sessions, c)
     }
 }
 
